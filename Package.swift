@@ -1,0 +1,80 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One target per layer, so this manifest shows the architecture (see ../shared/DESIGN.md):
+// a pure core, the API written against `Store`, one target per real backend, and the CLI.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "unrace",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "UnraceCore", targets: ["UnraceCore"]),
+        .library(name: "Unrace", targets: ["Unrace"]),
+        .library(name: "UnraceSQLite", targets: ["UnraceSQLite"]),
+        .library(name: "UnracePostgres", targets: ["UnracePostgres"]),
+        .executable(name: "unrace", targets: ["unrace"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    ],
+    targets: [
+        .target(
+            name: "UnraceCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Unrace",
+            dependencies: [
+                "UnraceCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "UnraceSQLite",
+            dependencies: [
+                "Unrace",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "UnracePostgres",
+            dependencies: [
+                "Unrace",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "unrace",
+            dependencies: [
+                "Unrace", "UnraceSQLite", "UnracePostgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UnraceCoreTests",
+            dependencies: ["UnraceCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UnraceTests",
+            dependencies: ["Unrace", "UnraceSQLite", "UnracePostgres"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,205 @@
+public import UnraceCore
+import Synchronization
+
+/// The in-memory reference ``Store``: the same semantics as SQLite and PostgreSQL, no I/O.
+///
+/// Steps run one at a time (like SQLite's single writer); a step's business writes go to a
+/// ``MemoryTransaction`` and become visible only if the step commits. Use it in unit tests of
+/// your own handlers; the simulator builds on it.
+public final class MemoryStore: Store {
+    public typealias Transaction = MemoryTransaction
+
+    struct State {
+        var records: [RecordID: OperationRecord] = [:]
+        var tables: [String: [String: [UInt8]]] = [:]
+    }
+
+    struct RecordID: Hashable {
+        var scope: Scope
+        var key: OperationKey
+    }
+
+    private let state = Mutex(State())
+    private let writer = AsyncLock()
+
+    /// Creates an empty store.
+    public init() {}
+
+    public func performOnce(
+        _ request: ClaimRequest,
+        retention: Duration,
+        _ body: (MemoryTransaction, FencingToken) async throws -> Completion
+    ) async throws -> PerformStep {
+        try await transaction { tx in
+            let id = RecordID(scope: request.scope, key: request.key)
+            let existing = tx[record: id]
+            let decision = ClaimDecision.decide(existing: existing, request: request)
+            guard let acquired = decision.acquiredRecord(for: request, existing: existing) else {
+                return .notAcquired(decision)
+            }
+            let completion = try await body(tx, acquired.token)
+            let record = completion.apply(to: acquired, now: request.now, retention: retention)
+            tx[record: id] = record
+            return .performed(record)
+        }
+    }
+
+    public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
+        try await transaction { tx in
+            let id = RecordID(scope: request.scope, key: request.key)
+            let existing = tx[record: id]
+            let decision = ClaimDecision.decide(existing: existing, request: request)
+            guard let acquired = decision.acquiredRecord(for: request, existing: existing) else {
+                return .notAcquired(decision)
+            }
+            tx[record: id] = acquired
+            return .acquired(acquired)
+        }
+    }
+
+    public func write(
+        _ write: HolderWrite,
+        scope: Scope,
+        key: OperationKey,
+        token: FencingToken,
+        now: Timestamp,
+        retention: Duration,
+        _ body: (MemoryTransaction) async throws -> Void
+    ) async throws -> OperationRecord {
+        try await transaction { tx in
+            let id = RecordID(scope: scope, key: key)
+            let current = tx[record: id]
+            guard Fence.admits(current, token: token), let current else {
+                throw Fence.error(token: token, current: current)
+            }
+            try await body(tx)
+            let record = write.apply(to: current, now: now, retention: retention)
+            tx[record: id] = record
+            return record
+        }
+    }
+
+    public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
+        state.withLock { $0.records[RecordID(scope: scope, key: key)] }
+    }
+
+    public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
+        try await transaction { tx in
+            let expired = tx.allRecords
+                .filter { ($0.expiresAt.map { $0 <= now }) ?? false }
+                .sorted { $0.expiresAt! < $1.expiresAt! }
+                .prefix(limit)
+            for record in expired { tx[record: RecordID(scope: record.scope, key: record.key)] = nil }
+            return expired.count
+        }
+    }
+
+    public func withTransaction<T: Sendable>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
+        try await transaction(body)
+    }
+
+    /// The committed rows of a table, for assertions.
+    public func rows(in table: String) -> [String: [UInt8]] {
+        state.withLock { $0.tables[table] ?? [:] }
+    }
+
+    private func transaction<T>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
+        try await writer.withLock {
+            let tx = MemoryTransaction(snapshot: state.withLock { $0 })
+            let result = try await body(tx)
+            let committed = tx.finish()
+            state.withLock { $0 = committed }
+            return result
+        }
+    }
+}
+
+/// Business writes inside a ``MemoryStore`` step: a set of tables of byte values by id.
+///
+/// Writes are private to the step until it commits; a step that throws leaves nothing behind.
+/// The step reads the committed state it started from (a copy-on-write snapshot, no copying)
+/// through an overlay of its own changes, so a step costs what it touches.
+public final class MemoryTransaction: Sendable {
+    private struct Overlay {
+        let base: MemoryStore.State
+        var records: [MemoryStore.RecordID: OperationRecord?] = [:]
+        var tables: [String: [String: [UInt8]?]] = [:]
+    }
+
+    private let overlay: Mutex<Overlay>
+
+    init(snapshot: MemoryStore.State) { self.overlay = Mutex(Overlay(base: snapshot)) }
+
+    subscript(record id: MemoryStore.RecordID) -> OperationRecord? {
+        get { overlay.withLock { $0.records[id] ?? $0.base.records[id] } }
+        set { overlay.withLock { $0.records[id] = .some(newValue) } }
+    }
+
+    /// Every record as this step sees it (used only by purging).
+    var allRecords: [OperationRecord] {
+        overlay.withLock { overlay in
+            var merged = overlay.base.records
+            for (id, record) in overlay.records { merged[id] = record }
+            return Array(merged.values)
+        }
+    }
+
+    /// Stores `value` under `id` in `table`, replacing what was there.
+    public func put(_ table: String, id: String, _ value: [UInt8]) {
+        overlay.withLock { $0.tables[table, default: [:]][id] = .some(value) }
+    }
+
+    /// Inserts `value` under `id` unless the id exists (a unique constraint).
+    /// - Returns: `false` if the id already existed.
+    @discardableResult
+    public func insert(_ table: String, id: String, _ value: [UInt8]) -> Bool {
+        overlay.withLock { overlay in
+            if Self.value(in: overlay, table, id) != nil { return false }
+            overlay.tables[table, default: [:]][id] = .some(value)
+            return true
+        }
+    }
+
+    /// The value under `id` in `table`, including this step's own writes.
+    public func get(_ table: String, id: String) -> [UInt8]? {
+        overlay.withLock { Self.value(in: $0, table, id) }
+    }
+
+    /// Removes `id` from `table`.
+    public func delete(_ table: String, id: String) {
+        overlay.withLock { $0.tables[table, default: [:]][id] = .some(nil) }
+    }
+
+    /// How many rows `table` has, including this step's own writes.
+    public func count(_ table: String) -> Int {
+        overlay.withLock { overlay in
+            let base = overlay.base.tables[table] ?? [:]
+            var count = base.count
+            for (id, value) in overlay.tables[table] ?? [:] {
+                switch (base[id] != nil, value != nil) {
+                case (false, true): count += 1
+                case (true, false): count -= 1
+                default: break
+                }
+            }
+            return count
+        }
+    }
+
+    private static func value(in overlay: Overlay, _ table: String, _ id: String) -> [UInt8]? {
+        if let staged = overlay.tables[table]?[id] { return staged }
+        return overlay.base.tables[table]?[id]
+    }
+
+    /// The committed state: the snapshot with this step's changes applied.
+    func finish() -> MemoryStore.State {
+        overlay.withLock { overlay in
+            var state = overlay.base
+            for (id, record) in overlay.records { state.records[id] = record }
+            for (table, rows) in overlay.tables {
+                for (id, value) in rows { state.tables[table, default: [:]][id] = value }
+            }
+            return state
+        }
+    }
+}

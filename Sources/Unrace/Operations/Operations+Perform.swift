@@ -1,0 +1,130 @@
+public import UnraceCore
+import Foundation
+
+/// The result of an idempotent operation: the value, and whether this call ran it.
+public struct Receipt<Value: Sendable>: Sendable {
+    /// The operation's result: from the body if this call ran it, else the stored outcome.
+    public let value: Value
+    /// `true` when the operation had already been completed and this call replayed the stored
+    /// outcome without running the body.
+    public let isReplay: Bool
+    /// The fencing token under which the operation completed.
+    public let token: FencingToken
+}
+
+extension Receipt: Equatable where Value: Equatable {}
+
+extension Operations {
+    /// Runs `body` at most once per (scope, key), however many duplicates race, and returns its
+    /// result to every caller.
+    ///
+    /// `body` runs inside the transaction that records completion: its writes and the record
+    /// commit together or not at all. If `body` throws, nothing is written and the key stays free.
+    /// A duplicate gets the stored result with ``Receipt/isReplay`` set, without running `body`.
+    ///
+    /// - Parameters:
+    ///   - key: the business operation key (1 to 255 bytes of printable UTF-8), such as
+    ///     `"capture:\(paymentID)"`.
+    ///   - scope: the tenant or client the key belongs to.
+    ///   - fingerprint: the request's fingerprint; a key reused with another request throws
+    ///     ``UnraceError/Code/fingerprintMismatch``.
+    ///   - whenInProgress: what to do while a two-phase holder runs the same key.
+    ///   - body: the local effect. Keep external calls out of it: use ``begin(key:scope:fingerprint:)``.
+    /// - Throws: ``UnraceError`` for bad input, a mismatch, a replayed terminal failure, an
+    ///   in-progress key, or a store failure; or whatever `body` throws.
+    public func perform<Value: Codable & Sendable>(
+        key: String,
+        scope: Scope = .default,
+        fingerprint: Fingerprint = .none,
+        whenInProgress: InProgressPolicy = .wait(upTo: .seconds(30)),
+        _ body: (S.Transaction) async throws -> Value
+    ) async throws -> Receipt<Value> {
+        var request = try request(key: key, scope: scope, fingerprint: fingerprint)
+        let deadline = try waitDeadline(whenInProgress, from: request.now)
+        while true {
+            var produced: Value?
+            let step = try await store.performOnce(request, retention: configuration.retention) { tx, _ in
+                let value = try await body(tx)
+                produced = value
+                return .success(try OutcomeCoding.encode(value))
+            }
+            switch step {
+            case .performed(let record):
+                guard let produced else {
+                    throw UnraceError(.storeFailure, "the store reported the body ran but it did not")
+                }
+                return Receipt(value: produced, isReplay: false, token: record.token)
+            case .notAcquired(let decision):
+                if let receipt: Receipt<Value> = try replay(decision, deadline: deadline, now: request.now) {
+                    return receipt
+                }
+                try await configuration.clock.sleep(for: configuration.waitPollInterval)
+                request = try self.request(key: key, scope: scope, fingerprint: fingerprint)
+            }
+        }
+    }
+
+    /// Turns a decision that kept the caller out into a replayed receipt, an error, or `nil`
+    /// (keep waiting).
+    func replay<Value: Decodable>(_ decision: ClaimDecision, deadline: Timestamp?, now: Timestamp) throws -> Receipt<Value>? {
+        switch decision {
+        case .completed(let record):
+            return Receipt(value: try OutcomeCoding.decodeSuccess(Value.self, from: record), isReplay: true, token: record.token)
+        case .fingerprintMismatch:
+            throw UnraceError(.fingerprintMismatch, "this operation key was already used with a different request")
+        case .inProgress(let holder, let leaseUntil):
+            guard let deadline else {
+                throw UnraceError(
+                    .inProgress, "another holder is running this operation",
+                    detail: "holder \(holder), lease until \(leaseUntil)"
+                )
+            }
+            guard now < deadline else {
+                throw UnraceError(.waitTimedOut, "waited for another holder's outcome longer than allowed", detail: "holder \(holder)")
+            }
+            return nil
+        case .insert, .takeOver:
+            return nil  // the key became free between steps: try again
+        }
+    }
+
+    func waitDeadline(_ policy: InProgressPolicy, from now: Timestamp) throws -> Timestamp? {
+        guard let wait = policy.wait else { return nil }
+        guard wait >= .zero, wait <= OperationsConfiguration.waitMaximum else {
+            throw UnraceError(.invalidArgument, "a wait must be between 0 and 10 minutes")
+        }
+        return now + wait
+    }
+}
+
+/// How results and failures are stored: JSON, so any process (and a human) can read them back.
+enum OutcomeCoding {
+    static func encode(_ value: some Encodable) throws -> [UInt8] {
+        do {
+            return Array(try JSONEncoder().encode(value))
+        } catch {
+            throw UnraceError(.invalidArgument, "the operation's result could not be encoded as JSON", underlying: error)
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw UnraceError(
+                .outcomeDecodingFailed, "the stored outcome could not be decoded as the requested type",
+                detail: "\(T.self)", underlying: error
+            )
+        }
+    }
+
+    /// The stored success value, or the replayed terminal failure as an error.
+    static func decodeSuccess<T: Decodable>(_ type: T.Type, from record: OperationRecord) throws -> T {
+        let bytes = record.outcome ?? []
+        if record.state == .failed {
+            let reason = String(decoding: bytes, as: UTF8.self)
+            throw UnraceError(.operationFailed, "this operation already ended in a terminal failure", detail: reason)
+        }
+        return try decode(T.self, from: bytes)
+    }
+}

@@ -1,0 +1,122 @@
+public import Logging
+public import UnraceCore
+import Foundation
+
+/// Idempotent business operations: the fix for the double-execution race.
+///
+/// A broker that did not get an ack in time redelivers, and a second worker runs the same
+/// payment capture. `Operations` makes the second run a replay: it answers "has this operation
+/// already been logically completed?" from a record kept under a unique key, in the same
+/// transaction as the operation's own writes.
+///
+/// Two ways to use it:
+/// - ``perform(key:scope:fingerprint:whenInProgress:_:)`` for local effects: the body's writes and
+///   the completion record commit together, in one transaction.
+/// - ``begin(key:scope:fingerprint:)`` then ``checkpoint(_:recoveryPoint:_:)`` /
+///   ``complete(_:result:_:)`` / ``fail(_:reason:_:)`` for work with external calls, under a lease
+///   with a fencing token.
+public struct Operations<S: Store>: Sendable {
+    /// How `Operations` behaves (see ``OperationsConfiguration``).
+    public typealias Configuration = OperationsConfiguration
+
+    /// The store records and business writes live in.
+    public let store: S
+    /// The validated configuration.
+    public let configuration: Configuration
+    let logger: Logger
+
+    /// Creates the API over a store.
+    /// - Throws: ``UnraceError`` (``UnraceError/Code/invalidLease``,
+    ///   ``UnraceError/Code/invalidConfiguration``) for a configuration outside its bounds.
+    public init(store: S, configuration: Configuration = .init(), logger: Logger = Logger(label: "unrace.operations")) throws {
+        self.store = store
+        self.configuration = try configuration.validated()
+        self.logger = logger
+    }
+
+    /// Creates the API with a lease and a retention, other settings at their defaults.
+    public init(store: S, lease: Duration, retention: Duration, logger: Logger = Logger(label: "unrace.operations")) throws {
+        var configuration = Configuration()
+        configuration.lease = lease
+        configuration.retention = retention
+        try self.init(store: store, configuration: configuration, logger: logger)
+    }
+
+    func request(key: String, scope: Scope, fingerprint: Fingerprint) throws -> ClaimRequest {
+        let key = try OperationKey(key)
+        if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
+            throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
+        }
+        let now = configuration.clock.now()
+        return ClaimRequest(
+            scope: scope, key: key, fingerprint: fingerprint, holder: configuration.holder,
+            now: now, leaseUntil: now + configuration.lease
+        )
+    }
+}
+
+/// How `Operations` behaves. Every property has a documented default and bound.
+public struct OperationsConfiguration: Sendable {
+    /// The longest lease accepted: 24 hours.
+    public static var leaseMaximum: Duration { .seconds(86_400) }
+    /// The longest retention accepted: 3,650 days.
+    public static var retentionMaximum: Duration { .seconds(86_400 * 3_650) }
+    /// The longest a duplicate may wait for another holder's outcome: 10 minutes.
+    public static var waitMaximum: Duration { .seconds(600) }
+
+    /// How long a holder owns a key before another claimer may take it over. Default 30 s;
+    /// must be at least 1 ms and at most ``leaseMaximum``.
+    public var lease: Duration = .seconds(30)
+    /// How long a completed key is remembered (and its outcome replayed) before
+    /// `purgeExpired(limit:)` may delete it. Default 24 h; 1 ms to ``retentionMaximum``.
+    public var retention: Duration = .seconds(86_400)
+    /// The scopes callers may use; `nil` (the default) allows any valid scope.
+    public var allowedScopes: Set<Scope>? = nil
+    /// The name this process claims keys under, shown to duplicates as the holder.
+    /// Default: host name, process id and a random suffix.
+    public var holder: String = Self.defaultHolder()
+    /// The clock for leases and retention. Default: the system wall clock.
+    public var clock: any WallClock = SystemWallClock()
+    /// How often a waiting duplicate looks for the holder's outcome. Default 20 ms.
+    public var waitPollInterval: Duration = .milliseconds(20)
+
+    /// The all-defaults configuration.
+    public init() {}
+
+    static func defaultHolder() -> String {
+        let host = ProcessInfo.processInfo.hostName.prefix(64)
+        return "\(host):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+    }
+
+    func validated() throws -> OperationsConfiguration {
+        guard lease > .zero, lease.wholeMilliseconds >= 1 else {
+            throw UnraceError(.invalidLease, "lease must be at least 1 millisecond")
+        }
+        guard lease <= Self.leaseMaximum else {
+            throw UnraceError(.invalidLease, "lease must be at most 24 hours")
+        }
+        guard retention.wholeMilliseconds >= 1, retention <= Self.retentionMaximum else {
+            throw UnraceError(.invalidConfiguration, "retention must be between 1 millisecond and 3650 days")
+        }
+        guard waitPollInterval.wholeMilliseconds >= 1, waitPollInterval <= .seconds(10) else {
+            throw UnraceError(.invalidConfiguration, "waitPollInterval must be between 1 millisecond and 10 seconds")
+        }
+        guard !holder.isEmpty, holder.utf8.count <= 255 else {
+            throw UnraceError(.invalidConfiguration, "holder must be 1 to 255 bytes")
+        }
+        return self
+    }
+}
+
+/// What a duplicate does when another holder is running the operation.
+public struct InProgressPolicy: Sendable, Hashable {
+    let wait: Duration?
+
+    /// Throw ``UnraceError/Code/inProgress`` at once, with the holder's lease end in the detail.
+    public static let failFast = InProgressPolicy(wait: nil)
+
+    /// Wait up to `timeout` for the holder's outcome (at most
+    /// ``OperationsConfiguration/waitMaximum``), then throw ``UnraceError/Code/waitTimedOut``.
+    public static func wait(upTo timeout: Duration) -> InProgressPolicy { InProgressPolicy(wait: timeout) }
+}
+

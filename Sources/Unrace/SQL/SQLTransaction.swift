@@ -1,0 +1,28 @@
+/// Business writes inside an Unrace transaction on a SQL store.
+///
+/// Placeholders are `?` on every backend (PostgreSQL's `$1` also works there). Statements run in
+/// the same transaction as the operation record Unrace writes, so they commit together or not
+/// at all. Use `RETURNING` to learn what a conditional statement changed; it works on SQLite
+/// (3.35 and later, checked at open) and PostgreSQL alike.
+public protocol SQLTransaction: Sendable {
+    /// Runs a statement that returns no rows.
+    func execute(_ sql: String, _ arguments: [SQLValue]) async throws
+
+    /// Runs a statement and returns its rows.
+    func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow]
+}
+
+extension SQLTransaction {
+    /// Runs a statement with no arguments.
+    public func execute(_ sql: String) async throws { try await execute(sql, []) }
+
+    /// Runs a query with no arguments.
+    public func query(_ sql: String) async throws -> [SQLRow] { try await query(sql, []) }
+}
+
+/// A ``Store`` whose transactions run SQL: what SQLite and PostgreSQL stores share, so code
+/// written against it (the demo, tests, your own handlers) runs on both.
+public protocol SQLStore: Store where Transaction: SQLTransaction {
+    /// A short name of the backend, such as `sqlite` or `postgres`.
+    var backendName: String { get }
+}

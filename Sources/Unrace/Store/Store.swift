@@ -1,0 +1,91 @@
+public import UnraceCore
+
+/// Where operation records and business writes live.
+///
+/// Every requirement is **one atomic step**: one transaction on a real database, one scheduling
+/// point in the simulator. The guards in ``Operations`` are written once against this protocol,
+/// so the same guard code runs on SQLite, PostgreSQL and in memory. Races happen *between* steps,
+/// which is exactly where the simulator interleaves.
+///
+/// Stores translate their native errors (unique violations, serialization failures, busy
+/// databases) into ``UnraceError`` and retry the step themselves where that is safe.
+public protocol Store: Sendable {
+    /// The handle a caller's body uses for its own business writes inside a step's transaction.
+    associatedtype Transaction: Sendable
+
+    /// Claims `request.key` and, if the claim acquires it, runs `body` and stores the completion
+    /// it returns — all in one transaction. If `body` throws, nothing is written.
+    ///
+    /// - Returns: ``PerformStep/performed(_:)`` with the stored record, or
+    ///   ``PerformStep/notAcquired(_:)`` with the decision that kept the caller out.
+    func performOnce(
+        _ request: ClaimRequest,
+        retention: Duration,
+        _ body: (Transaction, FencingToken) async throws -> Completion
+    ) async throws -> PerformStep
+
+    /// Claims `request.key` for a lease (the first phase of two-phase use).
+    func claim(_ request: ClaimRequest) async throws -> ClaimStep
+
+    /// Runs `body` and applies `write` to the record, in one transaction, if and only if `token`
+    /// is still the key's current token.
+    ///
+    /// - Throws: ``UnraceError/Code/fenced`` when the key has a newer holder (or no longer exists);
+    ///   the transaction rolls back, so `body`'s writes never commit.
+    func write(
+        _ write: HolderWrite,
+        scope: Scope,
+        key: OperationKey,
+        token: FencingToken,
+        now: Timestamp,
+        retention: Duration,
+        _ body: (Transaction) async throws -> Void
+    ) async throws -> OperationRecord
+
+    /// The record for a key, if there is one.
+    func record(scope: Scope, key: OperationKey) async throws -> OperationRecord?
+
+    /// Deletes at most `limit` terminal records whose retention ended before `now`.
+    /// - Returns: how many were deleted.
+    func purgeExpired(now: Timestamp, limit: Int) async throws -> Int
+
+    /// Runs `body` in a transaction with no operation record: plain business writes.
+    func withTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T
+}
+
+/// The answer to ``Store/performOnce(_:retention:_:)``.
+public enum PerformStep: Sendable, Hashable {
+    /// The caller acquired the key; its body ran and its completion was stored.
+    case performed(OperationRecord)
+    /// The caller did not acquire the key; nothing ran.
+    case notAcquired(ClaimDecision)
+}
+
+/// The answer to ``Store/claim(_:)``.
+public enum ClaimStep: Sendable, Hashable {
+    /// The caller holds the key with the record's token until its lease ends.
+    case acquired(OperationRecord)
+    /// The caller did not acquire the key.
+    case notAcquired(ClaimDecision)
+}
+
+/// A write that only the key's current holder may make.
+public enum HolderWrite: Sendable, Hashable {
+    /// Save a recovery point (and extend the lease to `leaseUntil`).
+    case checkpoint(recoveryPoint: [UInt8], leaseUntil: Timestamp)
+    /// End the operation.
+    case complete(Completion)
+
+    /// The record after this write. Pure, shared by every store.
+    public func apply(to record: OperationRecord, now: Timestamp, retention: Duration) -> OperationRecord {
+        switch self {
+        case .checkpoint(let recoveryPoint, let leaseUntil):
+            var record = record
+            record.recoveryPoint = recoveryPoint
+            record.leaseUntil = leaseUntil
+            return record
+        case .complete(let completion):
+            return completion.apply(to: record, now: now, retention: retention)
+        }
+    }
+}

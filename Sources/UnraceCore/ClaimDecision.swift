@@ -1,0 +1,133 @@
+/// A request to own an operation key for a lease.
+public struct ClaimRequest: Sendable, Hashable {
+    /// The scope the key lives in.
+    public var scope: Scope
+    /// The business operation key.
+    public var key: OperationKey
+    /// The fingerprint of this request.
+    public var fingerprint: Fingerprint
+    /// Who is claiming (for diagnostics and for "in progress" answers).
+    public var holder: String
+    /// The current time, from the caller's injected clock.
+    public var now: Timestamp
+    /// When the lease would end if the claim succeeds.
+    public var leaseUntil: Timestamp
+
+    /// Creates a claim request.
+    public init(scope: Scope, key: OperationKey, fingerprint: Fingerprint, holder: String, now: Timestamp, leaseUntil: Timestamp) {
+        self.scope = scope
+        self.key = key
+        self.fingerprint = fingerprint
+        self.holder = holder
+        self.now = now
+        self.leaseUntil = leaseUntil
+    }
+}
+
+/// What a store must do with a claim, decided from the stored record alone.
+///
+/// This is the single place where the rules of ownership live; every store (memory, SQLite,
+/// PostgreSQL, the simulator) reads the record, asks ``decide(existing:request:)``, and performs
+/// the answer inside the same atomic step.
+public enum ClaimDecision: Sendable, Hashable {
+    /// No record: insert one as `running` with ``FencingToken/first``.
+    case insert
+    /// The key was released, or its holder's lease ended: take it over with `token.next`,
+    /// keeping the recovery point so the new holder resumes where the old one stopped.
+    case takeOver(token: FencingToken, recoveryPoint: [UInt8]?)
+    /// Another holder's lease is still running.
+    case inProgress(holder: String, leaseUntil: Timestamp)
+    /// The operation was logically completed: replay its outcome.
+    case completed(OperationRecord)
+    /// The key was used with a different request.
+    case fingerprintMismatch
+
+    /// Decides a claim. Pure: the same inputs always give the same answer.
+    public static func decide(existing: OperationRecord?, request: ClaimRequest) -> ClaimDecision {
+        guard let existing else { return .insert }
+        guard request.fingerprint.matches(existing.fingerprint) else { return .fingerprintMismatch }
+        switch existing.state {
+        case .succeeded, .failed:
+            return .completed(existing)
+        case .released:
+            return .takeOver(token: existing.token.next, recoveryPoint: existing.recoveryPoint)
+        case .running:
+            // A lease ending exactly now has ended: `leaseUntil` is exclusive.
+            if existing.leaseUntil <= request.now {
+                return .takeOver(token: existing.token.next, recoveryPoint: existing.recoveryPoint)
+            }
+            return .inProgress(holder: existing.holder, leaseUntil: existing.leaseUntil)
+        }
+    }
+
+    /// The record a store writes for an acquiring decision (``insert`` or ``takeOver``), or `nil`
+    /// when the decision does not acquire the key.
+    public func acquiredRecord(for request: ClaimRequest, existing: OperationRecord?) -> OperationRecord? {
+        switch self {
+        case .insert:
+            return OperationRecord(
+                scope: request.scope, key: request.key, fingerprint: request.fingerprint, state: .running,
+                token: .first, holder: request.holder, leaseUntil: request.leaseUntil, createdAt: request.now
+            )
+        case .takeOver(let token, let recoveryPoint):
+            var record = existing ?? OperationRecord(
+                scope: request.scope, key: request.key, fingerprint: request.fingerprint, state: .running,
+                token: token, holder: request.holder, leaseUntil: request.leaseUntil, createdAt: request.now
+            )
+            record.state = .running
+            record.token = token
+            record.holder = request.holder
+            record.leaseUntil = request.leaseUntil
+            record.recoveryPoint = recoveryPoint
+            record.outcome = nil
+            record.completedAt = nil
+            record.expiresAt = nil
+            if record.fingerprint.bytes.isEmpty { record.fingerprint = request.fingerprint }
+            return record
+        case .inProgress, .completed, .fingerprintMismatch:
+            return nil
+        }
+    }
+}
+
+/// How an operation ends.
+public enum Completion: Sendable, Hashable {
+    /// Terminal success with the encoded result; replayed to every duplicate.
+    case success([UInt8])
+    /// Terminal failure with the encoded reason; replayed to every duplicate.
+    case failure([UInt8])
+    /// A failure worth retrying: the key is released and the next claim acquires it.
+    case retryable
+
+    /// The state a record moves to.
+    public var state: OperationState {
+        switch self {
+        case .success: .succeeded
+        case .failure: .failed
+        case .retryable: .released
+        }
+    }
+
+    /// The outcome bytes stored with the record.
+    public var outcome: [UInt8]? {
+        switch self {
+        case .success(let bytes), .failure(let bytes): bytes
+        case .retryable: nil
+        }
+    }
+
+    /// The record after this completion, written at `now` with the given retention.
+    /// Released records keep their token, so the next holder's token is still larger.
+    public func apply(to record: OperationRecord, now: Timestamp, retention: Duration) -> OperationRecord {
+        var record = record
+        record.state = state
+        record.outcome = outcome
+        if state.isTerminal {
+            record.completedAt = now
+            record.expiresAt = now + retention
+        } else {
+            record.leaseUntil = now
+        }
+        return record
+    }
+}

@@ -1,0 +1,20 @@
+/// The fencing rule: who may still write under an operation key.
+public enum Fence {
+    /// Whether the holder of `token` may write to `record`: the record exists, is still running,
+    /// and `token` is its current token. Anything else means the holder lost the key (its lease
+    /// ended and a newer holder took over, or the operation already ended).
+    public static func admits(_ record: OperationRecord?, token: FencingToken) -> Bool {
+        guard let record else { return false }
+        return record.state == .running && record.token == token
+    }
+
+    /// The error a fenced holder gets. Log-safe: names neither key nor payload.
+    public static func error(token: FencingToken, current: OperationRecord?) -> UnraceError {
+        let detail = current.map { "current token \($0.token), state \($0.state.rawValue)" } ?? "record absent"
+        return UnraceError(
+            .fenced,
+            "the lease for this operation was lost to a newer holder; this holder's writes were rolled back",
+            detail: "holder token \(token); \(detail)"
+        )
+    }
+}

@@ -1,0 +1,90 @@
+/// A business operation key: names one logical operation, such as `capture:pay_123`.
+///
+/// The key answers "has this operation already been logically completed?", so it must be
+/// derived from the business request (the payment id, the order id), never from the message or
+/// delivery that carried it.
+///
+/// A valid key is 1 to ``maximumByteCount`` bytes of UTF-8 with no control characters.
+public struct OperationKey: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The largest key, in UTF-8 bytes.
+    public static let maximumByteCount = 255
+
+    /// The key's text.
+    public let rawValue: String
+
+    /// Validates and wraps a key.
+    /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidKey``.
+    public init(_ rawValue: String) throws {
+        let count = rawValue.utf8.count
+        guard count >= 1 else {
+            throw UnraceError(.invalidKey, "operation key is empty; it must be 1 to \(Self.maximumByteCount) bytes")
+        }
+        guard count <= Self.maximumByteCount else {
+            throw UnraceError(
+                .invalidKey,
+                "operation key is \(count) bytes; the maximum is \(Self.maximumByteCount)"
+            )
+        }
+        guard rawValue.unicodeScalars.allSatisfy(Self.isPrintable) else {
+            throw UnraceError(.invalidKey, "operation key contains a control character; only printable UTF-8 is allowed")
+        }
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+
+    static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator:
+            return false
+        default:
+            return true
+        }
+    }
+}
+
+/// The namespace an operation key lives in: a tenant, a client, or a business area.
+///
+/// The same key in two scopes names two different operations. A valid scope is 1 to
+/// ``maximumByteCount`` bytes of `A-Z a-z 0-9 . _ : -`.
+public struct Scope: Sendable, Hashable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
+    /// The largest scope, in bytes.
+    public static let maximumByteCount = 64
+    /// The scope used when the caller names none.
+    public static let `default` = Scope(unchecked: "default")
+
+    /// The scope's text.
+    public let rawValue: String
+
+    /// Validates and wraps a scope.
+    /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidScope``.
+    public init(_ rawValue: String) throws {
+        guard !rawValue.isEmpty, rawValue.utf8.count <= Self.maximumByteCount else {
+            throw UnraceError(.invalidScope, "scope must be 1 to \(Self.maximumByteCount) bytes")
+        }
+        guard rawValue.utf8.allSatisfy(Self.isAllowed) else {
+            throw UnraceError(.invalidScope, "scope may only contain A-Z a-z 0-9 . _ : -")
+        }
+        self.rawValue = rawValue
+    }
+
+    /// A scope from a string literal. Invalid literals are a programmer error and trap.
+    public init(stringLiteral value: String) {
+        do { try self.init(value) } catch { preconditionFailure("invalid scope literal: \(error)") }
+    }
+
+    private init(unchecked: String) { self.rawValue = unchecked }
+
+    public var description: String { rawValue }
+
+    private static func isAllowed(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: ":"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,33 @@
+/// A point in time, in whole milliseconds since 1970-01-01T00:00:00Z.
+///
+/// The core never reads a clock: every decision takes the current time as an argument, so the
+/// same decision code runs against a real clock, a test's manual clock, and the simulator's
+/// virtual clock.
+public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    /// Milliseconds since the Unix epoch.
+    public var milliseconds: Int64
+
+    /// Wraps milliseconds since the Unix epoch.
+    public init(milliseconds: Int64) { self.milliseconds = milliseconds }
+
+    public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.milliseconds < rhs.milliseconds }
+
+    /// The instant `duration` later, rounded down to the millisecond and saturating at the
+    /// largest representable time.
+    public static func + (lhs: Timestamp, rhs: Duration) -> Timestamp {
+        let (sum, overflow) = lhs.milliseconds.addingReportingOverflow(rhs.wholeMilliseconds)
+        return Timestamp(milliseconds: overflow ? .max : sum)
+    }
+
+    public var description: String { "\(milliseconds)ms" }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, rounded toward zero and saturating.
+    public var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return ms + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,121 @@
+/// The one error type Unrace throws.
+///
+/// Switch on ``code`` (stable across releases: codes are only ever added, never renumbered or
+/// renamed). ``description`` is safe to log: it never contains keys, payloads or SQL.
+/// ``debugDescription`` adds the detail and the underlying cause for debugging.
+public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// A stable, machine-readable error code.
+    ///
+    /// A struct over a private enum, so new codes can be added without breaking `switch`es
+    /// in client code that handle a `default` case.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Base: String, Sendable {
+            case invalidKey = "invalid_key"
+            case invalidScope = "invalid_scope"
+            case unknownScope = "unknown_scope"
+            case invalidLease = "invalid_lease"
+            case invalidArgument = "invalid_argument"
+            case invalidConfiguration = "invalid_configuration"
+            case invalidDatabaseURL = "invalid_database_url"
+            case fingerprintMismatch = "fingerprint_mismatch"
+            case fenced = "fenced"
+            case inProgress = "in_progress"
+            case waitTimedOut = "wait_timed_out"
+            case outcomeDecodingFailed = "outcome_decoding_failed"
+            case operationFailed = "operation_failed"
+            case storeUnavailable = "store_unavailable"
+            case storeFailure = "store_failure"
+            case unsupportedDatabase = "unsupported_database"
+            case schemaTooNew = "schema_too_new"
+            case retryLimitReached = "retry_limit_reached"
+            case constraintViolation = "constraint_violation"
+        }
+
+        fileprivate let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// The stable string form of the code, for logs, metrics and problem documents.
+        public var rawValue: String { base.rawValue }
+        public var description: String { base.rawValue }
+
+        /// An operation key is empty, longer than ``OperationKey/maximumByteCount`` bytes, or
+        /// contains characters that are not printable.
+        public static let invalidKey = Code(.invalidKey)
+        /// A scope is empty, too long, or uses characters outside `[A-Za-z0-9._:-]`.
+        public static let invalidScope = Code(.invalidScope)
+        /// A scope that the configuration does not allow.
+        public static let unknownScope = Code(.unknownScope)
+        /// A lease duration that is zero, negative, or beyond the documented maximum.
+        public static let invalidLease = Code(.invalidLease)
+        /// Any other argument outside its documented range (a limit, a timeout, a label).
+        public static let invalidArgument = Code(.invalidArgument)
+        /// A configuration value outside its documented range.
+        public static let invalidConfiguration = Code(.invalidConfiguration)
+        /// A database location that is neither a file path nor a `postgres://` URL.
+        public static let invalidDatabaseURL = Code(.invalidDatabaseURL)
+        /// The key was already used with a different request body.
+        public static let fingerprintMismatch = Code(.fingerprintMismatch)
+        /// The caller's lease was taken over by a newer holder; its writes were rolled back.
+        public static let fenced = Code(.fenced)
+        /// Another holder is running the operation and the caller chose not to wait.
+        public static let inProgress = Code(.inProgress)
+        /// Waiting for another holder's outcome took longer than the caller allowed.
+        public static let waitTimedOut = Code(.waitTimedOut)
+        /// A stored outcome could not be decoded as the type the caller asked for.
+        public static let outcomeDecodingFailed = Code(.outcomeDecodingFailed)
+        /// The operation ended in a terminal failure; the stored failure is replayed.
+        public static let operationFailed = Code(.operationFailed)
+        /// The store could not be reached.
+        public static let storeUnavailable = Code(.storeUnavailable)
+        /// The store reported an error Unrace does not classify further.
+        public static let storeFailure = Code(.storeFailure)
+        /// The database engine is too old or lacks a required feature.
+        public static let unsupportedDatabase = Code(.unsupportedDatabase)
+        /// The database schema was written by a newer Unrace than this one.
+        public static let schemaTooNew = Code(.schemaTooNew)
+        /// A bounded retry loop gave up (for example, repeated serialization failures).
+        public static let retryLimitReached = Code(.retryLimitReached)
+        /// A statement broke a unique, check or foreign-key constraint (SQLSTATE 23xxx,
+        /// SQLITE_CONSTRAINT). The transaction rolled back.
+        public static let constraintViolation = Code(.constraintViolation)
+    }
+
+    /// What went wrong, as a stable code.
+    public var code: Code
+    /// A clear, log-safe message: it names the rule that was broken, never the key or payload.
+    public var message: String
+    /// Extra detail for debugging (may contain keys or SQL state); not part of ``description``.
+    public var detail: String?
+    /// The error that caused this one, if any (a driver error, a decoding error).
+    public var underlying: (any Error)?
+    /// Where the error was raised.
+    public var file: String
+    /// Where the error was raised.
+    public var line: Int
+
+    /// Creates an error.
+    public init(
+        _ code: Code,
+        _ message: String,
+        detail: String? = nil,
+        underlying: (any Error)? = nil,
+        file: String = #fileID,
+        line: Int = #line
+    ) {
+        self.code = code
+        self.message = message
+        self.detail = detail
+        self.underlying = underlying
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String { "UnraceError(\(code)): \(message)" }
+
+    public var debugDescription: String {
+        var text = "UnraceError(\(code)): \(message)"
+        if let detail { text += " [\(detail)]" }
+        if let underlying { text += " underlying: \(String(reflecting: underlying))" }
+        return text + " at \(file):\(line)"
+    }
+}

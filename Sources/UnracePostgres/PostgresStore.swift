@@ -1,0 +1,211 @@
+public import Unrace
+public import UnraceCore
+public import PostgresNIO
+import Foundation
+import Logging
+
+/// The ``Store`` for many processes and machines sharing one PostgreSQL.
+///
+/// PostgreSQL is the coordination point: the primary key on `(scope, key)`, row locks
+/// (`SELECT … FOR UPDATE`) and conditional writes do the work; no in-process lock is involved, so
+/// any number of processes may share the database. Statements stay within what
+/// Postgres-compatible distributed SQL engines accept, and rows shard by `(scope, key)`.
+public final class PostgresStore: SQLStore {
+    public typealias Transaction = PostgresTransaction
+
+    /// How many times a step is retried after a serialization failure or deadlock
+    /// (SQLSTATE 40001, 40P01) or a lost insert race, before ``UnraceError/Code/retryLimitReached``.
+    public static let retryCountMax = 8
+
+    /// The client the store runs its steps on.
+    public let client: PostgresClient
+    public var backendName: String { "postgres" }
+
+    private let logger: Logger
+    private let table = OperationTable(lockClause: "FOR UPDATE")
+
+    /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
+    /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
+    /// an advisory lock.
+    public init(client: PostgresClient, logger: Logger = Logger(label: "unrace.postgres")) async throws {
+        self.client = client
+        self.logger = logger
+        _ = try await transaction { tx in
+            try await tx.execute("SELECT pg_advisory_xact_lock(7220001)")
+            return try await Self.migrations.apply(tx, now: SystemWallClock().now())
+        }
+    }
+
+    /// Connects to `url`, runs the client for the duration of `body`, and shuts it down after.
+    ///
+    /// - Parameters:
+    ///   - url: `postgres://user[:password]@host[:port]/database`, optionally with
+    ///     `?sslmode=disable|require`.
+    ///   - maximumConnections: the pool's size (1 to 500). Default 20.
+    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL;
+    ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
+    public static func withStore<T: Sendable>(
+        url: String,
+        maximumConnections: Int = 20,
+        logger: Logger = Logger(label: "unrace.postgres"),
+        _ body: (PostgresStore) async throws -> T
+    ) async throws -> T {
+        var configuration = try clientConfiguration(url: url)
+        guard (1...500).contains(maximumConnections) else {
+            throw UnraceError(.invalidConfiguration, "maximumConnections must be between 1 and 500")
+        }
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = .seconds(5)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let store = try await PostgresStore(client: client, logger: logger)
+            return try await body(store)
+        }
+    }
+
+    /// Parses a `postgres://` URL into a client configuration.
+    public static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url),
+            let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql",
+            let host = components.host, !host.isEmpty
+        else {
+            throw UnraceError(.invalidDatabaseURL, "expected postgres://user[:password]@host[:port]/database")
+        }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslmode {
+        case "disable": tls = .disable
+        case "require": tls = .require(.makeClientConfiguration())
+        default: throw UnraceError(.invalidDatabaseURL, "sslmode must be disable or require")
+        }
+        return PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
+            password: components.password, database: database.isEmpty ? nil : database, tls: tls
+        )
+    }
+
+    static let migrations = SchemaMigrations([
+        .init(version: 1, statements: [
+            """
+            CREATE TABLE unrace_operations (
+              scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint BYTEA NOT NULL,
+              state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'released')),
+              token BIGINT NOT NULL CHECK (token >= 1), holder TEXT NOT NULL, lease_until BIGINT NOT NULL,
+              recovery_point BYTEA, outcome BYTEA, created_at BIGINT NOT NULL, completed_at BIGINT, expires_at BIGINT,
+              PRIMARY KEY (scope, key)
+            )
+            """,
+            "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
+        ]),
+    ])
+
+    // MARK: Store
+
+    public func performOnce(
+        _ request: ClaimRequest,
+        retention: Duration,
+        _ body: (PostgresTransaction, FencingToken) async throws -> Completion
+    ) async throws -> PerformStep {
+        // Fast path, for the common case of a new key: run the body, then insert the completed
+        // record in the same transaction, one statement that adds no commit. A concurrent
+        // duplicate's insert waits on the primary key until this transaction ends.
+        if let fresh = ClaimDecision.insert.acquiredRecord(for: request, existing: nil) {
+            do {
+                return try await transaction { tx in
+                    let completion = try await body(tx, fresh.token)
+                    let record = completion.apply(to: fresh, now: request.now, retention: retention)
+                    let inserted = try await tx.query(
+                        "INSERT INTO unrace_operations (scope, key, fingerprint, state, token, holder, lease_until, "
+                            + "recovery_point, outcome, created_at, completed_at, expires_at) "
+                            + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING RETURNING token",
+                        OperationTable.values(record)
+                    )
+                    guard !inserted.isEmpty else { throw KeyExists() }
+                    return .performed(record)
+                }
+            } catch is KeyExists {
+                // The key has a record: fall through to the locking path, which decides on it.
+            } catch let error as UnraceError where error.code == .constraintViolation {
+                // The body hit a business unique key that a committed duplicate wrote first;
+                // the locking path will find that duplicate's record and replay it.
+            }
+        }
+        return try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
+    }
+
+    public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
+        try await transaction { tx in try await table.claim(tx, request) }
+    }
+
+    public func write(
+        _ write: HolderWrite, scope: Scope, key: OperationKey, token: FencingToken, now: Timestamp,
+        retention: Duration, _ body: (PostgresTransaction) async throws -> Void
+    ) async throws -> OperationRecord {
+        try await transaction { tx in
+            try await table.write(tx, write, scope: scope, key: key, token: token, now: now, retention: retention, body)
+        }
+    }
+
+    public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
+        try await client.withConnection { connection in
+            try await table.fetch(PostgresTransaction(connection: connection, logger: logger), scope: scope, key: key, lock: false)
+        }
+    }
+
+    public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
+        try await transaction { tx in try await table.purgeExpired(tx, now: now, limit: limit) }
+    }
+
+    public func withTransaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
+        try await transaction(body)
+    }
+
+    private struct KeyExists: Error {}
+
+    /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
+    /// and retrying (bounded) on serialization failures, deadlocks and lost insert races.
+    private func transaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await PostgresTransaction.mapErrors {
+                    try await client.withConnection { connection in
+                        let tx = PostgresTransaction(connection: connection, logger: logger)
+                        try await tx.execute("BEGIN")
+                        do {
+                            let result = try await body(tx)
+                            try await tx.execute("COMMIT")
+                            return result
+                        } catch {
+                            do { try await tx.execute("ROLLBACK") } catch {
+                                logger.debug("rollback after a failed step also failed", metadata: ["error": "\(error)"])
+                            }
+                            throw error
+                        }
+                    }
+                }
+            } catch let error as UnraceError where Self.isTransient(error) {
+                guard attempt < Self.retryCountMax else {
+                    throw UnraceError(
+                        .retryLimitReached, "a step kept conflicting with concurrent transactions",
+                        detail: "\(attempt) attempts; last SQLSTATE \(error.sqlState ?? "?")", underlying: error
+                    )
+                }
+            }
+        }
+    }
+
+    /// Serialization failures, deadlocks, and a unique violation on Unrace's own table (two
+    /// claimers inserting a key at once): retrying the whole step resolves each.
+    private static func isTransient(_ error: UnraceError) -> Bool {
+        switch error.sqlState {
+        case "40001", "40P01": return true
+        case "23505": return (error.underlying as? PSQLError)?.serverInfo?[.tableName] == OperationTable.name
+        default: return false
+        }
+    }
+}
