@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+import Unrace
+import UnracePostgres
+
+/// Every bad input gets a typed error with a stable code, and nothing is written.
+@Suite("Bad input")
+struct BadInputTests {
+    static let oversizedKey = String(repeating: "k", count: OperationKey.maximumByteCount + 1)
+
+    @Test(
+        "bad keys are refused before anything runs or is stored",
+        arguments: [
+            ("", UnraceError.Code.invalidKey),
+            (oversizedKey, .invalidKey),
+            ("line\nbreak", .invalidKey),
+            ("nul\u{0}byte", .invalidKey),
+        ]
+    )
+    func badKeys(key: String, code: UnraceError.Code) async throws {
+        try await withStore(.sqlite) { store, _ in try await Self.refusesKey(store, key: key, code: code) }
+    }
+
+    static func refusesKey<S: SQLStore>(_ store: S, key: String, code: UnraceError.Code) async throws {
+        let table = uniqueName("effects")
+        try await createEffectsTable(store, table)
+        let operations = try Operations(store: store, lease: .seconds(5), retention: .seconds(5))
+        let error = await #expect(throws: UnraceError.self) {
+            try await operations.perform(key: key) { tx in
+                try await tx.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('x', 'w', 0)")
+                return 1
+            }
+        }
+        #expect(error?.code == code)
+        let beginError = await #expect(throws: UnraceError.self) { try await operations.begin(key: key) }
+        #expect(beginError?.code == code)
+        #expect(try await countRows(store, table) == 0)
+        let records = try await store.withTransaction { tx in try await tx.query("SELECT COUNT(*) AS n FROM unrace_operations") }
+        #expect(try records[0].int64("n") == 0)
+    }
+
+    @Test("a key of exactly 255 bytes, and any printable UTF-8, is accepted")
+    func boundaryKeys() throws {
+        _ = try OperationKey(String(repeating: "k", count: 255))
+        _ = try OperationKey("paiement:été:支付:🧾")
+    }
+
+    @Test("bad scopes", arguments: ["", "has space", String(repeating: "s", count: 65), "semi;colon"])
+    func badScopes(scope: String) {
+        let error = #expect(throws: UnraceError.self) { try Scope(scope) }
+        #expect(error?.code == .invalidScope)
+    }
+
+    @Test("an unknown scope is refused when scopes are configured")
+    func unknownScope() async throws {
+        let store = MemoryStore()
+        var configuration = OperationsConfiguration()
+        configuration.allowedScopes = ["payments"]
+        let operations = try Operations(store: store, configuration: configuration)
+        let error = await #expect(throws: UnraceError.self) {
+            try await operations.perform(key: "k", scope: "emails") { tx in
+                tx.put("effects", id: "k", [1])
+                return 1
+            }
+        }
+        #expect(error?.code == .unknownScope)
+        #expect(store.rows(in: "effects").isEmpty)
+        #expect(try await store.record(scope: "emails", key: OperationKey("k")) == nil)
+        _ = try await operations.perform(key: "k", scope: "payments") { _ in 1 }
+    }
+
+    @Test(
+        "bad configurations are refused with stable codes",
+        arguments: [
+            (Duration.zero, Duration.seconds(60), UnraceError.Code.invalidLease),
+            (.seconds(-5), .seconds(60), .invalidLease),
+            (.seconds(86_401), .seconds(60), .invalidLease),
+            (.seconds(5), .zero, .invalidConfiguration),
+            (.seconds(5), .seconds(-1), .invalidConfiguration),
+        ]
+    )
+    func badConfiguration(lease: Duration, retention: Duration, code: UnraceError.Code) {
+        let error = #expect(throws: UnraceError.self) {
+            try Operations(store: MemoryStore(), lease: lease, retention: retention)
+        }
+        #expect(error?.code == code)
+    }
+
+    @Test("bad limits and waits are refused")
+    func badArguments() async throws {
+        let operations = try Operations(store: MemoryStore(), lease: .seconds(5), retention: .seconds(5))
+        for limit in [0, -1, Operations<MemoryStore>.purgeLimitMaximum + 1] {
+            let error = await #expect(throws: UnraceError.self) { try await operations.purgeExpired(limit: limit) }
+            #expect(error?.code == .invalidArgument)
+        }
+        let error = await #expect(throws: UnraceError.self) {
+            try await operations.perform(key: "k", whenInProgress: .wait(upTo: .seconds(601))) { _ in 1 }
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(try await operations.status(of: "k") == .notStarted)
+    }
+
+    @Test("malformed database URLs", arguments: ["mysql://h/db", "postgres://", "not a url", "postgres://h/db?sslmode=verify-full"])
+    func badURLs(url: String) {
+        let error = #expect(throws: UnraceError.self) { try PostgresStore.clientConfiguration(url: url) }
+        #expect(error?.code == .invalidDatabaseURL)
+    }
+
+    @Test("error descriptions never carry the key")
+    func logSafeDescriptions() async throws {
+        let operations = try Operations(store: MemoryStore(), lease: .seconds(5), retention: .seconds(5))
+        _ = try await operations.perform(key: "secret-customer-42", fingerprint: .text("a")) { _ in 1 }
+        let error = await #expect(throws: UnraceError.self) {
+            try await operations.perform(key: "secret-customer-42", fingerprint: .text("b")) { _ in 1 }
+        }
+        #expect(error.map { !"\($0)".contains("secret-customer-42") } == true)
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import Unrace
+import UnraceSQLite
+import UnracePostgres
+
+/// The real SQL backends every integration test runs on.
+enum SQLBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
+/// Where the test PostgreSQL is. `scripts/test` starts one and exports its URL. Without it, the
+/// PostgreSQL tests still run, and fail with a clear message, when `CI` is set; a developer
+/// running bare `swift test` sees them skipped.
+enum TestPostgres {
+    static let url = ProcessInfo.processInfo.environment["UNRACE_TEST_POSTGRES_URL"]
+    static let required = url != nil || ProcessInfo.processInfo.environment["CI"] != nil
+
+    static func requireURL() throws -> String {
+        guard let url else {
+            Issue.record("UNRACE_TEST_POSTGRES_URL is not set: run the suite with scripts/test, which starts PostgreSQL")
+            throw CancellationError()
+        }
+        return url
+    }
+}
+
+/// The backends a test runs on: SQLite always; PostgreSQL when configured (or required).
+let sqlBackends: [SQLBackend] = TestPostgres.required ? [.sqlite, .postgres] : [.sqlite]
+
+/// A fresh, unique name for a test's tables and scopes, so tests sharing one PostgreSQL never
+/// see each other's rows.
+func uniqueName(_ prefix: String) -> String {
+    "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// Runs `body` with a fresh store of the backend: a new SQLite file in a temporary folder, or a
+/// client of the test PostgreSQL.
+func withStore<T: Sendable>(
+    _ backend: SQLBackend,
+    _ body: (any SQLStore, _ location: String) async throws -> T
+) async throws -> T {
+    switch backend {
+    case .sqlite:
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-test"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("test.sqlite").path
+        let store = try await SQLiteStore(path: path)
+        return try await body(store, path)
+    case .postgres:
+        let url = try TestPostgres.requireURL()
+        return try await PostgresStore.withStore(url: url, maximumConnections: 40) { store in
+            try await body(store, url)
+        }
+    }
+}
+
+/// Creates a business table `name (id TEXT PRIMARY KEY, worker TEXT)` for effects.
+func createEffectsTable<S: SQLStore>(_ store: S, _ name: String) async throws {
+    _ = try await store.withTransaction { tx in
+        try await tx.execute("CREATE TABLE \(name) (id TEXT NOT NULL, worker TEXT NOT NULL, seq INTEGER NOT NULL)")
+    }
+}
+
+/// How many rows a business table holds for `id` (or in total).
+func countRows<S: SQLStore>(_ store: S, _ table: String, id: String? = nil) async throws -> Int {
+    try await store.withTransaction { tx in
+        let rows = try await tx.query(
+            "SELECT COUNT(*) AS n FROM \(table)" + (id == nil ? "" : " WHERE id = ?"),
+            id.map { [SQLValue.text($0)] } ?? []
+        )
+        return Int(try rows[0].int64("n"))
+    }
+}
+
+/// An async barrier: the `parties`-th arrival releases everyone. Forces an interleaving without
+/// sleeping.
+actor Barrier {
+    private let parties: Int
+    private var arrived = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(parties: Int) { self.parties = parties }
+
+    func arriveAndWait() async {
+        arrived += 1
+        if arrived == parties {
+            waiting.forEach { $0.resume() }
+            waiting.removeAll()
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+}
