@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Unrace
+import UnracePostgres
+import UnraceSQLite
+
+/// `--database`: a SQLite file path, a `postgres://` URL, or nothing (a temporary SQLite file).
+/// `UNRACE_DATABASE_URL` is used when the option is absent.
+struct DatabaseOption: ParsableArguments {
+    @Option(
+        name: .long,
+        help: "A SQLite file path or a postgres:// URL (default: $UNRACE_DATABASE_URL, else a temporary SQLite file)."
+    )
+    var database: String?
+
+    var location: String? {
+        database ?? ProcessInfo.processInfo.environment["UNRACE_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// Work to do on whichever SQL store the user chose; generic so it runs unchanged on both.
+protocol StoreJob {
+    associatedtype Output: Sendable
+    func run<S: SQLStore>(_ store: S) async throws -> Output
+}
+
+/// Opens the store `location` names, runs `job`, and closes it again.
+func withDatabase<J: StoreJob>(_ location: String?, logger: Logger, _ job: J) async throws -> J.Output {
+    if let location, location.hasPrefix("postgres://") || location.hasPrefix("postgresql://") {
+        return try await PostgresStore.withStore(url: location, logger: logger) { store in try await job.run(store) }
+    }
+    if let location {
+        return try await job.run(try await SQLiteStore(path: location, logger: logger))
+    }
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("unrace-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    return try await job.run(try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path, logger: logger))
+}
+
+/// A quiet logger for the CLI: warnings and worse, to standard error.
+func cliLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .error
+    return logger
+}

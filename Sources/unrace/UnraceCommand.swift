@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `unrace`: the races of distributed systems, reproduced and fixed, on a real database.
+@main
+struct UnraceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unrace",
+        abstract: "Reproduce the races of distributed systems and watch Unrace's guards remove them.",
+        subcommands: [DemoCommand.self, BenchCommand.self, WorkerCommand.self]
+    )
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import Unrace
+
+/// Hidden helpers that the multi-process tests start as separate OS processes. They use only
+/// the public API, like any other process sharing the database would.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Test helpers: run as a separate process against a shared database.",
+        shouldDisplay: false,
+        subcommands: [PerformKeys.self, HoldAndHang.self]
+    )
+
+    /// Performs keys `0..<keys` in a seeded random order; each performance inserts one row
+    /// `(id = key, worker = pid)` into `--table`. Prints `{"performed": N, "replayed": M}`.
+    struct PerformKeys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "perform-keys")
+        @OptionGroup var database: DatabaseOption
+        @Option var scope: String
+        @Option var table: String
+        @Option var keys: Int
+        @Option var seed: UInt64 = 1
+
+        func run() async throws {
+            let result = try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
+            print(#"{"performed": \#(result.0), "replayed": \#(result.1)}"#)
+        }
+
+        struct Job: StoreJob {
+            let command: PerformKeys
+            func run<S: SQLStore>(_ store: S) async throws -> (Int, Int) {
+                let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
+                let scope = try Scope(command.scope)
+                var generator = SeededGenerator(seed: command.seed)
+                let order = generator.shuffled(Array(0..<command.keys))
+                let pid = "\(ProcessInfo.processInfo.processIdentifier)"
+                // Four concurrent callers per process, each taking every fourth key of the order.
+                return try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                    for lane in 0..<4 {
+                        group.addTask {
+                            var performed = 0
+                            var replayed = 0
+                            for index in stride(from: lane, to: order.count, by: 4) {
+                                let key = "k\(order[index])"
+                                let receipt = try await operations.perform(key: key, scope: scope) { tx in
+                                    try await tx.execute(
+                                        "INSERT INTO \(command.table) (id, worker, seq) VALUES (?, ?, ?)",
+                                        [.text(key), .text(pid), .int(index)]
+                                    )
+                                    return pid
+                                }
+                                if receipt.isReplay { replayed += 1 } else { performed += 1 }
+                            }
+                            return (performed, replayed)
+                        }
+                    }
+                    return try await group.reduce(into: (0, 0)) { $0.0 += $1.0; $0.1 += $1.1 }
+                }
+            }
+        }
+    }
+
+    /// Acquires `--key`, starts completing it with a local write, prints `writing`, and then
+    /// blocks inside the open transaction until killed: a worker that crashed mid-operation.
+    struct HoldAndHang: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "hold-and-hang")
+        @OptionGroup var database: DatabaseOption
+        @Option var scope: String
+        @Option var table: String
+        @Option var key: String
+        @Option var leaseSeconds: Int = 60
+
+        func run() async throws {
+            try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
+        }
+
+        struct Job: StoreJob {
+            let command: HoldAndHang
+            func run<S: SQLStore>(_ store: S) async throws {
+                let operations = try Operations(
+                    store: store, lease: .seconds(command.leaseSeconds), retention: .seconds(3_600)
+                )
+                guard case .acquired(let handle) = try await operations.begin(key: command.key, scope: Scope(command.scope)) else {
+                    throw ValidationError("could not acquire the key")
+                }
+                FileHandle.standardOutput.write(Data("acquired \(handle.token.value)\n".utf8))
+                try await operations.complete(handle, result: "crashed-holder") { tx in
+                    try await tx.execute(
+                        "INSERT INTO \(command.table) (id, worker, seq) VALUES (?, 'crashed', 1)", [.text(command.key)]
+                    )
+                    FileHandle.standardOutput.write(Data("writing\n".utf8))
+                    _ = readLine()  // blocks until the parent kills this process
+                    throw CancellationError()
+                }
+            }
+        }
+    }
+}
