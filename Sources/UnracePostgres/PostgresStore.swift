@@ -117,12 +117,7 @@ public final class PostgresStore: SQLStore {
                 return try await transaction { tx in
                     let completion = try await body(tx, fresh.token)
                     let record = completion.apply(to: fresh, now: request.now, retention: retention)
-                    let inserted = try await tx.query(
-                        "INSERT INTO unrace_operations (scope, key, fingerprint, state, token, holder, lease_until, "
-                            + "recovery_point, outcome, created_at, completed_at, expires_at) "
-                            + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING RETURNING token",
-                        OperationTable.values(record)
-                    )
+                    let inserted = try await tx.query(Self.insertIfAbsentSQL, OperationTable.values(record))
                     guard !inserted.isEmpty else { throw KeyExists() }
                     return .performed(record)
                 }
@@ -164,6 +159,10 @@ public final class PostgresStore: SQLStore {
     }
 
     private struct KeyExists: Error {}
+
+    private static let insertIfAbsentSQL = PostgresTransaction.numberPlaceholders(
+        OperationTable.insertSQL + " ON CONFLICT (scope, key) DO NOTHING RETURNING token"
+    )
 
     /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
     /// and retrying (bounded) on serialization failures, deadlocks and lost insert races.

@@ -50,28 +50,31 @@ public struct PostgresTransaction: SQLTransaction {
         return PostgresQuery(unsafeSQL: numberPlaceholders(sql), binds: binds)
     }
 
-    /// Rewrites `?` to `$1, $2, …`, leaving quoted strings and identifiers alone.
+    /// Rewrites `?` to `$1, $2, …`, leaving quoted strings and identifiers alone. Works on
+    /// UTF-8 bytes: every byte it looks at is ASCII, and multi-byte characters pass through whole.
     static func numberPlaceholders(_ sql: String) -> String {
-        guard sql.contains("?") else { return sql }
-        var result = ""
-        result.reserveCapacity(sql.utf8.count + 8)
+        let question = UInt8(ascii: "?")
+        guard sql.utf8.contains(question) else { return sql }
+        var result: [UInt8] = []
+        result.reserveCapacity(sql.utf8.count + 16)
         var number = 0
-        var quote: Character?
-        for character in sql {
+        var quote: UInt8?
+        for byte in sql.utf8 {
             if let open = quote {
-                if character == open { quote = nil }
-                result.append(character)
-            } else if character == "'" || character == "\"" {
-                quote = character
-                result.append(character)
-            } else if character == "?" {
+                if byte == open { quote = nil }
+                result.append(byte)
+            } else if byte == UInt8(ascii: "'") || byte == UInt8(ascii: "\"") {
+                quote = byte
+                result.append(byte)
+            } else if byte == question {
                 number += 1
-                result += "$\(number)"
+                result.append(UInt8(ascii: "$"))
+                result.append(contentsOf: String(number).utf8)
             } else {
-                result.append(character)
+                result.append(byte)
             }
         }
-        return result
+        return String(decoding: result, as: UTF8.self)
     }
 
     /// Translates postgres-nio errors into ``UnraceError``s with stable codes. The original

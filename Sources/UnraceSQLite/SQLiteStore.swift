@@ -115,7 +115,53 @@ public final class SQLiteStore: SQLStore {
         retention: Duration,
         _ body: (SQLiteTransaction, FencingToken) async throws -> Completion
     ) async throws -> PerformStep {
-        try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
+        // The same decide-then-act step as `OperationTable.performOnce`, with Unrace's own
+        // statements folded into the writer accesses that begin and commit the transaction:
+        // a guarded step costs the body's accesses plus two, as an unguarded one does.
+        try await writer.withLock {
+            let (select, arguments) = table.select(scope: request.scope, key: request.key, lock: false)
+            let existing = try await SQLiteTransaction.mapErrors {
+                try await pool.writeWithoutTransaction { db -> OperationRecord? in
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                    do {
+                        let statement = try db.cachedStatement(sql: select)
+                        let row = try Row.fetchOne(statement, arguments: StatementArguments(arguments.map(\.databaseValue)))
+                        return try row.map { try OperationTable.decode(SQLRow($0)) }
+                    } catch {
+                        try? db.execute(sql: "ROLLBACK")
+                        throw error
+                    }
+                }
+            }
+            let decision = ClaimDecision.decide(existing: existing, request: request)
+            guard let acquired = decision.acquiredRecord(for: request, existing: existing) else {
+                try await rollback()
+                return .notAcquired(decision)
+            }
+            let tx = SQLiteTransaction(pool: pool, access: .write)
+            do {
+                let completion = try await body(tx, acquired.token)
+                let record = completion.apply(to: acquired, now: request.now, retention: retention)
+                let (sql, values) = existing == nil ? OperationTable.insert(record) : OperationTable.update(record)
+                let statementArguments = StatementArguments(values.map(\.databaseValue))
+                try await SQLiteTransaction.mapErrors {
+                    try await pool.writeWithoutTransaction { db in
+                        try db.cachedStatement(sql: sql).execute(arguments: statementArguments)
+                        try db.execute(sql: "COMMIT")
+                    }
+                }
+                return .performed(record)
+            } catch {
+                try? await rollback()
+                throw error
+            }
+        }
+    }
+
+    private func rollback() async throws {
+        try await pool.writeWithoutTransaction { db in
+            if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
+        }
     }
 
     public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
@@ -153,7 +199,7 @@ public final class SQLiteStore: SQLStore {
                 try await tx.execute("COMMIT")
                 return result
             } catch {
-                do { try await tx.execute("ROLLBACK") } catch {
+                do { try await rollback() } catch {
                     logger.debug("rollback after a failed step also failed", metadata: ["error": "\(error)"])
                 }
                 throw error

@@ -12,14 +12,20 @@ public struct SQLiteTransaction: SQLTransaction {
 
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
         let arguments = StatementArguments(arguments.map(\.databaseValue))
-        try await run { db in try db.execute(sql: sql, arguments: arguments) }
+        // A single statement is prepared once per connection and reused (GRDB's statement
+        // cache); a script of several statements is run as it is.
+        if sql.utf8.contains(UInt8(ascii: ";")) {
+            try await run { db in try db.execute(sql: sql, arguments: arguments) }
+        } else {
+            try await run { db in try db.cachedStatement(sql: sql).execute(arguments: arguments) }
+        }
     }
 
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
         let arguments = StatementArguments(arguments.map(\.databaseValue))
         return try await run { db in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                SQLRow(columns: Array(row.columnNames), values: row.databaseValues.map(SQLValue.init))
+            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { row in
+                SQLRow(row)
             }
         }
     }
@@ -47,6 +53,12 @@ public struct SQLiteTransaction: SQLTransaction {
                 throw UnraceError(.storeFailure, "SQLite reported an error", detail: error.message, underlying: error)
             }
         }
+    }
+}
+
+extension SQLRow {
+    init(_ row: Row) {
+        self.init(columns: Array(row.columnNames), values: row.databaseValues.map(SQLValue.init))
     }
 }
 

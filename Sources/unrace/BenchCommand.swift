@@ -1,6 +1,146 @@
 import ArgumentParser
+import Foundation
+import Unrace
 
+/// `unrace bench`: guarded against unguarded throughput, measured in the same run.
+///
+/// Machines here are shared and noisy, so every figure is a ratio against a baseline measured
+/// in the same process, in alternating rounds (baseline, guarded, baseline, guarded, …), using
+/// the median round of each.
 struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure guarded against unguarded throughput.")
-    func run() async throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure Operations.perform against the same business write without Unrace."
+    )
+
+    @OptionGroup var database: DatabaseOption
+    @Option(help: "Concurrent callers, comma separated.")
+    var callers = "1,16"
+    @Option(help: "Transactions per round (100 to 100000).")
+    var transactions = 2_000
+    @Option(help: "Rounds of each kind, alternated (1 to 50).")
+    var rounds = 5
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (100...100_000).contains(transactions) else { throw ValidationError("--transactions must be 100 to 100000") }
+        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
+        guard !callerCounts.isEmpty, callerCounts.allSatisfy({ (1...256).contains($0) }) else {
+            throw ValidationError("--callers must list numbers from 1 to 256")
+        }
+    }
+
+    var callerCounts: [Int] { callers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() async throws {
+        let job = OperationsBench(callerCounts: callerCounts, transactions: transactions, rounds: rounds)
+        let results = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), job)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(["results": results]), as: UTF8.self))
+            return
+        }
+        print("unrace bench: Operations.perform against the same INSERT without Unrace")
+        print("(\(transactions) transactions per round, \(rounds) alternating rounds of each, median round)")
+        print("")
+        print("backend    callers   unguarded tx/s   guarded tx/s   guarded cost ×")
+        for result in results {
+            print(
+                String(
+                    format: "%-10@ %7d   %14.0f   %12.0f   %13.2f", result.backend as NSString, result.callers,
+                    result.unguardedPerSecond, result.guardedPerSecond, result.costRatio
+                )
+            )
+        }
+    }
+}
+
+struct BenchResult: Codable, Sendable {
+    var backend: String
+    var callers: Int
+    var unguardedPerSecond: Double
+    var guardedPerSecond: Double
+    /// How many times longer a guarded transaction takes than an unguarded one.
+    var costRatio: Double
+}
+
+struct OperationsBench: StoreJob {
+    let callerCounts: [Int]
+    let transactions: Int
+    let rounds: Int
+
+    func run<S: SQLStore>(_ store: S) async throws -> [BenchResult] {
+        let table = "bench_\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE \(table) (id TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
+        }
+        let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
+        let scope = try Scope("bench-\(table)")
+        var results: [BenchResult] = []
+        var serial = 0
+        for callers in callerCounts {
+            let warm = serial
+            // A short warm-up of both paths (connections, statement caches, page cache).
+            _ = try await measure(callers: callers, count: min(200, transactions)) { id in
+                try await unguarded(store, table, "warm-u-\(callers)-\(warm)-\(id)")
+            }
+            _ = try await measure(callers: callers, count: min(200, transactions)) { id in
+                try await guarded(operations, scope, table, "warm-g-\(callers)-\(warm)-\(id)")
+            }
+            var plain: [Double] = []
+            var guardedRates: [Double] = []
+            for _ in 0..<rounds {
+                serial += 1
+                let round = serial
+                plain.append(try await measure(callers: callers, count: transactions) { id in
+                    try await unguarded(store, table, "u-\(round)-\(id)")
+                })
+                guardedRates.append(try await measure(callers: callers, count: transactions) { id in
+                    try await guarded(operations, scope, table, "g-\(round)-\(id)")
+                })
+            }
+            let u = median(plain)
+            let g = median(guardedRates)
+            results.append(BenchResult(backend: store.backendName, callers: callers, unguardedPerSecond: u, guardedPerSecond: g, costRatio: u / g))
+        }
+        _ = try await store.withTransaction { tx in try await tx.execute("DROP TABLE \(table)") }
+        return results
+    }
+
+    private func unguarded<S: SQLStore>(_ store: S, _ table: String, _ id: String) async throws {
+        _ = try await store.withTransaction { tx in
+            try await tx.execute("INSERT INTO \(table) (id, amount) VALUES (?, ?)", [.text(id), 40])
+        }
+    }
+
+    private func guarded<S: SQLStore>(_ operations: Operations<S>, _ scope: Scope, _ table: String, _ id: String) async throws {
+        _ = try await operations.perform(key: id, scope: scope) { tx in
+            try await tx.execute("INSERT INTO \(table) (id, amount) VALUES (?, ?)", [.text(id), 40])
+            return 40
+        }
+    }
+
+    /// Runs `count` transactions spread over `callers` concurrent tasks; returns transactions per second.
+    private func measure(callers: Int, count: Int, _ transaction: @escaping @Sendable (Int) async throws -> Void) async throws -> Double {
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<callers {
+                group.addTask {
+                    for id in stride(from: lane, to: count, by: callers) { try await transaction(id) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = clock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Double(count) / seconds
+    }
+
+    private func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted[sorted.count / 2]
+    }
 }

@@ -19,28 +19,50 @@ package struct OperationTable: Sendable {
         "scope, key, fingerprint, state, token, holder, lease_until, recovery_point, outcome, created_at, completed_at, expires_at"
 
     package func fetch(_ tx: some SQLTransaction, scope: Scope, key: OperationKey, lock: Bool) async throws -> OperationRecord? {
-        let sql = "SELECT \(Self.columns) FROM \(Self.name) WHERE scope = ? AND key = ?" + (lock ? " \(lockClause)" : "")
-        return try await tx.query(sql, [.text(scope.rawValue), .text(key.rawValue)]).first.map(Self.decode)
+        let (sql, arguments) = select(scope: scope, key: key, lock: lock)
+        return try await tx.query(sql, arguments).first.map(Self.decode)
     }
 
     package func insert(_ tx: some SQLTransaction, _ record: OperationRecord) async throws {
-        try await tx.execute(
-            "INSERT INTO \(Self.name) (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            Self.values(record)
-        )
+        let (sql, arguments) = Self.insert(record)
+        try await tx.execute(sql, arguments)
     }
 
     package func update(_ tx: some SQLTransaction, _ record: OperationRecord) async throws {
-        var arguments = Array(Self.values(record).dropFirst(2))
+        let (sql, arguments) = Self.update(record)
+        try await tx.execute(sql, arguments)
+    }
+
+    // MARK: Statements, for stores that run them through their own driver
+
+    /// The statement that reads one record (locking it where the backend locks rows).
+    package func select(scope: Scope, key: OperationKey, lock: Bool) -> (String, [SQLValue]) {
+        let sql = lock && !lockClause.isEmpty ? selectForUpdateSQL : Self.selectSQL
+        return (sql, [.text(scope.rawValue), .text(key.rawValue)])
+    }
+
+    private var selectForUpdateSQL: String { Self.selectSQL + " " + lockClause }
+
+    static let selectSQL = "SELECT \(columns) FROM \(name) WHERE scope = ? AND key = ?"
+
+    package static let insertSQL = "INSERT INTO \(name) (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+    /// The statement that inserts a new record.
+    package static func insert(_ record: OperationRecord) -> (String, [SQLValue]) {
+        (insertSQL, values(record))
+    }
+
+    static let updateSQL = """
+        UPDATE \(name) SET fingerprint = ?, state = ?, token = ?, holder = ?, lease_until = ?,
+        recovery_point = ?, outcome = ?, created_at = ?, completed_at = ?, expires_at = ?
+        WHERE scope = ? AND key = ?
+        """
+
+    /// The statement that rewrites an existing record.
+    package static func update(_ record: OperationRecord) -> (String, [SQLValue]) {
+        var arguments = Array(values(record).dropFirst(2))
         arguments += [.text(record.scope.rawValue), .text(record.key.rawValue)]
-        try await tx.execute(
-            """
-            UPDATE \(Self.name) SET fingerprint = ?, state = ?, token = ?, holder = ?, lease_until = ?,
-            recovery_point = ?, outcome = ?, created_at = ?, completed_at = ?, expires_at = ?
-            WHERE scope = ? AND key = ?
-            """,
-            arguments
-        )
+        return (updateSQL, arguments)
     }
 
     /// Claim, run and complete in the caller's transaction: the decide-then-act path.
