@@ -117,8 +117,13 @@ public final class PostgresStore: SQLStore {
                 return try await transaction { tx in
                     let completion = try await body(tx, fresh.token)
                     let record = completion.apply(to: fresh, now: request.now, retention: retention)
-                    let inserted = try await tx.query(Self.insertIfAbsentSQL, OperationTable.values(record))
-                    guard !inserted.isEmpty else { throw KeyExists() }
+                    let inserted = try await PostgresTransaction.mapErrors {
+                        var inserted = false
+                        let statement = InsertOperationIfAbsent(values: OperationTable.values(record))
+                        for try await _ in try await tx.connection.execute(statement, logger: logger) { inserted = true }
+                        return inserted
+                    }
+                    guard inserted else { throw KeyExists() }
                     return .performed(record)
                 }
             } catch is KeyExists {
@@ -159,10 +164,6 @@ public final class PostgresStore: SQLStore {
     }
 
     private struct KeyExists: Error {}
-
-    private static let insertIfAbsentSQL = PostgresTransaction.numberPlaceholders(
-        OperationTable.insertSQL + " ON CONFLICT (scope, key) DO NOTHING RETURNING token"
-    )
 
     /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
     /// and retrying (bounded) on serialization failures, deadlocks and lost insert races.

@@ -36,6 +36,10 @@ public struct PostgresTransaction: SQLTransaction {
     }
 
     static func query(_ sql: String, _ arguments: [SQLValue]) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: numberPlaceholders(sql), binds: bindings(arguments))
+    }
+
+    static func bindings(_ arguments: [SQLValue]) -> PostgresBindings {
         var binds = PostgresBindings(capacity: arguments.count)
         for argument in arguments {
             switch argument {
@@ -47,7 +51,7 @@ public struct PostgresTransaction: SQLTransaction {
             case .bool(let value): binds.append(value)
             }
         }
-        return PostgresQuery(unsafeSQL: numberPlaceholders(sql), binds: binds)
+        return binds
     }
 
     /// Rewrites `?` to `$1, $2, …`, leaving quoted strings and identifiers alone. Works on
