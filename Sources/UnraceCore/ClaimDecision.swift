@@ -60,7 +60,7 @@ public enum ClaimDecision: Sendable, Hashable {
         }
     }
 
-    /// The record a store writes for an acquiring decision (``insert`` or ``takeOver``), or `nil`
+    /// The record a store writes for an acquiring decision (``insert`` or ``takeOver(token:recoveryPoint:)``), or `nil`
     /// when the decision does not acquire the key.
     public func acquiredRecord(for request: ClaimRequest, existing: OperationRecord?) -> OperationRecord? {
         switch self {

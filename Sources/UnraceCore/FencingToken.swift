@@ -17,6 +17,8 @@ public struct FencingToken: Sendable, Hashable, Comparable, Codable, CustomStrin
     /// The token the next holder gets.
     public var next: FencingToken { FencingToken(value + 1) }
 
+    /// Orders by value.
     public static func < (lhs: FencingToken, rhs: FencingToken) -> Bool { lhs.value < rhs.value }
+    /// A short, log-safe text form.
     public var description: String { "#\(value)" }
 }

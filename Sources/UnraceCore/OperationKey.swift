@@ -31,6 +31,7 @@ public struct OperationKey: Sendable, Hashable, Codable, CustomStringConvertible
         self.rawValue = rawValue
     }
 
+    /// A short, log-safe text form.
     public var description: String { rawValue }
 
     static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
@@ -75,6 +76,7 @@ public struct Scope: Sendable, Hashable, Codable, CustomStringConvertible, Expre
 
     private init(unchecked: String) { self.rawValue = unchecked }
 
+    /// A short, log-safe text form.
     public var description: String { rawValue }
 
     private static func isAllowed(_ byte: UInt8) -> Bool {

@@ -10,6 +10,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     /// Wraps milliseconds since the Unix epoch.
     public init(milliseconds: Int64) { self.milliseconds = milliseconds }
 
+    /// Orders by value.
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.milliseconds < rhs.milliseconds }
 
     /// The instant `duration` later, rounded down to the millisecond and saturating at the
@@ -19,6 +20,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         return Timestamp(milliseconds: overflow ? .max : sum)
     }
 
+    /// A short, log-safe text form.
     public var description: String { "\(milliseconds)ms" }
 }
 

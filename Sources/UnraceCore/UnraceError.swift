@@ -36,6 +36,7 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
 
         /// The stable string form of the code, for logs, metrics and problem documents.
         public var rawValue: String { base.rawValue }
+        /// A short, log-safe text form.
         public var description: String { base.rawValue }
 
         /// An operation key is empty, longer than ``OperationKey/maximumByteCount`` bytes, or
@@ -110,8 +111,10 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         self.line = line
     }
 
+    /// A short, log-safe text form.
     public var description: String { "UnraceError(\(code)): \(message)" }
 
+    /// The description with detail, the underlying error and the source location.
     public var debugDescription: String {
         var text = "UnraceError(\(code)): \(message)"
         if let detail { text += " [\(detail)]" }

@@ -11,6 +11,7 @@ import Logging
 /// any number of processes may share the database. Statements stay within what
 /// Postgres-compatible distributed SQL engines accept, and rows shard by `(scope, key)`.
 public final class PostgresStore: SQLStore {
+    /// The handle a step's body writes through.
     public typealias Transaction = PostgresTransaction
 
     /// How many times a step is retried after a serialization failure or deadlock
@@ -19,6 +20,7 @@ public final class PostgresStore: SQLStore {
 
     /// The client the store runs its steps on.
     public let client: PostgresClient
+    /// The backend's short name.
     public var backendName: String { "postgres" }
 
     private let logger: Logger
@@ -104,6 +106,7 @@ public final class PostgresStore: SQLStore {
 
     // MARK: Store
 
+    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
     public func performOnce(
         _ request: ClaimRequest,
         retention: Duration,
@@ -136,10 +139,12 @@ public final class PostgresStore: SQLStore {
         return try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
     }
 
+    /// Claims the key for a lease, in one transaction. See ``Store/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
         try await transaction { tx in try await table.claim(tx, request) }
     }
 
+    /// Runs `body` and applies `write` if `token` is current, in one transaction; throws `fenced` otherwise. See ``Store/write(_:scope:key:token:now:retention:_:)``.
     public func write(
         _ write: HolderWrite, scope: Scope, key: OperationKey, token: FencingToken, now: Timestamp,
         retention: Duration, _ body: (PostgresTransaction) async throws -> Void
@@ -149,16 +154,19 @@ public final class PostgresStore: SQLStore {
         }
     }
 
+    /// The stored record of a key, if any.
     public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
         try await client.withConnection { connection in
             try await table.fetch(PostgresTransaction(connection: connection, logger: logger), scope: scope, key: key, lock: false)
         }
     }
 
+    /// Deletes at most `limit` records whose retention ended before `now`.
     public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
         try await transaction { tx in try await table.purgeExpired(tx, now: now, limit: limit) }
     }
 
+    /// Runs `body` in a transaction with no operation record.
     public func withTransaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
         try await transaction(body)
     }

@@ -13,12 +13,14 @@ public struct PostgresTransaction: SQLTransaction {
     public let connection: PostgresConnection
     let logger: Logger
 
+    /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
         try await Self.mapErrors {
             try await connection.query(Self.query(sql, arguments), logger: logger)
         }
     }
 
+    /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
         try await Self.mapErrors {
             var rows: [SQLRow] = []

@@ -11,6 +11,7 @@ import Foundation
 /// open the same file: SQLite's file locks serialise their writers, waiting up to
 /// ``Configuration/busyTimeout`` each. For many machines, use PostgreSQL.
 public final class SQLiteStore: SQLStore {
+    /// The handle a step's body writes through.
     public typealias Transaction = SQLiteTransaction
 
     /// How a ``SQLiteStore`` opens its file.
@@ -40,6 +41,7 @@ public final class SQLiteStore: SQLStore {
 
     /// The file's path.
     public let path: String
+    /// The backend's short name.
     public var backendName: String { "sqlite" }
 
     let pool: DatabasePool
@@ -110,6 +112,7 @@ public final class SQLiteStore: SQLStore {
 
     // MARK: Store
 
+    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
     public func performOnce(
         _ request: ClaimRequest,
         retention: Duration,
@@ -164,10 +167,12 @@ public final class SQLiteStore: SQLStore {
         }
     }
 
+    /// Claims the key for a lease, in one transaction. See ``Store/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
         try await transaction { tx in try await table.claim(tx, request) }
     }
 
+    /// Runs `body` and applies `write` if `token` is current, in one transaction; throws `fenced` otherwise. See ``Store/write(_:scope:key:token:now:retention:_:)``.
     public func write(
         _ write: HolderWrite, scope: Scope, key: OperationKey, token: FencingToken, now: Timestamp,
         retention: Duration, _ body: (SQLiteTransaction) async throws -> Void
@@ -177,14 +182,17 @@ public final class SQLiteStore: SQLStore {
         }
     }
 
+    /// The stored record of a key, if any.
     public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
         try await table.fetch(SQLiteTransaction(pool: pool, access: .read), scope: scope, key: key, lock: false)
     }
 
+    /// Deletes at most `limit` records whose retention ended before `now`.
     public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
         try await transaction { tx in try await table.purgeExpired(tx, now: now, limit: limit) }
     }
 
+    /// Runs `body` in a transaction with no operation record.
     public func withTransaction<T: Sendable>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
         try await transaction(body)
     }

@@ -10,6 +10,7 @@ public struct SQLiteTransaction: SQLTransaction {
     let pool: DatabasePool
     let access: Access
 
+    /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
         let arguments = StatementArguments(arguments.map(\.databaseValue))
         // A single statement is prepared once per connection and reused (GRDB's statement
@@ -21,6 +22,7 @@ public struct SQLiteTransaction: SQLTransaction {
         }
     }
 
+    /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
         let arguments = StatementArguments(arguments.map(\.databaseValue))
         return try await run { db in

@@ -7,6 +7,7 @@ import Synchronization
 /// ``MemoryTransaction`` and become visible only if the step commits. Use it in unit tests of
 /// your own handlers; the simulator builds on it.
 public final class MemoryStore: Store {
+    /// The handle a step's body writes through.
     public typealias Transaction = MemoryTransaction
 
     struct State {
@@ -25,6 +26,7 @@ public final class MemoryStore: Store {
     /// Creates an empty store.
     public init() {}
 
+    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
     public func performOnce(
         _ request: ClaimRequest,
         retention: Duration,
@@ -44,6 +46,7 @@ public final class MemoryStore: Store {
         }
     }
 
+    /// Claims the key for a lease, in one transaction. See ``Store/claim(_:)``.
     public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
         try await transaction { tx in
             let id = RecordID(scope: request.scope, key: request.key)
@@ -57,6 +60,7 @@ public final class MemoryStore: Store {
         }
     }
 
+    /// Runs `body` and applies `write` if `token` is current, in one transaction; throws `fenced` otherwise. See ``Store/write(_:scope:key:token:now:retention:_:)``.
     public func write(
         _ write: HolderWrite,
         scope: Scope,
@@ -79,10 +83,12 @@ public final class MemoryStore: Store {
         }
     }
 
+    /// The stored record of a key, if any.
     public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
         state.withLock { $0.records[RecordID(scope: scope, key: key)] }
     }
 
+    /// Deletes at most `limit` records whose retention ended before `now`.
     public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
         try await transaction { tx in
             let expired = tx.allRecords
@@ -94,6 +100,7 @@ public final class MemoryStore: Store {
         }
     }
 
+    /// Runs `body` in a transaction with no operation record.
     public func withTransaction<T: Sendable>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
         try await transaction(body)
     }

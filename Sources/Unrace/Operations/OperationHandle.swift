@@ -35,7 +35,7 @@ public struct OperationHandle: Sendable, Hashable {
     }
 
     /// A key for a downstream system that stays the same across retries and takeovers of this
-    /// operation (see ``UnraceCore/OperationKey/derived(_:scope:)``).
+    /// operation (see ``OperationKey/derived(_:scope:)``).
     public func derivedKey(_ label: String) -> String { key.derived(label, scope: scope) }
 }
 

@@ -4,17 +4,28 @@
 public enum SQLValue: Sendable, Hashable, ExpressibleByIntegerLiteral, ExpressibleByStringLiteral,
     ExpressibleByBooleanLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
 {
+    /// SQL `NULL`.
     case null
+    /// A 64-bit integer.
     case integer(Int64)
+    /// A double-precision float.
     case real(Double)
+    /// UTF-8 text.
     case text(String)
+    /// Bytes (`BLOB` on SQLite, `BYTEA` on PostgreSQL).
     case blob([UInt8])
+    /// A boolean (stored as 0 or 1 on SQLite).
     case bool(Bool)
 
+    /// An integer literal.
     public init(integerLiteral value: Int64) { self = .integer(value) }
+    /// A string literal.
     public init(stringLiteral value: String) { self = .text(value) }
+    /// A boolean literal.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// `nil`, for SQL `NULL`.
     public init(nilLiteral: ()) { self = .null }
+    /// A floating-point literal.
     public init(floatLiteral value: Double) { self = .real(value) }
 
     /// The integer value, or `nil`; booleans read as 0 and 1 (SQLite stores them so).

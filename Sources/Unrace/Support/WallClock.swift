@@ -22,10 +22,12 @@ public struct SystemWallClock: WallClock {
     /// Creates the system clock.
     public init() {}
 
+    /// The current time.
     public func now() -> Timestamp {
         Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)))
     }
 
+    /// Suspends for `duration`.
     public func sleep(for duration: Duration) async throws {
         try await Task.sleep(for: duration)
     }
@@ -43,6 +45,7 @@ public final class ManualWallClock: WallClock {
         self.current = Mutex(start)
     }
 
+    /// The current time.
     public func now() -> Timestamp { current.withLock { $0 } }
 
     /// Moves the clock forward.
@@ -50,6 +53,7 @@ public final class ManualWallClock: WallClock {
         current.withLock { $0 = $0 + duration }
     }
 
+    /// Suspends for `duration`.
     public func sleep(for duration: Duration) async throws {
         advance(by: duration)
         await Task.yield()
