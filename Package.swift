@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Unrace", targets: ["Unrace"]),
         .library(name: "UnraceSQLite", targets: ["UnraceSQLite"]),
         .library(name: "UnracePostgres", targets: ["UnracePostgres"]),
+        .library(name: "UnraceSimulation", targets: ["UnraceSimulation"]),
         .executable(name: "unrace", targets: ["unrace"]),
     ],
     dependencies: [
@@ -57,10 +58,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "UnraceSimulation",
+            dependencies: ["Unrace"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "unrace",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres",
+                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -73,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UnraceTests",
-            dependencies: ["Unrace", "UnraceSQLite", "UnracePostgres"],
+            dependencies: ["Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -29,6 +29,9 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
             case schemaTooNew = "schema_too_new"
             case retryLimitReached = "retry_limit_reached"
             case constraintViolation = "constraint_violation"
+            case invalidLifecycle = "invalid_lifecycle"
+            case invalidEvent = "invalid_event"
+            case parkingLimitReached = "parking_limit_reached"
         }
 
         fileprivate let base: Base
@@ -79,6 +82,14 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// A statement broke a unique, check or foreign-key constraint (SQLSTATE 23xxx,
         /// SQLITE_CONSTRAINT). The transaction rolled back.
         public static let constraintViolation = Code(.constraintViolation)
+        /// A lifecycle declaration names an unknown state, leaves a state unreachable, or maps
+        /// one (state, event) pair to two targets. The message names the offending state or rule.
+        public static let invalidLifecycle = Code(.invalidLifecycle)
+        /// An inbox event with an empty or oversized id, stream or type, or a sequence below 1.
+        public static let invalidEvent = Code(.invalidEvent)
+        /// A stream already parks as many early events as allowed; the event was not stored and
+        /// must not be acknowledged, so the broker delivers it again later.
+        public static let parkingLimitReached = Code(.parkingLimitReached)
     }
 
     /// What went wrong, as a stable code.

@@ -24,7 +24,7 @@ public final class PostgresStore: SQLStore {
     public var backendName: String { "postgres" }
 
     private let logger: Logger
-    private let table = OperationTable(lockClause: "FOR UPDATE")
+    let table = OperationTable(lockClause: "FOR UPDATE")
 
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
@@ -102,6 +102,7 @@ public final class PostgresStore: SQLStore {
             """,
             "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
         ]),
+        .init(version: 2, statements: InboxSchema.statements(blob: "BYTEA")),
     ])
 
     // MARK: Store
@@ -175,7 +176,7 @@ public final class PostgresStore: SQLStore {
 
     /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
     /// and retrying (bounded) on serialization failures, deadlocks and lost insert races.
-    private func transaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1
@@ -207,12 +208,12 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// Serialization failures, deadlocks, and a unique violation on Unrace's own table (two
-    /// claimers inserting a key at once): retrying the whole step resolves each.
+    /// Serialization failures, deadlocks, and a unique violation on one of Unrace's own tables
+    /// (two steps inserting the same key or stream at once): retrying the whole step resolves each.
     private static func isTransient(_ error: UnraceError) -> Bool {
         switch error.sqlState {
         case "40001", "40P01": return true
-        case "23505": return (error.underlying as? PSQLError)?.serverInfo?[.tableName] == OperationTable.name
+        case "23505": return (error.underlying as? PSQLError)?.serverInfo?[.tableName]?.hasPrefix("unrace_") ?? false
         default: return false
         }
     }

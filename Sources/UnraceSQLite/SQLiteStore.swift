@@ -46,7 +46,7 @@ public final class SQLiteStore: SQLStore {
 
     let pool: DatabasePool
     private let writer = AsyncLock()
-    private let table = OperationTable(lockClause: "")
+    let table = OperationTable(lockClause: "")
     private let logger: Logger
 
     /// Opens (creating if needed) a database file and migrates its schema.
@@ -108,6 +108,7 @@ public final class SQLiteStore: SQLStore {
             """,
             "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
         ]),
+        .init(version: 2, statements: InboxSchema.statements(blob: "BLOB")),
     ])
 
     // MARK: Store
@@ -198,7 +199,7 @@ public final class SQLiteStore: SQLStore {
     }
 
     /// Runs `body` between `BEGIN IMMEDIATE` and `COMMIT` on the writer, rolling back if it throws.
-    private func transaction<T>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
+    func transaction<T>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
         try await writer.withLock {
             let tx = SQLiteTransaction(pool: pool, access: .write)
             try await tx.execute("BEGIN IMMEDIATE")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Unrace
+import UnraceSimulation
 
 /// Hidden helpers that the multi-process tests start as separate OS processes. They use only
 /// the public API, like any other process sharing the database would.
@@ -9,7 +10,7 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Test helpers: run as a separate process against a shared database.",
         shouldDisplay: false,
-        subcommands: [PerformKeys.self, HoldAndHang.self]
+        subcommands: [PerformKeys.self, HoldAndHang.self, ConsumeOrders.self]
     )
 
     /// Performs keys `0..<keys` in a seeded random order; each performance inserts one row
@@ -92,6 +93,37 @@ struct WorkerCommand: AsyncParsableCommand {
                     FileHandle.standardOutput.write(Data("writing\n".utf8))
                     _ = readLine()  // blocks until the parent kills this process
                     throw CancellationError()
+                }
+            }
+        }
+    }
+}
+
+extension WorkerCommand {
+    /// Consumes every `lanes`-th delivery of a seeded, shuffled set of order streams through the
+    /// inbox, into `SQLOrderProjection(prefix:)` tables the caller created.
+    struct ConsumeOrders: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "consume-orders")
+        @OptionGroup var database: DatabaseOption
+        @Option var prefix: String
+        @Option var orders: Int
+        @Option var seed: UInt64
+        @Option var lane: Int
+        @Option var lanes: Int
+
+        func run() async throws {
+            try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
+        }
+
+        struct Job: StoreJob {
+            let command: ConsumeOrders
+            func run<S: SQLStore>(_ store: S) async throws {
+                let inbox = try Inbox(store: store)
+                let projection = SQLOrderProjection(prefix: command.prefix)
+                let streams = try OrderStreams.streams(orders: command.orders, seed: command.seed, prefix: command.prefix)
+                let deliveries = OrderStreams.deliveries(of: streams, seed: command.seed)
+                for index in stride(from: command.lane, to: deliveries.count, by: command.lanes) {
+                    _ = try await inbox.receive(deliveries[index]) { tx, event in try await projection.apply(tx, event) }
                 }
             }
         }

@@ -13,6 +13,16 @@ public final class MemoryStore: Store {
     struct State {
         var records: [RecordID: OperationRecord] = [:]
         var tables: [String: [String: [UInt8]]] = [:]
+        var streams: [String: StreamHead] = [:]
+        var events: [String: StoredEvent] = [:]
+        var positions: [String: String] = [:]  // "stream\u{0}sequence" -> event id
+        var lifecycles: [String: String] = [:]  // "lifecycle\u{0}entity" -> state
+    }
+
+    struct StoredEvent {
+        var event: InboxEvent
+        var status: InboxEventStatus
+        var reason: String?
     }
 
     struct RecordID: Hashable {
@@ -125,35 +135,67 @@ public final class MemoryStore: Store {
 ///
 /// Writes are private to the step until it commits; a step that throws leaves nothing behind.
 /// The step reads the committed state it started from (a copy-on-write snapshot, no copying)
-/// through an overlay of its own changes, so a step costs what it touches.
+/// through layers of its own changes, so a step costs what it touches.
 public final class MemoryTransaction: Sendable {
-    private struct Overlay {
-        let base: MemoryStore.State
-        var records: [MemoryStore.RecordID: OperationRecord?] = [:]
-        var tables: [String: [String: [UInt8]?]] = [:]
-    }
+    /// One dictionary of the snapshot, with this step's changes on top (`nil` = deleted).
+    struct Layer<Key: Hashable, Value> {
+        var base: [Key: Value]
+        var changes: [Key: Value?] = [:]
 
-    private let overlay: Mutex<Overlay>
+        subscript(key: Key) -> Value? {
+            get { changes[key] ?? base[key] }
+            set { changes[key] = .some(newValue) }
+        }
 
-    init(snapshot: MemoryStore.State) { self.overlay = Mutex(Overlay(base: snapshot)) }
-
-    subscript(record id: MemoryStore.RecordID) -> OperationRecord? {
-        get { overlay.withLock { $0.records[id] ?? $0.base.records[id] } }
-        set { overlay.withLock { $0.records[id] = .some(newValue) } }
-    }
-
-    /// Every record as this step sees it (used only by purging).
-    var allRecords: [OperationRecord] {
-        overlay.withLock { overlay in
-            var merged = overlay.base.records
-            for (id, record) in overlay.records { merged[id] = record }
-            return Array(merged.values)
+        var merged: [Key: Value] {
+            var result = base
+            for (key, value) in changes { result[key] = value }
+            return result
         }
     }
 
+    struct Overlay {
+        var records: Layer<MemoryStore.RecordID, OperationRecord>
+        var tables: [String: Layer<String, [UInt8]>] = [:]
+        var streams: Layer<String, StreamHead>
+        var events: Layer<String, MemoryStore.StoredEvent>
+        var positions: Layer<String, String>
+        var lifecycles: Layer<String, String>
+        let base: MemoryStore.State
+
+        init(_ base: MemoryStore.State) {
+            self.base = base
+            records = Layer(base: base.records)
+            streams = Layer(base: base.streams)
+            events = Layer(base: base.events)
+            positions = Layer(base: base.positions)
+            lifecycles = Layer(base: base.lifecycles)
+        }
+
+        mutating func table(_ name: String) -> Layer<String, [UInt8]> {
+            tables[name] ?? Layer(base: base.tables[name] ?? [:])
+        }
+    }
+
+    let overlay: Mutex<Overlay>
+
+    init(snapshot: MemoryStore.State) { self.overlay = Mutex(Overlay(snapshot)) }
+
+    subscript(record id: MemoryStore.RecordID) -> OperationRecord? {
+        get { overlay.withLock { $0.records[id] } }
+        set { overlay.withLock { $0.records[id] = newValue } }
+    }
+
+    /// Every record as this step sees it (used only by purging).
+    var allRecords: [OperationRecord] { overlay.withLock { Array($0.records.merged.values) } }
+
     /// Stores `value` under `id` in `table`, replacing what was there.
     public func put(_ table: String, id: String, _ value: [UInt8]) {
-        overlay.withLock { $0.tables[table, default: [:]][id] = .some(value) }
+        overlay.withLock { overlay in
+            var layer = overlay.table(table)
+            layer[id] = value
+            overlay.tables[table] = layer
+        }
     }
 
     /// Inserts `value` under `id` unless the id exists (a unique constraint).
@@ -161,51 +203,43 @@ public final class MemoryTransaction: Sendable {
     @discardableResult
     public func insert(_ table: String, id: String, _ value: [UInt8]) -> Bool {
         overlay.withLock { overlay in
-            if Self.value(in: overlay, table, id) != nil { return false }
-            overlay.tables[table, default: [:]][id] = .some(value)
+            var layer = overlay.table(table)
+            if layer[id] != nil { return false }
+            layer[id] = value
+            overlay.tables[table] = layer
             return true
         }
     }
 
     /// The value under `id` in `table`, including this step's own writes.
     public func get(_ table: String, id: String) -> [UInt8]? {
-        overlay.withLock { Self.value(in: $0, table, id) }
+        overlay.withLock { $0.table(table)[id] }
     }
 
     /// Removes `id` from `table`.
     public func delete(_ table: String, id: String) {
-        overlay.withLock { $0.tables[table, default: [:]][id] = .some(nil) }
+        overlay.withLock { overlay in
+            var layer = overlay.table(table)
+            layer[id] = nil
+            overlay.tables[table] = layer
+        }
     }
 
     /// How many rows `table` has, including this step's own writes.
     public func count(_ table: String) -> Int {
-        overlay.withLock { overlay in
-            let base = overlay.base.tables[table] ?? [:]
-            var count = base.count
-            for (id, value) in overlay.tables[table] ?? [:] {
-                switch (base[id] != nil, value != nil) {
-                case (false, true): count += 1
-                case (true, false): count -= 1
-                default: break
-                }
-            }
-            return count
-        }
-    }
-
-    private static func value(in overlay: Overlay, _ table: String, _ id: String) -> [UInt8]? {
-        if let staged = overlay.tables[table]?[id] { return staged }
-        return overlay.base.tables[table]?[id]
+        overlay.withLock { $0.table(table).merged.count }
     }
 
     /// The committed state: the snapshot with this step's changes applied.
     func finish() -> MemoryStore.State {
         overlay.withLock { overlay in
             var state = overlay.base
-            for (id, record) in overlay.records { state.records[id] = record }
-            for (table, rows) in overlay.tables {
-                for (id, value) in rows { state.tables[table, default: [:]][id] = value }
-            }
+            state.records = overlay.records.merged
+            for (name, layer) in overlay.tables { state.tables[name] = layer.merged }
+            state.streams = overlay.streams.merged
+            state.events = overlay.events.merged
+            state.positions = overlay.positions.merged
+            state.lifecycles = overlay.lifecycles.merged
             return state
         }
     }

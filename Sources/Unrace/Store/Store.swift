@@ -51,6 +51,46 @@ public protocol Store: Sendable {
 
     /// Runs `body` in a transaction with no operation record: plain business writes.
     func withTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T
+
+    // MARK: Inbox
+
+    /// Receives one event in one transaction: decides by the stream's head, applies it with
+    /// `handler` (and then any parked successors, in order), parks it, or reports it.
+    /// - Throws: ``UnraceError/Code/parkingLimitReached`` when parking would pass
+    ///   `parkingLimit`; nothing is written.
+    func receive(
+        _ event: InboxEvent,
+        parkingLimit: Int,
+        now: Timestamp,
+        _ handler: (Transaction, InboxEvent) async throws -> InboxVerdict
+    ) async throws -> InboxOutcome
+
+    /// Moves a stream's head past its gap (recording `skipped` markers) and drains, in one
+    /// transaction. Returns how many sequences were skipped and how many events drained.
+    func skipGap(
+        stream: String,
+        now: Timestamp,
+        _ handler: (Transaction, InboxEvent) async throws -> InboxVerdict
+    ) async throws -> (skipped: Int64, drained: Int)
+
+    /// Streams whose gap opened at or before `cutoff`, oldest first, at most `limit`.
+    func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap]
+
+    /// The last applied sequence of a stream (0 if none).
+    func inboxHead(stream: String) async throws -> Int64
+
+    // MARK: Lifecycles
+
+    /// Applies `event` to an entity's stored lifecycle state and runs `handler` with the
+    /// decision, in one transaction. Only a `moved` decision changes the stored state.
+    func transition(
+        _ lifecycle: Lifecycle,
+        name: String,
+        entity: String,
+        event: String,
+        now: Timestamp,
+        _ handler: (Transaction, Lifecycle.Decision) async throws -> Void
+    ) async throws -> Lifecycle.Decision
 }
 
 /// The answer to ``Store/performOnce(_:retention:_:)``.

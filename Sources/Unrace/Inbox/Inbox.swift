@@ -1,0 +1,130 @@
+public import UnraceCore
+
+/// How an ``Inbox`` behaves. Every property has a documented default and bound.
+public struct InboxConfiguration: Sendable {
+    /// The largest parking limit accepted: 100,000 events per stream.
+    public static var parkingLimitMaximum: Int { 100_000 }
+
+    /// How many early events one stream may park. Past it, ``Inbox/receive(_:_:)`` throws
+    /// ``UnraceError/Code/parkingLimitReached`` and stores nothing, so the caller does not ack and
+    /// the event comes back later. Default 1,000; 1 to ``parkingLimitMaximum``.
+    public var parkingLimit = 1_000
+    /// How old a gap must be before ``Inbox/gaps(limit:)`` reports it. Default 60 s; 0 to 30 days.
+    public var gapTimeout: Duration = .seconds(60)
+    /// The clock for parking times and gap ages. Default: the system wall clock.
+    public var clock: any WallClock = SystemWallClock()
+
+    /// The all-defaults configuration.
+    public init() {}
+}
+
+/// An ordered inbox per stream: the fix for out-of-order events.
+///
+/// OrderCancelled can arrive before OrderCreated; Kafka orders only within a partition. The inbox
+/// applies each stream's events strictly in sequence order, whatever order they arrive in:
+///
+/// - each event id is applied at most once, and the handler's writes commit in the same
+///   transaction as the stream's new head;
+/// - an early event is parked durably and applied as soon as the gap fills, in order;
+/// - a duplicate or stale event is reported, never re-applied;
+/// - parking is bounded per stream: past the bound the event is refused with a typed error and
+///   nothing is stored, so it is delivered again later — nothing is dropped;
+/// - several consumers may receive events of one stream at once: the stream's row lock orders them.
+public struct Inbox<S: Store>: Sendable {
+    /// The store the inbox lives in.
+    public let store: S
+    /// The validated configuration.
+    public let configuration: InboxConfiguration
+
+    /// Creates an inbox over a store.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a setting out of bounds.
+    public init(store: S, configuration: InboxConfiguration = .init()) throws {
+        guard (1...InboxConfiguration.parkingLimitMaximum).contains(configuration.parkingLimit) else {
+            throw UnraceError(.invalidConfiguration, "parkingLimit must be between 1 and \(InboxConfiguration.parkingLimitMaximum)")
+        }
+        guard configuration.gapTimeout >= .zero, configuration.gapTimeout <= .seconds(30 * 86_400) else {
+            throw UnraceError(.invalidConfiguration, "gapTimeout must be between 0 and 30 days")
+        }
+        self.store = store
+        self.configuration = configuration
+    }
+
+    /// Receives one event, applying it (and any parked successors) with `handler` when its turn
+    /// has come, parking it when it is early, or reporting it when it was already received.
+    ///
+    /// `handler` runs inside the step's transaction, once per event id, in sequence order per
+    /// stream. Acknowledge the event to the broker only after this returns.
+    /// - Throws: ``UnraceError/Code/parkingLimitReached`` (do not ack); store errors; or what
+    ///   `handler` throws (nothing is written then).
+    public func receive(
+        _ event: InboxEvent,
+        _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
+    ) async throws -> InboxOutcome {
+        try await store.receive(event, parkingLimit: configuration.parkingLimit, now: configuration.clock.now(), handler)
+    }
+
+    /// Streams whose gap is older than ``InboxConfiguration/gapTimeout``, oldest first: what an
+    /// operator acts on (wait, ``skipGap(stream:_:)`` with a record, or dead-letter upstream).
+    public func gaps(limit: Int = 100) async throws -> [InboxGap] {
+        guard (1...10_000).contains(limit) else {
+            throw UnraceError(.invalidArgument, "gap report limit must be between 1 and 10000")
+        }
+        let cutoff = Timestamp(milliseconds: configuration.clock.now().milliseconds - configuration.gapTimeout.wholeMilliseconds)
+        return try await store.inboxGaps(openedBefore: cutoff, limit: limit)
+    }
+
+    /// Gives up on a stream's missing events: records each as `skipped`, moves the head past
+    /// them, and applies the parked events that follow, with `handler`.
+    public func skipGap(
+        stream: String,
+        _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
+    ) async throws -> (skipped: Int64, drained: Int) {
+        try await store.skipGap(stream: stream, now: configuration.clock.now(), handler)
+    }
+
+    /// The last applied sequence of a stream (0 before its first event).
+    public func head(of stream: String) async throws -> Int64 {
+        try await store.inboxHead(stream: stream)
+    }
+}
+
+/// A lifecycle guard for events that carry no sequence number: each event is checked against
+/// the entity's stored state and the declared ``Lifecycle``, in one transaction with the
+/// handler's writes.
+///
+/// An impossible move is rejected with a reason, never applied; an event after a terminal state
+/// is absorbed and reported; a terminal event for an unseen entity (cancel before create) leaves a
+/// placeholder in the terminal state, so the late create cannot resurrect it.
+public struct LifecycleGuard<S: Store>: Sendable {
+    /// The store states live in.
+    public let store: S
+    /// The declared lifecycle.
+    public let lifecycle: Lifecycle
+    /// The name states are stored under (one per kind of entity, such as `order`).
+    public let name: String
+    let clock: any WallClock
+
+    /// Creates a guard.
+    public init(store: S, lifecycle: Lifecycle, name: String, clock: any WallClock = SystemWallClock()) throws {
+        guard !name.isEmpty, name.utf8.count <= 64 else {
+            throw UnraceError(.invalidArgument, "a lifecycle name must be 1 to 64 bytes")
+        }
+        self.store = store
+        self.lifecycle = lifecycle
+        self.name = name
+        self.clock = clock
+    }
+
+    /// Applies `event` to `entity` and runs `handler` with the decision, in one transaction.
+    @discardableResult
+    public func apply(
+        _ event: String,
+        to entity: String,
+        _ handler: (S.Transaction, Lifecycle.Decision) async throws -> Void = { _, _ in }
+    ) async throws -> Lifecycle.Decision {
+        guard !entity.isEmpty, entity.utf8.count <= InboxEvent.maximumNameByteCount else {
+            throw UnraceError(.invalidEvent, "an entity id must be 1 to \(InboxEvent.maximumNameByteCount) bytes")
+        }
+        return try await store.transition(lifecycle, name: name, entity: entity, event: event, now: clock.now(), handler)
+    }
+}

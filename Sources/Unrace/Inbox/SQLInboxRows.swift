@@ -1,0 +1,173 @@
+package import UnraceCore
+
+/// ``InboxRows`` over any ``SQLTransaction``: the inbox tables of SQLite and PostgreSQL.
+package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
+    let tx: T
+
+    package init(_ tx: T) { self.tx = tx }
+
+    package func lockStream(_ stream: String) async throws -> StreamHead {
+        // An upsert that always updates locks the row (PostgreSQL) and returns it in one statement.
+        let rows = try await tx.query(
+            """
+            INSERT INTO unrace_inbox_streams (stream, head, parked) VALUES (?, 0, 0)
+            ON CONFLICT (stream) DO UPDATE SET stream = excluded.stream
+            RETURNING head, parked, gap_since
+            """,
+            [.text(stream)]
+        )
+        let row = rows[0]
+        return StreamHead(
+            stream: stream, head: try row.int64("head"), parked: Int(try row.int64("parked")),
+            gapSince: row.optionalInt64("gap_since").map(Timestamp.init(milliseconds:))
+        )
+    }
+
+    package func isTaken(_ event: InboxEvent) async throws -> Bool {
+        let rows = try await tx.query(
+            "SELECT 1 AS taken FROM unrace_inbox_events WHERE event_id = ? OR (stream = ? AND sequence = ?) LIMIT 1",
+            [.text(event.id), .text(event.stream), .integer(event.sequence)]
+        )
+        return !rows.isEmpty
+    }
+
+    package func insert(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
+        try await tx.execute(
+            """
+            INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(event.id), .text(event.stream), .integer(event.sequence), .text(event.type), .blob(event.payload),
+                .text(status.rawValue), reason.map(SQLValue.text) ?? .null, .integer(now.milliseconds),
+            ]
+        )
+    }
+
+    package func setStatus(of event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws {
+        try await tx.execute(
+            "UPDATE unrace_inbox_events SET status = ?, reason = ? WHERE event_id = ?",
+            [.text(status.rawValue), reason.map(SQLValue.text) ?? .null, .text(event.id)]
+        )
+    }
+
+    package func parkedEvent(stream: String, sequence: Int64) async throws -> InboxEvent? {
+        let rows = try await tx.query(
+            """
+            SELECT event_id, type, payload FROM unrace_inbox_events
+            WHERE stream = ? AND sequence = ? AND status = 'parked'
+            """,
+            [.text(stream), .integer(sequence)]
+        )
+        guard let row = rows.first else { return nil }
+        return try InboxEvent(
+            id: row.string("event_id"), stream: stream, sequence: sequence, type: row.string("type"),
+            payload: row.optionalBytes("payload") ?? []
+        )
+    }
+
+    package func lowestParkedSequence(stream: String) async throws -> Int64? {
+        let rows = try await tx.query(
+            "SELECT MIN(sequence) AS lowest FROM unrace_inbox_events WHERE stream = ? AND status = 'parked'",
+            [.text(stream)]
+        )
+        return rows.first?.optionalInt64("lowest")
+    }
+
+    package func save(_ head: StreamHead) async throws {
+        try await tx.execute(
+            "UPDATE unrace_inbox_streams SET head = ?, parked = ?, gap_since = ? WHERE stream = ?",
+            [.integer(head.head), .int(head.parked), head.gapSince.map { .integer($0.milliseconds) } ?? .null, .text(head.stream)]
+        )
+    }
+
+    /// Streams whose gap is older than `cutoff`, oldest first.
+    package func gaps(before cutoff: Timestamp, limit: Int) async throws -> [InboxGap] {
+        let rows = try await tx.query(
+            """
+            SELECT stream, head, parked, gap_since FROM unrace_inbox_streams
+            WHERE parked > 0 AND gap_since <= ? ORDER BY gap_since LIMIT ?
+            """,
+            [.integer(cutoff.milliseconds), .int(limit)]
+        )
+        return try rows.map { row in
+            InboxGap(
+                stream: try row.string("stream"), head: try row.int64("head"), parked: Int(try row.int64("parked")),
+                since: Timestamp(milliseconds: try row.int64("gap_since"))
+            )
+        }
+    }
+}
+
+/// The lifecycle state of one entity, kept for the lifecycle guard.
+package struct SQLLifecycleRows<T: SQLTransaction> {
+    let tx: T
+    let lockClause: String
+
+    package init(_ tx: T, lockClause: String) {
+        self.tx = tx
+        self.lockClause = lockClause
+    }
+
+    package func state(lifecycle: String, entity: String) async throws -> String? {
+        let rows = try await tx.query(
+            "SELECT state FROM unrace_lifecycle_states WHERE lifecycle = ? AND entity = ? \(lockClause)",
+            [.text(lifecycle), .text(entity)]
+        )
+        return try rows.first?.string("state")
+    }
+
+    package func save(lifecycle: String, entity: String, state: String, existed: Bool, now: Timestamp) async throws {
+        if existed {
+            try await tx.execute(
+                "UPDATE unrace_lifecycle_states SET state = ?, updated_at = ? WHERE lifecycle = ? AND entity = ?",
+                [.text(state), .integer(now.milliseconds), .text(lifecycle), .text(entity)]
+            )
+        } else {
+            try await tx.execute(
+                "INSERT INTO unrace_lifecycle_states (lifecycle, entity, state, updated_at) VALUES (?, ?, ?, ?)",
+                [.text(lifecycle), .text(entity), .text(state), .integer(now.milliseconds)]
+            )
+        }
+    }
+
+    /// Reads, decides and writes one entity's lifecycle move.
+    package func transition(_ lifecycle: Lifecycle, name: String, entity: String, event: String, now: Timestamp) async throws -> Lifecycle.Decision {
+        let current = try await state(lifecycle: name, entity: entity)
+        let decision = lifecycle.applyWithPlaceholder(event, to: current)
+        if case .moved(_, let target) = decision {
+            try await save(lifecycle: name, entity: entity, state: target, existed: current != nil, now: now)
+        }
+        return decision
+    }
+}
+
+/// The schema of the inbox and lifecycle tables; `blob` and `bigint` name the backend's types.
+package enum InboxSchema {
+    package static func statements(blob: String) -> [String] {
+        [
+            """
+            CREATE TABLE unrace_inbox_streams (
+              stream TEXT PRIMARY KEY, head BIGINT NOT NULL CHECK (head >= 0),
+              parked INTEGER NOT NULL CHECK (parked >= 0), gap_since BIGINT
+            )
+            """,
+            """
+            CREATE TABLE unrace_inbox_events (
+              event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL CHECK (sequence >= 1),
+              type TEXT NOT NULL, payload \(blob),
+              status TEXT NOT NULL CHECK (status IN ('applied', 'rejected', 'parked', 'skipped')),
+              reason TEXT, received_at BIGINT NOT NULL,
+              UNIQUE (stream, sequence)
+            )
+            """,
+            "CREATE INDEX unrace_inbox_gaps ON unrace_inbox_streams (gap_since) WHERE parked > 0",
+            """
+            CREATE TABLE unrace_lifecycle_states (
+              lifecycle TEXT NOT NULL, entity TEXT NOT NULL, state TEXT NOT NULL, updated_at BIGINT NOT NULL,
+              PRIMARY KEY (lifecycle, entity)
+            )
+            """,
+        ]
+    }
+}
