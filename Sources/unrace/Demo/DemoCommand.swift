@@ -27,16 +27,29 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let started = ContinuousClock.now
-        let demo = DoubleExecutionDemo(operations: operations, seed: seed, progress: !json)
-        let result = try await withDatabase(database.location, logger: cliLogger("unrace.demo"), demo)
+        let result = try await withDatabase(
+            database.location, logger: cliLogger("unrace.demo"),
+            AllSections(operations: operations, seed: seed, progress: !json)
+        )
         let elapsed = ContinuousClock.now - started
-        if json {
-            print(DemoReport.json(rows: result.rows))
-        } else {
-            print(DemoReport.table(result, elapsed: elapsed))
-        }
-        if result.rows.contains(where: { $0.guarded.anomalies > 0 || $0.guarded.missing > 0 }) {
+        print(json ? DemoReport.json(result.sections) : DemoReport.table(result.sections, backend: result.backend, elapsed: elapsed))
+        if !result.sections.flatMap(\.rows).allSatisfy(\.guardedClean) {
             throw ExitCode(1)
+        }
+    }
+
+    /// Every section, on one store.
+    struct AllSections: StoreJob {
+        let operations: Int
+        let seed: UInt64
+        let progress: Bool
+
+        func run<S: SQLStore>(_ store: S) async throws -> (backend: String, sections: [DemoSection]) {
+            var sections: [DemoSection] = []
+            sections.append(try await DoubleExecutionDemo(operations: operations, seed: seed, progress: progress).run(store))
+            if progress { FileHandle.standardError.write(Data("  running order lifecycles…\n".utf8)) }
+            sections.append(try await OutOfOrderDemo(orders: 100, seed: seed).run(store))
+            return (store.backendName, sections)
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Unrace
 
 /// One measured run of a handler: what the queue delivered and what the database holds after.
-struct HandlerRun: Sendable, Codable {
+struct HandlerRun: Sendable {
     /// Operations whose effect was written more than once, counted by surplus writes.
     var anomalies: Int
     /// Deliveries the queue made, redeliveries included.
@@ -13,23 +13,10 @@ struct HandlerRun: Sendable, Codable {
     var missing: Int
     /// Deliveries answered from a stored outcome (guarded only).
     var replays: Int
-}
 
-/// One row of the demo: a case under a queue configuration, naive against guarded.
-struct DemoRow: Sendable {
-    var race: String
-    var caseName: String
-    var variant: String
-    var operations: Int
-    var consumers: Int
-    var visibilityTimeout: Duration
-    var naive: HandlerRun
-    var guarded: HandlerRun
-}
-
-struct DemoResult: Sendable {
-    var backend: String
-    var rows: [DemoRow]
+    var counts: [String: Int] {
+        ["anomalies": anomalies, "deliveries": deliveries, "effects": effects, "missing": missing, "replays": replays]
+    }
 }
 
 /// The double-execution race: an at-least-once queue, workers whose processing sometimes
@@ -61,7 +48,7 @@ struct DoubleExecutionDemo: StoreJob {
     let seed: UInt64
     let progress: Bool
 
-    func run<S: SQLStore>(_ store: S) async throws -> DemoResult {
+    func run<S: SQLStore>(_ store: S) async throws -> DemoSection {
         var rows: [DemoRow] = []
         var plan = Self.cases.map { ($0, Self.baseline) }
         plan += Self.mistakenFixes.map { ("payment-capture", $0) }
@@ -73,10 +60,20 @@ struct DoubleExecutionDemo: StoreJob {
             let guarded = try await runOnce(store, caseName: caseName, variant: variant, guarded: true)
             rows.append(DemoRow(
                 race: "double-execution", caseName: caseName, variant: variant.name, operations: operations,
-                consumers: variant.consumers, visibilityTimeout: variant.visibilityTimeout, naive: naive, guarded: guarded
+                settings: ["consumers": variant.consumers, "visibilityTimeoutMs": Int(variant.visibilityTimeout.wholeMilliseconds)],
+                naive: naive.counts, guarded: guarded.counts, shown: naive.deliveries
             ))
         }
-        return DemoResult(backend: store.backendName, rows: rows)
+        return DemoSection(
+            title: "The double-execution race",
+            explanation: [
+                "An at-least-once queue redelivers any message not acknowledged within its visibility timeout;",
+                "one handler in five outlasts it. The naive handler checks \"already done?\", works, then writes;",
+                "the guarded handler writes its effect through Operations.perform.",
+            ],
+            columns: ("queue", "deliveries", "duplicate effects"),
+            rows: rows
+        )
     }
 
     /// How long processing a delivery takes: mostly short, with a tail (one in five) that
