@@ -114,52 +114,15 @@ public final class SQLiteStore: SQLStore {
     // MARK: Store
 
     /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
+    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
     public func performOnce(
         _ request: ClaimRequest,
         retention: Duration,
         _ body: (SQLiteTransaction, FencingToken) async throws -> Completion
     ) async throws -> PerformStep {
-        // The same decide-then-act step as `OperationTable.performOnce`, with Unrace's own
-        // statements folded into the writer accesses that begin and commit the transaction:
-        // a guarded step costs the body's accesses plus two, as an unguarded one does.
-        try await writer.withLock {
-            let (select, arguments) = table.select(scope: request.scope, key: request.key, lock: false)
-            let existing = try await SQLiteTransaction.mapErrors {
-                try await pool.writeWithoutTransaction { db -> OperationRecord? in
-                    try db.execute(sql: "BEGIN IMMEDIATE")
-                    do {
-                        let statement = try db.cachedStatement(sql: select)
-                        let row = try Row.fetchOne(statement, arguments: StatementArguments(arguments.map(\.databaseValue)))
-                        return try row.map { try OperationTable.decode(SQLRow($0)) }
-                    } catch {
-                        try? db.execute(sql: "ROLLBACK")
-                        throw error
-                    }
-                }
-            }
-            let decision = ClaimDecision.decide(existing: existing, request: request)
-            guard let acquired = decision.acquiredRecord(for: request, existing: existing) else {
-                try await rollback()
-                return .notAcquired(decision)
-            }
-            let tx = SQLiteTransaction(pool: pool, access: .write)
-            do {
-                let completion = try await body(tx, acquired.token)
-                let record = completion.apply(to: acquired, now: request.now, retention: retention)
-                let (sql, values) = existing == nil ? OperationTable.insert(record) : OperationTable.update(record)
-                let statementArguments = StatementArguments(values.map(\.databaseValue))
-                try await SQLiteTransaction.mapErrors {
-                    try await pool.writeWithoutTransaction { db in
-                        try db.cachedStatement(sql: sql).execute(arguments: statementArguments)
-                        try db.execute(sql: "COMMIT")
-                    }
-                }
-                return .performed(record)
-            } catch {
-                try? await rollback()
-                throw error
-            }
-        }
+        // BEGIN travels with the record's read and the record's write with COMMIT, so a guarded
+        // step makes as many trips to the writer as the body alone would.
+        try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
     }
 
     private func rollback() async throws {
@@ -201,11 +164,11 @@ public final class SQLiteStore: SQLStore {
     /// Runs `body` between `BEGIN IMMEDIATE` and `COMMIT` on the writer, rolling back if it throws.
     func transaction<T>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
         try await writer.withLock {
+            // BEGIN IMMEDIATE travels with the body's first statement, COMMIT with its queued ones.
             let tx = SQLiteTransaction(pool: pool, access: .write)
-            try await tx.execute("BEGIN IMMEDIATE")
             do {
                 let result = try await body(tx)
-                try await tx.execute("COMMIT")
+                try await tx.commit()
                 return result
             } catch {
                 do { try await rollback() } catch {

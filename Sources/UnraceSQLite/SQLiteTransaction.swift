@@ -2,41 +2,93 @@ public import Unrace
 import UnraceCore
 import GRDB
 import Foundation
+import Synchronization
 
 /// Business writes inside a ``SQLiteStore`` step, on the store's writer connection.
-public struct SQLiteTransaction: SQLTransaction {
+///
+/// Every statement is a trip to GRDB's writer queue, so the transaction saves trips: `BEGIN
+/// IMMEDIATE` travels with the first statement, and statements given to
+/// ``executeBeforeCommit(_:_:)`` travel with `COMMIT`.
+public final class SQLiteTransaction: SQLTransaction {
     enum Access: Sendable { case read, write }
+
+    private struct State {
+        var begun = false
+        var beforeCommit: [(String, StatementArguments)] = []
+    }
 
     let pool: DatabasePool
     let access: Access
+    private let state = Mutex(State())
+
+    init(pool: DatabasePool, access: Access) {
+        self.pool = pool
+        self.access = access
+    }
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
         let arguments = StatementArguments(arguments.map(\.databaseValue))
-        // A single statement is prepared once per connection and reused (GRDB's statement
-        // cache); a script of several statements is run as it is.
-        if sql.utf8.contains(UInt8(ascii: ";")) {
-            try await run { db in try db.execute(sql: sql, arguments: arguments) }
-        } else {
-            try await run { db in try db.cachedStatement(sql: sql).execute(arguments: arguments) }
-        }
+        try await run { db in try Self.execute(db, sql, arguments) }
+    }
+
+    /// Queues a statement to run in the same writer access as `COMMIT`; an error it raises fails
+    /// the commit and rolls the transaction back.
+    public func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws {
+        guard access == .write else { return try await execute(sql, arguments) }
+        let arguments = StatementArguments(arguments.map(\.databaseValue))
+        state.withLock { $0.beforeCommit.append((sql, arguments)) }
     }
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
         let arguments = StatementArguments(arguments.map(\.databaseValue))
         return try await run { db in
-            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { row in
-                SQLRow(row)
+            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(SQLRow.init)
+        }
+    }
+
+    /// Runs the queued statements and commits, in one writer access. Nothing to do if the
+    /// transaction never ran a statement.
+    func commit() async throws {
+        let (begun, queued) = state.withLock { state in
+            defer { state.beforeCommit = [] }
+            return (state.begun, state.beforeCommit)
+        }
+        guard begun || !queued.isEmpty else { return }
+        try await Self.mapErrors {
+            try await pool.writeWithoutTransaction { db in
+                if !begun { try db.execute(sql: "BEGIN IMMEDIATE") }
+                for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
+                try db.execute(sql: "COMMIT")
             }
+        }
+    }
+
+    // A single statement is prepared once per connection and reused (GRDB's statement cache);
+    // a script of several statements is run as it is.
+    private static func execute(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws {
+        if sql.utf8.contains(UInt8(ascii: ";")) {
+            try db.execute(sql: sql, arguments: arguments)
+        } else {
+            try db.cachedStatement(sql: sql).execute(arguments: arguments)
         }
     }
 
     private func run<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await Self.mapErrors {
             switch access {
-            case .write: try await pool.writeWithoutTransaction(work)
-            case .read: try await pool.read(work)
+            case .read:
+                return try await pool.read(work)
+            case .write:
+                let begin = state.withLock { state in
+                    defer { state.begun = true }
+                    return !state.begun
+                }
+                return try await pool.writeWithoutTransaction { db in
+                    if begin { try db.execute(sql: "BEGIN IMMEDIATE") }
+                    return try work(db)
+                }
             }
         }
     }

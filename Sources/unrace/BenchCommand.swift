@@ -10,7 +10,16 @@ import Unrace
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure Operations.perform against the same business write without Unrace."
+        abstract: "Measure Unrace's guards against the same writes without them, in the same run.",
+        subcommands: [OperationsBenchCommand.self, InboxBenchCommand.self],
+        defaultSubcommand: OperationsBenchCommand.self
+    )
+}
+
+struct OperationsBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "operations",
+        abstract: "Operations.perform against the same business write without Unrace."
     )
 
     @OptionGroup var database: DatabaseOption
@@ -83,10 +92,10 @@ struct OperationsBench: StoreJob {
         for callers in callerCounts {
             let warm = serial
             // A short warm-up of both paths (connections, statement caches, page cache).
-            _ = try await measure(callers: callers, count: min(200, transactions)) { id in
+            _ = try await Bench.measure(callers: callers, count: min(200, transactions)) { id in
                 try await unguarded(store, table, "warm-u-\(callers)-\(warm)-\(id)")
             }
-            _ = try await measure(callers: callers, count: min(200, transactions)) { id in
+            _ = try await Bench.measure(callers: callers, count: min(200, transactions)) { id in
                 try await guarded(operations, scope, table, "warm-g-\(callers)-\(warm)-\(id)")
             }
             var plain: [Double] = []
@@ -94,15 +103,15 @@ struct OperationsBench: StoreJob {
             for _ in 0..<rounds {
                 serial += 1
                 let round = serial
-                plain.append(try await measure(callers: callers, count: transactions) { id in
+                plain.append(try await Bench.measure(callers: callers, count: transactions) { id in
                     try await unguarded(store, table, "u-\(round)-\(id)")
                 })
-                guardedRates.append(try await measure(callers: callers, count: transactions) { id in
+                guardedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
                     try await guarded(operations, scope, table, "g-\(round)-\(id)")
                 })
             }
-            let u = median(plain)
-            let g = median(guardedRates)
+            let u = Bench.median(plain)
+            let g = Bench.median(guardedRates)
             results.append(BenchResult(backend: store.backendName, callers: callers, unguardedPerSecond: u, guardedPerSecond: g, costRatio: u / g))
         }
         _ = try await store.withTransaction { tx in try await tx.execute("DROP TABLE \(table)") }
@@ -121,9 +130,12 @@ struct OperationsBench: StoreJob {
             return 40
         }
     }
+}
 
+/// Timing helpers shared by every benchmark.
+enum Bench {
     /// Runs `count` transactions spread over `callers` concurrent tasks; returns transactions per second.
-    private func measure(callers: Int, count: Int, _ transaction: @escaping @Sendable (Int) async throws -> Void) async throws -> Double {
+    static func measure(callers: Int, count: Int, _ transaction: @escaping @Sendable (Int) async throws -> Void) async throws -> Double {
         let clock = ContinuousClock()
         let start = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -139,7 +151,7 @@ struct OperationsBench: StoreJob {
         return Double(count) / seconds
     }
 
-    private func median(_ values: [Double]) -> Double {
+    static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         return sorted[sorted.count / 2]
     }

@@ -31,8 +31,10 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
         return !rows.isEmpty
     }
 
+    // The writes below are never read back within the step (the drain reads other sequences),
+    // so they may travel with the commit.
     package func insert(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
-        try await tx.execute(
+        try await tx.executeBeforeCommit(
             """
             INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -45,7 +47,7 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
     }
 
     package func setStatus(of event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws {
-        try await tx.execute(
+        try await tx.executeBeforeCommit(
             "UPDATE unrace_inbox_events SET status = ?, reason = ? WHERE event_id = ?",
             [.text(status.rawValue), reason.map(SQLValue.text) ?? .null, .text(event.id)]
         )
@@ -75,7 +77,7 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
     }
 
     package func save(_ head: StreamHead) async throws {
-        try await tx.execute(
+        try await tx.executeBeforeCommit(
             "UPDATE unrace_inbox_streams SET head = ?, parked = ?, gap_since = ? WHERE stream = ?",
             [.integer(head.head), .int(head.parked), head.gapSince.map { .integer($0.milliseconds) } ?? .null, .text(head.stream)]
         )

@@ -23,14 +23,16 @@ package struct OperationTable: Sendable {
         return try await tx.query(sql, arguments).first.map(Self.decode)
     }
 
+    // A step's record write is its last statement and nothing reads it back before the commit,
+    // so it may travel with the commit.
     package func insert(_ tx: some SQLTransaction, _ record: OperationRecord) async throws {
         let (sql, arguments) = Self.insert(record)
-        try await tx.execute(sql, arguments)
+        try await tx.executeBeforeCommit(sql, arguments)
     }
 
     package func update(_ tx: some SQLTransaction, _ record: OperationRecord) async throws {
         let (sql, arguments) = Self.update(record)
-        try await tx.execute(sql, arguments)
+        try await tx.executeBeforeCommit(sql, arguments)
     }
 
     // MARK: Statements, for stores that run them through their own driver

@@ -10,9 +10,20 @@ public protocol SQLTransaction: Sendable {
 
     /// Runs a statement and returns its rows.
     func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow]
+
+    /// Runs a statement no later than the commit. Stores where each statement is a round trip
+    /// (SQLite's writer queue) send it together with `COMMIT`; an error it raises then fails the
+    /// commit and rolls everything back. Use it for writes nothing in the transaction reads.
+    /// The default runs it at once.
+    func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws
 }
 
 extension SQLTransaction {
+    /// Runs the statement at once.
+    public func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws {
+        try await execute(sql, arguments)
+    }
+
     /// Runs a statement with no arguments.
     public func execute(_ sql: String) async throws { try await execute(sql, []) }
 
