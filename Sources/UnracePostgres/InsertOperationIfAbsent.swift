@@ -7,9 +7,7 @@ import UnraceCore
 struct InsertOperationIfAbsent: PostgresPreparedStatement {
     typealias Row = Int64
 
-    static let sql = PostgresTransaction.numberPlaceholders(
-        OperationTable.insertSQL + " ON CONFLICT (scope, key) DO NOTHING RETURNING token"
-    )
+    static let sql = PostgresTransaction.numberPlaceholders(OperationTable.insertIfAbsentSQL)
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .text, .bytea, .text, .int8, .text, .int8, .bytea, .bytea, .int8, .int8, .int8,
     ]

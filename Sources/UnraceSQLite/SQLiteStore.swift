@@ -114,15 +114,34 @@ public final class SQLiteStore: SQLStore {
     // MARK: Store
 
     /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
-    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
     public func performOnce(
         _ request: ClaimRequest,
         retention: Duration,
         _ body: (SQLiteTransaction, FencingToken) async throws -> Completion
     ) async throws -> PerformStep {
-        // BEGIN travels with the record's read and the record's write with COMMIT, so a guarded
-        // step makes as many trips to the writer as the body alone would.
-        try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
+        // Fast path, for the common case of a new key: BEGIN travels with the body's first
+        // statement, and the completed record's insert-if-absent with the COMMIT, so a guarded
+        // step makes as many trips to the writer as the body alone. A key that already has a
+        // record rolls the body back and takes the deciding path below.
+        if let fresh = ClaimDecision.insert.acquiredRecord(for: request, existing: nil) {
+            let fast: PerformStep? = try await writer.withLock {
+                let tx = SQLiteTransaction(pool: pool, access: .write)
+                do {
+                    let completion = try await body(tx, fresh.token)
+                    let record = completion.apply(to: fresh, now: request.now, retention: retention)
+                    let inserted = try await tx.commit(insertingIfAbsent: OperationTable.insertIfAbsentSQL, OperationTable.values(record))
+                    return inserted ? .performed(record) : nil
+                } catch let error as UnraceError where error.code == .constraintViolation {
+                    try? await rollback()  // a business unique key a completed duplicate wrote first
+                    return nil
+                } catch {
+                    try? await rollback()
+                    throw error
+                }
+            }
+            if let fast { return fast }
+        }
+        return try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
     }
 
     private func rollback() async throws {

@@ -28,7 +28,7 @@ public final class SQLiteTransaction: SQLTransaction {
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
-        let arguments = StatementArguments(arguments.map(\.databaseValue))
+        let arguments = StatementArguments(arguments.map { $0.databaseValue })
         try await run { db in try Self.execute(db, sql, arguments) }
     }
 
@@ -36,13 +36,13 @@ public final class SQLiteTransaction: SQLTransaction {
     /// the commit and rolls the transaction back.
     public func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws {
         guard access == .write else { return try await execute(sql, arguments) }
-        let arguments = StatementArguments(arguments.map(\.databaseValue))
+        let arguments = StatementArguments(arguments.map { $0.databaseValue })
         state.withLock { $0.beforeCommit.append((sql, arguments)) }
     }
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
-        let arguments = StatementArguments(arguments.map(\.databaseValue))
+        let arguments = StatementArguments(arguments.map { $0.databaseValue })
         return try await run { db in
             try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(SQLRow.init)
         }
@@ -58,9 +58,29 @@ public final class SQLiteTransaction: SQLTransaction {
         guard begun || !queued.isEmpty else { return }
         try await Self.mapErrors {
             try await pool.writeWithoutTransaction { db in
-                if !begun { try db.execute(sql: "BEGIN IMMEDIATE") }
+                if !begun { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
                 for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
-                try db.execute(sql: "COMMIT")
+                try db.cachedStatement(sql: "COMMIT").execute()
+            }
+        }
+    }
+
+    /// Runs the queued statements and `insert` (an `INSERT … ON CONFLICT DO NOTHING RETURNING …`),
+    /// then commits if it inserted a row and rolls back if it did not — one writer access.
+    /// - Returns: whether the row was inserted and the transaction committed.
+    func commit(insertingIfAbsent insert: String, _ arguments: [SQLValue]) async throws -> Bool {
+        let (begun, queued) = state.withLock { state in
+            defer { state.beforeCommit = [] }
+            return (state.begun, state.beforeCommit)
+        }
+        let insertArguments = StatementArguments(arguments.map { $0.databaseValue })
+        return try await Self.mapErrors {
+            try await pool.writeWithoutTransaction { db in
+                if !begun { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
+                for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
+                let inserted = try Row.fetchOne(db.cachedStatement(sql: insert), arguments: insertArguments) != nil
+                try db.cachedStatement(sql: inserted ? "COMMIT" : "ROLLBACK").execute()
+                return inserted
             }
         }
     }
@@ -86,7 +106,7 @@ public final class SQLiteTransaction: SQLTransaction {
                     return !state.begun
                 }
                 return try await pool.writeWithoutTransaction { db in
-                    if begin { try db.execute(sql: "BEGIN IMMEDIATE") }
+                    if begin { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
                     return try work(db)
                 }
             }

@@ -49,6 +49,9 @@ package struct OperationTable: Sendable {
 
     package static let insertSQL = "INSERT INTO \(name) (\(columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
+    /// Inserts a new record unless the key has one; returns the token of an inserted row.
+    package static let insertIfAbsentSQL = insertSQL + " ON CONFLICT (scope, key) DO NOTHING RETURNING token"
+
     /// The statement that inserts a new record.
     package static func insert(_ record: OperationRecord) -> (String, [SQLValue]) {
         (insertSQL, values(record))
