@@ -8,14 +8,18 @@ extension PostgresStore {
         _ event: InboxEvent, parkingLimit: Int, now: Timestamp,
         _ handler: (PostgresTransaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> InboxOutcome {
-        try await transaction { tx in try await inboxSteps.receive(tx, event, parkingLimit: parkingLimit, now: now, handler) }
+        try await transaction { tx in
+            try await InboxFlow.receive(PostgresInboxRows(tx), event, parkingLimit: parkingLimit, now: now) { try await handler(tx, $0) }
+        }
     }
 
     /// Skips a stream's gap and drains. See ``Store/skipGap(stream:now:_:)``.
     public func skipGap(
         stream: String, now: Timestamp, _ handler: (PostgresTransaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
-        try await transaction { tx in try await inboxSteps.skipGap(tx, stream: stream, now: now, handler) }
+        try await transaction { tx in
+            try await InboxFlow.skipGap(PostgresInboxRows(tx), stream: stream, now: now) { try await handler(tx, $0) }
+        }
     }
 
     /// Streams with a gap opened at or before `cutoff`.
@@ -38,5 +42,5 @@ extension PostgresStore {
         }
     }
 
-    var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: table.lockClause) }
+    var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: table.lockClause, dialect: .postgres) }
 }

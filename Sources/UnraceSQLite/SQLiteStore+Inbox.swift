@@ -38,5 +38,5 @@ extension SQLiteStore {
         }
     }
 
-    var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: table.lockClause) }
+    var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: table.lockClause, dialect: .sqlite) }
 }

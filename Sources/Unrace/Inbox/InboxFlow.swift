@@ -51,12 +51,22 @@ package protocol InboxRows {
     /// Whether this id, or this (stream, sequence), was already received.
     func isTaken(_ event: InboxEvent) async throws -> Bool
     func insert(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws
+    /// Records an applied (or rejected) event and saves the stream: the last writes of the
+    /// common in-order step, which a store may send as one statement.
+    func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws
     func setStatus(of event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws
     /// The parked event at exactly `sequence`, if any.
     func parkedEvent(stream: String, sequence: Int64) async throws -> InboxEvent?
     /// The lowest parked sequence of a stream, if any.
     func lowestParkedSequence(stream: String) async throws -> Int64?
     func save(_ head: StreamHead) async throws
+}
+
+extension InboxRows {
+    package func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws {
+        try await insert(event, status: status, reason: reason, now: now)
+        try await save(stream)
+    }
 }
 
 /// The inbox's one step, written once for every store: decide with ``SequencingDecision``, then
@@ -94,10 +104,9 @@ package enum InboxFlow {
             return .parked(waitingFor: waitingFor)
         case .apply:
             let verdict = try await apply(event)
-            try await rows.insert(event, status: verdict.status, reason: verdict.reason, now: now)
             stream.head = event.sequence
             let drained = try await drain(rows, &stream, now: now, apply)
-            try await rows.save(stream)
+            try await rows.recordApplied(event, status: verdict.status, reason: verdict.reason, now: now, stream: stream)
             switch verdict {
             case .applied: return .applied(drained: drained)
             case .rejected(let reason): return .rejected(reason: reason, drained: drained)

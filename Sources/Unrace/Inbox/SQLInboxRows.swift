@@ -3,20 +3,18 @@ package import UnraceCore
 /// ``InboxRows`` over any ``SQLTransaction``: the inbox tables of SQLite and PostgreSQL.
 package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
     let tx: T
+    let dialect: SQLDialect
 
-    package init(_ tx: T) { self.tx = tx }
+    package init(_ tx: T, dialect: SQLDialect) {
+        self.tx = tx
+        self.dialect = dialect
+    }
 
     package func lockStream(_ stream: String) async throws -> StreamHead {
-        // An upsert that always updates locks the row (PostgreSQL) and returns it in one statement.
-        let rows = try await tx.query(
-            """
-            INSERT INTO unrace_inbox_streams (stream, head, parked) VALUES (?, 0, 0)
-            ON CONFLICT (stream) DO UPDATE SET stream = excluded.stream
-            RETURNING head, parked, gap_since
-            """,
-            [.text(stream)]
-        )
-        let row = rows[0]
+        // SQLite's write transaction is already exclusive: a read suffices, and a new stream's
+        // row is written once, by `save`. PostgreSQL must create and lock the row first.
+        let rows = try await tx.query(dialect == .sqlite ? InboxSQL.readStreamSQL : InboxSQL.lockStreamSQL, [.text(stream)])
+        guard let row = rows.first else { return StreamHead(stream: stream, head: 0, parked: 0, gapSince: nil) }
         return StreamHead(
             stream: stream, head: try row.int64("head"), parked: Int(try row.int64("parked")),
             gapSince: row.optionalInt64("gap_since").map(Timestamp.init(milliseconds:))
@@ -39,11 +37,16 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
             INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """,
-            [
-                .text(event.id), .text(event.stream), .integer(event.sequence), .text(event.type), .blob(event.payload),
-                .text(status.rawValue), reason.map(SQLValue.text) ?? .null, .integer(now.milliseconds),
-            ]
+            InboxSQL.eventValues(event, status, reason, now)
         )
+    }
+
+    package func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws {
+        guard dialect == .postgres else {
+            try await insert(event, status: status, reason: reason, now: now)
+            return try await save(stream)
+        }
+        try await tx.execute(InboxSQL.recordAppliedSQL, InboxSQL.recordAppliedValues(event, status, reason, now, stream))
     }
 
     package func setStatus(of event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws {
@@ -78,7 +81,10 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
 
     package func save(_ head: StreamHead) async throws {
         try await tx.executeBeforeCommit(
-            "UPDATE unrace_inbox_streams SET head = ?, parked = ?, gap_since = ? WHERE stream = ?",
+            """
+            INSERT INTO unrace_inbox_streams (head, parked, gap_since, stream) VALUES (?, ?, ?, ?)
+            ON CONFLICT (stream) DO UPDATE SET head = excluded.head, parked = excluded.parked, gap_since = excluded.gap_since
+            """,
             [.integer(head.head), .int(head.parked), head.gapSince.map { .integer($0.milliseconds) } ?? .null, .text(head.stream)]
         )
     }
@@ -99,6 +105,50 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
             )
         }
     }
+}
+
+
+/// The SQL dialects whose differences the shared SQL steps know.
+package enum SQLDialect: Sendable {
+    case sqlite, postgres
+}
+
+/// The inbox statements that backends also run as prepared statements.
+package enum InboxSQL {
+    /// Creates the stream at head 0 if absent and returns it; an upsert that always updates locks
+    /// the row (PostgreSQL) and returns it in one statement.
+    package static let readStreamSQL = "SELECT head, parked, gap_since FROM unrace_inbox_streams WHERE stream = ?"
+
+    package static let lockStreamSQL = """
+        INSERT INTO unrace_inbox_streams (stream, head, parked) VALUES (?, 0, 0)
+        ON CONFLICT (stream) DO UPDATE SET stream = excluded.stream
+        RETURNING head, parked, gap_since
+        """
+
+    /// Records an event and moves its stream, in one statement (PostgreSQL).
+    package static let recordAppliedSQL = """
+        WITH recorded AS (
+          INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING stream)
+        UPDATE unrace_inbox_streams SET head = ?, parked = ?, gap_since = ?
+        WHERE stream = (SELECT stream FROM recorded)
+        """
+
+    package static func recordAppliedValues(
+        _ event: InboxEvent, _ status: InboxEventStatus, _ reason: String?, _ now: Timestamp, _ stream: StreamHead
+    ) -> [SQLValue] {
+        eventValues(event, status, reason, now) + [
+            .integer(stream.head), .int(stream.parked), stream.gapSince.map { .integer($0.milliseconds) } ?? .null,
+        ]
+    }
+
+    package static func eventValues(_ event: InboxEvent, _ status: InboxEventStatus, _ reason: String?, _ now: Timestamp) -> [SQLValue] {
+        [
+            .text(event.id), .text(event.stream), .integer(event.sequence), .text(event.type), .blob(event.payload),
+            .text(status.rawValue), reason.map(SQLValue.text) ?? .null, .integer(now.milliseconds),
+        ]
+    }
+
 }
 
 /// The lifecycle state of one entity, kept for the lifecycle guard.
@@ -146,13 +196,17 @@ package struct SQLLifecycleRows<T: SQLTransaction> {
 
 /// The schema of the inbox and lifecycle tables; `blob` and `bigint` name the backend's types.
 package enum InboxSchema {
-    package static func statements(blob: String) -> [String] {
+    /// - Parameters:
+    ///   - blob: the backend's byte-string type.
+    ///   - keyedTable: appended to tables with a primary key (`WITHOUT ROWID` on SQLite, which then
+    ///     stores each row once, in its key's B-tree).
+    package static func statements(blob: String, keyedTable: String = "") -> [String] {
         [
             """
             CREATE TABLE unrace_inbox_streams (
               stream TEXT PRIMARY KEY, head BIGINT NOT NULL CHECK (head >= 0),
               parked INTEGER NOT NULL CHECK (parked >= 0), gap_since BIGINT
-            )
+            )\(keyedTable)
             """,
             """
             CREATE TABLE unrace_inbox_events (
@@ -161,14 +215,14 @@ package enum InboxSchema {
               status TEXT NOT NULL CHECK (status IN ('applied', 'rejected', 'parked', 'skipped')),
               reason TEXT, received_at BIGINT NOT NULL,
               UNIQUE (stream, sequence)
-            )
+            )\(keyedTable)
             """,
             "CREATE INDEX unrace_inbox_gaps ON unrace_inbox_streams (gap_since) WHERE parked > 0",
             """
             CREATE TABLE unrace_lifecycle_states (
               lifecycle TEXT NOT NULL, entity TEXT NOT NULL, state TEXT NOT NULL, updated_at BIGINT NOT NULL,
               PRIMARY KEY (lifecycle, entity)
-            )
+            )\(keyedTable)
             """,
         ]
     }

@@ -4,24 +4,28 @@ package import UnraceCore
 /// supplies only its transaction and its row-lock clause.
 package struct SQLInboxSteps: Sendable {
     package let lockClause: String
+    package let dialect: SQLDialect
 
-    package init(lockClause: String) { self.lockClause = lockClause }
+    package init(lockClause: String, dialect: SQLDialect) {
+        self.lockClause = lockClause
+        self.dialect = dialect
+    }
 
     package func receive<T: SQLTransaction>(
         _ tx: T, _ event: InboxEvent, parkingLimit: Int, now: Timestamp,
         _ handler: (T, InboxEvent) async throws -> InboxVerdict
     ) async throws -> InboxOutcome {
-        try await InboxFlow.receive(SQLInboxRows(tx), event, parkingLimit: parkingLimit, now: now) { try await handler(tx, $0) }
+        try await InboxFlow.receive(SQLInboxRows(tx, dialect: dialect), event, parkingLimit: parkingLimit, now: now) { try await handler(tx, $0) }
     }
 
     package func skipGap<T: SQLTransaction>(
         _ tx: T, stream: String, now: Timestamp, _ handler: (T, InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
-        try await InboxFlow.skipGap(SQLInboxRows(tx), stream: stream, now: now) { try await handler(tx, $0) }
+        try await InboxFlow.skipGap(SQLInboxRows(tx, dialect: dialect), stream: stream, now: now) { try await handler(tx, $0) }
     }
 
     package func gaps<T: SQLTransaction>(_ tx: T, openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap] {
-        try await SQLInboxRows(tx).gaps(before: cutoff, limit: limit)
+        try await SQLInboxRows(tx, dialect: dialect).gaps(before: cutoff, limit: limit)
     }
 
     package func head<T: SQLTransaction>(_ tx: T, stream: String) async throws -> Int64 {
