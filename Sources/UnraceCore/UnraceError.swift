@@ -32,6 +32,8 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
             case invalidLifecycle = "invalid_lifecycle"
             case invalidEvent = "invalid_event"
             case parkingLimitReached = "parking_limit_reached"
+            case versionConflict = "version_conflict"
+            case notFound = "not_found"
         }
 
         fileprivate let base: Base
@@ -90,6 +92,11 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// A stream already parks as many early events as allowed; the event was not stored and
         /// must not be acknowledged, so the broker delivers it again later.
         public static let parkingLimitReached = Code(.parkingLimitReached)
+        /// A write named a version that is no longer the current one: another writer got there
+        /// first. Nothing was written; re-read and decide again.
+        public static let versionConflict = Code(.versionConflict)
+        /// The record, counter, resource or hold does not exist.
+        public static let notFound = Code(.notFound)
     }
 
     /// What went wrong, as a stable code.

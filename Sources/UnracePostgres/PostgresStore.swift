@@ -103,6 +103,7 @@ public final class PostgresStore: SQLStore {
             "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
         ]),
         .init(version: 2, statements: InboxSchema.statements(blob: "BYTEA")),
+        .init(version: 3, statements: SQLLostUpdateSteps.statements(blob: "BYTEA", keyedTable: "")),
     ])
 
     // MARK: Store

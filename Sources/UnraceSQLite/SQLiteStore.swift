@@ -109,6 +109,7 @@ public final class SQLiteStore: SQLStore {
             "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
         ]),
         .init(version: 2, statements: InboxSchema.statements(blob: "BLOB", keyedTable: " WITHOUT ROWID")),
+        .init(version: 3, statements: SQLLostUpdateSteps.statements(blob: "BLOB", keyedTable: " WITHOUT ROWID")),
     ])
 
     // MARK: Store

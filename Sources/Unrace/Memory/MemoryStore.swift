@@ -17,6 +17,11 @@ public final class MemoryStore: Store {
         var events: [String: StoredEvent] = [:]
         var positions: [String: String] = [:]  // "stream\u{0}sequence" -> event id
         var lifecycles: [String: String] = [:]  // "lifecycle\u{0}entity" -> state
+        var versioned: [String: (value: [UInt8], version: Int64)] = [:]  // "collection\u{0}id"
+        var counters: [String: (value: Int64, floor: Int64, ceiling: Int64)] = [:]
+        var quotas: [String: (windowStart: Timestamp, used: Int64)] = [:]
+        var resources: [String: (capacity: Int64, held: Int64, confirmed: Int64)] = [:]
+        var holds: [String: Hold] = [:]
     }
 
     struct StoredEvent {
@@ -161,6 +166,11 @@ public final class MemoryTransaction: Sendable {
         var events: Layer<String, MemoryStore.StoredEvent>
         var positions: Layer<String, String>
         var lifecycles: Layer<String, String>
+        var versioned: Layer<String, (value: [UInt8], version: Int64)>
+        var counters: Layer<String, (value: Int64, floor: Int64, ceiling: Int64)>
+        var quotas: Layer<String, (windowStart: Timestamp, used: Int64)>
+        var resources: Layer<String, (capacity: Int64, held: Int64, confirmed: Int64)>
+        var holds: Layer<String, Hold>
         let base: MemoryStore.State
 
         init(_ base: MemoryStore.State) {
@@ -170,6 +180,11 @@ public final class MemoryTransaction: Sendable {
             events = Layer(base: base.events)
             positions = Layer(base: base.positions)
             lifecycles = Layer(base: base.lifecycles)
+            versioned = Layer(base: base.versioned)
+            counters = Layer(base: base.counters)
+            quotas = Layer(base: base.quotas)
+            resources = Layer(base: base.resources)
+            holds = Layer(base: base.holds)
         }
 
         mutating func table(_ name: String) -> Layer<String, [UInt8]> {
@@ -240,6 +255,11 @@ public final class MemoryTransaction: Sendable {
             state.events = overlay.events.merged
             state.positions = overlay.positions.merged
             state.lifecycles = overlay.lifecycles.merged
+            state.versioned = overlay.versioned.merged
+            state.counters = overlay.counters.merged
+            state.quotas = overlay.quotas.merged
+            state.resources = overlay.resources.merged
+            state.holds = overlay.holds.merged
             return state
         }
     }

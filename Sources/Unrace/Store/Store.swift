@@ -79,6 +79,40 @@ public protocol Store: Sendable {
     /// The last applied sequence of a stream (0 if none).
     func inboxHead(stream: String) async throws -> Int64
 
+    // MARK: Versioned records, counters, quotas, holds
+
+    /// The stored bytes and version of a record.
+    func readRecord(collection: String, id: String) async throws -> (value: [UInt8], version: Int64)?
+
+    /// Creates a record at version 1 unless it exists (a unique constraint, not a prior read).
+    /// - Returns: `nil` if created, else the existing record's version.
+    func createRecord(collection: String, id: String, value: [UInt8], now: Timestamp) async throws -> Int64?
+
+    /// Writes a record if and only if its version is still `expectedVersion` (compare-and-swap).
+    /// - Returns: the new version, or `nil` on a conflict (nothing written).
+    func writeRecord(collection: String, id: String, value: [UInt8], expectedVersion: Int64, now: Timestamp) async throws -> Int64?
+
+    /// Creates a counter with bounds unless it exists. Returns whether it was created.
+    func createCounter(name: String, value: Int64, floor: Int64, ceiling: Int64) async throws -> Bool
+
+    /// Adds `delta` in one conditional statement, only if the result stays within the counter's
+    /// floor and ceiling. Returns the new value, or the unchanged current value when refused.
+    func adjustCounter(name: String, by delta: Int64) async throws -> CounterStep
+
+    /// Consumes `units` of `limit` in the fixed window starting at `windowStart`, in one
+    /// conditional statement. Returns the units used in the window after (granted) or before (denied).
+    func consumeQuota(name: String, units: Int64, limit: Int64, windowStart: Timestamp) async throws -> QuotaStep
+
+    /// Creates a resource with `capacity` units unless it exists. Returns whether it was created.
+    func createResource(name: String, capacity: Int64) async throws -> Bool
+
+    /// Holds `units` of a resource under `key` until `expiresAt`, first returning expired holds'
+    /// units, in one transaction. A repeated key returns the existing hold.
+    func hold(resource: String, key: String, units: Int64, now: Timestamp, expiresAt: Timestamp) async throws -> HoldStep
+
+    /// Confirms (`confirm == true`) or releases a live hold, in one transaction.
+    func settleHold(key: String, confirm: Bool, now: Timestamp) async throws -> HoldStep
+
     // MARK: Lifecycles
 
     /// Applies `event` to an entity's stored lifecycle state and runs `handler` with the

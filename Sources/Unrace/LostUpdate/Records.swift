@@ -1,0 +1,148 @@
+import UnraceCore
+import Foundation
+import Synchronization
+
+/// A value with the version it was read at.
+public struct Versioned<Value: Sendable>: Sendable {
+    /// The value.
+    public var value: Value
+    /// The version: 1 when created, one more on every write.
+    public var version: Int64
+}
+
+extension Versioned: Equatable where Value: Equatable {}
+
+/// How ``Records/update(_:as:_:)`` retries after a version conflict: a bounded number of
+/// attempts, with jittered exponential backoff drawn from a seeded generator so a test
+/// reproduces its timing decisions.
+public struct RetryPolicy: Sendable {
+    /// The most attempts accepted: 1,000.
+    public static var attemptsMaximum: Int { 1_000 }
+
+    /// Attempts, the first included. Default 16; 1 to ``attemptsMaximum``.
+    public var attempts = 16
+    /// The first backoff. Default 1 ms.
+    public var initialBackoff: Duration = .milliseconds(1)
+    /// The longest backoff. Default 100 ms.
+    public var maximumBackoff: Duration = .milliseconds(100)
+    /// The seed of the jitter.
+    public var seed: UInt64 = 0x5EED
+
+    /// The all-defaults policy.
+    public init() {}
+}
+
+/// Versioned records: the fix for the lost update between a read and a write.
+///
+/// Two services read balance 100; one writes 60, the other 20; no conflict is detected. With
+/// `Records`, every write names the version it read, and a write on a stale version is a
+/// ``UnraceError/Code/versionConflict``, never a silent overwrite.
+public struct Records<S: Store>: Sendable {
+    /// The store the records live in.
+    public let store: S
+    /// The collection (a table of records) this instance reads and writes.
+    public let collection: String
+    /// How ``update(_:as:_:)`` retries.
+    public let retry: RetryPolicy
+    let clock: any WallClock
+    private let jitter: Jitter
+
+    /// Creates the API over one collection.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for an empty or oversized collection name,
+    ///   ``UnraceError/Code/invalidConfiguration`` for a retry policy out of bounds.
+    public init(store: S, collection: String, retry: RetryPolicy = .init(), clock: any WallClock = SystemWallClock()) throws {
+        try Self.validate(name: collection, "collection")
+        guard (1...RetryPolicy.attemptsMaximum).contains(retry.attempts), retry.initialBackoff >= .zero,
+            retry.maximumBackoff >= retry.initialBackoff, retry.maximumBackoff <= .seconds(60)
+        else {
+            throw UnraceError(.invalidConfiguration, "retry needs 1 to 1000 attempts and backoffs from 0 to 60 s, initial <= maximum")
+        }
+        self.store = store
+        self.collection = collection
+        self.retry = retry
+        self.clock = clock
+        self.jitter = Jitter(seed: retry.seed)
+    }
+
+    static func validate(name: String, _ what: String) throws {
+        guard !name.isEmpty, name.utf8.count <= 255 else {
+            throw UnraceError(.invalidArgument, "\(what) must be 1 to 255 bytes")
+        }
+    }
+
+    /// Reads a record and the version it is at.
+    public func read<T: Codable & Sendable>(_ id: String, as type: T.Type = T.self) async throws -> Versioned<T>? {
+        try Self.validate(name: id, "record id")
+        guard let stored = try await store.readRecord(collection: collection, id: id) else { return nil }
+        return Versioned(value: try OutcomeCoding.decode(T.self, from: stored.value), version: stored.version)
+    }
+
+    /// Creates a record at version 1 unless one exists. The check and the insert are one
+    /// statement under a unique constraint, so two creators racing cannot both succeed.
+    /// - Returns: `nil` if created, or the version of the record that already existed.
+    @discardableResult
+    public func create<T: Codable & Sendable>(_ id: String, _ value: T) async throws -> Int64? {
+        try Self.validate(name: id, "record id")
+        return try await store.createRecord(collection: collection, id: id, value: OutcomeCoding.encode(value), now: clock.now())
+    }
+
+    /// Writes `value` if the record is still at `expectedVersion`.
+    /// - Returns: the new version.
+    /// - Throws: ``UnraceError/Code/versionConflict`` (nothing written) when another write got
+    ///   there first; ``UnraceError/Code/notFound`` when there is no such record.
+    @discardableResult
+    public func write<T: Codable & Sendable>(_ id: String, _ value: T, expectedVersion: Int64) async throws -> Int64 {
+        try Self.validate(name: id, "record id")
+        guard expectedVersion >= 1 else { throw UnraceError(.invalidArgument, "a version is 1 or more") }
+        if let version = try await store.writeRecord(
+            collection: collection, id: id, value: OutcomeCoding.encode(value), expectedVersion: expectedVersion, now: clock.now()
+        ) {
+            return version
+        }
+        guard let current = try await store.readRecord(collection: collection, id: id) else {
+            throw UnraceError(.notFound, "there is no such record")
+        }
+        throw UnraceError(
+            .versionConflict, "the record changed since it was read; re-read and decide again",
+            detail: "expected version \(expectedVersion), current \(current.version)"
+        )
+    }
+
+    /// Re-reads, transforms and writes a record until the write lands on the version it read,
+    /// at most ``RetryPolicy/attempts`` times, backing off with seeded jitter between attempts.
+    ///
+    /// `transform` may run more than once; it must only compute (throw to give up).
+    /// - Throws: ``UnraceError/Code/notFound``; ``UnraceError/Code/retryLimitReached`` after the
+    ///   last conflicting attempt; or what `transform` throws (nothing is written then).
+    @discardableResult
+    public func update<T: Codable & Sendable>(
+        _ id: String, as type: T.Type = T.self, _ transform: (inout T) throws -> Void
+    ) async throws -> Versioned<T> {
+        var backoff = retry.initialBackoff
+        for attempt in 1...retry.attempts {
+            guard let current = try await read(id, as: T.self) else {
+                throw UnraceError(.notFound, "there is no such record")
+            }
+            var value = current.value
+            try transform(&value)
+            do {
+                let version = try await write(id, value, expectedVersion: current.version)
+                return Versioned(value: value, version: version)
+            } catch let error as UnraceError where error.code == .versionConflict {
+                guard attempt < retry.attempts else { break }
+                let pause = jitter.state.withLock { generator in
+                    Duration.milliseconds(generator.int(in: 0...Int(max(1, backoff.wholeMilliseconds))))
+                }
+                try await clock.sleep(for: pause)
+                backoff = min(backoff * 2, retry.maximumBackoff)
+            }
+        }
+        throw UnraceError(.retryLimitReached, "the record kept changing between read and write", detail: "\(retry.attempts) attempts")
+    }
+}
+
+/// The seeded generator behind retry jitter, shared by copies of one ``Records``.
+final class Jitter: Sendable {
+    let state: Mutex<SeededGenerator>
+    init(seed: UInt64) { state = Mutex(SeededGenerator(seed: seed)) }
+}

@@ -1,0 +1,127 @@
+public import UnraceCore
+
+// Records, counters, quotas and holds in memory: each a single step, like one conditional
+// statement (or one transaction for holds) on a SQL store.
+extension MemoryStore {
+    /// The stored bytes and version of a record.
+    public func readRecord(collection: String, id: String) async throws -> (value: [UInt8], version: Int64)? {
+        try await withTransaction { tx in tx.overlay.withLock { $0.versioned["\(collection)\u{0}\(id)"] } }
+    }
+
+    /// Creates a record at version 1 unless it exists; returns the existing version if it does.
+    public func createRecord(collection: String, id: String, value: [UInt8], now: Timestamp) async throws -> Int64? {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                let key = "\(collection)\u{0}\(id)"
+                if let existing = overlay.versioned[key] { return existing.version }
+                overlay.versioned[key] = (value, 1)
+                return nil
+            }
+        }
+    }
+
+    /// Compare-and-swap on the version; `nil` on a conflict.
+    public func writeRecord(collection: String, id: String, value: [UInt8], expectedVersion: Int64, now: Timestamp) async throws -> Int64? {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                let key = "\(collection)\u{0}\(id)"
+                guard let current = overlay.versioned[key], current.version == expectedVersion else { return nil }
+                overlay.versioned[key] = (value, current.version + 1)
+                return current.version + 1
+            }
+        }
+    }
+
+    /// Creates a bounded counter unless it exists.
+    public func createCounter(name: String, value: Int64, floor: Int64, ceiling: Int64) async throws -> Bool {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                guard overlay.counters[name] == nil else { return false }
+                overlay.counters[name] = (value, floor, ceiling)
+                return true
+            }
+        }
+    }
+
+    /// Adds `delta` only if the result stays within the bounds.
+    public func adjustCounter(name: String, by delta: Int64) async throws -> CounterStep {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                guard var counter = overlay.counters[name] else { return .notFound }
+                let (next, overflow) = counter.value.addingReportingOverflow(delta)
+                guard !overflow, next >= counter.floor, next <= counter.ceiling else { return .refused(current: counter.value) }
+                counter.value = next
+                overlay.counters[name] = counter
+                return .applied(value: next)
+            }
+        }
+    }
+
+    /// Consumes `units` of `limit` in the window starting at `windowStart`.
+    public func consumeQuota(name: String, units: Int64, limit: Int64, windowStart: Timestamp) async throws -> QuotaStep {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                let current = overlay.quotas[name]
+                let used = current?.windowStart == windowStart ? current!.used : 0
+                guard used + units <= limit else { return .denied(used: current?.used ?? 0) }
+                overlay.quotas[name] = (windowStart, used + units)
+                return .granted(used: used + units)
+            }
+        }
+    }
+
+    /// Creates a resource unless it exists.
+    public func createResource(name: String, capacity: Int64) async throws -> Bool {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                guard overlay.resources[name] == nil else { return false }
+                overlay.resources[name] = (capacity, 0, 0)
+                return true
+            }
+        }
+    }
+
+    /// Holds units of a resource under `key`, reclaiming expired holds first.
+    public func hold(resource: String, key: String, units: Int64, now: Timestamp, expiresAt: Timestamp) async throws -> HoldStep {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                if let existing = overlay.holds[key] { return .hold(existing) }
+                guard var pool = overlay.resources[resource] else { return .notFound }
+                for var expired in overlay.holds.merged.values
+                where expired.resource == resource && expired.state == .held && expired.expiresAt <= now {
+                    expired.state = .released
+                    overlay.holds[expired.key] = expired
+                    pool.held -= expired.units
+                }
+                guard pool.held + pool.confirmed + units <= pool.capacity else {
+                    overlay.resources[resource] = pool
+                    return .insufficient(available: pool.capacity - pool.held - pool.confirmed)
+                }
+                pool.held += units
+                overlay.resources[resource] = pool
+                let hold = Hold(key: key, resource: resource, units: units, state: .held, expiresAt: expiresAt)
+                overlay.holds[key] = hold
+                return .hold(hold)
+            }
+        }
+    }
+
+    /// Confirms or releases a live hold.
+    public func settleHold(key: String, confirm: Bool, now: Timestamp) async throws -> HoldStep {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                guard var hold = overlay.holds[key] else { return .notFound }
+                guard hold.state == .held else { return .notLive(hold) }
+                let expired = hold.expiresAt <= now
+                hold.state = confirm && !expired ? .confirmed : .released
+                overlay.holds[key] = hold
+                if var pool = overlay.resources[hold.resource] {
+                    pool.held -= hold.units
+                    if hold.state == .confirmed { pool.confirmed += hold.units }
+                    overlay.resources[hold.resource] = pool
+                }
+                return expired ? .notLive(hold) : .hold(hold)
+            }
+        }
+    }
+}
