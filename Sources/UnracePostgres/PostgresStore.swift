@@ -104,6 +104,7 @@ public final class PostgresStore: SQLStore {
         ]),
         .init(version: 2, statements: InboxSchema.statements(blob: "BYTEA")),
         .init(version: 3, statements: SQLLostUpdateSteps.statements(blob: "BYTEA", keyedTable: "")),
+        .init(version: 4, statements: SQLLedgerSteps.statements(keyedTable: "")),
     ])
 
     // MARK: Store

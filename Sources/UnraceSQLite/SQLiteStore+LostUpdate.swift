@@ -53,4 +53,26 @@ extension SQLiteStore {
     public func settleHold(key: String, confirm: Bool, now: Timestamp) async throws -> HoldStep {
         try await transaction { tx in try await lostUpdateSteps.settleHold(tx, key: key, confirm: confirm, now: now) }
     }
+
+    var ledgerSteps: SQLLedgerSteps { SQLLedgerSteps(lockClause: table.lockClause) }
+
+    /// Creates accounts that do not exist yet, in one transaction.
+    public func createAccounts(_ accounts: [Account], now: Timestamp) async throws -> [AccountResult] {
+        try await transaction { tx in try await ledgerSteps.createAccounts(tx, accounts, now: now) }
+    }
+
+    /// Applies a batch of transfers in one transaction.
+    public func submitTransfers(_ batch: [Transfer], now: Timestamp) async throws -> [TransferResult] {
+        try await transaction { tx in try await ledgerSteps.submit(tx, batch, now: now) }
+    }
+
+    /// The accounts with these ids that exist.
+    public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
+        try await transaction { tx in Array(try await ledgerSteps.fetchAccounts(tx, ids, lock: false).values) }
+    }
+
+    /// Sums over all accounts.
+    public func ledgerTotals() async throws -> LedgerTotals {
+        try await transaction { tx in try await ledgerSteps.totals(tx) }
+    }
 }

@@ -110,6 +110,7 @@ public final class SQLiteStore: SQLStore {
         ]),
         .init(version: 2, statements: InboxSchema.statements(blob: "BLOB", keyedTable: " WITHOUT ROWID")),
         .init(version: 3, statements: SQLLostUpdateSteps.statements(blob: "BLOB", keyedTable: " WITHOUT ROWID")),
+        .init(version: 4, statements: SQLLedgerSteps.statements(keyedTable: " WITHOUT ROWID")),
     ])
 
     // MARK: Store

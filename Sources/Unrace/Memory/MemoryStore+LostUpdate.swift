@@ -125,3 +125,58 @@ extension MemoryStore {
         }
     }
 }
+
+// The ledger in memory: the same ``LedgerEngine`` over dictionaries.
+extension MemoryStore {
+    /// Creates accounts that do not exist yet, in one step.
+    public func createAccounts(_ accounts: [Account], now: Timestamp) async throws -> [AccountResult] {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                accounts.map { account in
+                    if let old = overlay.accounts[account.id] { return AccountResult.compare(account, old) }
+                    overlay.accounts[account.id] = account
+                    return .created
+                }
+            }
+        }
+    }
+
+    /// Applies a batch of transfers in one step.
+    public func submitTransfers(_ batch: [Transfer], now: Timestamp) async throws -> [TransferResult] {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                let ids = LedgerEngine.snapshotIDs(of: batch)
+                var engine = LedgerEngine(
+                    accounts: Dictionary(uniqueKeysWithValues: ids.accounts.compactMap { id in overlay.accounts[id].map { (id, $0) } }),
+                    transfers: Dictionary(uniqueKeysWithValues: ids.transfers.compactMap { id in overlay.transfers[id].map { (id, $0) } }),
+                    failed: Set(ids.transfers.filter { overlay.failedTransfers[$0] != nil })
+                )
+                let (results, changes) = engine.apply(batch, now: now)
+                for (id, account) in changes.accounts { overlay.accounts[id] = account }
+                for stored in changes.created { overlay.transfers[stored.transfer.id] = stored }
+                for (id, stored) in changes.updated { overlay.transfers[id] = stored }
+                for (id, code) in changes.failures { overlay.failedTransfers[id] = code }
+                return results
+            }
+        }
+    }
+
+    /// The accounts with these ids that exist.
+    public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
+        try await withTransaction { tx in tx.overlay.withLock { overlay in ids.compactMap { overlay.accounts[$0] } } }
+    }
+
+    /// Sums over all accounts.
+    public func ledgerTotals() async throws -> LedgerTotals {
+        try await withTransaction { tx in
+            tx.overlay.withLock { overlay in
+                overlay.accounts.merged.values.reduce(into: LedgerTotals(debitsPosted: 0, creditsPosted: 0, debitsPending: 0, creditsPending: 0)) {
+                    $0.debitsPosted += $1.debitsPosted
+                    $0.creditsPosted += $1.creditsPosted
+                    $0.debitsPending += $1.debitsPending
+                    $0.creditsPending += $1.creditsPending
+                }
+            }
+        }
+    }
+}

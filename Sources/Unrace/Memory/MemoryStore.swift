@@ -22,6 +22,9 @@ public final class MemoryStore: Store {
         var quotas: [String: (windowStart: Timestamp, used: Int64)] = [:]
         var resources: [String: (capacity: Int64, held: Int64, confirmed: Int64)] = [:]
         var holds: [String: Hold] = [:]
+        var accounts: [String: Account] = [:]
+        var transfers: [String: StoredTransfer] = [:]
+        var failedTransfers: [String: String] = [:]
     }
 
     struct StoredEvent {
@@ -171,6 +174,9 @@ public final class MemoryTransaction: Sendable {
         var quotas: Layer<String, (windowStart: Timestamp, used: Int64)>
         var resources: Layer<String, (capacity: Int64, held: Int64, confirmed: Int64)>
         var holds: Layer<String, Hold>
+        var accounts: Layer<String, Account>
+        var transfers: Layer<String, StoredTransfer>
+        var failedTransfers: Layer<String, String>
         let base: MemoryStore.State
 
         init(_ base: MemoryStore.State) {
@@ -185,6 +191,9 @@ public final class MemoryTransaction: Sendable {
             quotas = Layer(base: base.quotas)
             resources = Layer(base: base.resources)
             holds = Layer(base: base.holds)
+            accounts = Layer(base: base.accounts)
+            transfers = Layer(base: base.transfers)
+            failedTransfers = Layer(base: base.failedTransfers)
         }
 
         mutating func table(_ name: String) -> Layer<String, [UInt8]> {
@@ -260,6 +269,9 @@ public final class MemoryTransaction: Sendable {
             state.quotas = overlay.quotas.merged
             state.resources = overlay.resources.merged
             state.holds = overlay.holds.merged
+            state.accounts = overlay.accounts.merged
+            state.transfers = overlay.transfers.merged
+            state.failedTransfers = overlay.failedTransfers.merged
             return state
         }
     }

@@ -113,6 +113,21 @@ public protocol Store: Sendable {
     /// Confirms (`confirm == true`) or releases a live hold, in one transaction.
     func settleHold(key: String, confirm: Bool, now: Timestamp) async throws -> HoldStep
 
+    // MARK: Ledger
+
+    /// Creates accounts that do not exist yet, in one transaction; one result per account.
+    func createAccounts(_ accounts: [Account], now: Timestamp) async throws -> [AccountResult]
+
+    /// Applies a batch of transfers in one transaction: locks the accounts it touches (in id
+    /// order), runs ``LedgerEngine``, writes the changes. One result per transfer.
+    func submitTransfers(_ batch: [Transfer], now: Timestamp) async throws -> [TransferResult]
+
+    /// The accounts with these ids that exist.
+    func lookupAccounts(_ ids: [String]) async throws -> [Account]
+
+    /// Sums over all accounts.
+    func ledgerTotals() async throws -> LedgerTotals
+
     // MARK: Lifecycles
 
     /// Applies `event` to an entity's stored lifecycle state and runs `handler` with the

@@ -1,0 +1,179 @@
+package import UnraceCore
+
+/// The ledger on any SQL store. The balance rules are enforced twice inside the write: by
+/// ``LedgerEngine`` over rows locked for the transaction, and by `CHECK` constraints on the
+/// accounts table, so no code path can commit an overdraft.
+package struct SQLLedgerSteps: Sendable {
+    package let lockClause: String
+
+    package init(lockClause: String) { self.lockClause = lockClause }
+
+    package static func statements(keyedTable: String = "") -> [String] {
+        [
+            """
+            CREATE TABLE unrace_accounts (
+              id TEXT PRIMARY KEY, ledger BIGINT NOT NULL, code BIGINT NOT NULL, flags BIGINT NOT NULL,
+              debits_pending BIGINT NOT NULL, debits_posted BIGINT NOT NULL,
+              credits_pending BIGINT NOT NULL, credits_posted BIGINT NOT NULL, created_at BIGINT NOT NULL,
+              CHECK (debits_pending >= 0 AND debits_posted >= 0 AND credits_pending >= 0 AND credits_posted >= 0),
+              CHECK ((flags & 1) = 0 OR debits_pending + debits_posted <= credits_posted),
+              CHECK ((flags & 2) = 0 OR credits_pending + credits_posted <= debits_posted)
+            )\(keyedTable)
+            """,
+            """
+            CREATE TABLE unrace_transfers (
+              id TEXT PRIMARY KEY, debit_account TEXT NOT NULL, credit_account TEXT NOT NULL,
+              amount BIGINT NOT NULL, ledger BIGINT NOT NULL, code BIGINT NOT NULL, flags BIGINT NOT NULL,
+              pending_id TEXT, timeout_ms BIGINT NOT NULL, state TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT
+            )\(keyedTable)
+            """,
+            "CREATE TABLE unrace_transfer_failures (id TEXT PRIMARY KEY, result TEXT NOT NULL, created_at BIGINT NOT NULL)\(keyedTable)",
+        ]
+    }
+
+    static let accountColumns = "id, ledger, code, flags, debits_pending, debits_posted, credits_pending, credits_posted"
+    static let transferColumns = "id, debit_account, credit_account, amount, ledger, code, flags, pending_id, timeout_ms, state, created_at, expires_at"
+
+    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
+
+    package func createAccounts<T: SQLTransaction>(_ tx: T, _ accounts: [Account], now: Timestamp) async throws -> [AccountResult] {
+        let existing = try await fetchAccounts(tx, accounts.map(\.id), lock: true)
+        var seen = existing
+        var results: [AccountResult] = []
+        for account in accounts {
+            if let old = seen[account.id] {
+                results.append(AccountResult.compare(account, old))
+                continue
+            }
+            try await tx.execute(
+                "INSERT INTO unrace_accounts (\(Self.accountColumns), created_at) VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?)",
+                [.text(account.id), .integer(account.ledger), .integer(account.code), .integer(account.flags.rawValue), .integer(now.milliseconds)]
+            )
+            seen[account.id] = account
+            results.append(.created)
+        }
+        return results
+    }
+
+    package func submit<T: SQLTransaction>(_ tx: T, _ batch: [Transfer], now: Timestamp) async throws -> [TransferResult] {
+        let ids = LedgerEngine.snapshotIDs(of: batch)
+        // Locking the accounts in id order first keeps concurrent batches from deadlocking.
+        let accounts = try await fetchAccounts(tx, ids.accounts, lock: true)
+        let transfers = try await fetchTransfers(tx, ids.transfers)
+        let failed = try await fetchFailed(tx, ids.transfers)
+        var engine = LedgerEngine(accounts: accounts, transfers: transfers, failed: failed)
+        let (results, changes) = engine.apply(batch, now: now)
+
+        for account in changes.accounts.values.sorted(by: { $0.id < $1.id }) {
+            try await tx.executeBeforeCommit(
+                "UPDATE unrace_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, credits_posted = ? WHERE id = ?",
+                [.integer(account.debitsPending), .integer(account.debitsPosted), .integer(account.creditsPending),
+                 .integer(account.creditsPosted), .text(account.id)]
+            )
+        }
+        for chunk in stride(from: 0, to: changes.created.count, by: 200) {
+            let rows = changes.created[chunk..<min(chunk + 200, changes.created.count)]
+            try await tx.executeBeforeCommit(
+                "INSERT INTO unrace_transfers (\(Self.transferColumns)) VALUES "
+                    + rows.map { _ in "(\(Self.placeholders(12)))" }.joined(separator: ", "),
+                rows.flatMap(Self.values)
+            )
+        }
+        for transfer in changes.updated.values.sorted(by: { $0.transfer.id < $1.transfer.id }) {
+            try await tx.executeBeforeCommit(
+                "UPDATE unrace_transfers SET state = ? WHERE id = ?", [.text(transfer.state.rawValue), .text(transfer.transfer.id)]
+            )
+        }
+        if !changes.failures.isEmpty {
+            let failures = changes.failures.sorted { $0.key < $1.key }
+            try await tx.executeBeforeCommit(
+                "INSERT INTO unrace_transfer_failures (id, result, created_at) VALUES "
+                    + failures.map { _ in "(?, ?, ?)" }.joined(separator: ", ") + " ON CONFLICT (id) DO NOTHING",
+                failures.flatMap { [SQLValue.text($0.key), .text($0.value), .integer(now.milliseconds)] }
+            )
+        }
+        return results
+    }
+
+    package func fetchAccounts<T: SQLTransaction>(_ tx: T, _ ids: [String], lock: Bool) async throws -> [String: Account] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await tx.query(
+            "SELECT \(Self.accountColumns) FROM unrace_accounts WHERE id IN (\(Self.placeholders(ids.count))) ORDER BY id"
+                + (lock ? " \(lockClause)" : ""),
+            ids.sorted().map(SQLValue.text)
+        )
+        var accounts: [String: Account] = [:]
+        for row in rows {
+            var account = Account(
+                id: try row.string("id"), ledger: try row.int64("ledger"), code: try row.int64("code"),
+                flags: Account.Flags(rawValue: try row.int64("flags"))
+            )
+            account.debitsPending = try row.int64("debits_pending")
+            account.debitsPosted = try row.int64("debits_posted")
+            account.creditsPending = try row.int64("credits_pending")
+            account.creditsPosted = try row.int64("credits_posted")
+            accounts[account.id] = account
+        }
+        return accounts
+    }
+
+    func fetchTransfers<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> [String: StoredTransfer] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await tx.query(
+            "SELECT \(Self.transferColumns) FROM unrace_transfers WHERE id IN (\(Self.placeholders(ids.count)))",
+            ids.map(SQLValue.text)
+        )
+        var transfers: [String: StoredTransfer] = [:]
+        for row in rows {
+            let transfer = Transfer(
+                id: try row.string("id"), debit: try row.string("debit_account"), credit: try row.string("credit_account"),
+                amount: try row.int64("amount"), ledger: try row.int64("ledger"), code: try row.int64("code"),
+                flags: Transfer.Flags(rawValue: try row.int64("flags")), pendingID: row["pending_id"].string,
+                timeoutMilliseconds: try row.int64("timeout_ms")
+            )
+            transfers[transfer.id] = StoredTransfer(
+                transfer: transfer, state: StoredTransfer.State(rawValue: try row.string("state")) ?? .posted,
+                createdAt: Timestamp(milliseconds: try row.int64("created_at")),
+                expiresAt: row.optionalInt64("expires_at").map(Timestamp.init(milliseconds:))
+            )
+        }
+        return transfers
+    }
+
+    func fetchFailed<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        let rows = try await tx.query(
+            "SELECT id FROM unrace_transfer_failures WHERE id IN (\(Self.placeholders(ids.count)))", ids.map(SQLValue.text)
+        )
+        return Set(try rows.map { try $0.string("id") })
+    }
+
+    package func totals<T: SQLTransaction>(_ tx: T) async throws -> LedgerTotals {
+        let row = try await tx.query(
+            """
+            SELECT COALESCE(SUM(debits_posted), 0) AS dp, COALESCE(SUM(credits_posted), 0) AS cp,
+                   COALESCE(SUM(debits_pending), 0) AS dn, COALESCE(SUM(credits_pending), 0) AS cn FROM unrace_accounts
+            """
+        )[0]
+        // PostgreSQL sums BIGINT as NUMERIC, which arrives as text.
+        func number(_ name: String) throws -> Int64 {
+            if let value = row[name].int64 { return value }
+            guard let text = row[name].string, let value = Int64(text) else {
+                throw UnraceError(.storeFailure, "a ledger total did not have the expected type")
+            }
+            return value
+        }
+        return LedgerTotals(debitsPosted: try number("dp"), creditsPosted: try number("cp"), debitsPending: try number("dn"), creditsPending: try number("cn"))
+    }
+
+    static func values(_ stored: StoredTransfer) -> [SQLValue] {
+        let transfer = stored.transfer
+        return [
+            .text(transfer.id), .text(transfer.debitAccount), .text(transfer.creditAccount), .integer(transfer.amount),
+            .integer(transfer.ledger), .integer(transfer.code), .integer(transfer.flags.rawValue),
+            transfer.pendingID.map(SQLValue.text) ?? .null, .integer(transfer.timeoutMilliseconds),
+            .text(stored.state.rawValue), .integer(stored.createdAt.milliseconds),
+            stored.expiresAt.map { .integer($0.milliseconds) } ?? .null,
+        ]
+    }
+}

@@ -1,0 +1,261 @@
+/// The ledger's rules, as a pure function over a snapshot: every store locks the accounts a batch
+/// touches, reads them and the transfers it names, runs ``apply(_:now:)``, and writes the result —
+/// so SQLite, PostgreSQL, memory and the simulator apply exactly the same rules.
+public struct LedgerEngine: Sendable {
+    /// The accounts the batch touches, by id (absent ids do not exist).
+    public var accounts: [String: Account]
+    /// The stored transfers the batch names (its ids and the pending ids it refers to).
+    public var transfers: [String: StoredTransfer]
+    /// Ids whose first attempt failed.
+    public var failed: Set<String>
+
+    /// What the batch changed, for the store to write.
+    public struct Changes: Sendable, Hashable {
+        /// Accounts whose balances changed, by id.
+        public var accounts: [String: Account] = [:]
+        /// New transfers, in batch order.
+        public var created: [StoredTransfer] = []
+        /// Existing (pending) transfers whose state changed, by id.
+        public var updated: [String: StoredTransfer] = [:]
+        /// Ids that failed for the first time, with their result code.
+        public var failures: [String: String] = [:]
+    }
+
+    /// Starts from a snapshot.
+    public init(accounts: [String: Account], transfers: [String: StoredTransfer], failed: Set<String>) {
+        self.accounts = accounts
+        self.transfers = transfers
+        self.failed = failed
+    }
+
+    /// The ids of the accounts and transfers a batch needs in its snapshot.
+    public static func snapshotIDs(of batch: [Transfer]) -> (accounts: [String], transfers: [String]) {
+        let accounts = Set(batch.flatMap { [$0.debitAccount, $0.creditAccount] })
+        let transfers = Set(batch.map(\.id) + batch.compactMap(\.pendingID))
+        return (accounts.sorted(), transfers.sorted())
+    }
+
+    /// Applies a batch in order; a linked chain succeeds or fails as a unit.
+    /// - Returns: one result per transfer, and the changes to write.
+    public mutating func apply(_ batch: [Transfer], now: Timestamp) -> (results: [TransferResult], changes: Changes) {
+        var results: [TransferResult] = []
+        var changes = Changes()
+        var index = 0
+        while index < batch.count {
+            var end = index
+            while end < batch.count - 1, batch[end].flags.contains(.linked) { end += 1 }
+            let chain = batch[index...end]
+            if chain.last!.flags.contains(.linked) {  // the batch ended inside the chain
+                results += chain.dropLast().map { _ in .linkedEventFailed } + [.linkedEventChainOpen]
+                index = end + 1
+                continue
+            }
+            let checkpoint = (self, changes)
+            var expired: Set<String> = []
+            var chainResults: [TransferResult] = []
+            var failure: (offset: Int, result: TransferResult)?
+            for (offset, transfer) in chain.enumerated() {
+                let result = applyOne(transfer, now: now, &changes)
+                chainResults.append(result)
+                if !result.isSuccess {
+                    failure = (offset, result)
+                    break
+                }
+            }
+            expired = expiring
+            if let failure {
+                (self, changes) = checkpoint
+                expiring = expired
+                chainResults = chain.indices.map { _ in .linkedEventFailed }
+                chainResults[failure.offset] = failure.result
+                // An id that failed on its own stays failed; `exists…` and `idAlreadyFailed` are
+                // answers about an earlier attempt, not a new failure.
+                let failedID = chain[chain.startIndex + failure.offset].id
+                if failure.result.recordsFailure, transfers[failedID] == nil {
+                    failed.insert(failedID)
+                    changes.failures[failedID] = failure.result.code
+                }
+            }
+            results += chainResults
+            index = end + 1
+            releaseExpired(&changes)
+        }
+        return (results, changes)
+    }
+
+    /// Pending transfers found past their timeout: their amounts go back to their accounts.
+    private var expiring: Set<String> = []
+
+    private mutating func releaseExpired(_ changes: inout Changes) {
+        for id in expiring.sorted() {
+            guard var pending = transfers[id], pending.state == .pending,
+                var debit = accounts[pending.transfer.debitAccount], var credit = accounts[pending.transfer.creditAccount]
+            else { continue }
+            debit.debitsPending -= pending.transfer.amount
+            credit.creditsPending -= pending.transfer.amount
+            pending.state = .pendingExpired
+            commit(debit, credit, pending: pending, &changes)
+        }
+        expiring.removeAll()
+    }
+
+    private mutating func applyOne(_ transfer: Transfer, now: Timestamp, _ changes: inout Changes) -> TransferResult {
+        if let existing = transfers[transfer.id] {
+            if let field = Self.differingField(transfer, existing.transfer) { return .existsWithDifferent(field: field) }
+            return .exists
+        }
+        if failed.contains(transfer.id) { return .idAlreadyFailed }
+        guard var debit = accounts[transfer.debitAccount] else { return .debitAccountNotFound }
+        guard var credit = accounts[transfer.creditAccount] else { return .creditAccountNotFound }
+        guard debit.ledger == credit.ledger else { return .accountsMustHaveTheSameLedger }
+        guard transfer.ledger == debit.ledger else { return .transferMustHaveTheSameLedgerAsAccounts }
+        let isVoid = transfer.flags.contains(.voidPending)
+        if !isVoid {
+            if debit.flags.contains(.closed) { return .debitAccountClosed }
+            if credit.flags.contains(.closed) { return .creditAccountClosed }
+        }
+
+        var stored = StoredTransfer(transfer: transfer, state: .posted, createdAt: now, expiresAt: nil)
+        if transfer.flags.contains(.postPending) || isVoid {
+            guard let pendingID = transfer.pendingID, var pending = transfers[pendingID] else { return .pendingTransferNotFound }
+            switch pending.state {
+            case .pending: break
+            case .posted: return .pendingTransferNotPending
+            case .pendingPosted: return .pendingTransferAlreadyPosted
+            case .pendingVoided: return .pendingTransferAlreadyVoided
+            case .pendingExpired: return .pendingTransferExpired
+            }
+            let held = pending.transfer
+            guard held.debitAccount == transfer.debitAccount, held.creditAccount == transfer.creditAccount, held.ledger == transfer.ledger
+            else { return .pendingTransferHasDifferentAccounts }
+            if let expiresAt = pending.expiresAt, expiresAt <= now {
+                expiring.insert(pendingID)  // released after the chain, whatever its fate
+                return .pendingTransferExpired
+            }
+            let posted = transfer.amount == 0 ? held.amount : transfer.amount
+            guard posted <= held.amount else { return .exceedsPendingTransferAmount }
+            debit.debitsPending -= held.amount
+            credit.creditsPending -= held.amount
+            if !isVoid {
+                guard let debits = Self.add(debit.debitsPosted, posted), let credits = Self.add(credit.creditsPosted, posted)
+                else { return .overflowsBalance }
+                debit.debitsPosted = debits
+                credit.creditsPosted = credits
+                stored.transfer.amount = posted
+            }
+            pending.state = isVoid ? .pendingVoided : .pendingPosted
+            if let violation = Self.violation(debit, credit) { return violation }
+            commit(debit, credit, pending: pending, &changes)
+        } else if transfer.flags.contains(.pending) {
+            guard let debits = Self.add(debit.debitsPending, transfer.amount), let credits = Self.add(credit.creditsPending, transfer.amount),
+                Self.add(debits, debit.debitsPosted) != nil, Self.add(credits, credit.creditsPosted) != nil
+            else { return .overflowsBalance }
+            debit.debitsPending = debits
+            credit.creditsPending = credits
+            if let violation = Self.violation(debit, credit) { return violation }
+            stored.state = .pending
+            stored.expiresAt = transfer.timeoutMilliseconds > 0 ? now + .milliseconds(transfer.timeoutMilliseconds) : nil
+            commit(debit, credit, pending: nil, &changes)
+        } else {
+            guard let debits = Self.add(debit.debitsPosted, transfer.amount), let credits = Self.add(credit.creditsPosted, transfer.amount),
+                Self.add(debits, debit.debitsPending) != nil, Self.add(credits, credit.creditsPending) != nil
+            else { return .overflowsBalance }
+            debit.debitsPosted = debits
+            credit.creditsPosted = credits
+            if let violation = Self.violation(debit, credit) { return violation }
+            commit(debit, credit, pending: nil, &changes)
+        }
+        transfers[transfer.id] = stored
+        changes.created.append(stored)
+        return .created
+    }
+
+    private mutating func commit(_ debit: Account, _ credit: Account, pending: StoredTransfer?, _ changes: inout Changes) {
+        accounts[debit.id] = debit
+        accounts[credit.id] = credit
+        changes.accounts[debit.id] = debit
+        changes.accounts[credit.id] = credit
+        if let pending {
+            transfers[pending.transfer.id] = pending
+            changes.updated[pending.transfer.id] = pending
+        }
+    }
+
+    /// The balance rule an account would break, if any.
+    static func violation(_ debit: Account, _ credit: Account) -> TransferResult? {
+        if debit.flags.contains(.debitsMustNotExceedCredits), debit.debitsPending + debit.debitsPosted > debit.creditsPosted {
+            return .exceedsCredits
+        }
+        if credit.flags.contains(.creditsMustNotExceedDebits), credit.creditsPending + credit.creditsPosted > credit.debitsPosted {
+            return .exceedsDebits
+        }
+        return nil
+    }
+
+    static func add(_ a: Int64, _ b: Int64) -> Int64? {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? nil : sum
+    }
+
+    static func differingField(_ new: Transfer, _ old: Transfer) -> String? {
+        if new.debitAccount != old.debitAccount { return "debit_account" }
+        if new.creditAccount != old.creditAccount { return "credit_account" }
+        if new.amount != old.amount && !(new.flags.contains(.postPending) && new.amount == 0) { return "amount" }
+        if new.ledger != old.ledger { return "ledger" }
+        if new.code != old.code { return "code" }
+        if new.flags != old.flags { return "flags" }
+        if new.pendingID != old.pendingID { return "pending_id" }
+        if new.timeoutMilliseconds != old.timeoutMilliseconds { return "timeout" }
+        return nil
+    }
+}
+
+extension TransferResult {
+    /// Whether this result, on a transfer's first attempt, marks its id as failed for good.
+    var recordsFailure: Bool {
+        switch self {
+        case .created, .exists, .existsWithDifferent, .idAlreadyFailed, .linkedEventFailed, .linkedEventChainOpen: false
+        default: true
+        }
+    }
+}
+
+extension Transfer {
+    /// The largest id, in UTF-8 bytes.
+    public static let idByteCountMaximum = 255
+
+    /// Checks what needs no stored state: ids, amount, accounts, flags. A transfer that fails here
+    /// is bad input, refused before anything is written.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` naming the rule.
+    public func validate() throws {
+        for (name, value) in [("id", id), ("debit account", debitAccount), ("credit account", creditAccount)] {
+            guard !value.isEmpty, value.utf8.count <= Self.idByteCountMaximum,
+                value.unicodeScalars.allSatisfy({ OperationKey.isPrintable($0) })
+            else {
+                throw UnraceError(.invalidArgument, "transfer \(name) must be 1 to 255 bytes of printable UTF-8")
+            }
+        }
+        guard debitAccount != creditAccount else {
+            throw UnraceError(.invalidArgument, "a transfer's debit and credit accounts must differ")
+        }
+        let kinds = flags.intersection([.pending, .postPending, .voidPending])
+        guard kinds.rawValue.nonzeroBitCount <= 1 else {
+            throw UnraceError(.invalidArgument, "a transfer is at most one of pending, postPending and voidPending")
+        }
+        let settles = flags.contains(.postPending) || flags.contains(.voidPending)
+        guard settles == (pendingID != nil) else {
+            throw UnraceError(.invalidArgument, "pendingID is required by, and only allowed for, postPending and voidPending")
+        }
+        if let pendingID, pendingID.isEmpty || pendingID.utf8.count > Self.idByteCountMaximum {
+            throw UnraceError(.invalidArgument, "pendingID must be 1 to 255 bytes")
+        }
+        let minimum: Int64 = settles ? 0 : 1
+        guard amount >= minimum else {
+            throw UnraceError(.invalidArgument, "a transfer's amount must be \(minimum) or more")
+        }
+        guard ledger >= 1 else { throw UnraceError(.invalidArgument, "a transfer's ledger must be 1 or more") }
+        guard timeoutMilliseconds >= 0, timeoutMilliseconds == 0 || flags.contains(.pending) else {
+            throw UnraceError(.invalidArgument, "a timeout is only for pending transfers, and not negative")
+        }
+    }
+}
