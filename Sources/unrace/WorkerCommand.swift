@@ -10,7 +10,7 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Test helpers: run as a separate process against a shared database.",
         shouldDisplay: false,
-        subcommands: [PerformKeys.self, HoldAndHang.self, ConsumeOrders.self]
+        subcommands: [PerformKeys.self, HoldAndHang.self, ConsumeOrders.self, LedgerTransfers.self]
     )
 
     /// Performs keys `0..<keys` in a seeded random order; each performance inserts one row
@@ -124,6 +124,44 @@ extension WorkerCommand {
                 let deliveries = OrderStreams.deliveries(of: streams, seed: command.seed)
                 for index in stride(from: command.lane, to: deliveries.count, by: command.lanes) {
                     _ = try await inbox.receive(deliveries[index]) { tx, event in try await projection.apply(tx, event) }
+                }
+            }
+        }
+    }
+}
+
+extension WorkerCommand {
+    /// Submits the seeded ledger workload (every transfer twice, four lanes) against wallets the
+    /// caller created with `prefix`.
+    struct LedgerTransfers: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ledger-transfers")
+        @OptionGroup var database: DatabaseOption
+        @Option var prefix: String
+        @Option var count: Int
+        @Option var seed: UInt64
+        @Option var lane: Int
+
+        func run() async throws {
+            try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
+        }
+
+        struct Job: StoreJob {
+            let command: LedgerTransfers
+            func run<S: SQLStore>(_ store: S) async throws {
+                let ledger = try Ledger(store: store)
+                let accounts = (0..<10).map { "\(command.prefix)-w\($0)" }
+                let workload = LedgerWorkload.transfers(count: command.count, accounts: accounts, seed: command.seed, prefix: command.prefix)
+                var generator = SeededGenerator(seed: UInt64(command.lane) &+ 99)
+                let transfers = generator.shuffled(workload + workload)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for lane in 0..<4 {
+                        group.addTask {
+                            for index in stride(from: lane, to: transfers.count, by: 4) {
+                                _ = try await ledger.submit([transfers[index]])
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
                 }
             }
         }

@@ -151,19 +151,15 @@ package struct SQLLedgerSteps: Sendable {
     package func totals<T: SQLTransaction>(_ tx: T) async throws -> LedgerTotals {
         let row = try await tx.query(
             """
-            SELECT COALESCE(SUM(debits_posted), 0) AS dp, COALESCE(SUM(credits_posted), 0) AS cp,
-                   COALESCE(SUM(debits_pending), 0) AS dn, COALESCE(SUM(credits_pending), 0) AS cn FROM unrace_accounts
+            SELECT CAST(COALESCE(SUM(debits_posted), 0) AS BIGINT) AS dp, CAST(COALESCE(SUM(credits_posted), 0) AS BIGINT) AS cp,
+                   CAST(COALESCE(SUM(debits_pending), 0) AS BIGINT) AS dn, CAST(COALESCE(SUM(credits_pending), 0) AS BIGINT) AS cn
+            FROM unrace_accounts
             """
         )[0]
-        // PostgreSQL sums BIGINT as NUMERIC, which arrives as text.
-        func number(_ name: String) throws -> Int64 {
-            if let value = row[name].int64 { return value }
-            guard let text = row[name].string, let value = Int64(text) else {
-                throw UnraceError(.storeFailure, "a ledger total did not have the expected type")
-            }
-            return value
-        }
-        return LedgerTotals(debitsPosted: try number("dp"), creditsPosted: try number("cp"), debitsPending: try number("dn"), creditsPending: try number("cn"))
+        return LedgerTotals(
+            debitsPosted: try row.int64("dp"), creditsPosted: try row.int64("cp"),
+            debitsPending: try row.int64("dn"), creditsPending: try row.int64("cn")
+        )
     }
 
     static func values(_ stored: StoredTransfer) -> [SQLValue] {
