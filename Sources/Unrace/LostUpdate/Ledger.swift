@@ -8,9 +8,9 @@ public struct LedgerConfiguration: Sendable {
 
     /// The most transfers one group-commit transaction carries. Default 1,000; 1 to ``batchSizeMaximum``.
     public var batchSize = 1_000
-    /// How long the transaction that forms a group waits for more callers before it runs.
-    /// Default 0: callers that arrive while a group runs form the next group by themselves.
-    /// At most 100 ms.
+    /// How long each group waits for more callers before it runs. Callers that arrive while a
+    /// group runs join the next group in any case; the wait lets callers that are just finishing
+    /// their previous submission join too. Default 0; at most 100 ms.
     public var batchWait: Duration = .zero
     /// The most transfers waiting for a group at once; past it, ``Ledger/submit(_:)`` throws
     /// ``UnraceError/Code/retryLimitReached`` at once instead of queueing without bound. Default 100,000.
@@ -110,8 +110,9 @@ public final class Ledger<S: Store>: Sendable {
 
     /// Runs groups until the queue is empty. Only one caller drains at a time.
     private func drain() async {
-        if configuration.batchWait > .zero { try? await configuration.clock.sleep(for: configuration.batchWait) }
         while true {
+            // Group commit: give callers that are about to submit a moment to join this group.
+            if configuration.batchWait > .zero { try? await configuration.clock.sleep(for: configuration.batchWait) }
             let group = queue.withLock { queue -> [Request] in
                 var group: [Request] = []
                 var size = 0

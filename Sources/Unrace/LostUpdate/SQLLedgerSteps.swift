@@ -64,11 +64,23 @@ package struct SQLLedgerSteps: Sendable {
         var engine = LedgerEngine(accounts: accounts, transfers: transfers, failed: failed)
         let (results, changes) = engine.apply(batch, now: now)
 
-        for account in changes.accounts.values.sorted(by: { $0.id < $1.id }) {
+        // Every changed account in one statement: an upsert whose rows always exist (they are
+        // locked above), so it only ever updates; the CHECK constraints re-check the rules.
+        let changed = changes.accounts.values.sorted { $0.id < $1.id }
+        for chunk in stride(from: 0, to: changed.count, by: 500) {
+            let rows = changed[chunk..<min(chunk + 500, changed.count)]
             try await tx.executeBeforeCommit(
-                "UPDATE unrace_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, credits_posted = ? WHERE id = ?",
-                [.integer(account.debitsPending), .integer(account.debitsPosted), .integer(account.creditsPending),
-                 .integer(account.creditsPosted), .text(account.id)]
+                "INSERT INTO unrace_accounts (\(Self.accountColumns), created_at) VALUES "
+                    + rows.map { _ in "(\(Self.placeholders(9)))" }.joined(separator: ", ")
+                    + """
+                     ON CONFLICT (id) DO UPDATE SET debits_pending = excluded.debits_pending, debits_posted = excluded.debits_posted,
+                    credits_pending = excluded.credits_pending, credits_posted = excluded.credits_posted
+                    """,
+                rows.flatMap { account -> [SQLValue] in
+                    [.text(account.id), .integer(account.ledger), .integer(account.code), .integer(account.flags.rawValue),
+                     .integer(account.debitsPending), .integer(account.debitsPosted), .integer(account.creditsPending),
+                     .integer(account.creditsPosted), .integer(now.milliseconds)]
+                }
             )
         }
         for chunk in stride(from: 0, to: changes.created.count, by: 200) {
