@@ -96,6 +96,9 @@ struct DemoCommandTests {
         #expect(Set(double.map(\.case)) == ["order-creation", "payment-capture", "email-sending", "inventory-reservation", "coupon-redemption"])
         #expect(double.allSatisfy { $0.guarded["missing"] == 0 && $0.guarded["effects"] == 40 && $0.naive["missing"] == 0 })
         #expect(double.map { $0.naive["anomalies"] ?? 0 }.reduce(0, +) > 0, "the naive handler duplicates somewhere")
+        let lost = document.rows.filter { $0.race == "lost-update" }
+        #expect(Set(lost.map(\.case)) == ["wallet", "inventory", "quota", "rate-limit", "seat-reservation"])
+        #expect(lost.allSatisfy { ($0.naive["anomalies"] ?? 0) > 0 }, "every naive read-modify-write shows its anomaly")
         let ordering = try #require(document.rows.first { $0.race == "out-of-order" })
         #expect(ordering.guarded["matchesInOrder"] == 1)
         #expect((ordering.naive["anomalies"] ?? 0) > 0)

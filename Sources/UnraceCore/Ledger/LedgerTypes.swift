@@ -2,6 +2,7 @@
 public struct Account: Sendable, Hashable, Codable {
     /// Account flags.
     public struct Flags: OptionSet, Sendable, Hashable, Codable {
+        /// The stored bits.
         public let rawValue: Int64
         /// Creates flags from their stored bits.
         public init(rawValue: Int64) { self.rawValue = rawValue }
@@ -46,6 +47,7 @@ public struct Account: Sendable, Hashable, Codable {
 public struct Transfer: Sendable, Hashable, Codable {
     /// Transfer flags.
     public struct Flags: OptionSet, Sendable, Hashable, Codable {
+        /// The stored bits.
         public let rawValue: Int64
         /// Creates flags from their stored bits.
         public init(rawValue: Int64) { self.rawValue = rawValue }

@@ -47,6 +47,8 @@ struct DemoCommand: AsyncParsableCommand {
         func run<S: SQLStore>(_ store: S) async throws -> (backend: String, sections: [DemoSection]) {
             var sections: [DemoSection] = []
             sections.append(try await DoubleExecutionDemo(operations: operations, seed: seed, progress: progress).run(store))
+            if progress { FileHandle.standardError.write(Data("  running wallets, stock, quotas, counters, seats…\n".utf8)) }
+            sections.append(try await LostUpdateDemo().run(store))
             if progress { FileHandle.standardError.write(Data("  running order lifecycles…\n".utf8)) }
             sections.append(try await OutOfOrderDemo(orders: 100, seed: seed).run(store))
             return (store.backendName, sections)
