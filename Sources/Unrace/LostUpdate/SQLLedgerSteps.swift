@@ -59,8 +59,7 @@ package struct SQLLedgerSteps: Sendable {
         let ids = LedgerEngine.snapshotIDs(of: batch)
         // Locking the accounts in id order first keeps concurrent batches from deadlocking.
         let accounts = try await fetchAccounts(tx, ids.accounts, lock: true)
-        let transfers = try await fetchTransfers(tx, ids.transfers)
-        let failed = try await fetchFailed(tx, ids.transfers)
+        let (transfers, failed) = try await fetchTransfersAndFailures(tx, ids.transfers)
         var engine = LedgerEngine(accounts: accounts, transfers: transfers, failed: failed)
         let (results, changes) = engine.apply(batch, now: now)
 
@@ -129,35 +128,40 @@ package struct SQLLedgerSteps: Sendable {
         return accounts
     }
 
-    func fetchTransfers<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> [String: StoredTransfer] {
-        guard !ids.isEmpty else { return [:] }
+    /// The stored transfers among `ids`, and the ids whose first attempt failed — one query.
+    func fetchTransfersAndFailures<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> ([String: StoredTransfer], Set<String>) {
+        guard !ids.isEmpty else { return ([:], []) }
+        let list = Self.placeholders(ids.count)
         let rows = try await tx.query(
-            "SELECT \(Self.transferColumns) FROM unrace_transfers WHERE id IN (\(Self.placeholders(ids.count)))",
-            ids.map(SQLValue.text)
+            """
+            SELECT \(Self.transferColumns) FROM unrace_transfers WHERE id IN (\(list))
+            UNION ALL
+            SELECT id, NULL, NULL, 0, 0, 0, 0, NULL, 0, 'failed', 0, NULL FROM unrace_transfer_failures WHERE id IN (\(list))
+            """,
+            (ids + ids).map(SQLValue.text)
         )
         var transfers: [String: StoredTransfer] = [:]
+        var failed: Set<String> = []
         for row in rows {
+            let id = try row.string("id")
+            let state = try row.string("state")
+            guard state != "failed" else {
+                failed.insert(id)
+                continue
+            }
             let transfer = Transfer(
-                id: try row.string("id"), debit: try row.string("debit_account"), credit: try row.string("credit_account"),
+                id: id, debit: try row.string("debit_account"), credit: try row.string("credit_account"),
                 amount: try row.int64("amount"), ledger: try row.int64("ledger"), code: try row.int64("code"),
                 flags: Transfer.Flags(rawValue: try row.int64("flags")), pendingID: row["pending_id"].string,
                 timeoutMilliseconds: try row.int64("timeout_ms")
             )
-            transfers[transfer.id] = StoredTransfer(
-                transfer: transfer, state: StoredTransfer.State(rawValue: try row.string("state")) ?? .posted,
+            transfers[id] = StoredTransfer(
+                transfer: transfer, state: StoredTransfer.State(rawValue: state) ?? .posted,
                 createdAt: Timestamp(milliseconds: try row.int64("created_at")),
                 expiresAt: row.optionalInt64("expires_at").map(Timestamp.init(milliseconds:))
             )
         }
-        return transfers
-    }
-
-    func fetchFailed<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> Set<String> {
-        guard !ids.isEmpty else { return [] }
-        let rows = try await tx.query(
-            "SELECT id FROM unrace_transfer_failures WHERE id IN (\(Self.placeholders(ids.count)))", ids.map(SQLValue.text)
-        )
-        return Set(try rows.map { try $0.string("id") })
+        return (transfers, failed)
     }
 
     package func totals<T: SQLTransaction>(_ tx: T) async throws -> LedgerTotals {

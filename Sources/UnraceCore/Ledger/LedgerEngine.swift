@@ -50,8 +50,10 @@ public struct LedgerEngine: Sendable {
                 index = end + 1
                 continue
             }
-            let checkpoint = (self, changes)
-            var expired: Set<String> = []
+            // A lone transfer checks every rule before it changes anything, so only a real chain
+            // needs a checkpoint to roll back to (copying the state per transfer would make a
+            // batch quadratic).
+            let checkpoint = chain.count > 1 ? (self, changes) : nil
             var chainResults: [TransferResult] = []
             var failure: (offset: Int, result: TransferResult)?
             for (offset, transfer) in chain.enumerated() {
@@ -62,10 +64,12 @@ public struct LedgerEngine: Sendable {
                     break
                 }
             }
-            expired = expiring
             if let failure {
-                (self, changes) = checkpoint
-                expiring = expired
+                if let checkpoint {
+                    let expired = expiring
+                    (self, changes) = checkpoint
+                    expiring = expired
+                }
                 chainResults = chain.indices.map { _ in .linkedEventFailed }
                 chainResults[failure.offset] = failure.result
                 // An id that failed on its own stays failed; `exists…` and `idAlreadyFailed` are
