@@ -25,7 +25,9 @@ public struct OperationKey: Sendable, Hashable, Codable, CustomStringConvertible
                 "operation key is \(count) bytes; the maximum is \(Self.maximumByteCount)"
             )
         }
-        guard rawValue.unicodeScalars.allSatisfy(Self.isPrintable) else {
+        // Printable ASCII, the common case, needs no Unicode property lookups.
+        let isPrintableASCII = rawValue.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+        guard isPrintableASCII || rawValue.unicodeScalars.allSatisfy(Self.isPrintable) else {
             throw UnraceError(.invalidKey, "operation key contains a control character; only printable UTF-8 is allowed")
         }
         self.rawValue = rawValue

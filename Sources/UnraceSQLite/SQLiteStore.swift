@@ -131,7 +131,7 @@ public final class SQLiteStore: SQLStore {
                 do {
                     let completion = try await body(tx, fresh.token)
                     let record = completion.apply(to: fresh, now: request.now, retention: retention)
-                    let inserted = try await tx.commit(insertingIfAbsent: OperationTable.insertIfAbsentSQL, OperationTable.values(record))
+                    let inserted = try await tx.commit(insertingIfAbsent: Self.insertIfAbsentSQL, OperationTable.values(record))
                     return inserted ? .performed(record) : nil
                 } catch let error as UnraceError where error.code == .constraintViolation {
                     try? await rollback()  // a business unique key a completed duplicate wrote first
@@ -145,6 +145,8 @@ public final class SQLiteStore: SQLStore {
         }
         return try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
     }
+
+    private static let insertIfAbsentSQL = OperationTable.insertSQL + " ON CONFLICT (scope, key) DO NOTHING"
 
     private func rollback() async throws {
         try await pool.writeWithoutTransaction { db in

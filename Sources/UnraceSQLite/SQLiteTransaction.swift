@@ -65,8 +65,8 @@ public final class SQLiteTransaction: SQLTransaction {
         }
     }
 
-    /// Runs the queued statements and `insert` (an `INSERT … ON CONFLICT DO NOTHING RETURNING …`),
-    /// then commits if it inserted a row and rolls back if it did not — one writer access.
+    /// Runs the queued statements and `insert` (an `INSERT … ON CONFLICT DO NOTHING`), then
+    /// commits if it inserted a row and rolls back if it did not — one writer access.
     /// - Returns: whether the row was inserted and the transaction committed.
     func commit(insertingIfAbsent insert: String, _ arguments: [SQLValue]) async throws -> Bool {
         let (begun, queued) = state.withLock { state in
@@ -78,7 +78,8 @@ public final class SQLiteTransaction: SQLTransaction {
             try await pool.writeWithoutTransaction { db in
                 if !begun { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
                 for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
-                let inserted = try Row.fetchOne(db.cachedStatement(sql: insert), arguments: insertArguments) != nil
+                try db.cachedStatement(sql: insert).execute(arguments: insertArguments)
+                let inserted = db.changesCount == 1
                 try db.cachedStatement(sql: inserted ? "COMMIT" : "ROLLBACK").execute()
                 return inserted
             }

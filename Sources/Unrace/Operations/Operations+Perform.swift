@@ -99,9 +99,14 @@ extension Operations {
 
 /// How results and failures are stored: JSON, so any process (and a human) can read them back.
 enum OutcomeCoding {
+    // One encoder and decoder for every call: both are safe to share, and creating them per
+    // call showed in profiles.
+    private static let encoder = JSONEncoder()
+    private static let decoder = JSONDecoder()
+
     static func encode(_ value: some Encodable) throws -> [UInt8] {
         do {
-            return Array(try JSONEncoder().encode(value))
+            return Array(try encoder.encode(value))
         } catch {
             throw UnraceError(.invalidArgument, "the operation's result could not be encoded as JSON", underlying: error)
         }
@@ -109,7 +114,7 @@ enum OutcomeCoding {
 
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
+            return try decoder.decode(T.self, from: Data(bytes))
         } catch {
             throw UnraceError(
                 .outcomeDecodingFailed, "the stored outcome could not be decoded as the requested type",
