@@ -1,7 +1,8 @@
 public import Unrace
 public import UnraceCore
 
-// The inbox and lifecycle steps: each is one transaction running the shared SQL steps.
+// The inbox's receive and skip steps on PostgreSQL, with the hot statements prepared (see
+// `PostgresInboxRows`); every other step is `SQLStore`'s shared one.
 extension PostgresStore {
     /// Receives one event in one transaction. See ``Store/receive(_:parkingLimit:now:_:)``.
     public func receive(
@@ -21,26 +22,4 @@ extension PostgresStore {
             try await InboxFlow.skipGap(PostgresInboxRows(tx), stream: stream, now: now) { try await handler(tx, $0) }
         }
     }
-
-    /// Streams with a gap opened at or before `cutoff`.
-    public func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap] {
-        try await transaction { tx in try await inboxSteps.gaps(tx, openedBefore: cutoff, limit: limit) }
-    }
-
-    /// The last applied sequence of a stream.
-    public func inboxHead(stream: String) async throws -> Int64 {
-        try await transaction { tx in try await inboxSteps.head(tx, stream: stream) }
-    }
-
-    /// Applies a lifecycle event to an entity in one transaction. See ``Store/transition(_:name:entity:event:now:_:)``.
-    public func transition(
-        _ lifecycle: Lifecycle, name: String, entity: String, event: String, now: Timestamp,
-        _ handler: (PostgresTransaction, Lifecycle.Decision) async throws -> Void
-    ) async throws -> Lifecycle.Decision {
-        try await transaction { tx in
-            try await inboxSteps.transition(tx, lifecycle, name: name, entity: entity, event: event, now: now, handler)
-        }
-    }
-
-    var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: table.lockClause, dialect: .postgres) }
 }

@@ -22,9 +22,11 @@ public final class PostgresStore: SQLStore {
     public let client: PostgresClient
     /// The backend's short name.
     public var backendName: String { "postgres" }
+    /// The SQL flavour of this store.
+    public var dialect: SQLDialect { .postgres }
 
     private let logger: Logger
-    let table = OperationTable(lockClause: "FOR UPDATE")
+    let table = OperationTable(lockClause: SQLDialect.postgres.rowLockClause)
 
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on

@@ -43,10 +43,12 @@ public final class SQLiteStore: SQLStore {
     public let path: String
     /// The backend's short name.
     public var backendName: String { "sqlite" }
+    /// The SQL flavour of this store.
+    public var dialect: SQLDialect { .sqlite }
 
     let pool: DatabasePool
     private let writer = AsyncLock()
-    let table = OperationTable(lockClause: "")
+    let table = OperationTable(lockClause: SQLDialect.sqlite.rowLockClause)
     private let logger: Logger
 
     /// Opens (creating if needed) a database file and migrates its schema.

@@ -108,10 +108,6 @@ package struct SQLInboxRows<T: SQLTransaction>: InboxRows {
 }
 
 
-/// The SQL dialects whose differences the shared SQL steps know.
-package enum SQLDialect: Sendable {
-    case sqlite, postgres
-}
 
 /// The inbox statements that backends also run as prepared statements.
 package enum InboxSQL {

@@ -33,7 +33,27 @@ extension SQLTransaction {
 
 /// A ``Store`` whose transactions run SQL: what SQLite and PostgreSQL stores share, so code
 /// written against it (the demo, tests, your own handlers) runs on both.
+///
+/// The records, counters, holds, ledger, inbox and lifecycle steps have default
+/// implementations for every `SQLStore`: each is one ``Store/withTransaction(_:)`` running
+/// the shared SQL, written for the store's ``dialect``.
 public protocol SQLStore: Store where Transaction: SQLTransaction {
     /// A short name of the backend, such as `sqlite` or `postgres`.
     var backendName: String { get }
+    /// The SQL flavour the store speaks.
+    var dialect: SQLDialect { get }
+}
+
+/// The SQL flavours whose differences Unrace's shared SQL knows.
+public struct SQLDialect: Sendable, Hashable {
+    let name: String
+
+    /// SQLite: one writer at a time, so reads need no row locks.
+    public static let sqlite = SQLDialect(name: "sqlite")
+    /// PostgreSQL (and Postgres-compatible engines): concurrent writers, so rows a decision
+    /// depends on are read `FOR UPDATE`.
+    public static let postgres = SQLDialect(name: "postgres")
+
+    /// Appended to reads that must lock the rows they return until the transaction ends.
+    public var rowLockClause: String { self == .postgres ? "FOR UPDATE" : "" }
 }
