@@ -1,5 +1,6 @@
 import Foundation
 import Unrace
+import UnraceSimulation
 
 /// The lost-update race: the seed's five cases, each with 32 concurrent callers. The naive
 /// handler reads, then writes what it computed — and all reads happen before any write, the
@@ -109,7 +110,7 @@ struct LostUpdateDemo: StoreJob {
 
     /// Runs `body` in `callers` tasks released together; returns how many returned `true`.
     static func race(_ callers: Int, _ body: @escaping @Sendable (Int) async throws -> Bool) async throws -> Int {
-        let start = DemoBarrier(parties: callers)
+        let start = Barrier(parties: callers)
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<callers {
                 group.addTask {
@@ -126,7 +127,7 @@ struct LostUpdateDemo: StoreJob {
         _ callers: Int, store: S, check: @escaping @Sendable (S.Transaction) async throws -> Bool,
         write: @escaping @Sendable (S.Transaction, Int) async throws -> Void
     ) async throws -> Int {
-        let read = DemoBarrier(parties: callers)
+        let read = Barrier(parties: callers)
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<callers {
                 group.addTask {
@@ -163,7 +164,7 @@ struct NaiveCell<S: SQLStore>: Sendable {
     /// `callers` tasks read the cell, all reads first, then each writes `decide(read)` unless it
     /// returns `nil`. Returns how many wrote — how many believed they succeeded.
     func race(_ name: String, _ callers: Int, _ decide: @escaping @Sendable (Int64) -> Int64?) async throws -> Int {
-        let read = DemoBarrier(parties: callers)
+        let read = Barrier(parties: callers)
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<callers {
                 group.addTask {
@@ -176,24 +177,5 @@ struct NaiveCell<S: SQLStore>: Sendable {
             }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-    }
-}
-
-/// An async barrier for the demo: the last arrival releases everyone.
-actor DemoBarrier {
-    private let parties: Int
-    private var arrived = 0
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-
-    init(parties: Int) { self.parties = parties }
-
-    func arriveAndWait() async {
-        arrived += 1
-        if arrived == parties {
-            waiting.forEach { $0.resume() }
-            waiting.removeAll()
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
     }
 }

@@ -3,6 +3,7 @@ import Testing
 import Unrace
 import UnraceSQLite
 import UnracePostgres
+@_exported import UnraceSimulation
 
 /// The real SQL backends every integration test runs on.
 enum SQLBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
@@ -72,25 +73,5 @@ func countRows<S: SQLStore>(_ store: S, _ table: String, id: String? = nil) asyn
             id.map { [SQLValue.text($0)] } ?? []
         )
         return Int(try rows[0].int64("n"))
-    }
-}
-
-/// An async barrier: the `parties`-th arrival releases everyone. Forces an interleaving without
-/// sleeping.
-actor Barrier {
-    private let parties: Int
-    private var arrived = 0
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-
-    init(parties: Int) { self.parties = parties }
-
-    func arriveAndWait() async {
-        arrived += 1
-        if arrived == parties {
-            waiting.forEach { $0.resume() }
-            waiting.removeAll()
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
     }
 }
