@@ -22,9 +22,14 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        try await rows(of: Self.query(sql, arguments))
+    }
+
+    /// Runs a query built with postgres-nio's own bindings (arrays, for instance) and returns its rows.
+    func rows(of query: PostgresQuery) async throws -> [SQLRow] {
         try await Self.mapErrors {
             var rows: [SQLRow] = []
-            for try await row in try await connection.query(Self.query(sql, arguments), logger: logger) {
+            for try await row in try await connection.query(query, logger: logger) {
                 var columns: [String] = []
                 var values: [SQLValue] = []
                 for cell in row {

@@ -13,9 +13,9 @@ struct LedgerBenchCommand: AsyncParsableCommand {
 
     @OptionGroup var database: DatabaseOption
     @Option(help: "Concurrent callers (1 to 512).")
-    var callers = 128
+    var callers = 512
     @Option(help: "Transfers per round (100 to 100000).")
-    var transfers = 4_000
+    var transfers = 16_000
     @Option(help: "Rounds of each kind, alternated (1 to 50).")
     var rounds = 3
     @Option(help: "The batched ledger's group wait, in microseconds (0 to 100000).")

@@ -32,7 +32,7 @@ package struct SQLLedgerSteps: Sendable {
     }
 
     static let accountColumns = "id, ledger, code, flags, debits_pending, debits_posted, credits_pending, credits_posted"
-    static let transferColumns = "id, debit_account, credit_account, amount, ledger, code, flags, pending_id, timeout_ms, state, created_at, expires_at"
+    package static let transferColumns = "id, debit_account, credit_account, amount, ledger, code, flags, pending_id, timeout_ms, state, created_at, expires_at"
 
     static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 
@@ -55,11 +55,27 @@ package struct SQLLedgerSteps: Sendable {
         return results
     }
 
-    package func submit<T: SQLTransaction>(_ tx: T, _ batch: [Transfer], now: Timestamp) async throws -> [TransferResult] {
+    /// How a backend reads the stored and failed transfers among some ids, and inserts new
+    /// transfers, when it can do better than the portable statements (PostgreSQL binds arrays).
+    package struct BulkStatements: Sendable {
+        package var fetch: @Sendable ([String]) async throws -> [SQLRow]
+        package var insert: @Sendable ([StoredTransfer]) async throws -> Void
+
+        package init(fetch: @escaping @Sendable ([String]) async throws -> [SQLRow], insert: @escaping @Sendable ([StoredTransfer]) async throws -> Void) {
+            self.fetch = fetch
+            self.insert = insert
+        }
+    }
+
+    package func submit<T: SQLTransaction>(_ tx: T, _ batch: [Transfer], now: Timestamp, bulk: BulkStatements? = nil) async throws -> [TransferResult] {
         let ids = LedgerEngine.snapshotIDs(of: batch)
         // Locking the accounts in id order first keeps concurrent batches from deadlocking.
         let accounts = try await fetchAccounts(tx, ids.accounts, lock: true)
-        let (transfers, failed) = try await fetchTransfersAndFailures(tx, ids.transfers)
+        var rows: [SQLRow] = []
+        if !ids.transfers.isEmpty {
+            if let bulk { rows = try await bulk.fetch(ids.transfers) } else { rows = try await fetchTransferRows(tx, ids.transfers) }
+        }
+        let (transfers, failed) = try Self.decodeTransfersAndFailures(rows)
         var engine = LedgerEngine(accounts: accounts, transfers: transfers, failed: failed)
         let (results, changes) = engine.apply(batch, now: now)
 
@@ -82,13 +98,10 @@ package struct SQLLedgerSteps: Sendable {
                 }
             )
         }
-        for chunk in stride(from: 0, to: changes.created.count, by: 200) {
-            let rows = changes.created[chunk..<min(chunk + 200, changes.created.count)]
-            try await tx.executeBeforeCommit(
-                "INSERT INTO unrace_transfers (\(Self.transferColumns)) VALUES "
-                    + rows.map { _ in "(\(Self.placeholders(12)))" }.joined(separator: ", "),
-                rows.flatMap(Self.values)
-            )
+        if let bulk, !changes.created.isEmpty {
+            try await bulk.insert(changes.created)
+        } else {
+            try await insertPortably(tx, changes.created)
         }
         for transfer in changes.updated.values.sorted(by: { $0.transfer.id < $1.transfer.id }) {
             try await tx.executeBeforeCommit(
@@ -128,18 +141,35 @@ package struct SQLLedgerSteps: Sendable {
         return accounts
     }
 
-    /// The stored transfers among `ids`, and the ids whose first attempt failed — one query.
-    func fetchTransfersAndFailures<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> ([String: StoredTransfer], Set<String>) {
-        guard !ids.isEmpty else { return ([:], []) }
+    func insertPortably<T: SQLTransaction>(_ tx: T, _ created: [StoredTransfer]) async throws {
+        for chunk in stride(from: 0, to: created.count, by: 200) {
+            let rows = created[chunk..<min(chunk + 200, created.count)]
+            try await tx.executeBeforeCommit(
+                "INSERT INTO unrace_transfers (\(Self.transferColumns)) VALUES "
+                    + rows.map { _ in "(\(Self.placeholders(12)))" }.joined(separator: ", "),
+                rows.flatMap(Self.values)
+            )
+        }
+    }
+
+    /// The stored transfers among `ids`, and the ids whose first attempt failed, as rows of one
+    /// query (failures have the state `failed`).
+    func fetchTransferRows<T: SQLTransaction>(_ tx: T, _ ids: [String]) async throws -> [SQLRow] {
         let list = Self.placeholders(ids.count)
-        let rows = try await tx.query(
+        return try await tx.query(
             """
             SELECT \(Self.transferColumns) FROM unrace_transfers WHERE id IN (\(list))
             UNION ALL
-            SELECT id, NULL, NULL, 0, 0, 0, 0, NULL, 0, 'failed', 0, NULL FROM unrace_transfer_failures WHERE id IN (\(list))
+            SELECT \(Self.failureColumns) FROM unrace_transfer_failures WHERE id IN (\(list))
             """,
             (ids + ids).map(SQLValue.text)
         )
+    }
+
+    /// A failure row shaped like a transfer row, for the `UNION ALL` of the two tables.
+    package static let failureColumns = "id, NULL, NULL, 0, 0, 0, 0, NULL, 0, 'failed', 0, NULL"
+
+    package static func decodeTransfersAndFailures(_ rows: [SQLRow]) throws -> ([String: StoredTransfer], Set<String>) {
         var transfers: [String: StoredTransfer] = [:]
         var failed: Set<String> = []
         for row in rows {

@@ -3,9 +3,9 @@ public import UnraceCore
 // Every SQL store runs the same steps: one transaction each, over the shared SQL. A store
 // overrides a step only where its driver does better (PostgreSQL's prepared inbox statements).
 extension SQLStore {
-    var lostUpdateSteps: SQLLostUpdateSteps { SQLLostUpdateSteps(lockClause: dialect.rowLockClause) }
-    var ledgerSteps: SQLLedgerSteps { SQLLedgerSteps(lockClause: dialect.rowLockClause) }
-    var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: dialect.rowLockClause, dialect: dialect) }
+    package var lostUpdateSteps: SQLLostUpdateSteps { SQLLostUpdateSteps(lockClause: dialect.rowLockClause) }
+    package var ledgerSteps: SQLLedgerSteps { SQLLedgerSteps(lockClause: dialect.rowLockClause) }
+    package var inboxSteps: SQLInboxSteps { SQLInboxSteps(lockClause: dialect.rowLockClause, dialect: dialect) }
 
     // MARK: Records, counters, quotas, holds
 
