@@ -23,24 +23,18 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var database: DatabaseOption
-    @Option(help: "Concurrent callers, comma separated.")
-    var callers = "1,16"
+    @OptionGroup var sweep: SweepOptions
     @Option(help: "Transactions per round (100 to 100000).")
     var transactions = 2_000
-    @Option(help: "Rounds of each kind, alternated (1 to 50).")
-    var rounds = 5
     @Flag(help: "Print JSON.")
     var json = false
 
     func validate() throws {
         guard (100...100_000).contains(transactions) else { throw ValidationError("--transactions must be 100 to 100000") }
-        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
-        guard !callerCounts.isEmpty, callerCounts.allSatisfy({ (1...256).contains($0) }) else {
-            throw ValidationError("--callers must list numbers from 1 to 256")
-        }
     }
 
-    var callerCounts: [Int] { callers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    var rounds: Int { sweep.rounds }
+    var callerCounts: [Int] { sweep.callerCounts }
 
     func run() async throws {
         let job = OperationsBench(callerCounts: callerCounts, transactions: transactions, rounds: rounds)
@@ -62,6 +56,24 @@ struct OperationsBenchCommand: AsyncParsableCommand {
                     result.unguardedPerSecond, result.guardedPerSecond, result.costRatio
                 )
             )
+        }
+    }
+}
+
+/// `--callers 1,16` and `--rounds N`: the caller counts a benchmark sweeps and how many
+/// alternating rounds of each kind it takes the median of.
+struct SweepOptions: ParsableArguments {
+    @Option(help: "Concurrent callers, comma separated (each 1 to 256).")
+    var callers = "1,16"
+    @Option(help: "Rounds of each kind, alternated (1 to 50).")
+    var rounds = 5
+
+    var callerCounts: [Int] { callers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
+        guard !callerCounts.isEmpty, callerCounts.allSatisfy({ (1...256).contains($0) }) else {
+            throw ValidationError("--callers must list numbers from 1 to 256")
         }
     }
 }

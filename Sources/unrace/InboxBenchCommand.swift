@@ -12,22 +12,16 @@ struct InboxBenchCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var database: DatabaseOption
-    @Option(help: "Concurrent callers, comma separated.")
-    var callers = "1,16"
+    @OptionGroup var sweep: SweepOptions
     @Option(help: "Order streams per round (10 to 10000); each has 2 to 4 events.")
     var orders = 400
-    @Option(help: "Rounds of each kind, alternated (1 to 50).")
-    var rounds = 5
 
     func validate() throws {
         guard (10...10_000).contains(orders) else { throw ValidationError("--orders must be 10 to 10000") }
-        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
-        guard !callerCounts.isEmpty, callerCounts.allSatisfy({ (1...256).contains($0) }) else {
-            throw ValidationError("--callers must list numbers from 1 to 256")
-        }
     }
 
-    var callerCounts: [Int] { callers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    var rounds: Int { sweep.rounds }
+    var callerCounts: [Int] { sweep.callerCounts }
 
     func run() async throws {
         let job = Job(callerCounts: callerCounts, orders: orders, rounds: rounds)
