@@ -164,8 +164,9 @@ struct OperationsLifecycleTests {
             Issue.record("first claim")
             return
         }
+        clock.advance(by: .seconds(4))
         let resumed = try await operations.checkpoint(first, recoveryPoint: ["step": 2])
-        #expect(resumed.leaseUntil > first.leaseUntil || resumed.leaseUntil == first.leaseUntil)
+        #expect(resumed.leaseUntil == first.leaseUntil + .seconds(4), "a checkpoint extends the lease from its own time")
         try await operations.fail(resumed, reason: .retryable)
         #expect(try await operations.status(of: "charge:1", scope: scope) == .released)
 
