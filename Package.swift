@@ -10,7 +10,7 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "unrace",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "UnraceCore", targets: ["UnraceCore"]),
         .library(name: "Unrace", targets: ["Unrace"]),
@@ -60,7 +60,7 @@ let package = Package(
         ),
         .target(
             name: "UnraceSimulation",
-            dependencies: ["Unrace"],
+            dependencies: ["Unrace", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

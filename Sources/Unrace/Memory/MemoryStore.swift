@@ -40,9 +40,28 @@ public final class MemoryStore: Store {
 
     private let state = Mutex(State())
     private let writer = AsyncLock()
+    let disabledGuards: DisabledGuards
 
     /// Creates an empty store.
-    public init() {}
+    public init() { disabledGuards = [] }
+
+    /// Guards a test can switch off to show that the simulator's checkers catch their absence.
+    /// Never use this outside such a test.
+    @_spi(Testing)
+    public struct DisabledGuards: OptionSet, Sendable, Hashable {
+        /// The raw bits.
+        public let rawValue: Int
+        /// Creates a set from raw bits.
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// Holder writes skip the fencing-token comparison (a zombie's write lands).
+        public static let fencing = DisabledGuards(rawValue: 1 << 0)
+        /// Versioned writes skip the version comparison (a stale read's write lands).
+        public static let versionCheck = DisabledGuards(rawValue: 1 << 1)
+    }
+
+    /// Creates an empty store with some guards switched off. For tests of the checkers only.
+    @_spi(Testing)
+    public init(disabling guards: DisabledGuards) { disabledGuards = guards }
 
     /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
     public func performOnce(
@@ -91,7 +110,7 @@ public final class MemoryStore: Store {
         try await transaction { tx in
             let id = RecordID(scope: scope, key: key)
             let current = tx[record: id]
-            guard Fence.admits(current, token: token), let current else {
+            guard disabledGuards.contains(.fencing) || Fence.admits(current, token: token), let current else {
                 throw Fence.error(token: token, current: current)
             }
             try await body(tx)

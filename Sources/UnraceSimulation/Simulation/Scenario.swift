@@ -1,0 +1,118 @@
+public import Unrace
+import Logging
+
+/// Which handler a run uses: the one people write first, or the one guarded by Unrace.
+public enum HandlerKind: String, Sendable, Hashable, CaseIterable, Codable {
+    /// Check-then-act, read-modify-write, apply-as-delivered: the anomaly shows.
+    case naive
+    /// The same work through the Unrace API: the anomaly must never show.
+    case guarded
+}
+
+/// A broken invariant: which one, and what the checker saw.
+public struct Violation: Sendable, Hashable, Codable {
+    /// The invariant's stable name, such as `effects-at-most-once`.
+    public let invariant: String
+    /// What was seen, for people.
+    public let detail: String
+
+    /// Creates a violation.
+    public init(_ invariant: String, _ detail: String) {
+        self.invariant = invariant
+        self.detail = detail
+    }
+}
+
+/// Settings the mistaken-fix sweep turns (see ``Sweep``): a longer visibility timeout, fewer
+/// consumers, a random delay before processing. `nil` and 1× mean the scenario's own draw.
+public struct Knobs: Sendable, Hashable {
+    /// The visibility timeout is multiplied by this (1…8).
+    public var visibilityMultiplier: Int64 = 1
+    /// The number of consumers, instead of the drawn one.
+    public var consumers: Int? = nil
+    /// A consumer waits this many virtual milliseconds before handling a redelivered message,
+    /// hoping the first delivery's handler has finished by then.
+    public var addedDelay: Int64 = 0
+
+    /// The scenario's own settings.
+    public init() {}
+}
+
+/// One race, reproducible: a world to build, a naive and a guarded handler, and the
+/// invariants that tell them apart.
+public struct Scenario: Sendable {
+    /// The scenario's name on the command line, such as `payment-capture`.
+    public let name: String
+    /// The race it reproduces: `double-execution`, `lost-update`, `out-of-order` or `zombie`.
+    public let race: String
+    /// One sentence for `--list` and the trace header.
+    public let summary: String
+    /// The invariants the checker applies.
+    public let invariants: [String]
+    let faults: Set<FaultKind>
+    let pauseLength: Int64
+    let build: @Sendable (World, HandlerKind, Knobs) async throws -> Checker
+
+    /// Checks the final state (and the recorded history) once every actor has finished.
+    typealias Checker = @Sendable () async throws -> [Violation]
+
+    /// Every scenario, in the order `--list` shows them.
+    public static let all: [Scenario] = DoubleExecution.scenarios + LostUpdate.scenarios + [OutOfOrder.scenario, Zombie.scenario]
+
+    /// The scenario called `name`, if any.
+    public static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
+}
+
+/// Simulator-side notes kept by actors during a run (what clients were told, which tokens were
+/// granted): the history the invariants are checked against. Touched only by the running actor.
+final class Notebook: @unchecked Sendable {
+    var counts: [String: Int64] = [:]
+    var sum: Int64 = 0
+    var sequence = 0
+
+    func next() -> Int {
+        sequence += 1
+        return sequence
+    }
+}
+
+extension World {
+    /// An `Operations` for a simulated holder: virtual clock, no logging.
+    func operations(holder: String, lease: Duration) throws -> Operations<SimulatedStore> {
+        var configuration = OperationsConfiguration()
+        configuration.lease = lease
+        configuration.holder = holder
+        configuration.clock = clock
+        configuration.waitPollInterval = .milliseconds(20)
+        return try Operations(store: store, configuration: configuration, logger: World.silent)
+    }
+
+    static let silent = Logger(label: "unrace.simulation", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    /// Runs `request`, retrying up to 3 times when the store was unavailable before the step ran.
+    func retryingTransient<T>(_ request: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await request()
+            } catch let error as UnraceError where error.code == .storeUnavailable && attempt < 3 {
+                attempt += 1
+            }
+        }
+    }
+}
+
+/// Thrown by a guarded handler that found another holder's lease running: give the message
+/// back and try later.
+struct RetryLater: Error, UnraceErrorDescribing {
+    var shortDescription: String { "in progress elsewhere, retry later" }
+}
+
+extension UnraceError: UnraceErrorDescribing {
+    var shortDescription: String { code.rawValue }
+}
+
+extension Int64 {
+    var bytes: [UInt8] { Array("\(self)".utf8) }
+    init(bytes: [UInt8]?) { self = bytes.flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0 }
+}

@@ -1,0 +1,126 @@
+@_spi(Testing) public import Unrace
+
+/// One simulated run's world: the scheduler and its virtual clock, the run's choices and fault
+/// mix, the in-memory store every actor shares, and the actors themselves.
+///
+/// Scenarios build on it: they spawn actors, give them the ``store`` (a ``SimulatedStore``, so
+/// every call is a scheduling point with the run's faults) and a broker, and check invariants
+/// on ``memory`` once every actor has finished.
+public final class World: @unchecked Sendable {
+    /// Runs the actors one at a time.
+    public let scheduler: Scheduler
+    /// The run's decisions.
+    public var choices: Choices
+    /// The run's faults.
+    public internal(set) var faults: FaultMix = .none
+    /// The shared state, read directly (no scheduling) by invariant checks.
+    public let memory: MemoryStore
+    /// The store actors use: every call is a scheduling point.
+    public private(set) var store: SimulatedStore!
+    /// The virtual clock, for the Unrace API's configuration.
+    public private(set) var clock: SimulationClock!
+    /// When a run stops, in virtual milliseconds: loops check ``isOver``.
+    public var timeLimit: Int64 = 600_000
+    /// The most scheduling points a run may take before loops stop.
+    public var stepLimit = 50_000
+    /// Lines the scenario adds to the top of the trace: its settings.
+    public var header: [String] = []
+
+    private var bodies: [(id: Int, body: @Sendable () async -> Void)] = []
+
+    init(choices: Choices, tracing: Bool, disabledGuards: MemoryStore.DisabledGuards) {
+        self.choices = choices
+        scheduler = Scheduler(tracing: tracing)
+        memory = disabledGuards.isEmpty ? MemoryStore() : MemoryStore(disabling: disabledGuards)
+        store = SimulatedStore(world: self)
+        clock = SimulationClock(scheduler: scheduler)
+    }
+
+    /// Whether the run has used up its virtual time or its steps.
+    public var isOver: Bool { scheduler.now >= timeLimit || scheduler.steps >= stepLimit }
+
+    /// Adds an actor that starts `delay` virtual milliseconds into the run.
+    ///
+    /// A crash escaping `body` ends the actor (a worker catches crashes and restarts instead);
+    /// any other error ends it too and is recorded in the trace.
+    public func spawn(_ name: String, delay: Int64 = 0, _ body: @escaping @Sendable () async throws -> Void) {
+        let id = scheduler.register(name: name, delay: delay)
+        bodies.append((id, { [scheduler] in
+            do {
+                try await body()
+            } catch is SimulatedCrash {
+                scheduler.record("crashed for good")
+            } catch {
+                scheduler.record("stopped: \(error)")
+            }
+        }))
+    }
+
+    /// Runs every spawned actor to its end.
+    func run() async {
+        let bodies = self.bodies
+        let scheduler = self.scheduler
+        await withTaskGroup(of: Void.self) { group in
+            for (id, body) in bodies {
+                group.addTask {
+                    await scheduler.park(id)
+                    await body()
+                    scheduler.finish()
+                }
+            }
+        }
+    }
+
+    // MARK: Scheduling points for actors
+
+    /// A scheduling point for local work that takes `duration` virtual milliseconds.
+    public func work(_ duration: Int64, _ label: @autoclosure () -> String) async throws {
+        try await point(duration, label())
+    }
+
+    /// A scheduling point subject to the run's faults: latency, pauses and crashes.
+    /// - Throws: ``SimulatedCrash`` if the running actor crashes here (or already has).
+    public func point(_ duration: Int64, _ label: @autoclosure () -> String, crashes: Bool = true) async throws {
+        if scheduler.runningCrashed { throw SimulatedCrash() }
+        var delay = duration
+        if faults.latencyMaximum > 0 { delay += Int64(choices.below(Int(faults.latencyMaximum) + 1)) }
+        let paused = faults.pausePerMille > 0 && choices.chance(perMille: faults.pausePerMille)
+        if paused { delay += faults.pauseLength }
+        await scheduler.point(after: delay)
+        if crashes, faults.crashPerMille > 0, choices.chance(perMille: faults.crashPerMille) {
+            scheduler.runningCrashed = true
+            scheduler.record("\(label()) ✗ crash")
+            throw SimulatedCrash()
+        }
+        scheduler.record(paused ? "\(label()) (after a \(faults.pauseLength)ms pause)" : label())
+    }
+
+    /// Adds `text` to the running actor's last trace line.
+    public func annotate(_ text: @autoclosure () -> String) {
+        scheduler.annotate(text())
+    }
+
+    /// Restarts the running actor after a crash: clears the crash and counts the incarnation.
+    /// Returns the new incarnation number.
+    public func restart() -> Int {
+        scheduler.runningCrashed = false
+        scheduler.runningIncarnation += 1
+        return scheduler.runningIncarnation
+    }
+}
+
+/// The simulator's ``WallClock``: virtual time; sleeping is a scheduling point.
+public struct SimulationClock: WallClock {
+    /// The virtual epoch: what `now()` answers at time 0.
+    public static let epoch = Timestamp(milliseconds: 1_700_000_000_000)
+    let scheduler: Scheduler
+
+    /// The virtual now.
+    public func now() -> Timestamp { Timestamp(milliseconds: Self.epoch.milliseconds + scheduler.now) }
+
+    /// Lets `duration` of virtual time pass for the running actor; others run meanwhile.
+    public func sleep(for duration: Duration) async throws {
+        await scheduler.point(after: duration.wholeMilliseconds)
+        scheduler.record("sleep \(duration.wholeMilliseconds)ms")
+    }
+}

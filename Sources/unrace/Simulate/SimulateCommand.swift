@@ -1,0 +1,100 @@
+public import ArgumentParser
+import Foundation
+public import UnraceSimulation
+
+/// `unrace simulate`: every race of the seed, reproduced deterministically from a seed number.
+struct SimulateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Reproduce a race from a seed in the deterministic simulator, shrink it, and prove the guards.",
+        discussion: """
+            One seed decides everything in a run: which actor runs next, delays, redeliveries, \
+            crashes, pauses and the run's fault mix. The same seed gives the same trace.
+
+            With no --scenario every scenario runs; with no --handler both handlers run. \
+            With no --seed a random seed is chosen (and printed first). --seeds N runs N seeds \
+            from the seed. A violation prints its invariant, the command that reproduces it and \
+            the shrunk trace. Exits with status 1 if a guarded handler broke an invariant.
+            """,
+        subcommands: [Run.self, SweepCommand.self],
+        defaultSubcommand: Run.self
+    )
+
+    /// The default subcommand: run seeds.
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "run", abstract: "Run seeds of scenarios (the default).")
+
+        /// The most seeds one command may run.
+        static let seedsMaximum = 10_000_000
+
+        @Flag(help: "List the scenarios, one per line, and exit.")
+        var list = false
+        @Option(help: "The scenario to run (see --list); default: every scenario.")
+        var scenario: String?
+        @Option(help: "naive or guarded; default: both.")
+        var handler: HandlerKind?
+        @Option(help: "The (first) seed; default: a random one.")
+        var seed: UInt64?
+        @Option(help: "How many seeds to run, from the seed (1 to 10,000,000).")
+        var seeds = 1
+        @Flag(help: "Print the full trace of the (first) run.")
+        var trace = false
+        @Flag(help: "Print the results as JSON.")
+        var json = false
+        @Option(help: "The most candidate runs the shrinker may try (0 to 20,000).")
+        var shrinkBudget = 2_000
+
+        func validate() throws {
+            if let scenario, Scenario.named(scenario) == nil {
+                throw ValidationError("unknown scenario '\(scenario)'; `unrace simulate --list` names them")
+            }
+            guard (1...Self.seedsMaximum).contains(seeds) else { throw ValidationError("--seeds must be between 1 and 10,000,000") }
+            guard (0...Simulator.shrinkBudgetMaximum).contains(shrinkBudget) else {
+                throw ValidationError("--shrink-budget must be between 0 and 20,000")
+            }
+        }
+
+        func run() async throws {
+            if list {
+                for scenario in Scenario.all { print(scenario.name) }
+                return
+            }
+            let firstSeed = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+            let scenarios = scenario.map { [Scenario.named($0)!] } ?? Scenario.all
+            let handlers = handler.map { [$0] } ?? HandlerKind.allCases
+            if !json { print("seed \(firstSeed)\(seeds > 1 ? " (\(seeds) seeds: \(firstSeed)…\(firstSeed &+ UInt64(seeds - 1)))" : "")") }
+
+            var results: [SimulationResult] = []
+            for scenario in scenarios {
+                for handler in handlers {
+                    let report = await Simulator.runSeeds(scenario, handler, firstSeed: firstSeed, count: seeds)
+                    var result = SimulationResult(scenario: scenario, report: report)
+                    if let failure = report.firstFailure, scenarios.count == 1 || handler == .guarded {
+                        result.shrunk = await Simulator.shrink(failure, scenario: scenario, budget: shrinkBudget)
+                    }
+                    if trace, results.isEmpty {
+                        result.fullTrace = await Simulator.run(scenario, handler, seed: firstSeed, options: traced).trace
+                    }
+                    if !json { print(result.text(detailed: scenarios.count == 1)) }
+                    results.append(result)
+                }
+            }
+            if json {
+                print(SimulationResult.json(results))
+            } else if results.count > 1 {
+                print(SimulationResult.summary(results))
+            }
+            if results.contains(where: { $0.report.handler == .guarded && $0.report.failingSeeds > 0 }) {
+                throw ExitCode(1)
+            }
+        }
+
+        var traced: SimulationOptions {
+            var options = SimulationOptions()
+            options.tracing = true
+            return options
+        }
+    }
+}
+
+extension HandlerKind: ExpressibleByArgument {}

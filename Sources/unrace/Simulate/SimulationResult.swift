@@ -1,0 +1,92 @@
+import Foundation
+import Unrace
+import UnraceSimulation
+
+/// One scenario × handler of `unrace simulate`, and how it is printed.
+struct SimulationResult {
+    let scenario: Scenario
+    let report: SeedsReport
+    var shrunk: ShrunkRun?
+    var fullTrace: [String]?
+
+    init(scenario: Scenario, report: SeedsReport) {
+        self.scenario = scenario
+        self.report = report
+    }
+
+    var repro: String? {
+        report.firstFailure.map { "unrace simulate --scenario \(scenario.name) --handler \(report.handler.rawValue) --seed \($0.seed ?? 0)" }
+    }
+
+    func text(detailed: Bool) -> String {
+        var lines: [String] = []
+        let rate = String(format: "%.0f", report.stepsPerSecond)
+        lines.append(
+            "\(scenario.name) · \(report.handler.rawValue): \(report.failingSeeds) of \(report.seeds) seeds broke an invariant"
+                + " · \(report.steps) steps, \(rate) steps/s"
+        )
+        if let fullTrace {
+            lines.append("trace:")
+            lines += fullTrace.map { "  \($0)" }
+        }
+        if let failure = report.firstFailure, let repro, detailed || report.handler == .guarded {
+            let violation = failure.violations[0]
+            lines.append("✗ seed \(failure.seed ?? 0) broke \(violation.invariant): \(violation.detail)")
+            lines.append("  reproduce: \(repro)")
+            if let shrunk {
+                lines.append(
+                    "  shrunk from \(shrunk.original.steps) steps (\(shrunk.original.choices.count) choices)"
+                        + " to \(shrunk.shrunk.steps) steps (\(shrunk.shrunk.choices.count) choices) in \(shrunk.attempts) tries:"
+                )
+                lines += shrunk.shrunk.trace.map { "    \($0)" }
+                if let seen = shrunk.shrunk.violations.first { lines.append("    ✗ \(seen.invariant): \(seen.detail)") }
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func summary(_ results: [SimulationResult]) -> String {
+        let steps = results.reduce(0) { $0 + $1.report.steps }
+        let seconds = results.reduce(0.0) { $0 + $1.report.seconds }
+        let guardedFailures = results.filter { $0.report.handler == .guarded }.reduce(0) { $0 + $1.report.failingSeeds }
+        return "total: \(steps) steps in \(String(format: "%.1f", seconds)) s = \(String(format: "%.0f", Double(steps) / max(seconds, 1e-9))) steps/s on one core;"
+            + " guarded violations: \(guardedFailures)"
+    }
+
+    var jsonObject: [String: Any] {
+        var object: [String: Any] = [
+            "scenario": scenario.name, "race": scenario.race, "handler": report.handler.rawValue,
+            "firstSeed": report.firstSeed, "seeds": report.seeds, "violations": report.failingSeeds,
+            "steps": report.steps, "stepsPerSecond": (report.stepsPerSecond * 10).rounded() / 10, "seconds": report.seconds,
+            "firstViolation": NSNull(),
+        ]
+        if let failure = report.firstFailure, let repro {
+            var first: [String: Any] = [
+                "seed": failure.seed ?? 0, "invariant": failure.violations[0].invariant,
+                "detail": failure.violations[0].detail, "repro": repro,
+            ]
+            if let shrunk {
+                first["originalSteps"] = shrunk.original.steps
+                first["shrunkSteps"] = shrunk.shrunk.steps
+                first["shrunkTrace"] = shrunk.shrunk.trace
+            }
+            object["firstViolation"] = first
+        }
+        if let fullTrace {
+            object["trace"] = fullTrace
+            object["traceDigest"] = Fingerprint.text(fullTrace.joined(separator: "\n")).hex
+        }
+        return object
+    }
+
+    static func json(_ results: [SimulationResult]) -> String {
+        let value: Any
+        if results.count == 1 {
+            value = results[0].jsonObject
+        } else {
+            value = ["runs": results.map(\.jsonObject)] as [String: Any]
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
