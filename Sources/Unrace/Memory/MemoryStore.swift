@@ -176,8 +176,13 @@ public final class MemoryTransaction: Sendable {
 
         var merged: [Key: Value] {
             var result = base
-            for (key, value) in changes { result[key] = value }
+            apply(to: &result)
             return result
+        }
+
+        /// Writes this step's changes into `target` (a copy of `base`); untouched when none.
+        func apply(to target: inout [Key: Value]) {
+            for (key, value) in changes { target[key] = value }
         }
     }
 
@@ -277,20 +282,20 @@ public final class MemoryTransaction: Sendable {
     func finish() -> MemoryStore.State {
         overlay.withLock { overlay in
             var state = overlay.base
-            state.records = overlay.records.merged
+            overlay.records.apply(to: &state.records)
             for (name, layer) in overlay.tables { state.tables[name] = layer.merged }
-            state.streams = overlay.streams.merged
-            state.events = overlay.events.merged
-            state.positions = overlay.positions.merged
-            state.lifecycles = overlay.lifecycles.merged
-            state.versioned = overlay.versioned.merged
-            state.counters = overlay.counters.merged
-            state.quotas = overlay.quotas.merged
-            state.resources = overlay.resources.merged
-            state.holds = overlay.holds.merged
-            state.accounts = overlay.accounts.merged
-            state.transfers = overlay.transfers.merged
-            state.failedTransfers = overlay.failedTransfers.merged
+            overlay.streams.apply(to: &state.streams)
+            overlay.events.apply(to: &state.events)
+            overlay.positions.apply(to: &state.positions)
+            overlay.lifecycles.apply(to: &state.lifecycles)
+            overlay.versioned.apply(to: &state.versioned)
+            overlay.counters.apply(to: &state.counters)
+            overlay.quotas.apply(to: &state.quotas)
+            overlay.resources.apply(to: &state.resources)
+            overlay.holds.apply(to: &state.holds)
+            overlay.accounts.apply(to: &state.accounts)
+            overlay.transfers.apply(to: &state.transfers)
+            overlay.failedTransfers.apply(to: &state.failedTransfers)
             return state
         }
     }

@@ -83,10 +83,14 @@ public struct OperationsConfiguration: Sendable {
     /// The all-defaults configuration.
     public init() {}
 
-    static func defaultHolder() -> String {
+    /// This process's holder name, made once: the host name lookup and the random suffix are
+    /// not free, and every `Operations` of a process may share the name.
+    static let processHolder: String = {
         let host = ProcessInfo.processInfo.hostName.prefix(64)
         return "\(host):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
-    }
+    }()
+
+    static func defaultHolder() -> String { processHolder }
 
     func validated() throws -> OperationsConfiguration {
         guard lease > .zero, lease.wholeMilliseconds >= 1 else {

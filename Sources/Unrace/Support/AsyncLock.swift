@@ -24,6 +24,14 @@ package final class AsyncLock: Sendable {
     }
 
     private func lock() async {
+        // The uncontended case takes the lock without suspending (and without allocating a
+        // continuation); FIFO order holds because a free lock has no waiters.
+        let acquired = state.withLock { state -> Bool in
+            guard !state.isLocked else { return false }
+            state.isLocked = true
+            return true
+        }
+        if acquired { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let acquired = state.withLock { state -> Bool in
                 if state.isLocked {

@@ -22,18 +22,20 @@ public final class Scheduler: @unchecked Sendable {
         var incarnation = 0
     }
 
-    private var actors: [Actor] = []
-    private var parked = 0
-    private var live = 0
-    private var nextOrder: UInt64 = 0
+    // Only the baton holder touches these, one at a time, so the dynamic exclusivity checks
+    // (a measurable share of a step) are switched off for them.
+    @exclusivity(unchecked) private var actors: [Actor] = []
+    @exclusivity(unchecked) private var parked = 0
+    @exclusivity(unchecked) private var live = 0
+    @exclusivity(unchecked) private var nextOrder: UInt64 = 0
     /// The actor holding the baton, if any.
-    public private(set) var running: Int?
+    @exclusivity(unchecked) public private(set) var running: Int?
     /// Virtual milliseconds since the start of the run.
-    public private(set) var now: Int64 = 0
+    @exclusivity(unchecked) public private(set) var now: Int64 = 0
     /// Scheduling points passed so far: the run's steps.
-    public private(set) var steps = 0
+    @exclusivity(unchecked) public private(set) var steps = 0
     /// The readable trace, when tracing is on.
-    public private(set) var trace: [String]?
+    @exclusivity(unchecked) public private(set) var trace: [String]?
 
     /// A scheduler with the clock at 0.
     public init(tracing: Bool) {

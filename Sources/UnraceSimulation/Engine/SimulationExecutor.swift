@@ -12,6 +12,8 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
         var jobs: [UnownedJob] = []
         var head = 0
         var stopped = false
+        /// The runner is (about to be) waiting for a job: only then does enqueueing signal.
+        var sleeping = false
     }
 
     private let queue = Mutex(Queue())
@@ -19,7 +21,14 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        queue.withLock { $0.jobs.append(job) }
+        let sleeping = queue.withLock { queue in
+            queue.jobs.append(job)
+            return queue.sleeping
+        }
+        if sleeping { signal() }
+    }
+
+    private func signal() {
         wakeUp.lock()
         wakeUp.signal()
         wakeUp.unlock()
@@ -44,7 +53,12 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
                 return
             } else {
                 wakeUp.lock()
-                if queue.withLock({ $0.head >= $0.jobs.count && !$0.stopped }) { wakeUp.wait() }
+                let idle = queue.withLock { queue in
+                    queue.sleeping = queue.head >= queue.jobs.count && !queue.stopped
+                    return queue.sleeping
+                }
+                if idle { wakeUp.wait() }
+                queue.withLock { $0.sleeping = false }
                 wakeUp.unlock()
             }
         }
@@ -52,9 +66,7 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
 
     func stop() {
         queue.withLock { $0.stopped = true }
-        wakeUp.lock()
-        wakeUp.signal()
-        wakeUp.unlock()
+        signal()
     }
 
     /// Runs `body` with this executor preferred, on the calling thread, and returns its result.

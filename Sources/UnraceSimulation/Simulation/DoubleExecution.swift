@@ -120,7 +120,7 @@ enum DoubleExecution {
 /// when it is given one, as the real ones do. A call is a scheduling point; its reply can be lost
 /// after the effect happened.
 final class Downstream: @unchecked Sendable {
-    unowned let world: World
+    unowned(unsafe) let world: World
     let name: String
     private(set) var effects: [String: Int] = [:]
     private var keys: Set<String> = []

@@ -50,10 +50,10 @@ public final class Broker: @unchecked Sendable {
         var deliveries = 0
     }
 
-    unowned let world: World
-    private var partitions: [[Entry]]
-    private var heads: [Int]
-    private var unacked = 0
+    unowned(unsafe) let world: World
+    @exclusivity(unchecked) private var partitions: [[Entry]]
+    @exclusivity(unchecked) private var heads: [Int]
+    @exclusivity(unchecked) private var unacked = 0
     /// How long a delivered message stays invisible without an ack, in virtual milliseconds.
     public var visibilityTimeout: Int64
     /// How long a nacked message waits before it is delivered again.

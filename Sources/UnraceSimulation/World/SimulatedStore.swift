@@ -11,7 +11,7 @@ public struct SimulatedStore: Store {
     /// Business writes go through the memory store's transaction.
     public typealias Transaction = MemoryTransaction
 
-    unowned let world: World
+    unowned(unsafe) let world: World
     var memory: MemoryStore { world.memory }
 
     func step<T>(_ label: @autoclosure () -> String, _ body: () async throws -> T) async throws -> T {

@@ -10,9 +10,9 @@ public final class World: @unchecked Sendable {
     /// Runs the actors one at a time.
     public let scheduler: Scheduler
     /// The run's decisions.
-    public var choices: Choices
+    @exclusivity(unchecked) public var choices: Choices
     /// The run's faults.
-    public internal(set) var faults: FaultMix = .none
+    @exclusivity(unchecked) public internal(set) var faults: FaultMix = .none
     /// The shared state, read directly (no scheduling) by invariant checks.
     public let memory: MemoryStore
     /// The store actors use: every call is a scheduling point.
