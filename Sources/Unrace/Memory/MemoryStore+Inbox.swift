@@ -43,7 +43,7 @@ struct MemoryInboxRows: InboxRows {
 
     func lowestParkedSequence(stream: String) async throws -> Int64? {
         tx.overlay.withLock { overlay in
-            overlay.events.merged.values.filter { $0.event.stream == stream && $0.status == .parked }.map(\.event.sequence).min()
+            overlay.events.values.filter { $0.event.stream == stream && $0.status == .parked }.map(\.event.sequence).min()
         }
     }
 
@@ -76,7 +76,7 @@ extension MemoryStore {
     public func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap] {
         try await withTransaction { tx in
             tx.overlay.withLock { overlay in
-                overlay.streams.merged.values
+                overlay.streams.values
                     .compactMap { head -> InboxGap? in
                         guard head.parked > 0, let since = head.gapSince, since <= cutoff else { return nil }
                         return InboxGap(stream: head.stream, head: head.head, parked: head.parked, since: since)

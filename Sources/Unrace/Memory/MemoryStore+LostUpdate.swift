@@ -88,7 +88,7 @@ extension MemoryStore {
             tx.overlay.withLock { overlay in
                 if let existing = overlay.holds[key] { return .hold(existing) }
                 guard var pool = overlay.resources[resource] else { return .notFound }
-                for var expired in overlay.holds.merged.values
+                for var expired in overlay.holds.values
                 where expired.resource == resource && expired.state == .held && expired.expiresAt <= now {
                     expired.state = .released
                     overlay.holds[expired.key] = expired
@@ -171,7 +171,7 @@ extension MemoryStore {
     public func ledgerTotals() async throws -> LedgerTotals {
         try await withTransaction { tx in
             tx.overlay.withLock { overlay in
-                overlay.accounts.merged.values.reduce(into: LedgerTotals(debitsPosted: 0, creditsPosted: 0, debitsPending: 0, creditsPending: 0)) {
+                overlay.accounts.values.reduce(into: LedgerTotals(debitsPosted: 0, creditsPosted: 0, debitsPending: 0, creditsPending: 0)) {
                     $0.debitsPosted += $1.debitsPosted
                     $0.creditsPosted += $1.creditsPosted
                     $0.debitsPending += $1.debitsPending

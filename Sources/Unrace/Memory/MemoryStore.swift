@@ -161,73 +161,12 @@ public final class MemoryStore: Store {
 /// Business writes inside a ``MemoryStore`` step: a set of tables of byte values by id.
 ///
 /// Writes are private to the step until it commits; a step that throws leaves nothing behind.
-/// The step reads the committed state it started from (a copy-on-write snapshot, no copying)
-/// through layers of its own changes, so a step costs what it touches.
+/// The step works on its own copy of the committed state — a copy-on-write copy, so only the
+/// tables it writes are copied — and committing makes that copy the store's state.
 public final class MemoryTransaction: Sendable {
-    /// One dictionary of the snapshot, with this step's changes on top (`nil` = deleted).
-    struct Layer<Key: Hashable, Value> {
-        var base: [Key: Value]
-        var changes: [Key: Value?] = [:]
+    let overlay: Mutex<MemoryStore.State>
 
-        subscript(key: Key) -> Value? {
-            get { changes[key] ?? base[key] }
-            set { changes[key] = .some(newValue) }
-        }
-
-        var merged: [Key: Value] {
-            var result = base
-            apply(to: &result)
-            return result
-        }
-
-        /// Writes this step's changes into `target` (a copy of `base`); untouched when none.
-        func apply(to target: inout [Key: Value]) {
-            for (key, value) in changes { target[key] = value }
-        }
-    }
-
-    struct Overlay {
-        var records: Layer<MemoryStore.RecordID, OperationRecord>
-        var tables: [String: Layer<String, [UInt8]>] = [:]
-        var streams: Layer<String, StreamHead>
-        var events: Layer<String, MemoryStore.StoredEvent>
-        var positions: Layer<String, String>
-        var lifecycles: Layer<String, String>
-        var versioned: Layer<String, (value: [UInt8], version: Int64)>
-        var counters: Layer<String, (value: Int64, floor: Int64, ceiling: Int64)>
-        var quotas: Layer<String, (windowStart: Timestamp, used: Int64)>
-        var resources: Layer<String, (capacity: Int64, held: Int64, confirmed: Int64)>
-        var holds: Layer<String, Hold>
-        var accounts: Layer<String, Account>
-        var transfers: Layer<String, StoredTransfer>
-        var failedTransfers: Layer<String, String>
-        let base: MemoryStore.State
-
-        init(_ base: MemoryStore.State) {
-            self.base = base
-            records = Layer(base: base.records)
-            streams = Layer(base: base.streams)
-            events = Layer(base: base.events)
-            positions = Layer(base: base.positions)
-            lifecycles = Layer(base: base.lifecycles)
-            versioned = Layer(base: base.versioned)
-            counters = Layer(base: base.counters)
-            quotas = Layer(base: base.quotas)
-            resources = Layer(base: base.resources)
-            holds = Layer(base: base.holds)
-            accounts = Layer(base: base.accounts)
-            transfers = Layer(base: base.transfers)
-            failedTransfers = Layer(base: base.failedTransfers)
-        }
-
-        mutating func table(_ name: String) -> Layer<String, [UInt8]> {
-            tables[name] ?? Layer(base: base.tables[name] ?? [:])
-        }
-    }
-
-    let overlay: Mutex<Overlay>
-
-    init(snapshot: MemoryStore.State) { self.overlay = Mutex(Overlay(snapshot)) }
+    init(snapshot: MemoryStore.State) { self.overlay = Mutex(snapshot) }
 
     subscript(record id: MemoryStore.RecordID) -> OperationRecord? {
         get { overlay.withLock { $0.records[id] } }
@@ -235,68 +174,41 @@ public final class MemoryTransaction: Sendable {
     }
 
     /// Every record as this step sees it (used only by purging).
-    var allRecords: [OperationRecord] { overlay.withLock { Array($0.records.merged.values) } }
+    var allRecords: [OperationRecord] { overlay.withLock { Array($0.records.values) } }
 
     /// Stores `value` under `id` in `table`, replacing what was there.
     public func put(_ table: String, id: String, _ value: [UInt8]) {
-        overlay.withLock { overlay in
-            var layer = overlay.table(table)
-            layer[id] = value
-            overlay.tables[table] = layer
-        }
+        overlay.withLock { $0.tables[table, default: [:]][id] = value }
     }
 
     /// Inserts `value` under `id` unless the id exists (a unique constraint).
     /// - Returns: `false` if the id already existed.
     @discardableResult
     public func insert(_ table: String, id: String, _ value: [UInt8]) -> Bool {
-        overlay.withLock { overlay in
-            var layer = overlay.table(table)
-            if layer[id] != nil { return false }
-            layer[id] = value
-            overlay.tables[table] = layer
+        overlay.withLock { state in
+            if state.tables[table]?[id] != nil { return false }
+            state.tables[table, default: [:]][id] = value
             return true
         }
     }
 
     /// The value under `id` in `table`, including this step's own writes.
     public func get(_ table: String, id: String) -> [UInt8]? {
-        overlay.withLock { $0.table(table)[id] }
+        overlay.withLock { $0.tables[table]?[id] }
     }
 
     /// Removes `id` from `table`.
     public func delete(_ table: String, id: String) {
-        overlay.withLock { overlay in
-            var layer = overlay.table(table)
-            layer[id] = nil
-            overlay.tables[table] = layer
-        }
+        overlay.withLock { _ = $0.tables[table]?.removeValue(forKey: id) }
     }
 
     /// How many rows `table` has, including this step's own writes.
     public func count(_ table: String) -> Int {
-        overlay.withLock { $0.table(table).merged.count }
+        overlay.withLock { $0.tables[table]?.count ?? 0 }
     }
 
-    /// The committed state: the snapshot with this step's changes applied.
+    /// The committed state: this step's copy.
     func finish() -> MemoryStore.State {
-        overlay.withLock { overlay in
-            var state = overlay.base
-            overlay.records.apply(to: &state.records)
-            for (name, layer) in overlay.tables { state.tables[name] = layer.merged }
-            overlay.streams.apply(to: &state.streams)
-            overlay.events.apply(to: &state.events)
-            overlay.positions.apply(to: &state.positions)
-            overlay.lifecycles.apply(to: &state.lifecycles)
-            overlay.versioned.apply(to: &state.versioned)
-            overlay.counters.apply(to: &state.counters)
-            overlay.quotas.apply(to: &state.quotas)
-            overlay.resources.apply(to: &state.resources)
-            overlay.holds.apply(to: &state.holds)
-            overlay.accounts.apply(to: &state.accounts)
-            overlay.transfers.apply(to: &state.transfers)
-            overlay.failedTransfers.apply(to: &state.failedTransfers)
-            return state
-        }
+        overlay.withLock { $0 }
     }
 }
