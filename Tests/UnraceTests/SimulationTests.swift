@@ -119,7 +119,7 @@ struct SimulationTests {
         }
     }
 
-    @Test("a crashed worker's message comes back; a slow one is delivered twice")
+    @Test("the broker redelivers, and the guarded handler absorbs every redelivery")
     func brokerRedelivers() async throws {
         // Over many seeds of order creation, some message must have been delivered more than
         // once (the race's precondition) — and the guarded handler must still be clean.
@@ -132,5 +132,42 @@ struct SimulationTests {
             #expect(!run.failed)
         }
         #expect(redelivered)
+    }
+}
+
+/// `unrace simulate` as a user runs it.
+@Suite("unrace simulate")
+struct SimulateCommandTests {
+    @Test("--list names every scenario, one per line")
+    func list() async throws {
+        let child = try ChildProcess(["simulate", "--list"])
+        #expect(await child.exitStatus() == 0)
+        #expect(child.printed.split(separator: "\n").map(String.init) == Scenario.all.map(\.name))
+    }
+
+    @Test("--json reports the seeds, the first violation with its reproduction, and the speed")
+    func json() async throws {
+        let child = try ChildProcess(["simulate", "--scenario", "wallet", "--handler", "naive", "--seed", "1", "--seeds", "100", "--json"])
+        #expect(await child.exitStatus() == 0, "a naive violation is expected, not a failure")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(child.printed.utf8)) as? [String: Any])
+        #expect(object["scenario"] as? String == "wallet")
+        #expect(object["handler"] as? String == "naive")
+        #expect(object["seeds"] as? Int == 100)
+        #expect((object["violations"] as? Int ?? 0) > 0)
+        #expect((object["steps"] as? Int ?? 0) > 0)
+        #expect((object["stepsPerSecond"] as? Double ?? 0) > 0)
+        let first = try #require(object["firstViolation"] as? [String: Any])
+        let seed = try #require(first["seed"] as? UInt64)
+        #expect(first["invariant"] as? String == "money-conserved")
+        #expect(first["repro"] as? String == "unrace simulate --scenario wallet --handler naive --seed \(seed)")
+        #expect((first["shrunkSteps"] as? Int ?? 99) <= 12)
+    }
+
+    @Test("a guarded run prints the seed first and exits 0 with no violation")
+    func guardedText() async throws {
+        let child = try ChildProcess(["simulate", "--scenario", "zombie-holder", "--handler", "guarded", "--seed", "5", "--seeds", "50"])
+        #expect(await child.exitStatus() == 0)
+        #expect(child.printed.hasPrefix("seed 5 "))
+        #expect(child.printed.contains("0 of 50 seeds broke an invariant"))
     }
 }
