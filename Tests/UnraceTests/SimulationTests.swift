@@ -33,9 +33,9 @@ struct SimulationTests {
     /// --scenario S --handler H --seed N --trace --json`, field `traceDigest`). The suite runs
     /// in debug: equal digests mean debug and release runs are byte-identical.
     static let releaseDigests: [(scenario: String, handler: HandlerKind, seed: UInt64, digest: String)] = [
-        ("payment-capture", .guarded, 7, "5b8e6cce91e799daa19ec84cd2b4eb5dff31263ae7fe2c247bf25d12d0e700c6"),
-        ("order-lifecycle", .naive, 11, "0124e5c2f832c76b1317f176e106a16533be73175e8948edc564c14b51cc0047"),
-        ("zombie-holder", .guarded, 23, "324fb1e2330c4bd9e30590dc0a441d4faf5fb979b960d104945e1f9adc5cd963"),
+        ("payment-capture", .guarded, 7, "9964d62a6260c1b5222c6d7079491abf33f4d26318120a96a323a71741f89684"),
+        ("order-lifecycle", .naive, 11, "acf7a4b936aaf577075d49d23a9a34bddbce59b7a3a812ff0f4fec5c04ed59ab"),
+        ("zombie-holder", .guarded, 23, "3723d34b5607fd0c92b7ece846953b8770f29394d582bfb39d1829ede1688c1f"),
     ]
 
     @Test("debug runs give the release build's traces, byte for byte")

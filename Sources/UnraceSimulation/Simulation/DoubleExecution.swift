@@ -40,9 +40,11 @@ enum DoubleExecution {
         let operations = world.choices.inRange(1...8)
         let consumers = knobs.consumers ?? world.choices.inRange(2...6)
         let visibility = 100 * knobs.visibilityMultiplier
-        let broker = Broker(world: world, partitions: 4, visibilityTimeout: visibility)
+        let broker = Broker(world: world, visibilityTimeout: visibility)
+        broker.createTopic("commands", partitions: 4)
+        broker.subscribe(group: "workers", to: "commands")
         for index in 0..<operations {
-            broker.preload(Broker.Message(id: "\(name):\(index)"), partition: index)
+            broker.preload(Broker.Message(id: "\(name):\(index)"), topic: "commands", partition: index)
         }
         let downstream = Downstream(world: world, name: {
             if case .external(let system, _) = effect { return system }
@@ -53,7 +55,7 @@ enum DoubleExecution {
 
         for consumer in 1...consumers {
             let name = "worker-\(consumer)"
-            broker.consume(as: name) { delivery, incarnation in
+            broker.consume(as: name, topic: "commands", group: "workers") { delivery, incarnation in
                 let operation = delivery.message.id
                 if knobs.addedDelay > 0, delivery.attempt > 1 {
                     try await world.work(knobs.addedDelay, "wait before a redelivered message")

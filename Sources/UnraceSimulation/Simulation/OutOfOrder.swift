@@ -10,22 +10,30 @@ enum OutOfOrder {
     static let scenario = Scenario(
         name: "order-lifecycle", race: "out-of-order",
         summary: "order events arrive reordered across partitions and duplicated",
-        invariants: ["final-state-in-order", "no-resurrection"],
+        invariants: ["final-state-in-order", "no-resurrection", "every-event-delivered"],
         faults: [.latency, .transient, .lostReply, .crash, .pause, .duplicatePublish, .slowWork], pauseLength: 1_000
     ) { world, handler, knobs in
         let orders = world.choices.inRange(1...5)
         let partitions = world.choices.inRange(2...4)
         let consumers = knobs.consumers ?? world.choices.inRange(1...4)
         let streams = try OrderStreams.streams(orders: orders, seed: world.choices.draw())
-        let broker = Broker(world: world, partitions: partitions, visibilityTimeout: 200 * knobs.visibilityMultiplier)
+        let broker = Broker(world: world, visibilityTimeout: 200 * knobs.visibilityMultiplier)
+        broker.createTopic("order-events", partitions: partitions)
+        broker.subscribe(group: "projection", to: "order-events")
+        broker.subscribe(group: "audit", to: "order-events")
         // The producer spreads events over partitions round-robin, not by order id: each
         // partition keeps its own order, but one order's events land on several.
         var position = 0
         for event in streams.joined() {
-            broker.preload(Broker.Message(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type), partition: position)
+            broker.preload(Broker.Message(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type), topic: "order-events", partition: position)
             position += 1
         }
-        world.header.append("\(orders) orders, \(position) events, \(partitions) partitions, \(consumers) consumers")
+        world.header.append("\(orders) orders, \(position) events, \(partitions) partitions, \(consumers) projection consumers, 1 audit consumer")
+        // A second consumer group reads the same topic on its own: it must see every event.
+        let audited = Notebook()
+        broker.consume(as: "auditor", topic: "order-events", group: "audit") { delivery, _ in
+            audited.counts[delivery.message.id, default: 0] += 1
+        }
         let history = Notebook()
         let inbox = try Inbox(store: world.store, configuration: {
             var configuration = InboxConfiguration()
@@ -40,7 +48,7 @@ enum OutOfOrder {
         }
 
         for consumer in 1...consumers {
-            broker.consume(as: "consumer-\(consumer)") { delivery, _ in
+            broker.consume(as: "consumer-\(consumer)", topic: "order-events", group: "projection") { delivery, _ in
                 let message = delivery.message
                 try await world.work(Int64(world.choices.inRange(1...10)), "handle \(message.type) for \(message.stream)")
                 switch handler {
@@ -75,7 +83,11 @@ enum OutOfOrder {
                 if OrderStreams.lifecycle.terminal.contains(parts[0]), parts[1] != parts[0] { resurrected.insert("\(id.prefix { $0 != "#" }) \(parts[0])→\(parts[1])") }
             }
             violations += resurrected.sorted().map { Violation("no-resurrection", "moved out of a terminal state: \($0)") }
-            guard broker.isDrained else { return violations }  // not every event arrived before the run ended
+            let events = Set(streams.joined().map(\.id))
+            if broker.isDrained(topic: "order-events", group: "audit"), Set(audited.counts.keys) != events {
+                violations.append(Violation("every-event-delivered", "the audit group saw \(audited.counts.count) of \(events.count) events"))
+            }
+            guard broker.isDrained(topic: "order-events", group: "projection") else { return violations }  // the run ended first
             let expected = OrderStreams.inOrderFinalStates(streams)
             let actual = world.memory.rows(in: "orders").mapValues { String(decoding: $0, as: UTF8.self) }
             for (order, state) in expected.sorted(by: { $0.key < $1.key }) where actual[order] != state {

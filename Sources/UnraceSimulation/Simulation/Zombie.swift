@@ -17,8 +17,10 @@ enum Zombie {
         let jobs = world.choices.inRange(1...4)
         let consumers = knobs.consumers ?? world.choices.inRange(2...4)
         let lease: Int64 = 500
-        let broker = Broker(world: world, partitions: jobs, visibilityTimeout: 600 * knobs.visibilityMultiplier)
-        for job in 0..<jobs { broker.preload(Broker.Message(id: "job-\(job)"), partition: job) }
+        let broker = Broker(world: world, visibilityTimeout: 600 * knobs.visibilityMultiplier)
+        broker.createTopic("jobs", partitions: jobs)
+        broker.subscribe(group: "workers", to: "jobs")
+        for job in 0..<jobs { broker.preload(Broker.Message(id: "job-\(job)"), topic: "jobs", partition: job) }
         world.header.append("\(jobs) jobs, \(consumers) workers, lease \(lease)ms, visibility \(broker.visibilityTimeout)ms")
         /// The largest holder number granted per job so far (a fencing token, or the naive
         /// lock's acquisition count).
@@ -33,7 +35,7 @@ enum Zombie {
 
         for consumer in 1...consumers {
             let name = "worker-\(consumer)"
-            broker.consume(as: name) { delivery, incarnation in
+            broker.consume(as: name, topic: "jobs", group: "workers") { delivery, incarnation in
                 let job = delivery.message.id
                 let work = Int64(world.choices.inRange(50...200))
                     + (world.choices.chance(perMille: world.faults.slowWorkPerMille) ? lease : 0)
