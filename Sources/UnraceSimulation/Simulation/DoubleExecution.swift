@@ -51,7 +51,7 @@ enum DoubleExecution {
             return "none"
         }())
         let effects = Notebook()
-        world.header.append("\(operations) operations, \(consumers) consumers, 4 partitions, visibility \(visibility)ms")
+        world.header.append("\(counted(operations, "operation")), \(counted(consumers, "consumer")), 4 partitions, visibility \(visibility)ms")
 
         for consumer in 1...consumers {
             let name = "worker-\(consumer)"
@@ -70,6 +70,7 @@ enum DoubleExecution {
                         tx.put(table, id: operation, [1])
                         tx.put("effects", id: "\(operation)#\(effects.next())", [])
                     }
+                    world.annotate("→ done")
                 case (.guarded, .local(let table)):
                     try await world.work(work, "work on \(operation)")
                     let operationsAPI = try world.operations(holder: "\(name).\(incarnation)", lease: .seconds(2))
@@ -84,6 +85,7 @@ enum DoubleExecution {
                     try await world.work(work, "work on \(operation)")
                     try await downstream.call(operation, idempotencyKey: nil)
                     try await world.store.withTransaction { tx in tx.put("done", id: operation, [1]) }
+                    world.annotate("→ marked done")
                 case (.guarded, .external(_, let checkpoint)):
                     let operationsAPI = try world.operations(holder: "\(name).\(incarnation)", lease: .seconds(2))
                     switch try await operationsAPI.begin(key: operation) {

@@ -154,7 +154,7 @@ enum LostUpdate {
     ) { world, handler, _ in
         let limit = Int64(world.choices.inRange(1...3))
         let count = world.choices.inRange(2...6)
-        world.header.append("limit \(limit) per hour, \(count) requests")
+        world.header.append("limit \(limit) per hour, \(counted(count, "request"))")
         let granted = Notebook()
         let counters = Counters(store: world.store, clock: world.clock)
         clients(world, count: count) { _ in
@@ -195,7 +195,7 @@ enum LostUpdate {
     ) { world, handler, _ in
         let limit = Int64(world.choices.inRange(2...8))
         let count = world.choices.inRange(2...6)
-        world.header.append("limit \(limit) hits, \(count) requests")
+        world.header.append("limit \(counted(Int(limit), "hit")), \(counted(count, "request"))")
         let allowed = Notebook()
         let counters = Counters(store: world.store, clock: world.clock)
         if handler == .guarded { _ = try await Counters(store: world.memory).create("hits", value: 0, floor: 0, ceiling: limit) }
@@ -231,7 +231,7 @@ enum LostUpdate {
         let seats = world.choices.inRange(1...3)
         let count = world.choices.inRange(2...6)
         let wanted = (0..<count).map { _ in world.choices.below(seats) }
-        world.header.append("\(seats) seats, buyers want seats \(wanted.map { String($0 + 1) }.joined(separator: ", "))")
+        world.header.append("\(counted(seats, "seat")), buyers want seats \(wanted.map { String($0 + 1) }.joined(separator: ", "))")
         let bookings = Notebook()
         let reservations = Reservations(store: world.store, clock: world.clock)
         if handler == .guarded {

@@ -28,7 +28,7 @@ enum OutOfOrder {
             broker.preload(Broker.Message(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type), topic: "order-events", partition: position)
             position += 1
         }
-        world.header.append("\(orders) orders, \(position) events, \(partitions) partitions, \(consumers) projection consumers, 1 audit consumer")
+        world.header.append("\(counted(orders, "order")), \(counted(position, "event")), \(partitions) partitions, \(counted(consumers, "projection consumer")), 1 audit consumer")
         // A second consumer group reads the same topic on its own: it must see every event.
         let audited = Notebook()
         broker.consume(as: "auditor", topic: "order-events", group: "audit") { delivery, _ in

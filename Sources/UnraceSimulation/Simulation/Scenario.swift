@@ -116,3 +116,6 @@ extension Int64 {
     var bytes: [UInt8] { Array("\(self)".utf8) }
     init(bytes: [UInt8]?) { self = bytes.flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0 }
 }
+
+/// "1 worker", "3 workers": for trace headers.
+func counted(_ number: Int, _ noun: String) -> String { number == 1 ? "1 \(noun)" : "\(number) \(noun)s" }

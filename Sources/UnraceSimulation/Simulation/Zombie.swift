@@ -21,7 +21,7 @@ enum Zombie {
         broker.createTopic("jobs", partitions: jobs)
         broker.subscribe(group: "workers", to: "jobs")
         for job in 0..<jobs { broker.preload(Broker.Message(id: "job-\(job)"), topic: "jobs", partition: job) }
-        world.header.append("\(jobs) jobs, \(consumers) workers, lease \(lease)ms, visibility \(broker.visibilityTimeout)ms")
+        world.header.append("\(counted(jobs, "job")), \(counted(consumers, "worker")), lease \(lease)ms, visibility \(broker.visibilityTimeout)ms")
         /// The largest holder number granted per job so far (a fencing token, or the naive
         /// lock's acquisition count).
         let granted = Notebook()
@@ -62,6 +62,7 @@ enum Zombie {
                         tx.put("done", id: job, [1])
                         tx.put("locks", id: job, Array("|0|\(acquisition)".utf8))
                     }
+                    world.annotate("→ wrote the result, released the lock")
                 case .guarded:
                     let operations = try world.operations(holder: "\(name).\(incarnation)", lease: .milliseconds(lease))
                     switch try await operations.begin(key: job) {
