@@ -16,6 +16,9 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
         var sleeping = false
     }
 
+    /// How long the run loop waits for a job before it calls the run stalled.
+    static let stallLimit: TimeInterval = 60
+
     private let queue = Mutex(Queue())
     private let wakeUp = NSCondition()
 
@@ -57,7 +60,14 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
                     queue.sleeping = queue.head >= queue.jobs.count && !queue.stopped
                     return queue.sleeping
                 }
-                if idle { wakeUp.wait() }
+                // Every job of a run is enqueued from this thread, so an empty queue with the
+                // run unfinished means a simulated actor awaited something that is not a
+                // scheduling point (the run cannot go on): fail loudly instead of hanging.
+                if idle, !wakeUp.wait(until: Date(timeIntervalSinceNow: Self.stallLimit)) {
+                    preconditionFailure(
+                        "simulation stalled: no job for \(Int(Self.stallLimit)) s — a simulated actor awaited something other than a scheduling point"
+                    )
+                }
                 queue.withLock { $0.sleeping = false }
                 wakeUp.unlock()
             }
