@@ -27,6 +27,7 @@ public final class World: @unchecked Sendable {
     public var header: [String] = []
 
     private var bodies: [(id: Int, body: @Sendable () async -> Void)] = []
+    private var started = false
 
     init(choices: Choices, tracing: Bool, disabledGuards: MemoryStore.DisabledGuards) {
         self.choices = choices
@@ -39,11 +40,13 @@ public final class World: @unchecked Sendable {
     /// Whether the run has used up its virtual time or its steps.
     public var isOver: Bool { scheduler.now >= timeLimit || scheduler.steps >= stepLimit }
 
-    /// Adds an actor that starts `delay` virtual milliseconds into the run.
+    /// Adds an actor that starts `delay` virtual milliseconds into the run. Actors are spawned
+    /// while a scenario builds its world, before the run starts.
     ///
     /// A crash escaping `body` ends the actor (a worker catches crashes and restarts instead);
     /// any other error ends it too and is recorded in the trace.
     public func spawn(_ name: String, delay: Int64 = 0, _ body: @escaping @Sendable () async throws -> Void) {
+        precondition(!started, "actors are spawned before the run starts")
         let id = scheduler.register(name: name, delay: delay)
         bodies.append((id, { [scheduler] in
             do {
@@ -58,6 +61,7 @@ public final class World: @unchecked Sendable {
 
     /// Runs every spawned actor to its end.
     func run() async {
+        started = true
         let bodies = self.bodies
         let scheduler = self.scheduler
         await withTaskGroup(of: Void.self) { group in
