@@ -163,6 +163,20 @@ struct SimulateCommandTests {
         #expect((first["shrunkSteps"] as? Int ?? 99) <= 12)
     }
 
+    @Test("every scenario at once: --json sums the runs under the same keys")
+    func jsonForAll() async throws {
+        let child = try ChildProcess(["simulate", "--handler", "guarded", "--seed", "1", "--seeds", "20", "--json"])
+        #expect(await child.exitStatus() == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(child.printed.utf8)) as? [String: Any])
+        #expect(object["scenario"] as? String == "all")
+        #expect(object["handler"] as? String == "guarded")
+        #expect(object["seeds"] as? Int == 20)
+        #expect(object["violations"] as? Int == 0)
+        #expect(object["firstViolation"] is NSNull)
+        #expect((object["runs"] as? [Any])?.count == Scenario.all.count)
+        #expect((object["stepsPerSecond"] as? Double ?? 0) > 0)
+    }
+
     @Test("a guarded run prints the seed first and exits 0 with no violation")
     func guardedText() async throws {
         let child = try ChildProcess(["simulate", "--scenario", "zombie-holder", "--handler", "guarded", "--seed", "5", "--seeds", "50"])

@@ -79,12 +79,30 @@ struct SimulationResult {
         return object
     }
 
+    /// One object for one scenario × handler; for several, the same keys summed over all of
+    /// them (the first violation is a guarded one if there is any) plus `runs`.
     static func json(_ results: [SimulationResult]) -> String {
-        let value: Any
+        let value: [String: Any]
         if results.count == 1 {
             value = results[0].jsonObject
         } else {
-            value = ["runs": results.map(\.jsonObject)] as [String: Any]
+            let steps = results.reduce(0) { $0 + $1.report.steps }
+            let seconds = results.reduce(0.0) { $0 + $1.report.seconds }
+            let handlers = Set(results.map(\.report.handler))
+            let scenarios = Set(results.map(\.scenario.name))
+            let first = results.first { $0.report.handler == .guarded && $0.report.firstFailure != nil }
+                ?? results.first { $0.report.firstFailure != nil }
+            value = [
+                "scenario": scenarios.count == 1 ? results[0].scenario.name : "all",
+                "handler": handlers.count == 1 ? results[0].report.handler.rawValue : "both",
+                "firstSeed": results[0].report.firstSeed, "seeds": results[0].report.seeds,
+                "violations": results.reduce(0) { $0 + $1.report.failingSeeds },
+                "guardedViolations": results.filter { $0.report.handler == .guarded }.reduce(0) { $0 + $1.report.failingSeeds },
+                "firstViolation": first?.jsonObject["firstViolation"] ?? NSNull(),
+                "steps": steps, "seconds": seconds,
+                "stepsPerSecond": seconds > 0 ? (Double(steps) / seconds * 10).rounded() / 10 : 0,
+                "runs": results.map(\.jsonObject),
+            ]
         }
         let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
