@@ -91,8 +91,7 @@ public final class Scheduler: @unchecked Sendable {
     /// Appends a line to the trace (when tracing): the time, the running actor and `step`.
     public func record(_ step: @autoclosure () -> String) {
         guard trace != nil else { return }
-        let name = running.map { actors[$0].name } ?? "world"
-        trace!.append("\(Self.format(now)) \(name.padding(16)) \(step())")
+        trace!.append("\(Self.format(now)) \(runningName.padding(16)) \(step())")
     }
 
     /// Appends `text` to the last trace line, if the running actor wrote it.
@@ -101,8 +100,8 @@ public final class Scheduler: @unchecked Sendable {
         trace![last] += " \(text())"
     }
 
-    /// The running actor's name.
-    public var runningName: String { running.map { actors[$0].name } ?? "world" }
+    /// The running actor's name, for the trace.
+    private var runningName: String { running.map { actors[$0].name } ?? "world" }
 
     /// Whether the running actor has crashed (its calls fail until it restarts).
     var runningCrashed: Bool {

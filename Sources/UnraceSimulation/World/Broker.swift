@@ -74,8 +74,6 @@ public final class Broker: @unchecked Sendable {
     public var visibilityTimeout: Int64
     /// How long a nacked message waits before it is delivered again.
     public var retryDelay: Int64 = 20
-    /// How many deliveries there were, redeliveries included, over all groups.
-    public private(set) var deliveries = 0
 
     /// A broker with no topics.
     public init(world: World, visibilityTimeout: Int64) {
@@ -101,9 +99,6 @@ public final class Broker: @unchecked Sendable {
         ))
         subscribers[topic, default: []].append(group)
     }
-
-    /// The number of partitions of `topic`.
-    public func partitionCount(_ topic: String) -> Int { topics[topic]?.count ?? 0 }
 
     /// Whether `group` has acknowledged every message of `topic`.
     public func isDrained(topic: String, group: String) -> Bool { groupIndex[Self.key(topic, group)].map { groups[$0].unacked == 0 } ?? true }
@@ -165,7 +160,6 @@ public final class Broker: @unchecked Sendable {
         groups[g].entries[partition][offset].visibleAt = now + visibilityTimeout
         groups[g].entries[partition][offset].deliveries += 1
         let attempt = groups[g].entries[partition][offset].deliveries
-        deliveries += 1
         let message = topics[topic]![partition][offset]
         world.annotate("→ \(message.id) (p\(partition)@\(offset), attempt \(attempt))")
         return Delivery(
