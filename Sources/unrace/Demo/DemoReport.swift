@@ -31,6 +31,7 @@ enum DemoReport {
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         lines.append(String(format: "Finished in %.1f s. Try --json, --database postgres://…, or --seed N.", seconds))
+        lines.append("Replay one race step by step from a seed: unrace simulate --scenario wallet --handler naive --seed 3")
         return lines.joined(separator: "\n")
     }
 
