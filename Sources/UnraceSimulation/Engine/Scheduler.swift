@@ -142,15 +142,6 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     static func format(_ milliseconds: Int64) -> String {
-        let seconds = milliseconds / 1_000
-        let rest = milliseconds % 1_000
-        let fraction = rest < 10 ? "00\(rest)" : rest < 100 ? "0\(rest)" : "\(rest)"
-        return "t=\(seconds).\(fraction)s".padding(10)
-    }
-}
-
-extension String {
-    func padding(_ width: Int) -> String {
-        count >= width ? self : self + String(repeating: " ", count: width - count)
+        "t=\(milliseconds / 1_000).\(String(milliseconds % 1_000).leftPadded(3))s".padding(10)
     }
 }

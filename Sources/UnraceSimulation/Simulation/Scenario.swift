@@ -1,4 +1,4 @@
-public import Unrace
+import Unrace
 import Logging
 
 /// Which handler a run uses: the one people write first, or the one guarded by Unrace.
@@ -77,14 +77,17 @@ final class Notebook: @unchecked Sendable {
 }
 
 extension World {
-    /// An `Operations` for a simulated holder: virtual clock, no logging.
+    /// The `Operations` of a simulated holder (virtual clock, no logging), made once per holder.
     func operations(holder: String, lease: Duration) throws -> Operations<SimulatedStore> {
+        if let made = holders[holder] { return made }
         var configuration = OperationsConfiguration()
         configuration.lease = lease
         configuration.holder = holder
         configuration.clock = clock
         configuration.waitPollInterval = .milliseconds(20)
-        return try Operations(store: store, configuration: configuration, logger: World.silent)
+        let made = try Operations(store: store, configuration: configuration, logger: World.silent)
+        holders[holder] = made
+        return made
     }
 
     static let silent = Logger(label: "unrace.simulation", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -104,18 +107,11 @@ extension World {
 
 /// Thrown by a guarded handler that found another holder's lease running: give the message
 /// back and try later.
-struct RetryLater: Error, UnraceErrorDescribing {
-    var shortDescription: String { "in progress elsewhere, retry later" }
-}
-
-extension UnraceError: UnraceErrorDescribing {
-    var shortDescription: String { code.rawValue }
+struct RetryLater: Error, CustomStringConvertible {
+    var description: String { "in progress elsewhere, retry later" }
 }
 
 extension Int64 {
     var bytes: [UInt8] { Array("\(self)".utf8) }
     init(bytes: [UInt8]?) { self = bytes.flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0 }
 }
-
-/// "1 worker", "3 workers": for trace headers.
-func counted(_ number: Int, _ noun: String) -> String { number == 1 ? "1 \(noun)" : "\(number) \(noun)s" }

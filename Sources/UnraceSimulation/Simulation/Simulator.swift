@@ -13,8 +13,6 @@ public struct SimulationRun: Sendable {
     public let violations: [Violation]
     /// Scheduling points passed.
     public let steps: Int
-    /// Virtual time at the end, in milliseconds.
-    public let virtualMilliseconds: Int64
     /// The readable trace (header lines, then one line per step), when traced.
     public let trace: [String]
     /// The run's choice sequence: replaying it reproduces the run.
@@ -135,7 +133,7 @@ public enum Simulator {
             }
             return SimulationRun(
                 scenario: scenario.name, handler: handler, seed: seed, violations: violations,
-                steps: world.scheduler.steps, virtualMilliseconds: world.scheduler.now, trace: trace,
+                steps: world.scheduler.steps, trace: trace,
                 choices: world.choices.recorded
             )
         }

@@ -1,3 +1,5 @@
+import Unrace
+
 /// A simulated message broker: topics with partitions, consumer groups, per-partition order,
 /// at-least-once delivery with a visibility (ack) timeout, redelivery and duplicates.
 ///
@@ -239,12 +241,6 @@ public final class Broker: @unchecked Sendable {
 
 
     static func describe(_ error: any Error) -> String {
-        if let error = error as? any UnraceErrorDescribing { return error.shortDescription }
-        return "\(error)"
+        (error as? UnraceError)?.code.rawValue ?? "\(error)"
     }
-}
-
-/// Errors with a one-line form for traces.
-protocol UnraceErrorDescribing {
-    var shortDescription: String { get }
 }

@@ -16,9 +16,9 @@ public final class World: @unchecked Sendable {
     /// The shared state, read directly (no scheduling) by invariant checks.
     public let memory: MemoryStore
     /// The store actors use: every call is a scheduling point.
-    public private(set) var store: SimulatedStore!
+    public var store: SimulatedStore { SimulatedStore(world: self) }
     /// The virtual clock, for the Unrace API's configuration.
-    public private(set) var clock: SimulationClock!
+    public let clock: SimulationClock
     /// When a run stops, in virtual milliseconds: loops check ``isOver``.
     public var timeLimit: Int64 = 600_000
     /// The most scheduling points a run may take before loops stop.
@@ -28,12 +28,13 @@ public final class World: @unchecked Sendable {
 
     private var bodies: [(id: Int, body: @Sendable () async -> Void)] = []
     private var started = false
+    /// Each simulated holder's `Operations`, made on first use.
+    var holders: [String: Operations<SimulatedStore>] = [:]
 
     init(choices: Choices, tracing: Bool, disabledGuards: MemoryStore.DisabledGuards) {
         self.choices = choices
         scheduler = Scheduler(tracing: tracing)
         memory = disabledGuards.isEmpty ? MemoryStore() : MemoryStore(disabling: disabledGuards)
-        store = SimulatedStore(world: self)
         clock = SimulationClock(scheduler: scheduler)
     }
 
