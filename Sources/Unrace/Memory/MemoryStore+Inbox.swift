@@ -7,34 +7,34 @@ struct MemoryInboxRows: InboxRows {
     static func position(_ stream: String, _ sequence: Int64) -> String { "\(stream)\u{0}\(sequence)" }
 
     func lockStream(_ stream: String) async throws -> StreamHead {
-        tx.overlay.withLock { $0.streams[stream] } ?? StreamHead(stream: stream, head: 0, parked: 0, gapSince: nil)
+        tx.working.withLock { $0.streams[stream] } ?? StreamHead(stream: stream, head: 0, parked: 0, gapSince: nil)
     }
 
     func isTaken(_ event: InboxEvent) async throws -> Bool {
-        tx.overlay.withLock { $0.events[event.id] != nil || $0.positions[Self.position(event.stream, event.sequence)] != nil }
+        tx.working.withLock { $0.events[event.id] != nil || $0.positions[Self.position(event.stream, event.sequence)] != nil }
     }
 
     func insert(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
-        try tx.overlay.withLock { overlay in
+        try tx.working.withLock { working in
             let position = Self.position(event.stream, event.sequence)
-            guard overlay.events[event.id] == nil, overlay.positions[position] == nil else {
+            guard working.events[event.id] == nil, working.positions[position] == nil else {
                 throw UnraceError(.constraintViolation, "an inbox event with this id or position exists")
             }
-            overlay.events[event.id] = MemoryStore.StoredEvent(event: event, status: status, reason: reason)
-            overlay.positions[position] = event.id
+            working.events[event.id] = MemoryStore.StoredEvent(event: event, status: status, reason: reason)
+            working.positions[position] = event.id
         }
     }
 
     func setStatus(of event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws {
-        tx.overlay.withLock { overlay in
-            overlay.events[event.id]?.status = status
-            overlay.events[event.id]?.reason = reason
+        tx.working.withLock { working in
+            working.events[event.id]?.status = status
+            working.events[event.id]?.reason = reason
         }
     }
 
     func parkedEvent(stream: String, sequence: Int64) async throws -> InboxEvent? {
-        tx.overlay.withLock { overlay in
-            guard let id = overlay.positions[Self.position(stream, sequence)], let stored = overlay.events[id],
+        tx.working.withLock { working in
+            guard let id = working.positions[Self.position(stream, sequence)], let stored = working.events[id],
                 stored.status == .parked
             else { return nil }
             return stored.event
@@ -42,13 +42,13 @@ struct MemoryInboxRows: InboxRows {
     }
 
     func lowestParkedSequence(stream: String) async throws -> Int64? {
-        tx.overlay.withLock { overlay in
-            overlay.events.values.filter { $0.event.stream == stream && $0.status == .parked }.map(\.event.sequence).min()
+        tx.working.withLock { working in
+            working.events.values.filter { $0.event.stream == stream && $0.status == .parked }.map(\.event.sequence).min()
         }
     }
 
     func save(_ head: StreamHead) async throws {
-        tx.overlay.withLock { $0.streams[head.stream] = head }
+        tx.working.withLock { $0.streams[head.stream] = head }
     }
 }
 
@@ -75,8 +75,8 @@ extension MemoryStore {
     /// Streams with a gap opened at or before `cutoff`.
     public func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap] {
         try await withTransaction { tx in
-            tx.overlay.withLock { overlay in
-                overlay.streams.values
+            tx.working.withLock { working in
+                working.streams.values
                     .compactMap { head -> InboxGap? in
                         guard head.parked > 0, let since = head.gapSince, since <= cutoff else { return nil }
                         return InboxGap(stream: head.stream, head: head.head, parked: head.parked, since: since)
@@ -90,7 +90,7 @@ extension MemoryStore {
 
     /// The last applied sequence of a stream.
     public func inboxHead(stream: String) async throws -> Int64 {
-        try await withTransaction { tx in tx.overlay.withLock { $0.streams[stream]?.head ?? 0 } }
+        try await withTransaction { tx in tx.working.withLock { $0.streams[stream]?.head ?? 0 } }
     }
 
     /// Applies a lifecycle event to an entity in one step. See ``Store/transition(_:name:entity:event:now:_:)``.
@@ -100,8 +100,8 @@ extension MemoryStore {
     ) async throws -> Lifecycle.Decision {
         try await withTransaction { tx in
             let key = "\(name)\u{0}\(entity)"
-            let decision = lifecycle.applyWithPlaceholder(event, to: tx.overlay.withLock { $0.lifecycles[key] })
-            if case .moved(_, let target) = decision { tx.overlay.withLock { $0.lifecycles[key] = target } }
+            let decision = lifecycle.applyWithPlaceholder(event, to: tx.working.withLock { $0.lifecycles[key] })
+            if case .moved(_, let target) = decision { tx.working.withLock { $0.lifecycles[key] = target } }
             try await handler(tx, decision)
             return decision
         }

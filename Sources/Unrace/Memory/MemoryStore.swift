@@ -164,28 +164,29 @@ public final class MemoryStore: Store {
 /// The step works on its own copy of the committed state — a copy-on-write copy, so only the
 /// tables it writes are copied — and committing makes that copy the store's state.
 public final class MemoryTransaction: Sendable {
-    let overlay: Mutex<MemoryStore.State>
+    /// This step's copy of the state.
+    let working: Mutex<MemoryStore.State>
 
-    init(snapshot: MemoryStore.State) { self.overlay = Mutex(snapshot) }
+    init(snapshot: MemoryStore.State) { self.working = Mutex(snapshot) }
 
     subscript(record id: MemoryStore.RecordID) -> OperationRecord? {
-        get { overlay.withLock { $0.records[id] } }
-        set { overlay.withLock { $0.records[id] = newValue } }
+        get { working.withLock { $0.records[id] } }
+        set { working.withLock { $0.records[id] = newValue } }
     }
 
     /// Every record as this step sees it (used only by purging).
-    var allRecords: [OperationRecord] { overlay.withLock { Array($0.records.values) } }
+    var allRecords: [OperationRecord] { working.withLock { Array($0.records.values) } }
 
     /// Stores `value` under `id` in `table`, replacing what was there.
     public func put(_ table: String, id: String, _ value: [UInt8]) {
-        overlay.withLock { $0.tables[table, default: [:]][id] = value }
+        working.withLock { $0.tables[table, default: [:]][id] = value }
     }
 
     /// Inserts `value` under `id` unless the id exists (a unique constraint).
     /// - Returns: `false` if the id already existed.
     @discardableResult
     public func insert(_ table: String, id: String, _ value: [UInt8]) -> Bool {
-        overlay.withLock { state in
+        working.withLock { state in
             if state.tables[table]?[id] != nil { return false }
             state.tables[table, default: [:]][id] = value
             return true
@@ -194,21 +195,21 @@ public final class MemoryTransaction: Sendable {
 
     /// The value under `id` in `table`, including this step's own writes.
     public func get(_ table: String, id: String) -> [UInt8]? {
-        overlay.withLock { $0.tables[table]?[id] }
+        working.withLock { $0.tables[table]?[id] }
     }
 
     /// Removes `id` from `table`.
     public func delete(_ table: String, id: String) {
-        overlay.withLock { _ = $0.tables[table]?.removeValue(forKey: id) }
+        working.withLock { _ = $0.tables[table]?.removeValue(forKey: id) }
     }
 
     /// How many rows `table` has, including this step's own writes.
     public func count(_ table: String) -> Int {
-        overlay.withLock { $0.tables[table]?.count ?? 0 }
+        working.withLock { $0.tables[table]?.count ?? 0 }
     }
 
     /// The committed state: this step's copy.
     func finish() -> MemoryStore.State {
-        overlay.withLock { $0 }
+        working.withLock { $0 }
     }
 }

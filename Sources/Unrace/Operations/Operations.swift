@@ -74,7 +74,7 @@ public struct OperationsConfiguration: Sendable {
     public var allowedScopes: Set<Scope>? = nil
     /// The name this process claims keys under, shown to duplicates as the holder.
     /// Default: host name, process id and a random suffix.
-    public var holder: String = Self.defaultHolder()
+    public var holder: String = Self.processHolder
     /// The clock for leases and retention. Default: the system wall clock.
     public var clock: any WallClock = SystemWallClock()
     /// How often a waiting duplicate looks for the holder's outcome. Default 20 ms.
@@ -89,8 +89,6 @@ public struct OperationsConfiguration: Sendable {
         let host = ProcessInfo.processInfo.hostName.prefix(64)
         return "\(host):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
     }()
-
-    static func defaultHolder() -> String { processHolder }
 
     func validated() throws -> OperationsConfiguration {
         guard lease > .zero, lease.wholeMilliseconds >= 1 else {

@@ -45,10 +45,18 @@ struct SimulationResult {
         return lines.joined(separator: "\n")
     }
 
+    /// Steps, seconds, failing seeds and guarded failing seeds over several results.
+    static func totals(_ results: [SimulationResult]) -> (steps: Int, seconds: Double, failures: Int, guardedFailures: Int) {
+        results.reduce(into: (0, 0.0, 0, 0)) { total, result in
+            total.steps += result.report.steps
+            total.seconds += result.report.seconds
+            total.failures += result.report.failingSeeds
+            if result.report.handler == .guarded { total.guardedFailures += result.report.failingSeeds }
+        }
+    }
+
     static func summary(_ results: [SimulationResult]) -> String {
-        let steps = results.reduce(0) { $0 + $1.report.steps }
-        let seconds = results.reduce(0.0) { $0 + $1.report.seconds }
-        let guardedFailures = results.filter { $0.report.handler == .guarded }.reduce(0) { $0 + $1.report.failingSeeds }
+        let (steps, seconds, _, guardedFailures) = totals(results)
         return "total: \(steps) steps in \(String(format: "%.1f", seconds)) s = \(String(format: "%.0f", Double(steps) / max(seconds, 1e-9))) steps/s on one core;"
             + " guarded violations: \(guardedFailures)"
     }
@@ -86,8 +94,7 @@ struct SimulationResult {
         if results.count == 1 {
             value = results[0].jsonObject
         } else {
-            let steps = results.reduce(0) { $0 + $1.report.steps }
-            let seconds = results.reduce(0.0) { $0 + $1.report.seconds }
+            let (steps, seconds, failures, guardedFailures) = totals(results)
             let handlers = Set(results.map(\.report.handler))
             let scenarios = Set(results.map(\.scenario.name))
             let first = results.first { $0.report.handler == .guarded && $0.report.firstFailure != nil }
@@ -96,8 +103,7 @@ struct SimulationResult {
                 "scenario": scenarios.count == 1 ? results[0].scenario.name : "all",
                 "handler": handlers.count == 1 ? results[0].report.handler.rawValue : "both",
                 "firstSeed": results[0].report.firstSeed, "seeds": results[0].report.seeds,
-                "violations": results.reduce(0) { $0 + $1.report.failingSeeds },
-                "guardedViolations": results.filter { $0.report.handler == .guarded }.reduce(0) { $0 + $1.report.failingSeeds },
+                "violations": failures, "guardedViolations": guardedFailures,
                 "firstViolation": first?.jsonObject["firstViolation"] ?? NSNull(),
                 "steps": steps, "seconds": seconds,
                 "stepsPerSecond": seconds > 0 ? (Double(steps) / seconds * 10).rounded() / 10 : 0,
