@@ -26,6 +26,8 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     @OptionGroup var sweep: SweepOptions
     @Option(help: "Transactions per round (100 to 100000).")
     var transactions = 2_000
+    @Option(help: "The business write: insert (one INSERT) or order (an order, its lines and a stock update).")
+    var workload = OperationsBench.Workload.insert
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -37,7 +39,7 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     var callerCounts: [Int] { sweep.callerCounts }
 
     func run() async throws {
-        let job = OperationsBench(callerCounts: callerCounts, transactions: transactions, rounds: rounds)
+        let job = OperationsBench(workload: workload, callerCounts: callerCounts, transactions: transactions, rounds: rounds)
         let results = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), job)
         if json {
             let encoder = JSONEncoder()
@@ -45,7 +47,8 @@ struct OperationsBenchCommand: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(["results": results]), as: UTF8.self))
             return
         }
-        print("unrace bench: Operations.perform against the same INSERT without Unrace")
+        print("unrace bench: Operations.perform against the same business write without Unrace")
+        print("(workload \(workload.rawValue): \(workload.summary))")
         print("(\(transactions) transactions per round, \(rounds) alternating rounds of each, median round)")
         print("")
         print("backend    callers   unguarded tx/s   guarded tx/s   guarded cost ×")
@@ -80,6 +83,8 @@ struct SweepOptions: ParsableArguments {
 
 struct BenchResult: Codable, Sendable {
     var backend: String
+    /// The business write both paths run (absent for benchmarks with one fixed workload).
+    var workload: String?
     var callers: Int
     var unguardedPerSecond: Double
     var guardedPerSecond: Double
@@ -88,15 +93,33 @@ struct BenchResult: Codable, Sendable {
 }
 
 struct OperationsBench: StoreJob {
+    /// The business transaction both paths run; `perform` adds its record to it.
+    enum Workload: String, CaseIterable, ExpressibleByArgument {
+        /// One two-column INSERT: the smallest write, so the record's share of the cost is the largest.
+        case insert
+        /// An order row, its three lines in one INSERT, and a conditional stock decrement:
+        /// the seed's order creation, three statements.
+        case order
+
+        var summary: String {
+            switch self {
+            case .insert: "one INSERT"
+            case .order: "INSERT order, INSERT 3 lines, UPDATE stock … WHERE available >= quantity"
+            }
+        }
+    }
+
+    /// Stock rows the order workload spreads its decrements over, so 16 callers rarely queue on one row lock.
+    static let stockRows = 64
+
+    let workload: Workload
     let callerCounts: [Int]
     let transactions: Int
     let rounds: Int
 
     func run<S: SQLStore>(_ store: S) async throws -> [BenchResult] {
         let table = "bench_\(UUID().uuidString.prefix(8).lowercased())"
-        _ = try await store.withTransaction { tx in
-            try await tx.execute("CREATE TABLE \(table) (id TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
-        }
+        try await createTables(store, table)
         let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
         let scope = try Scope("bench-\(table)")
         var results: [BenchResult] = []
@@ -105,10 +128,10 @@ struct OperationsBench: StoreJob {
             let warm = serial
             // A short warm-up of both paths (connections, statement caches, page cache).
             _ = try await Bench.measure(callers: callers, count: min(200, transactions)) { id in
-                try await unguarded(store, table, "warm-u-\(callers)-\(warm)-\(id)")
+                try await unguarded(store, table, "warm-u-\(callers)-\(warm)-\(id)", id)
             }
             _ = try await Bench.measure(callers: callers, count: min(200, transactions)) { id in
-                try await guarded(operations, scope, table, "warm-g-\(callers)-\(warm)-\(id)")
+                try await guarded(operations, scope, table, "warm-g-\(callers)-\(warm)-\(id)", id)
             }
             var plain: [Double] = []
             var guardedRates: [Double] = []
@@ -116,29 +139,71 @@ struct OperationsBench: StoreJob {
                 serial += 1
                 let round = serial
                 plain.append(try await Bench.measure(callers: callers, count: transactions) { id in
-                    try await unguarded(store, table, "u-\(round)-\(id)")
+                    try await unguarded(store, table, "u-\(round)-\(id)", id)
                 })
                 guardedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
-                    try await guarded(operations, scope, table, "g-\(round)-\(id)")
+                    try await guarded(operations, scope, table, "g-\(round)-\(id)", id)
                 })
             }
             let u = Bench.median(plain)
             let g = Bench.median(guardedRates)
-            results.append(BenchResult(backend: store.backendName, callers: callers, unguardedPerSecond: u, guardedPerSecond: g, costRatio: u / g))
+            results.append(
+                BenchResult(
+                    backend: store.backendName, workload: workload.rawValue, callers: callers,
+                    unguardedPerSecond: u, guardedPerSecond: g, costRatio: u / g
+                )
+            )
         }
-        _ = try await store.withTransaction { tx in try await tx.execute("DROP TABLE \(table)") }
+        _ = try await store.withTransaction { tx in
+            for suffix in ["", "_lines", "_stock"] { try await tx.execute("DROP TABLE IF EXISTS \(table)\(suffix)") }
+        }
         return results
     }
 
-    private func unguarded<S: SQLStore>(_ store: S, _ table: String, _ id: String) async throws {
+    private func createTables<S: SQLStore>(_ store: S, _ table: String) async throws {
         _ = try await store.withTransaction { tx in
-            try await tx.execute("INSERT INTO \(table) (id, amount) VALUES (?, ?)", [.text(id), 40])
+            switch workload {
+            case .insert:
+                try await tx.execute("CREATE TABLE \(table) (id TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
+            case .order:
+                try await tx.execute("CREATE TABLE \(table) (id TEXT PRIMARY KEY, customer TEXT NOT NULL, total INTEGER NOT NULL)")
+                try await tx.execute(
+                    """
+                    CREATE TABLE \(table)_lines (order_id TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL,
+                      quantity INTEGER NOT NULL, PRIMARY KEY (order_id, line))
+                    """
+                )
+                try await tx.execute("CREATE TABLE \(table)_stock (sku TEXT PRIMARY KEY, available INTEGER NOT NULL)")
+                for row in 0..<Self.stockRows {
+                    try await tx.execute("INSERT INTO \(table)_stock (sku, available) VALUES (?, ?)", [.text("sku-\(row)"), 1_000_000_000])
+                }
+            }
         }
     }
 
-    private func guarded<S: SQLStore>(_ operations: Operations<S>, _ scope: Scope, _ table: String, _ id: String) async throws {
-        _ = try await operations.perform(key: id, scope: scope) { tx in
+    /// The business write, identical on both paths.
+    private func write<T: SQLTransaction>(_ tx: T, _ table: String, _ id: String, _ serial: Int) async throws {
+        switch workload {
+        case .insert:
             try await tx.execute("INSERT INTO \(table) (id, amount) VALUES (?, ?)", [.text(id), 40])
+        case .order:
+            let sku = SQLValue.text("sku-\(serial % Self.stockRows)")
+            try await tx.execute("INSERT INTO \(table) (id, customer, total) VALUES (?, ?, ?)", [.text(id), .text("customer-\(serial % 997)"), 120])
+            try await tx.execute(
+                "INSERT INTO \(table)_lines (order_id, line, sku, quantity) VALUES (?, 1, ?, 1), (?, 2, ?, 1), (?, 3, ?, 1)",
+                [.text(id), sku, .text(id), sku, .text(id), sku]
+            )
+            try await tx.execute("UPDATE \(table)_stock SET available = available - 3 WHERE sku = ? AND available >= 3", [sku])
+        }
+    }
+
+    private func unguarded<S: SQLStore>(_ store: S, _ table: String, _ id: String, _ serial: Int) async throws {
+        _ = try await store.withTransaction { tx in try await write(tx, table, id, serial) }
+    }
+
+    private func guarded<S: SQLStore>(_ operations: Operations<S>, _ scope: Scope, _ table: String, _ id: String, _ serial: Int) async throws {
+        _ = try await operations.perform(key: id, scope: scope) { tx in
+            try await write(tx, table, id, serial)
             return 40
         }
     }

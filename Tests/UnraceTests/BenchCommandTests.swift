@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+
+/// `unrace bench` as a user runs it: each workload runs on each backend and reports its ratios.
+/// The numbers themselves are measured, not asserted (the machines are shared and noisy).
+@Suite("unrace bench")
+struct BenchCommandTests {
+    struct Document: Decodable {
+        struct Result: Decodable {
+            var backend: String
+            var workload: String?
+            var callers: Int
+            var unguardedPerSecond: Double
+            var guardedPerSecond: Double
+            var costRatio: Double
+        }
+        var results: [Result]
+    }
+
+    @Test("bench --workload insert|order --json: one result per caller count, both paths measured", arguments: sqlBackends)
+    func workloads(backend: SQLBackend) async throws {
+        for workload in ["insert", "order"] {
+            var arguments = ["bench", "--workload", workload, "--transactions", "100", "--rounds", "1", "--callers", "1,4", "--json"]
+            if backend == .postgres { arguments += ["--database", try TestPostgres.requireURL()] }
+            let child = try ChildProcess(arguments)
+            #expect(await child.exitStatus() == 0)
+            let document = try JSONDecoder().decode(Document.self, from: Data(child.printed.utf8))
+            #expect(document.results.map(\.callers) == [1, 4])
+            for result in document.results {
+                #expect(result.backend == (backend == .postgres ? "postgres" : "sqlite"))
+                #expect(result.workload == workload)
+                #expect(result.unguardedPerSecond > 0 && result.guardedPerSecond > 0)
+                #expect(abs(result.costRatio - result.unguardedPerSecond / result.guardedPerSecond) < 1e-9)
+            }
+        }
+    }
+
+    @Test("an unknown workload is refused before anything runs")
+    func unknownWorkload() async throws {
+        let child = try ChildProcess(["bench", "--workload", "bulk"])
+        #expect(await child.exitStatus() != 0)
+        #expect(child.printed.isEmpty)
+    }
+}
