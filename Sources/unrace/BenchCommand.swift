@@ -83,8 +83,8 @@ struct SweepOptions: ParsableArguments {
 
 struct BenchResult: Codable, Sendable {
     var backend: String
-    /// The business write both paths run (absent for benchmarks with one fixed workload).
-    var workload: String?
+    /// The business write both paths run: `insert` or `order`.
+    var workload: String
     var callers: Int
     var unguardedPerSecond: Double
     var guardedPerSecond: Double

@@ -8,7 +8,7 @@ struct BenchCommandTests {
     struct Document: Decodable {
         struct Result: Decodable {
             var backend: String
-            var workload: String?
+            var workload: String
             var callers: Int
             var unguardedPerSecond: Double
             var guardedPerSecond: Double
