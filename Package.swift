@@ -61,7 +61,8 @@ let package = Package(
         ),
         .target(
             name: "UnraceSimulation",
-            dependencies: ["Unrace", .product(name: "Logging", package: "swift-log")],
+            // The simulator runs the shipping stores: memory, and SQLite on a fresh file per run.
+            dependencies: ["Unrace", "UnraceSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -12,15 +12,22 @@ public struct ClaimRequest: Sendable, Hashable {
     public var now: Timestamp
     /// When the lease would end if the claim succeeds.
     public var leaseUntil: Timestamp
+    /// How long the record is kept after its lease ends if nobody completes it (and after
+    /// completion): a running record expires at `leaseUntil + retention`.
+    public var retention: Duration
 
     /// Creates a claim request.
-    public init(scope: Scope, key: OperationKey, fingerprint: Fingerprint, holder: String, now: Timestamp, leaseUntil: Timestamp) {
+    public init(
+        scope: Scope, key: OperationKey, fingerprint: Fingerprint, holder: String, now: Timestamp, leaseUntil: Timestamp,
+        retention: Duration = .seconds(86_400)
+    ) {
         self.scope = scope
         self.key = key
         self.fingerprint = fingerprint
         self.holder = holder
         self.now = now
         self.leaseUntil = leaseUntil
+        self.retention = retention
     }
 }
 
@@ -67,7 +74,8 @@ public enum ClaimDecision: Sendable, Hashable {
         case .insert:
             return OperationRecord(
                 scope: request.scope, key: request.key, fingerprint: request.fingerprint, state: .running,
-                token: .first, holder: request.holder, leaseUntil: request.leaseUntil, createdAt: request.now
+                token: .first, holder: request.holder, leaseUntil: request.leaseUntil, createdAt: request.now,
+                expiresAt: request.leaseUntil + request.retention
             )
         case .takeOver(let token, let recoveryPoint):
             var record = existing ?? OperationRecord(
@@ -81,7 +89,7 @@ public enum ClaimDecision: Sendable, Hashable {
             record.recoveryPoint = recoveryPoint
             record.outcome = nil
             record.completedAt = nil
-            record.expiresAt = nil
+            record.expiresAt = request.leaseUntil + request.retention
             if record.fingerprint.bytes.isEmpty { record.fingerprint = request.fingerprint }
             return record
         case .inProgress, .completed, .fingerprintMismatch:
@@ -117,17 +125,50 @@ public enum Completion: Sendable, Hashable {
     }
 
     /// The record after this completion, written at `now` with the given retention.
-    /// Released records keep their token, so the next holder's token is still larger.
+    /// Released records keep their token, so the next holder's token is still larger. Completed
+    /// and released records expire `retention` after they ended.
     public func apply(to record: OperationRecord, now: Timestamp, retention: Duration) -> OperationRecord {
         var record = record
         record.state = state
         record.outcome = outcome
         if state.isTerminal {
             record.completedAt = now
-            record.expiresAt = now + retention
         } else {
             record.leaseUntil = now
         }
+        record.expiresAt = now + retention
         return record
+    }
+}
+
+/// A write that only the key's current holder may make.
+public enum HolderWrite: Sendable, Hashable {
+    /// Save a recovery point and extend the lease to `lease` from the time of the write.
+    case checkpoint(recoveryPoint: [UInt8], lease: Duration)
+    /// End the operation.
+    case complete(Completion)
+
+    /// The record after this write at `now`. Pure, shared by every store.
+    public func apply(to record: OperationRecord, now: Timestamp, retention: Duration) -> OperationRecord {
+        switch self {
+        case .checkpoint(let recoveryPoint, let lease):
+            var record = record
+            record.recoveryPoint = recoveryPoint
+            record.leaseUntil = now + lease
+            record.expiresAt = record.leaseUntil + retention
+            return record
+        case .complete(let completion):
+            return completion.apply(to: record, now: now, retention: retention)
+        }
+    }
+}
+
+extension OperationRecord {
+    /// Whether the record may be purged at `now`: its expiry has passed — for a completed or
+    /// released operation, `retention` after it ended; for an abandoned running one, `retention`
+    /// after its lease ended. A running record whose lease is still live never expires.
+    public func isExpired(at now: Timestamp) -> Bool {
+        guard let expiresAt, expiresAt <= now else { return false }
+        return state != .running || leaseUntil <= now
     }
 }

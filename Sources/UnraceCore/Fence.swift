@@ -3,8 +3,13 @@ public enum Fence {
     /// Whether the holder of `token` may write to `record`: the record exists, is still running,
     /// and `token` is its current token. Anything else means the holder lost the key (its lease
     /// ended and a newer holder took over, or the operation already ended).
-    public static func admits(_ record: OperationRecord?, token: FencingToken) -> Bool {
+    ///
+    /// `createdAt`, when given, is when the holder's record was first created: a key purged after
+    /// its retention and claimed anew starts again at token 1, and the creation time tells that
+    /// new record from the one an old holder was given.
+    public static func admits(_ record: OperationRecord?, token: FencingToken, createdAt: Timestamp? = nil) -> Bool {
         guard let record else { return false }
+        if let createdAt, record.createdAt != createdAt { return false }
         return record.state == .running && record.token == token
     }
 

@@ -15,20 +15,28 @@ public struct InboxEvent: Sendable, Hashable, Codable {
     /// The event's body.
     public var payload: [UInt8]
 
-    /// Validates and creates an event.
+    /// Validates and creates an event. The id, stream and type follow ``NameRule/eventID``,
+    /// ``NameRule/stream`` and ``NameRule/eventType`` and are kept in NFC.
     /// - Throws: ``UnraceError/Code/invalidEvent``.
     public init(id: String, stream: String, sequence: Int64, type: String, payload: [UInt8] = []) throws {
-        for (name, value) in [("id", id), ("stream", stream), ("type", type)] {
-            guard !value.isEmpty, value.utf8.count <= Self.maximumNameByteCount else {
-                throw UnraceError(.invalidEvent, "event \(name) must be 1 to \(Self.maximumNameByteCount) bytes")
-            }
-        }
+        self.id = try NameRule.eventID.validate(id)
+        self.stream = try NameRule.stream.validate(stream)
+        self.type = try NameRule.eventType.validate(type)
         guard sequence >= 1 else { throw UnraceError(.invalidEvent, "event sequence must be 1 or more") }
-        self.id = id
-        self.stream = stream
         self.sequence = sequence
-        self.type = type
         self.payload = payload
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, stream, sequence, type, payload }
+
+    /// Decodes an event, validating it like ``init(id:stream:sequence:type:payload:)``.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(
+            id: container.decode(String.self, forKey: .id), stream: container.decode(String.self, forKey: .stream),
+            sequence: container.decode(Int64.self, forKey: .sequence), type: container.decode(String.self, forKey: .type),
+            payload: container.decodeIfPresent([UInt8].self, forKey: .payload) ?? []
+        )
     }
 }
 

@@ -45,15 +45,17 @@ public struct Lifecycle: Sendable, Hashable {
     /// The rules, by (state, event).
     public let rules: [String: [String: String]]
 
-    /// Declares and validates a lifecycle.
+    /// Declares and validates a lifecycle. State and event names follow
+    /// ``NameRule/lifecycleWord`` (1 to 64 printable bytes, kept in NFC), because states are stored.
     /// - Throws: ``UnraceError/Code/invalidLifecycle`` naming the offending state or rule.
     public init(initial: String, terminal: Set<String>, transitions: [Transition]) throws {
+        let word = NameRule.lifecycleWord
+        let initial = try word.validate(initial)
+        let terminal = Set(try terminal.map(word.validate))
         var states: Set<String> = [initial]
         var rules: [String: [String: String]] = [:]
-        for rule in transitions {
-            for name in [rule.from, rule.to, rule.on] where name.isEmpty {
-                throw UnraceError(.invalidLifecycle, "a rule has an empty state or event name", detail: "\(rule)")
-            }
+        for given in transitions {
+            let rule = Transition(from: try word.validate(given.from), on: try word.validate(given.on), to: try word.validate(given.to))
             if terminal.contains(rule.from) {
                 throw UnraceError(
                     .invalidLifecycle, "terminal state '\(rule.from)' has an outgoing rule on '\(rule.on)'"

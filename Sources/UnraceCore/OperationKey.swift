@@ -4,46 +4,37 @@
 /// derived from the business request (the payment id, the order id), never from the message or
 /// delivery that carried it.
 ///
-/// A valid key is 1 to ``maximumByteCount`` bytes of UTF-8 with no control characters.
+/// A valid key follows ``NameRule/operationKey``: 1 to ``maximumByteCount`` bytes of printable
+/// UTF-8, kept in Unicode normalization form C, so keys that are equal as Swift strings (`"café"`
+/// composed or decomposed) name one operation on every store.
 public struct OperationKey: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The largest key, in UTF-8 bytes.
     public static let maximumByteCount = 255
 
-    /// The key's text.
+    /// The key's text, in NFC.
     public let rawValue: String
 
-    /// Validates and wraps a key.
+    /// Validates, normalizes and wraps a key.
     /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidKey``.
     public init(_ rawValue: String) throws {
-        let count = rawValue.utf8.count
-        guard count >= 1 else {
-            throw UnraceError(.invalidKey, "operation key is empty; it must be 1 to \(Self.maximumByteCount) bytes")
-        }
-        guard count <= Self.maximumByteCount else {
-            throw UnraceError(
-                .invalidKey,
-                "operation key is \(count) bytes; the maximum is \(Self.maximumByteCount)"
-            )
-        }
-        // Printable ASCII, the common case, needs no Unicode property lookups.
-        let isPrintableASCII = rawValue.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
-        guard isPrintableASCII || rawValue.unicodeScalars.allSatisfy(Self.isPrintable) else {
-            throw UnraceError(.invalidKey, "operation key contains a control character; only printable UTF-8 is allowed")
-        }
-        self.rawValue = rawValue
+        self.rawValue = try NameRule.operationKey.validate(rawValue)
+    }
+
+    /// Decodes a key, validating it like ``init(_:)``.
+    public init(from decoder: any Decoder) throws {
+        try self.init(try decoder.singleValueContainer().decode(String.self))
+    }
+
+    /// Encodes the key's text.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
     }
 
     /// A short, log-safe text form.
     public var description: String { rawValue }
 
-    static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.properties.generalCategory {
-        case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator:
-            return false
-        default:
-            return true
-        }
-    }
+    static func isPrintable(_ scalar: Unicode.Scalar) -> Bool { NameRule.refusal(scalar) == nil }
 }
 
 /// The namespace an operation key lives in: a tenant, a client, or a business area.

@@ -34,6 +34,9 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
             case parkingLimitReached = "parking_limit_reached"
             case versionConflict = "version_conflict"
             case notFound = "not_found"
+            case nestedStep = "nested_step"
+            case eventIDReused = "event_id_reused"
+            case holdKeyReused = "hold_key_reused"
         }
 
         fileprivate let base: Base
@@ -97,6 +100,16 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         public static let versionConflict = Code(.versionConflict)
         /// The record, counter, resource or hold does not exist.
         public static let notFound = Code(.notFound)
+        /// A step (`perform`, a ledger submission, an inbox receive …) was started inside another
+        /// step's body. Refused at once on every store: it would deadlock on a single writer, or
+        /// commit apart from its step. Use the transaction the body was given.
+        public static let nestedStep = Code(.nestedStep)
+        /// An inbox event id arrived again with another stream or sequence. Event ids are unique
+        /// across all streams; nothing was written and the handler did not run.
+        public static let eventIDReused = Code(.eventIDReused)
+        /// A hold key is already used for a hold on another resource. Hold keys are unique across
+        /// resources; nothing was written.
+        public static let holdKeyReused = Code(.holdKeyReused)
     }
 
     /// What went wrong, as a stable code.

@@ -1,33 +1,26 @@
-public import Unrace
-public import UnraceCore
+import Unrace
+import UnraceCore
 import PostgresNIO
 
 // The ledger's bulk statements on PostgreSQL: one array parameter per column instead of one
 // parameter per value, so a group of hundreds of transfers is a short statement the server
 // parses in no time (`= ANY($1)` to read, `unnest` to insert).
 extension PostgresStore {
-    /// Applies a batch of transfers in one transaction. See ``Store/submitTransfers(_:now:)``.
-    public func submitTransfers(_ batch: [Transfer], now: Timestamp) async throws -> [TransferResult] {
-        try await transaction { tx in
-            try await ledgerSteps.submit(tx, batch, now: now, bulk: Self.bulkStatements(tx))
-        }
-    }
-
-    static func bulkStatements(_ tx: PostgresTransaction) -> SQLLedgerSteps.BulkStatements {
-        SQLLedgerSteps.BulkStatements(
-            fetch: { ids in
+    static func bulkStatements(_ tx: PostgresTransaction) -> SQLBulkStatements {
+        SQLBulkStatements(
+            fetchTransfers: { ids in
                 var binds = PostgresBindings(capacity: 1)
                 binds.append(ids)
                 return try await tx.rows(of: PostgresQuery(
                     unsafeSQL: """
-                        SELECT \(SQLLedgerSteps.transferColumns) FROM unrace_transfers WHERE id = ANY($1)
+                        SELECT \(SQLText.transferColumns) FROM unrace_transfers WHERE id = ANY($1)
                         UNION ALL
-                        SELECT \(SQLLedgerSteps.failureColumns) FROM unrace_transfer_failures WHERE id = ANY($1)
+                        SELECT \(SQLText.failureColumns) FROM unrace_transfer_failures WHERE id = ANY($1)
                         """,
                     binds: binds
                 ))
             },
-            insert: { created in
+            insertTransfers: { created in
                 var binds = PostgresBindings(capacity: 12)
                 binds.append(created.map(\.transfer.id))
                 binds.append(created.map(\.transfer.debitAccount))
@@ -43,7 +36,7 @@ extension PostgresStore {
                 binds.append(created.map { $0.expiresAt?.milliseconds ?? -1 })
                 _ = try await tx.rows(of: PostgresQuery(
                     unsafeSQL: """
-                        INSERT INTO unrace_transfers (\(SQLLedgerSteps.transferColumns))
+                        INSERT INTO unrace_transfers (\(SQLText.transferColumns))
                         SELECT id, debit, credit, amount, ledger, code, flags, NULLIF(pending, ''), timeout, state, created, NULLIF(expires, -1)
                         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
                                     $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[])

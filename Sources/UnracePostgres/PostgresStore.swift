@@ -7,16 +7,25 @@ import Logging
 /// The ``Store`` for many processes and machines sharing one PostgreSQL.
 ///
 /// PostgreSQL is the coordination point: the primary key on `(scope, key)`, row locks
-/// (`SELECT … FOR UPDATE`) and conditional writes do the work; no in-process lock is involved, so
-/// any number of processes may share the database. Statements stay within what
+/// (`SELECT … FOR UPDATE`) and inserts that reserve a key first do the work; no in-process lock
+/// is involved, so any number of processes may share the database. Statements stay within what
 /// Postgres-compatible distributed SQL engines accept, and rows shard by `(scope, key)`.
+///
+/// Time: a step whose clock is real time (``SystemWallClock``, the default) decides leases and
+/// expiries on the **database's** clock, read in the deciding statement — so machines whose
+/// clocks disagree still agree on every lease. A clock that is not real time (a
+/// ``ManualWallClock`` in tests) is used as given.
 public final class PostgresStore: SQLStore {
     /// The handle a step's body writes through.
     public typealias Transaction = PostgresTransaction
 
-    /// How many times a step is retried after a serialization failure or deadlock
-    /// (SQLSTATE 40001, 40P01) or a lost insert race, before ``UnraceError/Code/retryLimitReached``.
+    /// How many times a step is tried in all when it meets serialization failures or deadlocks
+    /// (SQLSTATE 40001, 40P01), before ``UnraceError/Code/retryLimitReached``.
     public static let retryCountMax = 8
+    /// How many times a step is tried in all when it loses an insert race on one of Unrace's own
+    /// tables (SQLSTATE 23505: a concurrent step created the row first; the next attempt sees it).
+    /// A unique violation on any other table is the caller's and fails at once.
+    public static let insertRaceRetryCountMax = 3
 
     /// The client the store runs its steps on.
     public let client: PostgresClient
@@ -26,7 +35,6 @@ public final class PostgresStore: SQLStore {
     public var dialect: SQLDialect { .postgres }
 
     private let logger: Logger
-    let table = OperationTable(lockClause: SQLDialect.postgres.rowLockClause)
 
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
@@ -36,7 +44,7 @@ public final class PostgresStore: SQLStore {
         self.logger = logger
         _ = try await transaction { tx in
             try await tx.execute("SELECT pg_advisory_xact_lock(7220001)")
-            return try await Self.migrations.apply(tx, now: SystemWallClock().now())
+            return try await SQLSchema.migrations(.postgres).apply(tx, now: SystemWallClock().now())
         }
     }
 
@@ -91,97 +99,40 @@ public final class PostgresStore: SQLStore {
         )
     }
 
-    static let migrations = SchemaMigrations([
-        .init(version: 1, statements: [
-            """
-            CREATE TABLE unrace_operations (
-              scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint BYTEA NOT NULL,
-              state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'released')),
-              token BIGINT NOT NULL CHECK (token >= 1), holder TEXT NOT NULL, lease_until BIGINT NOT NULL,
-              recovery_point BYTEA, outcome BYTEA, created_at BIGINT NOT NULL, completed_at BIGINT, expires_at BIGINT,
-              PRIMARY KEY (scope, key)
-            )
-            """,
-            "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
-        ]),
-        .init(version: 2, statements: InboxSchema.statements(blob: "BYTEA")),
-        .init(version: 3, statements: SQLLostUpdateSteps.statements(blob: "BYTEA", keyedTable: "")),
-        .init(version: 4, statements: SQLLedgerSteps.statements(keyedTable: "")),
-    ])
-
     // MARK: Store
 
-    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
-    public func performOnce(
-        _ request: ClaimRequest,
-        retention: Duration,
-        _ body: (PostgresTransaction, FencingToken) async throws -> Completion
-    ) async throws -> PerformStep {
-        // Fast path, for the common case of a new key: run the body, then insert the completed
-        // record in the same transaction, one statement that adds no commit. A concurrent
-        // duplicate's insert waits on the primary key until this transaction ends.
-        if let fresh = ClaimDecision.insert.acquiredRecord(for: request, existing: nil) {
-            do {
-                return try await transaction { tx in
-                    let completion = try await body(tx, fresh.token)
-                    let record = completion.apply(to: fresh, now: request.now, retention: retention)
-                    let inserted = try await PostgresTransaction.mapErrors {
-                        var inserted = false
-                        let statement = InsertOperationIfAbsent(values: OperationTable.values(record))
-                        for try await _ in try await tx.connection.execute(statement, logger: logger) { inserted = true }
-                        return inserted
-                    }
-                    guard inserted else { throw KeyExists() }
-                    return .performed(record)
+    /// Runs `body` as one step: a transaction (`BEGIN` … `COMMIT`) on a pooled connection, retried
+    /// whole on serialization failures, deadlocks and lost insert races; a read-only step runs its
+    /// statements without a transaction.
+    public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<PostgresTransaction>) async throws -> T) async throws -> T {
+        try StepNesting.check()
+        let given = step.clock.isRealTime ? nil : step.clock.now()
+        if step.isReadOnly {
+            return try await PostgresTransaction.mapErrors {
+                try await client.withConnection { connection in
+                    let tx = PostgresTransaction(connection: connection, logger: logger)
+                    let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
+                    return try await StepNesting.inside { try await body(context) }
                 }
-            } catch is KeyExists {
-                // The key has a record: fall through to the locking path, which decides on it.
-            } catch let error as UnraceError where error.code == .constraintViolation {
-                // The body hit a business unique key that a committed duplicate wrote first;
-                // the locking path will find that duplicate's record and replay it.
             }
         }
-        return try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
-    }
-
-    /// Claims the key for a lease, in one transaction. See ``Store/claim(_:)``.
-    public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
-        try await transaction { tx in try await table.claim(tx, request) }
-    }
-
-    /// Runs `body` and applies `write` if `token` is current, in one transaction; throws `fenced` otherwise. See ``Store/write(_:scope:key:token:now:retention:_:)``.
-    public func write(
-        _ write: HolderWrite, scope: Scope, key: OperationKey, token: FencingToken, now: Timestamp,
-        retention: Duration, _ body: (PostgresTransaction) async throws -> Void
-    ) async throws -> OperationRecord {
-        try await transaction { tx in
-            try await table.write(tx, write, scope: scope, key: key, token: token, now: now, retention: retention, body)
+        return try await transaction { tx in
+            try await body(StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given, bulk: Self.bulkStatements(tx))))
         }
     }
 
-    /// The stored record of a key, if any.
-    public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
-        try await client.withConnection { connection in
-            try await table.fetch(PostgresTransaction(connection: connection, logger: logger), scope: scope, key: key, lock: false)
-        }
-    }
-
-    /// Deletes at most `limit` records whose retention ended before `now`.
-    public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
-        try await transaction { tx in try await table.purgeExpired(tx, now: now, limit: limit) }
-    }
-
-    /// Runs `body` in a transaction with no operation record.
+    /// Runs `body` in a transaction with no Unrace rows.
     public func withTransaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
         try await transaction(body)
     }
 
-    private struct KeyExists: Error {}
-
     /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
-    /// and retrying (bounded) on serialization failures, deadlocks and lost insert races.
+    /// (or the task is cancelled) and retrying, bounded and with jitter, on serialization
+    /// failures, deadlocks and lost insert races on Unrace's tables.
     func transaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
+        try StepNesting.check()
         var attempt = 0
+        var insertRaces = 0
         while true {
             attempt += 1
             do {
@@ -190,35 +141,50 @@ public final class PostgresStore: SQLStore {
                         let tx = PostgresTransaction(connection: connection, logger: logger)
                         try await tx.execute("BEGIN")
                         do {
-                            let result = try await body(tx)
+                            let result = try await StepNesting.inside { try await body(tx) }
                             try await tx.execute("COMMIT")
                             return result
                         } catch {
-                            do { try await tx.execute("ROLLBACK") } catch {
-                                logger.debug("rollback after a failed step also failed", metadata: ["error": "\(error)"])
-                            }
+                            await rollback(connection)
                             throw error
                         }
                     }
                 }
-            } catch let error as UnraceError where Self.isTransient(error) {
-                guard attempt < Self.retryCountMax else {
+            } catch let error as UnraceError where Self.isSerializationFailure(error) || Self.isInsertRace(error) {
+                if Self.isInsertRace(error) { insertRaces += 1 }
+                guard attempt < Self.retryCountMax, insertRaces < Self.insertRaceRetryCountMax else {
                     throw UnraceError(
                         .retryLimitReached, "a step kept conflicting with concurrent transactions",
                         detail: "\(attempt) attempts; last SQLSTATE \(error.sqlState ?? "?")", underlying: error
                     )
                 }
+                logger.notice("step retried after a conflict", metadata: ["sqlstate": "\(error.sqlState ?? "?")", "attempt": "\(attempt)"])
+                // A short jittered pause (random per process), so steps that collided do not collide again.
+                try await Task.sleep(for: .microseconds(Int.random(in: 0...(200 << min(attempt, 6)))))
             }
         }
     }
 
-    /// Serialization failures, deadlocks, and a unique violation on one of Unrace's own tables
-    /// (two steps inserting the same key or stream at once): retrying the whole step resolves each.
-    private static func isTransient(_ error: UnraceError) -> Bool {
-        switch error.sqlState {
-        case "40001", "40P01": return true
-        case "23505": return (error.underlying as? PSQLError)?.serverInfo?[.tableName]?.hasPrefix("unrace_") ?? false
-        default: return false
+    /// Rolls back on a task of its own, which cancellation of the caller cannot skip.
+    private func rollback(_ connection: PostgresConnection) async {
+        let logger = logger
+        let result = await Task.detached {
+            try await connection.query("ROLLBACK", logger: logger)
+        }.result
+        if case .failure(let error) = result {
+            logger.debug("rollback after a failed step also failed", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Serialization failures and deadlocks: retrying the whole step resolves them.
+    private static func isSerializationFailure(_ error: UnraceError) -> Bool {
+        error.sqlState == "40001" || error.sqlState == "40P01"
+    }
+
+    /// A unique violation on one of Unrace's own tables: a concurrent step inserted the same key,
+    /// stream or account first, and the next attempt finds it.
+    private static func isInsertRace(_ error: UnraceError) -> Bool {
+        guard error.sqlState == "23505" else { return false }
+        return (error.underlying as? PSQLError)?.serverInfo?[.tableName]?.hasPrefix("unrace_") ?? false
     }
 }

@@ -1,12 +1,15 @@
 public import Unrace
 import UnraceCore
 public import PostgresNIO
+import Foundation
 import Logging
 
 /// Business writes inside a ``PostgresStore`` step, on one leased connection.
 ///
-/// `?` placeholders are rewritten to PostgreSQL's `$1, $2, …` (outside quoted text), so the same
-/// statement runs on SQLite and PostgreSQL. Statements that already use `$n` are sent unchanged.
+/// `?` placeholders are rewritten to PostgreSQL's `$1, $2, …` (see
+/// ``numberPlaceholders(_:)`` for exactly where), so the same statement runs on SQLite and
+/// PostgreSQL. Statements that already use `$n` are sent unchanged. Unrace's own hottest
+/// statements run as named prepared statements.
 public struct PostgresTransaction: SQLTransaction {
     /// The connection the transaction runs on. Use it for postgres-nio features Unrace does not
     /// wrap; never let it escape the step.
@@ -15,6 +18,10 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
+        if let prepared = HotStatements.byText[sql] {
+            _ = try await Self.mapErrors { try await HotStatements.rows(prepared, connection, arguments, logger) }
+            return
+        }
         try await Self.mapErrors {
             try await connection.query(Self.query(sql, arguments), logger: logger)
         }
@@ -22,7 +29,10 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
-        try await rows(of: Self.query(sql, arguments))
+        if let prepared = HotStatements.byText[sql] {
+            return try await Self.mapErrors { try await HotStatements.rows(prepared, connection, arguments, logger) }
+        }
+        return try await rows(of: Self.query(sql, arguments))
     }
 
     /// Runs a query built with postgres-nio's own bindings (arrays, for instance) and returns its rows.
@@ -30,13 +40,7 @@ public struct PostgresTransaction: SQLTransaction {
         try await Self.mapErrors {
             var rows: [SQLRow] = []
             for try await row in try await connection.query(query, logger: logger) {
-                var columns: [String] = []
-                var values: [SQLValue] = []
-                for cell in row {
-                    columns.append(cell.columnName)
-                    values.append(try SQLValue(cell))
-                }
-                rows.append(SQLRow(columns: columns, values: values))
+                rows.append(try SQLRow(row))
             }
             return rows
         }
@@ -61,31 +65,105 @@ public struct PostgresTransaction: SQLTransaction {
         return binds
     }
 
-    /// Rewrites `?` to `$1, $2, …`, leaving quoted strings and identifiers alone. Works on
-    /// UTF-8 bytes: every byte it looks at is ASCII, and multi-byte characters pass through whole.
+    /// Rewrites `?` placeholders to `$1, $2, …`, only where they are placeholders: not inside
+    /// quoted strings (`'…'`, `E'…'` with backslash escapes), quoted identifiers, dollar-quoted
+    /// strings or comments, and not in the jsonb operators `?|` and `?&`. A statement that already
+    /// uses `$n` placeholders is sent unchanged (write jsonb's `?` operator in such a statement,
+    /// or as `jsonb_exists(…)`). Works on UTF-8 bytes: every byte it looks at is ASCII.
     static func numberPlaceholders(_ sql: String) -> String {
+        let bytes = Array(sql.utf8)
         let question = UInt8(ascii: "?")
-        guard sql.utf8.contains(question) else { return sql }
+        guard bytes.contains(question) || bytes.contains(UInt8(ascii: "$")) else { return sql }
         var result: [UInt8] = []
-        result.reserveCapacity(sql.utf8.count + 16)
+        result.reserveCapacity(bytes.count + 16)
         var number = 0
-        var quote: UInt8?
-        for byte in sql.utf8 {
-            if let open = quote {
-                if byte == open { quote = nil }
+        var index = 0
+        func isIdentifier(_ byte: UInt8) -> Bool {
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F || byte >= 0x80
+        }
+        func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+        /// Copies up to and including the first `end` at or after `from` (or to the end).
+        func copy(until end: [UInt8], from: Int) -> Int {
+            var position = from
+            while position < bytes.count {
+                if bytes[position...].starts(with: end) { return position + end.count }
+                position += 1
+            }
+            return bytes.count
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            let next = index + 1 < bytes.count ? bytes[index + 1] : 0
+            switch byte {
+            case UInt8(ascii: "'"):
+                // A string; E'…' strings escape with backslashes, others double the quote (which
+                // this reads as two strings back to back).
+                let escapes = index > 0 && (bytes[index - 1] == UInt8(ascii: "E") || bytes[index - 1] == UInt8(ascii: "e"))
+                    && (index < 2 || !isIdentifier(bytes[index - 2]))
+                var end = index + 1
+                while end < bytes.count, bytes[end] != UInt8(ascii: "'") {
+                    end += escapes && bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                end = min(end + 1, bytes.count)
+                result += bytes[index..<end]
+                index = end
+            case UInt8(ascii: "\""):
+                let end = copy(until: [UInt8(ascii: "\"")], from: index + 1)
+                result += bytes[index..<end]
+                index = end
+            case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
+                let end = copy(until: [UInt8(ascii: "\n")], from: index + 2)
+                result += bytes[index..<end]
+                index = end
+            case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
+                var depth = 0
+                var end = index
+                while end < bytes.count {
+                    if bytes[end...].starts(with: [UInt8(ascii: "/"), UInt8(ascii: "*")]) {
+                        depth += 1
+                        end += 2
+                    } else if bytes[end...].starts(with: [UInt8(ascii: "*"), UInt8(ascii: "/")]) {
+                        depth -= 1
+                        end += 2
+                        if depth == 0 { break }
+                    } else {
+                        end += 1
+                    }
+                }
+                result += bytes[index..<end]
+                index = end
+            case UInt8(ascii: "$") where isDigit(next):
+                // The statement numbers its own placeholders.
+                if index == 0 || !isIdentifier(bytes[index - 1]) { return sql }
                 result.append(byte)
-            } else if byte == UInt8(ascii: "'") || byte == UInt8(ascii: "\"") {
-                quote = byte
-                result.append(byte)
-            } else if byte == question {
+                index += 1
+            case UInt8(ascii: "$") where index == 0 || !isIdentifier(bytes[index - 1]):
+                // A dollar quote: $tag$ … $tag$ (the tag may be empty).
+                var tagEnd = index + 1
+                while tagEnd < bytes.count, isIdentifier(bytes[tagEnd]) { tagEnd += 1 }
+                guard tagEnd < bytes.count, bytes[tagEnd] == UInt8(ascii: "$") else {
+                    result.append(byte)
+                    index += 1
+                    continue
+                }
+                let tag = Array(bytes[index...tagEnd])
+                let end = copy(until: tag, from: tagEnd + 1)
+                result += bytes[index..<end]
+                index = end
+            case question where next == UInt8(ascii: "|") || next == UInt8(ascii: "&"):
+                result += [byte, next]  // jsonb's ?| and ?&
+                index += 2
+            case question:
                 number += 1
                 result.append(UInt8(ascii: "$"))
                 result.append(contentsOf: String(number).utf8)
-            } else {
+                index += 1
+            default:
                 result.append(byte)
+                index += 1
             }
         }
-        return String(decoding: result, as: UTF8.self)
+        return number == 0 ? sql : String(decoding: result, as: UTF8.self)
     }
 
     /// Translates postgres-nio errors into ``UnraceError``s with stable codes. The original
@@ -119,6 +197,18 @@ extension UnraceError {
     }
 }
 
+extension SQLRow {
+    init(_ row: PostgresRow) throws {
+        var columns: [String] = []
+        var values: [SQLValue] = []
+        for cell in row {
+            columns.append(cell.columnName)
+            values.append(try SQLValue(cell))
+        }
+        self.init(columns: columns, values: values)
+    }
+}
+
 extension SQLValue {
     init(_ cell: PostgresCell) throws {
         guard cell.bytes != nil else {
@@ -135,8 +225,13 @@ extension SQLValue {
         case .bytea:
             var buffer = try cell.decode(ByteBuffer.self)
             self = .blob(buffer.readBytes(length: buffer.readableBytes) ?? [])
+        case .numeric:
+            // An exact number (PostgreSQL's SUM over BIGINT): a whole one that fits reads as an
+            // integer, any other as its decimal text (which `SQLRow.int128` also reads).
+            let text = "\(try cell.decode(Decimal.self))"
+            self = Int64(text).map(SQLValue.integer) ?? .text(text)
         default:
-            // text, varchar, name, numeric, uuid, json …: their text form.
+            // text, varchar, name, uuid, json …: their text form.
             self = .text(try cell.decode(String.self))
         }
     }

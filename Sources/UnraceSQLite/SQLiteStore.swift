@@ -7,9 +7,14 @@ import Foundation
 /// The embedded default ``Store``: one SQLite file in WAL mode, through GRDB.
 ///
 /// Write steps run one at a time on the single writer connection (`BEGIN IMMEDIATE`), so a
-/// claim and the body's writes can never interleave with another step's. Several processes may
-/// open the same file: SQLite's file locks serialise their writers, waiting up to
-/// ``Configuration/busyTimeout`` each. For many machines, use PostgreSQL.
+/// claim, its decision and the body's writes can never interleave with another step's: a read
+/// inside the step is a lock. Several processes may open the same file: SQLite's file locks
+/// serialise their writers, waiting up to ``Configuration/busyTimeout`` each. Steps decide at
+/// the caller's clock, read once the step holds the writer (one machine, one clock). For many
+/// machines, use PostgreSQL.
+///
+/// A step whose task is cancelled rolls back and releases the writer before it returns, on a
+/// path cancellation cannot skip.
 public final class SQLiteStore: SQLStore {
     /// The handle a step's body writes through.
     public typealias Transaction = SQLiteTransaction
@@ -48,7 +53,6 @@ public final class SQLiteStore: SQLStore {
 
     let pool: DatabasePool
     private let writer = AsyncLock()
-    let table = OperationTable(lockClause: SQLDialect.sqlite.rowLockClause)
     private let logger: Logger
 
     /// Opens (creating if needed) a database file and migrates its schema.
@@ -88,7 +92,7 @@ public final class SQLiteStore: SQLStore {
             )
         }
         _ = try await transaction { tx in
-            try await Self.migrations.apply(tx, now: SystemWallClock().now())
+            try await SQLSchema.migrations(.sqlite).apply(tx, now: SystemWallClock().now())
         }
     }
 
@@ -97,110 +101,57 @@ public final class SQLiteStore: SQLStore {
         try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
-    static let migrations = SchemaMigrations([
-        .init(version: 1, statements: [
-            """
-            CREATE TABLE unrace_operations (
-              scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL,
-              state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'released')),
-              token INTEGER NOT NULL CHECK (token >= 1), holder TEXT NOT NULL, lease_until INTEGER NOT NULL,
-              recovery_point BLOB, outcome BLOB, created_at INTEGER NOT NULL, completed_at INTEGER, expires_at INTEGER,
-              PRIMARY KEY (scope, key)
-            ) WITHOUT ROWID
-            """,
-            "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
-        ]),
-        .init(version: 2, statements: InboxSchema.statements(blob: "BLOB", keyedTable: " WITHOUT ROWID")),
-        .init(version: 3, statements: SQLLostUpdateSteps.statements(blob: "BLOB", keyedTable: " WITHOUT ROWID")),
-        .init(version: 4, statements: SQLLedgerSteps.statements(keyedTable: " WITHOUT ROWID")),
-    ])
-
     // MARK: Store
 
-    /// Claims the key and, if acquired, runs `body` and stores its completion, in one transaction. See ``Store/performOnce(_:retention:_:)``.
-    public func performOnce(
-        _ request: ClaimRequest,
-        retention: Duration,
-        _ body: (SQLiteTransaction, FencingToken) async throws -> Completion
-    ) async throws -> PerformStep {
-        // Fast path, for the common case of a new key: BEGIN travels with the body's first
-        // statement, and the completed record's insert-if-absent with the COMMIT, so a guarded
-        // step makes as many trips to the writer as the body alone. A key that already has a
-        // record rolls the body back and takes the deciding path below.
-        if let fresh = ClaimDecision.insert.acquiredRecord(for: request, existing: nil) {
-            let fast: PerformStep? = try await writer.withLock {
-                let tx = SQLiteTransaction(pool: pool, access: .write)
-                do {
-                    let completion = try await body(tx, fresh.token)
-                    let record = completion.apply(to: fresh, now: request.now, retention: retention)
-                    let inserted = try await tx.commit(insertingIfAbsent: Self.insertIfAbsentSQL, OperationTable.values(record))
-                    return inserted ? .performed(record) : nil
-                } catch let error as UnraceError where error.code == .constraintViolation {
-                    try? await rollback()  // a business unique key a completed duplicate wrote first
-                    return nil
-                } catch {
-                    try? await rollback()
-                    throw error
-                }
-            }
-            if let fast { return fast }
+    /// Runs `body` as one step: a write transaction on the writer (`BEGIN IMMEDIATE` … `COMMIT`),
+    /// or, for a read-only step, reads on a reader connection.
+    public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<SQLiteTransaction>) async throws -> T) async throws -> T {
+        try StepNesting.check()
+        if step.isReadOnly {
+            let tx = SQLiteTransaction(pool: pool, access: .read)
+            let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now()))
+            return try await StepNesting.inside { try await body(context) }
         }
-        return try await transaction { tx in try await table.performOnce(tx, request, retention: retention, body) }
-    }
-
-    private static let insertIfAbsentSQL = OperationTable.insertSQL + " ON CONFLICT (scope, key) DO NOTHING"
-
-    private func rollback() async throws {
-        try await pool.writeWithoutTransaction { db in
-            if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
+        return try await transaction { tx in
+            try await body(StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now())))
         }
     }
 
-    /// Claims the key for a lease, in one transaction. See ``Store/claim(_:)``.
-    public func claim(_ request: ClaimRequest) async throws -> ClaimStep {
-        try await transaction { tx in try await table.claim(tx, request) }
-    }
-
-    /// Runs `body` and applies `write` if `token` is current, in one transaction; throws `fenced` otherwise. See ``Store/write(_:scope:key:token:now:retention:_:)``.
-    public func write(
-        _ write: HolderWrite, scope: Scope, key: OperationKey, token: FencingToken, now: Timestamp,
-        retention: Duration, _ body: (SQLiteTransaction) async throws -> Void
-    ) async throws -> OperationRecord {
-        try await transaction { tx in
-            try await table.write(tx, write, scope: scope, key: key, token: token, now: now, retention: retention, body)
-        }
-    }
-
-    /// The stored record of a key, if any.
-    public func record(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
-        try await table.fetch(SQLiteTransaction(pool: pool, access: .read), scope: scope, key: key, lock: false)
-    }
-
-    /// Deletes at most `limit` records whose retention ended before `now`.
-    public func purgeExpired(now: Timestamp, limit: Int) async throws -> Int {
-        try await transaction { tx in try await table.purgeExpired(tx, now: now, limit: limit) }
-    }
-
-    /// Runs `body` in a transaction with no operation record.
+    /// Runs `body` in a transaction with no Unrace rows.
     public func withTransaction<T: Sendable>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
         try await transaction(body)
     }
 
-    /// Runs `body` between `BEGIN IMMEDIATE` and `COMMIT` on the writer, rolling back if it throws.
+    /// Runs `body` between `BEGIN IMMEDIATE` and `COMMIT` on the writer, rolling back if it throws
+    /// or the task is cancelled.
     func transaction<T>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
-        try await writer.withLock {
+        try StepNesting.check()
+        return try await writer.withLock {
             // BEGIN IMMEDIATE travels with the body's first statement, COMMIT with its queued ones.
             let tx = SQLiteTransaction(pool: pool, access: .write)
             do {
-                let result = try await body(tx)
+                let result = try await StepNesting.inside { try await body(tx) }
                 try await tx.commit()
                 return result
             } catch {
-                do { try await rollback() } catch {
-                    logger.debug("rollback after a failed step also failed", metadata: ["error": "\(error)"])
-                }
+                await rollback()
                 throw error
             }
+        }
+    }
+
+    /// Rolls back whatever transaction the writer has open. GRDB refuses database access from a
+    /// cancelled task, so the rollback runs in a task of its own, which nothing cancels; the
+    /// writer lock is released only after it.
+    private func rollback() async {
+        let pool = pool
+        let result = await Task.detached {
+            try await pool.writeWithoutTransaction { db in
+                if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
+            }
+        }.result
+        if case .failure(let error) = result {
+            logger.error("rollback after a failed step also failed", metadata: ["error": "\(error)"])
         }
     }
 }

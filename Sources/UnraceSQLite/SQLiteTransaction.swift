@@ -65,27 +65,6 @@ public final class SQLiteTransaction: SQLTransaction {
         }
     }
 
-    /// Runs the queued statements and `insert` (an `INSERT … ON CONFLICT DO NOTHING`), then
-    /// commits if it inserted a row and rolls back if it did not — one writer access.
-    /// - Returns: whether the row was inserted and the transaction committed.
-    func commit(insertingIfAbsent insert: String, _ arguments: [SQLValue]) async throws -> Bool {
-        let (begun, queued) = state.withLock { state in
-            defer { state.beforeCommit = [] }
-            return (state.begun, state.beforeCommit)
-        }
-        let insertArguments = StatementArguments(arguments)
-        return try await Self.mapErrors {
-            try await pool.writeWithoutTransaction { db in
-                if !begun { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
-                for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
-                try db.cachedStatement(sql: insert).execute(arguments: insertArguments)
-                let inserted = db.changesCount == 1
-                try db.cachedStatement(sql: inserted ? "COMMIT" : "ROLLBACK").execute()
-                return inserted
-            }
-        }
-    }
-
     // A single statement is prepared once per connection and reused (GRDB's statement cache);
     // a script of several statements is run as it is.
     private static func execute(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws {

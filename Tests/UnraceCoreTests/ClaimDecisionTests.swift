@@ -64,7 +64,8 @@ struct ClaimDecisionTests {
 
     @Test func retryableCompletionKeepsToken() {
         let released = Completion.retryable.apply(to: record(.running, token: 3), now: Timestamp(milliseconds: 50), retention: .seconds(1))
-        #expect(released.state == .released && released.token == FencingToken(3) && released.expiresAt == nil)
+        #expect(released.state == .released && released.token == FencingToken(3))
+        #expect(released.expiresAt == Timestamp(milliseconds: 1_050), "a released record expires like a completed one")
         let done = Completion.success([9]).apply(to: record(.running), now: Timestamp(milliseconds: 50), retention: .seconds(1))
         #expect(done.expiresAt == Timestamp(milliseconds: 1_050) && done.outcome == [9])
     }

@@ -285,10 +285,10 @@ struct OperationsLifecycleTests {
             Issue.record("claim")
             return
         }
-        #expect(try await operations.purgeExpired(limit: 10) == 0, "nothing expires before its retention")
+        #expect(try await operations.purgeExpired(scope: scope, limit: 10) == 0, "nothing expires before its retention")
         clock.advance(by: .seconds(61))
-        #expect(try await operations.purgeExpired(limit: 2) == 2)
-        #expect(try await operations.purgeExpired(limit: 10) == 3)
+        #expect(try await operations.purgeExpired(scope: scope, limit: 2) == 2)
+        #expect(try await operations.purgeExpired(scope: scope, limit: 10) == 3)
         #expect(try await operations.status(of: "send:0", scope: scope) == .notStarted)
         #expect(try await operations.status(of: "running", scope: scope) != .notStarted, "running keys are never purged")
     }

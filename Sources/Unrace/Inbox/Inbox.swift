@@ -54,13 +54,23 @@ public struct Inbox<S: Store>: Sendable {
     ///
     /// `handler` runs inside the step's transaction, once per event id, in sequence order per
     /// stream. Acknowledge the event to the broker only after this returns.
-    /// - Throws: ``UnraceError/Code/parkingLimitReached`` (do not ack); store errors; or what
-    ///   `handler` throws (nothing is written then).
+    /// - Throws: ``UnraceError/Code/parkingLimitReached`` (do not ack);
+    ///   ``UnraceError/Code/eventIDReused`` when the id was received with another stream or
+    ///   sequence (the handler does not run); ``UnraceError/Code/invalidEvent`` for an event whose
+    ///   fields break their ``NameRule``; store errors; or what `handler` throws (nothing is
+    ///   written then).
     public func receive(
         _ event: InboxEvent,
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> InboxOutcome {
-        try await store.receive(event, parkingLimit: configuration.parkingLimit, now: configuration.clock.now(), handler)
+        // The fields are public and mutable: validate again what reaches the store.
+        let event = try InboxEvent(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type, payload: event.payload)
+        let limit = configuration.parkingLimit
+        return try await store.step(StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
+            let outcome = try await InboxFlow.receive(context, event, parkingLimit: limit) { try await handler(context.transaction, $0) }
+            context.note("→ \(outcome)")
+            return outcome
+        }
     }
 
     /// Streams whose gap is older than ``InboxConfiguration/gapTimeout``, oldest first: what an
@@ -69,8 +79,11 @@ public struct Inbox<S: Store>: Sendable {
         guard (1...10_000).contains(limit) else {
             throw UnraceError(.invalidArgument, "gap report limit must be between 1 and 10000")
         }
-        let cutoff = Timestamp(milliseconds: configuration.clock.now().milliseconds - configuration.gapTimeout.wholeMilliseconds)
-        return try await store.inboxGaps(openedBefore: cutoff, limit: limit)
+        let timeout = configuration.gapTimeout.wholeMilliseconds
+        return try await store.step(StepInfo("gaps", "", clock: configuration.clock, isReadOnly: true)) { context in
+            let now = try await context.rows.now()
+            return try await context.rows.inboxGaps(openedBefore: Timestamp(milliseconds: now.milliseconds - timeout), limit: limit)
+        }
     }
 
     /// Gives up on a stream's missing events: records each as `skipped`, moves the head past
@@ -79,12 +92,18 @@ public struct Inbox<S: Store>: Sendable {
         stream: String,
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
-        try await store.skipGap(stream: stream, now: configuration.clock.now(), handler)
+        let stream = try NameRule.stream.validate(stream)
+        return try await store.step(StepInfo("skipGap", stream, clock: configuration.clock)) { context in
+            try await InboxFlow.skipGap(context, stream: stream) { try await handler(context.transaction, $0) }
+        }
     }
 
     /// The last applied sequence of a stream (0 before its first event).
     public func head(of stream: String) async throws -> Int64 {
-        try await store.inboxHead(stream: stream)
+        let stream = try NameRule.stream.validate(stream)
+        return try await store.step(StepInfo("head", stream, clock: configuration.clock, isReadOnly: true)) { context in
+            try await context.rows.streamHead(stream)
+        }
     }
 }
 
@@ -105,26 +124,46 @@ public struct LifecycleGuard<S: Store>: Sendable {
     let clock: any WallClock
 
     /// Creates a guard.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks ``NameRule/lifecycleName``.
     public init(store: S, lifecycle: Lifecycle, name: String, clock: any WallClock = SystemWallClock()) throws {
-        guard !name.isEmpty, name.utf8.count <= 64 else {
-            throw UnraceError(.invalidArgument, "a lifecycle name must be 1 to 64 bytes")
-        }
+        self.name = try NameRule.lifecycleName.validate(name)
         self.store = store
         self.lifecycle = lifecycle
-        self.name = name
         self.clock = clock
     }
 
-    /// Applies `event` to `entity` and runs `handler` with the decision, in one transaction.
+    /// Applies `event` to `entity` and runs `handler` with the decision, in one transaction. The
+    /// entity's state is locked first, so concurrent events for one entity apply one at a time.
+    /// - Throws: ``UnraceError/Code/invalidEvent`` for an entity that breaks ``NameRule/entity``;
+    ///   store errors; what `handler` throws (nothing written then).
     @discardableResult
     public func apply(
         _ event: String,
         to entity: String,
         _ handler: (S.Transaction, Lifecycle.Decision) async throws -> Void = { _, _ in }
     ) async throws -> Lifecycle.Decision {
-        guard !entity.isEmpty, entity.utf8.count <= InboxEvent.maximumNameByteCount else {
-            throw UnraceError(.invalidEvent, "an entity id must be 1 to \(InboxEvent.maximumNameByteCount) bytes")
+        let entity = try NameRule.entity.validate(entity)
+        let lifecycle = lifecycle
+        let name = name
+        return try await store.step(StepInfo("transition", "\(entity) on \(event)", clock: clock)) { context in
+            let current = try await context.rows.lifecycleState(lifecycle: name, entity: entity, lock: true)
+            let decision = lifecycle.applyWithPlaceholder(event, to: current)
+            if case .moved(_, let target) = decision {
+                try await context.rows.saveLifecycleState(
+                    lifecycle: name, entity: entity, state: target, isNew: current == nil, now: try await context.rows.now()
+                )
+            }
+            try await handler(context.transaction, decision)
+            return decision
         }
-        return try await store.transition(lifecycle, name: name, entity: entity, event: event, now: clock.now(), handler)
+    }
+
+    /// The stored state of an entity, or `nil` if no event was applied to it.
+    public func state(of entity: String) async throws -> String? {
+        let entity = try NameRule.entity.validate(entity)
+        let name = name
+        return try await store.step(StepInfo("lifecycleState", entity, clock: clock, isReadOnly: true)) { context in
+            try await context.rows.lifecycleState(lifecycle: name, entity: entity, lock: false)
+        }
     }
 }

@@ -1,4 +1,4 @@
-package import UnraceCore
+public import UnraceCore
 
 /// What a handler decided about an event it was given.
 public enum InboxVerdict: Sendable, Hashable {
@@ -17,7 +17,8 @@ public enum InboxOutcome: Sendable, Hashable {
     case rejected(reason: String, drained: Int)
     /// Stored durably until the stream's sequence reaches it; `waitingFor` is the missing one.
     case parked(waitingFor: Int64)
-    /// Already received (the same id, or another event at the same position): not applied again.
+    /// Already received (the same id at the same position, or another event at the same
+    /// position): not applied again.
     case duplicate
     /// Its sequence is at or below the stream's head under an id never seen: an old event
     /// replayed; not applied.
@@ -25,13 +26,18 @@ public enum InboxOutcome: Sendable, Hashable {
 }
 
 /// One stream's position, as stored.
-package struct StreamHead: Sendable {
-    package var stream: String
-    package var head: Int64
-    package var parked: Int
-    package var gapSince: Timestamp?
+public struct StreamHead: Sendable, Hashable {
+    /// The stream.
+    public var stream: String
+    /// The last applied sequence (0 before the first).
+    public var head: Int64
+    /// How many early events are parked.
+    public var parked: Int
+    /// When the current gap opened, if the stream has one.
+    public var gapSince: Timestamp?
 
-    package init(stream: String, head: Int64, parked: Int, gapSince: Timestamp?) {
+    /// A stream's position.
+    public init(stream: String, head: Int64, parked: Int, gapSince: Timestamp?) {
         self.stream = stream
         self.head = head
         self.parked = parked
@@ -40,49 +46,43 @@ package struct StreamHead: Sendable {
 }
 
 /// How an event is stored.
-package enum InboxEventStatus: String, Sendable {
-    case applied, rejected, parked, skipped
-}
-
-/// The rows an inbox step reads and writes, inside one transaction of some store.
-package protocol InboxRows {
-    /// The stream's head, created at 0 if absent, locked until the transaction ends.
-    func lockStream(_ stream: String) async throws -> StreamHead
-    /// Whether this id, or this (stream, sequence), was already received.
-    func isTaken(_ event: InboxEvent) async throws -> Bool
-    func insert(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws
-    /// Records an applied (or rejected) event and saves the stream: the last writes of the
-    /// common in-order step, which a store may send as one statement.
-    func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws
-    func setStatus(of event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws
-    /// The parked event at exactly `sequence`, if any.
-    func parkedEvent(stream: String, sequence: Int64) async throws -> InboxEvent?
-    /// The lowest parked sequence of a stream, if any.
-    func lowestParkedSequence(stream: String) async throws -> Int64?
-    func save(_ head: StreamHead) async throws
-}
-
-extension InboxRows {
-    package func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws {
-        try await insert(event, status: status, reason: reason, now: now)
-        try await save(stream)
-    }
+public enum InboxEventStatus: String, Sendable {
+    /// Applied by the handler.
+    case applied
+    /// Consumed, refused by the handler.
+    case rejected
+    /// Waiting for its turn.
+    case parked
+    /// A missing sequence an operator skipped.
+    case skipped
 }
 
 /// The inbox's one step, written once for every store: decide with ``SequencingDecision``, then
 /// apply, drain, park or report.
-package enum InboxFlow {
-    package static func receive<R: InboxRows>(
-        _ rows: R,
+enum InboxFlow {
+    static func receive(
+        _ context: StepContext<some Sendable>,
         _ event: InboxEvent,
         parkingLimit: Int,
-        now: Timestamp,
         _ apply: (InboxEvent) async throws -> InboxVerdict
     ) async throws -> InboxOutcome {
-        var stream = try await rows.lockStream(event.stream)
+        let rows = context.rows
+        var (stream, stored) = try await rows.lockStream(event.stream, eventID: event.id)
+        if let stored {
+            // Event ids are global: the same id at another position is not this event.
+            guard stored == InboxPosition(stream: event.stream, sequence: event.sequence) else {
+                throw UnraceError(
+                    .eventIDReused, "this event id was already received with another stream or sequence; event ids are unique across streams",
+                    detail: "stored at \(stored.stream)#\(stored.sequence)"
+                )
+            }
+            return .duplicate
+        }
         // Only a sequence at or below the head, or a stream with parked events, can meet a taken
         // position: in-order delivery skips this read.
-        let seen = event.sequence <= stream.head || stream.parked > 0 ? try await rows.isTaken(event) : false
+        let seen = event.sequence <= stream.head || stream.parked > 0
+            ? try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) : false
+        let now = try await rows.now()
         switch SequencingDecision.decide(
             sequence: event.sequence, head: stream.head, seen: seen, parked: stream.parked, parkingLimit: parkingLimit
         ) {
@@ -97,10 +97,10 @@ package enum InboxFlow {
                 detail: "stream \(event.stream), waiting for \(stream.head + 1)"
             )
         case .park(let waitingFor):
-            try await rows.insert(event, status: .parked, reason: nil, now: now)
+            try await rows.insertInboxEvent(event, status: .parked, reason: nil, now: now)
             stream.parked += 1
             stream.gapSince = stream.gapSince ?? now
-            try await rows.save(stream)
+            try await rows.saveStream(stream)
             return .parked(waitingFor: waitingFor)
         case .apply:
             let verdict = try await apply(event)
@@ -115,8 +115,8 @@ package enum InboxFlow {
     }
 
     /// Applies parked events that the head now reaches, in order. Returns how many.
-    package static func drain<R: InboxRows>(
-        _ rows: R,
+    static func drain(
+        _ rows: any StoreRows,
         _ stream: inout StreamHead,
         now: Timestamp,
         _ apply: (InboxEvent) async throws -> InboxVerdict
@@ -124,7 +124,7 @@ package enum InboxFlow {
         var drained = 0
         while stream.parked > 0, let next = try await rows.parkedEvent(stream: stream.stream, sequence: stream.head + 1) {
             let verdict = try await apply(next)
-            try await rows.setStatus(of: next, verdict.status, reason: verdict.reason)
+            try await rows.setInboxEventStatus(next, verdict.status, reason: verdict.reason)
             stream.head = next.sequence
             stream.parked -= 1
             drained += 1
@@ -136,22 +136,23 @@ package enum InboxFlow {
 
     /// Skips a stream's gap: moves the head to just before its lowest parked event, recording a
     /// `skipped` marker for each missing sequence, and drains.
-    package static func skipGap<R: InboxRows>(
-        _ rows: R,
+    static func skipGap(
+        _ context: StepContext<some Sendable>,
         stream name: String,
-        now: Timestamp,
         _ apply: (InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
-        var stream = try await rows.lockStream(name)
+        let rows = context.rows
+        var (stream, _) = try await rows.lockStream(name, eventID: "")
         guard stream.parked > 0, let lowest = try await rows.lowestParkedSequence(stream: name) else { return (0, 0) }
+        let now = try await rows.now()
         let skipped = lowest - 1 - stream.head
         for sequence in (stream.head + 1)..<lowest {
             let marker = try InboxEvent(id: "unrace-skipped:\(name):\(sequence)", stream: name, sequence: sequence, type: "unrace.skipped")
-            try await rows.insert(marker, status: .skipped, reason: "skipped by an operator", now: now)
+            try await rows.insertInboxEvent(marker, status: .skipped, reason: "skipped by an operator", now: now)
         }
         stream.head = lowest - 1
         let drained = try await drain(rows, &stream, now: now, apply)
-        try await rows.save(stream)
+        try await rows.saveStream(stream)
         return (skipped, drained)
     }
 }

@@ -15,7 +15,8 @@ public struct LedgerConfiguration: Sendable {
     /// The most transfers waiting for a group at once; past it, ``Ledger/submit(_:)`` throws
     /// ``UnraceError/Code/retryLimitReached`` at once instead of queueing without bound. Default 100,000.
     public var queueCapacity = 100_000
-    /// The clock for transfer times and pending timeouts.
+    /// The clock for transfer times and pending timeouts. Default: the system wall clock, which
+    /// PostgreSQL replaces with the database's own (see ``WallClock/isRealTime``).
     public var clock: any WallClock = SystemWallClock()
 
     /// The all-defaults configuration.
@@ -61,40 +62,62 @@ public final class Ledger<S: Store>: Sendable {
         self.configuration = configuration
     }
 
-    /// Creates accounts; an existing id answers `exists` or `existsWithDifferent(field)`.
+    /// Creates accounts; an existing id answers `exists` or `existsWithDifferent(field)`. The same
+    /// id twice in one call is created once (the second answers `exists` or `existsWithDifferent`).
+    /// - Throws: ``UnraceError/Code/invalidArgument`` (nothing written) for more than
+    ///   ``LedgerConfiguration/batchSizeMaximum`` accounts, or an account that breaks a rule
+    ///   (``NameRule/accountID``, a ledger of 1 or more, known flags, zero balances).
     public func createAccounts(_ accounts: [Account]) async throws -> [AccountResult] {
         guard accounts.count <= LedgerConfiguration.batchSizeMaximum else {
             throw UnraceError(.invalidArgument, "at most 8190 accounts per call")
         }
-        for account in accounts {
-            guard !account.id.isEmpty, account.id.utf8.count <= Transfer.idByteCountMaximum, account.ledger >= 1 else {
-                throw UnraceError(.invalidArgument, "an account needs an id of 1 to 255 bytes and a ledger of 1 or more")
+        let accounts = try accounts.map { try $0.validated() }
+        guard !accounts.isEmpty else { return [] }
+        return try await store.step(StepInfo("createAccounts", "\(accounts.count)", clock: configuration.clock)) { context in
+            var known = try await context.rows.accounts(accounts.map(\.id), lock: true)
+            var results: [AccountResult] = []
+            var created: [Account] = []
+            for account in accounts {
+                if let old = known[account.id] {
+                    results.append(AccountResult.compare(account, old))
+                } else {
+                    known[account.id] = account
+                    created.append(account)
+                    results.append(.created)
+                }
             }
-            guard account.debitsPending == 0, account.debitsPosted == 0, account.creditsPending == 0, account.creditsPosted == 0 else {
-                throw UnraceError(.invalidArgument, "accounts are created with zero balances; move money with transfers")
-            }
+            if !created.isEmpty { try await context.rows.insertAccounts(created, now: try await context.rows.now()) }
+            return results
         }
-        return try await store.createAccounts(accounts, now: configuration.clock.now())
     }
 
     /// Submits transfers; they may be grouped with other callers' into one transaction.
     ///
     /// Each transfer gets a result with a stable code; a linked chain succeeds or fails as a unit.
+    /// Balance checks never count a pending transfer whose timeout has passed: the step releases
+    /// expired pendings on the accounts it touches before it applies the batch.
+    ///
+    /// The group runs in a task no caller owns. Cancelling a caller whose transfers are still
+    /// queued withdraws them (nothing applied, `CancellationError`); once its group has started,
+    /// the call waits for the group's commit and returns its results, cancelled or not — they
+    /// were applied. Other callers are never affected.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for malformed input (checked before anything
-    ///   is written: empty or oversized ids, a zero or negative amount, the same debit and credit
-    ///   account, conflicting flags, a submission ending inside a linked chain);
-    ///   ``UnraceError/Code/retryLimitReached`` when the queue is full.
+    ///   is queued: ids that break ``NameRule/transferID``, a zero or negative amount, the same
+    ///   debit and credit account, conflicting or unknown flags, a submission ending inside a linked
+    ///   chain); ``UnraceError/Code/retryLimitReached`` when the queue is full;
+    ///   ``UnraceError/Code/nestedStep`` inside a step's body.
     public func submit(_ transfers: [Transfer]) async throws -> [TransferResult] {
         guard !transfers.isEmpty else { return [] }
+        try StepNesting.check()
         guard transfers.count <= configuration.batchSize else {
             throw UnraceError(.invalidArgument, "at most batchSize (\(configuration.batchSize)) transfers per submission")
         }
-        for transfer in transfers { try transfer.validate() }
+        let transfers = try transfers.map { try $0.validated() }
         guard !transfers.last!.flags.contains(.linked) else {
             throw UnraceError(.invalidArgument, "a submission must not end inside a linked chain")
         }
         let request = Request(transfers)
-        let lead = try queue.withLock { queue -> Bool in
+        let startDrain = try queue.withLock { queue -> Bool in
             guard queue.queued + transfers.count <= configuration.queueCapacity else {
                 throw UnraceError(.retryLimitReached, "the ledger's queue is full; retry later")
             }
@@ -104,11 +127,26 @@ public final class Ledger<S: Store>: Sendable {
             queue.draining = true
             return true
         }
-        if lead { await drain() }
-        return try await request.result()
+        if startDrain { Task.detached { await self.drain() } }
+        return try await withTaskCancellationHandler {
+            try await request.result()
+        } onCancel: {
+            withdraw(request)
+        }
     }
 
-    /// Runs groups until the queue is empty. Only one caller drains at a time.
+    /// Takes a cancelled caller's request out of the queue if no group has taken it yet.
+    private func withdraw(_ request: Request) {
+        let withdrawn = queue.withLock { queue -> Bool in
+            guard let index = queue.waiting.firstIndex(where: { $0 === request }) else { return false }
+            queue.waiting.remove(at: index)
+            queue.queued -= request.transfers.count
+            return true
+        }
+        if withdrawn { request.fulfil(.failure(CancellationError())) }
+    }
+
+    /// Runs groups until the queue is empty, in a task of its own. Only one drains at a time.
     private func drain() async {
         while true {
             // Group commit: give callers that are about to submit a moment to join this group.
@@ -127,7 +165,7 @@ public final class Ledger<S: Store>: Sendable {
             }
             guard !group.isEmpty else { return }
             do {
-                let results = try await store.submitTransfers(group.flatMap(\.transfers), now: configuration.clock.now())
+                let results = try await apply(group.flatMap(\.transfers))
                 var offset = 0
                 for request in group {
                     request.fulfil(.success(Array(results[offset..<(offset + request.transfers.count)])))
@@ -139,14 +177,88 @@ public final class Ledger<S: Store>: Sendable {
         }
     }
 
-    /// The accounts with these ids that exist.
-    public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
-        try await store.lookupAccounts(ids)
+    /// The most expired pending transfers one step releases; more are left to the next step or
+    /// to ``voidExpiredPendingTransfers(limit:)``.
+    public static var expiredPendingsPerStepMaximum: Int { 1_000 }
+
+    /// One group's step: lock the accounts (in id order), release expired pendings on them, run
+    /// ``LedgerEngine``, write the changes.
+    private func apply(_ batch: [Transfer]) async throws -> [TransferResult] {
+        try await store.step(StepInfo("submit", "\(batch.count)", clock: configuration.clock)) { context in
+            let rows = context.rows
+            let now = try await rows.now()
+            let ids = LedgerEngine.snapshotIDs(of: batch)
+            let (accounts, expired) = try await Self.lockAccounts(rows, ids.accounts, releasingExpiredAt: now)
+            let (stored, failed) = try await rows.transfers(ids.transfers)
+            var engine = LedgerEngine(accounts: accounts, transfers: stored, failed: failed)
+            let (results, changes) = engine.apply(batch, now: now, expired: expired)
+            try await Self.write(changes, rows, now: now)
+            return results
+        }
     }
 
-    /// Sums over every account; ``LedgerTotals/isBalanced`` is always true.
+    /// Locks `ids` and the other accounts of expired pendings on them, all in one id-ordered
+    /// statement, and returns the accounts with the expired pendings whose both accounts are locked.
+    private static func lockAccounts(
+        _ rows: any StoreRows, _ ids: [String], releasingExpiredAt now: Timestamp
+    ) async throws -> ([String: Account], [StoredTransfer]) {
+        let limit = expiredPendingsPerStepMaximum
+        let candidates = try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
+        var wanted = Set(ids)
+        for pending in candidates { wanted.formUnion([pending.transfer.debitAccount, pending.transfer.creditAccount]) }
+        let accounts = try await rows.accounts(wanted.sorted(), lock: true)
+        // Read again under the locks: another step may have settled some meanwhile.
+        let expired = candidates.isEmpty ? [] : try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
+            .filter { wanted.contains($0.transfer.debitAccount) && wanted.contains($0.transfer.creditAccount) }
+        return (accounts, expired)
+    }
+
+    private static func write(_ changes: LedgerEngine.Changes, _ rows: any StoreRows, now: Timestamp) async throws {
+        if !changes.accounts.isEmpty { try await rows.saveBalances(changes.accounts.values.sorted { $0.id < $1.id }) }
+        if !changes.created.isEmpty { try await rows.insertTransfers(changes.created) }
+        if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
+        if !changes.failures.isEmpty {
+            try await rows.insertTransferFailures(changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) }, now: now)
+        }
+    }
+
+    /// Voids pending transfers whose timeout has passed, at most `limit` (1 to 10,000) in one
+    /// step, so balances and totals show them released. Balance checks already ignore them; call
+    /// this periodically (``PendingTransferSweeper`` does) to keep stored balances current.
+    /// - Returns: how many were released (fewer than `limit` means none are left).
+    public func voidExpiredPendingTransfers(limit: Int = 1_000) async throws -> Int {
+        guard (1...10_000).contains(limit) else { throw UnraceError(.invalidArgument, "limit must be between 1 and 10000") }
+        return try await store.step(StepInfo("voidExpired", "\(limit)", clock: configuration.clock)) { context in
+            let rows = context.rows
+            let now = try await rows.now()
+            let candidates = try await rows.expiredPendingTransfers(at: now, touching: nil, limit: limit)
+            guard !candidates.isEmpty else { return 0 }
+            let ids = Set(candidates.flatMap { [$0.transfer.debitAccount, $0.transfer.creditAccount] })
+            let accounts = try await rows.accounts(ids.sorted(), lock: true)
+            let expired = try await rows.expiredPendingTransfers(at: now, touching: nil, limit: limit)
+                .filter { ids.contains($0.transfer.debitAccount) && ids.contains($0.transfer.creditAccount) }
+            var engine = LedgerEngine(accounts: accounts, transfers: [:], failed: [])
+            let (_, changes) = engine.apply([], now: now, expired: expired)
+            try await Self.write(changes, rows, now: now)
+            return changes.updated.count
+        }
+    }
+
+    /// The accounts with these ids that exist (ids follow ``NameRule/accountID``). Their pending
+    /// balances include expired pendings not yet released by a step or the sweeper.
+    public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
+        let ids = try ids.map { try NameRule.accountID.validate($0) }
+        let found = try await store.step(StepInfo("lookupAccounts", "\(ids.count)", clock: configuration.clock, isReadOnly: true)) { context in
+            try await context.rows.accounts(ids, lock: false)
+        }
+        return ids.compactMap { found[$0] }
+    }
+
+    /// Sums over every account, in 128-bit arithmetic; ``LedgerTotals/isBalanced`` is always true.
     public func totals() async throws -> LedgerTotals {
-        try await store.ledgerTotals()
+        try await store.step(StepInfo("totals", "", clock: configuration.clock, isReadOnly: true)) { context in
+            try await context.rows.ledgerTotals()
+        }
     }
 }
 
@@ -157,8 +269,10 @@ private final class Request: Sendable {
 
     init(_ transfers: [Transfer]) { self.transfers = transfers }
 
+    /// Delivers the result once; later calls are ignored.
     func fulfil(_ result: Result<[TransferResult], any Error>) {
         let waiter = state.withLock { state -> CheckedContinuation<[TransferResult], any Error>? in
+            guard state.result == nil else { return nil }
             state.result = result
             defer { state.waiter = nil }
             return state.waiter

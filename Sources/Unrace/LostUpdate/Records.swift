@@ -1,4 +1,4 @@
-import UnraceCore
+public import UnraceCore
 import Foundation
 import Synchronization
 
@@ -25,8 +25,9 @@ public struct RetryPolicy: Sendable {
     public var initialBackoff: Duration = .milliseconds(1)
     /// The longest backoff. Default 100 ms.
     public var maximumBackoff: Duration = .milliseconds(100)
-    /// The seed of the jitter.
-    public var seed: UInt64 = 0x5EED
+    /// The seed of the jitter. Default: a random seed per policy, so processes that collide do
+    /// not back off in step; set it to reproduce a run's timing decisions.
+    public var seed: UInt64 = UInt64.random(in: .min ... .max)
 
     /// The all-defaults policy.
     public init() {}
@@ -48,10 +49,10 @@ public struct Records<S: Store>: Sendable {
     private let jitter: Jitter
 
     /// Creates the API over one collection.
-    /// - Throws: ``UnraceError/Code/invalidArgument`` for an empty or oversized collection name,
-    ///   ``UnraceError/Code/invalidConfiguration`` for a retry policy out of bounds.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a collection that breaks
+    ///   ``NameRule/collection``, ``UnraceError/Code/invalidConfiguration`` for a retry policy out of bounds.
     public init(store: S, collection: String, retry: RetryPolicy = .init(), clock: any WallClock = SystemWallClock()) throws {
-        try Self.validate(name: collection, "collection")
+        let collection = try NameRule.collection.validate(collection)
         guard (1...RetryPolicy.attemptsMaximum).contains(retry.attempts), retry.initialBackoff >= .zero,
             retry.maximumBackoff >= retry.initialBackoff, retry.maximumBackoff <= .seconds(60)
         else {
@@ -64,48 +65,79 @@ public struct Records<S: Store>: Sendable {
         self.jitter = Jitter(seed: retry.seed)
     }
 
-    static func validate(name: String, _ what: String) throws {
-        guard !name.isEmpty, name.utf8.count <= 255 else {
-            throw UnraceError(.invalidArgument, "\(what) must be 1 to 255 bytes")
-        }
+    private func info(_ name: StaticString, _ id: String, isReadOnly: Bool = false) -> StepInfo {
+        StepInfo(name, "\(collection)/\(id)", clock: clock, isReadOnly: isReadOnly)
     }
 
     /// Reads a record and the version it is at.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for an id that breaks ``NameRule/recordID``;
+    ///   ``UnraceError/Code/outcomeDecodingFailed`` if the value is not a `T`.
     public func read<T: Codable & Sendable>(_ id: String, as type: T.Type = T.self) async throws -> Versioned<T>? {
-        try Self.validate(name: id, "record id")
-        guard let stored = try await store.readRecord(collection: collection, id: id) else { return nil }
+        let id = try NameRule.recordID.validate(id)
+        let collection = collection
+        let stored = try await store.step(info("read", id, isReadOnly: true)) { context in
+            let record = try await context.rows.record(collection: collection, id: id, lock: false)
+            context.note("→ version \(record?.version ?? 0)")
+            return record
+        }
+        guard let stored else { return nil }
         return Versioned(value: try OutcomeCoding.decode(T.self, from: stored.value), version: stored.version)
     }
 
-    /// Creates a record at version 1 unless one exists. The check and the insert are one
-    /// statement under a unique constraint, so two creators racing cannot both succeed.
+    /// Creates a record at version 1 unless one exists. The check and the insert are one step
+    /// under the record's key, so two creators racing cannot both succeed.
     /// - Returns: `nil` if created, or the version of the record that already existed.
     @discardableResult
     public func create<T: Codable & Sendable>(_ id: String, _ value: T) async throws -> Int64? {
-        try Self.validate(name: id, "record id")
-        return try await store.createRecord(collection: collection, id: id, value: OutcomeCoding.encode(value), now: clock.now())
+        let id = try NameRule.recordID.validate(id)
+        let bytes = try OutcomeCoding.encode(value)
+        let collection = collection
+        return try await store.step(info("create", id)) { context in
+            if let existing = try await context.rows.record(collection: collection, id: id, lock: true) { return existing.version }
+            let record = StoredRecord(collection: collection, id: id, value: bytes, version: 1, updatedAt: try await context.rows.now())
+            try await context.rows.saveRecord(record, isNew: true)
+            return nil
+        }
     }
 
-    /// Writes `value` if the record is still at `expectedVersion`.
+    /// Writes `value` if the record is still at `expectedVersion` (compare-and-swap, decided on
+    /// the locked row).
     /// - Returns: the new version.
     /// - Throws: ``UnraceError/Code/versionConflict`` (nothing written) when another write got
     ///   there first; ``UnraceError/Code/notFound`` when there is no such record.
     @discardableResult
     public func write<T: Codable & Sendable>(_ id: String, _ value: T, expectedVersion: Int64) async throws -> Int64 {
-        try Self.validate(name: id, "record id")
+        let id = try NameRule.recordID.validate(id)
         guard expectedVersion >= 1 else { throw UnraceError(.invalidArgument, "a version is 1 or more") }
-        if let version = try await store.writeRecord(
-            collection: collection, id: id, value: OutcomeCoding.encode(value), expectedVersion: expectedVersion, now: clock.now()
-        ) {
+        let bytes = try OutcomeCoding.encode(value)
+        let collection = collection
+        let decision = try await store.step(info("write", "\(id) if version \(expectedVersion)")) { context in
+            let current = try await context.rows.record(collection: collection, id: id, lock: true)
+            var (decision, next) = RecordRule.write(current, value: bytes, expectedVersion: expectedVersion, now: try await context.rows.now())
+            if context.disabledGuards.contains(.versionCheck), case .conflict = decision, var forced = current {
+                forced.value = bytes
+                forced.version += 1
+                (decision, next) = (.written(version: forced.version), forced)
+            }
+            if let next { try await context.rows.saveRecord(next, isNew: false) }
+            switch decision {
+            case .written(let version): context.note("→ version \(version)")
+            case .conflict: context.note("✗ version conflict")
+            case .notFound: context.note("✗ not found")
+            }
+            return decision
+        }
+        switch decision {
+        case .written(let version):
             return version
-        }
-        guard let current = try await store.readRecord(collection: collection, id: id) else {
+        case .notFound:
             throw UnraceError(.notFound, "there is no such record")
+        case .conflict(let current):
+            throw UnraceError(
+                .versionConflict, "the record changed since it was read; re-read and decide again",
+                detail: "expected version \(expectedVersion), current \(current)"
+            )
         }
-        throw UnraceError(
-            .versionConflict, "the record changed since it was read; re-read and decide again",
-            detail: "expected version \(expectedVersion), current \(current.version)"
-        )
     }
 
     /// Re-reads, transforms and writes a record until the write lands on the version it read,

@@ -1,11 +1,14 @@
-import UnraceCore
+public import UnraceCore
 
-/// Reservations of seats, stock and quotas: hold units for a time-to-live under an operation
-/// key, then confirm or release them; an expired hold gives its units back.
+/// Reservations of seats, stock and quotas: hold units for a time-to-live under a key, then
+/// confirm or release them; an expired hold gives its units back.
 ///
 /// Built on a table of its own rather than on the ledger's pending transfers: a hold needs a
 /// capacity check and an expiry per resource, not double-entry accounts, and a seat is simply a
 /// resource of capacity 1 — so it is held by at most one holder.
+///
+/// Hold keys are unique across resources: a key names one hold. Expiry is decided on the store's
+/// clock (the database's on PostgreSQL).
 public struct Reservations<S: Store>: Sendable {
     /// The longest time-to-live accepted: 7 days.
     public static var timeToLiveMaximum: Duration { .seconds(7 * 86_400) }
@@ -22,30 +25,57 @@ public struct Reservations<S: Store>: Sendable {
 
     /// Creates a resource with `capacity` units (1 for a seat).
     /// - Returns: `false` if it already existed (left unchanged).
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks
+    ///   ``NameRule/resourceName`` or a capacity outside 1…2^53.
     @discardableResult
     public func createResource(_ name: String, capacity: Int64) async throws -> Bool {
-        try Records<S>.validate(name: name, "resource name")
+        let name = try NameRule.resourceName.validate(name)
         guard capacity >= 1, capacity <= Counters<S>.deltaMaximum else {
             throw UnraceError(.invalidArgument, "capacity must be between 1 and 2^53")
         }
-        return try await store.createResource(name: name, capacity: capacity)
+        return try await store.step(StepInfo("createResource", name, clock: clock)) { context in
+            guard try await context.rows.resource(name: name, lock: true) == nil else { return false }
+            try await context.rows.saveResource(ResourceState(name: name, capacity: capacity, held: 0, confirmed: 0), isNew: true)
+            return true
+        }
     }
 
-    /// Holds `units` of `resource` under `key` for `timeToLive`. The capacity check and the
-    /// hold are one transaction; a repeated `key` returns the existing hold (idempotent).
+    /// Holds `units` of `resource` under `key` for `timeToLive`. Expired holds of the resource give
+    /// their units back first; the capacity check and the hold are one step. A repeated `key` on
+    /// the same resource returns the existing hold (idempotent).
     /// - Returns: ``HoldStep/hold(_:)`` or ``HoldStep/insufficient(available:)``.
-    /// - Throws: ``UnraceError/Code/notFound`` for an unknown resource; ``UnraceError/Code/invalidArgument``.
+    /// - Throws: ``UnraceError/Code/notFound`` for an unknown resource;
+    ///   ``UnraceError/Code/holdKeyReused`` when `key` holds another resource;
+    ///   ``UnraceError/Code/invalidArgument`` for bad names, units or time-to-live.
     public func hold(_ resource: String, units: Int64 = 1, key: String, timeToLive: Duration) async throws -> HoldStep {
-        try Records<S>.validate(name: resource, "resource name")
-        try Records<S>.validate(name: key, "hold key")
+        let resource = try NameRule.resourceName.validate(resource)
+        let key = try NameRule.holdKey.validate(key)
         guard units >= 1, units <= Counters<S>.deltaMaximum else {
             throw UnraceError(.invalidArgument, "units must be between 1 and 2^53")
         }
         guard timeToLive.wholeMilliseconds >= 1, timeToLive <= Self.timeToLiveMaximum else {
             throw UnraceError(.invalidArgument, "a hold's time-to-live must be between 1 ms and 7 days")
         }
-        let now = clock.now()
-        let step = try await store.hold(resource: resource, key: key, units: units, now: now, expiresAt: now + timeToLive)
+        let step = try await store.step(StepInfo("hold", "\(resource) for \(key)", clock: clock)) { context in
+            let rows = context.rows
+            // The resource first, then the hold: every reservation step locks in that order.
+            guard let stored = try await rows.resource(name: resource, lock: true) else { return HoldStep.notFound }
+            if let existing = try await rows.hold(key: key, lock: true) {
+                guard existing.resource == resource else {
+                    throw UnraceError(.holdKeyReused, "this hold key already holds another resource; hold keys are unique across resources")
+                }
+                context.note("→ existing hold")
+                return .hold(existing)
+            }
+            let now = try await rows.now()
+            let (reclaimed, released) = HoldRule.release(expired: try await rows.expiredHolds(resource: resource, at: now), of: stored, now: now)
+            for hold in released { try await rows.saveHold(hold, isNew: false) }
+            let (step, taken) = HoldRule.place(key: key, units: units, on: reclaimed, expiresAt: now + timeToLive)
+            if let resource = taken ?? (released.isEmpty ? nil : reclaimed) { try await rows.saveResource(resource, isNew: false) }
+            if case .hold(let hold) = step { try await rows.saveHold(hold, isNew: true) }
+            context.note("→ \(step)")
+            return step
+        }
         if case .notFound = step { throw UnraceError(.notFound, "there is no such resource") }
         return step
     }
@@ -63,9 +93,38 @@ public struct Reservations<S: Store>: Sendable {
     }
 
     private func settle(key: String, confirm: Bool) async throws -> HoldStep {
-        try Records<S>.validate(name: key, "hold key")
-        let step = try await store.settleHold(key: key, confirm: confirm, now: clock.now())
+        let key = try NameRule.holdKey.validate(key)
+        let step = try await store.step(StepInfo(confirm ? "confirm" : "release", key, clock: clock)) { context in
+            let rows = context.rows
+            // Find the resource without a lock, then lock the resource before the hold.
+            guard let found = try await rows.hold(key: key, lock: false),
+                let resource = try await rows.resource(name: found.resource, lock: true),
+                let hold = try await rows.hold(key: key, lock: true)
+            else { return HoldStep.notFound }
+            let (step, settled, changed) = HoldRule.settle(hold, confirm: confirm, on: resource, now: try await rows.now())
+            if let settled { try await rows.saveHold(settled, isNew: false) }
+            if let changed { try await rows.saveResource(changed, isNew: false) }
+            context.note("→ \(step)")
+            return step
+        }
         if case .notFound = step { throw UnraceError(.notFound, "there is no such hold") }
         return step
+    }
+
+    /// A resource as stored (capacity, held and confirmed units), or `nil`. Expired holds count as
+    /// held until a hold on the resource (or the reaper) gives their units back.
+    public func resource(_ name: String) async throws -> ResourceState? {
+        let name = try NameRule.resourceName.validate(name)
+        return try await store.step(StepInfo("resource", name, clock: clock, isReadOnly: true)) { context in
+            try await context.rows.resource(name: name, lock: false)
+        }
+    }
+
+    /// A hold as stored, or `nil`.
+    public func hold(key: String) async throws -> Hold? {
+        let key = try NameRule.holdKey.validate(key)
+        return try await store.step(StepInfo("holdByKey", key, clock: clock, isReadOnly: true)) { context in
+            try await context.rows.hold(key: key, lock: false)
+        }
     }
 }

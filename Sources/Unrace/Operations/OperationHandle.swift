@@ -16,6 +16,9 @@ public struct OperationHandle: Sendable, Hashable {
     public let leaseUntil: Timestamp
     /// The recovery point the last holder saved, if any: where a takeover resumes.
     public let recoveryPointBytes: [UInt8]?
+    /// When the record this holder claimed was first created: with the token, it names the
+    /// holder's claim even after the key was purged and claimed anew.
+    public let createdAt: Timestamp
 
     init(record: OperationRecord) {
         self.scope = record.scope
@@ -23,6 +26,7 @@ public struct OperationHandle: Sendable, Hashable {
         self.token = record.token
         self.leaseUntil = record.leaseUntil
         self.recoveryPointBytes = record.recoveryPoint
+        self.createdAt = record.createdAt
     }
 
     /// Whether this holder is resuming work an earlier holder started (its token is not the first).

@@ -15,23 +15,28 @@ public struct Receipt<Value: Sendable>: Sendable {
 extension Receipt: Equatable where Value: Equatable {}
 
 extension Operations {
-    /// Runs `body` at most once per (scope, key), however many duplicates race, and returns its
-    /// result to every caller.
+    /// Runs `body` at most once per acquired claim of (scope, key), however many duplicates
+    /// race, and returns its result to every caller.
     ///
-    /// `body` runs inside the transaction that records completion: its writes and the record
-    /// commit together or not at all. If `body` throws, nothing is written and the key stays free.
-    /// A duplicate gets the stored result with ``Receipt/isReplay`` set, without running `body`.
+    /// The claim is decided **before** `body` runs, in the transaction that also records the
+    /// completion: `body`'s writes and the record commit together or not at all. A duplicate — of
+    /// a completed key, of a key held under a live lease, or a concurrent one — never runs `body`,
+    /// not even to roll it back: it gets the stored result with ``Receipt/isReplay`` set, or waits
+    /// per `whenInProgress` (running nothing while it waits). If `body` throws, nothing is written
+    /// and the key stays as it was (free for a retry).
     ///
     /// - Parameters:
-    ///   - key: the business operation key (1 to 255 bytes of printable UTF-8), such as
-    ///     `"capture:\(paymentID)"`.
+    ///   - key: the business operation key (``NameRule/operationKey``: 1 to 255 bytes of printable
+    ///     UTF-8, compared in NFC), such as `"capture:\(paymentID)"`.
     ///   - scope: the tenant or client the key belongs to.
     ///   - fingerprint: the request's fingerprint; a key reused with another request throws
     ///     ``UnraceError/Code/fingerprintMismatch``.
-    ///   - whenInProgress: what to do while a two-phase holder runs the same key.
+    ///   - whenInProgress: what to do while another holder (a two-phase `begin`) runs the same key.
     ///   - body: the local effect. Keep external calls out of it: use ``begin(key:scope:fingerprint:)``.
+    ///     It must not start another Unrace step (``UnraceError/Code/nestedStep``).
     /// - Throws: ``UnraceError`` for bad input, a mismatch, a replayed terminal failure, an
-    ///   in-progress key, or a store failure; or whatever `body` throws.
+    ///   in-progress key, or a store failure; or whatever `body` throws. Cancelling the calling
+    ///   task rolls the step back (nothing is written) and throws `CancellationError`.
     public func perform<Value: Codable & Sendable>(
         key: String,
         scope: Scope = .default,
@@ -39,27 +44,32 @@ extension Operations {
         whenInProgress: InProgressPolicy = .wait(upTo: .seconds(30)),
         _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
-        var request = try request(key: key, scope: scope, fingerprint: fingerprint)
-        let deadline = try waitDeadline(whenInProgress, from: request.now)
+        let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
+        let deadline = try waitDeadline(whenInProgress, from: configuration.clock.now())
+        let retention = configuration.retention
         while true {
-            var produced: Value?
-            let step = try await store.performOnce(request, retention: configuration.retention) { tx, _ in
-                let value = try await body(tx)
-                produced = value
-                return .success(try OutcomeCoding.encode(value))
+            let step: PerformStep<Value> = try await store.step(info("perform", claim.key)) { context in
+                let acquired: OperationRecord
+                let write: Claimed.Write
+                switch try await Claimed.claim(context, claim) {
+                case .notAcquired(let decision): return .notAcquired(decision)
+                case .acquired(let record, let how, _): (acquired, write) = (record, how)
+                }
+                let value = try await body(context.transaction)
+                let outcome = try OutcomeCoding.encode(value)
+                let record = Completion.success(outcome).apply(to: acquired, now: try await context.rows.now(), retention: retention)
+                try await context.rows.saveOperation(record, isNew: write == .insert)
+                context.note("→ performed, token \(record.token.value)")
+                return .performed(value, record.token)
             }
             switch step {
-            case .performed(let record):
-                guard let produced else {
-                    throw UnraceError(.storeFailure, "the store reported the body ran but it did not")
-                }
-                return Receipt(value: produced, isReplay: false, token: record.token)
+            case .performed(let value, let token):
+                return Receipt(value: value, isReplay: false, token: token)
             case .notAcquired(let decision):
-                if let receipt: Receipt<Value> = try replay(decision, deadline: deadline, now: request.now) {
+                if let receipt: Receipt<Value> = try replay(decision, deadline: deadline, now: configuration.clock.now()) {
                     return receipt
                 }
                 try await configuration.clock.sleep(for: configuration.waitPollInterval)
-                request = try self.request(key: key, scope: scope, fingerprint: fingerprint)
             }
         }
     }
@@ -95,6 +105,12 @@ extension Operations {
         }
         return now + wait
     }
+}
+
+/// What one `perform` step did.
+enum PerformStep<Value: Sendable>: Sendable {
+    case performed(Value, FencingToken)
+    case notAcquired(ClaimDecision)
 }
 
 /// How results and failures are stored: JSON, so any process (and a human) can read them back.

@@ -6,11 +6,21 @@ extension Operations {
     /// On ``Claim/acquired(_:)`` the caller holds the key with a fencing token until the lease
     /// ends. If the lease ends before the holder completes (a crash, a long pause), the next
     /// claimer takes over with a larger token and the recovery point, and the old holder is fenced.
+    /// The lease is decided on the store's clock (the database's, on PostgreSQL).
     public func begin(key: String, scope: Scope = .default, fingerprint: Fingerprint = .none) async throws -> Claim {
-        let request = try request(key: key, scope: scope, fingerprint: fingerprint)
-        switch try await store.claim(request) {
-        case .acquired(let record):
-            logger.debug("operation acquired", metadata: ["scope": "\(scope)", "token": "\(record.token)"])
+        let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
+        let claimed = try await store.step(info("claim", claim.key)) { context in
+            let claimed = try await Claimed.claim(context, claim)
+            if case .acquired(let record, let write, let reserved) = claimed, !reserved {
+                try await context.rows.saveOperation(record, isNew: write == .insert)
+            }
+            return claimed
+        }
+        switch claimed {
+        case .acquired(let record, _, _):
+            if record.token != .first {
+                logger.notice("operation taken over", metadata: ["scope": "\(scope)", "token": "\(record.token)"])
+            }
             return .acquired(OperationHandle(record: record))
         case .notAcquired(.inProgress(let holder, let leaseUntil)):
             return .inProgress(holder: holder, leaseUntil: leaseUntil)
@@ -19,12 +29,12 @@ extension Operations {
         case .notAcquired(.fingerprintMismatch):
             return .fingerprintMismatch
         case .notAcquired(.insert), .notAcquired(.takeOver):
-            throw UnraceError(.storeFailure, "the store declined a claim it should have granted")
+            throw UnraceError(.storeFailure, "a claim decided to acquire but did not")
         }
     }
 
     /// Saves a recovery point (and the holder's local writes, in the same transaction), and
-    /// extends the lease by the configured duration.
+    /// extends the lease by the configured duration from the time of the checkpoint.
     ///
     /// - Returns: the handle with its new lease end.
     /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key; `body`'s writes roll back.
@@ -35,12 +45,7 @@ extension Operations {
         _ body: (S.Transaction) async throws -> Void = { _ in }
     ) async throws -> OperationHandle {
         let bytes = try OutcomeCoding.encode(recoveryPoint)
-        let now = configuration.clock.now()
-        let record = try await store.write(
-            .checkpoint(recoveryPoint: bytes, leaseUntil: now + configuration.lease),
-            scope: handle.scope, key: handle.key, token: handle.token, now: now,
-            retention: configuration.retention, body
-        )
+        let record = try await holderWrite(handle, .checkpoint(recoveryPoint: bytes, lease: configuration.lease), "checkpoint", body)
         return OperationHandle(record: record)
     }
 
@@ -53,7 +58,7 @@ extension Operations {
         _ body: (S.Transaction) async throws -> Void = { _ in }
     ) async throws {
         let bytes = try OutcomeCoding.encode(result)
-        try await finish(handle, .success(bytes), body)
+        _ = try await holderWrite(handle, .complete(.success(bytes)), "complete", body)
     }
 
     /// Ends the operation in failure: a terminal failure is stored and replayed; a retryable one
@@ -65,22 +70,42 @@ extension Operations {
         _ body: (S.Transaction) async throws -> Void = { _ in }
     ) async throws {
         switch reason {
-        case .terminal(let text): try await finish(handle, .failure(Array(text.utf8)), body)
-        case .retryable: try await finish(handle, .retryable, body)
+        case .terminal(let text): _ = try await holderWrite(handle, .complete(.failure(Array(text.utf8))), "fail", body)
+        case .retryable: _ = try await holderWrite(handle, .complete(.retryable), "fail", body)
         }
     }
 
-    private func finish(_ handle: OperationHandle, _ completion: Completion, _ body: (S.Transaction) async throws -> Void) async throws {
-        _ = try await store.write(
-            .complete(completion), scope: handle.scope, key: handle.key, token: handle.token,
-            now: configuration.clock.now(), retention: configuration.retention, body
-        )
+    /// A write only the key's current holder may make: checks the fence inside the step, before
+    /// `body` runs, so a fenced holder's writes never commit.
+    private func holderWrite(
+        _ handle: OperationHandle, _ write: HolderWrite, _ name: StaticString, _ body: (S.Transaction) async throws -> Void
+    ) async throws -> OperationRecord {
+        let retention = configuration.retention
+        do {
+            return try await store.step(info(name, handle.key)) { context in
+                let current = try await context.rows.lockOperation(scope: handle.scope, key: handle.key)
+                let admitted = Fence.admits(current, token: handle.token, createdAt: handle.createdAt)
+                guard admitted || context.disabledGuards.contains(.fencing), let current else {
+                    throw Fence.error(token: handle.token, current: current)
+                }
+                try await body(context.transaction)
+                let record = write.apply(to: current, now: try await context.rows.now(), retention: retention)
+                try await context.rows.saveOperation(record, isNew: false)
+                return record
+            }
+        } catch let error as UnraceError where error.code == .fenced {
+            logger.warning("fenced holder write refused", metadata: ["scope": "\(handle.scope)", "token": "\(handle.token)"])
+            throw error
+        }
     }
 
     /// Whether the operation has been logically completed, is running, or never ran.
     public func status(of key: String, scope: Scope = .default) async throws -> OperationStatus {
         let key = try OperationKey(key)
-        guard let record = try await store.record(scope: scope, key: key) else { return .notStarted }
+        let record = try await store.step(info("status", key, isReadOnly: true)) { context in
+            try await context.rows.operation(scope: scope, key: key)
+        }
+        guard let record else { return .notStarted }
         switch record.state {
         case .succeeded, .failed: return .completed(CompletedOperation(record: record))
         case .released: return .released
@@ -88,16 +113,26 @@ extension Operations {
         }
     }
 
-    /// The largest batch ``purgeExpired(limit:)`` deletes in one call: 10,000 records.
+    /// The largest batch ``purgeExpired(scope:limit:)`` deletes in one call: 10,000 records.
     public static var purgeLimitMaximum: Int { 10_000 }
 
-    /// Deletes at most `limit` completed records whose retention has ended. Call it periodically;
+    /// Deletes at most `limit` expired records of one scope: completed and released operations
+    /// whose retention has ended, and running ones abandoned for longer than the retention after
+    /// their lease. A running record with a live lease is never purged. Call it periodically;
     /// each call is one short transaction.
     /// - Returns: how many records were deleted (fewer than `limit` means none are left).
-    public func purgeExpired(limit: Int = 1_000) async throws -> Int {
+    public func purgeExpired(scope: Scope = .default, limit: Int = 1_000) async throws -> Int {
         guard (1...Self.purgeLimitMaximum).contains(limit) else {
             throw UnraceError(.invalidArgument, "purge limit must be between 1 and \(Self.purgeLimitMaximum)")
         }
-        return try await store.purgeExpired(now: configuration.clock.now(), limit: limit)
+        if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
+            throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
+        }
+        return try await store.step(StepInfo("purge", scope.rawValue, clock: configuration.clock)) { context in
+            let now = try await context.rows.now()
+            let expired = try await context.rows.expiredOperations(scope: scope, at: now, limit: limit).filter { $0.isExpired(at: now) }
+            if !expired.isEmpty { try await context.rows.deleteOperations(scope: scope, keys: expired.map(\.key)) }
+            return expired.count
+        }
     }
 }

@@ -42,16 +42,70 @@ public struct Operations<S: Store>: Sendable {
         try self.init(store: store, configuration: configuration, logger: logger)
     }
 
-    func request(key: String, scope: Scope, fingerprint: Fingerprint) throws -> ClaimRequest {
+    /// Validates a caller's key and scope into what a claim locks.
+    func template(key: String, scope: Scope, fingerprint: Fingerprint) throws -> ClaimTemplate {
         let key = try OperationKey(key)
         if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
             throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
         }
-        let now = configuration.clock.now()
-        return ClaimRequest(
+        return ClaimTemplate(
             scope: scope, key: key, fingerprint: fingerprint, holder: configuration.holder,
-            now: now, leaseUntil: now + configuration.lease
+            lease: configuration.lease, retention: configuration.retention
         )
+    }
+
+    func info(_ name: StaticString, _ key: OperationKey, isReadOnly: Bool = false) -> StepInfo {
+        StepInfo(name, key.rawValue, clock: configuration.clock, isReadOnly: isReadOnly)
+    }
+}
+
+/// What a claim step found: the record the caller now holds (and how to write it), or the
+/// decision that kept it out. Shared by `perform` and `begin`.
+enum Claimed: Sendable {
+    /// How the acquired record reaches the store.
+    enum Write: Sendable {
+        /// The key had no row: insert it.
+        case insert
+        /// The key had a row (or the store reserved one): replace it.
+        case update
+    }
+
+    case acquired(OperationRecord, Write, reserved: Bool)
+    case notAcquired(ClaimDecision)
+
+    /// Locks the key, decides on what it holds, and returns the outcome. Writes nothing: the caller
+    /// saves the record when (and as) it chooses.
+    static func claim<T>(_ context: StepContext<T>, _ claim: ClaimTemplate) async throws -> Claimed {
+        let lock = try await context.rows.lockOperation(claim)
+        let request = claim.request(at: try await context.rows.now())
+        let existing: OperationRecord?
+        switch lock {
+        case .existing(let record): existing = record
+        case .absent, .reserved: existing = nil
+        }
+        let decision = ClaimDecision.decide(existing: existing, request: request)
+        guard let acquired = decision.acquiredRecord(for: request, existing: existing) else {
+            context.note("→ \(decision.traceText)")
+            return .notAcquired(decision)
+        }
+        context.note("→ acquired, token \(acquired.token.value)")
+        switch lock {
+        case .existing: return .acquired(acquired, .update, reserved: false)
+        case .absent: return .acquired(acquired, .insert, reserved: false)
+        case .reserved: return .acquired(acquired, .update, reserved: true)
+        }
+    }
+}
+
+extension ClaimDecision {
+    /// How the simulator's trace shows a decision that kept a claimer out.
+    var traceText: String {
+        switch self {
+        case .completed: "already completed"
+        case .inProgress(let holder, _): "in progress (\(holder))"
+        case .fingerprintMismatch: "fingerprint mismatch"
+        case .insert, .takeOver: "free"
+        }
     }
 }
 
@@ -75,7 +129,10 @@ public struct OperationsConfiguration: Sendable {
     /// The name this process claims keys under, shown to duplicates as the holder.
     /// Default: host name, process id and a random suffix.
     public var holder: String = Self.processHolder
-    /// The clock for leases and retention. Default: the system wall clock.
+    /// The clock for leases and retention. Default: the system wall clock — which PostgreSQL
+    /// replaces with the database's own clock, so machines whose clocks disagree still agree on
+    /// every lease (see ``WallClock/isRealTime``). A ``ManualWallClock`` is used as given, on every
+    /// store, so tests move time by hand.
     public var clock: any WallClock = SystemWallClock()
     /// How often a waiting duplicate looks for the holder's outcome. Default 20 ms.
     public var waitPollInterval: Duration = .milliseconds(20)

@@ -32,6 +32,17 @@ public struct SQLRow: Sendable, Hashable {
         return value
     }
 
+    /// A non-null integer column as 128 bits; also reads the decimal text of an exact numeric
+    /// (PostgreSQL's `SUM` over `BIGINT` is `numeric`).
+    public func int128(_ column: String) throws -> Int128 {
+        switch self[column] {
+        case .integer(let value): return Int128(value)
+        case .text(let text): if let value = Int128(text) { return value }
+        default: break
+        }
+        throw Self.typeError(column, "integer")
+    }
+
     /// A non-null text column.
     public func string(_ column: String) throws -> String {
         guard let value = self[column].string else { throw Self.typeError(column, "text") }

@@ -1,8 +1,8 @@
 /// Business writes inside an Unrace transaction on a SQL store.
 ///
-/// Placeholders are `?` on every backend (PostgreSQL's `$1` also works there). Statements run in
-/// the same transaction as the operation record Unrace writes, so they commit together or not
-/// at all. Use `RETURNING` to learn what a conditional statement changed; it works on SQLite
+/// Placeholders are `?` on every backend (PostgreSQL's `$1` also works there, and a statement
+/// that uses `$n` is sent unchanged). Statements run in the same transaction as the operation
+/// record Unrace writes, so they commit together or not at all. Use `RETURNING` to learn what a conditional statement changed; it works on SQLite
 /// (3.35 and later, checked at open) and PostgreSQL alike.
 public protocol SQLTransaction: Sendable {
     /// Runs a statement that returns no rows.
@@ -32,11 +32,8 @@ extension SQLTransaction {
 }
 
 /// A ``Store`` whose transactions run SQL: what SQLite and PostgreSQL stores share, so code
-/// written against it (the demo, tests, your own handlers) runs on both.
-///
-/// The records, counters, holds, ledger, inbox and lifecycle steps have default
-/// implementations for every `SQLStore`: each is one ``Store/withTransaction(_:)`` running
-/// the shared SQL, written for the store's ``dialect``.
+/// written against it (the demo, tests, your own handlers) runs on both. Its rows are
+/// ``SQLRows``, the one SQL of both backends.
 public protocol SQLStore: Store where Transaction: SQLTransaction {
     /// A short name of the backend, such as `sqlite` or `postgres`.
     var backendName: String { get }

@@ -11,21 +11,39 @@ public protocol WallClock: Sendable {
     func now() -> Timestamp
     /// Suspends for `duration` (used only for bounded waits on another holder's outcome).
     func sleep(for duration: Duration) async throws
+    /// Whether this clock reads a machine's real time. A store shared by several machines
+    /// (PostgreSQL) never decides a lease or an expiry on one machine's real time: it replaces
+    /// such a clock with its own, read in the deciding transaction. A clock that is not real time
+    /// — a test's ``ManualWallClock``, the simulator's virtual clock — is a deliberate choice, and
+    /// every store decides on it as given. Default: `false`.
+    var isRealTime: Bool { get }
 }
 
-/// The system's wall clock.
+extension WallClock {
+    /// A clock of your own is taken as given (not real time) unless it says otherwise.
+    public var isRealTime: Bool { false }
+}
+
+/// The system's wall clock: real time.
 ///
-/// Leases compare times taken on different machines when many processes share PostgreSQL:
-/// keep lease durations far longer than the clock skew between them (NTP keeps it to
-/// milliseconds; leases are seconds).
+/// On PostgreSQL, leases and expiries are decided on the database's clock instead, so machines
+/// whose clocks disagree still agree on every lease. SQLite and ``MemoryStore`` (one machine)
+/// decide on this clock.
 public struct SystemWallClock: WallClock {
-    /// Creates the system clock.
-    public init() {}
+    /// How far this clock reads from the system's: zero, or a skew that models a machine whose
+    /// clock runs ahead or behind (tests, demos).
+    public var offset: Duration
+
+    /// Creates the system clock, optionally skewed by `offset`.
+    public init(offset: Duration = .zero) { self.offset = offset }
 
     /// The current time.
     public func now() -> Timestamp {
-        Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)))
+        Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down))) + offset
     }
+
+    /// `true`: a store shared by several machines replaces it with its own clock.
+    public var isRealTime: Bool { true }
 
     /// Suspends for `duration`.
     public func sleep(for duration: Duration) async throws {

@@ -36,10 +36,22 @@ public struct LedgerEngine: Sendable {
     }
 
     /// Applies a batch in order; a linked chain succeeds or fails as a unit.
+    ///
+    /// `expired` are pending transfers the store found past their timeout on the batch's
+    /// accounts: they are released first (their amounts go back to both accounts, their state
+    /// becomes `pendingExpired`), so no balance check counts an expired pending. Those whose
+    /// accounts are not in the snapshot are left for another step.
     /// - Returns: one result per transfer, and the changes to write.
-    public mutating func apply(_ batch: [Transfer], now: Timestamp) -> (results: [TransferResult], changes: Changes) {
+    public mutating func apply(
+        _ batch: [Transfer], now: Timestamp, expired: [StoredTransfer] = []
+    ) -> (results: [TransferResult], changes: Changes) {
         var results: [TransferResult] = []
         var changes = Changes()
+        for pending in expired where pending.state == .pending && (pending.expiresAt.map { $0 <= now } ?? false) {
+            if transfers[pending.transfer.id] == nil { transfers[pending.transfer.id] = pending }
+            expiring.insert(pending.transfer.id)
+        }
+        releaseExpired(&changes)
         var index = 0
         while index < batch.count {
             var end = index
@@ -228,30 +240,29 @@ extension Transfer {
     /// The largest id, in UTF-8 bytes.
     public static let idByteCountMaximum = 255
 
-    /// Checks what needs no stored state: ids, amount, accounts, flags. A transfer that fails here
-    /// is bad input, refused before anything is written.
+    /// Checks what needs no stored state — ids, amount, accounts, flags — and returns the
+    /// transfer with its ids in NFC. A transfer that fails here is bad input, refused before
+    /// anything is written.
     /// - Throws: ``UnraceError/Code/invalidArgument`` naming the rule.
-    public func validate() throws {
-        for (name, value) in [("id", id), ("debit account", debitAccount), ("credit account", creditAccount)] {
-            guard !value.isEmpty, value.utf8.count <= Self.idByteCountMaximum,
-                value.unicodeScalars.allSatisfy({ OperationKey.isPrintable($0) })
-            else {
-                throw UnraceError(.invalidArgument, "transfer \(name) must be 1 to 255 bytes of printable UTF-8")
-            }
-        }
-        guard debitAccount != creditAccount else {
+    public func validated() throws -> Transfer {
+        var transfer = self
+        transfer.id = try NameRule.transferID.validate(id)
+        transfer.debitAccount = try NameRule(kind: "debit account id").validate(debitAccount)
+        transfer.creditAccount = try NameRule(kind: "credit account id").validate(creditAccount)
+        transfer.pendingID = try pendingID.map { try NameRule(kind: "pending transfer id").validate($0) }
+        guard transfer.debitAccount != transfer.creditAccount else {
             throw UnraceError(.invalidArgument, "a transfer's debit and credit accounts must differ")
         }
         let kinds = flags.intersection([.pending, .postPending, .voidPending])
         guard kinds.rawValue.nonzeroBitCount <= 1 else {
             throw UnraceError(.invalidArgument, "a transfer is at most one of pending, postPending and voidPending")
         }
+        guard Flags.all.isSuperset(of: flags) else {
+            throw UnraceError(.invalidArgument, "a transfer's flags have unknown bits set")
+        }
         let settles = flags.contains(.postPending) || flags.contains(.voidPending)
         guard settles == (pendingID != nil) else {
             throw UnraceError(.invalidArgument, "pendingID is required by, and only allowed for, postPending and voidPending")
-        }
-        if let pendingID, pendingID.isEmpty || pendingID.utf8.count > Self.idByteCountMaximum {
-            throw UnraceError(.invalidArgument, "pendingID must be 1 to 255 bytes")
         }
         let minimum: Int64 = settles ? 0 : 1
         guard amount >= minimum else {
@@ -261,5 +272,38 @@ extension Transfer {
         guard timeoutMilliseconds >= 0, timeoutMilliseconds == 0 || flags.contains(.pending) else {
             throw UnraceError(.invalidArgument, "a timeout is only for pending transfers, and not negative")
         }
+        guard timeoutMilliseconds <= Self.timeoutMillisecondsMaximum else {
+            throw UnraceError(.invalidArgument, "a pending transfer's timeout must be at most 366 days")
+        }
+        return transfer
+    }
+
+    /// The longest pending timeout accepted: 366 days, in milliseconds.
+    public static let timeoutMillisecondsMaximum: Int64 = 366 * 86_400_000
+
+    /// Checks the transfer like ``validated()``.
+    public func validate() throws { _ = try validated() }
+}
+
+extension Transfer.Flags {
+    /// Every flag Unrace knows.
+    static let all: Transfer.Flags = [.linked, .pending, .postPending, .voidPending]
+}
+
+extension Account {
+    /// Checks a new account — its id (``NameRule/accountID``), ledger, flags and zero balances —
+    /// and returns it with its id in NFC.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` naming the rule.
+    public func validated() throws -> Account {
+        var account = self
+        account.id = try NameRule.accountID.validate(id)
+        guard ledger >= 1 else { throw UnraceError(.invalidArgument, "an account's ledger must be 1 or more") }
+        guard Flags([.debitsMustNotExceedCredits, .creditsMustNotExceedDebits, .closed]).isSuperset(of: flags) else {
+            throw UnraceError(.invalidArgument, "an account's flags have unknown bits set")
+        }
+        guard debitsPending == 0, debitsPosted == 0, creditsPending == 0, creditsPosted == 0 else {
+            throw UnraceError(.invalidArgument, "accounts are created with zero balances; move money with transfers")
+        }
+        return account
     }
 }

@@ -14,7 +14,7 @@ public struct Account: Sendable, Hashable, Codable {
         public static let closed = Flags(rawValue: 1 << 2)
     }
 
-    /// The client-chosen id (1 to 255 bytes).
+    /// The client-chosen id: ``NameRule/accountID`` (1 to 255 printable bytes, kept in NFC).
     public var id: String
     /// The ledger (currency, asset) the account is in; transfers stay within one ledger.
     public var ledger: Int64
@@ -62,13 +62,14 @@ public struct Transfer: Sendable, Hashable, Codable {
         public static let voidPending = Flags(rawValue: 1 << 3)
     }
 
-    /// The client-chosen unique id (1 to 255 bytes): a repeat is `exists`, never a second transfer.
+    /// The client-chosen unique id, ``NameRule/transferID`` (1 to 255 printable bytes, kept in
+    /// NFC): a repeat is `exists`, never a second transfer.
     public var id: String
     /// The account debited.
     public var debitAccount: String
     /// The account credited.
     public var creditAccount: String
-    /// The amount, 1 or more (for post-pending, 0 means the pending amount).
+    /// The amount, 1 to `Int64.max` (for post-pending, 0 means the pending amount).
     public var amount: Int64
     /// The ledger; must be the accounts' ledger.
     public var ledger: Int64
@@ -232,22 +233,36 @@ public enum AccountResult: Sendable, Hashable, Codable {
 
 /// Sums over every account: double entry keeps posted debits equal to posted credits (and
 /// pending to pending), whatever happens.
+///
+/// Each account's balances stay within `Int64` (a transfer that would pass it is refused with
+/// ``TransferResult/overflowsBalance``); sums over many accounts may not, so totals are 128-bit.
 public struct LedgerTotals: Sendable, Hashable, Codable {
     /// The sum of posted debits.
-    public var debitsPosted: Int64
+    public var debitsPosted: Int128
     /// The sum of posted credits.
-    public var creditsPosted: Int64
+    public var creditsPosted: Int128
     /// The sum of pending debits.
-    public var debitsPending: Int64
+    public var debitsPending: Int128
     /// The sum of pending credits.
-    public var creditsPending: Int64
+    public var creditsPending: Int128
 
     /// Creates totals.
-    public init(debitsPosted: Int64, creditsPosted: Int64, debitsPending: Int64, creditsPending: Int64) {
+    public init(debitsPosted: Int128, creditsPosted: Int128, debitsPending: Int128, creditsPending: Int128) {
         self.debitsPosted = debitsPosted
         self.creditsPosted = creditsPosted
         self.debitsPending = debitsPending
         self.creditsPending = creditsPending
+    }
+
+    /// Totals of nothing.
+    public static let zero = LedgerTotals(debitsPosted: 0, creditsPosted: 0, debitsPending: 0, creditsPending: 0)
+
+    /// The totals with one more account's balances added.
+    public func adding(_ account: Account) -> LedgerTotals {
+        LedgerTotals(
+            debitsPosted: debitsPosted + Int128(account.debitsPosted), creditsPosted: creditsPosted + Int128(account.creditsPosted),
+            debitsPending: debitsPending + Int128(account.debitsPending), creditsPending: creditsPending + Int128(account.creditsPending)
+        )
     }
 
     /// Whether money was conserved.

@@ -67,16 +67,16 @@ enum DoubleExecution {
                     if try await isDone(world, table, operation) { return }
                     try await world.work(work, "work on \(operation)")
                     try await world.store.withTransaction { tx in
-                        tx.put(table, id: operation, [1])
-                        tx.put("effects", id: "\(operation)#\(effects.next())", [])
+                        try await tx.put(table, id: operation, [1])
+                        try await tx.put("effects", id: "\(operation)#\(effects.next())", [])
                     }
                     world.annotate("→ done")
                 case (.guarded, .local(let table)):
                     try await world.work(work, "work on \(operation)")
                     let operationsAPI = try world.operations(holder: "\(name).\(incarnation)", lease: .seconds(2))
                     let receipt = try await operationsAPI.perform(key: operation) { tx in
-                        tx.put(table, id: operation, [1])
-                        tx.put("effects", id: "\(operation)#\(effects.next())", [])
+                        try await tx.put(table, id: operation, [1])
+                        try await tx.put("effects", id: "\(operation)#\(effects.next())", [])
                         return "done"
                     }
                     if receipt.isReplay { world.annotate("(replayed)") }
@@ -84,7 +84,7 @@ enum DoubleExecution {
                     if try await isDone(world, "done", operation) { return }
                     try await world.work(work, "work on \(operation)")
                     try await downstream.call(operation, idempotencyKey: nil)
-                    try await world.store.withTransaction { tx in tx.put("done", id: operation, [1]) }
+                    try await world.store.withTransaction { tx in try await tx.put("done", id: operation, [1]) }
                     world.annotate("→ marked done")
                 case (.guarded, .external(_, let checkpoint)):
                     let operationsAPI = try world.operations(holder: "\(name).\(incarnation)", lease: .seconds(2))
@@ -95,7 +95,7 @@ enum DoubleExecution {
                         try await world.work(work, "work on \(operation)")
                         if checkpoint { handle = try await operationsAPI.checkpoint(handle, recoveryPoint: "rendered") }
                         try await downstream.call(operation, idempotencyKey: handle.derivedKey("effect"))
-                        try await operationsAPI.complete(handle, result: "done") { tx in tx.put("done", id: operation, [1]) }
+                        try await operationsAPI.complete(handle, result: "done") { tx in try await tx.put("done", id: operation, [1]) }
                     }
                 }
             }
@@ -103,14 +103,14 @@ enum DoubleExecution {
 
         /// The naive check: has this operation been done already?
         @Sendable func isDone(_ world: World, _ table: String, _ operation: String) async throws -> Bool {
-            let done = try await world.store.withTransaction { tx in tx.get(table, id: operation) != nil }
+            let done = try await world.store.withTransaction { tx in try await tx.get(table, id: operation) != nil }
             world.annotate(done ? "→ already done" : "→ not done yet")
             return done
         }
 
-        return { [memory = world.memory] in
+        return {
             var counts: [String: Int] = downstream.effects
-            for id in memory.rows(in: "effects").keys {
+            for id in try await world.rows(in: "effects").keys {
                 counts[String(id.prefix { $0 != "#" }), default: 0] += 1
             }
             return counts.sorted { $0.key < $1.key }.filter { $0.value > 1 }.map {

@@ -22,14 +22,14 @@ enum LostUpdate {
 
     /// Reads an integer from a plain table in one step: the naive handlers' read.
     static func naiveRead(_ world: World, _ table: String, _ id: String, as label: String) async throws -> Int64 {
-        let value = try await world.store.withTransaction { tx in Int64(bytes: tx.get(table, id: id)) }
+        let value = try await world.store.withTransaction { tx in Int64(bytes: try await tx.get(table, id: id)) }
         world.annotate("→ read \(label) \(value)")
         return value
     }
 
     /// Writes an integer in one step: the naive handlers' blind write.
     static func naiveWrite(_ world: World, _ table: String, _ id: String, _ value: Int64, as label: String) async throws {
-        try await world.store.withTransaction { tx in tx.put(table, id: id, value.bytes) }
+        try await world.store.withTransaction { tx in try await tx.put(table, id: id, value.bytes) }
         world.annotate("→ wrote \(label) \(value)")
     }
 
@@ -47,9 +47,9 @@ enum LostUpdate {
         let accepted = Notebook()
         let records = try Records(store: world.store, collection: "wallets", retry: retryPolicy(world), clock: world.clock)
         if handler == .naive {
-            try await world.memory.withTransaction { tx in tx.put("wallets", id: "main", initial.bytes) }
+            try await world.direct.withTransaction { tx in try await tx.put("wallets", id: "main", initial.bytes) }
         } else {
-            _ = try await Records(store: world.memory, collection: "wallets").create("main", initial)
+            _ = try await Records(store: world.direct, collection: "wallets", clock: world.clock).create("main", initial)
         }
         struct Insufficient: Error {}
         clients(world, count: count) { index in
@@ -74,8 +74,8 @@ enum LostUpdate {
         }
         return {
             let balance = handler == .naive
-                ? Int64(bytes: world.memory.rows(in: "wallets")["main"])
-                : try await Records(store: world.memory, collection: "wallets").read("main", as: Int64.self)?.value ?? 0
+                ? Int64(bytes: try await world.rows(in: "wallets")["main"])
+                : try await Records(store: world.direct, collection: "wallets", clock: world.clock).read("main", as: Int64.self)?.value ?? 0
             var violations: [Violation] = []
             if balance != initial - accepted.sum {
                 violations.append(Violation("money-conserved", "balance \(balance), but \(initial) − \(accepted.sum) accepted = \(initial - accepted.sum)"))
@@ -107,9 +107,9 @@ enum LostUpdate {
         let sold = Notebook()
         let counters = Counters(store: world.store, clock: world.clock)
         if handler == .naive {
-            try await world.memory.withTransaction { tx in tx.put("stock", id: "sku", stock.bytes) }
+            try await world.direct.withTransaction { tx in try await tx.put("stock", id: "sku", stock.bytes) }
         } else {
-            _ = try await Counters(store: world.memory).create("sku", value: stock, floor: 0)
+            _ = try await Counters(store: world.direct, clock: world.clock).create("sku", value: stock, floor: 0)
         }
         clients(world, count: count) { index in
             let quantity = quantities[index]
@@ -125,8 +125,8 @@ enum LostUpdate {
         }
         return {
             let level = handler == .naive
-                ? Int64(bytes: world.memory.rows(in: "stock")["sku"])
-                : try await counterValue(world.memory, "sku")
+                ? Int64(bytes: try await world.rows(in: "stock")["sku"])
+                : try await counterValue(world, "sku")
             var violations: [Violation] = []
             if sold.sum > stock { violations.append(Violation("no-oversell", "sold \(sold.sum) of \(stock)")) }
             if level != stock - sold.sum {
@@ -136,13 +136,9 @@ enum LostUpdate {
         }
     }
 
-    /// A counter's value, read by adding and taking back nothing (a zero step is refused by the
-    /// API, so the check goes to the store).
-    static func counterValue(_ store: MemoryStore, _ name: String) async throws -> Int64 {
-        switch try await store.adjustCounter(name: name, by: 0) {
-        case .applied(let value), .refused(let value): value
-        case .notFound: 0
-        }
+    /// A counter's value, read outside the run.
+    static func counterValue(_ world: World, _ name: String) async throws -> Int64 {
+        try await Counters(store: world.direct, clock: world.clock).counter(name)?.value ?? 0
     }
 
     // MARK: Quota
@@ -171,13 +167,9 @@ enum LostUpdate {
         return {
             let used: Int64
             if handler == .naive {
-                used = Int64(bytes: world.memory.rows(in: "quota")["api"])
+                used = Int64(bytes: try await world.rows(in: "quota")["api"])
             } else {
-                let now = world.clock.now().milliseconds
-                let start = Timestamp(milliseconds: now - now % 3_600_000)
-                switch try await world.memory.consumeQuota(name: "api", units: 0, limit: .max, windowStart: start) {
-                case .granted(let value), .denied(let value): used = value
-                }
+                used = try await Counters(store: world.direct, clock: world.clock).quota("api")?.used ?? 0
             }
             var violations: [Violation] = []
             if granted.sum > limit { violations.append(Violation("quota-respected", "granted \(granted.sum) with a limit of \(limit)")) }
@@ -198,7 +190,7 @@ enum LostUpdate {
         world.header.append("limit \(counted(Int(limit), "hit")), \(counted(count, "request"))")
         let allowed = Notebook()
         let counters = Counters(store: world.store, clock: world.clock)
-        if handler == .guarded { _ = try await Counters(store: world.memory).create("hits", value: 0, floor: 0, ceiling: limit) }
+        if handler == .guarded { _ = try await Counters(store: world.direct, clock: world.clock).create("hits", value: 0, floor: 0, ceiling: limit) }
         clients(world, count: count) { _ in
             switch handler {
             case .naive:
@@ -212,8 +204,8 @@ enum LostUpdate {
         }
         return {
             let hits = handler == .naive
-                ? Int64(bytes: world.memory.rows(in: "limits")["hits"])
-                : try await counterValue(world.memory, "hits")
+                ? Int64(bytes: try await world.rows(in: "limits")["hits"])
+                : try await counterValue(world, "hits")
             var violations: [Violation] = []
             if hits != allowed.sum { violations.append(Violation("no-lost-increment", "counted \(hits) hits, allowed \(allowed.sum)")) }
             if allowed.sum > limit { violations.append(Violation("limit-respected", "allowed \(allowed.sum) with a limit of \(limit)")) }
@@ -235,18 +227,18 @@ enum LostUpdate {
         let bookings = Notebook()
         let reservations = Reservations(store: world.store, clock: world.clock)
         if handler == .guarded {
-            for seat in 1...seats { _ = try await Reservations(store: world.memory).createResource("seat-\(seat)", capacity: 1) }
+            for seat in 1...seats { _ = try await Reservations(store: world.direct, clock: world.clock).createResource("seat-\(seat)", capacity: 1) }
         }
         clients(world, count: count) { index in
             let seat = "seat-\(wanted[index] + 1)"
             let buyer = "buyer-\(index + 1)"
             switch handler {
             case .naive:
-                let taken = try await world.store.withTransaction { tx in tx.get("seats", id: seat) != nil }
+                let taken = try await world.store.withTransaction { tx in try await tx.get("seats", id: seat) != nil }
                 world.annotate(taken ? "→ taken" : "→ free")
                 guard !taken else { return }
                 try await world.work(Int64(world.choices.below(10)), "pay for \(seat)")
-                try await world.store.withTransaction { tx in tx.put("seats", id: seat, Array(buyer.utf8)) }
+                try await world.store.withTransaction { tx in try await tx.put("seats", id: seat, Array(buyer.utf8)) }
             case .guarded:
                 guard case .hold = try await reservations.hold(seat, key: buyer, timeToLive: .seconds(60)) else { return }
                 try await world.work(Int64(world.choices.below(10)), "pay for \(seat)")

@@ -42,9 +42,9 @@ enum OutOfOrder {
         }())
 
         /// Moves an order to `target`, noting the move in the history (in the same transaction).
-        @Sendable func move(_ tx: MemoryTransaction, _ order: String, from: String?, to target: String) {
-            tx.put("orders", id: order, Array(target.utf8))
-            tx.put("history", id: "\(order)#\(String(history.next()).leftPadded(8))", Array("\(from ?? "new")>\(target)".utf8))
+        @Sendable func move(_ tx: SimulationTransaction, _ order: String, from: String?, to target: String) async throws {
+            try await tx.put("orders", id: order, Array(target.utf8))
+            try await tx.put("history", id: "\(order)#\(String(history.next()).leftPadded(8))", Array("\(from ?? "new")>\(target)".utf8))
         }
 
         for consumer in 1...consumers {
@@ -54,18 +54,18 @@ enum OutOfOrder {
                 switch handler {
                 case .naive:
                     try await world.store.withTransaction { tx in
-                        let current = tx.get("orders", id: message.stream).map { String(decoding: $0, as: UTF8.self) }
-                        move(tx, message.stream, from: current, to: OrderStreams.naiveTarget[message.type] ?? "unknown")
+                        let current = try await tx.get("orders", id: message.stream).map { String(decoding: $0, as: UTF8.self) }
+                        try await move(tx, message.stream, from: current, to: OrderStreams.naiveTarget[message.type] ?? "unknown")
                     }
                 case .guarded:
                     let event = try InboxEvent(
                         id: message.id, stream: message.stream, sequence: message.sequence, type: message.type, payload: []
                     )
                     _ = try await inbox.receive(event) { tx, event in
-                        let current = tx.get("orders", id: event.stream).map { String(decoding: $0, as: UTF8.self) }
+                        let current = try await tx.get("orders", id: event.stream).map { String(decoding: $0, as: UTF8.self) }
                         switch OrderStreams.lifecycle.applyWithPlaceholder(event.type, to: current) {
                         case .moved(_, let target):
-                            move(tx, event.stream, from: current, to: target)
+                            try await move(tx, event.stream, from: current, to: target)
                             return .applied
                         case .rejected(let reason), .absorbed(let reason):
                             return .rejected(reason: reason)
@@ -78,7 +78,7 @@ enum OutOfOrder {
         return {
             var violations: [Violation] = []
             var resurrected: Set<String> = []
-            for (id, move) in world.memory.rows(in: "history").sorted(by: { $0.key < $1.key }) {
+            for (id, move) in try await world.rows(in: "history").sorted(by: { $0.key < $1.key }) {
                 let parts = String(decoding: move, as: UTF8.self).split(separator: ">").map(String.init)
                 if OrderStreams.lifecycle.terminal.contains(parts[0]), parts[1] != parts[0] { resurrected.insert("\(id.prefix { $0 != "#" }) \(parts[0])→\(parts[1])") }
             }
@@ -89,7 +89,7 @@ enum OutOfOrder {
             }
             guard broker.isDrained(topic: "order-events", group: "projection") else { return violations }  // the run ended first
             let expected = OrderStreams.inOrderFinalStates(streams)
-            let actual = world.memory.rows(in: "orders").mapValues { String(decoding: $0, as: UTF8.self) }
+            let actual = try await world.rows(in: "orders").mapValues { String(decoding: $0, as: UTF8.self) }
             for (order, state) in expected.sorted(by: { $0.key < $1.key }) where actual[order] != state {
                 violations.append(Violation("final-state-in-order", "\(order) ended \(actual[order] ?? "new"), in order it ends \(state)"))
             }

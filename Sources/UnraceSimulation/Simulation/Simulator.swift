@@ -31,8 +31,10 @@ public struct SimulationOptions: Sendable {
     public var tracing = false
     /// The mistaken fixes' settings.
     public var knobs = Knobs()
+    /// The store the run is built on. Default: memory, the fastest.
+    public var store: SimulationStoreKind = .memory
     /// Guards switched off to test the checkers. Never set outside such tests.
-    @_spi(Testing) public var disabledGuards: MemoryStore.DisabledGuards = []
+    @_spi(Testing) public var disabledGuards: DisabledGuards = []
 
     /// Default options: no trace, the scenario's own settings, every guard on.
     public init() {}
@@ -114,7 +116,17 @@ public enum Simulator {
     /// One run, blocking the calling thread.
     static func runNow(_ scenario: Scenario, _ handler: HandlerKind, choices: Choices, seed: UInt64?, options: SimulationOptions) -> SimulationRun {
         SimulationExecutor.run {
-            let world = World(choices: choices, tracing: options.tracing, disabledGuards: options.disabledGuards)
+            let backend: SimulationBackend
+            do {
+                backend = try await SimulationBackend.make(options.store)
+            } catch {
+                return SimulationRun(
+                    scenario: scenario.name, handler: handler, seed: seed,
+                    violations: [Violation("run-completed", "the run's store could not be opened: \(error)")], steps: 0, trace: [], choices: []
+                )
+            }
+            defer { backend.close() }
+            let world = World(choices: choices, tracing: options.tracing, backend: backend, disabledGuards: options.disabledGuards)
             world.faults = FaultMix.draw(scenario.faults, pauseLength: scenario.pauseLength, choices: &world.choices)
             var violations: [Violation]
             do {

@@ -28,9 +28,9 @@ enum Zombie {
         let writes = Notebook()
 
         /// Writes the job's result, noting whether a later holder had been granted the job.
-        @Sendable func write(_ tx: MemoryTransaction, _ job: String, holder: Int64) {
+        @Sendable func write(_ tx: SimulationTransaction, _ job: String, holder: Int64) async throws {
             let latest = granted.counts[job] ?? 0
-            tx.put("writes", id: "\(job)#\(String(writes.next()).leftPadded(6))", Array("\(holder)/\(latest)".utf8))
+            try await tx.put("writes", id: "\(job)#\(String(writes.next()).leftPadded(6))", Array("\(holder)/\(latest)".utf8))
         }
 
         for consumer in 1...consumers {
@@ -44,12 +44,12 @@ enum Zombie {
                     let me = "\(name).\(incarnation)"
                     let now = world.scheduler.now
                     let acquisition: Int64? = try await world.store.withTransaction { tx in
-                        let fields = tx.get("locks", id: job).map { String(decoding: $0, as: UTF8.self).split(separator: "|") } ?? []
+                        let fields = try await tx.get("locks", id: job).map { String(decoding: $0, as: UTF8.self).split(separator: "|") } ?? []
                         let until = fields.count == 3 ? Int64(fields[1]) ?? 0 : 0
                         let count = fields.count == 3 ? Int64(fields[2]) ?? 0 : 0
-                        if tx.get("done", id: job) != nil { return 0 }
+                        if try await tx.get("done", id: job) != nil { return 0 }
                         guard fields.isEmpty || fields[0].isEmpty || until <= now else { return nil }
-                        tx.put("locks", id: job, Array("\(me)|\(now + lease)|\(count + 1)".utf8))
+                        try await tx.put("locks", id: job, Array("\(me)|\(now + lease)|\(count + 1)".utf8))
                         return count + 1
                     }
                     guard let acquisition else { throw RetryLater() }
@@ -58,9 +58,9 @@ enum Zombie {
                     granted.counts[job] = max(granted.counts[job] ?? 0, acquisition)
                     try await world.work(work, "work on \(job)")
                     try await world.store.withTransaction { tx in
-                        write(tx, job, holder: acquisition)
-                        tx.put("done", id: job, [1])
-                        tx.put("locks", id: job, Array("|0|\(acquisition)".utf8))
+                        try await write(tx, job, holder: acquisition)
+                        try await tx.put("done", id: job, [1])
+                        try await tx.put("locks", id: job, Array("|0|\(acquisition)".utf8))
                     }
                     world.annotate("→ wrote the result, released the lock")
                 case .guarded:
@@ -72,7 +72,7 @@ enum Zombie {
                         granted.counts[job] = max(granted.counts[job] ?? 0, Int64(handle.token.value))
                         try await world.work(work, "work on \(job)")
                         try await operations.complete(handle, result: "done") { tx in
-                            write(tx, job, holder: Int64(handle.token.value))
+                            try await write(tx, job, holder: Int64(handle.token.value))
                         }
                     }
                 }
@@ -80,7 +80,7 @@ enum Zombie {
         }
 
         return {
-            world.memory.rows(in: "writes").sorted { $0.key < $1.key }.compactMap { id, value in
+            try await world.rows(in: "writes").sorted { $0.key < $1.key }.compactMap { id, value in
                 let parts = String(decoding: value, as: UTF8.self).split(separator: "/").compactMap { Int64($0) }
                 guard parts.count == 2, parts[0] < parts[1] else { return nil }
                 return Violation(invariant, "\(id.prefix { $0 != "#" }) written by holder #\(parts[0]) after #\(parts[1]) took it over")

@@ -1,11 +1,11 @@
 @_spi(Testing) public import Unrace
 
 /// One simulated run's world: the scheduler and its virtual clock, the run's choices and fault
-/// mix, the in-memory store every actor shares, and the actors themselves.
+/// mix, the store every actor shares (memory or SQLite), and the actors themselves.
 ///
 /// Scenarios build on it: they spawn actors, give them the ``store`` (a ``SimulatedStore``, so
-/// every call is a scheduling point with the run's faults) and a broker, and check invariants
-/// on ``memory`` once every actor has finished.
+/// every step is a scheduling point with the run's faults) and a broker, set up and check
+/// invariants through ``direct`` (the same store, outside the run) once every actor has finished.
 public final class World: @unchecked Sendable {
     /// Runs the actors one at a time.
     public let scheduler: Scheduler
@@ -13,10 +13,14 @@ public final class World: @unchecked Sendable {
     @exclusivity(unchecked) public var choices: Choices
     /// The run's faults.
     @exclusivity(unchecked) public internal(set) var faults: FaultMix = .none
-    /// The shared state, read directly (no scheduling) by invariant checks.
-    public let memory: MemoryStore
-    /// The store actors use: every call is a scheduling point.
-    public var store: SimulatedStore { SimulatedStore(world: self) }
+    /// The run's shipping store.
+    let backend: SimulationBackend
+    /// Guards switched off for a test of the checkers.
+    let disabledGuards: DisabledGuards
+    /// The store actors use: every step is a scheduling point.
+    public var store: SimulatedStore { SimulatedStore(world: self, scheduled: true) }
+    /// The same store for a scenario's set-up and checks: no scheduling, no faults.
+    public var direct: SimulatedStore { SimulatedStore(world: self, scheduled: false) }
     /// The virtual clock, for the Unrace API's configuration.
     public let clock: SimulationClock
     /// When a run stops, in virtual milliseconds: loops check ``isOver``.
@@ -31,11 +35,17 @@ public final class World: @unchecked Sendable {
     /// Each simulated holder's `Operations`, made on first use.
     var holders: [String: Operations<SimulatedStore>] = [:]
 
-    init(choices: Choices, tracing: Bool, disabledGuards: MemoryStore.DisabledGuards) {
+    init(choices: Choices, tracing: Bool, backend: SimulationBackend, disabledGuards: DisabledGuards) {
         self.choices = choices
         scheduler = Scheduler(tracing: tracing)
-        memory = disabledGuards.isEmpty ? MemoryStore() : MemoryStore(disabling: disabledGuards)
+        self.backend = backend
+        self.disabledGuards = disabledGuards
         clock = SimulationClock(scheduler: scheduler)
+    }
+
+    /// Every committed row of a business table, for a checker.
+    public func rows(in table: String) async throws -> [String: [UInt8]] {
+        try await backend.rows(in: table)
     }
 
     /// Whether the run has used up its virtual time or its steps.
@@ -115,13 +125,28 @@ public final class World: @unchecked Sendable {
 }
 
 /// The simulator's ``WallClock``: virtual time; sleeping is a scheduling point.
+///
+/// An actor's clock may be skewed (``skewed(by:)``): it then models a machine's real-time clock
+/// that runs ahead or behind, which a shared database replaces with its own.
 public struct SimulationClock: WallClock {
     /// The virtual epoch: what `now()` answers at time 0.
     public static let epoch = Timestamp(milliseconds: 1_700_000_000_000)
     let scheduler: Scheduler
+    /// How far this actor's clock is off, in milliseconds.
+    public var skew: Int64 = 0
 
-    /// The virtual now.
-    public func now() -> Timestamp { Timestamp(milliseconds: Self.epoch.milliseconds + scheduler.now) }
+    /// The virtual now, as this clock reads it.
+    public func now() -> Timestamp { Timestamp(milliseconds: Self.epoch.milliseconds + scheduler.now + skew) }
+
+    /// A skewed clock is one machine's real-time clock; the world's own is the database's.
+    public var isRealTime: Bool { skew != 0 }
+
+    /// This clock, running `milliseconds` ahead (or behind, when negative).
+    public func skewed(by milliseconds: Int64) -> SimulationClock {
+        var clock = self
+        clock.skew = milliseconds
+        return clock
+    }
 
     /// Lets `duration` of virtual time pass for the running actor; others run meanwhile.
     public func sleep(for duration: Duration) async throws {

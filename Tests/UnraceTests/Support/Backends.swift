@@ -75,3 +75,21 @@ func countRows<S: SQLStore>(_ store: S, _ table: String, id: String? = nil) asyn
         return Int(try rows[0].int64("n"))
     }
 }
+
+/// Every store a guarantee is tested on: the in-memory reference and the real SQL backends.
+enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case memory, sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
+/// The stores a test runs on: memory and SQLite always; PostgreSQL when configured (or required).
+let allBackends: [Backend] = [.memory] + sqlBackends.map { $0 == .sqlite ? .sqlite : .postgres }
+
+/// Runs `body` with a fresh store of the backend.
+func withAnyStore<T: Sendable>(_ backend: Backend, _ body: (any Store) async throws -> T) async throws -> T {
+    switch backend {
+    case .memory: return try await body(MemoryStore())
+    case .sqlite: return try await withStore(.sqlite) { store, _ in try await body(store) }
+    case .postgres: return try await withStore(.postgres) { store, _ in try await body(store) }
+    }
+}

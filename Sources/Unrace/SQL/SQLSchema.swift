@@ -1,0 +1,104 @@
+/// The tables of every SQL store, as versioned migrations; `dialect` picks the column types.
+///
+/// Versions are never edited once released: a change is a new version.
+package enum SQLSchema {
+    package static func migrations(_ dialect: SQLDialect) -> SchemaMigrations {
+        let sqlite = dialect == .sqlite
+        let blob = sqlite ? "BLOB" : "BYTEA"
+        let integer = sqlite ? "INTEGER" : "BIGINT"
+        let keyed = sqlite ? " WITHOUT ROWID" : ""
+        return SchemaMigrations([
+            .init(version: 1, statements: [
+                """
+                CREATE TABLE unrace_operations (
+                  scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint \(blob) NOT NULL,
+                  state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'released')),
+                  token \(integer) NOT NULL CHECK (token >= 1), holder TEXT NOT NULL, lease_until \(integer) NOT NULL,
+                  recovery_point \(blob), outcome \(blob), created_at \(integer) NOT NULL, completed_at \(integer), expires_at \(integer),
+                  PRIMARY KEY (scope, key)
+                )\(keyed)
+                """,
+                "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
+            ]),
+            .init(version: 2, statements: [
+                """
+                CREATE TABLE unrace_inbox_streams (
+                  stream TEXT PRIMARY KEY, head BIGINT NOT NULL CHECK (head >= 0),
+                  parked INTEGER NOT NULL CHECK (parked >= 0), gap_since BIGINT
+                )\(keyed)
+                """,
+                """
+                CREATE TABLE unrace_inbox_events (
+                  event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL CHECK (sequence >= 1),
+                  type TEXT NOT NULL, payload \(blob),
+                  status TEXT NOT NULL CHECK (status IN ('applied', 'rejected', 'parked', 'skipped')),
+                  reason TEXT, received_at BIGINT NOT NULL,
+                  UNIQUE (stream, sequence)
+                )\(keyed)
+                """,
+                "CREATE INDEX unrace_inbox_gaps ON unrace_inbox_streams (gap_since) WHERE parked > 0",
+                """
+                CREATE TABLE unrace_lifecycle_states (
+                  lifecycle TEXT NOT NULL, entity TEXT NOT NULL, state TEXT NOT NULL, updated_at BIGINT NOT NULL,
+                  PRIMARY KEY (lifecycle, entity)
+                )\(keyed)
+                """,
+            ]),
+            .init(version: 3, statements: [
+                """
+                CREATE TABLE unrace_records (
+                  collection TEXT NOT NULL, id TEXT NOT NULL, version BIGINT NOT NULL CHECK (version >= 1),
+                  value \(blob) NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (collection, id)
+                )\(keyed)
+                """,
+                """
+                CREATE TABLE unrace_counters (
+                  name TEXT PRIMARY KEY, value BIGINT NOT NULL, floor BIGINT NOT NULL, ceiling BIGINT NOT NULL,
+                  CHECK (value >= floor AND value <= ceiling)
+                )\(keyed)
+                """,
+                "CREATE TABLE unrace_quotas (name TEXT PRIMARY KEY, window_start BIGINT NOT NULL, used BIGINT NOT NULL)\(keyed)",
+                """
+                CREATE TABLE unrace_resources (
+                  name TEXT PRIMARY KEY, capacity BIGINT NOT NULL, held BIGINT NOT NULL, confirmed BIGINT NOT NULL,
+                  CHECK (held >= 0 AND confirmed >= 0 AND held + confirmed <= capacity)
+                )\(keyed)
+                """,
+                """
+                CREATE TABLE unrace_holds (
+                  key TEXT PRIMARY KEY, resource TEXT NOT NULL, units BIGINT NOT NULL CHECK (units >= 1),
+                  state TEXT NOT NULL CHECK (state IN ('held', 'confirmed', 'released')), expires_at BIGINT NOT NULL
+                )\(keyed)
+                """,
+                "CREATE INDEX unrace_holds_live ON unrace_holds (resource, expires_at) WHERE state = 'held'",
+            ]),
+            .init(version: 4, statements: [
+                """
+                CREATE TABLE unrace_accounts (
+                  id TEXT PRIMARY KEY, ledger BIGINT NOT NULL, code BIGINT NOT NULL, flags BIGINT NOT NULL,
+                  debits_pending BIGINT NOT NULL, debits_posted BIGINT NOT NULL,
+                  credits_pending BIGINT NOT NULL, credits_posted BIGINT NOT NULL, created_at BIGINT NOT NULL,
+                  CHECK (debits_pending >= 0 AND debits_posted >= 0 AND credits_pending >= 0 AND credits_posted >= 0),
+                  CHECK ((flags & 1) = 0 OR debits_pending + debits_posted <= credits_posted),
+                  CHECK ((flags & 2) = 0 OR credits_pending + credits_posted <= debits_posted)
+                )\(keyed)
+                """,
+                """
+                CREATE TABLE unrace_transfers (
+                  id TEXT PRIMARY KEY, debit_account TEXT NOT NULL, credit_account TEXT NOT NULL,
+                  amount BIGINT NOT NULL, ledger BIGINT NOT NULL, code BIGINT NOT NULL, flags BIGINT NOT NULL,
+                  pending_id TEXT, timeout_ms BIGINT NOT NULL, state TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT
+                )\(keyed)
+                """,
+                "CREATE TABLE unrace_transfer_failures (id TEXT PRIMARY KEY, result TEXT NOT NULL, created_at BIGINT NOT NULL)\(keyed)",
+            ]),
+            // Every operation record now has an expiry (running ones: the lease's end plus the
+            // retention), purged per scope; expired pending transfers are found by their timeout.
+            .init(version: 5, statements: [
+                "DROP INDEX unrace_operations_expiry",
+                "CREATE INDEX unrace_operations_scope_expiry ON unrace_operations (scope, expires_at) WHERE expires_at IS NOT NULL",
+                "CREATE INDEX unrace_transfers_pending ON unrace_transfers (expires_at) WHERE state = 'pending'",
+            ]),
+        ])
+    }
+}
