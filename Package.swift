@@ -81,7 +81,10 @@ let package = Package(
         ),
         .testTarget(
             name: "UnraceTests",
-            dependencies: ["Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation"],
+            dependencies: [
+                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -52,7 +52,8 @@ public final class PostgresStore: SQLStore {
     ///
     /// - Parameters:
     ///   - url: `postgres://user[:password]@host[:port]/database`, optionally with
-    ///     `?sslmode=disable|require`.
+    ///     `?sslmode=disable|require` and `&search_path=schema` (the schema Unrace's tables live in:
+    ///     letters, digits and `_`; one database can then hold several independent stores).
     ///   - maximumConnections: the pool's size (1 to 500). Default 20.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL;
     ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
@@ -93,10 +94,19 @@ public final class PostgresStore: SQLStore {
         case "require": tls = .require(.makeClientConfiguration())
         default: throw UnraceError(.invalidDatabaseURL, "sslmode must be disable or require")
         }
-        return PostgresClient.Configuration(
+        var configuration = PostgresClient.Configuration(
             host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
             password: components.password, database: database.isEmpty ? nil : database, tls: tls
         )
+        if let schema = components.queryItems?.first(where: { $0.name == "search_path" })?.value {
+            guard !schema.isEmpty, schema.utf8.count <= 63,
+                schema.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
+            else {
+                throw UnraceError(.invalidDatabaseURL, "search_path must be 1 to 63 letters, digits or underscores")
+            }
+            configuration.options.additionalStartupParameters = [("search_path", schema)]
+        }
+        return configuration
     }
 
     // MARK: Store

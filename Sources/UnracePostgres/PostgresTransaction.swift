@@ -70,7 +70,7 @@ public struct PostgresTransaction: SQLTransaction {
     /// strings or comments, and not in the jsonb operators `?|` and `?&`. A statement that already
     /// uses `$n` placeholders is sent unchanged (write jsonb's `?` operator in such a statement,
     /// or as `jsonb_exists(…)`). Works on UTF-8 bytes: every byte it looks at is ASCII.
-    static func numberPlaceholders(_ sql: String) -> String {
+    public static func numberPlaceholders(_ sql: String) -> String {
         let bytes = Array(sql.utf8)
         let question = UInt8(ascii: "?")
         guard bytes.contains(question) || bytes.contains(UInt8(ascii: "$")) else { return sql }

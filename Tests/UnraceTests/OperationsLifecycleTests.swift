@@ -144,15 +144,42 @@ struct OperationsLifecycleTests {
         #expect(error?.code == .schemaTooNew)
     }
 
+    /// The same interleaving as the fenced scenario, with the naive lease people write first: a
+    /// lock row with an expiry, checked when the work starts and trusted when it ends. A pauses
+    /// past its lease, B takes the expired lock and ships, A wakes up and ships too.
     static func unfencedZombieWritesScenario<S: SQLStore>(_ store: S) async throws {
         let table = uniqueName("shipments")
+        let locks = uniqueName("locks")
         try await createEffectsTable(store, table)
-        for worker in ["b", "a"] {  // B finishes first, then the paused A
-            _ = try await store.withTransaction { tx in
-                try await tx.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('order_1', ?, 0)", [.text(worker)])
+        _ = try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE \(locks) (id TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)")
+        }
+        let clock = ManualWallClock()
+        /// Takes the lock if it is free or expired; returns whether this worker got it.
+        func lock(_ worker: String) async throws -> Bool {
+            try await store.withTransaction { tx in
+                let now = clock.now().milliseconds
+                let row = try await tx.query("SELECT until_ms FROM \(locks) WHERE id = 'order_1'").first
+                if let until = row?.optionalInt64("until_ms"), until > now { return false }
+                try await tx.execute(
+                    "INSERT INTO \(locks) (id, holder, until_ms) VALUES ('order_1', ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms",
+                    [.text(worker), .integer(now + 10_000)]
+                )
+                return true
             }
         }
-        #expect(try await countRows(store, table, id: "order_1") == 2)
+        func ship(_ worker: String, _ seq: Int64) async throws {
+            _ = try await store.withTransaction { tx in
+                try await tx.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('order_1', ?, ?)", [.text(worker), .integer(seq)])
+            }
+        }
+        #expect(try await lock("a"))
+        #expect(try await !lock("b"), "B waits while A's lease runs")
+        clock.advance(by: .seconds(11))  // A pauses past its lease
+        #expect(try await lock("b"))
+        try await ship("b", 2)
+        try await ship("a", 1)  // A still believes it holds the lock: nothing checks a token
+        #expect(try await countRows(store, table, id: "order_1") == 2, "the zombie's write landed beside the new holder's")
     }
 
     static func failuresScenario<S: SQLStore>(_ store: S) async throws {

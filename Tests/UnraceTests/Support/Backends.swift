@@ -3,6 +3,7 @@ import Testing
 import Unrace
 import UnraceSQLite
 import UnracePostgres
+import PostgresNIO
 @_exported import UnraceSimulation
 
 /// The real SQL backends every integration test runs on.
@@ -17,6 +18,16 @@ enum SQLBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
 enum TestPostgres {
     static let url = ProcessInfo.processInfo.environment["UNRACE_TEST_POSTGRES_URL"]
     static let required = url != nil || ProcessInfo.processInfo.environment["CI"] != nil
+
+    /// Runs one statement on the test database, outside any store.
+    static func execute(_ sql: String) async throws {
+        let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(url: try requireURL()))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await client.query(PostgresQuery(unsafeSQL: sql))
+        }
+    }
 
     static func requireURL() throws -> String {
         guard let url else {
@@ -51,9 +62,22 @@ func withStore<T: Sendable>(
         let store = try await SQLiteStore(path: path)
         return try await body(store, path)
     case .postgres:
+        // Each test gets a schema of its own in the test database: its own Unrace tables, so
+        // ledger totals, sweepers and purges never see another test's rows. Child processes
+        // reach the same schema through the URL.
+        let schema = uniqueName("t")
         let url = try TestPostgres.requireURL()
-        return try await PostgresStore.withStore(url: url, maximumConnections: 40) { store in
-            try await body(store, url)
+        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+        let location = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
+        do {
+            let result = try await PostgresStore.withStore(url: location, maximumConnections: 40) { store in
+                try await body(store, location)
+            }
+            try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+            return result
+        } catch {
+            try? await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+            throw error
         }
     }
 }

@@ -46,8 +46,15 @@ final class ChildProcess: @unchecked Sendable {
     /// Everything the process printed so far.
     var printed: String { lock.withLock { output } }
 
-    /// Suspends until the process has printed `marker` (or fails if it exits first).
+    /// How long a test waits for a child before it kills it and fails: a hung child must not
+    /// hang the suite.
+    static let waitLimit: Duration = .seconds(180)
+
+    /// Suspends until the process has printed `marker` (or fails if it exits first, or has not
+    /// printed it within ``waitLimit``: then the child is killed).
     func waitFor(_ marker: String) async throws {
+        let watchdog = killAfter(Self.waitLimit, unless: { [weak self] in self?.printed.contains(marker) ?? true })
+        defer { watchdog.cancel() }
         try await withCheckedThrowingContinuation { continuation in
             let ready = lock.withLock { () -> Bool? in
                 if output.contains(marker) { return true }
@@ -63,15 +70,29 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    /// Suspends until the process exits, and returns its status.
+    /// Suspends until the process exits, and returns its status. A child still running after
+    /// ``waitLimit`` is killed (its status is then SIGKILL's).
     func exitStatus() async -> Int32 {
-        await withCheckedContinuation { continuation in
+        let watchdog = killAfter(Self.waitLimit, unless: { [weak self] in self?.lock.withLock { self?.exited } ?? true })
+        defer { watchdog.cancel() }
+        return await withCheckedContinuation { continuation in
             let done = lock.withLock { () -> Bool in
                 if exited { return true }
                 exitWaiters.append(continuation)
                 return false
             }
             if done { continuation.resume(returning: process.terminationStatus) }
+        }
+    }
+
+    /// Kills the child after `limit` unless `done` says the wait is over; cancel it when the wait ends.
+    private func killAfter(_ limit: Duration, unless done: @escaping @Sendable () -> Bool) -> Task<Void, Never> {
+        let pid = process.processIdentifier
+        return Task.detached {
+            try? await Task.sleep(for: limit)
+            guard !Task.isCancelled, !done() else { return }
+            Issue.record("a child process did not finish within \(limit); killed")
+            Foundation.kill(pid, SIGKILL)
         }
     }
 

@@ -1,0 +1,89 @@
+import Synchronization
+import Unrace
+
+/// A one-shot signal: `open()` once, and every `wait()` — before or after — returns.
+final class Latch: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if open { continuation.resume() }
+        }
+    }
+}
+
+/// A store that stops each step named `gatedStep` before it begins, until the test opens its
+/// gate — so a test can hold a step "in flight" deterministically. Every other step, and the gated
+/// one once open, runs on the real store underneath.
+struct GatedStore<Base: Store>: Store {
+    typealias Transaction = Base.Transaction
+    let base: Base
+    let gatedStep: String
+    /// Opened by the first gated step when it reaches the gate.
+    let arrived = Latch()
+    /// Opened by the test to let gated steps through.
+    let gate = Latch()
+
+    func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Base.Transaction>) async throws -> T) async throws -> T {
+        if "\(step.name)" == gatedStep {
+            arrived.open()
+            await gate.wait()
+        }
+        return try await base.step(step, body)
+    }
+
+    func withTransaction<T: Sendable>(_ body: (Base.Transaction) async throws -> T) async throws -> T {
+        try await base.withTransaction(body)
+    }
+}
+
+/// Runs `body`, failing the test (instead of hanging the suite) if it takes longer than `limit`.
+/// A body that never returns is left behind, cancelled; the test goes on.
+func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let race = Race<T>()
+    let work = Task { try await body() }
+    return try await withCheckedThrowingContinuation { continuation in
+        race.start(continuation)
+        Task { race.finish(with: await work.result) }
+        Task {
+            try? await Task.sleep(for: limit)
+            work.cancel()
+            race.finish(with: .failure(TimedOut(what: what)))
+        }
+    }
+}
+
+/// The first of two finishers resumes the continuation.
+final class Race<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, done: Bool)>((nil, false))
+
+    func start(_ continuation: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = continuation } }
+
+    func finish(with result: Result<T, any Error>) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard !state.done, let continuation = state.continuation else { return nil }
+            state.done = true
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out: \(what)" }
+}
