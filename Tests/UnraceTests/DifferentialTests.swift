@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+import Unrace
+
+/// The same seeded workload of public-API calls on MemoryStore, SQLite and PostgreSQL: every
+/// answer and the final state must agree. This is how "the same guarantees on every store" is
+/// shown rather than trusted.
+///
+/// `UNRACE_DIFFERENTIAL_SEEDS` (default 200) and `UNRACE_DIFFERENTIAL_FIRST_SEED` (default 1)
+/// choose the seeds: `UNRACE_DIFFERENTIAL_SEEDS=10000 scripts/test --filter Differential` runs ten
+/// thousand.
+@Suite("Cross-store differential")
+struct DifferentialTests {
+    static let environment = ProcessInfo.processInfo.environment
+    static let seeds = environment["UNRACE_DIFFERENTIAL_SEEDS"].flatMap(Int.init) ?? 200
+    static let firstSeed = environment["UNRACE_DIFFERENTIAL_FIRST_SEED"].flatMap(UInt64.init) ?? 1
+
+    @Test("memory, SQLite and PostgreSQL give the same answers and end in the same state")
+    func sameAnswersOnEveryStore() async throws {
+        try await withStore(.sqlite) { sqlite, _ in
+            if TestPostgres.required {
+                try await withStore(.postgres) { postgres, _ in try await Self.compare(sqlite, postgres) }
+            } else {
+                try await Self.compare(sqlite, Optional<MemoryStore>.none)
+            }
+        }
+    }
+
+    static func compare<A: SQLStore, B: Store>(_ sqlite: A, _ postgres: B?) async throws {
+        var checked = 0
+        for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
+            let workload = Workload(seed: seed)
+            let reference = try await WorkloadRunner(store: MemoryStore()).run(workload)
+            try await reset(sqlite)
+            guard agree(reference, try await WorkloadRunner(store: sqlite).run(workload), seed, workload, "sqlite") else { return }
+            if let postgres {
+                try await reset(postgres)
+                guard agree(reference, try await WorkloadRunner(store: postgres).run(workload), seed, workload, "postgres") else { return }
+            }
+            checked += 1
+        }
+        #expect(checked == seeds)
+    }
+
+    /// Records the first difference, with the seed and the call, and says whether there was none.
+    static func agree(
+        _ expected: (answers: [String], state: [String]), _ actual: (answers: [String], state: [String]),
+        _ seed: UInt64, _ workload: Workload, _ store: String
+    ) -> Bool {
+        if let index = expected.answers.indices.first(where: { expected.answers[$0] != actual.answers[$0] }) {
+            Issue.record(
+                """
+                seed \(seed): call \(index) differs on \(store) (UNRACE_DIFFERENTIAL_FIRST_SEED=\(seed) UNRACE_DIFFERENTIAL_SEEDS=1)
+                  call:   \(workload.calls[index])
+                  memory: \(expected.answers[index])
+                  \(store): \(actual.answers[index])
+                """
+            )
+            return false
+        }
+        if let index = expected.state.indices.first(where: { expected.state[$0] != actual.state[$0] }) {
+            Issue.record("seed \(seed): final state differs on \(store)\n  memory: \(expected.state[index])\n  \(store): \(actual.state[index])")
+            return false
+        }
+        return true
+    }
+
+    /// Empties every Unrace table: each seed starts from nothing.
+    static func reset<S: Store>(_ store: S) async throws {
+        guard let sql = store as? any SQLStore else { return }
+        try await empty(sql)
+    }
+
+    static func empty<S: SQLStore>(_ store: S) async throws {
+        let tables = [
+            "unrace_operations", "unrace_inbox_streams", "unrace_inbox_events", "unrace_lifecycle_states", "unrace_records",
+            "unrace_counters", "unrace_quotas", "unrace_resources", "unrace_holds", "unrace_accounts", "unrace_transfers",
+            "unrace_transfer_failures",
+        ]
+        _ = try await store.withTransaction { tx in
+            if store.dialect == .postgres {
+                try await tx.execute("TRUNCATE " + tables.joined(separator: ", "))
+            } else {
+                for table in tables { try await tx.execute("DELETE FROM \(table)") }
+            }
+        }
+    }
+}
