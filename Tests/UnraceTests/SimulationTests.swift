@@ -65,6 +65,49 @@ struct SimulationTests {
         #expect(report.steps > report.seeds * 3, "the runs did work")
     }
 
+    /// Seeds per guarded scenario on the shipping SQLite store (a fresh file per run).
+    static let sqliteSeeds = ProcessInfo.processInfo.environment["UNRACE_SIMULATION_SQLITE_SEEDS"].flatMap(Int.init) ?? 25
+
+    static var onSQLite: SimulationOptions {
+        var options = SimulationOptions()
+        options.store = .sqlite
+        return options
+    }
+
+    @Test("on the shipping SQLite store, every guarded scenario keeps its invariants", arguments: scenarioNames)
+    func guardedHoldsOnSQLite(name: String) async throws {
+        let scenario = try #require(Scenario.named(name))
+        let report = await Simulator.runSeeds(scenario, .guarded, firstSeed: 1, count: Self.sqliteSeeds, options: Self.onSQLite)
+        #expect(report.failingSeeds == 0, "\(name): seed \(report.firstFailure?.seed ?? 0) broke \(report.firstFailure?.violations ?? [])")
+        #expect(report.steps > report.seeds * 3, "the runs did work")
+    }
+
+    @Test("on SQLite, every naive scenario still breaks, at the seed it breaks on memory", arguments: scenarioNames)
+    func naiveBreaksOnSQLite(name: String) async throws {
+        let scenario = try #require(Scenario.named(name))
+        let failure = try #require(await Simulator.runSeeds(scenario, .naive, firstSeed: 1, count: 1_000).firstFailure)
+        let onSQLite = await Simulator.run(scenario, .naive, seed: try #require(failure.seed), options: Self.onSQLite)
+        #expect(onSQLite.violations == failure.violations)
+    }
+
+    @Test("a seed gives the same trace on SQLite as on memory, run after run", arguments: scenarioNames)
+    func sameTraceOnEveryStore(name: String) async throws {
+        let scenario = try #require(Scenario.named(name))
+        var memory = SimulationOptions()
+        memory.tracing = true
+        var sqlite = Self.onSQLite
+        sqlite.tracing = true
+        for handler in HandlerKind.allCases {
+            for seed: UInt64 in [2, 77] {
+                let expected = await Simulator.run(scenario, handler, seed: seed, options: memory)
+                for _ in 0..<2 {
+                    let run = await Simulator.run(scenario, handler, seed: seed, options: sqlite)
+                    #expect(run.traceDigest == expected.traceDigest, "\(name) \(handler) seed \(seed)")
+                }
+            }
+        }
+    }
+
     @Test("without the fence check, the simulator finds a zombie's write")
     func fenceCheckHasTeeth() async throws {
         var options = SimulationOptions()
@@ -175,6 +218,17 @@ struct SimulateCommandTests {
         #expect(object["firstViolation"] is NSNull)
         #expect((object["runs"] as? [Any])?.count == Scenario.all.count)
         #expect((object["stepsPerSecond"] as? Double ?? 0) > 0)
+    }
+
+    @Test("--store sqlite runs on the SQLite store and says so, in the reproduction too")
+    func sqliteStore() async throws {
+        let child = try ChildProcess(["simulate", "--store", "sqlite", "--scenario", "clock-skew", "--handler", "naive", "--seed", "1", "--seeds", "30", "--json"])
+        #expect(await child.exitStatus() == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(child.printed.utf8)) as? [String: Any])
+        #expect(object["store"] as? String == "sqlite")
+        let first = try #require(object["firstViolation"] as? [String: Any])
+        #expect(first["invariant"] as? String == "no-early-takeover")
+        #expect((first["repro"] as? String)?.hasSuffix("--store sqlite") == true)
     }
 
     @Test("a guarded run prints the seed first and exits 0 with no violation")

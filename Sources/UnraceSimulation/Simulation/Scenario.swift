@@ -51,13 +51,16 @@ public struct Scenario: Sendable {
     public let invariants: [String]
     let faults: Set<FaultKind>
     let pauseLength: Int64
+    /// The largest clock skew the scenario's ``FaultKind/clockSkew`` draws.
+    var skewLength: Int64 = 0
     let build: @Sendable (World, HandlerKind, Knobs) async throws -> Checker
 
     /// Checks the final state (and the recorded history) once every actor has finished.
     typealias Checker = @Sendable () async throws -> [Violation]
 
     /// Every scenario, in the order `--list` shows them.
-    public static let all: [Scenario] = DoubleExecution.scenarios + LostUpdate.scenarios + [OutOfOrder.scenario, Zombie.scenario]
+    public static let all: [Scenario] = DoubleExecution.scenarios + LostUpdate.scenarios
+        + [OutOfOrder.scenario, Zombie.scenario, ClockSkew.scenario]
 
     /// The scenario called `name`, if any.
     public static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
@@ -77,13 +80,14 @@ final class Notebook: @unchecked Sendable {
 }
 
 extension World {
-    /// The `Operations` of a simulated holder (virtual clock, no logging), made once per holder.
-    func operations(holder: String, lease: Duration) throws -> Operations<SimulatedStore> {
+    /// The `Operations` of a simulated holder (its clock, virtual by default; no logging), made
+    /// once per holder.
+    func operations(holder: String, lease: Duration, clock: SimulationClock? = nil) throws -> Operations<SimulatedStore> {
         if let made = holders[holder] { return made }
         var configuration = OperationsConfiguration()
         configuration.lease = lease
         configuration.holder = holder
-        configuration.clock = clock
+        configuration.clock = clock ?? self.clock
         configuration.waitPollInterval = .milliseconds(20)
         let made = try Operations(store: store, configuration: configuration, logger: World.silent)
         holders[holder] = made

@@ -127,7 +127,7 @@ public enum Simulator {
             }
             defer { backend.close() }
             let world = World(choices: choices, tracing: options.tracing, backend: backend, disabledGuards: options.disabledGuards)
-            world.faults = FaultMix.draw(scenario.faults, pauseLength: scenario.pauseLength, choices: &world.choices)
+            world.faults = FaultMix.draw(scenario.faults, pauseLength: scenario.pauseLength, skewLength: scenario.skewLength, choices: &world.choices)
             var violations: [Violation]
             do {
                 let check = try await scenario.build(world, handler, options.knobs)

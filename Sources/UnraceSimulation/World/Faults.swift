@@ -14,6 +14,9 @@ public enum FaultKind: String, Sendable, Hashable, CaseIterable, Codable {
     case duplicatePublish
     /// A worker's processing sometimes takes longer than the broker's visibility timeout.
     case slowWork
+    /// Actors' clocks disagree: each worker's runs ahead or behind by up to the mix's bound (a
+    /// machine whose NTP drifted). The simulated database keeps its own clock.
+    case clockSkew
 }
 
 /// The faults of one run and how often each strikes, drawn from the run's seed.
@@ -38,6 +41,8 @@ public struct FaultMix: Sendable, Hashable, CustomStringConvertible {
     public var duplicatePerMille = 0
     /// Per processed message, in thousandths.
     public var slowWorkPerMille = 0
+    /// The largest clock skew of an actor, either way, in virtual milliseconds.
+    public var skewMaximum: Int64 = 0
 
     /// No faults at all.
     public static let none = FaultMix()
@@ -46,6 +51,11 @@ public struct FaultMix: Sendable, Hashable, CustomStringConvertible {
     /// enabled kind draws its own rate. `pauseLength` is chosen by the scenario so that a pause
     /// outlives its leases.
     public static func draw(_ allowed: Set<FaultKind>, pauseLength: Int64, choices: inout Choices) -> FaultMix {
+        draw(allowed, pauseLength: pauseLength, skewLength: 0, choices: &choices)
+    }
+
+    /// Draws a mix, with clock skews of up to `skewLength` when the scenario allows them.
+    public static func draw(_ allowed: Set<FaultKind>, pauseLength: Int64, skewLength: Int64, choices: inout Choices) -> FaultMix {
         var mix = FaultMix()
         func enabled(_ kind: FaultKind) -> Bool { allowed.contains(kind) && choices.chance(perMille: 500) }
         if enabled(.latency) { mix.latencyMaximum = Int64(choices.inRange(1...40)) }
@@ -58,6 +68,7 @@ public struct FaultMix: Sendable, Hashable, CustomStringConvertible {
         }
         if enabled(.duplicatePublish) { mix.duplicatePerMille = choices.inRange(50...300) }
         if enabled(.slowWork) { mix.slowWorkPerMille = choices.inRange(50...400) }
+        if enabled(.clockSkew) { mix.skewMaximum = skewLength }
         return mix
     }
 
@@ -71,6 +82,7 @@ public struct FaultMix: Sendable, Hashable, CustomStringConvertible {
         if pausePerMille > 0 { parts.append("pause \(pausePerMille)‰ × \(pauseLength)ms") }
         if duplicatePerMille > 0 { parts.append("duplicate-publish \(duplicatePerMille)‰") }
         if slowWorkPerMille > 0 { parts.append("slow-work \(slowWorkPerMille)‰") }
+        if skewMaximum > 0 { parts.append("clock-skew ≤±\(skewMaximum)ms") }
         return parts.isEmpty ? "no faults" : parts.joined(separator: ", ")
     }
 }

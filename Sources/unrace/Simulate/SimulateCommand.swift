@@ -43,6 +43,8 @@ struct SimulateCommand: AsyncParsableCommand {
         var json = false
         @Option(help: "The most candidate runs the shrinker may try (0 to 20,000).")
         var shrinkBudget = 2_000
+        @Option(help: "The store runs are built on: memory (fastest) or sqlite (the shipping SQLite store, a fresh file per run).")
+        var store: SimulationStoreKind = .memory
 
         func validate() throws {
             if let scenario, Scenario.named(scenario) == nil {
@@ -67,10 +69,10 @@ struct SimulateCommand: AsyncParsableCommand {
             var results: [SimulationResult] = []
             for scenario in scenarios {
                 for handler in handlers {
-                    let report = await Simulator.runSeeds(scenario, handler, firstSeed: firstSeed, count: seeds)
-                    var result = SimulationResult(scenario: scenario, report: report)
+                    let report = await Simulator.runSeeds(scenario, handler, firstSeed: firstSeed, count: seeds, options: options)
+                    var result = SimulationResult(scenario: scenario, report: report, store: store)
                     if let failure = report.firstFailure, scenarios.count == 1 || handler == .guarded {
-                        result.shrunk = await Simulator.shrink(failure, scenario: scenario, budget: shrinkBudget)
+                        result.shrunk = await Simulator.shrink(failure, scenario: scenario, options: options, budget: shrinkBudget)
                     }
                     if trace, results.isEmpty {
                         result.fullTrace = await Simulator.run(scenario, handler, seed: firstSeed, options: traced).trace
@@ -89,8 +91,14 @@ struct SimulateCommand: AsyncParsableCommand {
             }
         }
 
-        var traced: SimulationOptions {
+        var options: SimulationOptions {
             var options = SimulationOptions()
+            options.store = store
+            return options
+        }
+
+        var traced: SimulationOptions {
+            var options = options
             options.tracing = true
             return options
         }
@@ -98,3 +106,4 @@ struct SimulateCommand: AsyncParsableCommand {
 }
 
 extension HandlerKind: ExpressibleByArgument {}
+extension SimulationStoreKind: ExpressibleByArgument {}

@@ -6,16 +6,21 @@ import UnraceSimulation
 struct SimulationResult {
     let scenario: Scenario
     let report: SeedsReport
+    let store: SimulationStoreKind
     var shrunk: ShrunkRun?
     var fullTrace: [String]?
 
-    init(scenario: Scenario, report: SeedsReport) {
+    init(scenario: Scenario, report: SeedsReport, store: SimulationStoreKind = .memory) {
         self.scenario = scenario
         self.report = report
+        self.store = store
     }
 
     var repro: String? {
-        report.firstFailure.map { "unrace simulate --scenario \(scenario.name) --handler \(report.handler.rawValue) --seed \($0.seed ?? 0)" }
+        report.firstFailure.map {
+            "unrace simulate --scenario \(scenario.name) --handler \(report.handler.rawValue) --seed \($0.seed ?? 0)"
+                + (store == .memory ? "" : " --store \(store.rawValue)")
+        }
     }
 
     func text(detailed: Bool) -> String {
@@ -63,7 +68,7 @@ struct SimulationResult {
 
     var jsonObject: [String: Any] {
         var object: [String: Any] = [
-            "scenario": scenario.name, "race": scenario.race, "handler": report.handler.rawValue,
+            "scenario": scenario.name, "race": scenario.race, "handler": report.handler.rawValue, "store": store.rawValue,
             "firstSeed": report.firstSeed, "seeds": report.seeds, "violations": report.failingSeeds,
             "steps": report.steps, "stepsPerSecond": (report.stepsPerSecond * 10).rounded() / 10, "seconds": report.seconds,
             "firstViolation": NSNull(),
@@ -101,7 +106,7 @@ struct SimulationResult {
                 ?? results.first { $0.report.firstFailure != nil }
             value = [
                 "scenario": scenarios.count == 1 ? results[0].scenario.name : "all",
-                "handler": handlers.count == 1 ? results[0].report.handler.rawValue : "both",
+                "handler": handlers.count == 1 ? results[0].report.handler.rawValue : "both", "store": results[0].store.rawValue,
                 "firstSeed": results[0].report.firstSeed, "seeds": results[0].report.seeds,
                 "violations": failures, "guardedViolations": guardedFailures,
                 "firstViolation": first?.jsonObject["firstViolation"] ?? NSNull(),
