@@ -3,6 +3,8 @@ import Testing
 import Unrace
 import UnraceSQLite
 import UnracePostgres
+import ServiceLifecycle
+import Logging
 
 /// The defects an independent test suite and a review found, one test each, on SQLite and
 /// PostgreSQL (and memory, where only the API is involved). Every one failed on 5ce274e.
@@ -218,6 +220,40 @@ struct DefectTests {
             Transfer(id: "\(prefix)-post", debit: other, credit: otherShop, amount: 0, flags: .postPending, pendingID: "\(prefix)-hold2")
         ]) == [.pendingTransferExpired])
         #expect(try await ledger.totals().isBalanced)
+    }
+
+    @Test("6. the sweeper, a Service in a ServiceGroup, voids expired pendings and stops on graceful shutdown", arguments: sqlBackends)
+    func sweeperService(backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.sweeperService(store) }
+    }
+
+    static func sweeperService<S: Store>(_ store: S) async throws {
+        let prefix = uniqueName("sweep")
+        let clock = ManualWallClock()
+        var configuration = LedgerConfiguration()
+        configuration.clock = clock
+        let ledger = try Ledger(store: store, configuration: configuration)
+        let (equity, wallet, shop) = ("\(prefix)-equity", "\(prefix)-wallet", "\(prefix)-shop")
+        _ = try await ledger.createAccounts([
+            Account(id: equity, ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
+            Account(id: shop, ledger: 1, code: 3),
+        ])
+        _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
+        _ = try await ledger.submit([Transfer(id: "\(prefix)-hold", debit: wallet, credit: shop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000)])
+        clock.advance(by: .seconds(2))
+        let group = ServiceGroup(
+            services: [try PendingTransferSweeper(ledger: ledger, interval: .seconds(5))],
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        let running = Task { try await group.run() }
+        let released = try await within(.seconds(30), "the sweeper voiding the pending") {
+            while try await ledger.lookupAccounts([wallet])[0].debitsPending != 0 { await Task.yield() }
+            return true
+        }
+        #expect(released)
+        await group.triggerGracefulShutdown()
+        try await within(.seconds(30), "the service group stopping") { try await running.value }
+        #expect(try await ledger.lookupAccounts([shop])[0].creditsPending == 0)
     }
 
     // MARK: 7. Event id reused on another stream
