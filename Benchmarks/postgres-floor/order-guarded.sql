@@ -1,20 +1,21 @@
 -- The order workload inside Operations.perform on PostgreSQL, statement for statement: the claim
 -- first, the order's three statements, the completion.
+\set id random(1, 9000000000000000000)
 \set sku random(0, 63)
 BEGIN;
 WITH unrace_t AS (SELECT COALESCE(NULL::bigint, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) AS now),
 inserted AS (
   INSERT INTO unrace_floor_operations (scope, key, fingerprint, state, token, holder, lease_until, recovery_point, outcome, created_at, completed_at, expires_at)
-  SELECT 'bench', 'g-' || nextval('unrace_floor_ids'), '\x'::bytea, 'running', 1, 'host-12345-0f3c9a2e', now + 30000, NULL, NULL, now, NULL, now + 3630000 FROM unrace_t
+  SELECT 'bench', 'g-' || :id, '\x'::bytea, 'running', 1, 'host-12345-0f3c9a2e', now + 30000, NULL, NULL, now, NULL, now + 3630000 FROM unrace_t
   ON CONFLICT (scope, key) DO NOTHING RETURNING 1)
 SELECT now AS unrace_now, (SELECT COUNT(*) FROM inserted) AS inserted FROM unrace_t;
-INSERT INTO unrace_floor_orders (id, customer, total) VALUES ('g-' || currval('unrace_floor_ids'), 'customer-' || (:sku * 13), 120);
+INSERT INTO unrace_floor_orders (id, customer, total) VALUES ('g-' || :id, 'customer-' || (:sku * 13), 120);
 INSERT INTO unrace_floor_lines (order_id, line, sku, quantity) VALUES
-  ('g-' || currval('unrace_floor_ids'), 1, 'sku-' || :sku, 1), ('g-' || currval('unrace_floor_ids'), 2, 'sku-' || :sku, 1),
-  ('g-' || currval('unrace_floor_ids'), 3, 'sku-' || :sku, 1);
+  ('g-' || :id, 1, 'sku-' || :sku, 1), ('g-' || :id, 2, 'sku-' || :sku, 1),
+  ('g-' || :id, 3, 'sku-' || :sku, 1);
 UPDATE unrace_floor_stock SET available = available - 3 WHERE sku = 'sku-' || :sku AND available >= 3;
 UPDATE unrace_floor_operations SET fingerprint = '\x'::bytea, state = 'succeeded', token = 1, holder = 'host-12345-0f3c9a2e',
   lease_until = 1700000030000, recovery_point = NULL, outcome = '\x3430'::bytea, created_at = 1700000000000,
   completed_at = 1700000000000, expires_at = 1700003600000
-  WHERE scope = 'bench' AND key = 'g-' || currval('unrace_floor_ids');
+  WHERE scope = 'bench' AND key = 'g-' || :id;
 COMMIT;

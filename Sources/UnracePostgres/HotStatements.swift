@@ -8,12 +8,12 @@ import Unrace
 enum HotStatements {
     typealias Rows = SQLRows<PostgresTransaction>
 
-    static let byText: [String: any HotSQL.Type] = Dictionary(
-        uniqueKeysWithValues: ([
-            ReserveOperation.self, LockOperation.self, LockOperationNow.self, UpdateOperation.self, InsertOperation.self,
-            LockStream.self, LockStreamNow.self, RecordApplied.self,
-        ] as [any HotSQL.Type]).map { ($0.text, $0) }
-    )
+    /// The hot statements by their shared `?` text.
+    static let byText: [String: HotStatement] = Dictionary(uniqueKeysWithValues: [
+        HotStatement(ReserveOperation.self), HotStatement(LockOperation.self), HotStatement(LockOperationNow.self),
+        HotStatement(UpdateOperation.self), HotStatement(InsertOperation.self), HotStatement(LockStream.self),
+        HotStatement(LockStreamNow.self), HotStatement(RecordApplied.self),
+    ].map { ($0.text, $0) })
 
     /// Each statement's `$n` text, by name, numbered once.
     static let numbered: [String: String] = Dictionary(uniqueKeysWithValues: byText.values.map {
@@ -21,16 +21,8 @@ enum HotStatements {
     })
 
     /// Runs a hot statement as a prepared statement and returns its rows.
-    static func rows(_ tag: any HotSQL.Type, _ connection: PostgresConnection, _ arguments: [SQLValue], _ logger: Logger) async throws -> [SQLRow] {
-        try await run(tag, connection, arguments, logger)
-    }
-
-    private static func run<Tag: HotSQL>(_ tag: Tag.Type, _ connection: PostgresConnection, _ arguments: [SQLValue], _ logger: Logger) async throws -> [SQLRow] {
-        var rows: [SQLRow] = []
-        for try await row in try await connection.execute(Prepared<Tag>(bindings: PostgresTransaction.bindings(arguments)), logger: logger) {
-            rows.append(row)
-        }
-        return rows
+    static func rows(_ statement: HotStatement, _ connection: PostgresConnection, _ arguments: [SQLValue], _ logger: Logger) async throws -> [SQLRow] {
+        try await statement.run(connection, arguments, logger)
     }
 
     enum ReserveOperation: HotSQL {
@@ -67,8 +59,27 @@ enum HotStatements {
     }
 }
 
+/// One hot statement: its name, its text, and how to run it prepared.
+struct HotStatement: Sendable {
+    let name: String
+    let text: String
+    let run: @Sendable (PostgresConnection, [SQLValue], Logger) async throws -> [SQLRow]
+
+    init<Tag: HotSQL>(_ tag: Tag.Type) {
+        name = Tag.name
+        text = Tag.text
+        run = { connection, arguments, logger in
+            var rows: [SQLRow] = []
+            for try await row in try await connection.execute(Prepared<Tag>(bindings: PostgresTransaction.bindings(arguments)), logger: logger) {
+                rows.append(row)
+            }
+            return rows
+        }
+    }
+}
+
 /// A statement Unrace prepares: its name on the connection and its shared `?` text.
-protocol HotSQL {
+protocol HotSQL: SendableMetatype {
     static var name: String { get }
     static var text: String { get }
 }

@@ -1,5 +1,5 @@
 public import Unrace
-public import UnraceCore
+import UnraceCore
 public import PostgresNIO
 import Foundation
 import Logging

@@ -6,9 +6,10 @@ import Synchronization
 
 /// Business writes inside a ``SQLiteStore`` step, on the store's writer connection.
 ///
-/// Every statement is a trip to GRDB's writer queue, so the transaction saves trips: `BEGIN
-/// IMMEDIATE` travels with the first statement, and statements given to
-/// ``executeBeforeCommit(_:_:)`` travel with `COMMIT`.
+/// The transaction saves trips to GRDB's writer queue: `BEGIN IMMEDIATE` travels with the first
+/// statement, statements given to ``executeBeforeCommit(_:_:)`` travel with `COMMIT`, and the
+/// statements in between run on the writer at once (inside its own write transaction no statement
+/// waits for a lock).
 public final class SQLiteTransaction: SQLTransaction {
     enum Access: Sendable { case read, write }
 
@@ -85,12 +86,26 @@ public final class SQLiteTransaction: SQLTransaction {
                     defer { state.begun = true }
                     return !state.begun
                 }
+                guard begin else {
+                    // Inside our own write transaction no statement waits for a lock (the file's
+                    // write lock is ours, and WAL readers never block a writer), so it runs on the
+                    // writer at once, without the hop to GRDB's queue and back. Only BEGIN
+                    // IMMEDIATE, which may wait for another process, and COMMIT, which waits for
+                    // the disk, suspend.
+                    try Task.checkCancellation()
+                    return try Self.runNow(pool, work)
+                }
                 return try await pool.writeWithoutTransaction { db in
-                    if begin { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
+                    try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
                     return try work(db)
                 }
             }
         }
+    }
+
+    /// Runs `work` on the writer synchronously (a non-async context, so GRDB's blocking access).
+    private static func runNow<T>(_ pool: DatabasePool, _ work: (Database) throws -> T) throws -> T {
+        try pool.writeWithoutTransaction(work)
     }
 
     /// Translates GRDB's errors into ``UnraceError``s with stable codes.

@@ -12,7 +12,9 @@ struct BenchCommandTests {
             var callers: Int
             var unguardedPerSecond: Double
             var guardedPerSecond: Double
+            var statementsPerSecond: Double
             var costRatio: Double
+            var ownRatio: Double
         }
         var results: [Result]
     }
@@ -31,6 +33,8 @@ struct BenchCommandTests {
                 #expect(result.workload == workload)
                 #expect(result.unguardedPerSecond > 0 && result.guardedPerSecond > 0)
                 #expect(abs(result.costRatio - result.unguardedPerSecond / result.guardedPerSecond) < 1e-9)
+                #expect(result.statementsPerSecond > 0)
+                #expect(abs(result.ownRatio - result.statementsPerSecond / result.guardedPerSecond) < 1e-9)
             }
         }
     }

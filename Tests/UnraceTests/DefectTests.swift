@@ -352,7 +352,7 @@ struct DefectTests {
 
     static func ledgerGroupCancellation<S: Store>(_ base: S) async throws {
         let prefix = uniqueName("group")
-        try await Ledger(store: base).createAccounts([Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1)])
+        _ = try await Ledger(store: base).createAccounts([Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1)])
         let gated = GatedStore(base: base, gatedStep: "submit")
         let ledger = try Ledger(store: gated)
         func transfer(_ id: String) -> Transfer { Transfer(id: "\(prefix)-\(id)", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 1) }

@@ -33,9 +33,9 @@ struct SimulationTests {
     /// --scenario S --handler H --seed N --trace --json`, field `traceDigest`). The suite runs
     /// in debug: equal digests mean debug and release runs are byte-identical.
     static let releaseDigests: [(scenario: String, handler: HandlerKind, seed: UInt64, digest: String)] = [
-        ("payment-capture", .guarded, 7, "9964d62a6260c1b5222c6d7079491abf33f4d26318120a96a323a71741f89684"),
+        ("payment-capture", .guarded, 7, "d88a6fa891d2a84938205b817dad4305469cebe60ac26311ba2c24aa49ad3488"),
         ("order-lifecycle", .naive, 11, "acf7a4b936aaf577075d49d23a9a34bddbce59b7a3a812ff0f4fec5c04ed59ab"),
-        ("zombie-holder", .guarded, 23, "3723d34b5607fd0c92b7ece846953b8770f29394d582bfb39d1829ede1688c1f"),
+        ("zombie-holder", .guarded, 23, "d1ae668d4833c104a6a0f062fd15ab1e8f15600feb00afde76d007ccdf74befc"),
     ]
 
     @Test("debug runs give the release build's traces, byte for byte")

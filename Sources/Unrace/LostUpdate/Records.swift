@@ -1,4 +1,4 @@
-public import UnraceCore
+import UnraceCore
 import Foundation
 import Synchronization
 

@@ -1,6 +1,6 @@
 public import Logging
 public import ServiceLifecycle
-public import UnraceCore
+import UnraceCore
 
 /// A swift-service-lifecycle `Service` that voids expired pending transfers, so stored balances
 /// and totals show them released (balance checks already ignore them).
@@ -33,7 +33,7 @@ public struct PendingTransferSweeper<S: Store>: Service {
 
     /// Sweeps until cancelled or shut down gracefully.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     let voided = try await ledger.voidExpiredPendingTransfers(limit: batchLimit)

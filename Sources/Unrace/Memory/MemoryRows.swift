@@ -1,4 +1,4 @@
-public import UnraceCore
+import UnraceCore
 
 /// ``StoreRows`` over a ``MemoryTransaction``: dictionaries, and a plain read is a lock because
 /// memory steps run one at a time.

@@ -1,4 +1,4 @@
-public import UnraceCore
+import UnraceCore
 import Synchronization
 
 /// The in-memory reference ``Store``: no I/O, the same guards as SQLite and PostgreSQL.

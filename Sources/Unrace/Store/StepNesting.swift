@@ -1,4 +1,4 @@
-public import UnraceCore
+import UnraceCore
 
 /// Refuses a step started inside another step's body.
 ///
