@@ -6,7 +6,8 @@ BEGIN;
 WITH unrace_t AS (SELECT COALESCE(NULL::bigint, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) AS now),
 inserted AS (
   INSERT INTO unrace_floor_operations (scope, key, fingerprint, state, token, holder, lease_until, recovery_point, outcome, created_at, completed_at, expires_at)
-  SELECT 'bench', 'g-' || :id, '\x'::bytea, 'running', 1, 'host-12345-0f3c9a2e', now + 30000, NULL, NULL, now, NULL, now + 3630000 FROM unrace_t
+  SELECT 'bench', 'g-' || :id, '\x'::bytea, 'running', 1, 'host-12345-0f3c9a2e', COALESCE(NULL::bigint, now + 30000), NULL, NULL, now, NULL,
+         COALESCE(NULL::bigint, now + 3630000) FROM unrace_t
   ON CONFLICT (scope, key) DO NOTHING RETURNING 1)
 SELECT now AS unrace_now, (SELECT COUNT(*) FROM inserted) AS inserted FROM unrace_t;
 INSERT INTO unrace_floor_business (id, amount) VALUES ('g-' || :id, 40);

@@ -131,10 +131,12 @@ public enum QuotaStep: Sendable, Hashable {
 
 /// The fixed-window quota rule.
 public enum QuotaRule {
-    /// The start of the window of length `window` milliseconds that `now` falls in.
+    /// The start of the window of length `window` milliseconds that `now` falls in (the earliest
+    /// time there is, for a window that would start before it).
     public static func windowStart(at now: Timestamp, window: Int64) -> Timestamp {
         let remainder = ((now.milliseconds % window) + window) % window
-        return Timestamp(milliseconds: now.milliseconds - remainder)
+        let (start, overflow) = now.milliseconds.subtractingReportingOverflow(remainder)
+        return Timestamp(milliseconds: overflow ? .min : start)
     }
 
     /// Decides a request for `units` of `limit` in the window starting at `windowStart`.

@@ -13,11 +13,12 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     /// Orders by value.
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.milliseconds < rhs.milliseconds }
 
-    /// The instant `duration` later, rounded down to the millisecond and saturating at the
-    /// largest representable time.
+    /// The instant `duration` later (earlier, for a negative duration), rounded toward zero to the
+    /// millisecond and saturating at the largest and smallest representable times.
     public static func + (lhs: Timestamp, rhs: Duration) -> Timestamp {
         let (sum, overflow) = lhs.milliseconds.addingReportingOverflow(rhs.wholeMilliseconds)
-        return Timestamp(milliseconds: overflow ? .max : sum)
+        guard overflow else { return Timestamp(milliseconds: sum) }
+        return Timestamp(milliseconds: rhs < .zero ? .min : .max)
     }
 
     /// A short, log-safe text form.

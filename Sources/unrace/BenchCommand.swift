@@ -236,7 +236,7 @@ struct OperationsBench: StoreJob {
             if store.dialect == .postgres {
                 _ = try await tx.query(
                     SQLText.reserveOperationSQL,
-                    [.null, .text(scope.rawValue), .text(id), .blob([]), .text("bench"), .integer(30_000), .integer(3_630_000)]
+                    [.null, .text(scope.rawValue), .text(id), .blob([]), .text("bench"), .null, .integer(30_000), .null, .integer(3_630_000)]
                 )
             } else {
                 _ = try await tx.query(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(id)])

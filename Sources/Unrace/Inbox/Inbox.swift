@@ -82,7 +82,8 @@ public struct Inbox<S: Store>: Sendable {
         let timeout = configuration.gapTimeout.wholeMilliseconds
         return try await store.step(StepInfo("gaps", "", clock: configuration.clock, isReadOnly: true)) { context in
             let now = try await context.rows.now()
-            return try await context.rows.inboxGaps(openedBefore: Timestamp(milliseconds: now.milliseconds - timeout), limit: limit)
+            let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(timeout)
+            return try await context.rows.inboxGaps(openedBefore: Timestamp(milliseconds: overflow ? .min : cutoff), limit: limit)
         }
     }
 

@@ -88,12 +88,17 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         // Insert first, so a concurrent duplicate blocks on the row; read the existing record when
         // there is one. A record purged between the two statements sends the claim round again.
         for _ in 1...3 {
+            // With a given time the fresh record is computed here (saturating at the ends of
+            // time, like every store); on the database's clock the statement adds the lease.
             let lease = claim.lease.wholeMilliseconds
+            let given = clock.time.flatMap { ClaimDecision.insert.acquiredRecord(for: claim.request(at: $0), existing: nil) }
             let row = try await tx.query(
                 SQLText.reserveOperationSQL,
                 [
                     clock.time.map { .integer($0.milliseconds) } ?? .null, .text(claim.scope.rawValue), .text(claim.key.rawValue),
-                    .blob(claim.fingerprint.bytes), .text(claim.holder), .integer(lease), .integer(lease + claim.retention.wholeMilliseconds),
+                    .blob(claim.fingerprint.bytes), .text(claim.holder),
+                    given.map { .integer($0.leaseUntil.milliseconds) } ?? .null, .integer(lease),
+                    given?.expiresAt.map { .integer($0.milliseconds) } ?? .null, .integer(lease + claim.retention.wholeMilliseconds),
                 ]
             )[0]
             clock.set(try row.int64("unrace_now"))
@@ -666,7 +671,8 @@ package enum SQLText {
         WITH unrace_t AS (SELECT COALESCE(?::bigint, \(databaseNowSQL)) AS now),
         inserted AS (
           INSERT INTO unrace_operations (\(operationColumns))
-          SELECT ?, ?, ?, 'running', 1, ?, now + ?::bigint, NULL, NULL, now, NULL, now + ?::bigint FROM unrace_t
+          SELECT ?, ?, ?, 'running', 1, ?, COALESCE(?::bigint, now + ?::bigint), NULL, NULL, now, NULL, COALESCE(?::bigint, now + ?::bigint)
+          FROM unrace_t
           ON CONFLICT (scope, key) DO NOTHING RETURNING 1)
         SELECT now AS unrace_now, (SELECT COUNT(*) FROM inserted) AS inserted FROM unrace_t
         """

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Unrace
 
 /// A seeded workload of public-API calls for the cross-store differential suite: the same seed
@@ -88,9 +89,17 @@ struct Workload {
     static let events = ["OrderCreated", "PaymentCaptured", "OrderShipped", "OrderCancelled"]
 
     let calls: [Call]
+    /// Where the workload's clock starts: usually now-ish, sometimes at the ends of time, where
+    /// every store must saturate the same way.
+    let start: Timestamp
 
     init(seed: UInt64, length: Int = 60) {
         var random = SeededGenerator(seed: seed)
+        switch random.int(in: 0...9) {
+        case 0: start = Timestamp(milliseconds: .max - 5_000)
+        case 1: start = Timestamp(milliseconds: .min + 5_000)
+        default: start = Timestamp(milliseconds: 1_700_000_000_000)
+        }
         func pick<T>(_ items: [T]) -> T { items[random.int(in: 0...(items.count - 1))] }
         func name() -> String { random.chance(4, in: 5) ? pick(Self.validNames) : pick(Self.names) }
         func edge() -> Int64 { pick(Self.edges) }
@@ -170,17 +179,17 @@ struct WorkloadRunner<S: Store> {
     struct BodyFailed: Error {}
 
     let store: S
-    let clock = ManualWallClock()
     let scopes: [Scope] = ["w-one", "w-two"]
 
     func run(_ workload: Workload) async throws -> (answers: [String], state: [String]) {
+        let clock = ManualWallClock(start: workload.start)
         let operations = try (0...1).map { holder in
             var configuration = OperationsConfiguration()
             configuration.clock = clock
             configuration.lease = .seconds(10)
             configuration.retention = .seconds(60)
             configuration.holder = "holder-\(holder)"
-            return try Operations(store: store, configuration: configuration)
+            return try Operations(store: store, configuration: configuration, logger: Logger(label: "differential", factory: { _ in SwiftLogNoOpLogHandler() }))
         }
         let records = try Records(store: store, collection: "docs", clock: clock)
         let counters = Counters(store: store, clock: clock)
