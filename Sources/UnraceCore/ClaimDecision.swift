@@ -8,7 +8,8 @@ public struct ClaimRequest: Sendable, Hashable {
     public var fingerprint: Fingerprint
     /// Who is claiming (for diagnostics and for "in progress" answers).
     public var holder: String
-    /// The current time, from the caller's injected clock.
+    /// The time the claim is decided at: the store's step time (the database's clock on
+    /// PostgreSQL, the caller's clock on one-machine stores).
     public var now: Timestamp
     /// When the lease would end if the claim succeeds.
     public var leaseUntil: Timestamp
@@ -33,9 +34,9 @@ public struct ClaimRequest: Sendable, Hashable {
 
 /// What a store must do with a claim, decided from the stored record alone.
 ///
-/// This is the single place where the rules of ownership live; every store (memory, SQLite,
-/// PostgreSQL, the simulator) reads the record, asks ``decide(existing:request:)``, and performs
-/// the answer inside the same atomic step.
+/// This is the single place where the rules of ownership live: Unrace's claim step reads (and
+/// locks) the record through the store's rows, asks ``decide(existing:request:)``, and performs
+/// the answer inside the same atomic step, on every store.
 public enum ClaimDecision: Sendable, Hashable {
     /// No record: insert one as `running` with ``FencingToken/first``.
     case insert

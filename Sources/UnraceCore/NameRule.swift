@@ -4,7 +4,8 @@ import Foundation
 /// on every store.
 ///
 /// A valid name is 1 to ``maximumByteCount`` bytes of UTF-8 in Unicode normalization form C
-/// (NFC), with no control, format, surrogate, private-use, unassigned or separator characters.
+/// (NFC), with no control, format, surrogate, private-use or unassigned character and no line or
+/// paragraph separator (spaces are allowed).
 /// ``validate(_:)`` returns the NFC form, which is what stores keep and compare, so two names are
 /// equal on every store exactly when they are equal as Swift strings (`"café"` composed and
 /// decomposed are one name).

@@ -31,6 +31,7 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1_000)
         if overflow { return seconds < 0 ? .min : .max }
-        return ms + attoseconds / 1_000_000_000_000_000
+        let (total, overflowed) = ms.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
+        return overflowed ? (seconds < 0 ? .min : .max) : total
     }
 }

@@ -21,7 +21,7 @@ extension PostgresStore {
                 ))
             },
             insertTransfers: { created in
-                var binds = PostgresBindings(capacity: 12)
+                var binds = PostgresBindings(capacity: 13)
                 binds.append(created.map(\.transfer.id))
                 binds.append(created.map(\.transfer.debitAccount))
                 binds.append(created.map(\.transfer.creditAccount))
@@ -33,14 +33,16 @@ extension PostgresStore {
                 binds.append(created.map(\.transfer.timeoutMilliseconds))
                 binds.append(created.map(\.state.rawValue))
                 binds.append(created.map(\.createdAt.milliseconds))
-                binds.append(created.map { $0.expiresAt?.milliseconds ?? -1 })
+                binds.append(created.map { $0.expiresAt?.milliseconds ?? 0 })
+                binds.append(created.map { $0.expiresAt != nil })
                 _ = try await tx.rows(of: PostgresQuery(
                     unsafeSQL: """
                         INSERT INTO unrace_transfers (\(SQLText.transferColumns))
-                        SELECT id, debit, credit, amount, ledger, code, flags, NULLIF(pending, ''), timeout, state, created, NULLIF(expires, -1)
+                        SELECT id, debit, credit, amount, ledger, code, flags, NULLIF(pending, ''), timeout, state, created,
+                               CASE WHEN expiring THEN expires END
                         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
-                                    $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[])
-                          AS t(id, debit, credit, amount, ledger, code, flags, pending, timeout, state, created, expires)
+                                    $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::boolean[])
+                          AS t(id, debit, credit, amount, ledger, code, flags, pending, timeout, state, created, expires, expiring)
                         """,
                     binds: binds
                 ))

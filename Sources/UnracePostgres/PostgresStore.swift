@@ -8,8 +8,9 @@ import Logging
 ///
 /// PostgreSQL is the coordination point: the primary key on `(scope, key)`, row locks
 /// (`SELECT … FOR UPDATE`) and inserts that reserve a key first do the work; no in-process lock
-/// is involved, so any number of processes may share the database. Statements stay within what
-/// Postgres-compatible distributed SQL engines accept, and rows shard by `(scope, key)`.
+/// is involved, so any number of processes may share the database. Rows shard by `(scope, key)`.
+/// The statements are written for PostgreSQL 15; they are meant to stay within what
+/// Postgres-compatible distributed engines accept, but only PostgreSQL is tested.
 ///
 /// Time: a step whose clock is real time (``SystemWallClock``, the default) decides leases and
 /// expiries on the **database's** clock, read in the deciding statement — so machines whose
@@ -152,6 +153,7 @@ public final class PostgresStore: SQLStore {
                         try await tx.execute("BEGIN")
                         do {
                             let result = try await StepNesting.inside { try await body(tx) }
+                            try Task.checkCancellation()  // a cancelled caller commits nothing
                             try await tx.execute("COMMIT")
                             return result
                         } catch {
@@ -182,7 +184,9 @@ public final class PostgresStore: SQLStore {
             try await connection.query("ROLLBACK", logger: logger)
         }.result
         if case .failure(let error) = result {
-            logger.debug("rollback after a failed step also failed", metadata: ["error": "\(error)"])
+            // The connection may still be inside the failed transaction: never pool it again.
+            logger.warning("rollback after a failed step also failed; closing the connection", metadata: ["error": "\(error)"])
+            connection.close().whenComplete { _ in }
         }
     }
 

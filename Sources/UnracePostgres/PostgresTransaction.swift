@@ -150,7 +150,8 @@ public struct PostgresTransaction: SQLTransaction {
                 let end = copy(until: tag, from: tagEnd + 1)
                 result += bytes[index..<end]
                 index = end
-            case question where next == UInt8(ascii: "|") || next == UInt8(ascii: "&"):
+            case question where (next == UInt8(ascii: "|") && (index + 2 >= bytes.count || bytes[index + 2] != UInt8(ascii: "|")))
+                || next == UInt8(ascii: "&"):
                 result += [byte, next]  // jsonb's ?| and ?&
                 index += 2
             case question:

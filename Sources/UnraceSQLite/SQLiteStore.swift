@@ -131,6 +131,7 @@ public final class SQLiteStore: SQLStore {
             let tx = SQLiteTransaction(pool: pool, access: .write)
             do {
                 let result = try await StepNesting.inside { try await body(tx) }
+                try Task.checkCancellation()  // a cancelled caller commits nothing
                 try await tx.commit()
                 return result
             } catch {

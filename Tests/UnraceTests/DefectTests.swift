@@ -314,9 +314,8 @@ struct DefectTests {
         }
     }
 
-    @Test("8. a cancelled perform on PostgreSQL rolls back and leaves the key free")
+    @Test("8. a cancelled perform on PostgreSQL rolls back and leaves the key free", .enabled(if: TestPostgres.required, "needs PostgreSQL"))
     func cancellationOnPostgres() async throws {
-        guard TestPostgres.required else { return }
         try await withStore(.postgres) { store, _ in try await Self.cancellationOnPostgres(store) }
     }
 
@@ -341,6 +340,33 @@ struct DefectTests {
             #expect(try await operations.perform(key: "slow", scope: scope, whenInProgress: .failFast) { _ in 2 }.value == 2)
             #expect(try await countRows(store, table, id: "slow") == 0)
         }
+    }
+
+    @Test("8. a caller cancelled while its body runs commits nothing, even when the body never suspends", arguments: allBackends)
+    func cancelledBeforeCommit(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.cancelledBeforeCommit(store) }
+    }
+
+    static func cancelledBeforeCommit<S: Store>(_ store: S) async throws {
+        let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(60))
+        let scope = try Scope(uniqueName("cancel"))
+        let runs = Counter()
+        let started = Latch()
+        let cancelled = Latch()
+        let task = Task {
+            try await operations.perform(key: "quick", scope: scope) { _ in
+                started.open()
+                await cancelled.wait()  // the caller is cancelled while the body runs; it returns normally
+                runs.increment()
+                return 1
+            }
+        }
+        await started.wait()
+        task.cancel()
+        cancelled.open()
+        await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(runs.value == 1)
+        #expect(try await operations.status(of: "quick", scope: scope) == .notStarted, "nothing of the cancelled step committed")
     }
 
     // MARK: 9. Cancellation in the ledger's group
@@ -473,11 +499,15 @@ struct DefectTests {
             ("SELECT \"a?\" FROM t WHERE x = ?", "SELECT \"a?\" FROM t WHERE x = $1"),
             ("SELECT doc ?| ARRAY['a'], doc ?& ARRAY['b'] FROM t WHERE id = ?", "SELECT doc ?| ARRAY['a'], doc ?& ARRAY['b'] FROM t WHERE id = $1"),
             ("SELECT $1, doc ? 'k' FROM t", "SELECT $1, doc ? 'k' FROM t"),
+            ("SELECT ?||'x'", "SELECT $1||'x'"),
         ]
         for (sql, expected) in cases {
             #expect(PostgresTransaction.numberPlaceholders(sql) == expected, "\(sql)")
         }
-        guard TestPostgres.required else { return }
+    }
+
+    @Test("11. on a live PostgreSQL, `?` in comments and dollar quotes stays text", .enabled(if: TestPostgres.required, "needs PostgreSQL"))
+    func placeholderRewritingLive() async throws {
         try await withStore(.postgres) { store, _ in
             let row = try await store.withTransaction { tx in
                 try await tx.query("SELECT ? AS a /* not ? a placeholder */, '?' AS b, $q$?$q$ AS c, ? AS d", [1, 2])[0]

@@ -129,6 +129,30 @@ struct OperationsLifecycleTests {
         #expect(try await normal.writerSynchronousSetting() == 1)
     }
 
+    @Test("upgrading: a running record written before expiries existed gets one, so it can be purged")
+    func upgradeFillsExpiry() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-upgrade"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("db.sqlite").path
+        let old = try await SQLiteStore(path: path)
+        _ = try await old.withTransaction { tx in
+            try await tx.execute(
+                """
+                INSERT INTO unrace_operations (scope, key, fingerprint, state, token, holder, lease_until, created_at)
+                VALUES ('default', 'abandoned', x'', 'running', 1, 'gone', 1000, 0)
+                """
+            )
+            try await tx.execute("DELETE FROM unrace_schema_migrations WHERE version = 6")
+        }
+        let upgraded = try await SQLiteStore(path: path)
+        let record = try #require(try await upgraded.record(scope: .default, key: OperationKey("abandoned")))
+        #expect(record.expiresAt == Timestamp(milliseconds: 1000 + 86_400_000))
+        var configuration = OperationsConfiguration()
+        configuration.clock = ManualWallClock(start: Timestamp(milliseconds: 1000 + 86_400_000))
+        #expect(try await Operations(store: upgraded, configuration: configuration).purgeExpired() == 1)
+    }
+
     @Test("migrations are idempotent and a newer schema is refused")
     func migrations() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-schema"))

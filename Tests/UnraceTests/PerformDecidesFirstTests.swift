@@ -137,6 +137,7 @@ final class PollCountingClock: WallClock {
     private let state = Mutex(State())
 
     func now() -> Timestamp { state.withLock { $0.now } }
+    var isRealTime: Bool { false }
 
     func sleep(for duration: Duration) async throws {
         let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in

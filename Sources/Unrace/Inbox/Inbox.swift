@@ -89,6 +89,8 @@ public struct Inbox<S: Store>: Sendable {
 
     /// Gives up on a stream's missing events: records each as `skipped`, moves the head past
     /// them, and applies the parked events that follow, with `handler`.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a gap wider than 100,000 sequences
+    ///   (nothing written).
     public func skipGap(
         stream: String,
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict

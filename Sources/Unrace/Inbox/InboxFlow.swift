@@ -1,6 +1,10 @@
 public import UnraceCore
 
 /// What a handler decided about an event it was given.
+///
+/// A rejection's reason is stored: it must be 1 to 1,000 bytes of printable UTF-8 (no NUL or
+/// control characters), or the step fails with ``UnraceError/Code/invalidArgument`` and writes
+/// nothing.
 public enum InboxVerdict: Sendable, Hashable {
     /// The event was applied; its writes commit with the stream's new head.
     case applied
@@ -103,7 +107,7 @@ enum InboxFlow {
             try await rows.saveStream(stream)
             return .parked(waitingFor: waitingFor)
         case .apply:
-            let verdict = try await apply(event)
+            let verdict = try await apply(event).checked()
             stream.head = event.sequence
             let drained = try await drain(rows, &stream, now: now, apply)
             try await rows.recordApplied(event, status: verdict.status, reason: verdict.reason, now: now, stream: stream)
@@ -123,7 +127,7 @@ enum InboxFlow {
     ) async throws -> Int {
         var drained = 0
         while stream.parked > 0, let next = try await rows.parkedEvent(stream: stream.stream, sequence: stream.head + 1) {
-            let verdict = try await apply(next)
+            let verdict = try await apply(next).checked()
             try await rows.setInboxEventStatus(next, verdict.status, reason: verdict.reason)
             stream.head = next.sequence
             stream.parked -= 1
@@ -133,6 +137,9 @@ enum InboxFlow {
         stream.gapSince = stream.parked > 0 ? (drained > 0 ? now : stream.gapSince) : nil
         return drained
     }
+
+    /// The widest gap one skip closes: 100,000 missing sequences (each gets a marker row).
+    static let skipMaximum: Int64 = 100_000
 
     /// Skips a stream's gap: moves the head to just before its lowest parked event, recording a
     /// `skipped` marker for each missing sequence, and drains.
@@ -146,8 +153,16 @@ enum InboxFlow {
         guard stream.parked > 0, let lowest = try await rows.lowestParkedSequence(stream: name) else { return (0, 0) }
         let now = try await rows.now()
         let skipped = lowest - 1 - stream.head
+        guard skipped <= skipMaximum else {
+            throw UnraceError(
+                .invalidArgument, "the gap is wider than \(skipMaximum) sequences; skip it in smaller steps upstream",
+                detail: "stream \(name), \(skipped) missing"
+            )
+        }
+        // Marker ids stay short whatever the stream's length: a digest of the stream names it.
+        let streamDigest = Fingerprint.text(name).hex.prefix(32)
         for sequence in (stream.head + 1)..<lowest {
-            let marker = try InboxEvent(id: "unrace-skipped:\(name):\(sequence)", stream: name, sequence: sequence, type: "unrace.skipped")
+            let marker = try InboxEvent(id: "unrace-skipped:\(streamDigest):\(sequence)", stream: name, sequence: sequence, type: "unrace.skipped")
             try await rows.insertInboxEvent(marker, status: .skipped, reason: "skipped by an operator", now: now)
         }
         stream.head = lowest - 1
@@ -158,6 +173,12 @@ enum InboxFlow {
 }
 
 extension InboxVerdict {
+    /// The verdict, with a rejection reason every store can store alike.
+    func checked() throws -> InboxVerdict {
+        guard case .rejected(let reason) = self else { return self }
+        return .rejected(reason: try NameRule(kind: "rejection reason", maximumByteCount: 1_000).validate(reason))
+    }
+
     var status: InboxEventStatus {
         if case .rejected = self { return .rejected }
         return .applied

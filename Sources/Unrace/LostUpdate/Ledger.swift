@@ -150,7 +150,8 @@ public final class Ledger<S: Store>: Sendable {
     private func drain() async {
         while true {
             // Group commit: give callers that are about to submit a moment to join this group.
-            if configuration.batchWait > .zero { try? await configuration.clock.sleep(for: configuration.batchWait) }
+            // A local pause, on real time: the ledger's clock decides expiries, not this wait.
+            if configuration.batchWait > .zero { try? await Task.sleep(for: configuration.batchWait) }
             let group = queue.withLock { queue -> [Request] in
                 var group: [Request] = []
                 var size = 0

@@ -8,7 +8,8 @@ import UnraceCore
 /// Each round voids up to ``batchLimit`` in one short step (``Ledger/voidExpiredPendingTransfers(limit:)``);
 /// a full batch runs the next round at once, a partial one waits ``interval`` on the ledger's
 /// clock. A store error is logged and the round retried after the interval. The service stops when
-/// its task is cancelled or the service group shuts down gracefully; a round in progress finishes.
+/// its task is cancelled or the service group shuts down gracefully; a round in progress then
+/// rolls back (nothing of it is written) and the next sweeper takes it up.
 public struct PendingTransferSweeper<S: Store>: Service {
     /// The ledger swept.
     public let ledger: Ledger<S>

@@ -64,6 +64,7 @@ public final class MemoryStore: Store {
         return try await writer.withLock {
             let tx = MemoryTransaction(snapshot: state.withLock { $0 })
             let result = try await run(tx, now: step.clock.now(), body)
+            try Task.checkCancellation()  // a cancelled caller commits nothing
             let committed = tx.finish()
             state.withLock { $0 = committed }
             return result

@@ -160,10 +160,13 @@ public struct OperationsConfiguration: Sendable {
         guard waitPollInterval.wholeMilliseconds >= 1, waitPollInterval <= .seconds(10) else {
             throw UnraceError(.invalidConfiguration, "waitPollInterval must be between 1 millisecond and 10 seconds")
         }
-        guard !holder.isEmpty, holder.utf8.count <= 255 else {
-            throw UnraceError(.invalidConfiguration, "holder must be 1 to 255 bytes")
+        var validated = self
+        do {
+            validated.holder = try NameRule(kind: "holder", code: .invalidConfiguration).validate(holder)
+        } catch {
+            throw UnraceError(.invalidConfiguration, "holder must be 1 to 255 bytes of printable UTF-8", underlying: error)
         }
-        return self
+        return validated
     }
 }
 

@@ -406,11 +406,16 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
     }
 
     public func insertTransferFailures(_ failures: [(id: String, code: String)], now: Timestamp) async throws {
+        // A failed id is a row of the transfers table in the state `failed` (the result code in
+        // `pending_id`), under the same primary key as a created transfer: two steps that race on
+        // one id, one creating it and one failing it, cannot both commit — the loser retries and
+        // then answers about the winner. (`unrace_transfer_failures` holds failures written by
+        // earlier versions and is still read.)
         for chunk in stride(from: 0, to: failures.count, by: 500) {
             let part = failures[chunk..<min(chunk + 500, failures.count)]
             try await write(
-                "INSERT INTO unrace_transfer_failures (id, result, created_at) VALUES "
-                    + part.map { _ in "(?, ?, ?)" }.joined(separator: ", ") + " ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO unrace_transfers (\(SQLText.transferColumns)) VALUES "
+                    + part.map { _ in "(?, '', '', 0, 0, 0, 0, ?, 0, 'failed', ?, NULL)" }.joined(separator: ", "),
                 part.flatMap { [SQLValue.text($0.id), .text($0.code), .integer(now.milliseconds)] }
             )
         }

@@ -99,6 +99,11 @@ package enum SQLSchema {
                 "CREATE INDEX unrace_operations_scope_expiry ON unrace_operations (scope, expires_at) WHERE expires_at IS NOT NULL",
                 "CREATE INDEX unrace_transfers_pending ON unrace_transfers (expires_at) WHERE state = 'pending'",
             ]),
+            // Running and released records written before version 5 had no expiry: they expire
+            // 24 hours (the default retention) after their lease ended.
+            .init(version: 6, statements: [
+                "UPDATE unrace_operations SET expires_at = lease_until + 86400000 WHERE expires_at IS NULL",
+            ]),
         ])
     }
 }

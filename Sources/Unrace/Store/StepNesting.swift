@@ -1,4 +1,5 @@
 import UnraceCore
+import Synchronization
 
 /// Refuses a step started inside another step's body.
 ///
@@ -6,13 +7,19 @@ import UnraceCore
 /// an inbox handler) would wait forever for the writer its own step holds on SQLite and in memory,
 /// and would commit apart from — and regardless of — its step on PostgreSQL. Every store refuses
 /// it the same way, at once, with ``UnraceError/Code/nestedStep``: use the transaction the body was
-/// given instead. Child tasks of a body inherit the mark; detached tasks do not.
+/// given instead. The mark covers every store and read-only steps too. Tasks a body starts
+/// (child or unstructured) carry it only while the step runs; detached tasks never do.
 public enum StepNesting {
-    @TaskLocal static var isInsideStep = false
+    /// Whether a step's body is running, shared with the tasks it starts.
+    final class Mark: Sendable {
+        let active = Mutex(true)
+    }
 
-    /// Throws ``UnraceError/Code/nestedStep`` when the current task is inside a step's body.
+    @TaskLocal static var current: Mark?
+
+    /// Throws ``UnraceError/Code/nestedStep`` when the current task is inside a running step's body.
     public static func check() throws {
-        if isInsideStep {
+        if let current, current.active.withLock({ $0 }) {
             throw UnraceError(
                 .nestedStep,
                 "a step was started inside another step's body; use the transaction the body was given"
@@ -22,6 +29,8 @@ public enum StepNesting {
 
     /// Runs `body` marked as a step's body.
     public static func inside<T>(_ body: () async throws -> T) async rethrows -> T {
-        try await $isInsideStep.withValue(true) { try await body() }
+        let mark = Mark()
+        defer { mark.active.withLock { $0 = false } }
+        return try await $current.withValue(mark) { try await body() }
     }
 }

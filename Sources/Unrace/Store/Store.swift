@@ -23,7 +23,7 @@ public import UnraceCore
 ///   ``StepNesting``): it would deadlock on a single writer, or commit apart from the outer step.
 /// - Time: ``StoreRows/now()`` is the time the step decides at. Real-time clocks
 ///   (``WallClock/isRealTime``) are the store's to replace: PostgreSQL reads its own clock in the
-///   step; one-machine stores read the caller's clock once the step holds its writer.
+///   step; one-machine stores read the caller's clock once the step holds this process's writer.
 public protocol Store: Sendable {
     /// The handle a caller's body uses for its own business writes inside a step.
     associatedtype Transaction: Sendable

@@ -15,13 +15,14 @@ public protocol WallClock: Sendable {
     /// (PostgreSQL) never decides a lease or an expiry on one machine's real time: it replaces
     /// such a clock with its own, read in the deciding transaction. A clock that is not real time
     /// — a test's ``ManualWallClock``, the simulator's virtual clock — is a deliberate choice, and
-    /// every store decides on it as given. Default: `false`.
+    /// every store decides on it as given. Default: `true`, so a clock of your own (one that wraps
+    /// `Date`, say) never takes leases away from the database's clock; a test clock says `false`.
     var isRealTime: Bool { get }
 }
 
 extension WallClock {
-    /// A clock of your own is taken as given (not real time) unless it says otherwise.
-    public var isRealTime: Bool { false }
+    /// A clock of your own is taken for real time unless it says otherwise.
+    public var isRealTime: Bool { true }
 }
 
 /// The system's wall clock: real time.
@@ -65,6 +66,9 @@ public final class ManualWallClock: WallClock {
 
     /// The current time.
     public func now() -> Timestamp { current.withLock { $0 } }
+
+    /// `false`: a test clock, used as given on every store (PostgreSQL included).
+    public var isRealTime: Bool { false }
 
     /// Moves the clock forward.
     public func advance(by duration: Duration) {
