@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "UnraceSQLite", targets: ["UnraceSQLite"]),
         .library(name: "UnracePostgres", targets: ["UnracePostgres"]),
         .library(name: "UnraceSimulation", targets: ["UnraceSimulation"]),
+        .library(name: "UnraceHTTP", targets: ["UnraceHTTP"]),
+        .library(name: "UnraceHummingbird", targets: ["UnraceHummingbird"]),
         .executable(name: "unrace", targets: ["unrace"]),
     ],
     dependencies: [
@@ -27,6 +29,10 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // Without swift-configuration support: Unrace reads no configuration files.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -67,10 +73,36 @@ let package = Package(
             dependencies: ["Unrace", "UnraceSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            // Framework-free HTTP rules: Idempotency-Key, fingerprints, entity tags, RFC 9457 problems.
+            name: "UnraceHTTP",
+            dependencies: ["UnraceCore", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "UnraceHummingbird",
+            dependencies: [
+                "Unrace", "UnraceHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            // The reference shop behind `unrace serve`, written only against the public API.
+            name: "UnraceShop",
+            dependencies: [
+                "Unrace", "UnraceHTTP", "UnraceHummingbird", "UnraceSQLite", "UnracePostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "unrace",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation",
+                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -87,7 +119,17 @@ let package = Package(
                 "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // The HTTP edge, tested over real HTTP on loopback.
+                "UnraceHTTP", "UnraceHummingbird", "UnraceShop",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            // The HTTP rules alone: no server, no database.
+            name: "UnraceHTTPTests",
+            dependencies: ["UnraceHTTP", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -61,6 +61,28 @@ extension Operations {
         _ = try await holderWrite(handle, .complete(.success(bytes)), "complete", body)
     }
 
+    /// Completes the operation with the value `body` produces in the completing transaction:
+    /// the fence is checked first, then `body` runs, then its value is stored as the result that
+    /// every duplicate is given; `body`'s writes and the record commit together.
+    ///
+    /// Use it when the result only exists once the local work has run (an HTTP response, say).
+    /// - Returns: what `body` returned.
+    /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key (`body` does not run);
+    ///   or whatever `body` throws, in which case nothing is written and the key stays held.
+    public func complete<Value: Codable & Sendable>(
+        _ handle: OperationHandle,
+        producing body: (S.Transaction) async throws -> Value
+    ) async throws -> Value {
+        let retention = configuration.retention
+        return try await fencedStep(handle, "complete") { context, current in
+            let value = try await body(context.transaction)
+            let write = HolderWrite.complete(.success(try OutcomeCoding.encode(value)))
+            let record = write.apply(to: current, now: try await context.rows.now(), retention: retention)
+            try await context.rows.saveOperation(record, isNew: false)
+            return value
+        }
+    }
+
     /// Ends the operation in failure: a terminal failure is stored and replayed; a retryable one
     /// releases the key for the next claim.
     /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key.
@@ -81,6 +103,20 @@ extension Operations {
         _ handle: OperationHandle, _ write: HolderWrite, _ name: StaticString, _ body: (S.Transaction) async throws -> Void
     ) async throws -> OperationRecord {
         let retention = configuration.retention
+        return try await fencedStep(handle, name) { context, current in
+            try await body(context.transaction)
+            let record = write.apply(to: current, now: try await context.rows.now(), retention: retention)
+            try await context.rows.saveOperation(record, isNew: false)
+            return record
+        }
+    }
+
+    /// Runs `work` in a step only if `handle` still holds its key (the fence is checked, under
+    /// the record's lock, before `work` runs), and logs a refused, fenced holder.
+    private func fencedStep<T: Sendable>(
+        _ handle: OperationHandle, _ name: StaticString,
+        _ work: (StepContext<S.Transaction>, OperationRecord) async throws -> T
+    ) async throws -> T {
         do {
             return try await store.step(info(name, handle.key)) { context in
                 let current = try await context.rows.lockOperation(scope: handle.scope, key: handle.key)
@@ -88,10 +124,7 @@ extension Operations {
                 guard admitted || context.disabledGuards.contains(.fencing), let current else {
                     throw Fence.error(token: handle.token, current: current)
                 }
-                try await body(context.transaction)
-                let record = write.apply(to: current, now: try await context.rows.now(), retention: retention)
-                try await context.rows.saveOperation(record, isNew: false)
-                return record
+                return try await work(context, current)
             }
         } catch let error as UnraceError where error.code == .fenced {
             logger.warning("fenced holder write refused", metadata: ["scope": "\(handle.scope)", "token": "\(handle.token)"])

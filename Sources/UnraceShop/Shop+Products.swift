@@ -1,0 +1,75 @@
+import Hummingbird
+import Unrace
+import UnraceHTTP
+import UnraceHummingbird
+
+/// A catalog entry: a versioned record, served with its version as `ETag`.
+struct Product: Codable, Sendable {
+    var name: String
+    var priceCents: Int64
+}
+
+/// `GET /products/{sku}` body.
+struct ProductResponse: ResponseEncodable {
+    var sku: String
+    var name: String
+    var priceCents: Int64
+    var available: Int64
+    var version: Int64
+}
+
+extension Shop {
+    /// `GET /products/{sku}`: the catalog entry and stock, with `ETag`.
+    func product(_ request: Request, _ context: Context) async throws -> Response {
+        let sku = try skuParameter(context)
+        guard let current = try await products.read(sku, as: Product.self) else {
+            throw HTTPProblem(.notFound, detail: "there is no product with this sku")
+        }
+        return try await productResponse(sku, current.value, version: current.version, status: .ok, request, context)
+    }
+
+    /// `PUT /products/{sku}`: creates (optionally `If-None-Match: *`) or replaces the entry;
+    /// replacing needs `If-Match` with the current `ETag` (428 without, 412 on a mismatch or
+    /// when another write got there first).
+    func putProduct(_ request: Request, _ context: Context) async throws -> Response {
+        let sku = try skuParameter(context)
+        let input = try await decode(Product.self, request, context)
+        guard (1...200).contains(input.name.utf8.count), !input.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw HTTPProblem(.badRequest, detail: "name must be 1 to 200 bytes without control characters")
+        }
+        guard (0...100_000_000).contains(input.priceCents) else { throw HTTPProblem(.badRequest, detail: "priceCents must be between 0 and 100000000") }
+        let current = try await products.read(sku, as: Product.self)
+        let expected = try Preconditions().check(request, currentVersion: current?.version)
+        do {
+            if let expected {
+                let version = try await products.write(sku, input, expectedVersion: expected)
+                return try await productResponse(sku, input, version: version, status: .ok, request, context)
+            }
+            if try await products.create(sku, input) != nil {  // `create` answers the version it found
+                throw HTTPProblem(.preconditionFailed, detail: "the product was created by another request first")
+            }
+            return try await productResponse(sku, input, version: 1, status: .created, request, context)
+        } catch let error as UnraceError where error.code == .versionConflict {
+            throw HTTPProblem(.preconditionFailed, detail: "the product changed after If-Match was checked")
+        }
+    }
+
+    private func productResponse(
+        _ sku: String, _ product: Product, version: Int64, status: HTTPResponse.Status, _ request: Request, _ context: Context
+    ) async throws -> Response {
+        let available = try await store.withTransaction { tx in
+            try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(sku)]).first?.int64("available") ?? 0
+        }
+        let body = ProductResponse(sku: sku, name: product.name, priceCents: product.priceCents, available: available, version: version)
+        var response = try body.response(from: request, context: context)
+        response.status = status
+        response.headers[.eTag] = EntityTag(version: version).description
+        return response
+    }
+
+    private func skuParameter(_ context: Context) throws -> String {
+        let sku = try context.parameters.require("sku")
+        guard ShopNames.isSKU(sku) else { throw HTTPProblem(.badRequest, detail: "sku must be 1 to 64 characters of A-Z a-z 0-9 _ -") }
+        return sku
+    }
+}

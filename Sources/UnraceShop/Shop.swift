@@ -1,0 +1,107 @@
+public import Hummingbird
+public import Logging
+public import Unrace
+import Foundation
+import UnraceHTTP
+public import UnraceHummingbird
+
+/// The reference shop behind `unrace serve`: Unrace's public API at an HTTP edge.
+///
+/// Orders are created idempotently (`POST /orders` needs an `Idempotency-Key`): the stock
+/// decrement, the coupon redemption, the order row and the stored response are one transaction.
+/// Products are versioned records served with `ETag` and changed only with `If-Match`.
+public struct Shop<S: SQLStore>: Sendable {
+    /// The request context of the shop's router.
+    public typealias Context = UnraceRequestContext<S.Transaction>
+
+    /// The database.
+    public let store: S
+    /// The shop's settings.
+    public let configuration: ShopConfiguration
+    let operations: Operations<S>
+    let products: Records<S>
+    let logger: Logger
+
+    /// - Throws: ``UnraceError`` when the configuration is invalid.
+    public init(store: S, configuration: ShopConfiguration = .init(), logger: Logger = Logger(label: "unrace.shop")) throws {
+        self.store = store
+        self.configuration = configuration
+        var operations = OperationsConfiguration()
+        operations.retention = configuration.retention
+        self.operations = try Operations(store: store, configuration: operations, logger: logger)
+        self.products = try Records(store: store, collection: "shop_products")
+        self.logger = logger
+    }
+
+    /// Creates the shop's tables when missing and adds the configured stock and coupons once
+    /// (existing rows are left as they are, so restarts and a second instance change nothing).
+    public func setUp() async throws {
+        let stock = configuration.stock
+        let coupons = configuration.coupons
+        try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE IF NOT EXISTS shop_stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL)")
+            try await tx.execute("""
+                CREATE TABLE IF NOT EXISTS shop_orders (id TEXT PRIMARY KEY, client TEXT NOT NULL, sku TEXT NOT NULL,
+                quantity BIGINT NOT NULL, coupon TEXT, created_at TEXT NOT NULL)
+                """)
+            try await tx.execute("CREATE TABLE IF NOT EXISTS shop_coupons (code TEXT PRIMARY KEY, order_id TEXT)")
+            for (sku, available) in stock.sorted(by: { $0.key < $1.key }) {
+                try await tx.execute("INSERT INTO shop_stock (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING", [.text(sku), .integer(available)])
+            }
+            for code in coupons.sorted() {
+                try await tx.execute("INSERT INTO shop_coupons (code) VALUES (?) ON CONFLICT (code) DO NOTHING", [.text(code)])
+            }
+        }
+    }
+
+    /// The shop's routes, with the idempotency middleware on `POST /orders` unless the
+    /// configuration turns it off.
+    public func router() throws -> Router<Context> {
+        let router = Router(context: Context.self)
+        router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: ShopOpenAPI.document)))
+        }
+        let orders = router.group("orders")
+        if configuration.idempotency {
+            var idempotency = IdempotencyConfiguration()
+            idempotency.whileInProgress = configuration.whileInProgress
+            orders.add(middleware: try IdempotencyMiddleware(operations: operations, principal: .custom { request, _ in
+                request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
+            }, configuration: idempotency))
+        }
+        orders.post { request, context in try await createOrder(request, context) }
+        orders.get("{id}") { request, context in try await order(request, context) }
+        router.get("products/{sku}") { request, context in try await product(request, context) }
+        router.put("products/{sku}") { request, context in try await putProduct(request, context) }
+        return router
+    }
+
+    /// Runs `body` in the idempotent request's transaction, or in a transaction of its own on
+    /// routes without the middleware.
+    func write<T: Sendable>(_ context: Context, _ body: (S.Transaction) async throws -> T) async throws -> T {
+        if let transaction = context.idempotency.transaction { return try await body(transaction) }
+        return try await store.withTransaction(body)
+    }
+}
+
+/// `GET /health`.
+struct HealthResponse: ResponseEncodable {
+    let status: String
+    let store: String
+}
+
+extension Shop {
+    /// The shop as a Hummingbird application listening on `host:port` (port 0 picks a free one).
+    /// - Parameter onServerRunning: called with the bound port once the server listens.
+    public func application(
+        host: String, port: Int, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
+        Application(
+            router: try router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "unrace"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}

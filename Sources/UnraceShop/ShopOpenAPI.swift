@@ -1,0 +1,144 @@
+/// The OpenAPI 3.1 document `GET /openapi.json` serves. `ShopTests` checks that its paths and
+/// methods are the router's routes, and the schema fuzzer checks the responses against it.
+enum ShopOpenAPI {
+    static let document = #"""
+    {
+      "openapi": "3.1.0",
+      "info": {
+        "title": "unrace serve: the reference shop",
+        "version": "1.0.0",
+        "description": "Idempotent order creation (Idempotency-Key, draft-ietf-httpapi-idempotency-key-header) and products with ETag / If-Match (RFC 9110). Errors are RFC 9457 problem details."
+      },
+      "paths": {
+        "/health": {
+          "get": {
+            "operationId": "health",
+            "responses": {
+              "200": { "description": "The server runs.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } }
+            }
+          }
+        },
+        "/openapi.json": {
+          "get": {
+            "operationId": "openapi",
+            "responses": { "200": { "description": "This document.", "content": { "application/json": { "schema": { "type": "object" } } } } }
+          }
+        },
+        "/orders": {
+          "post": {
+            "operationId": "createOrder",
+            "parameters": [
+              { "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+                "description": "A key unique to this order attempt; retries send the same key. A quoted sf-string or a bare value." },
+              { "$ref": "#/components/parameters/ClientId" }
+            ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/OrderRequest" } } } },
+            "responses": {
+              "201": {
+                "description": "The order was created (or, with Idempotent-Replayed: true, this is the stored response of the first request with this key).",
+                "headers": {
+                  "Location": { "schema": { "type": "string" } },
+                  "Idempotent-Replayed": { "schema": { "type": "string", "enum": ["true"] } },
+                  "Idempotency-Key-Retention": { "schema": { "type": "string" } }
+                },
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } }
+              },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" },
+              "413": { "$ref": "#/components/responses/Problem" },
+              "422": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/orders/{id}": {
+          "get": {
+            "operationId": "getOrder",
+            "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+            "responses": {
+              "200": { "description": "The order.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } } },
+              "404": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/products/{sku}": {
+          "get": {
+            "operationId": "getProduct",
+            "parameters": [ { "$ref": "#/components/parameters/Sku" } ],
+            "responses": {
+              "200": { "description": "The product; ETag is its version.", "headers": { "ETag": { "schema": { "type": "string" } } },
+                       "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ProductResponse" } } } },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" }
+            }
+          },
+          "put": {
+            "operationId": "putProduct",
+            "parameters": [
+              { "$ref": "#/components/parameters/Sku" },
+              { "name": "If-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "Required to replace an existing product: its ETag." },
+              { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "* to create only." }
+            ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Product" } } } },
+            "responses": {
+              "200": { "description": "Replaced.", "headers": { "ETag": { "schema": { "type": "string" } } },
+                       "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ProductResponse" } } } },
+              "201": { "description": "Created.", "headers": { "ETag": { "schema": { "type": "string" } } },
+                       "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ProductResponse" } } } },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "412": { "$ref": "#/components/responses/Problem" },
+              "413": { "$ref": "#/components/responses/Problem" },
+              "428": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        }
+      },
+      "components": {
+        "parameters": {
+          "ClientId": { "name": "X-Client-Id", "in": "header", "required": false, "schema": { "type": "string" },
+                        "description": "Whose idempotency keys these are; absent means anonymous." },
+          "Sku": { "name": "sku", "in": "path", "required": true, "schema": { "type": "string" } }
+        },
+        "responses": {
+          "Problem": { "description": "RFC 9457 problem details.", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
+        },
+        "schemas": {
+          "Health": { "type": "object", "required": ["status", "store"], "properties": { "status": { "type": "string" }, "store": { "type": "string" } } },
+          "OrderRequest": {
+            "type": "object", "required": ["sku", "quantity"],
+            "properties": {
+              "sku": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
+              "quantity": { "type": "integer", "minimum": 1, "maximum": 1000 },
+              "coupon": { "type": "string", "pattern": "^[A-Z0-9]{1,32}$" }
+            }
+          },
+          "Order": {
+            "type": "object", "required": ["id", "client", "sku", "quantity"],
+            "properties": {
+              "id": { "type": "string" }, "client": { "type": "string" }, "sku": { "type": "string" },
+              "quantity": { "type": "integer" }, "coupon": { "type": "string" }
+            }
+          },
+          "Product": {
+            "type": "object", "required": ["name", "priceCents"],
+            "properties": { "name": { "type": "string", "minLength": 1 }, "priceCents": { "type": "integer", "minimum": 0, "maximum": 100000000 } }
+          },
+          "ProductResponse": {
+            "type": "object", "required": ["sku", "name", "priceCents", "available", "version"],
+            "properties": {
+              "sku": { "type": "string" }, "name": { "type": "string" }, "priceCents": { "type": "integer" },
+              "available": { "type": "integer" }, "version": { "type": "integer" }
+            }
+          },
+          "Problem": {
+            "type": "object", "required": ["type", "title", "status", "code"],
+            "properties": {
+              "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" },
+              "detail": { "type": "string" }, "code": { "type": "string" }
+            }
+          }
+        }
+      }
+    }
+    """#
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Unrace
+import UnraceHummingbird
+import UnracePostgres
+import UnraceSQLite
+import UnraceShop
+
+/// `unrace serve`: the reference shop over HTTP.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the reference shop: idempotent POST /orders, products with ETag and If-Match.",
+        discussion: """
+            SQLite by default (--file, default shop.sqlite); --database postgres://… lets several \
+            instances share the work. Prints "listening on http://HOST:PORT" once it accepts \
+            connections; stops gracefully on SIGTERM or SIGINT.
+            """
+    )
+
+    @Option(help: "The address to listen on.") var host = "127.0.0.1"
+    @Option(help: "The port to listen on (0 picks a free one).") var port = 8080
+    @Option(help: "A postgres:// URL; overrides --file.") var database: String?
+    @Option(help: "The SQLite file.") var file = "shop.sqlite"
+    @Flag(help: "Serve POST /orders without the idempotency middleware, to see what retries do without it.")
+    var noIdempotency = false
+    @Option(help: "While a key's first request runs, a retry waits (wait) or gets 409 (conflict).")
+    var whileInProgress: InProgressChoice = .wait
+
+    enum InProgressChoice: String, ExpressibleByArgument, CaseIterable { case wait, conflict }
+
+    func validate() throws {
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+    }
+
+    func run() async throws {
+        var configuration = ShopConfiguration()
+        configuration.idempotency = !noIdempotency
+        configuration.whileInProgress = whileInProgress == .wait ? .wait(upTo: .seconds(10)) : .conflict
+        let logger = cliLogger("unrace.serve")
+        if let database {
+            try await PostgresStore.withStore(url: database, logger: logger) { store in
+                try await serve(Shop(store: store, configuration: configuration, logger: logger))
+            }
+        } else {
+            try await serve(Shop(store: try await SQLiteStore(path: file, logger: logger), configuration: configuration, logger: logger))
+        }
+    }
+
+    private func serve<S: SQLStore>(_ shop: Shop<S>) async throws {
+        try await shop.setUp()
+        let host = self.host
+        let app = try shop.application(host: host, port: port) { port in
+            FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+        }
+        try await app.runService()
+    }
+}

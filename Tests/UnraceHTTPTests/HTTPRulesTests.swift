@@ -1,0 +1,156 @@
+import Foundation
+import HTTPTypes
+import Testing
+import UnraceHTTP
+
+@Suite("Idempotency-Key header")
+struct IdempotencyKeyTests {
+    @Test("an sf-string is unquoted and unescaped; a bare value is accepted unless strict")
+    func parses() throws {
+        #expect(try IdempotencyKey(parsing: "\"8e03978e-40d5\"").value == "8e03978e-40d5")
+        #expect(try IdempotencyKey(parsing: #""a \"b\" \\c""#).value == #"a "b" \c"#)
+        #expect(try IdempotencyKey(parsing: "  \"padded\"  ").value == "padded")
+        #expect(try IdempotencyKey(parsing: "8e03978e-40d5").value == "8e03978e-40d5")
+        #expect(throws: HTTPProblem.self) { try IdempotencyKey(parsing: "8e03978e-40d5", syntax: .strict) }
+        #expect(try IdempotencyKey(parsing: "\"k\"", syntax: .strict).value == "k")
+    }
+
+    @Test("malformed, empty, over-long, listed and non-ASCII keys are refused with idempotency_key_invalid", arguments: [
+        "", "\"\"", "\"unterminated", "\"a\" trailing", "\"a\", \"b\"", "a,b", "a;b", "\"bad \\x escape\"",
+        "\"caf\u{E9}\"", "\"tab\there\"", "\"nul\u{0}\"", "a b", String(repeating: "k", count: 256),
+        "\"" + String(repeating: "k", count: 256) + "\"",
+    ])
+    func refuses(_ header: String) {
+        #expect {
+            try IdempotencyKey(parsing: header)
+        } throws: { error in
+            (error as? HTTPProblem)?.code == .idempotencyKeyInvalid && (error as? HTTPProblem)?.status == .badRequest
+        }
+    }
+
+    @Test("255 bytes is the longest key")
+    func longest() throws {
+        #expect(try IdempotencyKey(parsing: String(repeating: "k", count: 255)).value.utf8.count == 255)
+    }
+
+    @Test("the description does not show the key")
+    func description() throws {
+        #expect(!String(describing: try IdempotencyKey(parsing: "secret-key")).contains("secret"))
+    }
+}
+
+@Suite("Entity tags and conditions")
+struct EntityTagTests {
+    @Test("a version's tag is strong and round-trips; weak and strong compare per RFC 9110")
+    func comparison() throws {
+        let seven = EntityTag(version: 7)
+        #expect(seven.description == "\"7\"")
+        #expect(seven.version == 7)
+        let weak = try #require(EntityTag(opaque: "7", isWeak: true))
+        #expect(weak.description == "W/\"7\"")
+        #expect(weak.version == nil)
+        #expect(!weak.strongMatches(seven))
+        #expect(weak.weakMatches(seven))
+        #expect(EntityTag(opaque: "07")?.version == nil)  // not a tag this layer made
+    }
+
+    @Test("If-Match holds only for a strongly matching tag or * on an existing resource")
+    func ifMatch() throws {
+        let current = EntityTag(version: 3)
+        #expect(try EntityTagCondition(parsing: "\"3\"").ifMatchHolds(current: current))
+        #expect(try EntityTagCondition(parsing: "\"1\", \"3\"").ifMatchHolds(current: current))
+        #expect(try !EntityTagCondition(parsing: "W/\"3\"").ifMatchHolds(current: current))
+        #expect(try !EntityTagCondition(parsing: "\"4\"").ifMatchHolds(current: current))
+        #expect(try EntityTagCondition(parsing: "*").ifMatchHolds(current: current))
+        #expect(try !EntityTagCondition(parsing: "*").ifMatchHolds(current: nil))
+    }
+
+    @Test("If-None-Match fails for * on an existing resource and for a weakly matching tag")
+    func ifNoneMatch() throws {
+        let current = EntityTag(version: 3)
+        #expect(try !EntityTagCondition(parsing: "*").ifNoneMatchHolds(current: current))
+        #expect(try EntityTagCondition(parsing: "*").ifNoneMatchHolds(current: nil))
+        #expect(try !EntityTagCondition(parsing: "W/\"3\"").ifNoneMatchHolds(current: current))
+        #expect(try EntityTagCondition(parsing: "\"4\"").ifNoneMatchHolds(current: current))
+    }
+
+    @Test("malformed conditions are refused with condition_invalid", arguments: [
+        "", "3", "\"3", "* , \"3\"", "\"3\" \"4\"", "W/3", "\"caf\u{E9}\"", "\"a b\"",
+        String(repeating: "\"1\",", count: 65),
+    ])
+    func malformed(_ header: String) {
+        #expect {
+            try EntityTagCondition(parsing: header)
+        } throws: { error in (error as? HTTPProblem)?.code == .conditionInvalid }
+    }
+}
+
+@Suite("Request fingerprints")
+struct RequestFingerprintTests {
+    let rule = RequestFingerprint()
+
+    func request(_ method: HTTPRequest.Method = .post, _ path: String = "/orders", contentType: String? = "application/json") -> HTTPRequest {
+        var fields = HTTPFields()
+        if let contentType { fields[.contentType] = contentType }
+        return HTTPRequest(method: method, scheme: "http", authority: "x", path: path, headerFields: fields)
+    }
+
+    @Test("JSON bodies equal up to key order and whitespace are the same request")
+    func canonicalJSON() {
+        let a = rule.fingerprint(of: request(), body: Data(#"{"a":1, "b":[2,3]}"#.utf8))
+        let b = rule.fingerprint(of: request(), body: Data(#"{ "b":[2,3],"a":1 }"#.utf8))
+        #expect(a == b)
+        let raw = RequestFingerprint(canonicalJSON: false)
+        #expect(raw.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != raw.fingerprint(of: request(), body: Data(#"{ "a":1}"#.utf8)))
+    }
+
+    @Test("method, path, query, chosen headers and body each make a different request")
+    func parts() {
+        let base = rule.fingerprint(of: request(), body: Data("{}".utf8))
+        #expect(rule.fingerprint(of: request(.patch), body: Data("{}".utf8)) != base)
+        #expect(rule.fingerprint(of: request(.post, "/orders?x=1"), body: Data("{}".utf8)) != base)
+        #expect(rule.fingerprint(of: request(contentType: "text/plain"), body: Data("{}".utf8)) != base)
+        #expect(rule.fingerprint(of: request(contentType: nil), body: Data("{}".utf8)) != base)
+        #expect(rule.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != base)
+        // Length prefixes: moving bytes between parts never collides.
+        #expect(rule.fingerprint(of: request(.post, "/ab"), body: Data("c".utf8)) != rule.fingerprint(of: request(.post, "/a"), body: Data("bc".utf8)))
+    }
+}
+
+@Suite("Problem details and stored responses")
+struct ProblemAndStoredResponseTests {
+    @Test("a problem encodes RFC 9457 members with a stable type per code")
+    func problem() throws {
+        let problem = HTTPProblem(.idempotencyKeyReused, detail: "used with a different request")
+        #expect(problem.status.code == 422)
+        let body = try JSONDecoder().decode(HTTPProblem.Body.self, from: problem.jsonBody())
+        #expect(body.type == "urn:unrace:problem:idempotency_key_reused")
+        #expect(body.code == "idempotency_key_reused")
+        #expect(body.status == 422)
+        #expect(body.detail == "used with a different request")
+        #expect(HTTPProblem(.requestInProgress).status == .conflict)
+        #expect(HTTPProblem(.preconditionRequired).status.code == 428)
+        #expect(HTTPProblem(.bodyTooLarge).status.code == 413)
+    }
+
+    @Test("a stored response keeps status, headers and body, and drops per-transfer fields")
+    func stored() throws {
+        var fields = HTTPFields()
+        fields[.contentType] = "application/json"
+        fields[.location] = "/orders/1"
+        fields[.date] = "Sat, 28 Nov 2026 00:00:00 GMT"
+        fields[.setCookie] = "session=secret"
+        fields[.contentLength] = "2"
+        fields[.idempotentReplayed] = "true"
+        let stored = StoredResponse(HTTPResponse(status: .created, headerFields: fields), body: Data("{}".utf8))
+        let decoded = try JSONDecoder().decode(StoredResponse.self, from: JSONEncoder().encode(stored))
+        #expect(decoded == stored)
+        #expect(decoded.head.status == .created)
+        #expect(decoded.head.headerFields[.location] == "/orders/1")
+        #expect(decoded.head.headerFields[.contentType] == "application/json")
+        for dropped in [HTTPField.Name.date, .setCookie, .contentLength, .idempotentReplayed] {
+            #expect(decoded.head.headerFields[dropped] == nil)
+        }
+        #expect(decoded.body == Data("{}".utf8))
+    }
+}
