@@ -60,6 +60,11 @@ public struct WhileInProgress: Sendable, Hashable {
     /// so a retry can see it; the handler's writes and the stored response then commit together
     /// in a second transaction, under the claim's fencing token. A crash in between leaves the
     /// claim until its lease ends; the next retry then takes over.
+    ///
+    /// A retry learns that the key is in progress from a read that waits for no lock; a key
+    /// in progress answers 409 before its fingerprint is compared (a retry with a different body
+    /// gets 422 once the first has finished). A retry that reads just before the first claims
+    /// waits for the first's transaction and replays its response.
     public static let conflict = WhileInProgress(mode: .conflict)
 
     /// Wait up to `timeout` for the first request's response, then replay it; 409 when the wait

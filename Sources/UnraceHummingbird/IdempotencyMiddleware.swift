@@ -116,6 +116,12 @@ where Context.Transaction == S.Transaction {
         _ request: Request, _ context: Context, _ key: IdempotencyKey, _ scope: Scope, _ fingerprint: Fingerprint,
         _ next: @concurrent (Request, Context) async throws -> Response
     ) async throws -> Response {
+        // A read first, which waits for no lock: while the first request's handler runs, its
+        // transaction holds the claim's row lock (PostgreSQL) or the writer (SQLite), and `begin`
+        // would wait for it instead of answering 409.
+        if case .inProgress = try await operations.status(of: key.value, scope: scope) {
+            throw UnraceError(.inProgress, "a request with this key is in progress")
+        }
         switch try await operations.begin(key: key.value, scope: scope, fingerprint: fingerprint) {
         case .acquired(let handle):
             do {

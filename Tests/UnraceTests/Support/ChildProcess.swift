@@ -102,6 +102,12 @@ final class ChildProcess: @unchecked Sendable {
         _ = await exitStatus()
     }
 
+    /// SIGTERM: asks the process to shut down gracefully; returns its exit status.
+    func terminate() async -> Int32 {
+        Foundation.kill(process.processIdentifier, SIGTERM)
+        return await exitStatus()
+    }
+
     private func received(_ text: String, eof: Bool) {
         let ready = lock.withLock { () -> [CheckedContinuation<Void, any Error>] in
             output += text

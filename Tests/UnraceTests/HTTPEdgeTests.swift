@@ -1,0 +1,275 @@
+import Foundation
+import Hummingbird
+import NIOHTTP1
+import Synchronization
+import Testing
+import Unrace
+import UnraceHTTP
+import UnraceHummingbird
+import UnraceShop
+
+/// The HTTP edge over real HTTP on loopback: the reference shop and the middleware on each SQL store.
+@Suite("HTTP edge", .timeLimit(.minutes(3)))
+struct HTTPEdgeTests {
+    static let order = #"{"sku":"widget","quantity":2}"#
+
+    @Test("64 concurrent POSTs with one key: one order, one stock decrement, 64 identical bodies, 63 replays", arguments: sqlBackends)
+    func sixtyFourRetries(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in
+            let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
+            #expect(Set(responses.map(\.status)) == [201])
+            #expect(Set(responses.map(\.body)).count == 1)
+            #expect(responses.filter(\.isReplay).count == 63)
+            #expect(Set(responses.map { $0.header("Location") }).count == 1)
+            #expect(try await countRows(store, "shop_orders") == 1)
+            #expect(try await available(store, "widget") == 998)
+        }
+    }
+
+    @Test("without the middleware the same 64 retries create duplicate orders", arguments: sqlBackends)
+    func withoutMiddleware(_ backend: SQLBackend) async throws {
+        var configuration = ShopConfiguration()
+        configuration.idempotency = false
+        try await withLiveShop(backend, configuration) { client, store, _ in
+            let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
+            #expect(Set(responses.map(\.status)) == [201])
+            #expect(try await countRows(store, "shop_orders") == 64)
+            #expect(try await available(store, "widget") == 1_000 - 128)
+        }
+    }
+
+    @Test("one client's key never replays another client's response", arguments: sqlBackends)
+    func principals(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in
+            let alice = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k"), ("X-Client-Id", "alice")], json: Self.order)
+            let bob = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k"), ("X-Client-Id", "bob@example.com")], json: Self.order)
+            let aliceAgain = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k"), ("X-Client-Id", "alice")], json: Self.order)
+            #expect(alice.status == 201 && bob.status == 201)
+            #expect(!bob.isReplay)
+            #expect(alice.header("Location") != bob.header("Location"))
+            #expect(bob.body.contains("bob@example.com") && !bob.body.contains("alice"))
+            #expect(aliceAgain.isReplay && aliceAgain.body == alice.body)
+            #expect(try await countRows(store, "shop_orders") == 2)
+        }
+    }
+
+    @Test("bad input gets 4xx problem+json and stores nothing", arguments: sqlBackends)
+    func badInput(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in
+            let missing = try await client.send(.POST, "/orders", json: Self.order)
+            #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
+            for header in [String(repeating: "k", count: 256), "a,b", "\"unterminated", "\"a\" x"] {
+                let invalid = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", header)], json: Self.order)
+                #expect(invalid.status == 400 && invalid.problemCode == "idempotency_key_invalid", "\(header.prefix(20))")
+            }
+            let twice = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "a"), ("Idempotency-Key", "b")], json: Self.order)
+            #expect(twice.status == 400 && twice.problemCode == "idempotency_key_invalid")
+            let huge = #"{"sku":"widget","quantity":1,"pad":""# + String(repeating: "x", count: 1 << 21) + #""}"#
+            let tooLarge = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big")], json: huge)
+            #expect(tooLarge.status == 413 && tooLarge.problemCode == "body_too_large")
+            let malformed = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "bad-json")], json: "{\"sku\":")
+            #expect(malformed.status == 400 && malformed.problemCode == "bad_request")
+            let quantity = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "q")], json: #"{"sku":"widget","quantity":9223372036854775807}"#)
+            #expect(quantity.status == 400 && quantity.problemCode == "bad_request")
+            #expect(try await countRows(store, "shop_orders") == 0)
+            #expect(try await available(store, "widget") == 1_000)
+            // The refused key was not consumed: the same key with a good request runs.
+            let good = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big")], json: Self.order)
+            #expect(good.status == 201 && !good.isReplay)
+        }
+    }
+
+    @Test("the same key with a different request gets 422, and the first response stays", arguments: sqlBackends)
+    func keyReuse(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in
+            let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: Self.order)
+            let other = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: #"{"sku":"widget","quantity":3}"#)
+            let reordered = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: #"{ "quantity": 2, "sku": "widget" }"#)
+            #expect(first.status == 201)
+            #expect(other.status == 422 && other.problemCode == "idempotency_key_reused")
+            #expect(reordered.status == 201 && reordered.isReplay && reordered.body == first.body)
+            #expect(try await countRows(store, "shop_orders") == 1)
+        }
+    }
+
+    @Test("a thrown 409 rolls the handler's writes back and is replayed to retries", arguments: sqlBackends)
+    func thrownErrorsRollBack(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in
+            let coupon = #"{"sku":"widget","quantity":2,"coupon":"WELCOME10"}"#
+            let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k1")], json: coupon)
+            #expect(first.status == 201)
+            // The second order takes stock before it finds the coupon used; that write must not stay.
+            let second = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k2")], json: coupon)
+            #expect(second.status == 409 && second.problemCode == "coupon_redeemed" && !second.isReplay)
+            let retry = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k2")], json: coupon)
+            #expect(retry.status == 409 && retry.isReplay && retry.body == second.body)
+            #expect(try await countRows(store, "shop_orders") == 1)
+            #expect(try await available(store, "widget") == 998)
+        }
+    }
+
+    @Test("products: ETag is the version; 428 without If-Match, 412 on a stale one or an existing create", arguments: sqlBackends)
+    func conditionalRequests(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, _, _ in
+            let widget = #"{"name":"Widget","priceCents":250}"#
+            let created = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: widget)
+            #expect(created.status == 201 && created.header("ETag") == "\"1\"")
+            let again = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: widget)
+            #expect(again.status == 412 && again.problemCode == "precondition_failed")
+            let blind = try await client.send(.PUT, "/products/widget", json: widget)
+            #expect(blind.status == 428 && blind.problemCode == "precondition_required")
+            let updated = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"Widget","priceCents":300}"#)
+            #expect(updated.status == 200 && updated.header("ETag") == "\"2\"")
+            // A second writer that read version 1 loses instead of overwriting.
+            let stale = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"Widget","priceCents":100}"#)
+            #expect(stale.status == 412)
+            let weak = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "W/\"2\"")], json: widget)
+            #expect(weak.status == 412)
+            let malformed = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "2")], json: widget)
+            #expect(malformed.status == 400 && malformed.problemCode == "condition_invalid")
+            let read = try await client.send(.GET, "/products/widget")
+            #expect(read.status == 200 && read.header("ETag") == "\"2\"" && read.body.contains("\"priceCents\":300"))
+            let missing = try await client.send(.GET, "/products/nothing")
+            #expect(missing.status == 404 && missing.problemCode == "not_found")
+        }
+    }
+
+    @Test("WhileInProgress.conflict: a retry during the first request gets 409; after it, the stored response", arguments: sqlBackends)
+    func conflictWhileInProgress(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in
+            try await gatedServer(store, .conflict) { client, gate in
+                async let first = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                await gate.entered.wait()
+                let during = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(during.status == 409 && during.problemCode == "request_in_progress" && during.header("Retry-After") == "1")
+                gate.release.open()
+                let firstResponse = try await first
+                #expect(firstResponse.status == 201 && !firstResponse.isReplay)
+                let after = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(after.status == 201 && after.isReplay && after.body == firstResponse.body)
+                #expect(gate.runs == 1)
+            }
+        }
+    }
+
+    @Test("wait mode: a retry sent while the first runs waits and replays; the handler runs once", arguments: sqlBackends)
+    func waitWhileInProgress(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in
+            try await gatedServer(store, .wait(upTo: .seconds(30))) { client, gate in
+                async let first = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                await gate.entered.wait()
+                async let during = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                gate.release.open()
+                let (a, b) = try await (first, during)
+                #expect(a.status == 201 && b.status == 201 && a.body == b.body)
+                #expect([a.isReplay, b.isReplay].filter { $0 }.count == 1)
+                #expect(gate.runs == 1)
+            }
+        }
+    }
+
+    @Test("a 5xx is not stored: its writes roll back and the retry runs the handler again", arguments: sqlBackends)
+    func serverErrorsAreRetryable(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in
+            try await gatedServer(store, .wait(upTo: .seconds(5)), failFirst: true) { client, gate in
+                gate.release.open()
+                let failed = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(failed.status == 503 && !failed.isReplay)
+                #expect(try await countRows(store, gate.table) == 0)
+                let retried = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(retried.status == 201 && !retried.isReplay)
+                let replayed = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(replayed.isReplay && replayed.body == retried.body)
+                #expect(gate.runs == 2)
+                #expect(try await countRows(store, gate.table) == 1)
+            }
+        }
+    }
+
+    @Test("unrace serve: two processes on one PostgreSQL, one key sent to both at once → one order; SIGTERM stops them",
+          .enabled(if: TestPostgres.required))
+    func twoProcesses() async throws {
+        try await withStore(.postgres) { store, location in
+            let servers = try [ChildProcess(["serve", "--port", "0", "--database", location])]
+            try await servers[0].waitFor("listening on")  // the first creates the shop's tables
+            let second = try ChildProcess(["serve", "--port", "0", "--database", location])
+            try await second.waitFor("listening on")
+            let clients = try (servers + [second]).map { child in
+                guard let port = child.printed.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+                    throw CancellationError()
+                }
+                return LiveClient(port: port)
+            }
+            let responses = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
+                for index in 0..<64 {
+                    group.addTask {
+                        try await clients[index % 2].send(.POST, "/orders", headers: [("Idempotency-Key", "shared")], json: Self.order)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(responses.map(\.status)) == [201])
+            #expect(Set(responses.map(\.body)).count == 1)
+            #expect(responses.filter(\.isReplay).count == 63)
+            #expect(try await countRows(store, "shop_orders") == 1)
+            #expect(try await available(store, "widget") == 998)
+            for child in servers + [second] { #expect(await child.terminate() == 0) }
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func send(_ count: Int, _ client: LiveClient, headers: @escaping @Sendable (Int) -> [(String, String)]) async throws -> [HTTPExchange] {
+        try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
+            for index in 0..<count {
+                group.addTask { try await client.send(.POST, "/orders", headers: headers(index), json: Self.order) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    private func available(_ store: any SQLStore, _ sku: String) async throws -> Int64 {
+        try await read(store, sku)
+    }
+
+    private func read<S: SQLStore>(_ store: S, _ sku: String) async throws -> Int64 {
+        try await store.withTransaction { tx in
+            try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(sku)])[0].int64("available")
+        }
+    }
+}
+
+/// A handler the test holds in flight: it signals `entered`, waits for `release`, writes one
+/// row in the request's transaction, and answers 201 (or 503 the first time, with `failFirst`).
+final class Gate: Sendable {
+    let entered = Latch()
+    let release = Latch()
+    let table = uniqueName("work")
+    private let count = Mutex(0)
+    var runs: Int { count.withLock { $0 } }
+    func run() -> Int { count.withLock { $0 += 1; return $0 } }
+}
+
+private func gatedServer<S: SQLStore>(
+    _ store: S, _ whileInProgress: WhileInProgress, failFirst: Bool = false,
+    _ body: (LiveClient, Gate) async throws -> Void
+) async throws {
+    let gate = Gate()
+    try await createEffectsTable(store, gate.table)
+    var configuration = IdempotencyConfiguration()
+    configuration.whileInProgress = whileInProgress
+    let operations = try Operations(store: store)
+    let router = Router(context: UnraceRequestContext<S.Transaction>.self)
+    router.add(middleware: try IdempotencyMiddleware(operations: operations, principal: .everyone, configuration: configuration))
+    let table = gate.table
+    router.post("work") { _, context -> Response in
+        let run = gate.run()
+        gate.entered.open()
+        await gate.release.wait()
+        let transaction = try #require(context.idempotency.transaction)
+        try await transaction.execute("INSERT INTO \(table) (id, worker, seq) VALUES (?, ?, ?)", [.text("work"), .text("w"), .int(run)])
+        let status: HTTPResponse.Status = failFirst && run == 1 ? .serviceUnavailable : .created
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: "{\"run\":\(run)}")))
+    }
+    try await withLiveServer(router) { client in try await body(client, gate) }
+}

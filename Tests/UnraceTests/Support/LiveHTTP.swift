@@ -1,0 +1,96 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import NIOCore
+import NIOHTTP1
+import Testing
+import Unrace
+import UnraceShop
+
+/// One HTTP exchange as a test sees it.
+struct HTTPExchange: Sendable {
+    let status: Int
+    let headers: HTTPHeaders
+    let body: String
+
+    func header(_ name: String) -> String? { headers.first(name: name) }
+    var isReplay: Bool { header("Idempotent-Replayed") == "true" }
+    var problemCode: String? {
+        guard header("Content-Type") == "application/problem+json",
+              let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
+        return object["code"] as? String
+    }
+}
+
+/// A real HTTP client on loopback, allowing up to 64 connections so concurrent requests race.
+struct LiveClient: Sendable {
+    let port: Int
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], json: String? = nil) async throws -> HTTPExchange {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let response = try await Self.client.execute(request, timeout: .seconds(60))
+        let body = try await response.body.collect(upTo: 1 << 22)
+        return HTTPExchange(status: Int(response.status.code), headers: response.headers, body: String(buffer: body))
+    }
+}
+
+/// Runs a Hummingbird application on a free loopback port for the duration of `body`.
+func withLiveServer<T: Sendable, Context: RequestContext>(
+    _ router: Router<Context>, _ body: (LiveClient) async throws -> T
+) async throws -> T where Context.Source == ApplicationRequestContextSource {
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    var logger = Logger(label: "test.http")
+    logger.logLevel = .warning
+    let app = Application(
+        router: router,
+        configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+        onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) },
+        logger: logger
+    )
+    let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await services.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else { throw CancellationError() }
+        do {
+            let result = try await body(LiveClient(port: port))
+            await services.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return result
+        } catch {
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
+/// Runs the reference shop on a fresh store of `backend`, served on a free loopback port.
+func withLiveShop<T: Sendable>(
+    _ backend: SQLBackend, _ configuration: ShopConfiguration = .init(),
+    _ body: (LiveClient, any SQLStore, _ location: String) async throws -> T
+) async throws -> T {
+    try await withStore(backend) { store, location in
+        try await serveShop(store, configuration) { client in try await body(client, store, location) }
+    }
+}
+
+private func serveShop<S: SQLStore, T: Sendable>(
+    _ store: S, _ configuration: ShopConfiguration, _ body: (LiveClient) async throws -> T
+) async throws -> T {
+    let shop = try Shop(store: store, configuration: configuration)
+    try await shop.setUp()
+    return try await withLiveServer(try shop.router(), body)
+}
