@@ -41,7 +41,8 @@ enum ShopOpenAPI {
                   "Idempotent-Replayed": { "schema": { "type": "string", "enum": ["true"] } },
                   "Idempotency-Key-Retention": { "schema": { "type": "string" } }
                 },
-                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } }
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } },
+                "links": { "GetOrder": { "operationId": "getOrder", "parameters": { "id": "$response.body#/id" } } }
               },
               "400": { "$ref": "#/components/responses/Problem" },
               "404": { "$ref": "#/components/responses/Problem" },
@@ -97,7 +98,7 @@ enum ShopOpenAPI {
         "parameters": {
           "ClientId": { "name": "X-Client-Id", "in": "header", "required": false, "schema": { "type": "string" },
                         "description": "Whose idempotency keys these are; absent means anonymous." },
-          "Sku": { "name": "sku", "in": "path", "required": true, "schema": { "type": "string" } }
+          "Sku": { "name": "sku", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } }
         },
         "responses": {
           "Problem": { "description": "RFC 9457 problem details.", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }

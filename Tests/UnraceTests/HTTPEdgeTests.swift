@@ -217,6 +217,31 @@ struct HTTPEdgeTests {
         }
     }
 
+    @Test("GET /openapi.json documents exactly the shop's routes, and /health answers")
+    func openAPIMatchesRoutes() async throws {
+        try await withStore(.sqlite) { store, _ in
+            try await openAPICheck(store)
+        }
+    }
+
+    private func openAPICheck<S: SQLStore>(_ store: S) async throws {
+        let shop = try Shop(store: store)
+        try await shop.setUp()
+        let router = try shop.router()
+        let routes = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
+        try await withLiveServer(router) { client in
+            let health = try await client.send(.GET, "/health")
+            #expect(health.status == 200 && health.body.contains("\"ok\""))
+            let response = try await client.send(.GET, "/openapi.json")
+            #expect(response.status == 200 && response.header("Content-Type") == "application/json")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+            #expect(document["openapi"] as? String == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            let documented = Set(paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } })
+            #expect(documented == routes)
+        }
+    }
+
     // MARK: - Helpers
 
     private func send(_ count: Int, _ client: LiveClient, headers: @escaping @Sendable (Int) -> [(String, String)]) async throws -> [HTTPExchange] {
