@@ -104,6 +104,9 @@ let package = Package(
             dependencies: [
                 "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

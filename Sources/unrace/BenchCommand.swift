@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Unrace's guards against the same writes without them, in the same run.",
-        subcommands: [OperationsBenchCommand.self, InboxBenchCommand.self, LedgerBenchCommand.self],
+        subcommands: [OperationsBenchCommand.self, InboxBenchCommand.self, LedgerBenchCommand.self, HTTPBenchCommand.self],
         defaultSubcommand: OperationsBenchCommand.self
     )
 }

@@ -39,6 +39,28 @@ struct BenchCommandTests {
         }
     }
 
+    struct HTTPDocument: Decodable {
+        var backend: String
+        var requests: Int
+        var plainPerSecond: Double
+        var guardedPerSecond: Double
+        var throughputRatio: Double
+        var replaysPerSecond: Double
+    }
+
+    @Test("bench http --json: both routes and the replays measured over loopback HTTP", arguments: sqlBackends)
+    func http(backend: SQLBackend) async throws {
+        var arguments = ["bench", "http", "--requests", "100", "--rounds", "1", "--connections", "4", "--json"]
+        if backend == .postgres { arguments += ["--database", try TestPostgres.requireURL()] }
+        let child = try ChildProcess(arguments)
+        #expect(await child.exitStatus() == 0)
+        let document = try JSONDecoder().decode(HTTPDocument.self, from: Data(child.printed.utf8))
+        #expect(document.backend == (backend == .postgres ? "postgres" : "sqlite"))
+        #expect(document.requests == 100)
+        #expect(document.plainPerSecond > 0 && document.guardedPerSecond > 0 && document.replaysPerSecond > 0)
+        #expect(abs(document.throughputRatio - document.guardedPerSecond / document.plainPerSecond) < 1e-9)
+    }
+
     @Test("an unknown workload is refused before anything runs")
     func unknownWorkload() async throws {
         let child = try ChildProcess(["bench", "--workload", "bulk"])
