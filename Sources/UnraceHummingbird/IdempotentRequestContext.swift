@@ -1,4 +1,5 @@
 public import Hummingbird
+public import Foundation
 
 /// What the idempotency layer hands a handler: the transaction its writes must use.
 public struct IdempotencyContext<Transaction: Sendable>: Sendable {
@@ -31,5 +32,14 @@ public struct UnraceRequestContext<Transaction: Sendable>: IdempotentRequestCont
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.idempotency = .init()
+    }
+
+    /// JSON with sorted keys and ISO 8601 dates: the same value always encodes to the same bytes,
+    /// so a response computed again (rather than replayed) is byte-identical to the stored one.
+    public var responseEncoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
     }
 }

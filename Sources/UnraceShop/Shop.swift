@@ -28,6 +28,7 @@ public struct Shop<S: SQLStore>: Sendable {
         self.configuration = configuration
         var operations = OperationsConfiguration()
         operations.retention = configuration.retention
+        operations.lease = configuration.lease
         self.operations = try Operations(store: store, configuration: operations, logger: logger)
         self.products = try Records(store: store, collection: "shop_products")
         self.logger = logger
@@ -42,7 +43,7 @@ public struct Shop<S: SQLStore>: Sendable {
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL)")
             try await tx.execute("""
                 CREATE TABLE IF NOT EXISTS shop_orders (id TEXT PRIMARY KEY, client TEXT NOT NULL, sku TEXT NOT NULL,
-                quantity BIGINT NOT NULL, coupon TEXT, created_at TEXT NOT NULL)
+                quantity BIGINT NOT NULL, coupon TEXT, status TEXT NOT NULL DEFAULT 'created', created_at TEXT NOT NULL)
                 """)
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_coupons (code TEXT PRIMARY KEY, order_id TEXT)")
             for (sku, available) in stock.sorted(by: { $0.key < $1.key }) {
@@ -72,6 +73,8 @@ public struct Shop<S: SQLStore>: Sendable {
         }
         orders.post { request, context in try await createOrder(request, context) }
         orders.get("{id}") { request, context in try await order(request, context) }
+        // Capture is keyed by the business operation, not by a client header: not under the middleware.
+        router.post("payments/{id}/capture") { request, context in try await capture(request, context) }
         router.get("products/{sku}") { request, context in try await product(request, context) }
         router.put("products/{sku}") { request, context in try await putProduct(request, context) }
         return router

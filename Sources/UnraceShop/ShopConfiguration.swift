@@ -19,6 +19,28 @@ public struct ShopConfiguration: Sendable {
     /// Coupons added at set-up, each redeemable once (default `WELCOME10`, `SPRING24`).
     public var coupons: Set<String> = ["WELCOME10", "SPRING24"]
 
+    /// The payment provider's base URL (for example `http://127.0.0.1:9000`, an `unrace provider`);
+    /// `nil` (the default) answers captures with 503 `provider_unavailable`.
+    public var provider: String?
+    /// Whether captures send the provider an idempotency key derived from the operation
+    /// (default `true`). Off, a capture retried after a crash charges again: the naive version.
+    public var providerKeys = true
+    /// The price of one unit, in cents (default 250), which captures charge.
+    public var unitPriceCents: Int64 = 250
+    /// How long a capture's claim lasts before another request may take it over (default 30 s).
+    public var lease: Duration = .seconds(30)
+    /// Faults injected to show what the guards do under them.
+    public var faults = Faults()
+
+    /// Faults injected for tests and demonstrations; none by default.
+    public struct Faults: Sendable {
+        /// Runs after the provider charged and before the capture completes: a crash there
+        /// (for example `kill(getpid(), SIGKILL)`) is the window derived keys protect.
+        public var afterCharge: (@Sendable () -> Void)?
+        /// No faults.
+        public init() {}
+    }
+
     /// All defaults.
     public init() {}
 }

@@ -62,6 +62,20 @@ enum ShopOpenAPI {
             }
           }
         },
+        "/payments/{id}/capture": {
+          "post": {
+            "operationId": "capturePayment",
+            "description": "Charges the order at the payment provider once: keyed by the order, with an idempotency key derived from the operation sent to the provider.",
+            "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+            "responses": {
+              "200": { "description": "The capture (the same on every retry).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Capture" } } } },
+              "404": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" },
+              "502": { "$ref": "#/components/responses/Problem" },
+              "503": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
         "/products/{sku}": {
           "get": {
             "operationId": "getProduct",
@@ -119,6 +133,10 @@ enum ShopOpenAPI {
               "id": { "type": "string" }, "client": { "type": "string" }, "sku": { "type": "string" },
               "quantity": { "type": "integer" }, "coupon": { "type": "string" }
             }
+          },
+          "Capture": {
+            "type": "object", "required": ["orderID", "chargeID", "amountCents"],
+            "properties": { "orderID": { "type": "string" }, "chargeID": { "type": "string" }, "amountCents": { "type": "integer" } }
           },
           "Product": {
             "type": "object", "required": ["name", "priceCents"],

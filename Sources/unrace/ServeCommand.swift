@@ -28,18 +28,54 @@ struct ServeCommand: AsyncParsableCommand {
     var noIdempotency = false
     @Option(help: "While a key's first request runs, a retry waits (wait) or gets 409 (conflict).")
     var whileInProgress: InProgressChoice = .wait
+    @Option(help: "The payment provider's URL (an `unrace provider`); default: one run inside this process.")
+    var provider: String?
+    @Option(help: "Seconds a capture's claim lasts before a retry may take it over (1 to 86400).")
+    var lease = 30
+    @Flag(help: "Capture without an idempotency key at the provider: a capture retried after a crash charges twice.")
+    var naiveCapture = false
 
     enum InProgressChoice: String, ExpressibleByArgument, CaseIterable { case wait, conflict }
 
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard (1...86_400).contains(lease) else { throw ValidationError("--lease must be between 1 and 86400 seconds") }
     }
 
     func run() async throws {
         var configuration = ShopConfiguration()
         configuration.idempotency = !noIdempotency
         configuration.whileInProgress = whileInProgress == .wait ? .wait(upTo: .seconds(10)) : .conflict
+        configuration.lease = .seconds(lease)
+        configuration.providerKeys = !naiveCapture
+        // UNRACE_SHOP_FAULT=crash-after-charge: die (SIGKILL) between the provider's charge and
+        // the capture's completion, the window derived provider keys protect.
+        if ProcessInfo.processInfo.environment["UNRACE_SHOP_FAULT"] == "crash-after-charge" {
+            configuration.faults.afterCharge = { kill(getpid(), SIGKILL) }
+        }
         let logger = cliLogger("unrace.serve")
+        guard provider == nil else {
+            configuration.provider = provider
+            return try await run(configuration, logger)
+        }
+        // No provider named: run the fake one in this process, on a free port.
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let providerApp = Application(
+            router: PaymentProvider().router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await providerApp.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { return }
+            FileHandle.standardOutput.write(Data("provider on http://127.0.0.1:\(port)\n".utf8))
+            configuration.provider = "http://127.0.0.1:\(port)"
+            try await run(configuration, logger)
+            group.cancelAll()
+        }
+    }
+
+    private func run(_ configuration: ShopConfiguration, _ logger: Logger) async throws {
         if let database {
             try await PostgresStore.withStore(url: database, logger: logger) { store in
                 try await serve(Shop(store: store, configuration: configuration, logger: logger))

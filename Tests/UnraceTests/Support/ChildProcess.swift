@@ -29,9 +29,12 @@ final class ChildProcess: @unchecked Sendable {
         return candidates[2].appendingPathComponent("unrace")
     }()
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = Self.binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
@@ -106,6 +109,12 @@ final class ChildProcess: @unchecked Sendable {
     func terminate() async -> Int32 {
         Foundation.kill(process.processIdentifier, SIGTERM)
         return await exitStatus()
+    }
+
+    /// The port of the `listening on http://host:port` line the child printed.
+    var listeningPort: Int? {
+        guard let line = printed.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }) else { return nil }
+        return line.split(separator: ":").last.flatMap { Int($0) }
     }
 
     private func received(_ text: String, eof: Bool) {
