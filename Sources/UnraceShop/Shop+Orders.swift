@@ -58,10 +58,15 @@ extension Shop {
                         : HTTPProblem(ShopProblems.couponRedeemed, status: .conflict, title: "Coupon already redeemed", detail: "each coupon can be redeemed once")
                 }
             }
+            let now = ISO8601DateFormatter().string(from: Date())
             try await tx.execute(
                 "INSERT INTO shop_orders (id, client, sku, quantity, coupon, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [.text(order.id), .text(order.client), .text(order.sku), .integer(order.quantity),
-                 order.coupon.map(SQLValue.text) ?? .null, .text(ISO8601DateFormatter().string(from: Date()))]
+                 order.coupon.map(SQLValue.text) ?? .null, .text(now)]
+            )
+            try await tx.execute(
+                "INSERT INTO shop_outbox (id, order_id, kind, created_at) VALUES (?, ?, 'order_confirmation', ?)",
+                [.text("email-" + order.id), .text(order.id), .text(now)]
             )
         }
         var response = try order.response(from: request, context: context)

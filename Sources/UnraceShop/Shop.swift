@@ -8,8 +8,12 @@ public import UnraceHummingbird
 /// The reference shop behind `unrace serve`: Unrace's public API at an HTTP edge.
 ///
 /// Orders are created idempotently (`POST /orders` needs an `Idempotency-Key`): the stock
-/// decrement, the coupon redemption, the order row and the stored response are one transaction.
-/// Products are versioned records served with `ETag` and changed only with `If-Match`.
+/// decrement, the coupon redemption, the order row, its confirmation email in the outbox and the
+/// stored response are one transaction. Payments are captured once at an HTTP provider with a
+/// derived key (two-phase). Products are versioned records served with `ETag` and changed only
+/// with `If-Match`. Wallets live on the ledger (transfer ids are idempotency keys), seats are
+/// reservations (hold, confirm, release), and order events from other services go through the
+/// inbox (out of order and duplicated) into a lifecycle that refuses impossible moves.
 public struct Shop<S: SQLStore>: Sendable {
     /// The request context of the shop's router.
     public typealias Context = UnraceRequestContext<S.Transaction>
@@ -20,6 +24,9 @@ public struct Shop<S: SQLStore>: Sendable {
     public let configuration: ShopConfiguration
     let operations: Operations<S>
     let products: Records<S>
+    let ledger: Ledger<S>
+    let reservations: Reservations<S>
+    let inbox: Inbox<S>
     let logger: Logger
 
     /// - Throws: ``UnraceError`` when the configuration is invalid.
@@ -31,6 +38,9 @@ public struct Shop<S: SQLStore>: Sendable {
         operations.lease = configuration.lease
         self.operations = try Operations(store: store, configuration: operations, logger: logger)
         self.products = try Records(store: store, collection: "shop_products")
+        self.ledger = try Ledger(store: store)
+        self.reservations = Reservations(store: store)
+        self.inbox = try Inbox(store: store)
         self.logger = logger
     }
 
@@ -46,12 +56,22 @@ public struct Shop<S: SQLStore>: Sendable {
                 quantity BIGINT NOT NULL, coupon TEXT, status TEXT NOT NULL DEFAULT 'created', created_at TEXT NOT NULL)
                 """)
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_coupons (code TEXT PRIMARY KEY, order_id TEXT)")
+            try await tx.execute("CREATE TABLE IF NOT EXISTS shop_fulfilment (order_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
+            // The email outbox: a message row commits with its order, or not at all.
+            try await tx.execute("""
+                CREATE TABLE IF NOT EXISTS shop_outbox (id TEXT PRIMARY KEY, order_id TEXT NOT NULL, kind TEXT NOT NULL,
+                created_at TEXT NOT NULL, sent_at TEXT)
+                """)
             for (sku, available) in stock.sorted(by: { $0.key < $1.key }) {
                 try await tx.execute("INSERT INTO shop_stock (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING", [.text(sku), .integer(available)])
             }
             for code in coupons.sorted() {
                 try await tx.execute("INSERT INTO shop_coupons (code) VALUES (?) ON CONFLICT (code) DO NOTHING", [.text(code)])
             }
+        }
+        _ = try await ledger.createAccounts([Account(id: Self.bankAccount, ledger: 1, code: 1)])
+        for (show, seats) in configuration.seats.sorted(by: { $0.key < $1.key }) {
+            _ = try await reservations.createResource(show, capacity: seats)
         }
     }
 
@@ -75,6 +95,15 @@ public struct Shop<S: SQLStore>: Sendable {
         orders.get("{id}") { request, context in try await order(request, context) }
         // Capture is keyed by the business operation, not by a client header: not under the middleware.
         router.post("payments/{id}/capture") { request, context in try await capture(request, context) }
+        router.put("wallets/{id}") { request, context in try await openWallet(request, context) }
+        router.get("wallets/{id}") { request, context in try await wallet(request, context) }
+        router.post("wallets/transfers") { request, context in try await transfer(request, context) }
+        router.post("seats/{show}/holds") { request, context in try await holdSeats(request, context) }
+        router.post("seats/holds/{key}/confirm") { request, context in try await settleHold(request, context, confirm: true) }
+        router.post("seats/holds/{key}/release") { request, context in try await settleHold(request, context, confirm: false) }
+        router.post("events") { request, context in try await receiveEvent(request, context) }
+        router.get("events/orders/{order}") { request, context in try await fulfilment(request, context) }
+        router.get("outbox") { _, _ in try await outbox() }
         router.get("products/{sku}") { request, context in try await product(request, context) }
         router.put("products/{sku}") { request, context in try await putProduct(request, context) }
         return router
@@ -85,6 +114,23 @@ public struct Shop<S: SQLStore>: Sendable {
     func write<T: Sendable>(_ context: Context, _ body: (S.Transaction) async throws -> T) async throws -> T {
         if let transaction = context.idempotency.transaction { return try await body(transaction) }
         return try await store.withTransaction(body)
+    }
+}
+
+/// `GET /outbox`: the email outbox's messages.
+struct OutboxResponse: ResponseEncodable {
+    var messages: Int
+    var unsent: Int
+}
+
+extension Shop {
+    /// `GET /outbox`: how many confirmation emails wait in the outbox (a sender, not part of the
+    /// shop, would deliver and mark them).
+    func outbox() async throws -> OutboxResponse {
+        try await store.withTransaction { tx in
+            let rows = try await tx.query("SELECT COUNT(*) AS n, COUNT(*) - COUNT(sent_at) AS unsent FROM shop_outbox")
+            return OutboxResponse(messages: Int(try rows[0].int64("n")), unsent: Int(try rows[0].int64("unsent")))
+        }
     }
 }
 

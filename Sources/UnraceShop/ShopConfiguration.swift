@@ -16,6 +16,8 @@ public struct ShopConfiguration: Sendable {
     public var retention: Duration = .seconds(86_400)
     /// Stock added at set-up for SKUs that have none yet (default `widget`: 1,000, `gadget`: 100).
     public var stock: [String: Int64] = ["widget": 1_000, "gadget": 100]
+    /// Shows and their seats, added at set-up when missing (default `show-1`: 100).
+    public var seats: [String: Int64] = ["show-1": 100]
     /// Coupons added at set-up, each redeemable once (default `WELCOME10`, `SPRING24`).
     public var coupons: Set<String> = ["WELCOME10", "SPRING24"]
 

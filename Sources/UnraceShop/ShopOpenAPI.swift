@@ -76,6 +76,115 @@ enum ShopOpenAPI {
             }
           }
         },
+        "/wallets/{id}": {
+          "put": {
+            "operationId": "openWallet",
+            "parameters": [ { "$ref": "#/components/parameters/WalletId" } ],
+            "responses": {
+              "200": { "$ref": "#/components/responses/Wallet" },
+              "201": { "$ref": "#/components/responses/Wallet" },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" }
+            }
+          },
+          "get": {
+            "operationId": "getWallet",
+            "parameters": [
+              { "$ref": "#/components/parameters/WalletId" },
+              { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" } }
+            ],
+            "responses": {
+              "200": { "$ref": "#/components/responses/Wallet" },
+              "304": { "description": "Unchanged since the ETag named.", "headers": { "ETag": { "schema": { "type": "string" } } } },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/wallets/transfers": {
+          "post": {
+            "operationId": "transfer",
+            "description": "One ledger transfer; its id is the idempotency key (a repeat answers exists and moves nothing). Fund a wallet from the account bank.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TransferRequest" } } } },
+            "responses": {
+              "200": { "$ref": "#/components/responses/Transfer" },
+              "201": { "$ref": "#/components/responses/Transfer" },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" },
+              "413": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/seats/{show}/holds": {
+          "post": {
+            "operationId": "holdSeats",
+            "parameters": [ { "name": "show", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } } ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HoldRequest" } } } },
+            "responses": {
+              "200": { "$ref": "#/components/responses/Hold" },
+              "201": { "$ref": "#/components/responses/Hold" },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" },
+              "413": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/seats/holds/{key}/confirm": {
+          "post": {
+            "operationId": "confirmHold",
+            "parameters": [ { "$ref": "#/components/parameters/HoldKey" } ],
+            "responses": {
+              "200": { "$ref": "#/components/responses/Hold" },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/seats/holds/{key}/release": {
+          "post": {
+            "operationId": "releaseHold",
+            "parameters": [ { "$ref": "#/components/parameters/HoldKey" } ],
+            "responses": {
+              "200": { "$ref": "#/components/responses/Hold" },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "404": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/events": {
+          "post": {
+            "operationId": "receiveEvent",
+            "description": "An order event from another service, in any order and possibly repeated; applied once per id, per order in sequence order.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Event" } } } },
+            "responses": {
+              "202": { "description": "What the inbox did.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/EventOutcome" } } } },
+              "400": { "$ref": "#/components/responses/Problem" },
+              "409": { "$ref": "#/components/responses/Problem" },
+              "413": { "$ref": "#/components/responses/Problem" },
+              "503": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/events/orders/{order}": {
+          "get": {
+            "operationId": "getFulfilment",
+            "parameters": [ { "name": "order", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } } ],
+            "responses": {
+              "200": { "description": "The order's state and last applied sequence.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Fulfilment" } } } },
+              "400": { "$ref": "#/components/responses/Problem" }
+            }
+          }
+        },
+        "/outbox": {
+          "get": {
+            "operationId": "getOutbox",
+            "responses": { "200": { "description": "The email outbox.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Outbox" } } } } }
+          }
+        },
         "/products/{sku}": {
           "get": {
             "operationId": "getProduct",
@@ -112,9 +221,15 @@ enum ShopOpenAPI {
         "parameters": {
           "ClientId": { "name": "X-Client-Id", "in": "header", "required": false, "schema": { "type": "string" },
                         "description": "Whose idempotency keys these are; absent means anonymous." },
+          "WalletId": { "name": "id", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } },
+          "HoldKey": { "name": "key", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } },
           "Sku": { "name": "sku", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } }
         },
         "responses": {
+          "Wallet": { "description": "A wallet; ETag names its totals.", "headers": { "ETag": { "schema": { "type": "string" } } },
+                      "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Wallet" } } } },
+          "Transfer": { "description": "The transfer's result: created, or exists for a repeat.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TransferResult" } } } },
+          "Hold": { "description": "The hold.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Hold" } } } },
           "Problem": { "description": "RFC 9457 problem details.", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
         },
         "schemas": {
@@ -133,6 +248,44 @@ enum ShopOpenAPI {
               "id": { "type": "string" }, "client": { "type": "string" }, "sku": { "type": "string" },
               "quantity": { "type": "integer" }, "coupon": { "type": "string" }
             }
+          },
+          "Wallet": {
+            "type": "object", "required": ["id", "balanceCents", "pendingDebitsCents", "creditsCents", "debitsCents"],
+            "properties": { "id": { "type": "string" }, "balanceCents": { "type": "integer" }, "pendingDebitsCents": { "type": "integer" },
+                            "creditsCents": { "type": "integer" }, "debitsCents": { "type": "integer" } }
+          },
+          "TransferRequest": {
+            "type": "object", "required": ["id", "from", "to", "amountCents"],
+            "properties": { "id": { "type": "string" }, "from": { "type": "string" }, "to": { "type": "string" },
+                            "amountCents": { "type": "integer", "minimum": 1, "maximum": 100000000000 } }
+          },
+          "TransferResult": { "type": "object", "required": ["id", "result"], "properties": { "id": { "type": "string" }, "result": { "type": "string" } } },
+          "HoldRequest": {
+            "type": "object", "required": ["key", "seats", "ttlSeconds"],
+            "properties": { "key": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }, "seats": { "type": "integer", "minimum": 1, "maximum": 100 },
+                            "ttlSeconds": { "type": "integer", "minimum": 1, "maximum": 3600 } }
+          },
+          "Hold": {
+            "type": "object", "required": ["key", "show", "seats", "state"],
+            "properties": { "key": { "type": "string" }, "show": { "type": "string" }, "seats": { "type": "integer" },
+                            "state": { "type": "string", "enum": ["held", "confirmed", "released"] } }
+          },
+          "Event": {
+            "type": "object", "required": ["id", "order", "sequence", "type"],
+            "properties": { "id": { "type": "string" }, "order": { "type": "string" }, "sequence": { "type": "integer" },
+                            "type": { "type": "string", "enum": ["OrderCreated", "PaymentCaptured", "OrderShipped", "OrderCancelled"] } }
+          },
+          "EventOutcome": {
+            "type": "object", "required": ["outcome"],
+            "properties": { "outcome": { "type": "string", "enum": ["applied", "parked", "duplicate", "stale", "rejected"] }, "detail": { "type": "string" } }
+          },
+          "Fulfilment": {
+            "type": "object", "required": ["order", "state", "head"],
+            "properties": { "order": { "type": "string" }, "state": { "type": "string" }, "head": { "type": "integer" } }
+          },
+          "Outbox": {
+            "type": "object", "required": ["messages", "unsent"],
+            "properties": { "messages": { "type": "integer" }, "unsent": { "type": "integer" } }
           },
           "Capture": {
             "type": "object", "required": ["orderID", "chargeID", "amountCents"],

@@ -22,7 +22,9 @@ struct HTTPEdgeTests {
             #expect(responses.filter(\.isReplay).count == 63)
             #expect(Set(responses.map { $0.header("Location") }).count == 1)
             #expect(try await countRows(store, "shop_orders") == 1)
+            #expect(try await countRows(store, "shop_outbox") == 1)
             #expect(try await available(store, "widget") == 998)
+            #expect(Set(responses.map { $0.header("Idempotency-Key-Retention") }) == ["86400"])
         }
     }
 
@@ -34,6 +36,7 @@ struct HTTPEdgeTests {
             let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
             #expect(Set(responses.map(\.status)) == [201])
             #expect(try await countRows(store, "shop_orders") == 64)
+            #expect(try await countRows(store, "shop_outbox") == 64)
             #expect(try await available(store, "widget") == 1_000 - 128)
         }
     }
@@ -214,6 +217,98 @@ struct HTTPEdgeTests {
             #expect(try await countRows(store, "shop_orders") == 1)
             #expect(try await available(store, "widget") == 998)
             for child in servers + [second] { #expect(await child.terminate() == 0) }
+        }
+    }
+
+    @Test("wallets: transfer ids are idempotency keys, no overdraft, balances with ETag and 304", arguments: sqlBackends)
+    func wallets(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, _, _ in
+            #expect(try await client.send(.PUT, "/wallets/alice").status == 201)
+            #expect(try await client.send(.PUT, "/wallets/alice").status == 200)
+            #expect(try await client.send(.PUT, "/wallets/bob").status == 201)
+            let fund = #"{"id":"fund-1","from":"bank","to":"alice","amountCents":1000}"#
+            let funded = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<16 { group.addTask { try await client.send(.POST, "/wallets/transfers", json: fund).status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(funded.filter { $0 == 201 }.count == 1 && funded.filter { $0 == 200 }.count == 15)
+            // 16 concurrent transfers of 100 from a wallet of 1,000: exactly 10 succeed.
+            let spends = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
+                for index in 0..<16 {
+                    group.addTask { try await client.send(.POST, "/wallets/transfers", json: #"{"id":"spend-\#(index)","from":"alice","to":"bob","amountCents":100}"#) }
+                }
+                return try await group.reduce(into: [HTTPExchange]()) { $0.append($1) }
+            }
+            #expect(spends.filter { $0.status == 201 }.count == 10)
+            #expect(spends.filter { $0.status == 409 }.allSatisfy { $0.problemCode == "exceeds_credits" })
+            let alice = try await client.send(.GET, "/wallets/alice")
+            #expect(alice.status == 200 && alice.body.contains("\"balanceCents\":0"))
+            let tag = try #require(alice.header("ETag"))
+            let unchanged = try await client.send(.GET, "/wallets/alice", headers: [("If-None-Match", tag)])
+            #expect(unchanged.status == 304)
+            let bob = try await client.send(.GET, "/wallets/bob", headers: [("If-None-Match", tag)])
+            #expect(bob.status == 200 && bob.body.contains("\"balanceCents\":1000"))
+            let unknown = try await client.send(.POST, "/wallets/transfers", json: #"{"id":"x","from":"alice","to":"carol","amountCents":1}"#)
+            #expect(unknown.status == 404)
+        }
+    }
+
+    @Test("seats: a hold key holds once, a sold-out show refuses, a hold settles once", arguments: sqlBackends)
+    func seats(_ backend: SQLBackend) async throws {
+        var configuration = ShopConfiguration()
+        configuration.seats = ["gig": 10]
+        try await withLiveShop(backend, configuration) { client, _, _ in
+            // 32 buyers race for 3 seats each: 3 get them.
+            let holds = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
+                for index in 0..<32 {
+                    group.addTask { try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"buyer-\#(index)","seats":3,"ttlSeconds":600}"#) }
+                }
+                return try await group.reduce(into: [HTTPExchange]()) { $0.append($1) }
+            }
+            #expect(holds.filter { $0.status == 201 }.count == 3)
+            #expect(holds.filter { $0.status == 409 }.allSatisfy { $0.problemCode == "sold_out" })
+            let winner = try #require(holds.first { $0.status == 201 })
+            let key = try #require(JSONSerialization.jsonObject(with: Data(winner.body.utf8)) as? [String: Any])["key"] as? String
+            let again = try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"\#(key!)","seats":3,"ttlSeconds":600}"#)
+            #expect(again.status == 200 && again.body.contains("\"state\":\"held\""))
+            let confirmed = try await client.send(.POST, "/seats/holds/\(key!)/confirm")
+            #expect(confirmed.status == 200 && confirmed.body.contains("confirmed"))
+            let released = try await client.send(.POST, "/seats/holds/\(key!)/release")
+            #expect(released.status == 409 && released.problemCode == "hold_not_live")
+            let missing = try await client.send(.POST, "/seats/holds/nobody/confirm")
+            #expect(missing.status == 404)
+        }
+    }
+
+    @Test("events: shuffled and duplicated order events end where in-order application does; impossible moves refused", arguments: sqlBackends)
+    func events(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, _, _ in
+            func event(_ id: String, _ order: String, _ sequence: Int, _ type: String) -> String {
+                #"{"id":"\#(id)","order":"\#(order)","sequence":\#(sequence),"type":"\#(type)"}"#
+            }
+            // Order a: created, paid, shipped — delivered 3, 1, 3, 2.
+            let a = [event("a3", "a", 3, "OrderShipped"), event("a1", "a", 1, "OrderCreated"), event("a3", "a", 3, "OrderShipped"),
+                     event("a2", "a", 2, "PaymentCaptured")]
+            var outcomes: [String] = []
+            for body in a {
+                let response = try await client.send(.POST, "/events", json: body)
+                #expect(response.status == 202)
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+                outcomes.append(object["outcome"] as? String ?? "")
+            }
+            #expect(outcomes == ["parked", "applied", "duplicate", "applied"])
+            let stateA = try await client.send(.GET, "/events/orders/a")
+            #expect(stateA.body.contains("\"state\":\"shipped\"") && stateA.body.contains("\"head\":3"))
+            // Order b: cancelled, then a warehouse's late OrderShipped: refused, the order stays cancelled.
+            for body in [event("b2", "b", 2, "OrderCancelled"), event("b1", "b", 1, "OrderCreated"), event("b3", "b", 3, "OrderShipped")] {
+                #expect(try await client.send(.POST, "/events", json: body).status == 202)
+            }
+            let stateB = try await client.send(.GET, "/events/orders/b")
+            #expect(stateB.body.contains("\"state\":\"cancelled\"") && stateB.body.contains("\"head\":3"))
+            let reused = try await client.send(.POST, "/events", json: event("a1", "b", 9, "OrderCreated"))
+            #expect(reused.status == 409 && reused.problemCode == "event_id_reused")
+            let bad = try await client.send(.POST, "/events", json: event(#"c\u0000"#, "c", 1, "OrderCreated"))
+            #expect(bad.status == 400)
         }
     }
 
