@@ -14,6 +14,7 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
         public let rawValue: String
         /// A code of the application's own (for example `"out_of_stock"`).
         public init(_ rawValue: String) { self.rawValue = rawValue }
+        /// The code's text.
         public var description: String { rawValue }
 
         /// 400: a configured route was called without an `Idempotency-Key` header.
@@ -79,14 +80,20 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
         return (try? Self.encoder.encode(body)) ?? Data("{}".utf8)
     }
 
+    /// A short, log-safe form: status and code, never the detail.
     public var description: String { "HTTPProblem(\(status.code) \(code))" }
 
     /// The JSON shape of a problem; also what clients decode.
     public struct Body: Codable, Sendable, Hashable {
+        /// The problem type URI.
         public var type: String
+        /// The short summary.
         public var title: String
+        /// The HTTP status code.
         public var status: Int
+        /// What went wrong this time.
         public var detail: String?
+        /// The stable code (an extension member).
         public var code: String
     }
 

@@ -40,6 +40,7 @@ where Context.Transaction == S.Transaction {
         self.configuration = try configuration.validated()
     }
 
+    /// Applies the idempotency rules to one request (see the type's documentation).
     @concurrent
     public func handle(_ input: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         guard configuration.methods.contains(input.method) else { return try await next(input, context) }
