@@ -64,15 +64,19 @@ public struct WhileInProgress: Sendable, Hashable {
     /// A retry learns that the key is in progress from a read that waits for no lock; a key
     /// in progress answers 409 before its fingerprint is compared (a retry with a different body
     /// gets 422 once the first has finished). A retry that reads just before the first claims
-    /// waits for the first's transaction and replays its response.
+    /// waits for the first's transaction and replays its response. A response that is not
+    /// stored (a 5xx) releases the claim but keeps its fingerprint: a retry must send the same
+    /// request (a different one gets 422 until the record expires).
     public static let conflict = WhileInProgress(mode: .conflict)
 
-    /// Wait up to `timeout` for the first request's response, then replay it; 409 when the wait
-    /// runs out.
+    /// Wait for the first request's response, then replay it.
     ///
     /// The claim, the handler's writes and the stored response are one transaction: a retry
     /// waits on the database (SQLite's writer lock, PostgreSQL's row lock on the claim) until the
-    /// first commits, and the first never costs a second transaction.
+    /// first commits, and the first never costs a second transaction. That wait lasts as long as
+    /// the first handler runs; `timeout` bounds only the wait for a claim some *other* holder
+    /// committed (a `.conflict`-mode request or a two-phase `begin` on the same key), after which
+    /// the retry gets 409. Keep handlers short, or use ``conflict`` when retries must not wait.
     public static func wait(upTo timeout: Duration) -> WhileInProgress { WhileInProgress(mode: .wait(timeout)) }
 }
 

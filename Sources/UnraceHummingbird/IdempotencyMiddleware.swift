@@ -20,10 +20,16 @@ import NIOCore
 /// Keys are scoped per ``Principal``. A handler commits its writes by *returning* a response;
 /// an HTTP error it *throws* (`HTTPError`, ``UnraceHTTP/HTTPProblem``) rolls its writes back and
 /// is stored on its own when its status is stored. Responses the configuration does not store
-/// (5xx by default), and handler errors that are not HTTP errors, commit nothing and leave the
-/// key free for a retry. Every keyed response carries `Idempotency-Key-Retention`: the seconds a
-/// completed key stays stored. Bad input is always a 4xx `application/problem+json` and
-/// stores nothing.
+/// (5xx by default), and handler errors that are not HTTP errors, commit nothing and free the
+/// key for a retry. Stored and replayed responses carry `Idempotency-Key-Retention`: the seconds
+/// a completed key stays stored. Input the middleware itself refuses (key, principal, body size)
+/// is a 4xx `application/problem+json`, never reaches the handler and stores nothing; a 4xx the
+/// handler returns or throws is a terminal answer and is stored like any other.
+///
+/// The handler runs inside a store step. On PostgreSQL a step that meets a serialization
+/// failure or deadlock is retried whole, so a handler may run again after its earlier attempt
+/// rolled back: keep external effects out of it (call other services the two-phase way, as the
+/// shop's capture does).
 public struct IdempotencyMiddleware<S: Store, Context: IdempotentRequestContext>: RouterMiddleware
 where Context.Transaction == S.Transaction {
     /// The operations the keys are recorded with (its store, lease and retention).
@@ -85,6 +91,8 @@ where Context.Transaction == S.Transaction {
                 return problem(HTTPProblem(.idempotencyKeyReused, detail: "this key was used with a different request"))
             case .inProgress, .waitTimedOut:
                 return problem(HTTPProblem(.requestInProgress, detail: "a request with this key is still being processed"), retryAfter: true)
+            case .unknownScope, .invalidScope:
+                return problem(HTTPProblem(.principalInvalid, detail: "this client may not use idempotency keys here"))
             default:
                 throw error
             }
@@ -97,18 +105,19 @@ where Context.Transaction == S.Transaction {
         _ timeout: Duration, _ next: @concurrent (Request, Context) async throws -> Response
     ) async throws -> Response {
         let policy = InProgressPolicy.wait(upTo: timeout)
+        let original = OriginalHead()
         do {
             let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) { transaction in
-                try await run(request, context, transaction, next)
+                try await run(request, context, transaction, next, original)
             }
-            return response(receipt.value, replayed: receipt.isReplay)
+            return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : original.fields)
         } catch let thrown as ThrownResponse {
             // The handler's writes rolled back; store its error response on its own (or replay
             // whatever a retry stored in between).
             let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) { _ in
                 thrown.stored
             }
-            return response(receipt.value, replayed: receipt.isReplay)
+            return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : thrown.fields)
         }
     }
 
@@ -120,25 +129,30 @@ where Context.Transaction == S.Transaction {
         // A read first, which waits for no lock: while the first request's handler runs, its
         // transaction holds the claim's row lock (PostgreSQL) or the writer (SQLite), and `begin`
         // would wait for it instead of answering 409.
-        if case .inProgress = try await operations.status(of: key.value, scope: scope) {
+        // A claim whose lease has ended (its holder crashed) is left to `begin`, which takes it over.
+        if case .inProgress(_, let leaseUntil) = try await operations.status(of: key.value, scope: scope),
+           leaseUntil > operations.configuration.clock.now() {
             throw UnraceError(.inProgress, "a request with this key is in progress")
         }
         switch try await operations.begin(key: key.value, scope: scope, fingerprint: fingerprint) {
         case .acquired(let handle):
             do {
                 do {
+                    let original = OriginalHead()
                     let stored = try await operations.complete(handle, producing: { transaction in
-                        try await run(request, context, transaction, next)
+                        try await run(request, context, transaction, next, original)
                     })
-                    return response(stored, replayed: false)
+                    return response(stored, replayed: false, original: original.fields)
                 } catch let thrown as ThrownResponse {
                     // The handler's writes rolled back; the key is still ours: store the error response.
                     try await operations.complete(handle, result: thrown.stored)
-                    return response(thrown.stored, replayed: false)
+                    return response(thrown.stored, replayed: false, original: thrown.fields)
                 }
             } catch {
-                // Free the key for a retry; if this fails too, the lease's end frees it.
-                try? await operations.fail(handle, reason: .retryable)
+                // Free the key for a retry, also when this request was cancelled (a detached task
+                // is not); if this fails too, the lease's end frees it.
+                let operations = operations
+                await Task.detached { try? await operations.fail(handle, reason: .retryable) }.value
                 throw error
             }
         case .completed(let completed):
@@ -154,7 +168,8 @@ where Context.Transaction == S.Transaction {
     /// be stored is thrown as ``Unstored``, and an HTTP error the handler threw as
     /// ``ThrownResponse``: both roll the handler's writes back.
     private func run(
-        _ request: Request, _ context: Context, _ transaction: S.Transaction, _ next: @concurrent (Request, Context) async throws -> Response
+        _ request: Request, _ context: Context, _ transaction: S.Transaction, _ next: @concurrent (Request, Context) async throws -> Response,
+        _ original: OriginalHead
     ) async throws -> StoredResponse {
         var context = context
         context.idempotency.transaction = transaction
@@ -168,20 +183,25 @@ where Context.Transaction == S.Transaction {
         }
         let head = response.head
         let collector = BodyCollector(limit: configuration.responseBodyByteCountLimit)
-        try await response.body.write(CollectingWriter(collector: collector))
-        guard !collector.overflowed else {
+        do {
+            try await response.body.write(CollectingWriter(collector: collector))
+        } catch is ResponseTooLarge {
             throw Unstored(response: problem(HTTPProblem(.internalError, detail: "the response was too large to store; nothing was saved")))
         }
+        original.fields = head.headerFields
         let stored = StoredResponse(head, body: collector.data)
         guard configuration.storedStatuses.contains(head.status) else {
             throw Unstored(response: Response(status: head.status, headers: head.headerFields, body: .init(byteBuffer: ByteBuffer(bytes: collector.data))))
         }
-        if thrown { throw ThrownResponse(stored: stored) }
+        if thrown { throw ThrownResponse(stored: stored, fields: head.headerFields) }
         return stored
     }
 
-    private func response(_ stored: StoredResponse, replayed: Bool) -> Response {
-        var headers = stored.head.headerFields
+    /// The response to send: the stored one (marked when replayed), or on the first request the
+    /// handler's own header fields (`Set-Cookie` too) with the stored body.
+    private func response(_ stored: StoredResponse, replayed: Bool, original: HTTPFields? = nil) -> Response {
+        var headers = original ?? stored.head.headerFields
+        headers[.contentLength] = nil
         if replayed { headers[.idempotentReplayed] = "true" }
         headers[.idempotencyKeyRetention] = String(operations.configuration.retention.components.seconds)
         return Response(status: .init(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
@@ -203,13 +223,22 @@ private struct Unstored: Error, @unchecked Sendable {
 /// An HTTP error the handler threw, captured for storing after its writes rolled back.
 private struct ThrownResponse: Error {
     let stored: StoredResponse
+    let fields: HTTPFields
 }
+
+/// The first response's own header fields, kept beside the stored copy (which leaves some out).
+/// Written once by the handler's step and read after it, in the same task.
+private final class OriginalHead: @unchecked Sendable {
+    var fields: HTTPFields?
+}
+
+/// A response body over the configured limit.
+private struct ResponseTooLarge: Error {}
 
 /// Collects a response body up to a limit. Used by one task only, sequentially.
 private final class BodyCollector: @unchecked Sendable {
     let limit: Int
     var data = Data()
-    var overflowed = false
     init(limit: Int) { self.limit = limit }
 }
 
@@ -217,11 +246,8 @@ private struct CollectingWriter: ResponseBodyWriter {
     let collector: BodyCollector
 
     mutating func write(_ buffer: ByteBuffer) async throws {
-        guard !collector.overflowed else { return }
-        guard collector.data.count + buffer.readableBytes <= collector.limit else {
-            collector.overflowed = true
-            return
-        }
+        // Throw, not drop: a long or endless body must not keep the transaction open.
+        guard collector.data.count + buffer.readableBytes <= collector.limit else { throw ResponseTooLarge() }
         collector.data.append(contentsOf: buffer.readableBytesView)
     }
 

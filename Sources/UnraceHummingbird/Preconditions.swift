@@ -14,7 +14,8 @@ import UnraceHTTP
 /// answers with 412 too. The check alone is not the guard; the compare-and-set is.
 public struct Preconditions: Sendable {
     /// Whether a write to an existing resource without `If-Match` is refused with 428
-    /// (default `true`: a client must show which version it changes).
+    /// (default `true`: a client must show which version it changes). `If-None-Match: *` is
+    /// the only stand-in: it asks to create, never to overwrite.
     public var requiresIfMatch: Bool
 
     /// - Parameter requiresIfMatch: refuse writes to existing resources without `If-Match` (428).
@@ -29,17 +30,17 @@ public struct Preconditions: Sendable {
     @discardableResult
     public func check(_ request: Request, currentVersion: Int64?) throws -> Int64? {
         let current = currentVersion.map(EntityTag.init(version:))
+        let ifNoneMatch = try request.headers[.ifNoneMatch].map(EntityTagCondition.init(parsing:))
         if let header = request.headers[.ifMatch] {
             guard try EntityTagCondition(parsing: header).ifMatchHolds(current: current) else {
                 throw HTTPProblem(.preconditionFailed, detail: "the resource is not at the version If-Match names")
             }
-        } else if requiresIfMatch, current != nil, request.headers[.ifNoneMatch] == nil {
+        } else if requiresIfMatch, current != nil, ifNoneMatch != .any {
+            // Only `If-None-Match: *` (create, never overwrite) stands in for If-Match.
             throw HTTPProblem(.preconditionRequired, detail: "send If-Match with the resource's ETag to change it")
         }
-        if let header = request.headers[.ifNoneMatch] {
-            guard try EntityTagCondition(parsing: header).ifNoneMatchHolds(current: current) else {
-                throw HTTPProblem(.preconditionFailed, detail: "the resource already exists at a version If-None-Match names")
-            }
+        if let ifNoneMatch, !ifNoneMatch.ifNoneMatchHolds(current: current) {
+            throw HTTPProblem(.preconditionFailed, detail: "the resource already exists at a version If-None-Match names")
         }
         return currentVersion
     }

@@ -5,9 +5,9 @@ import Unrace
 /// Whose key an `Idempotency-Key` is: keys are scoped per principal, so one client's key never
 /// replays another client's response.
 ///
-/// The principal's text becomes an Unrace ``Scope``: `h:` and the text when it is at most 62
-/// bytes of `A-Z a-z 0-9 . _ : -`, else `x:` and the first 40 hex digits of its SHA-256. Two
-/// different principals never share a scope (the prefixes keep the two forms apart).
+/// The principal's text becomes an Unrace ``Scope``: `p:` and the first 40 hex digits (160 bits)
+/// of its SHA-256, so any text (an email, a token's subject) maps to a valid scope, and the
+/// principal itself never reaches the store or its logs.
 public struct Principal<Context: RequestContext>: Sendable {
     let resolve: @Sendable (Request, Context) -> String?
 
@@ -35,7 +35,6 @@ public struct Principal<Context: RequestContext>: Sendable {
         guard !bytes.isEmpty, bytes.count <= byteCountMaximum,
               !principal.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
         else { return nil }
-        if bytes.count <= Scope.maximumByteCount - 2, let scope = try? Scope("h:" + principal) { return scope }
-        return try? Scope("x:" + Fingerprint.text(principal).hex.prefix(40))
+        return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
     }
 }

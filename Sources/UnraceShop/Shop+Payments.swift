@@ -42,7 +42,16 @@ extension Shop {
             throw HTTPProblem(.idempotencyKeyReused)
         case .acquired(let handle):
             let providerKey = configuration.providerKeys ? handle.derivedKey("charge") : nil
-            let charge = try await chargeProvider(amount: amount, key: providerKey)
+            let charge: ChargeResponse
+            do {
+                charge = try await chargeProvider(amount: amount, key: providerKey)
+            } catch {
+                // Nothing charged for sure: free the key so the client's retry need not wait for
+                // the lease (the derived provider key makes a retry safe either way).
+                let operations = operations
+                await Task.detached { try? await operations.fail(handle, reason: .retryable) }.value
+                throw error
+            }
             configuration.faults.afterCharge?()
             let capture = Capture(orderID: id, chargeID: charge.id, amountCents: amount)
             try await operations.complete(handle, result: capture) { tx in

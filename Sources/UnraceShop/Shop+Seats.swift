@@ -20,7 +20,8 @@ struct HoldResponse: ResponseEncodable {
 
 extension Shop {
     /// `POST /seats/{show}/holds`: sets seats aside for `ttlSeconds`; the same key again answers
-    /// the same hold (200) and holds nothing more; 409 `sold_out` when not enough are free.
+    /// the same hold (200) and holds nothing more, or 409 `hold_key_reused` when it asked for
+    /// other seats; 409 `sold_out` when not enough are free.
     func holdSeats(_ request: Request, _ context: Context) async throws -> Response {
         let show = try context.parameters.require("show")
         let input = try await decode(HoldRequest.self, request, context)
@@ -39,10 +40,14 @@ extension Shop {
         } catch let error as UnraceError where error.code == .holdKeyReused {
             throw HTTPProblem(HTTPProblem.Code("hold_key_reused"), status: .conflict, title: "Hold key used for another hold")
         }
+        if case .hold(let hold) = step, hold.units != input.seats || hold.resource != show {
+            throw HTTPProblem(HTTPProblem.Code("hold_key_reused"), status: .conflict, title: "Hold key used for another hold")
+        }
         return try holdResponse(step, created: before == nil, request, context)
     }
 
-    /// `POST /seats/holds/{key}/confirm` and `…/release`: settles a live hold once.
+    /// `POST /seats/holds/{key}/confirm` and `…/release`: settles a live hold once; a retry of the
+    /// same settlement answers it again (200), the other settlement answers 409 `hold_not_live`.
     func settleHold(_ request: Request, _ context: Context, confirm: Bool) async throws -> Response {
         let key = try context.parameters.require("key")
         guard ShopNames.isSKU(key) else { throw HTTPProblem(.badRequest, detail: "key is 1 to 64 characters of A-Z a-z 0-9 _ -") }
@@ -51,6 +56,10 @@ extension Shop {
             step = confirm ? try await reservations.confirm(key: key) : try await reservations.release(key: key)
         } catch let error as UnraceError where error.code == .notFound {
             throw HTTPProblem(.notFound, detail: "there is no such hold")
+        }
+        // A retried confirm (or release) of a hold it already settled answers the same success.
+        if case .notLive(let hold) = step, hold.state == (confirm ? .confirmed : .released) {
+            return try holdResponse(.hold(hold), created: false, request, context)
         }
         return try holdResponse(step, created: false, request, context)
     }

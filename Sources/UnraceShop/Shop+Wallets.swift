@@ -35,8 +35,8 @@ extension Shop {
         let id = try walletID(context)
         let result = try await ledger.createAccounts([Account(id: id, ledger: 1, code: 1, flags: [.debitsMustNotExceedCredits])])
         switch result.first {
-        case .created: return try await walletResponse(id, status: .created, request, context)
-        case .exists: return try await walletResponse(id, status: .ok, request, context)
+        case .created: return try await walletResponse(id, status: .created, request, context, conditionalGet: false)
+        case .exists: return try await walletResponse(id, status: .ok, request, context, conditionalGet: false)
         default: throw HTTPProblem(.conflict, detail: "an account with this id exists and is not a wallet")
         }
     }
@@ -44,7 +44,7 @@ extension Shop {
     /// `GET /wallets/{id}`: the balances, with an `ETag` of the account's totals;
     /// `If-None-Match` with the current tag answers 304.
     func wallet(_ request: Request, _ context: Context) async throws -> Response {
-        try await walletResponse(try walletID(context), status: .ok, request, context)
+        try await walletResponse(try walletID(context), status: .ok, request, context, conditionalGet: true)
     }
 
     /// `POST /wallets/transfers`: one ledger transfer. The transfer id makes it idempotent the
@@ -74,10 +74,13 @@ extension Shop {
         }
     }
 
-    private func walletResponse(_ id: String, status: HTTPResponse.Status, _ request: Request, _ context: Context) async throws -> Response {
+    /// The wallet's representation; on a GET (`conditionalGet`), 304 when `If-None-Match` names its tag.
+    private func walletResponse(
+        _ id: String, status: HTTPResponse.Status, _ request: Request, _ context: Context, conditionalGet: Bool
+    ) async throws -> Response {
         guard let account = try await ledger.lookupAccounts([id]).first else { throw HTTPProblem(.notFound, detail: "there is no such wallet") }
         let tag = EntityTag(opaque: Fingerprint.text("\(account.creditsPosted)/\(account.debitsPosted)/\(account.debitsPending)/\(account.creditsPending)").hex)
-        if status == .ok, let tag, let header = request.headers[.ifNoneMatch],
+        if conditionalGet, let tag, let header = request.headers[.ifNoneMatch],
            !(try EntityTagCondition(parsing: header).ifNoneMatchHolds(current: tag)) {
             return Response(status: .notModified, headers: [.eTag: tag.description])
         }

@@ -104,6 +104,24 @@ struct RequestFingerprintTests {
         #expect(raw.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != raw.fingerprint(of: request(), body: Data(#"{ "a":1}"#.utf8)))
     }
 
+    @Test("canonical JSON keeps every number and string exactly; only member order and whitespace are ignored")
+    func canonicalPrecision() {
+        func same(_ a: String, _ b: String) -> Bool {
+            rule.fingerprint(of: request(), body: Data(a.utf8)) == rule.fingerprint(of: request(), body: Data(b.utf8))
+        }
+        #expect(!same(#"{"amount":9007199254740993}"#, #"{"amount":9007199254740992}"#))
+        #expect(!same(#"{"amount":1.0}"#, #"{"amount":1}"#))
+        #expect(!same(#"{"a":1,"a":2}"#, #"{"a":2,"a":1}"#))
+        #expect(!same(#"{"s":"A"}"#, #"{"s":"B"}"#))
+        #expect(same(#"{"b":{"y":[1, 2],"x":null},"a":true}"#, #" { "a" : true , "b" : { "x" : null, "y" : [ 1 , 2 ] } } "#))
+        #expect(same("[1,2]", " [1, 2] "))
+        #expect(!same("[1,2]", "[2,1]"))
+        // Not JSON (or nested past the bound): the bytes themselves.
+        #expect(!same("{\"a\":1", "{\"a\": 1"))
+        let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
+        #expect(!same(deep, " " + deep))
+    }
+
     @Test("method, path, query, chosen headers and body each make a different request")
     func parts() {
         let base = rule.fingerprint(of: request(), body: Data("{}".utf8))
@@ -111,6 +129,9 @@ struct RequestFingerprintTests {
         #expect(rule.fingerprint(of: request(.post, "/orders?x=1"), body: Data("{}".utf8)) != base)
         #expect(rule.fingerprint(of: request(contentType: "text/plain"), body: Data("{}".utf8)) != base)
         #expect(rule.fingerprint(of: request(contentType: nil), body: Data("{}".utf8)) != base)
+        var conditional = request()
+        conditional.headerFields[.ifMatch] = "\"2\""
+        #expect(rule.fingerprint(of: conditional, body: Data("{}".utf8)) != base)
         #expect(rule.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != base)
         // Length prefixes: moving bytes between parts never collides.
         #expect(rule.fingerprint(of: request(.post, "/ab"), body: Data("c".utf8)) != rule.fingerprint(of: request(.post, "/a"), body: Data("bc".utf8)))

@@ -76,9 +76,12 @@ struct HTTPEdgeTests {
             #expect(quantity.status == 400 && quantity.problemCode == "bad_request")
             #expect(try await countRows(store, "shop_orders") == 0)
             #expect(try await available(store, "widget") == 1_000)
-            // The refused key was not consumed: the same key with a good request runs.
+            // A key the middleware refused before the handler ran was not consumed.
             let good = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big")], json: Self.order)
             #expect(good.status == 201 && !good.isReplay)
+            // A 400 the handler answered is a terminal answer: stored and replayed.
+            let again = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "bad-json")], json: "{\"sku\":")
+            #expect(again.status == 400 && again.isReplay && again.body == malformed.body)
         }
     }
 
@@ -121,6 +124,9 @@ struct HTTPEdgeTests {
             #expect(again.status == 412 && again.problemCode == "precondition_failed")
             let blind = try await client.send(.PUT, "/products/widget", json: widget)
             #expect(blind.status == 428 && blind.problemCode == "precondition_required")
+            // Only If-None-Match: * stands in for If-Match; a tag list does not license an overwrite.
+            let junk = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "\"junk\"")], json: widget)
+            #expect(junk.status == 428)
             let updated = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"Widget","priceCents":300}"#)
             #expect(updated.status == 200 && updated.header("ETag") == "\"2\"")
             // A second writer that read version 1 loses instead of overwriting.
@@ -148,14 +154,35 @@ struct HTTPEdgeTests {
                 gate.release.open()
                 let firstResponse = try await first
                 #expect(firstResponse.status == 201 && !firstResponse.isReplay)
+                #expect(firstResponse.header("Set-Cookie") == "session=first")  // the handler's own headers
                 let after = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
                 #expect(after.status == 201 && after.isReplay && after.body == firstResponse.body)
+                #expect(after.header("Set-Cookie") == nil)  // per-transfer headers are not replayed
                 #expect(gate.runs == 1)
             }
         }
     }
 
-    @Test("wait mode: a retry sent while the first runs waits and replays; the handler runs once", arguments: sqlBackends)
+    @Test("conflict mode: a claim whose holder died answers 409 until its lease ends, then a retry takes over", arguments: sqlBackends)
+    func conflictTakeover(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in
+            let clock = ManualWallClock()
+            try await gatedServer(store, .conflict, clock: clock) { client, gate in
+                gate.release.open()
+                // A holder that claimed the key and died: a committed claim, never completed.
+                #expect(try await claimAndDie(store, key: "k", principal: "everyone", lease: .seconds(5), clock: clock))
+                let during = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(during.status == 409 && during.problemCode == "request_in_progress")
+                #expect(gate.runs == 0)
+                clock.advance(by: .seconds(6))
+                let after = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
+                #expect(after.status == 201 && !after.isReplay)
+                #expect(gate.runs == 1)
+            }
+        }
+    }
+
+    @Test("wait mode: a retry sent while the first may still run gets the first's response; the handler runs once", arguments: sqlBackends)
     func waitWhileInProgress(_ backend: SQLBackend) async throws {
         try await withStore(backend) { store, _ in
             try await gatedServer(store, .wait(upTo: .seconds(30))) { client, gate in
@@ -225,6 +252,7 @@ struct HTTPEdgeTests {
         try await withLiveShop(backend) { client, _, _ in
             #expect(try await client.send(.PUT, "/wallets/alice").status == 201)
             #expect(try await client.send(.PUT, "/wallets/alice").status == 200)
+            #expect(try await client.send(.PUT, "/wallets/alice", headers: [("If-None-Match", "*")]).status == 200)
             #expect(try await client.send(.PUT, "/wallets/bob").status == 201)
             let fund = #"{"id":"fund-1","from":"bank","to":"alice","amountCents":1000}"#
             let funded = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -273,6 +301,10 @@ struct HTTPEdgeTests {
             #expect(again.status == 200 && again.body.contains("\"state\":\"held\""))
             let confirmed = try await client.send(.POST, "/seats/holds/\(key!)/confirm")
             #expect(confirmed.status == 200 && confirmed.body.contains("confirmed"))
+            let confirmedAgain = try await client.send(.POST, "/seats/holds/\(key!)/confirm")
+            #expect(confirmedAgain.status == 200 && confirmedAgain.body == confirmed.body)
+            let otherSeats = try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"\#(key!)","seats":1,"ttlSeconds":600}"#)
+            #expect(otherSeats.status == 409 && otherSeats.problemCode == "hold_key_reused")
             let released = try await client.send(.POST, "/seats/holds/\(key!)/release")
             #expect(released.status == 409 && released.problemCode == "hold_not_live")
             let missing = try await client.send(.POST, "/seats/holds/nobody/confirm")
@@ -359,6 +391,18 @@ struct HTTPEdgeTests {
     }
 }
 
+/// Claims `key` for `principal` the way the middleware's `.conflict` mode does, and never
+/// completes it: a holder whose process died. Returns whether the claim was acquired.
+private func claimAndDie<S: Store>(_ store: S, key: String, principal: String, lease: Duration, clock: any WallClock) async throws -> Bool {
+    var configuration = OperationsConfiguration()
+    configuration.clock = clock
+    configuration.lease = lease
+    let dead = try Operations(store: store, configuration: configuration)
+    let scope = try Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
+    if case .acquired = try await dead.begin(key: key, scope: scope) { return true }
+    return false
+}
+
 /// A handler the test holds in flight: it signals `entered`, waits for `release`, writes one
 /// row in the request's transaction, and answers 201 (or 503 the first time, with `failFirst`).
 final class Gate: Sendable {
@@ -371,14 +415,16 @@ final class Gate: Sendable {
 }
 
 private func gatedServer<S: SQLStore>(
-    _ store: S, _ whileInProgress: WhileInProgress, failFirst: Bool = false,
+    _ store: S, _ whileInProgress: WhileInProgress, failFirst: Bool = false, clock: (any WallClock)? = nil,
     _ body: (LiveClient, Gate) async throws -> Void
 ) async throws {
     let gate = Gate()
     try await createEffectsTable(store, gate.table)
     var configuration = IdempotencyConfiguration()
     configuration.whileInProgress = whileInProgress
-    let operations = try Operations(store: store)
+    var operationsConfiguration = OperationsConfiguration()
+    if let clock { operationsConfiguration.clock = clock }
+    let operations = try Operations(store: store, configuration: operationsConfiguration)
     let router = Router(context: UnraceRequestContext<S.Transaction>.self)
     router.add(middleware: try IdempotencyMiddleware(operations: operations, principal: .everyone, configuration: configuration))
     let table = gate.table
@@ -389,7 +435,10 @@ private func gatedServer<S: SQLStore>(
         let transaction = try #require(context.idempotency.transaction)
         try await transaction.execute("INSERT INTO \(table) (id, worker, seq) VALUES (?, ?, ?)", [.text("work"), .text("w"), .int(run)])
         let status: HTTPResponse.Status = failFirst && run == 1 ? .serviceUnavailable : .created
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: "{\"run\":\(run)}")))
+        return Response(
+            status: status, headers: [.contentType: "application/json", .setCookie: "session=first"],
+            body: .init(byteBuffer: .init(string: "{\"run\":\(run)}"))
+        )
     }
     try await withLiveServer(router) { client in try await body(client, gate) }
 }
