@@ -2,6 +2,8 @@ public import Unrace
 import UnraceCore
 public import PostgresNIO
 import Foundation
+import NIOCore
+import NIOPosix
 import Logging
 
 /// The ``Store`` for many processes and machines sharing one PostgreSQL.
@@ -70,6 +72,7 @@ public final class PostgresStore: SQLStore {
         }
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = .seconds(5)
+        try await probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
@@ -77,6 +80,27 @@ public final class PostgresStore: SQLStore {
             let store = try await PostgresStore(client: client, logger: logger)
             return try await body(store)
         }
+    }
+
+    /// Opens (and closes) one TCP connection to the server, so an unreachable database fails
+    /// within `timeout`, naming where and why, instead of after the pool's retries.
+    /// - Throws: ``UnraceError/Code/storeUnavailable``.
+    static func probe(host: String, port: Int, timeout: TimeAmount) async throws {
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(timeout)
+        do {
+            let channel = try await bootstrap.connect(host: host, port: port).get()
+            try? await channel.close()
+        } catch {
+            throw UnraceError(
+                .storeUnavailable, "cannot reach PostgreSQL at \(host):\(port): \(Self.cause(of: error))", underlying: error
+            )
+        }
+    }
+
+    private static func cause(of error: any Error) -> String {
+        if let error = error as? IOError { return error.description }
+        if error is ChannelError { return "connection timed out or refused (\(error))" }
+        return String(describing: error)
     }
 
     /// Parses a `postgres://` URL into a client configuration.

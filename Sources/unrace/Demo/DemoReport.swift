@@ -9,14 +9,14 @@ enum DemoReport {
             lines += section.explanation.map { "  " + $0 }
             lines.append("")
             let header = [
-                pad("case", 22), pad(section.columns.variant, 32), lpad("ops", 5), lpad(section.columns.shown, 11),
+                pad("case", 22), pad(section.columns.variant, 32), lpad("ops", 5), lpad(section.columns.shown, 16),
                 lpad("\(section.columns.anomalies): naive", 25), lpad("guarded", 8),
             ].joined(separator: " ")
             lines.append(header)
             lines.append(String(repeating: "-", count: header.count))
             for row in section.rows {
                 lines.append([
-                    pad(row.caseName, 22), pad(row.variant, 32), lpad("\(row.operations)", 5), lpad("\(row.shown)", 11),
+                    pad(row.caseName, 22), pad(row.variant, 32), lpad("\(row.operations)", 5), lpad("\(row.shown)", 16),
                     lpad("\(row.naive["anomalies"] ?? 0)", 25), lpad("\(row.guarded["anomalies"] ?? 0)", 8),
                 ].joined(separator: " "))
             }

@@ -15,6 +15,18 @@ struct SimulateCommand: AsyncParsableCommand {
             With no --seed a random seed is chosen (and printed first). --seeds N runs N seeds \
             from the seed. A violation prints its invariant, the command that reproduces it and \
             the shrunk trace. Exits with status 1 if a guarded handler broke an invariant.
+
+            Options (of `simulate run`, the default subcommand; `unrace simulate run --help` \
+            explains each):
+              --list                       list the scenarios
+              --scenario NAME              one scenario (default: every scenario)
+              --handler naive|guarded      one handler (default: both)
+              --seed N                     the (first) seed, 0 to 18446744073709551615
+              --seeds N                    how many seeds, from the seed
+              --trace                      print every step of the run
+              --json                       print JSON
+              --store memory|sqlite        the store runs are built on
+              --shrink-budget N            the most runs the shrinker may try
             """,
         subcommands: [Run.self, SweepCommand.self],
         defaultSubcommand: Run.self
@@ -33,7 +45,7 @@ struct SimulateCommand: AsyncParsableCommand {
         var scenario: String?
         @Option(help: "naive or guarded; default: both.")
         var handler: HandlerKind?
-        @Option(help: "The (first) seed; default: a random one.")
+        @Option(parsing: .unconditional, help: "The (first) seed, 0 to 18446744073709551615; default: a random one.", transform: Seed.parse)
         var seed: UInt64?
         @Option(help: "How many seeds to run, from the seed (1 to 10,000,000).")
         var seeds = 1
@@ -107,3 +119,13 @@ struct SimulateCommand: AsyncParsableCommand {
 
 extension HandlerKind: ExpressibleByArgument {}
 extension SimulationStoreKind: ExpressibleByArgument {}
+
+/// Parses a seed: a whole number from 0 to `UInt64.max`, with a message that says so.
+enum Seed {
+    static func parse(_ text: String) throws -> UInt64 {
+        guard let seed = UInt64(text) else {
+            throw ValidationError("a seed is a whole number from 0 to \(UInt64.max); got '\(text.prefix(40))'")
+        }
+        return seed
+    }
+}

@@ -18,7 +18,7 @@ struct SweepCommand: AsyncParsableCommand {
     var scenario = "payment-capture"
     @Option(help: "Seeds per setting (10 to 100,000).")
     var seeds = 500
-    @Option(help: "The first seed.")
+    @Option(parsing: .unconditional, help: "The first seed, 0 to 18446744073709551615.", transform: Seed.parse)
     var seed: UInt64 = 1
     @Flag(help: "Print the results as JSON.")
     var json = false

@@ -29,7 +29,8 @@ final class ChildProcess: @unchecked Sendable {
         return candidates[2].appendingPathComponent("unrace")
     }()
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    /// - Parameter captureErrors: read standard error into ``printed`` too (else it goes to the test's).
+    init(_ arguments: [String], environment: [String: String] = [:], captureErrors: Bool = false) throws {
         process.executableURL = Self.binary
         process.arguments = arguments
         if !environment.isEmpty {
@@ -37,7 +38,7 @@ final class ChildProcess: @unchecked Sendable {
         }
         process.standardInput = stdin
         process.standardOutput = stdout
-        process.standardError = FileHandle.standardError
+        process.standardError = captureErrors ? stdout : FileHandle.standardError
         stdout.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             self?.received(String(decoding: data, as: UTF8.self), eof: data.isEmpty)

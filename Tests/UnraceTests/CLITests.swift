@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// The command line as a newcomer meets it: help that shows what the README uses, clear
+/// refusals of bad input, and quick, named failures when the database cannot be reached.
+@Suite("Command line")
+struct CLITests {
+    @Test("simulate --help shows the options the README uses")
+    func simulateHelp() async throws {
+        let child = try ChildProcess(["simulate", "--help"])
+        #expect(await child.exitStatus() == 0)
+        for option in ["--list", "--scenario", "--handler", "--seed", "--seeds", "--trace", "--json", "--store"] {
+            #expect(child.printed.contains(option), "simulate --help does not mention \(option)")
+        }
+    }
+
+    @Test("a negative or non-numeric seed is refused with a message that says what a seed is", arguments: [
+        ["simulate", "--seed", "-1"], ["simulate", "--seed=-1"], ["simulate", "--seed", "x"], ["simulate", "sweep", "--seed", "-1"],
+    ])
+    func badSeed(_ arguments: [String]) async throws {
+        let child = try ChildProcess(arguments, captureErrors: true)
+        #expect(await child.exitStatus() != 0)
+        #expect(child.printed.contains("a seed is a whole number from 0 to 18446744073709551615"), "\(child.printed)")
+    }
+
+    @Test("an unreachable PostgreSQL fails within seconds, naming the host, the port and the cause")
+    func unreachableDatabase() async throws {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = try freePort()
+        let start = ContinuousClock.now
+        let child = try ChildProcess(["demo", "--database", "postgres://postgres@127.0.0.1:\(port)/nothing"], captureErrors: true)
+        #expect(await child.exitStatus() != 0)
+        #expect(ContinuousClock.now - start < .seconds(20))
+        #expect(child.printed.contains("cannot reach PostgreSQL at 127.0.0.1:\(port)"), "\(child.printed)")
+        #expect(child.printed.lowercased().contains("refused"), "\(child.printed)")
+    }
+
+    private func freePort() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw CancellationError() }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
