@@ -55,7 +55,13 @@ extension Operations {
                 case .notAcquired(let decision): return .notAcquired(decision)
                 case .acquired(let record, let how, _): (acquired, write) = (record, how)
                 }
-                let value = try await body(context.transaction)
+                let value: Value
+                do {
+                    value = try await body(context.transaction)
+                } catch {
+                    metrics.bodyFailure(scope: scope)
+                    throw error
+                }
                 let outcome = try OutcomeCoding.encode(value)
                 let record = Completion.success(outcome).apply(to: acquired, now: try await context.rows.now(), retention: retention)
                 try await context.rows.saveOperation(record, isNew: write == .insert)
@@ -64,9 +70,18 @@ extension Operations {
             }
             switch step {
             case .performed(let value, let token):
+                metrics.claim(token == .first ? .acquired : .takenOver, scope: scope)
                 return Receipt(value: value, isReplay: false, token: token)
             case .notAcquired(let decision):
-                if let receipt: Receipt<Value> = try replay(decision, deadline: deadline, now: configuration.clock.now()) {
+                let receipt: Receipt<Value>?
+                do {
+                    receipt = try replay(decision, deadline: deadline, now: configuration.clock.now())
+                } catch {
+                    metrics.claim(decision, scope: scope)
+                    throw error
+                }
+                if let receipt {
+                    metrics.claim(decision, scope: scope)
                     return receipt
                 }
                 try await configuration.clock.sleep(for: configuration.waitPollInterval)

@@ -16,11 +16,13 @@ extension Operations {
             }
             return claimed
         }
+        if case .notAcquired(let decision) = claimed { metrics.claim(decision, scope: scope) }
         switch claimed {
         case .acquired(let record, _, _):
             if record.token != .first {
                 logger.notice("operation taken over", metadata: ["scope": "\(scope)", "token": "\(record.token)"])
             }
+            metrics.claim(record.token == .first ? .acquired : .takenOver, scope: scope)
             return .acquired(OperationHandle(record: record))
         case .notAcquired(.inProgress(let holder, let leaseUntil)):
             return .inProgress(holder: holder, leaseUntil: leaseUntil)
@@ -128,6 +130,7 @@ extension Operations {
             }
         } catch let error as UnraceError where error.code == .fenced {
             logger.warning("fenced holder write refused", metadata: ["scope": "\(handle.scope)", "token": "\(handle.token)"])
+            metrics.fenced(scope: handle.scope)
             throw error
         }
     }

@@ -1,4 +1,5 @@
 public import Logging
+public import CoreMetrics
 public import UnraceCore
 import Foundation
 
@@ -24,6 +25,7 @@ public struct Operations<S: Store>: Sendable {
     /// The validated configuration.
     public let configuration: Configuration
     let logger: Logger
+    let metrics: OperationsMetrics
 
     /// Creates the API over a store.
     /// - Throws: ``UnraceError`` (``UnraceError/Code/invalidLease``,
@@ -32,6 +34,7 @@ public struct Operations<S: Store>: Sendable {
         self.store = store
         self.configuration = try configuration.validated()
         self.logger = logger
+        self.metrics = OperationsMetrics(factory: configuration.metricsFactory, store: store)
     }
 
     /// Creates the API with a lease and a retention, other settings at their defaults.
@@ -136,6 +139,9 @@ public struct OperationsConfiguration: Sendable {
     public var clock: any WallClock = SystemWallClock()
     /// How often a waiting duplicate looks for the holder's outcome. Default 20 ms.
     public var waitPollInterval: Duration = .milliseconds(20)
+    /// Where the counters go (claims by result, fenced writes, body failures; see the Metrics
+    /// article). Default `nil`: swift-metrics' bootstrapped `MetricsSystem.factory`.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     /// The all-defaults configuration.
     public init() {}

@@ -1,0 +1,53 @@
+import CoreMetrics
+
+/// The counters `Operations` keeps, through swift-metrics. Dimensions are the scope, the store
+/// (`sqlite`, `postgres`, `memory`) and the outcome; never a key, a holder or a payload.
+///
+/// | label | dimensions | counts |
+/// |---|---|---|
+/// | `unrace_operation_claims_total` | scope, store, result | a `perform` or `begin` that ended in `acquired`, `taken_over`, `replayed`, `in_progress` or `mismatch` |
+/// | `unrace_operation_fenced_total` | scope, store | holder writes refused because the key was taken over |
+/// | `unrace_operation_body_failures_total` | scope, store | `perform` bodies that threw (nothing of them committed) |
+struct OperationsMetrics: Sendable {
+    /// A claim's outcome, as the `result` dimension spells it.
+    enum ClaimResult: String, Sendable {
+        case acquired
+        case takenOver = "taken_over"
+        case replayed
+        case inProgress = "in_progress"
+        case mismatch
+    }
+
+    let factory: any MetricsFactory
+    let store: String
+
+    init(factory: (any MetricsFactory)?, store: some Store) {
+        self.factory = factory ?? MetricsSystem.factory
+        self.store = (store as? any SQLStore)?.backendName ?? "memory"
+    }
+
+    func claim(_ result: ClaimResult, scope: Scope) {
+        Counter(label: "unrace_operation_claims_total", dimensions: dimensions(scope) + [("result", result.rawValue)], factory: factory)
+            .increment()
+    }
+
+    /// Counts the outcome a decision that kept the caller out stands for.
+    func claim(_ decision: ClaimDecision, scope: Scope) {
+        switch decision {
+        case .completed: claim(.replayed, scope: scope)
+        case .fingerprintMismatch: claim(.mismatch, scope: scope)
+        case .inProgress: claim(.inProgress, scope: scope)
+        case .insert, .takeOver: break
+        }
+    }
+
+    func fenced(scope: Scope) {
+        Counter(label: "unrace_operation_fenced_total", dimensions: dimensions(scope), factory: factory).increment()
+    }
+
+    func bodyFailure(scope: Scope) {
+        Counter(label: "unrace_operation_body_failures_total", dimensions: dimensions(scope), factory: factory).increment()
+    }
+
+    private func dimensions(_ scope: Scope) -> [(String, String)] { [("scope", scope.rawValue), ("store", store)] }
+}

@@ -1,0 +1,57 @@
+import MetricsTestKit
+import Testing
+import Unrace
+
+/// The counters `Operations` keeps, read back from swift-metrics' test factory after a scripted run.
+@Suite("Operations metrics")
+struct OperationsMetricsTests {
+    struct Refused: Error {}
+
+    @Test("N duplicates → N replays; a takeover → one taken_over and one fenced write; mismatches, waits and body failures counted", arguments: allBackends)
+    func counters(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
+    }
+
+    static func scripted<S: Store>(_ store: S, _ backend: Backend) async throws {
+        let metrics = TestMetrics()
+        let clock = ManualWallClock()
+        var configuration = OperationsConfiguration()
+        configuration.metricsFactory = metrics
+        configuration.clock = clock
+        configuration.lease = .seconds(5)
+        let operations = try Operations(store: store, configuration: configuration)
+        let scope = try Scope(uniqueName("metrics"))
+
+        _ = try await operations.perform(key: "k", scope: scope) { _ in 1 }
+        for _ in 0..<5 { _ = try await operations.perform(key: "k", scope: scope) { _ in 2 } }
+        _ = try await operations.perform(key: "m", scope: scope, fingerprint: .text("a")) { _ in 1 }
+        await #expect(throws: UnraceError.self) {
+            try await operations.perform(key: "m", scope: scope, fingerprint: .text("b")) { _ in 1 }
+        }
+        await #expect(throws: Refused.self) {
+            try await operations.perform(key: "f", scope: scope) { _ -> Int in throw Refused() }
+        }
+        // A holder that stalls past its lease is taken over; its late completion is fenced.
+        guard case .acquired(let stalled) = try await operations.begin(key: "t", scope: scope) else { Issue.record("no claim"); return }
+        guard case .inProgress = try await operations.begin(key: "t", scope: scope) else { Issue.record("not in progress"); return }
+        clock.advance(by: .seconds(6))
+        guard case .acquired(let successor) = try await operations.begin(key: "t", scope: scope) else { Issue.record("no takeover"); return }
+        await #expect(throws: UnraceError.self) { try await operations.complete(stalled, result: 1) }
+        try await operations.complete(successor, result: 2)
+
+        let store = backend == .memory ? "memory" : backend.rawValue
+        func count(_ label: String, _ result: String? = nil) throws -> Int64 {
+            var dimensions = [("scope", scope.rawValue), ("store", store)]
+            if let result { dimensions.append(("result", result)) }
+            return try metrics.expectCounter(label, dimensions).totalValue
+        }
+        // k, m and t's first holder; f's body threw, so its claim never completed and counts as a body failure.
+        #expect(try count("unrace_operation_claims_total", "acquired") == 3)
+        #expect(try count("unrace_operation_claims_total", "replayed") == 5)
+        #expect(try count("unrace_operation_claims_total", "mismatch") == 1)
+        #expect(try count("unrace_operation_claims_total", "in_progress") == 1)
+        #expect(try count("unrace_operation_claims_total", "taken_over") == 1)
+        #expect(try count("unrace_operation_fenced_total") == 1)
+        #expect(try count("unrace_operation_body_failures_total") == 1)
+    }
+}
