@@ -5,8 +5,8 @@ import Unrace
 /// Whose key an `Idempotency-Key` is: keys are scoped per principal, so one client's key never
 /// replays another client's response.
 ///
-/// The principal's text becomes an Unrace ``Scope``: `p:` and the first 40 hex digits (160 bits)
-/// of its SHA-256, so any text (an email, a token's subject) maps to a valid scope, and the
+/// The principal's text, in NFC, becomes an Unrace ``Scope``: `p:` and the first 40 hex digits
+/// (160 bits) of its SHA-256, so any text (an email, a token's subject) maps to a valid scope, and the
 /// principal itself never reaches the store or its logs.
 public struct Principal<Context: RequestContext>: Sendable {
     let resolve: @Sendable (Request, Context) -> String?
@@ -29,12 +29,14 @@ public struct Principal<Context: RequestContext>: Sendable {
         Principal(resolve: resolve)
     }
 
-    /// The scope for a principal's text, or `nil` when it is empty, too long or holds control characters.
+    /// The rule a principal's text follows: the shared ``NameRule`` (no control or format
+    /// characters, compared in NFC, so equal-looking identities are one principal), up to
+    /// ``byteCountMaximum`` bytes.
+    static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
+
+    /// The scope for a principal's text, or `nil` when the text breaks ``rule``.
     static func scope(for principal: String) -> Scope? {
-        let bytes = principal.utf8
-        guard !bytes.isEmpty, bytes.count <= byteCountMaximum,
-              !principal.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-        else { return nil }
+        guard let principal = try? rule.validate(principal) else { return nil }
         return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
     }
 }

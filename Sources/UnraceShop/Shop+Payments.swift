@@ -30,7 +30,10 @@ extension Shop {
             try await tx.query("SELECT quantity FROM shop_orders WHERE id = ?", [.text(id)])
         }
         guard let quantity = try rows.first?.int64("quantity") else { throw HTTPProblem(.notFound, detail: "there is no such order") }
-        let amount = quantity * configuration.unitPriceCents
+        let (amount, overflow) = quantity.multipliedReportingOverflow(by: configuration.unitPriceCents)
+        guard !overflow, amount > 0 else {
+            throw HTTPProblem(.badRequest, detail: "the order's amount is outside what can be charged")
+        }
         switch try await operations.begin(key: "capture:\(id)") {
         case .completed(let done):
             return try await respond(try done.value(as: Capture.self), request, context)
