@@ -55,7 +55,7 @@ public struct NameRule: Sendable, Hashable {
     }
 
     /// Why a scalar is refused, as a noun phrase, or `nil` if it is allowed.
-    static func refusal(_ scalar: Unicode.Scalar) -> String? {
+    package static func refusal(_ scalar: Unicode.Scalar) -> String? {
         switch scalar.properties.generalCategory {
         case .control: "a control character"
         case .format: "a format character"
@@ -100,6 +100,14 @@ extension NameRule {
     public static let lifecycleName = NameRule(kind: "lifecycle name", maximumByteCount: 64)
     /// A lifecycle state or event name (1 to 64 bytes): ``UnraceError/Code/invalidLifecycle``.
     public static let lifecycleWord = NameRule(kind: "lifecycle state or event", maximumByteCount: 64, code: .invalidLifecycle)
+    /// A queue's name (1 to 64 bytes).
+    public static let queueName = NameRule(kind: "queue name", maximumByteCount: 64)
+    /// A queue message's id, unique per queue (1 to 190 bytes, so that `queue/id` is an inbox event id).
+    public static let messageID = NameRule(kind: "message id", maximumByteCount: 190)
+    /// A message's ordering key: the inbox stream its deliveries belong to.
+    public static let orderingKey = NameRule(kind: "ordering key")
+    /// The name of a worker that leases messages (1 to 128 bytes).
+    public static let workerName = NameRule(kind: "worker name", maximumByteCount: 128)
 }
 
 extension String {

@@ -37,6 +37,7 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
             case nestedStep = "nested_step"
             case eventIDReused = "event_id_reused"
             case holdKeyReused = "hold_key_reused"
+            case messageIDReused = "message_id_reused"
         }
 
         fileprivate let base: Base
@@ -110,6 +111,9 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// A hold key is already used for a hold on another resource. Hold keys are unique across
         /// resources; nothing was written.
         public static let holdKeyReused = Code(.holdKeyReused)
+        /// A queue message id was enqueued again with another payload or ordering key. Message
+        /// ids are unique per queue; nothing was written.
+        public static let messageIDReused = Code(.messageIDReused)
     }
 
     /// What went wrong, as a stable code.

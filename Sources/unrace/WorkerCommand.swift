@@ -10,7 +10,7 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Test helpers: run as a separate process against a shared database.",
         shouldDisplay: false,
-        subcommands: [PerformKeys.self, HoldAndHang.self, ConsumeOrders.self, LedgerTransfers.self]
+        subcommands: [PerformKeys.self, HoldAndHang.self, ConsumeOrders.self, LedgerTransfers.self, ConsumeQueue.self]
     )
 
     /// Performs keys `0..<keys` in a seeded random order; each performance inserts one row
@@ -162,6 +162,52 @@ extension WorkerCommand {
                         }
                     }
                     try await group.waitForAll()
+                }
+            }
+        }
+    }
+}
+
+extension WorkerCommand {
+    /// Leases messages of `--queue` in batches until the queue has nothing ready or leased; for
+    /// each delivery inserts `(id, worker = pid, seq = attempt)` into `--table` and acks in the
+    /// same transaction. Prints `{"handled": N}`.
+    struct ConsumeQueue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "consume-queue")
+        @OptionGroup var database: DatabaseOption
+        @Option var queue: String
+        @Option var table: String
+        @Option var batch: Int = 10
+
+        func run() async throws {
+            let handled = try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
+            print(#"{"handled": \#(handled)}"#)
+        }
+
+        struct Job: StoreJob {
+            let command: ConsumeQueue
+            func run<S: SQLStore>(_ store: S) async throws -> Int {
+                let queue = try MessageQueue(store: store, name: command.queue)
+                let pid = "\(ProcessInfo.processInfo.processIdentifier)"
+                var handled = 0
+                while true {
+                    let deliveries = try await queue.lease(limit: command.batch, worker: "worker-\(pid)")
+                    if deliveries.isEmpty {
+                        let depth = try await queue.depth()
+                        if depth.ready + depth.leased == 0 { return handled }
+                        try await Task.sleep(for: .milliseconds(5))  // another worker holds the rest
+                        continue
+                    }
+                    for delivery in deliveries {
+                        try await store.withTransaction { tx in
+                            try await tx.execute(
+                                "INSERT INTO \(command.table) (id, worker, seq) VALUES (?, ?, ?)",
+                                [.text(delivery.id), .text(pid), .integer(delivery.attempt)]
+                            )
+                            try await queue.ack(delivery, in: tx)
+                        }
+                        handled += 1
+                    }
                 }
             }
         }

@@ -29,6 +29,9 @@ public final class MemoryStore: Store {
         var transfers: [String: StoredTransfer] = [:]
         var pendingTransfers: Set<String> = []
         var failedTransfers: [String: String] = [:]
+        var queueMessages: [String: QueueMessage] = [:]  // "queue\u{0}id"
+        var queueSequences: [String: Int64] = [:]  // "queue\u{0}key"
+        var queuePosition: Int64 = 0
     }
 
     struct StoredEvent {
@@ -74,6 +77,11 @@ public final class MemoryStore: Store {
     private func run<T>(_ tx: MemoryTransaction, now: Timestamp, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
         let context = StepContext(transaction: tx, rows: MemoryRows(tx: tx, time: now), tracer: nil, disabledGuards: disabledGuards)
         return try await StepNesting.inside { try await body(context) }
+    }
+
+    /// Unrace's rows in a transaction this store handed out, at `clock`'s time now.
+    public func rows(joining transaction: MemoryTransaction, clock: any WallClock) async throws -> any StoreRows {
+        MemoryRows(tx: transaction, time: clock.now())
     }
 
     /// Runs `body` in a transaction with no Unrace rows.

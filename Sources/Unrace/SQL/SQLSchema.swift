@@ -104,6 +104,28 @@ package enum SQLSchema {
             .init(version: 6, statements: [
                 "UPDATE unrace_operations SET expires_at = lease_until + 86400000 WHERE expires_at IS NULL",
             ]),
+            // The durable queue and its outbox: messages (FIFO by position within visibility) and
+            // the per-ordering-key sequence counters.
+            .init(version: 7, statements: [
+                """
+                CREATE TABLE unrace_queue_messages (
+                  position \(sqlite ? "INTEGER PRIMARY KEY" : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+                  queue TEXT NOT NULL, id TEXT NOT NULL, ordering_key TEXT, sequence BIGINT, payload \(blob) NOT NULL,
+                  state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'done', 'dead')),
+                  attempts BIGINT NOT NULL CHECK (attempts >= 0), max_attempts BIGINT NOT NULL CHECK (max_attempts >= 1),
+                  visible_at BIGINT NOT NULL, leased_by TEXT, last_error TEXT, enqueued_at BIGINT NOT NULL, completed_at BIGINT,
+                  UNIQUE (queue, id)
+                )
+                """,
+                "CREATE INDEX unrace_queue_visible ON unrace_queue_messages (queue, visible_at, position) WHERE state IN ('ready', 'leased')",
+                "CREATE INDEX unrace_queue_completed ON unrace_queue_messages (queue, state, completed_at) WHERE state IN ('done', 'dead')",
+                """
+                CREATE TABLE unrace_queue_sequences (
+                  queue TEXT NOT NULL, key TEXT NOT NULL, last_sequence BIGINT NOT NULL CHECK (last_sequence >= 1),
+                  PRIMARY KEY (queue, key)
+                )\(keyed)
+                """,
+            ]),
         ])
     }
 }

@@ -1,3 +1,5 @@
+import UnraceCore
+
 /// Business writes inside an Unrace transaction on a SQL store.
 ///
 /// Placeholders are `?` on every backend (PostgreSQL's `$1` also works there, and a statement
@@ -39,6 +41,15 @@ public protocol SQLStore: Store where Transaction: SQLTransaction {
     var backendName: String { get }
     /// The SQL flavour the store speaks.
     var dialect: SQLDialect { get }
+}
+
+extension SQLStore {
+    /// ``SQLRows`` in the given transaction: on PostgreSQL a real-time clock is replaced by the
+    /// database's, as in a step; SQLite reads `clock` now.
+    public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
+        let time: Timestamp? = dialect == .postgres && clock.isRealTime ? nil : clock.now()
+        return SQLRows(transaction, dialect: dialect, time: time)
+    }
 }
 
 /// The SQL flavours whose differences Unrace's shared SQL knows.

@@ -37,6 +37,19 @@ public protocol Store: Sendable {
     /// Runs `body` in a transaction with no Unrace rows: plain business writes.
     /// - Throws: ``UnraceError/Code/nestedStep`` inside a step's body; store errors; what `body` throws.
     func withTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T
+
+    /// Unrace's rows inside a transaction this store handed to a body (a step's, or
+    /// ``withTransaction(_:)``'s), so that Unrace's writes — an outbox's messages, an ack — join
+    /// the caller's transaction and commit with it. `clock` is the caller's, replaced like a
+    /// step's. Stores that cannot do this throw ``UnraceError/Code/invalidArgument``.
+    func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows
+}
+
+extension Store {
+    /// Refuses: this store cannot add Unrace's rows to a transaction it handed out.
+    public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
+        throw UnraceError(.invalidArgument, "this store cannot write Unrace's rows in a transaction it handed out")
+    }
 }
 
 /// What a step is, for the store that runs it.

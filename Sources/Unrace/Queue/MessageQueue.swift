@@ -1,0 +1,371 @@
+public import UnraceCore
+
+/// How a ``MessageQueue`` behaves. Every property has a documented default and bound.
+public struct QueueConfiguration: Sendable {
+    /// The longest visibility timeout: 12 hours.
+    public static var visibilityTimeoutMaximum: Duration { .seconds(12 * 3_600) }
+    /// The most attempts a message may get: 1,000.
+    public static var maxAttemptsMaximum: Int { 1_000 }
+    /// The largest payload: 256 KiB.
+    public static var payloadByteCountMaximum: Int { 256 * 1_024 }
+    /// The longest delay or backoff: 30 days.
+    public static var delayMaximum: Duration { .seconds(30 * 86_400) }
+    /// The most messages one enqueue, lease or purge handles: 1,000.
+    public static var batchMaximum: Int { 1_000 }
+    /// The longest failure reason kept; longer ones are cut: 1,024 bytes.
+    public static var reasonByteCountMaximum: Int { 1_024 }
+
+    /// How long a leased message stays invisible to other workers. A worker that has not acked
+    /// by then (it crashed, stalled, or lost its connection) loses the message: it is delivered
+    /// again, and the late worker's ack is refused. Default 30 s; 1 ms to 12 h.
+    public var visibilityTimeout: Duration = .seconds(30)
+    /// How many deliveries a message gets before it is dead-lettered: by nacks, or by leases that
+    /// ran out. Default 10; 1 to ``maxAttemptsMaximum``.
+    public var maxAttempts = 10
+    /// The first retry's backoff after a nack; each further attempt doubles it, up to
+    /// ``backoffMaximum``. Default 1 s; 0 to ``delayMaximum``.
+    public var backoff: Duration = .seconds(1)
+    /// The longest backoff. Default 10 min; at least ``backoff``, at most ``delayMaximum``.
+    public var backoffMaximum: Duration = .seconds(600)
+    /// The clock for leases and delays. On PostgreSQL a real-time clock is replaced by the
+    /// database's, so workers on machines whose clocks disagree share one notion of "expired".
+    /// Default: the system wall clock.
+    public var clock: any WallClock = SystemWallClock()
+
+    /// The all-defaults configuration.
+    public init() {}
+}
+
+/// A durable at-least-once queue, and the transactional outbox that feeds it, in the store you
+/// already have.
+///
+/// The pattern River, pgmq and Oban use on PostgreSQL, with no broker to run:
+///
+/// - **Outbox.** ``enqueue(_:in:)`` writes messages in your business transaction: a message
+///   exists if and only if that transaction committed. Nothing is lost between "saved" and
+///   "published", and nothing is published for a rolled-back write.
+/// - **Lease.** ``lease(limit:worker:)`` hands each ready message to one worker for the
+///   ``QueueConfiguration/visibilityTimeout`` (on PostgreSQL `FOR UPDATE SKIP LOCKED`, so
+///   workers in many processes share the work without waiting on each other).
+/// - **Ack, nack, redeliver.** ``ack(_:)`` finishes a message; ``nack(_:reason:retryAfter:)``
+///   schedules it again with exponential backoff; a lease that runs out makes the message
+///   deliverable again. After ``QueueConfiguration/maxAttempts`` deliveries it is dead-lettered.
+/// - **Fencing.** Every delivery carries its attempt number. A worker whose lease ran out and
+///   whose message was delivered again cannot ack, nack or extend it: ``UnraceError/Code/fenced``.
+///
+/// Delivery is **at least once**, by design: a worker can finish its work and die before its
+/// ack. Make handlers idempotent with ``Operations`` (a key per message or per business
+/// operation) or, for messages with an ordering key, with an ``Inbox`` (``Delivery/inboxEvent(type:)``).
+public struct MessageQueue<S: Store>: Sendable {
+    /// The store the queue lives in.
+    public let store: S
+    /// The queue's name (``NameRule/queueName``).
+    public let name: String
+    /// The validated configuration.
+    public let configuration: QueueConfiguration
+
+    /// Opens a queue (no table is created: the store's schema has the queue's tables).
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a bad name;
+    ///   ``UnraceError/Code/invalidConfiguration`` for a setting out of bounds.
+    public init(store: S, name: String, configuration: QueueConfiguration = .init()) throws {
+        let bounds = QueueConfiguration.self
+        guard configuration.visibilityTimeout >= .milliseconds(1), configuration.visibilityTimeout <= bounds.visibilityTimeoutMaximum else {
+            throw UnraceError(.invalidConfiguration, "visibilityTimeout must be between 1 ms and 12 hours")
+        }
+        guard (1...bounds.maxAttemptsMaximum).contains(configuration.maxAttempts) else {
+            throw UnraceError(.invalidConfiguration, "maxAttempts must be between 1 and \(bounds.maxAttemptsMaximum)")
+        }
+        guard configuration.backoff >= .zero, configuration.backoffMaximum >= configuration.backoff,
+              configuration.backoffMaximum <= bounds.delayMaximum else {
+            throw UnraceError(.invalidConfiguration, "backoff must be between 0 and backoffMaximum, and backoffMaximum at most 30 days")
+        }
+        self.store = store
+        self.name = try NameRule.queueName.validate(name)
+        self.configuration = configuration
+    }
+
+    // MARK: Producing
+
+    /// Enqueues messages in a step of their own.
+    /// - Returns: one result per message, in order.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a bad message (nothing written);
+    ///   ``UnraceError/Code/messageIDReused`` for an id stored with another payload or ordering
+    ///   key (nothing written); store errors.
+    @discardableResult
+    public func enqueue(_ messages: [OutgoingMessage]) async throws -> [EnqueueResult] {
+        let messages = try validate(messages)
+        return try await store.step(StepInfo("enqueue", name, clock: configuration.clock)) { context in
+            try await Self.enqueue(messages, queue: name, maxAttempts: Int64(configuration.maxAttempts), rows: context.rows)
+        }
+    }
+
+    /// Enqueues messages in a transaction the store gave you — a ``Operations/perform(key:scope:fingerprint:whenInProgress:_:)``
+    /// body, an inbox handler, `withTransaction`: the transactional outbox. The messages commit
+    /// with that transaction's writes, or not at all.
+    /// - Throws: as ``enqueue(_:)``. Throwing out of the transaction's body rolls the enqueue back.
+    @discardableResult
+    public func enqueue(_ messages: [OutgoingMessage], in transaction: S.Transaction) async throws -> [EnqueueResult] {
+        let messages = try validate(messages)
+        let rows = try await store.rows(joining: transaction, clock: configuration.clock)
+        return try await Self.enqueue(messages, queue: name, maxAttempts: Int64(configuration.maxAttempts), rows: rows)
+    }
+
+    static func enqueue(_ messages: [OutgoingMessage], queue: String, maxAttempts: Int64, rows: any StoreRows) async throws -> [EnqueueResult] {
+        var known = try await rows.queueMessages(queue: queue, ids: messages.map(\.id), lock: true)
+        let now = try await rows.now()
+        var results: [EnqueueResult] = []
+        results.reserveCapacity(messages.count)
+        for message in messages {
+            if let stored = known[message.id] {
+                guard stored.payload == message.payload, stored.orderingKey == message.orderingKey else {
+                    throw UnraceError(
+                        .messageIDReused, "this message id was enqueued before with another payload or ordering key; message ids are unique per queue"
+                    )
+                }
+                results.append(.alreadyEnqueued)
+                continue
+            }
+            var sequence: Int64?
+            if let key = message.orderingKey { sequence = try await rows.nextQueueSequence(queue: queue, key: key) }
+            let stored = QueueMessage(
+                queue: queue, id: message.id, orderingKey: message.orderingKey, sequence: sequence, payload: message.payload,
+                state: .ready, attempts: 0, maxAttempts: maxAttempts, visibleAt: now + message.delay, leasedBy: nil,
+                lastError: nil, enqueuedAt: now, completedAt: nil
+            )
+            try await rows.insertQueueMessage(stored)
+            known[message.id] = stored
+            results.append(.enqueued)
+        }
+        return results
+    }
+
+    private func validate(_ messages: [OutgoingMessage]) throws -> [OutgoingMessage] {
+        guard (1...QueueConfiguration.batchMaximum).contains(messages.count) else {
+            throw UnraceError(.invalidArgument, "enqueue takes 1 to \(QueueConfiguration.batchMaximum) messages")
+        }
+        return try messages.map { message in
+            guard message.payload.count <= QueueConfiguration.payloadByteCountMaximum else {
+                throw UnraceError(.invalidArgument, "a message payload is \(message.payload.count) bytes; the maximum is \(QueueConfiguration.payloadByteCountMaximum)")
+            }
+            guard message.delay >= .zero, message.delay <= QueueConfiguration.delayMaximum else {
+                throw UnraceError(.invalidArgument, "a message delay must be between 0 and 30 days")
+            }
+            return OutgoingMessage(
+                id: try NameRule.messageID.validate(message.id), payload: message.payload,
+                orderingKey: try message.orderingKey.map(NameRule.orderingKey.validate), delay: message.delay
+            )
+        }
+    }
+
+    // MARK: Consuming
+
+    /// Leases up to `limit` messages that are visible now — ready ones, and leased ones whose
+    /// lease ran out (redeliveries) — oldest first, each for the visibility timeout.
+    ///
+    /// A message whose lease ran out on its last attempt is dead-lettered here instead of
+    /// delivered, so a call may return fewer messages than are waiting; call again.
+    /// - Parameter worker: who leases (``NameRule/workerName``), kept on the message for operators.
+    /// - Returns: the deliveries, possibly none.
+    public func lease(limit: Int = 1, worker: String) async throws -> [Delivery] {
+        guard (1...QueueConfiguration.batchMaximum).contains(limit) else {
+            throw UnraceError(.invalidArgument, "lease takes a limit of 1 to \(QueueConfiguration.batchMaximum)")
+        }
+        let worker = try NameRule.workerName.validate(worker)
+        let visibility = configuration.visibilityTimeout
+        return try await store.step(StepInfo("lease", name, clock: configuration.clock)) { context in
+            let now = try await context.rows.now()
+            var deliveries: [Delivery] = []
+            for var message in try await context.rows.leasableQueueMessages(queue: name, at: now, limit: limit) {
+                if message.state == .leased, message.attempts >= message.maxAttempts {
+                    message.state = .dead
+                    message.lastError = "the lease of attempt \(message.attempts) of \(message.maxAttempts) ran out without an ack"
+                    message.completedAt = now
+                    context.note("\(message.id) dead-lettered")
+                } else {
+                    if message.state == .leased {
+                        message.lastError = "the lease of attempt \(message.attempts) ran out without an ack"
+                    }
+                    message.state = .leased
+                    message.attempts += 1
+                    message.visibleAt = now + visibility
+                    message.leasedBy = worker
+                    deliveries.append(Delivery(message))
+                    context.note("\(message.id) attempt \(message.attempts)")
+                }
+                try await context.rows.saveQueueMessage(message)
+            }
+            return deliveries
+        }
+    }
+
+    /// Acknowledges a delivery: the message is done and will not be delivered again. Acking the
+    /// same delivery twice is harmless. An ack after the lease ran out is still accepted as long
+    /// as no other worker has leased the message since.
+    /// - Throws: ``UnraceError/Code/fenced`` when the message was delivered again after this
+    ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
+    ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored.
+    public func ack(_ delivery: Delivery) async throws {
+        try await store.step(StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
+            try await Self.ack(delivery, queue: name, rows: context.rows)
+        }
+    }
+
+    /// Acknowledges a delivery in a transaction the store gave you, so the handler's writes and
+    /// the ack commit together: a crash after the commit cannot redeliver work that was done.
+    /// - Throws: as ``ack(_:)``.
+    public func ack(_ delivery: Delivery, in transaction: S.Transaction) async throws {
+        let rows = try await store.rows(joining: transaction, clock: configuration.clock)
+        try await Self.ack(delivery, queue: name, rows: rows)
+    }
+
+    static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws {
+        var message = try await owned(delivery, queue: queue, rows: rows, allowingDone: true)
+        guard message.state != .done else { return }
+        message.state = .done
+        message.completedAt = try await rows.now()
+        try await rows.saveQueueMessage(message)
+    }
+
+    /// Gives a delivery back: the message is delivered again after `retryAfter` (default: the
+    /// configured backoff, doubled per attempt), or dead-lettered if that was its last attempt.
+    /// - Parameter reason: why it failed, kept on the message (control characters become spaces;
+    ///   cut at ``QueueConfiguration/reasonByteCountMaximum`` bytes). Never put secrets in it.
+    /// - Throws: as ``ack(_:)``; ``UnraceError/Code/invalidArgument`` for a `retryAfter` outside
+    ///   0 to 30 days.
+    @discardableResult
+    public func nack(_ delivery: Delivery, reason: String, retryAfter: Duration? = nil) async throws -> NackOutcome {
+        if let retryAfter, retryAfter < .zero || retryAfter > QueueConfiguration.delayMaximum {
+            throw UnraceError(.invalidArgument, "retryAfter must be between 0 and 30 days")
+        }
+        let reason = Self.cleaned(reason)
+        let delay = retryAfter ?? backoff(afterAttempt: delivery.attempt)
+        return try await store.step(StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
+            var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+            let now = try await context.rows.now()
+            message.lastError = reason
+            let outcome: NackOutcome
+            if message.attempts >= message.maxAttempts {
+                message.state = .dead
+                message.completedAt = now
+                outcome = .deadLettered
+            } else {
+                message.state = .ready
+                message.visibleAt = now + delay
+                outcome = .retrying(at: message.visibleAt)
+            }
+            try await context.rows.saveQueueMessage(message)
+            return outcome
+        }
+    }
+
+    /// Extends a delivery's lease to `duration` from now (a heartbeat for long work).
+    /// - Returns: the new end of the lease.
+    /// - Throws: as ``ack(_:)``; ``UnraceError/Code/invalidArgument`` for a duration outside
+    ///   1 ms to 12 hours.
+    public func extend(_ delivery: Delivery, by duration: Duration) async throws -> Timestamp {
+        guard duration >= .milliseconds(1), duration <= QueueConfiguration.visibilityTimeoutMaximum else {
+            throw UnraceError(.invalidArgument, "a lease extension must be between 1 ms and 12 hours")
+        }
+        return try await store.step(StepInfo("extend", delivery.id, clock: configuration.clock)) { context in
+            var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+            message.visibleAt = try await context.rows.now() + duration
+            try await context.rows.saveQueueMessage(message)
+            return message.visibleAt
+        }
+    }
+
+    /// The stored message a delivery still owns, locked; refuses a delivery that lost it.
+    static func owned(_ delivery: Delivery, queue: String, rows: any StoreRows, allowingDone: Bool) async throws -> QueueMessage {
+        guard delivery.queue == queue else {
+            throw UnraceError(.invalidArgument, "this delivery belongs to another queue")
+        }
+        guard let message = try await rows.queueMessages(queue: queue, ids: [delivery.id], lock: true)[delivery.id] else {
+            throw UnraceError(.notFound, "there is no such message in this queue")
+        }
+        let isCurrent = message.attempts == delivery.attempt && (message.state == .leased || (allowingDone && message.state == .done))
+        guard isCurrent else {
+            throw UnraceError(
+                .fenced, "this delivery no longer owns the message: it was delivered again, nacked or dead-lettered",
+                detail: "delivery attempt \(delivery.attempt); message attempt \(message.attempts), \(message.state.rawValue)"
+            )
+        }
+        return message
+    }
+
+    /// The backoff after a failed attempt: ``QueueConfiguration/backoff`` × 2^(attempt − 1), at
+    /// most ``QueueConfiguration/backoffMaximum``.
+    public func backoff(afterAttempt attempt: Int64) -> Duration {
+        let base = configuration.backoff.wholeMilliseconds
+        let shift = max(0, min(attempt - 1, 40))
+        let (scaled, overflow) = base.multipliedReportingOverflow(by: Int64(1) << shift)
+        let capped = overflow ? configuration.backoffMaximum.wholeMilliseconds : min(scaled, configuration.backoffMaximum.wholeMilliseconds)
+        return .milliseconds(capped)
+    }
+
+    static func cleaned(_ reason: String) -> String {
+        var text = String(String.UnicodeScalarView(reason.unicodeScalars.map { NameRule.refusal($0) == nil ? $0 : " " }))
+        while text.utf8.count > QueueConfiguration.reasonByteCountMaximum { text.removeLast() }
+        return text
+    }
+
+    // MARK: Operating
+
+    /// How many messages are in each state.
+    public func depth() async throws -> QueueDepth {
+        try await store.step(StepInfo("depth", name, clock: configuration.clock, isReadOnly: true)) { context in
+            try await context.rows.queueDepth(queue: name)
+        }
+    }
+
+    /// Dead-lettered messages, oldest first.
+    public func deadLetters(limit: Int = 100) async throws -> [QueueMessage] {
+        guard (1...QueueConfiguration.batchMaximum).contains(limit) else {
+            throw UnraceError(.invalidArgument, "deadLetters takes a limit of 1 to \(QueueConfiguration.batchMaximum)")
+        }
+        return try await store.step(StepInfo("deadLetters", name, clock: configuration.clock, isReadOnly: true)) { context in
+            try await context.rows.queueMessages(queue: name, state: .dead, completedBefore: nil, limit: limit)
+        }
+    }
+
+    /// Sends a dead-lettered message round again: ready now, with a fresh set of attempts.
+    /// - Throws: ``UnraceError/Code/notFound`` for an unknown id;
+    ///   ``UnraceError/Code/invalidArgument`` for a message that is not dead-lettered.
+    public func redrive(id: String) async throws {
+        let id = try NameRule.messageID.validate(id)
+        try await store.step(StepInfo("redrive", id, clock: configuration.clock)) { context in
+            guard var message = try await context.rows.queueMessages(queue: name, ids: [id], lock: true)[id] else {
+                throw UnraceError(.notFound, "there is no such message in this queue")
+            }
+            guard message.state == .dead else {
+                throw UnraceError(.invalidArgument, "only a dead-lettered message can be redriven")
+            }
+            message.state = .ready
+            message.attempts = 0
+            message.visibleAt = try await context.rows.now()
+            message.completedAt = nil
+            message.leasedBy = nil
+            try await context.rows.saveQueueMessage(message)
+        }
+    }
+
+    /// Deletes up to `limit` acked messages completed at least `age` ago, oldest first. Once
+    /// purged, an id can be enqueued again as a new message.
+    /// - Returns: how many were deleted.
+    public func purgeCompleted(olderThan age: Duration, limit: Int = 1_000) async throws -> Int {
+        guard (1...QueueConfiguration.batchMaximum).contains(limit) else {
+            throw UnraceError(.invalidArgument, "purgeCompleted takes a limit of 1 to \(QueueConfiguration.batchMaximum)")
+        }
+        guard age >= .zero, age <= .seconds(3_650 * 86_400) else {
+            throw UnraceError(.invalidArgument, "the age must be between 0 and 3,650 days")
+        }
+        return try await store.step(StepInfo("purgeCompleted", name, clock: configuration.clock)) { context in
+            let now = try await context.rows.now()
+            let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(age.wholeMilliseconds)
+            let done = try await context.rows.queueMessages(
+                queue: name, state: .done, completedBefore: Timestamp(milliseconds: overflow ? .min : cutoff), limit: limit
+            )
+            try await context.rows.deleteQueueMessages(queue: name, ids: done.map(\.id))
+            return done.count
+        }
+    }
+}

@@ -1,0 +1,182 @@
+public import UnraceCore
+
+/// Where a queue message is in its life.
+public enum QueueMessageState: String, Sendable, Hashable, CaseIterable, Codable {
+    /// Waiting to be leased (now, or once its delay or backoff has passed).
+    case ready
+    /// Leased to a worker until its visibility timeout; leased again after it, if not acked.
+    case leased
+    /// Acknowledged: handled. Kept until purged, so the same id enqueued again is recognised.
+    case done
+    /// Dead-lettered after its last attempt; kept until redriven.
+    case dead
+}
+
+/// A stored queue message: what ``StoreRows`` reads and writes. ``MessageQueue`` makes every
+/// decision about it.
+public struct QueueMessage: Sendable, Hashable {
+    /// The queue the message belongs to.
+    public var queue: String
+    /// The message's id, unique per queue (enqueuing it again is recognised, not repeated).
+    public var id: String
+    /// The key whose messages are sequenced for the inbox, if any.
+    public var orderingKey: String?
+    /// The message's sequence among its ordering key's messages (1, 2, …), if it has a key.
+    public var sequence: Int64?
+    /// The payload, opaque to Unrace.
+    public var payload: [UInt8]
+    /// Where the message is in its life.
+    public var state: QueueMessageState
+    /// How many times it was leased: the fencing token of its current delivery.
+    public var attempts: Int64
+    /// The attempts after which it is dead-lettered.
+    public var maxAttempts: Int64
+    /// When a ready message may be leased, or a leased message's lease ends.
+    public var visibleAt: Timestamp
+    /// The worker holding (or that last held) the lease.
+    public var leasedBy: String?
+    /// The reason of the last failed attempt (a nack, or a lease that ran out).
+    public var lastError: String?
+    /// When it was enqueued.
+    public var enqueuedAt: Timestamp
+    /// When it was acked or dead-lettered.
+    public var completedAt: Timestamp?
+    /// The store's insertion order: ties in ``visibleAt`` are leased in this order (FIFO).
+    /// Assigned by the store when the message is inserted; `0` before.
+    public var position: Int64
+
+    /// A stored message.
+    public init(
+        queue: String, id: String, orderingKey: String?, sequence: Int64?, payload: [UInt8], state: QueueMessageState,
+        attempts: Int64, maxAttempts: Int64, visibleAt: Timestamp, leasedBy: String?, lastError: String?,
+        enqueuedAt: Timestamp, completedAt: Timestamp?, position: Int64 = 0
+    ) {
+        self.queue = queue
+        self.id = id
+        self.orderingKey = orderingKey
+        self.sequence = sequence
+        self.payload = payload
+        self.state = state
+        self.attempts = attempts
+        self.maxAttempts = maxAttempts
+        self.visibleAt = visibleAt
+        self.leasedBy = leasedBy
+        self.lastError = lastError
+        self.enqueuedAt = enqueuedAt
+        self.completedAt = completedAt
+        self.position = position
+    }
+}
+
+/// How many messages of a queue are in each state.
+public struct QueueDepth: Sendable, Hashable, Codable {
+    /// Waiting to be leased, including those whose delay or backoff has not passed.
+    public var ready: Int
+    /// Leased now, or leased with a lease that ran out and not yet leased again.
+    public var leased: Int
+    /// Acknowledged and not yet purged.
+    public var done: Int
+    /// Dead-lettered.
+    public var dead: Int
+
+    /// Counts.
+    public init(ready: Int = 0, leased: Int = 0, done: Int = 0, dead: Int = 0) {
+        self.ready = ready
+        self.leased = leased
+        self.done = done
+        self.dead = dead
+    }
+}
+
+/// A message to enqueue.
+public struct OutgoingMessage: Sendable, Hashable {
+    /// The id, unique per queue: enqueuing an id again (a retried transaction, a second outbox
+    /// relay) is recognised and stores nothing more. Follows ``NameRule/messageID``.
+    public var id: String
+    /// The payload, at most ``QueueConfiguration/payloadByteCountMaximum`` bytes.
+    public var payload: [UInt8]
+    /// Messages with one ordering key get consecutive sequence numbers in enqueue order, so a
+    /// consumer can apply them in order through an ``Inbox`` (``Delivery/inboxEvent(type:)``).
+    public var orderingKey: String?
+    /// How long after enqueueing the message becomes visible (0 to
+    /// ``QueueConfiguration/delayMaximum``).
+    public var delay: Duration
+
+    /// A message.
+    public init(id: String, payload: [UInt8], orderingKey: String? = nil, delay: Duration = .zero) {
+        self.id = id
+        self.payload = payload
+        self.orderingKey = orderingKey
+        self.delay = delay
+    }
+}
+
+/// What enqueueing one message did.
+public enum EnqueueResult: String, Sendable, Hashable, Codable {
+    /// The message was stored.
+    case enqueued
+    /// A message with this id, payload and ordering key was already stored (in any state, until
+    /// it is purged); nothing was written.
+    case alreadyEnqueued
+}
+
+/// One delivery of a message to a worker: hand it back to ``MessageQueue/ack(_:)`` or
+/// ``MessageQueue/nack(_:reason:retryAfter:)``.
+///
+/// ``attempt`` is the delivery's fencing token: once the lease has run out and the message was
+/// leased again, this delivery's ack, nack or extension is refused with
+/// ``UnraceError/Code/fenced``.
+public struct Delivery: Sendable, Hashable {
+    /// The queue.
+    public let queue: String
+    /// The message's id.
+    public let id: String
+    /// The payload.
+    public let payload: [UInt8]
+    /// The message's ordering key, if it has one.
+    public let orderingKey: String?
+    /// The message's sequence within its ordering key, if it has one.
+    public let sequence: Int64?
+    /// Which delivery this is (1 for the first): the fencing token.
+    public let attempt: Int64
+    /// When the lease ends unless extended: after it, the message may be delivered again.
+    public let leasedUntil: Timestamp
+    /// When the message was enqueued.
+    public let enqueuedAt: Timestamp
+    /// The reason the previous attempt failed, if it did.
+    public let lastError: String?
+
+    /// Whether an earlier delivery of this message was leased before: a redelivery.
+    public var isRedelivery: Bool { attempt > 1 }
+
+    /// The delivery as an inbox event on its ordering key's stream, so that an ``Inbox`` applies
+    /// the key's messages once each and in enqueue order whatever order they are delivered in.
+    /// - Throws: ``UnraceError/Code/invalidEvent`` for a message with no ordering key, or a type
+    ///   that breaks ``NameRule/eventType``.
+    public func inboxEvent(type: String) throws -> InboxEvent {
+        guard let orderingKey, let sequence else {
+            throw UnraceError(.invalidEvent, "only a message with an ordering key can become an inbox event")
+        }
+        return try InboxEvent(id: "\(queue)/\(id)", stream: orderingKey, sequence: sequence, type: type, payload: payload)
+    }
+
+    init(_ message: QueueMessage) {
+        queue = message.queue
+        id = message.id
+        payload = message.payload
+        orderingKey = message.orderingKey
+        sequence = message.sequence
+        attempt = message.attempts
+        leasedUntil = message.visibleAt
+        enqueuedAt = message.enqueuedAt
+        lastError = message.lastError
+    }
+}
+
+/// What a nack did.
+public enum NackOutcome: Sendable, Hashable {
+    /// The message will be delivered again, no earlier than this time.
+    case retrying(at: Timestamp)
+    /// That was its last attempt: the message is dead-lettered.
+    case deadLettered
+}

@@ -1,0 +1,281 @@
+import Foundation
+import Synchronization
+import Testing
+import Unrace
+
+/// The durable queue and outbox on every store: redelivery, fencing, dead letters, the outbox's
+/// all-or-nothing, ordering keys through the inbox, and workers in separate processes.
+struct PaymentDeclined: Error {}
+
+@Suite("Durable queue and outbox", .timeLimit(.minutes(5)))
+struct QueueTests {
+    static func queue<S: Store>(_ store: S, _ clock: ManualWallClock, maxAttempts: Int = 10) throws -> MessageQueue<S> {
+        var configuration = QueueConfiguration()
+        configuration.clock = clock
+        configuration.visibilityTimeout = .seconds(30)
+        configuration.maxAttempts = maxAttempts
+        configuration.backoff = .seconds(1)
+        return try MessageQueue(store: store, name: uniqueName("q"), configuration: configuration)
+    }
+
+    static func message(_ id: String, _ text: String = "charge", key: String? = nil) -> OutgoingMessage {
+        OutgoingMessage(id: id, payload: Array(text.utf8), orderingKey: key)
+    }
+
+    @Test("a consumer that outlives the visibility timeout loses the message: it is delivered again, and the late ack is fenced", arguments: allBackends)
+    func redelivery(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.redelivery(store) }
+    }
+
+    static func redelivery<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try queue(store, clock)
+        #expect(try await queue.enqueue([message("m1")]) == [.enqueued])
+        let first = try await queue.lease(worker: "slow")
+        #expect(first.map(\.attempt) == [1])
+        #expect(try await queue.lease(worker: "other").isEmpty, "invisible while leased")
+        clock.advance(by: .seconds(31))  // the slow worker is still busy
+        let second = try await queue.lease(worker: "fast")
+        #expect(second.map(\.id) == ["m1"] && second.map(\.attempt) == [2] && second[0].isRedelivery)
+        await #expect(throws: UnraceError.self) { try await queue.ack(first[0]) }
+        do { try await queue.ack(first[0]) } catch let error as UnraceError { #expect(error.code == .fenced) }
+        await #expect(throws: UnraceError.self) { try await queue.extend(first[0], by: .seconds(5)) }
+        try await queue.ack(second[0])
+        try await queue.ack(second[0])  // twice is harmless
+        #expect(try await queue.depth() == QueueDepth(done: 1))
+        clock.advance(by: .seconds(60))
+        #expect(try await queue.lease(worker: "fast").isEmpty, "an acked message is never delivered again")
+    }
+
+    @Test("the same redelivery: a naive consumer charges twice, a consumer keyed by message id through Operations charges once", arguments: allBackends)
+    func naiveAndGuardedConsumers(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.naiveAndGuarded(store) }
+    }
+
+    static func naiveAndGuarded<S: Store>(_ store: S) async throws {
+        for guarded in [false, true] {
+            let clock = ManualWallClock()
+            let queue = try queue(store, clock)
+            var configuration = OperationsConfiguration()
+            configuration.clock = clock
+            let operations = try Operations(store: store, configuration: configuration)
+            let charges = Mutex(0)
+            let charge: @Sendable (Delivery) async throws -> Void = { delivery in
+                if guarded {
+                    _ = try await operations.perform(key: "charge:\(delivery.id)") { _ in charges.withLock { $0 += 1; return $0 } }
+                } else {
+                    _ = try await store.withTransaction { _ in charges.withLock { $0 += 1 } }
+                }
+            }
+            try await queue.enqueue([message("order-7")])
+            // Worker A charges, then stalls past the visibility timeout before its ack.
+            let a = try await queue.lease(worker: "a")[0]
+            try await charge(a)
+            clock.advance(by: .seconds(31))
+            let b = try await queue.lease(worker: "b")[0]
+            try await charge(b)
+            try await queue.ack(b)
+            await #expect(throws: UnraceError.self) { try await queue.ack(a) }
+            #expect(charges.withLock { $0 } == (guarded ? 1 : 2), guarded ? "guarded: one charge" : "naive: the redelivery charged again")
+        }
+    }
+
+    @Test("dead-lettered after N attempts, by nacks or by leases that ran out; redrive sends it round again", arguments: allBackends)
+    func deadLetters(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.deadLetters(store) }
+    }
+
+    static func deadLetters<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try queue(store, clock, maxAttempts: 3)
+        try await queue.enqueue([message("nacked"), message("stalled")])
+        var outcomes: [NackOutcome] = []
+        for attempt in 1...3 {
+            let deliveries = try await queue.lease(limit: 10, worker: "w")
+            let nacked = try #require(deliveries.first { $0.id == "nacked" })
+            #expect(nacked.attempt == Int64(attempt))
+            outcomes.append(try await queue.nack(nacked, reason: "provider said 503\n\u{0}"))
+            clock.advance(by: .seconds(31))  // past the backoff (1 s, 2 s) and the stalled lease
+        }
+        #expect(outcomes.dropLast().allSatisfy { if case .retrying = $0 { true } else { false } })
+        #expect(outcomes.last == .deadLettered)
+        // "stalled" was leased three times and never acked: the next lease dead-letters it.
+        #expect(try await queue.lease(limit: 10, worker: "w").isEmpty)
+        let dead = try await queue.deadLetters()
+        #expect(Set(dead.map(\.id)) == ["nacked", "stalled"])
+        #expect(dead.first { $0.id == "nacked" }?.lastError == "provider said 503  ", "control characters in the reason become spaces")
+        #expect(try await queue.depth() == QueueDepth(dead: 2))
+        try await queue.redrive(id: "nacked")
+        let again = try await queue.lease(limit: 10, worker: "w")
+        #expect(again.map(\.id) == ["nacked"] && again.map(\.attempt) == [1])
+        do {
+            try await queue.redrive(id: "nacked")
+            Issue.record("a leased message cannot be redriven")
+        } catch let error as UnraceError { #expect(error.code == .invalidArgument) }
+    }
+
+    @Test("nack backoff doubles per attempt up to the maximum")
+    func backoff() throws {
+        var configuration = QueueConfiguration()
+        configuration.backoff = .seconds(1)
+        configuration.backoffMaximum = .seconds(10)
+        let queue = try MessageQueue(store: MemoryStore(), name: "q", configuration: configuration)
+        #expect((1...6).map { queue.backoff(afterAttempt: $0) } == [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(10), .seconds(10)])
+        #expect(queue.backoff(afterAttempt: .max) == .seconds(10))
+    }
+
+    @Test("outbox: a message exists if and only if its business transaction committed", arguments: allBackends)
+    func outbox(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.outbox(store) }
+    }
+
+    static func outbox<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try queue(store, clock)
+        let operations = try Operations(store: store)
+        await #expect(throws: PaymentDeclined.self) {
+            _ = try await operations.perform(key: "order-1") { tx -> String in
+                try await queue.enqueue([message("email-order-1", "confirm order-1")], in: tx)
+                throw PaymentDeclined()  // the order is rolled back: so is its email
+            }
+        }
+        #expect(try await queue.depth() == QueueDepth())
+        let receipt = try await operations.perform(key: "order-2") { tx -> [EnqueueResult] in
+            try await queue.enqueue([message("email-order-2", "confirm order-2")], in: tx)
+        }
+        #expect(receipt.value == [.enqueued])
+        #expect(try await queue.lease(worker: "mailer").map(\.id) == ["email-order-2"])
+        // The relay enqueues the same message again (a retried transaction): recognised.
+        #expect(try await queue.enqueue([message("email-order-2", "confirm order-2")]) == [.alreadyEnqueued])
+    }
+
+    @Test("ordering keys number messages per key; the inbox applies them in order whatever order they are delivered in", arguments: allBackends)
+    func orderingThroughInbox(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.ordering(store) }
+    }
+
+    static func ordering<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try queue(store, clock)
+        try await queue.enqueue([
+            message("created", "created", key: "order-9"), message("other", "other", key: "order-1"),
+            message("paid", "paid", key: "order-9"), message("cancelled", "cancelled", key: "order-9"),
+        ])
+        let deliveries = try await queue.lease(limit: 10, worker: "w").filter { $0.orderingKey == "order-9" }
+        #expect(deliveries.map(\.sequence) == [1, 2, 3])
+        let inbox = try Inbox(store: store)
+        let applied = Mutex<[String]>([])
+        for delivery in deliveries.reversed() {  // delivered newest first
+            _ = try await inbox.receive(try delivery.inboxEvent(type: "order")) { _, event in
+                applied.withLock { $0.append(String(decoding: event.payload, as: UTF8.self)) }
+                return .applied
+            }
+            try await queue.ack(delivery)
+        }
+        #expect(applied.withLock { $0 } == ["created", "paid", "cancelled"])
+        #expect(try await inbox.head(of: "order-9") == 3)
+        do {
+            _ = try deliveries[0].inboxEvent(type: "bad\u{0}")
+            Issue.record("a NUL in the type is refused")
+        } catch let error as UnraceError { #expect(error.code == .invalidEvent) }
+    }
+
+    @Test("bad input gets a typed error and writes nothing", arguments: allBackends)
+    func badInput(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.badInput(store) }
+    }
+
+    static func badInput<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try queue(store, clock)
+        func code(_ body: () async throws -> Void) async -> String? {
+            do { try await body(); return nil } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
+        }
+        #expect(await code { try await queue.enqueue([]) } == "invalid_argument")
+        #expect(await code { try await queue.enqueue([message("a\u{0}b")]) } == "invalid_argument")
+        #expect(await code { try await queue.enqueue([message(String(repeating: "x", count: 191))]) } == "invalid_argument")
+        #expect(await code { try await queue.enqueue([OutgoingMessage(id: "big", payload: Array(repeating: 0, count: 256 * 1_024 + 1))]) } == "invalid_argument")
+        #expect(await code { try await queue.enqueue([OutgoingMessage(id: "late", payload: [], delay: .seconds(-1))]) } == "invalid_argument")
+        #expect(await code { try await queue.enqueue([message("ok"), message("k", key: "\u{202E}")]) } == "invalid_argument")
+        #expect(try await queue.depth() == QueueDepth(), "a bad item fails the whole batch before anything is written")
+        try await queue.enqueue([message("café")])
+        // The same id, decomposed, is the same message; another payload under it is refused.
+        #expect(try await queue.enqueue([message("cafe\u{301}")]) == [.alreadyEnqueued])
+        #expect(await code { try await queue.enqueue([message("fresh"), message("café", "refund")]) } == "message_id_reused")
+        #expect(try await queue.depth() == QueueDepth(ready: 1), "the batch with a reused id wrote nothing")
+        #expect(await code { _ = try await queue.lease(limit: 0, worker: "w") } == "invalid_argument")
+        #expect(await code { _ = try await queue.lease(limit: 1_001, worker: "w") } == "invalid_argument")
+        #expect(await code { _ = try await queue.lease(worker: "") } == "invalid_argument")
+        let delivery = try await queue.lease(worker: "w")[0]
+        #expect(await code { try await queue.nack(delivery, reason: "x", retryAfter: .seconds(-1)) } == "invalid_argument")
+        #expect(await code { _ = try await queue.extend(delivery, by: .zero) } == "invalid_argument")
+        let other = try MessageQueue(store: store, name: uniqueName("q2"))
+        #expect(await code { try await other.ack(delivery) } == "invalid_argument")
+        #expect(try await queue.nack(delivery, reason: "later", retryAfter: .seconds(5)) == .retrying(at: clock.now() + .seconds(5)))
+        #expect(await code { try await queue.ack(delivery) } == "fenced", "an ack after this delivery's nack is refused")
+        #expect(await code { try await queue.redrive(id: "missing") } == "not_found")
+        var bad = QueueConfiguration()
+        bad.maxAttempts = 0
+        #expect(await code { _ = try MessageQueue(store: store, name: "q", configuration: bad) } == "invalid_configuration")
+        bad = QueueConfiguration()
+        bad.visibilityTimeout = .seconds(13 * 3_600)
+        #expect(await code { _ = try MessageQueue(store: store, name: "q", configuration: bad) } == "invalid_configuration")
+        #expect(await code { _ = try MessageQueue(store: store, name: String(repeating: "q", count: 65)) } == "invalid_argument")
+    }
+
+    @Test("64 concurrent enqueues of one id store it once; acked messages are purged by age", arguments: allBackends)
+    func concurrentEnqueueAndPurge(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.concurrentEnqueue(store) }
+    }
+
+    static func concurrentEnqueue<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try queue(store, clock)
+        let results = try await withThrowingTaskGroup(of: EnqueueResult.self) { group in
+            for _ in 0..<64 { group.addTask { try await queue.enqueue([message("once", key: "k")])[0] } }
+            return try await group.reduce(into: [EnqueueResult]()) { $0.append($1) }
+        }
+        #expect(results.filter { $0 == .enqueued }.count == 1)
+        try await queue.enqueue([message("twice", key: "k")])
+        let deliveries = try await queue.lease(limit: 5, worker: "w")
+        #expect(deliveries.map(\.sequence) == [1, 2], "the losing enqueues took no sequence number")
+        for delivery in deliveries { try await queue.ack(delivery) }
+        clock.advance(by: .seconds(10))
+        #expect(try await queue.purgeCompleted(olderThan: .seconds(60)) == 0)
+        clock.advance(by: .seconds(60))
+        #expect(try await queue.purgeCompleted(olderThan: .seconds(60)) == 2)
+        #expect(try await queue.depth() == QueueDepth())
+        #expect(try await queue.enqueue([message("once", "new")]) == [.enqueued], "a purged id is free again")
+    }
+
+    @Test("4 worker processes share 2,000 messages through SKIP LOCKED leases: none lost, none handled twice", arguments: sqlBackends)
+    func fourProcesses(backend: SQLBackend) async throws {
+        try await withStore(backend) { store, location in try await Self.fourProcesses(store, location: location) }
+    }
+
+    static func fourProcesses<S: SQLStore>(_ store: S, location: String) async throws {
+        let table = uniqueName("handled")
+        try await createEffectsTable(store, table)
+        let queue = try MessageQueue(store: store, name: uniqueName("shared"))
+        let count = 2_000
+        for chunk in stride(from: 0, to: count, by: 500) {
+            try await queue.enqueue((chunk..<chunk + 500).map { message("m\($0)") })
+        }
+        let children = try (1...4).map { _ in
+            try ChildProcess(["worker", "consume-queue", "--database", location, "--queue", queue.name, "--table", table])
+        }
+        var handledPerProcess: [Int] = []
+        for child in children {
+            #expect(await child.exitStatus() == 0, "worker output: \(child.printed)")
+            let counts = try JSONDecoder().decode([String: Int].self, from: Data(child.printed.utf8))
+            handledPerProcess.append(counts["handled"] ?? 0)
+        }
+        #expect(handledPerProcess.reduce(0, +) == count)
+        #expect(handledPerProcess.filter { $0 > 0 }.count >= 2, "the work was shared: \(handledPerProcess)")
+        let rows = try await store.withTransaction { tx in
+            try await tx.query("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM \(table)")
+        }
+        #expect(try rows[0].int64("n") == Int64(count) && rows[0].int64("d") == Int64(count))
+        #expect(try await queue.depth() == QueueDepth(done: count))
+    }
+}
