@@ -109,6 +109,7 @@ let package = Package(
             dependencies: [
                 "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

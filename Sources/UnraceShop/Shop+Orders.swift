@@ -37,16 +37,6 @@ extension Shop {
         let client = request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
         let order = Order(id: UUID().uuidString.lowercased(), client: client, sku: input.sku, quantity: input.quantity, coupon: input.coupon)
         try await write(context) { tx in
-            let taken = try await tx.query(
-                "UPDATE shop_stock SET available = available - ? WHERE sku = ? AND available >= ? RETURNING available",
-                [.integer(order.quantity), .text(order.sku), .integer(order.quantity)]
-            )
-            if taken.isEmpty {
-                let known = try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(order.sku)])
-                throw known.isEmpty
-                    ? HTTPProblem(.notFound, detail: "there is no product with this sku")
-                    : HTTPProblem(ShopProblems.outOfStock, status: .conflict, title: "Out of stock", detail: "not enough units left")
-            }
             if let coupon = order.coupon {
                 let redeemed = try await tx.query(
                     "UPDATE shop_coupons SET order_id = ? WHERE code = ? AND order_id IS NULL RETURNING code", [.text(order.id), .text(coupon)]
@@ -64,10 +54,24 @@ extension Shop {
                 [.text(order.id), .text(order.client), .text(order.sku), .integer(order.quantity),
                  order.coupon.map(SQLValue.text) ?? .null, .text(now)]
             )
-            try await tx.execute(
-                "INSERT INTO shop_outbox (id, order_id, kind, created_at) VALUES (?, ?, 'order_confirmation', ?)",
-                [.text("email-" + order.id), .text(order.id), .text(now)]
+            // The outbox: the order's work for the workers commits with the order, or not at all,
+            // numbered on the order's stream so the capture is applied before the email.
+            let amount = order.quantity * configuration.unitPriceCents
+            try await queue.enqueue(
+                [ShopTask.capture, .email].map { $0.message(order: order.id, amount: amount) }, in: tx
             )
+            // The stock row is every order's hot row: take it last, so its lock is held only for
+            // the rest of the commit.
+            let taken = try await tx.query(
+                "UPDATE shop_stock SET available = available - ? WHERE sku = ? AND available >= ? RETURNING available",
+                [.integer(order.quantity), .text(order.sku), .integer(order.quantity)]
+            )
+            if taken.isEmpty {
+                let known = try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(order.sku)])
+                throw known.isEmpty
+                    ? HTTPProblem(.notFound, detail: "there is no product with this sku")
+                    : HTTPProblem(ShopProblems.outOfStock, status: .conflict, title: "Out of stock", detail: "not enough units left")
+            }
         }
         var response = try order.response(from: request, context: context)
         response.status = .created

@@ -8,8 +8,8 @@ public import UnraceHummingbird
 /// The reference shop behind `unrace serve`: Unrace's public API at an HTTP edge.
 ///
 /// Orders are created idempotently (`POST /orders` needs an `Idempotency-Key`): the stock
-/// decrement, the coupon redemption, the order row, its confirmation email in the outbox and the
-/// stored response are one transaction. Payments are captured once at an HTTP provider with a
+/// decrement, the coupon redemption, the order row, its messages in the outbox (``MessageQueue``:
+/// capture, then email, for ``ShopWorker``) and the stored response are one transaction. Payments are captured once at an HTTP provider with a
 /// derived key (two-phase). Products are versioned records served with `ETag` and changed only
 /// with `If-Match`. Wallets live on the ledger (transfer ids are idempotency keys), seats are
 /// reservations (hold, confirm, release), and order events from other services go through the
@@ -27,7 +27,12 @@ public struct Shop<S: SQLStore>: Sendable {
     let ledger: Ledger<S>
     let reservations: Reservations<S>
     let inbox: Inbox<S>
+    /// The order messages the outbox feeds and ``ShopWorker``s consume.
+    public let queue: MessageQueue<S>
     let logger: Logger
+
+    /// The name of the shop's order queue.
+    public static var queueName: String { "shop-orders" }
 
     /// - Throws: ``UnraceError`` when the configuration is invalid.
     public init(store: S, configuration: ShopConfiguration = .init(), logger: Logger = Logger(label: "unrace.shop")) throws {
@@ -41,6 +46,7 @@ public struct Shop<S: SQLStore>: Sendable {
         self.ledger = try Ledger(store: store)
         self.reservations = Reservations(store: store)
         self.inbox = try Inbox(store: store)
+        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: configuration.queue)
         self.logger = logger
     }
 
@@ -57,11 +63,15 @@ public struct Shop<S: SQLStore>: Sendable {
                 """)
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_coupons (code TEXT PRIMARY KEY, order_id TEXT)")
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_fulfilment (order_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
-            // The email outbox: a message row commits with its order, or not at all.
+            // What workers did, in the order the store recorded it: the stand-in for the
+            // payment provider's and the mail server's logs, which the history checker reads.
+            let position = store.dialect == .postgres ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY" : "INTEGER PRIMARY KEY"
             try await tx.execute("""
-                CREATE TABLE IF NOT EXISTS shop_outbox (id TEXT PRIMARY KEY, order_id TEXT NOT NULL, kind TEXT NOT NULL,
-                created_at TEXT NOT NULL, sent_at TEXT)
+                CREATE TABLE IF NOT EXISTS shop_effects (position \(position), operation TEXT NOT NULL, stream TEXT NOT NULL,
+                sequence BIGINT NOT NULL, amount BIGINT NOT NULL, worker TEXT NOT NULL)
                 """)
+            try await tx.execute("CREATE TABLE IF NOT EXISTS shop_merchant (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)")
+            try await tx.execute("INSERT INTO shop_merchant (id, balance) VALUES ('merchant', 0) ON CONFLICT (id) DO NOTHING")
             for (sku, available) in stock.sorted(by: { $0.key < $1.key }) {
                 try await tx.execute("INSERT INTO shop_stock (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING", [.text(sku), .integer(available)])
             }
@@ -117,20 +127,19 @@ public struct Shop<S: SQLStore>: Sendable {
     }
 }
 
-/// `GET /outbox`: the email outbox's messages.
+/// `GET /outbox`: the order queue's messages.
 struct OutboxResponse: ResponseEncodable {
     var messages: Int
     var unsent: Int
+    var dead: Int
 }
 
 extension Shop {
-    /// `GET /outbox`: how many confirmation emails wait in the outbox (a sender, not part of the
-    /// shop, would deliver and mark them).
+    /// `GET /outbox`: how many order messages the outbox holds, how many wait for a worker
+    /// (`unrace work`), and how many were dead-lettered.
     func outbox() async throws -> OutboxResponse {
-        try await store.withTransaction { tx in
-            let rows = try await tx.query("SELECT COUNT(*) AS n, COUNT(*) - COUNT(sent_at) AS unsent FROM shop_outbox")
-            return OutboxResponse(messages: Int(try rows[0].int64("n")), unsent: Int(try rows[0].int64("unsent")))
-        }
+        let depth = try await queue.depth()
+        return OutboxResponse(messages: depth.ready + depth.leased + depth.done + depth.dead, unsent: depth.ready + depth.leased, dead: depth.dead)
     }
 }
 

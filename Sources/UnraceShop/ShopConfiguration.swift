@@ -1,5 +1,6 @@
 public import HTTPTypes
 public import UnraceHummingbird
+public import Unrace
 
 /// Settings of the reference shop.
 public struct ShopConfiguration: Sendable {
@@ -31,6 +32,9 @@ public struct ShopConfiguration: Sendable {
     public var unitPriceCents: Int64 = 250
     /// How long a capture's claim lasts before another request may take it over (default 30 s).
     public var lease: Duration = .seconds(30)
+    /// The order queue's settings (visibility timeout, attempts, backoff); defaults as
+    /// ``QueueConfiguration``.
+    public var queue = QueueConfiguration()
     /// Faults injected to show what the guards do under them.
     public var faults = Faults()
 

@@ -182,7 +182,7 @@ enum ShopOpenAPI {
         "/outbox": {
           "get": {
             "operationId": "getOutbox",
-            "responses": { "200": { "description": "The email outbox.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Outbox" } } } } }
+            "responses": { "200": { "description": "The order queue the outbox feeds: all messages, those waiting for a worker, the dead-lettered.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Outbox" } } } } }
           }
         },
         "/products/{sku}": {
@@ -284,8 +284,8 @@ enum ShopOpenAPI {
             "properties": { "order": { "type": "string" }, "state": { "type": "string" }, "head": { "type": "integer" } }
           },
           "Outbox": {
-            "type": "object", "required": ["messages", "unsent"],
-            "properties": { "messages": { "type": "integer" }, "unsent": { "type": "integer" } }
+            "type": "object", "required": ["messages", "unsent", "dead"],
+            "properties": { "messages": { "type": "integer" }, "unsent": { "type": "integer" }, "dead": { "type": "integer" } }
           },
           "Capture": {
             "type": "object", "required": ["orderID", "chargeID", "amountCents"],

@@ -34,20 +34,43 @@ struct ServeCommand: AsyncParsableCommand {
     var lease = 30
     @Flag(help: "Capture without an idempotency key at the provider: a capture retried after a crash charges twice.")
     var naiveCapture = false
+    @Option(help: "SKU=UNITS: stock added at set-up for a SKU that has none yet (repeatable; default widget=1000, gadget=100).")
+    var stock: [String] = []
+    @Option(help: "Deliveries an order message gets before it is dead-lettered (1 to 1000).")
+    var maxAttempts = 10
 
     enum InProgressChoice: String, ExpressibleByArgument, CaseIterable { case wait, conflict }
 
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard (1...86_400).contains(lease) else { throw ValidationError("--lease must be between 1 and 86400 seconds") }
+        guard (1...1_000).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 1000") }
+        _ = try stockLevels()
+    }
+
+    /// `--stock` parsed: SKU to units.
+    func stockLevels() throws -> [String: Int64]? {
+        guard !stock.isEmpty else { return nil }
+        var levels: [String: Int64] = [:]
+        for item in stock {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, let units = Int64(parts[1]), (0...1_000_000_000).contains(units) else {
+                throw ValidationError("--stock takes SKU=UNITS with 0 to 1000000000 units")
+            }
+            levels[parts[0]] = units
+        }
+        return levels
     }
 
     func run() async throws {
+        ParentWatch.startIfRequested()
         var configuration = ShopConfiguration()
         configuration.idempotency = !noIdempotency
         configuration.whileInProgress = whileInProgress == .wait ? .wait(upTo: .seconds(10)) : .conflict
         configuration.lease = .seconds(lease)
         configuration.providerKeys = !naiveCapture
+        if let levels = try stockLevels() { configuration.stock = levels }
+        configuration.queue.maxAttempts = maxAttempts
         // UNRACE_SHOP_FAULT=crash-after-charge: die (SIGKILL) between the provider's charge and
         // the capture's completion, the window derived provider keys protect.
         if ProcessInfo.processInfo.environment["UNRACE_SHOP_FAULT"] == "crash-after-charge" {

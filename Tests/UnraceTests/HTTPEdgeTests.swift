@@ -22,7 +22,7 @@ struct HTTPEdgeTests {
             #expect(responses.filter(\.isReplay).count == 63)
             #expect(Set(responses.map { $0.header("Location") }).count == 1)
             #expect(try await countRows(store, "shop_orders") == 1)
-            #expect(try await countRows(store, "shop_outbox") == 1)
+            #expect(try await countRows(store, "unrace_queue_messages") == 2, "the order's capture and email, once")
             #expect(try await available(store, "widget") == 998)
             #expect(Set(responses.map { $0.header("Idempotency-Key-Retention") }) == ["86400"])
         }
@@ -36,7 +36,7 @@ struct HTTPEdgeTests {
             let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
             #expect(Set(responses.map(\.status)) == [201])
             #expect(try await countRows(store, "shop_orders") == 64)
-            #expect(try await countRows(store, "shop_outbox") == 64)
+            #expect(try await countRows(store, "unrace_queue_messages") == 128)
             #expect(try await available(store, "widget") == 1_000 - 128)
         }
     }

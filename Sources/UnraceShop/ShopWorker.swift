@@ -1,0 +1,118 @@
+public import Logging
+public import Unrace
+import Foundation
+
+/// The work an order leaves in the outbox, in the order it must happen on the order's stream.
+public enum ShopTask: String, Sendable, Codable, CaseIterable {
+    /// Capture the order's amount (sequence 1).
+    case capture
+    /// Send the confirmation email (sequence 2): never before the capture.
+    case email
+
+    /// The operation a task performs for an order, as the history checker names it.
+    public func operation(order: String) -> String { "\(rawValue):\(order)" }
+
+    func message(order: String, amount: Int64) -> OutgoingMessage {
+        let payload = TaskPayload(order: order, task: self, amount: self == .capture ? amount : 0)
+        return OutgoingMessage(id: operation(order: order), payload: Array(try! JSONEncoder().encode(payload)), orderingKey: order)
+    }
+}
+
+/// A task message's payload.
+struct TaskPayload: Codable {
+    var order: String
+    var task: ShopTask
+    var amount: Int64
+}
+
+/// How a worker handles the order queue's messages.
+public enum ShopHandlerKind: String, Sendable, CaseIterable {
+    /// Each delivery does its work in its own transactions and then acks: a redelivery (a
+    /// worker killed before its ack, a lease that ran out) does the work again; the email can go
+    /// out before the capture; the merchant's balance is read and written back (lost updates).
+    case naive
+    /// Each delivery goes through the ``Inbox`` on the order's stream: applied once per message,
+    /// in sequence order, with the balance moved by an atomic update in the same transaction.
+    case guarded
+}
+
+/// A worker of the shop's order queue (`unrace work`): leases capture and email messages,
+/// records their effects in `shop_effects` (the stand-in for the provider's and the mail
+/// server's logs) and the merchant's balance, and acks.
+public struct ShopWorker<S: SQLStore>: Sendable {
+    let store: S
+    let queue: MessageQueue<S>
+    let inbox: Inbox<S>
+    let handler: ShopHandlerKind
+    let name: String
+    let logger: Logger
+
+    /// A worker. `configuration` must match the shop's queue settings.
+    public init(store: S, handler: ShopHandlerKind, name: String, configuration: QueueConfiguration = .init(), logger: Logger) throws {
+        self.store = store
+        self.queue = try MessageQueue(store: store, name: Shop<S>.queueName, configuration: configuration)
+        self.inbox = try Inbox(store: store)
+        self.handler = handler
+        self.name = try NameRule.workerName.validate(name)
+        self.logger = logger
+    }
+
+    /// Leases up to `limit` messages and handles them.
+    /// - Returns: how many deliveries it handled (acked or found fenced).
+    public func runOnce(limit: Int = 10) async throws -> Int {
+        let deliveries = try await queue.lease(limit: limit, worker: name)
+        for delivery in deliveries {
+            let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(delivery.payload))
+            switch handler {
+            case .naive: try await naive(payload)
+            case .guarded:
+                _ = try await inbox.receive(try delivery.inboxEvent(type: payload.task.rawValue)) { tx, event in
+                    let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(event.payload))
+                    try await record(payload, tx)
+                    if payload.task == .capture {
+                        try await tx.execute("UPDATE shop_merchant SET balance = balance + ? WHERE id = 'merchant'", [.integer(payload.amount)])
+                    }
+                    return .applied
+                }
+            }
+            do {
+                try await queue.ack(delivery)
+            } catch let error as UnraceError where error.code == .fenced {
+                logger.notice("ack refused: the message was delivered again", metadata: ["attempt": "\(delivery.attempt)"])
+            }
+        }
+        return deliveries.count
+    }
+
+    /// Runs until cancelled; store errors (a database restart) are logged and retried after a pause.
+    public func run(batch: Int = 10, idle: Duration = .milliseconds(20)) async throws {
+        while !Task.isCancelled {
+            do {
+                if try await runOnce(limit: batch) == 0 { try await Task.sleep(for: idle) }
+            } catch let error as UnraceError {
+                logger.warning("worker step failed; retrying", metadata: ["code": "\(error.code)"])
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// The naive handler: the work in separate transactions, as calls to other systems would be.
+    private func naive(_ payload: TaskPayload) async throws {
+        try await store.withTransaction { tx in try await record(payload, tx) }
+        guard payload.task == .capture else { return }
+        let balance = try await store.withTransaction { tx in
+            try await tx.query("SELECT balance FROM shop_merchant WHERE id = 'merchant'")[0].int64("balance")
+        }
+        try await store.withTransaction { tx in
+            try await tx.execute("UPDATE shop_merchant SET balance = ? WHERE id = 'merchant'", [.integer(balance + payload.amount)])
+        }
+    }
+
+    private func record(_ payload: TaskPayload, _ tx: S.Transaction) async throws {
+        try await tx.execute(
+            "INSERT INTO shop_effects (operation, stream, sequence, amount, worker) VALUES (?, ?, ?, ?, ?)",
+            [.text(payload.task.operation(order: payload.order)), .text(payload.order),
+             .integer(payload.task == .capture ? 1 : 2), .integer(payload.amount), .text(name)]
+        )
+    }
+}

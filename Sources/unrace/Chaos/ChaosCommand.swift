@@ -1,0 +1,113 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import Unrace
+import UnracePostgres
+import UnraceShop
+import UnraceSimulation
+
+/// `unrace chaos`: the fault run. Real processes, real faults, then the history checker.
+struct ChaosCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "Fault run: unrace serve and unrace work processes on PostgreSQL, retrying clients, SIGKILLed workers, a database restart; then unrace check.",
+        discussion: """
+            Starts `unrace serve` and --workers `unrace work` processes on a fresh schema of the \
+            PostgreSQL database, sends --operations POST /orders from --clients concurrent clients \
+            (each retried with its Idempotency-Key until it gets a final answer), SIGKILLs a random \
+            worker every --kill-every-ms and starts a new one, and runs --restart-command (for \
+            example `pg_ctl -D DATA restart -m immediate`) --restarts times during the run. When \
+            every order is answered it waits for the queue to drain, stops every process it \
+            started, writes the history (JSON lines, the format `unrace check` reads) and checks \
+            it. Exits 1 when the checker finds an anomaly. Loopback only.
+            """
+    )
+
+    @Option(help: "The postgres:// URL; the run uses a fresh schema in it, dropped afterwards unless --keep.") var database: String
+    @Option(help: "Orders to place (10 to 1000000).") var operations = 10_000
+    @Option(help: "Worker processes (1 to 32).") var workers = 4
+    @Option(help: "naive or guarded worker handlers.") var handler: WorkCommand.HandlerChoice = .guarded
+    @Option(help: "Concurrent clients (1 to 256).") var clients = 16
+    @Option(help: "Milliseconds between SIGKILLs of a random worker (10 to 60000).") var killEveryMs = 200
+    @Option(help: "A shell command that restarts the database, such as `pg_ctl -D DATA restart -m immediate`.") var restartCommand: String?
+    @Option(help: "Database restarts during the run, spread evenly (0 to 10; needs --restart-command).") var restarts = 1
+    @Option(help: "The workers' visibility timeout in milliseconds (100 to 600000).") var visibilityMs = 1_000
+    @Option(help: "Seconds the whole run may take before it is stopped (10 to 86400).") var timeLimitSeconds = 900
+    @Option(help: "Where to write the history and logs (default: a new temporary folder).") var output: String?
+    @Flag(help: "Keep the run's schema instead of dropping it.") var keep = false
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func validate() throws {
+        guard database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") else {
+            throw ValidationError("--database must be a postgres:// URL: the fault run needs processes sharing one server")
+        }
+        guard (10...1_000_000).contains(operations) else { throw ValidationError("--operations must be between 10 and 1000000") }
+        guard (1...32).contains(workers) else { throw ValidationError("--workers must be between 1 and 32") }
+        guard (1...256).contains(clients) else { throw ValidationError("--clients must be between 1 and 256") }
+        guard (10...60_000).contains(killEveryMs) else { throw ValidationError("--kill-every-ms must be between 10 and 60000") }
+        guard (0...10).contains(restarts) else { throw ValidationError("--restarts must be between 0 and 10") }
+        guard restarts == 0 || restartCommand != nil else {
+            throw ValidationError("--restarts needs --restart-command (or pass --restarts 0)")
+        }
+        guard (100...600_000).contains(visibilityMs) else { throw ValidationError("--visibility-ms must be between 100 and 600000") }
+        guard (10...86_400).contains(timeLimitSeconds) else { throw ValidationError("--time-limit-seconds must be between 10 and 86400") }
+    }
+
+    func run() async throws {
+        let folder = URL(fileURLWithPath: output ?? FileManager.default.temporaryDirectory.appendingPathComponent("unrace-chaos-\(UUID().uuidString.prefix(8).lowercased())").path)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let run = ChaosRun(command: self, folder: folder)
+        let result = try await run.run()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else {
+            print(result.text)
+        }
+        if result.anomalies.total > 0 { throw ExitCode(1) }
+    }
+}
+
+/// What a fault run reports.
+struct ChaosResult: Codable, Sendable {
+    struct Anomalies: Codable, Sendable {
+        var duplicateEffects: Int
+        var lostOperations: Int
+        var unexpectedEffects: Int
+        var imbalances: Int
+        var outOfOrder: Int
+        var total: Int { duplicateEffects + lostOperations + unexpectedEffects + imbalances + outOfOrder }
+    }
+
+    var handler: String
+    var operations: Int
+    var accepted: Int
+    var refused: Int
+    var unanswered: Int
+    var retries: Int
+    var workers: Int
+    var kills: Int
+    var workerStarts: Int
+    var restarts: Int
+    var deadLetters: Int
+    var seconds: Double
+    var drainSeconds: Double
+    var anomalies: Anomalies
+    var history: String
+    var report: String
+
+    var text: String {
+        """
+        unrace chaos: \(operations) orders, \(workers) \(handler) workers on PostgreSQL
+        faults: \(kills) worker kills (SIGKILL), \(workerStarts) worker starts, \(restarts) database restarts
+        orders: \(accepted) accepted, \(refused) refused, \(unanswered) unanswered; \(retries) client retries
+        run: \(String(format: "%.1f", seconds)) s, then \(String(format: "%.1f", drainSeconds)) s to drain the queue; \(deadLetters) dead letters
+        \(report)
+        history: \(history)
+        """
+    }
+}

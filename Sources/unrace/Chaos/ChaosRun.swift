@@ -1,0 +1,270 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+import Unrace
+import UnracePostgres
+import UnraceShop
+import UnraceSimulation
+
+/// One fault run: the processes, the clients, the faults, the drain, the history.
+struct ChaosRun: Sendable {
+    let command: ChaosCommand
+    let folder: URL
+
+    static let unitPrice: Int64 = ShopConfiguration().unitPriceCents
+    static let initialStock: Int64 = 1_000_000_000
+
+    func run() async throws -> ChaosResult {
+        let schema = "chaos_\(UUID().uuidString.prefix(8).lowercased())"
+        try await Self.execute(command.database, "CREATE SCHEMA \(schema)")
+        let url = command.database + (command.database.contains("?") ? "&" : "?") + "search_path=\(schema)"
+        let log = try Self.logFile(folder.appendingPathComponent("processes.log"))
+        let processes = ChaosProcesses(executable: Self.executable, log: log)
+        setenv(ParentWatch.variable, "1", 1)  // children exit if this process dies
+        let signals = processes.stopOnSignals()
+        defer {
+            signals.forEach { $0.cancel() }
+            processes.stopAll()
+            try? log.close()
+        }
+        do {
+            let result = try await withThrowingTaskGroup(of: ChaosResult?.self) { group in
+                group.addTask { try await self.phases(url: url, processes: processes) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(command.timeLimitSeconds))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let result = first else {
+                    throw ValidationError("the run took longer than --time-limit-seconds \(command.timeLimitSeconds); every process it started was stopped")
+                }
+                return result
+            }
+            processes.stopAll()
+            if !command.keep { try await Self.execute(command.database, "DROP SCHEMA \(schema) CASCADE") }
+            return result
+        } catch {
+            processes.stopAll()
+            if !command.keep { try? await Self.execute(command.database, "DROP SCHEMA \(schema) CASCADE") }
+            throw error
+        }
+    }
+
+    private func phases(url: String, processes: ChaosProcesses) async throws -> ChaosResult {
+        let started = ContinuousClock.now
+        let port = try await processes.startServe([
+            "serve", "--database", url, "--port", "0", "--stock", "widget=\(Self.initialStock)", "--max-attempts", "1000",
+        ], output: folder.appendingPathComponent("serve.out"))
+        let workerArguments: @Sendable (Int, Int) -> [String] = { slot, generation in
+            [
+                "work", "--database", url, "--handler", command.handler.rawValue, "--visibility-ms", "\(command.visibilityMs)",
+                "--name", "w\(slot)-\(generation)",
+            ]
+        }
+        for slot in 0..<command.workers { try processes.startWorker(slot: slot, arguments: workerArguments) }
+
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let base = "http://127.0.0.1:\(port)"
+        let completed = ChaosCounter()
+        let restartsDone = ChaosCounter()
+        let outcomes: [ClientOutcome]
+        do {
+            outcomes = try await withThrowingTaskGroup(of: [ClientOutcome].self) { group in
+                let next = ChaosCounter()
+                for _ in 0..<command.clients {
+                    group.addTask {
+                        var mine: [ClientOutcome] = []
+                        while true {
+                            let index = next.increment()
+                            guard index < command.operations else { return mine }
+                            mine.append(await Self.place(index, client: client, base: base))
+                            _ = completed.increment()
+                        }
+                    }
+                }
+                // Faults, until every order is answered.
+                let faults = Task {
+                    await withTaskGroup(of: Void.self) { faults in
+                        faults.addTask { await processes.supervise(arguments: workerArguments) }
+                        faults.addTask { await processes.killRandomly(every: .milliseconds(command.killEveryMs)) }
+                        if let restart = command.restartCommand, command.restarts > 0 {
+                            faults.addTask {
+                                for number in 1...command.restarts {
+                                    let threshold = command.operations * number / (command.restarts + 1)
+                                    while completed.value < threshold {
+                                        guard (try? await Task.sleep(for: .milliseconds(10))) != nil else { return }
+                                    }
+                                    if await processes.runShell(restart) { _ = restartsDone.increment() }
+                                }
+                            }
+                        }
+                        await faults.waitForAll()
+                    }
+                }
+                var all: [ClientOutcome] = []
+                for try await part in group { all += part }
+                faults.cancel()
+                await faults.value
+                return all
+            }
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        let runSeconds = Self.seconds(ContinuousClock.now - started)
+
+        // Drain: workers keep running (dead ones are replaced), no more kills.
+        let drainStart = ContinuousClock.now
+        let supervisor = Task { await processes.supervise(arguments: workerArguments) }
+        defer { supervisor.cancel() }
+        while true {
+            if let outbox = try? await Self.outbox(client: client, base: base), outbox.unsent == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let drainSeconds = Self.seconds(ContinuousClock.now - drainStart)
+        supervisor.cancel()
+        await supervisor.value
+        try? await client.shutdown()
+        processes.stopAll()
+
+        let history = try await Self.history(url: url, outcomes: outcomes)
+        let path = folder.appendingPathComponent("history.jsonl")
+        try Data((history.entries.map { $0.jsonLine() }.joined(separator: "\n") + "\n").utf8).write(to: path)
+        let report = HistoryChecker.check(history.entries)
+        return ChaosResult(
+            handler: command.handler.rawValue, operations: command.operations,
+            accepted: outcomes.filter { $0.order != nil }.count,
+            refused: outcomes.filter { $0.order == nil && $0.status != 0 }.count,
+            unanswered: outcomes.filter { $0.status == 0 }.count,
+            retries: outcomes.reduce(0) { $0 + $1.retries }, workers: command.workers,
+            kills: processes.kills, workerStarts: processes.workerStarts, restarts: restartsDone.value,
+            deadLetters: history.deadLetters, seconds: runSeconds, drainSeconds: drainSeconds,
+            anomalies: .init(
+                duplicateEffects: report.duplicateEffects.count, lostOperations: report.lostOperations.count,
+                unexpectedEffects: report.unexpectedEffects.count, imbalances: report.imbalances.count, outOfOrder: report.outOfOrder.count
+            ),
+            history: path.path, report: report.text()
+        )
+    }
+
+    // MARK: Clients
+
+    struct ClientOutcome: Sendable {
+        var index: Int
+        var quantity: Int64
+        var status: Int
+        var order: String?
+        var retries: Int
+    }
+
+    /// Places order `index`, retrying with the same key until a final answer (or 3 minutes).
+    static func place(_ index: Int, client: HTTPClient, base: String) async -> ClientOutcome {
+        let quantity = Int64(1 + index % 3)
+        let deadline = ContinuousClock.now + .seconds(180)
+        var retries = 0
+        while true {
+            var request = HTTPClientRequest(url: base + "/orders")
+            request.method = .POST
+            request.headers.add(name: "Idempotency-Key", value: "\"chaos-\(index)\"")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "X-Client-Id", value: "chaos")
+            request.body = .bytes(ByteBuffer(string: #"{"sku":"widget","quantity":\#(quantity)}"#))
+            if let response = try? await client.execute(request, timeout: .seconds(30)),
+               let body = try? await response.body.collect(upTo: 1 << 20) {
+                let status = Int(response.status.code)
+                let text = String(buffer: body)
+                if status == 201 {
+                    let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+                    return ClientOutcome(index: index, quantity: quantity, status: status, order: object?["id"] as? String, retries: retries)
+                }
+                let retryable = status >= 500 || status == 429 || (status == 409 && text.contains("request_in_progress"))
+                if !retryable { return ClientOutcome(index: index, quantity: quantity, status: status, order: nil, retries: retries) }
+            }
+            guard ContinuousClock.now < deadline else {
+                return ClientOutcome(index: index, quantity: quantity, status: 0, order: nil, retries: retries)
+            }
+            retries += 1
+            let pause = min(20 << min(retries, 6), 1_000)
+            try? await Task.sleep(for: .milliseconds(Int.random(in: pause / 2...pause)))
+        }
+    }
+
+    struct Outbox: Decodable { var messages: Int; var unsent: Int; var dead: Int }
+
+    static func outbox(client: HTTPClient, base: String) async throws -> Outbox {
+        let response = try await client.execute(HTTPClientRequest(url: base + "/outbox"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 16)
+        return try JSONDecoder().decode(Outbox.self, from: Data(String(buffer: body).utf8))
+    }
+
+    // MARK: History
+
+    /// The history: what clients asked and got, what accepted orders imply, what the store holds.
+    static func history(url: String, outcomes: [ClientOutcome]) async throws -> (entries: [HistoryEntry], deadLetters: Int) {
+        var entries: [HistoryEntry] = []
+        for outcome in outcomes.sorted(by: { $0.index < $1.index }) {
+            let operation = outcome.order.map { "order:\($0)" } ?? "order:request-\(outcome.index)"
+            let changes: [String: Int64] = outcome.order == nil ? [:] : ["stock:widget": -outcome.quantity]
+            entries.append(.request(operation, status: outcome.status, changes: changes, actor: "client"))
+            if let order = outcome.order {
+                entries.append(.expect(ShopTask.capture.operation(order: order), changes: ["merchant": outcome.quantity * unitPrice]))
+                entries.append(.expect(ShopTask.email.operation(order: order)))
+            }
+        }
+        return try await PostgresStore.withStore(url: url, logger: cliLogger("unrace.chaos")) { store in
+            try await store.withTransaction { tx in
+                for row in try await tx.query("SELECT id FROM shop_orders ORDER BY created_at, id") {
+                    entries.append(.effect("order:\(try row.string("id"))", actor: "serve"))
+                }
+                for row in try await tx.query("SELECT position, operation, stream, sequence, worker FROM shop_effects ORDER BY position") {
+                    entries.append(.effect(
+                        try row.string("operation"), stream: try row.string("stream"), sequence: try row.int64("sequence"),
+                        position: try row.int64("position"), actor: try row.string("worker")
+                    ))
+                }
+                let stock = try await tx.query("SELECT available FROM shop_stock WHERE sku = 'widget'")[0].int64("available")
+                entries.append(.account("stock:widget", initial: initialStock, final: stock))
+                let balance = try await tx.query("SELECT balance FROM shop_merchant WHERE id = 'merchant'")[0].int64("balance")
+                entries.append(.account("merchant", initial: 0, final: balance))
+                let dead = try await tx.query("SELECT COUNT(*) AS n FROM unrace_queue_messages WHERE state = 'dead'")[0].int64("n")
+                return (entries, Int(dead))
+            }
+        }
+    }
+
+    // MARK: Support
+
+    static func execute(_ url: String, _ sql: String) async throws {
+        let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(url: url))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await client.query(PostgresQuery(unsafeSQL: sql))
+        }
+    }
+
+    static var executable: URL {
+        Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+    }
+
+    static func logFile(_ url: URL) throws -> FileHandle {
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        return try FileHandle(forWritingTo: url)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// A shared counter.
+final class ChaosCounter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    /// Adds one and returns the value before.
+    func increment() -> Int { atomic.add(1, ordering: .relaxed).oldValue }
+    var value: Int { atomic.load(ordering: .relaxed) }
+}

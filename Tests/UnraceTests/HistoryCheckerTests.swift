@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import Unrace
+import UnraceSimulation
+
+/// The history checker has teeth: each anomaly planted in a clean history is found, with its
+/// entries, and the clean history passes. Also through `unrace check`.
+@Suite("History checker")
+struct HistoryCheckerTests {
+    /// Two accepted orders, each captured (moving the merchant's balance) and emailed, in order.
+    static let clean: [HistoryEntry] = [
+        .request("order:o1", status: 201, changes: ["stock:widget": -2], actor: "client"),
+        .request("order:o2", status: 201, changes: ["stock:widget": -1], actor: "client"),
+        .request("order:o3", status: 409, changes: [:], actor: "client"),  // refused: no expectation
+        .expect("capture:o1", changes: ["merchant": 500]), .expect("email:o1"),
+        .expect("capture:o2", changes: ["merchant": 250]), .expect("email:o2"),
+        .effect("order:o1", actor: "serve"), .effect("order:o2", actor: "serve"),
+        .effect("capture:o1", stream: "o1", sequence: 1, position: 1, actor: "w1"),
+        .effect("capture:o2", stream: "o2", sequence: 1, position: 2, actor: "w2"),
+        .effect("email:o2", stream: "o2", sequence: 2, position: 3, actor: "w2"),
+        .effect("email:o1", stream: "o1", sequence: 2, position: 4, actor: "w1"),
+        .account("stock:widget", initial: 100, final: 97),
+        .account("merchant", initial: 0, final: 750),
+        HistoryEntry(type: "fault", actor: "w1", name: "kill"),
+    ]
+
+    @Test("a clean history has no anomaly")
+    func clean() {
+        let report = HistoryChecker.check(Self.clean)
+        #expect(report.isClean, "\(report.text())")
+        #expect(report.expectedOperations == 6)
+        #expect(report.entries["fault"] == 1)
+    }
+
+    @Test("a planted duplicate capture: a duplicate effect, and the merchant's balance off by one capture")
+    func duplicate() {
+        var history = Self.clean
+        history.append(.effect("capture:o1", stream: "o1", sequence: 1, position: 5, actor: "w3"))
+        history[history.firstIndex { $0.name == "merchant" }!] = .account("merchant", initial: 0, final: 1_250)
+        let report = HistoryChecker.check(history)
+        #expect(report.duplicateEffects == [.init(operation: "capture:o1", count: 2, actors: ["w1", "w3"])])
+        #expect(report.imbalances == [.init(account: "merchant", expected: 750, final: 1_250)])
+        #expect(report.lostOperations.isEmpty && report.outOfOrder.isEmpty)
+    }
+
+    @Test("a planted lost update: the balance holds less than the accepted operations moved")
+    func lostUpdate() {
+        var history = Self.clean
+        history[history.firstIndex { $0.name == "merchant" }!] = .account("merchant", initial: 0, final: 250)
+        let report = HistoryChecker.check(history)
+        #expect(report.imbalances == [.init(account: "merchant", expected: 750, final: 250)])
+        #expect(report.duplicateEffects.isEmpty && report.anomalyCount == 1)
+        #expect(report.text().contains("merchant: expected 750, store holds 250 (-500)"))
+    }
+
+    @Test("a planted order violation: the email before its capture")
+    func outOfOrder() {
+        var history = Self.clean
+        let email = history.firstIndex { $0.type == "effect" && $0.operation == "email:o1" }!
+        history[email].position = 0  // recorded before capture:o1
+        let report = HistoryChecker.check(history)
+        #expect(report.outOfOrder == [.init(stream: "o1", operation: "email:o1", sequence: 2, appliedBefore: [])])
+        #expect(report.anomalyCount == 1)
+    }
+
+    @Test("a planted lost operation and an unexpected one")
+    func lostAndUnexpected() {
+        var history = Self.clean.filter { !($0.type == "effect" && $0.operation == "email:o2") }
+        history.append(.effect("order:o9", actor: "serve"))
+        let report = HistoryChecker.check(history)
+        #expect(report.lostOperations == ["email:o2"])
+        #expect(report.unexpectedEffects == ["order:o9"])
+    }
+
+    @Test("JSON lines round-trip; a bad line is refused with its number")
+    func parsing() throws {
+        let text = Self.clean.map { $0.jsonLine() }.joined(separator: "\n") + "\n\n"
+        #expect(try HistoryChecker.parse(Data(text.utf8)) == Self.clean)
+        for (bad, message) in [
+            ("{\"type\":\"effect\"}", "line 2: a effect entry needs \"operation\""),
+            ("not json", "line 2 is not a JSON object"),
+            ("{\"type\":\"effect\",\"operation\":\"x\",\"stream\":\"s\"}", "both \"stream\" and \"sequence\""),
+            ("{\"type\":\"account\",\"name\":\"m\",\"initial\":1}", "\"name\", \"initial\" and \"final\""),
+        ] {
+            do {
+                _ = try HistoryChecker.parse(Data((Self.clean[0].jsonLine() + "\n" + bad).utf8))
+                Issue.record("\(bad) should be refused")
+            } catch let error as UnraceError {
+                #expect(error.code == .invalidArgument && error.message.contains(message), "\(error.message)")
+            }
+        }
+    }
+
+    @Test("unrace check: exit 0 for a clean history, 1 with the anomaly named, 2 for an unreadable one; --json")
+    func command() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("check"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func write(_ name: String, _ entries: [HistoryEntry]) throws -> String {
+            let path = folder.appendingPathComponent(name).path
+            try Data(entries.map { $0.jsonLine() }.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let clean = try ChildProcess(["check", try write("clean.jsonl", Self.clean)])
+        #expect(await clean.exitStatus() == 0)
+        #expect(clean.printed.contains("no anomalies"))
+
+        let duplicated = try write("dup.jsonl", Self.clean + [.effect("capture:o2", stream: "o2", sequence: 1, position: 9, actor: "w4")])
+        let text = try ChildProcess(["check", duplicated])
+        #expect(await text.exitStatus() == 1)
+        #expect(text.printed.contains("duplicate effects (double execution): 1"))
+        #expect(text.printed.contains("capture:o2 took effect 2 times (w2, w4)"))
+        let json = try ChildProcess(["check", duplicated, "--json"])
+        #expect(await json.exitStatus() == 1)
+        let report = try JSONDecoder().decode(HistoryReport.self, from: Data(json.printed.utf8))
+        #expect(report.duplicateEffects.map(\.operation) == ["capture:o2"])
+
+        try Data("{\"type\":".utf8).write(to: folder.appendingPathComponent("bad.jsonl"))
+        let bad = try ChildProcess(["check", folder.appendingPathComponent("bad.jsonl").path], captureErrors: true)
+        #expect(await bad.exitStatus() == 2)
+        #expect(bad.printed.contains("history line 1"))
+        let missing = try ChildProcess(["check", folder.appendingPathComponent("missing.jsonl").path], captureErrors: true)
+        #expect(await missing.exitStatus() == 2)
+    }
+}
