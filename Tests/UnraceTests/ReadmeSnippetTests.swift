@@ -105,6 +105,32 @@ func readmeInbox<S: SQLStore>(store: S, event: InboxEvent) async throws {
     // parkingLimitReached is thrown, not returned: do not ack, the broker redelivers later.
 }
 
+func capture(_ event: InboxEvent, _ tx: some SQLTransaction) async throws {
+    try await tx.execute("INSERT INTO captures (id) VALUES (?)", [.text(event.stream)])
+}
+
+// README: the queue and its outbox
+func readmeQueue<S: SQLStore>(store: S, operations: Operations<S>, inbox: Inbox<S>, orderKey: String, orderID: String, payload: [UInt8]) async throws {
+    let queue = try MessageQueue(store: store, name: "orders")
+
+    // The outbox: the message commits with the order, or not at all.
+    _ = try await operations.perform(key: orderKey) { tx in
+        try await tx.execute("INSERT INTO orders (id) VALUES (?)", [.text(orderID)])
+        try await queue.enqueue([OutgoingMessage(id: "capture:\(orderID)", payload: payload, orderingKey: orderID)], in: tx)
+        return orderID
+    }
+
+    // A worker, in any process. Delivery is at least once, so the work goes through the inbox:
+    // once per message, in the order's sequence.
+    for delivery in try await queue.lease(limit: 10, worker: "worker-1") {
+        _ = try await inbox.receive(try delivery.inboxEvent(type: "capture")) { tx, event in
+            try await capture(event, tx)
+            return .applied
+        }
+        try await queue.ack(delivery)
+    }
+}
+
 @Suite("README snippets")
 struct ReadmeSnippetTests {
     @Test("every Swift block of the README appears in this compiled file, line for line")
@@ -114,7 +140,7 @@ struct ReadmeSnippetTests {
         let source = try String(contentsOf: here, encoding: .utf8)
         let sourceLines = source.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let blocks = readme.components(separatedBy: "```swift\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
-        #expect(blocks.count == 5)
+        #expect(blocks.count == 6)
         for block in blocks {
             let lines = block.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("import ") }
@@ -130,6 +156,26 @@ struct ReadmeSnippetTests {
             if Array(source[start..<(start + lines.count)]) == lines { return true }
         }
         return false
+    }
+
+    @Test("the README's queue example: the order and its message commit together; run twice, it captures once", arguments: sqlBackends)
+    func queueRuns(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.queueRuns(store) }
+    }
+
+    static func queueRuns<S: SQLStore>(_ store: S) async throws {
+        try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+            try await tx.execute("CREATE TABLE captures (id TEXT NOT NULL)")
+        }
+        let operations = try Operations(store: store)
+        let inbox = try Inbox(store: store)
+        for _ in 0..<2 {  // a retried request: the perform replays, nothing is enqueued or leased again
+            try await readmeQueue(store: store, operations: operations, inbox: inbox, orderKey: "k1", orderID: "o1", payload: Array("40".utf8))
+        }
+        #expect(try await countRows(store, "orders") == 1)
+        #expect(try await countRows(store, "captures") == 1)
+        #expect(try await MessageQueue(store: store, name: "orders").depth() == QueueDepth(done: 1))
     }
 
     @Test("the README's ledger example funds the wallet, so its transfer succeeds", arguments: sqlBackends)
