@@ -108,13 +108,18 @@ enum DoubleExecution {
             return done
         }
 
+        // The run's history, checked by the same checker as `unrace check` and the fault run:
+        // every effect the downstream system and the store recorded.
         return {
-            var counts: [String: Int] = downstream.effects
-            for id in try await world.rows(in: "effects").keys {
-                counts[String(id.prefix { $0 != "#" }), default: 0] += 1
+            var history: [HistoryEntry] = []
+            for (operation, count) in downstream.effects.sorted(by: { $0.key < $1.key }) {
+                history += Array(repeating: .effect(operation, actor: downstream.name), count: count)
             }
-            return counts.sorted { $0.key < $1.key }.filter { $0.value > 1 }.map {
-                Violation(invariant, "\($0.key) took effect \($0.value) times")
+            for id in try await world.rows(in: "effects").keys.sorted() {
+                history.append(.effect(String(id.prefix { $0 != "#" }), actor: "store"))
+            }
+            return HistoryChecker.check(history).duplicateEffects.map {
+                Violation(invariant, "\($0.operation) took effect \($0.count) times")
             }
         }
     }
