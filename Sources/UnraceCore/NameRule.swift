@@ -100,12 +100,14 @@ extension NameRule {
     public static let lifecycleName = NameRule(kind: "lifecycle name", maximumByteCount: 64)
     /// A lifecycle state or event name (1 to 64 bytes): ``UnraceError/Code/invalidLifecycle``.
     public static let lifecycleWord = NameRule(kind: "lifecycle state or event", maximumByteCount: 64, code: .invalidLifecycle)
-    /// A queue's name (1 to 64 bytes).
+    /// A queue's name (1 to 64 bytes; ``MessageQueue`` also refuses `/`, which separates the
+    /// queue from the message id and the ordering key in inbox event ids and streams).
     public static let queueName = NameRule(kind: "queue name", maximumByteCount: 64)
     /// A queue message's id, unique per queue (1 to 190 bytes, so that `queue/id` is an inbox event id).
     public static let messageID = NameRule(kind: "message id", maximumByteCount: 190)
-    /// A message's ordering key: the inbox stream its deliveries belong to.
-    public static let orderingKey = NameRule(kind: "ordering key")
+    /// A message's ordering key (1 to 190 bytes): its deliveries belong to the inbox stream
+    /// `queue/key`.
+    public static let orderingKey = NameRule(kind: "ordering key", maximumByteCount: 190)
     /// The name of a worker that leases messages (1 to 128 bytes).
     public static let workerName = NameRule(kind: "worker name", maximumByteCount: 128)
 }

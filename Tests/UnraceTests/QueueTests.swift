@@ -173,7 +173,17 @@ struct QueueTests {
             try await queue.ack(delivery)
         }
         #expect(applied.withLock { $0 } == ["created", "paid", "cancelled"])
-        #expect(try await inbox.head(of: "order-9") == 3)
+        #expect(try await inbox.head(of: "\(queue.name)/order-9") == 3)
+        // Another queue numbering the same key has a stream of its own: nothing is taken for a duplicate.
+        let other = try Self.queue(store, clock)
+        try await other.enqueue([message("created", "refund", key: "order-9")])
+        let theirs = try await other.lease(worker: "w")[0]
+        #expect(theirs.sequence == 1)
+        #expect(try await inbox.receive(try theirs.inboxEvent(type: "order")) { _, _ in .applied } == .applied(drained: 0))
+        do {
+            _ = try MessageQueue(store: store, name: "a/b")
+            Issue.record("a queue name with / is refused: queue a/b and message c would be queue a and message b/c")
+        } catch let error as UnraceError { #expect(error.code == .invalidArgument) }
         do {
             _ = try deliveries[0].inboxEvent(type: "bad\u{0}")
             Issue.record("a NUL in the type is refused")

@@ -65,7 +65,8 @@ public struct MessageQueue<S: Store>: Sendable {
     public let configuration: QueueConfiguration
 
     /// Opens a queue (no table is created: the store's schema has the queue's tables).
-    /// - Throws: ``UnraceError/Code/invalidArgument`` for a bad name;
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks
+    ///   ``NameRule/queueName`` or contains `/`;
     ///   ``UnraceError/Code/invalidConfiguration`` for a setting out of bounds.
     public init(store: S, name: String, configuration: QueueConfiguration = .init()) throws {
         let bounds = QueueConfiguration.self
@@ -79,8 +80,12 @@ public struct MessageQueue<S: Store>: Sendable {
               configuration.backoffMaximum <= bounds.delayMaximum else {
             throw UnraceError(.invalidConfiguration, "backoff must be between 0 and backoffMaximum, and backoffMaximum at most 30 days")
         }
+        let name = try NameRule.queueName.validate(name)
+        guard !name.contains("/") else {
+            throw UnraceError(.invalidArgument, "queue name contains \"/\", which separates a queue from its message ids in inbox events")
+        }
         self.store = store
-        self.name = try NameRule.queueName.validate(name)
+        self.name = name
         self.configuration = configuration
     }
 
