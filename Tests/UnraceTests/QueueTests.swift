@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import MetricsTestKit
 import Unrace
 
 /// The durable queue and outbox on every store: redelivery, fencing, dead letters, the outbox's
@@ -287,5 +288,50 @@ struct QueueTests {
         }
         #expect(try rows[0].int64("n") == Int64(count) && rows[0].int64("d") == Int64(count))
         #expect(try await queue.depth() == QueueDepth(done: count))
+    }
+}
+
+/// The counters a queue keeps, read back from swift-metrics' test factory after a scripted run.
+@Suite("Queue metrics")
+struct QueueMetricsTests {
+    @Test("a redelivery, a fenced ack, a nack to the dead-letter queue and an expired last lease are counted", arguments: allBackends)
+    func counters(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
+    }
+
+    static func scripted<S: Store>(_ store: S, _ backend: Backend) async throws {
+        let metrics = TestMetrics()
+        let clock = ManualWallClock()
+        var configuration = QueueConfiguration()
+        configuration.clock = clock
+        configuration.maxAttempts = 2
+        configuration.metricsFactory = metrics
+        let queue = try MessageQueue(store: store, name: uniqueName("metrics"), configuration: configuration)
+        try await queue.enqueue([QueueTests.message("a"), QueueTests.message("b"), QueueTests.message("c")])
+        try await queue.enqueue([QueueTests.message("a")])
+        let first = try await queue.lease(limit: 3, worker: "w")            // a, b, c: 3 first deliveries
+        clock.advance(by: .seconds(31))
+        let second = try await queue.lease(limit: 3, worker: "w")           // 3 redeliveries
+        await #expect(throws: UnraceError.self) { try await queue.ack(first[0]) }   // fenced
+        try await queue.ack(second[0])
+        #expect(try await queue.nack(second[1], reason: "no") == .deadLettered)     // b: its last attempt
+        clock.advance(by: .seconds(31))
+        #expect(try await queue.lease(limit: 3, worker: "w").isEmpty)       // c: its last lease ran out
+
+        let store = backend == .memory ? "memory" : backend.rawValue
+        func count(_ label: String, _ extra: (String, String)? = nil) throws -> Int64 {
+            var dimensions = [("queue", queue.name), ("store", store)]
+            if let extra { dimensions.append(extra) }
+            return try metrics.expectCounter(label, dimensions).totalValue
+        }
+        #expect(try count("unrace_queue_enqueued_total", ("result", "enqueued")) == 3)
+        #expect(try count("unrace_queue_enqueued_total", ("result", "already_enqueued")) == 1)
+        #expect(try count("unrace_queue_deliveries_total", ("delivery", "first")) == 3)
+        #expect(try count("unrace_queue_deliveries_total", ("delivery", "redelivery")) == 3)
+        #expect(try count("unrace_queue_fenced_total") == 1)
+        #expect(try count("unrace_queue_acks_total") == 1)
+        #expect(try count("unrace_queue_nacks_total") == 1)
+        #expect(try count("unrace_queue_dead_lettered_total", ("cause", "nack")) == 1)
+        #expect(try count("unrace_queue_dead_lettered_total", ("cause", "lease")) == 1)
     }
 }

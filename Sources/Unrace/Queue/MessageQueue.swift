@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import UnraceCore
 
 /// How a ``MessageQueue`` behaves. Every property has a documented default and bound.
@@ -31,6 +32,9 @@ public struct QueueConfiguration: Sendable {
     /// database's, so workers on machines whose clocks disagree share one notion of "expired".
     /// Default: the system wall clock.
     public var clock: any WallClock = SystemWallClock()
+    /// Where the queue's counters go (see the Metrics article); `nil` (the default) uses the
+    /// factory `MetricsSystem` was bootstrapped with.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     /// The all-defaults configuration.
     public init() {}
@@ -63,6 +67,7 @@ public struct MessageQueue<S: Store>: Sendable {
     public let name: String
     /// The validated configuration.
     public let configuration: QueueConfiguration
+    let metrics: QueueMetrics
 
     /// Opens a queue (no table is created: the store's schema has the queue's tables).
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks
@@ -87,6 +92,7 @@ public struct MessageQueue<S: Store>: Sendable {
         self.store = store
         self.name = name
         self.configuration = configuration
+        self.metrics = QueueMetrics(factory: configuration.metricsFactory, store: store, queue: name)
     }
 
     // MARK: Producing
@@ -99,9 +105,11 @@ public struct MessageQueue<S: Store>: Sendable {
     @discardableResult
     public func enqueue(_ messages: [OutgoingMessage]) async throws -> [EnqueueResult] {
         let messages = try validate(messages)
-        return try await store.step(StepInfo("enqueue", name, clock: configuration.clock)) { context in
+        let results = try await store.step(StepInfo("enqueue", name, clock: configuration.clock)) { context in
             try await Self.enqueue(messages, queue: name, maxAttempts: Int64(configuration.maxAttempts), rows: context.rows)
         }
+        metrics.enqueued(results)
+        return results
     }
 
     /// Enqueues messages in a transaction the store gave you — a ``Operations/perform(key:scope:fingerprint:whenInProgress:_:)``
@@ -112,7 +120,9 @@ public struct MessageQueue<S: Store>: Sendable {
     public func enqueue(_ messages: [OutgoingMessage], in transaction: S.Transaction) async throws -> [EnqueueResult] {
         let messages = try validate(messages)
         let rows = try await store.rows(joining: transaction, clock: configuration.clock)
-        return try await Self.enqueue(messages, queue: name, maxAttempts: Int64(configuration.maxAttempts), rows: rows)
+        let results = try await Self.enqueue(messages, queue: name, maxAttempts: Int64(configuration.maxAttempts), rows: rows)
+        metrics.enqueued(results)
+        return results
     }
 
     static func enqueue(_ messages: [OutgoingMessage], queue: String, maxAttempts: Int64, rows: any StoreRows) async throws -> [EnqueueResult] {
@@ -177,14 +187,16 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         let worker = try NameRule.workerName.validate(worker)
         let visibility = configuration.visibilityTimeout
-        return try await store.step(StepInfo("lease", name, clock: configuration.clock)) { context in
+        let (deliveries, deadLettered) = try await store.step(StepInfo("lease", name, clock: configuration.clock)) { context in
             let now = try await context.rows.now()
             var deliveries: [Delivery] = []
+            var deadLettered = 0
             for var message in try await context.rows.leasableQueueMessages(queue: name, at: now, limit: limit) {
                 if message.state == .leased, message.attempts >= message.maxAttempts {
                     message.state = .dead
                     message.lastError = "the lease of attempt \(message.attempts) of \(message.maxAttempts) ran out without an ack"
                     message.completedAt = now
+                    deadLettered += 1
                     context.note("\(message.id) dead-lettered")
                 } else {
                     if message.state == .leased {
@@ -199,8 +211,13 @@ public struct MessageQueue<S: Store>: Sendable {
                 }
                 try await context.rows.saveQueueMessage(message)
             }
-            return deliveries
+            return (deliveries, deadLettered)
         }
+        let redeliveries = deliveries.filter(\.isRedelivery).count
+        metrics.count("unrace_queue_deliveries_total", ("delivery", "first"), by: deliveries.count - redeliveries)
+        metrics.count("unrace_queue_deliveries_total", ("delivery", "redelivery"), by: redeliveries)
+        metrics.count("unrace_queue_dead_lettered_total", ("cause", "lease"), by: deadLettered)
+        return deliveries
     }
 
     /// Acknowledges a delivery: the message is done and will not be delivered again. Acking the
@@ -210,9 +227,12 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
     ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored.
     public func ack(_ delivery: Delivery) async throws {
-        try await store.step(StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
-            try await Self.ack(delivery, queue: name, rows: context.rows)
+        try await metrics.fencing {
+            try await store.step(StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
+                try await Self.ack(delivery, queue: name, rows: context.rows)
+            }
         }
+        metrics.count("unrace_queue_acks_total")
     }
 
     /// Acknowledges a delivery in a transaction the store gave you, so the handler's writes and
@@ -220,7 +240,8 @@ public struct MessageQueue<S: Store>: Sendable {
     /// - Throws: as ``ack(_:)``.
     public func ack(_ delivery: Delivery, in transaction: S.Transaction) async throws {
         let rows = try await store.rows(joining: transaction, clock: configuration.clock)
-        try await Self.ack(delivery, queue: name, rows: rows)
+        try await metrics.fencing { try await Self.ack(delivery, queue: name, rows: rows) }
+        metrics.count("unrace_queue_acks_total")
     }
 
     static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws {
@@ -244,23 +265,28 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         let reason = Self.cleaned(reason)
         let delay = retryAfter ?? backoff(afterAttempt: delivery.attempt)
-        return try await store.step(StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
-            var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
-            let now = try await context.rows.now()
-            message.lastError = reason
-            let outcome: NackOutcome
-            if message.attempts >= message.maxAttempts {
-                message.state = .dead
-                message.completedAt = now
-                outcome = .deadLettered
-            } else {
-                message.state = .ready
-                message.visibleAt = now + delay
-                outcome = .retrying(at: message.visibleAt)
+        let outcome = try await metrics.fencing {
+            try await store.step(StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
+                var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+                let now = try await context.rows.now()
+                message.lastError = reason
+                let outcome: NackOutcome
+                if message.attempts >= message.maxAttempts {
+                    message.state = .dead
+                    message.completedAt = now
+                    outcome = .deadLettered
+                } else {
+                    message.state = .ready
+                    message.visibleAt = now + delay
+                    outcome = .retrying(at: message.visibleAt)
+                }
+                try await context.rows.saveQueueMessage(message)
+                return outcome
             }
-            try await context.rows.saveQueueMessage(message)
-            return outcome
         }
+        metrics.count("unrace_queue_nacks_total")
+        if outcome == .deadLettered { metrics.count("unrace_queue_dead_lettered_total", ("cause", "nack")) }
+        return outcome
     }
 
     /// Extends a delivery's lease to `duration` from now (a heartbeat for long work).
@@ -271,11 +297,13 @@ public struct MessageQueue<S: Store>: Sendable {
         guard duration >= .milliseconds(1), duration <= QueueConfiguration.visibilityTimeoutMaximum else {
             throw UnraceError(.invalidArgument, "a lease extension must be between 1 ms and 12 hours")
         }
-        return try await store.step(StepInfo("extend", delivery.id, clock: configuration.clock)) { context in
-            var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
-            message.visibleAt = try await context.rows.now() + duration
-            try await context.rows.saveQueueMessage(message)
-            return message.visibleAt
+        return try await metrics.fencing {
+            try await store.step(StepInfo("extend", delivery.id, clock: configuration.clock)) { context in
+                var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+                message.visibleAt = try await context.rows.now() + duration
+                try await context.rows.saveQueueMessage(message)
+                return message.visibleAt
+            }
         }
     }
 
