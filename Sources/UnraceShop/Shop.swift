@@ -3,6 +3,7 @@ public import Logging
 public import Unrace
 import Foundation
 import UnraceHTTP
+import Prometheus
 public import UnraceHummingbird
 
 /// The reference shop behind `unrace serve`: Unrace's public API at an HTTP edge.
@@ -38,15 +39,19 @@ public struct Shop<S: SQLStore>: Sendable {
     public init(store: S, configuration: ShopConfiguration = .init(), logger: Logger = Logger(label: "unrace.shop")) throws {
         self.store = store
         self.configuration = configuration
+        let metricsFactory = PrometheusMetricsFactory(registry: configuration.metrics)
         var operations = OperationsConfiguration()
         operations.retention = configuration.retention
         operations.lease = configuration.lease
+        operations.metricsFactory = metricsFactory
         self.operations = try Operations(store: store, configuration: operations, logger: logger)
         self.products = try Records(store: store, collection: "shop_products")
         self.ledger = try Ledger(store: store)
         self.reservations = Reservations(store: store)
         self.inbox = try Inbox(store: store)
-        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: configuration.queue)
+        var queue = configuration.queue
+        queue.metricsFactory = metricsFactory
+        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: queue)
         self.logger = logger
     }
 
@@ -90,6 +95,12 @@ public struct Shop<S: SQLStore>: Sendable {
     public func router() throws -> Router<Context> {
         let router = Router(context: Context.self)
         router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: .init(bytes: configuration.metrics.emitToBuffer()))
+            )
+        }
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: ShopOpenAPI.document)))
         }

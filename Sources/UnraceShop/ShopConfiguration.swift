@@ -1,6 +1,7 @@
 public import HTTPTypes
 public import UnraceHummingbird
 public import Unrace
+public import Prometheus
 
 /// Settings of the reference shop.
 public struct ShopConfiguration: Sendable {
@@ -32,6 +33,10 @@ public struct ShopConfiguration: Sendable {
     public var unitPriceCents: Int64 = 250
     /// How long a capture's claim lasts before another request may take it over (default 30 s).
     public var lease: Duration = .seconds(30)
+    /// Where the shop's counters go (`Operations`, the idempotency middleware's claims, the
+    /// order queue), served as Prometheus text on `GET /metrics`. Default: a registry of the
+    /// shop's own, so a process-wide `MetricsSystem` bootstrap is not needed.
+    public var metrics = PrometheusCollectorRegistry()
     /// The order queue's settings (visibility timeout, attempts, backoff); defaults as
     /// ``QueueConfiguration``.
     public var queue = QueueConfiguration()

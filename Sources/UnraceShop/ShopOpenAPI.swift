@@ -18,6 +18,14 @@ enum ShopOpenAPI {
             }
           }
         },
+        "/metrics": {
+          "get": {
+            "operationId": "metrics",
+            "responses": {
+              "200": { "description": "The shop's counters in the Prometheus text format: claims by result, fenced writes, queue deliveries and dead letters.", "content": { "text/plain": { "schema": { "type": "string" } } } }
+            }
+          }
+        },
         "/openapi.json": {
           "get": {
             "operationId": "openapi",

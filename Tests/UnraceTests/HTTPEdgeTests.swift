@@ -247,6 +247,36 @@ struct HTTPEdgeTests {
         }
     }
 
+    @Test("unrace serve: GET /metrics after a burst of duplicate POSTs shows the replays (Prometheus text)", arguments: sqlBackends)
+    func metricsEndpoint(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { _, location in
+            let server = try ChildProcess(["serve", "--port", "0", backend == .sqlite ? "--file" : "--database", location])
+            try await server.waitFor("listening on")
+            guard let port = server.printed.split(separator: "\n").first(where: { $0.hasPrefix("listening on") })?
+                .split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+                Issue.record("no port in \(server.printed)")
+                return
+            }
+            let client = LiveClient(port: port)
+            for _ in 0..<6 {
+                #expect(try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "\"burst\"")], json: Self.order).status == 201)
+            }
+            let metrics = try await client.send(.GET, "/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.header("Content-Type")?.hasPrefix("text/plain") == true)
+            func value(_ label: String, _ labels: [String]) -> Int? {
+                metrics.body.split(separator: "\n")
+                    .first { line in line.hasPrefix(label + "{") && labels.allSatisfy { line.contains($0) } }
+                    .flatMap { Int($0.split(separator: " ").last ?? "") }
+            }
+            let store = backend == .sqlite ? "sqlite" : "postgres"
+            #expect(value("unrace_operation_claims_total", [#"result="replayed""#, #"store="\#(store)""#]) == 5, "\(metrics.body)")
+            #expect(value("unrace_operation_claims_total", [#"result="acquired""#, #"store="\#(store)""#]) == 1)
+            #expect(value("unrace_queue_enqueued_total", [#"result="enqueued""#, #"queue="shop-orders""#]) == 2, "the order's capture and email")
+            #expect(await server.terminate() == 0)
+        }
+    }
+
     @Test("wallets: transfer ids are idempotency keys, no overdraft, balances with ETag and 304", arguments: sqlBackends)
     func wallets(_ backend: SQLBackend) async throws {
         try await withLiveShop(backend) { client, _, _ in
