@@ -47,7 +47,8 @@ public struct ShopWorker<S: SQLStore>: Sendable {
     let name: String
     let logger: Logger
 
-    /// A worker. `configuration` must match the shop's queue settings.
+    /// A worker. Of `configuration`, the visibility timeout and the clock matter here; attempts
+    /// and backoff limits were fixed by the shop when it enqueued.
     public init(store: S, handler: ShopHandlerKind, name: String, configuration: QueueConfiguration = .init(), logger: Logger) throws {
         self.store = store
         self.queue = try MessageQueue(store: store, name: Shop<S>.queueName, configuration: configuration)

@@ -126,20 +126,30 @@ public struct MessageQueue<S: Store>: Sendable {
     }
 
     static func enqueue(_ messages: [OutgoingMessage], queue: String, maxAttempts: Int64, rows: any StoreRows) async throws -> [EnqueueResult] {
-        var known = try await rows.queueMessages(queue: queue, ids: messages.map(\.id), lock: true)
-        let now = try await rows.now()
+        let stored = try await rows.queueMessages(queue: queue, ids: messages.map(\.id), lock: true)
+        // Every id is checked before anything is written, so a refused batch writes nothing even
+        // inside a caller's transaction that goes on to commit.
+        var seen: [String: OutgoingMessage] = [:]
         var results: [EnqueueResult] = []
         results.reserveCapacity(messages.count)
         for message in messages {
-            if let stored = known[message.id] {
-                guard stored.payload == message.payload, stored.orderingKey == message.orderingKey else {
+            let earlier = stored[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
+                ?? seen[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
+            if let earlier {
+                guard earlier.payload == message.payload, earlier.orderingKey == message.orderingKey else {
                     throw UnraceError(
                         .messageIDReused, "this message id was enqueued before with another payload or ordering key; message ids are unique per queue"
                     )
                 }
                 results.append(.alreadyEnqueued)
-                continue
+            } else {
+                seen[message.id] = message
+                results.append(.enqueued)
             }
+        }
+        let now = try await rows.now()
+        var inserted: Set<String> = []
+        for (message, result) in zip(messages, results) where result == .enqueued && inserted.insert(message.id).inserted {
             var sequence: Int64?
             if let key = message.orderingKey { sequence = try await rows.nextQueueSequence(queue: queue, key: key) }
             let stored = QueueMessage(
@@ -148,8 +158,6 @@ public struct MessageQueue<S: Store>: Sendable {
                 lastError: nil, enqueuedAt: now, completedAt: nil
             )
             try await rows.insertQueueMessage(stored)
-            known[message.id] = stored
-            results.append(.enqueued)
         }
         return results
     }
@@ -315,7 +323,8 @@ public struct MessageQueue<S: Store>: Sendable {
         guard let message = try await rows.queueMessages(queue: queue, ids: [delivery.id], lock: true)[delivery.id] else {
             throw UnraceError(.notFound, "there is no such message in this queue")
         }
-        let isCurrent = message.attempts == delivery.attempt && (message.state == .leased || (allowingDone && message.state == .done))
+        let isCurrent = message.position == delivery.position && message.attempts == delivery.attempt
+            && (message.state == .leased || (allowingDone && message.state == .done))
         guard isCurrent else {
             throw UnraceError(
                 .fenced, "this delivery no longer owns the message: it was delivered again, nacked or dead-lettered",
@@ -329,7 +338,7 @@ public struct MessageQueue<S: Store>: Sendable {
     /// most ``QueueConfiguration/backoffMaximum``.
     public func backoff(afterAttempt attempt: Int64) -> Duration {
         let base = configuration.backoff.wholeMilliseconds
-        let shift = max(0, min(attempt - 1, 40))
+        let shift = attempt <= 1 ? 0 : min(attempt - 1, 40)
         let (scaled, overflow) = base.multipliedReportingOverflow(by: Int64(1) << shift)
         let capped = overflow ? configuration.backoffMaximum.wholeMilliseconds : min(scaled, configuration.backoffMaximum.wholeMilliseconds)
         return .milliseconds(capped)
@@ -360,7 +369,9 @@ public struct MessageQueue<S: Store>: Sendable {
         }
     }
 
-    /// Sends a dead-lettered message round again: ready now, with a fresh set of attempts.
+    /// Sends a dead-lettered message round again: ready now, with ``QueueConfiguration/maxAttempts``
+    /// more attempts. Attempt numbers go on from where they were, so a delivery from before the
+    /// redrive stays fenced.
     /// - Throws: ``UnraceError/Code/notFound`` for an unknown id;
     ///   ``UnraceError/Code/invalidArgument`` for a message that is not dead-lettered.
     public func redrive(id: String) async throws {
@@ -372,8 +383,10 @@ public struct MessageQueue<S: Store>: Sendable {
             guard message.state == .dead else {
                 throw UnraceError(.invalidArgument, "only a dead-lettered message can be redriven")
             }
+            // Attempts keep growing (they are the fencing token): the message gets as many
+            // attempts again as the producer gave it.
             message.state = .ready
-            message.attempts = 0
+            message.maxAttempts = message.attempts.addingReportingOverflow(Int64(configuration.maxAttempts)).partialValue
             message.visibleAt = try await context.rows.now()
             message.completedAt = nil
             message.leasedBy = nil
@@ -382,7 +395,10 @@ public struct MessageQueue<S: Store>: Sendable {
     }
 
     /// Deletes up to `limit` acked messages completed at least `age` ago, oldest first. Once
-    /// purged, an id can be enqueued again as a new message.
+    /// purged, an id can be enqueued again as a new message (with a new position, so deliveries
+    /// of the old one stay fenced). Purge only what the inbox no longer needs: a message with an
+    /// ordering key enqueued again gets a new sequence under the same inbox event id, which the
+    /// inbox refuses with ``UnraceError/Code/eventIDReused``.
     /// - Returns: how many were deleted.
     public func purgeCompleted(olderThan age: Duration, limit: Int = 1_000) async throws -> Int {
         guard (1...QueueConfiguration.batchMaximum).contains(limit) else {

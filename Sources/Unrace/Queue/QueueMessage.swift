@@ -27,9 +27,11 @@ public struct QueueMessage: Sendable, Hashable {
     public var payload: [UInt8]
     /// Where the message is in its life.
     public var state: QueueMessageState
-    /// How many times it was leased: the fencing token of its current delivery.
+    /// How many times it was leased: the fencing token of its current delivery. Never goes
+    /// down, also not on a redrive.
     public var attempts: Int64
-    /// The attempts after which it is dead-lettered.
+    /// The attempt after which it is dead-lettered (fixed at enqueue from the producer's
+    /// ``QueueConfiguration/maxAttempts``; a redrive raises it by as many again).
     public var maxAttempts: Int64
     /// When a ready message may be leased, or a leased message's lease ends.
     public var visibleAt: Timestamp
@@ -42,7 +44,7 @@ public struct QueueMessage: Sendable, Hashable {
     /// When it was acked or dead-lettered.
     public var completedAt: Timestamp?
     /// The store's insertion order: ties in ``visibleAt`` are leased in this order (FIFO).
-    /// Assigned by the store when the message is inserted; `0` before.
+    /// Assigned by the store when the message is inserted, never reused; `0` before.
     public var position: Int64
 
     /// A stored message.
@@ -123,9 +125,9 @@ public enum EnqueueResult: String, Sendable, Hashable, Codable {
 /// One delivery of a message to a worker: hand it back to ``MessageQueue/ack(_:)`` or
 /// ``MessageQueue/nack(_:reason:retryAfter:)``.
 ///
-/// ``attempt`` is the delivery's fencing token: once the lease has run out and the message was
-/// leased again, this delivery's ack, nack or extension is refused with
-/// ``UnraceError/Code/fenced``.
+/// ``attempt`` (with ``position``) is the delivery's fencing token: attempts only grow, also
+/// across a redrive, so once the lease has run out and the message was leased again, this
+/// delivery's ack, nack or extension is refused with ``UnraceError/Code/fenced``.
 public struct Delivery: Sendable, Hashable {
     /// The queue.
     public let queue: String
@@ -145,6 +147,10 @@ public struct Delivery: Sendable, Hashable {
     public let enqueuedAt: Timestamp
     /// The reason the previous attempt failed, if it did.
     public let lastError: String?
+    /// The stored message's ``QueueMessage/position``: with ``attempt``, the fencing token. A
+    /// message purged and enqueued again under the same id is a new message with a new position,
+    /// so a delivery of the old one cannot settle it.
+    public let position: Int64
 
     /// Whether an earlier delivery of this message was leased before: a redelivery.
     public var isRedelivery: Bool { attempt > 1 }
@@ -172,6 +178,7 @@ public struct Delivery: Sendable, Hashable {
         leasedUntil = message.visibleAt
         enqueuedAt = message.enqueuedAt
         lastError = message.lastError
+        position = message.position
     }
 }
 

@@ -109,7 +109,7 @@ package enum SQLSchema {
             .init(version: 7, statements: [
                 """
                 CREATE TABLE unrace_queue_messages (
-                  position \(sqlite ? "INTEGER PRIMARY KEY" : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+                  position \(sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
                   queue TEXT NOT NULL, id TEXT NOT NULL, ordering_key TEXT, sequence BIGINT, payload \(blob) NOT NULL,
                   state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'done', 'dead')),
                   attempts BIGINT NOT NULL CHECK (attempts >= 0), max_attempts BIGINT NOT NULL CHECK (max_attempts >= 1),

@@ -9,7 +9,7 @@ public import UnraceCore
 /// |---|---|---|
 /// | `request` | `operation`, `status`, `changes`? | a client's request and the final answer it got; a 2xx status means it was accepted, so its `operation` must take effect exactly once |
 /// | `expect` | `operation`, `changes`? | an operation the system must perform exactly once (work an accepted request implies) |
-/// | `effect` | `operation`, `stream`?, `sequence`?, `position`?, `actor`? | something the system did, as the store recorded it; `position` orders effects (else the line order) |
+/// | `effect` | `operation`, `stream`?, `sequence`?, `position`?, `actor`? | something the system did, as the store recorded it; `position` orders effects (give it to every effect or to none: without it, the line number stands in) |
 /// | `account` | `name`, `initial`, `final` | a quantity the store holds (stock, a balance): where it started and where it ended |
 ///
 /// `changes` maps account names to how much an operation moves them (`{"stock:widget": -2}`).
@@ -27,7 +27,8 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
     public var stream: String?
     /// An effect's sequence on its stream (1, 2, …).
     public var sequence: Int64?
-    /// The order the store recorded effects in; effects without one keep their line order.
+    /// The order the store recorded effects in. Give it to every effect or to none: an effect
+    /// without one is placed at its line number.
     public var position: Int64?
     /// Who did or asked it (a client, a worker), for the report.
     public var actor: String?
@@ -245,11 +246,14 @@ public enum HistoryChecker {
         var accounts: [String: (initial: Int64, final: Int64)] = [:]
         for (index, entry) in entries.enumerated() {
             counts[entry.type, default: 0] += 1
+            // Entries built in code may lack fields `parse` requires: they are counted, not used.
             switch entry.type {
             case "request" where (200..<300).contains(entry.status ?? 0), "expect":
-                expected[entry.operation!, default: [:]].merge(entry.changes ?? [:], uniquingKeysWith: +)
-            case "effect": effects.append((index, entry))
-            case "account": accounts[entry.name!] = (entry.initial!, entry.final!)
+                // An operation accepted twice still moves its accounts once.
+                if let operation = entry.operation, expected[operation] == nil { expected[operation] = entry.changes ?? [:] }
+            case "effect" where entry.operation != nil: effects.append((index, entry))
+            case "account":
+                if let name = entry.name, let initial = entry.initial, let final = entry.final { accounts[name] = (initial, final) }
             default: break
             }
         }

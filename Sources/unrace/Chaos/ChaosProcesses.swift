@@ -37,7 +37,10 @@ final class ChaosProcesses: Sendable {
         let output = try FileHandle(forWritingTo: url)
         defer { try? output.close() }
         let pid = try Self.spawn([executable] + arguments, output: output.fileDescriptor, errors: log.fileDescriptor)
-        state.withLock { $0.serve = pid }
+        state.withLock {
+            $0.exited.remove(pid)
+            $0.serve = pid
+        }
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
@@ -57,21 +60,29 @@ final class ChaosProcesses: Sendable {
             guard !state.stopped else { return }
             let generation = (state.workers[slot]?.generation ?? 0) + 1
             let pid = try Self.spawn([executable] + arguments(slot, generation), output: -1, errors: log.fileDescriptor)
+            state.exited.remove(pid)  // a recycled pid is a new process
             state.workers[slot] = (pid, generation)
             state.starts += 1
         }
     }
 
+    /// Whether `unrace serve` still runs.
+    var isServing: Bool {
+        guard let serve = state.withLock({ $0.serve }) else { return false }
+        return isRunning(serve)
+    }
+
     /// Whether a child still runs; reaps it once it has exited.
     private func isRunning(_ pid: pid_t) -> Bool {
-        state.withLock { state in
-            if state.exited.contains(pid) { return false }
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == 0 { return true }
-            state.exited.insert(pid)
-            return false
-        }
+        state.withLock { Self.isRunning(pid, &$0) }
+    }
+
+    private static func isRunning(_ pid: pid_t, _ state: inout State) -> Bool {
+        if state.exited.contains(pid) { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == 0 { return true }
+        state.exited.insert(pid)
+        return false
     }
 
     /// Replaces workers that died, until cancelled. A worker that cannot start (the database is
@@ -90,10 +101,13 @@ final class ChaosProcesses: Sendable {
     func killRandomly(every interval: Duration) async {
         while !Task.isCancelled {
             guard (try? await Task.sleep(for: interval)) != nil else { return }
-            let workers = state.withLock { $0.workers.values.map(\.pid) }.filter { isRunning($0) }
-            guard let victim = workers.randomElement() else { continue }
-            kill(victim, SIGKILL)
-            state.withLock { $0.kills += 1 }
+            // Chosen and killed under the lock, before anything can reap it: never a recycled pid.
+            state.withLock { state in
+                let running = state.workers.values.map(\.pid).filter { Self.isRunning($0, &state) }
+                guard let victim = running.randomElement() else { return }
+                kill(victim, SIGKILL)
+                state.kills += 1
+            }
         }
     }
 
@@ -168,10 +182,19 @@ final class ChaosProcesses: Sendable {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
         posix_spawn_file_actions_adddup2(&actions, errors, 2)
+        // Children start with default signal handling, whatever this process ignores.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for number in [SIGINT, SIGTERM, SIGPIPE, SIGCHLD] { sigaddset(&defaults, number) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let result = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
         guard result == 0 else { throw ValidationError("could not start \(arguments[0]): error \(result)") }
         return pid
     }

@@ -78,12 +78,13 @@ struct ChaosRun: Sendable {
                 for _ in 0..<command.clients {
                     group.addTask {
                         var mine: [ClientOutcome] = []
-                        while true {
+                        while !Task.isCancelled {
                             let index = next.increment()
                             guard index < command.operations else { return mine }
                             mine.append(await Self.place(index, client: client, base: base))
                             _ = completed.increment()
                         }
+                        return mine
                     }
                 }
                 // Faults, until every order is answered.
@@ -116,6 +117,7 @@ struct ChaosRun: Sendable {
             throw error
         }
         let runSeconds = Self.seconds(ContinuousClock.now - started)
+        guard processes.isServing else { throw ValidationError("unrace serve exited during the run; see processes.log") }
 
         // Drain: workers keep running (dead ones are replaced), no more kills.
         let drainStart = ContinuousClock.now
@@ -123,6 +125,7 @@ struct ChaosRun: Sendable {
         defer { supervisor.cancel() }
         while true {
             if let outbox = try? await Self.outbox(client: client, base: base), outbox.unsent == 0 { break }
+            guard processes.isServing else { throw ValidationError("unrace serve exited during the run; see processes.log") }
             try await Task.sleep(for: .milliseconds(100))
         }
         let drainSeconds = Self.seconds(ContinuousClock.now - drainStart)
@@ -184,12 +187,15 @@ struct ChaosRun: Sendable {
                 let retryable = status >= 500 || status == 429 || (status == 409 && text.contains("request_in_progress"))
                 if !retryable { return ClientOutcome(index: index, quantity: quantity, status: status, order: nil, retries: retries) }
             }
-            guard ContinuousClock.now < deadline else {
+            guard ContinuousClock.now < deadline, !Task.isCancelled else {
                 return ClientOutcome(index: index, quantity: quantity, status: 0, order: nil, retries: retries)
             }
             retries += 1
             let pause = min(20 << min(retries, 6), 1_000)
-            try? await Task.sleep(for: .milliseconds(Int.random(in: pause / 2...pause)))
+            // A cancelled run (its time limit) stops retrying at once.
+            do { try await Task.sleep(for: .milliseconds(Int.random(in: pause / 2...pause))) } catch {
+                return ClientOutcome(index: index, quantity: quantity, status: 0, order: nil, retries: retries)
+            }
         }
     }
 
