@@ -4,6 +4,7 @@ public import Unrace
 import Foundation
 import UnraceHTTP
 import Prometheus
+public import ServiceLifecycle
 public import UnraceHummingbird
 
 /// The reference shop behind `unrace serve`: Unrace's public API at an HTTP edge.
@@ -135,6 +136,23 @@ public struct Shop<S: SQLStore>: Sendable {
     func write<T: Sendable>(_ context: Context, _ body: (S.Transaction) async throws -> T) async throws -> T {
         if let transaction = context.idempotency.transaction { return try await body(transaction) }
         return try await store.withTransaction(body)
+    }
+}
+
+extension Shop {
+    /// The background work the shop needs, as `Service`s for the `ServiceGroup` that runs its
+    /// server: expired capture records purged (the default scope; per-client idempotency scopes
+    /// are not enumerable and are purged by whoever knows them), expired pending transfers voided,
+    /// expired seat holds released, acked order messages purged after the retention, and inbox
+    /// gaps reported.
+    public func maintenanceServices() throws -> [any Service] {
+        [
+            try ExpiredRecordPurger(operations: operations, scopes: [.default], logger: logger),
+            try PendingTransferSweeper(ledger: ledger, logger: logger),
+            try ExpiredHoldReaper(reservations: reservations, logger: logger),
+            try CompletedMessagePurger(queue: queue, age: configuration.retention, logger: logger),
+            try InboxGapMonitor(inbox: inbox, logger: logger),
+        ]
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import Unrace
 import UnraceHummingbird
 import UnracePostgres
@@ -114,6 +115,13 @@ struct ServeCommand: AsyncParsableCommand {
         let app = try shop.application(host: host, port: port) { port in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
         }
-        try await app.runService()
+        // The server and the shop's maintenance (purges, sweeps, reaping, gap reports) in one
+        // group: SIGTERM or SIGINT shuts them all down gracefully.
+        let group = ServiceGroup(
+            services: [app] + (try shop.maintenanceServices()),
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: cliLogger("unrace.serve")
+        )
+        try await group.run()
     }
 }

@@ -111,8 +111,33 @@ public struct Reservations<S: Store>: Sendable {
         return step
     }
 
+    /// Gives back the units of expired holds, on up to `limit` resources (1 to 10,000), in one
+    /// step: what ``ExpiredHoldReaper`` runs. Each resource is locked before its holds, as in
+    /// every reservation step.
+    /// - Returns: how many holds were released.
+    public func releaseExpiredHolds(limit: Int = 100) async throws -> Int {
+        guard (1...10_000).contains(limit) else {
+            throw UnraceError(.invalidArgument, "releaseExpiredHolds takes a limit of 1 to 10000 resources")
+        }
+        return try await store.step(StepInfo("releaseExpiredHolds", "", clock: clock)) { context in
+            let rows = context.rows
+            let now = try await rows.now()
+            var count = 0
+            for name in try await rows.resourcesWithExpiredHolds(at: now, limit: limit) {
+                guard let resource = try await rows.resource(name: name, lock: true) else { continue }
+                let (reclaimed, released) = HoldRule.release(expired: try await rows.expiredHolds(resource: name, at: now), of: resource, now: now)
+                for hold in released { try await rows.saveHold(hold, isNew: false) }
+                if !released.isEmpty { try await rows.saveResource(reclaimed, isNew: false) }
+                count += released.count
+            }
+            context.note("→ released \(count)")
+            return count
+        }
+    }
+
     /// A resource as stored (capacity, held and confirmed units), or `nil`. Expired holds count as
-    /// held until a hold on the resource (or the reaper) gives their units back.
+    /// held until a hold on the resource (or ``releaseExpiredHolds(limit:)``, which
+    /// ``ExpiredHoldReaper`` runs) gives their units back.
     public func resource(_ name: String) async throws -> ResourceState? {
         let name = try NameRule.resourceName.validate(name)
         return try await store.step(StepInfo("resource", name, clock: clock, isReadOnly: true)) { context in

@@ -81,6 +81,12 @@ struct MemoryRows: StoreRows {
         }
     }
 
+    func resourcesWithExpiredHolds(at now: Timestamp, limit: Int) async throws -> [String] {
+        read { state in
+            Array(Set(state.holds.values.filter { $0.state == .held && $0.expiresAt <= now }.map(\.resource)).sorted().prefix(limit))
+        }
+    }
+
     func saveHold(_ hold: Hold, isNew: Bool) async throws { read { $0.holds[hold.key] = hold } }
 
     // MARK: Ledger
@@ -284,8 +290,11 @@ struct MemoryRows: StoreRows {
         }
     }
 
-    func deleteQueueMessages(queue: String, ids: [String]) async throws {
-        read { state in for id in ids { state.queueMessages[Self.join(queue, id)] = nil } }
+    func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws {
+        let positions = Set(positions)
+        read { state in
+            state.queueMessages = state.queueMessages.filter { !($0.value.queue == queue && $0.value.state == .done && positions.contains($0.value.position)) }
+        }
     }
 
     func queueDepth(queue: String) async throws -> QueueDepth {

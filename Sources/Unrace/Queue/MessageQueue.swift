@@ -413,7 +413,7 @@ public struct MessageQueue<S: Store>: Sendable {
             let done = try await context.rows.queueMessages(
                 queue: name, state: .done, completedBefore: Timestamp(milliseconds: overflow ? .min : cutoff), limit: limit
             )
-            try await context.rows.deleteQueueMessages(queue: name, ids: done.map(\.id))
+            try await context.rows.deleteCompletedQueueMessages(queue: name, positions: done.map(\.position))
             return done.count
         }
     }

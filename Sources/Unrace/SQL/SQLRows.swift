@@ -271,6 +271,13 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         ).map(Self.decodeHold)
     }
 
+    public func resourcesWithExpiredHolds(at now: Timestamp, limit: Int) async throws -> [String] {
+        try await select(
+            "SELECT resource FROM unrace_holds WHERE state = 'held' AND expires_at <= ? GROUP BY resource ORDER BY resource\(byteOrder) LIMIT ?",
+            [.integer(now.milliseconds), .int(limit)], lock: false
+        ).map { try $0.string("resource") }
+    }
+
     public func saveHold(_ hold: Hold, isNew: Bool) async throws {
         if isNew {
             try await write(
@@ -647,8 +654,10 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
     }
 
     public func queueMessages(queue: String, state: QueueMessageState, completedBefore: Timestamp?, limit: Int) async throws -> [QueueMessage] {
-        var sql = "SELECT \(Self.queueColumns) FROM unrace_queue_messages WHERE queue = ? AND state = ?"
-        var arguments: [SQLValue] = [.text(queue), .text(state.rawValue)]
+        // The state as a literal (one of four fixed words), so the partial index on done and dead
+        // messages serves the query.
+        var sql = "SELECT \(Self.queueColumns) FROM unrace_queue_messages WHERE queue = ? AND state = '\(state.rawValue)'"
+        var arguments: [SQLValue] = [.text(queue)]
         if let completedBefore {
             sql += " AND completed_at <= ?"
             arguments.append(.integer(completedBefore.milliseconds))
@@ -656,12 +665,12 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         return try await tx.query(sql + " ORDER BY completed_at, position LIMIT ?", arguments + [.int(limit)]).map(Self.decodeQueueMessage)
     }
 
-    public func deleteQueueMessages(queue: String, ids: [String]) async throws {
-        for chunk in stride(from: 0, to: ids.count, by: 500) {
-            let part = ids[chunk..<min(chunk + 500, ids.count)]
+    public func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws {
+        for chunk in stride(from: 0, to: positions.count, by: 500) {
+            let part = positions[chunk..<min(chunk + 500, positions.count)]
             try await tx.execute(
-                "DELETE FROM unrace_queue_messages WHERE queue = ? AND id IN (\(Self.placeholders(part.count)))",
-                [.text(queue)] + part.map { .text($0) }
+                "DELETE FROM unrace_queue_messages WHERE queue = ? AND state = 'done' AND position IN (\(Self.placeholders(part.count)))",
+                [.text(queue)] + part.map { .integer($0) }
             )
         }
     }

@@ -58,6 +58,9 @@ public protocol StoreRows: Sendable {
     func hold(key: String, lock: Bool) async throws -> Hold?
     /// The holds of `resource` that are still `held` with an expiry at or before `now`, locked.
     func expiredHolds(resource: String, at now: Timestamp) async throws -> [Hold]
+    /// Names of resources that have `held` holds expired at or before `now`, in byte order, at
+    /// most `limit`; not locked (lock each resource before its holds).
+    func resourcesWithExpiredHolds(at now: Timestamp, limit: Int) async throws -> [String]
     /// Writes a hold: inserts it when `isNew`, else replaces its state.
     func saveHold(_ hold: Hold, isNew: Bool) async throws
 
@@ -129,8 +132,9 @@ public protocol StoreRows: Sendable {
     /// Messages of `queue` in `state`, by completion then position; only those completed at or
     /// before `completedBefore`, when given. Not locked unless the step's store locks every read.
     func queueMessages(queue: String, state: QueueMessageState, completedBefore: Timestamp?, limit: Int) async throws -> [QueueMessage]
-    /// Deletes messages of `queue`.
-    func deleteQueueMessages(queue: String, ids: [String]) async throws
+    /// Deletes acked messages of `queue` by position (a message enqueued again under a purged id
+    /// has another position, so a purge that read the old one cannot delete it).
+    func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws
     /// How many messages of `queue` are in each state.
     func queueDepth(queue: String) async throws -> QueueDepth
 

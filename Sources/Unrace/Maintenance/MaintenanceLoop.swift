@@ -1,0 +1,30 @@
+public import Logging
+import UnraceCore
+
+/// The loop every maintenance `Service` runs: a round, then — unless the round did a full batch —
+/// a wait of `interval` on the component's clock; a store error is logged and the round retried
+/// after the interval; cancellation or a graceful shutdown ends it (a round in progress rolls back).
+enum MaintenanceLoop {
+    static func validate(interval: Duration, batchLimit: Int, _ what: String) throws {
+        guard interval >= .milliseconds(1), interval <= .seconds(3_600), (1...10_000).contains(batchLimit) else {
+            throw UnraceError(.invalidConfiguration, "\(what) needs an interval of 1 ms to 1 h and a batch limit of 1 to 10,000")
+        }
+    }
+
+    /// Runs `round` until cancelled. `round` returns whether it did a full batch (run again at once).
+    static func run(
+        interval: Duration, clock: any WallClock, logger: Logger, failure: Logger.Message,
+        _ round: @Sendable () async throws -> Bool
+    ) async {
+        while !Task.isCancelled {
+            do {
+                if try await round() { continue }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning(failure, metadata: ["error": "\(error)"])
+            }
+            do { try await clock.sleep(for: interval) } catch { return }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+import Unrace
+
+/// The maintenance services in one `ServiceGroup` on a hand-moved clock: expired records purged,
+/// pendings voided, holds reaped, acked messages purged, gaps reported; a graceful shutdown stops
+/// them all.
+@Suite("Maintenance services", .timeLimit(.minutes(3)))
+struct MaintenanceServicesTests {
+    @Test("a ServiceGroup of the services cleans up what expired and stops on graceful shutdown", arguments: allBackends)
+    func services(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.services(store) }
+    }
+
+    static func services<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let prefix = uniqueName("m")
+        // An operation record with a 1 s retention.
+        var operationsConfiguration = OperationsConfiguration()
+        operationsConfiguration.clock = clock
+        operationsConfiguration.retention = .seconds(1)
+        let operations = try Operations(store: store, configuration: operationsConfiguration)
+        let scope = try Scope(prefix)
+        _ = try await operations.perform(key: "k", scope: scope) { _ in 1 }
+        // A pending transfer with a 1 s timeout.
+        var ledgerConfiguration = LedgerConfiguration()
+        ledgerConfiguration.clock = clock
+        let ledger = try Ledger(store: store, configuration: ledgerConfiguration)
+        let (equity, wallet, shop) = ("\(prefix)-equity", "\(prefix)-wallet", "\(prefix)-shop")
+        _ = try await ledger.createAccounts([
+            Account(id: equity, ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
+            Account(id: shop, ledger: 1, code: 3),
+        ])
+        _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
+        _ = try await ledger.submit([Transfer(id: "\(prefix)-pending", debit: wallet, credit: shop, amount: 60, flags: .pending, timeoutMilliseconds: 1_000)])
+        // A hold with a 1 s time-to-live, on a resource nobody holds again.
+        let reservations = Reservations(store: store, clock: clock)
+        _ = try await reservations.createResource("\(prefix)-seats", capacity: 10)
+        _ = try await reservations.hold("\(prefix)-seats", units: 4, key: "\(prefix)-hold", timeToLive: .seconds(1))
+        // An acked message.
+        var queueConfiguration = QueueConfiguration()
+        queueConfiguration.clock = clock
+        let queue = try MessageQueue(store: store, name: prefix, configuration: queueConfiguration)
+        try await queue.enqueue([OutgoingMessage(id: "m1", payload: [1])])
+        try await queue.ack(try await queue.lease(worker: "w")[0])
+        // A stream waiting for its first event.
+        var inboxConfiguration = InboxConfiguration()
+        inboxConfiguration.clock = clock
+        inboxConfiguration.gapTimeout = .seconds(1)
+        let inbox = try Inbox(store: store, configuration: inboxConfiguration)
+        _ = try await inbox.receive(try InboxEvent(id: "\(prefix)-e2", stream: "\(prefix)-s", sequence: 2, type: "T")) { _, _ in .applied }
+
+        // Nothing has expired yet: the services would find nothing. Time moves on.
+        let key = try OperationKey("k")
+        #expect(try await store.record(scope: scope, key: key) != nil)
+        clock.advance(by: .seconds(5))
+        let reported = Mutex<[InboxGap]>([])
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let group = ServiceGroup(
+            services: [
+                try ExpiredRecordPurger(operations: operations, scopes: [scope], interval: .seconds(10), logger: quiet),
+                try PendingTransferSweeper(ledger: ledger, interval: .seconds(10), logger: quiet),
+                try ExpiredHoldReaper(reservations: reservations, interval: .seconds(10), logger: quiet),
+                try CompletedMessagePurger(queue: queue, age: .seconds(1), interval: .seconds(10), logger: quiet),
+                try InboxGapMonitor(inbox: inbox, interval: .seconds(10), logger: quiet) { gaps in reported.withLock { $0 += gaps } },
+            ],
+            logger: quiet
+        )
+        let running = Task { try await group.run() }
+        let lastSeen = Mutex("")
+        defer { running.cancel() }
+        let cleaned: [InboxGap]
+        do { cleaned = try await within(.seconds(60), "the services cleaning up") {
+            while true {
+                let record = try await store.record(scope: scope, key: key)
+                let pending = try await ledger.lookupAccounts([wallet])[0].debitsPending
+                let held = try await reservations.resource("\(prefix)-seats")?.held
+                let depth = try await queue.depth()
+                let gaps = reported.withLock { $0 }
+                if record == nil, pending == 0, held == 0, depth == QueueDepth(), !gaps.isEmpty { return gaps }
+                lastSeen.withLock { $0 = "record \(record == nil ? "purged" : "kept"), pending \(pending), held \(held.map(String.init) ?? "-"), queue \(depth), gaps \(gaps.count)" }
+                await Task.yield()
+            }
+        } } catch {
+            Issue.record("last seen: \(lastSeen.withLock { $0 })")
+            throw error
+        }
+        #expect(cleaned.first?.stream == "\(prefix)-s" && cleaned.first?.head == 0)
+        #expect(try await reservations.hold(key: "\(prefix)-hold")?.state == .released)
+        await group.triggerGracefulShutdown()
+        try await within(.seconds(30), "the service group stopping") { try await running.value }
+    }
+
+    @Test("services refuse settings out of bounds")
+    func bounds() throws {
+        let store = MemoryStore()
+        let operations = try Operations(store: store)
+        #expect(throws: UnraceError.self) { try ExpiredRecordPurger(operations: operations, scopes: []) }
+        #expect(throws: UnraceError.self) { try ExpiredRecordPurger(operations: operations, scopes: [.default], interval: .zero) }
+        #expect(throws: UnraceError.self) { try ExpiredHoldReaper(reservations: Reservations(store: store), batchLimit: 10_001) }
+        let queue = try MessageQueue(store: store, name: "q")
+        #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, batchLimit: 1_001) }
+        #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, age: .seconds(-1)) }
+        #expect(throws: UnraceError.self) { try InboxGapMonitor(inbox: Inbox(store: store), interval: .seconds(7_200)) }
+    }
+}
