@@ -45,6 +45,8 @@ public struct Shop<S: SQLStore>: Sendable {
         operations.retention = configuration.retention
         operations.lease = configuration.lease
         operations.metricsFactory = metricsFactory
+        // One series for all clients' idempotency scopes, not one per client.
+        operations.metricsScopeLabel = { $0.rawValue.hasPrefix("p:") ? "principal" : $0.rawValue }
         self.operations = try Operations(store: store, configuration: operations, logger: logger)
         self.products = try Records(store: store, collection: "shop_products")
         self.ledger = try Ledger(store: store)

@@ -270,7 +270,9 @@ struct HTTPEdgeTests {
                     .flatMap { Int($0.split(separator: " ").last ?? "") }
             }
             let store = backend == .sqlite ? "sqlite" : "postgres"
-            #expect(value("unrace_operation_claims_total", [#"result="replayed""#, #"store="\#(store)""#]) == 5, "\(metrics.body)")
+            // Every client's idempotency scope is one label: no time series per client.
+            #expect(value("unrace_operation_claims_total", [#"result="replayed""#, #"scope="principal""#, #"store="\#(store)""#]) == 5, "\(metrics.body)")
+            #expect(!metrics.body.contains("scope=\"p:"), "no per-client scope in the metrics")
             #expect(value("unrace_operation_claims_total", [#"result="acquired""#, #"store="\#(store)""#]) == 1)
             #expect(value("unrace_queue_enqueued_total", [#"result="enqueued""#, #"queue="shop-orders""#]) == 2, "the order's capture and email")
             #expect(await server.terminate() == 0)

@@ -34,7 +34,7 @@ public struct Operations<S: Store>: Sendable {
         self.store = store
         self.configuration = try configuration.validated()
         self.logger = logger
-        self.metrics = OperationsMetrics(factory: configuration.metricsFactory, store: store)
+        self.metrics = OperationsMetrics(factory: configuration.metricsFactory, store: store, scopeLabel: configuration.metricsScopeLabel)
     }
 
     /// Creates the API with a lease and a retention, other settings at their defaults.
@@ -142,6 +142,11 @@ public struct OperationsConfiguration: Sendable {
     /// Where the counters go (claims by result, fenced writes, body failures; see the Metrics
     /// article). Default `nil`: swift-metrics' bootstrapped `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)? = nil
+    /// How a scope is written in the metrics' `scope` dimension. Default: the scope itself.
+    /// Scopes made per client (the idempotency middleware's principal scopes) would make one
+    /// time series per client; map them to one label, as the reference shop does
+    /// (`{ $0.rawValue.hasPrefix("p:") ? "principal" : $0.rawValue }`).
+    public var metricsScopeLabel: @Sendable (Scope) -> String = { $0.rawValue }
 
     /// The all-defaults configuration.
     public init() {}

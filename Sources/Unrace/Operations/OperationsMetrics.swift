@@ -1,6 +1,7 @@
 import CoreMetrics
 
-/// The counters `Operations` keeps, through swift-metrics. Dimensions are the scope, the store
+/// The counters `Operations` keeps, through swift-metrics. Dimensions are the scope (as
+/// ``OperationsConfiguration/metricsScopeLabel`` writes it), the store
 /// (`sqlite`, `postgres`, `memory`) and the outcome; never a key, a holder or a payload.
 ///
 /// | label | dimensions | counts |
@@ -20,10 +21,12 @@ struct OperationsMetrics: Sendable {
 
     let factory: any MetricsFactory
     let store: String
+    let scopeLabel: @Sendable (Scope) -> String
 
-    init(factory: (any MetricsFactory)?, store: some Store) {
+    init(factory: (any MetricsFactory)?, store: some Store, scopeLabel: @escaping @Sendable (Scope) -> String = { $0.rawValue }) {
         self.factory = factory ?? MetricsSystem.factory
         self.store = (store as? any SQLStore)?.backendName ?? "memory"
+        self.scopeLabel = scopeLabel
     }
 
     func claim(_ result: ClaimResult, scope: Scope) {
@@ -49,5 +52,5 @@ struct OperationsMetrics: Sendable {
         Counter(label: "unrace_operation_body_failures_total", dimensions: dimensions(scope), factory: factory).increment()
     }
 
-    private func dimensions(_ scope: Scope) -> [(String, String)] { [("scope", scope.rawValue), ("store", store)] }
+    private func dimensions(_ scope: Scope) -> [(String, String)] { [("scope", scopeLabel(scope)), ("store", store)] }
 }
