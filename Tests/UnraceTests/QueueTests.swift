@@ -362,3 +362,36 @@ struct QueueMetricsTests {
         #expect(try count("unrace_queue_dead_lettered_total", ("cause", "lease")) == 1)
     }
 }
+
+/// The counters an inbox keeps.
+@Suite("Inbox metrics")
+struct InboxMetricsTests {
+    @Test("parked, applied with a drain, duplicate, stale and rejected events are counted by verdict", arguments: allBackends)
+    func counters(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
+    }
+
+    static func scripted<S: Store>(_ store: S, _ backend: Backend) async throws {
+        let metrics = TestMetrics()
+        var configuration = InboxConfiguration()
+        configuration.metricsFactory = metrics
+        let inbox = try Inbox(store: store, configuration: configuration)
+        let stream = uniqueName("s")
+        func event(_ sequence: Int64) throws -> InboxEvent {
+            try InboxEvent(id: "\(stream)-\(sequence)", stream: stream, sequence: sequence, type: "T")
+        }
+        #expect(try await inbox.receive(try event(2)) { _, _ in .applied } == .parked(waitingFor: 1))
+        #expect(try await inbox.receive(try event(1)) { _, _ in .applied } == .applied(drained: 1))
+        #expect(try await inbox.receive(try event(1)) { _, _ in .applied } == .duplicate)
+        #expect(try await inbox.receive(try event(3)) { _, _ in .rejected(reason: "impossible") } == .rejected(reason: "impossible", drained: 0))
+        let store = backend == .memory ? "memory" : backend.rawValue
+        func count(_ label: String, _ verdict: String? = nil) throws -> Int64 {
+            try metrics.expectCounter(label, [("store", store)] + (verdict.map { [("verdict", $0)] } ?? [])).totalValue
+        }
+        #expect(try count("unrace_inbox_events_total", "parked") == 1)
+        #expect(try count("unrace_inbox_events_total", "applied") == 1)
+        #expect(try count("unrace_inbox_events_total", "duplicate") == 1)
+        #expect(try count("unrace_inbox_events_total", "rejected") == 1)
+        #expect(try count("unrace_inbox_drained_total") == 1)
+    }
+}

@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import UnraceCore
 
 /// How an ``Inbox`` behaves. Every property has a documented default and bound.
@@ -13,6 +14,9 @@ public struct InboxConfiguration: Sendable {
     public var gapTimeout: Duration = .seconds(60)
     /// The clock for parking times and gap ages. Default: the system wall clock.
     public var clock: any WallClock = SystemWallClock()
+    /// Where the inbox's counters go (see the Metrics article); `nil` (the default) uses the
+    /// factory `MetricsSystem` was bootstrapped with.
+    public var metricsFactory: (any MetricsFactory)? = nil
 
     /// The all-defaults configuration.
     public init() {}
@@ -66,11 +70,30 @@ public struct Inbox<S: Store>: Sendable {
         // The fields are public and mutable: validate again what reaches the store.
         let event = try InboxEvent(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type, payload: event.payload)
         let limit = configuration.parkingLimit
-        return try await store.step(StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
+        let outcome = try await store.step(StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
             let outcome = try await InboxFlow.receive(context, event, parkingLimit: limit) { try await handler(context.transaction, $0) }
             context.note("→ \(outcome)")
             return outcome
         }
+        count(outcome)
+        return outcome
+    }
+
+    /// Counts a committed outcome: `unrace_inbox_events_total{store, verdict}` and, for parked
+    /// events applied when their gap filled, `unrace_inbox_drained_total{store}`. Never a stream,
+    /// an event id or a payload.
+    private func count(_ outcome: InboxOutcome) {
+        let factory = configuration.metricsFactory ?? MetricsSystem.factory
+        let store = [("store", (self.store as? any SQLStore)?.backendName ?? "memory")]
+        let (verdict, drained): (String, Int) = switch outcome {
+        case .applied(let drained): ("applied", drained)
+        case .rejected(_, let drained): ("rejected", drained)
+        case .parked: ("parked", 0)
+        case .duplicate: ("duplicate", 0)
+        case .stale: ("stale", 0)
+        }
+        Counter(label: "unrace_inbox_events_total", dimensions: store + [("verdict", verdict)], factory: factory).increment()
+        if drained > 0 { Counter(label: "unrace_inbox_drained_total", dimensions: store, factory: factory).increment(by: drained) }
     }
 
     /// Streams whose gap is older than ``InboxConfiguration/gapTimeout``, oldest first: what an
