@@ -39,6 +39,8 @@ public struct Inbox<S: Store>: Sendable {
     public let store: S
     /// The validated configuration.
     public let configuration: InboxConfiguration
+    /// The counters' factory and fixed dimension, resolved once.
+    let metrics: (factory: any MetricsFactory, store: [(String, String)])
 
     /// Creates an inbox over a store.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a setting out of bounds.
@@ -51,6 +53,7 @@ public struct Inbox<S: Store>: Sendable {
         }
         self.store = store
         self.configuration = configuration
+        self.metrics = (configuration.metricsFactory ?? MetricsSystem.factory, [("store", (store as? any SQLStore)?.backendName ?? "memory")])
     }
 
     /// Receives one event, applying it (and any parked successors) with `handler` when its turn
@@ -83,8 +86,7 @@ public struct Inbox<S: Store>: Sendable {
     /// events applied when their gap filled, `unrace_inbox_drained_total{store}`. Never a stream,
     /// an event id or a payload.
     private func count(_ outcome: InboxOutcome) {
-        let factory = configuration.metricsFactory ?? MetricsSystem.factory
-        let store = [("store", (self.store as? any SQLStore)?.backendName ?? "memory")]
+        let (factory, store) = metrics
         let (verdict, drained): (String, Int) = switch outcome {
         case .applied(let drained): ("applied", drained)
         case .rejected(_, let drained): ("rejected", drained)

@@ -1,4 +1,5 @@
 public import Logging
+import ServiceLifecycle
 import UnraceCore
 
 /// The loop every maintenance `Service` runs: a round, then — unless the round did a full batch —
@@ -11,20 +12,23 @@ enum MaintenanceLoop {
         }
     }
 
-    /// Runs `round` until cancelled. `round` returns whether it did a full batch (run again at once).
+    /// Runs `round` until cancelled or the service group shuts down gracefully. `round` returns
+    /// whether it did a full batch (run again at once).
     static func run(
         interval: Duration, clock: any WallClock, logger: Logger, failure: Logger.Message,
-        _ round: @Sendable () async throws -> Bool
+        _ round: @escaping @Sendable () async throws -> Bool
     ) async {
-        while !Task.isCancelled {
-            do {
-                if try await round() { continue }
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.warning(failure, metadata: ["error": "\(error)"])
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    if try await round() { continue }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning(failure, metadata: ["error": "\(error)"])
+                }
+                do { try await clock.sleep(for: interval) } catch { return }
             }
-            do { try await clock.sleep(for: interval) } catch { return }
         }
     }
 }

@@ -32,15 +32,13 @@ public struct PendingTransferSweeper<S: Store>: Service {
 
     /// Sweeps until cancelled or shut down gracefully.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await MaintenanceLoop.run(
-                interval: interval, clock: ledger.configuration.clock, logger: logger,
-                failure: "voiding expired pending transfers failed; retrying after the interval"
-            ) {
-                let voided = try await ledger.voidExpiredPendingTransfers(limit: batchLimit)
-                if voided > 0 { logger.debug("voided expired pending transfers", metadata: ["count": "\(voided)"]) }
-                return voided == batchLimit
-            }
+        await MaintenanceLoop.run(
+            interval: interval, clock: ledger.configuration.clock, logger: logger,
+            failure: "voiding expired pending transfers failed; retrying after the interval"
+        ) {
+            let voided = try await ledger.voidExpiredPendingTransfers(limit: batchLimit)
+            if voided > 0 { logger.debug("voided expired pending transfers", metadata: ["count": "\(voided)"]) }
+            return voided == batchLimit
         }
     }
 }
@@ -74,18 +72,16 @@ public struct ExpiredRecordPurger<S: Store>: Service {
 
     /// Purges until cancelled or shut down gracefully.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await MaintenanceLoop.run(
-                interval: interval, clock: operations.configuration.clock, logger: logger,
-                failure: "purging expired operation records failed; retrying after the interval"
-            ) {
-                var full = false
-                for scope in scopes {
-                    let purged = try await operations.purgeExpired(scope: scope, limit: batchLimit)
-                    full = full || purged == batchLimit
-                }
-                return full
+        await MaintenanceLoop.run(
+            interval: interval, clock: operations.configuration.clock, logger: logger,
+            failure: "purging expired operation records failed; retrying after the interval"
+        ) {
+            var full = false
+            for scope in scopes {
+                let purged = try await operations.purgeExpired(scope: scope, limit: batchLimit)
+                full = full || purged == batchLimit
             }
+            return full
         }
     }
 }
@@ -115,15 +111,13 @@ public struct ExpiredHoldReaper<S: Store>: Service {
 
     /// Reaps until cancelled or shut down gracefully.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await MaintenanceLoop.run(
-                interval: interval, clock: reservations.clock, logger: logger,
-                failure: "releasing expired holds failed; retrying after the interval"
-            ) {
-                let released = try await reservations.releaseExpiredHolds(limit: batchLimit)
-                if released > 0 { logger.debug("released expired holds", metadata: ["count": "\(released)"]) }
-                return false
-            }
+        await MaintenanceLoop.run(
+            interval: interval, clock: reservations.clock, logger: logger,
+            failure: "releasing expired holds failed; retrying after the interval"
+        ) {
+            let released = try await reservations.releaseExpiredHolds(limit: batchLimit)
+            if released > 0 { logger.debug("released expired holds", metadata: ["count": "\(released)"]) }
+            return false
         }
     }
 }
@@ -155,21 +149,19 @@ public struct InboxGapMonitor<S: Store>: Service {
 
     /// Watches until cancelled or shut down gracefully.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await MaintenanceLoop.run(
-                interval: interval, clock: inbox.configuration.clock, logger: logger, failure: "reading inbox gaps failed; retrying after the interval"
-            ) {
-                let gaps = try await inbox.gaps(limit: 100)
-                if let oldest = gaps.first {
-                    let now = inbox.configuration.clock.now()
-                    logger.warning("inbox streams wait for missing events", metadata: [
-                        "streams": "\(gaps.count)\(gaps.count == 100 ? "+" : "")",
-                        "oldest_gap_ms": "\(now.milliseconds &- oldest.since.milliseconds)",
-                    ])
-                    await report(gaps)
-                }
-                return false
+        await MaintenanceLoop.run(
+            interval: interval, clock: inbox.configuration.clock, logger: logger, failure: "reading inbox gaps failed; retrying after the interval"
+        ) {
+            let gaps = try await inbox.gaps(limit: 100)
+            if let oldest = gaps.first {
+                let now = inbox.configuration.clock.now()
+                logger.warning("inbox streams wait for missing events", metadata: [
+                    "streams": "\(gaps.count)\(gaps.count == 100 ? "+" : "")",
+                    "oldest_gap_ms": "\(now.milliseconds &- oldest.since.milliseconds)",
+                ])
+                await report(gaps)
             }
+            return false
         }
     }
 }
@@ -205,13 +197,11 @@ public struct CompletedMessagePurger<S: Store>: Service {
 
     /// Purges until cancelled or shut down gracefully.
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await MaintenanceLoop.run(
-                interval: interval, clock: queue.configuration.clock, logger: logger,
-                failure: "purging acked queue messages failed; retrying after the interval"
-            ) {
-                try await queue.purgeCompleted(olderThan: age, limit: batchLimit) == batchLimit
-            }
+        await MaintenanceLoop.run(
+            interval: interval, clock: queue.configuration.clock, logger: logger,
+            failure: "purging acked queue messages failed; retrying after the interval"
+        ) {
+            try await queue.purgeCompleted(olderThan: age, limit: batchLimit) == batchLimit
         }
     }
 }

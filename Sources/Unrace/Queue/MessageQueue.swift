@@ -386,7 +386,8 @@ public struct MessageQueue<S: Store>: Sendable {
             // Attempts keep growing (they are the fencing token): the message gets as many
             // attempts again as the producer gave it.
             message.state = .ready
-            message.maxAttempts = message.attempts.addingReportingOverflow(Int64(configuration.maxAttempts)).partialValue
+            let (raised, overflow) = message.attempts.addingReportingOverflow(Int64(configuration.maxAttempts))
+            message.maxAttempts = overflow ? .max : raised
             message.visibleAt = try await context.rows.now()
             message.completedAt = nil
             message.leasedBy = nil
