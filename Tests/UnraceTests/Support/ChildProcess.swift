@@ -44,8 +44,13 @@ final class ChildProcess: @unchecked Sendable {
             self?.received(String(decoding: data, as: UTF8.self), eof: data.isEmpty)
         }
         process.terminationHandler = { [weak self] process in self?.terminated(process.terminationStatus) }
-        try process.run()
+        // One launch at a time: Foundation's `Process.run()` crashed (SIGSEGV in its memmove)
+        // once when tests launched children on several threads at the same moment.
+        try Self.launches.withLock { try process.run() }
     }
+
+    /// Serialises `Process.run()` across the test process.
+    private static let launches = NSLock()
 
     /// Everything the process printed so far.
     var printed: String { lock.withLock { output } }
