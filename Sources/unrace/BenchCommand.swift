@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import InMemoryTracing
+import Prometheus
 import Unrace
 
 /// `unrace bench`: guarded against unguarded throughput, measured in the same run.
@@ -28,6 +30,8 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     var transactions = 2_000
     @Option(help: "The business write: insert (one INSERT) or order (an order, its lines and a stock update).")
     var workload = OperationsBench.Workload.insert
+    @Flag(help: "Also run perform with metrics (a Prometheus registry) and tracing (an in-memory tracer) switched on, and report its cost against perform without them.")
+    var observed = false
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -39,7 +43,7 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     var callerCounts: [Int] { sweep.callerCounts }
 
     func run() async throws {
-        let job = OperationsBench(workload: workload, callerCounts: callerCounts, transactions: transactions, rounds: rounds)
+        let job = OperationsBench(workload: workload, callerCounts: callerCounts, transactions: transactions, rounds: rounds, observed: observed)
         let results = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), job)
         if json {
             let encoder = JSONEncoder()
@@ -63,6 +67,20 @@ struct OperationsBenchCommand: AsyncParsableCommand {
         print("")
         print("same statements: perform's own SQL (claim, the write, completion) sent by hand through the same client;")
         print("Unrace's own ×: guarded ÷ same statements, the cost of Unrace beyond the statements it must send.")
+        guard observed else { return }
+        print("")
+        print("backend    callers   guarded tx/s   observed tx/s   observability cost ×")
+        for result in results {
+            guard let rate = result.observedPerSecond, let ratio = result.observedRatio else { continue }
+            print(
+                String(
+                    format: "%-10@ %7d   %12.0f   %13.0f   %20.3f", result.backend as NSString, result.callers,
+                    result.guardedPerSecond, rate, ratio
+                )
+            )
+        }
+        print("observed: the same perform with a Prometheus metrics factory and an in-memory tracer, against the")
+        print("process defaults (nothing bootstrapped: no-op metrics and spans); ×: guarded ÷ observed.")
     }
 }
 
@@ -99,6 +117,11 @@ struct BenchResult: Codable, Sendable {
     /// How many times longer a guarded transaction takes than the same statements by hand:
     /// what Unrace adds of its own.
     var ownRatio: Double
+    /// With `--observed`: guarded transactions per second with metrics and tracing switched on.
+    var observedPerSecond: Double? = nil
+    /// With `--observed`: how many times longer an observed guarded transaction takes than one
+    /// reporting to nothing.
+    var observedRatio: Double? = nil
 }
 
 struct OperationsBench: StoreJob {
@@ -125,11 +148,19 @@ struct OperationsBench: StoreJob {
     let callerCounts: [Int]
     let transactions: Int
     let rounds: Int
+    var observed = false
 
     func run<S: SQLStore>(_ store: S) async throws -> [BenchResult] {
         let table = "bench_\(UUID().uuidString.prefix(8).lowercased())"
         try await createTables(store, table)
         let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
+        // The observed path: a real metrics backend (what `unrace serve` exports) and a tracer
+        // that keeps every span, emptied after each round.
+        let tracer = InMemoryTracer()
+        let observedOperations = try Operations(
+            store: store, lease: .seconds(30), retention: .seconds(3_600),
+            observability: Observability(metricsFactory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()), tracer: tracer)
+        )
         let scope = try Scope("bench-\(table)")
         var results: [BenchResult] = []
         var serial = 0
@@ -145,15 +176,22 @@ struct OperationsBench: StoreJob {
             _ = try await Bench.measure(callers: callers, count: min(200, transactions)) { id in
                 try await statements(store, scope, table, "warm-s-\(callers)-\(warm)-\(id)", id)
             }
+            if observed {
+                _ = try await Bench.measure(callers: callers, count: min(200, transactions)) { id in
+                    try await guarded(observedOperations, scope, table, "warm-o-\(callers)-\(warm)-\(id)", id)
+                }
+            }
+            let paths = observed ? 4 : 3
             var plain: [Double] = []
             var byHand: [Double] = []
             var guardedRates: [Double] = []
+            var observedRates: [Double] = []
             for index in 0..<rounds {
                 serial += 1
                 let round = serial
                 // The three paths take turns going first, so none always runs in the wake of
                 // another (its dead rows, its autovacuum, its checkpoint).
-                for path in (0..<3).map({ ($0 + index) % 3 }) {
+                for path in (0..<paths).map({ ($0 + index) % paths }) {
                     switch path {
                     case 0:
                         plain.append(try await Bench.measure(callers: callers, count: transactions) { id in
@@ -163,20 +201,27 @@ struct OperationsBench: StoreJob {
                         byHand.append(try await Bench.measure(callers: callers, count: transactions) { id in
                             try await statements(store, scope, table, "s-\(round)-\(id)", id)
                         })
-                    default:
+                    case 2:
                         guardedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
                             try await guarded(operations, scope, table, "g-\(round)-\(id)", id)
                         })
+                    default:
+                        observedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
+                            try await guarded(observedOperations, scope, table, "o-\(round)-\(id)", id)
+                        })
+                        tracer.clearAll()
                     }
                 }
             }
             let u = Bench.median(plain)
             let h = Bench.median(byHand)
             let g = Bench.median(guardedRates)
+            let o = observed ? Bench.median(observedRates) : nil
             results.append(
                 BenchResult(
                     backend: store.backendName, workload: workload.rawValue, callers: callers,
-                    unguardedPerSecond: u, guardedPerSecond: g, statementsPerSecond: h, costRatio: u / g, ownRatio: h / g
+                    unguardedPerSecond: u, guardedPerSecond: g, statementsPerSecond: h, costRatio: u / g, ownRatio: h / g,
+                    observedPerSecond: o, observedRatio: o.map { g / $0 }
                 )
             )
         }

@@ -39,12 +39,13 @@ public struct Inbox<S: Store>: Sendable {
     public let store: S
     /// The validated configuration.
     public let configuration: InboxConfiguration
-    /// The counters' factory and fixed dimension, resolved once.
-    let metrics: (factory: any MetricsFactory, store: [(String, String)])
+    let telemetry: Telemetry
 
     /// Creates an inbox over a store.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a setting out of bounds.
-    public init(store: S, configuration: InboxConfiguration = .init()) throws {
+    /// - Parameter observability: where metrics, spans and logs go (``InboxConfiguration/metricsFactory``,
+    ///   when set, takes precedence over its factory).
+    public init(store: S, configuration: InboxConfiguration = .init(), observability: Observability = .init()) throws {
         guard (1...InboxConfiguration.parkingLimitMaximum).contains(configuration.parkingLimit) else {
             throw UnraceError(.invalidConfiguration, "parkingLimit must be between 1 and \(InboxConfiguration.parkingLimitMaximum)")
         }
@@ -53,7 +54,7 @@ public struct Inbox<S: Store>: Sendable {
         }
         self.store = store
         self.configuration = configuration
-        self.metrics = (configuration.metricsFactory ?? MetricsSystem.factory, [("store", (store as? any SQLStore)?.backendName ?? "memory")])
+        self.telemetry = Telemetry(api: "inbox", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
     }
 
     /// Receives one event, applying it (and any parked successors) with `handler` when its turn
@@ -73,7 +74,7 @@ public struct Inbox<S: Store>: Sendable {
         // The fields are public and mutable: validate again what reaches the store.
         let event = try InboxEvent(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type, payload: event.payload)
         let limit = configuration.parkingLimit
-        let outcome = try await store.step(StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
+        let outcome = try await telemetry.step(store, StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
             let outcome = try await InboxFlow.receive(context, event, parkingLimit: limit) { try await handler(context.transaction, $0) }
             context.note("→ \(outcome)")
             return outcome
@@ -86,7 +87,6 @@ public struct Inbox<S: Store>: Sendable {
     /// events applied when their gap filled, `unrace_inbox_drained_total{store}`. Never a stream,
     /// an event id or a payload.
     private func count(_ outcome: InboxOutcome) {
-        let (factory, store) = metrics
         let (verdict, drained): (String, Int) = switch outcome {
         case .applied(let drained): ("applied", drained)
         case .rejected(_, let drained): ("rejected", drained)
@@ -94,8 +94,8 @@ public struct Inbox<S: Store>: Sendable {
         case .duplicate: ("duplicate", 0)
         case .stale: ("stale", 0)
         }
-        Counter(label: "unrace_inbox_events_total", dimensions: store + [("verdict", verdict)], factory: factory).increment()
-        if drained > 0 { Counter(label: "unrace_inbox_drained_total", dimensions: store, factory: factory).increment(by: drained) }
+        telemetry.count("unrace_inbox_events_total", [("verdict", verdict)])
+        telemetry.count("unrace_inbox_drained_total", by: drained)
     }
 
     /// Streams whose gap is older than ``InboxConfiguration/gapTimeout``, oldest first: what an
@@ -105,11 +105,14 @@ public struct Inbox<S: Store>: Sendable {
             throw UnraceError(.invalidArgument, "gap report limit must be between 1 and 10000")
         }
         let timeout = configuration.gapTimeout.wholeMilliseconds
-        return try await store.step(StepInfo("gaps", "", clock: configuration.clock, isReadOnly: true)) { context in
+        let gaps = try await telemetry.step(store, StepInfo("gaps", "", clock: configuration.clock, isReadOnly: true)) { context in
             let now = try await context.rows.now()
             let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(timeout)
             return try await context.rows.inboxGaps(openedBefore: Timestamp(milliseconds: overflow ? .min : cutoff), limit: limit)
         }
+        telemetry.gauge("unrace_inbox_gap_streams", [], gaps.count)
+        telemetry.gauge("unrace_inbox_gap_parked_events", [], gaps.reduce(0) { $0 + $1.parked })
+        return gaps
     }
 
     /// Gives up on a stream's missing events: records each as `skipped`, moves the head past
@@ -121,7 +124,7 @@ public struct Inbox<S: Store>: Sendable {
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
         let stream = try NameRule.stream.validate(stream)
-        return try await store.step(StepInfo("skipGap", stream, clock: configuration.clock)) { context in
+        return try await telemetry.step(store, StepInfo("skipGap", stream, clock: configuration.clock)) { context in
             try await InboxFlow.skipGap(context, stream: stream) { try await handler(context.transaction, $0) }
         }
     }
@@ -129,7 +132,7 @@ public struct Inbox<S: Store>: Sendable {
     /// The last applied sequence of a stream (0 before its first event).
     public func head(of stream: String) async throws -> Int64 {
         let stream = try NameRule.stream.validate(stream)
-        return try await store.step(StepInfo("head", stream, clock: configuration.clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("head", stream, clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.streamHead(stream)
         }
     }
@@ -150,14 +153,18 @@ public struct LifecycleGuard<S: Store>: Sendable {
     /// The name states are stored under (one per kind of entity, such as `order`).
     public let name: String
     let clock: any WallClock
+    let telemetry: Telemetry
 
     /// Creates a guard.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks ``NameRule/lifecycleName``.
-    public init(store: S, lifecycle: Lifecycle, name: String, clock: any WallClock = SystemWallClock()) throws {
+    public init(
+        store: S, lifecycle: Lifecycle, name: String, clock: any WallClock = SystemWallClock(), observability: Observability = .init()
+    ) throws {
         self.name = try NameRule.lifecycleName.validate(name)
         self.store = store
         self.lifecycle = lifecycle
         self.clock = clock
+        self.telemetry = Telemetry(api: "lifecycle", store: store, observability: observability)
     }
 
     /// Applies `event` to `entity` and runs `handler` with the decision, in one transaction. The
@@ -173,7 +180,7 @@ public struct LifecycleGuard<S: Store>: Sendable {
         let entity = try NameRule.entity.validate(entity)
         let lifecycle = lifecycle
         let name = name
-        return try await store.step(StepInfo("transition", "\(entity) on \(event)", clock: clock)) { context in
+        let decision = try await telemetry.step(store, StepInfo("transition", "\(entity) on \(event)", clock: clock)) { context in
             let current = try await context.rows.lifecycleState(lifecycle: name, entity: entity, lock: true)
             let decision = lifecycle.applyWithPlaceholder(event, to: current)
             if case .moved(_, let target) = decision {
@@ -184,13 +191,20 @@ public struct LifecycleGuard<S: Store>: Sendable {
             try await handler(context.transaction, decision)
             return decision
         }
+        let result = switch decision {
+        case .moved: "moved"
+        case .rejected: "rejected"
+        case .absorbed: "absorbed"
+        }
+        telemetry.count("unrace_lifecycle_events_total", [("lifecycle", name), ("decision", result)])
+        return decision
     }
 
     /// The stored state of an entity, or `nil` if no event was applied to it.
     public func state(of entity: String) async throws -> String? {
         let entity = try NameRule.entity.validate(entity)
         let name = name
-        return try await store.step(StepInfo("lifecycleState", entity, clock: clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("lifecycleState", entity, clock: clock, isReadOnly: true)) { context in
             try await context.rows.lifecycleState(lifecycle: name, entity: entity, lock: false)
         }
     }

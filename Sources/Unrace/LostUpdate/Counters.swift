@@ -14,11 +14,13 @@ public struct Counters<S: Store>: Sendable {
     /// The store the counters live in.
     public let store: S
     let clock: any WallClock
+    let telemetry: Telemetry
 
     /// Creates the API over a store.
-    public init(store: S, clock: any WallClock = SystemWallClock()) {
+    public init(store: S, clock: any WallClock = SystemWallClock(), observability: Observability = .init()) {
         self.store = store
         self.clock = clock
+        self.telemetry = Telemetry(api: "counters", store: store, observability: observability)
     }
 
     /// Creates a counter with its bounds (stock: floor 0; a seat pool: floor 0, ceiling capacity).
@@ -31,7 +33,7 @@ public struct Counters<S: Store>: Sendable {
         guard floor <= value, value <= ceiling else {
             throw UnraceError(.invalidArgument, "a counter's value must lie between its floor and ceiling")
         }
-        return try await store.step(StepInfo("createCounter", name, clock: clock)) { context in
+        return try await telemetry.step(store, StepInfo("createCounter", name, clock: clock)) { context in
             guard try await context.rows.counter(name: name, lock: true) == nil else { return false }
             try await context.rows.saveCounter(CounterState(name: name, value: value, floor: floor, ceiling: ceiling), isNew: true)
             return true
@@ -48,20 +50,24 @@ public struct Counters<S: Store>: Sendable {
         guard delta != 0, delta.magnitude <= UInt64(Self.deltaMaximum) else {
             throw UnraceError(.invalidArgument, "a counter step must be non-zero and at most 2^53 in size")
         }
-        let step = try await store.step(StepInfo("adjust", "\(name) by \(delta)", clock: clock)) { context in
+        let step = try await telemetry.step(store, StepInfo("adjust", "\(name) by \(delta)", clock: clock)) { context in
             let (step, next) = CounterRule.adjust(try await context.rows.counter(name: name, lock: true), by: delta)
             if let next { try await context.rows.saveCounter(next, isNew: false) }
             context.note("→ \(step)")
             return step
         }
-        if case .notFound = step { throw UnraceError(.notFound, "there is no such counter") }
+        switch step {
+        case .notFound: throw UnraceError(.notFound, "there is no such counter")
+        case .applied: telemetry.count("unrace_counter_adjustments_total", [("result", "applied")])
+        case .refused: telemetry.count("unrace_counter_adjustments_total", [("result", "refused")])
+        }
         return step
     }
 
     /// A counter as stored (value and bounds), or `nil` if there is none.
     public func counter(_ name: String) async throws -> CounterState? {
         let name = try NameRule.counterName.validate(name)
-        return try await store.step(StepInfo("counter", name, clock: clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("counter", name, clock: clock, isReadOnly: true)) { context in
             try await context.rows.counter(name: name, lock: false)
         }
     }
@@ -83,7 +89,7 @@ public struct Counters<S: Store>: Sendable {
         guard length >= 1, window <= Self.windowMaximum else {
             throw UnraceError(.invalidArgument, "a quota window must be between 1 ms and 366 days")
         }
-        return try await store.step(StepInfo("consume", "\(name) \(units)/\(limit)", clock: clock)) { context in
+        let step = try await telemetry.step(store, StepInfo("consume", "\(name) \(units)/\(limit)", clock: clock)) { context in
             let current = try await context.rows.quota(name: name, lock: true)
             let start = QuotaRule.windowStart(at: try await context.rows.now(), window: length)
             let (step, next) = QuotaRule.consume(current, name: name, units: units, limit: limit, windowStart: start)
@@ -91,12 +97,17 @@ public struct Counters<S: Store>: Sendable {
             context.note("→ \(step)")
             return step
         }
+        switch step {
+        case .granted: telemetry.count("unrace_quota_requests_total", [("result", "granted")])
+        case .denied: telemetry.count("unrace_quota_requests_total", [("result", "denied")])
+        }
+        return step
     }
 
     /// A quota as stored (the newest window a request fell in, and its use), or `nil`.
     public func quota(_ name: String) async throws -> QuotaState? {
         let name = try NameRule.quotaName.validate(name)
-        return try await store.step(StepInfo("quota", name, clock: clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("quota", name, clock: clock, isReadOnly: true)) { context in
             try await context.rows.quota(name: name, lock: false)
         }
     }

@@ -48,10 +48,11 @@ public final class Ledger<S: Store>: Sendable {
     }
 
     private let queue = Mutex(Queue())
+    let telemetry: Telemetry
 
     /// Creates a ledger over a store.
     /// - Throws: ``UnraceError/Code/invalidConfiguration``.
-    public init(store: S, configuration: LedgerConfiguration = .init()) throws {
+    public init(store: S, configuration: LedgerConfiguration = .init(), observability: Observability = .init()) throws {
         guard (1...LedgerConfiguration.batchSizeMaximum).contains(configuration.batchSize),
             configuration.batchWait >= .zero, configuration.batchWait <= .milliseconds(100),
             configuration.queueCapacity >= configuration.batchSize
@@ -60,6 +61,7 @@ public final class Ledger<S: Store>: Sendable {
         }
         self.store = store
         self.configuration = configuration
+        self.telemetry = Telemetry(api: "ledger", store: store, observability: observability)
     }
 
     /// Creates accounts; an existing id answers `exists` or `existsWithDifferent(field)`. The same
@@ -73,7 +75,7 @@ public final class Ledger<S: Store>: Sendable {
         }
         let accounts = try accounts.map { try $0.validated() }
         guard !accounts.isEmpty else { return [] }
-        return try await store.step(StepInfo("createAccounts", "\(accounts.count)", clock: configuration.clock)) { context in
+        return try await telemetry.step(store, StepInfo("createAccounts", "\(accounts.count)", clock: configuration.clock)) { context in
             var known = try await context.rows.accounts(accounts.map(\.id), lock: true)
             var results: [AccountResult] = []
             var created: [Account] = []
@@ -185,7 +187,7 @@ public final class Ledger<S: Store>: Sendable {
     /// One group's step: lock the accounts (in id order), release expired pendings on them, run
     /// ``LedgerEngine``, write the changes.
     private func apply(_ batch: [Transfer]) async throws -> [TransferResult] {
-        try await store.step(StepInfo("submit", "\(batch.count)", clock: configuration.clock)) { context in
+        let results = try await telemetry.step(store, StepInfo("submit", "\(batch.count)", clock: configuration.clock)) { context in
             let rows = context.rows
             let now = try await rows.now()
             let ids = LedgerEngine.snapshotIDs(of: batch)
@@ -196,6 +198,11 @@ public final class Ledger<S: Store>: Sendable {
             try await Self.write(changes, rows, now: now)
             return results
         }
+        telemetry.sample("unrace_ledger_group_size", [], batch.count)
+        var byCode: [String: Int] = [:]
+        for result in results { byCode[result.code, default: 0] += 1 }
+        for (code, count) in byCode { telemetry.count("unrace_ledger_transfers_total", [("result", code)], by: count) }
+        return results
     }
 
     /// Locks `ids` and the other accounts of expired pendings on them, all in one id-ordered
@@ -229,7 +236,7 @@ public final class Ledger<S: Store>: Sendable {
     /// - Returns: how many were released (fewer than `limit` means none are left).
     public func voidExpiredPendingTransfers(limit: Int = 1_000) async throws -> Int {
         guard (1...10_000).contains(limit) else { throw UnraceError(.invalidArgument, "limit must be between 1 and 10000") }
-        return try await store.step(StepInfo("voidExpired", "\(limit)", clock: configuration.clock)) { context in
+        return try await telemetry.step(store, StepInfo("voidExpired", "\(limit)", clock: configuration.clock)) { context in
             let rows = context.rows
             let now = try await rows.now()
             let candidates = try await rows.expiredPendingTransfers(at: now, touching: nil, limit: limit)
@@ -249,7 +256,7 @@ public final class Ledger<S: Store>: Sendable {
     /// balances include expired pendings not yet released by a step or the sweeper.
     public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
         let ids = try ids.map { try NameRule.accountID.validate($0) }
-        let found = try await store.step(StepInfo("lookupAccounts", "\(ids.count)", clock: configuration.clock, isReadOnly: true)) { context in
+        let found = try await telemetry.step(store, StepInfo("lookupAccounts", "\(ids.count)", clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.accounts(ids, lock: false)
         }
         return ids.compactMap { found[$0] }
@@ -257,7 +264,7 @@ public final class Ledger<S: Store>: Sendable {
 
     /// Sums over every account, in 128-bit arithmetic; ``LedgerTotals/isBalanced`` is always true.
     public func totals() async throws -> LedgerTotals {
-        try await store.step(StepInfo("totals", "", clock: configuration.clock, isReadOnly: true)) { context in
+        try await telemetry.step(store, StepInfo("totals", "", clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.ledgerTotals()
         }
     }

@@ -47,11 +47,15 @@ public struct Records<S: Store>: Sendable {
     public let retry: RetryPolicy
     let clock: any WallClock
     private let jitter: Jitter
+    let telemetry: Telemetry
 
     /// Creates the API over one collection.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a collection that breaks
     ///   ``NameRule/collection``, ``UnraceError/Code/invalidConfiguration`` for a retry policy out of bounds.
-    public init(store: S, collection: String, retry: RetryPolicy = .init(), clock: any WallClock = SystemWallClock()) throws {
+    public init(
+        store: S, collection: String, retry: RetryPolicy = .init(), clock: any WallClock = SystemWallClock(),
+        observability: Observability = .init()
+    ) throws {
         let collection = try NameRule.collection.validate(collection)
         guard (1...RetryPolicy.attemptsMaximum).contains(retry.attempts), retry.initialBackoff >= .zero,
             retry.maximumBackoff >= retry.initialBackoff, retry.maximumBackoff <= .seconds(60)
@@ -63,6 +67,7 @@ public struct Records<S: Store>: Sendable {
         self.retry = retry
         self.clock = clock
         self.jitter = Jitter(seed: retry.seed)
+        self.telemetry = Telemetry(api: "records", store: store, observability: observability)
     }
 
     private func info(_ name: StaticString, _ id: String, isReadOnly: Bool = false) -> StepInfo {
@@ -75,7 +80,7 @@ public struct Records<S: Store>: Sendable {
     public func read<T: Codable & Sendable>(_ id: String, as type: T.Type = T.self) async throws -> Versioned<T>? {
         let id = try NameRule.recordID.validate(id)
         let collection = collection
-        let stored = try await store.step(info("read", id, isReadOnly: true)) { context in
+        let stored = try await telemetry.step(store, info("read", id, isReadOnly: true)) { context in
             let record = try await context.rows.record(collection: collection, id: id, lock: false)
             context.note("→ version \(record?.version ?? 0)")
             return record
@@ -92,7 +97,7 @@ public struct Records<S: Store>: Sendable {
         let id = try NameRule.recordID.validate(id)
         let bytes = try OutcomeCoding.encode(value)
         let collection = collection
-        return try await store.step(info("create", id)) { context in
+        return try await telemetry.step(store, info("create", id)) { context in
             if let existing = try await context.rows.record(collection: collection, id: id, lock: true) { return existing.version }
             let record = StoredRecord(collection: collection, id: id, value: bytes, version: 1, updatedAt: try await context.rows.now())
             try await context.rows.saveRecord(record, isNew: true)
@@ -111,7 +116,7 @@ public struct Records<S: Store>: Sendable {
         guard expectedVersion >= 1 else { throw UnraceError(.invalidArgument, "a version is 1 or more") }
         let bytes = try OutcomeCoding.encode(value)
         let collection = collection
-        let decision = try await store.step(info("write", "\(id) if version \(expectedVersion)")) { context in
+        let decision = try await telemetry.step(store, info("write", "\(id) if version \(expectedVersion)")) { context in
             let current = try await context.rows.record(collection: collection, id: id, lock: true)
             var (decision, next) = RecordRule.write(current, value: bytes, expectedVersion: expectedVersion, now: try await context.rows.now())
             if context.disabledGuards.contains(.versionCheck), case .conflict = decision, var forced = current {
@@ -126,6 +131,11 @@ public struct Records<S: Store>: Sendable {
             case .notFound: context.note("✗ not found")
             }
             return decision
+        }
+        switch decision {
+        case .written: telemetry.count("unrace_record_writes_total", [("result", "written")])
+        case .conflict: telemetry.count("unrace_record_writes_total", [("result", "conflict")])
+        case .notFound: telemetry.count("unrace_record_writes_total", [("result", "not_found")])
         }
         switch decision {
         case .written(let version):
@@ -150,6 +160,10 @@ public struct Records<S: Store>: Sendable {
     public func update<T: Codable & Sendable>(
         _ id: String, as type: T.Type = T.self, _ transform: (inout T) throws -> Void
     ) async throws -> Versioned<T> {
+        try await telemetry.span("update") { _ in try await update(id, transform) }
+    }
+
+    private func update<T: Codable & Sendable>(_ id: String, _ transform: (inout T) throws -> Void) async throws -> Versioned<T> {
         var backoff = retry.initialBackoff
         for attempt in 1...retry.attempts {
             guard let current = try await read(id, as: T.self) else {
@@ -162,6 +176,11 @@ public struct Records<S: Store>: Sendable {
                 return Versioned(value: value, version: version)
             } catch let error as UnraceError where error.code == .versionConflict {
                 guard attempt < retry.attempts else { break }
+                telemetry.count("unrace_record_retries_total")
+                telemetry.logger.notice(
+                    "record changed between read and write; retrying",
+                    metadata: telemetry.keyMetadata(scope: collection, key: id).merging(["attempt": "\(attempt)"]) { $1 }
+                )
                 let pause = jitter.state.withLock { generator in
                     Duration.milliseconds(generator.int(in: 0...Int(max(1, backoff.wholeMilliseconds))))
                 }
@@ -169,6 +188,10 @@ public struct Records<S: Store>: Sendable {
                 backoff = min(backoff * 2, retry.maximumBackoff)
             }
         }
+        telemetry.logger.warning(
+            "record update gave up after its retry limit",
+            metadata: telemetry.keyMetadata(scope: collection, key: id).merging(["attempts": "\(retry.attempts)"]) { $1 }
+        )
         throw UnraceError(.retryLimitReached, "the record kept changing between read and write", detail: "\(retry.attempts) attempts")
     }
 }

@@ -16,11 +16,13 @@ public struct Reservations<S: Store>: Sendable {
     /// The store the holds live in.
     public let store: S
     let clock: any WallClock
+    let telemetry: Telemetry
 
     /// Creates the API over a store.
-    public init(store: S, clock: any WallClock = SystemWallClock()) {
+    public init(store: S, clock: any WallClock = SystemWallClock(), observability: Observability = .init()) {
         self.store = store
         self.clock = clock
+        self.telemetry = Telemetry(api: "reservations", store: store, observability: observability)
     }
 
     /// Creates a resource with `capacity` units (1 for a seat).
@@ -33,7 +35,7 @@ public struct Reservations<S: Store>: Sendable {
         guard capacity >= 1, capacity <= Counters<S>.deltaMaximum else {
             throw UnraceError(.invalidArgument, "capacity must be between 1 and 2^53")
         }
-        return try await store.step(StepInfo("createResource", name, clock: clock)) { context in
+        return try await telemetry.step(store, StepInfo("createResource", name, clock: clock)) { context in
             guard try await context.rows.resource(name: name, lock: true) == nil else { return false }
             try await context.rows.saveResource(ResourceState(name: name, capacity: capacity, held: 0, confirmed: 0), isNew: true)
             return true
@@ -56,16 +58,16 @@ public struct Reservations<S: Store>: Sendable {
         guard timeToLive.wholeMilliseconds >= 1, timeToLive <= Self.timeToLiveMaximum else {
             throw UnraceError(.invalidArgument, "a hold's time-to-live must be between 1 ms and 7 days")
         }
-        let step = try await store.step(StepInfo("hold", "\(resource) for \(key)", clock: clock)) { context in
+        let outcome = try await telemetry.step(store, StepInfo("hold", "\(resource) for \(key)", clock: clock)) { context in
             let rows = context.rows
             // The resource first, then the hold: every reservation step locks in that order.
-            guard let stored = try await rows.resource(name: resource, lock: true) else { return HoldStep.notFound }
+            guard let stored = try await rows.resource(name: resource, lock: true) else { return (HoldStep.notFound, "", 0) }
             if let existing = try await rows.hold(key: key, lock: true) {
                 guard existing.resource == resource else {
                     throw UnraceError(.holdKeyReused, "this hold key already holds another resource; hold keys are unique across resources")
                 }
                 context.note("→ existing hold")
-                return .hold(existing)
+                return (.hold(existing), "existing", 0)
             }
             let now = try await rows.now()
             let (reclaimed, released) = HoldRule.release(expired: try await rows.expiredHolds(resource: resource, at: now), of: stored, now: now)
@@ -74,9 +76,13 @@ public struct Reservations<S: Store>: Sendable {
             if let resource = taken ?? (released.isEmpty ? nil : reclaimed) { try await rows.saveResource(resource, isNew: false) }
             if case .hold(let hold) = step { try await rows.saveHold(hold, isNew: true) }
             context.note("→ \(step)")
-            return step
+            if case .insufficient = step { return (step, "insufficient", released.count) }
+            return (step, "held", released.count)
         }
+        let (step, result, expired) = outcome
         if case .notFound = step { throw UnraceError(.notFound, "there is no such resource") }
+        telemetry.count("unrace_hold_results_total", [("result", result)])
+        telemetry.count("unrace_holds_released_total", [("cause", "expired")], by: expired)
         return step
     }
 
@@ -94,7 +100,7 @@ public struct Reservations<S: Store>: Sendable {
 
     private func settle(key: String, confirm: Bool) async throws -> HoldStep {
         let key = try NameRule.holdKey.validate(key)
-        let step = try await store.step(StepInfo(confirm ? "confirm" : "release", key, clock: clock)) { context in
+        let step = try await telemetry.step(store, StepInfo(confirm ? "confirm" : "release", key, clock: clock)) { context in
             let rows = context.rows
             // Find the resource without a lock, then lock the resource before the hold.
             guard let found = try await rows.hold(key: key, lock: false),
@@ -107,7 +113,12 @@ public struct Reservations<S: Store>: Sendable {
             context.note("→ \(step)")
             return step
         }
-        if case .notFound = step { throw UnraceError(.notFound, "there is no such hold") }
+        switch step {
+        case .notFound: throw UnraceError(.notFound, "there is no such hold")
+        case .hold: telemetry.count("unrace_hold_results_total", [("result", confirm ? "confirmed" : "released")])
+        case .notLive: telemetry.count("unrace_hold_results_total", [("result", "not_live")])
+        case .insufficient: break
+        }
         return step
     }
 
@@ -119,7 +130,7 @@ public struct Reservations<S: Store>: Sendable {
         guard (1...10_000).contains(limit) else {
             throw UnraceError(.invalidArgument, "releaseExpiredHolds takes a limit of 1 to 10000 resources")
         }
-        return try await store.step(StepInfo("releaseExpiredHolds", "", clock: clock)) { context in
+        let released = try await telemetry.step(store, StepInfo("releaseExpiredHolds", "", clock: clock)) { context in
             let rows = context.rows
             let now = try await rows.now()
             var count = 0
@@ -133,6 +144,8 @@ public struct Reservations<S: Store>: Sendable {
             context.note("→ released \(count)")
             return count
         }
+        telemetry.count("unrace_holds_released_total", [("cause", "expired")], by: released)
+        return released
     }
 
     /// A resource as stored (capacity, held and confirmed units), or `nil`. Expired holds count as
@@ -140,7 +153,7 @@ public struct Reservations<S: Store>: Sendable {
     /// ``ExpiredHoldReaper`` runs) gives their units back.
     public func resource(_ name: String) async throws -> ResourceState? {
         let name = try NameRule.resourceName.validate(name)
-        return try await store.step(StepInfo("resource", name, clock: clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("resource", name, clock: clock, isReadOnly: true)) { context in
             try await context.rows.resource(name: name, lock: false)
         }
     }
@@ -148,7 +161,7 @@ public struct Reservations<S: Store>: Sendable {
     /// A hold as stored, or `nil`.
     public func hold(key: String) async throws -> Hold? {
         let key = try NameRule.holdKey.validate(key)
-        return try await store.step(StepInfo("holdByKey", key, clock: clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("holdByKey", key, clock: clock, isReadOnly: true)) { context in
             try await context.rows.hold(key: key, lock: false)
         }
     }

@@ -46,9 +46,20 @@ extension Operations {
     ) async throws -> Receipt<Value> {
         let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
         let deadline = try waitDeadline(whenInProgress, from: configuration.clock.now())
+        return try await telemetry.span("perform") { span in
+            let receipt = try await perform(claim, deadline: deadline, body)
+            span.attributes["unrace.replay"] = receipt.isReplay
+            return receipt
+        }
+    }
+
+    private func perform<Value: Codable & Sendable>(
+        _ claim: ClaimTemplate, deadline: Timestamp?, _ body: (S.Transaction) async throws -> Value
+    ) async throws -> Receipt<Value> {
+        let scope = claim.scope
         let retention = configuration.retention
         while true {
-            let step: PerformStep<Value> = try await store.step(info("perform", claim.key)) { context in
+            let step: PerformStep<Value> = try await telemetry.step(store, info("perform", claim.key)) { context in
                 let acquired: OperationRecord
                 let write: Claimed.Write
                 switch try await Claimed.claim(context, claim) {
@@ -66,10 +77,11 @@ extension Operations {
                 let record = Completion.success(outcome).apply(to: acquired, now: try await context.rows.now(), retention: retention)
                 try await context.rows.saveOperation(record, isNew: write == .insert)
                 context.note("→ performed, token \(record.token.value)")
-                return .performed(value, record.token)
+                return .performed(value, record.token, record)
             }
             switch step {
-            case .performed(let value, let token):
+            case .performed(let value, let token, let record):
+                if token != .first { logTakeover(record) }
                 metrics.claim(token == .first ? .acquired : .takenOver, scope: scope)
                 return Receipt(value: value, isReplay: false, token: token)
             case .notAcquired(let decision):
@@ -124,7 +136,7 @@ extension Operations {
 
 /// What one `perform` step did.
 enum PerformStep<Value: Sendable>: Sendable {
-    case performed(Value, FencingToken)
+    case performed(Value, FencingToken, OperationRecord)
     case notAcquired(ClaimDecision)
 }
 

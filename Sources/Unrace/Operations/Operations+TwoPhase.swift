@@ -9,7 +9,7 @@ extension Operations {
     /// The lease is decided on the store's clock (the database's, on PostgreSQL).
     public func begin(key: String, scope: Scope = .default, fingerprint: Fingerprint = .none) async throws -> Claim {
         let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
-        let claimed = try await store.step(info("claim", claim.key)) { context in
+        let claimed = try await telemetry.step(store, info("claim", claim.key)) { context in
             let claimed = try await Claimed.claim(context, claim)
             if case .acquired(let record, let write, let reserved) = claimed, !reserved {
                 try await context.rows.saveOperation(record, isNew: write == .insert)
@@ -20,7 +20,7 @@ extension Operations {
         switch claimed {
         case .acquired(let record, _, _):
             if record.token != .first {
-                logger.notice("operation taken over", metadata: ["scope": "\(scope)", "token": "\(record.token)"])
+                logTakeover(record)
             }
             metrics.claim(record.token == .first ? .acquired : .takenOver, scope: scope)
             return .acquired(OperationHandle(record: record))
@@ -120,7 +120,7 @@ extension Operations {
         _ work: (StepContext<S.Transaction>, OperationRecord) async throws -> T
     ) async throws -> T {
         do {
-            return try await store.step(info(name, handle.key)) { context in
+            return try await telemetry.step(store, info(name, handle.key)) { context in
                 let current = try await context.rows.lockOperation(scope: handle.scope, key: handle.key)
                 let admitted = Fence.admits(current, token: handle.token, createdAt: handle.createdAt)
                 guard admitted || context.disabledGuards.contains(.fencing), let current else {
@@ -129,16 +129,31 @@ extension Operations {
                 return try await work(context, current)
             }
         } catch let error as UnraceError where error.code == .fenced {
-            logger.warning("fenced holder write refused", metadata: ["scope": "\(handle.scope)", "token": "\(handle.token)"])
+            logger.warning(
+                "fenced holder write refused: the key was taken over",
+                metadata: telemetry.keyMetadata(scope: handle.scope.rawValue, key: handle.key.rawValue).merging(
+                    ["scope": "\(metrics.scopeLabel(handle.scope))", "token": "\(handle.token.value)", "step": "\(name)"]
+                ) { $1 }
+            )
             metrics.fenced(scope: handle.scope)
             throw error
         }
     }
 
+    /// Logs a claim that took a key over from a holder whose lease ended.
+    func logTakeover(_ record: OperationRecord) {
+        logger.notice(
+            "operation taken over after its holder's lease ended",
+            metadata: telemetry.keyMetadata(scope: record.scope.rawValue, key: record.key.rawValue).merging(
+                ["scope": "\(metrics.scopeLabel(record.scope))", "token": "\(record.token.value)"]
+            ) { $1 }
+        )
+    }
+
     /// Whether the operation has been logically completed, is running, or never ran.
     public func status(of key: String, scope: Scope = .default) async throws -> OperationStatus {
         let key = try OperationKey(key)
-        let record = try await store.step(info("status", key, isReadOnly: true)) { context in
+        let record = try await telemetry.step(store, info("status", key, isReadOnly: true)) { context in
             try await context.rows.operation(scope: scope, key: key)
         }
         guard let record else { return .notStarted }
@@ -164,7 +179,7 @@ extension Operations {
         if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
             throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
         }
-        return try await store.step(StepInfo("purge", scope.rawValue, clock: configuration.clock)) { context in
+        return try await telemetry.step(store, StepInfo("purge", scope.rawValue, clock: configuration.clock)) { context in
             let now = try await context.rows.now()
             let expired = try await context.rows.expiredOperations(scope: scope, at: now, limit: limit).filter { $0.isExpired(at: now) }
             if !expired.isEmpty { try await context.rows.deleteOperations(scope: scope, keys: expired.map(\.key)) }

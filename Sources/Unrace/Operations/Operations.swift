@@ -24,26 +24,36 @@ public struct Operations<S: Store>: Sendable {
     public let store: S
     /// The validated configuration.
     public let configuration: Configuration
-    let logger: Logger
+    let telemetry: Telemetry
     let metrics: OperationsMetrics
 
     /// Creates the API over a store.
+    /// - Parameter observability: where metrics, spans and logs go (``OperationsConfiguration/metricsFactory``,
+    ///   when set, takes precedence over its factory).
     /// - Throws: ``UnraceError`` (``UnraceError/Code/invalidLease``,
     ///   ``UnraceError/Code/invalidConfiguration``) for a configuration outside its bounds.
-    public init(store: S, configuration: Configuration = .init(), logger: Logger = Logger(label: "unrace.operations")) throws {
+    public init(store: S, configuration: Configuration = .init(), observability: Observability = .init()) throws {
         self.store = store
         self.configuration = try configuration.validated()
-        self.logger = logger
-        self.metrics = OperationsMetrics(factory: configuration.metricsFactory, store: store, scopeLabel: configuration.metricsScopeLabel)
+        self.telemetry = Telemetry(api: "operations", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
+        self.metrics = OperationsMetrics(factory: telemetry.factory, store: store, scopeLabel: configuration.metricsScopeLabel)
+    }
+
+    /// Creates the API over a store, logging through `logger`.
+    public init(store: S, configuration: Configuration = .init(), logger: Logger) throws {
+        try self.init(store: store, configuration: configuration, observability: Observability(logger: logger))
     }
 
     /// Creates the API with a lease and a retention, other settings at their defaults.
-    public init(store: S, lease: Duration, retention: Duration, logger: Logger = Logger(label: "unrace.operations")) throws {
+    public init(store: S, lease: Duration, retention: Duration, observability: Observability = .init()) throws {
         var configuration = Configuration()
         configuration.lease = lease
         configuration.retention = retention
-        try self.init(store: store, configuration: configuration, logger: logger)
+        try self.init(store: store, configuration: configuration, observability: observability)
     }
+
+    /// The logger notices and warnings go to.
+    var logger: Logger { telemetry.logger }
 
     /// Validates a caller's key and scope into what a claim locks.
     func template(key: String, scope: Scope, fingerprint: Fingerprint) throws -> ClaimTemplate {

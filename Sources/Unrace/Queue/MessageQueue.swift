@@ -68,12 +68,15 @@ public struct MessageQueue<S: Store>: Sendable {
     /// The validated configuration.
     public let configuration: QueueConfiguration
     let metrics: QueueMetrics
+    let telemetry: Telemetry
 
     /// Opens a queue (no table is created: the store's schema has the queue's tables).
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks
     ///   ``NameRule/queueName`` or contains `/`;
     ///   ``UnraceError/Code/invalidConfiguration`` for a setting out of bounds.
-    public init(store: S, name: String, configuration: QueueConfiguration = .init()) throws {
+    /// - Parameter observability: where metrics, spans and logs go (``QueueConfiguration/metricsFactory``,
+    ///   when set, takes precedence over its factory).
+    public init(store: S, name: String, configuration: QueueConfiguration = .init(), observability: Observability = .init()) throws {
         let bounds = QueueConfiguration.self
         guard configuration.visibilityTimeout >= .milliseconds(1), configuration.visibilityTimeout <= bounds.visibilityTimeoutMaximum else {
             throw UnraceError(.invalidConfiguration, "visibilityTimeout must be between 1 ms and 12 hours")
@@ -92,7 +95,8 @@ public struct MessageQueue<S: Store>: Sendable {
         self.store = store
         self.name = name
         self.configuration = configuration
-        self.metrics = QueueMetrics(factory: configuration.metricsFactory, store: store, queue: name)
+        self.telemetry = Telemetry(api: "queue", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
+        self.metrics = QueueMetrics(factory: telemetry.factory, store: store, queue: name)
     }
 
     // MARK: Producing
@@ -105,7 +109,7 @@ public struct MessageQueue<S: Store>: Sendable {
     @discardableResult
     public func enqueue(_ messages: [OutgoingMessage]) async throws -> [EnqueueResult] {
         let messages = try validate(messages)
-        let results = try await store.step(StepInfo("enqueue", name, clock: configuration.clock)) { context in
+        let results = try await telemetry.step(store, StepInfo("enqueue", name, clock: configuration.clock)) { context in
             try await Self.enqueue(messages, queue: name, maxAttempts: Int64(configuration.maxAttempts), rows: context.rows)
         }
         metrics.enqueued(results)
@@ -195,7 +199,7 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         let worker = try NameRule.workerName.validate(worker)
         let visibility = configuration.visibilityTimeout
-        let (deliveries, deadLettered) = try await store.step(StepInfo("lease", name, clock: configuration.clock)) { context in
+        let (deliveries, deadLettered) = try await telemetry.step(store, StepInfo("lease", name, clock: configuration.clock)) { context in
             let now = try await context.rows.now()
             var deliveries: [Delivery] = []
             var deadLettered = 0
@@ -235,8 +239,8 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
     ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored.
     public func ack(_ delivery: Delivery) async throws {
-        try await metrics.fencing {
-            try await store.step(StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
+        try await fencing(delivery) {
+            try await telemetry.step(store, StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
                 try await Self.ack(delivery, queue: name, rows: context.rows)
             }
         }
@@ -248,8 +252,23 @@ public struct MessageQueue<S: Store>: Sendable {
     /// - Throws: as ``ack(_:)``.
     public func ack(_ delivery: Delivery, in transaction: S.Transaction) async throws {
         let rows = try await store.rows(joining: transaction, clock: configuration.clock)
-        try await metrics.fencing { try await Self.ack(delivery, queue: name, rows: rows) }
+        try await fencing(delivery) { try await Self.ack(delivery, queue: name, rows: rows) }
         metrics.count("unrace_queue_acks_total")
+    }
+
+    /// Runs `body`, counting and logging (as a warning) a ``UnraceError/Code/fenced`` refusal.
+    private func fencing<T>(_ delivery: Delivery, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await metrics.fencing(body)
+        } catch let error as UnraceError where error.code == .fenced {
+            telemetry.logger.warning(
+                "queue delivery fenced: the message was delivered again",
+                metadata: telemetry.keyMetadata(scope: name, key: delivery.id).merging(
+                    ["queue": "\(name)", "attempt": "\(delivery.attempt)"]
+                ) { $1 }
+            )
+            throw error
+        }
     }
 
     static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws {
@@ -273,8 +292,8 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         let reason = Self.cleaned(reason)
         let delay = retryAfter ?? backoff(afterAttempt: delivery.attempt)
-        let outcome = try await metrics.fencing {
-            try await store.step(StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
+        let outcome = try await fencing(delivery) {
+            try await telemetry.step(store, StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
                 var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
                 let now = try await context.rows.now()
                 message.lastError = reason
@@ -305,8 +324,8 @@ public struct MessageQueue<S: Store>: Sendable {
         guard duration >= .milliseconds(1), duration <= QueueConfiguration.visibilityTimeoutMaximum else {
             throw UnraceError(.invalidArgument, "a lease extension must be between 1 ms and 12 hours")
         }
-        return try await metrics.fencing {
-            try await store.step(StepInfo("extend", delivery.id, clock: configuration.clock)) { context in
+        return try await fencing(delivery) {
+            try await telemetry.step(store, StepInfo("extend", delivery.id, clock: configuration.clock)) { context in
                 var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
                 message.visibleAt = try await context.rows.now() + duration
                 try await context.rows.saveQueueMessage(message)
@@ -352,11 +371,15 @@ public struct MessageQueue<S: Store>: Sendable {
 
     // MARK: Operating
 
-    /// How many messages are in each state.
+    /// How many messages are in each state; also sets the gauge `unrace_queue_messages{queue,
+    /// store, state}` (call it from a scrape handler, as `unrace serve`'s `/metrics` does, or
+    /// periodically).
     public func depth() async throws -> QueueDepth {
-        try await store.step(StepInfo("depth", name, clock: configuration.clock, isReadOnly: true)) { context in
+        let depth = try await telemetry.step(store, StepInfo("depth", name, clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.queueDepth(queue: name)
         }
+        metrics.gauge(depth)
+        return depth
     }
 
     /// Dead-lettered messages, oldest first.
@@ -364,7 +387,7 @@ public struct MessageQueue<S: Store>: Sendable {
         guard (1...QueueConfiguration.batchMaximum).contains(limit) else {
             throw UnraceError(.invalidArgument, "deadLetters takes a limit of 1 to \(QueueConfiguration.batchMaximum)")
         }
-        return try await store.step(StepInfo("deadLetters", name, clock: configuration.clock, isReadOnly: true)) { context in
+        return try await telemetry.step(store, StepInfo("deadLetters", name, clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.queueMessages(queue: name, state: .dead, completedBefore: nil, limit: limit)
         }
     }
@@ -376,7 +399,7 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   ``UnraceError/Code/invalidArgument`` for a message that is not dead-lettered.
     public func redrive(id: String) async throws {
         let id = try NameRule.messageID.validate(id)
-        try await store.step(StepInfo("redrive", id, clock: configuration.clock)) { context in
+        try await telemetry.step(store, StepInfo("redrive", id, clock: configuration.clock)) { context in
             guard var message = try await context.rows.queueMessages(queue: name, ids: [id], lock: true)[id] else {
                 throw UnraceError(.notFound, "there is no such message in this queue")
             }
@@ -408,7 +431,7 @@ public struct MessageQueue<S: Store>: Sendable {
         guard age >= .zero, age <= .seconds(3_650 * 86_400) else {
             throw UnraceError(.invalidArgument, "the age must be between 0 and 3,650 days")
         }
-        return try await store.step(StepInfo("purgeCompleted", name, clock: configuration.clock)) { context in
+        return try await telemetry.step(store, StepInfo("purgeCompleted", name, clock: configuration.clock)) { context in
             let now = try await context.rows.now()
             let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(age.wholeMilliseconds)
             let done = try await context.rows.queueMessages(

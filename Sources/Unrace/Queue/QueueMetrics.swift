@@ -13,6 +13,7 @@ import CoreMetrics
 /// | `unrace_queue_nacks_total` | queue, store | nacked deliveries |
 /// | `unrace_queue_dead_lettered_total` | queue, store, cause | messages dead-lettered after a `nack` or an expired `lease` |
 /// | `unrace_queue_fenced_total` | queue, store | acks, nacks and extensions refused because the message was delivered again |
+/// | `unrace_queue_messages` (gauge) | queue, store, state | messages `ready`, `leased`, `done`, `dead`, as the last ``MessageQueue/depth()`` read them |
 struct QueueMetrics: Sendable {
     let factory: any MetricsFactory
     let dimensions: [(String, String)]
@@ -30,6 +31,12 @@ struct QueueMetrics: Sendable {
     func enqueued(_ results: [EnqueueResult]) {
         count("unrace_queue_enqueued_total", ("result", "enqueued"), by: results.filter { $0 == .enqueued }.count)
         count("unrace_queue_enqueued_total", ("result", "already_enqueued"), by: results.filter { $0 == .alreadyEnqueued }.count)
+    }
+
+    func gauge(_ depth: QueueDepth) {
+        for (state, value) in [("ready", depth.ready), ("leased", depth.leased), ("done", depth.done), ("dead", depth.dead)] {
+            Gauge(label: "unrace_queue_messages", dimensions: dimensions + [("state", state)], factory: factory).record(value)
+        }
     }
 
     /// Runs `body`, counting a ``UnraceError/Code/fenced`` refusal.

@@ -1,0 +1,139 @@
+import CoreMetrics
+import Crypto
+import Logging
+import Tracing
+import UnraceCore
+
+/// What one API type reports through, made once from its ``Observability``: a span and a
+/// latency sample around every store step, failures by code, and the API's own counters.
+///
+/// Dimensions and attributes are the API, the store, the step's name and outcomes; never a key,
+/// a subject or a payload (a step's `subject` is for the simulator's trace only).
+struct Telemetry: Sendable {
+    /// The API type, as the `api` dimension spells it (`operations`, `records`, …).
+    let api: String
+    /// The store's backend name (`sqlite`, `postgres`, `memory`).
+    let store: String
+    let factory: any MetricsFactory
+    let tracer: any Tracer
+    let logger: Logger
+    let keys: KeyLogging
+
+    init(api: String, store: some Store, observability: Observability, metricsFactory: (any MetricsFactory)? = nil) {
+        self.api = api
+        self.store = (store as? any SQLStore)?.backendName ?? "memory"
+        self.factory = metricsFactory ?? observability.metricsFactory ?? MetricsSystem.factory
+        self.tracer = observability.tracer ?? InstrumentationSystem.tracer
+        self.logger = observability.logger
+        self.keys = observability.keys
+    }
+
+    // MARK: Steps and calls
+
+    /// Runs one store step inside a span `unrace.step.<step>`, recording its latency in
+    /// `unrace_step_duration_seconds` and a failure in `unrace_step_failures_total` by code.
+    func step<S: Store, T: Sendable>(
+        _ store: S, _ info: StepInfo, _ body: (StepContext<S.Transaction>) async throws -> T
+    ) async throws -> T {
+        let name = info.name.description
+        let start = ContinuousClock.now
+        do {
+            let result = try await Self.run(tracer, "unrace.step.\(name)", api: api, store: self.store) { _ in try await store.step(info, body) }
+            record(step: name, since: start)
+            return result
+        } catch {
+            record(step: name, since: start)
+            Counter(label: "unrace_step_failures_total", dimensions: stepDimensions(name) + [("code", Self.code(of: error))], factory: factory)
+                .increment()
+            throw error
+        }
+    }
+
+    /// Runs `body` inside a span `unrace.<api>.<name>` carrying the store and the API; a failure
+    /// sets the span's status and an `unrace.error.code` attribute, never the error's text.
+    func span<T>(_ name: String, _ body: (any Span) async throws -> T) async throws -> T {
+        try await Self.run(tracer, "unrace.\(api).\(name)", api: api, store: store, body)
+    }
+
+    private static func run<Tr: Tracer, T>(
+        _ tracer: Tr, _ name: String, api: String, store: String, _ body: (any Span) async throws -> T
+    ) async throws -> T {
+        let span = tracer.startSpan(name, context: ServiceContext.current ?? .topLevel, ofKind: .internal)
+        defer { span.end() }
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                attributes["unrace.api"] = api
+                attributes["unrace.store"] = store
+            }
+        }
+        do {
+            return try await ServiceContext.$current.withValue(span.context) { try await body(span) }
+        } catch {
+            span.attributes["unrace.error.code"] = Self.code(of: error)
+            span.setStatus(SpanStatus(code: .error))
+            throw error
+        }
+    }
+
+    /// An error's stable code for a dimension: an ``UnraceError``'s code, else `other`.
+    static func code(of error: any Error) -> String {
+        if let error = error as? UnraceError { return error.code.rawValue }
+        if error is CancellationError { return "cancelled" }
+        return "other"
+    }
+
+    // MARK: Metrics
+
+    private func record(step: String, since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        Timer(label: "unrace_step_duration_seconds", dimensions: stepDimensions(step), preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(nanoseconds)
+    }
+
+    /// Adds `amount` to the counter `label`, dimensioned by the store (and `extra`).
+    func count(_ label: String, _ extra: [(String, String)] = [], by amount: Int = 1) {
+        guard amount > 0 else { return }
+        Counter(label: label, dimensions: dimensions(extra), factory: factory).increment(by: amount)
+    }
+
+    /// Sets the gauge `label`, dimensioned by the store (and `extra`).
+    func gauge(_ label: String, _ extra: [(String, String)] = [], _ value: Int) {
+        Gauge(label: label, dimensions: dimensions(extra), factory: factory).record(value)
+    }
+
+    /// Records `value` in the histogram `label`, dimensioned by the store (and `extra`).
+    func sample(_ label: String, _ extra: [(String, String)] = [], _ value: Int) {
+        Recorder(label: label, dimensions: dimensions(extra), aggregate: true, factory: factory).record(value)
+    }
+
+    private func dimensions(_ extra: [(String, String)]) -> [(String, String)] {
+        [("store", store)] + extra
+    }
+
+    private func stepDimensions(_ step: String) -> [(String, String)] {
+        [("api", api), ("store", store), ("step", step)]
+    }
+
+    // MARK: Logs
+
+    /// Log metadata naming a key as ``KeyLogging`` allows: `key_hash`, or nothing.
+    func keyMetadata(scope: String, key: String) -> Logger.Metadata {
+        switch keys {
+        case .omitted: return [:]
+        case .hashed: return ["key_hash": "\(Self.hash(scope: scope, key: key))"]
+        }
+    }
+
+    /// The first 12 hex digits of SHA-256 over the scope, a zero byte and the key.
+    static func hash(scope: String, key: String) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array(scope.utf8))
+        hasher.update(data: [0])
+        hasher.update(data: Array(key.utf8))
+        return hasher.finalize().prefix(6).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}
