@@ -1,7 +1,9 @@
 public import Unrace
 import UnraceCore
 public import PostgresNIO
+public import ServiceLifecycle
 import Foundation
+import Synchronization
 import NIOCore
 import NIOPosix
 import Logging
@@ -38,6 +40,9 @@ public final class PostgresStore: SQLStore {
     public var dialect: SQLDialect { .postgres }
 
     private let logger: Logger
+    /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
+    /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
+    private let readiness: Readiness?
 
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
@@ -45,10 +50,43 @@ public final class PostgresStore: SQLStore {
     public init(client: PostgresClient, logger: Logger = Logger(label: "unrace.postgres")) async throws {
         self.client = client
         self.logger = logger
+        self.readiness = nil
+        try await migrate()
+    }
+
+    /// Creates a store that runs its own client as a swift-service-lifecycle `Service`: put it in
+    /// a `ServiceGroup` (first, so it shuts down last). ``run()`` connects, migrates the schema
+    /// and then runs the pool until the group shuts down; steps started before the schema is
+    /// ready wait for it (and fail with the migration's error if it failed).
+    ///
+    /// The server is probed once here, so an unreachable database fails within seconds naming
+    /// the host, the port and the cause.
+    /// - Parameters: as ``withStore(url:maximumConnections:logger:_:)``.
+    /// - Throws: ``UnraceError/Code/invalidDatabaseURL``, ``UnraceError/Code/invalidConfiguration``,
+    ///   ``UnraceError/Code/storeUnavailable``.
+    public init(url: String, maximumConnections: Int = 20, logger: Logger = Logger(label: "unrace.postgres")) async throws {
+        let configuration = try Self.poolConfiguration(url: url, maximumConnections: maximumConnections)
+        try await Self.probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+        self.readiness = Readiness()
+    }
+
+    private func migrate() async throws {
         _ = try await transaction { tx in
             try await tx.execute("SELECT pg_advisory_xact_lock(7220001)")
             return try await SQLSchema.migrations(.postgres).apply(tx, now: SystemWallClock().now())
         }
+    }
+
+    private static func poolConfiguration(url: String, maximumConnections: Int) throws -> PostgresClient.Configuration {
+        var configuration = try clientConfiguration(url: url)
+        guard (1...500).contains(maximumConnections) else {
+            throw UnraceError(.invalidConfiguration, "maximumConnections must be between 1 and 500")
+        }
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
     }
 
     /// Connects to `url`, runs the client for the duration of `body`, and shuts it down after.
@@ -66,12 +104,7 @@ public final class PostgresStore: SQLStore {
         logger: Logger = Logger(label: "unrace.postgres"),
         _ body: (PostgresStore) async throws -> T
     ) async throws -> T {
-        var configuration = try clientConfiguration(url: url)
-        guard (1...500).contains(maximumConnections) else {
-            throw UnraceError(.invalidConfiguration, "maximumConnections must be between 1 and 500")
-        }
-        configuration.options.maximumConnections = maximumConnections
-        configuration.options.connectTimeout = .seconds(5)
+        let configuration = try poolConfiguration(url: url, maximumConnections: maximumConnections)
         try await probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -141,6 +174,7 @@ public final class PostgresStore: SQLStore {
     /// statements without a transaction.
     public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<PostgresTransaction>) async throws -> T) async throws -> T {
         try StepNesting.check()
+        try await readiness?.wait()
         let given = step.clock.isRealTime ? nil : step.clock.now()
         if step.isReadOnly {
             return try await PostgresTransaction.mapErrors {
@@ -158,7 +192,9 @@ public final class PostgresStore: SQLStore {
 
     /// Runs `body` in a transaction with no Unrace rows.
     public func withTransaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
-        try await transaction(body)
+        try StepNesting.check()
+        try await readiness?.wait()
+        return try await transaction(body)
     }
 
     /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
@@ -224,5 +260,95 @@ public final class PostgresStore: SQLStore {
     private static func isInsertRace(_ error: UnraceError) -> Bool {
         guard error.sqlState == "23505" else { return false }
         return (error.underlying as? PSQLError)?.serverInfo?[.tableName]?.hasPrefix("unrace_") ?? false
+    }
+}
+
+// MARK: Service
+
+extension PostgresStore: Service {
+    /// Runs the client of a store made with ``init(url:maximumConnections:logger:)``: connects,
+    /// migrates the schema (steps waiting for it then proceed), and runs the pool until the task
+    /// is cancelled or its `ServiceGroup` shuts down gracefully.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a store whose client its creator runs,
+    ///   or a second call; the migration's error (after which every step fails with it).
+    public func run() async throws {
+        guard let readiness else {
+            throw UnraceError(.invalidArgument, "this store's client is run by whoever created it; run() is for stores made with init(url:)")
+        }
+        guard readiness.start() else { throw UnraceError(.invalidArgument, "this store is already running") }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            do {
+                try await migrate()
+                readiness.open(.success(()))
+            } catch {
+                readiness.open(.failure(error))
+                group.cancelAll()
+                throw error
+            }
+            try await group.waitForAll()
+        }
+        readiness.open(.failure(UnraceError(.storeUnavailable, "the store's client has stopped")))
+    }
+}
+
+/// A gate that opens once: callers wait until the schema is migrated, or fail with why it is not.
+/// A cancelled waiter stops waiting with `CancellationError`.
+private final class Readiness: Sendable {
+    private struct State {
+        var started = false
+        var result: Result<Void, any Error>?
+        var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        var cancelled: Set<Int> = []
+        var nextID = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Marks the store running; `false` if it already was.
+    func start() -> Bool {
+        state.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+    }
+
+    /// Opens the gate with `result` (a later call replaces a success with a failure: the
+    /// client stopped), resuming every waiter.
+    func open(_ result: Result<Void, any Error>) {
+        let waiters = state.withLock { state in
+            state.result = result
+            defer { state.waiters = [:] }
+            return state.waiters.values
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    func wait() async throws {
+        if case .success = state.withLock({ $0.result }) { return }
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let ready = state.withLock { state -> Result<Void, any Error>? in
+                    if let result = state.result { return result }
+                    if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
+                    state.waiters[id] = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                guard let waiter = state.waiters.removeValue(forKey: id) else {
+                    state.cancelled.insert(id)
+                    return nil as CheckedContinuation<Void, any Error>?
+                }
+                return waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
     }
 }

@@ -44,17 +44,16 @@ public struct Shop<S: SQLStore>: Sendable {
         var operations = OperationsConfiguration()
         operations.retention = configuration.retention
         operations.lease = configuration.lease
-        operations.metricsFactory = metricsFactory
         // One series for all clients' idempotency scopes, not one per client.
         operations.metricsScopeLabel = { $0.rawValue.hasPrefix("p:") ? "principal" : $0.rawValue }
-        self.operations = try Operations(store: store, configuration: operations, logger: logger)
-        self.products = try Records(store: store, collection: "shop_products")
-        self.ledger = try Ledger(store: store)
-        self.reservations = Reservations(store: store)
-        self.inbox = try Inbox(store: store)
-        var queue = configuration.queue
-        queue.metricsFactory = metricsFactory
-        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: queue)
+        // Every API type reports to the shop's registry (what GET /metrics serves) and its logger.
+        let observability = Observability(logger: logger, metricsFactory: metricsFactory)
+        self.operations = try Operations(store: store, configuration: operations, observability: observability)
+        self.products = try Records(store: store, collection: "shop_products", observability: observability)
+        self.ledger = try Ledger(store: store, observability: observability)
+        self.reservations = Reservations(store: store, observability: observability)
+        self.inbox = try Inbox(store: store, observability: observability)
+        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: configuration.queue, observability: observability)
         self.logger = logger
     }
 
@@ -99,7 +98,9 @@ public struct Shop<S: SQLStore>: Sendable {
         let router = Router(context: Context.self)
         router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
         router.get("metrics") { _, _ in
-            Response(
+            // The queue's depth gauge is read at scrape time, so it is current.
+            _ = try await queue.depth()
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: .init(bytes: configuration.metrics.emitToBuffer()))
             )

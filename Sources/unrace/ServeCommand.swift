@@ -100,28 +100,34 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     private func run(_ configuration: ShopConfiguration, _ logger: Logger) async throws {
+        // One group: the store (PostgreSQL's client, first so that it stops last), then the shop —
+        // its server and its maintenance (purges, sweeps, reaping, gap reports). SIGTERM or SIGINT
+        // shuts them all down gracefully.
+        let services: [any Service]
         if let database {
-            try await PostgresStore.withStore(url: database, logger: logger) { store in
-                try await serve(Shop(store: store, configuration: configuration, logger: logger))
-            }
+            let store = try await PostgresStore(url: database, logger: logger)
+            services = [store, ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port)]
         } else {
-            try await serve(Shop(store: try await SQLiteStore(path: file, logger: logger), configuration: configuration, logger: logger))
+            let store = try await SQLiteStore(path: file, logger: logger)
+            services = [ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port)]
         }
+        try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: cliLogger("unrace.serve")).run()
     }
+}
 
-    private func serve<S: SQLStore>(_ shop: Shop<S>) async throws {
+/// The shop as a service: sets up its rows (waiting for the store's schema), then runs its
+/// HTTP server and maintenance services in a group of their own.
+struct ShopService<S: SQLStore>: Service {
+    let shop: Shop<S>
+    let host: String
+    let port: Int
+
+    func run() async throws {
         try await shop.setUp()
         let host = self.host
         let app = try shop.application(host: host, port: port) { port in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
         }
-        // The server and the shop's maintenance (purges, sweeps, reaping, gap reports) in one
-        // group: SIGTERM or SIGINT shuts them all down gracefully.
-        let group = ServiceGroup(
-            services: [app] + (try shop.maintenanceServices()),
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: cliLogger("unrace.serve")
-        )
-        try await group.run()
+        try await ServiceGroup(services: [app] + (try shop.maintenanceServices()), logger: cliLogger("unrace.serve")).run()
     }
 }

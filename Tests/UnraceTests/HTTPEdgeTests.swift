@@ -275,6 +275,14 @@ struct HTTPEdgeTests {
             #expect(!metrics.body.contains("scope=\"p:"), "no per-client scope in the metrics")
             #expect(value("unrace_operation_claims_total", [#"result="acquired""#, #"store="\#(store)""#]) == 1)
             #expect(value("unrace_queue_enqueued_total", [#"result="enqueued""#, #"queue="shop-orders""#]) == 2, "the order's capture and email")
+            // Step latency per store, and the queue's depth read at scrape time.
+            let operationSteps = metrics.body.split(separator: "\n")
+                .filter { $0.hasPrefix("unrace_step_duration_seconds_count{") && $0.contains(#"api="operations""#) && $0.contains(#"store="\#(store)""#) }
+                .compactMap { Int($0.split(separator: " ").last ?? "") }
+            #expect(operationSteps.reduce(0, +) >= 6, "each POST is at least one timed step")
+            let ready = metrics.body.split(separator: "\n")
+                .first { $0.hasPrefix("unrace_queue_messages{") && $0.contains(#"state="ready""#) && $0.contains(#"store="\#(store)""#) }
+            #expect(ready.flatMap { Double($0.split(separator: " ").last ?? "") } == 2, "\(ready ?? "no gauge")")
             #expect(await server.terminate() == 0)
         }
     }

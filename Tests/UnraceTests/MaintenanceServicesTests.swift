@@ -4,6 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 import Unrace
+import UnracePostgres
 
 /// The maintenance services in one `ServiceGroup` on a hand-moved clock: expired records purged,
 /// pendings voided, holds reaped, acked messages purged, gaps reported; a graceful shutdown stops
@@ -105,5 +106,51 @@ struct MaintenanceServicesTests {
         #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, batchLimit: 1_001) }
         #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, age: .seconds(-1)) }
         #expect(throws: UnraceError.self) { try InboxGapMonitor(inbox: Inbox(store: store), interval: .seconds(7_200)) }
+    }
+}
+
+/// `PostgresStore(url:)` runs its own client as a `Service`: what `unrace serve` puts first in
+/// its group.
+@Suite("PostgresStore as a service", .timeLimit(.minutes(2)))
+struct PostgresStoreServiceTests {
+    @Test("a step waits for run() to migrate the schema; graceful shutdown stops the client; steps then fail, never hang")
+    func runsAsService() async throws {
+        guard TestPostgres.required else { return }
+        let url = try TestPostgres.requireURL()
+        let schema = uniqueName("svc")
+        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let store = try await PostgresStore(url: url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)", logger: quiet)
+        let counters = Counters(store: store)
+        // Started before the client runs: it can only succeed once run() has migrated the schema.
+        let early = Task { try await counters.create("seats", value: 3) }
+        let group = ServiceGroup(services: [store], logger: quiet)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            #expect(try await early.value == true)
+            #expect(try await counters.adjust("seats", by: -1) == .applied(value: 2))
+            await #expect(throws: UnraceError.self) { try await store.run() }  // already running
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let error = await #expect(throws: UnraceError.self) { try await counters.counter("seats") }
+        #expect(error?.code == .storeUnavailable)
+        try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    @Test("a step waiting for a store that never runs stops when cancelled; run() refuses a store whose client its creator runs")
+    func cancelledWaiterAndForeignClient() async throws {
+        guard TestPostgres.required else { return }
+        let url = try TestPostgres.requireURL()
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let idle = try await PostgresStore(url: url, logger: quiet)
+        let waiting = Task { try await Counters(store: idle).counter("x") }
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+
+        try await withStore(.postgres) { store, _ in
+            let error = await #expect(throws: UnraceError.self) { try await (store as! PostgresStore).run() }
+            #expect(error?.code == .invalidArgument)
+        }
     }
 }
