@@ -19,6 +19,7 @@ struct CheckCommand: AsyncParsableCommand {
     @Argument(help: "The history file (JSON lines); - reads standard input.") var history: String
     @Flag(help: "Print the report as JSON.") var json = false
     @Option(help: "Offending entries shown per class in the text report (0 to 1000).") var examples = 5
+    @Option(help: "Also draw the history as a self-contained HTML timeline in this file.") var html: String?
 
     func validate() throws {
         guard (0...1_000).contains(examples) else { throw ValidationError("--examples must be between 0 and 1000") }
@@ -40,6 +41,16 @@ struct CheckCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let report = HistoryChecker.check(entries)
+        if let html {
+            let title = "unrace check · \(history == "-" ? "standard input" : URL(fileURLWithPath: history).lastPathComponent)"
+            let page = Timeline(title: title, panels: [Timeline.Panel(history: entries, report: report, title: "history")]).html()
+            do {
+                try Data(page.utf8).write(to: URL(fileURLWithPath: html))
+            } catch {
+                FileHandle.standardError.write(Data("error: cannot write \(html): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

@@ -247,6 +247,58 @@ struct ObservabilityTests {
     }
 }
 
+extension ObservabilityTests {
+    @Test("an update that met a version conflict counts one retry and logs one notice with its attempts")
+    func updateRetryIsCountedAndLogged() async throws {
+        let metrics = TestMetrics()
+        let log = LogRecorder()
+        let store = InterferingStore(inner: MemoryStore())
+        let records = try Records(store: store, collection: "wallets", observability: Observability(logger: log.logger, metricsFactory: metrics))
+        try await records.create(Self.secret, 100)
+        store.interfere.withLock { $0 = true }  // the next write step finds the record moved on
+        let updated = try await records.update(Self.secret, as: Int.self) { $0 -= 40 }
+        #expect(updated.version == 3)  // the interfering write made 2; the retry made 3
+        #expect(try metrics.expectCounter("unrace_record_retries_total", [("store", "memory")]).totalValue == 1)
+        #expect(try metrics.expectCounter("unrace_record_writes_total", [("store", "memory"), ("result", "conflict")]).totalValue == 1)
+        let notices = log.entries.filter { $0.level == .notice }
+        #expect(notices.count == 1)
+        #expect(notices.first?.metadata["attempts"] == "2")
+        #expect(log.entries.allSatisfy { !$0.description.contains("4242") })
+    }
+}
+
+/// A store that, when told to, bumps a record's version in a step of its own just before the
+/// next `write` step: a concurrent writer, placed exactly between a read and a write.
+final class InterferingStore<Inner: Store>: Store, Sendable {
+    typealias Transaction = Inner.Transaction
+    let inner: Inner
+    let interfere = Mutex(false)
+
+    init(inner: Inner) { self.inner = inner }
+
+    func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Inner.Transaction>) async throws -> T) async throws -> T {
+        let now = step.name.description == "write" && interfere.withLock { armed in
+            defer { armed = false }
+            return armed
+        }
+        if now {
+            let subject = step.subject
+            try await inner.step(StepInfo("interfere", subject, clock: step.clock)) { context in
+                let parts = subject.split(separator: "/", maxSplits: 1)
+                let id = String(parts[1].split(separator: " ")[0])
+                guard var record = try await context.rows.record(collection: String(parts[0]), id: id, lock: true) else { return }
+                record.version += 1
+                try await context.rows.saveRecord(record, isNew: false)
+            }
+        }
+        return try await inner.step(step, body)
+    }
+
+    func withTransaction<T: Sendable>(_ body: (Inner.Transaction) async throws -> T) async throws -> T {
+        try await inner.withTransaction(body)
+    }
+}
+
 struct TestFailure: Error {}
 
 extension Backend {

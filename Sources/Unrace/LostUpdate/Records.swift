@@ -173,11 +173,19 @@ public struct Records<S: Store>: Sendable {
             try transform(&value)
             do {
                 let version = try await write(id, value, expectedVersion: current.version)
+                if attempt > 1 {
+                    // One line per update that had to retry, not one per retry: under contention
+                    // a line per attempt would drown the log.
+                    telemetry.logger.notice(
+                        "record update landed after retrying version conflicts",
+                        metadata: telemetry.keyMetadata(scope: collection, key: id).merging(["attempts": "\(attempt)"]) { $1 }
+                    )
+                }
                 return Versioned(value: value, version: version)
             } catch let error as UnraceError where error.code == .versionConflict {
                 guard attempt < retry.attempts else { break }
                 telemetry.count("unrace_record_retries_total")
-                telemetry.logger.notice(
+                telemetry.logger.debug(
                     "record changed between read and write; retrying",
                     metadata: telemetry.keyMetadata(scope: collection, key: id).merging(["attempt": "\(attempt)"]) { $1 }
                 )

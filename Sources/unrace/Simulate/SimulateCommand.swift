@@ -25,6 +25,7 @@ struct SimulateCommand: AsyncParsableCommand {
               --seeds N                    how many seeds, from the seed
               --trace                      print every step of the run
               --json                       print JSON
+              --html FILE                  draw the runs as an HTML timeline
               --store memory|sqlite        the store runs are built on
               --shrink-budget N            the most runs the shrinker may try
             """,
@@ -51,6 +52,8 @@ struct SimulateCommand: AsyncParsableCommand {
         var seeds = 1
         @Flag(help: "Print the full trace of the (first) run.")
         var trace = false
+        @Option(help: "Also draw the runs as one self-contained HTML timeline in this file: each handler's run of the (first) seed, shrunk when it broke an invariant.")
+        var html: String?
         @Flag(help: "Print the results as JSON.")
         var json = false
         @Option(help: "The most candidate runs the shrinker may try (0 to 20,000).")
@@ -91,6 +94,25 @@ struct SimulateCommand: AsyncParsableCommand {
                     }
                     if !json { print(result.text(detailed: scenarios.count == 1)) }
                     results.append(result)
+                }
+            }
+            if let html {
+                var panels: [Timeline.Panel] = []
+                for result in results {
+                    let name = "\(result.scenario.name) · \(result.report.handler.rawValue) handler"
+                    if let shrunk = result.shrunk {
+                        let title = "\(name) · seed \(shrunk.original.seed.map(String.init) ?? "?"), shrunk to \(shrunk.shrunk.steps) steps"
+                        panels.append(Timeline.Panel(shrunk.shrunk, title: title))
+                    } else {
+                        let run = await Simulator.run(result.scenario, result.report.handler, seed: firstSeed, options: traced)
+                        panels.append(Timeline.Panel(run, title: "\(name) · seed \(firstSeed)"))
+                    }
+                }
+                let page = Timeline(title: "unrace simulate · seed \(firstSeed)", panels: panels).html()
+                do {
+                    try Data(page.utf8).write(to: URL(fileURLWithPath: html))
+                } catch {
+                    throw ValidationError("cannot write --html \(html): \(error.localizedDescription)")
                 }
             }
             if json {

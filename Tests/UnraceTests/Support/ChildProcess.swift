@@ -50,7 +50,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Serialises `Process.run()` across the test process.
-    private static let launches = NSLock()
+    static let launches = NSLock()
 
     /// Everything the process printed so far.
     var printed: String { lock.withLock { output } }
