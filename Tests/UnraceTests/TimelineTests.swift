@@ -117,6 +117,20 @@ struct TimelineTests {
         #expect(steps[1].text == "work on job-1")
     }
 
+    @Test("unrace demo --html draws one race of each kind: naive broken, guarded clean, for the same seed")
+    func demoHTML() async throws {
+        let folder = try temporaryFolder("demo-html")
+        let page = folder.appendingPathComponent("demo.html").path
+        let demo = try ChildProcess(["demo", "--operations", "10", "--json", "--html", page])
+        #expect(await demo.exitStatus() == 0)
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        #expect(occurrences(of: #"class="panel broken""#, in: html) == 3)
+        #expect(occurrences(of: #"class="panel clean""#, in: html) == 3)
+        for scenario in ["payment-capture", "wallet", "order-lifecycle"] {
+            #expect(html.contains("\(scenario) · naive handler") && html.contains("\(scenario) · guarded handler"))
+        }
+    }
+
     @Test("unrace check --html draws a real history file")
     func checkHTML() async throws {
         let folder = try temporaryFolder("check-html")

@@ -279,3 +279,34 @@ private func escape(_ text: String) -> String {
 extension String {
     fileprivate var trimmingLeadingSpaces: String { String(drop { $0 == " " }) }
 }
+
+extension Timeline {
+    /// The naive and the guarded handler of `scenario`, drawn for the first seed from `seed` (at
+    /// most `searchLimit` seeds on) whose naive run breaks an invariant: the naive run shrunk, the
+    /// guarded run of the same seed as it ran. Without such a seed, both runs of `seed` as they ran.
+    public static func race(
+        _ scenario: Scenario, from seed: UInt64, searchLimit: Int = 200, options: SimulationOptions = .init(), shrinkBudget: Int = 2_000
+    ) async -> [Panel] {
+        var traced = options
+        traced.tracing = true
+        var chosen = seed
+        var failure: SimulationRun?
+        for offset in 0..<UInt64(max(1, searchLimit)) {
+            let run = await Simulator.run(scenario, .naive, seed: seed &+ offset, options: options)
+            if run.failed {
+                (chosen, failure) = (seed &+ offset, run)
+                break
+            }
+        }
+        let name = scenario.name
+        let naive: Panel
+        if let failure {
+            let shrunk = await Simulator.shrink(failure, scenario: scenario, options: traced, budget: shrinkBudget)
+            naive = Panel(shrunk.shrunk, title: "\(name) · naive handler · seed \(chosen), shrunk to \(shrunk.shrunk.steps) steps")
+        } else {
+            naive = Panel(await Simulator.run(scenario, .naive, seed: chosen, options: traced), title: "\(name) · naive handler · seed \(chosen)")
+        }
+        let guarded = Panel(await Simulator.run(scenario, .guarded, seed: chosen, options: traced), title: "\(name) · guarded handler · seed \(chosen)")
+        return [naive, guarded]
+    }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Unrace
+import UnraceSimulation
 
 /// `unrace demo`: each race of the seed, with a naive handler and a guarded one, on a real database.
 struct DemoCommand: AsyncParsableCommand {
@@ -20,6 +21,8 @@ struct DemoCommand: AsyncParsableCommand {
     var seed: UInt64 = 42
     @Option(help: "Operations per case (10 to 2000).")
     var operations = 120
+    @Option(help: "Also draw each race as an HTML timeline in this file: the simulator's naive and guarded runs of the first seed from --seed where the naive one breaks.")
+    var html: String?
 
     func validate() throws {
         guard (10...2_000).contains(operations) else { throw ValidationError("--operations must be between 10 and 2000") }
@@ -33,6 +36,21 @@ struct DemoCommand: AsyncParsableCommand {
         )
         let elapsed = ContinuousClock.now - started
         print(json ? DemoReport.json(result.sections) : DemoReport.table(result.sections, backend: result.backend, elapsed: elapsed))
+        if let html {
+            // One race of each kind the demo shows, drawn from the deterministic simulator.
+            var panels: [Timeline.Panel] = []
+            for name in ["payment-capture", "wallet", "order-lifecycle"] {
+                guard let scenario = Scenario.named(name) else { continue }
+                panels += await Timeline.race(scenario, from: seed)
+            }
+            let page = Timeline(title: "unrace demo · the races, drawn from seed \(seed)", panels: panels).html()
+            do {
+                try Data(page.utf8).write(to: URL(fileURLWithPath: html))
+            } catch {
+                throw ValidationError("cannot write --html \(html): \(error.localizedDescription)")
+            }
+            if !json { print("timelines: \(html)") }
+        }
         if !result.sections.flatMap(\.rows).allSatisfy(\.guardedClean) {
             throw ExitCode(1)
         }
