@@ -64,6 +64,9 @@ public final class PostgresStore: SQLStore {
     /// - Parameters: as ``withStore(url:maximumConnections:logger:_:)``.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL``, ``UnraceError/Code/invalidConfiguration``,
     ///   ``UnraceError/Code/storeUnavailable``.
+    /// Until ``run()`` runs, steps wait (a warning is logged after 5 s of waiting): a store made this
+    /// way does nothing outside a running group. `run()` on a store made with
+    /// ``init(client:logger:)`` throws instead: its client is its creator's to run.
     public init(url: String, maximumConnections: Int = 20, logger: Logger = Logger(label: "unrace.postgres")) async throws {
         let configuration = try Self.poolConfiguration(url: url, maximumConnections: maximumConnections)
         try await Self.probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
@@ -71,6 +74,23 @@ public final class PostgresStore: SQLStore {
         self.logger = logger
         self.readiness = Readiness()
     }
+
+    /// Waits for ``run()`` to have migrated the schema (stores made with ``init(url:maximumConnections:logger:)``
+    /// only). A step still waiting after 5 seconds logs a warning: the store is probably not in
+    /// a running `ServiceGroup`.
+    private func waitUntilReady() async throws {
+        guard let readiness, !readiness.isOpen else { return }
+        let logger = logger
+        let reminder = Task {
+            try await Task.sleep(for: .seconds(5))
+            logger.warning("a step has waited 5 s for PostgresStore.run(): is the store in a running ServiceGroup?")
+        }
+        defer { reminder.cancel() }
+        try await readiness.wait()
+    }
+
+    /// How many steps wait for the schema (tests).
+    var waitingSteps: Int { readiness?.waiting ?? 0 }
 
     private func migrate() async throws {
         _ = try await transaction { tx in
@@ -174,7 +194,7 @@ public final class PostgresStore: SQLStore {
     /// statements without a transaction.
     public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<PostgresTransaction>) async throws -> T) async throws -> T {
         try StepNesting.check()
-        try await readiness?.wait()
+        try await waitUntilReady()
         let given = step.clock.isRealTime ? nil : step.clock.now()
         if step.isReadOnly {
             return try await PostgresTransaction.mapErrors {
@@ -193,7 +213,7 @@ public final class PostgresStore: SQLStore {
     /// Runs `body` in a transaction with no Unrace rows.
     public func withTransaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
         try StepNesting.check()
-        try await readiness?.wait()
+        try await waitUntilReady()
         return try await transaction(body)
     }
 
@@ -282,7 +302,9 @@ extension PostgresStore: Service {
                 try await migrate()
                 readiness.open(.success(()))
             } catch {
-                readiness.open(.failure(error))
+                // Waiting steps were not cancelled themselves: they get a store error, never a
+                // CancellationError that would read as their own cancellation.
+                readiness.open(.failure(UnraceError(.storeUnavailable, "the store stopped before its schema was ready", underlying: error)))
                 group.cancelAll()
                 throw error
             }
@@ -304,6 +326,17 @@ private final class Readiness: Sendable {
     }
 
     private let state = Mutex(State())
+
+    /// Whether the gate is open on a success (the fast path of every step).
+    var isOpen: Bool {
+        state.withLock { state in
+            if case .success = state.result { return true }
+            return false
+        }
+    }
+
+    /// How many callers wait.
+    var waiting: Int { state.withLock { $0.waiters.count } }
 
     /// Marks the store running; `false` if it already was.
     func start() -> Bool {
@@ -343,7 +376,8 @@ private final class Readiness: Sendable {
         } onCancel: {
             let waiter = state.withLock { state in
                 guard let waiter = state.waiters.removeValue(forKey: id) else {
-                    state.cancelled.insert(id)
+                    // Not registered yet: registration will see this. (Already resumed: nothing to do.)
+                    if state.result == nil { state.cancelled.insert(id) }
                     return nil as CheckedContinuation<Void, any Error>?
                 }
                 return waiter

@@ -98,8 +98,9 @@ public struct Shop<S: SQLStore>: Sendable {
         let router = Router(context: Context.self)
         router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
         router.get("metrics") { _, _ in
-            // The queue's depth gauge is read at scrape time, so it is current.
-            _ = try await queue.depth()
+            // The queue's depth gauge is read at scrape time, so it is current; a failed read
+            // leaves the last value and never costs the scrape its other metrics.
+            _ = try? await queue.depth()
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: .init(bytes: configuration.metrics.emitToBuffer()))

@@ -123,7 +123,8 @@ struct ShopService<S: SQLStore>: Service {
     let port: Int
 
     func run() async throws {
-        try await shop.setUp()
+        // Setting up waits for the store's schema; a SIGTERM meanwhile must still stop the process.
+        try await cancelWhenGracefulShutdown { try await shop.setUp() }
         let host = self.host
         let app = try shop.application(host: host, port: port) { port in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))

@@ -4,7 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 import Unrace
-import UnracePostgres
+@testable import UnracePostgres
 
 /// The maintenance services in one `ServiceGroup` on a hand-moved clock: expired records purged,
 /// pendings voided, holds reaped, acked messages purged, gaps reported; a graceful shutdown stops
@@ -122,8 +122,11 @@ struct PostgresStoreServiceTests {
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let store = try await PostgresStore(url: url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)", logger: quiet)
         let counters = Counters(store: store)
-        // Started before the client runs: it can only succeed once run() has migrated the schema.
+        // Started before the client runs: it waits at the gate, and can only succeed once run()
+        // has migrated the schema.
         let early = Task { try await counters.create("seats", value: 3) }
+        for _ in 0..<1_000_000 where store.waitingSteps < 1 { await Task.yield() }
+        try #require(store.waitingSteps == 1, "the early step waits at the gate")
         let group = ServiceGroup(services: [store], logger: quiet)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -144,9 +147,16 @@ struct PostgresStoreServiceTests {
         let url = try TestPostgres.requireURL()
         let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let idle = try await PostgresStore(url: url, logger: quiet)
+        // Cancelled before it reaches the gate, and cancelled while it waits there.
+        let early = Task { try await Counters(store: idle).counter("x") }
+        early.cancel()
+        await #expect(throws: CancellationError.self) { try await early.value }
         let waiting = Task { try await Counters(store: idle).counter("x") }
+        for _ in 0..<1_000_000 where idle.waitingSteps < 1 { await Task.yield() }
+        try #require(idle.waitingSteps == 1, "the step waits at the gate")
         waiting.cancel()
         await #expect(throws: CancellationError.self) { try await waiting.value }
+        #expect(idle.waitingSteps == 0)
 
         try await withStore(.postgres) { store, _ in
             let error = await #expect(throws: UnraceError.self) { try await (store as! PostgresStore).run() }

@@ -213,7 +213,8 @@ struct ObservabilityTests {
             switch keys {
             case .hashed:
                 let hash = Telemetry.hash(scope: Scope.default.rawValue, key: key)
-                #expect(hash.count == 12)
+                // SHA-256("default\0order-4242-secret-hashed"), first 12 hex digits (Python's hashlib).
+                #expect(hash == "95c03e3e8cc3")
                 #expect(takeover.first?.metadata["key_hash"] == "\(hash)")
                 #expect(fenced.first?.metadata["key_hash"] == "\(hash)")
             case .omitted:

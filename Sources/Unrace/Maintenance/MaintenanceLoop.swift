@@ -25,7 +25,8 @@ enum MaintenanceLoop {
                 } catch is CancellationError {
                     return
                 } catch {
-                    logger.warning(failure, metadata: ["error": "\(error)"])
+                    // The error's code and its fixed message, not its description: details may name keys.
+                    logger.warning(failure, metadata: Telemetry.errorMetadata(error))
                 }
                 do { try await clock.sleep(for: interval) } catch { return }
             }

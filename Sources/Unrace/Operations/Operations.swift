@@ -52,6 +52,11 @@ public struct Operations<S: Store>: Sendable {
         try self.init(store: store, configuration: configuration, observability: observability)
     }
 
+    /// Creates the API with a lease and a retention, logging through `logger`.
+    public init(store: S, lease: Duration, retention: Duration, logger: Logger) throws {
+        try self.init(store: store, lease: lease, retention: retention, observability: Observability(logger: logger))
+    }
+
     /// The logger notices and warnings go to.
     var logger: Logger { telemetry.logger }
 
@@ -150,7 +155,8 @@ public struct OperationsConfiguration: Sendable {
     /// How often a waiting duplicate looks for the holder's outcome. Default 20 ms.
     public var waitPollInterval: Duration = .milliseconds(20)
     /// Where the counters go (claims by result, fenced writes, body failures; see the Metrics
-    /// article). Default `nil`: swift-metrics' bootstrapped `MetricsSystem.factory`.
+    /// article). Default `nil`: the ``Observability``'s factory. When set, it takes precedence
+    /// over that factory for this `Operations` (kept for code written before ``Observability``).
     public var metricsFactory: (any MetricsFactory)? = nil
     /// How a scope is written in the metrics' `scope` dimension. Default: the scope itself.
     /// Scopes made per client (the idempotency middleware's principal scopes) would make one

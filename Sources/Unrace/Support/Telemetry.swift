@@ -75,6 +75,13 @@ struct Telemetry: Sendable {
         }
     }
 
+    /// Log metadata for an error: its code and, for an ``UnraceError``, its message — never its
+    /// detail or underlying error, which may name a key.
+    static func errorMetadata(_ error: any Error) -> Logger.Metadata {
+        if let error = error as? UnraceError { return ["error_code": "\(error.code.rawValue)", "error": "\(error.message)"] }
+        return ["error_code": "\(code(of: error))", "error_type": "\(String(reflecting: type(of: error)))"]
+    }
+
     /// An error's stable code for a dimension: an ``UnraceError``'s code, else `other`.
     static func code(of error: any Error) -> String {
         if let error = error as? UnraceError { return error.code.rawValue }

@@ -1,6 +1,6 @@
 /// A race as a picture: one self-contained HTML file (inline SVG and CSS, no script, no network)
 /// with a lane per actor, a mark per step, deliveries and redeliveries as arrows from the broker,
-/// store steps as ticks to the store, leases as bars labelled with their fencing token, and the
+/// store steps as arrows to the store, leases as bars labelled with their fencing token, and the
 /// broken invariant highlighted with its explanation.
 ///
 /// The picture is drawn from the trace lines the text output prints (`t=0.005s   worker-1   …`),
@@ -185,7 +185,6 @@ public struct Timeline: Sendable {
             out += "<g class=\"lane\" data-lane=\"\(escape(name))\"><line x1=\"\(Self.labelWidth)\" y1=\"\(y(lane))\" x2=\"\(width - 10)\" y2=\"\(y(lane))\"/>"
             out += "<text x=\"8\" y=\"\(y(lane) + 4)\">\(escape(name))</text></g>\n"
         }
-        // Time labels where virtual time moves on.
         // Time labels where virtual time moves on, far enough apart to read.
         var lastTime = ""
         var lastLabel = -1_000
@@ -198,7 +197,8 @@ public struct Timeline: Sendable {
         // Leases: from an acquiring step to the actor's next step that ends it.
         for (i, step) in steps.enumerated() {
             guard let token = step.acquiredToken, let lane = laneOf[step.actor] else { continue }
-            let end = steps[(i + 1)...].firstIndex { $0.actor == step.actor && $0.endsLease } ?? steps.count - 1
+            // A lease ends at its holder's next ending step, or where the drawing leaves steps out.
+            let end = steps[(i + 1)...].firstIndex { ($0.actor == step.actor && $0.endsLease) || $0.kind == .leftOut } ?? steps.count - 1
             out += "<g class=\"lease\" data-token=\"\(escape(token))\"><rect x=\"\(x(i))\" y=\"\(y(lane) - 14)\" width=\"\(max(6, x(end) - x(i)))\" height=\"5\"/>"
             out += "<text x=\"\(x(i) + 2)\" y=\"\(y(lane) - 17)\">token \(escape(token))</text></g>\n"
         }
@@ -234,9 +234,17 @@ public struct Timeline: Sendable {
             out += "<li value=\"\(i + 1)\"\(step.isFault ? " class=\"fault\"" : "")>\(escape(text))</li>"
         }
         out += "</ol>\n<details><summary>the text trace</summary><pre class=\"trace\">"
-        out += panel.lines.map(escape).joined(separator: "\n")
+        out += Self.textTrace(panel.lines).map(escape).joined(separator: "\n")
         out += "</pre></details>\n</section>\n"
         return out
+    }
+
+    /// The text trace as embedded: at most ``marksMaximum`` lines (the first and last half), so a
+    /// long history's file stays small; a line says how many were left out.
+    static func textTrace(_ lines: [String]) -> [String] {
+        guard lines.count > marksMaximum else { return lines }
+        let half = marksMaximum / 2
+        return Array(lines[..<half]) + ["… \(lines.count - marksMaximum) lines left out …"] + Array(lines[(lines.count - half)...])
     }
 
     static let css = """
@@ -261,19 +269,28 @@ public struct Timeline: Sendable {
         """
 }
 
-private func escape(_ text: String) -> String {
-    var out = ""
-    out.reserveCapacity(text.utf8.count)
-    for character in text {
-        switch character {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        default: out.append(character)
+/// Escapes text for HTML content and quoted attributes, scalar by scalar (a quote followed by a
+/// combining mark is one `Character` but still a quote to the HTML parser). NUL and other
+/// control characters but tab and newline become U+FFFD.
+func escape(_ text: String) -> String {
+    var out = String.UnicodeScalarView()
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "&": out.append(contentsOf: "&amp;".unicodeScalars)
+        case "<": out.append(contentsOf: "&lt;".unicodeScalars)
+        case ">": out.append(contentsOf: "&gt;".unicodeScalars)
+        case "\"": out.append(contentsOf: "&quot;".unicodeScalars)
+        case "'": out.append(contentsOf: "&#39;".unicodeScalars)
+        case "\t", "\n": out.append(scalar)
+        default:
+            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                out.append("\u{FFFD}")
+            } else {
+                out.append(scalar)
+            }
         }
     }
-    return out
+    return String(out)
 }
 
 extension String {

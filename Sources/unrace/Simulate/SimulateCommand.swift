@@ -104,8 +104,10 @@ struct SimulateCommand: AsyncParsableCommand {
                         let title = "\(name) · seed \(shrunk.original.seed.map(String.init) ?? "?"), shrunk to \(shrunk.shrunk.steps) steps"
                         panels.append(Timeline.Panel(shrunk.shrunk, title: title))
                     } else {
-                        let run = await Simulator.run(result.scenario, result.report.handler, seed: firstSeed, options: traced)
-                        panels.append(Timeline.Panel(run, title: "\(name) · seed \(firstSeed)"))
+                        // The failing seed when one failed (drawn unshrunk), else the first seed.
+                        let seed = result.report.firstFailure?.seed ?? firstSeed
+                        let run = await Simulator.run(result.scenario, result.report.handler, seed: seed, options: traced)
+                        panels.append(Timeline.Panel(run, title: "\(name) · seed \(seed)"))
                     }
                 }
                 let page = Timeline(title: "unrace simulate · seed \(firstSeed)", panels: panels).html()
