@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
+import CoreMetrics
 import InMemoryTracing
+import Tracing
 import Prometheus
 import Unrace
+import UnraceSQLite
 
 /// `unrace bench`: guarded against unguarded throughput, measured in the same run.
 ///
@@ -13,7 +16,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Unrace's guards against the same writes without them, in the same run.",
-        subcommands: [OperationsBenchCommand.self, InboxBenchCommand.self, LedgerBenchCommand.self, HTTPBenchCommand.self],
+        subcommands: [OperationsBenchCommand.self, InboxBenchCommand.self, LedgerBenchCommand.self, HTTPBenchCommand.self, ObservabilityBenchCommand.self],
         defaultSubcommand: OperationsBenchCommand.self
     )
 }
@@ -30,7 +33,7 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     var transactions = 2_000
     @Option(help: "The business write: insert (one INSERT) or order (an order, its lines and a stock update).")
     var workload = OperationsBench.Workload.insert
-    @Flag(help: "Also run perform with metrics (a Prometheus registry) and tracing (an in-memory tracer) switched on, and report its cost against perform without them.")
+    @Flag(help: "Also run perform with metrics (a Prometheus registry) and tracing (a recording tracer) switched on, and report its cost against perform without them.")
     var observed = false
     @Flag(help: "Print JSON.")
     var json = false
@@ -79,7 +82,7 @@ struct OperationsBenchCommand: AsyncParsableCommand {
                 )
             )
         }
-        print("observed: the same perform with a Prometheus metrics factory and an in-memory tracer, against the")
+        print("observed: the same perform with a Prometheus metrics factory and a recording tracer, against the")
         print("process defaults (nothing bootstrapped: no-op metrics and spans); ×: guarded ÷ observed.")
     }
 }
@@ -155,8 +158,8 @@ struct OperationsBench: StoreJob {
         try await createTables(store, table)
         let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
         // The observed path: a real metrics backend (what `unrace serve` exports) and a tracer
-        // that keeps every span, emptied after each round.
-        let tracer = InMemoryTracer()
+        // that records every span into a bounded buffer, as an exporter would.
+        let tracer = RecordingTracer()
         let observedOperations = try Operations(
             store: store, lease: .seconds(30), retention: .seconds(3_600),
             observability: Observability(metricsFactory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()), tracer: tracer)
@@ -209,7 +212,6 @@ struct OperationsBench: StoreJob {
                         observedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
                             try await guarded(observedOperations, scope, table, "o-\(round)-\(id)", id)
                         })
-                        tracer.clearAll()
                     }
                 }
             }
@@ -329,5 +331,105 @@ enum Bench {
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         return sorted[sorted.count / 2]
+    }
+}
+
+/// `unrace bench observability`: what metrics and tracing add to one `perform`, measured where
+/// little I/O hides it — SQLite with `synchronous = NORMAL` (no fsync per commit) — in
+/// alternating rounds. (`MemoryStore` copies its state per step for rollback, so its cost grows
+/// with what it holds: no baseline.)
+struct ObservabilityBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "observability",
+        abstract: "Operations.perform with metrics and tracing on against off, on SQLite without fsync (the CPU cost)."
+    )
+
+    @Option(help: "Calls per round (1000 to 1000000).")
+    var calls = 3_000
+    @Flag(help: "Switch on metrics only (no tracer), to see their share.")
+    var metricsOnly = false
+    @Flag(help: "Switch on tracing only (no metrics), to see its share.")
+    var tracingOnly = false
+    @Option(help: "Rounds of each kind, alternated (1 to 50).")
+    var rounds = 11
+    @Option(help: "The tracer switched on: in-memory (swift-distributed-tracing's InMemoryTracer, which keeps every span) or recording (a small tracer with a bounded buffer of finished spans).")
+    var tracer = BenchTracerKind.recording
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    enum BenchTracerKind: String, ExpressibleByArgument {
+        case inMemory = "in-memory", recording
+    }
+
+    func validate() throws {
+        guard !(metricsOnly && tracingOnly) else { throw ValidationError("--metrics-only and --tracing-only exclude each other") }
+        guard (1_000...1_000_000).contains(calls) else { throw ValidationError("--calls must be 1000 to 1000000") }
+        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
+    }
+
+    struct Result: Codable {
+        var plainMicroseconds: Double
+        var observedMicroseconds: Double
+        var addedMicroseconds: Double
+        var ratio: Double
+    }
+
+    func run() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("unrace-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var configuration = SQLiteStore.Configuration()
+        configuration.durability = .normal
+        let store = try await SQLiteStore(path: folder.appendingPathComponent("bench.sqlite").path, configuration: configuration)
+        let plain = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
+        let inMemory = InMemoryTracer()
+        let chosen: any Tracer = tracer == .inMemory ? inMemory : RecordingTracer()
+        let observed = try Operations(
+            store: store, lease: .seconds(30), retention: .seconds(3_600),
+            observability: Observability(
+                metricsFactory: tracingOnly ? NOOPMetricsHandler.instance : PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
+                tracer: metricsOnly ? NoOpTracer() : chosen
+            )
+        )
+        // CPU time of this process (every thread), not wall time: what observability adds is CPU
+        // work, and CPU time does not count the time other processes on a shared machine take.
+        func cpuMicroseconds() -> Double {
+            var time = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+            return Double(time.tv_sec) * 1e6 + Double(time.tv_nsec) / 1e3
+        }
+        func round(_ operations: Operations<SQLiteStore>, _ prefix: String) async throws -> Double {
+            let start = cpuMicroseconds()
+            for index in 0..<calls {
+                _ = try await operations.perform(key: "\(prefix)-\(index)") { _ in index }
+            }
+            return (cpuMicroseconds() - start) / Double(calls)
+        }
+        _ = try await round(plain, "warm-p")
+        _ = try await round(observed, "warm-o")
+        inMemory.clearAll()
+        var plainTimes: [Double] = []
+        var observedTimes: [Double] = []
+        for index in 0..<rounds {
+            if index % 2 == 0 {
+                plainTimes.append(try await round(plain, "p\(index)"))
+                observedTimes.append(try await round(observed, "o\(index)"))
+            } else {
+                observedTimes.append(try await round(observed, "o\(index)"))
+                plainTimes.append(try await round(plain, "p\(index)"))
+            }
+            inMemory.clearAll()
+        }
+        let p = Bench.median(plainTimes)
+        let o = Bench.median(observedTimes)
+        let result = Result(plainMicroseconds: p, observedMicroseconds: o, addedMicroseconds: o - p, ratio: o / p)
+        if json {
+            print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+            return
+        }
+        print("unrace bench observability: perform on SQLite (synchronous = NORMAL), \(calls) calls per round, \(rounds) alternating rounds, median")
+        print(String(format: "CPU per call — off: %.2f µs   on: %.2f µs   added: %.2f µs   on ÷ off: %.3f", p, o, o - p, o / p))
+        print("on: \(tracingOnly ? "no" : "a Prometheus") metrics factory and \(metricsOnly ? "no tracer" : "the \(tracer.rawValue) tracer"); off: nothing bootstrapped (no-op).")
+        print("On a real store a call also waits for its transaction: compare the added µs with `unrace bench --observed`.")
     }
 }

@@ -19,19 +19,18 @@ struct OperationsMetrics: Sendable {
         case mismatch
     }
 
-    let factory: any MetricsFactory
+    let handles: MetricHandles
     let store: String
     let scopeLabel: @Sendable (Scope) -> String
 
-    init(factory: (any MetricsFactory)?, store: some Store, scopeLabel: @escaping @Sendable (Scope) -> String = { $0.rawValue }) {
-        self.factory = factory ?? MetricsSystem.factory
+    init(handles: MetricHandles, store: some Store, scopeLabel: @escaping @Sendable (Scope) -> String = { $0.rawValue }) {
+        self.handles = handles
         self.store = (store as? any SQLStore)?.backendName ?? "memory"
         self.scopeLabel = scopeLabel
     }
 
     func claim(_ result: ClaimResult, scope: Scope) {
-        Counter(label: "unrace_operation_claims_total", dimensions: dimensions(scope) + [("result", result.rawValue)], factory: factory)
-            .increment()
+        handles.counter("unrace_operation_claims_total", dimensions(scope) + [("result", result.rawValue)]).increment()
     }
 
     /// Counts the outcome a decision that kept the caller out stands for.
@@ -45,11 +44,11 @@ struct OperationsMetrics: Sendable {
     }
 
     func fenced(scope: Scope) {
-        Counter(label: "unrace_operation_fenced_total", dimensions: dimensions(scope), factory: factory).increment()
+        handles.counter("unrace_operation_fenced_total", dimensions(scope)).increment()
     }
 
     func bodyFailure(scope: Scope) {
-        Counter(label: "unrace_operation_body_failures_total", dimensions: dimensions(scope), factory: factory).increment()
+        handles.counter("unrace_operation_body_failures_total", dimensions(scope)).increment()
     }
 
     private func dimensions(_ scope: Scope) -> [(String, String)] { [("scope", scopeLabel(scope)), ("store", store)] }

@@ -15,17 +15,17 @@ import CoreMetrics
 /// | `unrace_queue_fenced_total` | queue, store | acks, nacks and extensions refused because the message was delivered again |
 /// | `unrace_queue_messages` (gauge) | queue, store, state | messages `ready`, `leased`, `done`, `dead`, as the last ``MessageQueue/depth()`` read them |
 struct QueueMetrics: Sendable {
-    let factory: any MetricsFactory
+    let handles: MetricHandles
     let dimensions: [(String, String)]
 
-    init(factory: (any MetricsFactory)?, store: some Store, queue: String) {
-        self.factory = factory ?? MetricsSystem.factory
+    init(handles: MetricHandles, store: some Store, queue: String) {
+        self.handles = handles
         self.dimensions = [("queue", queue), ("store", (store as? any SQLStore)?.backendName ?? "memory")]
     }
 
     func count(_ label: String, _ extra: (String, String)? = nil, by amount: Int = 1) {
         guard amount > 0 else { return }
-        Counter(label: label, dimensions: dimensions + (extra.map { [$0] } ?? []), factory: factory).increment(by: amount)
+        handles.counter(label, dimensions + (extra.map { [$0] } ?? [])).increment(by: amount)
     }
 
     func enqueued(_ results: [EnqueueResult]) {
@@ -35,7 +35,7 @@ struct QueueMetrics: Sendable {
 
     func gauge(_ depth: QueueDepth) {
         for (state, value) in [("ready", depth.ready), ("leased", depth.leased), ("done", depth.done), ("dead", depth.dead)] {
-            Gauge(label: "unrace_queue_messages", dimensions: dimensions + [("state", state)], factory: factory).record(value)
+            handles.gauge("unrace_queue_messages", dimensions + [("state", state)]).record(value)
         }
     }
 

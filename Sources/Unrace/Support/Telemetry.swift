@@ -1,5 +1,6 @@
 import CoreMetrics
 import Crypto
+import Synchronization
 import Logging
 import Tracing
 import UnraceCore
@@ -15,6 +16,9 @@ struct Telemetry: Sendable {
     /// The store's backend name (`sqlite`, `postgres`, `memory`).
     let store: String
     let factory: any MetricsFactory
+    /// The metric objects made so far, shared by copies: swift-metrics' advice is to make a metric
+    /// once and keep it, and some factories (Prometheus's) do real work per lookup.
+    let handles: MetricHandles
     let tracer: any Tracer
     let logger: Logger
     let keys: KeyLogging
@@ -23,6 +27,7 @@ struct Telemetry: Sendable {
         self.api = api
         self.store = (store as? any SQLStore)?.backendName ?? "memory"
         self.factory = metricsFactory ?? observability.metricsFactory ?? MetricsSystem.factory
+        self.handles = MetricHandles(factory: factory)
         self.tracer = observability.tracer ?? InstrumentationSystem.tracer
         self.logger = observability.logger
         self.keys = observability.keys
@@ -43,8 +48,7 @@ struct Telemetry: Sendable {
             return result
         } catch {
             record(step: name, since: start)
-            Counter(label: "unrace_step_failures_total", dimensions: stepDimensions(name) + [("code", Self.code(of: error))], factory: factory)
-                .increment()
+            handles.counter("unrace_step_failures_total", stepDimensions(name) + [("code", Self.code(of: error))]).increment()
             throw error
         }
     }
@@ -94,24 +98,23 @@ struct Telemetry: Sendable {
     private func record(step: String, since start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-        Timer(label: "unrace_step_duration_seconds", dimensions: stepDimensions(step), preferredDisplayUnit: .seconds, factory: factory)
-            .recordNanoseconds(nanoseconds)
+        handles.timer("unrace_step_duration_seconds", stepDimensions(step)).recordNanoseconds(nanoseconds)
     }
 
     /// Adds `amount` to the counter `label`, dimensioned by the store (and `extra`).
     func count(_ label: String, _ extra: [(String, String)] = [], by amount: Int = 1) {
         guard amount > 0 else { return }
-        Counter(label: label, dimensions: dimensions(extra), factory: factory).increment(by: amount)
+        handles.counter(label, dimensions(extra)).increment(by: amount)
     }
 
     /// Sets the gauge `label`, dimensioned by the store (and `extra`).
     func gauge(_ label: String, _ extra: [(String, String)] = [], _ value: Int) {
-        Gauge(label: label, dimensions: dimensions(extra), factory: factory).record(value)
+        handles.gauge(label, dimensions(extra)).record(value)
     }
 
     /// Records `value` in the histogram `label`, dimensioned by the store (and `extra`).
     func sample(_ label: String, _ extra: [(String, String)] = [], _ value: Int) {
-        Recorder(label: label, dimensions: dimensions(extra), aggregate: true, factory: factory).record(value)
+        handles.recorder(label, dimensions(extra)).record(value)
     }
 
     private func dimensions(_ extra: [(String, String)]) -> [(String, String)] {
@@ -142,5 +145,49 @@ struct Telemetry: Sendable {
             let hex = String(byte, radix: 16)
             return byte < 16 ? "0" + hex : hex
         }.joined()
+    }
+}
+
+/// Metric objects by label and dimensions, made once per factory and kept. Dimensions are bounded
+/// sets of values (outcomes, step names, stores), so the cache is too.
+final class MetricHandles: Sendable {
+    private struct Key: Hashable {
+        var kind: UInt8
+        var label: String
+        var dimensions: [String]
+    }
+
+    let factory: any MetricsFactory
+    private let handles = Mutex<[Key: any Sendable]>([:])
+
+    init(factory: any MetricsFactory) { self.factory = factory }
+
+    func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        handle(0, label, dimensions) { Counter(label: label, dimensions: dimensions, factory: factory) }
+    }
+
+    func timer(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Timer {
+        handle(1, label, dimensions) { CoreMetrics.Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory) }
+    }
+
+    func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
+        handle(2, label, dimensions) { Gauge(label: label, dimensions: dimensions, factory: factory) }
+    }
+
+    func recorder(_ label: String, _ dimensions: [(String, String)]) -> Recorder {
+        handle(3, label, dimensions) { Recorder(label: label, dimensions: dimensions, aggregate: true, factory: factory) }
+    }
+
+    private func handle<M: Sendable>(_ kind: UInt8, _ label: String, _ dimensions: [(String, String)], make: () -> M) -> M {
+        var flat: [String] = []
+        flat.reserveCapacity(dimensions.count * 2)
+        for (name, value) in dimensions { flat.append(name); flat.append(value) }
+        let key = Key(kind: kind, label: label, dimensions: flat)
+        return handles.withLock { handles in
+            if let existing = handles[key] as? M { return existing }
+            let made = make()
+            handles[key] = made
+            return made
+        }
     }
 }
