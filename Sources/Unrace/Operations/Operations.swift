@@ -36,7 +36,7 @@ public struct Operations<S: Store>: Sendable {
         self.store = store
         self.configuration = try configuration.validated()
         self.telemetry = Telemetry(api: "operations", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
-        self.metrics = OperationsMetrics(handles: telemetry.handles, store: store, scopeLabel: configuration.metricsScopeLabel)
+        self.metrics = OperationsMetrics(telemetry: telemetry, scopeLabel: configuration.metricsScopeLabel)
     }
 
     /// Creates the API over a store, logging through `logger`.

@@ -23,9 +23,10 @@ struct OperationsMetrics: Sendable {
     let store: String
     let scopeLabel: @Sendable (Scope) -> String
 
-    init(handles: MetricHandles, store: some Store, scopeLabel: @escaping @Sendable (Scope) -> String = { $0.rawValue }) {
-        self.handles = handles
-        self.store = (store as? any SQLStore)?.backendName ?? "memory"
+    /// Counts through `telemetry`'s metric handles, under its store label.
+    init(telemetry: Telemetry, scopeLabel: @escaping @Sendable (Scope) -> String = { $0.rawValue }) {
+        self.handles = telemetry.handles
+        self.store = telemetry.store
         self.scopeLabel = scopeLabel
     }
 

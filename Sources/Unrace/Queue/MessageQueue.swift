@@ -96,7 +96,7 @@ public struct MessageQueue<S: Store>: Sendable {
         self.name = name
         self.configuration = configuration
         self.telemetry = Telemetry(api: "queue", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
-        self.metrics = QueueMetrics(handles: telemetry.handles, store: store, queue: name)
+        self.metrics = QueueMetrics(telemetry: telemetry, queue: name)
     }
 
     // MARK: Producing

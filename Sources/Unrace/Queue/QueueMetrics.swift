@@ -18,9 +18,10 @@ struct QueueMetrics: Sendable {
     let handles: MetricHandles
     let dimensions: [(String, String)]
 
-    init(handles: MetricHandles, store: some Store, queue: String) {
-        self.handles = handles
-        self.dimensions = [("queue", queue), ("store", (store as? any SQLStore)?.backendName ?? "memory")]
+    /// Counts through `telemetry`'s metric handles, under its store label.
+    init(telemetry: Telemetry, queue: String) {
+        self.handles = telemetry.handles
+        self.dimensions = [("queue", queue), ("store", telemetry.store)]
     }
 
     func count(_ label: String, _ extra: (String, String)? = nil, by amount: Int = 1) {
