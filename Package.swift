@@ -78,6 +78,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            // Child processes without Foundation's `Process` (the fault run and the process tests).
+            name: "UnraceSpawn",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "UnraceSimulation",
             // The simulator runs the shipping stores: memory, and SQLite on a fresh file per run.
             dependencies: ["Unrace", "UnraceSQLite", .product(name: "Logging", package: "swift-log")],
@@ -114,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "unrace",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop",
+                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop", "UnraceSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -137,7 +142,7 @@ let package = Package(
         .testTarget(
             name: "UnraceTests",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation",
+                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceSpawn",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The HTTP edge, tested over real HTTP on loopback.

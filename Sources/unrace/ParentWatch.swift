@@ -1,7 +1,8 @@
 import Foundation
 
-/// Child processes of `unrace chaos` (serve, work) exit when their parent dies, so a fault run
-/// that is itself killed leaves no process behind. Off unless `UNRACE_EXIT_WITH_PARENT=1`.
+/// An `unrace` process started by `unrace chaos` (serve, work) or by the tests exits when its
+/// parent dies, so a fault run or test process that is itself killed (or crashes) leaves no
+/// process behind holding its output. Off unless `UNRACE_EXIT_WITH_PARENT=1`.
 enum ParentWatch {
     static let variable = "UNRACE_EXIT_WITH_PARENT"
 

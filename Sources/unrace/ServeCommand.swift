@@ -64,7 +64,6 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        ParentWatch.startIfRequested()
         var configuration = ShopConfiguration()
         configuration.idempotency = !noIdempotency
         configuration.whileInProgress = whileInProgress == .wait ? .wait(upTo: .seconds(10)) : .conflict

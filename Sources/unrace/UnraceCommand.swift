@@ -8,4 +8,11 @@ struct UnraceCommand: AsyncParsableCommand {
         abstract: "Reproduce the races of distributed systems and watch Unrace's guards remove them.",
         subcommands: [DemoCommand.self, SimulateCommand.self, BenchCommand.self, WorkerCommand.self, ServeCommand.self, WorkCommand.self, CheckCommand.self, ChaosCommand.self, ProviderCommand.self]
     )
+
+    /// Runs the command line; every subcommand first honours `UNRACE_EXIT_WITH_PARENT=1`
+    /// (``ParentWatch``), so a test or fault run that dies leaves no `unrace` process behind.
+    static func main() async {
+        ParentWatch.startIfRequested()
+        await main(nil)
+    }
 }

@@ -35,7 +35,6 @@ struct WorkCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        ParentWatch.startIfRequested()
         let logger = cliLogger("unrace.work")
         if let database {
             try await PostgresStore.withStore(url: database, logger: logger) { store in try await work(store, logger) }

@@ -197,35 +197,14 @@ enum Chromium {
     static let required = TestPostgres.required
 
     /// Runs Chromium headless on `arguments`; returns what it printed on standard output.
+    /// A browser that hangs must not hang the suite: after 60 s its whole process group is killed.
     static func run(_ path: String, _ arguments: [String]) async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
         // As root (CI containers) Chromium needs --no-sandbox; the pages are our own files.
-        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try ChildProcess.launches.withLock { try process.run() }
-        // A headless browser that hangs must not hang the suite: killed after 60 s.
-        let pid = process.processIdentifier
-        let watchdog = Task.detached {
-            try? await Task.sleep(for: .seconds(60))
-            guard !Task.isCancelled else { return }
-            Issue.record("chromium did not finish within 60 s; killed")
-            kill(pid, SIGKILL)
-        }
-        defer { watchdog.cancel() }
-        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Task.detached {
-                process.waitUntilExit()
-                done.resume()
-            }
-        }
-        guard process.terminationStatus == 0 else {
-            throw ChromiumError(status: process.terminationStatus, arguments: arguments)
-        }
-        return String(decoding: data, as: UTF8.self)
+        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars"]
+        let browser = try ChildProcess(executable: path, flags + arguments, errors: .discarded, processGroup: true)
+        let status = await browser.exitStatus(limit: .seconds(60))
+        guard status == 0 else { throw ChromiumError(status: status, arguments: arguments) }
+        return browser.printed
     }
 
     struct ChromiumError: Error, CustomStringConvertible {

@@ -1,14 +1,16 @@
 import ArgumentParser
 import Foundation
 import Synchronization
+import UnraceSpawn
 
 /// The processes a fault run starts: one `unrace serve`, worker slots whose processes are killed
 /// and replaced, and shell commands (the database restart). Everything it started is stopped by
 /// ``stopAll()``.
 ///
-/// Processes are spawned directly (`posix_spawn`, `waitpid`) rather than with `Process`: a
-/// database restart leaves a daemon behind, and `Process` learns of an exit through a descriptor
-/// every descendant inherits. Children get no descriptor of this process but their standard ones.
+/// Processes are started with ``Spawn`` (`posix_spawn`, `waitpid`) rather than with `Process`:
+/// a database restart leaves a daemon behind, and `Process` learns of an exit through a
+/// descriptor every descendant inherits. Children get no descriptor of this process but their
+/// standard ones.
 final class ChaosProcesses: Sendable {
     private struct State {
         var serve: pid_t?
@@ -167,56 +169,20 @@ final class ChaosProcesses: Sendable {
 
     // MARK: Spawning
 
-    /// `posix_spawn`s `arguments` (a path, then its arguments) with standard input from
-    /// /dev/null, `output` (or /dev/null for -1) and `errors` as standard output and error, and
-    /// none of this process's other descriptors.
+    /// Starts `arguments` (a path, then its arguments) with standard input from /dev/null,
+    /// `output` (or /dev/null for -1) and `errors` as standard output and error, and none of
+    /// this process's other descriptors.
     static func spawn(_ arguments: [String], output: Int32, errors: Int32) throws -> pid_t {
-        markDescriptorsCloseOnExec()
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if output >= 0 {
-            posix_spawn_file_actions_adddup2(&actions, output, 1)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        do {
+            return try Spawn.start(arguments, output: output >= 0 ? .descriptor(output) : .null, errors: .descriptor(errors))
+        } catch {
+            throw ValidationError(error.description)
         }
-        posix_spawn_file_actions_adddup2(&actions, errors, 2)
-        // Children start with default signal handling, whatever this process ignores.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGINT, SIGTERM, SIGPIPE, SIGCHLD] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
-        guard result == 0 else { throw ValidationError("could not start \(arguments[0]): error \(result)") }
-        return pid
     }
 
     /// Waits for a child: its exit status, or -1 when it was killed by a signal.
     static func wait(_ pid: pid_t) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { return -1 }
-        }
-        // WIFEXITED and WEXITSTATUS, spelled out (the C macros are not imported).
-        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
-    }
-
-    /// Marks every descriptor above standard error close-on-exec, so children inherit none
-    /// (`posix_spawn_file_actions_addclosefrom_np` is not visible from Swift here).
-    private static func markDescriptorsCloseOnExec() {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
-        for entry in entries {
-            guard let descriptor = Int32(entry), descriptor > 2 else { continue }
-            let flags = fcntl(descriptor, F_GETFD)
-            if flags >= 0 { _ = fcntl(descriptor, F_SETFD, flags | FD_CLOEXEC) }
-        }
+        guard case .exited(let status) = Spawn.wait(pid) else { return -1 }
+        return status
     }
 }

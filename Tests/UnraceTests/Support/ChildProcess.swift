@@ -1,18 +1,29 @@
 import Foundation
+import Synchronization
 import Testing
+import UnraceSpawn
 
-/// A running `unrace` process, for the tests that need several OS processes.
-final class ChildProcess: @unchecked Sendable {
-    // @unchecked: `process` and the pipes are set up before `run()` and only read afterwards;
-    // `lines` is guarded by `lock`.
-    let process = Process()
-    private let stdin = Pipe()
-    private let stdout = Pipe()
-    private let lock = NSLock()
-    private var output = ""
-    private var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
-    private var exited = false
-    private var exitWaiters: [CheckedContinuation<Int32, Never>] = []
+/// A running child process (`unrace`, or Chromium), for the tests that need several OS processes.
+///
+/// Started with `posix_spawn` (``Spawn``), not Foundation's `Process`, whose `run()` crashed the
+/// test process now and then (SIGSEGV in its `memmove` while it lists `/proc/self/fd`). Its
+/// output is read and its exit awaited on two threads of its own, never on the task pool.
+/// `unrace` children get `UNRACE_EXIT_WITH_PARENT=1`: if the test process dies they exit too,
+/// instead of holding `swift test`'s output open forever.
+final class ChildProcess: Sendable {
+    private struct State {
+        var output: [UInt8] = []
+        var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
+        var termination: Spawn.Termination?
+        var reaped = false
+        var exitWaiters: [CheckedContinuation<Int32, Never>] = []
+    }
+
+    let pid: pid_t
+    private let killsGroup: Bool
+    private let state = Mutex(State())
+    /// The write end of the child's standard input, held open while it runs (closed on deinit).
+    private let input: Int32
 
     /// The `unrace` executable that `swift build --build-tests` put beside the test bundle.
     static let binary: URL = {
@@ -29,31 +40,74 @@ final class ChildProcess: @unchecked Sendable {
         return candidates[2].appendingPathComponent("unrace")
     }()
 
+    /// Starts `unrace` with `arguments`.
     /// - Parameter captureErrors: read standard error into ``printed`` too (else it goes to the test's).
-    init(_ arguments: [String], environment: [String: String] = [:], captureErrors: Bool = false) throws {
-        process.executableURL = Self.binary
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = captureErrors ? stdout : FileHandle.standardError
-        stdout.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            self?.received(String(decoding: data, as: UTF8.self), eof: data.isEmpty)
-        }
-        process.terminationHandler = { [weak self] process in self?.terminated(process.terminationStatus) }
-        // One launch at a time: Foundation's `Process.run()` crashed (SIGSEGV in its memmove)
-        // once when tests launched children on several threads at the same moment.
-        try Self.launches.withLock { try process.run() }
+    convenience init(_ arguments: [String], environment: [String: String] = [:], captureErrors: Bool = false) throws {
+        try self.init(
+            executable: Self.binary.path, arguments,
+            environment: environment.merging(["UNRACE_EXIT_WITH_PARENT": "1"]) { given, _ in given },
+            errors: captureErrors ? .captured : .inherited
+        )
     }
 
-    /// Serialises `Process.run()` across the test process.
-    static let launches = NSLock()
+    /// Where the child's standard error goes.
+    enum Errors { case captured, inherited, discarded }
+
+    /// Starts `executable` with `arguments`, this process's environment plus `environment`.
+    /// - Parameter processGroup: start it in a process group of its own; ``kill()`` and the
+    ///   watchdog then signal the whole group (Chromium's renderer and helpers too).
+    init(executable: String, _ arguments: [String], environment: [String: String] = [:], errors: Errors, processGroup: Bool = false) throws {
+        let output = try Spawn.makePipe()
+        let input = try Spawn.makePipe()
+        defer { close(output.write); close(input.read) }
+        let errorStream: Spawn.Stream = switch errors {
+        case .captured: .descriptor(output.write)
+        case .inherited: .descriptor(2)
+        case .discarded: .null
+        }
+        do {
+            pid = try Spawn.start(
+                [executable] + arguments,
+                environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                input: .descriptor(input.read), output: .descriptor(output.write), errors: errorStream,
+                newProcessGroup: processGroup
+            )
+        } catch {
+            close(output.read)
+            close(input.write)
+            throw error
+        }
+        self.input = input.write
+        killsGroup = processGroup
+        let finishedReading = DispatchSemaphore(value: 0)
+        Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(output.read, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { break }
+                received(buffer[..<count])
+            }
+            close(output.read)
+            finishedReading.signal()
+        }.start()
+        Thread { [self] in
+            Spawn.waitWithoutReaping(pid)
+            let termination = state.withLock { state in
+                state.reaped = true
+                return Spawn.wait(pid)
+            }
+            // What it printed last is read before anyone hears of the exit; a grandchild that
+            // keeps the pipe open gets 5 s.
+            _ = finishedReading.wait(timeout: .now() + 5)
+            terminated(termination)
+        }.start()
+    }
+
+    deinit { close(input) }
 
     /// Everything the process printed so far.
-    var printed: String { lock.withLock { output } }
+    var printed: String { state.withLock { String(decoding: $0.output, as: UTF8.self) } }
 
     /// How long a test waits for a child before it kills it and fails: a hung child must not
     /// hang the suite.
@@ -65,10 +119,10 @@ final class ChildProcess: @unchecked Sendable {
         let watchdog = killAfter(Self.waitLimit, unless: { [weak self] in self?.printed.contains(marker) ?? true })
         defer { watchdog.cancel() }
         try await withCheckedThrowingContinuation { continuation in
-            let ready = lock.withLock { () -> Bool? in
-                if output.contains(marker) { return true }
-                if exited { return false }
-                waiters.append((marker, continuation))
+            let ready = state.withLock { state -> Bool? in
+                if String(decoding: state.output, as: UTF8.self).contains(marker) { return true }
+                if state.termination != nil { return false }
+                state.waiters.append((marker, continuation))
                 return nil
             }
             switch ready {
@@ -79,41 +133,49 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    /// Suspends until the process exits, and returns its status. A child still running after
-    /// ``waitLimit`` is killed (its status is then SIGKILL's).
-    func exitStatus() async -> Int32 {
-        let watchdog = killAfter(Self.waitLimit, unless: { [weak self] in self?.lock.withLock { self?.exited } ?? true })
+    /// Suspends until the process exits, and returns its status (the signal's number if a signal
+    /// ended it). A child still running after `limit` is killed (its status is then SIGKILL's).
+    func exitStatus(limit: Duration = waitLimit) async -> Int32 {
+        let watchdog = killAfter(limit, unless: { [weak self] in self?.state.withLock { $0.termination != nil } ?? true })
         defer { watchdog.cancel() }
         return await withCheckedContinuation { continuation in
-            let done = lock.withLock { () -> Bool in
-                if exited { return true }
-                exitWaiters.append(continuation)
-                return false
+            let done = state.withLock { state -> Int32? in
+                if let termination = state.termination { return Self.status(termination) }
+                state.exitWaiters.append(continuation)
+                return nil
             }
-            if done { continuation.resume(returning: process.terminationStatus) }
+            if let done { continuation.resume(returning: done) }
         }
     }
 
     /// Kills the child after `limit` unless `done` says the wait is over; cancel it when the wait ends.
     private func killAfter(_ limit: Duration, unless done: @escaping @Sendable () -> Bool) -> Task<Void, Never> {
-        let pid = process.processIdentifier
-        return Task.detached {
+        Task.detached { [weak self] in
             try? await Task.sleep(for: limit)
-            guard !Task.isCancelled, !done() else { return }
+            guard !Task.isCancelled, !done(), let self else { return }
             Issue.record("a child process did not finish within \(limit); killed")
-            Foundation.kill(pid, SIGKILL)
+            signal(SIGKILL)
+        }
+    }
+
+    /// Sends `number` to the child (its process group if it has one), unless it has been reaped:
+    /// never to a recycled pid.
+    private func signal(_ number: Int32) {
+        state.withLock { state in
+            guard !state.reaped else { return }
+            _ = Foundation.kill(killsGroup ? -pid : pid, number)
         }
     }
 
     /// SIGKILL: the process gets no chance to clean up, like a crash or an OOM kill.
     func kill() async {
-        Foundation.kill(process.processIdentifier, SIGKILL)
+        signal(SIGKILL)
         _ = await exitStatus()
     }
 
     /// SIGTERM: asks the process to shut down gracefully; returns its exit status.
     func terminate() async -> Int32 {
-        Foundation.kill(process.processIdentifier, SIGTERM)
+        signal(SIGTERM)
         return await exitStatus()
     }
 
@@ -123,33 +185,34 @@ final class ChildProcess: @unchecked Sendable {
         return line.split(separator: ":").last.flatMap { Int($0) }
     }
 
-    private func received(_ text: String, eof: Bool) {
-        let ready = lock.withLock { () -> [CheckedContinuation<Void, any Error>] in
-            output += text
-            let (met, waiting) = (waiters.filter { output.contains($0.0) }, waiters.filter { !output.contains($0.0) })
-            waiters = waiting
+    private func received(_ bytes: ArraySlice<UInt8>) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            state.output += bytes
+            guard !state.waiters.isEmpty else { return [] }
+            let text = String(decoding: state.output, as: UTF8.self)
+            let met = state.waiters.filter { text.contains($0.0) }
+            state.waiters.removeAll { text.contains($0.0) }
             return met.map(\.1)
         }
         ready.forEach { $0.resume() }
-        if eof { stdout.fileHandleForReading.readabilityHandler = nil }
     }
 
-    private func terminated(_ status: Int32) {
-        // Drain what is left so late output is not lost.
-        let rest = stdout.fileHandleForReading.readDataToEndOfFile()
-        let (pending, exits) = lock.withLock { () -> ([(String, CheckedContinuation<Void, any Error>)], [CheckedContinuation<Int32, Never>]) in
-            output += String(decoding: rest, as: UTF8.self)
-            exited = true
-            let pending = waiters
-            waiters = []
-            let exits = exitWaiters
-            exitWaiters = []
-            return (pending, exits)
+    private func terminated(_ termination: Spawn.Termination) {
+        let (text, pending, exits) = state.withLock { state in
+            state.termination = termination
+            defer { state.waiters = []; state.exitWaiters = [] }
+            return (String(decoding: state.output, as: UTF8.self), state.waiters, state.exitWaiters)
         }
         for (marker, continuation) in pending {
-            if printed.contains(marker) { continuation.resume() } else { continuation.resume(throwing: ChildError.exited(marker: marker)) }
+            if text.contains(marker) { continuation.resume() } else { continuation.resume(throwing: ChildError.exited(marker: marker)) }
         }
-        exits.forEach { $0.resume(returning: status) }
+        exits.forEach { $0.resume(returning: Self.status(termination)) }
+    }
+
+    private static func status(_ termination: Spawn.Termination) -> Int32 {
+        switch termination {
+        case .exited(let status), .signalled(let status): status
+        }
     }
 
     enum ChildError: Error { case exited(marker: String) }
