@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+import UnraceSpawn
+
+/// How child processes are started (the fault run's and these tests' own): what a child gets
+/// of this process, how its end is reported, and that an `unrace` child does not outlive a
+/// parent that died.
+@Suite("Child processes")
+struct SpawnTests {
+    @Test("a child gets standard input, output and error and none of this process's other descriptors")
+    func onlyStandardDescriptors() async throws {
+        // A descriptor without close-on-exec, at a number no other descriptor has.
+        let plain = open("/dev/null", O_RDONLY)
+        try #require(plain >= 0)
+        let high = fcntl(plain, F_DUPFD, 900)
+        close(plain)
+        try #require(high >= 900)
+        defer { close(high) }
+        try #require(fcntl(high, F_GETFD) & FD_CLOEXEC == 0, "inherited by exec unless the spawn closes it")
+
+        // The shell lists its own descriptors (the listing's own directory descriptor among them).
+        let child = try ChildProcess(executable: "/bin/sh", ["-c", "ls /proc/self/fd"], errors: .captured)
+        #expect(await child.exitStatus() == 0, "\(child.printed)")
+        let listed = Set(child.printed.split(separator: "\n").compactMap { Int32($0) })
+        #expect(!listed.contains(high), "descriptor \(high) reached the child: \(listed.sorted())")
+        #expect(listed.isSuperset(of: [0, 1, 2]))
+        #expect(listed.count <= 4, "only the standard three and ls's own directory: \(listed.sorted())")
+    }
+
+    @Test("an exit status and a killing signal are reported as such")
+    func terminations() throws {
+        let exited = try Spawn.start(["/bin/sh", "-c", "exit 7"])
+        #expect(Spawn.wait(exited) == .exited(7))
+        let killed = try Spawn.start(["/bin/sh", "-c", "kill -9 $$"])
+        #expect(Spawn.wait(killed) == .signalled(SIGKILL))
+        #expect(throws: SpawnError.self) { try Spawn.start(["/nonexistent/unrace-\(UUID())"]) }
+    }
+
+    @Test("an unrace child exits when its parent dies with UNRACE_EXIT_WITH_PARENT=1, and outlives it without")
+    func childExitsWithItsParent() async throws {
+        for watched in [true, false] {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("orphan"))
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            // The parent: a shell that starts `unrace serve`, prints its pid, and waits to be killed.
+            let script = #""$UNRACE" serve --port 0 --file "$DB" & echo "pid=$!"; exec sleep 600"#
+            let parent = try ChildProcess(
+                executable: "/bin/sh", ["-c", script],
+                environment: [
+                    "UNRACE": ChildProcess.binary.path, "DB": folder.appendingPathComponent("shop.sqlite").path,
+                    "UNRACE_EXIT_WITH_PARENT": watched ? "1" : "0",
+                ],
+                errors: .discarded
+            )
+            try await parent.waitFor("listening on http://")
+            let line = try #require(parent.printed.split(separator: "\n").first { $0.hasPrefix("pid=") })
+            let orphan = try #require(pid_t(line.dropFirst(4)))
+            let exited = try #require(ProcessExit(orphan), "pidfd_open")
+            await parent.kill()
+
+            let gone = await exited.wait(upTo: .seconds(watched ? 30 : 2))
+            if watched {
+                #expect(gone, "unrace serve still runs after its parent died")
+            } else {
+                #expect(!gone, "without the variable the orphan keeps running (the hang this guards against)")
+                kill(orphan, SIGKILL)
+                #expect(await exited.wait(upTo: .seconds(30)))
+            }
+        }
+    }
+}
+
+/// Waits for a process that is not this one's child to exit (`pidfd_open` and `poll`), on a
+/// thread of its own.
+private struct ProcessExit: Sendable {
+    private let descriptor: Int32
+
+    init?(_ pid: pid_t) {
+        typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+        guard let symbol = dlsym(nil, "pidfd_open") else { return nil }
+        let descriptor = unsafeBitCast(symbol, to: PidfdOpen.self)(pid, 0)
+        guard descriptor >= 0 else { return nil }
+        self.descriptor = descriptor
+    }
+
+    /// Whether it exited within `limit`; closes the descriptor when it did.
+    func wait(upTo limit: Duration) async -> Bool {
+        let milliseconds = Int32(limit.components.seconds * 1_000)
+        let descriptor = descriptor
+        let ready = await withCheckedContinuation { continuation in
+            Thread {
+                var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                var result: Int32
+                repeat { result = poll(&entry, 1, milliseconds) } while result == -1 && errno == EINTR
+                continuation.resume(returning: result == 1)
+            }.start()
+        }
+        if ready { close(descriptor) }
+        return ready
+    }
+}
