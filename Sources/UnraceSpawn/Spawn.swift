@@ -96,7 +96,8 @@ package enum Spawn {
         return pid
     }
 
-    /// Waits for `pid` to end and reaps it.
+    /// Waits for `pid` to end and reaps it. A pid that is not a child of this process (or was
+    /// reaped already) reads as killed by SIGKILL.
     package static func wait(_ pid: pid_t) -> Termination {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {

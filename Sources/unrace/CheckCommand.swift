@@ -11,7 +11,8 @@ struct CheckCommand: AsyncParsableCommand {
             HISTORY is JSON lines: "request" (what a client asked and the status it finally got), \
             "expect" (work an accepted request implies), "effect" (what the system did, as the store \
             recorded it) and "account" (a quantity's start and final value). Other types are ignored. \
-            Exits 0 for a clean history, 1 when it finds an anomaly, 2 for an unreadable history. \
+            Exits 0 for a clean history, 1 when it finds an anomaly, 2 for an unreadable history or an \
+            --html file that cannot be written. \
             See the History article for the format.
             """
     )
