@@ -13,7 +13,8 @@ package import Darwin
 /// `/proc/self/fd`, and crashed the test process with SIGSEGV in `memmove` (seen in CI and here,
 /// about once in three full runs); it also learns of an exit through a socket that every
 /// descendant inherits. A child started here gets standard input, output and error and no other
-/// descriptor of this process, and default handling of the signals this process may ignore.
+/// descriptor of this process, an empty signal mask, and default handling of SIGINT, SIGTERM,
+/// SIGPIPE, SIGCHLD, SIGQUIT and SIGHUP whatever this process does with them.
 package enum Spawn {
     /// How a child ended.
     package enum Termination: Equatable, Sendable {
@@ -63,9 +64,7 @@ package enum Spawn {
             }
         }
         // After the dup2s: nothing above standard error reaches the child.
-        if let closeFrom = closeFromAction {
-            _ = closeFrom(&actions, 3)
-        } else {
+        if closeFromAction?(&actions, 3) != 0 {
             markDescriptorsCloseOnExec()
         }
 

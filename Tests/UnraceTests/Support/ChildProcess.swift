@@ -58,7 +58,12 @@ final class ChildProcess: Sendable {
     ///   watchdog then signal the whole group (Chromium's renderer and helpers too).
     init(executable: String, _ arguments: [String], environment: [String: String] = [:], errors: Errors, processGroup: Bool = false) throws {
         let output = try Spawn.makePipe()
-        let input = try Spawn.makePipe()
+        let input: (read: Int32, write: Int32)
+        do { input = try Spawn.makePipe() } catch {
+            close(output.read)
+            close(output.write)
+            throw error
+        }
         defer { close(output.write); close(input.read) }
         let errorStream: Spawn.Stream = switch errors {
         case .captured: .descriptor(output.write)
@@ -93,6 +98,9 @@ final class ChildProcess: Sendable {
         }.start()
         Thread { [self] in
             Spawn.waitWithoutReaping(pid)
+            // What a group leader started and left running goes with it (Chromium's helpers would
+            // hold the output pipe); the unreaped leader keeps the group id from being reused.
+            if killsGroup { _ = Foundation.kill(-pid, SIGKILL) }
             let termination = state.withLock { state in
                 state.reaped = true
                 return Spawn.wait(pid)
@@ -136,7 +144,7 @@ final class ChildProcess: Sendable {
     /// Suspends until the process exits, and returns its status (the signal's number if a signal
     /// ended it). A child still running after `limit` is killed (its status is then SIGKILL's).
     func exitStatus(limit: Duration = waitLimit) async -> Int32 {
-        let watchdog = killAfter(limit, unless: { [weak self] in self?.state.withLock { $0.termination != nil } ?? true })
+        let watchdog = killAfter(limit, unless: { [weak self] in self?.state.withLock { $0.reaped } ?? true })
         defer { watchdog.cancel() }
         return await withCheckedContinuation { continuation in
             let done = state.withLock { state -> Int32? in
