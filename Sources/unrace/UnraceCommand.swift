@@ -9,7 +9,7 @@ struct UnraceCommand: AsyncParsableCommand {
         subcommands: [DemoCommand.self, SimulateCommand.self, BenchCommand.self, WorkerCommand.self, ServeCommand.self, WorkCommand.self, CheckCommand.self, ChaosCommand.self, ProviderCommand.self]
     )
 
-    /// Runs the command line; every subcommand first honours `UNRACE_EXIT_WITH_PARENT=1`
+    /// Runs the command line; every subcommand first honours `UNRACE_EXIT_WITH_PARENT`
     /// (``ParentWatch``), so a test or fault run that dies leaves no `unrace` process behind.
     static func main() async {
         ParentWatch.startIfRequested()

@@ -36,19 +36,28 @@ struct SpawnTests {
         #expect(throws: SpawnError.self) { try Spawn.start(["/nonexistent/unrace-\(UUID())"]) }
     }
 
-    @Test("an unrace child exits when its parent dies with UNRACE_EXIT_WITH_PARENT=1, and outlives it without")
+    @Test("an unrace child told a parent that is not its parent (already gone) exits at once")
+    func namedParentAlreadyGone() async throws {
+        // Without the variable `simulate --list` prints the scenarios and exits 0.
+        let child = try ChildProcess(["simulate", "--list"], environment: ["UNRACE_EXIT_WITH_PARENT": "2"])
+        #expect(await child.exitStatus() == 1)
+        #expect(child.printed.isEmpty, "\(child.printed)")
+    }
+
+    @Test("an unrace child exits when its parent dies with UNRACE_EXIT_WITH_PARENT (1 or the parent's pid), and outlives it without")
     func childExitsWithItsParent() async throws {
-        for watched in [true, false] {
+        // "1": watch the parent found at start; "$$": the shell names itself; "0": off.
+        for setting in ["1", "$$", "0"] {
+            let watched = setting != "0"
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("orphan"))
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: folder) }
             // The parent: a shell that starts `unrace serve`, prints its pid, and waits to be killed.
-            let script = #""$UNRACE" serve --port 0 --file "$DB" & echo "pid=$!"; exec sleep 600"#
+            let script = #"UNRACE_EXIT_WITH_PARENT=\#(setting) "$UNRACE" serve --port 0 --file "$DB" & echo "pid=$!"; exec sleep 600"#
             let parent = try ChildProcess(
                 executable: "/bin/sh", ["-c", script],
                 environment: [
                     "UNRACE": ChildProcess.binary.path, "DB": folder.appendingPathComponent("shop.sqlite").path,
-                    "UNRACE_EXIT_WITH_PARENT": watched ? "1" : "0",
                 ],
                 errors: .discarded
             )

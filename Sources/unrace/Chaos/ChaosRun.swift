@@ -24,7 +24,7 @@ struct ChaosRun: Sendable {
         let url = command.database + (command.database.contains("?") ? "&" : "?") + "search_path=\(schema)"
         let log = try Self.logFile(folder.appendingPathComponent("processes.log"))
         let processes = ChaosProcesses(executable: Self.executable, log: log)
-        setenv(ParentWatch.variable, "1", 1)  // children exit if this process dies
+        setenv(ParentWatch.variable, ParentWatch.valueForChildren, 1)  // children exit if this process dies
         let signals = processes.stopOnSignals()
         defer {
             signals.forEach { $0.cancel() }

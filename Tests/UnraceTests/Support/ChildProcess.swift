@@ -8,7 +8,7 @@ import UnraceSpawn
 /// Started with `posix_spawn` (``Spawn``), not Foundation's `Process`, whose `run()` crashed the
 /// test process now and then (SIGSEGV in its `memmove` while it lists `/proc/self/fd`). Its
 /// output is read and its exit awaited on two threads of its own, never on the task pool.
-/// `unrace` children get `UNRACE_EXIT_WITH_PARENT=1`: if the test process dies they exit too,
+/// `unrace` children get `UNRACE_EXIT_WITH_PARENT` set to this process's id: if the test process dies they exit too,
 /// instead of holding `swift test`'s output open forever.
 final class ChildProcess: Sendable {
     private struct State {
@@ -45,7 +45,7 @@ final class ChildProcess: Sendable {
     convenience init(_ arguments: [String], environment: [String: String] = [:], captureErrors: Bool = false) throws {
         try self.init(
             executable: Self.binary.path, arguments,
-            environment: environment.merging(["UNRACE_EXIT_WITH_PARENT": "1"]) { given, _ in given },
+            environment: environment.merging(["UNRACE_EXIT_WITH_PARENT": String(getpid())]) { given, _ in given },
             errors: captureErrors ? .captured : .inherited
         )
     }
