@@ -13,7 +13,9 @@ package import Darwin
 /// `/proc/self/fd`, and crashed the test process with SIGSEGV in `memmove` (seen in CI and here,
 /// about once in three full runs); it also learns of an exit through a socket that every
 /// descendant inherits. A child started here gets standard input, output and error and no other
-/// descriptor of this process, an empty signal mask, and default handling of SIGINT, SIGTERM,
+/// descriptor of this process (with glibc 2.34 or later, which closes the rest in the child;
+/// elsewhere every other descriptor is marked close-on-exec first, which a descriptor another
+/// thread opens meanwhile can escape), an empty signal mask, and default handling of SIGINT, SIGTERM,
 /// SIGPIPE, SIGCHLD, SIGQUIT and SIGHUP whatever this process does with them.
 package enum Spawn {
     /// How a child ended.
@@ -108,18 +110,21 @@ package enum Spawn {
     /// Waits for `pid` to end without reaping it: its pid stays taken, so a `kill` sent before
     /// the caller reaps it (``wait(_:)``) cannot reach a recycled pid.
     package static func waitWithoutReaping(_ pid: pid_t) {
-        #if canImport(Glibc) || canImport(Musl)
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1, errno == EINTR {}
-        #endif
     }
 
     /// A pipe whose two ends are close-on-exec: a child gets an end only by being given it
-    /// (``Stream/descriptor(_:)``).
+    /// (``Stream/descriptor(_:)``). With glibc both ends are made so atomically (`pipe2`); elsewhere
+    /// a child spawned by another thread between `pipe` and `fcntl` may inherit them.
     package static func makePipe() throws(SpawnError) -> (read: Int32, write: Int32) {
         var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else { throw SpawnError(program: "pipe", errno: errno) }
-        for end in ends { _ = fcntl(end, F_SETFD, fcntl(end, F_GETFD) | FD_CLOEXEC) }
+        if let pipe2 = pipe2Function {
+            guard pipe2(&ends, O_CLOEXEC) == 0 else { throw SpawnError(program: "pipe2", errno: errno) }
+        } else {
+            guard pipe(&ends) == 0 else { throw SpawnError(program: "pipe", errno: errno) }
+            for end in ends { _ = fcntl(end, F_SETFD, fcntl(end, F_GETFD) | FD_CLOEXEC) }
+        }
         return (ends[0], ends[1])
     }
 
@@ -127,6 +132,18 @@ package enum Spawn {
     static func termination(_ status: Int32) -> Termination {
         (status & 0x7F) == 0 ? .exited((status >> 8) & 0xFF) : .signalled(status & 0x7F)
     }
+
+    /// glibc's `pipe2`, looked up at run time like ``closeFromAction`` (declared only under
+    /// `_GNU_SOURCE`).
+    private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+    private static let pipe2Function: Pipe2? = {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(nil, "pipe2") else { return nil }
+        return unsafeBitCast(symbol, to: Pipe2.self)
+        #else
+        return nil
+        #endif
+    }()
 
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), looked up at run
     /// time: the header declares it only under `_GNU_SOURCE`, which Swift does not define.

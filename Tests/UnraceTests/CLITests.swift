@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import Unrace
+import UnracePostgres
 
 /// The command line as a newcomer meets it: help that shows what the README uses, clear
 /// refusals of bad input, and quick, named failures when the database cannot be reached.
@@ -45,11 +47,25 @@ struct CLITests {
         #expect(run.printed.lowercased().contains("refused"), "\(run.printed)")
     }
 
-    private static func timedRun(_ arguments: [String]) async throws -> (status: Int32, printed: String, elapsed: Duration) {
+    @Test("in process, both ways of opening a PostgresStore refuse an unreachable server with store_unavailable, naming it")
+    func unreachableDatabaseInProcess() async throws {
+        let port = try freePort()
+        let url = "postgres://postgres@127.0.0.1:\(port)/nothing"
         let start = ContinuousClock.now
+        let scoped = await #expect(throws: UnraceError.self) { try await PostgresStore.withStore(url: url) { _ in 1 } }
+        let service = await #expect(throws: UnraceError.self) { _ = try await PostgresStore(url: url) }
+        for error in [scoped, service] {
+            #expect(error?.code == .storeUnavailable)
+            #expect(error?.message.contains("cannot reach PostgreSQL at 127.0.0.1:\(port)") == true, "\(String(describing: error))")
+        }
+        // Refused connections fail at once; the pool's circuit breaker took about a minute.
+        #expect(ContinuousClock.now - start < .seconds(30))
+    }
+
+    private static func timedRun(_ arguments: [String]) async throws -> (status: Int32, printed: String, elapsed: Duration) {
         let child = try ChildProcess(arguments, captureErrors: true)
         let status = await child.exitStatus()
-        return (status, child.printed, ContinuousClock.now - start)
+        return (status, child.printed, try #require(child.lifetime))
     }
 
     private func freePort() throws -> Int {

@@ -36,12 +36,15 @@ struct SpawnTests {
         #expect(throws: SpawnError.self) { try Spawn.start(["/nonexistent/unrace-\(UUID())"]) }
     }
 
-    @Test("an unrace child told a parent that is not its parent (already gone) exits at once")
+    @Test("an unrace child whose named parent has already gone exits at once, and says why")
     func namedParentAlreadyGone() async throws {
+        // The parent that died before its child looked: a process that has exited and been reaped.
+        let gone = try Spawn.start(["/bin/sh", "-c", "exit 0"])
+        #expect(Spawn.wait(gone) == .exited(0))
         // Without the variable `simulate --list` prints the scenarios and exits 0.
-        let child = try ChildProcess(["simulate", "--list"], environment: ["UNRACE_EXIT_WITH_PARENT": "2"])
+        let child = try ChildProcess(["simulate", "--list"], environment: ["UNRACE_EXIT_WITH_PARENT": String(gone)], captureErrors: true)
         #expect(await child.exitStatus() == 1)
-        #expect(child.printed.isEmpty, "\(child.printed)")
+        #expect(child.printed == "unrace: exiting, its parent process \(gone) has gone (UNRACE_EXIT_WITH_PARENT)\n", "\(child.printed)")
     }
 
     @Test("an unrace child exits when its parent dies with UNRACE_EXIT_WITH_PARENT (1 or the parent's pid), and outlives it without")
@@ -61,10 +64,13 @@ struct SpawnTests {
                 ],
                 errors: .discarded
             )
+            // Whatever fails below, nothing is left running.
+            defer { parent.sendKill() }
             try await parent.waitFor("listening on http://")
             let line = try #require(parent.printed.split(separator: "\n").first { $0.hasPrefix("pid=") })
             let orphan = try #require(pid_t(line.dropFirst(4)))
             let exited = try #require(ProcessExit(orphan), "pidfd_open")
+            defer { exited.kill(); exited.close() }
             await parent.kill()
 
             let gone = await exited.wait(upTo: .seconds(watched ? 30 : 2))
@@ -72,7 +78,7 @@ struct SpawnTests {
                 #expect(gone, "unrace serve still runs after its parent died")
             } else {
                 #expect(!gone, "without the variable the orphan keeps running (the hang this guards against)")
-                kill(orphan, SIGKILL)
+                exited.kill()
                 #expect(await exited.wait(upTo: .seconds(30)))
             }
         }
@@ -92,7 +98,17 @@ private struct ProcessExit: Sendable {
         self.descriptor = descriptor
     }
 
-    /// Whether it exited within `limit`; closes the descriptor when it did.
+    /// Sends SIGKILL through the descriptor: never to a recycled pid.
+    func kill() {
+        typealias PidfdSendSignal = @convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UInt32) -> Int32
+        if let symbol = dlsym(nil, "pidfd_send_signal") {
+            _ = unsafeBitCast(symbol, to: PidfdSendSignal.self)(descriptor, SIGKILL, nil, 0)
+        }
+    }
+
+    func close() { _ = Foundation.close(descriptor) }
+
+    /// Whether it exited within `limit`.
     func wait(upTo limit: Duration) async -> Bool {
         let milliseconds = Int32(limit.components.seconds * 1_000)
         let descriptor = descriptor
@@ -104,7 +120,6 @@ private struct ProcessExit: Sendable {
                 continuation.resume(returning: result == 1)
             }.start()
         }
-        if ready { close(descriptor) }
         return ready
     }
 }

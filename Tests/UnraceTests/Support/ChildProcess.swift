@@ -16,10 +16,13 @@ final class ChildProcess: Sendable {
         var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
         var termination: Spawn.Termination?
         var reaped = false
+        var exitedAt: ContinuousClock.Instant?
         var exitWaiters: [CheckedContinuation<Int32, Never>] = []
     }
 
     let pid: pid_t
+    /// Just before the child was spawned.
+    let startedAt: ContinuousClock.Instant
     private let killsGroup: Bool
     private let state = Mutex(State())
     /// The write end of the child's standard input, held open while it runs (closed on deinit).
@@ -70,6 +73,7 @@ final class ChildProcess: Sendable {
         case .inherited: .descriptor(2)
         case .discarded: .null
         }
+        startedAt = .now
         do {
             pid = try Spawn.start(
                 [executable] + arguments,
@@ -101,10 +105,10 @@ final class ChildProcess: Sendable {
             // What a group leader started and left running goes with it (Chromium's helpers would
             // hold the output pipe); the unreaped leader keeps the group id from being reused.
             if killsGroup { _ = Foundation.kill(-pid, SIGKILL) }
-            let termination = state.withLock { state in
-                state.reaped = true
-                return Spawn.wait(pid)
-            }
+            // Marked reaped first (no signal is sent after this), reaped after, outside the lock.
+            let exitedAt = ContinuousClock.now
+            state.withLock { $0.reaped = true; $0.exitedAt = exitedAt }
+            let termination = Spawn.wait(pid)
             // What it printed last is read before anyone hears of the exit; a grandchild that
             // keeps the pipe open gets 5 s.
             _ = finishedReading.wait(timeout: .now() + 5)
@@ -113,6 +117,10 @@ final class ChildProcess: Sendable {
     }
 
     deinit { close(input) }
+
+    /// From just before the spawn to the moment the waiter thread saw the exit (nil while it
+    /// runs): no wait for the task pool in it.
+    var lifetime: Duration? { state.withLock { $0.exitedAt.map { $0 - startedAt } } }
 
     /// Everything the process printed so far.
     var printed: String { state.withLock { String(decoding: $0.output, as: UTF8.self) } }
@@ -174,6 +182,9 @@ final class ChildProcess: Sendable {
             _ = Foundation.kill(killsGroup ? -pid : pid, number)
         }
     }
+
+    /// Sends SIGKILL without waiting (clean-up in a `defer`); nothing once it has been reaped.
+    func sendKill() { signal(SIGKILL) }
 
     /// SIGKILL: the process gets no chance to clean up, like a crash or an OOM kill.
     func kill() async {
