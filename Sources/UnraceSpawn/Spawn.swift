@@ -133,29 +133,27 @@ package enum Spawn {
         (status & 0x7F) == 0 ? .exited((status >> 8) & 0xFF) : .signalled(status & 0x7F)
     }
 
-    /// glibc's `pipe2`, looked up at run time like ``closeFromAction`` (declared only under
-    /// `_GNU_SOURCE`).
-    private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
-    private static let pipe2Function: Pipe2? = {
+    /// A glibc function looked up by name at run time, typed as `type` (a `@convention(c)`
+    /// function type): for those its headers declare only under `_GNU_SOURCE`, which Swift does
+    /// not define, or only in recent versions. Nil where it is missing, and off glibc.
+    package static func glibcFunction<Function>(_ name: String, as type: Function.Type) -> Function? {
         #if canImport(Glibc)
-        guard let symbol = dlsym(nil, "pipe2") else { return nil }
-        return unsafeBitCast(symbol, to: Pipe2.self)
+        guard let symbol = dlsym(nil, name) else { return nil }
+        return unsafeBitCast(symbol, to: type)
         #else
         return nil
         #endif
-    }()
+    }
 
-    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), looked up at run
-    /// time: the header declares it only under `_GNU_SOURCE`, which Swift does not define.
-    private typealias CloseFrom = @convention(c) (UnsafeMutableRawPointer, Int32) -> Int32
-    private static let closeFromAction: CloseFrom? = {
-        #if canImport(Glibc)
-        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(symbol, to: CloseFrom.self)
-        #else
-        return nil
-        #endif
-    }()
+    /// glibc's `pipe2`.
+    private static let pipe2Function = glibcFunction(
+        "pipe2", as: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self
+    )
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later).
+    private static let closeFromAction = glibcFunction(
+        "posix_spawn_file_actions_addclosefrom_np", as: (@convention(c) (UnsafeMutableRawPointer, Int32) -> Int32).self
+    )
 
     /// Where `closefrom` is missing: marks every descriptor above standard error close-on-exec.
     /// (Descriptors opened by other threads meanwhile may still be inherited.)

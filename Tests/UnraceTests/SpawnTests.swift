@@ -91,19 +91,16 @@ private struct ProcessExit: Sendable {
     private let descriptor: Int32
 
     init?(_ pid: pid_t) {
-        typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
-        guard let symbol = dlsym(nil, "pidfd_open") else { return nil }
-        let descriptor = unsafeBitCast(symbol, to: PidfdOpen.self)(pid, 0)
+        guard let open = Spawn.glibcFunction("pidfd_open", as: (@convention(c) (pid_t, UInt32) -> Int32).self) else { return nil }
+        let descriptor = open(pid, 0)
         guard descriptor >= 0 else { return nil }
         self.descriptor = descriptor
     }
 
     /// Sends SIGKILL through the descriptor: never to a recycled pid.
     func kill() {
-        typealias PidfdSendSignal = @convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UInt32) -> Int32
-        if let symbol = dlsym(nil, "pidfd_send_signal") {
-            _ = unsafeBitCast(symbol, to: PidfdSendSignal.self)(descriptor, SIGKILL, nil, 0)
-        }
+        let send = Spawn.glibcFunction("pidfd_send_signal", as: (@convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UInt32) -> Int32).self)
+        _ = send?(descriptor, SIGKILL, nil, 0)
     }
 
     func close() { _ = Foundation.close(descriptor) }

@@ -8,8 +8,8 @@ import UnraceSpawn
 /// Started with `posix_spawn` (``Spawn``), not Foundation's `Process`, whose `run()` crashed the
 /// test process now and then (SIGSEGV in its `memmove` while it lists `/proc/self/fd`). Its
 /// output is read and its exit awaited on two threads of its own, never on the task pool.
-/// `unrace` children get `UNRACE_EXIT_WITH_PARENT` set to this process's id: if the test process dies they exit too,
-/// instead of holding `swift test`'s output open forever.
+/// `unrace` children get `UNRACE_EXIT_WITH_PARENT` set to this process's id: if the test process
+/// dies they exit too, instead of holding `swift test`'s output open forever.
 final class ChildProcess: Sendable {
     private struct State {
         var output: [UInt8] = []
