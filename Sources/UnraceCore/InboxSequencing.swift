@@ -3,6 +3,11 @@
 public struct InboxEvent: Sendable, Hashable, Codable {
     /// The longest id, stream or type, in UTF-8 bytes.
     public static let maximumNameByteCount = 255
+    /// The prefix of the streams and event ids Unrace derives itself: a queue's deliveries are
+    /// events `$queue/id` on streams `$queue/orderingKey`. ``init(id:stream:sequence:type:payload:)``
+    /// refuses it, so no caller — and no client of a service that takes events from outside —
+    /// can write into a queue's streams.
+    public static let reservedPrefix = "$"
 
     /// Unique across all streams; a redelivery carries the same id.
     public var id: String
@@ -14,6 +19,21 @@ public struct InboxEvent: Sendable, Hashable, Codable {
     public var type: String
     /// The event's body.
     public var payload: [UInt8]
+    /// Where a derived event came from (a queue message), so that what reaches a store is
+    /// derived again from it; `nil` for an event a caller built.
+    package let origin: Origin?
+
+    /// The source of an event Unrace derived in its reserved namespace.
+    package struct Origin: Sendable, Hashable {
+        /// The queue the message belongs to.
+        package var queue: String
+        /// The message's id.
+        package var messageID: String
+        /// The message's ordering key.
+        package var orderingKey: String
+        /// The message's sequence within its ordering key.
+        package var sequence: Int64
+    }
 
     /// Validates and creates an event. The id, stream and type follow ``NameRule/eventID``,
     /// ``NameRule/stream`` and ``NameRule/eventType`` and are kept in NFC.
@@ -25,9 +45,92 @@ public struct InboxEvent: Sendable, Hashable, Codable {
         guard sequence >= 1 else { throw UnraceError(.invalidEvent, "event sequence must be 1 or more") }
         self.sequence = sequence
         self.payload = payload
+        self.origin = nil
+    }
+
+    /// The event of a queue message's delivery: id `$queue/messageID`, stream `$queue/orderingKey`,
+    /// in the reserved namespace. The parts were validated when the message was enqueued and are
+    /// validated again here.
+    /// - Throws: ``UnraceError/Code/invalidEvent``.
+    package init(queue: String, messageID: String, orderingKey: String, sequence: Int64, type: String, payload: [UInt8]) throws {
+        let origin = Origin(queue: queue, messageID: messageID, orderingKey: orderingKey, sequence: sequence)
+        let (id, stream) = try Self.derivedNames(origin)
+        guard sequence >= 1 else { throw UnraceError(.invalidEvent, "event sequence must be 1 or more") }
+        self.id = id
+        self.stream = stream
+        self.sequence = sequence
+        self.type = try NameRule.eventType.validate(type)
+        self.payload = payload
+        self.origin = origin
+    }
+
+    /// An event as a store kept it (a parked event read back, an operator's skip marker):
+    /// names in the reserved namespace are accepted, as Unrace derived them.
+    /// - Throws: ``UnraceError/Code/invalidEvent``.
+    package init(stored id: String, stream: String, sequence: Int64, type: String, payload: [UInt8] = []) throws {
+        self.id = try NameRule.eventID.validate(id, allowingReserved: true)
+        self.stream = try NameRule.stream.validate(stream, allowingReserved: true)
+        self.type = try NameRule.eventType.validate(type)
+        guard sequence >= 1 else { throw UnraceError(.invalidEvent, "event sequence must be 1 or more") }
+        self.sequence = sequence
+        self.payload = payload
+        self.origin = nil
+    }
+
+    /// Equal when id, stream, sequence, type and payload are: where an event came from does not
+    /// make it another event.
+    public static func == (lhs: InboxEvent, rhs: InboxEvent) -> Bool {
+        lhs.id == rhs.id && lhs.stream == rhs.stream && lhs.sequence == rhs.sequence && lhs.type == rhs.type && lhs.payload == rhs.payload
+    }
+
+    /// Hashes what ``==`` compares.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(stream)
+        hasher.combine(sequence)
+        hasher.combine(type)
+        hasher.combine(payload)
+    }
+
+    private static func derivedNames(_ origin: Origin) throws -> (id: String, stream: String) {
+        let queue = try NameRule(kind: "queue name", maximumByteCount: 64, code: .invalidEvent).validate(origin.queue)
+        let id = try NameRule(kind: "message id", maximumByteCount: 190, code: .invalidEvent).validate(origin.messageID)
+        let key = try NameRule(kind: "ordering key", maximumByteCount: 190, code: .invalidEvent).validate(origin.orderingKey)
+        guard !queue.contains("/") else { throw UnraceError(.invalidEvent, "queue name contains \"/\"") }
+        return (reservedPrefix + queue + "/" + id, reservedPrefix + queue + "/" + key)
+    }
+
+    /// The event as it may reach a store: validated again (its fields are public and mutable),
+    /// and for a derived event, derived again from its origin — a derived event whose id, stream
+    /// or sequence was changed afterwards is refused, and only a derived event may be in the
+    /// reserved namespace.
+    /// - Throws: ``UnraceError/Code/invalidEvent``.
+    package func validated() throws -> InboxEvent {
+        guard let origin else {
+            return try InboxEvent(id: id, stream: stream, sequence: sequence, type: type, payload: payload)
+        }
+        let derived = try InboxEvent(
+            queue: origin.queue, messageID: origin.messageID, orderingKey: origin.orderingKey, sequence: origin.sequence,
+            type: type, payload: payload
+        )
+        guard derived.id == id, derived.stream == stream, derived.sequence == sequence else {
+            throw UnraceError(.invalidEvent, "a queue delivery's event was changed after it was derived; its id, stream and sequence are the queue's")
+        }
+        return derived
     }
 
     private enum CodingKeys: String, CodingKey { case id, stream, sequence, type, payload }
+
+    /// Encodes the event's id, stream, sequence, type and payload (a derived event decodes as
+    /// a caller's event, which the reserved namespace then refuses).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(stream, forKey: .stream)
+        try container.encode(sequence, forKey: .sequence)
+        try container.encode(type, forKey: .type)
+        try container.encode(payload, forKey: .payload)
+    }
 
     /// Decodes an event, validating it like ``init(id:stream:sequence:type:payload:)``.
     public init(from decoder: any Decoder) throws {

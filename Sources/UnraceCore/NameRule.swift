@@ -20,18 +20,35 @@ public struct NameRule: Sendable, Hashable {
     public let maximumByteCount: Int
     /// The error code a refused name gets.
     public let code: UnraceError.Code
+    /// A prefix that names of this kind may not start with: it marks the names Unrace derives
+    /// for itself (a queue's inbox streams and event ids start with `$`), so that no caller can
+    /// write into them. `nil` for most kinds.
+    public let reservedPrefix: String?
 
     /// A rule for one kind of name.
-    public init(kind: String, maximumByteCount: Int = 255, code: UnraceError.Code = .invalidArgument) {
+    public init(kind: String, maximumByteCount: Int = 255, code: UnraceError.Code = .invalidArgument, reservedPrefix: String? = nil) {
         self.kind = kind
         self.maximumByteCount = maximumByteCount
         self.code = code
+        self.reservedPrefix = reservedPrefix
     }
+
+    /// The longest name Unrace derives in a reserved namespace: `$`, a queue name (64 bytes),
+    /// `/` and a message id (190 bytes).
+    public static var derivedByteCountMaximum: Int { 256 }
 
     /// Checks `text` and returns its NFC form.
     /// - Throws: ``UnraceError`` with ``code``, naming the kind of name and what was refused
     ///   (never the name itself).
     public func validate(_ text: String) throws -> String {
+        try validate(text, allowingReserved: false)
+    }
+
+    /// Checks `text` and returns its NFC form; with `allowingReserved`, a name in the reserved
+    /// namespace (``reservedPrefix``) is accepted too — for reads and operator actions on names
+    /// Unrace derived, never for a write a caller names.
+    /// - Throws: ``UnraceError`` with ``code``.
+    public func validate(_ text: String, allowingReserved: Bool) throws -> String {
         guard !text.isEmpty else {
             throw UnraceError(code, "\(kind) is empty; it must be 1 to \(maximumByteCount) bytes")
         }
@@ -47,8 +64,18 @@ public struct NameRule: Sendable, Hashable {
             }
             normalized = text.precomposedStringWithCanonicalMapping
         }
+        // Bytes, not characters: `String.hasPrefix` compares graphemes, so "$" followed by a
+        // combining mark would not count as starting with "$", though its bytes do.
+        let isReserved = reservedPrefix.map { normalized.utf8.starts(with: $0.utf8) } ?? false
+        if !allowingReserved, isReserved, let reservedPrefix {
+            throw UnraceError(
+                code, "\(kind) starts with \"\(reservedPrefix)\", which is reserved for the names Unrace derives itself (a queue's inbox streams and event ids)"
+            )
+        }
         let count = normalized.utf8.count
-        guard count <= maximumByteCount else {
+        // A derived name is its parts, each within its own bound, and a separator: it may be
+        // longer than a name a caller chooses.
+        guard count <= maximumByteCount || (allowingReserved && isReserved && count <= Self.derivedByteCountMaximum) else {
             throw UnraceError(code, "\(kind) is \(count) bytes; the maximum is \(maximumByteCount)")
         }
         return normalized
@@ -88,10 +115,12 @@ extension NameRule {
     public static let accountID = NameRule(kind: "account id")
     /// A ledger transfer id (also a pending id a post or void names).
     public static let transferID = NameRule(kind: "transfer id")
-    /// An inbox event id: ``UnraceError/Code/invalidEvent``.
-    public static let eventID = NameRule(kind: "event id", code: .invalidEvent)
-    /// An inbox stream: ``UnraceError/Code/invalidEvent``.
-    public static let stream = NameRule(kind: "event stream", code: .invalidEvent)
+    /// An inbox event id: ``UnraceError/Code/invalidEvent``. Ids starting with `$` are
+    /// reserved for the events a ``InboxEvent/reservedPrefix`` names (a queue's deliveries).
+    public static let eventID = NameRule(kind: "event id", code: .invalidEvent, reservedPrefix: InboxEvent.reservedPrefix)
+    /// An inbox stream: ``UnraceError/Code/invalidEvent``. Streams starting with `$` are
+    /// reserved for the streams Unrace derives (a queue's ordering keys).
+    public static let stream = NameRule(kind: "event stream", code: .invalidEvent, reservedPrefix: InboxEvent.reservedPrefix)
     /// An inbox event type: ``UnraceError/Code/invalidEvent``.
     public static let eventType = NameRule(kind: "event type", code: .invalidEvent)
     /// A lifecycle entity id: ``UnraceError/Code/invalidEvent``.

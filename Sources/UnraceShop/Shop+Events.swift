@@ -48,6 +48,14 @@ extension Shop {
     /// `stale` or `rejected`; acknowledge upstream only after it.
     func receiveEvent(_ request: Request, _ context: Context) async throws -> Response {
         let input = try await decode(EventRequest.self, request, context)
+        // The shop's own names only: an order is an order id (no `/`, never a queue's stream),
+        // an event id and type are plain tokens.
+        guard ShopNames.isSKU(input.order) else {
+            throw HTTPProblem(.badRequest, detail: "order must be an order id: 1 to 64 characters of A-Z a-z 0-9 _ -")
+        }
+        guard ShopNames.isEventID(input.id), ShopNames.isEventType(input.type) else {
+            throw HTTPProblem(.badRequest, detail: "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : - and type 1 to 64 letters")
+        }
         let lifecycle = try Self.fulfilment
         let outcome: InboxOutcome
         do {
@@ -88,6 +96,7 @@ extension Shop {
     /// `GET /events/orders/{order}`: the order's fulfilment state and the last sequence applied.
     func fulfilment(_ request: Request, _ context: Context) async throws -> FulfilmentResponse {
         let order = try context.parameters.require("order")
+        guard ShopNames.isSKU(order) else { throw HTTPProblem(.badRequest, detail: "not a valid order id") }
         let head: Int64
         do { head = try await inbox.head(of: order) } catch let error as UnraceError where error.code == .invalidEvent {
             throw HTTPProblem(.badRequest, detail: "not a valid order id")

@@ -44,16 +44,24 @@ public struct Shop<S: SQLStore>: Sendable {
         var operations = OperationsConfiguration()
         operations.retention = configuration.retention
         operations.lease = configuration.lease
+        operations.clock = configuration.clock
         // One series for all clients' idempotency scopes, not one per client.
         operations.metricsScopeLabel = { $0.rawValue.hasPrefix("p:") ? "principal" : $0.rawValue }
         // Every API type reports to the shop's registry (what GET /metrics serves) and its logger.
         let observability = Observability(logger: logger, metricsFactory: metricsFactory)
         self.operations = try Operations(store: store, configuration: operations, observability: observability)
-        self.products = try Records(store: store, collection: "shop_products", observability: observability)
-        self.ledger = try Ledger(store: store, observability: observability)
-        self.reservations = Reservations(store: store, observability: observability)
-        self.inbox = try Inbox(store: store, observability: observability)
-        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: configuration.queue, observability: observability)
+        let clock = configuration.clock
+        self.products = try Records(store: store, collection: "shop_products", clock: clock, observability: observability)
+        var ledger = LedgerConfiguration()
+        ledger.clock = clock
+        self.ledger = try Ledger(store: store, configuration: ledger, observability: observability)
+        self.reservations = Reservations(store: store, clock: clock, observability: observability)
+        var inbox = InboxConfiguration()
+        inbox.clock = clock
+        self.inbox = try Inbox(store: store, configuration: inbox, observability: observability)
+        var queue = configuration.queue
+        queue.clock = clock
+        self.queue = try MessageQueue(store: store, name: Self.queueName, configuration: queue, observability: observability)
         self.logger = logger
     }
 
@@ -145,13 +153,14 @@ public struct Shop<S: SQLStore>: Sendable {
 
 extension Shop {
     /// The background work the shop needs, as `Service`s for the `ServiceGroup` that runs its
-    /// server: expired capture records purged (the default scope; per-client idempotency scopes
-    /// are not enumerable and are purged by whoever knows them), expired pending transfers voided,
-    /// expired seat holds released, acked order messages purged after the retention, and inbox
-    /// gaps reported.
-    public func maintenanceServices() throws -> [any Service] {
+    /// server: expired idempotency records purged in every scope (each client's `POST /orders`
+    /// keys and the captures'), expired pending transfers voided, expired seat holds released,
+    /// acked order messages purged after the retention, and inbox gaps reported.
+    /// - Parameter purgeInterval: how long the record purger waits after a round that found
+    ///   less than a full batch (default 60 s).
+    public func maintenanceServices(purgeInterval: Duration = .seconds(60)) throws -> [any Service] {
         [
-            try ExpiredRecordPurger(operations: operations, scopes: [.default], logger: logger),
+            try ExpiredRecordPurger(everyScopeOf: operations, interval: purgeInterval, logger: logger),
             try PendingTransferSweeper(ledger: ledger, logger: logger),
             try ExpiredHoldReaper(reservations: reservations, logger: logger),
             try CompletedMessagePurger(queue: queue, age: configuration.retention, logger: logger),

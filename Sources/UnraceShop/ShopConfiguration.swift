@@ -16,6 +16,11 @@ public struct ShopConfiguration: Sendable {
     public var whileInProgress: WhileInProgress = .wait(upTo: .seconds(10))
     /// How long completed keys stay stored (default 24 hours).
     public var retention: Duration = .seconds(86_400)
+    /// The clock of every API the shop uses (leases, retention, holds, the queue — whose own
+    /// ``QueueConfiguration/clock`` it replaces — and the maintenance loops). Default: the
+    /// system wall clock, which PostgreSQL replaces with its own; tests move a
+    /// ``ManualWallClock`` by hand.
+    public var clock: any WallClock = SystemWallClock()
     /// Stock added at set-up for SKUs that have none yet (default `widget`: 1,000, `gadget`: 100).
     public var stock: [String: Int64] = ["widget": 1_000, "gadget": 100]
     /// Shows and their seats, added at set-up when missing (default `show-1`: 100).

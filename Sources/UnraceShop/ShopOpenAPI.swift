@@ -280,7 +280,7 @@ enum ShopOpenAPI {
           },
           "Event": {
             "type": "object", "required": ["id", "order", "sequence", "type"],
-            "properties": { "id": { "type": "string" }, "order": { "type": "string" }, "sequence": { "type": "integer" },
+            "properties": { "id": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$" }, "order": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }, "sequence": { "type": "integer" },
                             "type": { "type": "string", "enum": ["OrderCreated", "PaymentCaptured", "OrderShipped", "OrderCancelled"] } }
           },
           "EventOutcome": {

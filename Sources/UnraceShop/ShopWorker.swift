@@ -58,23 +58,21 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         self.logger = logger
     }
 
-    /// Leases up to `limit` messages and handles them.
-    /// - Returns: how many deliveries it handled (acked or found fenced).
+    /// Leases up to `limit` messages and handles them. A delivery whose handling fails — for
+    /// any reason: a payload that does not decode, a store error, a bug — is nacked with the
+    /// error's kind as its reason (delivered again after the queue's backoff, dead-lettered
+    /// after its last attempt); it never stops the worker.
+    /// - Returns: how many deliveries it handled (acked, nacked or found fenced).
     public func runOnce(limit: Int = 10) async throws -> Int {
         let deliveries = try await queue.lease(limit: limit, worker: name)
         for delivery in deliveries {
-            let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(delivery.payload))
-            switch handler {
-            case .naive: try await naive(payload)
-            case .guarded:
-                _ = try await inbox.receive(try delivery.inboxEvent(type: payload.task.rawValue)) { tx, event in
-                    let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(event.payload))
-                    try await record(payload, tx)
-                    if payload.task == .capture {
-                        try await tx.execute("UPDATE shop_merchant SET balance = balance + ? WHERE id = 'merchant'", [.integer(payload.amount)])
-                    }
-                    return .applied
-                }
+            do {
+                try await handle(delivery)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                await giveBack(delivery, error)
+                continue
             }
             do {
                 try await queue.ack(delivery)
@@ -85,13 +83,46 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         return deliveries.count
     }
 
-    /// Runs until cancelled; store errors (a database restart) are logged and retried after a pause.
+    private func handle(_ delivery: Delivery) async throws {
+        let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(delivery.payload))
+        switch handler {
+        case .naive: try await naive(payload)
+        case .guarded:
+            _ = try await inbox.receive(try delivery.inboxEvent(type: payload.task.rawValue)) { tx, event in
+                let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(event.payload))
+                try await record(payload, tx)
+                if payload.task == .capture {
+                    try await tx.execute("UPDATE shop_merchant SET balance = balance + ? WHERE id = 'merchant'", [.integer(payload.amount)])
+                }
+                return .applied
+            }
+        }
+    }
+
+    /// Nacks a delivery whose handling failed. The reason names the error's kind (an Unrace
+    /// code, or the error's type), never a payload. A nack that fails too (the store is down,
+    /// the lease was lost) is logged: the lease's end brings the message back.
+    private func giveBack(_ delivery: Delivery, _ error: any Error) async {
+        let reason = (error as? UnraceError).map { "handler failed: \($0.code)" } ?? "handler failed: \(type(of: error))"
+        logger.warning("delivery failed; nacked", metadata: ["attempt": "\(delivery.attempt)", "reason": "\(reason)"])
+        do {
+            try await queue.nack(delivery, reason: reason)
+        } catch {
+            logger.warning("nack failed; the message comes back when its lease ends", metadata: ["attempt": "\(delivery.attempt)"])
+        }
+    }
+
+    /// Runs until cancelled. Nothing but cancellation ends it: a failed lease (a database
+    /// restart) is logged and retried after a pause.
     public func run(batch: Int = 10, idle: Duration = .milliseconds(20)) async throws {
         while !Task.isCancelled {
             do {
                 if try await runOnce(limit: batch) == 0 { try await Task.sleep(for: idle) }
-            } catch let error as UnraceError {
-                logger.warning("worker step failed; retrying", metadata: ["code": "\(error.code)"])
+            } catch is CancellationError {
+                return
+            } catch {
+                let code = (error as? UnraceError).map { "\($0.code)" } ?? "\(type(of: error))"
+                logger.warning("worker step failed; retrying", metadata: ["code": "\(code)"])
                 try await Task.sleep(for: .milliseconds(100))
             }
         }

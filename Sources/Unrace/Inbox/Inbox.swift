@@ -65,14 +65,17 @@ public struct Inbox<S: Store>: Sendable {
     /// - Throws: ``UnraceError/Code/parkingLimitReached`` (do not ack);
     ///   ``UnraceError/Code/eventIDReused`` when the id was received with another stream or
     ///   sequence (the handler does not run); ``UnraceError/Code/invalidEvent`` for an event whose
-    ///   fields break their ``NameRule``; store errors; or what `handler` throws (nothing is
+    ///   fields break their ``NameRule`` — a stream or id in the reserved namespace
+    ///   (``InboxEvent/reservedPrefix``) among them, unless the event is a queue delivery's
+    ///   (``Delivery/inboxEvent(type:)``) — ; store errors; or what `handler` throws (nothing is
     ///   written then).
     public func receive(
         _ event: InboxEvent,
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> InboxOutcome {
-        // The fields are public and mutable: validate again what reaches the store.
-        let event = try InboxEvent(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type, payload: event.payload)
+        // The fields are public and mutable: validate again what reaches the store (and derive a
+        // queue delivery's names again from its message).
+        let event = try event.validated()
         let limit = configuration.parkingLimit
         let outcome = try await telemetry.step(store, StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
             let outcome = try await InboxFlow.receive(context, event, parkingLimit: limit) { try await handler(context.transaction, $0) }
@@ -116,22 +119,24 @@ public struct Inbox<S: Store>: Sendable {
     }
 
     /// Gives up on a stream's missing events: records each as `skipped`, moves the head past
-    /// them, and applies the parked events that follow, with `handler`.
+    /// them, and applies the parked events that follow, with `handler`. An operator's action:
+    /// `stream` may be one Unrace derived (a queue's, as ``gaps(limit:)`` reports it).
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a gap wider than 100,000 sequences
     ///   (nothing written).
     public func skipGap(
         stream: String,
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
-        let stream = try NameRule.stream.validate(stream)
+        let stream = try NameRule.stream.validate(stream, allowingReserved: true)
         return try await telemetry.step(store, StepInfo("skipGap", stream, clock: configuration.clock)) { context in
             try await InboxFlow.skipGap(context, stream: stream) { try await handler(context.transaction, $0) }
         }
     }
 
-    /// The last applied sequence of a stream (0 before its first event).
+    /// The last applied sequence of a stream (0 before its first event); `stream` may be one
+    /// Unrace derived (a queue's).
     public func head(of stream: String) async throws -> Int64 {
-        let stream = try NameRule.stream.validate(stream)
+        let stream = try NameRule.stream.validate(stream, allowingReserved: true)
         return try await telemetry.step(store, StepInfo("head", stream, clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.streamHead(stream)
         }

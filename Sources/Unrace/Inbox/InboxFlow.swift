@@ -159,10 +159,13 @@ enum InboxFlow {
                 detail: "stream \(name), \(skipped) missing"
             )
         }
-        // Marker ids stay short whatever the stream's length: a digest of the stream names it.
+        // Marker ids stay short whatever the stream's length: a digest of the stream names it. They
+        // are in the reserved namespace, so no caller's event id can take a marker's place.
         let streamDigest = Fingerprint.text(name).hex.prefix(32)
         for sequence in (stream.head + 1)..<lowest {
-            let marker = try InboxEvent(id: "unrace-skipped:\(streamDigest):\(sequence)", stream: name, sequence: sequence, type: "unrace.skipped")
+            let marker = try InboxEvent(
+                stored: "\(InboxEvent.reservedPrefix)skipped:\(streamDigest):\(sequence)", stream: name, sequence: sequence, type: "unrace.skipped"
+            )
             try await rows.insertInboxEvent(marker, status: .skipped, reason: "skipped by an operator", now: now)
         }
         stream.head = lowest - 1

@@ -43,14 +43,18 @@ public struct PendingTransferSweeper<S: Store>: Service {
     }
 }
 
-/// A `Service` that purges expired operation records of the given scopes, in bounded batches
-/// (``Operations/purgeExpired(scope:limit:)``), so completed keys do not pile up past their
+/// A `Service` that purges expired operation records — of the given scopes, or of every scope
+/// in the store — in bounded batches (``Operations/purgeExpired(scope:limit:)``,
+/// ``Operations/purgeExpiredInEveryScope(limit:)``), so completed keys do not pile up past their
 /// retention. Loops like ``PendingTransferSweeper``, on the operations' clock.
 public struct ExpiredRecordPurger<S: Store>: Service {
     /// The operations purged.
     public let operations: Operations<S>
-    /// The scopes purged, each in batches of ``batchLimit``.
+    /// The scopes purged, each in batches of ``batchLimit``; empty when ``everyScope`` is set.
     public let scopes: [Scope]
+    /// Whether every scope is purged, also scopes nobody can list (the idempotency middleware's
+    /// per-principal scopes).
+    public let everyScope: Bool
     /// How long to wait after a round that found less than a full batch in every scope. Default 60 s.
     public var interval: Duration
     /// The most records one scope's batch deletes (1 to 10,000). Default 1,000.
@@ -61,10 +65,23 @@ public struct ExpiredRecordPurger<S: Store>: Service {
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h, a
     ///   batch limit outside 1…10,000 or no scope.
     public init(operations: Operations<S>, scopes: [Scope], interval: Duration = .seconds(60), batchLimit: Int = 1_000, logger: Logger = Logger(label: "unrace.purger")) throws {
-        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a purger")
         guard !scopes.isEmpty else { throw UnraceError(.invalidConfiguration, "a purger needs at least one scope") }
+        try self.init(operations: operations, scopes: scopes, everyScope: false, interval: interval, batchLimit: batchLimit, logger: logger)
+    }
+
+    /// A purger of every scope of `operations`' store, in batches of `batchLimit` records across
+    /// scopes, earliest expiry first.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h or a
+    ///   batch limit outside 1…10,000.
+    public init(everyScopeOf operations: Operations<S>, interval: Duration = .seconds(60), batchLimit: Int = 1_000, logger: Logger = Logger(label: "unrace.purger")) throws {
+        try self.init(operations: operations, scopes: [], everyScope: true, interval: interval, batchLimit: batchLimit, logger: logger)
+    }
+
+    private init(operations: Operations<S>, scopes: [Scope], everyScope: Bool, interval: Duration, batchLimit: Int, logger: Logger) throws {
+        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a purger")
         self.operations = operations
         self.scopes = scopes
+        self.everyScope = everyScope
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
@@ -76,6 +93,7 @@ public struct ExpiredRecordPurger<S: Store>: Service {
             interval: interval, clock: operations.configuration.clock, logger: logger,
             failure: "purging expired operation records failed; retrying after the interval"
         ) {
+            if everyScope { return try await operations.purgeExpiredInEveryScope(limit: batchLimit) == batchLimit }
             var full = false
             for scope in scopes {
                 let purged = try await operations.purgeExpired(scope: scope, limit: batchLimit)

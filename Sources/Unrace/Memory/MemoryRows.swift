@@ -32,12 +32,12 @@ struct MemoryRows: StoreRows {
         read { $0.operations[.init(scope: record.scope, key: record.key)] = record }
     }
 
-    func expiredOperations(scope: Scope, at now: Timestamp, limit: Int) async throws -> [OperationRecord] {
+    func expiredOperations(scope: Scope?, at now: Timestamp, limit: Int) async throws -> [OperationRecord] {
         read { state in
             Array(
                 state.operations.values
-                    .filter { $0.scope == scope && ($0.expiresAt.map { $0 <= now } ?? false) }
-                    .sorted { ($0.expiresAt!, $0.key.rawValue) < ($1.expiresAt!, $1.key.rawValue) }
+                    .filter { (scope == nil || $0.scope == scope) && ($0.expiresAt.map { $0 <= now } ?? false) }
+                    .sorted { ($0.expiresAt!, $0.scope.rawValue, $0.key.rawValue) < ($1.expiresAt!, $1.scope.rawValue, $1.key.rawValue) }
                     .prefix(limit)
             )
         }

@@ -173,16 +173,37 @@ extension Operations {
     /// each call is one short transaction.
     /// - Returns: how many records were deleted (fewer than `limit` means none are left).
     public func purgeExpired(scope: Scope = .default, limit: Int = 1_000) async throws -> Int {
-        guard (1...Self.purgeLimitMaximum).contains(limit) else {
-            throw UnraceError(.invalidArgument, "purge limit must be between 1 and \(Self.purgeLimitMaximum)")
-        }
+        try Self.checkPurgeLimit(limit)
         if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
             throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
         }
-        return try await telemetry.step(store, StepInfo("purge", scope.rawValue, clock: configuration.clock)) { context in
+        return try await purge(scope, limit: limit)
+    }
+
+    /// Deletes at most `limit` expired records of **every** scope in the store, earliest expiry
+    /// first — also scopes no caller can list, such as the idempotency middleware's one scope per
+    /// principal. The same rule as ``purgeExpired(scope:limit:)``: a running record with a live
+    /// lease is never purged. Scopes outside ``OperationsConfiguration/allowedScopes`` are purged
+    /// too: retention is the store's, whoever wrote the records.
+    /// - Returns: how many records were deleted (fewer than `limit` means none are left).
+    public func purgeExpiredInEveryScope(limit: Int = 1_000) async throws -> Int {
+        try await purge(nil, limit: limit)
+    }
+
+    private static func checkPurgeLimit(_ limit: Int) throws {
+        guard (1...purgeLimitMaximum).contains(limit) else {
+            throw UnraceError(.invalidArgument, "purge limit must be between 1 and \(purgeLimitMaximum)")
+        }
+    }
+
+    private func purge(_ scope: Scope?, limit: Int) async throws -> Int {
+        try Self.checkPurgeLimit(limit)
+        return try await telemetry.step(store, StepInfo("purge", scope?.rawValue ?? "every scope", clock: configuration.clock)) { context in
             let now = try await context.rows.now()
             let expired = try await context.rows.expiredOperations(scope: scope, at: now, limit: limit).filter { $0.isExpired(at: now) }
-            if !expired.isEmpty { try await context.rows.deleteOperations(scope: scope, keys: expired.map(\.key)) }
+            for (scope, records) in Dictionary(grouping: expired, by: \.scope).sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                try await context.rows.deleteOperations(scope: scope, keys: records.map(\.key))
+            }
             return expired.count
         }
     }

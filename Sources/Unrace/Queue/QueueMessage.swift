@@ -155,17 +155,23 @@ public struct Delivery: Sendable, Hashable {
     /// Whether an earlier delivery of this message was leased before: a redelivery.
     public var isRedelivery: Bool { attempt > 1 }
 
-    /// The delivery as an inbox event — id `queue/id`, stream `queue/orderingKey`, the message's
+    /// The delivery as an inbox event — id `$queue/id`, stream `$queue/orderingKey`, the message's
     /// sequence — so that an ``Inbox`` applies the key's messages once each and in enqueue order
     /// whatever order they are delivered in. Queues never share a stream: each numbers its keys
     /// on its own.
+    ///
+    /// The names are in the namespace reserved for what Unrace derives
+    /// (``InboxEvent/reservedPrefix``): an event a caller builds cannot name a queue's stream or
+    /// event id, so nothing but the queue's own deliveries moves the stream's head. The event
+    /// remembers the message it came from; changing its id, stream or sequence afterwards makes
+    /// ``Inbox/receive(_:_:)`` refuse it.
     /// - Throws: ``UnraceError/Code/invalidEvent`` for a message with no ordering key, or a type
     ///   that breaks ``NameRule/eventType``.
     public func inboxEvent(type: String) throws -> InboxEvent {
         guard let orderingKey, let sequence else {
             throw UnraceError(.invalidEvent, "only a message with an ordering key can become an inbox event")
         }
-        return try InboxEvent(id: "\(queue)/\(id)", stream: "\(queue)/\(orderingKey)", sequence: sequence, type: type, payload: payload)
+        return try InboxEvent(queue: queue, messageID: id, orderingKey: orderingKey, sequence: sequence, type: type, payload: payload)
     }
 
     init(_ message: QueueMessage) {

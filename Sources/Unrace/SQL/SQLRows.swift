@@ -120,13 +120,14 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         }
     }
 
-    public func expiredOperations(scope: Scope, at now: Timestamp, limit: Int) async throws -> [OperationRecord] {
+    public func expiredOperations(scope: Scope?, at now: Timestamp, limit: Int) async throws -> [OperationRecord] {
         try await select(
             """
             SELECT \(SQLText.operationColumns) FROM unrace_operations
-            WHERE scope = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key\(byteOrder) LIMIT ?
+            WHERE \(scope == nil ? "" : "scope = ? AND ")expires_at IS NOT NULL AND expires_at <= ?
+            ORDER BY expires_at, scope\(byteOrder), key\(byteOrder) LIMIT ?
             """,
-            [.text(scope.rawValue), .integer(now.milliseconds), .int(limit)], lock: true
+            (scope.map { [.text($0.rawValue)] } ?? []) + [.integer(now.milliseconds), .int(limit)], lock: true
         ).map(Self.decodeOperation)
     }
 
@@ -540,7 +541,7 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         )
         guard let row = rows.first else { return nil }
         return try InboxEvent(
-            id: row.string("event_id"), stream: stream, sequence: sequence, type: row.string("type"), payload: row.optionalBytes("payload") ?? []
+            stored: row.string("event_id"), stream: stream, sequence: sequence, type: row.string("type"), payload: row.optionalBytes("payload") ?? []
         )
     }
 

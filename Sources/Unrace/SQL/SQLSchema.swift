@@ -126,6 +126,25 @@ package enum SQLSchema {
                 )\(keyed)
                 """,
             ]),
+            // A queue's inbox streams and event ids move to the reserved namespace (`$queue/…`),
+            // where no caller's event can reach them: a stream that was a queue's (it has a
+            // sequence counter) keeps its head and its events under the new name.
+            .init(version: 8, statements: [
+                """
+                UPDATE unrace_inbox_events SET event_id = '$' || event_id, stream = '$' || stream
+                WHERE stream IN (SELECT queue || '/' || key FROM unrace_queue_sequences)
+                """,
+                """
+                UPDATE unrace_inbox_streams SET stream = '$' || stream
+                WHERE stream IN (SELECT queue || '/' || key FROM unrace_queue_sequences)
+                """,
+            ]),
+            // Purges across scopes (a middleware's per-principal scopes are not enumerable): one
+            // index on the expiry serves both the per-scope and the every-scope purge.
+            .init(version: 9, statements: [
+                "DROP INDEX unrace_operations_scope_expiry",
+                "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
+            ]),
         ])
     }
 }

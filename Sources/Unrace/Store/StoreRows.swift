@@ -25,8 +25,9 @@ public protocol StoreRows: Sendable {
     func lockOperation(scope: Scope, key: OperationKey) async throws -> OperationRecord?
     /// Writes a record: inserts it when `isNew` (the key had no row), else replaces it.
     func saveOperation(_ record: OperationRecord, isNew: Bool) async throws
-    /// Records of `scope` whose expiry is at or before `now`, earliest first, at most `limit`, locked.
-    func expiredOperations(scope: Scope, at now: Timestamp, limit: Int) async throws -> [OperationRecord]
+    /// Records of `scope` (of every scope when `nil`) whose expiry is at or before `now`, earliest
+    /// first (ties by scope, then key, byte-wise), at most `limit`, locked.
+    func expiredOperations(scope: Scope?, at now: Timestamp, limit: Int) async throws -> [OperationRecord]
     /// Deletes the records of these keys.
     func deleteOperations(scope: Scope, keys: [OperationKey]) async throws
 

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import Testing
+import Unrace
+import UnraceShop
+
+/// The shop's queue worker (`unrace work`): what it does with deliveries it cannot handle, and
+/// what an outside caller can (not) do to its streams.
+@Suite("Shop worker", .timeLimit(.minutes(3)))
+struct ShopWorkerTests {
+    static var quiet: Logger {
+        var logger = Logger(label: "test.worker")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    @Test("a delivery the handler cannot decode is nacked, then dead-lettered; the worker never stops", arguments: sqlBackends)
+    func poisonMessage(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.poisonMessage(store) }
+    }
+
+    static func poisonMessage<S: SQLStore>(_ store: S) async throws {
+        var configuration = ShopConfiguration()
+        configuration.queue.maxAttempts = 2
+        let shop = try Shop(store: store, configuration: configuration, logger: quiet)
+        try await shop.setUp()
+        try await shop.queue.enqueue([OutgoingMessage(id: "poison", payload: [0xFF, 0x00], orderingKey: "o1")])
+        var consumer = QueueConfiguration()
+        consumer.backoff = .zero
+        let worker = try ShopWorker(store: store, handler: .guarded, name: "w1", configuration: consumer, logger: quiet)
+        #expect(try await worker.runOnce() == 1, "handled (nacked), not thrown out of the worker")
+        let waiting = try await shop.queue.depth()
+        #expect(waiting.ready == 1 && waiting.dead == 0)
+        #expect(try await worker.runOnce() == 1)
+        let dead = try await shop.queue.deadLetters()
+        #expect(dead.map(\.id) == ["poison"] && dead.map(\.attempts) == [2])
+        #expect(dead.first?.lastError?.hasPrefix("handler failed") == true)
+        #expect(try await worker.runOnce() == 0)
+    }
+
+    @Test("POST /events cannot name the queue's streams: the capture of an order still happens once", arguments: sqlBackends)
+    func forgedOrderStream(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in try await Self.forgedOrderStream(client, store) }
+    }
+
+    static func forgedOrderStream<S: SQLStore>(_ client: LiveClient, _ store: S) async throws {
+            let order = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "o")], json: #"{"sku":"widget","quantity":1}"#)
+            #expect(order.status == 201)
+            let id = try #require(order.header("Location")).replacingOccurrences(of: "/orders/", with: "")
+            for stream in ["shop-orders/\(id)", "$shop-orders/\(id)"] {
+                for sequence in [1, 3] {
+                    let forged = try await client.send(
+                        .POST, "/events", json: #"{"id":"forged-\#(sequence)","order":"\#(stream)","sequence":\#(sequence),"type":"OrderCreated"}"#
+                    )
+                    #expect(forged.status == 400 && forged.problemCode == "bad_request", "\(stream)#\(sequence)")
+                }
+            }
+            let worker = try ShopWorker(store: store, handler: .guarded, name: "w1", logger: quiet)
+            #expect(try await worker.runOnce() == 2)
+            let effects = try await store.withTransaction { tx in
+                try await tx.query("SELECT operation FROM shop_effects ORDER BY position").map { try $0.string("operation") }
+            }
+            #expect(effects == ["capture:\(id)", "email:\(id)"])
+    }
+}
