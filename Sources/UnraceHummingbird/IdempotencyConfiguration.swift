@@ -61,10 +61,12 @@ public struct WhileInProgress: Sendable, Hashable {
     /// in a second transaction, under the claim's fencing token. A crash in between leaves the
     /// claim until its lease ends; the next retry then takes over.
     ///
-    /// A retry learns that the key is in progress from a read that waits for no lock; a key
-    /// in progress answers 409 before its fingerprint is compared (a retry with a different body
-    /// gets 422 once the first has finished). A retry that reads just before the first claims
-    /// waits for the first's transaction and replays its response. A response that is not
+    /// A retry learns that the key is in progress from a read that waits for no lock, decided
+    /// as a claim is — fingerprint first (a different request gets 422 at once), then the lease,
+    /// on the store's clock (the database's on PostgreSQL, so a process whose clock is off
+    /// neither answers 409 for a dead holder's key nor waits out a live request). A retry that
+    /// reads just before the first claims waits for the first's transaction and replays its
+    /// response. A response that is not
     /// stored (a 5xx) releases the claim but keeps its fingerprint: a retry must send the same
     /// request (a different one gets 422 until the record expires).
     public static let conflict = WhileInProgress(mode: .conflict)

@@ -128,11 +128,13 @@ where Context.Transaction == S.Transaction {
     ) async throws -> Response {
         // A read first, which waits for no lock: while the first request's handler runs, its
         // transaction holds the claim's row lock (PostgreSQL) or the writer (SQLite), and `begin`
-        // would wait for it instead of answering 409.
-        // A claim whose lease has ended (its holder crashed) is left to `begin`, which takes it over.
-        if case .inProgress(_, let leaseUntil) = try await operations.status(of: key.value, scope: scope),
-           leaseUntil > operations.configuration.clock.now() {
-            throw UnraceError(.inProgress, "a request with this key is in progress")
+        // would wait for it instead of answering 409. Whether the lease is live is the store's
+        // decision, on its clock (the database's on PostgreSQL), never this process's: a claim
+        // whose lease has ended (its holder crashed) is left to `begin`, which takes it over.
+        switch try await operations.peek(key: key.value, scope: scope, fingerprint: fingerprint) {
+        case .inProgress: throw UnraceError(.inProgress, "a request with this key is in progress")
+        case .fingerprintMismatch: throw UnraceError(.fingerprintMismatch, "this key was used with a different request")
+        case .insert, .takeOver, .completed: break
         }
         switch try await operations.begin(key: key.value, scope: scope, fingerprint: fingerprint) {
         case .acquired(let handle):

@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import Testing
-import UnraceHTTP
+@testable import UnraceHTTP
 
 @Suite("Idempotency-Key header")
 struct IdempotencyKeyTests {
@@ -120,6 +120,43 @@ struct RequestFingerprintTests {
         #expect(!same("{\"a\":1", "{\"a\": 1"))
         let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
         #expect(!same(deep, " " + deep))
+    }
+
+    @Test("canonical JSON compares keys and strings by their decoded values, and keeps repeated keys' order")
+    func canonicalEscapes() {
+        func same(_ a: String, _ b: String) -> Bool {
+            rule.fingerprint(of: request(), body: Data(a.utf8)) == rule.fingerprint(of: request(), body: Data(b.utf8))
+        }
+        // One key spelled two ways is one key: no spurious 422.
+        #expect(same(#"{"a":1}"#, #"{"\u0061":1}"#))
+        #expect(same(#"{"s":"\u00e9\/x"}"#, #"{"s":"é/x"}"#))
+        #expect(same(#"{"emoji":"\ud83d\ude00"}"#, #"{"emoji":"😀"}"#))
+        #expect(same(#"{"q":"a\"b"}"#, #"{"q":"a\u0022b"}"#))
+        #expect(same(#"{"c":"\u000A"}"#, #"{"c":"\n"}"#))
+        // A key repeated under two spellings, in two orders: two requests, not one replayed for the other.
+        #expect(!same(#"{"quantity":1,"quantit\u0079":3}"#, #"{"quantit\u0079":3,"quantity":1}"#))
+        #expect(!same(#"{"quantity":1,"quantity":3}"#, #"{"quantity":3,"quantity":1}"#))
+        // Sorted by the decoded key, not its escaped bytes: "\u0062" is "b", after "a".
+        #expect(same(#"{"\u0062":2,"a":1}"#, #"{"a":1,"b":2}"#))
+        // Lone surrogates stay distinct, in one spelling; other differences stay.
+        #expect(same(#"{"x":"\uD800"}"#, #"{"x":"\ud800"}"#))
+        #expect(!same(#"{"x":"\ud800"}"#, #"{"x":"\ud801"}"#))
+        #expect(!same(#"{"s":"é"}"#, #"{"s":"e\u0301"}"#), "no Unicode normalisation: the bytes a handler decodes differ")
+        // Not JSON: a bad escape, invalid UTF-8, a raw control character — hashed as bytes.
+        #expect(!same(#"{"a":"\x"}"#, #"{ "a":"\x"}"#))
+        #expect(!same("{\"a\":\"\u{1}\"}", "{ \"a\":\"\u{1}\"}"))
+        let invalid: [UInt8] = Array(#"{"a":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)
+        #expect(rule.fingerprint(of: request(), body: Data(invalid)) != rule.fingerprint(of: request(), body: Data([0x20] + invalid)))
+    }
+
+    @Test("a 1 MiB string under 255 levels of nesting is canonicalised whole, written once")
+    func canonicalDeep() {
+        let text = String(repeating: "x", count: 1 << 20)
+        let deep = String(repeating: #"{"k":"#, count: 255) + "\"\(text)\"" + String(repeating: "}", count: 255)
+        let spaced = String(repeating: #"{ "k" : "#, count: 255) + "\"\(text)\"" + String(repeating: " }", count: 255)
+        let canonical = RequestFingerprint.canonical(Data(spaced.utf8))
+        #expect(canonical == Data(deep.utf8))
+        #expect(rule.fingerprint(of: request(), body: Data(deep.utf8)) == rule.fingerprint(of: request(), body: Data(spaced.utf8)))
     }
 
     @Test("method, path, query, chosen headers and body each make a different request")

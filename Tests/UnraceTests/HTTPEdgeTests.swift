@@ -433,7 +433,7 @@ struct HTTPEdgeTests {
 
 /// Claims `key` for `principal` the way the middleware's `.conflict` mode does, and never
 /// completes it: a holder whose process died. Returns whether the claim was acquired.
-private func claimAndDie<S: Store>(_ store: S, key: String, principal: String, lease: Duration, clock: any WallClock) async throws -> Bool {
+func claimAndDie<S: Store>(_ store: S, key: String, principal: String, lease: Duration, clock: any WallClock) async throws -> Bool {
     var configuration = OperationsConfiguration()
     configuration.clock = clock
     configuration.lease = lease
@@ -454,7 +454,7 @@ final class Gate: Sendable {
     func run() -> Int { count.withLock { $0 += 1; return $0 } }
 }
 
-private func gatedServer<S: SQLStore>(
+func gatedServer<S: SQLStore>(
     _ store: S, _ whileInProgress: WhileInProgress, failFirst: Bool = false, clock: (any WallClock)? = nil,
     _ body: (LiveClient, Gate) async throws -> Void
 ) async throws {

@@ -150,6 +150,20 @@ extension Operations {
         )
     }
 
+    /// The decision a claim of this key with `fingerprint` would get now, read without locking
+    /// or writing anything — a read that waits for no lock (the key may be locked by a holder
+    /// completing it). The lease is decided as a claim decides it: on the store's clock (the
+    /// database's on PostgreSQL). The answer may be out of date as soon as it returns; it is for
+    /// answering early (an HTTP 409 while a request is in flight), never for deciding to run.
+    /// - Throws: ``UnraceError/Code/invalidKey``, ``UnraceError/Code/unknownScope``, store errors.
+    public func peek(key: String, scope: Scope = .default, fingerprint: Fingerprint = .none) async throws -> ClaimDecision {
+        let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
+        return try await telemetry.step(store, info("peek", claim.key, isReadOnly: true)) { context in
+            let existing = try await context.rows.operation(scope: claim.scope, key: claim.key)
+            return ClaimDecision.decide(existing: existing, request: claim.request(at: try await context.rows.now()))
+        }
+    }
+
     /// Whether the operation has been logically completed, is running, or never ran.
     public func status(of key: String, scope: Scope = .default) async throws -> OperationStatus {
         let key = try OperationKey(key)
