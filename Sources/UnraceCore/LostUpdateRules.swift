@@ -222,20 +222,45 @@ public struct Hold: Sendable, Hashable, Codable {
     public func isExpired(at now: Timestamp) -> Bool { state == .held && expiresAt <= now }
 }
 
+/// What a hold request did: the answer, and whether this call placed the hold.
+public struct HoldPlacement: Sendable, Hashable {
+    /// The answer.
+    public let step: HoldStep
+    /// Whether this call placed the hold; `false` when the key already held it (or nothing was
+    /// placed). Decided in the step that placed it: of concurrent requests with one key, exactly
+    /// one is told it placed the hold.
+    public let isNew: Bool
+
+    /// An answer.
+    public init(_ step: HoldStep, isNew: Bool) {
+        self.step = step
+        self.isNew = isNew
+    }
+}
+
 /// The answer to the hold steps.
 public enum HoldStep: Sendable, Hashable {
-    /// The hold, as it now stands (a repeated key returns the existing one).
+    /// The hold, as it now stands (a repeated key returns the existing one while it is held or
+    /// confirmed).
     case hold(Hold)
     /// Not enough free units: `available` are free.
     case insufficient(available: Int64)
     /// No such resource, or no such hold.
     case notFound
-    /// The hold is not live any more (it expired or was settled) and cannot be settled again.
+    /// The hold is not live any more (it expired or was settled) and cannot be settled again; also
+    /// the answer to a hold asked again under the key of one that expired or was released.
     case notLive(Hold)
 }
 
 /// The reservation rules.
 public enum HoldRule {
+    /// Whether a hold asked for under an existing hold's key is the same request (the same
+    /// resource and units): a repeat, answered with the hold as it stands; anything else reuses
+    /// the key for another hold.
+    public static func isRepeat(_ existing: Hold, resource: String, units: Int64) -> Bool {
+        existing.resource == resource && existing.units == units
+    }
+
     /// Gives the units of expired holds back to their resource.
     /// - Returns: the resource and the holds, released.
     public static func release(expired holds: [Hold], of resource: ResourceState, now: Timestamp) -> (ResourceState, [Hold]) {

@@ -19,9 +19,10 @@ struct HoldResponse: ResponseEncodable {
 }
 
 extension Shop {
-    /// `POST /seats/{show}/holds`: sets seats aside for `ttlSeconds`; the same key again answers
-    /// the same hold (200) and holds nothing more, or 409 `hold_key_reused` when it asked for
-    /// other seats; 409 `sold_out` when not enough are free.
+    /// `POST /seats/{show}/holds`: sets seats aside for `ttlSeconds` (201); the same key again
+    /// answers the same hold (200) and holds nothing more, 409 `hold_not_live` once it expired or
+    /// was released, or 409 `hold_key_reused` when it asked for other seats; 409 `sold_out` when
+    /// not enough are free.
     func holdSeats(_ request: Request, _ context: Context) async throws -> Response {
         let show = try context.parameters.require("show")
         let input = try await decode(HoldRequest.self, request, context)
@@ -31,19 +32,16 @@ extension Shop {
         guard (1...100).contains(input.seats), (1...3_600).contains(input.ttlSeconds) else {
             throw HTTPProblem(.badRequest, detail: "seats must be 1 to 100 and ttlSeconds 1 to 3600")
         }
-        let before = try await reservations.hold(key: input.key)
-        let step: HoldStep
+        let placement: HoldPlacement
         do {
-            step = try await reservations.hold(show, units: input.seats, key: input.key, timeToLive: .seconds(input.ttlSeconds))
+            placement = try await reservations.placeHold(show, units: input.seats, key: input.key, timeToLive: .seconds(input.ttlSeconds))
         } catch let error as UnraceError where error.code == .notFound {
             throw HTTPProblem(.notFound, detail: "there is no such show")
         } catch let error as UnraceError where error.code == .holdKeyReused {
             throw HTTPProblem(HTTPProblem.Code("hold_key_reused"), status: .conflict, title: "Hold key used for another hold")
         }
-        if case .hold(let hold) = step, hold.units != input.seats || hold.resource != show {
-            throw HTTPProblem(HTTPProblem.Code("hold_key_reused"), status: .conflict, title: "Hold key used for another hold")
-        }
-        return try holdResponse(step, created: before == nil, request, context)
+        // 201 only for the request whose step placed the hold.
+        return try holdResponse(placement.step, created: placement.isNew, request, context)
     }
 
     /// `POST /seats/holds/{key}/confirm` and `…/release`: settles a live hold once; a retry of the

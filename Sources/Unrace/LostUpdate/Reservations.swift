@@ -43,13 +43,22 @@ public struct Reservations<S: Store>: Sendable {
     }
 
     /// Holds `units` of `resource` under `key` for `timeToLive`. Expired holds of the resource give
-    /// their units back first; the capacity check and the hold are one step. A repeated `key` on
-    /// the same resource returns the existing hold (idempotent).
-    /// - Returns: ``HoldStep/hold(_:)`` or ``HoldStep/insufficient(available:)``.
+    /// their units back first; the capacity check and the hold are one step. The same `key` asked
+    /// again for the same resource and units answers the hold as it stands: ``HoldStep/hold(_:)``
+    /// while it is held (or confirmed), ``HoldStep/notLive(_:)`` once it expired or was released —
+    /// it is never placed again, and an expired hold never reads `held`.
+    /// - Returns: ``HoldStep/hold(_:)``, ``HoldStep/insufficient(available:)`` or ``HoldStep/notLive(_:)``.
     /// - Throws: ``UnraceError/Code/notFound`` for an unknown resource;
-    ///   ``UnraceError/Code/holdKeyReused`` when `key` holds another resource;
-    ///   ``UnraceError/Code/invalidArgument`` for bad names, units or time-to-live.
+    ///   ``UnraceError/Code/holdKeyReused`` when `key` holds another resource or another number of
+    ///   units; ``UnraceError/Code/invalidArgument`` for bad names, units or time-to-live.
     public func hold(_ resource: String, units: Int64 = 1, key: String, timeToLive: Duration) async throws -> HoldStep {
+        try await placeHold(resource, units: units, key: key, timeToLive: timeToLive).step
+    }
+
+    /// ``hold(_:units:key:timeToLive:)``, also telling whether this call placed the hold — decided
+    /// in the same step, so of concurrent calls with one key exactly one is told it placed it.
+    /// - Throws: as ``hold(_:units:key:timeToLive:)``.
+    public func placeHold(_ resource: String, units: Int64 = 1, key: String, timeToLive: Duration) async throws -> HoldPlacement {
         let resource = try NameRule.resourceName.validate(resource)
         let key = try NameRule.holdKey.validate(key)
         guard units >= 1, units <= Counters<S>.deltaMaximum else {
@@ -61,29 +70,34 @@ public struct Reservations<S: Store>: Sendable {
         let outcome = try await telemetry.step(store, StepInfo("hold", "\(resource) for \(key)", clock: clock)) { context in
             let rows = context.rows
             // The resource first, then the hold: every reservation step locks in that order.
-            guard let stored = try await rows.resource(name: resource, lock: true) else { return (HoldStep.notFound, "", 0) }
-            if let existing = try await rows.hold(key: key, lock: true) {
-                guard existing.resource == resource else {
-                    throw UnraceError(.holdKeyReused, "this hold key already holds another resource; hold keys are unique across resources")
-                }
-                context.note("→ existing hold")
-                return (.hold(existing), "existing", 0)
+            guard let stored = try await rows.resource(name: resource, lock: true) else { return (HoldPlacement(.notFound, isNew: false), "", 0) }
+            let existing = try await rows.hold(key: key, lock: true)
+            if let existing, !HoldRule.isRepeat(existing, resource: resource, units: units) {
+                throw UnraceError(.holdKeyReused, "this hold key already holds another resource or another number of units; hold keys are unique across resources")
             }
             let now = try await rows.now()
             let (reclaimed, released) = HoldRule.release(expired: try await rows.expiredHolds(resource: resource, at: now), of: stored, now: now)
             for hold in released { try await rows.saveHold(hold, isNew: false) }
+            if let existing {
+                // Asked again: the hold as it now stands (released above if it had expired).
+                if !released.isEmpty { try await rows.saveResource(reclaimed, isNew: false) }
+                let current = released.first { $0.key == key } ?? existing
+                let step: HoldStep = current.state == .released ? .notLive(current) : .hold(current)
+                context.note("→ existing hold, \(current.state.rawValue)")
+                return (HoldPlacement(step, isNew: false), "existing", released.count)
+            }
             let (step, taken) = HoldRule.place(key: key, units: units, on: reclaimed, expiresAt: now + timeToLive)
             if let resource = taken ?? (released.isEmpty ? nil : reclaimed) { try await rows.saveResource(resource, isNew: false) }
             if case .hold(let hold) = step { try await rows.saveHold(hold, isNew: true) }
             context.note("→ \(step)")
-            if case .insufficient = step { return (step, "insufficient", released.count) }
-            return (step, "held", released.count)
+            if case .insufficient = step { return (HoldPlacement(step, isNew: false), "insufficient", released.count) }
+            return (HoldPlacement(step, isNew: true), "held", released.count)
         }
-        let (step, result, expired) = outcome
-        if case .notFound = step { throw UnraceError(.notFound, "there is no such resource") }
+        let (placement, result, expired) = outcome
+        if case .notFound = placement.step { throw UnraceError(.notFound, "there is no such resource") }
         telemetry.count("unrace_hold_results_total", [("result", result)])
         telemetry.count("unrace_holds_released_total", [("cause", "expired")], by: expired)
-        return step
+        return placement
     }
 
     /// Confirms a live hold: its units are taken for good.
