@@ -75,7 +75,7 @@ struct DifferentialTests {
         let tables = [
             "unrace_operations", "unrace_inbox_streams", "unrace_inbox_events", "unrace_lifecycle_states", "unrace_records",
             "unrace_counters", "unrace_quotas", "unrace_resources", "unrace_holds", "unrace_accounts", "unrace_transfers",
-            "unrace_transfer_failures",
+            "unrace_transfer_failures", "unrace_queue_messages", "unrace_queue_sequences",
         ]
         _ = try await store.withTransaction { tx in
             if store.dialect == .postgres {

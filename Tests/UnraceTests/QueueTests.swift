@@ -126,6 +126,16 @@ struct QueueTests {
             try await queue.redrive(id: "nacked")
             Issue.record("a leased message cannot be redriven")
         } catch let error as UnraceError { #expect(error.code == .invalidArgument) }
+        // As many attempts again: 4, 5 retry, 6 is the last (the limit is stored, on every store).
+        var redriven = again[0]
+        for attempt in Int64(4)...6 {
+            #expect(redriven.attempt == attempt)
+            let outcome = try await queue.nack(redriven, reason: "again")
+            #expect((outcome == .deadLettered) == (attempt == 6), "attempt \(attempt): \(outcome)")
+            clock.advance(by: .seconds(31))
+            redriven = try await queue.lease(limit: 10, worker: "w").first ?? redriven
+        }
+        #expect(try await queue.deadLetters().map(\.maxAttempts) == [6])
     }
 
     @Test("nack backoff doubles per attempt up to the maximum")
@@ -198,7 +208,7 @@ struct QueueTests {
             try await queue.ack(delivery)
         }
         #expect(applied.withLock { $0 } == ["created", "paid", "cancelled"])
-        #expect(try await inbox.head(of: "\(queue.name)/order-9") == 3)
+        #expect(try await inbox.head(of: "$\(queue.name)/order-9") == 3)
         // Another queue numbering the same key has a stream of its own: nothing is taken for a duplicate.
         let other = try Self.queue(store, clock)
         try await other.enqueue([message("created", "refund", key: "order-9")])

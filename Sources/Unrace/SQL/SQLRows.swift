@@ -643,11 +643,12 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
     public func saveQueueMessage(_ message: QueueMessage) async throws {
         try await write(
             """
-            UPDATE unrace_queue_messages SET state = ?, attempts = ?, visible_at = ?, leased_by = ?, last_error = ?, completed_at = ?
+            UPDATE unrace_queue_messages SET state = ?, attempts = ?, max_attempts = ?, visible_at = ?, leased_by = ?, last_error = ?,
+              completed_at = ?
             WHERE queue = ? AND id = ?
             """,
             [
-                .text(message.state.rawValue), .integer(message.attempts), .integer(message.visibleAt.milliseconds),
+                .text(message.state.rawValue), .integer(message.attempts), .integer(message.maxAttempts), .integer(message.visibleAt.milliseconds),
                 message.leasedBy.map(SQLValue.text) ?? .null, message.lastError.map(SQLValue.text) ?? .null,
                 message.completedAt.map { .integer($0.milliseconds) } ?? .null, .text(message.queue), .text(message.id),
             ]

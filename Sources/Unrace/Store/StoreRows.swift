@@ -128,7 +128,8 @@ public protocol StoreRows: Sendable {
     /// at or before `now`, by visibility then position, locked — skipping rows another step holds
     /// locked (PostgreSQL's `SKIP LOCKED`), so concurrent workers take different messages.
     func leasableQueueMessages(queue: String, at now: Timestamp, limit: Int) async throws -> [QueueMessage]
-    /// Writes an existing message's state, attempts, visibility, worker, error and completion.
+    /// Writes an existing message's state, attempts, attempt limit (a redrive raises it),
+    /// visibility, worker, error and completion.
     func saveQueueMessage(_ message: QueueMessage) async throws
     /// Messages of `queue` in `state`, by completion then position; only those completed at or
     /// before `completedBefore`, when given. Not locked unless the step's store locks every read.

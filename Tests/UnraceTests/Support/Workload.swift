@@ -34,6 +34,19 @@ struct Workload {
         case receive(InboxEventSpec, verdict: Bool)
         case skipGap(stream: String)
         case transition(event: String, entity: String)
+        case peek(key: String, scope: Int, fingerprint: Int)
+        case purgeEveryScope(limit: Int)
+        case releaseExpiredHolds(limit: Int)
+        case enqueue([QueueSpec])
+        case lease(limit: Int, worker: String)
+        case ack(delivery: Int)
+        case nack(delivery: Int, retryAfterMilliseconds: Int64?)
+        case extend(delivery: Int, milliseconds: Int64)
+        case redrive(id: String)
+        case deadLetters
+        case depth
+        case purgeCompleted(ageMilliseconds: Int64, limit: Int)
+        case receiveDelivery(delivery: Int)
 
         var description: String {
             switch self {
@@ -60,6 +73,19 @@ struct Workload {
             case .receive(let event, let verdict): "receive \(event.id.debugDescription) \(event.stream)#\(event.sequence) \(verdict ? "apply" : "reject")"
             case .skipGap(let stream): "skipGap \(stream)"
             case .transition(let event, let entity): "transition \(entity.debugDescription) on \(event)"
+            case .peek(let key, let scope, let fingerprint): "peek \(key.debugDescription) s\(scope) f\(fingerprint)"
+            case .purgeEveryScope(let limit): "purgeEveryScope \(limit)"
+            case .releaseExpiredHolds(let limit): "releaseExpiredHolds \(limit)"
+            case .enqueue(let messages): "enqueue \(messages.map { "\($0.id.debugDescription) p\($0.payload) k\($0.key ?? "-") d\($0.delayMilliseconds)" })"
+            case .lease(let limit, let worker): "lease \(limit) by \(worker.debugDescription)"
+            case .ack(let delivery): "ack #\(delivery)"
+            case .nack(let delivery, let after): "nack #\(delivery) after \(String(describing: after))"
+            case .extend(let delivery, let ms): "extend #\(delivery) by \(ms)ms"
+            case .redrive(let id): "redrive \(id.debugDescription)"
+            case .deadLetters: "deadLetters"
+            case .depth: "depth"
+            case .purgeCompleted(let age, let limit): "purgeCompleted older than \(age)ms \(limit)"
+            case .receiveDelivery(let delivery): "receive delivery #\(delivery)"
             }
         }
     }
@@ -74,6 +100,16 @@ struct Workload {
             }
         }
     }
+
+    struct QueueSpec: Sendable {
+        var id: String
+        var payload: Int
+        var key: String?
+        var delayMilliseconds: Int64
+    }
+
+    /// Message ids, including ones the queue must refuse alike on every store.
+    static let messageIDs = ["m1", "m2", "m3", "m4", "caf\u{E9}", "x\u{0}y", "", String(repeating: "m", count: 191)]
 
     struct InboxEventSpec: Sendable {
         var id: String
@@ -108,6 +144,8 @@ struct Workload {
             .createResource(name: "a", capacity: 2),
             .createAccounts(["a", "b", "c", "caf\u{E9}"].map { Account(id: $0, ledger: 1, code: 1, flags: $0 == "a" ? .debitsMustNotExceedCredits : []) }),
             .submit([Transfer(id: "fund", debit: "b", credit: "a", amount: 100)]),
+            .enqueue([QueueSpec(id: "m1", payload: 0, key: "k1", delayMilliseconds: 0), QueueSpec(id: "m2", payload: 1, key: "k1", delayMilliseconds: 0),
+                      QueueSpec(id: "m3", payload: 0, key: nil, delayMilliseconds: 0)]),
         ]
         // Inbox events: two streams, shuffled and some duplicated; an id now and then reused.
         var inbox: [InboxEventSpec] = []
@@ -119,7 +157,7 @@ struct Workload {
         inbox = random.shuffled(inbox + inbox.filter { _ in random.chance(1, in: 3) })
         var transferNumber = 0
         for _ in 0..<length {
-            switch random.int(in: 0...21) {
+            switch random.int(in: 0...29) {
             case 0: calls.append(.advance(milliseconds: pick([1, 500, 2_000, 9_999, 10_000, 61_000])))
             case 1, 2:
                 calls.append(.perform(key: name(), scope: random.int(in: 0...1), fingerprint: random.int(in: 0...2), holder: random.int(in: 0...1),
@@ -167,7 +205,33 @@ struct Workload {
                     calls.append(.receive(event, verdict: random.chance(5, in: 6)))
                 }
             case 20: calls.append(.skipGap(stream: pick(["s1", "s2"])))
-            default: calls.append(.transition(event: pick(Self.events), entity: name()))
+            case 21: calls.append(.transition(event: pick(Self.events), entity: name()))
+            case 22:
+                calls.append(pick([
+                    .peek(key: name(), scope: random.int(in: 0...1), fingerprint: random.int(in: 0...2)),
+                    .purgeEveryScope(limit: pick([1, 3, 100])), .releaseExpiredHolds(limit: pick([1, 100])),
+                ]))
+            case 23:
+                // The queue: enqueue (some ids repeated, some with another payload), lease, settle.
+                let messages = (0..<random.int(in: 1...3)).map { _ in
+                    Workload.QueueSpec(
+                        id: random.chance(7, in: 8) ? pick(Array(Self.messageIDs.prefix(4))) : pick(Self.messageIDs),
+                        payload: random.int(in: 0...1), key: pick([nil, "k1", "k2"]), delayMilliseconds: pick([0, 0, 1_000])
+                    )
+                }
+                calls.append(.enqueue(messages))
+            case 24, 25: calls.append(.lease(limit: pick([1, 2, 5]), worker: random.chance(1, in: 10) ? "" : pick(["w1", "w2"])))
+            case 26, 27:
+                let delivery = random.int(in: 0...2)
+                calls.append(pick([
+                    .ack(delivery: delivery), .nack(delivery: delivery, retryAfterMilliseconds: pick([nil, 0, 0, 5_000, -1])),
+                    .nack(delivery: delivery, retryAfterMilliseconds: 0),
+                    .extend(delivery: delivery, milliseconds: pick([1, 20_000, 0])), .receiveDelivery(delivery: delivery),
+                ]))
+            default:
+                calls.append(random.chance(1, in: 2) ? .redrive(id: pick(Array(Self.messageIDs.prefix(random.chance(1, in: 8) ? 5 : 3)))) : pick([
+                    .deadLetters, .depth, .purgeCompleted(ageMilliseconds: pick([0, 1_000, 60_000]), limit: pick([1, 100])),
+                ]))
             }
         }
         self.calls = calls
@@ -202,6 +266,13 @@ struct WorkloadRunner<S: Store> {
         inboxConfiguration.parkingLimit = 3
         let inbox = try Inbox(store: store, configuration: inboxConfiguration)
         let lifecycle = try LifecycleGuard(store: store, lifecycle: OrderLifecycle.value, name: "order", clock: clock)
+        var queueConfiguration = QueueConfiguration()
+        queueConfiguration.clock = clock
+        queueConfiguration.maxAttempts = 2
+        queueConfiguration.visibilityTimeout = .seconds(10)
+        queueConfiguration.backoff = .seconds(1)
+        let queue = try MessageQueue(store: store, name: "wq", configuration: queueConfiguration)
+        var deliveries: [Delivery] = []
         let fingerprints: [Fingerprint] = [.none, .text("one"), .text("two")]
         var handles: [OperationHandle] = []
         var answers: [String] = []
@@ -261,7 +332,7 @@ struct WorkloadRunner<S: Store> {
                 case .createResource(let name, let capacity):
                     answer = "created \(try await reservations.createResource(name, capacity: capacity))"
                 case .hold(let resource, let key, let units, let ttl):
-                    answer = "\(try await reservations.hold(resource, units: units, key: key, timeToLive: .seconds(ttl)))"
+                    answer = "\(try await reservations.placeHold(resource, units: units, key: key, timeToLive: .seconds(ttl)))"
                 case .settle(let key, let confirm):
                     answer = "\(confirm ? try await reservations.confirm(key: key) : try await reservations.release(key: key))"
                 case .createAccounts(let accounts):
@@ -278,6 +349,44 @@ struct WorkloadRunner<S: Store> {
                     answer = "skipped \(skipped) drained \(drained)"
                 case .transition(let event, let entity):
                     answer = "\(try await lifecycle.apply(event, to: entity))"
+                case .peek(let key, let scope, let fingerprint):
+                    answer = Self.describe(try await operations[0].peek(key: key, scope: scopes[scope], fingerprint: fingerprints[fingerprint]))
+                case .purgeEveryScope(let limit):
+                    answer = "purged \(try await operations[0].purgeExpiredInEveryScope(limit: limit))"
+                case .releaseExpiredHolds(let limit):
+                    answer = "released \(try await reservations.releaseExpiredHolds(limit: limit))"
+                case .enqueue(let specs):
+                    let messages = specs.map {
+                        OutgoingMessage(id: $0.id, payload: [UInt8($0.payload)], orderingKey: $0.key, delay: .milliseconds($0.delayMilliseconds))
+                    }
+                    answer = "\(try await queue.enqueue(messages))"
+                case .lease(let limit, let worker):
+                    let leased = try await queue.lease(limit: limit, worker: worker)
+                    deliveries = Array((leased + deliveries).prefix(3))
+                    answer = "\(leased.map(Self.describe))"
+                case .ack(let index):
+                    guard deliveries.indices.contains(index) else { answer = "no delivery"; break }
+                    try await queue.ack(deliveries[index])
+                    answer = "acked"
+                case .nack(let index, let after):
+                    guard deliveries.indices.contains(index) else { answer = "no delivery"; break }
+                    answer = "\(try await queue.nack(deliveries[index], reason: "r\u{0}\(index)", retryAfter: after.map { .milliseconds($0) }))"
+                case .extend(let index, let milliseconds):
+                    guard deliveries.indices.contains(index) else { answer = "no delivery"; break }
+                    answer = "until \(try await queue.extend(deliveries[index], by: .milliseconds(milliseconds)))"
+                case .redrive(let id):
+                    try await queue.redrive(id: id)
+                    answer = "redriven"
+                case .deadLetters:
+                    answer = "\(try await queue.deadLetters().map(Self.describe))"
+                case .depth:
+                    answer = "\(try await queue.depth())"
+                case .purgeCompleted(let age, let limit):
+                    answer = "purged \(try await queue.purgeCompleted(olderThan: .milliseconds(age), limit: limit))"
+                case .receiveDelivery(let index):
+                    guard deliveries.indices.contains(index) else { answer = "no delivery"; break }
+                    let event = try deliveries[index].inboxEvent(type: "task")
+                    answer = "\(try await inbox.receive(event) { _, event in event.payload == [0] ? .applied : .rejected(reason: "payload 1") })"
                 }
             } catch let error as UnraceError {
                 answer = "error \(error.code)"
@@ -287,13 +396,13 @@ struct WorkloadRunner<S: Store> {
             answers.append(answer)
         }
         return (answers, try await state(operations: operations[0], records: records, counters: counters, reservations: reservations,
-                                          ledger: ledger, inbox: inbox, lifecycle: lifecycle))
+                                          ledger: ledger, inbox: inbox, lifecycle: lifecycle, queue: queue))
     }
 
     /// Everything the workload could have changed, read back through the public API.
     func state(
         operations: Operations<S>, records: Records<S>, counters: Counters<S>, reservations: Reservations<S>, ledger: Ledger<S>,
-        inbox: Inbox<S>, lifecycle: LifecycleGuard<S>
+        inbox: Inbox<S>, lifecycle: LifecycleGuard<S>, queue: MessageQueue<S>
     ) async throws -> [String] {
         var lines: [String] = []
         for name in Workload.validNames {
@@ -309,7 +418,35 @@ struct WorkloadRunner<S: Store> {
         lines.append("totals: \(try await ledger.totals())")
         for stream in ["s1", "s2"] { lines.append("inbox \(stream): head \(try await inbox.head(of: stream))") }
         lines.append("gaps: \(try await inbox.gaps(limit: 10))")
+        for key in ["k1", "k2"] { lines.append("queue stream \(key): head \(try await inbox.head(of: "$wq/\(key)"))") }
+        lines.append("queue depth: \(try await queue.depth())")
+        lines.append("dead letters: \(try await queue.deadLetters().map(Self.describe))")
+        // Every message that can still be delivered, and how many attempts it has left: leased
+        // once more, then nacked (retried, or dead-lettered on its last attempt).
+        let final = try await queue.lease(limit: 1_000, worker: "final")
+        lines.append("messages: \(final.map(Self.describe).sorted())")
+        for delivery in final.sorted(by: { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }) {
+            lines.append("last nack \(delivery.id.debugDescription): \(try await queue.nack(delivery, reason: "final", retryAfter: .zero))")
+        }
         return lines
+    }
+
+    static func describe(_ delivery: Delivery) -> String {
+        "\(delivery.id.debugDescription) p\(delivery.payload) k\(delivery.orderingKey ?? "-")#\(delivery.sequence ?? 0) attempt \(delivery.attempt) until \(delivery.leasedUntil) enqueued \(delivery.enqueuedAt) error \(String(describing: delivery.lastError))"
+    }
+
+    static func describe(_ message: QueueMessage) -> String {
+        "\(message.id.debugDescription) \(message.state.rawValue) attempts \(message.attempts)/\(message.maxAttempts) visible \(message.visibleAt) by \(String(describing: message.leasedBy)) error \(String(describing: message.lastError)) completed \(String(describing: message.completedAt))"
+    }
+
+    static func describe(_ decision: ClaimDecision) -> String {
+        switch decision {
+        case .insert: "insert"
+        case .takeOver(let token, let point): "take over \(token.value) point \(String(describing: point))"
+        case .inProgress(let holder, let until): "in progress \(holder) until \(until)"
+        case .completed(let record): "completed \(record.state.rawValue) \(record.token.value) \(String(decoding: record.outcome ?? [], as: UTF8.self))"
+        case .fingerprintMismatch: "mismatch"
+        }
     }
 
     static func describe(_ status: OperationStatus) -> String {
