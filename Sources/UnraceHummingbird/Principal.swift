@@ -7,7 +7,9 @@ import Unrace
 ///
 /// The principal's text, in NFC, becomes an Unrace ``Scope``: `p:` and the first 40 hex digits
 /// (160 bits) of its SHA-256, so any text (an email, a token's subject) maps to a valid scope, and the
-/// principal itself never reaches the store or its logs.
+/// principal itself never reaches the store or its logs. A principal must be exactly what the
+/// client sent: text that holds U+FFFD (a byte that was not UTF-8, replaced by a lossy decoding)
+/// is refused with 400 `principal_invalid`, so distinct ids never merge into one scope.
 public struct Principal<Context: RequestContext>: Sendable {
     let resolve: @Sendable (Request, Context) -> String?
 
@@ -34,9 +36,13 @@ public struct Principal<Context: RequestContext>: Sendable {
     /// ``byteCountMaximum`` bytes.
     static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
 
-    /// The scope for a principal's text, or `nil` when the text breaks ``rule``.
+    /// The scope for a principal's text, or `nil` when the text breaks ``rule`` or contains
+    /// U+FFFD. The replacement character is what a lossy decoding puts where bytes were not
+    /// UTF-8 (HTTP servers decode header values that way): two ids that differ only in such
+    /// bytes would read alike and share one scope — one client replayed another's response — so
+    /// a principal that holds it is refused (400 `principal_invalid`), never a silent stand-in.
     static func scope(for principal: String) -> Scope? {
-        guard let principal = try? rule.validate(principal) else { return nil }
+        guard !principal.unicodeScalars.contains("\u{FFFD}"), let principal = try? rule.validate(principal) else { return nil }
         return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
     }
 }

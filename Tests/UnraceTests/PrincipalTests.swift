@@ -1,5 +1,6 @@
 import Hummingbird
 import Testing
+import Unrace
 @testable import UnraceHummingbird
 
 /// How a principal's text becomes a scope: equal-looking identities are one client, and text the
@@ -22,6 +23,33 @@ struct PrincipalTests {
     ])
     func refused(_ text: String) {
         #expect(P.scope(for: text) == nil)
+    }
+
+    @Test("U+FFFD, what a lossy decoding leaves of bytes that were not UTF-8, gives no scope")
+    func replacementCharacter() {
+        #expect(P.scope(for: "caf\u{FFFD}") == nil)
+        #expect(P.scope(for: "\u{FFFD}") == nil)
+        #expect(P.scope(for: "café") != nil)
+    }
+
+    @Test("two Latin-1 client ids differing in one byte, sent raw: both refused with 400, never one scope", arguments: sqlBackends)
+    func latin1Clients(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, store, _ in
+            var answers: [Int?] = []
+            for id: UInt8 in [0xE9, 0xE8] {  // "café" and "cafè" in Latin-1
+                let body = #"{"sku":"widget","quantity":1}"#
+                let connection = try RawConnection(port: client.port)
+                try connection.send(
+                    Array("POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"latin1\"\r\nX-Client-Id: caf".utf8) + [id]
+                        + Array("\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8)
+                )
+                let (bytes, _) = await connection.readUntilClosed(timeout: .seconds(20))
+                answers.append(RawConnection.status(bytes))
+                #expect(RawConnection.body(bytes).contains("principal_invalid"))
+            }
+            #expect(answers == [400, 400])
+            #expect(try await countRows(store, "shop_orders") == 0)
+        }
     }
 
     @Test("1,024 bytes is the longest principal")
