@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(
             // The HTTP rules alone: no server, no database.
             name: "UnraceHTTPTests",
-            dependencies: ["UnraceHTTP", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["UnraceHTTP", "UnraceCore", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -39,13 +39,14 @@ public enum RecordWrite: Sendable, Hashable {
 
 /// The compare-and-swap rule.
 public enum RecordRule {
-    /// Decides a write of `value` that read `expectedVersion`, at `now`.
+    /// Decides a write of `value` that read `expectedVersion` — or, when it is `nil`, a write
+    /// over whatever version exists (the record must exist) — at `now`.
     /// - Returns: the decision, and the record to store when it is ``RecordWrite/written(version:)``.
     public static func write(
-        _ current: StoredRecord?, value: [UInt8], expectedVersion: Int64, now: Timestamp
+        _ current: StoredRecord?, value: [UInt8], expectedVersion: Int64?, now: Timestamp
     ) -> (RecordWrite, StoredRecord?) {
         guard var record = current else { return (.notFound, nil) }
-        guard record.version == expectedVersion else { return (.conflict(current: record.version), nil) }
+        guard expectedVersion == nil || record.version == expectedVersion else { return (.conflict(current: record.version), nil) }
         // A version never wraps: at the largest one, every later write conflicts.
         let (next, overflow) = record.version.addingReportingOverflow(1)
         guard !overflow else { return (.conflict(current: record.version), nil) }

@@ -146,6 +146,15 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         self.line = line
     }
 
+    /// Whether the same call may succeed if simply tried again later: the store was unreachable
+    /// or lost its connection mid-step, refused writes while failing over, or concurrent
+    /// transactions kept conflicting past the retry limit. Nothing of the failed call was
+    /// written, except where its code's documentation says the outcome is unknown. An HTTP edge
+    /// answers these with 503 and `Retry-After`.
+    public var isRetryable: Bool {
+        code == .storeUnavailable || code == .retryLimitReached
+    }
+
     /// A short, log-safe text form.
     public var description: String { "UnraceError(\(code)): \(message)" }
 

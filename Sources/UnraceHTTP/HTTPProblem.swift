@@ -1,5 +1,6 @@
 public import Foundation
 public import HTTPTypes
+import UnraceCore
 
 /// An RFC 9457 problem: a status, a stable `type` per code, a title and a detail.
 ///
@@ -43,6 +44,13 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
         public static let conflict = Code("conflict")
         /// 500: the server failed; nothing about the request was stored.
         public static let internalError = Code("internal_error")
+        /// 405: the route exists, not with this method.
+        public static let methodNotAllowed = Code("method_not_allowed")
+        /// 408: the request (its body) did not arrive in time.
+        public static let requestTimeout = Code("request_timeout")
+        /// 503: a retryable condition (the database is unreachable, failing over, read-only):
+        /// try again after `Retry-After`.
+        public static let serviceUnavailable = Code("service_unavailable")
     }
 
     /// The stable code.
@@ -66,6 +74,20 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
     public init(_ code: Code, detail: String? = nil) {
         let (status, title) = Self.standard[code] ?? (.badRequest, "Bad request")
         self.init(code, status: status, title: title, detail: detail)
+    }
+
+    /// The problem for a bare status a framework answered with (an unknown route, a request it
+    /// could not parse): the built-in code of that status, or `http_<status>`.
+    public init(status: HTTPResponse.Status, detail: String? = nil) {
+        let code = Self.byStatus[status.code] ?? Code("http_\(status.code)")
+        let title = Self.standard[code]?.1 ?? (status.reasonPhrase.isEmpty ? "HTTP \(status.code)" : status.reasonPhrase)
+        self.init(code, status: status, title: title, detail: detail)
+    }
+
+    /// The seconds a client should wait before retrying, for the problems that ask it to
+    /// (`503`, `409 request_in_progress`): sent as `Retry-After`. `nil` for the others.
+    public var retryAfterSeconds: Int? {
+        code == .serviceUnavailable || code == .requestInProgress ? 1 : nil
     }
 
     /// The problem type URI: `urn:unrace:problem:` and the code.
@@ -103,6 +125,12 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
         return encoder
     }()
 
+    /// The built-in code a bare status maps to.
+    private static let byStatus: [Int: Code] = [
+        400: .badRequest, 404: .notFound, 405: .methodNotAllowed, 408: .requestTimeout, 409: .conflict,
+        412: .preconditionFailed, 413: .bodyTooLarge, 428: .preconditionRequired, 500: .internalError, 503: .serviceUnavailable,
+    ]
+
     private static let standard: [Code: (HTTPResponse.Status, String)] = [
         .idempotencyKeyMissing: (.badRequest, "Idempotency-Key header required"),
         .idempotencyKeyInvalid: (.badRequest, "Idempotency-Key header invalid"),
@@ -117,5 +145,23 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
         .notFound: (.notFound, "Not found"),
         .conflict: (.conflict, "Conflict"),
         .internalError: (.internalServerError, "Internal server error"),
+        .methodNotAllowed: (.methodNotAllowed, "Method not allowed"),
+        .requestTimeout: (.requestTimeout, "Request timeout"),
+        .serviceUnavailable: (.serviceUnavailable, "Service unavailable, retry later"),
     ]
+}
+
+extension HTTPProblem {
+    /// The problem to answer for an error no handler answered: a problem itself; a retryable
+    /// store condition (``UnraceCore/UnraceError/isRetryable``: unreachable, failing over,
+    /// read-only, conflicts past the retry limit) is 503 `service_unavailable`, to retry after
+    /// `Retry-After`; anything else is 500 `internal_error`. The error's own text is never sent:
+    /// it may name keys.
+    public static func unhandled(_ error: any Error) -> HTTPProblem {
+        if let problem = error as? HTTPProblem { return problem }
+        if let error = error as? UnraceError, error.isRetryable {
+            return HTTPProblem(.serviceUnavailable, detail: "the database cannot take this request now; retry after Retry-After")
+        }
+        return HTTPProblem(.internalError, detail: "the server failed to handle this request")
+    }
 }

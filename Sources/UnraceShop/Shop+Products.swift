@@ -19,18 +19,24 @@ struct ProductResponse: ResponseEncodable {
 }
 
 extension Shop {
-    /// `GET /products/{sku}`: the catalog entry and stock, with `ETag`.
+    /// `GET /products/{sku}`: the catalog entry and stock, with `ETag`; 304 (no body) when
+    /// `If-None-Match` names the current version.
     func product(_ request: Request, _ context: Context) async throws -> Response {
         let sku = try skuParameter(context)
-        guard let current = try await products.read(sku, as: Product.self) else {
+        let current = try await products.read(sku, as: Product.self)
+        if try Preconditions().read(request, currentVersion: current?.version) == .notModified, let current {
+            return Response(status: .notModified, headers: [.eTag: EntityTag(version: current.version).description])
+        }
+        guard let current else {
             throw HTTPProblem(.notFound, detail: "there is no product with this sku")
         }
         return try await productResponse(sku, current.value, version: current.version, status: .ok, request, context)
     }
 
     /// `PUT /products/{sku}`: creates (optionally `If-None-Match: *`) or replaces the entry;
-    /// replacing needs `If-Match` with the current `ETag` (428 without, 412 on a mismatch or
-    /// when another write got there first).
+    /// replacing needs `If-Match`: the current `ETag` (428 without it, 412 on a mismatch or
+    /// when another write got there first), or `*`, which only needs the product to exist and
+    /// replaces whatever version it has.
     func putProduct(_ request: Request, _ context: Context) async throws -> Response {
         let sku = try skuParameter(context)
         let input = try await decode(Product.self, request, context)
@@ -39,18 +45,24 @@ extension Shop {
         }
         guard (0...100_000_000).contains(input.priceCents) else { throw HTTPProblem(.badRequest, detail: "priceCents must be between 0 and 100000000") }
         let current = try await products.read(sku, as: Product.self)
-        let expected = try Preconditions().check(request, currentVersion: current?.version)
         do {
-            if let expected {
+            switch try Preconditions().write(request, currentVersion: current?.version) {
+            case .replace(let expected):
                 let version = try await products.write(sku, input, expectedVersion: expected)
                 return try await productResponse(sku, input, version: version, status: .ok, request, context)
+            case .replaceExisting:
+                let version = try await products.replace(sku, input)
+                return try await productResponse(sku, input, version: version, status: .ok, request, context)
+            case .create:
+                if try await products.create(sku, input) != nil {  // `create` answers the version it found
+                    throw HTTPProblem(.preconditionFailed, detail: "the product was created by another request first")
+                }
+                return try await productResponse(sku, input, version: 1, status: .created, request, context)
             }
-            if try await products.create(sku, input) != nil {  // `create` answers the version it found
-                throw HTTPProblem(.preconditionFailed, detail: "the product was created by another request first")
-            }
-            return try await productResponse(sku, input, version: 1, status: .created, request, context)
         } catch let error as UnraceError where error.code == .versionConflict {
             throw HTTPProblem(.preconditionFailed, detail: "the product changed after If-Match was checked")
+        } catch let error as UnraceError where error.code == .notFound {
+            throw HTTPProblem(.preconditionFailed, detail: "the product was deleted after If-Match was checked")
         }
     }
 

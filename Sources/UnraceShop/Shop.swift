@@ -104,6 +104,8 @@ public struct Shop<S: SQLStore>: Sendable {
     /// configuration turns it off.
     public func router() throws -> Router<Context> {
         let router = Router(context: Context.self)
+        // Every error is application/problem+json, the router's own (404, 405) included.
+        router.add(middleware: ProblemMiddleware(logger: logger))
         router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
         router.get("metrics") { _, _ in
             // The queue's depth gauge is read at scrape time, so it is current; a failed read

@@ -196,10 +196,14 @@ enum ShopOpenAPI {
         "/products/{sku}": {
           "get": {
             "operationId": "getProduct",
-            "parameters": [ { "$ref": "#/components/parameters/Sku" } ],
+            "parameters": [
+              { "$ref": "#/components/parameters/Sku" },
+              { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "ETags the client holds: 304 when one names the current version (weak comparison)." }
+            ],
             "responses": {
               "200": { "description": "The product; ETag is its version.", "headers": { "ETag": { "schema": { "type": "string" } } },
                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ProductResponse" } } } },
+              "304": { "description": "Not modified: If-None-Match names the current version.", "headers": { "ETag": { "schema": { "type": "string" } } } },
               "400": { "$ref": "#/components/responses/Problem" },
               "404": { "$ref": "#/components/responses/Problem" }
             }
@@ -208,7 +212,7 @@ enum ShopOpenAPI {
             "operationId": "putProduct",
             "parameters": [
               { "$ref": "#/components/parameters/Sku" },
-              { "name": "If-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "Required to replace an existing product: its ETag." },
+              { "name": "If-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "Required to replace an existing product: its ETag (compare-and-set), or * (it exists; replaced at whatever version)." },
               { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" }, "description": "* to create only." }
             ],
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Product" } } } },

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Testing
 @testable import UnraceHTTP
+import UnraceCore
 
 @Suite("Idempotency-Key header")
 struct IdempotencyKeyTests {
@@ -72,6 +73,42 @@ struct EntityTagTests {
         #expect(try EntityTagCondition(parsing: "*").ifNoneMatchHolds(current: nil))
         #expect(try !EntityTagCondition(parsing: "W/\"3\"").ifNoneMatchHolds(current: current))
         #expect(try EntityTagCondition(parsing: "\"4\"").ifNoneMatchHolds(current: current))
+    }
+
+    @Test("a write's conditions: create, compare-and-set on a named version, or replace whatever exists for *")
+    func writeConditions() throws {
+        func decide(_ ifMatch: String?, _ ifNoneMatch: String?, _ current: Int64?, required: Bool = true) throws -> WritePrecondition {
+            try RequestConditions(ifMatch: ifMatch, ifNoneMatch: ifNoneMatch).forWrite(currentVersion: current, requiresIfMatch: required)
+        }
+        func code(_ body: () throws -> WritePrecondition) -> String? {
+            do { _ = try body(); return nil } catch let problem as HTTPProblem { return problem.code.rawValue } catch { return "\(error)" }
+        }
+        #expect(try decide(nil, nil, nil) == .create)
+        #expect(try decide(nil, "*", nil) == .create)
+        #expect(try decide("\"3\"", nil, 3) == .replace(expectedVersion: 3))
+        #expect(try decide("\"2\", \"3\"", nil, 3) == .replace(expectedVersion: 3))
+        #expect(try decide("*", nil, 3) == .replaceExisting, "* asks only that the resource exists")
+        #expect(try decide(nil, nil, 3, required: false) == .replaceExisting)
+        #expect(code { try decide(nil, nil, 3) } == "precondition_required")
+        #expect(code { try decide("*", nil, nil) } == "precondition_failed")
+        #expect(code { try decide("\"2\"", nil, 3) } == "precondition_failed")
+        #expect(code { try decide("W/\"3\"", nil, 3) } == "precondition_failed", "If-Match compares strongly")
+        #expect(code { try decide(nil, "*", 3) } == "precondition_failed")
+        #expect(code { try decide("x", nil, 3) } == "condition_invalid")
+    }
+
+    @Test("a read's If-None-Match: 304 for the current version (weakly) or * on an existing resource")
+    func readConditions() throws {
+        func decide(_ ifMatch: String?, _ ifNoneMatch: String?, _ current: Int64?) throws -> ReadPrecondition {
+            try RequestConditions(ifMatch: ifMatch, ifNoneMatch: ifNoneMatch).forRead(currentVersion: current)
+        }
+        #expect(try decide(nil, "\"3\"", 3) == .notModified)
+        #expect(try decide(nil, "W/\"3\"", 3) == .notModified)
+        #expect(try decide(nil, "*", 3) == .notModified)
+        #expect(try decide(nil, "\"2\"", 3) == .send)
+        #expect(try decide(nil, "*", nil) == .send)
+        #expect(try decide(nil, nil, 3) == .send)
+        #expect(throws: HTTPProblem.self) { try decide("\"2\"", nil, 3) }
     }
 
     @Test("malformed conditions are refused with condition_invalid", arguments: [
@@ -177,6 +214,19 @@ struct RequestFingerprintTests {
 
 @Suite("Problem details and stored responses")
 struct ProblemAndStoredResponseTests {
+    @Test("a bare status becomes its problem; unhandled errors are 503 when retryable, else 500, never their text")
+    func problemsForStatusesAndErrors() {
+        #expect(HTTPProblem(status: .notFound).code == .notFound)
+        #expect(HTTPProblem(status: .methodNotAllowed).code == .methodNotAllowed)
+        #expect(HTTPProblem(status: .init(code: 418)).code.rawValue == "http_418")
+        let retryable = HTTPProblem.unhandled(UnraceError(.storeUnavailable, "down", detail: "key k-secret"))
+        #expect(retryable.status == .serviceUnavailable && retryable.retryAfterSeconds == 1)
+        #expect(!String(decoding: retryable.jsonBody(), as: UTF8.self).contains("k-secret"))
+        let other = HTTPProblem.unhandled(UnraceError(.storeFailure, "broken"))
+        #expect(other.status == .internalServerError && other.retryAfterSeconds == nil)
+        #expect(HTTPProblem.unhandled(HTTPProblem(.notFound)).code == .notFound)
+    }
+
     @Test("a problem encodes RFC 9457 members with a stable type per code")
     func problem() throws {
         let problem = HTTPProblem(.idempotencyKeyReused, detail: "used with a different request")

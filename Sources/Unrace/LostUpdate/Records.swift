@@ -114,9 +114,25 @@ public struct Records<S: Store>: Sendable {
     public func write<T: Codable & Sendable>(_ id: String, _ value: T, expectedVersion: Int64) async throws -> Int64 {
         let id = try NameRule.recordID.validate(id)
         guard expectedVersion >= 1 else { throw UnraceError(.invalidArgument, "a version is 1 or more") }
-        let bytes = try OutcomeCoding.encode(value)
+        return try await conditionalWrite(id, try OutcomeCoding.encode(value), expectedVersion: expectedVersion)
+    }
+
+    /// Writes `value` over the record at whatever version it now has, if it exists: the write
+    /// `If-Match: *` asks for (the resource exists), decided on the locked row — not a
+    /// compare-and-swap on a version read earlier, so a concurrent writer never makes it fail.
+    /// - Returns: the new version.
+    /// - Throws: ``UnraceError/Code/notFound`` (nothing written) when there is no such record;
+    ///   ``UnraceError/Code/versionConflict`` only at the largest version (versions never wrap).
+    @discardableResult
+    public func replace<T: Codable & Sendable>(_ id: String, _ value: T) async throws -> Int64 {
+        let id = try NameRule.recordID.validate(id)
+        return try await conditionalWrite(id, try OutcomeCoding.encode(value), expectedVersion: nil)
+    }
+
+    private func conditionalWrite(_ id: String, _ bytes: [UInt8], expectedVersion: Int64?) async throws -> Int64 {
         let collection = collection
-        let decision = try await telemetry.step(store, info("write", "\(id) if version \(expectedVersion)")) { context in
+        let subject = expectedVersion.map { "\(id) if version \($0)" } ?? "\(id) at any version"
+        let decision = try await telemetry.step(store, info(expectedVersion == nil ? "replace" : "write", subject)) { context in
             let current = try await context.rows.record(collection: collection, id: id, lock: true)
             var (decision, next) = RecordRule.write(current, value: bytes, expectedVersion: expectedVersion, now: try await context.rows.now())
             if context.disabledGuards.contains(.versionCheck), case .conflict = decision, var forced = current {
@@ -145,7 +161,7 @@ public struct Records<S: Store>: Sendable {
         case .conflict(let current):
             throw UnraceError(
                 .versionConflict, "the record changed since it was read; re-read and decide again",
-                detail: "expected version \(expectedVersion), current \(current)"
+                detail: "expected version \(expectedVersion.map(String.init) ?? "any"), current \(current)"
             )
         }
     }

@@ -21,6 +21,7 @@ struct Workload {
         case purge(scope: Int, limit: Int)
         case createRecord(id: String, value: Int)
         case writeRecord(id: String, value: Int, expected: Int64)
+        case replaceRecord(id: String, value: Int)
         case readRecord(id: String)
         case createCounter(name: String, value: Int64, floor: Int64, ceiling: Int64)
         case adjust(name: String, delta: Int64)
@@ -61,6 +62,7 @@ struct Workload {
             case .createRecord(let id, let value): "createRecord \(id.debugDescription) \(value)"
             case .writeRecord(let id, let value, let expected): "writeRecord \(id.debugDescription) \(value) if v\(expected)"
             case .readRecord(let id): "readRecord \(id.debugDescription)"
+            case .replaceRecord(let id, let value): "replaceRecord \(id.debugDescription) \(value)"
             case .createCounter(let name, let value, let floor, let ceiling): "createCounter \(name.debugDescription) \(value) [\(floor), \(ceiling)]"
             case .adjust(let name, let delta): "adjust \(name.debugDescription) \(delta)"
             case .consume(let name, let units, let limit, let window): "consume \(name.debugDescription) \(units)/\(limit) per \(window)s"
@@ -171,7 +173,11 @@ struct Workload {
                 ]))
             case 5: calls.append(pick([.status(key: name(), scope: random.int(in: 0...1)), .purge(scope: random.int(in: 0...1), limit: pick([1, 2, 100]))]))
             case 6: calls.append(.createRecord(id: name(), value: random.int(in: 0...9)))
-            case 7: calls.append(pick([.writeRecord(id: name(), value: random.int(in: 0...9), expected: Int64(random.int(in: 0...3))), .readRecord(id: name())]))
+            case 7:
+                calls.append(pick([
+                    .writeRecord(id: name(), value: random.int(in: 0...9), expected: Int64(random.int(in: 0...3))), .readRecord(id: name()),
+                    .replaceRecord(id: name(), value: random.int(in: 0...9)),
+                ]))
             case 8:
                 let floor = random.chance(1, in: 2) ? Int64.min : edge()
                 let ceiling = random.chance(1, in: 2) ? Int64.max : edge()
@@ -321,6 +327,8 @@ struct WorkloadRunner<S: Store> {
                     answer = "existing \(String(describing: try await records.create(id, value)))"
                 case .writeRecord(let id, let value, let expected):
                     answer = "version \(try await records.write(id, value, expectedVersion: expected))"
+                case .replaceRecord(let id, let value):
+                    answer = "version \(try await records.replace(id, value))"
                 case .readRecord(let id):
                     answer = String(describing: try await records.read(id, as: Int.self).map { "\($0.value)@\($0.version)" })
                 case .createCounter(let name, let value, let floor, let ceiling):
