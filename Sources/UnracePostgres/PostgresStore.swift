@@ -94,7 +94,7 @@ public final class PostgresStore: SQLStore {
 
     private func migrate() async throws {
         _ = try await transaction { tx in
-            try await tx.execute("SELECT pg_advisory_xact_lock(7220001)")
+            try await tx.execute("SELECT pg_advisory_xact_lock(\(SQLSchema.lockKey))")
             return try await SQLSchema.migrations(.postgres).apply(tx, now: SystemWallClock().now())
         }
     }

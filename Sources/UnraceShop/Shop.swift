@@ -67,10 +67,11 @@ public struct Shop<S: SQLStore>: Sendable {
 
     /// Creates the shop's tables when missing and adds the configured stock and coupons once
     /// (existing rows are left as they are, so restarts and a second instance change nothing).
+    /// Replicas started together set up one at a time, under the store's schema lock.
     public func setUp() async throws {
         let stock = configuration.stock
         let coupons = configuration.coupons
-        try await store.withTransaction { tx in
+        try await store.withSchemaLock { tx in
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL)")
             try await tx.execute("""
                 CREATE TABLE IF NOT EXISTS shop_orders (id TEXT PRIMARY KEY, client TEXT NOT NULL, sku TEXT NOT NULL,

@@ -2,6 +2,9 @@
 ///
 /// Versions are never edited once released: a change is a new version.
 package enum SQLSchema {
+    /// The PostgreSQL advisory lock migrations (and ``SQLStore/withSchemaLock(_:)``) hold.
+    package static let lockKey: Int64 = 7_220_001
+
     package static func migrations(_ dialect: SQLDialect) -> SchemaMigrations {
         let sqlite = dialect == .sqlite
         let blob = sqlite ? "BLOB" : "BYTEA"

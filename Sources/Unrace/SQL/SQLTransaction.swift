@@ -44,6 +44,20 @@ public protocol SQLStore: Store where Transaction: SQLTransaction {
 }
 
 extension SQLStore {
+    /// Runs `body` in a transaction that holds the store's schema lock — the lock Unrace's own
+    /// migrations take (a PostgreSQL transaction-scoped advisory lock; SQLite's single writer) —
+    /// so set-up that creates tables or seeds rows, run by several processes starting at once
+    /// (replicas of a rolling deploy), runs one process at a time. PostgreSQL's
+    /// `CREATE TABLE IF NOT EXISTS` is not safe against itself: two concurrent ones can fail on
+    /// the system catalog's unique index.
+    /// - Throws: store errors; what `body` throws (nothing of it is written then).
+    public func withSchemaLock<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+        try await withTransaction { tx in
+            if dialect == .postgres { try await tx.execute("SELECT pg_advisory_xact_lock(\(SQLSchema.lockKey))") }
+            return try await body(tx)
+        }
+    }
+
     /// ``SQLRows`` in the given transaction: on PostgreSQL a real-time clock is replaced by the
     /// database's, as in a step; SQLite reads `clock` now.
     public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {

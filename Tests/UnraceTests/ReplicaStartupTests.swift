@@ -1,0 +1,43 @@
+import Foundation
+import Logging
+import Testing
+import Unrace
+import UnracePostgres
+import UnraceShop
+
+/// Replicas of `unrace serve` started at the same moment on a fresh PostgreSQL database (a
+/// rolling deploy): every one sets up and serves; none dies on the catalog race of concurrent
+/// `CREATE TABLE IF NOT EXISTS`.
+@Suite("Replicas started together", .timeLimit(.minutes(3)))
+struct ReplicaStartupTests {
+    @Test(
+        "three shops on separate connections set up at the same instant on a fresh schema, ten times: all succeed",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func threeReplicas() async throws {
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        for _ in 1...10 {
+            try await withStore(.postgres) { _, location in
+                try await PostgresStore.withStore(url: location, logger: quiet) { a in
+                    try await PostgresStore.withStore(url: location, logger: quiet) { b in
+                        try await PostgresStore.withStore(url: location, logger: quiet) { c in
+                            let barrier = Barrier(parties: 3)
+                            let failures = try await withThrowingTaskGroup(of: String?.self) { group in
+                                for store in [a, b, c] {
+                                    group.addTask {
+                                        let shop = try Shop(store: store, logger: quiet)
+                                        await barrier.arriveAndWait()
+                                        do { try await shop.setUp(); return nil } catch { return "\(error)" }
+                                    }
+                                }
+                                return try await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
+                            }
+                            #expect(failures.isEmpty)
+                            #expect(try await countRows(a, "shop_stock") == 2)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
