@@ -16,6 +16,17 @@ struct CLITests {
         }
     }
 
+    @Test("simulate on the SQLite store prints its summary and no log lines; --log-level notice shows the retried updates")
+    func simulateIsQuiet() async throws {
+        let arguments = ["simulate", "--store", "sqlite", "--scenario", "wallet", "--seeds", "30", "--seed", "1", "--json"]
+        let quiet = try ChildProcess(arguments, captureErrors: true)
+        #expect(await quiet.exitStatus() == 0)
+        #expect(!quiet.printed.contains("notice") && !quiet.printed.contains("record update landed"), "\(quiet.printed.prefix(300))")
+        let told = try ChildProcess(arguments + ["--log-level", "notice"], captureErrors: true)
+        #expect(await told.exitStatus() == 0)
+        #expect(told.printed.contains("record update landed after retrying version conflicts"))
+    }
+
     @Test("a negative or non-numeric seed is refused with a message that says what a seed is", arguments: [
         ["simulate", "--seed", "-1"], ["simulate", "--seed=-1"], ["simulate", "--seed", "x"], ["simulate", "sweep", "--seed", "-1"],
     ])

@@ -45,11 +45,11 @@ enum LostUpdate {
         let amounts: [Int64] = (0..<count).map { index in index == 0 ? 40 : index == 1 ? 80 : Int64(10 * world.choices.inRange(1...9)) }
         world.header.append("balance \(initial), withdrawals \(amounts.map(String.init).joined(separator: ", "))")
         let accepted = Notebook()
-        let records = try Records(store: world.store, collection: "wallets", retry: retryPolicy(world), clock: world.clock)
+        let records = try Records(store: world.store, collection: "wallets", retry: retryPolicy(world), clock: world.clock, observability: world.observability)
         if handler == .naive {
             try await world.direct.withTransaction { tx in try await tx.put("wallets", id: "main", initial.bytes) }
         } else {
-            _ = try await Records(store: world.direct, collection: "wallets", clock: world.clock).create("main", initial)
+            _ = try await Records(store: world.direct, collection: "wallets", clock: world.clock, observability: world.observability).create("main", initial)
         }
         struct Insufficient: Error {}
         clients(world, count: count) { index in
@@ -75,7 +75,7 @@ enum LostUpdate {
         return {
             let balance = handler == .naive
                 ? Int64(bytes: try await world.rows(in: "wallets")["main"])
-                : try await Records(store: world.direct, collection: "wallets", clock: world.clock).read("main", as: Int64.self)?.value ?? 0
+                : try await Records(store: world.direct, collection: "wallets", clock: world.clock, observability: world.observability).read("main", as: Int64.self)?.value ?? 0
             var violations: [Violation] = []
             if balance != initial - accepted.sum {
                 violations.append(Violation("money-conserved", "balance \(balance), but \(initial) − \(accepted.sum) accepted = \(initial - accepted.sum)"))
@@ -105,11 +105,11 @@ enum LostUpdate {
         let quantities = (0..<count).map { _ in Int64(world.choices.inRange(1...2)) }
         world.header.append("stock \(stock), orders for \(quantities.map(String.init).joined(separator: ", "))")
         let sold = Notebook()
-        let counters = Counters(store: world.store, clock: world.clock)
+        let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
         if handler == .naive {
             try await world.direct.withTransaction { tx in try await tx.put("stock", id: "sku", stock.bytes) }
         } else {
-            _ = try await Counters(store: world.direct, clock: world.clock).create("sku", value: stock, floor: 0)
+            _ = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).create("sku", value: stock, floor: 0)
         }
         clients(world, count: count) { index in
             let quantity = quantities[index]
@@ -138,7 +138,7 @@ enum LostUpdate {
 
     /// A counter's value, read outside the run.
     static func counterValue(_ world: World, _ name: String) async throws -> Int64 {
-        try await Counters(store: world.direct, clock: world.clock).counter(name)?.value ?? 0
+        try await Counters(store: world.direct, clock: world.clock, observability: world.observability).counter(name)?.value ?? 0
     }
 
     // MARK: Quota
@@ -152,7 +152,7 @@ enum LostUpdate {
         let count = world.choices.inRange(2...6)
         world.header.append("limit \(limit) per hour, \(counted(count, "request"))")
         let granted = Notebook()
-        let counters = Counters(store: world.store, clock: world.clock)
+        let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
         clients(world, count: count) { _ in
             switch handler {
             case .naive:
@@ -169,7 +169,7 @@ enum LostUpdate {
             if handler == .naive {
                 used = Int64(bytes: try await world.rows(in: "quota")["api"])
             } else {
-                used = try await Counters(store: world.direct, clock: world.clock).quota("api")?.used ?? 0
+                used = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).quota("api")?.used ?? 0
             }
             var violations: [Violation] = []
             if granted.sum > limit { violations.append(Violation("quota-respected", "granted \(granted.sum) with a limit of \(limit)")) }
@@ -189,8 +189,8 @@ enum LostUpdate {
         let count = world.choices.inRange(2...6)
         world.header.append("limit \(counted(Int(limit), "hit")), \(counted(count, "request"))")
         let allowed = Notebook()
-        let counters = Counters(store: world.store, clock: world.clock)
-        if handler == .guarded { _ = try await Counters(store: world.direct, clock: world.clock).create("hits", value: 0, floor: 0, ceiling: limit) }
+        let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
+        if handler == .guarded { _ = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).create("hits", value: 0, floor: 0, ceiling: limit) }
         clients(world, count: count) { _ in
             switch handler {
             case .naive:
@@ -225,9 +225,9 @@ enum LostUpdate {
         let wanted = (0..<count).map { _ in world.choices.below(seats) }
         world.header.append("\(counted(seats, "seat")), buyers want seats \(wanted.map { String($0 + 1) }.joined(separator: ", "))")
         let bookings = Notebook()
-        let reservations = Reservations(store: world.store, clock: world.clock)
+        let reservations = Reservations(store: world.store, clock: world.clock, observability: world.observability)
         if handler == .guarded {
-            for seat in 1...seats { _ = try await Reservations(store: world.direct, clock: world.clock).createResource("seat-\(seat)", capacity: 1) }
+            for seat in 1...seats { _ = try await Reservations(store: world.direct, clock: world.clock, observability: world.observability).createResource("seat-\(seat)", capacity: 1) }
         }
         clients(world, count: count) { index in
             let seat = "seat-\(wanted[index] + 1)"

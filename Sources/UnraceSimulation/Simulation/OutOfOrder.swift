@@ -39,7 +39,7 @@ enum OutOfOrder {
             var configuration = InboxConfiguration()
             configuration.clock = world.clock
             return configuration
-        }())
+        }(), observability: world.observability)
 
         /// Moves an order to `target`, noting the move in the history (in the same transaction).
         @Sendable func move(_ tx: SimulationTransaction, _ order: String, from: String?, to target: String) async throws {

@@ -1,5 +1,5 @@
 import Unrace
-import Logging
+public import Logging
 
 /// Which handler a run uses: the one people write first, or the one guarded by Unrace.
 public enum HandlerKind: String, Sendable, Hashable, CaseIterable, Codable {
@@ -89,12 +89,13 @@ extension World {
         configuration.holder = holder
         configuration.clock = clock ?? self.clock
         configuration.waitPollInterval = .milliseconds(20)
-        let made = try Operations(store: store, configuration: configuration, logger: World.silent)
+        let made = try Operations(store: store, configuration: configuration, observability: observability)
         holders[holder] = made
         return made
     }
 
-    static let silent = Logger(label: "unrace.simulation", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// A logger that writes nothing.
+    public static let silent = Logger(label: "unrace.simulation", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Runs `request`, retrying up to 3 times when the store was unavailable before the step ran.
     func retryingTransient<T>(_ request: () async throws -> T) async throws -> T {

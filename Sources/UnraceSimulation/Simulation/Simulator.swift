@@ -1,3 +1,4 @@
+public import Logging
 @_spi(Testing) public import Unrace
 import Foundation
 
@@ -33,6 +34,9 @@ public struct SimulationOptions: Sendable {
     public var knobs = Knobs()
     /// The store the run is built on. Default: memory, the fastest.
     public var store: SimulationStoreKind = .memory
+    /// Where the Unrace API types of a run log (retried updates, takeovers). Default: nowhere —
+    /// the trace is the run's record; `unrace simulate --log-level notice` shows them.
+    public var logger: Logger = World.silent
     /// Guards switched off to test the checkers. Never set outside such tests.
     @_spi(Testing) public var disabledGuards: DisabledGuards = []
 
@@ -126,7 +130,9 @@ public enum Simulator {
                 )
             }
             defer { backend.close() }
-            let world = World(choices: choices, tracing: options.tracing, backend: backend, disabledGuards: options.disabledGuards)
+            let world = World(
+                choices: choices, tracing: options.tracing, backend: backend, disabledGuards: options.disabledGuards, logger: options.logger
+            )
             world.faults = FaultMix.draw(scenario.faults, pauseLength: scenario.pauseLength, skewLength: scenario.skewLength, choices: &world.choices)
             var violations: [Violation]
             do {

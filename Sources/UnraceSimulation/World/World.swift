@@ -1,3 +1,4 @@
+public import Logging
 @_spi(Testing) public import Unrace
 
 /// One simulated run's world: the scheduler and its virtual clock, the run's choices and fault
@@ -35,7 +36,13 @@ public final class World: @unchecked Sendable {
     /// Each simulated holder's `Operations`, made on first use.
     var holders: [String: Operations<SimulatedStore>] = [:]
 
-    init(choices: Choices, tracing: Bool, backend: SimulationBackend, disabledGuards: DisabledGuards) {
+    /// Where the run's Unrace API types log: nowhere unless the caller asked
+    /// (``SimulationOptions/logger``) — the trace is the run's record, and expected events (a
+    /// retried version conflict) would otherwise print a line each.
+    public let observability: Observability
+
+    init(choices: Choices, tracing: Bool, backend: SimulationBackend, disabledGuards: DisabledGuards, logger: Logger = World.silent) {
+        self.observability = Observability(logger: logger)
         self.choices = choices
         scheduler = Scheduler(tracing: tracing)
         self.backend = backend

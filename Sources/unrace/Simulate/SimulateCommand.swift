@@ -1,3 +1,4 @@
+import Logging
 public import ArgumentParser
 import Foundation
 public import UnraceSimulation
@@ -60,6 +61,8 @@ struct SimulateCommand: AsyncParsableCommand {
         var shrinkBudget = 2_000
         @Option(help: "The store runs are built on: memory (fastest) or sqlite (the shipping SQLite store, a fresh file per run).")
         var store: SimulationStoreKind = .memory
+        @Option(help: "Also log what the Unrace API did in the runs (retried updates, takeovers), at this level or worse, to standard error: trace, debug, info, notice, warning, error, critical. Default: no logs; the trace is the record.")
+        var logLevel: Logger.Level?
 
         func validate() throws {
             if let scenario, Scenario.named(scenario) == nil {
@@ -130,6 +133,11 @@ struct SimulateCommand: AsyncParsableCommand {
         var options: SimulationOptions {
             var options = SimulationOptions()
             options.store = store
+            if let logLevel {
+                var logger = Logger(label: "unrace.simulate", factory: { label in StreamLogHandler.standardError(label: label) })
+                logger.logLevel = logLevel
+                options.logger = logger
+            }
             return options
         }
 
@@ -153,3 +161,4 @@ enum Seed {
         return seed
     }
 }
+extension Logger.Level: @retroactive ExpressibleByArgument {}
