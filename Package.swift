@@ -100,6 +100,7 @@ let package = Package(
                 "Unrace", "UnraceHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -109,6 +110,7 @@ let package = Package(
             dependencies: [
                 "Unrace", "UnraceHTTP", "UnraceHummingbird", "UnraceSQLite", "UnracePostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -4,6 +4,7 @@ public import Unrace
 import Foundation
 import UnraceHTTP
 import Prometheus
+import NIOCore
 public import ServiceLifecycle
 public import UnraceHummingbird
 
@@ -107,6 +108,8 @@ public struct Shop<S: SQLStore>: Sendable {
         let router = Router(context: Context.self)
         // Every error is application/problem+json, the router's own (404, 405) included.
         router.add(middleware: ProblemMiddleware(logger: logger))
+        // A body that does not arrive in time is 408, whatever route it was for.
+        router.add(middleware: try RequestBodyTimeout(timeout: configuration.requestTimeout, byteCountLimit: 1 << 20))
         router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
         router.get("metrics") { _, _ in
             // The queue's depth gauge is read at scrape time, so it is current; a failed read
@@ -200,8 +203,14 @@ extension Shop {
     public func application(
         host: String, port: Int, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
-        Application(
+        guard configuration.idleTimeout >= .seconds(1), configuration.idleTimeout <= .seconds(3_600) else {
+            throw UnraceError(.invalidConfiguration, "idleTimeout must be between 1 second and 1 hour")
+        }
+        let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
+            + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
+        return Application(
             router: try router(),
+            server: .http1(configuration: .init(idleTimeout: idle)),
             configuration: .init(address: .hostname(host, port: port), serverName: "unrace"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger

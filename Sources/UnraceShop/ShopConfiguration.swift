@@ -21,6 +21,15 @@ public struct ShopConfiguration: Sendable {
     /// system wall clock, which PostgreSQL replaces with its own; tests move a
     /// ``ManualWallClock`` by hand.
     public var clock: any WallClock = SystemWallClock()
+    /// How long a connection may stay idle — nothing read while a request arrives, or between
+    /// requests — before the server closes it (default 30 s; 1 s to 1 h).
+    public var idleTimeout: Duration = .seconds(30)
+    /// How long a request's body may take to arrive in full before the request is answered 408
+    /// and its connection closed, however slowly it trickles (default 30 s; 1 ms to 10 min).
+    public var requestTimeout: Duration = .seconds(30)
+    /// How long a graceful shutdown (SIGTERM) waits for requests in flight before it cancels
+    /// them; the process exits at most a few seconds after (default 10 s; 0 to 10 min).
+    public var shutdownGrace: Duration = .seconds(10)
     /// Stock added at set-up for SKUs that have none yet (default `widget`: 1,000, `gadget`: 100).
     public var stock: [String: Int64] = ["widget": 1_000, "gadget": 100]
     /// Shows and their seats, added at set-up when missing (default `show-1`: 100).

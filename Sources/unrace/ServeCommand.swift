@@ -39,6 +39,12 @@ struct ServeCommand: AsyncParsableCommand {
     var stock: [String] = []
     @Option(help: "Deliveries an order message gets before it is dead-lettered (1 to 1000).")
     var maxAttempts = 10
+    @Option(help: "Seconds a connection may stay idle (nothing arriving) before it is closed (1 to 3600).")
+    var idleTimeout = 30
+    @Option(help: "Seconds a request's body may take to arrive in full; then 408 and the connection closes (1 to 600).")
+    var requestTimeout = 30
+    @Option(help: "Seconds SIGTERM waits for requests in flight before it cancels them (0 to 600); the process exits within about 5 s more.")
+    var shutdownGrace = 10
 
     enum InProgressChoice: String, ExpressibleByArgument, CaseIterable { case wait, conflict }
 
@@ -46,6 +52,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard (1...86_400).contains(lease) else { throw ValidationError("--lease must be between 1 and 86400 seconds") }
         guard (1...1_000).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 1000") }
+        guard (1...3_600).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be between 1 and 3600 seconds") }
+        guard (1...600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be between 1 and 600 seconds") }
+        guard (0...600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be between 0 and 600 seconds") }
         _ = try stockLevels()
     }
 
@@ -71,6 +80,9 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.providerKeys = !naiveCapture
         if let levels = try stockLevels() { configuration.stock = levels }
         configuration.queue.maxAttempts = maxAttempts
+        configuration.idleTimeout = .seconds(idleTimeout)
+        configuration.requestTimeout = .seconds(requestTimeout)
+        configuration.shutdownGrace = .seconds(shutdownGrace)
         // UNRACE_SHOP_FAULT=crash-after-charge: die (SIGKILL) between the provider's charge and
         // the capture's completion, the window derived provider keys protect.
         if ProcessInfo.processInfo.environment["UNRACE_SHOP_FAULT"] == "crash-after-charge" {
@@ -110,7 +122,18 @@ struct ServeCommand: AsyncParsableCommand {
             let store = try await SQLiteStore(path: file, logger: logger)
             services = [ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port)]
         }
-        try await ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: cliLogger("unrace.serve")).run()
+        var group = ServiceGroupConfiguration(services: services.map { .init(service: $0) }, logger: cliLogger("unrace.serve"))
+        group.gracefulShutdownSignals = [.sigterm, .sigint]
+        Self.bound(&group, grace: configuration.shutdownGrace)
+        try await ServiceGroup(configuration: group).run()
+    }
+
+    /// A graceful shutdown that waits at most `grace` for requests in flight, then cancels them;
+    /// a cancellation that has not finished 5 s later ends the process (fatal error): SIGTERM
+    /// always stops `serve`, whatever a stuck connection does.
+    static func bound(_ group: inout ServiceGroupConfiguration, grace: Duration) {
+        group.maximumGracefulShutdownDuration = grace
+        group.maximumCancellationDuration = .seconds(5)
     }
 }
 
@@ -128,6 +151,10 @@ struct ShopService<S: SQLStore>: Service {
         let app = try shop.application(host: host, port: port) { port in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
         }
-        try await ServiceGroup(services: [app] + (try shop.maintenanceServices()), logger: cliLogger("unrace.serve")).run()
+        var group = ServiceGroupConfiguration(
+            services: ([app] + (try shop.maintenanceServices())).map { .init(service: $0) }, logger: cliLogger("unrace.serve")
+        )
+        ServeCommand.bound(&group, grace: shop.configuration.shutdownGrace)
+        try await ServiceGroup(configuration: group).run()
     }
 }

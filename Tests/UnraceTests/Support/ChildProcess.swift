@@ -192,6 +192,29 @@ final class ChildProcess: Sendable {
         _ = await exitStatus()
     }
 
+    /// SIGTERM, then waits at most `limit` for the process to exit: its status, or `nil` (and a
+    /// SIGKILL, without recording an issue) when it was still running.
+    func terminateWithin(_ limit: Duration) async -> Int32? {
+        signal(SIGTERM)
+        let exited = Mutex(false)
+        let watchdog = Task.detached { [weak self] in
+            try? await Task.sleep(for: limit)
+            guard !Task.isCancelled, !exited.withLock({ $0 }) else { return }
+            self?.signal(SIGKILL)
+        }
+        defer { watchdog.cancel() }
+        let status = await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Int32? in
+                if let termination = state.termination { return Self.status(termination) }
+                state.exitWaiters.append(continuation)
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+        exited.withLock { $0 = true }
+        return status == SIGKILL ? nil : status
+    }
+
     /// SIGTERM: asks the process to shut down gracefully; returns its exit status.
     func terminate() async -> Int32 {
         signal(SIGTERM)
