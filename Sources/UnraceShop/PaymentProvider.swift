@@ -2,29 +2,47 @@ public import Hummingbird
 import Foundation
 import Synchronization
 import UnraceHTTP
+import HTTPTypes
 
-/// A fake payment provider, reached over HTTP like a real one: `POST /charges` charges an amount
-/// and is idempotent on its `Idempotency-Key` header, as Stripe's API is; `GET /charges` reports
-/// how many charges it made. It keeps its charges in memory, so it must outlive the shops it
-/// serves (run it as `unrace provider`).
+/// The shop's external systems, reached over HTTP like real ones: a payment provider and a mail
+/// API. Both are idempotent on an `Idempotency-Key` header, as Stripe's charges and Resend's
+/// emails are: a request with a key seen before is answered with its first result and changes
+/// nothing. A request without a key is always new — what a naive caller gets.
+///
+/// - `POST /charges` (`{"amountCents": N}`): charges; 201 when new, 200 for a key seen before.
+/// - `POST /emails` (`{"to": "…", "subject": "…"}`): delivers; 201 when new, 200 for a key seen before.
+/// - `GET /charges`: how many charges, for how much.
+/// - `GET /log`: every request, in the order the systems took them: what was delivered (a new
+///   charge or email) and what a key absorbed, with the `X-Operation` and `X-Worker` headers the
+///   caller sent. It is the external truth a fault run's history is built from.
+///
+/// State lives in memory, so the process must outlive the shops and workers it serves (run it as
+/// `unrace provider`).
 public struct PaymentProvider: Sendable {
     private let ledger = ProviderLedger()
 
-    /// A provider with no charges.
+    /// Systems with no charges and no emails.
     public init() {}
 
-    /// The provider's routes.
+    /// The systems' routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.post("charges") { request, context -> Response in
             let charge = try await request.decode(as: ChargeRequest.self, context: context)
-            let key = request.headers[.idempotencyKey].flatMap { try? IdempotencyKey(parsing: $0).value }
-            let (id, isNew) = ledger.charge(key: key, amount: charge.amountCents)
+            let (id, isNew) = ledger.record(.charge, request, amount: charge.amountCents)
             var response = try ChargeResponse(id: id, amountCents: charge.amountCents).response(from: request, context: context)
             response.status = isNew ? .created : .ok
             return response
         }
+        router.post("emails") { request, context -> Response in
+            _ = try await request.decode(as: EmailRequest.self, context: context)
+            let (id, isNew) = ledger.record(.email, request, amount: 0)
+            var response = try EmailResponse(id: id).response(from: request, context: context)
+            response.status = isNew ? .created : .ok
+            return response
+        }
         router.get("charges") { _, _ in ledger.summary() }
+        router.get("log") { _, _ in ledger.log() }
         return router
     }
 }
@@ -40,28 +58,101 @@ struct ChargeResponse: ResponseCodable {
     var amountCents: Int64
 }
 
+/// `POST /emails` body.
+struct EmailRequest: Codable, Sendable {
+    var to: String
+    var subject: String
+}
+
+/// `POST /emails` answer.
+struct EmailResponse: ResponseCodable {
+    var id: String
+}
+
 /// `GET /charges` answer: what the provider charged, in total.
 struct ChargeSummary: ResponseCodable {
     var charges: Int
     var amountCents: Int64
 }
 
-/// The provider's charges; a key seen before answers its first charge.
-private final class ProviderLedger: Sendable {
-    private let state = Mutex<(charges: [String], byKey: [String: String], total: Int64)>(([], [:], 0))
+/// One request the external systems took, as `GET /log` lists it.
+public struct ExternalEvent: Codable, Sendable, Hashable {
+    /// What was asked.
+    public enum Kind: String, Codable, Sendable, Hashable {
+        /// `POST /charges`.
+        case charge
+        /// `POST /emails`.
+        case email
+    }
 
-    func charge(key: String?, amount: Int64) -> (id: String, isNew: Bool) {
-        state.withLock { state in
-            if let key, let id = state.byKey[key] { return (id, false) }
-            let id = "ch_\(state.charges.count + 1)"
-            state.charges.append(id)
-            state.total &+= amount
-            if let key { state.byKey[key] = id }
-            return (id, true)
+    /// The systems' own order of requests, from 1.
+    public var sequence: Int
+    /// Charge or email.
+    public var kind: Kind
+    /// The charge's or email's id (the first one's, when a key absorbed the request).
+    public var id: String
+    /// Whether this request charged or delivered (`false`: its key answered an earlier one).
+    public var delivered: Bool
+    /// The amount charged, in cents (0 for an email).
+    public var amountCents: Int64
+    /// The caller's `X-Operation` header: which business operation this is.
+    public var operation: String?
+    /// The caller's `X-Worker` header.
+    public var worker: String?
+    /// Whether the request carried an idempotency key.
+    public var keyed: Bool
+}
+
+/// `GET /log` answer.
+struct ExternalLog: ResponseCodable {
+    var events: [ExternalEvent]
+}
+
+/// The systems' charges and emails; a key seen before answers its first result.
+private final class ProviderLedger: Sendable {
+    private struct State {
+        var charges = 0
+        var emails = 0
+        var byKey: [String: String] = [:]
+        var total: Int64 = 0
+        var events: [ExternalEvent] = []
+    }
+
+    private let state = Mutex(State())
+
+    func record(_ kind: ExternalEvent.Kind, _ request: Request, amount: Int64) -> (id: String, isNew: Bool) {
+        let key = request.headers[.idempotencyKey].flatMap { try? IdempotencyKey(parsing: $0).value }
+        let operation = request.headers[HTTPField.Name("X-Operation")!]
+        let worker = request.headers[HTTPField.Name("X-Worker")!]
+        return state.withLock { state in
+            // Keys are per kind: a charge's key never answers an email.
+            let scoped = key.map { "\(kind.rawValue):\($0)" }
+            let existing = scoped.flatMap { state.byKey[$0] }
+            let id: String
+            if let existing {
+                id = existing
+            } else if kind == .charge {
+                state.charges += 1
+                state.total &+= amount
+                id = "ch_\(state.charges)"
+            } else {
+                state.emails += 1
+                id = "em_\(state.emails)"
+            }
+            if let scoped, existing == nil { state.byKey[scoped] = id }
+            state.events.append(ExternalEvent(
+                sequence: state.events.count + 1, kind: kind, id: id, delivered: existing == nil,
+                amountCents: existing == nil ? amount : 0, operation: operation, worker: worker, keyed: key != nil
+            ))
+            return (id, existing == nil)
         }
     }
 
     func summary() -> ChargeSummary {
-        state.withLock { ChargeSummary(charges: $0.charges.count, amountCents: $0.total) }
+        state.withLock { ChargeSummary(charges: $0.charges, amountCents: $0.total) }
+    }
+
+    func log() -> ExternalLog {
+        state.withLock { ExternalLog(events: $0.events) }
     }
 }

@@ -36,25 +36,39 @@ public enum ShopHandlerKind: String, Sendable, CaseIterable {
     case guarded
 }
 
-/// A worker of the shop's order queue (`unrace work`): leases capture and email messages,
-/// records their effects in `shop_effects` (the stand-in for the provider's and the mail
-/// server's logs) and the merchant's balance, and acks.
+/// A worker of the shop's order queue (`unrace work`): leases capture and email messages, calls
+/// the external systems — the payment provider charges, the mail API sends the confirmation —
+/// records each effect in `shop_effects` and moves the merchant's balance, and acks.
+///
+/// The guarded handler runs each message once, in order, through the ``Inbox``; its calls out
+/// carry idempotency keys derived from the business operation (`capture:<order>` → `charge-…`),
+/// so a handler that runs again — a worker killed after the call and before its commit, a
+/// PostgreSQL step retried — sends the same key, and the provider charges (the mail API sends)
+/// once. The naive handler calls without keys: a redelivery charges again.
 public struct ShopWorker<S: SQLStore>: Sendable {
     let store: S
     let queue: MessageQueue<S>
     let inbox: Inbox<S>
     let handler: ShopHandlerKind
     let name: String
+    let external: ExternalSystems?
     let logger: Logger
 
     /// A worker. Of `configuration`, the visibility timeout and the clock matter here; attempts
     /// and backoff limits were fixed by the shop when it enqueued.
-    public init(store: S, handler: ShopHandlerKind, name: String, configuration: QueueConfiguration = .init(), logger: Logger) throws {
+    /// - Parameter externalSystems: the base URL of the payment provider and mail API
+    ///   (`unrace provider`); `nil` records the effects in `shop_effects` only.
+    public init(
+        store: S, handler: ShopHandlerKind, name: String, configuration: QueueConfiguration = .init(), externalSystems: String? = nil,
+        logger: Logger
+    ) throws {
         self.store = store
         self.queue = try MessageQueue(store: store, name: Shop<S>.queueName, configuration: configuration)
         self.inbox = try Inbox(store: store)
         self.handler = handler
-        self.name = try NameRule.workerName.validate(name)
+        let name = try NameRule.workerName.validate(name)
+        self.name = name
+        self.external = externalSystems.map { ExternalSystems(base: $0, worker: name) }
         self.logger = logger
     }
 
@@ -90,6 +104,10 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         case .guarded:
             _ = try await inbox.receive(try delivery.inboxEvent(type: payload.task.rawValue)) { tx, event in
                 let payload = try JSONDecoder().decode(TaskPayload.self, from: Data(event.payload))
+                // The call out, with a key the same for every run of this operation: a run that
+                // repeats (its transaction did not commit) is absorbed by the provider.
+                let operation = payload.task.operation(order: payload.order)
+                try await callOut(payload, key: try OperationKey(operation).derived(payload.task == .capture ? "charge" : "email", scope: .default))
                 try await record(payload, tx)
                 if payload.task == .capture {
                     try await tx.execute("UPDATE shop_merchant SET balance = balance + ? WHERE id = 'merchant'", [.integer(payload.amount)])
@@ -128,8 +146,9 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         }
     }
 
-    /// The naive handler: the work in separate transactions, as calls to other systems would be.
+    /// The naive handler: the call out without a key, then the work in separate transactions.
     private func naive(_ payload: TaskPayload) async throws {
+        try await callOut(payload, key: nil)
         try await store.withTransaction { tx in try await record(payload, tx) }
         guard payload.task == .capture else { return }
         let balance = try await store.withTransaction { tx in
@@ -137,6 +156,16 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         }
         try await store.withTransaction { tx in
             try await tx.execute("UPDATE shop_merchant SET balance = ? WHERE id = 'merchant'", [.integer(balance + payload.amount)])
+        }
+    }
+
+    /// Charges (capture) or emails (email) at the external systems, when the worker has them.
+    private func callOut(_ payload: TaskPayload, key: String?) async throws {
+        guard let external else { return }
+        let operation = payload.task.operation(order: payload.order)
+        switch payload.task {
+        case .capture: try await external.charge(payload.amount, operation: operation, key: key)
+        case .email: try await external.email(order: payload.order, operation: operation, key: key)
         }
     }
 

@@ -8,7 +8,7 @@ import UnraceShop
 struct ProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provider",
-        abstract: "Run the fake payment provider: POST /charges (idempotent on Idempotency-Key), GET /charges counts them."
+        abstract: "Run the shop's external systems: a payment provider (POST /charges) and a mail API (POST /emails), idempotent on Idempotency-Key; GET /log lists every request."
     )
 
     @Option(help: "The address to listen on.") var host = "127.0.0.1"

@@ -12,7 +12,8 @@ struct WorkCommand: AsyncParsableCommand {
         commandName: "work",
         abstract: "Consume the shop's order queue (capture, then email) with naive or guarded handlers.",
         discussion: """
-            Leases the messages `unrace serve` leaves in its outbox, records each capture and email \
+            Leases the messages `unrace serve` leaves in its outbox, charges each capture at the \
+            payment provider and sends each email through the mail API (--provider), records them \
             in shop_effects and moves the merchant's balance, then acks. Run several, on one \
             PostgreSQL database (--database) or one SQLite file (--file); kill them at will: a \
             message whose worker died is delivered again after the visibility timeout. Prints \
@@ -26,6 +27,8 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a lease lasts before the message is delivered again (1 to 43200000).") var visibilityMs = 30_000
     @Option(help: "Messages leased at a time (1 to 1000).") var batch = 10
     @Option(help: "The worker's name (default: work-PID).") var name: String?
+    @Option(help: "The payment provider and mail API to call (an `unrace provider`, http://HOST:PORT); default: record effects in shop_effects only.")
+    var provider: String?
 
     enum HandlerChoice: String, ExpressibleByArgument, CaseIterable { case naive, guarded }
 
@@ -48,7 +51,8 @@ struct WorkCommand: AsyncParsableCommand {
         configuration.visibilityTimeout = .milliseconds(visibilityMs)
         let name = self.name ?? "work-\(ProcessInfo.processInfo.processIdentifier)"
         let worker = try ShopWorker(
-            store: store, handler: handler == .naive ? .naive : .guarded, name: name, configuration: configuration, logger: logger
+            store: store, handler: handler == .naive ? .naive : .guarded, name: name, configuration: configuration,
+            externalSystems: provider, logger: logger
         )
         FileHandle.standardOutput.write(Data("working as \(name)\n".utf8))
         try await worker.run(batch: batch)

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import Testing
@@ -37,6 +38,58 @@ struct ShopWorkerTests {
         #expect(dead.first?.lastError?.hasPrefix("handler failed") == true)
         #expect(try await worker.runOnce() == 0)
     }
+
+    @Test(
+        "a handler that charged and then failed to commit runs again: guarded, the provider's key absorbs the second charge; naive, it charges twice",
+        arguments: sqlBackends
+    )
+    func chargeThenFail(_ backend: SQLBackend) async throws {
+        for handler in ShopHandlerKind.allCases {
+            try await withStore(backend) { store, _ in try await Self.chargeThenFail(store, handler) }
+        }
+    }
+
+    static func chargeThenFail<S: SQLStore>(_ store: S, _ handler: ShopHandlerKind) async throws {
+        let shop = try Shop(store: store, logger: quiet)
+        try await shop.setUp()
+        // The first run's local write fails after the call out, as a worker killed between the
+        // provider's answer and its commit would: the message comes back and runs again.
+        _ = try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE fail_flag (x INTEGER)")
+            try await tx.execute("INSERT INTO fail_flag (x) VALUES (1)")
+            if store.dialect == .postgres {
+                try await tx.execute("""
+                    CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
+                    IF EXISTS (SELECT 1 FROM fail_flag) THEN RAISE EXCEPTION 'injected'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql
+                    """)
+                try await tx.execute("CREATE TRIGGER fail_once BEFORE INSERT ON shop_effects FOR EACH ROW EXECUTE FUNCTION fail_once()")
+            } else {
+                try await tx.execute("""
+                    CREATE TRIGGER fail_once BEFORE INSERT ON shop_effects WHEN EXISTS (SELECT 1 FROM fail_flag)
+                    BEGIN SELECT RAISE(ABORT, 'injected'); END
+                    """)
+            }
+        }
+        try await shop.queue.enqueue([OutgoingMessage(id: "capture:o1", payload: Array(#"{"order":"o1","task":"capture","amount":250}"#.utf8), orderingKey: "o1")])
+        try await withLiveServer(PaymentProvider().router()) { provider in
+            var consumer = QueueConfiguration()
+            consumer.backoff = .zero
+            let worker = try ShopWorker(
+                store: store, handler: handler, name: "w1", configuration: consumer, externalSystems: "http://127.0.0.1:\(provider.port)", logger: quiet
+            )
+            #expect(try await worker.runOnce() == 1)
+            _ = try await store.withTransaction { tx in try await tx.execute("DELETE FROM fail_flag") }
+            #expect(try await worker.runOnce() == 1)
+            let log = try await provider.send(.GET, "/log")
+            let events = try JSONDecoder().decode(Log.self, from: Data(log.body.utf8)).events
+            #expect(events.count == 2, "two runs, two calls: \(events)")
+            let charged = events.filter(\.delivered).count
+            #expect(charged == (handler == .guarded ? 1 : 2), "\(handler): \(events)")
+            #expect(events.allSatisfy { $0.operation == "capture:o1" && $0.worker == "w1" && $0.keyed == (handler == .guarded) })
+        }
+    }
+
+    struct Log: Decodable { var events: [ExternalEvent] }
 
     @Test("POST /events cannot name the queue's streams: the capture of an order still happens once", arguments: sqlBackends)
     func forgedOrderStream(_ backend: SQLBackend) async throws {

@@ -99,6 +99,16 @@ struct ChaosResult: Codable, Sendable {
     var deadLetters: Int
     var seconds: Double
     var drainSeconds: Double
+    /// Charges the payment provider made (its log's new charges).
+    var providerCharges: Int
+    /// Charges beyond one per capture: an order charged twice.
+    var duplicateCharges: Int
+    /// Emails the mail API sent.
+    var emailsSent: Int
+    /// Emails beyond one per order.
+    var duplicateEmails: Int
+    /// Requests the external systems answered from an idempotency key instead of acting again.
+    var absorbedByKeys: Int
     var anomalies: Anomalies
     var history: String
     var report: String
@@ -109,6 +119,7 @@ struct ChaosResult: Codable, Sendable {
         faults: \(kills) worker kills (SIGKILL), \(workerStarts) worker starts, \(restarts) database restarts
         orders: \(accepted) accepted, \(refused) refused, \(unanswered) unanswered; \(retries) client retries
         run: \(String(format: "%.1f", seconds)) s, then \(String(format: "%.1f", drainSeconds)) s to drain the queue; \(deadLetters) dead letters
+        provider: \(providerCharges) charges (\(duplicateCharges) duplicate), \(emailsSent) emails (\(duplicateEmails) duplicate), \(absorbedByKeys) repeats absorbed by idempotency keys
         \(report)
         history: \(history)
         """

@@ -14,6 +14,7 @@ import UnraceSpawn
 final class ChaosProcesses: Sendable {
     private struct State {
         var serve: pid_t?
+        var provider: pid_t?
         var workers: [Int: (pid: pid_t, generation: Int)] = [:]
         var exited: Set<pid_t> = []
         var kills = 0
@@ -35,13 +36,23 @@ final class ChaosProcesses: Sendable {
 
     /// Starts `unrace serve` and returns its port once it listens (within 60 s).
     func startServe(_ arguments: [String], output url: URL) async throws -> Int {
+        try await startListening(arguments, output: url) { $0.serve = $1 }
+    }
+
+    /// Starts `unrace provider` (the external systems), never killed during the run: it is the
+    /// world outside, whose log the history is built from.
+    func startProvider(output url: URL) async throws -> Int {
+        try await startListening(["provider", "--port", "0"], output: url) { $0.provider = $1 }
+    }
+
+    private func startListening(_ arguments: [String], output url: URL, _ note: (inout State, pid_t) -> Void) async throws -> Int {
         FileManager.default.createFile(atPath: url.path, contents: nil)
         let output = try FileHandle(forWritingTo: url)
         defer { try? output.close() }
         let pid = try Self.spawn([executable] + arguments, output: output.fileDescriptor, errors: log.fileDescriptor)
         state.withLock {
             $0.exited.remove(pid)
-            $0.serve = pid
+            note(&$0, pid)
         }
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
@@ -50,10 +61,10 @@ final class ChaosProcesses: Sendable {
                let port = line.split(separator: ":").last.flatMap({ Int($0) }) {
                 return port
             }
-            guard isRunning(pid) else { throw ValidationError("unrace serve exited; see processes.log") }
+            guard isRunning(pid) else { throw ValidationError("unrace \(arguments[0]) exited; see processes.log") }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw ValidationError("unrace serve did not listen within 60 s")
+        throw ValidationError("unrace \(arguments[0]) did not listen within 60 s")
     }
 
     /// Starts the worker of `slot` (its next generation).
@@ -136,8 +147,8 @@ final class ChaosProcesses: Sendable {
     func stopAll() {
         let (serve, workers) = state.withLock { state -> (pid_t?, [pid_t]) in
             state.stopped = true
-            defer { state.serve = nil; state.workers = [:] }
-            return (state.serve, state.workers.values.map(\.pid))
+            defer { state.serve = nil; state.provider = nil; state.workers = [:] }
+            return (state.serve, state.workers.values.map(\.pid) + (state.provider.map { [$0] } ?? []))
         }
         for pid in workers where isRunning(pid) {
             kill(pid, SIGKILL)

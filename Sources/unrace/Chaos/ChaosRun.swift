@@ -56,13 +56,18 @@ struct ChaosRun: Sendable {
 
     private func phases(url: String, processes: ChaosProcesses) async throws -> ChaosResult {
         let started = ContinuousClock.now
+        // The world outside: the payment provider and mail API every worker calls, and whose log
+        // says what was really charged and sent.
+        let providerPort = try await processes.startProvider(output: folder.appendingPathComponent("provider.out"))
+        let provider = "http://127.0.0.1:\(providerPort)"
         let port = try await processes.startServe([
             "serve", "--database", url, "--port", "0", "--stock", "widget=\(Self.initialStock)", "--max-attempts", "1000",
+            "--provider", provider,
         ], output: folder.appendingPathComponent("serve.out"))
         let workerArguments: @Sendable (Int, Int) -> [String] = { slot, generation in
             [
                 "work", "--database", url, "--handler", command.handler.rawValue, "--visibility-ms", "\(command.visibilityMs)",
-                "--name", "w\(slot)-\(generation)",
+                "--name", "w\(slot)-\(generation)", "--provider", provider,
             ]
         }
         for slot in 0..<command.workers { try processes.startWorker(slot: slot, arguments: workerArguments) }
@@ -131,10 +136,11 @@ struct ChaosRun: Sendable {
         let drainSeconds = Self.seconds(ContinuousClock.now - drainStart)
         supervisor.cancel()
         await supervisor.value
+        let external = try await Self.externalLog(client: client, base: provider)
         try? await client.shutdown()
         processes.stopAll()
 
-        let history = try await Self.history(url: url, outcomes: outcomes)
+        let history = try await Self.history(url: url, outcomes: outcomes, external: external)
         let path = folder.appendingPathComponent("history.jsonl")
         try Data((history.entries.map { $0.jsonLine() }.joined(separator: "\n") + "\n").utf8).write(to: path)
         let report = HistoryChecker.check(history.entries)
@@ -146,6 +152,9 @@ struct ChaosRun: Sendable {
             retries: outcomes.reduce(0) { $0 + $1.retries }, workers: command.workers,
             kills: processes.kills, workerStarts: processes.workerStarts, restarts: restartsDone.value,
             deadLetters: history.deadLetters, seconds: runSeconds, drainSeconds: drainSeconds,
+            providerCharges: external.filter { $0.kind == .charge && $0.delivered }.count,
+            duplicateCharges: Self.duplicates(.charge, external), emailsSent: external.filter { $0.kind == .email && $0.delivered }.count,
+            duplicateEmails: Self.duplicates(.email, external), absorbedByKeys: external.filter { !$0.delivered }.count,
             anomalies: .init(
                 duplicateEffects: report.duplicateEffects.count, lostOperations: report.lostOperations.count,
                 unexpectedEffects: report.unexpectedEffects.count, imbalances: report.imbalances.count, outOfOrder: report.outOfOrder.count
@@ -209,8 +218,24 @@ struct ChaosRun: Sendable {
 
     // MARK: History
 
-    /// The history: what clients asked and got, what accepted orders imply, what the store holds.
-    static func history(url: String, outcomes: [ClientOutcome]) async throws -> (entries: [HistoryEntry], deadLetters: Int) {
+    /// Every request the external systems took, in their order.
+    static func externalLog(client: HTTPClient, base: String) async throws -> [ExternalEvent] {
+        struct Log: Decodable { var events: [ExternalEvent] }
+        let response = try await client.execute(HTTPClientRequest(url: base + "/log"), timeout: .seconds(60))
+        let body = try await response.body.collect(upTo: 1 << 30)
+        return try JSONDecoder().decode(Log.self, from: Data(String(buffer: body).utf8)).events
+    }
+
+    /// Deliveries beyond the first per operation: charges (or emails) made twice.
+    static func duplicates(_ kind: ExternalEvent.Kind, _ events: [ExternalEvent]) -> Int {
+        let delivered = events.filter { $0.kind == kind && $0.delivered }
+        return delivered.count - Set(delivered.map { $0.operation ?? $0.id }).count
+    }
+
+    /// The history: what clients asked and got, what accepted orders imply, what the store
+    /// holds, and what the external systems did — a charge or an email is an effect only when the
+    /// provider's own log says it charged or sent (a request its key absorbed is not).
+    static func history(url: String, outcomes: [ClientOutcome], external: [ExternalEvent]) async throws -> (entries: [HistoryEntry], deadLetters: Int) {
         var entries: [HistoryEntry] = []
         for outcome in outcomes.sorted(by: { $0.index < $1.index }) {
             let operation = outcome.order.map { "order:\($0)" } ?? "order:request-\(outcome.index)"
@@ -226,10 +251,12 @@ struct ChaosRun: Sendable {
                 for row in try await tx.query("SELECT id FROM shop_orders ORDER BY created_at, id") {
                     entries.append(.effect("order:\(try row.string("id"))", actor: "serve"))
                 }
-                for row in try await tx.query("SELECT position, operation, stream, sequence, worker FROM shop_effects ORDER BY position") {
+                for event in external where event.delivered {
+                    let operation = event.operation ?? "\(event.kind.rawValue):unknown-\(event.id)"
+                    let order = operation.split(separator: ":", maxSplits: 1).last.map(String.init) ?? ""
                     entries.append(.effect(
-                        try row.string("operation"), stream: try row.string("stream"), sequence: try row.int64("sequence"),
-                        position: try row.int64("position"), actor: try row.string("worker")
+                        operation, stream: order, sequence: event.kind == .charge ? 1 : 2,
+                        position: Int64(event.sequence), actor: event.worker ?? "unknown"
                     ))
                 }
                 let stock = try await tx.query("SELECT available FROM shop_stock WHERE sku = 'widget'")[0].int64("available")
