@@ -38,6 +38,8 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
             case eventIDReused = "event_id_reused"
             case holdKeyReused = "hold_key_reused"
             case messageIDReused = "message_id_reused"
+            case databaseReadOnly = "database_read_only"
+            case outcomeUnknown = "outcome_unknown"
         }
 
         fileprivate let base: Base
@@ -114,6 +116,16 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// A queue message id was enqueued again with another payload or ordering key. Message
         /// ids are unique per queue; nothing was written.
         public static let messageIDReused = Code(.messageIDReused)
+        /// The database refused to write: it is a read-only standby (PostgreSQL SQLSTATE 25006),
+        /// as during a failover before the standby is promoted, or the primary was demoted.
+        /// Retryable: nothing was written; try again once a primary takes writes.
+        public static let databaseReadOnly = Code(.databaseReadOnly)
+        /// The connection was lost while `COMMIT` was on its way: the step may or may not have
+        /// committed (on a database that failed over, it committed only if the standby had it).
+        /// Retryable for Unrace's own calls: a `perform` retried after a committed claim replays
+        /// it, never runs the body again; a claim that did not commit is claimed afresh. Business
+        /// writes in ``Store/withTransaction(_:)`` must be checked, as after any lost commit.
+        public static let outcomeUnknown = Code(.outcomeUnknown)
     }
 
     /// What went wrong, as a stable code.
@@ -147,12 +159,13 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
     }
 
     /// Whether the same call may succeed if simply tried again later: the store was unreachable
-    /// or lost its connection mid-step, refused writes while failing over, or concurrent
-    /// transactions kept conflicting past the retry limit. Nothing of the failed call was
-    /// written, except where its code's documentation says the outcome is unknown. An HTTP edge
+    /// or lost its connection mid-step (``Code/storeUnavailable``), refused writes while failing
+    /// over (``Code/databaseReadOnly``), lost the answer to its commit (``Code/outcomeUnknown``),
+    /// or concurrent transactions kept conflicting past the retry limit. Nothing of the failed
+    /// call was written, except that after ``Code/outcomeUnknown`` it may have been. An HTTP edge
     /// answers these with 503 and `Retry-After`.
     public var isRetryable: Bool {
-        code == .storeUnavailable || code == .retryLimitReached
+        code == .storeUnavailable || code == .retryLimitReached || code == .databaseReadOnly || code == .outcomeUnknown
     }
 
     /// A short, log-safe text form.

@@ -94,6 +94,9 @@ where Context.Transaction == S.Transaction {
             case .unknownScope, .invalidScope:
                 return problem(HTTPProblem(.principalInvalid, detail: "this client may not use idempotency keys here"))
             default:
+                // The database failing over, unreachable or read-only: nothing was stored (or, for
+                // outcome_unknown, a retry replays what was): 503 with Retry-After.
+                if error.isRetryable { return problem(HTTPProblem.unhandled(error)) }
                 throw error
             }
         }
@@ -210,9 +213,7 @@ where Context.Transaction == S.Transaction {
     }
 
     private func problem(_ problem: HTTPProblem, retryAfter: Bool = false) -> Response {
-        var response = problem.response()
-        if retryAfter { response.headers[.retryAfter] = "1" }
-        return response
+        problem.response()  // with Retry-After for the problems that ask for a retry
     }
 }
 

@@ -31,6 +31,17 @@ public final class PostgresStore: SQLStore {
     /// tables (SQLSTATE 23505: a concurrent step created the row first; the next attempt sees it).
     /// A unique violation on any other table is the caller's and fails at once.
     public static let insertRaceRetryCountMax = 3
+    /// The longest ``stepTimeout`` accepted: 1 hour.
+    public static var stepTimeoutMaximum: Duration { .seconds(3_600) }
+    /// How long a rollback may take before its connection is closed instead: 5 seconds.
+    public static var rollbackTimeout: Duration { .seconds(5) }
+
+    /// The longest one step (or ``withTransaction(_:)``) may hold its connection: past it the
+    /// connection is closed — the server rolls the transaction back — and the step fails with
+    /// ``UnraceError/Code/storeUnavailable``, retryable. A database that stopped answering (a
+    /// primary gone mid-query, a network partition) never holds a caller longer than this.
+    /// Default 30 s; 1 s to ``stepTimeoutMaximum``. Set it above your longest step body.
+    public let stepTimeout: Duration
 
     /// The client the store runs its steps on.
     public let client: PostgresClient
@@ -47,11 +58,22 @@ public final class PostgresStore: SQLStore {
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
     /// an advisory lock.
-    public init(client: PostgresClient, logger: Logger = Logger(label: "unrace.postgres")) async throws {
+    /// - Parameter stepTimeout: see ``stepTimeout`` (default 30 s).
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a step timeout out of bounds; the
+    ///   migration's errors.
+    public init(client: PostgresClient, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.postgres")) async throws {
         self.client = client
         self.logger = logger
         self.readiness = nil
+        self.stepTimeout = try Self.checked(stepTimeout)
         try await migrate()
+    }
+
+    private static func checked(_ stepTimeout: Duration) throws -> Duration {
+        guard stepTimeout >= .seconds(1), stepTimeout <= stepTimeoutMaximum else {
+            throw UnraceError(.invalidConfiguration, "stepTimeout must be between 1 second and 1 hour")
+        }
+        return stepTimeout
     }
 
     /// Creates a store that runs its own client as a swift-service-lifecycle `Service`: put it in
@@ -67,8 +89,11 @@ public final class PostgresStore: SQLStore {
     /// Until ``run()`` runs, steps wait (a warning is logged after 5 s of waiting): a store made this
     /// way does nothing outside a running group. `run()` on a store made with
     /// ``init(client:logger:)`` throws instead: its client is its creator's to run.
-    public init(url: String, maximumConnections: Int = 20, logger: Logger = Logger(label: "unrace.postgres")) async throws {
+    public init(
+        url: String, maximumConnections: Int = 20, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.postgres")
+    ) async throws {
         let configuration = try Self.poolConfiguration(url: url, maximumConnections: maximumConnections)
+        self.stepTimeout = try Self.checked(stepTimeout)
         try await Self.probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
@@ -118,19 +143,22 @@ public final class PostgresStore: SQLStore {
     ///   - maximumConnections: the pool's size (1 to 500). Default 20.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL;
     ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
+    ///   - stepTimeout: see ``stepTimeout`` (default 30 s).
     public static func withStore<T: Sendable>(
         url: String,
         maximumConnections: Int = 20,
+        stepTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "unrace.postgres"),
         _ body: (PostgresStore) async throws -> T
     ) async throws -> T {
         let configuration = try poolConfiguration(url: url, maximumConnections: maximumConnections)
+        _ = try checked(stepTimeout)
         try await probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let store = try await PostgresStore(client: client, logger: logger)
+            let store = try await PostgresStore(client: client, stepTimeout: stepTimeout, logger: logger)
             return try await body(store)
         }
     }
@@ -199,9 +227,11 @@ public final class PostgresStore: SQLStore {
         if step.isReadOnly {
             return try await PostgresTransaction.mapErrors {
                 try await client.withConnection { connection in
-                    let tx = PostgresTransaction(connection: connection, logger: logger)
-                    let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
-                    return try await StepNesting.inside { try await body(context) }
+                    try await bounded(connection) {
+                        let tx = PostgresTransaction(connection: connection, logger: logger)
+                        let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
+                        return try await StepNesting.inside { try await body(context) }
+                    }
                 }
             }
         }
@@ -229,16 +259,18 @@ public final class PostgresStore: SQLStore {
             do {
                 return try await PostgresTransaction.mapErrors {
                     try await client.withConnection { connection in
-                        let tx = PostgresTransaction(connection: connection, logger: logger)
-                        try await tx.execute("BEGIN")
-                        do {
-                            let result = try await StepNesting.inside { try await body(tx) }
-                            try Task.checkCancellation()  // a cancelled caller commits nothing
-                            try await tx.execute("COMMIT")
-                            return result
-                        } catch {
-                            await rollback(connection)
-                            throw error
+                        try await bounded(connection) {
+                            let tx = PostgresTransaction(connection: connection, logger: logger)
+                            try await tx.execute("BEGIN")
+                            do {
+                                let result = try await StepNesting.inside { try await body(tx) }
+                                try Task.checkCancellation()  // a cancelled caller commits nothing
+                                try await commit(tx)
+                                return result
+                            } catch {
+                                await rollback(connection)
+                                throw error
+                            }
                         }
                     }
                 }
@@ -257,16 +289,79 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// Rolls back on a task of its own, which cancellation of the caller cannot skip.
-    private func rollback(_ connection: PostgresConnection) async {
-        let logger = logger
-        let result = await Task.detached {
-            try await connection.query("ROLLBACK", logger: logger)
-        }.result
-        if case .failure(let error) = result {
-            // The connection may still be inside the failed transaction: never pool it again.
-            logger.warning("rollback after a failed step also failed; closing the connection", metadata: ["error": "\(error)"])
+    /// Sends `COMMIT`. A connection lost on the way leaves the outcome unknown: the server may
+    /// have committed before it went (on a database that failed over, if the standby had it).
+    private func commit(_ tx: PostgresTransaction) async throws {
+        do {
+            try await tx.execute("COMMIT")
+        } catch let error as UnraceError where error.code == .storeUnavailable {
+            throw UnraceError(
+                .outcomeUnknown, "the connection was lost while COMMIT was on its way: the step may or may not have committed",
+                underlying: error
+            )
+        }
+    }
+
+    /// Runs `work` on `connection` for at most ``stepTimeout``: past it, the connection is closed,
+    /// which fails the statement in flight (the server rolls back), and the step fails with a
+    /// retryable ``UnraceError/Code/storeUnavailable``. A cancelled caller closes the connection
+    /// too — postgres-nio does not cancel a statement in flight, and a database that stopped
+    /// answering would otherwise keep the caller (and a graceful shutdown) waiting — and gets
+    /// `CancellationError`.
+    private func bounded<T>(_ connection: PostgresConnection, _ work: () async throws -> T) async throws -> T {
+        let expired = Mutex(false)
+        let timeout = stepTimeout
+        let deadline = connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+            expired.withLock { $0 = true }
             connection.close().whenComplete { _ in }
+        }
+        defer { deadline.cancel() }
+        do {
+            return try await withTaskCancellationHandler(operation: work) {
+                connection.close().whenComplete { _ in }
+            }
+        } catch where Task.isCancelled {
+            throw CancellationError()
+        } catch where expired.withLock({ $0 }) {
+            logger.warning("a step took longer than its timeout; its connection was closed", metadata: ["timeout": "\(timeout)"])
+            throw UnraceError(
+                .storeUnavailable, "PostgreSQL did not finish the step within the step timeout; its connection was closed and nothing was committed",
+                detail: "stepTimeout \(timeout)", underlying: error
+            )
+        }
+    }
+
+    /// Rolls back on a task of its own, which cancellation of the caller cannot skip, waiting at
+    /// most ``rollbackTimeout``. A connection already closed needs none (the server rolled back
+    /// when it went; postgres-nio would never answer a query sent on it).
+    private func rollback(_ connection: PostgresConnection) async {
+        guard !connection.isClosed else { return }
+        let logger = logger
+        let rollback = Task.detached {
+            try await connection.query("ROLLBACK", logger: logger)
+        }
+        let finished = await Self.first(of: rollback, within: Self.rollbackTimeout)
+        if case .failure(let error)? = finished {
+            // The connection may still be inside the failed transaction: never pool it again.
+            logger.warning("rollback after a failed step also failed; closing the connection", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            connection.close().whenComplete { _ in }
+        } else if finished == nil {
+            logger.warning("rollback after a failed step did not finish in time; closing the connection")
+            connection.close().whenComplete { _ in }
+        }
+    }
+
+    /// The result of `task`, or `nil` when it has not finished within `limit` (the task is left
+    /// to finish, or not, on its own).
+    private static func first<T: Sendable>(of task: Task<T, any Error>, within limit: Duration) async -> Result<T, any Error>? {
+        let once = OnceResumption<Result<T, any Error>?>()
+        return await withCheckedContinuation { continuation in
+            once.set(continuation)
+            Task.detached { once.resume(with: await task.result) }
+            Task.detached {
+                try? await Task.sleep(for: limit)
+                once.resume(with: nil)
+            }
         }
     }
 
@@ -384,5 +479,33 @@ private final class Readiness: Sendable {
             }
             waiter?.resume(throwing: CancellationError())
         }
+    }
+}
+
+/// A continuation resumed by the first of several callers; the others do nothing.
+private final class OnceResumption<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, value: T?, done: Bool)>((nil, nil, false))
+
+    func set(_ continuation: CheckedContinuation<T, Never>) {
+        let ready = state.withLock { state -> T? in
+            if state.done, let value = state.value { return value }
+            state.continuation = continuation
+            return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+    }
+
+    func resume(with value: T) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, Never>? in
+            guard !state.done else { return nil }
+            state.done = true
+            guard let continuation = state.continuation else {
+                state.value = value
+                return nil
+            }
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(returning: value)
     }
 }

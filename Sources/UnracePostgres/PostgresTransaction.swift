@@ -19,10 +19,10 @@ public struct PostgresTransaction: SQLTransaction {
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
         if let prepared = HotStatements.byText[sql] {
-            _ = try await Self.mapErrors { try await HotStatements.rows(prepared, connection, arguments, logger) }
+            _ = try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
             return
         }
-        try await Self.mapErrors {
+        try await sending {
             try await connection.query(Self.query(sql, arguments), logger: logger)
         }
     }
@@ -30,14 +30,24 @@ public struct PostgresTransaction: SQLTransaction {
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
         if let prepared = HotStatements.byText[sql] {
-            return try await Self.mapErrors { try await HotStatements.rows(prepared, connection, arguments, logger) }
+            return try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
         }
         return try await rows(of: Self.query(sql, arguments))
     }
 
+    /// Sends a statement on the connection, unless the connection is already closed: postgres-nio
+    /// 1.33 never answers a query written to a closed channel (its handler has left the
+    /// pipeline, so nothing fails the query's promise), which would hang the step forever.
+    func sending<T>(_ work: () async throws -> T) async throws -> T {
+        guard !connection.isClosed else {
+            throw UnraceError(.storeUnavailable, "the PostgreSQL connection was lost; nothing more was sent on it")
+        }
+        return try await Self.mapErrors(work)
+    }
+
     /// Runs a query built with postgres-nio's own bindings (arrays, for instance) and returns its rows.
     func rows(of query: PostgresQuery) async throws -> [SQLRow] {
-        try await Self.mapErrors {
+        try await sending {
             var rows: [SQLRow] = []
             for try await row in try await connection.query(query, logger: logger) {
                 rows.append(try SQLRow(row))
@@ -182,10 +192,20 @@ public struct PostgresTransaction: SQLTransaction {
         if error.code == .server {
             let state = error.serverInfo?[.sqlState] ?? ""
             let message = error.serverInfo?[.message] ?? ""
+            let detail = "SQLSTATE \(state): \(message)"
             if state.hasPrefix("23") {
-                return UnraceError(.constraintViolation, "a statement broke a database constraint", detail: "SQLSTATE \(state): \(message)", underlying: error)
+                return UnraceError(.constraintViolation, "a statement broke a database constraint", detail: detail, underlying: error)
             }
-            return UnraceError(.storeFailure, "PostgreSQL reported an error", detail: "SQLSTATE \(state): \(message)", underlying: error)
+            if state == "25006" {
+                // read_only_sql_transaction: a standby, or a primary being demoted.
+                return UnraceError(.databaseReadOnly, "the database refused to write: it is a read-only standby", detail: detail, underlying: error)
+            }
+            // Connection exceptions (08), a server shutting down or starting (57P01–57P03), too
+            // many connections (53300): retryable, nothing was written.
+            if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state) {
+                return UnraceError(.storeUnavailable, "PostgreSQL is shutting down, starting or out of connections", detail: detail, underlying: error)
+            }
+            return UnraceError(.storeFailure, "PostgreSQL reported an error", detail: detail, underlying: error)
         }
         return UnraceError(.storeUnavailable, "the PostgreSQL connection failed", detail: "\(error.code)", underlying: error)
     }

@@ -222,6 +222,9 @@ struct ProblemAndStoredResponseTests {
         let retryable = HTTPProblem.unhandled(UnraceError(.storeUnavailable, "down", detail: "key k-secret"))
         #expect(retryable.status == .serviceUnavailable && retryable.retryAfterSeconds == 1)
         #expect(!String(decoding: retryable.jsonBody(), as: UTF8.self).contains("k-secret"))
+        for code in [UnraceError.Code.databaseReadOnly, .outcomeUnknown, .retryLimitReached] {
+            #expect(HTTPProblem.unhandled(UnraceError(code, "failing over")).status == .serviceUnavailable, "\(code)")
+        }
         let other = HTTPProblem.unhandled(UnraceError(.storeFailure, "broken"))
         #expect(other.status == .internalServerError && other.retryAfterSeconds == nil)
         #expect(HTTPProblem.unhandled(HTTPProblem(.notFound)).code == .notFound)

@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+import Unrace
+import UnracePostgres
+
+/// No PostgreSQL step waits without bound: a connection lost mid-step fails the step at once
+/// (postgres-nio never answers a query sent on a closed connection), a database that stops
+/// answering is cut off after the step timeout, and a cancelled caller is released at once —
+/// each with a typed, retryable error and nothing committed.
+@Suite("PostgreSQL liveness", .timeLimit(.minutes(3)), .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"))
+struct PostgresLivenessTests {
+    static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    static func withPostgres(stepTimeout: Duration = .seconds(30), _ body: (PostgresStore) async throws -> Void) async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, stepTimeout: stepTimeout, logger: quiet) { try await body($0) }
+        }
+    }
+
+    @Test("a connection lost mid-step fails the step with store_unavailable at once, and the next step runs")
+    func lostConnection() async throws {
+        try await Self.withPostgres { store in
+            let operations = try Operations(store: store, configuration: .init())
+            let outcome = try await within(.seconds(20), "a step on a lost connection") {
+                do {
+                    _ = try await operations.perform(key: "lost") { tx in
+                        try await tx.connection.close()
+                        try await tx.execute("SELECT 1")
+                        return 1
+                    }
+                    return "performed"
+                } catch let error as UnraceError {
+                    return "\(error.code)\(error.isRetryable ? " retryable" : "")"
+                }
+            }
+            #expect(outcome == "store_unavailable retryable")
+            #expect(try await store.record(scope: .default, key: OperationKey("lost")) == nil, "nothing committed")
+            #expect(try await operations.perform(key: "lost") { _ in 2 }.value == 2)
+        }
+    }
+
+    @Test("a step the database does not finish within the step timeout is cut off with store_unavailable")
+    func stepTimeout() async throws {
+        try await Self.withPostgres(stepTimeout: .seconds(1)) { store in
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(20), "a step past its timeout") {
+                do {
+                    _ = try await store.withTransaction { tx in try await tx.execute("SELECT pg_sleep(60)") }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(ContinuousClock.now - started < .seconds(15))
+        }
+    }
+
+    @Test("a cancelled caller waiting on the database is released at once with CancellationError")
+    func cancelledWait() async throws {
+        try await Self.withPostgres { store in
+            let entered = Latch()
+            let waiting = Task {
+                try await store.withTransaction { tx in
+                    entered.open()
+                    try await tx.execute("SELECT pg_sleep(60)")
+                }
+            }
+            await entered.wait()
+            let started = ContinuousClock.now
+            waiting.cancel()
+            let result = try await within(.seconds(20), "the cancelled step") { await waiting.result }
+            #expect(throws: CancellationError.self) { try result.get() }
+            #expect(ContinuousClock.now - started < .seconds(15))
+        }
+    }
+
+    @Test("a write a read-only database refuses (SQLSTATE 25006, as a standby does) is database_read_only, retryable; nothing is written")
+    func readOnly() async throws {
+        try await Self.withPostgres { store in
+            let table = uniqueName("ro")
+            _ = try await store.withTransaction { tx in try await tx.execute("CREATE TABLE \(table) (id TEXT)") }
+            do {
+                _ = try await store.withTransaction { tx in
+                    try await tx.execute("SET TRANSACTION READ ONLY")
+                    try await tx.execute("INSERT INTO \(table) (id) VALUES ('x')")
+                }
+                Issue.record("a write in a read-only transaction succeeded")
+            } catch let error as UnraceError {
+                #expect(error.code == .databaseReadOnly && error.isRetryable)
+            }
+            #expect(try await countRows(store, table) == 0)
+        }
+    }
+}
