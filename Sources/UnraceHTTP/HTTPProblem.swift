@@ -84,10 +84,10 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
         self.init(code, status: status, title: title, detail: detail)
     }
 
-    /// The seconds a client should wait before retrying, for the problems that ask it to
-    /// (`503`, `409 request_in_progress`): sent as `Retry-After`. `nil` for the others.
+    /// The seconds a client should wait before retrying, for the problems that ask it to (every
+    /// 503, `409 request_in_progress`): sent as `Retry-After`. `nil` for the others.
     public var retryAfterSeconds: Int? {
-        code == .serviceUnavailable || code == .requestInProgress ? 1 : nil
+        code == .serviceUnavailable || code == .requestInProgress || status == .serviceUnavailable ? 1 : nil
     }
 
     /// The problem type URI: `urn:unrace:problem:` and the code.

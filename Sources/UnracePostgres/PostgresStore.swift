@@ -118,7 +118,7 @@ public final class PostgresStore: SQLStore {
     var waitingSteps: Int { readiness?.waiting ?? 0 }
 
     private func migrate() async throws {
-        _ = try await transaction { tx in
+        _ = try await transaction(timed: false) { tx in
             try await tx.execute("SELECT pg_advisory_xact_lock(\(SQLSchema.lockKey))")
             return try await SQLSchema.migrations(.postgres).apply(tx, now: SystemWallClock().now())
         }
@@ -250,7 +250,9 @@ public final class PostgresStore: SQLStore {
     /// Runs `body` between `BEGIN` and `COMMIT` on a pooled connection, rolling back if it throws
     /// (or the task is cancelled) and retrying, bounded and with jitter, on serialization
     /// failures, deadlocks and lost insert races on Unrace's tables.
-    func transaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
+    /// - Parameter timed: bound it by ``stepTimeout`` (every step; not the schema migration,
+    ///   which may take as long as the database needs).
+    func transaction<T: Sendable>(timed: Bool = true, _ body: (PostgresTransaction) async throws -> T) async throws -> T {
         try StepNesting.check()
         var attempt = 0
         var insertRaces = 0
@@ -259,7 +261,7 @@ public final class PostgresStore: SQLStore {
             do {
                 return try await PostgresTransaction.mapErrors {
                     try await client.withConnection { connection in
-                        try await bounded(connection) {
+                        try await bounded(connection, timed: timed) {
                             let tx = PostgresTransaction(connection: connection, logger: logger)
                             try await tx.execute("BEGIN")
                             do {
@@ -308,14 +310,14 @@ public final class PostgresStore: SQLStore {
     /// too — postgres-nio does not cancel a statement in flight, and a database that stopped
     /// answering would otherwise keep the caller (and a graceful shutdown) waiting — and gets
     /// `CancellationError`.
-    private func bounded<T>(_ connection: PostgresConnection, _ work: () async throws -> T) async throws -> T {
+    private func bounded<T>(_ connection: PostgresConnection, timed: Bool = true, _ work: () async throws -> T) async throws -> T {
         let expired = Mutex(false)
         let timeout = stepTimeout
-        let deadline = connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+        let deadline = timed ? connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
             expired.withLock { $0 = true }
             connection.close().whenComplete { _ in }
-        }
-        defer { deadline.cancel() }
+        } : nil
+        defer { deadline?.cancel() }
         do {
             return try await withTaskCancellationHandler(operation: work) {
                 connection.close().whenComplete { _ in }

@@ -110,7 +110,7 @@ public struct Shop<S: SQLStore>: Sendable {
         router.add(middleware: ProblemMiddleware(logger: logger))
         // A body that does not arrive in time is 408, whatever route it was for.
         router.add(middleware: try RequestBodyTimeout(timeout: configuration.requestTimeout, byteCountLimit: 1 << 20))
-        router.get("health") { _, _ in HealthResponse(status: "ok", store: store.backendName) }
+        router.get("health") { _, _ in try await health() }
         router.get("metrics") { _, _ in
             // The queue's depth gauge is read at scrape time, so it is current; a failed read
             // leaves the last value and never costs the scrape its other metrics.
@@ -195,6 +195,54 @@ extension Shop {
 struct HealthResponse: ResponseEncodable {
     let status: String
     let store: String
+    let writable: Bool
+}
+
+extension Shop {
+    /// The longest `GET /health` waits for the database: 2 seconds.
+    static var healthTimeout: Duration { .seconds(2) }
+
+    /// `GET /health`: 200 when the database takes writes — a write transaction begins (SQLite's
+    /// writer, PostgreSQL's primary: not in recovery, not read-only) within ``healthTimeout`` —
+    /// else 503 `database_read_only` or `service_unavailable` with `Retry-After`: a load balancer
+    /// takes a replica whose database is failing over out of rotation.
+    func health() async throws -> HealthResponse {
+        let store = store
+        let writable: Result<Void, any Error>? = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+            group.addTask {
+                do {
+                    try await store.withTransaction { tx in
+                        guard store.dialect == .postgres else {
+                            _ = try await tx.query("SELECT 1 AS ok")
+                            return
+                        }
+                        let rows = try await tx.query("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS read_only")
+                        if rows.first?["read_only"].bool == true {
+                            throw UnraceError(.databaseReadOnly, "the database is a read-only standby")
+                        }
+                    }
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: Self.healthTimeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        switch writable {
+        case .success?:
+            return HealthResponse(status: "ok", store: store.backendName, writable: true)
+        case .failure(let error as UnraceError)? where error.code == .databaseReadOnly:
+            throw HTTPProblem(HTTPProblem.Code("database_read_only"), status: .serviceUnavailable, title: "The database does not take writes", detail: "a read-only standby: retry after Retry-After")
+        case .failure?, nil:
+            throw HTTPProblem(.serviceUnavailable, detail: "the database did not begin a write transaction within \(Self.healthTimeout)")
+        }
+    }
 }
 
 extension Shop {

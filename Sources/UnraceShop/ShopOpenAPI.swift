@@ -14,7 +14,8 @@ enum ShopOpenAPI {
           "get": {
             "operationId": "health",
             "responses": {
-              "200": { "description": "The server runs.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } }
+              "200": { "description": "The server runs and its database takes writes.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } },
+              "503": { "$ref": "#/components/responses/Problem" }
             }
           }
         },
@@ -245,7 +246,7 @@ enum ShopOpenAPI {
           "Problem": { "description": "RFC 9457 problem details.", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
         },
         "schemas": {
-          "Health": { "type": "object", "required": ["status", "store"], "properties": { "status": { "type": "string" }, "store": { "type": "string" } } },
+          "Health": { "type": "object", "required": ["status", "store", "writable"], "properties": { "status": { "type": "string" }, "store": { "type": "string" }, "writable": { "type": "boolean" } } },
           "OrderRequest": {
             "type": "object", "required": ["sku", "quantity"],
             "properties": {

@@ -10,6 +10,9 @@ package enum SQLSchema {
         let blob = sqlite ? "BLOB" : "BYTEA"
         let integer = sqlite ? "INTEGER" : "BIGINT"
         let keyed = sqlite ? " WITHOUT ROWID" : ""
+        let tableExists = sqlite
+            ? "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = '\(SchemaMigrations.table)'"
+            : "SELECT to_regclass('\(SchemaMigrations.table)') IS NOT NULL AS present"
         return SchemaMigrations([
             .init(version: 1, statements: [
                 """
@@ -148,6 +151,6 @@ package enum SQLSchema {
                 "DROP INDEX unrace_operations_scope_expiry",
                 "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
             ]),
-        ])
+        ], tableExistsSQL: tableExists)
     }
 }

@@ -16,7 +16,14 @@ package struct SchemaMigrations: Sendable {
     }
 
     package var migrations: [Migration]
-    package init(_ migrations: [Migration]) { self.migrations = migrations }
+    /// A query answering one row whose `present` column says whether the table of applied
+    /// versions exists, so that a database with nothing to apply is only read (one a standby or
+    /// `default_transaction_read_only` keeps read-only opens).
+    package var tableExistsSQL: String?
+    package init(_ migrations: [Migration], tableExistsSQL: String? = nil) {
+        self.migrations = migrations
+        self.tableExistsSQL = tableExistsSQL
+    }
 
     package static let table = "unrace_schema_migrations"
 
@@ -24,6 +31,10 @@ package struct SchemaMigrations: Sendable {
     /// - Returns: the versions applied by this call.
     @discardableResult
     package func apply(_ tx: some SQLTransaction, now: Timestamp) async throws -> [Int] {
+        if let tableExistsSQL, try await tx.query(tableExistsSQL).first?["present"].bool == true {
+            let applied = Set(try await tx.query("SELECT version FROM \(Self.table)").compactMap { $0["version"].int64 }.map(Int.init))
+            if applied == Set(migrations.map(\.version)) { return [] }
+        }
         try await tx.execute(
             "CREATE TABLE IF NOT EXISTS \(Self.table) (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
         )
