@@ -80,6 +80,8 @@ defaults
   timeout check 2s
 listen postgres
   bind 127.0.0.1:$rp_proxy_port
+  # Servers start UP until their first check: the primary first, so none reaches the standby.
+  balance first
   option external-check
   external-check command $(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pg-accepts-writes
   default-server inter 300ms fall 1 rise 1 on-marked-down shutdown-sessions
@@ -89,10 +91,17 @@ CONFIG
   haproxy -f "$pg_work/haproxy.cfg" -p "$pg_work/haproxy.pid" -D >"$pg_work/haproxy.log" 2>&1 \
     || { cat "$pg_work/haproxy.log" >&2; exit 1; }
   pg_url="postgres://postgres@127.0.0.1:$rp_proxy_port/unrace_test"
-  # HAProxy routes once its first check of the primary passed.
-  for _ in $(seq 100); do
-    [ "$(PGCONNECT_TIMEOUT=1 psql "$pg_url" -qAtc "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ] && break
-    sleep 0.1
+  # HAProxy routes to the primary once its checks have run: ten answers in a row from it.
+  local writable=0
+  for _ in $(seq 200); do
+    if [ "$(PGCONNECT_TIMEOUT=1 psql "$pg_url" -qAtc "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ]; then
+      writable=$((writable + 1))
+      [ "$writable" -ge 10 ] && break
+    else
+      writable=0
+    fi
+    sleep 0.05
   done
+  [ "$writable" -ge 10 ] || { echo "HAProxy does not route to the primary" >&2; cat "$pg_work/haproxy.log" >&2; exit 1; }
   rp_failover="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/failover $pg_work $pg_bin"
 }

@@ -36,6 +36,10 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "A shell command that restarts the database, such as `pg_ctl -D DATA restart -m immediate`.") var restartCommand: String?
     @Option(help: "Database restarts during the run, spread evenly (0 to 10; needs --restart-command).") var restarts = 1
     @Option(help: "The workers' visibility timeout in milliseconds (100 to 600000).") var visibilityMs = 1_000
+    @Option(help: "sync or async: --database is a replicated PostgreSQL behind HAProxy whose standby replicates this way; --failover-command fails it over (scripts/chaos --failover sets both up).")
+    var failover: FailoverMode?
+    @Option(help: "A shell command that kills the primary and promotes the standby, run once a third of the orders are answered (needs --failover).")
+    var failoverCommand: String?
     @Option(help: "Seconds the whole run may take before it is stopped (10 to 86400).") var timeLimitSeconds = 900
     @Option(help: "Where to write the history and logs (default: a new temporary folder).") var output: String?
     @Flag(help: "Keep the run's schema instead of dropping it.") var keep = false
@@ -55,7 +59,12 @@ struct ChaosCommand: AsyncParsableCommand {
         }
         guard (100...600_000).contains(visibilityMs) else { throw ValidationError("--visibility-ms must be between 100 and 600000") }
         guard (10...86_400).contains(timeLimitSeconds) else { throw ValidationError("--time-limit-seconds must be between 10 and 86400") }
+        guard (failover == nil) == (failoverCommand == nil) else {
+            throw ValidationError("--failover and --failover-command go together")
+        }
     }
+
+    enum FailoverMode: String, ExpressibleByArgument, CaseIterable, Codable { case sync, async }
 
     func run() async throws {
         let folder = URL(fileURLWithPath: output ?? FileManager.default.temporaryDirectory.appendingPathComponent("unrace-chaos-\(UUID().uuidString.prefix(8).lowercased())").path)
@@ -70,8 +79,10 @@ struct ChaosCommand: AsyncParsableCommand {
             print(result.text)
         }
         // An order without a final answer has no expectation to check: the run proved nothing
-        // about it, so it fails too.
-        if result.anomalies.total > 0 || result.unanswered > 0 { throw ExitCode(1) }
+        // about it, so it fails too. So does an acknowledged order the database lost, and a 500.
+        if result.anomalies.total > 0 || result.unanswered > 0 || result.acknowledgedButMissing > 0 || result.serverErrors > 0 {
+            throw ExitCode(1)
+        }
     }
 }
 
@@ -109,6 +120,25 @@ struct ChaosResult: Codable, Sendable {
     var duplicateEmails: Int
     /// Requests the external systems answered from an idempotency key instead of acting again.
     var absorbedByKeys: Int
+    /// `sync` or `async` when the run failed the database over, else `nil`.
+    var failoverMode: String?
+    /// How many times the primary was killed and the standby promoted.
+    var failovers: Int
+    /// Orders a client was told were created (201 with an id) that the database does not hold
+    /// after the run: acknowledged commits a failover lost.
+    var acknowledgedButMissing: Int
+    /// Acknowledged orders whose request, sent again with its key after the run, ran again (a
+    /// new order) instead of replaying: the claim the failover lost.
+    var ranAgain: Int
+    /// Duplicate effects, as in ``Anomalies/duplicateEffects``.
+    var duplicateEffects: Int
+    /// Answers with a 5xx status other than 503 (retryable conditions are 503 with Retry-After).
+    var serverErrors: Int
+    /// The longest one HTTP request took, in seconds (every client request is bounded by the
+    /// server's step timeout; the client gives up at 30 s).
+    var longestRequestSeconds: Double
+    /// Seconds `unrace serve` took to exit after SIGTERM at the end of the run.
+    var shutdownSeconds: Double
     var anomalies: Anomalies
     var history: String
     var report: String
@@ -120,6 +150,8 @@ struct ChaosResult: Codable, Sendable {
         orders: \(accepted) accepted, \(refused) refused, \(unanswered) unanswered; \(retries) client retries
         run: \(String(format: "%.1f", seconds)) s, then \(String(format: "%.1f", drainSeconds)) s to drain the queue; \(deadLetters) dead letters
         provider: \(providerCharges) charges (\(duplicateCharges) duplicate), \(emailsSent) emails (\(duplicateEmails) duplicate), \(absorbedByKeys) repeats absorbed by idempotency keys
+        failover: \(failoverMode.map { "\(failovers) (\($0) replication)" } ?? "none"); \(acknowledgedButMissing) acknowledged orders missing, \(ranAgain) ran again when retried
+        liveness: longest request \(String(format: "%.1f", longestRequestSeconds)) s, \(serverErrors) 5xx other than 503, serve stopped \(String(format: "%.2f", shutdownSeconds)) s after SIGTERM
         \(report)
         history: \(history)
         """

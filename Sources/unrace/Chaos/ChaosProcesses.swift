@@ -144,6 +144,22 @@ final class ChaosProcesses: Sendable {
 
     /// Stops every process this run started: workers by SIGKILL, the server by SIGTERM (then
     /// SIGKILL after 5 s); waits for each to exit. Safe to call more than once.
+    /// Sends `unrace serve` SIGTERM and waits up to `limit` for it to exit.
+    /// - Returns: the seconds it took, or `nil` if it was still running (then it is SIGKILLed).
+    func stopServe(within limit: Duration) -> Double? {
+        guard let serve = state.withLock({ $0.serve }), isRunning(serve) else { return nil }
+        let started = ContinuousClock.now
+        kill(serve, SIGTERM)
+        while isRunning(serve), ContinuousClock.now - started < limit { usleep(10_000) }
+        guard !isRunning(serve) else {
+            kill(serve, SIGKILL)
+            _ = Self.wait(serve)
+            return nil
+        }
+        let elapsed = ContinuousClock.now - started
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
     func stopAll() {
         let (serve, workers) = state.withLock { state -> (pid_t?, [pid_t]) in
             state.stopped = true

@@ -76,6 +76,7 @@ struct ChaosRun: Sendable {
         let base = "http://127.0.0.1:\(port)"
         let completed = ChaosCounter()
         let restartsDone = ChaosCounter()
+        let failoversDone = ChaosCounter()
         let outcomes: [ClientOutcome]
         do {
             outcomes = try await withThrowingTaskGroup(of: [ClientOutcome].self) { group in
@@ -97,6 +98,14 @@ struct ChaosRun: Sendable {
                     await withTaskGroup(of: Void.self) { faults in
                         faults.addTask { await processes.supervise(arguments: workerArguments) }
                         faults.addTask { await processes.killRandomly(every: .milliseconds(command.killEveryMs)) }
+                        if let failover = command.failoverCommand {
+                            faults.addTask {
+                                while completed.value < command.operations / 3 {
+                                    guard (try? await Task.sleep(for: .milliseconds(10))) != nil else { return }
+                                }
+                                if await processes.runShell(failover) { _ = failoversDone.increment() }
+                            }
+                        }
                         if let restart = command.restartCommand, command.restarts > 0 {
                             faults.addTask {
                                 for number in 1...command.restarts {
@@ -137,7 +146,15 @@ struct ChaosRun: Sendable {
         supervisor.cancel()
         await supervisor.value
         let external = try await Self.externalLog(client: client, base: provider)
+        // After a failover, every acknowledged order's request is sent again with its key, as a
+        // client that never saw the answer would: a claim the database kept replays it; a claim
+        // it lost runs the order again.
+        var ranAgain = 0
+        if command.failover != nil {
+            ranAgain = try await Self.retryAcknowledged(outcomes, client: client, base: base)
+        }
         try? await client.shutdown()
+        let shutdownSeconds = processes.stopServe(within: .seconds(60))
         processes.stopAll()
 
         let history = try await Self.history(url: url, outcomes: outcomes, external: external)
@@ -155,6 +172,10 @@ struct ChaosRun: Sendable {
             providerCharges: external.filter { $0.kind == .charge && $0.delivered }.count,
             duplicateCharges: Self.duplicates(.charge, external), emailsSent: external.filter { $0.kind == .email && $0.delivered }.count,
             duplicateEmails: Self.duplicates(.email, external), absorbedByKeys: external.filter { !$0.delivered }.count,
+            failoverMode: command.failover?.rawValue, failovers: failoversDone.value,
+            acknowledgedButMissing: history.missing, ranAgain: ranAgain, duplicateEffects: report.duplicateEffects.count,
+            serverErrors: outcomes.reduce(0) { $0 + $1.serverErrors },
+            longestRequestSeconds: outcomes.map(\.longestSeconds).max() ?? 0, shutdownSeconds: shutdownSeconds ?? -1,
             anomalies: .init(
                 duplicateEffects: report.duplicateEffects.count, lostOperations: report.lostOperations.count,
                 unexpectedEffects: report.unexpectedEffects.count, imbalances: report.imbalances.count, outOfOrder: report.outOfOrder.count
@@ -171,40 +192,77 @@ struct ChaosRun: Sendable {
         var status: Int
         var order: String?
         var retries: Int
+        /// The longest one of its requests took.
+        var longestSeconds: Double = 0
+        /// Answers with a 5xx other than 503.
+        var serverErrors: Int = 0
     }
 
     /// Places order `index`, retrying with the same key until a final answer (or 3 minutes).
     static func place(_ index: Int, client: HTTPClient, base: String) async -> ClientOutcome {
         let quantity = Int64(1 + index % 3)
         let deadline = ContinuousClock.now + .seconds(180)
-        var retries = 0
+        var outcome = ClientOutcome(index: index, quantity: quantity, status: 0, order: nil, retries: 0)
         while true {
-            var request = HTTPClientRequest(url: base + "/orders")
-            request.method = .POST
-            request.headers.add(name: "Idempotency-Key", value: "\"chaos-\(index)\"")
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "X-Client-Id", value: "chaos")
-            request.body = .bytes(ByteBuffer(string: #"{"sku":"widget","quantity":\#(quantity)}"#))
-            if let response = try? await client.execute(request, timeout: .seconds(30)),
-               let body = try? await response.body.collect(upTo: 1 << 20) {
-                let status = Int(response.status.code)
-                let text = String(buffer: body)
+            let sent = ContinuousClock.now
+            let answer = await order(index, quantity: quantity, client: client, base: base)
+            outcome.longestSeconds = max(outcome.longestSeconds, seconds(ContinuousClock.now - sent))
+            if let (status, text) = answer {
+                if status >= 500, status != 503 { outcome.serverErrors += 1 }
                 if status == 201 {
                     let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
-                    return ClientOutcome(index: index, quantity: quantity, status: status, order: object?["id"] as? String, retries: retries)
+                    outcome.status = status
+                    outcome.order = object?["id"] as? String
+                    return outcome
                 }
                 let retryable = status >= 500 || status == 429 || (status == 409 && text.contains("request_in_progress"))
-                if !retryable { return ClientOutcome(index: index, quantity: quantity, status: status, order: nil, retries: retries) }
+                if !retryable {
+                    outcome.status = status
+                    return outcome
+                }
             }
-            guard ContinuousClock.now < deadline, !Task.isCancelled else {
-                return ClientOutcome(index: index, quantity: quantity, status: 0, order: nil, retries: retries)
-            }
-            retries += 1
-            let pause = min(20 << min(retries, 6), 1_000)
+            guard ContinuousClock.now < deadline, !Task.isCancelled else { return outcome }
+            outcome.retries += 1
+            let pause = min(20 << min(outcome.retries, 6), 1_000)
             // A cancelled run (its time limit) stops retrying at once.
-            do { try await Task.sleep(for: .milliseconds(Int.random(in: pause / 2...pause))) } catch {
-                return ClientOutcome(index: index, quantity: quantity, status: 0, order: nil, retries: retries)
+            do { try await Task.sleep(for: .milliseconds(Int.random(in: pause / 2...pause))) } catch { return outcome }
+        }
+    }
+
+    /// One `POST /orders` of order `index` with its key: the status and body, or `nil` when no
+    /// answer came (refused, cut, or 30 s without one).
+    static func order(_ index: Int, quantity: Int64, client: HTTPClient, base: String) async -> (Int, String)? {
+        var request = HTTPClientRequest(url: base + "/orders")
+        request.method = .POST
+        request.headers.add(name: "Idempotency-Key", value: "\"chaos-\(index)\"")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "X-Client-Id", value: "chaos")
+        request.body = .bytes(ByteBuffer(string: #"{"sku":"widget","quantity":\#(quantity)}"#))
+        guard let response = try? await client.execute(request, timeout: .seconds(30)),
+              let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
+        return (Int(response.status.code), String(buffer: body))
+    }
+
+    /// Sends every acknowledged order's request again, 16 at a time; returns how many ran again
+    /// (answered with another order, not a replay of the acknowledged one).
+    static func retryAcknowledged(_ outcomes: [ClientOutcome], client: HTTPClient, base: String) async throws -> Int {
+        let acknowledged = outcomes.filter { $0.order != nil }
+        let next = ChaosCounter()
+        return try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    var again = 0
+                    while true {
+                        let position = next.increment()
+                        guard position < acknowledged.count else { return again }
+                        let outcome = acknowledged[position]
+                        guard let (status, text) = await order(outcome.index, quantity: outcome.quantity, client: client, base: base) else { continue }
+                        let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+                        if status == 201, object?["id"] as? String != outcome.order { again += 1 }
+                    }
+                }
             }
+            return try await group.reduce(0, +)
         }
     }
 
@@ -235,7 +293,7 @@ struct ChaosRun: Sendable {
     /// The history: what clients asked and got, what accepted orders imply, what the store
     /// holds, and what the external systems did — a charge or an email is an effect only when the
     /// provider's own log says it charged or sent (a request its key absorbed is not).
-    static func history(url: String, outcomes: [ClientOutcome], external: [ExternalEvent]) async throws -> (entries: [HistoryEntry], deadLetters: Int) {
+    static func history(url: String, outcomes: [ClientOutcome], external: [ExternalEvent]) async throws -> (entries: [HistoryEntry], deadLetters: Int, missing: Int) {
         var entries: [HistoryEntry] = []
         for outcome in outcomes.sorted(by: { $0.index < $1.index }) {
             let operation = outcome.order.map { "order:\($0)" } ?? "order:request-\(outcome.index)"
@@ -248,9 +306,14 @@ struct ChaosRun: Sendable {
         }
         return try await PostgresStore.withStore(url: url, logger: cliLogger("unrace.chaos")) { store in
             try await store.withTransaction { tx in
+                var stored: Set<String> = []
                 for row in try await tx.query("SELECT id FROM shop_orders ORDER BY created_at, id") {
-                    entries.append(.effect("order:\(try row.string("id"))", actor: "serve"))
+                    let id = try row.string("id")
+                    stored.insert(id)
+                    entries.append(.effect("order:\(id)", actor: "serve"))
                 }
+                // The audit: every order a client was told about is in the database.
+                let missing = outcomes.compactMap(\.order).filter { !stored.contains($0) }.count
                 for event in external where event.delivered {
                     let operation = event.operation ?? "\(event.kind.rawValue):unknown-\(event.id)"
                     let order = operation.split(separator: ":", maxSplits: 1).last.map(String.init) ?? ""
@@ -264,7 +327,7 @@ struct ChaosRun: Sendable {
                 let balance = try await tx.query("SELECT balance FROM shop_merchant WHERE id = 'merchant'")[0].int64("balance")
                 entries.append(.account("merchant", initial: 0, final: balance))
                 let dead = try await tx.query("SELECT COUNT(*) AS n FROM unrace_queue_messages WHERE state = 'dead'")[0].int64("n")
-                return (entries, Int(dead))
+                return (entries, Int(dead), missing)
             }
         }
     }
