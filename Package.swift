@@ -91,7 +91,7 @@ let package = Package(
         .target(
             // Framework-free HTTP rules: Idempotency-Key, fingerprints, entity tags, RFC 9457 problems.
             name: "UnraceHTTP",
-            dependencies: ["UnraceCore", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["UnraceCore", "Unrace", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,6 +1,7 @@
 public import Hummingbird
 public import HTTPTypes
 import Unrace
+import UnraceHTTP
 
 /// Whose key an `Idempotency-Key` is: keys are scoped per principal, so one client's key never
 /// replays another client's response.
@@ -14,7 +15,7 @@ public struct Principal<Context: RequestContext>: Sendable {
     let resolve: @Sendable (Request, Context) -> String?
 
     /// The longest principal accepted, in bytes.
-    public static var byteCountMaximum: Int { 1_024 }
+    public static var byteCountMaximum: Int { PrincipalScope.byteCountMaximum }
 
     /// The value of a request header (for example an API-key id set by a gateway). A request
     /// without it is refused with 400 `principal_invalid`.
@@ -31,18 +32,7 @@ public struct Principal<Context: RequestContext>: Sendable {
         Principal(resolve: resolve)
     }
 
-    /// The rule a principal's text follows: the shared ``NameRule`` (no control or format
-    /// characters, compared in NFC, so equal-looking identities are one principal), up to
-    /// ``byteCountMaximum`` bytes.
-    static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
-
-    /// The scope for a principal's text, or `nil` when the text breaks ``rule`` or contains
-    /// U+FFFD. The replacement character is what a lossy decoding puts where bytes were not
-    /// UTF-8 (HTTP servers decode header values that way): two ids that differ only in such
-    /// bytes would read alike and share one scope — one client replayed another's response — so
-    /// a principal that holds it is refused (400 `principal_invalid`), never a silent stand-in.
-    static func scope(for principal: String) -> Scope? {
-        guard !principal.unicodeScalars.contains("\u{FFFD}"), let principal = try? rule.validate(principal) else { return nil }
-        return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
-    }
+    /// The scope for a principal's text (``UnraceHTTP/PrincipalScope/scope(for:)``), or `nil`
+    /// when the text is refused.
+    static func scope(for principal: String) -> Scope? { PrincipalScope.scope(for: principal) }
 }

@@ -1,8 +1,8 @@
 public import HTTPTypes
-public import UnraceHTTP
-import Unrace
+import UnraceCore
 
-/// How ``IdempotencyMiddleware`` treats requests. All defaults are stated on each property.
+/// How the idempotency middlewares (``IdempotencyEngine``, and the Hummingbird and Vapor
+/// adapters over it) treat requests. All defaults are stated on each property.
 public struct IdempotencyConfiguration: Sendable {
     /// The largest request or response body the middleware reads or stores: 16 MiB.
     public static let bodyByteCountMaximum = 16 << 20
@@ -35,7 +35,9 @@ public struct IdempotencyConfiguration: Sendable {
     /// All defaults.
     public init() {}
 
-    func validated() throws -> IdempotencyConfiguration {
+    /// The configuration, checked against its bounds.
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
+    public func validated() throws -> IdempotencyConfiguration {
         guard (0...Self.bodyByteCountMaximum).contains(requestBodyByteCountLimit),
               (0...Self.bodyByteCountMaximum).contains(responseBodyByteCountLimit)
         else { throw UnraceError(.invalidConfiguration, "body limits must be between 0 and \(Self.bodyByteCountMaximum) bytes") }
@@ -48,11 +50,11 @@ public struct IdempotencyConfiguration: Sendable {
 
 /// What a retry gets while the first request with its key still runs.
 public struct WhileInProgress: Sendable, Hashable {
-    enum Mode: Sendable, Hashable {
+    package enum Mode: Sendable, Hashable {
         case conflict
         case wait(Duration)
     }
-    let mode: Mode
+    package let mode: Mode
 
     /// Answer 409 `request_in_progress` at once, with `Retry-After: 1`.
     ///

@@ -1,0 +1,25 @@
+public import UnraceCore
+
+/// How a client's identity (a principal) becomes the Unrace ``UnraceCore/Scope`` its
+/// idempotency keys live in, so that one client's key never replays another client's response.
+///
+/// The principal's text, in NFC, becomes `p:` and the first 40 hex digits (160 bits) of its
+/// SHA-256: any text (an email, a token's subject) maps to a valid scope, and the principal never
+/// reaches the store or its logs. A principal must be exactly what the client sent: text that
+/// holds U+FFFD — what a lossy decoding leaves of bytes that were not UTF-8, as HTTP servers
+/// decode header values — is refused, so two ids that differ only in such bytes never merge.
+public enum PrincipalScope {
+    /// The longest principal accepted, in bytes.
+    public static var byteCountMaximum: Int { 1_024 }
+
+    /// The rule a principal's text follows: the shared ``UnraceCore/NameRule`` (no control or
+    /// format characters, compared in NFC, so equal-looking identities are one principal), up to
+    /// ``byteCountMaximum`` bytes.
+    public static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
+
+    /// The scope for a principal's text, or `nil` when the text breaks ``rule`` or holds U+FFFD.
+    public static func scope(for principal: String) -> Scope? {
+        guard !principal.unicodeScalars.contains("\u{FFFD}"), let principal = try? rule.validate(principal) else { return nil }
+        return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
+    }
+}
