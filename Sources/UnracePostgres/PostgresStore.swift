@@ -119,7 +119,7 @@ public final class PostgresStore: SQLStore {
 
     private func migrate() async throws {
         _ = try await transaction(timed: false) { tx in
-            try await tx.execute("SELECT pg_advisory_xact_lock(\(SQLSchema.lockKey))")
+            if let lock = SQLDialect.postgres.schemaLockStatement { try await tx.execute(lock) }
             return try await SQLSchema.migrations(.postgres).apply(tx, now: SystemWallClock().now())
         }
     }

@@ -82,7 +82,7 @@ public struct Shop<S: SQLStore>: Sendable {
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_fulfilment (order_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
             // What workers did, in the order the store recorded it: the stand-in for the
             // payment provider's and the mail server's logs, which the history checker reads.
-            let position = store.dialect == .postgres ? "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY" : "INTEGER PRIMARY KEY"
+            let position = store.dialect.identityColumn
             try await tx.execute("""
                 CREATE TABLE IF NOT EXISTS shop_effects (position \(position), operation TEXT NOT NULL, stream TEXT NOT NULL,
                 sequence BIGINT NOT NULL, amount BIGINT NOT NULL, worker TEXT NOT NULL)
@@ -212,7 +212,7 @@ extension Shop {
             group.addTask {
                 do {
                     try await store.withTransaction { tx in
-                        guard store.dialect == .postgres else {
+                        guard store.dialect.name == SQLDialect.postgres.name else {
                             _ = try await tx.query("SELECT 1 AS ok")
                             return
                         }

@@ -30,22 +30,23 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         self.bulk = bulk
     }
 
-    var isPostgres: Bool { dialect == .postgres }
-    var lockClause: String { isPostgres ? " FOR UPDATE" : "" }
-    var byteOrder: String { isPostgres ? " COLLATE \"C\"" : "" }
+    var byteOrder: String { dialect.byteOrderCollation }
 
     public func now() async throws -> Timestamp {
         if let time = clock.time { return time }
-        let rows = try await tx.query("SELECT \(SQLText.databaseNowSQL) AS unrace_now", [])
+        guard let now = dialect.clockExpression else {
+            throw UnraceError(.storeFailure, "a step on a database without a clock of its own was given no time")
+        }
+        let rows = try await tx.query("SELECT \(now) AS unrace_now", [])
         return clock.set(try rows[0].int64("unrace_now"))
     }
 
     /// Runs a read, locking what it returns when `lock` is set. On PostgreSQL, while the step's
     /// time is not known yet, the database's clock is read in the same statement.
     func select(_ sql: String, _ arguments: [SQLValue], lock: Bool) async throws -> [SQLRow] {
-        let statement = lock ? sql + lockClause : sql
-        guard isPostgres, clock.time == nil else { return try await tx.query(statement, arguments) }
-        let rows = try await tx.query(Self.withDatabaseNow(statement), arguments)
+        let statement = lock ? sql + dialect.rowLockClause : sql
+        guard let now = dialect.clockExpression, clock.time == nil else { return try await tx.query(statement, arguments) }
+        let rows = try await tx.query(Self.withDatabaseNow(statement, clock: now), arguments)
         clock.set(try rows[0].int64("unrace_now"))
         return rows.filter { !$0["unrace_row"].isNull }.map { row in
             let kept = row.columns.indices.filter { row.columns[$0] != "unrace_now" && row.columns[$0] != "unrace_row" }
@@ -61,10 +62,10 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
     /// A statement that also returns the database's clock, in one row even when the statement
     /// returns none (then with `unrace_row` null). Works for reads `FOR UPDATE` and for
     /// `INSERT … RETURNING` alike.
-    package static func withDatabaseNow(_ statement: String) -> String {
+    package static func withDatabaseNow(_ statement: String, clock: String = SQLText.databaseNowSQL) -> String {
         """
         WITH unrace_q AS (\(statement))
-        SELECT \(SQLText.databaseNowSQL) AS unrace_now, r.* FROM (SELECT 1) AS unrace_t
+        SELECT \(clock) AS unrace_now, r.* FROM (SELECT 1) AS unrace_t
         LEFT JOIN (SELECT 1 AS unrace_row, * FROM unrace_q) AS r ON TRUE
         """
     }
@@ -82,7 +83,7 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
     }
 
     public func lockOperation(_ claim: ClaimTemplate) async throws -> OperationLock {
-        guard isPostgres else {
+        guard dialect.hasConcurrentWriters else {
             return try await operation(scope: claim.scope, key: claim.key).map(OperationLock.existing) ?? .absent
         }
         // Insert first, so a concurrent duplicate blocks on the row; read the existing record when
@@ -487,7 +488,7 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
 
     public func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?) {
         let row: SQLRow?
-        if isPostgres {
+        if dialect.hasConcurrentWriters {
             // Create-or-lock the stream row in one upsert, reading the event id with it.
             row = try await select(SQLText.lockStreamSQL, [.text(stream), .text(eventID), .text(eventID)], lock: false).first
         } else {
@@ -519,7 +520,7 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
     }
 
     public func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws {
-        if isPostgres {
+        if dialect.combinesWrites {
             try await tx.execute(SQLText.recordAppliedSQL, InboxSQL.recordAppliedValues(event, status, reason, now, stream))
         } else {
             try await insertInboxEvent(event, status: status, reason: reason, now: now)
@@ -634,7 +635,7 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
         try await tx.query(
             """
             SELECT \(Self.queueColumns) FROM unrace_queue_messages
-            WHERE queue = ? AND state IN ('ready', 'leased') AND visible_at <= ? ORDER BY visible_at, position LIMIT ?\(isPostgres ? " FOR UPDATE SKIP LOCKED" : "")
+            WHERE queue = ? AND state IN ('ready', 'leased') AND visible_at <= ? ORDER BY visible_at, position LIMIT ?\(dialect.skipLockedClause)
             """,
             [.text(queue), .integer(now.milliseconds), .int(limit)]
         ).map(Self.decodeQueueMessage)
@@ -710,7 +711,7 @@ public struct SQLRows<T: SQLTransaction>: StoreRows {
 
     public func lifecycleState(lifecycle: String, entity: String, lock: Bool) async throws -> String? {
         let rows: [SQLRow]
-        if lock && isPostgres {
+        if lock && dialect.hasConcurrentWriters {
             // An absent entity gets a row with the empty state (never a valid state name), which
             // a concurrent first event then waits on.
             rows = try await select(

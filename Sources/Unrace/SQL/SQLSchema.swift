@@ -2,17 +2,11 @@
 ///
 /// Versions are never edited once released: a change is a new version.
 package enum SQLSchema {
-    /// The PostgreSQL advisory lock migrations (and ``SQLStore/withSchemaLock(_:)``) hold.
-    package static let lockKey: Int64 = 7_220_001
 
     package static func migrations(_ dialect: SQLDialect) -> SchemaMigrations {
-        let sqlite = dialect == .sqlite
-        let blob = sqlite ? "BLOB" : "BYTEA"
-        let integer = sqlite ? "INTEGER" : "BIGINT"
-        let keyed = sqlite ? " WITHOUT ROWID" : ""
-        let tableExists = sqlite
-            ? "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = '\(SchemaMigrations.table)'"
-            : "SELECT to_regclass('\(SchemaMigrations.table)') IS NOT NULL AS present"
+        let blob = dialect.blobType
+        let integer = dialect.integerType
+        let keyed = dialect.keyedTableSuffix
         return SchemaMigrations([
             .init(version: 1, statements: [
                 """
@@ -115,7 +109,7 @@ package enum SQLSchema {
             .init(version: 7, statements: [
                 """
                 CREATE TABLE unrace_queue_messages (
-                  position \(sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+                  position \(dialect.identityColumn),
                   queue TEXT NOT NULL, id TEXT NOT NULL, ordering_key TEXT, sequence BIGINT, payload \(blob) NOT NULL,
                   state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'done', 'dead')),
                   attempts BIGINT NOT NULL CHECK (attempts >= 0), max_attempts BIGINT NOT NULL CHECK (max_attempts >= 1),
@@ -151,6 +145,6 @@ package enum SQLSchema {
                 "DROP INDEX unrace_operations_scope_expiry",
                 "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
             ]),
-        ], tableExistsSQL: tableExists)
+        ], tableExistsQuery: dialect.tableExistsQuery)
     }
 }

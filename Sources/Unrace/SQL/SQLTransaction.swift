@@ -53,7 +53,7 @@ extension SQLStore {
     /// - Throws: store errors; what `body` throws (nothing of it is written then).
     public func withSchemaLock<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         try await withTransaction { tx in
-            if dialect == .postgres { try await tx.execute("SELECT pg_advisory_xact_lock(\(SQLSchema.lockKey))") }
+            if let lock = dialect.schemaLockStatement { try await tx.execute(lock) }
             return try await body(tx)
         }
     }
@@ -61,21 +61,93 @@ extension SQLStore {
     /// ``SQLRows`` in the given transaction: on PostgreSQL a real-time clock is replaced by the
     /// database's, as in a step; SQLite reads `clock` now.
     public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
-        let time: Timestamp? = dialect == .postgres && clock.isRealTime ? nil : clock.now()
+        let time: Timestamp? = dialect.clockExpression != nil && clock.isRealTime ? nil : clock.now()
         return SQLRows(transaction, dialect: dialect, time: time)
     }
 }
 
-/// The SQL flavours whose differences Unrace's shared SQL knows.
+/// A SQL database as Unrace's one SQL needs to know it: described by what it can do, not by
+/// its name, so the same statements run on each and a new database is a new value, not a new
+/// copy of the statements (see sql-kit's `SQLDialect`). ``SQLRows`` asks these capabilities
+/// wherever engines differ.
 public struct SQLDialect: Sendable, Hashable {
-    let name: String
+    /// A short name, such as `sqlite` or `postgres`.
+    public let name: String
+    /// Whether several transactions write at once (PostgreSQL). Then the rows a decision depends
+    /// on are read with ``rowLockClause``, and a row that may be absent is reserved by inserting
+    /// it first, so a concurrent step waits on it. `false` (SQLite): one writer at a time, whose
+    /// reads are locks already.
+    public let hasConcurrentWriters: Bool
+    /// Appended to a read that must lock what it returns until the transaction ends (`FOR
+    /// UPDATE`), or empty where reads lock already.
+    public let rowLockClause: String
+    /// Appended to a read that takes rows no other transaction holds (`FOR UPDATE SKIP LOCKED`),
+    /// so concurrent workers take different queue messages; empty where writers are one at a time.
+    public let skipLockedClause: String
+    /// Appended to a text column in `ORDER BY` so it sorts byte-wise (`COLLATE "C"`), or empty
+    /// where byte order is the default: every store picks the same rows for a bounded batch.
+    public let byteOrderCollation: String
+    /// An SQL expression of the database's own clock in epoch milliseconds, which decides leases
+    /// and expiries when the caller's clock is real time (a database shared by machines); `nil`
+    /// when the caller's clock decides (one machine).
+    public let clockExpression: String?
+    /// Whether one statement may write twice (a data-modifying `WITH`): the inbox's applied
+    /// event and stream head then go in one round trip.
+    public let combinesWrites: Bool
+    /// The statement that starts a step's transaction: SQLite's `BEGIN IMMEDIATE` takes the
+    /// writer before the first read, so a step decides on what no other writer can change.
+    public let beginStatement: String
+    /// A statement that serialises schema changes across processes (a transaction-scoped
+    /// advisory lock), or `nil` where the single writer does.
+    public let schemaLockStatement: String?
+    /// The column type of bytes.
+    public let blobType: String
+    /// The column type of 64-bit integers.
+    public let integerType: String
+    /// Appended to `CREATE TABLE` of tables keyed by their primary key (`WITHOUT ROWID`), or empty.
+    public let keyedTableSuffix: String
+    /// A column definition of an ever-growing 64-bit primary key the database assigns.
+    public let identityColumn: String
+    /// A query with one `?` (a table name) answering one row whose `present` column says whether
+    /// the table exists in the current schema.
+    public let tableExistsQuery: String
 
-    /// SQLite: one writer at a time, so reads need no row locks.
-    public static let sqlite = SQLDialect(name: "sqlite")
+    /// SQLite: one writer at a time, so reads need no row locks; the caller's clock decides.
+    public static let sqlite = SQLDialect(
+        name: "sqlite", hasConcurrentWriters: false, rowLockClause: "", skipLockedClause: "", byteOrderCollation: "",
+        clockExpression: nil, combinesWrites: false, beginStatement: "BEGIN IMMEDIATE", schemaLockStatement: nil,
+        blobType: "BLOB", integerType: "INTEGER", keyedTableSuffix: " WITHOUT ROWID", identityColumn: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        tableExistsQuery: "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ?"
+    )
     /// PostgreSQL (and Postgres-compatible engines): concurrent writers, so rows a decision
-    /// depends on are read `FOR UPDATE`.
-    public static let postgres = SQLDialect(name: "postgres")
+    /// depends on are read `FOR UPDATE`; the database's clock decides.
+    public static let postgres = SQLDialect(
+        name: "postgres", hasConcurrentWriters: true, rowLockClause: " FOR UPDATE", skipLockedClause: " FOR UPDATE SKIP LOCKED",
+        byteOrderCollation: " COLLATE \"C\"", clockExpression: "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        combinesWrites: true, beginStatement: "BEGIN", schemaLockStatement: "SELECT pg_advisory_xact_lock(7220001)",
+        blobType: "BYTEA", integerType: "BIGINT", keyedTableSuffix: "", identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        tableExistsQuery: "SELECT to_regclass(?) IS NOT NULL AS present"
+    )
 
-    /// Appended to reads that must lock the rows they return until the transaction ends.
-    public var rowLockClause: String { self == .postgres ? "FOR UPDATE" : "" }
+    /// A dialect described by its capabilities (each is documented on its property).
+    public init(
+        name: String, hasConcurrentWriters: Bool, rowLockClause: String, skipLockedClause: String, byteOrderCollation: String,
+        clockExpression: String?, combinesWrites: Bool, beginStatement: String, schemaLockStatement: String?, blobType: String,
+        integerType: String, keyedTableSuffix: String, identityColumn: String, tableExistsQuery: String
+    ) {
+        self.name = name
+        self.hasConcurrentWriters = hasConcurrentWriters
+        self.rowLockClause = rowLockClause
+        self.skipLockedClause = skipLockedClause
+        self.byteOrderCollation = byteOrderCollation
+        self.clockExpression = clockExpression
+        self.combinesWrites = combinesWrites
+        self.beginStatement = beginStatement
+        self.schemaLockStatement = schemaLockStatement
+        self.blobType = blobType
+        self.integerType = integerType
+        self.keyedTableSuffix = keyedTableSuffix
+        self.identityColumn = identityColumn
+        self.tableExistsQuery = tableExistsQuery
+    }
 }

@@ -16,13 +16,13 @@ package struct SchemaMigrations: Sendable {
     }
 
     package var migrations: [Migration]
-    /// A query answering one row whose `present` column says whether the table of applied
-    /// versions exists, so that a database with nothing to apply is only read (one a standby or
+    /// A query (one `?`: the table) answering one row whose `present` column says whether a table
+    /// exists, so that a database with nothing to apply is only read (one that a standby or
     /// `default_transaction_read_only` keeps read-only opens).
-    package var tableExistsSQL: String?
-    package init(_ migrations: [Migration], tableExistsSQL: String? = nil) {
+    package var tableExistsQuery: String?
+    package init(_ migrations: [Migration], tableExistsQuery: String? = nil) {
         self.migrations = migrations
-        self.tableExistsSQL = tableExistsSQL
+        self.tableExistsQuery = tableExistsQuery
     }
 
     package static let table = "unrace_schema_migrations"
@@ -31,7 +31,7 @@ package struct SchemaMigrations: Sendable {
     /// - Returns: the versions applied by this call.
     @discardableResult
     package func apply(_ tx: some SQLTransaction, now: Timestamp) async throws -> [Int] {
-        if let tableExistsSQL, try await tx.query(tableExistsSQL).first?["present"].bool == true {
+        if let tableExistsQuery, try await tx.query(tableExistsQuery, [.text(Self.table)]).first?["present"].bool == true {
             let applied = Set(try await tx.query("SELECT version FROM \(Self.table)").compactMap { $0["version"].int64 }.map(Int.init))
             if applied == Set(migrations.map(\.version)) { return [] }
         }

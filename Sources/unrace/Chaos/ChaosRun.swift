@@ -256,9 +256,16 @@ struct ChaosRun: Sendable {
                         let position = next.increment()
                         guard position < acknowledged.count else { return again }
                         let outcome = acknowledged[position]
-                        guard let (status, text) = await order(outcome.index, quantity: outcome.quantity, client: client, base: base) else { continue }
+                        // Retried until it gets an answer (a cut connection, a 503 while failing over).
+                        var answer = await order(outcome.index, quantity: outcome.quantity, client: client, base: base)
+                        for _ in 0..<20 where answer == nil || answer?.0 == 503 {
+                            try await Task.sleep(for: .milliseconds(100))
+                            answer = await order(outcome.index, quantity: outcome.quantity, client: client, base: base)
+                        }
+                        guard let (status, text) = answer else { continue }
                         let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
                         if status == 201, object?["id"] as? String != outcome.order { again += 1 }
+                        if status != 201 { FileHandle.standardError.write(Data("chaos: a retried acknowledged order answered \(status)\n".utf8)) }
                     }
                 }
             }
