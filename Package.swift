@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "UnraceSimulation", targets: ["UnraceSimulation"]),
         .library(name: "UnraceHTTP", targets: ["UnraceHTTP"]),
         .library(name: "UnraceHummingbird", targets: ["UnraceHummingbird"]),
+        .library(name: "UnraceFluent", targets: ["UnraceFluent"]),
         .executable(name: "unrace", targets: ["unrace"]),
     ],
     dependencies: [
@@ -37,6 +38,12 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Vapor and Fluent: only the UnraceFluent and UnraceVapor products build them.
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
+        .package(url: "https://github.com/vapor/fluent-kit.git", from: "1.57.0"),
+        .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
+        .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         .target(
@@ -105,6 +112,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            // Unrace on an application's Fluent database (PostgreSQL or SQLite driver): the same
+            // SQL and decisions, with Fluent models written in the claim's transaction.
+            name: "UnraceFluent",
+            dependencies: [
+                "Unrace", "UnracePostgres",
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             // The reference shop behind `unrace serve`, written only against the public API.
             name: "UnraceShop",
             dependencies: [
@@ -148,7 +169,10 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The HTTP edge, tested over real HTTP on loopback.
-                "UnraceHTTP", "UnraceHummingbird", "UnraceShop",
+                "UnraceHTTP", "UnraceHummingbird", "UnraceShop", "UnraceFluent",
+                .product(name: "FluentKit", package: "fluent-kit"),
+                .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -23,10 +23,21 @@ package struct PostgresSteps: Sendable {
     package func retrying<T>(_ attempt: () async throws -> T) async throws -> T {
         var attempts = 0
         var insertRaces = 0
+        var closedConnections = 0
         while true {
             attempts += 1
             do {
                 return try await attempt()
+            } catch let error as ClosedBeforeUse {
+                // A pooled connection that had closed: nothing was sent; another one, at most 5
+                // times, after a pause in which the pool hears that it closed (it may otherwise
+                // hand the same one out again).
+                closedConnections += 1
+                guard closedConnections < 5 else {
+                    throw UnraceError(.storeUnavailable, "the PostgreSQL connections the pool handed out were closed", underlying: error)
+                }
+                attempts -= 1
+                try await Task.sleep(for: .milliseconds(10 << closedConnections))
             } catch let error as UnraceError where Self.isSerializationFailure(error) || Self.isInsertRace(error) {
                 if Self.isInsertRace(error) { insertRaces += 1 }
                 guard attempts < PostgresStore.retryCountMax, insertRaces < PostgresStore.insertRaceRetryCountMax else {
@@ -44,10 +55,17 @@ package struct PostgresSteps: Sendable {
 
     /// Runs `body` between `BEGIN` and `COMMIT` on `connection`, rolling back if it throws or
     /// the task is cancelled.
-    /// - Parameter timed: bound it by ``stepTimeout`` (not the schema migration).
-    package func transaction<T>(on connection: PostgresConnection, timed: Bool = true, _ body: (PostgresTransaction) async throws -> T) async throws -> T {
-        try await bounded(connection, timed: timed) {
-            let tx = PostgresTransaction(connection: connection, logger: logger)
+    /// - Parameters:
+    ///   - timed: bound it by ``stepTimeout`` (not the schema migration).
+    ///   - guard: the step's hold on the connection; a caller whose cancellation is not the
+    ///     current task's (the Fluent path) stops the step through it.
+    package func transaction<T>(
+        on connection: PostgresConnection, guard stepGuard: ConnectionGuard? = nil, timed: Bool = true,
+        _ body: (PostgresTransaction) async throws -> T
+    ) async throws -> T {
+        let stepGuard = stepGuard ?? ConnectionGuard(connection)
+        return try await bounded(stepGuard, timed: timed) {
+            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
             try await tx.execute("BEGIN")
             do {
                 let result = try await StepNesting.inside { try await body(tx) }
@@ -55,7 +73,7 @@ package struct PostgresSteps: Sendable {
                 try await commit(tx)
                 return result
             } catch {
-                await rollback(connection)
+                await rollback(stepGuard)
                 throw error
             }
         }
@@ -66,7 +84,7 @@ package struct PostgresSteps: Sendable {
     package func commit(_ tx: PostgresTransaction) async throws {
         do {
             try await tx.execute("COMMIT")
-        } catch let error as UnraceError where error.code == .storeUnavailable {
+        } catch let error as UnraceError where error.code == .storeUnavailable && !tx.stepGuard.isStopped {
             throw UnraceError(
                 .outcomeUnknown, "the connection was lost while COMMIT was on its way: the step may or may not have committed",
                 underlying: error
@@ -74,40 +92,46 @@ package struct PostgresSteps: Sendable {
         }
     }
 
-    /// Runs `work` on `connection` for at most ``stepTimeout``: past it, the connection is closed,
-    /// which fails the statement in flight (the server rolls back), and the step fails with a
-    /// retryable ``UnraceError/Code/storeUnavailable``. A cancelled caller closes the connection
-    /// too — postgres-nio does not cancel a statement in flight, and a database that stopped
-    /// answering would otherwise keep the caller (and a graceful shutdown) waiting — and gets
-    /// `CancellationError`.
-    package func bounded<T>(_ connection: PostgresConnection, timed: Bool = true, _ work: () async throws -> T) async throws -> T {
-        let expired = Mutex(false)
+    /// Runs `work` on the guarded connection for at most ``stepTimeout``; a cancelled caller is
+    /// stopped at once (see ``ConnectionGuard/stop(_:)``: a statement in flight is cut off by
+    /// closing the connection, a step between statements sends no more). Past the timeout the
+    /// step fails with a retryable ``UnraceError/Code/storeUnavailable``; cancelled, with
+    /// `CancellationError`. postgres-nio does not cancel a statement in flight: a database that
+    /// stopped answering would otherwise keep the caller (and a graceful shutdown) waiting.
+    package func bounded<T>(_ stepGuard: ConnectionGuard, timed: Bool = true, _ work: () async throws -> T) async throws -> T {
+        let connection = stepGuard.connection
+        // A connection a pool handed out that is already closed (a step before it was cut off,
+        // the server went): nothing was sent on it, so the step may run again on another.
+        guard !connection.isClosed else { throw ClosedBeforeUse() }
         let timeout = stepTimeout
         let deadline = timed ? connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
-            expired.withLock { $0 = true }
-            connection.close().whenComplete { _ in }
+            stepGuard.stop(.timedOut)
         } : nil
-        defer { deadline?.cancel() }
+        defer {
+            deadline?.cancel()
+            stepGuard.finish()
+        }
         do {
             return try await withTaskCancellationHandler(operation: work) {
-                connection.close().whenComplete { _ in }
+                stepGuard.stop(.cancelled)
             }
-        } catch where Task.isCancelled {
+        } catch where Task.isCancelled || stepGuard.stopReason == .cancelled {
             throw CancellationError()
-        } catch where expired.withLock({ $0 }) {
-            logger.warning("a step took longer than its timeout; its connection was closed", metadata: ["timeout": "\(timeout)"])
+        } catch where stepGuard.stopReason == .timedOut {
+            logger.warning("a step took longer than its timeout; it was stopped", metadata: ["timeout": "\(timeout)"])
             throw UnraceError(
-                .storeUnavailable, "PostgreSQL did not finish the step within the step timeout; its connection was closed and nothing was committed",
+                .storeUnavailable, "PostgreSQL did not finish the step within the step timeout; it was stopped and nothing was committed",
                 detail: "stepTimeout \(timeout)", underlying: error
             )
         }
     }
 
     /// Rolls back on a task of its own, which cancellation of the caller cannot skip, waiting at
-    /// most ``rollbackTimeout``. A connection already closed needs none (the server rolled back
-    /// when it went; postgres-nio would never answer a query sent on it).
-    func rollback(_ connection: PostgresConnection) async {
-        guard !connection.isClosed else { return }
+    /// most ``PostgresStore/rollbackTimeout``. A connection closed, or being closed, needs none:
+    /// the server rolls back when it goes, and postgres-nio would never answer a query sent on it.
+    func rollback(_ stepGuard: ConnectionGuard) async {
+        let connection = stepGuard.connection
+        guard !connection.isClosed, !stepGuard.isClosing else { return }
         let logger = logger
         let rollback = Task.detached {
             try await connection.query("ROLLBACK", logger: logger)
@@ -175,5 +199,78 @@ private final class OnceResumption<T: Sendable>: Sendable {
             return continuation
         }
         continuation?.resume(returning: value)
+    }
+}
+
+/// The pool handed out a connection that had already closed; nothing was sent on it.
+package struct ClosedBeforeUse: Error {}
+
+/// A step's hold on its connection, through which a deadline or a cancellation stops it
+/// without ever leaving a statement unanswered.
+///
+/// postgres-nio 1.33 never answers a statement written to a channel that closed before the
+/// statement reached it. So a step is stopped in one of two ways: a statement in flight is cut off
+/// by closing the connection shortly after (10 ms: a statement the step was just sending reaches
+/// the channel first, and is failed by the close); a step between statements is only marked, and
+/// sends nothing more (its next statement throws, and its rollback runs on the open connection).
+package final class ConnectionGuard: Sendable {
+    /// Why a step was stopped.
+    package enum StopReason: Sendable, Equatable {
+        case cancelled, timedOut
+    }
+
+    private struct State {
+        var stop: StopReason?
+        var inFlight = 0
+        var closing = false
+        var finished = false
+    }
+
+    package let connection: PostgresConnection
+    private let state = Mutex(State())
+
+    package init(_ connection: PostgresConnection) { self.connection = connection }
+
+    /// Why the step was stopped, if it was.
+    package var stopReason: StopReason? { state.withLock { $0.stop } }
+    /// Whether the step was stopped.
+    package var isStopped: Bool { stopReason != nil }
+    /// Whether the connection is being closed (no rollback then).
+    package var isClosing: Bool { state.withLock { $0.closing } }
+
+    /// Sends one statement with `work`, unless the step was stopped or the connection closed.
+    package func send<T>(_ work: () async throws -> T) async throws -> T {
+        try state.withLock { state in
+            if let stop = state.stop {
+                throw stop == .cancelled
+                    ? UnraceError(.storeUnavailable, "the step was cancelled; nothing more was sent")
+                    : UnraceError(.storeUnavailable, "the step took longer than its timeout; nothing more was sent")
+            }
+            guard !connection.isClosed else {
+                throw UnraceError(.storeUnavailable, "the PostgreSQL connection was lost; nothing more was sent on it")
+            }
+            state.inFlight += 1
+        }
+        defer { state.withLock { $0.inFlight -= 1 } }
+        return try await work()
+    }
+
+    /// Stops the step (the first reason wins); closes the connection if a statement is in flight.
+    package func stop(_ reason: StopReason) {
+        let close = state.withLock { state -> Bool in
+            guard state.stop == nil, !state.finished else { return false }
+            state.stop = reason
+            guard state.inFlight > 0 else { return false }
+            state.closing = true
+            return true
+        }
+        guard close else { return }
+        let connection = connection
+        connection.eventLoop.scheduleTask(in: .milliseconds(10)) { connection.close().whenComplete { _ in } }
+    }
+
+    /// The step is over: later stops do nothing (the connection may be another step's by then).
+    package func finish() {
+        state.withLock { $0.finished = true }
     }
 }

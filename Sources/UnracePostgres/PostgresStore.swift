@@ -225,13 +225,16 @@ public final class PostgresStore: SQLStore {
         try await waitUntilReady()
         let given = step.clock.isRealTime ? nil : step.clock.now()
         if step.isReadOnly {
-            return try await PostgresTransaction.mapErrors {
+            return try await steps.retrying {
+                try await PostgresTransaction.mapErrors {
                 try await client.withConnection { connection in
-                    try await steps.bounded(connection) {
-                        let tx = PostgresTransaction(connection: connection, logger: logger)
+                    let stepGuard = ConnectionGuard(connection)
+                    return try await steps.bounded(stepGuard) {
+                        let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
                         let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
                         return try await StepNesting.inside { try await body(context) }
                     }
+                }
                 }
             }
         }

@@ -15,6 +15,14 @@ public struct PostgresTransaction: SQLTransaction {
     /// wrap; never let it escape the step.
     public let connection: PostgresConnection
     let logger: Logger
+    /// The step's hold on the connection: stopped steps send nothing more.
+    let stepGuard: ConnectionGuard
+
+    init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil) {
+        self.connection = connection
+        self.logger = logger
+        self.stepGuard = stepGuard ?? ConnectionGuard(connection)
+    }
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
@@ -39,10 +47,7 @@ public struct PostgresTransaction: SQLTransaction {
     /// 1.33 never answers a query written to a closed channel (its handler has left the
     /// pipeline, so nothing fails the query's promise), which would hang the step forever.
     func sending<T>(_ work: () async throws -> T) async throws -> T {
-        guard !connection.isClosed else {
-            throw UnraceError(.storeUnavailable, "the PostgreSQL connection was lost; nothing more was sent on it")
-        }
-        return try await Self.mapErrors(work)
+        try await stepGuard.send { try await Self.mapErrors(work) }
     }
 
     /// Runs a query built with postgres-nio's own bindings (arrays, for instance) and returns its rows.
@@ -180,11 +185,15 @@ public struct PostgresTransaction: SQLTransaction {
     /// Translates postgres-nio errors into ``UnraceError``s with stable codes. The original
     /// error stays available as `underlying` (the store reads its SQLSTATE to decide on retries).
     @discardableResult
-    static func mapErrors<T>(_ work: () async throws -> T) async throws -> T {
+    package static func mapErrors<T>(_ work: () async throws -> T) async throws -> T {
         do {
             return try await work()
         } catch let error as PSQLError {
             throw translate(error)
+        } catch where String(describing: type(of: error)) == "ConnectionPoolError" {
+            // The pool could make no connection (its circuit breaker tripped: the server refused or
+            // did not answer for a while). The type is not public; its name is.
+            throw UnraceError(.storeUnavailable, "no PostgreSQL connection could be made", detail: "\(error)", underlying: error)
         }
     }
 

@@ -122,18 +122,40 @@ struct ServeCommand: AsyncParsableCommand {
             let store = try await SQLiteStore(path: file, logger: logger)
             services = [ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port)]
         }
-        var group = ServiceGroupConfiguration(services: services.map { .init(service: $0) }, logger: cliLogger("unrace.serve"))
+        let deadline = ShutdownDeadline(after: configuration.shutdownGrace + .seconds(5))
+        // Last, so a graceful shutdown (which runs backwards) reaches it first and starts its timer.
+        var group = ServiceGroupConfiguration(
+            services: (services + [deadline]).map { .init(service: $0) }, logger: cliLogger("unrace.serve")
+        )
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         Self.bound(&group, grace: configuration.shutdownGrace)
         try await ServiceGroup(configuration: group).run()
     }
 
-    /// A graceful shutdown that waits at most `grace` for requests in flight, then cancels them;
-    /// a cancellation that has not finished 5 s later ends the process (fatal error): SIGTERM
-    /// always stops `serve`, whatever a stuck connection does.
+    /// A graceful shutdown that waits at most `grace` for requests in flight, then cancels them
+    /// (and ``ShutdownDeadline`` ends the process 5 s later if cancelling has not).
     static func bound(_ group: inout ServiceGroupConfiguration, grace: Duration) {
         group.maximumGracefulShutdownDuration = grace
-        group.maximumCancellationDuration = .seconds(5)
+    }
+}
+
+/// SIGTERM always stops `serve`: once a graceful shutdown has begun, the process exits (status
+/// 1, saying why) after `limit`, whatever is still running — a cancellation stuck on a connection
+/// the server no longer answers, say. The timer runs on a thread of its own, which no stuck task
+/// can hold up; a fatal error would stop it too, but only after printing a backtrace, which in a
+/// debug build took longer than the grace itself.
+struct ShutdownDeadline: Service {
+    let limit: Duration
+
+    init(after limit: Duration) { self.limit = limit }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let seconds = Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+            FileHandle.standardError.write(Data("unrace serve: still stopping \(seconds) s after the shutdown began; exiting\n".utf8))
+            _exit(1)
+        }
     }
 }
 

@@ -85,7 +85,7 @@ struct DefectTests {
 
     // MARK: 2. Unicode normalisation
 
-    @Test("2. keys equal as Swift strings (NFC and NFD) are one operation on every store", arguments: allBackends)
+    @Test("2. keys equal as Swift strings (NFC and NFD) are one operation on every store", arguments: storeBackends)
     func nfcAndNFD(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.nfcAndNFD(store) }
     }
@@ -118,7 +118,7 @@ struct DefectTests {
 
     // MARK: 3. Counter overflow
 
-    @Test("3. a counter step past Int64's range is refused, and the counter still works", arguments: allBackends)
+    @Test("3. a counter step past Int64's range is refused, and the counter still works", arguments: storeBackends)
     func counterOverflow(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.counterOverflow(store) }
     }
@@ -138,7 +138,7 @@ struct DefectTests {
 
     // MARK: 4. Quota windows
 
-    @Test("4. quotas: over-limit refused in every window, windows only move forward, denials report the current window", arguments: allBackends)
+    @Test("4. quotas: over-limit refused in every window, windows only move forward, denials report the current window", arguments: storeBackends)
     func quotaWindows(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.quotaWindows(store) }
     }
@@ -162,7 +162,7 @@ struct DefectTests {
 
     // MARK: 5. Ledger totals
 
-    @Test("5. totals past Int64 are exact, and later calls still work", arguments: allBackends)
+    @Test("5. totals past Int64 are exact, and later calls still work", arguments: storeBackends)
     func ledgerTotals(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.ledgerTotals(store) }
     }
@@ -182,7 +182,7 @@ struct DefectTests {
 
     // MARK: 6. Expired pending transfers
 
-    @Test("6. an expired pending never counts against a balance, and the sweeper voids it", arguments: allBackends)
+    @Test("6. an expired pending never counts against a balance, and the sweeper voids it", arguments: storeBackends)
     func expiredPendings(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.expiredPendings(store) }
     }
@@ -258,7 +258,7 @@ struct DefectTests {
 
     // MARK: 7. Event id reused on another stream
 
-    @Test("7. an event id reused on another stream is refused, and its handler never runs again", arguments: allBackends)
+    @Test("7. an event id reused on another stream is refused, and its handler never runs again", arguments: storeBackends)
     func eventIDReused(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.eventIDReused(store) }
     }
@@ -342,7 +342,7 @@ struct DefectTests {
         }
     }
 
-    @Test("8. a caller cancelled while its body runs commits nothing, even when the body never suspends", arguments: allBackends)
+    @Test("8. a caller cancelled while its body runs commits nothing, even when the body never suspends", arguments: storeBackends)
     func cancelledBeforeCommit(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.cancelledBeforeCommit(store) }
     }
@@ -407,7 +407,7 @@ struct DefectTests {
 
     // MARK: 10. Nested perform
 
-    @Test("10. a perform inside a perform body fails at once with nested_step, on every store", arguments: allBackends)
+    @Test("10. a perform inside a perform body fails at once with nested_step, on every store", arguments: storeBackends)
     func nestedPerform(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.nestedPerform(store) }
     }
@@ -431,7 +431,7 @@ struct DefectTests {
 
     // MARK: 11. From review
 
-    @Test("11. purge deletes one scope's expired records only, including released and abandoned ones", arguments: allBackends)
+    @Test("11. purge deletes one scope's expired records only, including released and abandoned ones", arguments: storeBackends)
     func purgePerScope(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.purgePerScope(store) }
     }
@@ -463,7 +463,7 @@ struct DefectTests {
         #expect(try await operations.purgeExpired(scope: theirs, limit: 100) == 1)
     }
 
-    @Test("11. a hold key already holding one resource is refused on another", arguments: allBackends)
+    @Test("11. a hold key already holding one resource is refused on another", arguments: storeBackends)
     func holdKeysAcrossResources(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.holdKeys(store) }
     }

@@ -26,16 +26,27 @@ struct DifferentialTests {
         }
     }
 
-    static func compare<A: SQLStore, B: Store>(_ sqlite: A, _ postgres: B?) async throws {
+    @Test("a Fluent database's store, on each Fluent driver, gives memory's answers and ends in its state")
+    func sameAnswersOnFluent() async throws {
+        try await withFluentStore(.sqlite) { sqlite, _ in
+            if TestPostgres.required {
+                try await withFluentStore(.postgres) { postgres, _ in try await Self.compare(sqlite, postgres, names: ("fluent-sqlite", "fluent-postgres")) }
+            } else {
+                try await Self.compare(sqlite, Optional<MemoryStore>.none, names: ("fluent-sqlite", ""))
+            }
+        }
+    }
+
+    static func compare<A: SQLStore, B: Store>(_ sqlite: A, _ postgres: B?, names: (String, String) = ("sqlite", "postgres")) async throws {
         var checked = 0
         for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
             let workload = Workload(seed: seed)
             let reference = try await WorkloadRunner(store: MemoryStore()).run(workload)
             try await reset(sqlite)
-            guard agree(reference, try await WorkloadRunner(store: sqlite).run(workload), seed, workload, "sqlite") else { return }
+            guard agree(reference, try await WorkloadRunner(store: sqlite).run(workload), seed, workload, names.0) else { return }
             if let postgres {
                 try await reset(postgres)
-                guard agree(reference, try await WorkloadRunner(store: postgres).run(workload), seed, workload, "postgres") else { return }
+                guard agree(reference, try await WorkloadRunner(store: postgres).run(workload), seed, workload, names.1) else { return }
             }
             checked += 1
         }

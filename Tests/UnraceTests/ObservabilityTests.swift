@@ -304,7 +304,13 @@ struct TestFailure: Error {}
 
 extension Backend {
     /// The `store` dimension this backend reports under.
-    var label: String { self == .memory ? "memory" : rawValue }
+    var label: String {
+        switch self {
+        case .memory, .sqlite, .postgres: rawValue
+        case .fluentSQLite: "fluent-sqlite"
+        case .fluentPostgres: "fluent-postgres"
+        }
+    }
 }
 
 /// Collects log entries in memory.

@@ -39,7 +39,7 @@ struct OperationsMetricsTests {
         await #expect(throws: UnraceError.self) { try await operations.complete(stalled, result: 1) }
         try await operations.complete(successor, result: 2)
 
-        let store = backend == .memory ? "memory" : backend.rawValue
+        let store = backend.label
         func count(_ label: String, _ result: String? = nil) throws -> Int64 {
             var dimensions = [("scope", scope.rawValue), ("store", store)]
             if let result { dimensions.append(("result", result)) }

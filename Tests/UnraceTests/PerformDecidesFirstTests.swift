@@ -7,7 +7,7 @@ import Unrace
 /// Each test counts body invocations, which a rolled-back speculative run would still raise.
 @Suite("perform decides before it runs")
 struct PerformDecidesFirstTests {
-    @Test("a completed key performed again 10 times runs its body 0 more times", arguments: allBackends)
+    @Test("a completed key performed again 10 times runs its body 0 more times", arguments: storeBackends)
     func completedKeyRunsNothing(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.completedKey(store) }
     }
@@ -26,7 +26,7 @@ struct PerformDecidesFirstTests {
         #expect(runs.value == 1)
     }
 
-    @Test("64 concurrent duplicates run the body exactly once", arguments: allBackends)
+    @Test("64 concurrent duplicates run the body exactly once", arguments: storeBackends)
     func concurrentDuplicatesRunOnce(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.concurrentDuplicates(store) }
     }
@@ -84,7 +84,7 @@ struct PerformDecidesFirstTests {
         #expect(runs.value == 1)
     }
 
-    @Test("a duplicate waiting on a two-phase holder runs nothing while it waits", arguments: allBackends)
+    @Test("a duplicate waiting on a two-phase holder runs nothing while it waits", arguments: storeBackends)
     func waitingDuplicateRunsNothing(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.waitingDuplicate(store) }
     }

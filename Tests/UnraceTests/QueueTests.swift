@@ -355,7 +355,7 @@ struct QueueMetricsTests {
         clock.advance(by: .seconds(31))
         #expect(try await queue.lease(limit: 3, worker: "w").isEmpty)       // c: its last lease ran out
 
-        let store = backend == .memory ? "memory" : backend.rawValue
+        let store = backend.label
         func count(_ label: String, _ extra: (String, String)? = nil) throws -> Int64 {
             var dimensions = [("queue", queue.name), ("store", store)]
             if let extra { dimensions.append(extra) }
@@ -394,7 +394,7 @@ struct InboxMetricsTests {
         #expect(try await inbox.receive(try event(1)) { _, _ in .applied } == .applied(drained: 1))
         #expect(try await inbox.receive(try event(1)) { _, _ in .applied } == .duplicate)
         #expect(try await inbox.receive(try event(3)) { _, _ in .rejected(reason: "impossible") } == .rejected(reason: "impossible", drained: 0))
-        let store = backend == .memory ? "memory" : backend.rawValue
+        let store = backend.label
         func count(_ label: String, _ verdict: String? = nil) throws -> Int64 {
             try metrics.expectCounter(label, [("store", store)] + (verdict.map { [("verdict", $0)] } ?? [])).totalValue
         }

@@ -98,7 +98,8 @@ public struct SQLDialect: Sendable, Hashable {
     /// writer before the first read, so a step decides on what no other writer can change.
     public let beginStatement: String
     /// A statement that serialises schema changes across processes (a transaction-scoped
-    /// advisory lock), or `nil` where the single writer does.
+    /// advisory lock, one per schema, so stores in other schemas of one database never wait on
+    /// each other), or `nil` where the single writer does.
     public let schemaLockStatement: String?
     /// The column type of bytes.
     public let blobType: String
@@ -124,7 +125,7 @@ public struct SQLDialect: Sendable, Hashable {
     public static let postgres = SQLDialect(
         name: "postgres", hasConcurrentWriters: true, rowLockClause: " FOR UPDATE", skipLockedClause: " FOR UPDATE SKIP LOCKED",
         byteOrderCollation: " COLLATE \"C\"", clockExpression: "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-        combinesWrites: true, beginStatement: "BEGIN", schemaLockStatement: "SELECT pg_advisory_xact_lock(7220001)",
+        combinesWrites: true, beginStatement: "BEGIN", schemaLockStatement: "SELECT pg_advisory_xact_lock(7220001, hashtext(current_schema()))",
         blobType: "BYTEA", integerType: "BIGINT", keyedTableSuffix: "", identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         tableExistsQuery: "SELECT to_regclass(?) IS NOT NULL AS present"
     )

@@ -70,7 +70,9 @@ func withStore<T: Sendable>(
         try await TestPostgres.execute("CREATE SCHEMA \(schema)")
         let location = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
         do {
-            let result = try await PostgresStore.withStore(url: location, maximumConnections: 40) { store in
+            // A loaded test machine (every suite at once on two cores) can take long over a step; the
+            // default step timeout (30 s) is tested on its own.
+            let result = try await PostgresStore.withStore(url: location, maximumConnections: 40, stepTimeout: .seconds(300)) { store in
                 try await body(store, location)
             }
             try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
@@ -100,14 +102,19 @@ func countRows<S: SQLStore>(_ store: S, _ table: String, id: String? = nil) asyn
     }
 }
 
-/// Every store a guarantee is tested on: the in-memory reference and the real SQL backends.
+/// Every store a guarantee is tested on: the in-memory reference, the real SQL backends, and the
+/// same SQL on an application's Fluent database (both Fluent drivers).
 enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case memory, sqlite, postgres
+    case memory, sqlite, postgres, fluentSQLite, fluentPostgres
     var testDescription: String { rawValue }
 }
 
 /// The stores a test runs on: memory and SQLite always; PostgreSQL when configured (or required).
-let allBackends: [Backend] = [.memory] + sqlBackends.map { $0 == .sqlite ? .sqlite : .postgres }
+let allBackends: [Backend] = [.memory, .sqlite] + (TestPostgres.required ? [.postgres] : [])
+
+/// Those and the same SQL on a Fluent database, through both Fluent drivers: the store-level
+/// suites (decide-before-run, names, cancellation, the review's defects) run on these.
+let storeBackends: [Backend] = allBackends + [.fluentSQLite] + (TestPostgres.required ? [.fluentPostgres] : [])
 
 /// Runs `body` with a fresh store of the backend.
 func withAnyStore<T: Sendable>(_ backend: Backend, _ body: (any Store) async throws -> T) async throws -> T {
@@ -115,5 +122,7 @@ func withAnyStore<T: Sendable>(_ backend: Backend, _ body: (any Store) async thr
     case .memory: return try await body(MemoryStore())
     case .sqlite: return try await withStore(.sqlite) { store, _ in try await body(store) }
     case .postgres: return try await withStore(.postgres) { store, _ in try await body(store) }
+    case .fluentSQLite: return try await withFluentStore(.sqlite) { store, _ in try await body(store) }
+    case .fluentPostgres: return try await withFluentStore(.postgres) { store, _ in try await body(store) }
     }
 }

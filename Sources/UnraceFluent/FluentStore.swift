@@ -1,0 +1,240 @@
+public import FluentKit
+public import Logging
+public import Unrace
+import NIOCore
+import PostgresNIO
+import SQLiteNIO
+import Synchronization
+import UnracePostgres
+
+/// Unrace on your application's Fluent database: every guard, with your Fluent models written in
+/// the claim's own transaction.
+///
+/// The store runs the same SQL and the same decisions as `SQLiteStore` and `PostgresStore`, on
+/// connections of the Fluent database you already have (its pool, its configuration): a step
+/// leases one connection from Fluent, begins a transaction on it, and hands the body a
+/// ``FluentTransaction`` whose ``FluentTransaction/fluent`` database is bound to that connection.
+/// A model saved through it commits with the claim, or not at all; a duplicate never runs the
+/// body.
+///
+/// - **PostgreSQL** (`FluentPostgresDriver`): the claim-first protocol of `PostgresStore` — the
+///   fresh claim is inserted first so a concurrent duplicate waits on it — leases and expiries
+///   on the database's clock, serialization failures and deadlocks retried whole, every step
+///   bounded by ``stepTimeout``.
+/// - **SQLite** (`FluentSQLiteDriver`): `BEGIN IMMEDIATE`, so a step takes the writer before it
+///   reads and decides on what no other writer can change; the steps of one store run one at a
+///   time (Fluent's pool has a connection per event loop; SQLite has one writer). Leases are
+///   decided on the caller's clock. Other processes on the same file wait for the writer (SQLiteNIO
+///   retries a busy database).
+/// - Other drivers (MySQL) are refused with ``UnraceCore/UnraceError/Code/unsupportedDatabase``:
+///   their locking is not described by a dialect Unrace knows.
+///
+/// The store migrates Unrace's own tables when it is created (under the schema lock); your
+/// models' migrations stay Fluent's.
+public final class FluentStore: SQLStore {
+    /// The handle a step's body writes through: a Fluent database and SQL, in the step's transaction.
+    public typealias Transaction = FluentTransaction
+
+    /// The Fluent database the store runs on.
+    public let database: any Database
+    /// The SQL flavour of the database's driver.
+    public let dialect: SQLDialect
+    /// On PostgreSQL, the longest a step may hold its connection (see `PostgresStore.stepTimeout`).
+    public let stepTimeout: Duration
+    /// `fluent-postgres` or `fluent-sqlite`.
+    public var backendName: String { "fluent-\(dialect.name)" }
+
+    private let logger: Logger
+    private let steps: PostgresSteps
+    /// SQLite's one writer, in this process.
+    private let writer = AsyncLock()
+
+    /// Creates a store on a Fluent database and migrates Unrace's tables in it.
+    /// - Parameters:
+    ///   - database: the application's database (`app.db`, or `app.db(.psql)`).
+    ///   - stepTimeout: on PostgreSQL, the longest one step may hold its connection (1 s to 1 h;
+    ///     default 30 s).
+    /// - Throws: ``UnraceCore/UnraceError/Code/unsupportedDatabase`` for a driver other than
+    ///   PostgreSQL or SQLite; ``UnraceCore/UnraceError/Code/invalidConfiguration``; the
+    ///   migration's errors.
+    public init(database: any Database, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.fluent")) async throws {
+        if database is any PostgresDatabase {
+            dialect = .postgres
+        } else if database is any SQLiteDatabase {
+            dialect = .sqlite
+        } else {
+            throw UnraceError(
+                .unsupportedDatabase, "FluentStore runs on Fluent's PostgreSQL and SQLite drivers",
+                detail: "\(type(of: database))"
+            )
+        }
+        guard stepTimeout >= .seconds(1), stepTimeout <= .seconds(3_600) else {
+            throw UnraceError(.invalidConfiguration, "stepTimeout must be between 1 second and 1 hour")
+        }
+        self.database = database
+        self.stepTimeout = stepTimeout
+        self.logger = logger
+        self.steps = PostgresSteps(logger: logger, stepTimeout: stepTimeout)
+        try await migrate()
+    }
+
+    private func migrate() async throws {
+        let now = SystemWallClock().now()
+        _ = try await transaction(timed: false) { tx in
+            if let lock = dialect.schemaLockStatement { try await tx.execute(lock) }
+            return try await SQLSchema.migrations(dialect).apply(tx, now: now)
+        }
+    }
+
+    // MARK: Store
+
+    /// Runs `body` as one step: a transaction on one of the Fluent database's connections.
+    public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<FluentTransaction>) async throws -> T) async throws -> T {
+        try StepNesting.check()
+        let dialect = dialect
+        let clock = step.clock
+        return try await transaction { tx in
+            // PostgreSQL decides on its own clock when the caller's is real time; SQLite reads the
+            // caller's clock now that the step holds the writer.
+            let time: Timestamp? = dialect.clockExpression != nil && clock.isRealTime ? nil : clock.now()
+            return try await body(StepContext(transaction: tx, rows: SQLRows(tx, dialect: dialect, time: time)))
+        }
+    }
+
+    /// Runs `body` in a transaction with no Unrace rows: plain business writes, Fluent or SQL.
+    public func withTransaction<T: Sendable>(_ body: (FluentTransaction) async throws -> T) async throws -> T {
+        try StepNesting.check()
+        return try await transaction(body)
+    }
+
+    /// Runs `body` in a transaction on a connection leased from Fluent. The body runs in the
+    /// caller's task (so its cancellation is the caller's); the lease is held by a child task
+    /// until the body is done (``withLeasedConnection(_:)``).
+    private func transaction<T: Sendable>(timed: Bool = true, _ body: (FluentTransaction) async throws -> T) async throws -> T {
+        let steps = steps
+        if dialect.hasConcurrentWriters {
+            return try await steps.retrying {
+                try await PostgresTransaction.mapErrors {
+                    try await withLeasedConnection { db in
+                        let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+                        return try await steps.transaction(on: connection, timed: timed) { tx in
+                            try await body(FluentTransaction(fluent: db, sql: .postgres(tx)))
+                        }
+                    }
+                }
+            }
+        }
+        return try await writer.withLock {
+            try await withLeasedConnection { db in
+                let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+                return try await Self.sqliteTransaction(connection) { tx in
+                    try await StepNesting.inside { try await body(FluentTransaction(fluent: db, sql: .sqlite(tx))) }
+                }
+            }
+        }
+    }
+
+    /// Leases a connection from Fluent for the duration of `body`, which runs in the caller's
+    /// task: Fluent runs the closures it is given on a task of its own, so a child task takes the
+    /// lease, lends its connection-bound database to the caller, and gives the lease back when
+    /// `body` is done.
+    private func withLeasedConnection<T>(_ body: (any Database) async throws -> T) async throws -> T {
+        let loan = Loan()
+        let database = database
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await database.withConnection { db in await loan.lend(db) }
+                } catch {
+                    loan.fail(error)
+                }
+            }
+            defer { loan.giveBack() }
+            let db = try await loan.borrow()
+            return try await body(db)
+        }
+    }
+
+    /// `BEGIN IMMEDIATE` … `COMMIT` on one SQLite connection; a body that throws, or a cancelled
+    /// caller, rolls back.
+    private static func sqliteTransaction<T>(
+        _ connection: SQLiteConnection, _ body: (SQLiteConnectionTransaction) async throws -> T
+    ) async throws -> T {
+        let tx = SQLiteConnectionTransaction(connection: connection)
+        try await tx.execute(SQLDialect.sqlite.beginStatement, [])
+        do {
+            let result = try await body(tx)
+            try Task.checkCancellation()  // a cancelled caller commits nothing
+            try await tx.execute("COMMIT", [])
+            return result
+        } catch {
+            // On a task of its own: SQLiteNIO refuses to run a statement for a cancelled task, and
+            // a connection left inside its transaction would go back to the pool. One whose
+            // rollback fails is closed instead.
+            let rolledBack = await Task.detached { (try? await tx.execute("ROLLBACK", [])) != nil }.value
+            if !rolledBack { try? await connection.close() }
+            throw error
+        }
+    }
+}
+
+/// A connection-bound Fluent database lent by the task that holds its lease to the caller, and
+/// given back when the caller is done.
+private final class Loan: Sendable {
+    private struct State {
+        var database: (any Database)?
+        var failure: (any Error)?
+        var borrower: CheckedContinuation<any Database, any Error>?
+        var lender: CheckedContinuation<Void, Never>?
+        var returned = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Lends `database` and waits until it is given back.
+    func lend(_ database: any Database) async {
+        await withCheckedContinuation { (lender: CheckedContinuation<Void, Never>) in
+            let (borrower, returned) = state.withLock { state -> (CheckedContinuation<any Database, any Error>?, Bool) in
+                state.database = database
+                state.lender = lender
+                defer { state.borrower = nil }
+                return (state.borrower, state.returned)
+            }
+            borrower?.resume(returning: database)
+            if returned { giveBack() }
+        }
+    }
+
+    /// No connection could be leased.
+    func fail(_ error: any Error) {
+        let borrower = state.withLock { state -> CheckedContinuation<any Database, any Error>? in
+            state.failure = error
+            defer { state.borrower = nil }
+            return state.borrower
+        }
+        borrower?.resume(throwing: error)
+    }
+
+    /// Waits for the lent database.
+    func borrow() async throws -> any Database {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<any Database, any Error>? in
+                if let database = state.database { return .success(database) }
+                if let failure = state.failure { return .failure(failure) }
+                state.borrower = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    /// Gives the database back: the lease ends.
+    func giveBack() {
+        let lender = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.returned = true
+            defer { state.lender = nil }
+            return state.lender
+        }
+        lender?.resume()
+    }
+}

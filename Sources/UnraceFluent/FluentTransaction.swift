@@ -1,0 +1,103 @@
+public import FluentKit
+public import Unrace
+import PostgresNIO
+import SQLiteNIO
+import UnracePostgres
+
+/// A step's transaction on a Fluent database: the transaction-scoped Fluent ``fluent`` database
+/// for your models, and Unrace's SQL (and yours) on the same connection.
+///
+/// ```swift
+/// try await operations.perform(key: "order:\(id)") { tx in
+///     try await Order(sku: "widget").create(on: tx.fluent)   // commits with the claim, or not at all
+///     return id
+/// }
+/// ```
+///
+/// Use ``fluent`` only inside the step's body: it is bound to the step's connection and
+/// transaction, which end when the body returns. Do not start a Fluent transaction on it
+/// (`fluent.transaction { … }`): the step is the transaction.
+public struct FluentTransaction: SQLTransaction {
+    /// The Fluent database of this transaction: queries and model writes through it run on the
+    /// step's connection, inside its transaction.
+    public let fluent: any Database
+    let sql: Driver
+
+    /// The SQL of each driver.
+    enum Driver: Sendable {
+        case postgres(PostgresTransaction)
+        case sqlite(SQLiteConnectionTransaction)
+    }
+
+    /// Runs a statement that returns no rows (`?` placeholders), in this transaction.
+    public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
+        switch self.sql {
+        case .postgres(let tx): try await tx.execute(sql, arguments)
+        case .sqlite(let tx): try await tx.execute(sql, arguments)
+        }
+    }
+
+    /// Runs a statement (`?` placeholders) in this transaction and returns its rows.
+    public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        switch self.sql {
+        case .postgres(let tx): try await tx.query(sql, arguments)
+        case .sqlite(let tx): try await tx.query(sql, arguments)
+        }
+    }
+}
+
+/// Unrace's SQL on one SQLiteNIO connection (Fluent's SQLite driver).
+struct SQLiteConnectionTransaction: SQLTransaction {
+    let connection: SQLiteConnection
+
+    func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
+        _ = try await query(sql, arguments)
+    }
+
+    func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        guard !connection.isClosed else { throw UnraceError(.storeUnavailable, "the SQLite connection was closed") }
+        let rows: [SQLiteRow]
+        do {
+            rows = try await connection.query(sql, arguments.map(Self.data))
+        } catch let error as SQLiteError {
+            throw Self.translate(error)
+        }
+        return rows.map { row in
+            SQLRow(columns: row.columns.map(\.name), values: row.columns.map { Self.value($0.data) })
+        }
+    }
+
+    static func data(_ value: SQLValue) -> SQLiteData {
+        switch value {
+        case .null: .null
+        case .integer(let value): .integer(SQLiteInt64(value))
+        case .real(let value): .float(value)
+        case .text(let value): .text(value)
+        case .blob(let value): .blob(ByteBuffer(bytes: value))
+        case .bool(let value): .integer(value ? 1 : 0)
+        }
+    }
+
+    static func value(_ data: SQLiteData) -> SQLValue {
+        switch data {
+        case .integer(let value): .integer(Int64(value))
+        case .float(let value): .real(value)
+        case .text(let value): .text(value)
+        case .blob(let buffer): .blob(Array(buffer.readableBytesView))
+        case .null: .null
+        }
+    }
+
+    /// SQLite's errors as Unrace's: a broken constraint, a busy database (retryable), or a failure.
+    static func translate(_ error: SQLiteError) -> UnraceError {
+        switch error.reason {
+        case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed, .constraintCheckFailed, .constraintNotNullFailed,
+            .constraintForeignKeyFailed:
+            return UnraceError(.constraintViolation, "a statement broke a database constraint", detail: error.message, underlying: error)
+        case .busy, .locked, .busyTimeout:
+            return UnraceError(.storeUnavailable, "the SQLite database is busy", detail: error.message, underlying: error)
+        default:
+            return UnraceError(.storeFailure, "SQLite reported an error", detail: error.message, underlying: error)
+        }
+    }
+}
