@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "UnraceHTTP", targets: ["UnraceHTTP"]),
         .library(name: "UnraceHummingbird", targets: ["UnraceHummingbird"]),
         .library(name: "UnraceFluent", targets: ["UnraceFluent"]),
+        .library(name: "UnraceVapor", targets: ["UnraceVapor"]),
         .executable(name: "unrace", targets: ["unrace"]),
     ],
     dependencies: [
@@ -40,6 +41,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // Vapor and Fluent: only the UnraceFluent and UnraceVapor products build them.
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
+        .package(url: "https://github.com/vapor/fluent.git", from: "4.13.0"),
         .package(url: "https://github.com/vapor/fluent-kit.git", from: "1.57.0"),
         .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
         .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
@@ -126,6 +128,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            // The Vapor 4 adapter of UnraceHTTP's engine: the same Idempotency-Key contract as
+            // the Hummingbird middleware, the route's Fluent writes in the claim's transaction.
+            name: "UnraceVapor",
+            dependencies: [
+                "Unrace", "UnraceHTTP", "UnraceFluent",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "Fluent", package: "fluent"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             // The reference shop behind `unrace serve`, written only against the public API.
             name: "UnraceShop",
             dependencies: [
@@ -169,7 +183,9 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The HTTP edge, tested over real HTTP on loopback.
-                "UnraceHTTP", "UnraceHummingbird", "UnraceShop", "UnraceFluent",
+                "UnraceHTTP", "UnraceHummingbird", "UnraceShop", "UnraceFluent", "UnraceVapor",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),

@@ -35,8 +35,10 @@ public final class FluentStore: SQLStore {
     /// The handle a step's body writes through: a Fluent database and SQL, in the step's transaction.
     public typealias Transaction = FluentTransaction
 
-    /// The Fluent database the store runs on.
-    public let database: any Database
+    /// The Fluent database the store runs on (the first, when it runs on an application's
+    /// `Databases`).
+    public var database: any Database { source.database(writing: true, concurrentWriters: false) }
+    private let source: Source
     /// The SQL flavour of the database's driver.
     public let dialect: SQLDialect
     /// On PostgreSQL, the longest a step may hold its connection (see `PostgresStore.stepTimeout`).
@@ -57,7 +59,34 @@ public final class FluentStore: SQLStore {
     /// - Throws: ``UnraceCore/UnraceError/Code/unsupportedDatabase`` for a driver other than
     ///   PostgreSQL or SQLite; ``UnraceCore/UnraceError/Code/invalidConfiguration``; the
     ///   migration's errors.
-    public init(database: any Database, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.fluent")) async throws {
+    public convenience init(database: any Database, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.fluent")) async throws {
+        try await self.init(source: .single(database), stepTimeout: stepTimeout, logger: logger)
+    }
+
+    /// Creates a store on one of an application's databases (`app.databases`, Vapor's) and
+    /// migrates Unrace's tables in it: each step takes a connection of the database on one of
+    /// the group's event loops. Prefer it to ``init(database:stepTimeout:logger:)``: Fluent's
+    /// SQLite driver keeps one connection per event loop, so on SQLite every write step runs on
+    /// the first loop's connection and read-only steps (a `peek` while a request holds its key,
+    /// status reads) on the others' — a read never waits for a running step. On PostgreSQL the
+    /// steps spread over every loop's pool.
+    /// - Parameters:
+    ///   - databases: the application's databases.
+    ///   - id: which of them (`nil`: the default one).
+    /// - Throws: as ``init(database:stepTimeout:logger:)``; ``UnraceCore/UnraceError/Code/invalidConfiguration``
+    ///   when `databases` has no such database.
+    public convenience init(
+        databases: Databases, id: DatabaseID? = nil, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.fluent")
+    ) async throws {
+        let loops = Array(databases.eventLoopGroup.makeIterator())
+        guard !loops.isEmpty, databases.database(id, logger: logger, on: loops[0]) != nil else {
+            throw UnraceError(.invalidConfiguration, "there is no such Fluent database")
+        }
+        try await self.init(source: .databases(Loops(databases: databases, id: id, logger: logger, loops: loops)), stepTimeout: stepTimeout, logger: logger)
+    }
+
+    private init(source: Source, stepTimeout: Duration, logger: Logger) async throws {
+        let database = source.database(writing: true, concurrentWriters: false)
         if database is any PostgresDatabase {
             dialect = .postgres
         } else if database is any SQLiteDatabase {
@@ -71,7 +100,7 @@ public final class FluentStore: SQLStore {
         guard stepTimeout >= .seconds(1), stepTimeout <= .seconds(3_600) else {
             throw UnraceError(.invalidConfiguration, "stepTimeout must be between 1 second and 1 hour")
         }
-        self.database = database
+        self.source = source
         self.stepTimeout = stepTimeout
         self.logger = logger
         self.steps = PostgresSteps(logger: logger, stepTimeout: stepTimeout)
@@ -93,11 +122,40 @@ public final class FluentStore: SQLStore {
         try StepNesting.check()
         let dialect = dialect
         let clock = step.clock
-        return try await transaction { tx in
+        let work: (FluentTransaction) async throws -> T = { tx in
             // PostgreSQL decides on its own clock when the caller's is real time; SQLite reads the
             // caller's clock now that the step holds the writer.
             let time: Timestamp? = dialect.clockExpression != nil && clock.isRealTime ? nil : clock.now()
             return try await body(StepContext(transaction: tx, rows: SQLRows(tx, dialect: dialect, time: time)))
+        }
+        if step.isReadOnly { return try await reading(work) }
+        return try await transaction(work)
+    }
+
+    /// Runs a read-only step's statements outside a transaction and without the writer, as
+    /// `SQLiteStore` and `PostgresStore` do: a read never waits for a writer (a `peek` while
+    /// the key's holder completes it, say).
+    private func reading<T: Sendable>(_ body: (FluentTransaction) async throws -> T) async throws -> T {
+        let steps = steps
+        if dialect.hasConcurrentWriters {
+            return try await steps.retrying {
+                try await PostgresTransaction.mapErrors {
+                    try await withLeasedConnection(writing: false) { db in
+                        let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+                        let stepGuard = ConnectionGuard(connection)
+                        return try await steps.bounded(stepGuard) {
+                            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
+                            return try await StepNesting.inside { try await body(FluentTransaction(fluent: db, sql: .postgres(tx))) }
+                        }
+                    }
+                }
+            }
+        }
+        return try await withLeasedConnection(writing: false) { db in
+            let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+            return try await StepNesting.inside {
+                try await body(FluentTransaction(fluent: db, sql: .sqlite(SQLiteConnectionTransaction(connection: connection))))
+            }
         }
     }
 
@@ -115,7 +173,7 @@ public final class FluentStore: SQLStore {
         if dialect.hasConcurrentWriters {
             return try await steps.retrying {
                 try await PostgresTransaction.mapErrors {
-                    try await withLeasedConnection { db in
+                    try await withLeasedConnection(writing: true) { db in
                         let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
                         return try await steps.transaction(on: connection, timed: timed) { tx in
                             try await body(FluentTransaction(fluent: db, sql: .postgres(tx)))
@@ -125,7 +183,7 @@ public final class FluentStore: SQLStore {
             }
         }
         return try await writer.withLock {
-            try await withLeasedConnection { db in
+            try await withLeasedConnection(writing: true) { db in
                 let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
                 return try await Self.sqliteTransaction(connection) { tx in
                     try await StepNesting.inside { try await body(FluentTransaction(fluent: db, sql: .sqlite(tx))) }
@@ -138,9 +196,9 @@ public final class FluentStore: SQLStore {
     /// task: Fluent runs the closures it is given on a task of its own, so a child task takes the
     /// lease, lends its connection-bound database to the caller, and gives the lease back when
     /// `body` is done.
-    private func withLeasedConnection<T>(_ body: (any Database) async throws -> T) async throws -> T {
+    private func withLeasedConnection<T>(writing: Bool, _ body: (any Database) async throws -> T) async throws -> T {
         let loan = Loan()
-        let database = database
+        let database = source.database(writing: writing, concurrentWriters: dialect.hasConcurrentWriters)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
@@ -175,6 +233,58 @@ public final class FluentStore: SQLStore {
             if !rolledBack { try? await connection.close() }
             throw error
         }
+    }
+}
+
+/// Where a step's Fluent database comes from: one database handle, or an application's
+/// databases on every event loop of its group.
+private enum Source: Sendable {
+    case single(any Database)
+    case databases(Loops)
+
+    /// A database for a step: for one handle, always it; for an application's databases, where
+    /// writers run at once (PostgreSQL) every loop's in turn, else (SQLite) the first loop's for
+    /// writes — the one writer — and the other loops' in turn for reads.
+    func database(writing: Bool, concurrentWriters: Bool) -> any Database {
+        switch self {
+        case .single(let database): database
+        case .databases(let loops): loops.database(writing: writing, concurrentWriters: concurrentWriters)
+        }
+    }
+}
+
+/// An application's databases and the event loops a store's steps take connections on.
+private final class Loops: Sendable {
+    let databases: Databases
+    let id: DatabaseID?
+    let logger: Logger
+    let loops: [any EventLoop]
+    private let next = Mutex(0)
+
+    init(databases: Databases, id: DatabaseID?, logger: Logger, loops: [any EventLoop]) {
+        self.databases = databases
+        self.id = id
+        self.logger = logger
+        self.loops = loops
+    }
+
+    func database(writing: Bool, concurrentWriters: Bool) -> any Database {
+        let loop: any EventLoop
+        if concurrentWriters {
+            loop = next.withLock { next in
+                next = (next + 1) % loops.count
+                return loops[next]
+            }
+        } else if writing || loops.count == 1 {
+            loop = loops[0]
+        } else {
+            loop = next.withLock { next in
+                next = next % (loops.count - 1) + 1
+                return loops[next]
+            }
+        }
+        // The databases were checked to have this one when the store was made.
+        return databases.database(id, logger: logger, on: loop)!
     }
 }
 

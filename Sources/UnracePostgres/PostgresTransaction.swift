@@ -18,7 +18,7 @@ public struct PostgresTransaction: SQLTransaction {
     /// The step's hold on the connection: stopped steps send nothing more.
     let stepGuard: ConnectionGuard
 
-    init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil) {
+    package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil) {
         self.connection = connection
         self.logger = logger
         self.stepGuard = stepGuard ?? ConnectionGuard(connection)

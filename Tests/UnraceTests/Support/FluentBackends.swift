@@ -37,7 +37,7 @@ func withFluentStore<T: Sendable>(
     }
     let database = try #require(databases.database(logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()))
     do {
-        let store = try await FluentStore(database: database, stepTimeout: .seconds(300), logger: logger)
+        let store = try await FluentStore(databases: databases, stepTimeout: .seconds(300), logger: logger)
         let result = try await body(store, database)
         await databases.shutdownAsync()
         await cleanUp?()

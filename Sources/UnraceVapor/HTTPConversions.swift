@@ -1,0 +1,35 @@
+import HTTPTypes
+import NIOHTTP1
+import Vapor
+
+/// Vapor's HTTP types (from NIOHTTP1) and swift-http-types', which UnraceHTTP's rules speak.
+enum HTTPConversions {
+    static func fields(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            guard let name = HTTPField.Name(name) else { continue }
+            fields.append(HTTPField(name: name, value: value))
+        }
+        return fields
+    }
+
+    static func headers(_ fields: HTTPFields) -> HTTPHeaders {
+        HTTPHeaders(fields.map { ($0.name.rawName, $0.value) })
+    }
+
+    /// The request head, as the engine reads it: method, path with query, header fields.
+    static func head(_ request: Request) -> HTTPRequest {
+        HTTPRequest(
+            method: HTTPRequest.Method(request.method.rawValue) ?? .get, scheme: nil, authority: nil, path: request.url.string,
+            headerFields: fields(request.headers)
+        )
+    }
+
+    static func status(_ status: HTTPResponseStatus) -> HTTPResponse.Status {
+        HTTPResponse.Status(code: Int(status.code), reasonPhrase: status.reasonPhrase)
+    }
+
+    static func status(_ status: HTTPResponse.Status) -> HTTPResponseStatus {
+        HTTPResponseStatus(statusCode: status.code, reasonPhrase: status.reasonPhrase)
+    }
+}

@@ -1,0 +1,43 @@
+public import UnraceHTTP
+public import Vapor
+
+extension HTTPProblem {
+    /// The problem as a Vapor `application/problem+json` response, with `Retry-After` when it
+    /// asks for a retry. Routes can `throw` a problem: ``ProblemMiddleware`` (and
+    /// ``IdempotencyMiddleware``) render it.
+    public func vaporResponse() -> Response {
+        var headers = HTTPHeaders([("Content-Type", HTTPProblem.mediaType)])
+        if let seconds = retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
+        return Response(status: HTTPConversions.status(status), headers: headers, body: .init(data: jsonBody()))
+    }
+}
+
+/// Answers every error with an RFC 9457 `application/problem+json` body — Vapor's own (a 404 for
+/// an unknown route, `Abort`), ``UnraceHTTP/HTTPProblem``s, and errors no route caught: a
+/// retryable store condition (failing over, read-only, unreachable) is 503 `service_unavailable`
+/// with `Retry-After: 1`, anything else 500 `internal_error`, logged by type (never its text,
+/// which may name keys). Use it instead of Vapor's `ErrorMiddleware`, first:
+/// `app.middleware = .init(); app.middleware.use(ProblemMiddleware())`.
+public struct ProblemMiddleware: AsyncMiddleware {
+    /// A problem middleware.
+    public init() {}
+
+    /// Runs the rest of the chain and turns what it throws into a problem response.
+    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        do {
+            return try await next.respond(to: request)
+        } catch let problem as HTTPProblem {
+            return problem.vaporResponse()
+        } catch let error as any AbortError {
+            let response = HTTPProblem(status: HTTPConversions.status(error.status)).vaporResponse()
+            for (name, value) in error.headers where name.lowercased() != "content-type" && name.lowercased() != "content-length" {
+                response.headers.add(name: name, value: value)
+            }
+            return response
+        } catch {
+            let problem = HTTPProblem.unhandled(error)
+            request.logger.error("request failed", metadata: ["error": "\(type(of: error))", "status": "\(problem.status.code)"])
+            return problem.vaporResponse()
+        }
+    }
+}

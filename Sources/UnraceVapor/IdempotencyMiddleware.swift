@@ -1,0 +1,93 @@
+public import Unrace
+public import UnraceHTTP
+public import Vapor
+import HTTPTypes
+
+/// Makes `POST` (and `PATCH`) routes idempotent per draft-ietf-httpapi-idempotency-key-header:
+/// the Vapor adapter of ``UnraceHTTP/IdempotencyEngine``, with exactly the contract of the
+/// Hummingbird middleware — every rule is the engine's.
+///
+/// - no `Idempotency-Key` → 400 `idempotency_key_missing` (unless keys are optional); a malformed,
+///   repeated or over-long key → 400 `idempotency_key_invalid`;
+/// - the first request with a key runs the route, whose writes go through `req.unrace.db` (the
+///   claim's transaction, on a ``UnraceFluent/FluentStore``) and commit with the stored response;
+/// - a retry after completion gets the stored status, headers and body with
+///   `Idempotent-Replayed: true`, without running the route;
+/// - a retry while the first runs waits and replays, or gets 409 with `Retry-After`;
+/// - the same key with a different request → 422 `idempotency_key_reused`; a body over the limit
+///   → 413; a principal that is missing or unusable → 400; a store failing over → 503.
+///
+/// A route commits its writes by *returning* a response; an error it *throws* (`Abort`,
+/// ``UnraceHTTP/HTTPProblem``) rolls them back and, when its status is stored, is stored on its
+/// own. Responses not stored (5xx by default) and errors that are not HTTP errors commit nothing
+/// and free the key.
+public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
+    /// The rules, shared with every other framework's adapter.
+    public let engine: IdempotencyEngine<S>
+    let principal: @Sendable (Request) -> String?
+
+    /// - Parameters:
+    ///   - operations: the operations keys are recorded with (their store: a ``UnraceFluent/FluentStore``
+    ///     for Fluent routes).
+    ///   - principal: whose keys these are (a header, the authenticated user); `nil` refuses the
+    ///     request with 400 `principal_invalid`. Keys are scoped per principal
+    ///     (``UnraceHTTP/PrincipalScope``).
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
+    public init(
+        operations: Operations<S>, configuration: IdempotencyConfiguration = .init(),
+        principal: @escaping @Sendable (Request) -> String? = { _ in "everyone" }
+    ) throws {
+        self.engine = try IdempotencyEngine(operations: operations, configuration: configuration)
+        self.principal = principal
+    }
+
+    /// Applies the rules to one request.
+    public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        let configuration = engine.configuration
+        let outcome = try await engine.respond(
+            to: HTTPConversions.head(request),
+            principal: principal(request),
+            body: {
+                do {
+                    let buffer = try await request.body.collect(max: configuration.requestBodyByteCountLimit).get()
+                    return buffer.map { Array($0.readableBytesView) } ?? []
+                } catch let error as any AbortError where error.status == .payloadTooLarge {
+                    return nil
+                }
+            },
+            handler: { transaction in
+                request.unrace.transaction = transaction
+                defer { request.unrace.transaction = nil }
+                var response: Response
+                var thrown = false
+                do {
+                    response = try await next.respond(to: request)
+                } catch let problem as HTTPProblem {
+                    response = problem.vaporResponse()
+                    thrown = true
+                } catch let error as any AbortError {
+                    response = HTTPProblem(status: HTTPConversions.status(error.status), detail: error.reason).vaporResponse()
+                    thrown = true
+                }
+                let limit = configuration.responseBodyByteCountLimit
+                guard let body = try await response.body.collect(on: request.eventLoop).get().map({ Array($0.readableBytesView) }) ?? [] as [UInt8]?,
+                      body.count <= limit else {
+                    throw IdempotencyEngine<S>.ResponseTooLarge()
+                }
+                return .init(
+                    head: HTTPResponse(status: HTTPConversions.status(response.status), headerFields: HTTPConversions.fields(response.headers)),
+                    body: body, thrown: thrown
+                )
+            }
+        )
+        switch outcome {
+        case .passThrough:
+            return try await next.respond(to: request)
+        case .respond(let response):
+            return Response(
+                status: HTTPConversions.status(response.status), headers: HTTPConversions.headers(response.headerFields),
+                body: .init(data: Data(response.body))
+            )
+        }
+    }
+}

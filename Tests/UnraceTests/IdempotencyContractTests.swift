@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import Unrace
+
+/// The Idempotency-Key contract, as the same test bodies against the Hummingbird and the Vapor
+/// middleware (both thin adapters of UnraceHTTP's engine), on SQLite and PostgreSQL, over real
+/// HTTP on loopback: Vapor's route writes are Fluent models in the claim's transaction.
+@Suite("Idempotency contract on every framework", .timeLimit(.minutes(5)))
+struct IdempotencyContractTests {
+    static let order = #"{"sku":"widget","quantity":2}"#
+
+    static func send(_ count: Int, _ client: LiveClient, key: String = "\"k-1\"", json: String = order) async throws -> [HTTPExchange] {
+        try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
+            for _ in 0..<count {
+                group.addTask { try await client.send(.POST, "/orders", headers: [("Idempotency-Key", key), ("X-Client-Id", "alice")], json: json) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    @Test("64 concurrent retries of one key: one row, 64 identical answers, 63 replays", arguments: ContractCase.all)
+    func sixtyFour(_ contract: ContractCase) async throws {
+        try await withContractServer(contract) { server in
+            let answers = try await Self.send(64, server.client)
+            #expect(Set(answers.map(\.status)) == [201])
+            #expect(Set(answers.map(\.body)).count == 1)
+            #expect(Set(answers.map { $0.header("Location") }).count == 1)
+            #expect(answers.filter(\.isReplay).count == 63)
+            #expect(Set(answers.map { $0.header("Idempotency-Key-Retention") }) == ["86400"])
+            #expect(try await server.countOrders() == 1)
+        }
+    }
+
+    @Test("without the middleware the same 64 retries create 64 rows", arguments: ContractCase.all)
+    func withoutMiddleware(_ contract: ContractCase) async throws {
+        try await withContractServer(contract, idempotency: false) { server in
+            let answers = try await Self.send(64, server.client)
+            #expect(Set(answers.map(\.status)) == [201])
+            #expect(try await server.countOrders() == 64)
+        }
+    }
+
+    @Test("bad input: 400 without a key or a principal, 422 on reuse with another request, 413 over the body limit", arguments: ContractCase.all)
+    func badInput(_ contract: ContractCase) async throws {
+        try await withContractServer(contract) { server in
+            let client = server.client
+            let missing = try await client.send(.POST, "/orders", headers: [("X-Client-Id", "alice")], json: Self.order)
+            #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
+            let noPrincipal = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "p")], json: Self.order)
+            #expect(noPrincipal.status == 400 && noPrincipal.problemCode == "principal_invalid")
+            let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")], json: Self.order)
+            #expect(first.status == 201)
+            let reused = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":3}"#)
+            #expect(reused.status == 422 && reused.problemCode == "idempotency_key_reused")
+            let reordered = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")], json: #"{"quantity":2,"sku":"widget"}"#)
+            #expect(reordered.status == 201 && reordered.isReplay && reordered.body == first.body)
+            let huge = #"{"sku":"widget","quantity":1,"pad":""# + String(repeating: "x", count: 8_192) + #""}"#
+            let tooLarge = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big"), ("X-Client-Id", "alice")], json: huge)
+            #expect(tooLarge.status == 413 && tooLarge.problemCode == "body_too_large")
+            #expect(try await server.countOrders() == 1)
+        }
+    }
+
+    @Test("a thrown error rolls the route's writes back and is replayed; a 503 is not stored", arguments: ContractCase.all)
+    func thrownErrorRollsBack(_ contract: ContractCase) async throws {
+        try await withContractServer(contract) { server in
+            let client = server.client
+            let headers = [("Idempotency-Key", "t"), ("X-Client-Id", "alice")]
+            let refused = try await client.send(.POST, "/orders", headers: headers, json: #"{"sku":"widget","quantity":0}"#)
+            #expect(refused.status == 409 && refused.problemCode == "out_of_stock")
+            #expect(try await server.countOrders() == 0, "the row the route wrote before it threw rolled back")
+            let again = try await client.send(.POST, "/orders", headers: headers, json: #"{"sku":"widget","quantity":0}"#)
+            #expect(again.status == 409 && again.isReplay)
+            let unavailable = [("Idempotency-Key", "u"), ("X-Client-Id", "alice")]
+            #expect(try await client.send(.POST, "/orders", headers: unavailable, json: #"{"sku":"widget","quantity":500}"#).status == 503)
+            #expect(try await server.countOrders() == 0, "a response that is not stored commits nothing")
+            let retried = try await client.send(.POST, "/orders", headers: unavailable, json: #"{"sku":"widget","quantity":500}"#)
+            #expect(retried.status == 503 && !retried.isReplay, "the key was left free")
+        }
+    }
+
+    @Test("conflict mode: a retry while the first request runs gets 409 with Retry-After, then the stored answer", arguments: ContractCase.all)
+    func conflictWhileInProgress(_ contract: ContractCase) async throws {
+        try await withContractServer(contract, whileInProgress: .conflict) { server in
+            let client = server.client
+            let headers = [("Idempotency-Key", "w"), ("X-Client-Id", "alice")]
+            defer { server.gate.release.open() }
+            async let first = client.send(.POST, "/work", headers: headers, json: "{}")
+            await server.gate.entered.wait()
+            let during = try await client.send(.POST, "/work", headers: headers, json: "{}")
+            #expect(during.status == 409 && during.problemCode == "request_in_progress" && during.header("Retry-After") == "1")
+            server.gate.release.open()
+            #expect(try await first.status == 201)
+            let after = try await client.send(.POST, "/work", headers: headers, json: "{}")
+            #expect(after.status == 201 && after.isReplay)
+            #expect(server.gate.runs == 1)
+            #expect(try await server.countOrders() == 1)
+        }
+    }
+
+    @Test("preconditions: 428 without If-Match, 412 on a stale tag or an existing resource under If-None-Match: *", arguments: ContractCase.all)
+    func preconditions(_ contract: ContractCase) async throws {
+        try await withContractServer(contract) { server in
+            let client = server.client
+            let create = try await client.send(.PUT, "/products/p1", headers: [("If-None-Match", "*")], json: #"{"name":"one"}"#)
+            #expect(create.status == 201 && create.header("ETag") == "\"1\"")
+            let again = try await client.send(.PUT, "/products/p1", headers: [("If-None-Match", "*")], json: #"{"name":"one"}"#)
+            #expect(again.status == 412 && again.problemCode == "precondition_failed")
+            let unconditional = try await client.send(.PUT, "/products/p1", json: #"{"name":"two"}"#)
+            #expect(unconditional.status == 428 && unconditional.problemCode == "precondition_required")
+            let stale = try await client.send(.PUT, "/products/p1", headers: [("If-Match", "\"0\"")], json: #"{"name":"two"}"#)
+            #expect(stale.status == 412)
+            let weak = try await client.send(.PUT, "/products/p1", headers: [("If-Match", "W/\"1\"")], json: #"{"name":"two"}"#)
+            #expect(weak.status == 412, "If-Match compares strongly")
+            let current = try await client.send(.PUT, "/products/p1", headers: [("If-Match", "\"1\"")], json: #"{"name":"two"}"#)
+            #expect(current.status == 200 && current.header("ETag") == "\"2\"")
+            let any = try await client.send(.PUT, "/products/p1", headers: [("If-Match", "*")], json: #"{"name":"three"}"#)
+            #expect(any.status == 200 && any.header("ETag") == "\"3\"")
+            let malformed = try await client.send(.PUT, "/products/p1", headers: [("If-Match", "unquoted")], json: #"{"name":"x"}"#)
+            #expect(malformed.status == 400 && malformed.problemCode == "condition_invalid")
+        }
+    }
+}
