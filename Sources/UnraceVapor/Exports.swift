@@ -2,3 +2,4 @@
 // is all a Vapor application needs beside Vapor and Fluent.
 @_exported public import UnraceHTTP
 @_exported public import UnraceFluent
+@_exported public import Unrace

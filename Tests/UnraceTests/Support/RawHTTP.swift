@@ -82,3 +82,20 @@ final class RawConnection: @unchecked Sendable {
         return String(text[range.upperBound...])
     }
 }
+
+/// A loopback port nothing listens on now: bound, read and closed. (Another process could take it
+/// before the caller does; tests that use it fail loudly then, never pass wrongly.)
+func freeLoopbackPort() throws -> Int {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw RawConnection.Failed(description: "could not bind a loopback port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

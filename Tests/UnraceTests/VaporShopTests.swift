@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+import Unrace
+import UnracePostgres
+
+/// The Vapor example (`Examples/VaporShop`) as its users run it: a real process, on SQLite and on
+/// PostgreSQL, two of them sharing one database.
+@Suite("Vapor example", .timeLimit(.minutes(5)))
+struct VaporShopTests {
+    static var binary: String { ChildProcess.binary.deletingLastPathComponent().appendingPathComponent("VaporShop").path }
+
+    static func start(_ environment: [String: String]) async throws -> (ChildProcess, LiveClient) {
+        let port = try freeLoopbackPort()
+        let shop = try ChildProcess(
+            executable: binary, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], environment: environment, errors: .captured
+        )
+        try await shop.waitFor("Server started on")
+        return (shop, LiveClient(port: port))
+    }
+
+    static func order(_ client: LiveClient, key: String, quantity: Int = 1) async throws -> HTTPExchange {
+        try await client.send(
+            .POST, "/orders", headers: [("Idempotency-Key", "\"\(key)\""), ("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":\#(quantity)}"#
+        )
+    }
+
+    @Test("on SQLite: an order once per key, replayed; stock taken once; PUT needs If-Match; GET answers 304")
+    func sqlite() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("vaporshop"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (shop, client) = try await Self.start(["SQLITE_PATH": folder.appendingPathComponent("shop.sqlite").path])
+        defer { shop.sendKill() }
+        let first = try await Self.order(client, key: "o-1", quantity: 2)
+        let again = try await Self.order(client, key: "o-1", quantity: 2)
+        #expect(first.status == 201 && again.status == 201 && again.isReplay && again.body == first.body)
+        #expect(try await Self.order(client, key: "o-1", quantity: 3).status == 422)
+        let product = try await client.send(.GET, "/products/widget")
+        #expect(product.status == 200 && product.body.contains("\"stock\":998") && product.header("ETag") == "\"1\"")
+        #expect(try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"1\"")]).status == 304)
+        #expect(try await client.send(.PUT, "/products/widget", json: #"{"name":"W","priceCents":1}"#).status == 428)
+        #expect(try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"W","priceCents":1}"#).status == 200)
+        let missing = try await client.send(.POST, "/orders", headers: [("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":1}"#)
+        #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
+    }
+
+    @Test(
+        "two processes on one PostgreSQL, the same key sent to both at once: one order, every answer the same",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func twoProcesses() async throws {
+        let database = uniqueName("vaporshop")
+        try await TestPostgres.execute("CREATE DATABASE \(database)")
+        let url = try TestPostgres.requireURL().replacingOccurrences(of: "/unrace_test", with: "/\(database)")
+        do {
+            // One after the other: Fluent's migrations are not safe against themselves.
+            let (a, clientA) = try await Self.start(["DATABASE_URL": url])
+            defer { a.sendKill() }
+            let (b, clientB) = try await Self.start(["DATABASE_URL": url])
+            defer { b.sendKill() }
+            let answers = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
+                for index in 0..<32 {
+                    group.addTask { try await Self.order(index.isMultiple(of: 2) ? clientA : clientB, key: "shared") }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(answers.map(\.status)) == [201])
+            #expect(Set(answers.map(\.body)).count == 1)
+            #expect(answers.filter(\.isReplay).count == 31)
+            let orders = try await PostgresStore.withStore(url: url) { store in try await countRows(store, "orders") }
+            #expect(orders == 1)
+        }
+        try await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")
+    }
+}
