@@ -43,6 +43,24 @@ public struct PostgresTransaction: SQLTransaction {
         return try await rows(of: Self.query(sql, arguments))
     }
 
+    /// Runs a postgres-nio query in this transaction — its interpolations bind typed values
+    /// (`"INSERT INTO orders (id, total) VALUES (\(id), \(total))"`) — and returns its rows:
+    ///
+    /// ```swift
+    /// try await operations.perform(key: "order:\(id)") { tx in
+    ///     try await tx.run("INSERT INTO orders (id, sku) VALUES (\(id), \(sku))")
+    ///     return id
+    /// }
+    /// ```
+    ///
+    /// Prefer it to ``connection``'s own `query`: it is refused on a step that was stopped (its
+    /// timeout, a cancellation) instead of sent on a connection being closed.
+    /// - Throws: ``UnraceCore/UnraceError`` (a broken constraint is `constraint_violation`).
+    @discardableResult
+    public func run(_ query: PostgresQuery) async throws -> [SQLRow] {
+        try await rows(of: query)
+    }
+
     /// Sends a statement on the connection, unless the connection is already closed: postgres-nio
     /// 1.33 never answers a query written to a closed channel (its handler has left the
     /// pipeline, so nothing fails the query's promise), which would hang the step forever.

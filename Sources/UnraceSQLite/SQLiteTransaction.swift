@@ -1,6 +1,6 @@
 public import Unrace
 import UnraceCore
-import GRDB
+public import GRDB
 import Foundation
 import Synchronization
 
@@ -47,6 +47,25 @@ public final class SQLiteTransaction: SQLTransaction {
         return try await run { db in
             try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(SQLRow.init)
         }
+    }
+
+    /// Runs `work` with GRDB's `Database` in this transaction — GRDB records and queries
+    /// (`try order.insert(db)`, `try Order.fetchOne(db, key: id)`) commit with the step, or not
+    /// at all:
+    ///
+    /// ```swift
+    /// try await operations.perform(key: "order:\(id)") { tx in
+    ///     try await tx.withDatabase { db in try order.insert(db) }
+    ///     return id
+    /// }
+    /// ```
+    ///
+    /// Do not begin, commit or roll back in `work`: the step does. In a read-only step `db` is a
+    /// reader's.
+    /// - Throws: ``UnraceCore/UnraceError`` for SQLite errors (a broken constraint is
+    ///   `constraint_violation`); what `work` throws.
+    public func withDatabase<T: Sendable>(_ work: @escaping @Sendable (GRDB.Database) throws -> T) async throws -> T {
+        try await run(work)
     }
 
     /// Runs the queued statements and commits, in one writer access. Nothing to do if the
