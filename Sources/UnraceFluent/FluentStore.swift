@@ -20,7 +20,9 @@ import UnracePostgres
 /// - **PostgreSQL** (`FluentPostgresDriver`): the claim-first protocol of `PostgresStore` — the
 ///   fresh claim is inserted first so a concurrent duplicate waits on it — leases and expiries
 ///   on the database's clock, serialization failures and deadlocks retried whole, every step
-///   bounded by ``stepTimeout``.
+///   bounded by ``stepTimeout``: Unrace's statements by the step's own deadline, which closes
+///   the connection, and each of your Fluent statements by the server (`SET LOCAL
+///   statement_timeout` to the step timeout), since they do not pass through Unrace.
 /// - **SQLite** (`FluentSQLiteDriver`): `BEGIN IMMEDIATE`, so a step takes the writer before it
 ///   reads and decides on what no other writer can change; the steps of one store run one at a
 ///   time (Fluent's pool has a connection per event loop; SQLite has one writer). Leases are
@@ -165,6 +167,11 @@ public final class FluentStore: SQLStore {
         return try await transaction(body)
     }
 
+    /// ``stepTimeout`` in milliseconds, PostgreSQL's `statement_timeout` for a step's statements.
+    private var statementTimeoutMilliseconds: Int64 {
+        stepTimeout.components.seconds * 1_000 + stepTimeout.components.attoseconds / 1_000_000_000_000_000
+    }
+
     /// Runs `body` in a transaction on a connection leased from Fluent. The body runs in the
     /// caller's task (so its cancellation is the caller's); the lease is held by a child task
     /// until the body is done (``withLeasedConnection(_:)``).
@@ -176,7 +183,10 @@ public final class FluentStore: SQLStore {
                     try await withLeasedConnection(writing: true) { db in
                         let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
                         return try await steps.transaction(on: connection, timed: timed) { tx in
-                            try await body(FluentTransaction(fluent: db, sql: .postgres(tx)))
+                            // Fluent's statements do not pass the step's guard, which can stop only
+                            // Unrace's: the server bounds each of them by the step timeout.
+                            if timed { try await tx.execute("SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)") }
+                            return try await body(FluentTransaction(fluent: db, sql: .postgres(tx)))
                         }
                     }
                 }

@@ -81,10 +81,12 @@ package struct PostgresSteps: Sendable {
 
     /// Sends `COMMIT`. A connection lost on the way leaves the outcome unknown: the server may
     /// have committed before it went (on a database that failed over, if the standby had it).
+    /// A step stopped (its timeout, a cancellation) while `COMMIT` was in flight is the same: the
+    /// close that stopped it may have come after the server committed.
     package func commit(_ tx: PostgresTransaction) async throws {
         do {
-            try await tx.execute("COMMIT")
-        } catch let error as UnraceError where error.code == .storeUnavailable && !tx.stepGuard.isStopped {
+            try await tx.stepGuard.committing { try await tx.execute("COMMIT") }
+        } catch let error as UnraceError where error.code == .storeUnavailable && tx.stepGuard.commitSent {
             throw UnraceError(
                 .outcomeUnknown, "the connection was lost while COMMIT was on its way: the step may or may not have committed",
                 underlying: error
@@ -115,6 +117,8 @@ package struct PostgresSteps: Sendable {
             return try await withTaskCancellationHandler(operation: work) {
                 stepGuard.stop(.cancelled)
             }
+        } catch let error as UnraceError where error.code == .outcomeUnknown {
+            throw error  // COMMIT was sent: the caller must not be told that nothing committed
         } catch where Task.isCancelled || stepGuard.stopReason == .cancelled {
             throw CancellationError()
         } catch where stepGuard.stopReason == .timedOut {
@@ -224,6 +228,8 @@ package final class ConnectionGuard: Sendable {
         var inFlight = 0
         var closing = false
         var finished = false
+        var committing = false
+        var commitSent = false
     }
 
     package let connection: PostgresConnection
@@ -250,10 +256,23 @@ package final class ConnectionGuard: Sendable {
                 throw UnraceError(.storeUnavailable, "the PostgreSQL connection was lost; nothing more was sent on it")
             }
             state.inFlight += 1
+            if state.committing { state.commitSent = true }
         }
         defer { state.withLock { $0.inFlight -= 1 } }
         return try await work()
     }
+
+    /// Runs `work`, whose statement is the step's `COMMIT`: once it passes ``send(_:)``, the
+    /// step's outcome is the server's (``commitSent``).
+    package func committing<T>(_ work: () async throws -> T) async throws -> T {
+        state.withLock { $0.committing = true }
+        defer { state.withLock { $0.committing = false } }
+        return try await work()
+    }
+
+    /// Whether the step's `COMMIT` was handed to the connection: a failure after it leaves the
+    /// outcome unknown.
+    package var commitSent: Bool { state.withLock { $0.commitSent } }
 
     /// Stops the step (the first reason wins); closes the connection if a statement is in flight.
     package func stop(_ reason: StopReason) {

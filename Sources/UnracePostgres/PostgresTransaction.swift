@@ -227,6 +227,11 @@ public struct PostgresTransaction: SQLTransaction {
                 // read_only_sql_transaction: a standby, or a primary being demoted.
                 return UnraceError(.databaseReadOnly, "the database refused to write: it is a read-only standby", detail: detail, underlying: error)
             }
+            if state == "57014" {
+                // query_canceled: a statement timeout (the step's, on the Fluent path) or an
+                // operator's cancel. Rolled back, so retryable.
+                return UnraceError(.storeUnavailable, "PostgreSQL cancelled a statement that ran too long; nothing was committed", detail: detail, underlying: error)
+            }
             // Connection exceptions (08), a server shutting down or starting (57P01–57P03), too
             // many connections (53300): retryable, nothing was written.
             if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state) {

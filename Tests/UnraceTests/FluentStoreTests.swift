@@ -1,5 +1,9 @@
 import FluentKit
 import Foundation
+import SQLKit
+import Logging
+import NIOCore
+import NIOPosix
 import Testing
 import Unrace
 import UnraceFluent
@@ -66,6 +70,87 @@ struct FluentStoreTests {
                 return 2
             }
             #expect(try await queue.depth() == QueueDepth(ready: 1))
+        }
+    }
+}
+
+/// A Fluent database of a driver Unrace does not know (as MySQL's would be): it answers nothing
+/// and counts what it was asked. The refusal is a decision about the driver alone, so a stand-in
+/// is enough.
+private struct UnknownDriverDatabase: Database {
+    struct Configuration: DatabaseConfiguration {
+        var middleware: [any AnyModelMiddleware] = []
+        func makeDriver(for databases: Databases) -> any DatabaseDriver { fatalError("not used") }
+    }
+
+    let requests = Counter()
+    let context: DatabaseContext
+    init(eventLoop: any EventLoop) {
+        context = DatabaseContext(configuration: Configuration(), logger: Logger(label: "test.unknown-driver"), eventLoop: eventLoop)
+    }
+
+    var inTransaction: Bool { false }
+    func execute(query: DatabaseQuery, onOutput: @escaping @Sendable (any DatabaseOutput) -> Void) -> EventLoopFuture<Void> { asked() }
+    func execute(schema: DatabaseSchema) -> EventLoopFuture<Void> { asked() }
+    func execute(enum: DatabaseEnum) -> EventLoopFuture<Void> { asked() }
+    func transaction<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        requests.increment()
+        return closure(self)
+    }
+    func withConnection<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        requests.increment()
+        return closure(self)
+    }
+    private func asked() -> EventLoopFuture<Void> {
+        requests.increment()
+        return eventLoop.makeSucceededVoidFuture()
+    }
+}
+
+@Suite("FluentStore drivers")
+struct FluentStoreDriverTests {
+    @Test(
+        "on PostgreSQL a Fluent statement running past the step timeout is cut off: store_unavailable, nothing committed",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fluentStatementPastTheTimeout() async throws {
+        try await withFluentStore(.postgres) { _, database in
+            let store = try await FluentStore(database: database, stepTimeout: .seconds(1))
+            try await store.withTransaction { tx in try await tx.execute("CREATE TABLE slow (id TEXT PRIMARY KEY)") }
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(20), "a Fluent statement past the step timeout") {
+                do {
+                    try await store.withTransaction { tx in
+                        try await (tx.fluent as! any SQLDatabase).raw("INSERT INTO slow (id) VALUES ('a')").run()
+                        try await (tx.fluent as! any SQLDatabase).raw("SELECT pg_sleep(60)").run()
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(ContinuousClock.now - started < .seconds(15))
+            #expect(try await countRows(store, "slow") == 0)
+        }
+    }
+
+    @Test("a driver other than PostgreSQL or SQLite is refused with unsupported_database, before anything is sent to it")
+    func unknownDriverIsRefused() async throws {
+        let database = UnknownDriverDatabase(eventLoop: MultiThreadedEventLoopGroup.singleton.any())
+        let error = await #expect(throws: UnraceError.self) {
+            _ = try await FluentStore(database: database)
+        }
+        #expect(error?.code == .unsupportedDatabase)
+        #expect(error?.code.rawValue == "unsupported_database")
+        #expect(database.requests.value == 0, "no migration, no transaction on a database Unrace does not know")
+    }
+
+    @Test("a step timeout outside 1 s to 1 h is refused with invalid_configuration", arguments: [Duration.milliseconds(999), .seconds(3_601)])
+    func stepTimeoutBounds(_ timeout: Duration) async throws {
+        try await withFluentStore(.sqlite) { _, database in
+            let error = await #expect(throws: UnraceError.self) {
+                _ = try await FluentStore(database: database, stepTimeout: timeout)
+            }
+            #expect(error?.code == .invalidConfiguration)
         }
     }
 }

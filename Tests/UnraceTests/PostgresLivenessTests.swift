@@ -57,6 +57,34 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test("a step whose COMMIT is still running at its timeout is outcome_unknown, never 'nothing was committed' — and the server did commit")
+    func commitInFlightAtTimeout() async throws {
+        try await Self.withPostgres(stepTimeout: .seconds(1)) { store in
+            // A deferred constraint trigger makes COMMIT itself take 3 s on the server.
+            try await store.withTransaction { tx in
+                try await tx.execute("CREATE TABLE slow_commits (id TEXT PRIMARY KEY)")
+                try await tx.execute("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$")
+                try await tx.execute(
+                    "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commits DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+                )
+            }
+            let code = try await within(.seconds(20), "a step whose COMMIT outlasts its timeout") {
+                do {
+                    try await store.withTransaction { tx in try await tx.execute("INSERT INTO slow_commits (id) VALUES ('a')") }
+                    return "committed"
+                } catch let error as UnraceError { return "\(error.code)\(error.isRetryable ? " retryable" : "")" }
+            }
+            #expect(code == "outcome_unknown retryable")
+            // The server finishes the COMMIT it was given: telling the caller that nothing was
+            // committed would have been false.
+            let committed = try await within(.seconds(20), "the server's COMMIT") {
+                while try await countRows(store, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
+                return true
+            }
+            #expect(committed)
+        }
+    }
+
     @Test("a cancelled caller waiting on the database is released at once with CancellationError")
     func cancelledWait() async throws {
         try await Self.withPostgres { store in
