@@ -1,7 +1,12 @@
+import FluentKit
+import FluentPostgresDriver
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 import Unrace
+import UnraceFluent
 import UnracePostgres
 import UnraceShop
 
@@ -38,6 +43,35 @@ struct ReplicaStartupTests {
                     }
                 }
             }
+        }
+    }
+
+    @Test(
+        "three Fluent stores on separate pools migrate a fresh schema at the same instant, ten times: all succeed",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func threeFluentReplicas() async throws {
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        for _ in 1...10 {
+            let schema = uniqueName("fr")
+            try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+            var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+            configuration.searchPath = [schema]
+            let pools = (0..<3).map { _ in Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton) }
+            for databases in pools { databases.use(.postgres(configuration: configuration), as: .psql) }
+            let barrier = Barrier(parties: 3)
+            let failures = await withTaskGroup(of: String?.self) { group in
+                for databases in pools {
+                    group.addTask {
+                        await barrier.arriveAndWait()
+                        do { _ = try await FluentStore(databases: databases, logger: quiet); return nil } catch { return "\(error)" }
+                    }
+                }
+                return await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
+            }
+            for databases in pools { await databases.shutdownAsync() }
+            try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+            #expect(failures.isEmpty)
         }
     }
 }
