@@ -50,6 +50,9 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
             body: {
                 do {
                     let buffer = try await request.body.collect(max: configuration.requestBodyByteCountLimit).get()
+                    // Vapor hands over a body that came in one read with its head as collected
+                    // already, without checking `max`: check it here.
+                    guard (buffer?.readableBytes ?? 0) <= configuration.requestBodyByteCountLimit else { return nil }
                     return buffer.map { Array($0.readableBytesView) } ?? []
                 } catch let error as any AbortError where error.status == .payloadTooLarge {
                     return nil
@@ -67,6 +70,10 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
                     thrown = true
                 } catch let error as any AbortError {
                     response = HTTPProblem(status: HTTPConversions.status(error.status), detail: error.reason).vaporResponse()
+                    // Its headers (a redirect's Location, WWW-Authenticate) are part of the answer.
+                    for (name, value) in error.headers where !["content-type", "content-length"].contains(name.lowercased()) {
+                        response.headers.add(name: name, value: value)
+                    }
                     thrown = true
                 }
                 let limit = configuration.responseBodyByteCountLimit

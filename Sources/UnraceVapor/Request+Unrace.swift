@@ -1,6 +1,7 @@
 public import Fluent
 public import UnraceFluent
 public import Vapor
+import Unrace
 
 extension Request {
     /// Unrace's view of this request: the idempotent request's transaction, and the Fluent
@@ -25,10 +26,38 @@ public struct UnraceRequest: Sendable {
 
     /// The Fluent database the route writes through: under ``IdempotencyMiddleware`` on a
     /// ``UnraceFluent/FluentStore``, the claim's transaction-scoped database (a model created on it
-    /// commits with the stored response, or not at all); elsewhere `req.db`.
+    /// commits with the stored response, or not at all); outside the middleware, `req.db`.
+    ///
+    /// Under a middleware on another store (`SQLiteStore`, `PostgresStore`) there is no Fluent
+    /// database in the claim's transaction: every query on this one then fails with
+    /// ``UnraceCore/UnraceError/Code/invalidConfiguration`` instead of writing outside the claim.
     public var db: any Database {
-        (transaction as? FluentTransaction)?.fluent ?? request.db
+        guard let transaction else { return request.db }
+        if let fluent = (transaction as? FluentTransaction)?.fluent { return fluent }
+        return NotInTheClaim(context: request.db.context, store: "\(type(of: transaction))")
     }
+}
+
+/// `req.unrace.db` under an idempotency middleware whose store is not a ``UnraceFluent/FluentStore``:
+/// refuses every query, so no write lands outside the claim's transaction.
+private struct NotInTheClaim: Database {
+    let context: DatabaseContext
+    let store: String
+
+    var inTransaction: Bool { true }
+
+    private func refuse<T>() -> EventLoopFuture<T> {
+        eventLoop.makeFailedFuture(UnraceError(
+            .invalidConfiguration, "req.unrace.db is the claim's Fluent database only under IdempotencyMiddleware on a FluentStore",
+            detail: "the middleware's transaction is \(store): write through it (req.unrace.transaction)"
+        ))
+    }
+
+    func execute(query: DatabaseQuery, onOutput: @escaping @Sendable (any DatabaseOutput) -> Void) -> EventLoopFuture<Void> { refuse() }
+    func execute(schema: DatabaseSchema) -> EventLoopFuture<Void> { refuse() }
+    func execute(enum: DatabaseEnum) -> EventLoopFuture<Void> { refuse() }
+    func transaction<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> { refuse() }
+    func withConnection<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> { refuse() }
 }
 
 /// The claim's transaction, as request storage keeps it.

@@ -1,0 +1,88 @@
+import Fluent
+import FluentSQLiteDriver
+import Foundation
+import Logging
+import Testing
+import UnraceSQLite
+import UnraceVapor
+import Vapor
+
+/// The Vapor adapter's own edges: what `req.unrace.db` is when the middleware's store is not a
+/// Fluent one, and the headers of a thrown `Abort`.
+@Suite("Vapor middleware edges", .timeLimit(.minutes(2)))
+struct VaporMiddlewareTests {
+    final class Note: Model, @unchecked Sendable {
+        // @unchecked: a Fluent model; each request uses its own.
+        static let schema = "notes"
+        @ID(custom: "id", generatedBy: .user) var id: String?
+        init() {}
+        init(id: String) { self.id = id }
+    }
+
+    struct CreateNotes: AsyncMigration {
+        func prepare(on database: any Database) async throws {
+            try await database.schema(Note.schema).field("id", .string, .identifier(auto: false)).create()
+        }
+        func revert(on database: any Database) async throws { try await database.schema(Note.schema).delete() }
+    }
+
+    /// A Vapor app on a fresh SQLite file, with `routes` added, served on a free loopback port.
+    static func withApp(_ routes: (Application, URL) async throws -> Void, _ body: (Application, LiveClient) async throws -> Void) async throws {
+        var logger = Logger(label: "test.vapor")
+        logger.logLevel = .critical
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-vapor-edges"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let app = try await Application.make(.testing, logger: logger)
+        do {
+            app.databases.use(.sqlite(.file(folder.appendingPathComponent("app.sqlite").path)), as: .sqlite)
+            app.migrations.add(CreateNotes())
+            try await app.autoMigrate()
+            app.middleware = .init()
+            app.middleware.use(ProblemMiddleware())
+            try await routes(app, folder)
+            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
+            try await body(app, LiveClient(port: try #require(app.http.server.shared.localAddress?.port)))
+            await app.server.shutdown()
+            try await app.asyncShutdown()
+        } catch {
+            await app.server.shutdown()
+            try? await app.asyncShutdown()
+            throw error
+        }
+    }
+
+    @Test("under a middleware on SQLiteStore, req.unrace.db refuses to write (invalid_configuration) instead of writing outside the claim")
+    func unraceDBOutsideFluent() async throws {
+        try await Self.withApp({ app, folder in
+            let store = try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path)
+            let operations = try Operations(store: store)
+            app.grouped(try IdempotencyMiddleware(operations: operations)).post("notes") { req async throws -> HTTPStatus in
+                try await Note(id: "n-1").create(on: req.unrace.db)
+                return .created
+            }
+        }) { app, client in
+            let first = try await client.send(.POST, "/notes", headers: [("Idempotency-Key", "\"n\"")], json: "{}")
+            #expect(first.status == 500 && first.problemCode == "internal_error")
+            #expect(try await Note.query(on: app.db).count() == 0, "no write outside the claim's transaction")
+        }
+    }
+
+    @Test("a thrown Abort's headers (WWW-Authenticate) are in the answer and in its replay")
+    func abortHeaders() async throws {
+        try await Self.withApp({ app, _ in
+            let store = try await FluentStore(databases: app.databases, logger: app.logger)
+            let operations = try Operations(store: store)
+            app.grouped(try IdempotencyMiddleware(operations: operations)).post("notes") { _ async throws -> HTTPStatus in
+                throw Abort(.unauthorized, headers: ["WWW-Authenticate": "Bearer realm=\"notes\""])
+            }
+        }) { _, client in
+            for attempt in 0..<2 {
+                let answer = try await client.send(.POST, "/notes", headers: [("Idempotency-Key", "\"a\"")], json: "{}")
+                #expect(answer.status == 401, "attempt \(attempt)")
+                #expect(answer.headers.first(name: "WWW-Authenticate") == "Bearer realm=\"notes\"", "attempt \(attempt)")
+                #expect(answer.isReplay == (attempt == 1))
+            }
+        }
+    }
+}
