@@ -74,4 +74,57 @@ struct ReplicaStartupTests {
             #expect(failures.isEmpty)
         }
     }
+
+    @Test(
+        "a migration waits for the database-wide schema lock earlier releases take, so replicas of both exclude each other in a rolling deploy",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func earlierReleasesLock() async throws {
+        try await withStore(.postgres) { store, _ in
+            let held = Latch()
+            let release = Latch()
+            // An earlier release's replica, migrating: it holds pg_advisory_xact_lock(7220001).
+            let holder = Task {
+                try await store.withTransaction { tx in
+                    try await tx.execute("SELECT pg_advisory_xact_lock(7220001)")
+                    held.open()
+                    await release.wait()
+                }
+            }
+            await held.wait()
+            let schema = uniqueName("rl")
+            try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+            var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+            configuration.searchPath = [schema]
+            let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+            databases.use(.postgres(configuration: configuration), as: .psql)
+            let finished = Latch()
+            let migration = Task {
+                defer { finished.open() }
+                _ = try await FluentStore(databases: databases, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            }
+            // The new release's migration is seen waiting on the lock, not finishing past it.
+            let waiting: Result<Bool, any Error>
+            do {
+                waiting = .success(try await within(.seconds(30), "the migration waiting on the earlier release's lock") {
+                    while try await store.withTransaction({ tx in
+                        try await tx.query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    }).first?["n"] == .integer(0) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    return !finished.isOpen
+                })
+            } catch {
+                waiting = .failure(error)
+            }
+            release.open()
+            let holderResult = await holder.result
+            let migrationResult = await migration.result
+            await databases.shutdownAsync()
+            #expect(try waiting.get(), "the migration went past a lock an earlier release holds")
+            try holderResult.get()
+            try migrationResult.get()
+            try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+        }
+    }
 }

@@ -120,12 +120,16 @@ public struct SQLDialect: Sendable, Hashable {
         blobType: "BLOB", integerType: "INTEGER", keyedTableSuffix: " WITHOUT ROWID", identityColumn: "INTEGER PRIMARY KEY AUTOINCREMENT",
         tableExistsQuery: "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ?"
     )
+    /// The schema lock on PostgreSQL: the database-wide key earlier releases took, then the
+    /// per-schema key, so a replica of any release excludes the others during a rolling deploy.
+    static let postgresSchemaLock = "SELECT pg_advisory_xact_lock(7220001), pg_advisory_xact_lock(7220001, hashtext(current_schema()))"
+
     /// PostgreSQL (and Postgres-compatible engines): concurrent writers, so rows a decision
     /// depends on are read `FOR UPDATE`; the database's clock decides.
     public static let postgres = SQLDialect(
         name: "postgres", hasConcurrentWriters: true, rowLockClause: " FOR UPDATE", skipLockedClause: " FOR UPDATE SKIP LOCKED",
         byteOrderCollation: " COLLATE \"C\"", clockExpression: "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-        combinesWrites: true, beginStatement: "BEGIN", schemaLockStatement: "SELECT pg_advisory_xact_lock(7220001, hashtext(current_schema()))",
+        combinesWrites: true, beginStatement: "BEGIN", schemaLockStatement: postgresSchemaLock,
         blobType: "BYTEA", integerType: "BIGINT", keyedTableSuffix: "", identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         tableExistsQuery: "SELECT to_regclass(?) IS NOT NULL AS present"
     )
