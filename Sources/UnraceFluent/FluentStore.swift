@@ -218,7 +218,15 @@ public final class FluentStore: SQLStore {
                 }
             }
             defer { loan.giveBack() }
-            let db = try await loan.borrow()
+            let db: any Database
+            do {
+                db = try await loan.borrow()
+            } catch where String(describing: type(of: error)) == "ConnectionPoolTimeoutError" {
+                // AsyncKit's pool (Fluent's) had no connection to give within its timeout: every
+                // one is busy. Nothing was sent; the type is public in AsyncKit, which Unrace does
+                // not import.
+                throw UnraceError(.storeUnavailable, "no connection of the Fluent database's pool was free within its timeout", detail: "\(error)", underlying: error)
+            }
             return try await body(db)
         }
     }

@@ -1,4 +1,5 @@
 import FluentKit
+import FluentPostgresDriver
 import Foundation
 import SQLKit
 import Logging
@@ -109,6 +110,50 @@ private struct UnknownDriverDatabase: Database {
 
 @Suite("FluentStore drivers")
 struct FluentStoreDriverTests {
+    @Test(
+        "a step that gets no connection from a full Fluent pool within its timeout fails with store_unavailable, retryable",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fullPool() async throws {
+        let schema = uniqueName("fp")
+        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        configuration.searchPath = [schema]
+        // One event loop with one connection: a step holding it leaves none for the next.
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)
+        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 1, connectionPoolTimeout: .seconds(1)), as: .psql)
+        var outcome: Result<String, any Error> = .success("not run")
+        do {
+            let store = try await FluentStore(databases: databases)
+            let holding = Latch()
+            let release = Latch()
+            let holder = Task {
+                try await store.withTransaction { _ in
+                    holding.open()
+                    await release.wait()
+                }
+            }
+            await holding.wait()
+            do {
+                try await store.withTransaction { _ in }
+                outcome = .success("ran")
+            } catch let error as UnraceError {
+                outcome = .success("\(error.code)\(error.isRetryable ? " retryable" : "")")
+            } catch {
+                outcome = .success("\(type(of: error))")
+            }
+            release.open()
+            try await holder.value
+        } catch {
+            outcome = .failure(error)
+        }
+        await databases.shutdownAsync()
+        try await loop.shutdownGracefully()
+        try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+        #expect(try outcome.get() == "store_unavailable retryable")
+    }
+
     @Test(
         "on PostgreSQL a Fluent statement running past the step timeout is cut off: store_unavailable, nothing committed",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
