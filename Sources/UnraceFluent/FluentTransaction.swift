@@ -16,7 +16,9 @@ import UnracePostgres
 ///
 /// Use ``fluent`` only inside the step's body: it is bound to the step's connection and
 /// transaction, which end when the body returns. Do not start a Fluent transaction on it
-/// (`fluent.transaction { … }`): the step is the transaction.
+/// (`fluent.transaction { … }`): the step is the transaction. (SQLite's driver refuses a nested
+/// `BEGIN`; PostgreSQL's runs the closure in the step's transaction, so it commits, or not,
+/// with the step.)
 public struct FluentTransaction: SQLTransaction {
     /// The Fluent database of this transaction: queries and model writes through it run on the
     /// step's connection, inside its transaction.
