@@ -7,7 +7,8 @@ import Vapor
 
 /// The shop: `swift run VaporShop serve --hostname 127.0.0.1 --port 8080`. SQLite (`vaporshop.sqlite`,
 /// or `SQLITE_PATH`) by default; PostgreSQL with `DATABASE_URL=postgres://…`. `UNRACE_IDEMPOTENCY=off`
-/// serves `POST /orders` without the middleware, to see what retries do without it.
+/// serves `POST /orders` without the middleware, to see what retries do without it. `VaporShop bench`
+/// measures what the middleware costs.
 @main
 enum Entrypoint {
     static func main() async throws {
@@ -15,7 +16,11 @@ enum Entrypoint {
         try LoggingSystem.bootstrap(from: &environment)
         let app = try await Application.make(environment)
         do {
-            try await configure(app)
+            if environment.arguments.dropFirst().first == "bench" {
+                app.asyncCommands.use(BenchCommand(), as: "bench")   // the bench starts shops of its own
+            } else {
+                try await configure(app)
+            }
             try await app.execute()
         } catch {
             app.logger.report(error: error)
@@ -26,10 +31,18 @@ enum Entrypoint {
     }
 
     static func configure(_ app: Application) async throws {
+        try await configure(
+            app, idempotency: Environment.get("UNRACE_IDEMPOTENCY") != "off", sqlitePath: Environment.get("SQLITE_PATH") ?? "vaporshop.sqlite"
+        )
+    }
+
+    /// The shop on `DATABASE_URL`'s PostgreSQL, or else the SQLite file at `sqlitePath`;
+    /// `POST /orders` under ``IdempotencyMiddleware`` when `idempotency` is on.
+    static func configure(_ app: Application, idempotency: Bool, sqlitePath: String) async throws {
         if let url = Environment.get("DATABASE_URL") {
             app.databases.use(.postgres(configuration: try SQLPostgresConfiguration(url: url), maxConnectionsPerEventLoop: 16), as: .psql)
         } else {
-            app.databases.use(.sqlite(.file(Environment.get("SQLITE_PATH") ?? "vaporshop.sqlite")), as: .sqlite)
+            app.databases.use(.sqlite(.file(sqlitePath)), as: .sqlite)
         }
         app.migrations.add(CreateShop())
         try await app.autoMigrate()
@@ -38,6 +51,6 @@ enum Entrypoint {
         let operations = try Operations(store: store, configuration: .init())
         app.middleware = .init()
         app.middleware.use(ProblemMiddleware())
-        try routes(app, operations: operations, idempotency: Environment.get("UNRACE_IDEMPOTENCY") != "off")
+        try routes(app, operations: operations, idempotency: idempotency)
     }
 }
