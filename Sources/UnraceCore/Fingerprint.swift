@@ -48,7 +48,17 @@ public struct Fingerprint: Sendable, Hashable {
     }
 
     /// Lower-case hexadecimal, for logs and debugging.
-    public var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
+    public var hex: String {
+        var text = [UInt8]()
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(Self.hexDigits[Int(byte >> 4)])
+            text.append(Self.hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     private static let canonicalEncoder: JSONEncoder = {
         let encoder = JSONEncoder()

@@ -44,6 +44,19 @@ struct VaporShopTests {
         #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
     }
 
+    @Test("VaporShop bench runs both shops and reports a positive throughput ratio (numbers come from a release build, not here)")
+    func bench() async throws {
+        let bench = try ChildProcess(
+            executable: Self.binary, ["bench", "--requests", "100", "--connections", "4", "--rounds", "1", "--json"], environment: [:], errors: .captured
+        )
+        #expect(await bench.exitStatus() == 0)
+        let line = try #require(bench.printed.split(separator: "\n").last { $0.hasPrefix("{") })
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(result["backend"] as? String == "fluent-sqlite")
+        #expect((result["throughputRatio"] as? Double ?? 0) > 0)
+        #expect((result["plainPerSecond"] as? Double ?? 0) > 0 && (result["guardedPerSecond"] as? Double ?? 0) > 0)
+    }
+
     @Test(
         "two processes on one PostgreSQL, the same key sent to both at once: one order, every answer the same",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")

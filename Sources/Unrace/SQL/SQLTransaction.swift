@@ -134,8 +134,11 @@ public struct SQLDialect: Sendable, Hashable {
         tableExistsQuery: "SELECT to_regclass(?) IS NOT NULL AS present"
     )
 
-    /// A dialect described by its capabilities (each is documented on its property).
-    public init(
+    /// A dialect described by its capabilities (each is documented on its property). Package
+    /// only: a database is added here, with its run of the differential suite, not by a user —
+    /// inconsistent capabilities (concurrent writers without a skip-locked clause, say) would
+    /// break guarantees silently, and parts of the SQL still assume one of the two dialects.
+    package init(
         name: String, hasConcurrentWriters: Bool, rowLockClause: String, skipLockedClause: String, byteOrderCollation: String,
         clockExpression: String?, combinesWrites: Bool, beginStatement: String, schemaLockStatement: String?, blobType: String,
         integerType: String, keyedTableSuffix: String, identityColumn: String, tableExistsQuery: String
