@@ -19,10 +19,14 @@ import UnracePostgres
 ///
 /// - **PostgreSQL** (`FluentPostgresDriver`): the claim-first protocol of `PostgresStore` — the
 ///   fresh claim is inserted first so a concurrent duplicate waits on it — leases and expiries
-///   on the database's clock, serialization failures and deadlocks retried whole, every step
-///   bounded by ``stepTimeout``: Unrace's statements by the step's own deadline, which closes
-///   the connection, and each of your Fluent statements by the server (`SET LOCAL
-///   statement_timeout` to the step timeout), since they do not pass through Unrace.
+///   on the database's clock, serialization failures and deadlocks retried whole. What
+///   ``stepTimeout`` bounds: Unrace's own statements, by the step's deadline (a statement of
+///   Unrace's in flight then is cut off by closing the connection; later ones are refused); and
+///   each of your Fluent statements, by the server (`SET LOCAL statement_timeout` to the step
+///   timeout), since Fluent's statements do not pass through Unrace. So a body of N Fluent
+///   statements can take up to N × ``stepTimeout``, and a Fluent statement in flight when the
+///   server becomes unreachable (or the caller is cancelled) waits until the connection fails:
+///   set TCP keepalive (or `tcp_user_timeout`) on the database configuration to bound that.
 /// - **SQLite** (`FluentSQLiteDriver`): `BEGIN IMMEDIATE`, so a step takes the writer before it
 ///   reads and decides on what no other writer can change; the steps of one store run one at a
 ///   time (Fluent's pool has a connection per event loop; SQLite has one writer). Leases are

@@ -86,9 +86,9 @@ package struct PostgresSteps: Sendable {
     package func commit(_ tx: PostgresTransaction) async throws {
         do {
             try await tx.stepGuard.committing { try await tx.execute("COMMIT") }
-        } catch let error as UnraceError where error.code == .storeUnavailable && tx.stepGuard.commitSent {
+        } catch where tx.stepGuard.commitSent && !Self.isServerAnswer(error) {
             throw UnraceError(
-                .outcomeUnknown, "the connection was lost while COMMIT was on its way: the step may or may not have committed",
+                .outcomeUnknown, "COMMIT was sent and its answer never came (the connection was lost, or the step was stopped): the step may or may not have committed",
                 underlying: error
             )
         }
@@ -98,7 +98,8 @@ package struct PostgresSteps: Sendable {
     /// stopped at once (see ``ConnectionGuard/stop(_:)``: a statement in flight is cut off by
     /// closing the connection, a step between statements sends no more). Past the timeout the
     /// step fails with a retryable ``UnraceError/Code/storeUnavailable``; cancelled, with
-    /// `CancellationError`. postgres-nio does not cancel a statement in flight: a database that
+    /// `CancellationError` — either, once `COMMIT` was sent, with ``UnraceError/Code/outcomeUnknown``
+    /// instead (the server may have committed). postgres-nio does not cancel a statement in flight: a database that
     /// stopped answering would otherwise keep the caller (and a graceful shutdown) waiting.
     package func bounded<T>(_ stepGuard: ConnectionGuard, timed: Bool = true, _ work: () async throws -> T) async throws -> T {
         let connection = stepGuard.connection
@@ -163,6 +164,13 @@ package struct PostgresSteps: Sendable {
                 once.resume(with: nil)
             }
         }
+    }
+
+    /// Whether `error` is the server's own answer to a statement (an error it reported): the
+    /// statement did not take effect. Anything else after `COMMIT` was sent leaves the outcome
+    /// unknown.
+    static func isServerAnswer(_ error: any Error) -> Bool {
+        ((error as? UnraceError)?.underlying as? PSQLError)?.code == .server
     }
 
     /// Serialization failures and deadlocks: retrying the whole step resolves them.

@@ -39,7 +39,7 @@ struct CLITests {
     @Test("an unreachable PostgreSQL fails within seconds, naming the host, the port and the cause")
     func unreachableDatabase() async throws {
         // A port nothing listens on: bind one, note it, close it.
-        let port = try freePort()
+        let port = try freeLoopbackPort()
         // The baseline, started at the same moment under the same load: the same command with a
         // URL it refuses before any connection is tried. What the unreachable run takes beyond
         // it is the time spent finding out the server is not there. (Starting a debug `unrace`
@@ -60,7 +60,7 @@ struct CLITests {
 
     @Test("in process, both ways of opening a PostgresStore refuse an unreachable server with store_unavailable, naming it")
     func unreachableDatabaseInProcess() async throws {
-        let port = try freePort()
+        let port = try freeLoopbackPort()
         let url = "postgres://postgres@127.0.0.1:\(port)/nothing"
         let start = ContinuousClock.now
         let scoped = await #expect(throws: UnraceError.self) { try await PostgresStore.withStore(url: url) { _ in 1 } }
@@ -77,20 +77,5 @@ struct CLITests {
         let child = try ChildProcess(arguments, captureErrors: true)
         let status = await child.exitStatus()
         return (status, child.printed, try #require(child.lifetime))
-    }
-
-    private func freePort() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard bound else { throw CancellationError() }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

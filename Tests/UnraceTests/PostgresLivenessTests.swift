@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 import Unrace
 import UnracePostgres
@@ -57,17 +58,62 @@ struct PostgresLivenessTests {
         }
     }
 
+    /// A table whose inserts make `COMMIT` itself take 3 s on the server (a deferred constraint
+    /// trigger sleeps).
+    static func makeSlowCommits(_ store: PostgresStore) async throws {
+        try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE slow_commits (id TEXT PRIMARY KEY)")
+            try await tx.execute("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$")
+            try await tx.execute(
+                "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commits DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        }
+    }
+
+    @Test("a caller cancelled while its COMMIT runs on the server gets outcome_unknown, not CancellationError — and the server commits")
+    func cancelledDuringCommit() async throws {
+        try await Self.withPostgres { store in
+            try await Self.makeSlowCommits(store)
+            let backend = Mutex<SQLValue?>(nil)
+            let step = Task {
+                try await store.withTransaction { tx in
+                    try await tx.execute("INSERT INTO slow_commits (id) VALUES ('a')")
+                    let pid = try await tx.query("SELECT pg_backend_pid() AS pid").first?["pid"]
+                    backend.withLock { $0 = pid }
+                }
+            }
+            // Cancel once this step's own backend is running its COMMIT.
+            try await within(.seconds(20), "the step's COMMIT running on the server") {
+                while true {
+                    if let pid = backend.withLock({ $0 }),
+                       try await store.withTransaction({ tx in
+                           try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND state = 'active' AND query = 'COMMIT'", [pid])
+                       }).first?["n"] == .integer(1) {
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            step.cancel()
+            let outcome: String
+            switch await step.result {
+            case .success: outcome = "committed"
+            case .failure(let error as UnraceError): outcome = "\(error.code)\(error.isRetryable ? " retryable" : "")"
+            case .failure(let error): outcome = "\(type(of: error))"
+            }
+            #expect(outcome == "outcome_unknown retryable")
+            let committed = try await within(.seconds(20), "the server's COMMIT") {
+                while try await countRows(store, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
+                return true
+            }
+            #expect(committed)
+        }
+    }
+
     @Test("a step whose COMMIT is still running at its timeout is outcome_unknown, never 'nothing was committed' — and the server did commit")
     func commitInFlightAtTimeout() async throws {
         try await Self.withPostgres(stepTimeout: .seconds(1)) { store in
-            // A deferred constraint trigger makes COMMIT itself take 3 s on the server.
-            try await store.withTransaction { tx in
-                try await tx.execute("CREATE TABLE slow_commits (id TEXT PRIMARY KEY)")
-                try await tx.execute("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$")
-                try await tx.execute(
-                    "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commits DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
-                )
-            }
+            try await Self.makeSlowCommits(store)
             let code = try await within(.seconds(20), "a step whose COMMIT outlasts its timeout") {
                 do {
                     try await store.withTransaction { tx in try await tx.execute("INSERT INTO slow_commits (id) VALUES ('a')") }

@@ -92,23 +92,28 @@ struct ReplicaStartupTests {
                 }
             }
             await held.wait()
+            // Whatever happens below, the lock is given back: every migration waits on it.
             let schema = uniqueName("rl")
-            try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-            var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
-            configuration.searchPath = [schema]
             let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
-            databases.use(.postgres(configuration: configuration), as: .psql)
             let finished = Latch()
-            let migration = Task {
-                defer { finished.open() }
-                _ = try await FluentStore(databases: databases, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-            }
-            // The new release's migration is seen waiting on the lock, not finishing past it.
+            var migration: Task<Void, any Error>?
             let waiting: Result<Bool, any Error>
             do {
+                try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+                var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+                configuration.searchPath = [schema]
+                databases.use(.postgres(configuration: configuration), as: .psql)
+                migration = Task {
+                    defer { finished.open() }
+                    _ = try await FluentStore(databases: databases, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                }
+                // The new release's migration is seen waiting on the database-wide key (the
+                // bigint form: classid 0, objid the key, objsubid 1), not finishing past it.
                 waiting = .success(try await within(.seconds(30), "the migration waiting on the earlier release's lock") {
                     while try await store.withTransaction({ tx in
-                        try await tx.query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                        try await tx.query(
+                            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND NOT granted"
+                        )
                     }).first?["n"] == .integer(0) {
                         try await Task.sleep(for: .milliseconds(20))
                     }
@@ -119,12 +124,12 @@ struct ReplicaStartupTests {
             }
             release.open()
             let holderResult = await holder.result
-            let migrationResult = await migration.result
+            let migrationResult = await migration?.result
             await databases.shutdownAsync()
+            try? await TestPostgres.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
             #expect(try waiting.get(), "the migration went past a lock an earlier release holds")
             try holderResult.get()
-            try migrationResult.get()
-            try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+            try migrationResult?.get()
         }
     }
 }

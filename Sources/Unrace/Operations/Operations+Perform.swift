@@ -36,7 +36,9 @@ extension Operations {
     ///     It must not start another Unrace step (``UnraceError/Code/nestedStep``).
     /// - Throws: ``UnraceError`` for bad input, a mismatch, a replayed terminal failure, an
     ///   in-progress key, or a store failure; or whatever `body` throws. Cancelling the calling
-    ///   task rolls the step back (nothing is written) and throws `CancellationError`.
+    ///   task rolls the step back (nothing is written) and throws `CancellationError` — except
+    ///   on PostgreSQL once the step's `COMMIT` is on its way: then the server may commit, and
+    ///   the call throws ``UnraceError/Code/outcomeUnknown`` (a retry replays what committed).
     public func perform<Value: Codable & Sendable>(
         key: String,
         scope: Scope = .default,

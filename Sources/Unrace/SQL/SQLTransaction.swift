@@ -97,9 +97,10 @@ public struct SQLDialect: Sendable, Hashable {
     /// The statement that starts a step's transaction: SQLite's `BEGIN IMMEDIATE` takes the
     /// writer before the first read, so a step decides on what no other writer can change.
     public let beginStatement: String
-    /// A statement that serialises schema changes across processes (a transaction-scoped
-    /// advisory lock, one per schema, so stores in other schemas of one database never wait on
-    /// each other), or `nil` where the single writer does.
+    /// A statement that serialises schema changes across processes (transaction-scoped advisory
+    /// locks: on PostgreSQL the database-wide key earlier releases took, then one per schema —
+    /// so migrations and set-ups of different schemas in one database also wait for each other,
+    /// for as long as a migration runs), or `nil` where the single writer does.
     public let schemaLockStatement: String?
     /// The column type of bytes.
     public let blobType: String

@@ -86,7 +86,7 @@ struct BenchCommand: AsyncCommand {
                 }
             }
             let result = Result(
-                backend: Environment.get("DATABASE_URL") == nil ? "fluent-sqlite" : "fluent-postgres",
+                backend: (Environment.get("DATABASE_URL") ?? "").isEmpty ? "fluent-sqlite" : "fluent-postgres",
                 requests: requests, connections: connections, rounds: rounds,
                 plainPerSecond: Self.median(plainRates), guardedPerSecond: Self.median(guardedRates),
                 throughputRatio: Self.median(guardedRates) / Self.median(plainRates)

@@ -39,7 +39,7 @@ enum Entrypoint {
     /// The shop on `DATABASE_URL`'s PostgreSQL, or else the SQLite file at `sqlitePath`;
     /// `POST /orders` under ``IdempotencyMiddleware`` when `idempotency` is on.
     static func configure(_ app: Application, idempotency: Bool, sqlitePath: String) async throws {
-        if let url = Environment.get("DATABASE_URL") {
+        if let url = Environment.get("DATABASE_URL"), !url.isEmpty {
             app.databases.use(.postgres(configuration: try SQLPostgresConfiguration(url: url), maxConnectionsPerEventLoop: 16), as: .psql)
         } else {
             app.databases.use(.sqlite(.file(sqlitePath)), as: .sqlite)
