@@ -2,7 +2,12 @@
 import PackageDescription
 
 // A Vapor 4 shop on Unrace: Fluent models written in the claim's transaction. It depends on
-// Unrace by path; copy it and point the dependency at a release to start your own.
+// Unrace by path; copy it and point the dependency at a release to start your own
+// (`.package(url: "https://github.com/…/unrace.git", from: "…")`, product package "unrace").
+
+// SwiftPM names a path dependency after its folder, whatever the clone is called: two levels up.
+let unrace = Context.packageDirectory.split(separator: "/").dropLast(2).last.map { $0.lowercased() } ?? "unrace"
+
 let package = Package(
     name: "VaporShop",
     platforms: [.macOS(.v15)],
@@ -19,7 +24,7 @@ let package = Package(
         .executableTarget(
             name: "VaporShop",
             dependencies: [
-                .product(name: "UnraceVapor", package: "unrace"),
+                .product(name: "UnraceVapor", package: unrace),
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
