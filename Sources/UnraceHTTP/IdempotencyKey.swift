@@ -1,4 +1,4 @@
-public import UnraceCore
+import UnraceCore
 
 /// The value of an `Idempotency-Key` request header.
 ///

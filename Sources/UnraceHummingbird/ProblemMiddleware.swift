@@ -1,6 +1,6 @@
 public import Hummingbird
 public import Logging
-public import UnraceHTTP
+import UnraceHTTP
 
 /// Answers every error with an RFC 9457 `application/problem+json` body, as an API that
 /// documents problems for all its errors must: the router's own (an unknown route is 404

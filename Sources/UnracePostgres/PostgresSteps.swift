@@ -1,6 +1,6 @@
 import Logging
 import NIOCore
-public import PostgresNIO
+package import PostgresNIO
 import Synchronization
 import Unrace
 import UnraceCore

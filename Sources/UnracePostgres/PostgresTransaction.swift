@@ -30,7 +30,7 @@ public struct PostgresTransaction: SQLTransaction {
             _ = try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
             return
         }
-        try await sending {
+        _ = try await sending {
             try await connection.query(Self.query(sql, arguments), logger: logger)
         }
     }

@@ -1,5 +1,5 @@
 public import Fluent
-public import UnraceFluent
+import UnraceFluent
 public import Vapor
 import Unrace
 

@@ -32,7 +32,7 @@ struct PurgeTests {
         configuration.retention = .seconds(1)
         configuration.lease = .seconds(60)
         let operations = try Operations(store: store, configuration: configuration)
-        let scopes = try ["p:0a1b", "p:ffee", "payments", Scope.default.rawValue].map(Scope.init)
+        let scopes = try ["p:0a1b", "p:ffee", "payments", Scope.default.rawValue].map { try Scope($0) }
         for scope in scopes {
             for key in ["k1", "k2"] { _ = try await operations.perform(key: key, scope: scope) { _ in key } }
         }

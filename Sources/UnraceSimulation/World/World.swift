@@ -1,4 +1,4 @@
-public import Logging
+import Logging
 @_spi(Testing) public import Unrace
 
 /// One simulated run's world: the scheduler and its virtual clock, the run's choices and fault

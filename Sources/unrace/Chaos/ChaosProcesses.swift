@@ -46,7 +46,7 @@ final class ChaosProcesses: Sendable {
     }
 
     private func startListening(_ arguments: [String], output url: URL, _ note: (inout State, pid_t) -> Void) async throws -> Int {
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         let output = try FileHandle(forWritingTo: url)
         defer { try? output.close() }
         let pid = try Self.spawn([executable] + arguments, output: output.fileDescriptor, errors: log.fileDescriptor)

@@ -355,7 +355,7 @@ struct ChaosRun: Sendable {
     }
 
     static func logFile(_ url: URL) throws -> FileHandle {
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         return try FileHandle(forWritingTo: url)
     }
 
