@@ -1,5 +1,6 @@
 import FluentKit
 import FluentPostgresDriver
+import FluentSQLiteDriver
 import Foundation
 import SQLKit
 import Logging
@@ -43,6 +44,48 @@ struct FluentStoreTests {
             #expect(receipts.filter(\.isReplay).count == 63)
             #expect(try await ContractOrder.query(on: database).count() == 1)
         }
+    }
+
+    @Test("two FluentStores of separate applications on one SQLite file, 64 performs of one key across both: the body runs once")
+    func twoStoresOneFile() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-fluent-two"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("shared.sqlite").path
+        // Two applications' databases (two pools, two writers in this process) on one file.
+        let apps = (0..<2).map { _ in Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton) }
+        for databases in apps { databases.use(.sqlite(.file(file), connectionPoolTimeout: .seconds(60)), as: .sqlite) }
+        let outcome: Result<(runs: Int, replays: Int, values: Int, models: Int), any Error>
+        do {
+            let first = try await FluentStore(databases: apps[0])
+            let second = try await FluentStore(databases: apps[1])
+            try await Self.migrate(first.database)
+            let operations = [try Operations(store: first), try Operations(store: second)]
+            let runs = Counter()
+            let receipts = try await withThrowingTaskGroup(of: Receipt<String>.self) { group in
+                for index in 0..<64 {
+                    group.addTask {
+                        try await operations[index % 2].perform(key: "order-1") { tx in
+                            runs.increment()
+                            let id = UUID().uuidString
+                            try await ContractOrder(id: id, sku: "widget", quantity: 1).create(on: tx.fluent)
+                            return id
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let models = try await ContractOrder.query(on: first.database).count()
+            outcome = .success((runs.value, receipts.filter(\.isReplay).count, Set(receipts.map(\.value)).count, models))
+        } catch {
+            outcome = .failure(error)
+        }
+        for databases in apps { await databases.shutdownAsync() }
+        let seen = try outcome.get()
+        #expect(seen.runs == 1, "the body ran once across both stores")
+        #expect(seen.replays == 63)
+        #expect(seen.values == 1)
+        #expect(seen.models == 1)
     }
 
     @Test("a body that throws after creating a model leaves no model and frees the key", arguments: drivers)
