@@ -61,7 +61,9 @@ public final class SQLiteTransaction: SQLTransaction {
     /// ```
     ///
     /// Do not begin, commit or roll back in `work`: the step does. In a read-only step `db` is a
-    /// reader's.
+    /// reader's. Inside a write step `work` runs synchronously on the calling task's thread, which
+    /// holds the writer (no statement in it waits for a lock): keep it to database work — no
+    /// sleeping, no waiting on other threads.
     /// - Throws: ``UnraceCore/UnraceError`` for SQLite errors (a broken constraint is
     ///   `constraint_violation`); what `work` throws.
     public func withDatabase<T: Sendable>(_ work: @escaping @Sendable (GRDB.Database) throws -> T) async throws -> T {
