@@ -115,8 +115,15 @@ package struct PostgresSteps: Sendable {
             stepGuard.finish()
         }
         do {
-            return try await withTaskCancellationHandler(operation: work) {
-                stepGuard.stop(.cancelled)
+            do {
+                let result = try await withTaskCancellationHandler(operation: work) {
+                    stepGuard.stop(.cancelled)
+                }
+                await Self.closed(stepGuard)
+                return result
+            } catch {
+                await Self.closed(stepGuard)
+                throw error
             }
         } catch let error as UnraceError where error.code == .outcomeUnknown {
             throw error  // COMMIT was sent: the caller must not be told that nothing committed
@@ -129,6 +136,15 @@ package struct PostgresSteps: Sendable {
                 detail: "stepTimeout \(timeout)", underlying: error
             )
         }
+    }
+
+    /// Waits until a connection the step's guard is closing has closed: given back to its pool
+    /// still open, it would be leased by another step, whose statements the close then cuts off
+    /// ("the PostgreSQL connection failed" in a step that did nothing wrong). The close is
+    /// scheduled 10 ms after the stop, so this waits about that long.
+    static func closed(_ stepGuard: ConnectionGuard) async {
+        guard stepGuard.isClosing else { return }
+        try? await stepGuard.connection.closeFuture.get()
     }
 
     /// Rolls back on a task of its own, which cancellation of the caller cannot skip, waiting at

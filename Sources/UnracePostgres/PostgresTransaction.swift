@@ -16,7 +16,7 @@ public struct PostgresTransaction: SQLTransaction {
     public let connection: PostgresConnection
     let logger: Logger
     /// The step's hold on the connection: stopped steps send nothing more.
-    let stepGuard: ConnectionGuard
+    package let stepGuard: ConnectionGuard
 
     package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil) {
         self.connection = connection

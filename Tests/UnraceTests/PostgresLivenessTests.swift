@@ -58,6 +58,32 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test("a step stopped while a statement of its own was in flight never hands its connection, still open, to the next step")
+    func closingConnectionIsNotReused() async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 1, logger: Self.quiet) { store in
+                // Step A is stopped while its statement is in flight; the statement still ends
+                // before the close the stop schedules (10 ms later).
+                await #expect(throws: (any Error).self) {
+                    try await store.withTransaction { tx in
+                        try await tx.stepGuard.send {
+                            tx.stepGuard.stop(.cancelled)
+                            _ = try await tx.connection.query("SELECT 1", logger: Self.quiet).collect()
+                        }
+                    }
+                }
+                // Step B, on the pool's one connection, runs a statement across that 10 ms.
+                let outcome = try await within(.seconds(20), "the next step") {
+                    do {
+                        try await store.withTransaction { tx in try await tx.execute("SELECT pg_sleep(0.1)") }
+                        return "ran"
+                    } catch let error as UnraceError { return "\(error.code): \(error.message)" }
+                }
+                #expect(outcome == "ran")
+            }
+        }
+    }
+
     /// A table whose inserts make `COMMIT` itself take 3 s on the server (a deferred constraint
     /// trigger sleeps).
     static func makeSlowCommits(_ store: PostgresStore) async throws {

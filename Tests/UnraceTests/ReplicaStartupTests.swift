@@ -132,4 +132,46 @@ struct ReplicaStartupTests {
             try migrationResult?.get()
         }
     }
+
+    @Test(
+        "a migration of one schema does not wait for another schema's running migration",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func otherSchemasDoNotWait() async throws {
+        try await withStore(.postgres) { store, _ in
+            let held = Latch()
+            let release = Latch()
+            // A migration of this store's schema, running: it holds the schema lock.
+            let holder = Task {
+                try await store.withTransaction { tx in
+                    try await tx.execute(SQLDialect.postgres.schemaLockStatement!)
+                    held.open()
+                    await release.wait()
+                }
+            }
+            await held.wait()
+            let schema = uniqueName("os")
+            let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+            let migrated: Result<Bool, any Error>
+            do {
+                try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+                var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+                configuration.searchPath = [schema]
+                databases.use(.postgres(configuration: configuration), as: .psql)
+                // Another schema's store migrates to the end while the first still holds its lock.
+                migrated = .success(try await within(.seconds(30), "another schema's migration") {
+                    _ = try await FluentStore(databases: databases, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                    return true
+                })
+            } catch {
+                migrated = .failure(error)
+            }
+            release.open()
+            let holderResult = await holder.result
+            await databases.shutdownAsync()
+            try? await TestPostgres.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+            #expect(try migrated.get())
+            try holderResult.get()
+        }
+    }
 }

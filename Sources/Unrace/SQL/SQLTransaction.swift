@@ -98,9 +98,9 @@ public struct SQLDialect: Sendable, Hashable {
     /// writer before the first read, so a step decides on what no other writer can change.
     public let beginStatement: String
     /// A statement that serialises schema changes across processes (transaction-scoped advisory
-    /// locks: on PostgreSQL the database-wide key earlier releases took, then one per schema —
-    /// so migrations and set-ups of different schemas in one database also wait for each other,
-    /// for as long as a migration runs), or `nil` where the single writer does.
+    /// locks: on PostgreSQL one per schema, so stores in other schemas of one database do not
+    /// wait on each other, and the database-wide key earlier releases took, shared, so they
+    /// wait for those), or `nil` where the single writer does.
     public let schemaLockStatement: String?
     /// The column type of bytes.
     public let blobType: String
@@ -121,9 +121,13 @@ public struct SQLDialect: Sendable, Hashable {
         blobType: "BLOB", integerType: "INTEGER", keyedTableSuffix: " WITHOUT ROWID", identityColumn: "INTEGER PRIMARY KEY AUTOINCREMENT",
         tableExistsQuery: "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ?"
     )
-    /// The schema lock on PostgreSQL: the database-wide key earlier releases took, then the
-    /// per-schema key, so a replica of any release excludes the others during a rolling deploy.
-    static let postgresSchemaLock = "SELECT pg_advisory_xact_lock(7220001), pg_advisory_xact_lock(7220001, hashtext(current_schema()))"
+    /// The schema lock on PostgreSQL: the database-wide key earlier releases took exclusively,
+    /// taken shared, then the per-schema key exclusively. A replica of an earlier release and one
+    /// of this release exclude each other during a rolling deploy (exclusive against shared),
+    /// while this release's migrations of different schemas still run at once (shared with
+    /// shared; only the per-schema key serialises).
+    static let postgresSchemaLock =
+        "SELECT pg_advisory_xact_lock_shared(7220001), pg_advisory_xact_lock(7220001, hashtext(current_schema()))"
 
     /// PostgreSQL (and Postgres-compatible engines): concurrent writers, so rows a decision
     /// depends on are read `FOR UPDATE`; the database's clock decides.

@@ -1,5 +1,5 @@
 public import Foundation
-public import UnraceCore
+import UnraceCore
 
 /// One line of a history: what a client asked, what the system must do, what it did, or what
 /// the store holds. A history is JSON lines, one entry per line, told apart by `type`; the
