@@ -13,7 +13,10 @@ import UnraceShop
 /// Replicas of `unrace serve` started at the same moment on a fresh PostgreSQL database (a
 /// rolling deploy): every one sets up and serves; none dies on the catalog race of concurrent
 /// `CREATE TABLE IF NOT EXISTS`.
-@Suite("Replicas started together", .timeLimit(.minutes(3)))
+// Serialized: two of these tests hold the schema locks across an await of their own (an earlier
+// release's exclusive key; a running migration's shared one), and PostgreSQL queues a shared
+// request behind a waiting exclusive one — run together, each would wait for the other's latch.
+@Suite("Replicas started together", .serialized, .timeLimit(.minutes(3)))
 struct ReplicaStartupTests {
     @Test(
         "three shops on separate connections set up at the same instant on a fresh schema, ten times: all succeed",
