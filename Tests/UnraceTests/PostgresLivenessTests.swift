@@ -21,6 +21,16 @@ struct PostgresLivenessTests {
         }
     }
 
+    /// As ``withPostgres(stepTimeout:_:)``, with a second store on the same schema whose steps
+    /// have the suite's long timeout, for setting up what a short-timeout step then meets (on a
+    /// loaded machine a CREATE can outlast a 1 s step).
+    static func withPostgres(stepTimeout: Duration, _ body: (_ store: PostgresStore, _ setUp: PostgresStore) async throws -> Void) async throws {
+        try await withStore(.postgres) { setUp, location in
+            let setUp = try #require(setUp as? PostgresStore)
+            try await PostgresStore.withStore(url: location, stepTimeout: stepTimeout, logger: quiet) { try await body($0, setUp) }
+        }
+    }
+
     @Test("a connection lost mid-step fails the step with store_unavailable at once, and the next step runs")
     func lostConnection() async throws {
         try await Self.withPostgres { store in
@@ -84,12 +94,12 @@ struct PostgresLivenessTests {
         }
     }
 
-    /// A table whose inserts make `COMMIT` itself take 3 s on the server (a deferred constraint
+    /// A table whose inserts make `COMMIT` itself take 6 s on the server (a deferred constraint
     /// trigger sleeps).
     static func makeSlowCommits(_ store: PostgresStore) async throws {
         try await store.withTransaction { tx in
             try await tx.execute("CREATE TABLE slow_commits (id TEXT PRIMARY KEY)")
-            try await tx.execute("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$")
+            try await tx.execute("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(6); RETURN NULL; END $$")
             try await tx.execute(
                 "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commits DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
             )
@@ -138,8 +148,8 @@ struct PostgresLivenessTests {
 
     @Test("a step whose COMMIT is still running at its timeout is outcome_unknown, never 'nothing was committed' — and the server did commit")
     func commitInFlightAtTimeout() async throws {
-        try await Self.withPostgres(stepTimeout: .seconds(1)) { store in
-            try await Self.makeSlowCommits(store)
+        try await Self.withPostgres(stepTimeout: .seconds(2)) { store, setUp in
+            try await Self.makeSlowCommits(setUp)
             let code = try await within(.seconds(20), "a step whose COMMIT outlasts its timeout") {
                 do {
                     try await store.withTransaction { tx in try await tx.execute("INSERT INTO slow_commits (id) VALUES ('a')") }

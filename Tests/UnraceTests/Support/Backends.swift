@@ -72,7 +72,7 @@ func withStore<T: Sendable>(
         do {
             // A loaded test machine (every suite at once on two cores) can take long over a step; the
             // default step timeout (30 s) is tested on its own.
-            let result = try await PostgresStore.withStore(url: location, maximumConnections: 40, stepTimeout: .seconds(300)) { store in
+            let result = try await PostgresStore.withStore(url: location, maximumConnections: 16, stepTimeout: .seconds(300)) { store in
                 try await body(store, location)
             }
             try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")

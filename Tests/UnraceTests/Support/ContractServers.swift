@@ -226,7 +226,7 @@ enum VaporContract {
                 try await TestPostgres.execute("CREATE SCHEMA \(schema)")
                 var postgres = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
                 postgres.searchPath = [schema]
-                app.databases.use(.postgres(configuration: postgres, maxConnectionsPerEventLoop: 16, connectionPoolTimeout: .seconds(60)), as: .psql)
+                app.databases.use(.postgres(configuration: postgres, maxConnectionsPerEventLoop: 6, connectionPoolTimeout: .seconds(60)), as: .psql)
                 cleanUp = { try? await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE") }
             }
             app.migrations.add(CreateContractTables())

@@ -32,7 +32,7 @@ func withFluentStore<T: Sendable>(
         try await TestPostgres.execute("CREATE SCHEMA \(schema)")
         var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
         configuration.searchPath = [schema]
-        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 8, connectionPoolTimeout: .seconds(60)), as: .psql)
+        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 4, connectionPoolTimeout: .seconds(60)), as: .psql)
         cleanUp = { try? await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE") }
     }
     let database = try #require(databases.database(logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()))
