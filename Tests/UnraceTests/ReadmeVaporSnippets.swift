@@ -66,20 +66,7 @@ private func readmeFluentConsumer(operations: Operations<FluentStore>, message: 
 struct ReadmeVaporSnippetTests {
     @Test("the README's Vapor route creates one order for a retried request, and its consumer one for a redelivered message")
     func vaporSnippetRuns() async throws {
-        var logger = Logger(label: "test.readme.vapor")
-        logger.logLevel = .warning
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-readme-vapor"))
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let app = try await Application.make(.testing, logger: logger)
-        do {
-            app.databases.use(.sqlite(.file(folder.appendingPathComponent("shop.sqlite").path)), as: .sqlite)
-            app.migrations.add(CreateReadmeOrders())
-            try await app.autoMigrate()
-            let operations = try await readmeVapor(app)
-            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-            let port = try #require(app.http.server.shared.localAddress?.port)
-            let client = LiveClient(port: port)
+        try await withVaporApp(migration: CreateReadmeOrders(), configure: { app, _ in try await readmeVapor(app) }) { app, client, operations in
             var statuses: [Int] = []
             var replayed: [String] = []
             for _ in 0..<3 {
@@ -94,12 +81,6 @@ struct ReadmeVaporSnippetTests {
             #expect(try await Order.query(on: app.db).count() == 1)
             for _ in 0..<2 { try await readmeFluentConsumer(operations: operations, message: OrderMessage(orderID: "o-2", sku: "gadget")) }
             #expect(try await Order.query(on: app.db).count() == 2)
-            await app.server.shutdown()
-            try await app.asyncShutdown()
-        } catch {
-            await app.server.shutdown()
-            try? await app.asyncShutdown()
-            throw error
         }
     }
 }

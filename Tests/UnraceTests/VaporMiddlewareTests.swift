@@ -26,30 +26,14 @@ struct VaporMiddlewareTests {
         func revert(on database: any Database) async throws { try await database.schema(Note.schema).delete() }
     }
 
-    /// A Vapor app on a fresh SQLite file, with `routes` added, served on a free loopback port.
-    static func withApp(_ routes: (Application, URL) async throws -> Void, _ body: (Application, LiveClient) async throws -> Void) async throws {
-        var logger = Logger(label: "test.vapor")
-        logger.logLevel = .critical
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-vapor-edges"))
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let app = try await Application.make(.testing, logger: logger)
-        do {
-            app.databases.use(.sqlite(.file(folder.appendingPathComponent("app.sqlite").path)), as: .sqlite)
-            app.migrations.add(CreateNotes())
-            try await app.autoMigrate()
+    /// A Vapor app on a fresh SQLite file that answers errors as problems, with `routes` added,
+    /// served on a free loopback port for the duration of `body`.
+    static func withApp(_ routes: @escaping (Application, URL) async throws -> Void, _ body: (Application, LiveClient) async throws -> Void) async throws {
+        try await withVaporApp(migration: CreateNotes(), configure: { app, folder in
             app.middleware = .init()
             app.middleware.use(ProblemMiddleware())
             try await routes(app, folder)
-            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-            try await body(app, LiveClient(port: try #require(app.http.server.shared.localAddress?.port)))
-            await app.server.shutdown()
-            try await app.asyncShutdown()
-        } catch {
-            await app.server.shutdown()
-            try? await app.asyncShutdown()
-            throw error
-        }
+        }) { app, client, _ in try await body(app, client) }
     }
 
     @Test("under a middleware on SQLiteStore, req.unrace.db refuses to write (invalid_configuration) instead of writing outside the claim")
