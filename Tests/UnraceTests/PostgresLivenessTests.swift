@@ -160,7 +160,7 @@ struct PostgresLivenessTests {
             // The server finishes the COMMIT it was given: telling the caller that nothing was
             // committed would have been false.
             let committed = try await within(.seconds(20), "the server's COMMIT") {
-                while try await countRows(store, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
+                while try await countRows(setUp, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
                 return true
             }
             #expect(committed)
