@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "UnraceHummingbird", targets: ["UnraceHummingbird"]),
         .library(name: "UnraceFluent", targets: ["UnraceFluent"]),
         .library(name: "UnraceVapor", targets: ["UnraceVapor"]),
+        .library(name: "UnraceProbe", targets: ["UnraceProbe"]),
         .executable(name: "unrace", targets: ["unrace"]),
     ],
     dependencies: [
@@ -169,10 +170,23 @@ let package = Package(
             ],
             path: "Examples/VaporShop/Sources/VaporShop"
         ),
+        .target(
+            // `unrace probe`: a black-box prober of any HTTP API's double-execution and
+            // lost-update races, drawn with the simulator's timelines.
+            name: "UnraceProbe",
+            dependencies: [
+                "UnraceCore", "UnraceSimulation",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "unrace",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop", "UnraceSpawn",
+                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop", "UnraceSpawn", "UnraceProbe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -200,7 +214,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The HTTP edge, tested over real HTTP on loopback.
-                "UnraceHTTP", "UnraceHummingbird", "UnraceShop", "UnraceFluent", "UnraceVapor",
+                "UnraceHTTP", "UnraceHummingbird", "UnraceShop", "UnraceFluent", "UnraceVapor", "UnraceProbe",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentKit", package: "fluent-kit"),

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Unrace
 import UnracePostgres
+import UnraceProbe
 
 /// The Vapor example (`Examples/VaporShop`) as its users run it: a real process, on SQLite and on
 /// PostgreSQL, two of them sharing one database.
@@ -42,6 +43,27 @@ struct VaporShopTests {
         #expect(try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"W","priceCents":1}"#).status == 200)
         let missing = try await client.send(.POST, "/orders", headers: [("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":1}"#)
         #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
+    }
+
+    @Test("unrace probe finds the Vapor example clean on every probe (SQLite)")
+    func probed() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("vaporshop"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (shop, client) = try await Self.start(["SQLITE_PATH": folder.appendingPathComponent("shop.sqlite").path])
+        defer { shop.sendKill() }
+        var target = ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders", body: Array(#"{"sku":"widget","quantity":1}"#.utf8))
+        target.headers = [.init("X-Client-Id", "prober")]
+        target.countURL = "http://127.0.0.1:\(client.port)/products/widget"
+        target.countField = "stock"
+        target.etagURL = target.countURL
+        target.writeBody = Array(#"{"name":"Widget","priceCents":100}"#.utf8)
+        var options = ProbeOptions()
+        options.concurrency = 16
+        options.requestTimeout = .seconds(60)
+        let report = try await Prober(target: target, options: options).run()
+        for result in report.results { #expect(result.verdict == .clean, "\(result.probe): \(result.summary) \(result.evidence)") }
+        #expect(report.results.count == ProbeKind.allCases.count)
     }
 
     @Test("VaporShop bench runs both shops and reports a positive throughput ratio (numbers come from a release build, not here)")

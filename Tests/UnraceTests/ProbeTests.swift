@@ -1,0 +1,280 @@
+import Foundation
+import Hummingbird
+import Testing
+import Unrace
+@testable import UnraceProbe
+import AsyncHTTPClient
+import UnraceShop
+
+/// `unrace probe`: each probe sees the anomaly it is for on a service that has it, and stays quiet
+/// on one that does not; the real shops (Hummingbird on SQLite and PostgreSQL, the Vapor example)
+/// are clean; the prober only talks to the hosts it was given.
+@Suite("Probe", .timeLimit(.minutes(5)))
+struct ProbeTests {
+    /// A target on the fixture at `port`.
+    static func target(_ port: Int) -> ProbeTarget {
+        var target = ProbeTarget(url: "http://127.0.0.1:\(port)/orders", body: Array(#"{"sku":"widget","quantity":1}"#.utf8))
+        target.countURL = "http://127.0.0.1:\(port)/count"
+        target.countField = "count"
+        target.etagURL = "http://127.0.0.1:\(port)/products/p"
+        target.writeBody = Array(#"{"name":"Widget","priceCents":100}"#.utf8)
+        return target
+    }
+
+    /// Runs `probes` against a fixture with `fault`.
+    static func probe(_ fault: ProbeFixture.Fault, _ probes: [ProbeKind], concurrency: Int = 16) async throws -> ProbeReport {
+        try await withLiveServer(ProbeFixture(fault).router()) { client in
+            var options = ProbeOptions()
+            options.probes = probes
+            options.concurrency = concurrency
+            return try await Prober(target: target(client.port), options: options).run()
+        }
+    }
+
+    static func result(_ report: ProbeReport, _ probe: ProbeKind) throws -> ProbeResult {
+        try #require(report.results.first { $0.probe == probe })
+    }
+
+    @Test("duplicates: a service without idempotency creates one resource per request, and the probe names them")
+    func duplicatesSeen() async throws {
+        let result = try Self.result(try await Self.probe(.noIdempotency, [.duplicates]), .duplicates)
+        #expect(result.verdict == .anomaly)
+        #expect(result.summary.contains("duplicate creation: one key, 16 distinct resources"))
+        #expect(result.evidence.filter { $0.contains("/orders/") }.count >= 8, "the distinct ids are the evidence")
+        #expect(result.evidence.contains { $0.contains("16 executions, at most 1 expected") }, "the count moved 16 times")
+        let clean = try Self.result(try await Self.probe(.none, [.duplicates]), .duplicates)
+        #expect(clean.verdict == .clean, "\(clean.summary)")
+        #expect(clean.summary.contains("the same answer to all, 1 resource"))
+    }
+
+    @Test("retry: a service that forgets a finished key executes the retry again; a correct one replays every retry")
+    func retrySeen() async throws {
+        let result = try Self.result(try await Self.probe(.forgetsFinishedKeys, [.retry]), .retry)
+        #expect(result.verdict == .anomaly)
+        #expect(result.summary.contains("after a complete answer: executed again"))
+        #expect(result.evidence.contains { $0.contains("at most 3 expected") })
+        let clean = try Self.result(try await Self.probe(.none, [.retry]), .retry)
+        #expect(clean.verdict == .clean, "\(clean.evidence)")
+        #expect(clean.exchanges.contains { $0.actor == "cut-after-head" && $0.error?.contains("after the answer's head") == true })
+    }
+
+    @Test("key reuse: a service that answers a used key with another body from its stored answer is caught; 422 is clean")
+    func keyReuseSeen() async throws {
+        let result = try Self.result(try await Self.probe(.keyIgnoresBody, [.keyReuse]), .keyReuse)
+        #expect(result.verdict == .anomaly)
+        #expect(result.summary.contains("got the first request's answer"))
+        let clean = try Self.result(try await Self.probe(.none, [.keyReuse]), .keyReuse)
+        #expect(clean.verdict == .clean && clean.summary.contains("422"))
+        // The other body the probe derived changed the integer field by one.
+        #expect(clean.exchanges.count == 2)
+    }
+
+    @Test("missing key: accepted is a notice (not an anomaly), refused is clean")
+    func missingKeySeen() async throws {
+        let report = try await Self.probe(.acceptsWithoutKey, [.missingKey])
+        #expect(try Self.result(report, .missingKey).verdict == .notice)
+        #expect(!report.hasAnomaly)
+        let clean = try Self.result(try await Self.probe(.none, [.missingKey]), .missingKey)
+        #expect(clean.verdict == .clean && clean.summary.contains("428"))
+    }
+
+    @Test("lost update: writes that ignore If-Match are each answered 200 and all but one are lost; If-Match handling is clean")
+    func lostUpdateSeen() async throws {
+        let result = try Self.result(try await Self.probe(.lastWriterWins, [.lostUpdate]), .lostUpdate)
+        #expect(result.verdict == .anomaly)
+        #expect(result.summary.contains("lost update with If-Match \"1\": 16 writes were each answered 2xx"))
+        #expect(result.evidence.contains { $0.contains("answered 2xx but not standing") })
+        let clean = try Self.result(try await Self.probe(.none, [.lostUpdate]), .lostUpdate)
+        #expect(clean.verdict == .clean, "\(clean.summary)")
+        #expect(clean.summary.contains("one write won, 15 got 412") && clean.summary.contains("refused with 428"))
+    }
+
+    @Test("the reference shop is clean on every probe", arguments: sqlBackends)
+    func shopClean(_ backend: SQLBackend) async throws {
+        try await withLiveShop(backend) { client, _, _ in
+            let product = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#)
+            #expect(product.status == 201)
+            let report = try await Prober(target: Self.shopTarget(client.port), options: Self.options).run()
+            for result in report.results { #expect(result.verdict == .clean, "\(result.probe): \(result.summary) \(result.evidence)") }
+            #expect(report.results.count == ProbeKind.allCases.count)
+            #expect(report.results.map(\.exchanges.count).reduce(0, +) <= Self.options.requestCountMaximum)
+        }
+    }
+
+    @Test("the shop without its idempotency middleware: the duplicates probe reports duplicate creation, with the ids")
+    func shopWithoutIdempotency() async throws {
+        var configuration = ShopConfiguration()
+        configuration.idempotency = false
+        try await withLiveShop(.sqlite, configuration) { client, _, _ in
+            _ = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#)
+            var options = Self.options
+            options.probes = [.duplicates]
+            let result = try Self.result(try await Prober(target: Self.shopTarget(client.port), options: options).run(), .duplicates)
+            #expect(result.verdict == .anomaly)
+            #expect(result.summary.contains("duplicate creation"))
+            #expect(result.evidence.contains { $0.contains("request-") && $0.contains("/orders/") })
+        }
+    }
+
+    static var options: ProbeOptions {
+        var options = ProbeOptions()
+        options.concurrency = 16
+        options.requestTimeout = .seconds(60)
+        return options
+    }
+
+    static func shopTarget(_ port: Int) -> ProbeTarget {
+        var target = ProbeTarget(url: "http://127.0.0.1:\(port)/orders", body: Array(#"{"sku":"widget","quantity":1}"#.utf8))
+        target.headers = [.init("X-Client-Id", "prober")]
+        target.countURL = "http://127.0.0.1:\(port)/products/widget"
+        target.countField = "available"
+        target.etagURL = target.countURL
+        target.writeBody = Array(#"{"name":"Widget","priceCents":100}"#.utf8)
+        return target
+    }
+
+    @Test("only loopback and allowed hosts; no NUL, CR or LF; bounded bodies and concurrency — refused before anything is sent")
+    func badTargets() throws {
+        func code(_ change: (inout ProbeTarget, inout ProbeOptions) -> Void) -> String? {
+            var target = ProbeTarget(url: "http://127.0.0.1:1/orders")
+            var options = ProbeOptions()
+            change(&target, &options)
+            do {
+                _ = try Prober(target: target, options: options)
+                return nil
+            } catch let error as UnraceError {
+                return error.code.rawValue
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(code { _, _ in } == nil)
+        #expect(code { target, _ in target.url = "http://example.com/orders" } == "invalid_argument")
+        #expect(code { target, _ in target.url = "http://example.com/orders"; target.allowedHosts = ["EXAMPLE.com"] } == nil)
+        #expect(code { target, _ in target.url = "http://127.0.0.1.example.com/x" } == "invalid_argument")
+        #expect(code { target, _ in target.url = "http://[::1]:8080/x" } == nil)
+        #expect(code { target, _ in target.url = "ftp://127.0.0.1/x" } == "invalid_argument")
+        #expect(code { target, _ in target.url = "http://127.0.0.1/x\u{0}" } == "invalid_argument")
+        #expect(code { target, _ in target.countURL = "http://10.0.0.1/count" } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("X-A", "a\r\nX-Injected: 1")] } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("Bad Name", "a")] } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("idempotency-key", "k")] } == "invalid_argument")
+        #expect(code { target, _ in target.method = "PO ST" } == "invalid_argument")
+        #expect(code { target, _ in target.body = Array(repeating: 0x20, count: ProbeTarget.bodyByteCountMaximum + 1) } == "invalid_argument")
+        #expect(code { target, _ in target.countField = "n" } == "invalid_argument", "a count field needs a count URL")
+        #expect(code { _, options in options.concurrency = 1 } == "invalid_argument")
+        #expect(code { _, options in options.concurrency = 257 } == "invalid_argument")
+        #expect(code { _, options in options.requestTimeout = .seconds(121) } == "invalid_argument")
+        #expect(code { _, options in options.probes = [.retry, .retry] } == "invalid_argument")
+    }
+
+    @Test("a redirect is an answer, never followed: the host it points to gets no request")
+    func noRedirects() async throws {
+        let elsewhere = ProbeFixture(.none)
+        try await withLiveServer(elsewhere.router()) { other in
+            let router = ProbeFixture(.none).router()
+            router.post("moved") { _, _ in
+                Response(status: .temporaryRedirect, headers: [.location: "http://127.0.0.1:\(other.port)/orders"])
+            }
+            try await withLiveServer(router) { client in
+                var options = ProbeOptions()
+                options.probes = [.duplicates, .retry]
+                options.concurrency = 4
+                let report = try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/moved"), options: options).run()
+                #expect(report.results.allSatisfy { $0.exchanges.allSatisfy { $0.status == 307 || $0.status == nil } })
+            }
+            #expect(await elsewhere.state.ordersReceived == 0)
+        }
+    }
+
+    @Test("the report's JSON, table and timeline carry the verdicts and the requests")
+    func reportForms() async throws {
+        let report = try await Self.probe(.noIdempotency, [.duplicates, .missingKey], concurrency: 4)
+        let json = try #require(try JSONSerialization.jsonObject(with: report.json()) as? [String: Any])
+        let results = try #require(json["results"] as? [[String: Any]])
+        #expect(results.map { $0["probe"] as? String } == ["duplicates", "missing-key"])
+        #expect(results.map { $0["verdict"] as? String } == ["anomaly", "notice"])
+        #expect(report.table().contains("1 probe saw an anomaly"))
+        let html = report.timeline().html()
+        #expect(html.contains("request-4") && html.contains("duplicate creation"))
+    }
+
+    @Test("a cut after sending closes the connection once the whole request is out, before any answer")
+    func cutAfterSending() async throws {
+        let received = AsyncStream<String>.makeStream()
+        let release = Latch()
+        let router = Router()
+        router.post("held") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            received.continuation.yield(String(buffer: body))
+            await release.wait()
+            return Response(status: .created)
+        }
+        try await withLiveServer(router) { server in
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            let url = "http://127.0.0.1:\(server.port)/held"
+            let client = ProbeClient(http: http, target: ProbeTarget(url: url), timeout: .seconds(30), origin: .now)
+            let body = Array(#"{"sku":"widget","quantity":1}"#.utf8)
+            let (exchange, answer) = await client.send("cut", method: "POST", url: url, key: ("\"k\"", "key-1"), body: body, cut: .afterSending)
+            #expect(answer == nil && exchange.status == nil)
+            #expect(exchange.error == "the probe closed the connection after sending the request")
+            var bodies = received.stream.makeAsyncIterator()
+            #expect(await bodies.next() == String(decoding: body, as: UTF8.self), "the server got the whole request")
+            release.open()
+            try await http.shutdown()
+        }
+    }
+
+    /// Starts `unrace serve` with `arguments` and answers its port.
+    static func serve(_ arguments: [String]) async throws -> (ChildProcess, Int) {
+        let server = try ChildProcess(["serve", "--port", "0"] + arguments)
+        try await server.waitFor("listening on")
+        let port = try #require(
+            server.printed.split(separator: "\n").first { $0.hasPrefix("listening on") }?
+                .split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        )
+        return (server, port)
+    }
+
+    /// `unrace probe` against the shop at `port`, all probes, 8 at once.
+    static func probeCommand(_ port: Int, _ extra: [String] = []) throws -> ChildProcess {
+        let base = "http://127.0.0.1:\(port)"
+        return try ChildProcess([
+            "probe", "\(base)/orders", "--body", #"{"sku":"widget","quantity":1}"#, "--header", "X-Client-Id: prober",
+            "--count-url", "\(base)/products/widget", "--count-field", "available", "--etag-url", "\(base)/products/widget",
+            "--write-body", #"{"name":"Widget","priceCents":100}"#, "--concurrency", "8", "--timeout", "60",
+        ] + extra)
+    }
+
+    @Test("unrace probe against unrace serve exits 0 and draws its HTML; against --no-idempotency it exits 1 naming the duplicates", arguments: sqlBackends)
+    func commandLine(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { _, location in
+            let (server, port) = try await Self.serve([backend == .sqlite ? "--file" : "--database", location])
+            let client = LiveClient(port: port)
+            #expect(try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#).status == 201)
+            let html = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("probe") + ".html").path
+            defer { try? FileManager.default.removeItem(atPath: html) }
+            let clean = try Self.probeCommand(port, ["--html", html])
+            #expect(await clean.exitStatus() == 0, "\(clean.printed)")
+            #expect(clean.printed.contains("no anomalies"))
+            let page = try String(contentsOfFile: html, encoding: .utf8)
+            #expect(page.hasPrefix("<!DOCTYPE html>") && page.contains("concurrent duplicates"))
+            #expect(await server.terminate() == 0)
+        }
+        guard backend == .sqlite else { return }
+        try await withStore(.sqlite) { _, location in
+            let (server, port) = try await Self.serve(["--file", location, "--no-idempotency"])
+            _ = try await LiveClient(port: port).send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#)
+            let naive = try Self.probeCommand(port, ["--probe", "duplicates", "--json"])
+            #expect(await naive.exitStatus() == 1)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(naive.printed.utf8)) as? [String: Any])
+            let result = try #require((json["results"] as? [[String: Any]])?.first)
+            #expect(result["verdict"] as? String == "anomaly")
+            #expect((result["summary"] as? String)?.contains("duplicate creation: one key, 8 distinct resources") == true, "\(result)")
+            #expect(await server.terminate() == 0)
+        }
+        let refused = try ChildProcess(["probe", "http://example.com/orders"], captureErrors: true)
+        #expect(await refused.exitStatus() == 64)
+        #expect(refused.printed.contains("neither loopback nor allowed"), "\(refused.printed)")
+    }
+}
