@@ -25,10 +25,11 @@ extension ProbeRun {
             anomalies.append("\(differing.count) different answers to one key")
             evidence += differing.prefix(4).map { "  \($0.count) × \($0.description)" }
         }
-        evidence += Self.countMoved(before: before?.value, after: after?.value)
         if let excess = Self.countExcess(before: before?.value, after: after?.value, unit: calibration.unit, executions: 1) {
             anomalies.append("the count moved more than once")
             evidence.append(excess)
+        } else {
+            evidence += Self.countMoved(before: before?.value, after: after?.value)
         }
         let answered = requests.filter { $0.status != nil }
         let verdict: ProbeVerdict
@@ -96,14 +97,18 @@ extension ProbeRun {
         let after = await client.count("count")
         exchanges = calibration.exchanges + [before?.exchange].compactMap { $0 } + exchanges + [after?.exchange].compactMap { $0 }
         var evidence = calibration.evidence
+        // The history checker and the count back the comparisons up; they lead the summary only
+        // when the comparisons saw nothing.
+        let compared = findings.contains { $0.0 == .anomaly }
         for duplicate in Self.duplicateCreations(exchanges) {
-            findings.append((.anomaly, "\(duplicate.operation): \(duplicate.count) distinct resources for one key"))
-            evidence += duplicate.actors.map { "  \($0)" }
+            if !compared { findings.append((.anomaly, "\(duplicate.operation): \(duplicate.count) distinct resources for one key")) }
+            evidence += duplicate.actors.map { "  \(duplicate.operation) \($0)" }
         }
-        evidence += Self.countMoved(before: before?.value, after: after?.value)
         if let excess = Self.countExcess(before: before?.value, after: after?.value, unit: calibration.unit, executions: 3) {
-            findings.append((.anomaly, "three keys moved the count more than three times"))
+            if !compared { findings.append((.anomaly, "three keys moved the count more than three times")) }
             evidence.append(excess)
+        } else {
+            evidence += Self.countMoved(before: before?.value, after: after?.value)
         }
         let verdict = findings.map(\.0).max() ?? .clean
         evidence = findings.map { "\($0.0.rawValue): \($0.1)" } + evidence

@@ -65,7 +65,9 @@ public struct Prober: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: options.concurrency + 4)
-        configuration.timeout = .init(connect: .seconds(Int64(options.requestTimeout.components.seconds)))
+        // Besides each request's deadline: a server that stops sending mid-answer is cut off too.
+        let seconds = TimeAmount.seconds(Int64(options.requestTimeout.components.seconds))
+        configuration.timeout = .init(connect: seconds, read: seconds)
         configuration.decompression = .disabled
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {

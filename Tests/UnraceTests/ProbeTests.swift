@@ -259,6 +259,8 @@ struct ProbeTests {
             #expect(clean.printed.contains("no anomalies"))
             let page = try String(contentsOfFile: html, encoding: .utf8)
             #expect(page.hasPrefix("<!DOCTYPE html>") && page.contains("concurrent duplicates"))
+            let unwritable = try Self.probeCommand(port, ["--probe", "missing-key", "--html", "/nonexistent-folder/probe.html"])
+            #expect(await unwritable.exitStatus() == 2, "an --html file that cannot be written")
             #expect(await server.terminate() == 0)
         }
         guard backend == .sqlite else { return }
@@ -276,5 +278,20 @@ struct ProbeTests {
         let refused = try ChildProcess(["probe", "http://example.com/orders"], captureErrors: true)
         #expect(await refused.exitStatus() == 64)
         #expect(refused.printed.contains("neither loopback nor allowed"), "\(refused.printed)")
+    }
+
+    // README: "Probe your own API" — the library form, verbatim.
+    static func readmeProbe(port: Int) async throws {
+        var target = ProbeTarget(url: "http://127.0.0.1:\(port)/orders", body: Array(#"{"sku":"widget","quantity":1}"#.utf8))
+        target.headers = [.init("Authorization", "Bearer staging-token")]
+        var options = ProbeOptions()
+        options.probes = [.duplicates, .retry, .keyReuse]
+        let report = try await Prober(target: target, options: options).run()
+        #expect(!report.hasAnomaly, "\(report.table())")
+    }
+
+    @Test("the README's library snippet runs: clean on a correct service")
+    func readmeSnippet() async throws {
+        try await withLiveServer(ProbeFixture(.none).router()) { client in try await Self.readmeProbe(port: client.port) }
     }
 }
