@@ -22,7 +22,7 @@ struct ProbeClient: Sendable {
     enum Cut: Sendable {
         /// It does not: the whole answer is read.
         case none
-        /// As soon as the request's body has been handed to the connection, before any answer.
+        /// As soon as the socket took the whole request, before any answer (plain HTTP only).
         case afterSending
         /// Once the answer's head has arrived: the body is never read.
         case afterHead
@@ -60,54 +60,31 @@ struct ProbeClient: Sendable {
         let path = URL(string: url).map { $0.path.isEmpty ? "/" : $0.path } ?? url
         var exchange = ProbeExchange(
             actor: actor, request: "\(method) \(path)", key: key?.label ?? "none", status: nil, error: nil, location: nil, etag: nil,
-            identity: nil, body: "", started: elapsed(), ended: 0
+            identity: nil, body: "", bodySHA256: "", started: elapsed(), ended: 0
         )
-        if cut == .afterSending, URL(string: url)?.scheme?.lowercased() == "http" {
-            // Plain HTTP: the request written by hand, the connection closed once the socket took it.
+        if cut == .afterSending {
+            // Written by hand, the connection closed once the socket took the last byte: the
+            // server has the whole request and nobody reads its answer. Plain HTTP only: over TLS
+            // the client does not say when the request is out.
+            guard URL(string: url)?.scheme?.lowercased() == "http" else {
+                exchange.error = "not run: a cut after sending needs an http:// URL"
+                exchange.ended = elapsed()
+                return (exchange, nil)
+            }
             do {
                 try await Self.sendAndClose(url: url, method: method, headers: request.headers, body: body, timeout: timeout)
-                exchange.error = "the probe closed the connection after sending the request"
+                exchange.error = Self.cutAfterSendingText
             } catch {
                 exchange.error = Self.describe(error)
             }
             exchange.ended = elapsed()
             return (exchange, nil)
         }
-        let sent = AsyncStream<Void>.makeStream()
-        if cut == .afterSending {
-            // TLS: the body's last chunk handed to the client is as close to "sent" as it tells.
-            request.body = .stream(SentOnce(bytes: body, sent: sent.continuation), length: .known(Int64(body.count)))
-        } else if !body.isEmpty {
-            request.body = .bytes(ByteBuffer(bytes: body))
-        }
-        let http = http
-        let timeout = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+        if !body.isEmpty { request.body = .bytes(ByteBuffer(bytes: body)) }
         let answer: Answer?
         do {
-            let task = Task { () -> (HTTPClientResponse, [UInt8]?) in
-                let response = try await http.execute(request, timeout: timeout)
-                if cut == .afterHead { return (response, nil) }
-                var collected = try await response.body.collect(upTo: Self.answerByteCountMaximum)
-                return (response, collected.readBytes(length: collected.readableBytes))
-            }
-            if cut == .afterSending {
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask { for await _ in sent.stream { break } }
-                    group.addTask { _ = await task.result }
-                    await group.next()
-                    group.cancelAll()
-                }
-                task.cancel()
-            }
-            let (response, bytes) = try await task.value
-            answer = Answer(status: Int(response.status.code), headers: response.headers, body: bytes ?? [])
-            if bytes == nil { exchange.error = "the probe closed the connection after the answer's head" }
-        } catch is CancellationError where cut == .afterSending {
-            answer = nil
-            exchange.error = "the probe closed the connection after sending the request"
-        } catch let error as HTTPClientError where cut == .afterSending && error == .cancelled {
-            answer = nil
-            exchange.error = "the probe closed the connection after sending the request"
+            answer = try await bounded(request, readingBody: cut == .none)
+            if cut == .afterHead { exchange.error = "the probe closed the connection after the answer's head" }
         } catch {
             answer = nil
             exchange.error = Self.describe(error)
@@ -119,15 +96,53 @@ struct ProbeClient: Sendable {
             exchange.etag = answer.headers.first(name: "ETag")
             exchange.identity = identity(of: answer)
             exchange.body = String(decoding: answer.body.prefix(512), as: UTF8.self)
+            exchange.bodySHA256 = Self.digest(answer.body)
         }
         return (exchange, answer)
     }
 
-    /// The resource an answer names: its `Location`, else the target's identity field of its
-    /// JSON body; `nil` for an answer that is not a success.
+    /// What a cut after sending records.
+    static let cutAfterSendingText = "the probe closed the connection after sending the request"
+
+    /// The request's answer, the whole of it bounded by the timeout (the client's own deadline
+    /// ends once the head has come; a server trickling its body would otherwise hold the probe).
+    private func bounded(_ request: HTTPClientRequest, readingBody: Bool) async throws -> Answer {
+        let (http, timeout) = (http, timeout)
+        return try await withThrowingTaskGroup(of: Answer?.self) { group in
+            group.addTask {
+                let response = try await http.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
+                var bytes: [UInt8] = []
+                if readingBody {
+                    var collected = try await response.body.collect(upTo: Self.answerByteCountMaximum)
+                    bytes = collected.readBytes(length: collected.readableBytes) ?? []
+                }
+                return Answer(status: Int(response.status.code), headers: response.headers, body: bytes)
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let answer = try await group.next()! else { throw HTTPClientError.deadlineExceeded }
+            return answer
+        }
+    }
+
+    /// The SHA-256 of an answer's body, hex — of its canonical JSON (sorted keys, no spaces) when
+    /// it is JSON, so a replay that re-serialises the same document is the same answer.
+    static func digest(_ body: [UInt8]) -> String {
+        Fingerprint.bytes(JSONValue.parse(body)?.bytes ?? body).hex
+    }
+
+    /// The resource an answer names, in one form whichever way the answer names it: the last
+    /// segment of its `Location`'s path (`/orders/7` and `http://host/orders/7` are `7`), else the
+    /// target's identity field of its JSON body; `nil` for an answer that is not a success.
     func identity(of answer: Answer) -> String? {
         guard (200..<300).contains(answer.status) else { return nil }
-        if let location = answer.headers.first(name: "Location"), !location.isEmpty { return location }
+        if let location = answer.headers.first(name: "Location"), !location.isEmpty {
+            let path = URLComponents(string: location)?.path ?? location
+            if let last = path.split(separator: "/").last { return String(last) }
+        }
         return JSONValue.parse(answer.body)?[target.identityField]?.text
     }
 
@@ -144,10 +159,12 @@ struct ProbeClient: Sendable {
     /// Writes one HTTP/1.1 request on a connection of its own and closes it as soon as the socket
     /// has taken the last byte: the server gets the whole request and nobody reads its answer.
     static func sendAndClose(url: String, method: String, headers: HTTPHeaders, body: [UInt8], timeout: Duration) async throws {
-        guard let parsed = URL(string: url), let host = parsed.host else { throw HTTPClientError.invalidURL }
+        guard let parsed = URLComponents(string: url), let host = parsed.host else { throw HTTPClientError.invalidURL }
         let port = parsed.port ?? 80
-        var path = parsed.path.isEmpty ? "/" : parsed.path
-        if let query = parsed.query { path += "?" + query }
+        // The path as written (percent-encoded), never decoded into the request line.
+        var path = parsed.percentEncodedPath.isEmpty ? "/" : parsed.percentEncodedPath
+        if let query = parsed.percentEncodedQuery { path += "?" + query }
+        guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw HTTPClientError.invalidURL }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host):\(port)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
@@ -186,32 +203,5 @@ struct ProbeClient: Sendable {
         }
         if let error = error as? NIOTooManyBytesError { return "the answer was larger than \(answerByteCountMaximum) bytes (\(error))" }
         return "\(type(of: error)): \(error)"
-    }
-}
-
-/// A request body that says when the connection has taken all of it.
-private struct SentOnce: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let bytes: [UInt8]
-    let sent: AsyncStream<Void>.Continuation
-
-    func makeAsyncIterator() -> Iterator { Iterator(bytes: bytes, sent: sent) }
-
-    struct Iterator: AsyncIteratorProtocol {
-        var bytes: [UInt8]?
-        let sent: AsyncStream<Void>.Continuation
-
-        init(bytes: [UInt8], sent: AsyncStream<Void>.Continuation) {
-            self.bytes = bytes
-            self.sent = sent
-        }
-
-        mutating func next() async -> ByteBuffer? {
-            // The client stops asking once it has the known length: the last chunk is the signal.
-            defer { sent.yield() }
-            guard let chunk = bytes else { return nil }
-            bytes = nil
-            return chunk.isEmpty ? nil : ByteBuffer(bytes: chunk)
-        }
     }
 }

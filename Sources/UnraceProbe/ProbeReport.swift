@@ -31,7 +31,8 @@ public enum ProbeKind: String, Sendable, CaseIterable, Codable {
 public enum ProbeVerdict: String, Sendable, Codable, Comparable {
     /// Nothing wrong seen.
     case clean
-    /// Not an anomaly, but worth knowing (a request without a key accepted, a 4xx other than 422).
+    /// Not an anomaly, but worth knowing (a request without a key accepted, a retry refused
+    /// instead of replayed).
     case notice
     /// The probe could not run (a missing option, a body it cannot vary) or could not conclude.
     case skipped
@@ -59,10 +60,14 @@ public struct ProbeExchange: Sendable, Codable, Hashable {
     public var location: String?
     /// The answer's `ETag`.
     public var etag: String?
-    /// The created resource the answer names: `Location`, else the identity field of its JSON body.
+    /// The created resource the answer names: the last segment of its `Location`'s path, else the
+    /// identity field of its JSON body.
     public var identity: String?
     /// The answer's body bytes, as text (at most 512 bytes kept here).
     public var body: String
+    /// The SHA-256 (hex) of the whole body — of its canonical JSON when it is JSON; empty without
+    /// an answer. Answers are compared by it.
+    public var bodySHA256: String
     /// Seconds from the probe run's start to when the request was sent.
     public var started: Double
     /// Seconds from the probe run's start to when its answer ended (or the request failed).

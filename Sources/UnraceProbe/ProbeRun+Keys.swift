@@ -70,6 +70,11 @@ final class ProbeRun: Sendable {
         return (measured, exchanges, evidence)
     }
 
+    /// The summary of a probe whose request was never accepted: it proves nothing.
+    static func neverAccepted(_ exchanges: [ProbeExchange]) -> String {
+        "the request was never accepted (\(statuses(exchanges))): check the URL, body and headers"
+    }
+
     /// Statuses as `20 × 201, 12 × 409`.
     static func statuses(_ exchanges: [ProbeExchange]) -> String {
         var counts: [String: Int] = [:]
@@ -78,23 +83,27 @@ final class ProbeRun: Sendable {
     }
 
     /// The resources the answers to each key name, checked by the ``HistoryChecker``: a key whose
-    /// answers name more than one resource took effect more than once.
+    /// answers name more than one resource took effect more than once. Only the target's own
+    /// requests count (not the reads of the count).
     static func duplicateCreations(_ exchanges: [ProbeExchange]) -> [HistoryReport.Duplicate] {
         var entries: [HistoryEntry] = []
         var seen: Set<[String]> = []
-        for exchange in exchanges {
+        for exchange in exchanges where exchange.key != "none" {
             if let status = exchange.status { entries.append(.request(exchange.key, status: status, actor: exchange.actor)) }
             guard let identity = exchange.identity, seen.insert([exchange.key, identity]).inserted else { continue }
-            entries.append(.effect(exchange.key, actor: "\(exchange.actor): \(identity)"))
+            entries.append(.effect(exchange.key, actor: "\(exchange.actor): \(exchange.location ?? identity)"))
         }
         return HistoryChecker.check(entries).duplicateEffects
     }
 
-    /// Whether the count moved by more than `executions` requests' worth.
+    /// Whether the count moved by more than `executions` requests' worth, in the direction one
+    /// request moves it (a move the other way is someone else's, and is not counted).
     static func countExcess(before: Int64?, after: Int64?, unit: Int64?, executions: Int64) -> String? {
         guard let before, let after, let unit, unit != 0 else { return nil }
-        let moved = after &- before
-        guard abs(moved) > abs(unit) * executions else { return nil }
+        let (moved, overflow) = after.subtractingReportingOverflow(before)
+        guard !overflow, moved != 0, (moved > 0) == (unit > 0) else { return nil }
+        let (allowed, tooMany) = unit.multipliedReportingOverflow(by: executions)
+        guard !tooMany, moved.magnitude > allowed.magnitude else { return nil }
         return "the count moved by \(moved) (\(before) → \(after)); one request moves it by \(unit): \(moved / unit) executions, at most \(executions) expected"
     }
 
@@ -133,25 +142,29 @@ final class ProbeRun: Sendable {
         }
         let key = key("key-1")
         let first = await send("request-1", key: key)
+        guard let firstStatus = first.exchange.status, (200..<300).contains(firstStatus) else {
+            return ProbeResult(
+                probe: .keyReuse, verdict: .skipped, summary: Self.neverAccepted([first.exchange]), evidence: [], exchanges: [first.exchange]
+            )
+        }
         let second = await send("request-2", key: key, body: other)
         var exchanges = [first.exchange, second.exchange]
         let result: (ProbeVerdict, String, [String])
-        switch (first.exchange.status, second.exchange.status) {
-        case (nil, _), (_, nil):
-            result = (.skipped, "no answer: \((first.exchange.error ?? second.exchange.error) ?? "?")", [])
-        case (_, 422?):
-            result = (.clean, "refused: 422, as the IETF draft says", [])
-        case (_, let status?) where (400..<500).contains(status):
+        switch second.exchange.status {
+        case nil:
+            result = (.skipped, "no answer: \(second.exchange.error ?? "?")", [])
+        case let status? where (400..<500).contains(status):
             // Refused — for the key, or for the body itself? The other body with a fresh key tells.
             let control = await send("control", key: self.key("key-2"), body: other)
             exchanges.append(control.exchange)
             if let code = control.exchange.status, (200..<300).contains(code) {
-                result = (.clean, "refused: \(status) (the IETF draft says 422)", ["the other body alone, with a fresh key, was accepted (\(code))"])
+                let how = status == 422 ? "422, as the IETF draft says" : "\(status) (the IETF draft says 422)"
+                result = (.clean, "refused: \(how)", ["the other body alone, with a fresh key, was accepted (\(code))"])
             } else {
                 result = (.skipped, "inconclusive: the other body is refused on its own too (\(Self.statuses([control.exchange]))); give --other-body", [])
             }
-        case (let firstStatus?, let status?) where (200..<300).contains(status):
-            let replayed = first.answer?.body == second.answer?.body && firstStatus == status
+        case let status? where (200..<300).contains(status):
+            let replayed = first.exchange.bodySHA256 == second.exchange.bodySHA256 && firstStatus == status
             result = (
                 .anomaly,
                 replayed
@@ -159,7 +172,7 @@ final class ProbeRun: Sendable {
                     : "a used key with another body was executed (\(status))",
                 ["request-1 → \(firstStatus)\(first.exchange.identity.map { " id=\($0)" } ?? "")", "request-2 (other body) → \(status)\(second.exchange.identity.map { " id=\($0)" } ?? "")"]
             )
-        case (_, let status?):
+        case let status?:
             result = (.notice, "answered \(status) to a used key with another body", [])
         }
         return ProbeResult(probe: .keyReuse, verdict: result.0, summary: result.1, evidence: result.2, exchanges: exchanges)

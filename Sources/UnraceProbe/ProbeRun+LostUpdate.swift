@@ -71,6 +71,8 @@ extension ProbeRun {
             finding = (.skipped, "\(label): some writes got no answer (\(writes.first { $0.status == nil }?.error ?? "?"))")
         } else if ifMatch == nil, refused.count == writes.count, refused.allSatisfy({ $0 == 428 }) {
             finding = (.clean, "without If-Match: refused with 428")
+        } else if ifMatch != nil, succeeded.isEmpty {
+            finding = (.skipped, "no write with the current ETag was accepted (\(Self.statuses(writes))): check --write-body, --write-method and the headers")
         } else if ifMatch != nil, succeeded.count == 1, refused.count == writes.count - 1, refused.allSatisfy({ $0 == 412 }) {
             finding = (.clean, "\(label): one write won, \(refused.count) got 412")
         } else if succeeded.count <= 1, refused.count >= writes.count - 1 {

@@ -1,5 +1,5 @@
-public import Foundation
-public import UnraceCore
+import Foundation
+import UnraceCore
 
 /// The request a probe attacks, and where it may look: what `unrace probe` builds from its options.
 ///
@@ -95,6 +95,15 @@ public struct ProbeTarget: Sendable {
         if headers.contains(where: { $0.name.lowercased() == keyHeader.lowercased() }) {
             throw UnraceError(.invalidArgument, "--header must not set the key header: the probe writes \(keyHeader) itself")
         }
+        if let header = headers.first(where: { Self.reservedHeaders.contains($0.name.lowercased()) }) {
+            throw UnraceError(
+                .invalidArgument, "--header must not set framing, routing or precondition headers: the probe writes them itself",
+                detail: header.name
+            )
+        }
+        if let otherBody, otherBody == body {
+            throw UnraceError(.invalidArgument, "--other-body must differ from --body: it stands for another request under a used key")
+        }
         for (bytes, option) in [(body, "--body"), (otherBody ?? [], "--other-body"), (writeBody ?? [], "--write-body")]
         where bytes.count > Self.bodyByteCountMaximum {
             throw UnraceError(.invalidArgument, "\(option) is larger than \(Self.bodyByteCountMaximum) bytes")
@@ -127,11 +136,19 @@ public struct ProbeTarget: Sendable {
         return parsed
     }
 
-    /// `localhost`, `127.0.0.0/8` and `::1`.
+    /// Headers a probe writes itself, or that would send its requests elsewhere: `Host`, the
+    /// framing fields, the preconditions the lost-update probe sets.
+    static let reservedHeaders: Set<String> = [
+        "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "expect", "if-match", "if-none-match",
+    ]
+
+    /// `localhost`, `127.0.0.0/8` in dotted decimal (1 to 3 digits per part) and `::1`.
     static func isLoopback(_ host: String) -> Bool {
         if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in UInt8(part).map { _ in part.allSatisfy(\.isASCII) } ?? false }
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in
+            (1...3).contains(part.count) && part.utf8.allSatisfy { (0x30...0x39).contains($0) } && Int(part)! <= 255
+        }
     }
 
     /// RFC 9110 `token`: visible ASCII except separators.

@@ -1,7 +1,7 @@
-public import AsyncHTTPClient
+import AsyncHTTPClient
 import Foundation
 import NIOCore
-public import UnraceCore
+import UnraceCore
 
 /// How hard and how long `unrace probe` pushes.
 public struct ProbeOptions: Sendable {
@@ -35,8 +35,8 @@ public struct ProbeOptions: Sendable {
     }
 
     /// The most requests a run of every probe sends: ``concurrency`` for the duplicates, twice
-    /// that for the lost-update writes (with and without `If-Match`), and at most 30 others.
-    public var requestCountMaximum: Int { 3 * concurrency + 30 }
+    /// that for the lost-update writes (with and without `If-Match`), and at most 40 others.
+    public var requestCountMaximum: Int { 3 * concurrency + 40 }
 }
 
 /// A black-box prober: sends the races of ``ProbeKind`` to any HTTP API and reports what came

@@ -11,8 +11,9 @@ struct ProbeCommand: AsyncParsableCommand {
         discussion: """
             The probes create what the request creates: point them at a local or staging service. \
             Only loopback and the hosts named with --allow-host are contacted; redirects are never \
-            followed. Exits 0 when no probe saw an anomaly, 1 when one did, 2 when an --html file \
-            cannot be written; a bad option exits 64.
+            followed. Exits 0 when no probe saw an anomaly, 1 when one did, 2 when the probe could \
+            not run or an --html file cannot be written, 3 when every probe was skipped (nothing \
+            was proved); a bad option exits 64.
             """
     )
 
@@ -52,7 +53,7 @@ struct ProbeCommand: AsyncParsableCommand {
             target.body = Array(data)
         }
         target.headers = try headers.map { line in
-            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--header takes 'Name: value'") }
             return ProbeTarget.Header(parts[0], parts[1])
         }
@@ -79,7 +80,14 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let report = try await prober().run()
+        let report: ProbeReport
+        do {
+            report = try await prober().run()
+        } catch {
+            FileHandle.standardError.write(Data("error: the probe could not run: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        print(json ? String(decoding: report.json(), as: UTF8.self) : report.table())
         if let html {
             do {
                 try Data(report.timeline().html().utf8).write(to: URL(fileURLWithPath: html))
@@ -88,8 +96,8 @@ struct ProbeCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        print(json ? String(decoding: report.json(), as: UTF8.self) : report.table())
         if report.hasAnomaly { throw ExitCode(1) }
+        if report.results.allSatisfy({ $0.verdict == .skipped }) { throw ExitCode(3) }
     }
 }
 

@@ -117,7 +117,7 @@ struct PostgresLivenessTests {
                 await release.wait()
             }
         }
-        await held.wait()
+        try await within(.seconds(30), "the test's lock held") { await held.wait() }
         do {
             try await body()
         } catch {
@@ -137,7 +137,7 @@ struct PostgresLivenessTests {
                 if let pid = backend(),
                    try await store.withTransaction({ tx in
                        try await tx.query(
-                           "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND state = 'active' AND query = 'COMMIT' AND wait_event_type = 'Lock'",
+                           "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND state = 'active' AND query = 'COMMIT' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
                            [pid]
                        )
                    }).first?["n"] == .integer(1) {
@@ -162,9 +162,13 @@ struct PostgresLivenessTests {
                 }
                 // Cancel while this step's own backend runs its COMMIT (held until the lock goes).
                 try await Self.commitWaiting(store) { backend.withLock { $0 } }
+                let cancelled = ContinuousClock.now
                 step.cancel()
+                let result = await step.result
+                // At once, not when the COMMIT (held by the test) or the step timeout ends.
+                #expect(ContinuousClock.now - cancelled < .seconds(10))
                 let outcome: String
-                switch await step.result {
+                switch result {
                 case .success: outcome = "committed"
                 case .failure(let error as UnraceError): outcome = "\(error.code)\(error.isRetryable ? " retryable" : "")"
                 case .failure(let error): outcome = "\(type(of: error))"

@@ -27,6 +27,7 @@ struct ProbeTests {
             var options = ProbeOptions()
             options.probes = probes
             options.concurrency = concurrency
+            options.requestTimeout = .seconds(60)  // the whole suite may be running beside it
             return try await Prober(target: target(client.port), options: options).run()
         }
     }
@@ -64,9 +65,33 @@ struct ProbeTests {
         #expect(result.verdict == .anomaly)
         #expect(result.summary.contains("got the first request's answer"))
         let clean = try Self.result(try await Self.probe(.none, [.keyReuse]), .keyReuse)
-        #expect(clean.verdict == .clean && clean.summary.contains("422"))
-        // The other body the probe derived changed the integer field by one.
-        #expect(clean.exchanges.count == 2)
+        #expect(clean.verdict == .clean && clean.summary == "refused: 422, as the IETF draft says")
+        // A control request shows the other body is acceptable on its own: the 422 was for the key.
+        #expect(clean.exchanges.map(\.actor) == ["request-1", "request-2", "control"] && clean.exchanges.last?.status == 201)
+        let other4xx = try Self.result(try await Self.probe(.conflictWhileRunning, [.keyReuse]), .keyReuse)
+        #expect(other4xx.verdict == .clean && other4xx.summary == "refused: 400 (the IETF draft says 422)")
+    }
+
+    @Test("'not yet' answers (409 with Retry-After while the key runs) are not different answers; the retries wait them out")
+    func deferredAnswers() async throws {
+        let report = try await Self.probe(.conflictWhileRunning, [.duplicates, .retry])
+        for result in report.results { #expect(result.verdict == .clean, "\(result.probe): \(result.summary) \(result.evidence)") }
+        #expect(try Self.result(report, .duplicates).exchanges.contains { $0.status == 409 }, "the burst met the running key")
+    }
+
+    @Test("a request the service never accepts proves nothing: skipped, not clean")
+    func neverAccepted() async throws {
+        try await withLiveServer(ProbeFixture(.none).router()) { client in
+            var options = ProbeOptions()
+            options.probes = [.duplicates, .retry, .keyReuse]
+            options.concurrency = 4
+            let target = ProbeTarget(url: "http://127.0.0.1:\(client.port)/no-such-route", body: Array(#"{"quantity":1}"#.utf8))
+            let report = try await Prober(target: target, options: options).run()
+            for result in report.results {
+                #expect(result.verdict == .skipped, "\(result.probe): \(result.summary)")
+                #expect(result.summary.contains("never accepted (") && result.summary.contains("× 404"))
+            }
+        }
     }
 
     @Test("missing key: accepted is a notice (not an anomaly), refused is clean")
@@ -152,6 +177,11 @@ struct ProbeTests {
         #expect(code { target, _ in target.url = "http://example.com/orders" } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://example.com/orders"; target.allowedHosts = ["EXAMPLE.com"] } == nil)
         #expect(code { target, _ in target.url = "http://127.0.0.1.example.com/x" } == "invalid_argument")
+        #expect(code { target, _ in target.url = "http://127.0.0.1@example.com/x" } == "invalid_argument", "userinfo is not the host")
+        #expect(code { target, _ in target.url = "http://127.0.0.+1/x" } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("Host", "example.com")] } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("Content-Length", "0")] } == "invalid_argument")
+        #expect(code { target, _ in target.body = [0x7B, 0x7D]; target.otherBody = [0x7B, 0x7D] } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://[::1]:8080/x" } == nil)
         #expect(code { target, _ in target.url = "ftp://127.0.0.1/x" } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://127.0.0.1/x\u{0}" } == "invalid_argument")
@@ -206,20 +236,24 @@ struct ProbeTests {
         let router = Router()
         router.post("held") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
-            received.continuation.yield(String(buffer: body))
+            received.continuation.yield((request.uri.query ?? "") + " " + String(buffer: body))
             await release.wait()
             return Response(status: .created)
         }
         try await withLiveServer(router) { server in
             let http = HTTPClient(eventLoopGroupProvider: .singleton)
-            let url = "http://127.0.0.1:\(server.port)/held"
+            // Percent-encoded bytes stay encoded in the request line (a decoded CR LF would split it).
+            let url = "http://127.0.0.1:\(server.port)/held?note=a%0D%0Ab"
             let client = ProbeClient(http: http, target: ProbeTarget(url: url), timeout: .seconds(30), origin: .now)
             let body = Array(#"{"sku":"widget","quantity":1}"#.utf8)
             let (exchange, answer) = await client.send("cut", method: "POST", url: url, key: ("\"k\"", "key-1"), body: body, cut: .afterSending)
             #expect(answer == nil && exchange.status == nil)
             #expect(exchange.error == "the probe closed the connection after sending the request")
-            var bodies = received.stream.makeAsyncIterator()
-            #expect(await bodies.next() == String(decoding: body, as: UTF8.self), "the server got the whole request")
+            let got = try await within(.seconds(30), "the request at the server") {
+                var bodies = received.stream.makeAsyncIterator()
+                return await bodies.next()
+            }
+            #expect(got == "note=a%0D%0Ab " + String(decoding: body, as: UTF8.self), "the server got the whole request")
             release.open()
             try await http.shutdown()
         }
@@ -261,6 +295,9 @@ struct ProbeTests {
             #expect(page.hasPrefix("<!DOCTYPE html>") && page.contains("concurrent duplicates"))
             let unwritable = try Self.probeCommand(port, ["--probe", "missing-key", "--html", "/nonexistent-folder/probe.html"])
             #expect(await unwritable.exitStatus() == 2, "an --html file that cannot be written")
+            #expect(unwritable.printed.contains("missing-key"), "the report is printed before the file is written")
+            let nothingProved = try ChildProcess(["probe", "http://127.0.0.1:\(port)/no-such-route", "--probe", "duplicates", "--concurrency", "2"])
+            #expect(await nothingProved.exitStatus() == 3, "every probe skipped: a request never accepted proves nothing")
             #expect(await server.terminate() == 0)
         }
         guard backend == .sqlite else { return }

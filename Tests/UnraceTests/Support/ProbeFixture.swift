@@ -22,6 +22,9 @@ struct ProbeFixture: Sendable {
         case acceptsWithoutKey
         /// `PUT /products/p` ignores `If-Match`: the last writer wins.
         case lastWriterWins
+        /// Correct, but a request whose key is still running gets 409 with `Retry-After: 0`
+        /// (conflict mode), and a used key with another body 400 instead of 422.
+        case conflictWhileRunning
     }
 
     let state: State
@@ -50,11 +53,21 @@ struct ProbeFixture: Sendable {
             }
             if fault == .noIdempotency { return create() }
             if let done = finished[key] {
-                if done.body != body, fault != .keyIgnoresBody { return Answer(status: .unprocessableContent, id: "") }
+                if done.body != body, fault != .keyIgnoresBody {
+                    return Answer(status: fault == .conflictWhileRunning ? .badRequest : .unprocessableContent, id: "")
+                }
                 return done.answer
             }
-            if let task = running[key] { return await task.value }
-            let task = Task { await self.createSlowly() }
+            if let task = running[key] {
+                if fault == .conflictWhileRunning {
+                    secondArrivals[key]?.yield()
+                    return Answer(status: .conflict, id: "")
+                }
+                return await task.value
+            }
+            let (arrivals, arrived) = AsyncStream<Void>.makeStream()
+            if fault == .conflictWhileRunning { secondArrivals[key] = arrived }
+            let task = Task { await self.createSlowly(until: fault == .conflictWhileRunning ? arrivals : nil) }
             running[key] = task
             let answer = await task.value
             running[key] = nil
@@ -62,7 +75,19 @@ struct ProbeFixture: Sendable {
             return answer
         }
 
-        private func createSlowly() async -> Answer {
+        /// For ``Fault/conflictWhileRunning``: a running key's first execution goes on until a
+        /// second request with its key was answered 409 (or 2 s passed, for a key sent once).
+        var secondArrivals: [String: AsyncStream<Void>.Continuation] = [:]
+
+        private func createSlowly(until arrivals: AsyncStream<Void>?) async -> Answer {
+            if let arrivals {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { for await _ in arrivals { break } }
+                    group.addTask { try? await Task.sleep(for: .seconds(2)) }
+                    await group.next()
+                    group.cancelAll()
+                }
+            }
             // Let the other requests of a burst arrive while this one runs.
             for _ in 0..<10 { await Task.yield() }
             return create()
@@ -91,7 +116,9 @@ struct ProbeFixture: Sendable {
         router.post("orders") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
             let answer = await state.order(key: request.headers[HTTPField.Name("Idempotency-Key")!], body: Array(buffer: body))
-            guard answer.status == .created else { return Response(status: answer.status) }
+            guard answer.status == .created else {
+                return Response(status: answer.status, headers: answer.status == .conflict ? [.retryAfter: "0"] : [:])
+            }
             return Response(
                 status: .created, headers: [.location: "/orders/\(answer.id)", .contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"id":"\#(answer.id)"}"#))
