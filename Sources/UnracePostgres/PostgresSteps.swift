@@ -203,7 +203,7 @@ package struct PostgresSteps: Sendable {
 }
 
 /// A continuation resumed by the first of several callers; the others do nothing.
-private final class OnceResumption<T: Sendable>: Sendable {
+final class OnceResumption<T: Sendable>: Sendable {
     private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, value: T?, done: Bool)>((nil, nil, false))
 
     func set(_ continuation: CheckedContinuation<T, Never>) {
@@ -254,6 +254,9 @@ package final class ConnectionGuard: Sendable {
         var finished = false
         var committing = false
         var commitSent = false
+        /// Statements sent and not answered yet: how to give up on each.
+        var waiting: [Int: @Sendable (any Error) -> Void] = [:]
+        var nextStatement = 0
     }
 
     package let connection: PostgresConnection
@@ -269,8 +272,14 @@ package final class ConnectionGuard: Sendable {
     package var isClosing: Bool { state.withLock { $0.closing } }
 
     /// Sends one statement with `work`, unless the step was stopped or the connection closed.
-    package func send<T>(_ work: () async throws -> T) async throws -> T {
-        try state.withLock { state in
+    ///
+    /// The statement runs on a task of its own, and the step waits for its answer — or, once the
+    /// guard has closed the connection to stop the step, for that close and
+    /// ``abandonGrace`` more: a statement the close overtook on its way to the channel is never
+    /// answered by postgres-nio 1.33 (nothing fails its promise), and waiting on it would hang
+    /// the step, and a graceful shutdown with it. Such a statement's task is left suspended.
+    package func send<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        let statement = try state.withLock { state in
             if let stop = state.stop {
                 throw stop == .cancelled
                     ? UnraceError(.storeUnavailable, "the step was cancelled; nothing more was sent")
@@ -281,9 +290,30 @@ package final class ConnectionGuard: Sendable {
             }
             state.inFlight += 1
             if state.committing { state.commitSent = true }
+            state.nextStatement += 1
+            return state.nextStatement
         }
-        defer { state.withLock { $0.inFlight -= 1 } }
-        return try await work()
+        defer { state.withLock { $0.inFlight -= 1; $0.waiting[statement] = nil } }
+        let answer = OnceResumption<Result<T, any Error>>()
+        state.withLock { $0.waiting[statement] = { answer.resume(with: .failure($0)) } }
+        Task {
+            do { answer.resume(with: .success(try await work())) } catch { answer.resume(with: .failure(error)) }
+        }
+        return try await withCheckedContinuation { answer.set($0) }.get()
+    }
+
+    /// How long after the guard's close a statement still unanswered is given up: 100 ms. The
+    /// close fails every statement postgres-nio had received at once; what is left never reached it.
+    package static let abandonGrace: TimeAmount = .milliseconds(100)
+
+    /// Gives up on every statement still waiting, after the guard closed the connection.
+    private func abandonWaiting() {
+        let waiting = state.withLock { state -> [@Sendable (any Error) -> Void] in
+            defer { state.waiting = [:] }
+            return Array(state.waiting.values)
+        }
+        let error = UnraceError(.storeUnavailable, "the step was stopped and its connection closed before this statement was answered")
+        for giveUp in waiting { giveUp(error) }
     }
 
     /// Runs `work`, whose statement is the step's `COMMIT`: once it passes ``send(_:)``, the
@@ -309,7 +339,11 @@ package final class ConnectionGuard: Sendable {
         }
         guard close else { return }
         let connection = connection
-        connection.eventLoop.scheduleTask(in: .milliseconds(10)) { connection.close().whenComplete { _ in } }
+        connection.eventLoop.scheduleTask(in: .milliseconds(10)) {
+            connection.close().whenComplete { _ in
+                connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+            }
+        }
     }
 
     /// The step is over: later stops do nothing (the connection may be another step's by then).

@@ -26,17 +26,19 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
+        let (connection, logger) = (connection, logger)
         if let prepared = HotStatements.byText[sql] {
             _ = try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
             return
         }
-        _ = try await sending {
-            try await connection.query(Self.query(sql, arguments), logger: logger)
+        try await sending {
+            _ = try await connection.query(Self.query(sql, arguments), logger: logger)
         }
     }
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        let (connection, logger) = (connection, logger)
         if let prepared = HotStatements.byText[sql] {
             return try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
         }
@@ -61,16 +63,16 @@ public struct PostgresTransaction: SQLTransaction {
         try await rows(of: query)
     }
 
-    /// Sends a statement on the connection, unless the connection is already closed: postgres-nio
-    /// 1.33 never answers a query written to a closed channel (its handler has left the
-    /// pipeline, so nothing fails the query's promise), which would hang the step forever.
-    func sending<T>(_ work: () async throws -> T) async throws -> T {
+    /// Sends a statement on the connection through the step's guard (see ``ConnectionGuard/send(_:)``):
+    /// never on a connection already closed, and never waited on past a close the guard made.
+    func sending<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
         try await stepGuard.send { try await Self.mapErrors(work) }
     }
 
     /// Runs a query built with postgres-nio's own bindings (arrays, for instance) and returns its rows.
     func rows(of query: PostgresQuery) async throws -> [SQLRow] {
-        try await sending {
+        let (connection, logger) = (connection, logger)
+        return try await sending {
             var rows: [SQLRow] = []
             for try await row in try await connection.query(query, logger: logger) {
                 rows.append(try SQLRow(row))

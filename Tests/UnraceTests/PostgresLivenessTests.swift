@@ -94,6 +94,35 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test("a statement the guard's close overtook on its way to the connection is given up, never waited on forever")
+    func overtakenStatement() async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 2, logger: Self.quiet) { store in
+                let outcome = try await within(.seconds(30), "a statement the close overtook") {
+                    do {
+                        try await store.withTransaction { tx in
+                            try await tx.stepGuard.send {
+                                // Under load the step's task can lose the CPU between passing the
+                                // guard and writing its statement: here the close comes first, always.
+                                tx.stepGuard.stop(.timedOut)
+                                try await tx.connection.closeFuture.get()
+                                _ = try await tx.connection.query("SELECT 1", logger: Self.quiet).collect()
+                            }
+                        }
+                        return "ran"
+                    } catch let error as UnraceError {
+                        return error.code.rawValue
+                    } catch {
+                        return "\(type(of: error))"
+                    }
+                }
+                #expect(outcome == "store_unavailable")
+                // The pool goes on: the next step runs on a connection of its own.
+                #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+            }
+        }
+    }
+
     /// A table whose inserts make `COMMIT` itself wait (a deferred constraint trigger takes an
     /// advisory lock) for as long as `body` runs: `body` gets the table with the lock held by a
     /// step of `store`'s own, which lets go when `body` returns. A COMMIT held by the test, not
