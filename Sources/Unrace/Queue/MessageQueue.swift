@@ -139,14 +139,14 @@ public struct MessageQueue<S: Store>: Sendable {
         for message in messages {
             let earlier = stored[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
                 ?? seen[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
-            if let earlier {
-                guard earlier.payload == message.payload, earlier.orderingKey == message.orderingKey else {
-                    throw UnraceError(
-                        .messageIDReused, "this message id was enqueued before with another payload or ordering key; message ids are unique per queue"
-                    )
-                }
+            switch QueueRule.enqueue(payload: message.payload, orderingKey: message.orderingKey, earlier: earlier) {
+            case .idReused:
+                throw UnraceError(
+                    .messageIDReused, "this message id was enqueued before with another payload or ordering key; message ids are unique per queue"
+                )
+            case .alreadyEnqueued:
                 results.append(.alreadyEnqueued)
-            } else {
+            case .new:
                 seen[message.id] = message
                 results.append(.enqueued)
             }
@@ -203,21 +203,13 @@ public struct MessageQueue<S: Store>: Sendable {
             let now = try await context.rows.now()
             var deliveries: [Delivery] = []
             var deadLettered = 0
-            for var message in try await context.rows.leasableQueueMessages(queue: name, at: now, limit: limit) {
-                if message.state == .leased, message.attempts >= message.maxAttempts {
-                    message.state = .dead
-                    message.lastError = "the lease of attempt \(message.attempts) of \(message.maxAttempts) ran out without an ack"
-                    message.completedAt = now
+            for picked in try await context.rows.leasableQueueMessages(queue: name, at: now, limit: limit) {
+                let (step, message) = QueueRule.lease(picked, worker: worker, visibility: visibility, now: now)
+                switch step {
+                case .deadLettered:
                     deadLettered += 1
                     context.note("\(message.id) dead-lettered")
-                } else {
-                    if message.state == .leased {
-                        message.lastError = "the lease of attempt \(message.attempts) ran out without an ack"
-                    }
-                    message.state = .leased
-                    message.attempts += 1
-                    message.visibleAt = now + visibility
-                    message.leasedBy = worker
+                case .delivered:
                     deliveries.append(Delivery(message))
                     context.note("\(message.id) attempt \(message.attempts)")
                 }
@@ -272,11 +264,9 @@ public struct MessageQueue<S: Store>: Sendable {
     }
 
     static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws {
-        var message = try await owned(delivery, queue: queue, rows: rows, allowingDone: true)
-        guard message.state != .done else { return }
-        message.state = .done
-        message.completedAt = try await rows.now()
-        try await rows.saveQueueMessage(message)
+        let message = try await owned(delivery, queue: queue, rows: rows, allowingDone: true)
+        guard let acked = QueueRule.ack(message, now: try await rows.now()) else { return }  // acked before
+        try await rows.saveQueueMessage(acked)
     }
 
     /// Gives a delivery back: the message is delivered again after `retryAfter` (default: the
@@ -294,21 +284,10 @@ public struct MessageQueue<S: Store>: Sendable {
         let delay = retryAfter ?? backoff(afterAttempt: delivery.attempt)
         let outcome = try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
-                var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
-                let now = try await context.rows.now()
-                message.lastError = reason
-                let outcome: NackOutcome
-                if message.attempts >= message.maxAttempts {
-                    message.state = .dead
-                    message.completedAt = now
-                    outcome = .deadLettered
-                } else {
-                    message.state = .ready
-                    message.visibleAt = now + delay
-                    outcome = .retrying(at: message.visibleAt)
-                }
+                let owned = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+                let (deadLettered, message) = QueueRule.nack(owned, reason: reason, delay: delay, now: try await context.rows.now())
                 try await context.rows.saveQueueMessage(message)
-                return outcome
+                return deadLettered ? NackOutcome.deadLettered : .retrying(at: message.visibleAt)
             }
         }
         metrics.count("unrace_queue_nacks_total")
@@ -342,9 +321,7 @@ public struct MessageQueue<S: Store>: Sendable {
         guard let message = try await rows.queueMessages(queue: queue, ids: [delivery.id], lock: true)[delivery.id] else {
             throw UnraceError(.notFound, "there is no such message in this queue")
         }
-        let isCurrent = message.position == delivery.position && message.attempts == delivery.attempt
-            && (message.state == .leased || (allowingDone && message.state == .done))
-        guard isCurrent else {
+        guard QueueRule.owns(message, position: delivery.position, attempt: delivery.attempt, allowingDone: allowingDone) else {
             throw UnraceError(
                 .fenced, "this delivery no longer owns the message: it was delivered again, nacked or dead-lettered",
                 detail: "delivery attempt \(delivery.attempt); message attempt \(message.attempts), \(message.state.rawValue)"
@@ -356,17 +333,11 @@ public struct MessageQueue<S: Store>: Sendable {
     /// The backoff after a failed attempt: ``QueueConfiguration/backoff`` × 2^(attempt − 1), at
     /// most ``QueueConfiguration/backoffMaximum``.
     public func backoff(afterAttempt attempt: Int64) -> Duration {
-        let base = configuration.backoff.wholeMilliseconds
-        let shift = attempt <= 1 ? 0 : min(attempt - 1, 40)
-        let (scaled, overflow) = base.multipliedReportingOverflow(by: Int64(1) << shift)
-        let capped = overflow ? configuration.backoffMaximum.wholeMilliseconds : min(scaled, configuration.backoffMaximum.wholeMilliseconds)
-        return .milliseconds(capped)
+        QueueRule.backoff(afterAttempt: attempt, base: configuration.backoff, maximum: configuration.backoffMaximum)
     }
 
     static func cleaned(_ reason: String) -> String {
-        var text = String(String.UnicodeScalarView(reason.unicodeScalars.map { NameRule.refusal($0) == nil ? $0 : " " }))
-        while text.utf8.count > QueueConfiguration.reasonByteCountMaximum { text.removeLast() }
-        return text
+        QueueRule.reason(reason, byteCountMaximum: QueueConfiguration.reasonByteCountMaximum)
     }
 
     // MARK: Operating
@@ -408,12 +379,7 @@ public struct MessageQueue<S: Store>: Sendable {
             }
             // Attempts keep growing (they are the fencing token): the message gets as many
             // attempts again as the producer gave it.
-            message.state = .ready
-            let (raised, overflow) = message.attempts.addingReportingOverflow(Int64(configuration.maxAttempts))
-            message.maxAttempts = overflow ? .max : raised
-            message.visibleAt = try await context.rows.now()
-            message.completedAt = nil
-            message.leasedBy = nil
+            message = QueueRule.redrive(message, attempts: Int64(configuration.maxAttempts), now: try await context.rows.now())
             try await context.rows.saveQueueMessage(message)
         }
     }
