@@ -296,7 +296,7 @@ package final class ConnectionGuard: Sendable {
         defer { state.withLock { $0.inFlight -= 1; $0.waiting[statement] = nil } }
         let answer = OnceResumption<Result<T, any Error>>()
         state.withLock { $0.waiting[statement] = { answer.resume(with: .failure($0)) } }
-        Task {
+        Task.immediate {
             do { answer.resume(with: .success(try await work())) } catch { answer.resume(with: .failure(error)) }
         }
         return try await withCheckedContinuation { answer.set($0) }.get()
