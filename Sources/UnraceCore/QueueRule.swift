@@ -15,8 +15,8 @@ public enum QueueMessageState: String, Sendable, Hashable, CaseIterable, Codable
     case dead
 }
 
-/// A stored queue message: what `StoreRows` reads and writes. `MessageQueue` makes every
-/// decision about it.
+/// A stored queue message: what `StoreRows` reads and writes. `QueueRule`'s rules decide
+/// every change to it; `MessageQueue` runs them in its steps.
 public struct QueueMessage: Sendable, Hashable {
     /// The queue the message belongs to.
     public var queue: String

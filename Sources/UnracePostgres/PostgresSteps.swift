@@ -236,11 +236,17 @@ package struct ClosedBeforeUse: Error {}
 /// A step's hold on its connection, through which a deadline or a cancellation stops it
 /// without ever leaving a statement unanswered.
 ///
+/// A step is stopped in one of two ways: a statement in flight is cut off by closing the
+/// connection (10 ms after the stop); a step between statements is only marked, and sends nothing
+/// more (its next statement throws, and its rollback runs on the open connection).
+///
 /// postgres-nio 1.33 never answers a statement written to a channel that closed before the
-/// statement reached it. So a step is stopped in one of two ways: a statement in flight is cut off
-/// by closing the connection shortly after (10 ms: a statement the step was just sending reaches
-/// the channel first, and is failed by the close); a step between statements is only marked, and
-/// sends nothing more (its next statement throws, and its rollback runs on the open connection).
+/// statement reached it, and a statement can lose the CPU between passing the guard and being
+/// written, so the close can overtake it. Each statement therefore runs on a task of its own, and
+/// the step waits for its answer or — once the guard's close has completed — 100 ms more
+/// (``abandonGrace``), then gives it up. This covers the statements sent through ``send(_:)``
+/// (Unrace's own, and a body's `execute`, `query` and `run`); a statement a body writes on the
+/// connection directly, or through Fluent, is bounded by the server's `statement_timeout` instead.
 package final class ConnectionGuard: Sendable {
     /// Why a step was stopped.
     package enum StopReason: Sendable, Equatable {
@@ -279,6 +285,9 @@ package final class ConnectionGuard: Sendable {
     /// answered by postgres-nio 1.33 (nothing fails its promise), and waiting on it would hang
     /// the step, and a graceful shutdown with it. Such a statement's task is left suspended.
     package func send<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        let answer = OnceResumption<Result<T, any Error>>()
+        // Registered as waiting in the same critical section that counts it in flight: a close
+        // decided from then on always finds it.
         let statement = try state.withLock { state in
             if let stop = state.stop {
                 throw stop == .cancelled
@@ -291,14 +300,24 @@ package final class ConnectionGuard: Sendable {
             state.inFlight += 1
             if state.committing { state.commitSent = true }
             state.nextStatement += 1
+            state.waiting[state.nextStatement] = { answer.resume(with: .failure($0)) }
             return state.nextStatement
         }
         defer { state.withLock { $0.inFlight -= 1; $0.waiting[statement] = nil } }
-        let answer = OnceResumption<Result<T, any Error>>()
-        state.withLock { $0.waiting[statement] = { answer.resume(with: .failure($0)) } }
-        Task.immediate {
+        let run: @Sendable () async -> Void = {
             do { answer.resume(with: .success(try await work())) } catch { answer.resume(with: .failure(error)) }
         }
+        // Started at once where the runtime allows it, which shortens the window in which the
+        // close can overtake the statement's write.
+        #if compiler(>=6.2)
+        if #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
+            Task.immediate { await run() }
+        } else {
+            Task { await run() }
+        }
+        #else
+        Task { await run() }
+        #endif
         return try await withCheckedContinuation { answer.set($0) }.get()
     }
 
@@ -306,15 +325,21 @@ package final class ConnectionGuard: Sendable {
     /// close fails every statement postgres-nio had received at once; what is left never reached it.
     package static let abandonGrace: TimeAmount = .milliseconds(100)
 
-    /// Gives up on every statement still waiting, after the guard closed the connection.
+    /// Gives up on every statement still waiting, after the guard closed the connection. Their
+    /// tasks stay suspended (nothing will ever answer them); each is logged.
     private func abandonWaiting() {
         let waiting = state.withLock { state -> [@Sendable (any Error) -> Void] in
             defer { state.waiting = [:] }
             return Array(state.waiting.values)
         }
         let error = UnraceError(.storeUnavailable, "the step was stopped and its connection closed before this statement was answered")
+        Self.abandoned.withLock { $0 += waiting.count }
         for giveUp in waiting { giveUp(error) }
     }
+
+    /// How many statements were given up so far, in this process: each left a task suspended.
+    package static var abandonedStatementCount: Int { abandoned.withLock { $0 } }
+    private static let abandoned = Mutex(0)
 
     /// Runs `work`, whose statement is the step's `COMMIT`: once it passes ``send(_:)``, the
     /// step's outcome is the server's (``commitSent``).

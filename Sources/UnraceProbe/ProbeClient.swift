@@ -134,14 +134,20 @@ struct ProbeClient: Sendable {
         Fingerprint.bytes(JSONValue.parse(body)?.bytes ?? body).hex
     }
 
-    /// The resource an answer names, in one form whichever way the answer names it: the last
-    /// segment of its `Location`'s path (`/orders/7` and `http://host/orders/7` are `7`), else the
-    /// target's identity field of its JSON body; `nil` for an answer that is not a success.
+    /// The resource an answer names: its `Location` resolved against the target's URL, as path
+    /// and query (`/orders/7` and `http://host/orders/7` are one resource; `/orders?id=7` and
+    /// `/orders?id=8` are two), else the target's identity field of its JSON body; `nil` for an
+    /// answer that is not a success.
     func identity(of answer: Answer) -> String? {
         guard (200..<300).contains(answer.status) else { return nil }
         if let location = answer.headers.first(name: "Location"), !location.isEmpty {
-            let path = URLComponents(string: location)?.path ?? location
-            if let last = path.split(separator: "/").last { return String(last) }
+            guard let resolved = URL(string: location, relativeTo: URL(string: target.url))?.absoluteURL,
+                  let parts = URLComponents(url: resolved, resolvingAgainstBaseURL: false) else { return location }
+            let origin = "\(parts.scheme ?? "")://\(parts.host ?? "")\(parts.port.map { ":\($0)" } ?? "")"
+            let path = parts.percentEncodedPath + (parts.percentEncodedQuery.map { "?" + $0 } ?? "")
+            let target = URLComponents(string: self.target.url)
+            let targetOrigin = "\(target?.scheme ?? "")://\(target?.host ?? "")\(target?.port.map { ":\($0)" } ?? "")"
+            return origin == targetOrigin ? path : origin + path
         }
         return JSONValue.parse(answer.body)?[target.identityField]?.text
     }

@@ -66,12 +66,35 @@ public struct ProbeExchange: Sendable, Codable, Hashable {
     /// The answer's body bytes, as text (at most 512 bytes kept here).
     public var body: String
     /// The SHA-256 (hex) of the whole body — of its canonical JSON when it is JSON; empty without
-    /// an answer. Answers are compared by it.
+    /// an answer (and in reports written before it existed). Answers are compared by it.
     public var bodySHA256: String
     /// Seconds from the probe run's start to when the request was sent.
     public var started: Double
     /// Seconds from the probe run's start to when its answer ended (or the request failed).
     public var ended: Double
+}
+
+extension ProbeExchange {
+    private enum CodingKeys: String, CodingKey {
+        case actor, request, key, status, error, location, etag, identity, body, bodySHA256, started, ended
+    }
+
+    /// Decodes an exchange; a report written before ``bodySHA256`` existed decodes with it empty.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        actor = try container.decode(String.self, forKey: .actor)
+        request = try container.decode(String.self, forKey: .request)
+        key = try container.decode(String.self, forKey: .key)
+        status = try container.decodeIfPresent(Int.self, forKey: .status)
+        error = try container.decodeIfPresent(String.self, forKey: .error)
+        location = try container.decodeIfPresent(String.self, forKey: .location)
+        etag = try container.decodeIfPresent(String.self, forKey: .etag)
+        identity = try container.decodeIfPresent(String.self, forKey: .identity)
+        body = try container.decode(String.self, forKey: .body)
+        bodySHA256 = try container.decodeIfPresent(String.self, forKey: .bodySHA256) ?? ""
+        started = try container.decode(Double.self, forKey: .started)
+        ended = try container.decode(Double.self, forKey: .ended)
+    }
 }
 
 /// A probe's conclusion and the requests behind it.

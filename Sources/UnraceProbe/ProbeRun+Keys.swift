@@ -116,11 +116,22 @@ final class ProbeRun: Sendable {
     // MARK: Missing key
 
     /// The request without its key: refused is clean, accepted is a notice (a retry of it cannot
-    /// be recognised).
+    /// be recognised). A refusal says something only when the same request with a key is
+    /// accepted: a control request with a fresh key tells (a wrong route or missing credentials
+    /// refuse both).
     func missingKey() async -> ProbeResult {
         let (exchange, _) = await send("request-1", key: nil)
+        if let status = exchange.status, (400..<500).contains(status) {
+            let control = await send("control", key: key("key-1"))
+            let accepted = control.exchange.status.map { (200..<300).contains($0) } ?? false
+            return ProbeResult(
+                probe: .missingKey, verdict: accepted ? .clean : .skipped,
+                summary: accepted ? "refused without a key: \(status)" : Self.neverAccepted([control.exchange]),
+                evidence: accepted ? ["the same request with a key was accepted (\(control.exchange.status!))"] : [],
+                exchanges: [exchange, control.exchange]
+            )
+        }
         let (verdict, summary): (ProbeVerdict, String) = switch exchange.status {
-        case let status? where (400..<500).contains(status): (.clean, "refused without a key: \(status)")
         case let status? where (200..<300).contains(status):
             (.notice, "accepted without a key (\(status)): a retry of such a request cannot be recognised; refusing it (400 or 428) is recommended")
         case let status?: (.notice, "answered \(status) without a key")
@@ -153,6 +164,8 @@ final class ProbeRun: Sendable {
         switch second.exchange.status {
         case nil:
             result = (.skipped, "no answer: \(second.exchange.error ?? "?")", [])
+        case let status? where Self.deferredStatuses.contains(status) || status == 408:
+            result = (.skipped, "inconclusive: answered \(status) (not yet, or throttled), not an outcome", [])
         case let status? where (400..<500).contains(status):
             // Refused — for the key, or for the body itself? The other body with a fresh key tells.
             let control = await send("control", key: self.key("key-2"), body: other)

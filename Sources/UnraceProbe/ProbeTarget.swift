@@ -95,7 +95,7 @@ public struct ProbeTarget: Sendable {
         if headers.contains(where: { $0.name.lowercased() == keyHeader.lowercased() }) {
             throw UnraceError(.invalidArgument, "--header must not set the key header: the probe writes \(keyHeader) itself")
         }
-        if let header = headers.first(where: { Self.reservedHeaders.contains($0.name.lowercased()) }) {
+        if let header = (headers + [Header(keyHeader, "k")]).first(where: { Self.reservedHeaders.contains($0.name.lowercased()) }) {
             throw UnraceError(
                 .invalidArgument, "--header must not set framing, routing or precondition headers: the probe writes them itself",
                 detail: header.name

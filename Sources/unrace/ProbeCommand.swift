@@ -11,9 +11,9 @@ struct ProbeCommand: AsyncParsableCommand {
         discussion: """
             The probes create what the request creates: point them at a local or staging service. \
             Only loopback and the hosts named with --allow-host are contacted; redirects are never \
-            followed. Exits 0 when no probe saw an anomaly, 1 when one did, 2 when the probe could \
-            not run or an --html file cannot be written, 3 when every probe was skipped (nothing \
-            was proved); a bad option exits 64.
+            followed. Exits 1 when a probe saw an anomaly (whatever else went wrong), else 2 when the \
+            probe could not run or an --html file cannot be written, 3 when every probe was skipped \
+            (nothing was proved), 0 otherwise; a bad option exits 64.
             """
     )
 
@@ -88,15 +88,18 @@ struct ProbeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         print(json ? String(decoding: report.json(), as: UTF8.self) : report.table())
+        var written = true
         if let html {
             do {
                 try Data(report.timeline().html().utf8).write(to: URL(fileURLWithPath: html))
             } catch {
                 FileHandle.standardError.write(Data("error: cannot write \(html): \(error.localizedDescription)\n".utf8))
-                throw ExitCode(2)
+                written = false
             }
         }
+        // An anomaly outranks a file that could not be written: a script checking for 1 sees it.
         if report.hasAnomaly { throw ExitCode(1) }
+        if !written { throw ExitCode(2) }
         if report.results.allSatisfy({ $0.verdict == .skipped }) { throw ExitCode(3) }
     }
 }

@@ -47,8 +47,10 @@ struct ArchitectureDocTests {
                 }
             } else if let range = Range(match.range(at: 2), in: section), let file {
                 // The document may shorten a name with "…" where it breaks off.
-                let name = String(section[range]).components(separatedBy: "…")[0].split(whereSeparator: \.isWhitespace).joined(separator: " ")
-                let found = names.contains { $0.hasPrefix(name) }
+                let quoted = String(section[range])
+                let shortened = quoted.hasSuffix("…")
+                let name = quoted.components(separatedBy: "…")[0].split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                let found = names.contains { shortened ? $0.hasPrefix(name) : $0 == name }
                 #expect(found, "\(file) has no @Test named \"\(name)\"")
                 checked += 1
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Synchronization
 import Testing
 import Unrace
 @testable import UnraceProbe
@@ -79,11 +80,47 @@ struct ProbeTests {
         #expect(try Self.result(report, .duplicates).exchanges.contains { $0.status == 409 }, "the burst met the running key")
     }
 
+    @Test("resources are told apart by Location's path and query, resolved against the target; one resource is one however it is written")
+    func identities() async throws {
+        let router = Router()
+        let next = Mutex(0)
+        // Each request a new order, named by a query (the last path segment is the same for all).
+        router.post("orders") { _, _ -> Response in
+            let id = next.withLock { $0 += 1; return $0 }
+            return Response(status: .created, headers: [.location: id.isMultiple(of: 2) ? "/orders?id=\(id)" : "orders?id=\(id)"])
+        }
+        try await withLiveServer(router) { client in
+            var options = ProbeOptions()
+            options.probes = [.duplicates]
+            options.concurrency = 4
+            let result = try Self.result(try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders"), options: options).run(), .duplicates)
+            #expect(result.verdict == .anomaly && result.summary.contains("4 distinct resources"), "\(result.summary)")
+        }
+        let same = Router()
+        // One order, named absolutely, relatively and by path.
+        let forms = Mutex(0)
+        let serverPort = Mutex(0)
+        same.post("orders") { _, _ -> Response in
+            let form = forms.withLock { $0 += 1; return $0 % 3 }
+            let port = serverPort.withLock { $0 }
+            let location = ["http://127.0.0.1:\(port)/orders/7", "/orders/7", "7"][form]
+            return Response(status: .created, headers: [.location: location])
+        }
+        try await withLiveServer(same) { client in
+            serverPort.withLock { $0 = client.port }
+            var options = ProbeOptions()
+            options.probes = [.duplicates]
+            options.concurrency = 6
+            let result = try Self.result(try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders/"), options: options).run(), .duplicates)
+            #expect(!result.summary.contains("duplicate creation"), "\(result.summary)")
+        }
+    }
+
     @Test("a request the service never accepts proves nothing: skipped, not clean")
     func neverAccepted() async throws {
         try await withLiveServer(ProbeFixture(.none).router()) { client in
             var options = ProbeOptions()
-            options.probes = [.duplicates, .retry, .keyReuse]
+            options.probes = [.duplicates, .retry, .keyReuse, .missingKey]
             options.concurrency = 4
             let target = ProbeTarget(url: "http://127.0.0.1:\(client.port)/no-such-route", body: Array(#"{"quantity":1}"#.utf8))
             let report = try await Prober(target: target, options: options).run()
@@ -181,6 +218,7 @@ struct ProbeTests {
         #expect(code { target, _ in target.url = "http://127.0.0.+1/x" } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("Host", "example.com")] } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("Content-Length", "0")] } == "invalid_argument")
+        #expect(code { target, _ in target.keyHeader = "Content-Length" } == "invalid_argument")
         #expect(code { target, _ in target.body = [0x7B, 0x7D]; target.otherBody = [0x7B, 0x7D] } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://[::1]:8080/x" } == nil)
         #expect(code { target, _ in target.url = "ftp://127.0.0.1/x" } == "invalid_argument")
@@ -296,7 +334,7 @@ struct ProbeTests {
             let unwritable = try Self.probeCommand(port, ["--probe", "missing-key", "--html", "/nonexistent-folder/probe.html"])
             #expect(await unwritable.exitStatus() == 2, "an --html file that cannot be written")
             #expect(unwritable.printed.contains("missing-key"), "the report is printed before the file is written")
-            let nothingProved = try ChildProcess(["probe", "http://127.0.0.1:\(port)/no-such-route", "--probe", "duplicates", "--concurrency", "2"])
+            let nothingProved = try ChildProcess(["probe", "http://127.0.0.1:\(port)/no-such-route", "--body", "{\"quantity\":1}", "--concurrency", "2"])
             #expect(await nothingProved.exitStatus() == 3, "every probe skipped: a request never accepted proves nothing")
             #expect(await server.terminate() == 0)
         }

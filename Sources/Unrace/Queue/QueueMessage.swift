@@ -77,7 +77,7 @@ public struct Delivery: Sendable, Hashable {
     public let enqueuedAt: Timestamp
     /// The reason the previous attempt failed, if it did.
     public let lastError: String?
-    /// The stored message's ``QueueMessage/position``: with ``attempt``, the fencing token. A
+    /// The stored message's ``UnraceCore/QueueMessage/position``: with ``attempt``, the fencing token. A
     /// message purged and enqueued again under the same id is a new message with a new position,
     /// so a delivery of the old one cannot settle it.
     public let position: Int64

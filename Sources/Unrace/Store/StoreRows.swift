@@ -119,12 +119,12 @@ public protocol StoreRows: Sendable {
 
     /// The stored messages of `queue` among `ids`, by id; locked when `lock` is set.
     func queueMessages(queue: String, ids: [String], lock: Bool) async throws -> [String: QueueMessage]
-    /// Inserts a new message (the store assigns its ``QueueMessage/position``). A concurrent step
+    /// Inserts a new message (the store assigns its ``UnraceCore/QueueMessage/position``). A concurrent step
     /// inserting the same id makes one of them fail (PostgreSQL retries it, and it finds the row).
     func insertQueueMessage(_ message: QueueMessage) async throws
     /// Moves an ordering key's counter on by one (creating it at 1) and returns the new value.
     func nextQueueSequence(queue: String, key: String) async throws -> Int64
-    /// Up to `limit` messages of `queue` that are `ready` or `leased` with ``QueueMessage/visibleAt``
+    /// Up to `limit` messages of `queue` that are `ready` or `leased` with ``UnraceCore/QueueMessage/visibleAt``
     /// at or before `now`, by visibility then position, locked — skipping rows another step holds
     /// locked (PostgreSQL's `SKIP LOCKED`), so concurrent workers take different messages.
     func leasableQueueMessages(queue: String, at now: Timestamp, limit: Int) async throws -> [QueueMessage]
