@@ -185,11 +185,13 @@ struct ProbeTests {
         return options
     }
 
-    static func shopTarget(_ port: Int) -> ProbeTarget {
+    /// The shops' `POST /orders` as a probe target: the widget's stock (`available` in the
+    /// Hummingbird shop, `stock` in the Vapor example) counts the orders.
+    static func shopTarget(_ port: Int, countField: String = "available") -> ProbeTarget {
         var target = ProbeTarget(url: "http://127.0.0.1:\(port)/orders", body: Array(#"{"sku":"widget","quantity":1}"#.utf8))
         target.headers = [.init("X-Client-Id", "prober")]
         target.countURL = "http://127.0.0.1:\(port)/products/widget"
-        target.countField = "available"
+        target.countField = countField
         target.etagURL = target.countURL
         target.writeBody = Array(#"{"name":"Widget","priceCents":100}"#.utf8)
         return target

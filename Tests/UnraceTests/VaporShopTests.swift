@@ -52,16 +52,7 @@ struct VaporShopTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let (shop, client) = try await Self.start(["SQLITE_PATH": folder.appendingPathComponent("shop.sqlite").path])
         defer { shop.sendKill() }
-        var target = ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders", body: Array(#"{"sku":"widget","quantity":1}"#.utf8))
-        target.headers = [.init("X-Client-Id", "prober")]
-        target.countURL = "http://127.0.0.1:\(client.port)/products/widget"
-        target.countField = "stock"
-        target.etagURL = target.countURL
-        target.writeBody = Array(#"{"name":"Widget","priceCents":100}"#.utf8)
-        var options = ProbeOptions()
-        options.concurrency = 16
-        options.requestTimeout = .seconds(60)
-        let report = try await Prober(target: target, options: options).run()
+        let report = try await Prober(target: ProbeTests.shopTarget(client.port, countField: "stock"), options: ProbeTests.options).run()
         for result in report.results { #expect(result.verdict == .clean, "\(result.probe): \(result.summary) \(result.evidence)") }
         #expect(report.results.count == ProbeKind.allCases.count)
     }
