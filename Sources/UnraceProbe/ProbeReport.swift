@@ -136,7 +136,13 @@ public struct ProbeReport: Sendable, Codable {
         }
         let anomalies = results.filter { $0.verdict == .anomaly }.count
         lines.append("")
-        lines.append(anomalies == 0 ? "no anomalies" : "\(anomalies) \(anomalies == 1 ? "probe" : "probes") saw an anomaly")
+        if anomalies > 0 {
+            lines.append("\(anomalies) \(anomalies == 1 ? "probe" : "probes") saw an anomaly")
+        } else if results.allSatisfy({ $0.verdict == .skipped }) {
+            lines.append("no anomalies seen, but every probe was skipped: nothing was proved")
+        } else {
+            lines.append("no anomalies")
+        }
         return lines.joined(separator: "\n")
     }
 

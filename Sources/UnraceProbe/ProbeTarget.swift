@@ -97,7 +97,7 @@ public struct ProbeTarget: Sendable {
         }
         if let header = (headers + [Header(keyHeader, "k")]).first(where: { Self.reservedHeaders.contains($0.name.lowercased()) }) {
             throw UnraceError(
-                .invalidArgument, "--header must not set framing, routing or precondition headers: the probe writes them itself",
+                .invalidArgument, "--header and --key-header must not name framing, routing or precondition headers: the probe writes them itself",
                 detail: header.name
             )
         }
@@ -122,7 +122,8 @@ public struct ProbeTarget: Sendable {
 
     /// `url` parsed, `http` or `https`, on loopback or an allowed host.
     static func checkedURL(_ url: String, option: String, allowedHosts: [String]) throws -> URL {
-        guard !url.contains("\0"), let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
+        // No control characters or spaces anywhere (a URL that needs them percent-encodes them).
+        guard !url.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }), let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
               scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty else {
             throw UnraceError(.invalidArgument, "\(option) must be an absolute http:// or https:// URL", detail: printable(url))
         }
