@@ -15,6 +15,7 @@ struct InboxBenchCommand: AsyncParsableCommand {
     @OptionGroup var sweep: SweepOptions
     @Option(help: "Order streams per round (10 to 10000); each has 2 to 4 events.")
     var orders = 400
+    @Flag(help: "Print JSON (stable field names, one result per caller count).") var json = false
 
     func validate() throws {
         guard (10...10_000).contains(orders) else { throw ValidationError("--orders must be 10 to 10000") }
@@ -26,6 +27,12 @@ struct InboxBenchCommand: AsyncParsableCommand {
     func run() async throws {
         let job = Job(callerCounts: callerCounts, orders: orders, rounds: rounds)
         let results = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), job)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(["results": results.map(JSONResult.init)]), as: UTF8.self))
+            return
+        }
         print("unrace bench inbox: Inbox.receive against the same INSERT without the inbox")
         print("(\(orders) order streams per round, \(rounds) alternating rounds of each, median round)")
         print("")
@@ -44,6 +51,23 @@ struct InboxBenchCommand: AsyncParsableCommand {
         var raw: Double
         var inOrder: Double
         var shuffled: Double
+    }
+
+    /// `--json`'s result: events per second and each path ÷ raw inserts.
+    struct JSONResult: Encodable {
+        var backend: String
+        var callers: Int
+        var rawPerSecond: Double
+        var inOrderPerSecond: Double
+        var shuffledPerSecond: Double
+        var inOrderRatio: Double
+        var shuffledRatio: Double
+
+        init(_ result: Result) {
+            (backend, callers) = (result.backend, result.callers)
+            (rawPerSecond, inOrderPerSecond, shuffledPerSecond) = (result.raw, result.inOrder, result.shuffled)
+            (inOrderRatio, shuffledRatio) = (result.inOrder / result.raw, result.shuffled / result.raw)
+        }
     }
 
     struct Job: StoreJob {

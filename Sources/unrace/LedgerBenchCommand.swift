@@ -21,6 +21,8 @@ struct LedgerBenchCommand: AsyncParsableCommand {
     @Option(help: "The batched ledger's group wait, in microseconds (0 to 100000).")
     var batchWaitMicroseconds = 0
 
+    @Flag(help: "Print JSON (stable field names).") var json = false
+
     func validate() throws {
         guard (1...512).contains(callers) else { throw ValidationError("--callers must be 1 to 512") }
         guard (100...100_000).contains(transfers) else { throw ValidationError("--transfers must be 100 to 100000") }
@@ -29,6 +31,12 @@ struct LedgerBenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let result = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), Job(callers: callers, transfers: transfers, rounds: rounds, batchWait: .microseconds(batchWaitMicroseconds)))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(JSONResult(result, callers: callers, transfers: transfers)), as: UTF8.self))
+            return
+        }
         print("unrace bench ledger: \(transfers) transfers into one hot account per round, \(callers) callers, median of \(rounds)")
         print("")
         print("backend    batched/s   per-transfer/s   naive FOR UPDATE/s   batched ÷ naive   per-transfer ÷ naive")
@@ -43,6 +51,24 @@ struct LedgerBenchCommand: AsyncParsableCommand {
         var batched: Double
         var perTransfer: Double
         var naive: Double
+    }
+
+    /// `--json`'s result: transfers per second on each path and each ÷ naive.
+    struct JSONResult: Encodable {
+        var backend: String
+        var callers: Int
+        var transfers: Int
+        var batchedPerSecond: Double
+        var perTransferPerSecond: Double
+        var naivePerSecond: Double
+        var batchedOverNaive: Double
+        var perTransferOverNaive: Double
+
+        init(_ result: Result, callers: Int, transfers: Int) {
+            (backend, self.callers, self.transfers) = (result.backend, callers, transfers)
+            (batchedPerSecond, perTransferPerSecond, naivePerSecond) = (result.batched, result.perTransfer, result.naive)
+            (batchedOverNaive, perTransferOverNaive) = (result.batched / result.naive, result.perTransfer / result.naive)
+        }
     }
 
     struct Job: StoreJob {

@@ -61,6 +61,29 @@ struct BenchCommandTests {
         #expect(abs(document.throughputRatio - document.guardedPerSecond / document.plainPerSecond) < 1e-9)
     }
 
+    @Test("bench inbox --json and bench ledger --json: stable field names, every path measured, ratios from the same run")
+    func inboxAndLedger() async throws {
+        let inbox = try ChildProcess(["bench", "inbox", "--orders", "10", "--rounds", "1", "--callers", "1,2", "--json"])
+        #expect(await inbox.exitStatus() == 0)
+        let inboxResults = try #require(
+            (try JSONSerialization.jsonObject(with: Data(inbox.printed.utf8)) as? [String: Any])?["results"] as? [[String: Any]]
+        )
+        #expect(inboxResults.map { $0["callers"] as? Int } == [1, 2])
+        for result in inboxResults {
+            #expect(Set(result.keys) == ["backend", "callers", "rawPerSecond", "inOrderPerSecond", "shuffledPerSecond", "inOrderRatio", "shuffledRatio"])
+            let raw = try #require(result["rawPerSecond"] as? Double)
+            #expect(raw > 0 && abs((result["inOrderRatio"] as? Double ?? 0) - (result["inOrderPerSecond"] as? Double ?? 0) / raw) < 1e-9)
+        }
+        let ledger = try ChildProcess(["bench", "ledger", "--callers", "4", "--transfers", "100", "--rounds", "1", "--json"])
+        #expect(await ledger.exitStatus() == 0)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(ledger.printed.utf8)) as? [String: Any])
+        #expect(Set(document.keys) == [
+            "backend", "callers", "transfers", "batchedPerSecond", "perTransferPerSecond", "naivePerSecond", "batchedOverNaive", "perTransferOverNaive",
+        ])
+        #expect(document["callers"] as? Int == 4 && document["transfers"] as? Int == 100)
+        #expect((document["batchedPerSecond"] as? Double ?? 0) > 0 && (document["naivePerSecond"] as? Double ?? 0) > 0)
+    }
+
     @Test("an unknown workload is refused before anything runs")
     func unknownWorkload() async throws {
         let child = try ChildProcess(["bench", "--workload", "bulk"])
