@@ -94,9 +94,11 @@ struct ProbeClient: Sendable {
             exchange.status = answer.status
             exchange.location = answer.headers.first(name: "Location")
             exchange.etag = answer.headers.first(name: "ETag")
-            exchange.identity = identity(of: answer)
+            // One parse of the body serves both the identity and the digest (answers run to 1 MiB).
+            let document = JSONValue.parse(answer.body)
+            exchange.identity = identity(of: answer, document: document)
             exchange.body = String(decoding: answer.body.prefix(512), as: UTF8.self)
-            exchange.bodySHA256 = Self.digest(answer.body)
+            exchange.bodySHA256 = Self.digest(answer.body, document: document)
         }
         return (exchange, answer)
     }
@@ -130,26 +132,29 @@ struct ProbeClient: Sendable {
 
     /// The SHA-256 of an answer's body, hex — of its canonical JSON (sorted keys, no spaces) when
     /// it is JSON, so a replay that re-serialises the same document is the same answer.
-    static func digest(_ body: [UInt8]) -> String {
-        Fingerprint.bytes(JSONValue.parse(body)?.bytes ?? body).hex
+    static func digest(_ body: [UInt8], document: JSONValue?) -> String {
+        Fingerprint.bytes(document?.bytes ?? body).hex
     }
 
     /// The resource an answer names: its `Location` resolved against the target's URL, as path
     /// and query (`/orders/7` and `http://host/orders/7` are one resource; `/orders?id=7` and
     /// `/orders?id=8` are two), else the target's identity field of its JSON body; `nil` for an
     /// answer that is not a success.
-    func identity(of answer: Answer) -> String? {
+    func identity(of answer: Answer, document: JSONValue?) -> String? {
         guard (200..<300).contains(answer.status) else { return nil }
         if let location = answer.headers.first(name: "Location"), !location.isEmpty {
             guard let resolved = URL(string: location, relativeTo: URL(string: target.url))?.absoluteURL,
                   let parts = URLComponents(url: resolved, resolvingAgainstBaseURL: false) else { return location }
-            let origin = "\(parts.scheme ?? "")://\(parts.host ?? "")\(parts.port.map { ":\($0)" } ?? "")"
             let path = parts.percentEncodedPath + (parts.percentEncodedQuery.map { "?" + $0 } ?? "")
-            let target = URLComponents(string: self.target.url)
-            let targetOrigin = "\(target?.scheme ?? "")://\(target?.host ?? "")\(target?.port.map { ":\($0)" } ?? "")"
-            return origin == targetOrigin ? path : origin + path
+            let origin = Self.origin(parts)
+            return origin == URLComponents(string: target.url).map(Self.origin) ? path : origin + path
         }
-        return JSONValue.parse(answer.body)?[target.identityField]?.text
+        return document?[target.identityField]?.text
+    }
+
+    /// `scheme://host:port` of a URL.
+    private static func origin(_ parts: URLComponents) -> String {
+        "\(parts.scheme ?? "")://\(parts.host ?? "")\(parts.port.map { ":\($0)" } ?? "")"
     }
 
     /// The count behind ``ProbeTarget/countURL``, with the exchange that read it; `nil` without
