@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .library(name: "UnraceCore", targets: ["UnraceCore"]),
         .library(name: "Unrace", targets: ["Unrace"]),
+        .library(name: "UnraceSQL", targets: ["UnraceSQL"]),
         .library(name: "UnraceSQLite", targets: ["UnraceSQLite"]),
         .library(name: "UnracePostgres", targets: ["UnracePostgres"]),
         .library(name: "UnraceSimulation", targets: ["UnraceSimulation"]),
@@ -68,9 +69,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "UnraceSQL",
+            dependencies: ["UnraceCore", "Unrace"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "UnraceSQLite",
             dependencies: [
-                "Unrace",
+                "Unrace", "UnraceSQL",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -79,7 +85,7 @@ let package = Package(
         .target(
             name: "UnracePostgres",
             dependencies: [
-                "Unrace",
+                "Unrace", "UnraceSQL",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -96,7 +102,7 @@ let package = Package(
         .target(
             name: "UnraceSimulation",
             // The simulator runs the shipping stores: memory, and SQLite on a fresh file per run.
-            dependencies: ["Unrace", "UnraceSQLite", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Unrace", "UnraceSQL", "UnraceSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -120,7 +126,7 @@ let package = Package(
             // SQL and decisions, with Fluent models written in the claim's transaction.
             name: "UnraceFluent",
             dependencies: [
-                "Unrace", "UnracePostgres",
+                "Unrace", "UnraceSQL", "UnracePostgres",
                 .product(name: "FluentKit", package: "fluent-kit"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -145,7 +151,7 @@ let package = Package(
             // The reference shop behind `unrace serve`, written only against the public API.
             name: "UnraceShop",
             dependencies: [
-                "Unrace", "UnraceHTTP", "UnraceHummingbird", "UnraceSQLite", "UnracePostgres",
+                "Unrace", "UnraceSQL", "UnraceHTTP", "UnraceHummingbird", "UnraceSQLite", "UnracePostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -186,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "unrace",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop", "UnraceSpawn", "UnraceProbe",
+                "Unrace", "UnraceSQL", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceShop", "UnraceSpawn", "UnraceProbe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -209,7 +215,7 @@ let package = Package(
         .testTarget(
             name: "UnraceTests",
             dependencies: [
-                "Unrace", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceSpawn",
+                "Unrace", "UnraceSQL", "UnraceSQLite", "UnracePostgres", "UnraceSimulation", "UnraceSpawn",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

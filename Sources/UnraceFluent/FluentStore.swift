@@ -1,6 +1,7 @@
 public import FluentKit
 public import Logging
 public import Unrace
+public import UnraceSQL
 import NIOCore
 import PostgresNIO
 import SQLiteNIO

@@ -1,5 +1,6 @@
 public import FluentKit
-public import Unrace
+import Unrace
+public import UnraceSQL
 import PostgresNIO
 import SQLiteNIO
 import UnracePostgres

@@ -1,6 +1,7 @@
 import Logging
 import PostgresNIO
 import Unrace
+import UnraceSQL
 
 /// Unrace's hottest statements, run as named prepared statements: each connection parses and
 /// plans them once. ``PostgresTransaction`` looks a statement's text up here, so the shared SQL

@@ -1,4 +1,5 @@
 import Unrace
+import UnraceSQL
 import UnraceCore
 import PostgresNIO
 

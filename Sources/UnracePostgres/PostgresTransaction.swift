@@ -1,4 +1,5 @@
-public import Unrace
+import Unrace
+public import UnraceSQL
 import UnraceCore
 public import PostgresNIO
 import Foundation

@@ -1,4 +1,5 @@
 public import Unrace
+public import UnraceSQL
 import UnraceCore
 public import Logging
 import GRDB

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Unrace
+import UnraceSQL
 import UnraceHTTP
 
 /// `POST /orders` body.

@@ -1,6 +1,7 @@
 public import Hummingbird
 public import Logging
 public import Unrace
+public import UnraceSQL
 import Foundation
 import UnraceHTTP
 import Prometheus

@@ -1,5 +1,6 @@
 public import Logging
 public import Unrace
+public import UnraceSQL
 import Foundation
 
 /// The work an order leaves in the outbox, in the order it must happen on the order's stream.

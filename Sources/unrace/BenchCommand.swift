@@ -5,6 +5,7 @@ import InMemoryTracing
 import Tracing
 import Prometheus
 import Unrace
+import UnraceSQL
 import UnraceSQLite
 
 /// `unrace bench`: guarded against unguarded throughput, measured in the same run.

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import Unrace
+import UnraceSQL
 import UnraceShop
 
 /// `unrace bench http`: POST /orders through the idempotency middleware against the same route

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// `unrace bench inbox`: events per second through the inbox, in order and shuffled, against

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Unrace
+import UnraceSQL
 
 /// `unrace bench ledger`: transfers per second on one hot account — the batched ledger (group
 /// commit) against one transaction per transfer and against a naive `SELECT … FOR UPDATE` then

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 import Unrace
+import UnraceSQL
 import UnraceHummingbird
 import UnracePostgres
 import UnraceSQLite

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Unrace
+import UnraceSQL
 import UnracePostgres
 import UnraceSQLite
 import UnraceShop

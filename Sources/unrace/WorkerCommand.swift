@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// Hidden helpers that the multi-process tests start as separate OS processes. They use only

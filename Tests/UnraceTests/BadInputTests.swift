@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 import UnracePostgres
 
 /// Every bad input gets a typed error with a stable code, and nothing is written.

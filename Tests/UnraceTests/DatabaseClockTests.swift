@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 
 /// On PostgreSQL, leases are decided on the database's clock: a machine whose clock runs ahead
 /// cannot take over a live lease early, however far ahead it runs.

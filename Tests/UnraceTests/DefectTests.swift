@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceSQLite
 import UnracePostgres
 import ServiceLifecycle

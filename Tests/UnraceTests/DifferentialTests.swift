@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 
 /// The same seeded workload of public-API calls on MemoryStore, SQLite and PostgreSQL: every
 /// answer and the final state must agree. This is how "the same guarantees on every store" is

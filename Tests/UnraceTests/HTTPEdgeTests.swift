@@ -4,6 +4,7 @@ import NIOHTTP1
 import Synchronization
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceHTTP
 import UnraceHummingbird
 import UnraceShop

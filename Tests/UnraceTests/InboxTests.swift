@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// The out-of-order race: shuffled, duplicated order events, naive consumer against the inbox.

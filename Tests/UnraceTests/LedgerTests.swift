@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// The ledger: double entry, idempotent transfer ids, balance rules inside the write.

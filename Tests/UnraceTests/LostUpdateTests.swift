@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 
 /// The lost-update race, as a race: the seed's timeline with the interleaving forced.
 @Suite("Lost updates")

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 import Unrace
+import UnraceSQL
 import UnracePostgres
 import UnraceSQLite
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 
 /// The double-execution race, as a race: many deliveries of one message at once.
 @Suite("Operations under concurrent duplicates")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceSQLite
 
 /// Leases, fencing, outcomes, status and retention, on every real backend.

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import Unrace
+import UnraceSQL
 
 /// `perform` decides before it runs: a duplicate never runs the body, not even to roll it back.
 /// Each test counts body invocations, which a rolled-back speculative run would still raise.

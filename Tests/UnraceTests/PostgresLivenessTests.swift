@@ -4,6 +4,7 @@ import PostgresNIO
 import Synchronization
 import Testing
 import Unrace
+import UnraceSQL
 import UnracePostgres
 import UnraceShop
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceSQL
 
 /// Many OS processes on one database, and a process killed mid-operation.
 @Suite("Operations across processes")

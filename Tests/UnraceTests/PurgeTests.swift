@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceShop
 
 /// Retention is kept in every scope: records are purged across scopes, in bounded batches, and a

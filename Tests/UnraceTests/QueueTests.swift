@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import MetricsTestKit
 import Unrace
+import UnraceSQL
 
 /// The durable queue and outbox on every store: redelivery, fencing, dead letters, the outbox's
 /// all-or-nothing, ordering keys through the inbox, and workers in separate processes.

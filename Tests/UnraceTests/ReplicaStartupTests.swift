@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceFluent
 import UnracePostgres
 import UnraceShop

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceShop
 
 /// The shop's queue worker (`unrace work`): what it does with deliveries it cannot handle, and

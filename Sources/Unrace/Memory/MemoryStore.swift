@@ -11,6 +11,9 @@ public final class MemoryStore: Store {
     /// The handle a step's body writes through.
     public typealias Transaction = MemoryTransaction
 
+    /// `memory`.
+    public var backendName: String { "memory" }
+
     /// Everything the store holds. Composite keys join validated names (which never contain NUL)
     /// with a NUL.
     struct State {

@@ -21,7 +21,7 @@ public import UnraceCore
 ///   a writer held.
 /// - A step started inside another step's body fails with ``UnraceError/Code/nestedStep`` (see
 ///   ``StepNesting``): it would deadlock on a single writer, or commit apart from the outer step.
-/// - Time: ``StoreRows/now()`` is the time the step decides at. Real-time clocks
+/// - Time: ``StepTime/now()`` is the time the step decides at. Real-time clocks
 ///   (``WallClock/isRealTime``) are the store's to replace: PostgreSQL reads its own clock in the
 ///   step; one-machine stores read the caller's clock once the step holds this process's writer.
 public protocol Store: Sendable {
@@ -43,9 +43,16 @@ public protocol Store: Sendable {
     /// the caller's transaction and commit with it. `clock` is the caller's, replaced like a
     /// step's. Stores that cannot do this throw ``UnraceError/Code/invalidArgument``.
     func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows
+
+    /// A short name of the backend, such as `sqlite`, `postgres` or `memory`: the `store` label
+    /// of Unrace's metrics and spans.
+    var backendName: String { get }
 }
 
 extension Store {
+    /// The store's type name, for a store that does not name its backend.
+    public var backendName: String { "\(Self.self)" }
+
     /// Refuses: this store cannot add Unrace's rows to a transaction it handed out.
     public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
         throw UnraceError(.invalidArgument, "this store cannot write Unrace's rows in a transaction it handed out")

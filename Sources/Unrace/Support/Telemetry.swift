@@ -25,7 +25,7 @@ struct Telemetry: Sendable {
 
     init(api: String, store: some Store, observability: Observability, metricsFactory: (any MetricsFactory)? = nil) {
         self.api = api
-        self.store = (store as? any SQLStore)?.backendName ?? "memory"
+        self.store = store.backendName
         self.factory = metricsFactory ?? observability.metricsFactory ?? MetricsSystem.factory
         self.handles = MetricHandles(factory: factory)
         self.tracer = observability.tracer ?? InstrumentationSystem.tracer

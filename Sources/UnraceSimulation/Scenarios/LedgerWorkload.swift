@@ -1,4 +1,5 @@
 public import Unrace
+public import UnraceSQL
 
 /// Random transfers among wallets, one of them hot: the lost-update race's ledger workload,
 /// shared by the tests, the worker processes and the benchmark.

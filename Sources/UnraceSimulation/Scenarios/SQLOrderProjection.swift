@@ -1,4 +1,5 @@
 public import Unrace
+public import UnraceSQL
 
 /// Orders projected from their events into a SQL table `<prefix>_orders (id, state)`, with every
 /// handler invocation logged in `<prefix>_handled (event_id)` so tests can count them.

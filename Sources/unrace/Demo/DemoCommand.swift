@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// `unrace demo`: each race of the seed, with a naive handler and a guarded one, on a real database.

@@ -1,5 +1,6 @@
 import Foundation
 import Unrace
+import UnraceSQL
 
 /// One measured run of a handler: what the queue delivered and what the database holds after.
 struct HandlerRun: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// The lost-update race: the seed's five cases, each with 32 concurrent callers. The naive

@@ -1,5 +1,6 @@
 import Foundation
 import Unrace
+import UnraceSQL
 import UnraceSimulation
 
 /// The out-of-order race: order lifecycles (created, paid, shipped, cancelled) delivered shuffled

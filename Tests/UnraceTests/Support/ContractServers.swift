@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceFluent
 import UnraceHummingbird
 import UnraceVapor

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import Unrace
+import UnraceSQL
 import UnraceShop
 
 /// One HTTP exchange as a test sees it.

@@ -1,4 +1,5 @@
 import UnraceCore
+public import Unrace
 
 /// Business writes inside an Unrace transaction on a SQL store.
 ///
@@ -37,8 +38,6 @@ extension SQLTransaction {
 /// written against it (the demo, tests, your own handlers) runs on both. Its rows are
 /// ``SQLRows``, the one SQL of both backends.
 public protocol SQLStore: Store where Transaction: SQLTransaction {
-    /// A short name of the backend, such as `sqlite` or `postgres`.
-    var backendName: String { get }
     /// The SQL flavour the store speaks.
     var dialect: SQLDialect { get }
 }

@@ -1,0 +1,46 @@
+public import UnraceCore
+
+/// The rows of ``Inbox``: a head per stream, and events stored, applied or parked.
+///
+/// One part of ``StoreRows``: read its rules there (what "lock" means, deferred writes).
+public protocol InboxRows: StepTime {
+    /// Locks a stream's row (creating it at head 0 if absent), and reads where the event id
+    /// `eventID` was stored, if anywhere. A store may read the event id in the same statement;
+    /// it then reads it as of the statement's start, which is enough: a duplicate that commits
+    /// meanwhile on the same stream is found by ``isPositionTaken(stream:sequence:)``, and one on
+    /// another stream by the event id's uniqueness.
+    func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?)
+    /// Whether an event is stored at this position of the stream.
+    func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool
+    /// Stores an event.
+    func insertInboxEvent(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws
+    /// Stores an applied (or rejected) event and the stream's new head: the last writes of the
+    /// common in-order step, which a store may send as one statement.
+    func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws
+    /// Changes a stored event's status.
+    func setInboxEventStatus(_ event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws
+    /// The parked event at exactly `sequence` of a stream, if any.
+    func parkedEvent(stream: String, sequence: Int64) async throws -> InboxEvent?
+    /// The lowest parked sequence of a stream, if any.
+    func lowestParkedSequence(stream: String) async throws -> Int64?
+    /// Writes a stream's head.
+    func saveStream(_ head: StreamHead) async throws
+    /// A stream's head, without locking (0 if absent).
+    func streamHead(_ stream: String) async throws -> Int64
+    /// Streams with parked events whose gap opened at or before `cutoff`, oldest first.
+    func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap]
+}
+
+/// Where an inbox event id was stored.
+public struct InboxPosition: Sendable, Hashable {
+    /// The event's stream.
+    public var stream: String
+    /// The event's sequence.
+    public var sequence: Int64
+
+    /// A position.
+    public init(stream: String, sequence: Int64) {
+        self.stream = stream
+        self.sequence = sequence
+    }
+}

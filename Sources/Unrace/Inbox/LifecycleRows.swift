@@ -1,0 +1,12 @@
+public import UnraceCore
+
+/// The rows of ``LifecycleGuard``: each entity's current state.
+///
+/// One part of ``StoreRows``: read its rules there (what "lock" means, deferred writes).
+public protocol LifecycleRows: StepTime {
+    /// An entity's lifecycle state, `nil` for an entity never seen. With `lock`, the state is
+    /// locked — its row, or, when absent, the entity itself, so a concurrent first event waits.
+    func lifecycleState(lifecycle: String, entity: String, lock: Bool) async throws -> String?
+    /// Writes an entity's lifecycle state.
+    func saveLifecycleState(lifecycle: String, entity: String, state: String, isNew: Bool, now: Timestamp) async throws
+}

@@ -1,0 +1,119 @@
+public import UnraceCore
+public import Unrace
+
+/// ``InboxRows`` in SQL.
+extension SQLRows: InboxRows {
+    public func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?) {
+        let row: SQLRow?
+        if dialect.hasConcurrentWriters {
+            // Create-or-lock the stream row in one upsert, reading the event id with it.
+            row = try await select(SQLText.lockStreamSQL, [.text(stream), .text(eventID), .text(eventID)], lock: false).first
+        } else {
+            row = try await tx.query(SQLText.readStreamSQL, [.text(stream), .text(eventID)]).first
+        }
+        let head = StreamHead(
+            stream: stream, head: row?.optionalInt64("head") ?? 0, parked: Int(row?.optionalInt64("parked") ?? 0),
+            gapSince: row?.optionalInt64("gap_since").map(Timestamp.init(milliseconds:))
+        )
+        guard let row, let storedStream = row["event_stream"].string, let sequence = row.optionalInt64("event_sequence") else {
+            return (head, nil)
+        }
+        return (head, InboxPosition(stream: storedStream, sequence: sequence))
+    }
+
+    public func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
+        !(try await tx.query("SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ?", [.text(stream), .integer(sequence)]))
+            .isEmpty
+    }
+
+    public func insertInboxEvent(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
+        try await write(
+            """
+            INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            InboxSQL.eventValues(event, status, reason, now)
+        )
+    }
+
+    public func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws {
+        if dialect.combinesWrites {
+            try await tx.execute(SQLText.recordAppliedSQL, InboxSQL.recordAppliedValues(event, status, reason, now, stream))
+        } else {
+            try await insertInboxEvent(event, status: status, reason: reason, now: now)
+            try await saveStream(stream)
+        }
+    }
+
+    public func setInboxEventStatus(_ event: InboxEvent, _ status: InboxEventStatus, reason: String?) async throws {
+        try await write(
+            "UPDATE unrace_inbox_events SET status = ?, reason = ? WHERE event_id = ?",
+            [.text(status.rawValue), reason.map(SQLValue.text) ?? .null, .text(event.id)]
+        )
+    }
+
+    public func parkedEvent(stream: String, sequence: Int64) async throws -> InboxEvent? {
+        let rows = try await tx.query(
+            "SELECT event_id, type, payload FROM unrace_inbox_events WHERE stream = ? AND sequence = ? AND status = 'parked'",
+            [.text(stream), .integer(sequence)]
+        )
+        guard let row = rows.first else { return nil }
+        return try InboxEvent(
+            stored: row.string("event_id"), stream: stream, sequence: sequence, type: row.string("type"), payload: row.optionalBytes("payload") ?? []
+        )
+    }
+
+    public func lowestParkedSequence(stream: String) async throws -> Int64? {
+        try await tx.query(
+            "SELECT MIN(sequence) AS lowest FROM unrace_inbox_events WHERE stream = ? AND status = 'parked'", [.text(stream)]
+        ).first?.optionalInt64("lowest")
+    }
+
+    public func saveStream(_ head: StreamHead) async throws {
+        try await write(
+            """
+            INSERT INTO unrace_inbox_streams (head, parked, gap_since, stream) VALUES (?, ?, ?, ?)
+            ON CONFLICT (stream) DO UPDATE SET head = excluded.head, parked = excluded.parked, gap_since = excluded.gap_since
+            """,
+            [.integer(head.head), .int(head.parked), head.gapSince.map { .integer($0.milliseconds) } ?? .null, .text(head.stream)]
+        )
+    }
+
+    public func streamHead(_ stream: String) async throws -> Int64 {
+        try await tx.query("SELECT head FROM unrace_inbox_streams WHERE stream = ?", [.text(stream)]).first?.optionalInt64("head") ?? 0
+    }
+
+    public func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap] {
+        let rows = try await tx.query(
+            """
+            SELECT stream, head, parked, gap_since FROM unrace_inbox_streams
+            WHERE parked > 0 AND gap_since <= ? ORDER BY gap_since, stream\(byteOrder) LIMIT ?
+            """,
+            [.integer(cutoff.milliseconds), .int(limit)]
+        )
+        return try rows.map { row in
+            InboxGap(
+                stream: try row.string("stream"), head: try row.int64("head"), parked: Int(try row.int64("parked")),
+                since: Timestamp(milliseconds: try row.int64("gap_since"))
+            )
+        }
+    }
+}
+
+/// The inbox statements, shared with backends that run some as prepared statements.
+package enum InboxSQL {
+    package static func recordAppliedValues(
+        _ event: InboxEvent, _ status: InboxEventStatus, _ reason: String?, _ now: Timestamp, _ stream: StreamHead
+    ) -> [SQLValue] {
+        eventValues(event, status, reason, now) + [
+            .integer(stream.head), .int(stream.parked), stream.gapSince.map { .integer($0.milliseconds) } ?? .null,
+        ]
+    }
+
+    package static func eventValues(_ event: InboxEvent, _ status: InboxEventStatus, _ reason: String?, _ now: Timestamp) -> [SQLValue] {
+        [
+            .text(event.id), .text(event.stream), .integer(event.sequence), .text(event.type), .blob(event.payload),
+            .text(status.rawValue), reason.map(SQLValue.text) ?? .null, .integer(now.milliseconds),
+        ]
+    }
+}

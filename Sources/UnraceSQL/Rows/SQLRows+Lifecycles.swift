@@ -1,0 +1,36 @@
+public import UnraceCore
+public import Unrace
+
+/// ``LifecycleRows`` in SQL.
+extension SQLRows: LifecycleRows {
+    public func lifecycleState(lifecycle: String, entity: String, lock: Bool) async throws -> String? {
+        let rows: [SQLRow]
+        if lock && dialect.hasConcurrentWriters {
+            // An absent entity gets a row with the empty state (never a valid state name), which
+            // a concurrent first event then waits on.
+            rows = try await select(
+                """
+                INSERT INTO unrace_lifecycle_states (lifecycle, entity, state, updated_at) VALUES (?, ?, '', 0)
+                ON CONFLICT (lifecycle, entity) DO UPDATE SET entity = excluded.entity RETURNING state
+                """,
+                [.text(lifecycle), .text(entity)], lock: false
+            )
+        } else {
+            rows = try await select(
+                "SELECT state FROM unrace_lifecycle_states WHERE lifecycle = ? AND entity = ?", [.text(lifecycle), .text(entity)], lock: false
+            )
+        }
+        guard let state = try rows.first?.string("state"), !state.isEmpty else { return nil }
+        return state
+    }
+
+    public func saveLifecycleState(lifecycle: String, entity: String, state: String, isNew: Bool, now: Timestamp) async throws {
+        try await write(
+            """
+            INSERT INTO unrace_lifecycle_states (lifecycle, entity, state, updated_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (lifecycle, entity) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+            """,
+            [.text(lifecycle), .text(entity), .text(state), .integer(now.milliseconds)]
+        )
+    }
+}

@@ -1,0 +1,112 @@
+public import UnraceCore
+public import Unrace
+import Synchronization
+
+/// ``StoreRows`` over any ``SQLTransaction``: the rows of SQLite and PostgreSQL, in one SQL
+/// written for both dialects. It moves rows; Unrace's guards decide.
+///
+/// The dialects differ only where the engines do:
+/// - **Locks.** SQLite runs one write transaction at a time, so a read is a lock. PostgreSQL
+///   reads rows a decision depends on `FOR UPDATE`; where the row may be absent and a concurrent
+///   step could create it, it inserts first (a claim's reservation, an inbox stream, a lifecycle
+///   state) so the concurrent step waits on it.
+/// - **Time.** On PostgreSQL, a step whose clock is real time decides on the database's clock,
+///   read in the step's first locking statement (or, if the step asks before any, on its own).
+/// - **Ordering.** Text keys sort byte-wise (`COLLATE "C"` on PostgreSQL, SQLite's default), so
+///   every store picks the same rows for a bounded batch.
+public struct SQLRows<T: SQLTransaction>: Sendable {
+    /// The transaction the rows are read and written in.
+    public let tx: T
+    /// The SQL flavour.
+    public let dialect: SQLDialect
+    let clock: SQLStepClock
+    let bulk: SQLBulkStatements?
+
+    /// Rows in `tx`. `time` is the step's time when the store knows it already (SQLite, a clock
+    /// that is not real time); `nil` makes PostgreSQL read its own clock in the step.
+    package init(_ tx: T, dialect: SQLDialect, time: Timestamp?, bulk: SQLBulkStatements? = nil) {
+        self.tx = tx
+        self.dialect = dialect
+        self.clock = SQLStepClock(time)
+        self.bulk = bulk
+    }
+
+    var byteOrder: String { dialect.byteOrderCollation }
+
+    public func now() async throws -> Timestamp {
+        if let time = clock.time { return time }
+        guard let now = dialect.clockExpression else {
+            throw UnraceError(.storeFailure, "a step on a database without a clock of its own was given no time")
+        }
+        let rows = try await tx.query("SELECT \(now) AS unrace_now", [])
+        return clock.set(try rows[0].int64("unrace_now"))
+    }
+
+    /// Runs a read, locking what it returns when `lock` is set. On PostgreSQL, while the step's
+    /// time is not known yet, the database's clock is read in the same statement.
+    func select(_ sql: String, _ arguments: [SQLValue], lock: Bool) async throws -> [SQLRow] {
+        let statement = lock ? sql + dialect.rowLockClause : sql
+        guard let now = dialect.clockExpression, clock.time == nil else { return try await tx.query(statement, arguments) }
+        let rows = try await tx.query(Self.withDatabaseNow(statement, clock: now), arguments)
+        clock.set(try rows[0].int64("unrace_now"))
+        return rows.filter { !$0["unrace_row"].isNull }.map { row in
+            let kept = row.columns.indices.filter { row.columns[$0] != "unrace_now" && row.columns[$0] != "unrace_row" }
+            return SQLRow(columns: kept.map { row.columns[$0] }, values: kept.map { row.values[$0] })
+        }
+    }
+
+    /// A write nothing in the step reads back: SQLite sends it with `COMMIT`.
+    func write(_ sql: String, _ arguments: [SQLValue]) async throws {
+        try await tx.executeBeforeCommit(sql, arguments)
+    }
+
+    /// A statement that also returns the database's clock, in one row even when the statement
+    /// returns none (then with `unrace_row` null). Works for reads `FOR UPDATE` and for
+    /// `INSERT … RETURNING` alike.
+    package static func withDatabaseNow(_ statement: String, clock: String = SQLText.databaseNowSQL) -> String {
+        """
+        WITH unrace_q AS (\(statement))
+        SELECT \(clock) AS unrace_now, r.* FROM (SELECT 1) AS unrace_t
+        LEFT JOIN (SELECT 1 AS unrace_row, * FROM unrace_q) AS r ON TRUE
+        """
+    }
+
+    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
+}
+
+
+/// Every guard's rows, each implemented in its own file (`SQLRows+Operations.swift`, …).
+extension SQLRows: StoreRows {}
+
+/// The time of one SQL step: known from the start, or read from the database once.
+final class SQLStepClock: Sendable {
+    private let value: Mutex<Timestamp?>
+
+    init(_ time: Timestamp?) { value = Mutex(time) }
+
+    var time: Timestamp? { value.withLock { $0 } }
+
+    /// Keeps the first time read; returns the step's time.
+    @discardableResult
+    func set(_ milliseconds: Int64) -> Timestamp {
+        value.withLock { current in
+            if let current { return current }
+            current = Timestamp(milliseconds: milliseconds)
+            return current!
+        }
+    }
+}
+
+/// How a backend reads and inserts transfers in bulk when it can do better than the portable
+/// statements (PostgreSQL binds arrays).
+package struct SQLBulkStatements: Sendable {
+    package var fetchTransfers: @Sendable ([String]) async throws -> [SQLRow]
+    package var insertTransfers: @Sendable ([StoredTransfer]) async throws -> Void
+
+    package init(
+        fetchTransfers: @escaping @Sendable ([String]) async throws -> [SQLRow], insertTransfers: @escaping @Sendable ([StoredTransfer]) async throws -> Void
+    ) {
+        self.fetchTransfers = fetchTransfers
+        self.insertTransfers = insertTransfers
+    }
+}

@@ -1,0 +1,3 @@
+// The SQL seam (`SQLTransaction`, `SQLValue`, `SQLRow`) is part of this API: a step's body writes
+// through it, so `import UnraceSQLite` is all a caller needs for it.
+@_exported public import UnraceSQL
