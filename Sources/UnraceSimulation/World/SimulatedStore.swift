@@ -17,6 +17,9 @@ public struct SimulatedStore: Store {
     /// Business writes: a table of values by id, on whichever store backs the run.
     public typealias Transaction = SimulationTransaction
 
+    /// `simulated`: the `store` label of metrics and spans in a simulated run.
+    public var backendName: String { "simulated" }
+
     unowned(unsafe) let world: World
     /// Whether steps are scheduling points with faults (actors' store) or run directly (a
     /// scenario's set-up and its checks, outside the run).
