@@ -19,7 +19,12 @@ public struct ClaimRequest: Sendable, Hashable {
 
     /// Creates a claim request.
     public init(
-        scope: Scope, key: OperationKey, fingerprint: Fingerprint, holder: String, now: Timestamp, leaseUntil: Timestamp,
+        scope: Scope,
+        key: OperationKey,
+        fingerprint: Fingerprint,
+        holder: String,
+        now: Timestamp,
+        leaseUntil: Timestamp,
         retention: Duration = .seconds(86_400)
     ) {
         self.scope = scope
@@ -74,15 +79,29 @@ public enum ClaimDecision: Sendable, Hashable {
         switch self {
         case .insert:
             return OperationRecord(
-                scope: request.scope, key: request.key, fingerprint: request.fingerprint, state: .running,
-                token: .first, holder: request.holder, leaseUntil: request.leaseUntil, createdAt: request.now,
+                scope: request.scope,
+                key: request.key,
+                fingerprint: request.fingerprint,
+                state: .running,
+                token: .first,
+                holder: request.holder,
+                leaseUntil: request.leaseUntil,
+                createdAt: request.now,
                 expiresAt: request.leaseUntil + request.retention
             )
         case .takeOver(let token, let recoveryPoint):
-            var record = existing ?? OperationRecord(
-                scope: request.scope, key: request.key, fingerprint: request.fingerprint, state: .running,
-                token: token, holder: request.holder, leaseUntil: request.leaseUntil, createdAt: request.now
-            )
+            var record =
+                existing
+                ?? OperationRecord(
+                    scope: request.scope,
+                    key: request.key,
+                    fingerprint: request.fingerprint,
+                    state: .running,
+                    token: token,
+                    holder: request.holder,
+                    leaseUntil: request.leaseUntil,
+                    createdAt: request.now
+                )
             record.state = .running
             record.token = token
             record.holder = request.holder

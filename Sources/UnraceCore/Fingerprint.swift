@@ -1,5 +1,5 @@
-public import Foundation
 import Crypto
+public import Foundation
 
 /// What a request looked like when its key was first used: SHA-256 of its canonical form.
 ///

@@ -110,11 +110,18 @@ public struct InboxEvent: Sendable, Hashable, Codable {
             return try InboxEvent(id: id, stream: stream, sequence: sequence, type: type, payload: payload)
         }
         let derived = try InboxEvent(
-            queue: origin.queue, messageID: origin.messageID, orderingKey: origin.orderingKey, sequence: origin.sequence,
-            type: type, payload: payload
+            queue: origin.queue,
+            messageID: origin.messageID,
+            orderingKey: origin.orderingKey,
+            sequence: origin.sequence,
+            type: type,
+            payload: payload
         )
         guard derived.id == id, derived.stream == stream, derived.sequence == sequence else {
-            throw UnraceError(.invalidEvent, "a queue delivery's event was changed after it was derived; its id, stream and sequence are the queue's")
+            throw UnraceError(
+                .invalidEvent,
+                "a queue delivery's event was changed after it was derived; its id, stream and sequence are the queue's"
+            )
         }
         return derived
     }
@@ -136,8 +143,10 @@ public struct InboxEvent: Sendable, Hashable, Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         try self.init(
-            id: container.decode(String.self, forKey: .id), stream: container.decode(String.self, forKey: .stream),
-            sequence: container.decode(Int64.self, forKey: .sequence), type: container.decode(String.self, forKey: .type),
+            id: container.decode(String.self, forKey: .id),
+            stream: container.decode(String.self, forKey: .stream),
+            sequence: container.decode(Int64.self, forKey: .sequence),
+            type: container.decode(String.self, forKey: .type),
             payload: container.decodeIfPresent([UInt8].self, forKey: .payload) ?? []
         )
     }

@@ -58,7 +58,8 @@ public struct Lifecycle: Sendable, Hashable {
             let rule = Transition(from: try word.validate(given.from), on: try word.validate(given.on), to: try word.validate(given.to))
             if terminal.contains(rule.from) {
                 throw UnraceError(
-                    .invalidLifecycle, "terminal state '\(rule.from)' has an outgoing rule on '\(rule.on)'"
+                    .invalidLifecycle,
+                    "terminal state '\(rule.from)' has an outgoing rule on '\(rule.on)'"
                 )
             }
             if let existing = rules[rule.from]?[rule.on], existing != rule.to {

@@ -43,7 +43,10 @@ public enum RecordRule {
     /// over whatever version exists (the record must exist) — at `now`.
     /// - Returns: the decision, and the record to store when it is ``RecordWrite/written(version:)``.
     public static func write(
-        _ current: StoredRecord?, value: [UInt8], expectedVersion: Int64?, now: Timestamp
+        _ current: StoredRecord?,
+        value: [UInt8],
+        expectedVersion: Int64?,
+        now: Timestamp
     ) -> (RecordWrite, StoredRecord?) {
         guard var record = current else { return (.notFound, nil) }
         guard expectedVersion == nil || record.version == expectedVersion else { return (.conflict(current: record.version), nil) }
@@ -148,7 +151,11 @@ public enum QuotaRule {
     /// request counts against.
     /// - Returns: the answer, and the quota to store when granted.
     public static func consume(
-        _ current: QuotaState?, name: String, units: Int64, limit: Int64, windowStart: Timestamp
+        _ current: QuotaState?,
+        name: String,
+        units: Int64,
+        limit: Int64,
+        windowStart: Timestamp
     ) -> (QuotaStep, QuotaState?) {
         var quota = current ?? QuotaState(name: name, windowStart: windowStart, used: 0)
         if windowStart > quota.windowStart {
@@ -278,7 +285,10 @@ public enum HoldRule {
     /// Takes `units` for a new hold under `key`, if the resource has them.
     /// - Returns: the answer, and the resource to store when the hold was placed.
     public static func place(
-        key: String, units: Int64, on resource: ResourceState, expiresAt: Timestamp
+        key: String,
+        units: Int64,
+        on resource: ResourceState,
+        expiresAt: Timestamp
     ) -> (HoldStep, ResourceState?) {
         guard units <= resource.available else { return (.insufficient(available: resource.available), nil) }
         var resource = resource
@@ -289,7 +299,10 @@ public enum HoldRule {
     /// Confirms or releases a hold at `now`. An expired hold is released whatever was asked.
     /// - Returns: the answer, and the hold and resource to store (none when the hold is not live).
     public static func settle(
-        _ hold: Hold, confirm: Bool, on resource: ResourceState, now: Timestamp
+        _ hold: Hold,
+        confirm: Bool,
+        on resource: ResourceState,
+        now: Timestamp
     ) -> (HoldStep, Hold?, ResourceState?) {
         guard hold.state == .held else { return (.notLive(hold), nil, nil) }
         let expired = hold.isExpired(at: now)

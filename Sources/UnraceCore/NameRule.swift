@@ -69,7 +69,8 @@ public struct NameRule: Sendable, Hashable {
         let isReserved = reservedPrefix.map { normalized.utf8.starts(with: $0.utf8) } ?? false
         if !allowingReserved, isReserved, let reservedPrefix {
             throw UnraceError(
-                code, "\(kind) starts with \"\(reservedPrefix)\", which is reserved for the names Unrace derives itself (a queue's inbox streams and event ids)"
+                code,
+                "\(kind) starts with \"\(reservedPrefix)\", which is reserved for the names Unrace derives itself (a queue's inbox streams and event ids)"
             )
         }
         let count = normalized.utf8.count

@@ -50,9 +50,18 @@ public struct OperationRecord: Sendable, Hashable {
 
     /// Creates a record.
     public init(
-        scope: Scope, key: OperationKey, fingerprint: Fingerprint, state: OperationState,
-        token: FencingToken, holder: String, leaseUntil: Timestamp, recoveryPoint: [UInt8]? = nil,
-        outcome: [UInt8]? = nil, createdAt: Timestamp, completedAt: Timestamp? = nil, expiresAt: Timestamp? = nil
+        scope: Scope,
+        key: OperationKey,
+        fingerprint: Fingerprint,
+        state: OperationState,
+        token: FencingToken,
+        holder: String,
+        leaseUntil: Timestamp,
+        recoveryPoint: [UInt8]? = nil,
+        outcome: [UInt8]? = nil,
+        createdAt: Timestamp,
+        completedAt: Timestamp? = nil,
+        expiresAt: Timestamp? = nil
     ) {
         self.scope = scope
         self.key = key

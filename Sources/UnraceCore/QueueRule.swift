@@ -52,9 +52,20 @@ public struct QueueMessage: Sendable, Hashable {
 
     /// A stored message.
     public init(
-        queue: String, id: String, orderingKey: String?, sequence: Int64?, payload: [UInt8], state: QueueMessageState,
-        attempts: Int64, maxAttempts: Int64, visibleAt: Timestamp, leasedBy: String?, lastError: String?,
-        enqueuedAt: Timestamp, completedAt: Timestamp?, position: Int64 = 0
+        queue: String,
+        id: String,
+        orderingKey: String?,
+        sequence: Int64?,
+        payload: [UInt8],
+        state: QueueMessageState,
+        attempts: Int64,
+        maxAttempts: Int64,
+        visibleAt: Timestamp,
+        leasedBy: String?,
+        lastError: String?,
+        enqueuedAt: Timestamp,
+        completedAt: Timestamp?,
+        position: Int64 = 0
     ) {
         self.queue = queue
         self.id = id
@@ -123,7 +134,12 @@ package enum QueueRule {
     /// A failed attempt given back at `now`: ready again after `delay`, or dead-lettered when it
     /// was the last attempt. `reason` is kept as the message's last error.
     /// - Returns: whether it was dead-lettered, and the message.
-    package static func nack(_ message: QueueMessage, reason: String, delay: Duration, now: Timestamp) -> (deadLettered: Bool, message: QueueMessage) {
+    package static func nack(
+        _ message: QueueMessage,
+        reason: String,
+        delay: Duration,
+        now: Timestamp
+    ) -> (deadLettered: Bool, message: QueueMessage) {
         var message = message
         message.lastError = reason
         if message.attempts >= message.maxAttempts {
@@ -168,7 +184,8 @@ package enum QueueRule {
     }
 
     /// Checks a message with `payload` and `orderingKey` against what its id holds, if anything.
-    package static func enqueue(payload: [UInt8], orderingKey: String?, earlier: (payload: [UInt8], orderingKey: String?)?) -> EnqueueCheck {
+    package static func enqueue(payload: [UInt8], orderingKey: String?, earlier: (payload: [UInt8], orderingKey: String?)?) -> EnqueueCheck
+    {
         guard let earlier else { return .new }
         return earlier.payload == payload && earlier.orderingKey == orderingKey ? .alreadyEnqueued : .idReused
     }

@@ -1,12 +1,12 @@
 public import FluentKit
 public import Logging
-public import Unrace
-public import UnraceSQL
 import NIOCore
 import PostgresNIO
 import SQLiteNIO
 import Synchronization
+public import Unrace
 import UnracePostgres
+public import UnraceSQL
 
 /// Unrace on your application's Fluent database: every guard, with your Fluent models written in
 /// the claim's own transaction.
@@ -66,7 +66,11 @@ public final class FluentStore: SQLStore {
     /// - Throws: ``UnraceCore/UnraceError/Code/unsupportedDatabase`` for a driver other than
     ///   PostgreSQL or SQLite; ``UnraceCore/UnraceError/Code/invalidConfiguration``; the
     ///   migration's errors.
-    public convenience init(database: any Database, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.fluent")) async throws {
+    public convenience init(
+        database: any Database,
+        stepTimeout: Duration = .seconds(30),
+        logger: Logger = Logger(label: "unrace.fluent")
+    ) async throws {
         try await self.init(source: .single(database), stepTimeout: stepTimeout, logger: logger)
     }
 
@@ -83,13 +87,20 @@ public final class FluentStore: SQLStore {
     /// - Throws: as ``init(database:stepTimeout:logger:)``; ``UnraceCore/UnraceError/Code/invalidConfiguration``
     ///   when `databases` has no such database.
     public convenience init(
-        databases: Databases, id: DatabaseID? = nil, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.fluent")
+        databases: Databases,
+        id: DatabaseID? = nil,
+        stepTimeout: Duration = .seconds(30),
+        logger: Logger = Logger(label: "unrace.fluent")
     ) async throws {
         let loops = Array(databases.eventLoopGroup.makeIterator())
         guard !loops.isEmpty, databases.database(id, logger: logger, on: loops[0]) != nil else {
             throw UnraceError(.invalidConfiguration, "there is no such Fluent database")
         }
-        try await self.init(source: .databases(Loops(databases: databases, id: id, logger: logger, loops: loops)), stepTimeout: stepTimeout, logger: logger)
+        try await self.init(
+            source: .databases(Loops(databases: databases, id: id, logger: logger, loops: loops)),
+            stepTimeout: stepTimeout,
+            logger: logger
+        )
     }
 
     private init(source: Source, stepTimeout: Duration, logger: Logger) async throws {
@@ -100,7 +111,8 @@ public final class FluentStore: SQLStore {
             dialect = .sqlite
         } else {
             throw UnraceError(
-                .unsupportedDatabase, "FluentStore runs on Fluent's PostgreSQL and SQLite drivers",
+                .unsupportedDatabase,
+                "FluentStore runs on Fluent's PostgreSQL and SQLite drivers",
                 detail: "\(type(of: database))"
             )
         }
@@ -148,7 +160,8 @@ public final class FluentStore: SQLStore {
             return try await steps.retrying {
                 try await PostgresTransaction.mapErrors {
                     try await withLeasedConnection(writing: false) { db in
-                        let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+                        let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }
+                            .get()
                         let stepGuard = ConnectionGuard(connection)
                         return try await steps.bounded(stepGuard) {
                             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
@@ -186,7 +199,8 @@ public final class FluentStore: SQLStore {
             return try await steps.retrying {
                 try await PostgresTransaction.mapErrors {
                     try await withLeasedConnection(writing: true) { db in
-                        let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+                        let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }
+                            .get()
                         return try await steps.transaction(on: connection, timed: timed) { tx in
                             // Fluent's statements do not pass the step's guard, which can stop only
                             // Unrace's: the server bounds each of them by the step timeout.
@@ -226,11 +240,16 @@ public final class FluentStore: SQLStore {
             let db: any Database
             do {
                 db = try await loan.borrow()
-            } catch where String(describing: type(of: error)) == "ConnectionPoolTimeoutError" {
+            } catch  where String(describing: type(of: error)) == "ConnectionPoolTimeoutError" {
                 // AsyncKit's pool (Fluent's) had no connection to give within its timeout: every
                 // one is busy. Nothing was sent; the type is public in AsyncKit, which Unrace does
                 // not import.
-                throw UnraceError(.storeUnavailable, "no connection of the Fluent database's pool was free within its timeout", detail: "\(error)", underlying: error)
+                throw UnraceError(
+                    .storeUnavailable,
+                    "no connection of the Fluent database's pool was free within its timeout",
+                    detail: "\(error)",
+                    underlying: error
+                )
             }
             return try await body(db)
         }
@@ -239,7 +258,8 @@ public final class FluentStore: SQLStore {
     /// `BEGIN IMMEDIATE` … `COMMIT` on one SQLite connection; a body that throws, or a cancelled
     /// caller, rolls back.
     private static func sqliteTransaction<T>(
-        _ connection: SQLiteConnection, _ body: (SQLiteConnectionTransaction) async throws -> T
+        _ connection: SQLiteConnection,
+        _ body: (SQLiteConnectionTransaction) async throws -> T
     ) async throws -> T {
         let tx = SQLiteConnectionTransaction(connection: connection)
         try await tx.execute(SQLDialect.sqlite.beginStatement, [])

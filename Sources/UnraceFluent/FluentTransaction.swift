@@ -1,9 +1,9 @@
 public import FluentKit
-import Unrace
-public import UnraceSQL
 import PostgresNIO
 import SQLiteNIO
+import Unrace
 import UnracePostgres
+public import UnraceSQL
 
 /// A step's transaction on a Fluent database: the transaction-scoped Fluent ``fluent`` database
 /// for your models, and Unrace's SQL (and yours) on the same connection.

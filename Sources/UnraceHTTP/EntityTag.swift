@@ -72,7 +72,10 @@ public enum EntityTagCondition: Sendable, Hashable {
         while true {
             skipSpace()
             if index == bytes.count { break }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }  // empty list elements are allowed
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }  // empty list elements are allowed
             var weak = false
             if bytes[index] == UInt8(ascii: "W"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "/") {
                 weak = true
@@ -94,7 +97,9 @@ public enum EntityTagCondition: Sendable, Hashable {
             tags.append(tag)
             guard tags.count <= Self.maximumTagCount else { throw Self.invalid("more than \(Self.maximumTagCount) entity tags") }
             skipSpace()
-            guard index == bytes.count || bytes[index] == UInt8(ascii: ",") else { throw Self.invalid("entity tags must be separated by commas") }
+            guard index == bytes.count || bytes[index] == UInt8(ascii: ",") else {
+                throw Self.invalid("entity tags must be separated by commas")
+            }
         }
         guard !tags.isEmpty else { throw Self.invalid("the header lists no entity tag") }
         self = .tags(tags)

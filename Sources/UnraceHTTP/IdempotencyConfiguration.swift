@@ -39,7 +39,7 @@ public struct IdempotencyConfiguration: Sendable {
     /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
     public func validated() throws -> IdempotencyConfiguration {
         guard (0...Self.bodyByteCountMaximum).contains(requestBodyByteCountLimit),
-              (0...Self.bodyByteCountMaximum).contains(responseBodyByteCountLimit)
+            (0...Self.bodyByteCountMaximum).contains(responseBodyByteCountLimit)
         else { throw UnraceError(.invalidConfiguration, "body limits must be between 0 and \(Self.bodyByteCountMaximum) bytes") }
         if case .wait(let wait) = whileInProgress.mode, !(wait >= .zero && wait <= Self.waitMaximum) {
             throw UnraceError(.invalidConfiguration, "a wait must be between 0 and 10 minutes")

@@ -89,7 +89,9 @@ public struct IdempotencyEngine<S: Store>: Sendable {
         }
         let key: IdempotencyKey
         do {
-            guard values.count == 1 else { throw HTTPProblem(.idempotencyKeyInvalid, detail: "send one Idempotency-Key header, not several") }
+            guard values.count == 1 else {
+                throw HTTPProblem(.idempotencyKeyInvalid, detail: "send one Idempotency-Key header, not several")
+            }
             key = try IdempotencyKey(parsing: header, syntax: configuration.keySyntax)
             _ = try OperationKey(key.value)
         } catch let error as HTTPProblem {
@@ -101,7 +103,9 @@ public struct IdempotencyEngine<S: Store>: Sendable {
             return .respond(.problem(HTTPProblem(.principalInvalid, detail: "the request names no usable client identity")))
         }
         guard let collected = try await body() else {
-            return .respond(.problem(HTTPProblem(.bodyTooLarge, detail: "the body is larger than \(configuration.requestBodyByteCountLimit) bytes")))
+            return .respond(
+                .problem(HTTPProblem(.bodyTooLarge, detail: "the body is larger than \(configuration.requestBodyByteCountLimit) bytes"))
+            )
         }
         let fingerprint = configuration.fingerprint.fingerprint(of: request, body: collected)
         do {
@@ -132,20 +136,25 @@ public struct IdempotencyEngine<S: Store>: Sendable {
 
     /// ``WhileInProgress/wait(upTo:)``: one transaction claims, runs the handler and stores the response.
     private func waitingRun(
-        _ key: IdempotencyKey, _ scope: Scope, _ fingerprint: Fingerprint, _ timeout: Duration,
+        _ key: IdempotencyKey,
+        _ scope: Scope,
+        _ fingerprint: Fingerprint,
+        _ timeout: Duration,
         _ handler: (S.Transaction) async throws -> HandlerResponse
     ) async throws -> EngineResponse {
         let policy = InProgressPolicy.wait(upTo: timeout)
         let original = OriginalHead()
         do {
-            let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) { transaction in
+            let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) {
+                transaction in
                 try await run(transaction, handler, original)
             }
             return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : original.fields)
         } catch let thrown as ThrownResponse {
             // The handler's writes rolled back; store its error response on its own (or replay
             // whatever a retry stored in between).
-            let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) { _ in
+            let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) {
+                _ in
                 thrown.stored
             }
             return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : thrown.fields)
@@ -154,7 +163,10 @@ public struct IdempotencyEngine<S: Store>: Sendable {
 
     /// ``WhileInProgress/conflict``: a committed claim first, so retries see it and get 409.
     private func claimingRun(
-        _ key: IdempotencyKey, _ scope: Scope, _ fingerprint: Fingerprint, _ handler: (S.Transaction) async throws -> HandlerResponse
+        _ key: IdempotencyKey,
+        _ scope: Scope,
+        _ fingerprint: Fingerprint,
+        _ handler: (S.Transaction) async throws -> HandlerResponse
     ) async throws -> EngineResponse {
         // A read first, which waits for no lock: while the first request's handler runs, its
         // transaction holds the claim's row lock (PostgreSQL) or the writer (SQLite), and `begin`
@@ -171,9 +183,12 @@ public struct IdempotencyEngine<S: Store>: Sendable {
             do {
                 do {
                     let original = OriginalHead()
-                    let stored = try await operations.complete(handle, producing: { transaction in
-                        try await run(transaction, handler, original)
-                    })
+                    let stored = try await operations.complete(
+                        handle,
+                        producing: { transaction in
+                            try await run(transaction, handler, original)
+                        }
+                    )
                     return response(stored, replayed: false, original: original.fields)
                 } catch let thrown as ThrownResponse {
                     // The handler's writes rolled back; the key is still ours: store the error response.
@@ -200,18 +215,24 @@ public struct IdempotencyEngine<S: Store>: Sendable {
     /// be stored is thrown as ``Unstored``, and an HTTP error the handler threw as
     /// ``ThrownResponse``: both roll the handler's writes back.
     private func run(
-        _ transaction: S.Transaction, _ handler: (S.Transaction) async throws -> HandlerResponse, _ original: OriginalHead
+        _ transaction: S.Transaction,
+        _ handler: (S.Transaction) async throws -> HandlerResponse,
+        _ original: OriginalHead
     ) async throws -> StoredResponse {
         let response: HandlerResponse
         do {
             response = try await handler(transaction)
         } catch is ResponseTooLarge {
-            throw Unstored(response: .problem(HTTPProblem(.internalError, detail: "the response was too large to store; nothing was saved")))
+            throw Unstored(
+                response: .problem(HTTPProblem(.internalError, detail: "the response was too large to store; nothing was saved"))
+            )
         }
         original.fields = response.head.headerFields
         let stored = StoredResponse(response.head, body: Data(response.body))
         guard configuration.storedStatuses.contains(response.head.status) else {
-            throw Unstored(response: EngineResponse(status: response.head.status, headerFields: response.head.headerFields, body: response.body))
+            throw Unstored(
+                response: EngineResponse(status: response.head.status, headerFields: response.head.headerFields, body: response.body)
+            )
         }
         if response.thrown { throw ThrownResponse(stored: stored, fields: response.head.headerFields) }
         return stored

@@ -147,7 +147,10 @@ struct CanonicalJSON {
             members.append((encoded, value))
             skipSpace()
             guard index < bytes.count else { return nil }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
             guard bytes[index] == UInt8(ascii: "}") else { return nil }
             index += 1
             break
@@ -364,16 +367,17 @@ struct CanonicalJSON {
     /// (overlong forms, surrogates and values past U+10FFFF are not well-formed).
     private static func utf8Length(_ bytes: [UInt8], at index: Int) -> Int? {
         let lead = bytes[index]
-        let (length, low, high): (Int, UInt8, UInt8) = switch lead {
-        case 0xC2...0xDF: (2, 0x80, 0xBF)
-        case 0xE0: (3, 0xA0, 0xBF)
-        case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80, 0xBF)
-        case 0xED: (3, 0x80, 0x9F)
-        case 0xF0: (4, 0x90, 0xBF)
-        case 0xF1...0xF3: (4, 0x80, 0xBF)
-        case 0xF4: (4, 0x80, 0x8F)
-        default: (0, 0, 0)
-        }
+        let (length, low, high): (Int, UInt8, UInt8) =
+            switch lead {
+            case 0xC2...0xDF: (2, 0x80, 0xBF)
+            case 0xE0: (3, 0xA0, 0xBF)
+            case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80, 0xBF)
+            case 0xED: (3, 0x80, 0x9F)
+            case 0xF0: (4, 0x90, 0xBF)
+            case 0xF1...0xF3: (4, 0x80, 0xBF)
+            case 0xF4: (4, 0x80, 0x8F)
+            default: (0, 0, 0)
+            }
         guard length > 0, index + length <= bytes.count, (low...high).contains(bytes[index + 1]) else { return nil }
         for offset in 2..<length where !(0x80...0xBF).contains(bytes[index + offset]) { return nil }
         return length

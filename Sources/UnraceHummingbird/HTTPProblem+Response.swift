@@ -1,6 +1,6 @@
 public import Hummingbird
-public import UnraceHTTP
 import NIOCore
+public import UnraceHTTP
 
 extension HTTPProblem: ResponseGenerator, HTTPResponseError {
     /// The problem as an `application/problem+json` response. Handlers can `throw` a problem.

@@ -1,7 +1,7 @@
 public import Hummingbird
+import NIOCore
 public import Unrace
 public import UnraceHTTP
-import NIOCore
 
 /// Makes `POST` (and `PATCH`) routes idempotent per draft-ietf-httpapi-idempotency-key-header:
 /// the Hummingbird adapter of ``UnraceHTTP/IdempotencyEngine``, which holds every rule.
@@ -51,7 +51,11 @@ where Context.Transaction == S.Transaction {
 
     /// Applies the idempotency rules to one request (see the type's documentation).
     @concurrent
-    public func handle(_ input: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ input: Request,
+        context: Context,
+        next: @concurrent (Request, Context) async throws -> Response
+    ) async throws -> Response {
         var request = input
         let limit = configuration.requestBodyByteCountLimit
         let responseLimit = configuration.responseBodyByteCountLimit
@@ -89,7 +93,11 @@ where Context.Transaction == S.Transaction {
         case .passThrough:
             return try await next(request, context)
         case .respond(let response):
-            return Response(status: response.status, headers: response.headerFields, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+            return Response(
+                status: response.status,
+                headers: response.headerFields,
+                body: .init(byteBuffer: ByteBuffer(bytes: response.body))
+            )
         }
     }
 }

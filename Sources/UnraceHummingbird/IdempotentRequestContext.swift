@@ -1,5 +1,5 @@
-public import Hummingbird
 public import Foundation
+public import Hummingbird
 
 /// What the idempotency layer hands a handler: the transaction its writes must use.
 public struct IdempotencyContext<Transaction: Sendable>: Sendable {

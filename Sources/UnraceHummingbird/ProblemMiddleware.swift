@@ -18,7 +18,11 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// Runs the rest of the chain and turns what it throws into a problem response.
     @concurrent
-    public func handle(_ input: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ input: Request,
+        context: Context,
+        next: @concurrent (Request, Context) async throws -> Response
+    ) async throws -> Response {
         do {
             return try await next(input, context)
         } catch let problem as HTTPProblem {

@@ -29,7 +29,11 @@ public struct RequestBodyTimeout<Context: RequestContext>: RouterMiddleware {
 
     /// Reads the body within the timeout, then runs the rest of the chain with it buffered.
     @concurrent
-    public func handle(_ input: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(
+        _ input: Request,
+        context: Context,
+        next: @concurrent (Request, Context) async throws -> Response
+    ) async throws -> Response {
         // Requests that say they have no body skip the race.
         if input.headers[.contentLength] == "0" || (input.headers[.contentLength] == nil && input.headers[.transferEncoding] == nil) {
             return try await next(input, context)

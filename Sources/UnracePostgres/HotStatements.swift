@@ -10,19 +10,28 @@ enum HotStatements {
     typealias Rows = SQLRows<PostgresTransaction>
 
     /// The hot statements by their shared `?` text.
-    static let byText: [String: HotStatement] = Dictionary(uniqueKeysWithValues: [
-        HotStatement(ReserveOperation.self), HotStatement(LockOperation.self), HotStatement(LockOperationNow.self),
-        HotStatement(UpdateOperation.self), HotStatement(InsertOperation.self), HotStatement(LockStream.self),
-        HotStatement(LockStreamNow.self), HotStatement(RecordApplied.self),
-    ].map { ($0.text, $0) })
+    static let byText: [String: HotStatement] = Dictionary(
+        uniqueKeysWithValues: [
+            HotStatement(ReserveOperation.self), HotStatement(LockOperation.self), HotStatement(LockOperationNow.self),
+            HotStatement(UpdateOperation.self), HotStatement(InsertOperation.self), HotStatement(LockStream.self),
+            HotStatement(LockStreamNow.self), HotStatement(RecordApplied.self),
+        ].map { ($0.text, $0) }
+    )
 
     /// Each statement's `$n` text, by name, numbered once.
-    static let numbered: [String: String] = Dictionary(uniqueKeysWithValues: byText.values.map {
-        ($0.name, PostgresTransaction.numberPlaceholders($0.text))
-    })
+    static let numbered: [String: String] = Dictionary(
+        uniqueKeysWithValues: byText.values.map {
+            ($0.name, PostgresTransaction.numberPlaceholders($0.text))
+        }
+    )
 
     /// Runs a hot statement as a prepared statement and returns its rows.
-    static func rows(_ statement: HotStatement, _ connection: PostgresConnection, _ arguments: [SQLValue], _ logger: Logger) async throws -> [SQLRow] {
+    static func rows(
+        _ statement: HotStatement,
+        _ connection: PostgresConnection,
+        _ arguments: [SQLValue],
+        _ logger: Logger
+    ) async throws -> [SQLRow] {
         try await statement.run(connection, arguments, logger)
     }
 
@@ -71,7 +80,10 @@ struct HotStatement: Sendable {
         text = Tag.text
         run = { connection, arguments, logger in
             var rows: [SQLRow] = []
-            for try await row in try await connection.execute(Prepared<Tag>(bindings: PostgresTransaction.bindings(arguments)), logger: logger) {
+            for try await row in try await connection.execute(
+                Prepared<Tag>(bindings: PostgresTransaction.bindings(arguments)),
+                logger: logger
+            ) {
                 rows.append(row)
             }
             return rows

@@ -42,11 +42,16 @@ package struct PostgresSteps: Sendable {
                 if Self.isInsertRace(error) { insertRaces += 1 }
                 guard attempts < PostgresStore.retryCountMax, insertRaces < PostgresStore.insertRaceRetryCountMax else {
                     throw UnraceError(
-                        .retryLimitReached, "a step kept conflicting with concurrent transactions",
-                        detail: "\(attempts) attempts; last SQLSTATE \(error.sqlState ?? "?")", underlying: error
+                        .retryLimitReached,
+                        "a step kept conflicting with concurrent transactions",
+                        detail: "\(attempts) attempts; last SQLSTATE \(error.sqlState ?? "?")",
+                        underlying: error
                     )
                 }
-                logger.notice("step retried after a conflict", metadata: ["sqlstate": "\(error.sqlState ?? "?")", "attempt": "\(attempts)"])
+                logger.notice(
+                    "step retried after a conflict",
+                    metadata: ["sqlstate": "\(error.sqlState ?? "?")", "attempt": "\(attempts)"]
+                )
                 // A short jittered pause (random per process), so steps that collided do not collide again.
                 try await Task.sleep(for: .microseconds(Int.random(in: 0...(200 << min(attempts, 6)))))
             }
@@ -60,7 +65,9 @@ package struct PostgresSteps: Sendable {
     ///   - guard: the step's hold on the connection; a caller whose cancellation is not the
     ///     current task's (the Fluent path) stops the step through it.
     package func transaction<T>(
-        on connection: PostgresConnection, guard stepGuard: ConnectionGuard? = nil, timed: Bool = true,
+        on connection: PostgresConnection,
+        guard stepGuard: ConnectionGuard? = nil,
+        timed: Bool = true,
         _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
         let stepGuard = stepGuard ?? ConnectionGuard(connection)
@@ -86,9 +93,10 @@ package struct PostgresSteps: Sendable {
     package func commit(_ tx: PostgresTransaction) async throws {
         do {
             try await tx.stepGuard.committing { try await tx.execute("COMMIT") }
-        } catch where tx.stepGuard.commitSent && !Self.isServerAnswer(error) {
+        } catch  where tx.stepGuard.commitSent && !Self.isServerAnswer(error) {
             throw UnraceError(
-                .outcomeUnknown, "COMMIT was sent and its answer never came (the connection was lost, or the step was stopped): the step may or may not have committed",
+                .outcomeUnknown,
+                "COMMIT was sent and its answer never came (the connection was lost, or the step was stopped): the step may or may not have committed",
                 underlying: error
             )
         }
@@ -107,9 +115,11 @@ package struct PostgresSteps: Sendable {
         // the server went): nothing was sent on it, so the step may run again on another.
         guard !connection.isClosed else { throw ClosedBeforeUse() }
         let timeout = stepTimeout
-        let deadline = timed ? connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
-            stepGuard.stop(.timedOut)
-        } : nil
+        let deadline =
+            timed
+            ? connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+                stepGuard.stop(.timedOut)
+            } : nil
         defer {
             deadline?.cancel()
             stepGuard.finish()
@@ -127,13 +137,15 @@ package struct PostgresSteps: Sendable {
             }
         } catch let error as UnraceError where error.code == .outcomeUnknown {
             throw error  // COMMIT was sent: the caller must not be told that nothing committed
-        } catch where Task.isCancelled || stepGuard.stopReason == .cancelled {
+        } catch  where Task.isCancelled || stepGuard.stopReason == .cancelled {
             throw CancellationError()
-        } catch where stepGuard.stopReason == .timedOut {
+        } catch  where stepGuard.stopReason == .timedOut {
             logger.warning("a step took longer than its timeout; it was stopped", metadata: ["timeout": "\(timeout)"])
             throw UnraceError(
-                .storeUnavailable, "PostgreSQL did not finish the step within the step timeout; it was stopped and nothing was committed",
-                detail: "stepTimeout \(timeout)", underlying: error
+                .storeUnavailable,
+                "PostgreSQL did not finish the step within the step timeout; it was stopped and nothing was committed",
+                detail: "stepTimeout \(timeout)",
+                underlying: error
             )
         }
     }
@@ -160,7 +172,10 @@ package struct PostgresSteps: Sendable {
         let finished = await Self.first(of: rollback, within: PostgresStore.rollbackTimeout)
         if case .failure(let error)? = finished {
             // The connection may still be inside the failed transaction: never pool it again.
-            logger.warning("rollback after a failed step also failed; closing the connection", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            logger.warning(
+                "rollback after a failed step also failed; closing the connection",
+                metadata: ["error": "\(String(reflecting: type(of: error)))"]
+            )
             connection.close().whenComplete { _ in }
         } else if finished == nil {
             logger.warning("rollback after a failed step did not finish in time; closing the connection")
@@ -303,7 +318,12 @@ package final class ConnectionGuard: Sendable {
             state.waiting[state.nextStatement] = { answer.resume(with: .failure($0)) }
             return state.nextStatement
         }
-        defer { state.withLock { $0.inFlight -= 1; $0.waiting[statement] = nil } }
+        defer {
+            state.withLock {
+                $0.inFlight -= 1
+                $0.waiting[statement] = nil
+            }
+        }
         let run: @Sendable () async -> Void = {
             do { answer.resume(with: .success(try await work())) } catch { answer.resume(with: .failure(error)) }
         }

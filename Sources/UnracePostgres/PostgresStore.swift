@@ -1,13 +1,13 @@
-public import Unrace
-public import UnraceSQL
-import UnraceCore
-public import PostgresNIO
-public import ServiceLifecycle
 import Foundation
-import Synchronization
+import Logging
 import NIOCore
 import NIOPosix
-import Logging
+public import PostgresNIO
+public import ServiceLifecycle
+import Synchronization
+public import Unrace
+import UnraceCore
+public import UnraceSQL
 
 /// The ``Store`` for many processes and machines sharing one PostgreSQL.
 ///
@@ -62,7 +62,11 @@ public final class PostgresStore: SQLStore {
     /// - Parameter stepTimeout: see ``stepTimeout`` (default 30 s).
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a step timeout out of bounds; the
     ///   migration's errors.
-    public init(client: PostgresClient, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.postgres")) async throws {
+    public init(
+        client: PostgresClient,
+        stepTimeout: Duration = .seconds(30),
+        logger: Logger = Logger(label: "unrace.postgres")
+    ) async throws {
         self.client = client
         self.logger = logger
         self.readiness = nil
@@ -91,7 +95,10 @@ public final class PostgresStore: SQLStore {
     /// way does nothing outside a running group. `run()` on a store made with
     /// ``init(client:logger:)`` throws instead: its client is its creator's to run.
     public init(
-        url: String, maximumConnections: Int = 20, stepTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "unrace.postgres")
+        url: String,
+        maximumConnections: Int = 20,
+        stepTimeout: Duration = .seconds(30),
+        logger: Logger = Logger(label: "unrace.postgres")
     ) async throws {
         let configuration = try Self.poolConfiguration(url: url, maximumConnections: maximumConnections)
         self.stepTimeout = try Self.checked(stepTimeout)
@@ -174,7 +181,9 @@ public final class PostgresStore: SQLStore {
             try? await channel.close()
         } catch {
             throw UnraceError(
-                .storeUnavailable, "cannot reach PostgreSQL at \(host):\(port): \(Self.cause(of: error))", underlying: error
+                .storeUnavailable,
+                "cannot reach PostgreSQL at \(host):\(port): \(Self.cause(of: error))",
+                underlying: error
             )
         }
     }
@@ -202,12 +211,18 @@ public final class PostgresStore: SQLStore {
         default: throw UnraceError(.invalidDatabaseURL, "sslmode must be disable or require")
         }
         var configuration = PostgresClient.Configuration(
-            host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
-            password: components.password, database: database.isEmpty ? nil : database, tls: tls
+            host: host,
+            port: components.port ?? 5432,
+            username: components.user ?? "postgres",
+            password: components.password,
+            database: database.isEmpty ? nil : database,
+            tls: tls
         )
         if let schema = components.queryItems?.first(where: { $0.name == "search_path" })?.value {
             guard !schema.isEmpty, schema.utf8.count <= 63,
-                schema.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
+                schema.utf8.allSatisfy({
+                    $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+                })
             else {
                 throw UnraceError(.invalidDatabaseURL, "search_path must be 1 to 63 letters, digits or underscores")
             }
@@ -228,14 +243,14 @@ public final class PostgresStore: SQLStore {
         if step.isReadOnly {
             return try await steps.retrying {
                 try await PostgresTransaction.mapErrors {
-                try await client.withConnection { connection in
-                    let stepGuard = ConnectionGuard(connection)
-                    return try await steps.bounded(stepGuard) {
-                        let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
-                        let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
-                        return try await StepNesting.inside { try await body(context) }
+                    try await client.withConnection { connection in
+                        let stepGuard = ConnectionGuard(connection)
+                        return try await steps.bounded(stepGuard) {
+                            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
+                            let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
+                            return try await StepNesting.inside { try await body(context) }
+                        }
                     }
-                }
                 }
             }
         }
@@ -281,7 +296,10 @@ extension PostgresStore: Service {
     ///   or a second call; the migration's error (after which every step fails with it).
     public func run() async throws {
         guard let readiness else {
-            throw UnraceError(.invalidArgument, "this store's client is run by whoever created it; run() is for stores made with init(url:)")
+            throw UnraceError(
+                .invalidArgument,
+                "this store's client is run by whoever created it; run() is for stores made with init(url:)"
+            )
         }
         guard readiness.start() else { throw UnraceError(.invalidArgument, "this store is already running") }
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -1,9 +1,9 @@
-import Unrace
-public import UnraceSQL
-import UnraceCore
-public import PostgresNIO
 import Foundation
 import Logging
+public import PostgresNIO
+import Unrace
+import UnraceCore
+public import UnraceSQL
 
 /// Business writes inside a ``PostgresStore`` step, on one leased connection.
 ///
@@ -115,7 +115,8 @@ public struct PostgresTransaction: SQLTransaction {
         var number = 0
         var index = 0
         func isIdentifier(_ byte: UInt8) -> Bool {
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F || byte >= 0x80
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
+                || byte >= 0x80
         }
         func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
         /// Copies up to and including the first `end` at or after `from` (or to the end).
@@ -134,7 +135,8 @@ public struct PostgresTransaction: SQLTransaction {
             case UInt8(ascii: "'"):
                 // A string; E'…' strings escape with backslashes, others double the quote (which
                 // this reads as two strings back to back).
-                let escapes = index > 0 && (bytes[index - 1] == UInt8(ascii: "E") || bytes[index - 1] == UInt8(ascii: "e"))
+                let escapes =
+                    index > 0 && (bytes[index - 1] == UInt8(ascii: "E") || bytes[index - 1] == UInt8(ascii: "e"))
                     && (index < 2 || !isIdentifier(bytes[index - 2]))
                 var end = index + 1
                 while end < bytes.count, bytes[end] != UInt8(ascii: "'") {
@@ -186,7 +188,8 @@ public struct PostgresTransaction: SQLTransaction {
                 let end = copy(until: tag, from: tagEnd + 1)
                 result += bytes[index..<end]
                 index = end
-            case question where (next == UInt8(ascii: "|") && (index + 2 >= bytes.count || bytes[index + 2] != UInt8(ascii: "|")))
+            case question
+            where (next == UInt8(ascii: "|") && (index + 2 >= bytes.count || bytes[index + 2] != UInt8(ascii: "|")))
                 || next == UInt8(ascii: "&"):
                 result += [byte, next]  // jsonb's ?| and ?&
                 index += 2
@@ -211,7 +214,7 @@ public struct PostgresTransaction: SQLTransaction {
             return try await work()
         } catch let error as PSQLError {
             throw translate(error)
-        } catch where String(describing: type(of: error)) == "ConnectionPoolError" {
+        } catch  where String(describing: type(of: error)) == "ConnectionPoolError" {
             // The pool could make no connection (its circuit breaker tripped: the server refused or
             // did not answer for a while). The type is not public; its name is.
             throw UnraceError(.storeUnavailable, "no PostgreSQL connection could be made", detail: "\(error)", underlying: error)
@@ -228,17 +231,32 @@ public struct PostgresTransaction: SQLTransaction {
             }
             if state == "25006" {
                 // read_only_sql_transaction: a standby, or a primary being demoted.
-                return UnraceError(.databaseReadOnly, "the database refused to write: it is a read-only standby", detail: detail, underlying: error)
+                return UnraceError(
+                    .databaseReadOnly,
+                    "the database refused to write: it is a read-only standby",
+                    detail: detail,
+                    underlying: error
+                )
             }
             if state == "57014" {
                 // query_canceled: a statement timeout (the step's, on the Fluent path) or an
                 // operator's cancel. Rolled back, so retryable.
-                return UnraceError(.storeUnavailable, "PostgreSQL cancelled a statement that ran too long; nothing was committed", detail: detail, underlying: error)
+                return UnraceError(
+                    .storeUnavailable,
+                    "PostgreSQL cancelled a statement that ran too long; nothing was committed",
+                    detail: detail,
+                    underlying: error
+                )
             }
             // Connection exceptions (08), a server shutting down or starting (57P01–57P03), too
             // many connections (53300): retryable, nothing was written.
             if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state) {
-                return UnraceError(.storeUnavailable, "PostgreSQL is shutting down, starting or out of connections", detail: detail, underlying: error)
+                return UnraceError(
+                    .storeUnavailable,
+                    "PostgreSQL is shutting down, starting or out of connections",
+                    detail: detail,
+                    underlying: error
+                )
             }
             return UnraceError(.storeFailure, "PostgreSQL reported an error", detail: detail, underlying: error)
         }

@@ -12,13 +12,21 @@ enum JSONValue: Codable, Hashable, Sendable {
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Int64.self) { self = .integer(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int64.self) {
+            self = .integer(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -89,10 +97,11 @@ struct BodyVariation: Sendable {
         let names = fields.keys.sorted()
         let strings = names.filter { if case .string = fields[$0] { true } else { false } }
         let integers = names.filter { if case .integer = fields[$0] { true } else { false } }
-        let chosen: (String, Bool)? = switch preference {
-        case .integerFirst: integers.first.map { ($0, true) } ?? strings.first.map { ($0, false) }
-        case .stringFirst: strings.first.map { ($0, false) } ?? integers.first.map { ($0, true) }
-        }
+        let chosen: (String, Bool)? =
+            switch preference {
+            case .integerFirst: integers.first.map { ($0, true) } ?? strings.first.map { ($0, false) }
+            case .stringFirst: strings.first.map { ($0, false) } ?? integers.first.map { ($0, true) }
+            }
         guard let (field, isInteger) = chosen else { return nil }
         (self.field, self.original, self.isInteger) = (field, fields, isInteger)
     }

@@ -51,16 +51,31 @@ struct ProbeClient: Sendable {
 
     /// Sends one request and records it.
     func send(
-        _ actor: String, method: String, url: String, key: (value: String, label: String)?, body: [UInt8],
-        extraHeaders: [ProbeTarget.Header] = [], cut: Cut = .none
+        _ actor: String,
+        method: String,
+        url: String,
+        key: (value: String, label: String)?,
+        body: [UInt8],
+        extraHeaders: [ProbeTarget.Header] = [],
+        cut: Cut = .none
     ) async -> (exchange: ProbeExchange, answer: Answer?) {
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
         request.headers = headers(key: key?.value, hasBody: !body.isEmpty, extra: extraHeaders)
         let path = URL(string: url).map { $0.path.isEmpty ? "/" : $0.path } ?? url
         var exchange = ProbeExchange(
-            actor: actor, request: "\(method) \(path)", key: key?.label ?? "none", status: nil, error: nil, location: nil, etag: nil,
-            identity: nil, body: "", bodySHA256: "", started: elapsed(), ended: 0
+            actor: actor,
+            request: "\(method) \(path)",
+            key: key?.label ?? "none",
+            status: nil,
+            error: nil,
+            location: nil,
+            etag: nil,
+            identity: nil,
+            body: "",
+            bodySHA256: "",
+            started: elapsed(),
+            ended: 0
         )
         if cut == .afterSending {
             // Written by hand, the connection closed once the socket took the last byte: the
@@ -144,7 +159,8 @@ struct ProbeClient: Sendable {
         guard (200..<300).contains(answer.status) else { return nil }
         if let location = answer.headers.first(name: "Location"), !location.isEmpty {
             guard let resolved = URL(string: location, relativeTo: URL(string: target.url))?.absoluteURL,
-                  let parts = URLComponents(url: resolved, resolvingAgainstBaseURL: false) else { return location }
+                let parts = URLComponents(url: resolved, resolvingAgainstBaseURL: false)
+            else { return location }
             let path = parts.percentEncodedPath + (parts.percentEncodedQuery.map { "?" + $0 } ?? "")
             let origin = Self.origin(parts)
             return origin == URLComponents(string: target.url).map(Self.origin) ? path : origin + path

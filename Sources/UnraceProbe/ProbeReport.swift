@@ -156,19 +156,24 @@ public struct ProbeReport: Sendable, Codable {
     /// The requests as a picture: a panel per probe, a lane per request, anomalies highlighted
     /// (drawn by the simulator's ``Timeline``).
     public func timeline() -> Timeline {
-        Timeline(title: "unrace probe · \(target)", panels: results.map { result in
-            var lines = ["\(result.probe.title): \(result.verdict.rawValue) — \(result.summary)"]
-            let marks = result.exchanges.flatMap { exchange -> [(Double, String)] in
-                let lane = exchange.actor.replacingOccurrences(of: " ", with: "_")
-                let sent = (exchange.started, "t=\(Self.seconds(exchange.started))  \(lane)  \(exchange.request) key=\(exchange.key)")
-                var answer = exchange.status.map { "→ \($0)" } ?? "✗ \(exchange.error ?? "no answer")"
-                if let identity = exchange.identity { answer += " id=\(identity)" }
-                return [sent, (exchange.ended, "t=\(Self.seconds(exchange.ended))  \(lane)  \(answer)")]
+        Timeline(
+            title: "unrace probe · \(target)",
+            panels: results.map { result in
+                var lines = ["\(result.probe.title): \(result.verdict.rawValue) — \(result.summary)"]
+                let marks = result.exchanges.flatMap { exchange -> [(Double, String)] in
+                    let lane = exchange.actor.replacingOccurrences(of: " ", with: "_")
+                    let sent = (exchange.started, "t=\(Self.seconds(exchange.started))  \(lane)  \(exchange.request) key=\(exchange.key)")
+                    var answer = exchange.status.map { "→ \($0)" } ?? "✗ \(exchange.error ?? "no answer")"
+                    if let identity = exchange.identity { answer += " id=\(identity)" }
+                    return [sent, (exchange.ended, "t=\(Self.seconds(exchange.ended))  \(lane)  \(answer)")]
+                }
+                lines += marks.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }.map(\.element.1)
+                let violations =
+                    result.verdict == .anomaly
+                    ? [Violation(result.probe.rawValue, result.summary)] + result.evidence.map { Violation("evidence", $0) } : []
+                return Timeline.Panel(title: result.probe.title, lines: lines, violations: violations)
             }
-            lines += marks.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }.map(\.element.1)
-            let violations = result.verdict == .anomaly ? [Violation(result.probe.rawValue, result.summary)] + result.evidence.map { Violation("evidence", $0) } : []
-            return Timeline.Panel(title: result.probe.title, lines: lines, violations: violations)
-        })
+        )
     }
 
     private static func seconds(_ value: Double) -> String { String(format: "%.4fs", value) }

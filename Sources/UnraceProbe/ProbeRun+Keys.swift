@@ -23,7 +23,12 @@ final class ProbeRun: Sendable {
     func key(_ label: String) -> (value: String, label: String) { (client.freshKey(), label) }
 
     /// The target request with `key`.
-    func send(_ actor: String, key: (value: String, label: String)?, body: [UInt8]? = nil, cut: ProbeClient.Cut = .none) async
+    func send(
+        _ actor: String,
+        key: (value: String, label: String)?,
+        body: [UInt8]? = nil,
+        cut: ProbeClient.Cut = .none
+    ) async
         -> (exchange: ProbeExchange, answer: ProbeClient.Answer?)
     {
         await client.send(actor, method: target.method, url: target.url, key: key, body: body ?? target.body, cut: cut)
@@ -104,7 +109,8 @@ final class ProbeRun: Sendable {
         guard !overflow, moved != 0, (moved > 0) == (unit > 0) else { return nil }
         let (allowed, tooMany) = unit.multipliedReportingOverflow(by: executions)
         guard !tooMany, moved.magnitude > allowed.magnitude else { return nil }
-        return "the count moved by \(moved) (\(before) → \(after)); one request moves it by \(unit): \(moved / unit) executions, at most \(executions) expected"
+        return
+            "the count moved by \(moved) (\(before) → \(after)); one request moves it by \(unit): \(moved / unit) executions, at most \(executions) expected"
     }
 
     /// The count's move during a probe, as evidence.
@@ -125,18 +131,23 @@ final class ProbeRun: Sendable {
             let control = await send("control", key: key("key-1"))
             let accepted = control.exchange.status.map { (200..<300).contains($0) } ?? false
             return ProbeResult(
-                probe: .missingKey, verdict: accepted ? .clean : .skipped,
+                probe: .missingKey,
+                verdict: accepted ? .clean : .skipped,
                 summary: accepted ? "refused without a key: \(status)" : Self.neverAccepted([control.exchange]),
                 evidence: accepted ? ["the same request with a key was accepted (\(control.exchange.status!))"] : [],
                 exchanges: [exchange, control.exchange]
             )
         }
-        let (verdict, summary): (ProbeVerdict, String) = switch exchange.status {
-        case let status? where (200..<300).contains(status):
-            (.notice, "accepted without a key (\(status)): a retry of such a request cannot be recognised; refusing it (400 or 428) is recommended")
-        case let status?: (.notice, "answered \(status) without a key")
-        case nil: (.skipped, "no answer: \(exchange.error ?? "?")")
-        }
+        let (verdict, summary): (ProbeVerdict, String) =
+            switch exchange.status {
+            case let status? where (200..<300).contains(status):
+                (
+                    .notice,
+                    "accepted without a key (\(status)): a retry of such a request cannot be recognised; refusing it (400 or 428) is recommended"
+                )
+            case let status?: (.notice, "answered \(status) without a key")
+            case nil: (.skipped, "no answer: \(exchange.error ?? "?")")
+            }
         return ProbeResult(probe: .missingKey, verdict: verdict, summary: summary, evidence: [], exchanges: [exchange])
     }
 
@@ -147,15 +158,22 @@ final class ProbeRun: Sendable {
         let other = target.otherBody ?? BodyVariation(of: target.body, preferring: .integerFirst)?.body(1, run: "other")
         guard let other else {
             return ProbeResult(
-                probe: .keyReuse, verdict: .skipped, summary: "the body has no integer or string field to change: give --other-body",
-                evidence: [], exchanges: []
+                probe: .keyReuse,
+                verdict: .skipped,
+                summary: "the body has no integer or string field to change: give --other-body",
+                evidence: [],
+                exchanges: []
             )
         }
         let key = key("key-1")
         let first = await send("request-1", key: key)
         guard let firstStatus = first.exchange.status, (200..<300).contains(firstStatus) else {
             return ProbeResult(
-                probe: .keyReuse, verdict: .skipped, summary: Self.neverAccepted([first.exchange]), evidence: [], exchanges: [first.exchange]
+                probe: .keyReuse,
+                verdict: .skipped,
+                summary: Self.neverAccepted([first.exchange]),
+                evidence: [],
+                exchanges: [first.exchange]
             )
         }
         let second = await send("request-2", key: key, body: other)
@@ -174,7 +192,10 @@ final class ProbeRun: Sendable {
                 let how = status == 422 ? "422, as the IETF draft says" : "\(status) (the IETF draft says 422)"
                 result = (.clean, "refused: \(how)", ["the other body alone, with a fresh key, was accepted (\(code))"])
             } else {
-                result = (.skipped, "inconclusive: the other body is refused on its own too (\(Self.statuses([control.exchange]))); give --other-body", [])
+                result = (
+                    .skipped,
+                    "inconclusive: the other body is refused on its own too (\(Self.statuses([control.exchange]))); give --other-body", []
+                )
             }
         case let status? where (200..<300).contains(status):
             let replayed = first.exchange.bodySHA256 == second.exchange.bodySHA256 && firstStatus == status
@@ -183,7 +204,10 @@ final class ProbeRun: Sendable {
                 replayed
                     ? "a used key with another body got the first request's answer (\(status)): the client is told its other request happened"
                     : "a used key with another body was executed (\(status))",
-                ["request-1 → \(firstStatus)\(first.exchange.identity.map { " id=\($0)" } ?? "")", "request-2 (other body) → \(status)\(second.exchange.identity.map { " id=\($0)" } ?? "")"]
+                [
+                    "request-1 → \(firstStatus)\(first.exchange.identity.map { " id=\($0)" } ?? "")",
+                    "request-2 (other body) → \(status)\(second.exchange.identity.map { " id=\($0)" } ?? "")",
+                ]
             )
         case let status?:
             result = (.notice, "answered \(status) to a used key with another body", [])

@@ -7,12 +7,21 @@ extension ProbeRun {
     /// that were each answered 2xx but do not stand in the final GET are reported as lost.
     func lostUpdate() async -> ProbeResult {
         guard let url = target.etagURL, let writeBody = target.writeBody else {
-            return ProbeResult(probe: .lostUpdate, verdict: .skipped, summary: "needs --etag-url and --write-body", evidence: [], exchanges: [])
+            return ProbeResult(
+                probe: .lostUpdate,
+                verdict: .skipped,
+                summary: "needs --etag-url and --write-body",
+                evidence: [],
+                exchanges: []
+            )
         }
         guard let variation = BodyVariation(of: writeBody, preferring: .stringFirst) else {
             return ProbeResult(
-                probe: .lostUpdate, verdict: .skipped, summary: "--write-body must be a JSON object with a string or integer field",
-                evidence: [], exchanges: []
+                probe: .lostUpdate,
+                verdict: .skipped,
+                summary: "--write-body must be a JSON object with a string or integer field",
+                evidence: [],
+                exchanges: []
             )
         }
         let run = String(UUID().uuidString.prefix(8)).lowercased()
@@ -21,8 +30,11 @@ extension ProbeRun {
         exchanges.append(read.exchange)
         guard let etag = read.exchange.etag, read.exchange.status == 200 else {
             return ProbeResult(
-                probe: .lostUpdate, verdict: .skipped, summary: "GET \(url) gave no ETag (\(Self.statuses([read.exchange])))",
-                evidence: [], exchanges: exchanges
+                probe: .lostUpdate,
+                verdict: .skipped,
+                summary: "GET \(url) gave no ETag (\(Self.statuses([read.exchange])))",
+                evidence: [],
+                exchanges: exchanges
             )
         }
         let tagged = await writes(url, variation, run: run, first: 1, ifMatch: etag)
@@ -32,13 +44,22 @@ extension ProbeRun {
         if tagged.finding.0 == .clean, untagged.finding.0 == .clean { findings = [(.clean, tagged.finding.1 + "; " + untagged.finding.1)] }
         let verdict = findings.map(\.0).max() ?? .clean
         return ProbeResult(
-            probe: .lostUpdate, verdict: verdict, summary: findings.filter { $0.0 == verdict }.map(\.1).joined(separator: "; "),
-            evidence: tagged.evidence + untagged.evidence, exchanges: exchanges
+            probe: .lostUpdate,
+            verdict: verdict,
+            summary: findings.filter { $0.0 == verdict }.map(\.1).joined(separator: "; "),
+            evidence: tagged.evidence + untagged.evidence,
+            exchanges: exchanges
         )
     }
 
     /// One round of concurrent writes (writers `first` … `first + concurrency - 1`), then a GET.
-    private func writes(_ url: String, _ variation: BodyVariation, run: String, first: Int, ifMatch: String?) async
+    private func writes(
+        _ url: String,
+        _ variation: BodyVariation,
+        run: String,
+        first: Int,
+        ifMatch: String?
+    ) async
         -> (exchanges: [ProbeExchange], finding: (ProbeVerdict, String), evidence: [String])
     {
         let method = target.writeMethod
@@ -46,7 +67,12 @@ extension ProbeRun {
         let label = ifMatch == nil ? "without If-Match" : "with If-Match \(ifMatch!)"
         let writes = await together(concurrency) { index in
             await self.client.send(
-                "writer-\(first + index)", method: method, url: url, key: nil, body: variation.body(first + index, run: run), extraHeaders: headers
+                "writer-\(first + index)",
+                method: method,
+                url: url,
+                key: nil,
+                body: variation.body(first + index, run: run),
+                extraHeaders: headers
             ).exchange
         }
         let final = await client.send("final-read", method: "GET", url: url, key: nil, body: [])
@@ -61,7 +87,10 @@ extension ProbeRun {
             evidence.append("answered 2xx but not standing: \(lost.prefix(8).joined(separator: ", "))\(lost.count > 8 ? ", …" : "")")
             return (
                 writes + [final.exchange],
-                (.anomaly, "lost update \(label): \(succeeded.count) writes were each answered 2xx, the final state holds \(standing ?? "one") only — \(succeeded.count - 1) acknowledged writes are lost"),
+                (
+                    .anomaly,
+                    "lost update \(label): \(succeeded.count) writes were each answered 2xx, the final state holds \(standing ?? "one") only — \(succeeded.count - 1) acknowledged writes are lost"
+                ),
                 evidence
             )
         }
@@ -72,7 +101,10 @@ extension ProbeRun {
         } else if ifMatch == nil, refused.count == writes.count, refused.allSatisfy({ $0 == 428 }) {
             finding = (.clean, "without If-Match: refused with 428")
         } else if ifMatch != nil, succeeded.isEmpty {
-            finding = (.skipped, "no write with the current ETag was accepted (\(Self.statuses(writes))): check --write-body, --write-method and the headers")
+            finding = (
+                .skipped,
+                "no write with the current ETag was accepted (\(Self.statuses(writes))): check --write-body, --write-method and the headers"
+            )
         } else if ifMatch != nil, succeeded.count == 1, refused.count == writes.count - 1, refused.allSatisfy({ $0 == 412 }) {
             finding = (.clean, "\(label): one write won, \(refused.count) got 412")
         } else if succeeded.count <= 1, refused.count >= writes.count - 1 {

@@ -39,10 +39,15 @@ extension ProbeRun {
         } else if !requests.contains(where: { ($0.status.map { (200..<300).contains($0) }) ?? false }) {
             (verdict, summary) = (.skipped, Self.neverAccepted(requests))
         } else if answered.count < requests.count {
-            (verdict, summary) = (.skipped, "\(requests.count - answered.count) of \(requests.count) requests got no answer: \(requests.first { $0.status == nil }?.error ?? "?")")
+            (verdict, summary) = (
+                .skipped,
+                "\(requests.count - answered.count) of \(requests.count) requests got no answer: \(requests.first { $0.status == nil }?.error ?? "?")"
+            )
         } else {
             let resources = Set(requests.compactMap(\.identity)).count
-            (verdict, summary) = (.clean, "\(requests.count) requests, one key: the same answer to all, \(resources) resource\(resources == 1 ? "" : "s")")
+            (verdict, summary) = (
+                .clean, "\(requests.count) requests, one key: the same answer to all, \(resources) resource\(resources == 1 ? "" : "s")"
+            )
         }
         return ProbeResult(probe: .duplicates, verdict: verdict, summary: summary, evidence: evidence, exchanges: exchanges)
     }
@@ -76,7 +81,13 @@ extension ProbeRun {
         let first = await send("first", key: answered)
         guard let status = first.exchange.status, (200..<300).contains(status) else {
             let sent = calibration.exchanges + [before?.exchange].compactMap { $0 } + [first.exchange]
-            return ProbeResult(probe: .retry, verdict: .skipped, summary: Self.neverAccepted([first.exchange]), evidence: [], exchanges: sent)
+            return ProbeResult(
+                probe: .retry,
+                verdict: .skipped,
+                summary: Self.neverAccepted([first.exchange]),
+                evidence: [],
+                exchanges: sent
+            )
         }
         let again = await send("retry", key: answered)
         exchanges += [first.exchange, again.exchange]
@@ -88,7 +99,9 @@ extension ProbeRun {
         let afterHead = await sendUntilOutcome("retry-after-head", key: headCut)
         exchanges += [cutAfterHead.exchange] + afterHead
         if cutAfterHead.exchange.identity == nil, calibration.unit == nil {
-            notes.append("after a cut after the answer's head: not checked — the head names no resource (no Location) and there is no --count-url")
+            notes.append(
+                "after a cut after the answer's head: not checked — the head names no resource (no Location) and there is no --count-url"
+            )
         } else {
             findings.append(Self.compare(cutAfterHead.exchange, afterHead.last!, after: "a cut after the answer's head"))
         }
@@ -127,12 +140,15 @@ extension ProbeRun {
         let verdict = findings.map(\.0).max() ?? .clean
         evidence = findings.map { "\($0.0.rawValue): \($0.1)" } + notes + evidence
         // The summary: the worst findings, each up to its dash (the evidence has the rest).
-        let summary = verdict == .clean
+        let summary =
+            verdict == .clean
             ? (notes.isEmpty
                 ? "replayed after a complete answer, after a cut once the head came, and after a cut as soon as the request was sent"
                 : "replayed where checked (\(findings.count) of 3 cases; see the notes)")
-            : findings.filter { $0.0 == verdict }.map { String($0.1.split(separator: "—").first ?? "").trimmingCharacters(in: .whitespaces) }
-                .joined(separator: "; ")
+            : findings.filter { $0.0 == verdict }.map {
+                String($0.1.split(separator: "—").first ?? "").trimmingCharacters(in: .whitespaces)
+            }
+            .joined(separator: "; ")
         return ProbeResult(probe: .retry, verdict: verdict, summary: summary, evidence: evidence, exchanges: exchanges)
     }
 
@@ -158,7 +174,10 @@ extension ProbeRun {
     static func compare(_ first: ProbeExchange, _ retry: ProbeExchange, after: String) -> (ProbeVerdict, String) {
         guard let status = retry.status else { return (.skipped, "after \(after): the retry got no answer (\(retry.error ?? "?"))") }
         if let firstIdentity = first.identity, let identity = retry.identity, identity != firstIdentity {
-            return (.anomaly, "after \(after): executed again — the retry names \(retry.location ?? identity), the first \(first.location ?? firstIdentity)")
+            return (
+                .anomaly,
+                "after \(after): executed again — the retry names \(retry.location ?? identity), the first \(first.location ?? firstIdentity)"
+            )
         }
         guard let firstStatus = first.status else { return (.clean, "after \(after): \(status)") }
         if first.error == nil, firstStatus == status, first.bodySHA256 == retry.bodySHA256, first.location == retry.location {
@@ -168,7 +187,10 @@ extension ProbeRun {
             return (.clean, "after \(after): replayed (\(status))")
         }
         if (200..<300).contains(firstStatus), (400..<500).contains(status) {
-            return (.notice, "after \(after): the retry was refused (\(status)) instead of replayed: a client that lost the answer never learns it")
+            return (
+                .notice,
+                "after \(after): the retry was refused (\(status)) instead of replayed: a client that lost the answer never learns it"
+            )
         }
         return (.notice, "after \(after): answered \(firstStatus), then \(status) with a different answer")
     }

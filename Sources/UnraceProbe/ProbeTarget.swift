@@ -88,7 +88,8 @@ public struct ProbeTarget: Sendable {
             guard Self.isToken(header.name) else {
                 throw UnraceError(.invalidArgument, "a header name must be an HTTP token", detail: Self.printable(header.name))
             }
-            guard !header.value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }), header.value.utf8.count <= 8_192 else {
+            guard !header.value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }), header.value.utf8.count <= 8_192
+            else {
                 throw UnraceError(.invalidArgument, "a header value must be at most 8192 bytes without CR, LF or NUL", detail: header.name)
             }
         }
@@ -97,7 +98,8 @@ public struct ProbeTarget: Sendable {
         }
         if let header = (headers + [Header(keyHeader, "k")]).first(where: { Self.reservedHeaders.contains($0.name.lowercased()) }) {
             throw UnraceError(
-                .invalidArgument, "--header and --key-header must not name framing, routing or precondition headers: the probe writes them itself",
+                .invalidArgument,
+                "--header and --key-header must not name framing, routing or precondition headers: the probe writes them itself",
                 detail: header.name
             )
         }
@@ -123,14 +125,17 @@ public struct ProbeTarget: Sendable {
     /// `url` parsed, `http` or `https`, on loopback or an allowed host.
     static func checkedURL(_ url: String, option: String, allowedHosts: [String]) throws -> URL {
         // No control characters or spaces anywhere (a URL that needs them percent-encodes them).
-        guard !url.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }), let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
-              scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty else {
+        guard !url.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }), let parsed = URL(string: url),
+            let scheme = parsed.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", let host = parsed.host, !host.isEmpty
+        else {
             throw UnraceError(.invalidArgument, "\(option) must be an absolute http:// or https:// URL", detail: printable(url))
         }
         let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
         guard isLoopback(bare) || allowedHosts.contains(where: { $0.lowercased() == bare }) else {
             throw UnraceError(
-                .invalidArgument, "\(option) names a host that is neither loopback nor allowed: name it with --allow-host to probe it",
+                .invalidArgument,
+                "\(option) names a host that is neither loopback nor allowed: name it with --allow-host to probe it",
                 detail: bare
             )
         }
@@ -147,20 +152,26 @@ public struct ProbeTarget: Sendable {
     static func isLoopback(_ host: String) -> Bool {
         if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in
-            (1...3).contains(part.count) && part.utf8.allSatisfy { (0x30...0x39).contains($0) } && Int(part)! <= 255
-        }
+        return parts.count == 4 && parts[0] == "127"
+            && parts.allSatisfy { part in
+                (1...3).contains(part.count) && part.utf8.allSatisfy { (0x30...0x39).contains($0) } && Int(part)! <= 255
+            }
     }
 
     /// RFC 9110 `token`: visible ASCII except separators.
     static func isToken(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.count <= 256 && text.utf8.allSatisfy { byte in
-            byte > 0x20 && byte < 0x7F && !"\"(),/:;<=>?@[\\]{}".utf8.contains(byte)
-        }
+        !text.isEmpty && text.utf8.count <= 256
+            && text.utf8.allSatisfy { byte in
+                byte > 0x20 && byte < 0x7F && !"\"(),/:;<=>?@[\\]{}".utf8.contains(byte)
+            }
     }
 
     /// At most 64 characters of `text`, control characters escaped, for an error's detail.
     static func printable(_ text: String) -> String {
-        String(text.unicodeScalars.prefix(64).map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined())
+        String(
+            text.unicodeScalars.prefix(64).map {
+                $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0)
+            }.joined()
+        )
     }
 }

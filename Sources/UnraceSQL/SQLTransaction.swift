@@ -1,5 +1,5 @@
-import UnraceCore
 public import Unrace
+import UnraceCore
 
 /// Business writes inside an Unrace transaction on a SQL store.
 ///
@@ -115,9 +115,19 @@ public struct SQLDialect: Sendable, Hashable {
 
     /// SQLite: one writer at a time, so reads need no row locks; the caller's clock decides.
     public static let sqlite = SQLDialect(
-        name: "sqlite", hasConcurrentWriters: false, rowLockClause: "", skipLockedClause: "", byteOrderCollation: "",
-        clockExpression: nil, combinesWrites: false, beginStatement: "BEGIN IMMEDIATE", schemaLockStatement: nil,
-        blobType: "BLOB", integerType: "INTEGER", keyedTableSuffix: " WITHOUT ROWID", identityColumn: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        name: "sqlite",
+        hasConcurrentWriters: false,
+        rowLockClause: "",
+        skipLockedClause: "",
+        byteOrderCollation: "",
+        clockExpression: nil,
+        combinesWrites: false,
+        beginStatement: "BEGIN IMMEDIATE",
+        schemaLockStatement: nil,
+        blobType: "BLOB",
+        integerType: "INTEGER",
+        keyedTableSuffix: " WITHOUT ROWID",
+        identityColumn: "INTEGER PRIMARY KEY AUTOINCREMENT",
         tableExistsQuery: "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ?"
     )
     /// The schema lock on PostgreSQL: the database-wide key earlier releases took exclusively,
@@ -131,10 +141,19 @@ public struct SQLDialect: Sendable, Hashable {
     /// PostgreSQL (and Postgres-compatible engines): concurrent writers, so rows a decision
     /// depends on are read `FOR UPDATE`; the database's clock decides.
     public static let postgres = SQLDialect(
-        name: "postgres", hasConcurrentWriters: true, rowLockClause: " FOR UPDATE", skipLockedClause: " FOR UPDATE SKIP LOCKED",
-        byteOrderCollation: " COLLATE \"C\"", clockExpression: "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-        combinesWrites: true, beginStatement: "BEGIN", schemaLockStatement: postgresSchemaLock,
-        blobType: "BYTEA", integerType: "BIGINT", keyedTableSuffix: "", identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        name: "postgres",
+        hasConcurrentWriters: true,
+        rowLockClause: " FOR UPDATE",
+        skipLockedClause: " FOR UPDATE SKIP LOCKED",
+        byteOrderCollation: " COLLATE \"C\"",
+        clockExpression: "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        combinesWrites: true,
+        beginStatement: "BEGIN",
+        schemaLockStatement: postgresSchemaLock,
+        blobType: "BYTEA",
+        integerType: "BIGINT",
+        keyedTableSuffix: "",
+        identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         tableExistsQuery: "SELECT to_regclass(?) IS NOT NULL AS present"
     )
 
@@ -143,9 +162,20 @@ public struct SQLDialect: Sendable, Hashable {
     /// inconsistent capabilities (concurrent writers without a skip-locked clause, say) would
     /// break guarantees silently, and parts of the SQL still assume one of the two dialects.
     package init(
-        name: String, hasConcurrentWriters: Bool, rowLockClause: String, skipLockedClause: String, byteOrderCollation: String,
-        clockExpression: String?, combinesWrites: Bool, beginStatement: String, schemaLockStatement: String?, blobType: String,
-        integerType: String, keyedTableSuffix: String, identityColumn: String, tableExistsQuery: String
+        name: String,
+        hasConcurrentWriters: Bool,
+        rowLockClause: String,
+        skipLockedClause: String,
+        byteOrderCollation: String,
+        clockExpression: String?,
+        combinesWrites: Bool,
+        beginStatement: String,
+        schemaLockStatement: String?,
+        blobType: String,
+        integerType: String,
+        keyedTableSuffix: String,
+        identityColumn: String,
+        tableExistsQuery: String
     ) {
         self.name = name
         self.hasConcurrentWriters = hasConcurrentWriters

@@ -43,7 +43,8 @@ package struct SchemaMigrations: Sendable {
         let known = Set(migrations.map(\.version))
         if let unknown = applied.subtracting(known).max() {
             throw UnraceError(
-                .schemaTooNew, "the database schema was written by a newer version of Unrace",
+                .schemaTooNew,
+                "the database schema was written by a newer version of Unrace",
                 detail: "schema version \(unknown); this build knows up to \(known.max() ?? 0)"
             )
         }

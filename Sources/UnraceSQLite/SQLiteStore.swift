@@ -1,9 +1,9 @@
-public import Unrace
-public import UnraceSQL
-import UnraceCore
-public import Logging
-import GRDB
 import Foundation
+import GRDB
+public import Logging
+public import Unrace
+import UnraceCore
+public import UnraceSQL
 
 /// The embedded default ``Store``: one SQLite file in WAL mode, through GRDB.
 ///
@@ -89,7 +89,9 @@ public final class SQLiteStore: SQLStore {
         let (major, minor) = Self.minimumSQLiteVersion
         guard parts.count >= 2, (parts[0], parts[1]) >= (major, minor) else {
             throw UnraceError(
-                .unsupportedDatabase, "Unrace needs SQLite 3.35 or later (for RETURNING)", detail: "linked SQLite \(version)"
+                .unsupportedDatabase,
+                "Unrace needs SQLite 3.35 or later (for RETURNING)",
+                detail: "linked SQLite \(version)"
             )
         }
         _ = try await transaction { tx in

@@ -1,9 +1,9 @@
-import Unrace
-public import UnraceSQL
-import UnraceCore
-public import GRDB
 import Foundation
+public import GRDB
 import Synchronization
+import Unrace
+import UnraceCore
+public import UnraceSQL
 
 /// Business writes inside a ``SQLiteStore`` step, on the store's writer connection.
 ///

@@ -23,7 +23,12 @@ struct ExternalSystems: Sendable {
 
     /// Sends the confirmation email of `order`, with `key` as the mail API's idempotency key (or none).
     func email(order: String, operation: String, key: String?) async throws {
-        try await post("/emails", EmailRequest(to: "customer-\(order)@example.com", subject: "Order \(order) confirmed"), operation: operation, key: key)
+        try await post(
+            "/emails",
+            EmailRequest(to: "customer-\(order)@example.com", subject: "Order \(order) confirmed"),
+            operation: operation,
+            key: key
+        )
     }
 
     private func post(_ path: String, _ body: some Encodable, operation: String, key: String?) async throws {

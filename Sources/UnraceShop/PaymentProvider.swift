@@ -1,8 +1,8 @@
-public import Hummingbird
 import Foundation
+import HTTPTypes
+public import Hummingbird
 import Synchronization
 import UnraceHTTP
-import HTTPTypes
 
 /// The shop's external systems, reached over HTTP like real ones: a payment provider and a mail
 /// API. Both are idempotent on an `Idempotency-Key` header, as Stripe's charges and Resend's
@@ -140,10 +140,18 @@ private final class ProviderLedger: Sendable {
                 id = "em_\(state.emails)"
             }
             if let scoped, existing == nil { state.byKey[scoped] = id }
-            state.events.append(ExternalEvent(
-                sequence: state.events.count + 1, kind: kind, id: id, delivered: existing == nil,
-                amountCents: existing == nil ? amount : 0, operation: operation, worker: worker, keyed: key != nil
-            ))
+            state.events.append(
+                ExternalEvent(
+                    sequence: state.events.count + 1,
+                    kind: kind,
+                    id: id,
+                    delivered: existing == nil,
+                    amountCents: existing == nil ? amount : 0,
+                    operation: operation,
+                    worker: worker,
+                    keyed: key != nil
+                )
+            )
             return (id, existing == nil)
         }
     }

@@ -30,7 +30,8 @@ extension Shop {
     static var fulfilment: Lifecycle {
         get throws {
             try Lifecycle(
-                initial: "new", terminal: ["shipped", "cancelled"],
+                initial: "new",
+                terminal: ["shipped", "cancelled"],
                 transitions: [
                     .init(from: "new", on: "OrderCreated", to: "created"),
                     .init(from: "created", on: "PaymentCaptured", to: "paid"),
@@ -77,17 +78,29 @@ extension Shop {
         } catch let error as UnraceError where [.invalidEvent, .invalidArgument].contains(error.code) {
             throw HTTPProblem(.badRequest, detail: "the event's id, order, sequence or type is not valid")
         } catch let error as UnraceError where error.code == .eventIDReused {
-            throw HTTPProblem(HTTPProblem.Code("event_id_reused"), status: .conflict, title: "Event id reused", detail: "this id was received with another order or sequence")
+            throw HTTPProblem(
+                HTTPProblem.Code("event_id_reused"),
+                status: .conflict,
+                title: "Event id reused",
+                detail: "this id was received with another order or sequence"
+            )
         } catch let error as UnraceError where error.code == .parkingLimitReached {
-            throw HTTPProblem(HTTPProblem.Code("parking_limit_reached"), status: .serviceUnavailable, title: "Too many early events", detail: "redeliver later")
+            throw HTTPProblem(
+                HTTPProblem.Code("parking_limit_reached"),
+                status: .serviceUnavailable,
+                title: "Too many early events",
+                detail: "redeliver later"
+            )
         }
-        let body: EventResponse = switch outcome {
-        case .applied(let drained): EventResponse(outcome: "applied", detail: drained > 0 ? "\(drained) parked events applied after it" : nil)
-        case .rejected(let reason, _): EventResponse(outcome: "rejected", detail: reason)
-        case .parked(let waiting): EventResponse(outcome: "parked", detail: "waiting for sequence \(waiting)")
-        case .duplicate: EventResponse(outcome: "duplicate", detail: nil)
-        case .stale(let head): EventResponse(outcome: "stale", detail: "the order is already at sequence \(head)")
-        }
+        let body: EventResponse =
+            switch outcome {
+            case .applied(let drained):
+                EventResponse(outcome: "applied", detail: drained > 0 ? "\(drained) parked events applied after it" : nil)
+            case .rejected(let reason, _): EventResponse(outcome: "rejected", detail: reason)
+            case .parked(let waiting): EventResponse(outcome: "parked", detail: "waiting for sequence \(waiting)")
+            case .duplicate: EventResponse(outcome: "duplicate", detail: nil)
+            case .stale(let head): EventResponse(outcome: "stale", detail: "the order is already at sequence \(head)")
+            }
         var response = try body.response(from: request, context: context)
         response.status = .accepted
         return response

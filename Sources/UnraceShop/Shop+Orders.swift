@@ -1,8 +1,8 @@
 import Foundation
 import Hummingbird
 import Unrace
-import UnraceSQL
 import UnraceHTTP
+import UnraceSQL
 
 /// `POST /orders` body.
 struct OrderRequest: Decodable, Sendable {
@@ -28,7 +28,9 @@ extension Shop {
     /// transaction (the idempotent request's, under the middleware).
     func createOrder(_ request: Request, _ context: Context) async throws -> Response {
         let input = try await decode(OrderRequest.self, request, context)
-        guard ShopNames.isSKU(input.sku) else { throw HTTPProblem(.badRequest, detail: "sku must be 1 to 64 characters of A-Z a-z 0-9 _ -") }
+        guard ShopNames.isSKU(input.sku) else {
+            throw HTTPProblem(.badRequest, detail: "sku must be 1 to 64 characters of A-Z a-z 0-9 _ -")
+        }
         guard (1...Self.orderQuantityMaximum).contains(input.quantity) else {
             throw HTTPProblem(.badRequest, detail: "quantity must be between 1 and \(Self.orderQuantityMaximum)")
         }
@@ -36,30 +38,45 @@ extension Shop {
             throw HTTPProblem(.badRequest, detail: "coupon must be 1 to 32 characters of A-Z 0-9")
         }
         let client = request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
-        let order = Order(id: UUID().uuidString.lowercased(), client: client, sku: input.sku, quantity: input.quantity, coupon: input.coupon)
+        let order = Order(
+            id: UUID().uuidString.lowercased(),
+            client: client,
+            sku: input.sku,
+            quantity: input.quantity,
+            coupon: input.coupon
+        )
         try await write(context) { tx in
             if let coupon = order.coupon {
                 let redeemed = try await tx.query(
-                    "UPDATE shop_coupons SET order_id = ? WHERE code = ? AND order_id IS NULL RETURNING code", [.text(order.id), .text(coupon)]
+                    "UPDATE shop_coupons SET order_id = ? WHERE code = ? AND order_id IS NULL RETURNING code",
+                    [.text(order.id), .text(coupon)]
                 )
                 if redeemed.isEmpty {
                     let known = try await tx.query("SELECT code FROM shop_coupons WHERE code = ?", [.text(coupon)])
                     throw known.isEmpty
                         ? HTTPProblem(.notFound, detail: "there is no such coupon")
-                        : HTTPProblem(ShopProblems.couponRedeemed, status: .conflict, title: "Coupon already redeemed", detail: "each coupon can be redeemed once")
+                        : HTTPProblem(
+                            ShopProblems.couponRedeemed,
+                            status: .conflict,
+                            title: "Coupon already redeemed",
+                            detail: "each coupon can be redeemed once"
+                        )
                 }
             }
             let now = ISO8601DateFormatter().string(from: Date())
             try await tx.execute(
                 "INSERT INTO shop_orders (id, client, sku, quantity, coupon, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [.text(order.id), .text(order.client), .text(order.sku), .integer(order.quantity),
-                 order.coupon.map(SQLValue.text) ?? .null, .text(now)]
+                [
+                    .text(order.id), .text(order.client), .text(order.sku), .integer(order.quantity),
+                    order.coupon.map(SQLValue.text) ?? .null, .text(now),
+                ]
             )
             // The outbox: the order's work for the workers commits with the order, or not at all,
             // numbered on the order's stream so the capture is applied before the email.
             let amount = order.quantity * configuration.unitPriceCents
             try await queue.enqueue(
-                [ShopTask.capture, .email].map { $0.message(order: order.id, amount: amount) }, in: tx
+                [ShopTask.capture, .email].map { $0.message(order: order.id, amount: amount) },
+                in: tx
             )
             // The stock row is every order's hot row: take it last, so its lock is held only for
             // the rest of the commit.
@@ -87,8 +104,13 @@ extension Shop {
             try await tx.query("SELECT id, client, sku, quantity, coupon FROM shop_orders WHERE id = ?", [.text(id)])
         }
         guard let row = rows.first else { throw HTTPProblem(.notFound, detail: "there is no such order") }
-        return Order(id: try row.string("id"), client: try row.string("client"), sku: try row.string("sku"),
-                     quantity: try row.int64("quantity"), coupon: row["coupon"].string)
+        return Order(
+            id: try row.string("id"),
+            client: try row.string("client"),
+            sku: try row.string("sku"),
+            quantity: try row.int64("quantity"),
+            coupon: row["coupon"].string
+        )
     }
 
     /// Decodes a JSON body; a malformed one is a 400 problem.
@@ -112,7 +134,8 @@ enum ShopProblems {
 /// What the shop accepts as names.
 enum ShopNames {
     static func isSKU(_ text: String) -> Bool {
-        (1...64).contains(text.utf8.count) && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        (1...64).contains(text.utf8.count)
+            && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 
     static func isCoupon(_ text: String) -> Bool {
@@ -122,7 +145,9 @@ enum ShopNames {
     /// An event id from another service: 1 to 128 characters of A-Z a-z 0-9 . _ : -.
     static func isEventID(_ text: String) -> Bool {
         (1...128).contains(text.utf8.count)
-            && text.utf8.allSatisfy { isAlphanumeric($0) || [UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "-")].contains($0) }
+            && text.utf8.allSatisfy {
+                isAlphanumeric($0) || [UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "-")].contains($0)
+            }
     }
 
     /// An event type: 1 to 64 letters.

@@ -70,7 +70,11 @@ extension Shop {
 
     private func chargeProvider(amount: Int64, key: String?) async throws -> ChargeResponse {
         guard let provider = configuration.provider else {
-            throw HTTPProblem(HTTPProblem.Code("provider_unavailable"), status: .serviceUnavailable, title: "Payment provider not configured")
+            throw HTTPProblem(
+                HTTPProblem.Code("provider_unavailable"),
+                status: .serviceUnavailable,
+                title: "Payment provider not configured"
+            )
         }
         var request = HTTPClientRequest(url: provider + "/charges")
         request.method = .POST

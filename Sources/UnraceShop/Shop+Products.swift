@@ -40,10 +40,14 @@ extension Shop {
     func putProduct(_ request: Request, _ context: Context) async throws -> Response {
         let sku = try skuParameter(context)
         let input = try await decode(Product.self, request, context)
-        guard (1...200).contains(input.name.utf8.count), !input.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+        guard (1...200).contains(input.name.utf8.count),
+            !input.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else {
             throw HTTPProblem(.badRequest, detail: "name must be 1 to 200 bytes without control characters")
         }
-        guard (0...100_000_000).contains(input.priceCents) else { throw HTTPProblem(.badRequest, detail: "priceCents must be between 0 and 100000000") }
+        guard (0...100_000_000).contains(input.priceCents) else {
+            throw HTTPProblem(.badRequest, detail: "priceCents must be between 0 and 100000000")
+        }
         let current = try await products.read(sku, as: Product.self)
         do {
             switch try Preconditions().write(request, currentVersion: current?.version) {
@@ -67,7 +71,12 @@ extension Shop {
     }
 
     private func productResponse(
-        _ sku: String, _ product: Product, version: Int64, status: HTTPResponse.Status, _ request: Request, _ context: Context
+        _ sku: String,
+        _ product: Product,
+        version: Int64,
+        status: HTTPResponse.Status,
+        _ request: Request,
+        _ context: Context
     ) async throws -> Response {
         let available = try await store.withTransaction { tx in
             try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(sku)]).first?.int64("available") ?? 0

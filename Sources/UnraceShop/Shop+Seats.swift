@@ -70,11 +70,21 @@ extension Shop {
             response.status = created ? .created : .ok
             return response
         case .insufficient(let available):
-            throw HTTPProblem(HTTPProblem.Code("sold_out"), status: .conflict, title: "Not enough seats", detail: "\(available) seats are free")
+            throw HTTPProblem(
+                HTTPProblem.Code("sold_out"),
+                status: .conflict,
+                title: "Not enough seats",
+                detail: "\(available) seats are free"
+            )
         case .notFound:
             throw HTTPProblem(.notFound, detail: "there is no such show or hold")
         case .notLive(let hold):
-            throw HTTPProblem(HTTPProblem.Code("hold_not_live"), status: .conflict, title: "Hold not live", detail: "the hold is \(hold.state.rawValue)")
+            throw HTTPProblem(
+                HTTPProblem.Code("hold_not_live"),
+                status: .conflict,
+                title: "Hold not live",
+                detail: "the hold is \(hold.state.rawValue)"
+            )
         }
     }
 }

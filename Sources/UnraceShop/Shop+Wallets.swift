@@ -70,23 +70,41 @@ extension Shop {
         case .debitAccountNotFound, .creditAccountNotFound:
             throw HTTPProblem(.notFound, detail: "no such wallet: \(result.code)")
         default:
-            throw HTTPProblem(HTTPProblem.Code(result.code), status: .conflict, title: "Transfer refused", detail: "the ledger answered \(result.code)")
+            throw HTTPProblem(
+                HTTPProblem.Code(result.code),
+                status: .conflict,
+                title: "Transfer refused",
+                detail: "the ledger answered \(result.code)"
+            )
         }
     }
 
     /// The wallet's representation; on a GET (`conditionalGet`), 304 when `If-None-Match` names its tag.
     private func walletResponse(
-        _ id: String, status: HTTPResponse.Status, _ request: Request, _ context: Context, conditionalGet: Bool
+        _ id: String,
+        status: HTTPResponse.Status,
+        _ request: Request,
+        _ context: Context,
+        conditionalGet: Bool
     ) async throws -> Response {
-        guard let account = try await ledger.lookupAccounts([id]).first else { throw HTTPProblem(.notFound, detail: "there is no such wallet") }
-        let tag = EntityTag(opaque: Fingerprint.text("\(account.creditsPosted)/\(account.debitsPosted)/\(account.debitsPending)/\(account.creditsPending)").hex)
+        guard let account = try await ledger.lookupAccounts([id]).first else {
+            throw HTTPProblem(.notFound, detail: "there is no such wallet")
+        }
+        let tag = EntityTag(
+            opaque: Fingerprint.text("\(account.creditsPosted)/\(account.debitsPosted)/\(account.debitsPending)/\(account.creditsPending)")
+                .hex
+        )
         if conditionalGet, let tag, let header = request.headers[.ifNoneMatch],
-           !(try EntityTagCondition(parsing: header).ifNoneMatchHolds(current: tag)) {
+            !(try EntityTagCondition(parsing: header).ifNoneMatchHolds(current: tag))
+        {
             return Response(status: .notModified, headers: [.eTag: tag.description])
         }
         let body = WalletResponse(
-            id: id, balanceCents: account.balance, pendingDebitsCents: account.debitsPending,
-            creditsCents: account.creditsPosted, debitsCents: account.debitsPosted
+            id: id,
+            balanceCents: account.balance,
+            pendingDebitsCents: account.debitsPending,
+            creditsCents: account.creditsPosted,
+            debitsCents: account.debitsPosted
         )
         var response = try body.response(from: request, context: context)
         response.status = status

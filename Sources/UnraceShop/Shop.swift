@@ -1,13 +1,13 @@
+import Foundation
 public import Hummingbird
 public import Logging
-public import Unrace
-public import UnraceSQL
-import Foundation
-import UnraceHTTP
-import Prometheus
 import NIOCore
+import Prometheus
 public import ServiceLifecycle
+public import Unrace
+import UnraceHTTP
 public import UnraceHummingbird
+public import UnraceSQL
 
 /// The reference shop behind `unrace serve`: Unrace's public API at an HTTP edge.
 ///
@@ -75,23 +75,30 @@ public struct Shop<S: SQLStore>: Sendable {
         let coupons = configuration.coupons
         try await store.withSchemaLock { tx in
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL)")
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 CREATE TABLE IF NOT EXISTS shop_orders (id TEXT PRIMARY KEY, client TEXT NOT NULL, sku TEXT NOT NULL,
                 quantity BIGINT NOT NULL, coupon TEXT, status TEXT NOT NULL DEFAULT 'created', created_at TEXT NOT NULL)
-                """)
+                """
+            )
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_coupons (code TEXT PRIMARY KEY, order_id TEXT)")
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_fulfilment (order_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
             // What workers did, in the order the store recorded it: the stand-in for the
             // payment provider's and the mail server's logs, which the history checker reads.
             let position = store.dialect.identityColumn
-            try await tx.execute("""
+            try await tx.execute(
+                """
                 CREATE TABLE IF NOT EXISTS shop_effects (position \(position), operation TEXT NOT NULL, stream TEXT NOT NULL,
                 sequence BIGINT NOT NULL, amount BIGINT NOT NULL, worker TEXT NOT NULL)
-                """)
+                """
+            )
             try await tx.execute("CREATE TABLE IF NOT EXISTS shop_merchant (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)")
             try await tx.execute("INSERT INTO shop_merchant (id, balance) VALUES ('merchant', 0) ON CONFLICT (id) DO NOTHING")
             for (sku, available) in stock.sorted(by: { $0.key < $1.key }) {
-                try await tx.execute("INSERT INTO shop_stock (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING", [.text(sku), .integer(available)])
+                try await tx.execute(
+                    "INSERT INTO shop_stock (sku, available) VALUES (?, ?) ON CONFLICT (sku) DO NOTHING",
+                    [.text(sku), .integer(available)]
+                )
             }
             for code in coupons.sorted() {
                 try await tx.execute("INSERT INTO shop_coupons (code) VALUES (?) ON CONFLICT (code) DO NOTHING", [.text(code)])
@@ -117,7 +124,8 @@ public struct Shop<S: SQLStore>: Sendable {
             // leaves the last value and never costs the scrape its other metrics.
             _ = try? await queue.depth()
             return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: .init(bytes: configuration.metrics.emitToBuffer()))
             )
         }
@@ -128,9 +136,15 @@ public struct Shop<S: SQLStore>: Sendable {
         if configuration.idempotency {
             var idempotency = IdempotencyConfiguration()
             idempotency.whileInProgress = configuration.whileInProgress
-            orders.add(middleware: try IdempotencyMiddleware(operations: operations, principal: .custom { request, _ in
-                request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
-            }, configuration: idempotency))
+            orders.add(
+                middleware: try IdempotencyMiddleware(
+                    operations: operations,
+                    principal: .custom { request, _ in
+                        request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
+                    },
+                    configuration: idempotency
+                )
+            )
         }
         orders.post { request, context in try await createOrder(request, context) }
         orders.get("{id}") { request, context in try await order(request, context) }
@@ -188,7 +202,11 @@ extension Shop {
     /// (`unrace work`), and how many were dead-lettered.
     func outbox() async throws -> OutboxResponse {
         let depth = try await queue.depth()
-        return OutboxResponse(messages: depth.ready + depth.leased + depth.done + depth.dead, unsent: depth.ready + depth.leased, dead: depth.dead)
+        return OutboxResponse(
+            messages: depth.ready + depth.leased + depth.done + depth.dead,
+            unsent: depth.ready + depth.leased,
+            dead: depth.dead
+        )
     }
 }
 
@@ -217,7 +235,9 @@ extension Shop {
                             _ = try await tx.query("SELECT 1 AS ok")
                             return
                         }
-                        let rows = try await tx.query("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS read_only")
+                        let rows = try await tx.query(
+                            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS read_only"
+                        )
                         if rows.first?["read_only"].bool == true {
                             throw UnraceError(.databaseReadOnly, "the database is a read-only standby")
                         }
@@ -239,7 +259,12 @@ extension Shop {
         case .success?:
             return HealthResponse(status: "ok", store: store.backendName, writable: true)
         case .failure(let error as UnraceError)? where error.code == .databaseReadOnly:
-            throw HTTPProblem(HTTPProblem.Code("database_read_only"), status: .serviceUnavailable, title: "The database does not take writes", detail: "a read-only standby: retry after Retry-After")
+            throw HTTPProblem(
+                HTTPProblem.Code("database_read_only"),
+                status: .serviceUnavailable,
+                title: "The database does not take writes",
+                detail: "a read-only standby: retry after Retry-After"
+            )
         case .failure?, nil:
             throw HTTPProblem(.serviceUnavailable, detail: "the database did not begin a write transaction within \(Self.healthTimeout)")
         }
@@ -250,13 +275,17 @@ extension Shop {
     /// The shop as a Hummingbird application listening on `host:port` (port 0 picks a free one).
     /// - Parameter onServerRunning: called with the bound port once the server listens.
     public func application(
-        host: String, port: Int, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        host: String,
+        port: Int,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
         guard configuration.idleTimeout >= .seconds(1), configuration.idleTimeout <= .seconds(3_600) else {
             throw UnraceError(.invalidConfiguration, "idleTimeout must be between 1 second and 1 hour")
         }
-        let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
-            + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
+        let idle = TimeAmount.nanoseconds(
+            Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
+                + configuration.idleTimeout.components.attoseconds / 1_000_000_000
+        )
         return Application(
             router: try router(),
             server: .http1(configuration: .init(idleTimeout: idle)),

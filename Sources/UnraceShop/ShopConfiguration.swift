@@ -1,7 +1,7 @@
 public import HTTPTypes
-public import UnraceHummingbird
-public import Unrace
 public import Prometheus
+public import Unrace
+public import UnraceHummingbird
 
 /// Settings of the reference shop.
 public struct ShopConfiguration: Sendable {

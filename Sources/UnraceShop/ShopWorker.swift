@@ -1,7 +1,7 @@
+import Foundation
 public import Logging
 public import Unrace
 public import UnraceSQL
-import Foundation
 
 /// The work an order leaves in the outbox, in the order it must happen on the order's stream.
 public enum ShopTask: String, Sendable, Codable, CaseIterable {
@@ -60,7 +60,11 @@ public struct ShopWorker<S: SQLStore>: Sendable {
     /// - Parameter externalSystems: the base URL of the payment provider and mail API
     ///   (`unrace provider`); `nil` records the effects in `shop_effects` only.
     public init(
-        store: S, handler: ShopHandlerKind, name: String, configuration: QueueConfiguration = .init(), externalSystems: String? = nil,
+        store: S,
+        handler: ShopHandlerKind,
+        name: String,
+        configuration: QueueConfiguration = .init(),
+        externalSystems: String? = nil,
         logger: Logger
     ) throws {
         self.store = store
@@ -108,7 +112,10 @@ public struct ShopWorker<S: SQLStore>: Sendable {
                 // The call out, with a key the same for every run of this operation: a run that
                 // repeats (its transaction did not commit) is absorbed by the provider.
                 let operation = payload.task.operation(order: payload.order)
-                try await callOut(payload, key: try OperationKey(operation).derived(payload.task == .capture ? "charge" : "email", scope: .default))
+                try await callOut(
+                    payload,
+                    key: try OperationKey(operation).derived(payload.task == .capture ? "charge" : "email", scope: .default)
+                )
                 try await record(payload, tx)
                 if payload.task == .capture {
                     try await tx.execute("UPDATE shop_merchant SET balance = balance + ? WHERE id = 'merchant'", [.integer(payload.amount)])
@@ -173,8 +180,10 @@ public struct ShopWorker<S: SQLStore>: Sendable {
     private func record(_ payload: TaskPayload, _ tx: S.Transaction) async throws {
         try await tx.execute(
             "INSERT INTO shop_effects (operation, stream, sequence, amount, worker) VALUES (?, ?, ?, ?, ?)",
-            [.text(payload.task.operation(order: payload.order)), .text(payload.order),
-             .integer(payload.task == .capture ? 1 : 2), .integer(payload.amount), .text(name)]
+            [
+                .text(payload.task.operation(order: payload.order)), .text(payload.order),
+                .integer(payload.task == .capture ? 1 : 2), .integer(payload.amount), .text(name),
+            ]
         )
     }
 }

@@ -87,11 +87,12 @@ package enum Spawn {
         posix_spawnattr_setflags(&attributes, Int16(flags))
 
         let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
-        defer { envp?.forEach { free($0) } }
+        defer { for pointer in envp ?? [] { free(pointer) } }
         var pid: pid_t = 0
-        let result = envp.map { posix_spawn(&pid, arguments[0], &actions, &attributes, argv, $0) }
+        let result =
+            envp.map { posix_spawn(&pid, arguments[0], &actions, &attributes, argv, $0) }
             ?? posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
         guard result == 0 else { throw SpawnError(program: arguments[0], errno: result) }
         return pid
@@ -147,12 +148,14 @@ package enum Spawn {
 
     /// glibc's `pipe2`.
     private static let pipe2Function = glibcFunction(
-        "pipe2", as: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self
+        "pipe2",
+        as: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self
     )
 
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later).
     private static let closeFromAction = glibcFunction(
-        "posix_spawn_file_actions_addclosefrom_np", as: (@convention(c) (UnsafeMutableRawPointer, Int32) -> Int32).self
+        "posix_spawn_file_actions_addclosefrom_np",
+        as: (@convention(c) (UnsafeMutableRawPointer, Int32) -> Int32).self
     )
 
     /// Where `closefrom` is missing: marks every descriptor above standard error close-on-exec.

@@ -20,7 +20,10 @@ enum HTTPConversions {
     /// The request head, as the engine reads it: method, path with query, header fields.
     static func head(_ request: Request) -> HTTPRequest {
         HTTPRequest(
-            method: HTTPRequest.Method(request.method.rawValue) ?? .get, scheme: nil, authority: nil, path: request.url.string,
+            method: HTTPRequest.Method(request.method.rawValue) ?? .get,
+            scheme: nil,
+            authority: nil,
+            path: request.url.string,
             headerFields: fields(request.headers)
         )
     }

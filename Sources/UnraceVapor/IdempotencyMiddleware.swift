@@ -1,7 +1,7 @@
+import HTTPTypes
 public import Unrace
 public import UnraceHTTP
 public import Vapor
-import HTTPTypes
 
 /// Makes `POST` (and `PATCH`) routes idempotent per draft-ietf-httpapi-idempotency-key-header:
 /// the Vapor adapter of ``UnraceHTTP/IdempotencyEngine``, with exactly the contract of the
@@ -34,7 +34,8 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
     ///     (``UnraceHTTP/PrincipalScope``).
     /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
     public init(
-        operations: Operations<S>, configuration: IdempotencyConfiguration = .init(),
+        operations: Operations<S>,
+        configuration: IdempotencyConfiguration = .init(),
         principal: @escaping @Sendable (Request) -> String? = { _ in "everyone" }
     ) throws {
         self.engine = try IdempotencyEngine(operations: operations, configuration: configuration)
@@ -77,13 +78,20 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
                     thrown = true
                 }
                 let limit = configuration.responseBodyByteCountLimit
-                guard let body = try await response.body.collect(on: request.eventLoop).get().map({ Array($0.readableBytesView) }) ?? [] as [UInt8]?,
-                      body.count <= limit else {
+                guard
+                    let body = try await response.body.collect(on: request.eventLoop).get().map({ Array($0.readableBytesView) }) ?? []
+                        as [UInt8]?,
+                    body.count <= limit
+                else {
                     throw IdempotencyEngine<S>.ResponseTooLarge()
                 }
                 return .init(
-                    head: HTTPResponse(status: HTTPConversions.status(response.status), headerFields: HTTPConversions.fields(response.headers)),
-                    body: body, thrown: thrown
+                    head: HTTPResponse(
+                        status: HTTPConversions.status(response.status),
+                        headerFields: HTTPConversions.fields(response.headers)
+                    ),
+                    body: body,
+                    thrown: thrown
                 )
             }
         )
@@ -92,7 +100,8 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
             return try await next.respond(to: request)
         case .respond(let response):
             return Response(
-                status: HTTPConversions.status(response.status), headers: HTTPConversions.headers(response.headerFields),
+                status: HTTPConversions.status(response.status),
+                headers: HTTPConversions.headers(response.headerFields),
                 body: .init(data: Data(response.body))
             )
         }

@@ -1,7 +1,7 @@
 public import Fluent
+import Unrace
 import UnraceFluent
 public import Vapor
-import Unrace
 
 extension Request {
     /// Unrace's view of this request: the idempotent request's transaction, and the Fluent
@@ -47,10 +47,13 @@ private struct NotInTheClaim: Database {
     var inTransaction: Bool { true }
 
     private func refuse<T>() -> EventLoopFuture<T> {
-        eventLoop.makeFailedFuture(UnraceError(
-            .invalidConfiguration, "req.unrace.db is the claim's Fluent database only under IdempotencyMiddleware on a FluentStore",
-            detail: "the middleware's transaction is \(store): write through it (req.unrace.transaction)"
-        ))
+        eventLoop.makeFailedFuture(
+            UnraceError(
+                .invalidConfiguration,
+                "req.unrace.db is the claim's Fluent database only under IdempotencyMiddleware on a FluentStore",
+                detail: "the middleware's transaction is \(store): write through it (req.unrace.transaction)"
+            )
+        )
     }
 
     func execute(query: DatabaseQuery, onOutput: @escaping @Sendable (any DatabaseOutput) -> Void) -> EventLoopFuture<Void> { refuse() }

@@ -1,9 +1,9 @@
 import ArgumentParser
-import Foundation
 import CoreMetrics
+import Foundation
 import InMemoryTracing
-import Tracing
 import Prometheus
+import Tracing
 import Unrace
 import UnraceSQL
 import UnraceSQLite
@@ -17,7 +17,10 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Unrace's guards against the same writes without them, in the same run.",
-        subcommands: [OperationsBenchCommand.self, InboxBenchCommand.self, LedgerBenchCommand.self, HTTPBenchCommand.self, ObservabilityBenchCommand.self],
+        subcommands: [
+            OperationsBenchCommand.self, InboxBenchCommand.self, LedgerBenchCommand.self, HTTPBenchCommand.self,
+            ObservabilityBenchCommand.self,
+        ],
         defaultSubcommand: OperationsBenchCommand.self
     )
 }
@@ -34,7 +37,10 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     var transactions = 2_000
     @Option(help: "The business write: insert (one INSERT) or order (an order, its lines and a stock update).")
     var workload = OperationsBench.Workload.insert
-    @Flag(help: "Also run perform with metrics (a Prometheus registry) and tracing (a recording tracer) switched on, and report its cost against perform without them.")
+    @Flag(
+        help:
+            "Also run perform with metrics (a Prometheus registry) and tracing (a recording tracer) switched on, and report its cost against perform without them."
+    )
     var observed = false
     @Flag(help: "Print JSON.")
     var json = false
@@ -47,7 +53,13 @@ struct OperationsBenchCommand: AsyncParsableCommand {
     var callerCounts: [Int] { sweep.callerCounts }
 
     func run() async throws {
-        let job = OperationsBench(workload: workload, callerCounts: callerCounts, transactions: transactions, rounds: rounds, observed: observed)
+        let job = OperationsBench(
+            workload: workload,
+            callerCounts: callerCounts,
+            transactions: transactions,
+            rounds: rounds,
+            observed: observed
+        )
         let results = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), job)
         if json {
             let encoder = JSONEncoder()
@@ -63,8 +75,14 @@ struct OperationsBenchCommand: AsyncParsableCommand {
         for result in results {
             print(
                 String(
-                    format: "%-10@ %7d   %14.0f   %20.0f   %12.0f   %14.2f   %14.2f", result.backend as NSString, result.callers,
-                    result.unguardedPerSecond, result.statementsPerSecond, result.guardedPerSecond, result.costRatio, result.ownRatio
+                    format: "%-10@ %7d   %14.0f   %20.0f   %12.0f   %14.2f   %14.2f",
+                    result.backend as NSString,
+                    result.callers,
+                    result.unguardedPerSecond,
+                    result.statementsPerSecond,
+                    result.guardedPerSecond,
+                    result.costRatio,
+                    result.ownRatio
                 )
             )
         }
@@ -78,8 +96,12 @@ struct OperationsBenchCommand: AsyncParsableCommand {
             guard let rate = result.observedPerSecond, let ratio = result.observedRatio else { continue }
             print(
                 String(
-                    format: "%-10@ %7d   %12.0f   %13.0f   %20.3f", result.backend as NSString, result.callers,
-                    result.guardedPerSecond, rate, ratio
+                    format: "%-10@ %7d   %12.0f   %13.0f   %20.3f",
+                    result.backend as NSString,
+                    result.callers,
+                    result.guardedPerSecond,
+                    rate,
+                    ratio
                 )
             )
         }
@@ -162,7 +184,9 @@ struct OperationsBench: StoreJob {
         // that records every span into a bounded buffer, as an exporter would.
         let tracer = RecordingTracer()
         let observedOperations = try Operations(
-            store: store, lease: .seconds(30), retention: .seconds(3_600),
+            store: store,
+            lease: .seconds(30),
+            retention: .seconds(3_600),
             observability: Observability(metricsFactory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()), tracer: tracer)
         )
         let scope = try Scope("bench-\(table)")
@@ -198,21 +222,29 @@ struct OperationsBench: StoreJob {
                 for path in (0..<paths).map({ ($0 + index) % paths }) {
                     switch path {
                     case 0:
-                        plain.append(try await Bench.measure(callers: callers, count: transactions) { id in
-                            try await unguarded(store, table, "u-\(round)-\(id)", id)
-                        })
+                        plain.append(
+                            try await Bench.measure(callers: callers, count: transactions) { id in
+                                try await unguarded(store, table, "u-\(round)-\(id)", id)
+                            }
+                        )
                     case 1:
-                        byHand.append(try await Bench.measure(callers: callers, count: transactions) { id in
-                            try await statements(store, scope, table, "s-\(round)-\(id)", id)
-                        })
+                        byHand.append(
+                            try await Bench.measure(callers: callers, count: transactions) { id in
+                                try await statements(store, scope, table, "s-\(round)-\(id)", id)
+                            }
+                        )
                     case 2:
-                        guardedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
-                            try await guarded(operations, scope, table, "g-\(round)-\(id)", id)
-                        })
+                        guardedRates.append(
+                            try await Bench.measure(callers: callers, count: transactions) { id in
+                                try await guarded(operations, scope, table, "g-\(round)-\(id)", id)
+                            }
+                        )
                     default:
-                        observedRates.append(try await Bench.measure(callers: callers, count: transactions) { id in
-                            try await guarded(observedOperations, scope, table, "o-\(round)-\(id)", id)
-                        })
+                        observedRates.append(
+                            try await Bench.measure(callers: callers, count: transactions) { id in
+                                try await guarded(observedOperations, scope, table, "o-\(round)-\(id)", id)
+                            }
+                        )
                     }
                 }
             }
@@ -222,9 +254,16 @@ struct OperationsBench: StoreJob {
             let o = observed ? Bench.median(observedRates) : nil
             results.append(
                 BenchResult(
-                    backend: store.backendName, workload: workload.rawValue, callers: callers,
-                    unguardedPerSecond: u, guardedPerSecond: g, statementsPerSecond: h, costRatio: u / g, ownRatio: h / g,
-                    observedPerSecond: o, observedRatio: o.map { g / $0 }
+                    backend: store.backendName,
+                    workload: workload.rawValue,
+                    callers: callers,
+                    unguardedPerSecond: u,
+                    guardedPerSecond: g,
+                    statementsPerSecond: h,
+                    costRatio: u / g,
+                    ownRatio: h / g,
+                    observedPerSecond: o,
+                    observedRatio: o.map { g / $0 }
                 )
             )
         }
@@ -262,7 +301,10 @@ struct OperationsBench: StoreJob {
             try await tx.execute("INSERT INTO \(table) (id, amount) VALUES (?, ?)", [.text(id), 40])
         case .order:
             let sku = SQLValue.text("sku-\(serial % Self.stockRows)")
-            try await tx.execute("INSERT INTO \(table) (id, customer, total) VALUES (?, ?, ?)", [.text(id), .text("customer-\(serial % 997)"), 120])
+            try await tx.execute(
+                "INSERT INTO \(table) (id, customer, total) VALUES (?, ?, ?)",
+                [.text(id), .text("customer-\(serial % 997)"), 120]
+            )
             try await tx.execute(
                 "INSERT INTO \(table)_lines (order_id, line, sku, quantity) VALUES (?, 1, ?, 1), (?, 2, ?, 1), (?, 3, ?, 1)",
                 [.text(id), sku, .text(id), sku, .text(id), sku]
@@ -284,7 +326,10 @@ struct OperationsBench: StoreJob {
             if store.dialect == .postgres {
                 _ = try await tx.query(
                     SQLText.reserveOperationSQL,
-                    [.null, .text(scope.rawValue), .text(id), .blob([]), .text("bench"), .null, .integer(30_000), .null, .integer(3_630_000)]
+                    [
+                        .null, .text(scope.rawValue), .text(id), .blob([]), .text("bench"), .null, .integer(30_000), .null,
+                        .integer(3_630_000),
+                    ]
                 )
             } else {
                 _ = try await tx.query(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(id)])
@@ -302,7 +347,13 @@ struct OperationsBench: StoreJob {
         }
     }
 
-    private func guarded<S: SQLStore>(_ operations: Operations<S>, _ scope: Scope, _ table: String, _ id: String, _ serial: Int) async throws {
+    private func guarded<S: SQLStore>(
+        _ operations: Operations<S>,
+        _ scope: Scope,
+        _ table: String,
+        _ id: String,
+        _ serial: Int
+    ) async throws {
         _ = try await operations.perform(key: id, scope: scope) { tx in
             try await write(tx, table, id, serial)
             return 40

@@ -31,15 +31,25 @@ struct RecordingTracer: Tracer {
     let ring = Ring()
 
     func startSpan<Instant: TracerInstant>(
-        _ operationName: String, context: @autoclosure () -> InstrumentationContext, ofKind kind: SpanKind,
-        at instant: @autoclosure () -> Instant, function: String, file fileID: String, line: UInt
+        _ operationName: String,
+        context: @autoclosure () -> InstrumentationContext,
+        ofKind kind: SpanKind,
+        at instant: @autoclosure () -> Instant,
+        function: String,
+        file fileID: String,
+        line: UInt
     ) -> RecordingSpan {
         RecordingSpan(name: operationName, context: context(), start: instant().nanosecondsSinceEpoch, ring: ring)
     }
 
     func startAnySpan<Instant: TracerInstant>(
-        _ operationName: String, context: @autoclosure () -> InstrumentationContext, ofKind kind: SpanKind,
-        at instant: @autoclosure () -> Instant, function: String, file fileID: String, line: UInt
+        _ operationName: String,
+        context: @autoclosure () -> InstrumentationContext,
+        ofKind kind: SpanKind,
+        at instant: @autoclosure () -> Instant,
+        function: String,
+        file fileID: String,
+        line: UInt
     ) -> any Tracing.Span {
         startSpan(operationName, context: context(), ofKind: kind, at: instant(), function: function, file: fileID, line: line)
     }
@@ -91,9 +101,11 @@ final class RecordingSpan: Tracing.Span {
 
     func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {
         let end = instant().nanosecondsSinceEpoch
-        ring.append(state.withLock { finished in
-            finished.end = end
-            return finished
-        })
+        ring.append(
+            state.withLock { finished in
+                finished.end = end
+                return finished
+            }
+        )
     }
 }

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import Unrace
-import UnraceSQL
 import UnracePostgres
+import UnraceSQL
 import UnraceSQLite
 
 /// `--database`: a SQLite file path, a `postgres://` URL, or nothing (a temporary SQLite file).

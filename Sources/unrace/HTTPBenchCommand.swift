@@ -80,8 +80,10 @@ struct HTTPBench: StoreJob {
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let apps = [try plainShop.application(host: "127.0.0.1", port: 0) { continuation.yield($0) },
-                    try guardedShop.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }]
+        let apps = [
+            try plainShop.application(host: "127.0.0.1", port: 0) { continuation.yield($0) },
+            try guardedShop.application(host: "127.0.0.1", port: 0) { continuation.yield($0) },
+        ]
         // The two apps report their ports in either order; ask each which one it is.
         let group = ServiceGroup(configuration: .init(services: [apps[0], apps[1]], logger: logger))
         do {
@@ -95,7 +97,10 @@ struct HTTPBench: StoreJob {
     }
 
     private func measureAll(
-        _ client: HTTPClient, _ group: ServiceGroup, _ ports: AsyncStream<Int>, _ backend: String
+        _ client: HTTPClient,
+        _ group: ServiceGroup,
+        _ ports: AsyncStream<Int>,
+        _ backend: String
     ) async throws -> HTTPBenchResult {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -122,8 +127,12 @@ struct HTTPBench: StoreJob {
             let plainRate = median(plainRates)
             let guardedRate = median(guardedRates)
             return HTTPBenchResult(
-                backend: backend, requests: requests, connections: connections,
-                plainPerSecond: plainRate, guardedPerSecond: guardedRate, throughputRatio: guardedRate / plainRate,
+                backend: backend,
+                requests: requests,
+                connections: connections,
+                plainPerSecond: plainRate,
+                guardedPerSecond: guardedRate,
+                throughputRatio: guardedRate / plainRate,
                 replaysPerSecond: replays
             )
         }

@@ -39,10 +39,18 @@ struct InboxBenchCommand: AsyncParsableCommand {
         print("")
         print("backend    callers   raw events/s   in order/s   ratio   shuffled/s   ratio")
         for r in results {
-            print(String(
-                format: "%-10@ %7d   %12.0f   %10.0f   %5.2f   %10.0f   %5.2f", r.backend as NSString, r.callers,
-                r.raw, r.inOrder, r.inOrder / r.raw, r.shuffled, r.shuffled / r.raw
-            ))
+            print(
+                String(
+                    format: "%-10@ %7d   %12.0f   %10.0f   %5.2f   %10.0f   %5.2f",
+                    r.backend as NSString,
+                    r.callers,
+                    r.raw,
+                    r.inOrder,
+                    r.inOrder / r.raw,
+                    r.shuffled,
+                    r.shuffled / r.raw
+                )
+            )
         }
     }
 
@@ -79,7 +87,9 @@ struct InboxBenchCommand: AsyncParsableCommand {
         func run<S: SQLStore>(_ store: S) async throws -> [Result] {
             let table = "bench_events_\(UUID().uuidString.prefix(8).lowercased())"
             _ = try await store.withTransaction { tx in
-                try await tx.execute("CREATE TABLE \(table) (event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL, type TEXT NOT NULL)")
+                try await tx.execute(
+                    "CREATE TABLE \(table) (event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL, type TEXT NOT NULL)"
+                )
             }
             let inbox = try Inbox(store: store)
             let insert: @Sendable (S.Transaction, InboxEvent) async throws -> Void = { tx, event in
@@ -107,20 +117,37 @@ struct InboxBenchCommand: AsyncParsableCommand {
                     let shuffledEvents = mixed.map { event in
                         try! InboxEvent(id: "s-\(event.id)", stream: "s-\(event.stream)", sequence: event.sequence, type: event.type)
                     }
-                    raw.append(try await Bench.measure(callers: callers, count: rawEvents.count) { index in
-                        _ = try await store.withTransaction { tx in try await insert(tx, rawEvents[index]) }
-                    })
-                    ordered.append(try await Bench.measure(callers: callers, count: inOrder.count) { index in
-                        _ = try await inbox.receive(inOrder[index]) { tx, event in try await insert(tx, event); return .applied }
-                    })
-                    shuffled.append(try await Bench.measure(callers: callers, count: shuffledEvents.count) { index in
-                        _ = try await inbox.receive(shuffledEvents[index]) { tx, event in try await insert(tx, event); return .applied }
-                    })
+                    raw.append(
+                        try await Bench.measure(callers: callers, count: rawEvents.count) { index in
+                            _ = try await store.withTransaction { tx in try await insert(tx, rawEvents[index]) }
+                        }
+                    )
+                    ordered.append(
+                        try await Bench.measure(callers: callers, count: inOrder.count) { index in
+                            _ = try await inbox.receive(inOrder[index]) { tx, event in
+                                try await insert(tx, event)
+                                return .applied
+                            }
+                        }
+                    )
+                    shuffled.append(
+                        try await Bench.measure(callers: callers, count: shuffledEvents.count) { index in
+                            _ = try await inbox.receive(shuffledEvents[index]) { tx, event in
+                                try await insert(tx, event)
+                                return .applied
+                            }
+                        }
+                    )
                 }
-                results.append(Result(
-                    backend: store.backendName, callers: callers, raw: Bench.median(Array(raw.dropFirst())),
-                    inOrder: Bench.median(Array(ordered.dropFirst())), shuffled: Bench.median(Array(shuffled.dropFirst()))
-                ))
+                results.append(
+                    Result(
+                        backend: store.backendName,
+                        callers: callers,
+                        raw: Bench.median(Array(raw.dropFirst())),
+                        inOrder: Bench.median(Array(ordered.dropFirst())),
+                        shuffled: Bench.median(Array(shuffled.dropFirst()))
+                    )
+                )
             }
             _ = try await store.withTransaction { tx in try await tx.execute("DROP TABLE \(table)") }
             return results

@@ -31,7 +31,11 @@ struct LedgerBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let result = try await withDatabase(database.location, logger: cliLogger("unrace.bench"), Job(callers: callers, transfers: transfers, rounds: rounds, batchWait: .microseconds(batchWaitMicroseconds)))
+        let result = try await withDatabase(
+            database.location,
+            logger: cliLogger("unrace.bench"),
+            Job(callers: callers, transfers: transfers, rounds: rounds, batchWait: .microseconds(batchWaitMicroseconds))
+        )
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -41,10 +45,17 @@ struct LedgerBenchCommand: AsyncParsableCommand {
         print("unrace bench ledger: \(transfers) transfers into one hot account per round, \(callers) callers, median of \(rounds)")
         print("")
         print("backend    batched/s   per-transfer/s   naive FOR UPDATE/s   batched ÷ naive   per-transfer ÷ naive")
-        print(String(
-            format: "%-10@ %9.0f   %14.0f   %18.0f   %15.1f   %20.2f", result.backend as NSString, result.batched,
-            result.perTransfer, result.naive, result.batched / result.naive, result.perTransfer / result.naive
-        ))
+        print(
+            String(
+                format: "%-10@ %9.0f   %14.0f   %18.0f   %15.1f   %20.2f",
+                result.backend as NSString,
+                result.batched,
+                result.perTransfer,
+                result.naive,
+                result.batched / result.naive,
+                result.perTransfer / result.naive
+            )
+        )
     }
 
     struct Result: Sendable {
@@ -90,7 +101,9 @@ struct LedgerBenchCommand: AsyncParsableCommand {
             let hot = "\(prefix)-hot"
             // Nine payers and one hot payee: the ten accounts of the ledger tests.
             let payers = (0..<9).map { "\(prefix)-payer-\($0)" }
-            _ = try await batched.createAccounts([Account(id: hot, ledger: 1, code: 1)] + payers.map { Account(id: $0, ledger: 1, code: 2) })
+            _ = try await batched.createAccounts(
+                [Account(id: hot, ledger: 1, code: 1)] + payers.map { Account(id: $0, ledger: 1, code: 2) }
+            )
             _ = try await store.withTransaction { tx in
                 try await tx.execute("CREATE TABLE \(table) (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)")
                 try await tx.execute("CREATE TABLE \(table)_log (id TEXT PRIMARY KEY, account TEXT NOT NULL, amount BIGINT NOT NULL)")
@@ -98,28 +111,43 @@ struct LedgerBenchCommand: AsyncParsableCommand {
             }
             var rates: (batched: [Double], perTransfer: [Double], naive: [Double]) = ([], [], [])
             for round in 0..<rounds {
-                rates.batched.append(try await Bench.measure(callers: callers, count: transfers) { index in
-                    _ = try await batched.submit([Transfer(id: "\(prefix)-b\(round)-\(index)", debit: payers[index % payers.count], credit: hot, amount: 1)])
-                })
-                rates.perTransfer.append(try await Bench.measure(callers: callers, count: transfers) { index in
-                    _ = try await perTransfer.submit([Transfer(id: "\(prefix)-s\(round)-\(index)", debit: payers[index % payers.count], credit: hot, amount: 1)])
-                })
-                rates.naive.append(try await Bench.measure(callers: callers, count: transfers) { index in
-                    _ = try await store.withTransaction { tx in
-                        let lock = store.backendName == "postgres" ? " FOR UPDATE" : ""
-                        let balance = try await tx.query("SELECT balance FROM \(table) WHERE id = 'hot'\(lock)")[0].int64("balance")
-                        try await tx.execute("UPDATE \(table) SET balance = ? WHERE id = 'hot'", [.integer(balance + 1)])
-                        try await tx.execute("INSERT INTO \(table)_log (id, account, amount) VALUES (?, 'hot', 1)", [.text("\(round)-\(index)")])
+                rates.batched.append(
+                    try await Bench.measure(callers: callers, count: transfers) { index in
+                        _ = try await batched.submit([
+                            Transfer(id: "\(prefix)-b\(round)-\(index)", debit: payers[index % payers.count], credit: hot, amount: 1)
+                        ])
                     }
-                })
+                )
+                rates.perTransfer.append(
+                    try await Bench.measure(callers: callers, count: transfers) { index in
+                        _ = try await perTransfer.submit([
+                            Transfer(id: "\(prefix)-s\(round)-\(index)", debit: payers[index % payers.count], credit: hot, amount: 1)
+                        ])
+                    }
+                )
+                rates.naive.append(
+                    try await Bench.measure(callers: callers, count: transfers) { index in
+                        _ = try await store.withTransaction { tx in
+                            let lock = store.backendName == "postgres" ? " FOR UPDATE" : ""
+                            let balance = try await tx.query("SELECT balance FROM \(table) WHERE id = 'hot'\(lock)")[0].int64("balance")
+                            try await tx.execute("UPDATE \(table) SET balance = ? WHERE id = 'hot'", [.integer(balance + 1)])
+                            try await tx.execute(
+                                "INSERT INTO \(table)_log (id, account, amount) VALUES (?, 'hot', 1)",
+                                [.text("\(round)-\(index)")]
+                            )
+                        }
+                    }
+                )
             }
             _ = try await store.withTransaction { tx in
                 try await tx.execute("DROP TABLE \(table)")
                 try await tx.execute("DROP TABLE \(table)_log")
             }
             return Result(
-                backend: store.backendName, batched: Bench.median(rates.batched),
-                perTransfer: Bench.median(rates.perTransfer), naive: Bench.median(rates.naive)
+                backend: store.backendName,
+                batched: Bench.median(rates.batched),
+                perTransfer: Bench.median(rates.perTransfer),
+                naive: Bench.median(rates.naive)
             )
         }
     }

@@ -1,9 +1,9 @@
 import ArgumentParser
-import Foundation
 import CoreMetrics
+import Foundation
 import InMemoryTracing
-import Tracing
 import Prometheus
+import Tracing
 import Unrace
 import UnraceSQL
 import UnraceSQLite
@@ -26,13 +26,17 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
     var tracingOnly = false
     @Option(help: "Rounds of each kind, alternated (1 to 50).")
     var rounds = 11
-    @Option(help: "The tracer switched on: in-memory (swift-distributed-tracing's InMemoryTracer, which keeps every span) or recording (a small tracer with a bounded buffer of finished spans).")
+    @Option(
+        help:
+            "The tracer switched on: in-memory (swift-distributed-tracing's InMemoryTracer, which keeps every span) or recording (a small tracer with a bounded buffer of finished spans)."
+    )
     var tracer = BenchTracerKind.recording
     @Flag(help: "Print JSON.")
     var json = false
 
     enum BenchTracerKind: String, ExpressibleByArgument {
-        case inMemory = "in-memory", recording
+        case inMemory = "in-memory"
+        case recording
     }
 
     func validate() throws {
@@ -59,9 +63,12 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
         let inMemory = InMemoryTracer()
         let chosen: any Tracer = tracer == .inMemory ? inMemory : RecordingTracer()
         let observed = try Operations(
-            store: store, lease: .seconds(30), retention: .seconds(3_600),
+            store: store,
+            lease: .seconds(30),
+            retention: .seconds(3_600),
             observability: Observability(
-                metricsFactory: tracingOnly ? NOOPMetricsHandler.instance : PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
+                metricsFactory: tracingOnly
+                    ? NOOPMetricsHandler.instance : PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
                 tracer: metricsOnly ? NoOpTracer() : chosen
             )
         )
@@ -101,9 +108,13 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
             print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
             return
         }
-        print("unrace bench observability: perform on SQLite (synchronous = NORMAL), \(calls) calls per round, \(rounds) alternating rounds, median")
+        print(
+            "unrace bench observability: perform on SQLite (synchronous = NORMAL), \(calls) calls per round, \(rounds) alternating rounds, median"
+        )
         print(String(format: "CPU per call — off: %.2f µs   on: %.2f µs   added: %.2f µs   on ÷ off: %.3f", p, o, o - p, o / p))
-        print("on: \(tracingOnly ? "no" : "a Prometheus") metrics factory and \(metricsOnly ? "no tracer" : "the \(tracer.rawValue) tracer"); off: nothing bootstrapped (no-op).")
+        print(
+            "on: \(tracingOnly ? "no" : "a Prometheus") metrics factory and \(metricsOnly ? "no tracer" : "the \(tracer.rawValue) tracer"); off: nothing bootstrapped (no-op)."
+        )
         print("On a real store a call also waits for its transaction: compare the added µs with `unrace bench --observed`.")
     }
 }

@@ -26,16 +26,21 @@ struct ProbeCommand: AsyncParsableCommand {
     @Option(help: "How keys are written: quoted (the IETF draft's \"…\") or bare.") var keyFormat: ProbeTarget.KeyFormat = .quoted
     @Option(help: "The body the key-reuse probe sends under a used key (default: one field of --body changed).") var otherBody: String?
     @Option(help: "The answer's JSON field naming the created resource, when there is no Location.") var idField = "id"
-    @Option(help: "A GET that counts what the request creates: a number, a JSON array, or an object (see --count-field).") var countUrl: String?
+    @Option(help: "A GET that counts what the request creates: a number, a JSON array, or an object (see --count-field).") var countUrl:
+        String?
     @Option(help: "The field of --count-url's JSON object that holds the count.") var countField: String?
     @Option(help: "A resource whose GET gives an ETag: the lost-update probe writes it.") var etagUrl: String?
     @Option(help: "The lost-update probe's write method.") var writeMethod = "PUT"
     @Option(help: "The lost-update probe's write body (a JSON object; each writer changes one field).") var writeBody: String?
-    @Option(name: .customLong("probe"), help: "A probe to run (repeatable; default all): duplicates, retry, key-reuse, missing-key, lost-update.")
+    @Option(
+        name: .customLong("probe"),
+        help: "A probe to run (repeatable; default all): duplicates, retry, key-reuse, missing-key, lost-update."
+    )
     var probes: [ProbeKind] = []
     @Option(help: "Requests released at once by the concurrent probes (2 to 256).") var concurrency = 32
     @Option(help: "Seconds a request may take (1 to 120).") var timeout = 10
-    @Option(name: .customLong("allow-host"), help: "A host besides loopback that may be probed (repeatable).") var allowedHosts: [String] = []
+    @Option(name: .customLong("allow-host"), help: "A host besides loopback that may be probed (repeatable).") var allowedHosts: [String] =
+        []
     @Flag(help: "Print the report as JSON.") var json = false
     @Option(help: "Also draw the requests as a self-contained HTML timeline in this file.") var html: String?
 
@@ -49,11 +54,15 @@ struct ProbeCommand: AsyncParsableCommand {
         var target = ProbeTarget(url: url, method: method)
         if let body { target.body = Array(body.utf8) }
         if let bodyFile {
-            guard let data = FileManager.default.contents(atPath: bodyFile) else { throw ValidationError("cannot read --body-file \(bodyFile)") }
+            guard let data = FileManager.default.contents(atPath: bodyFile) else {
+                throw ValidationError("cannot read --body-file \(bodyFile)")
+            }
             target.body = Array(data)
         }
         target.headers = try headers.map { line in
-            let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
             guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--header takes 'Name: value'") }
             return ProbeTarget.Header(parts[0], parts[1])
         }

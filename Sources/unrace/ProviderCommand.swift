@@ -8,7 +8,8 @@ import UnraceShop
 struct ProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provider",
-        abstract: "Run the shop's external systems: a payment provider (POST /charges) and a mail API (POST /emails), idempotent on Idempotency-Key; GET /log lists every request."
+        abstract:
+            "Run the shop's external systems: a payment provider (POST /charges) and a mail API (POST /emails), idempotent on Idempotency-Key; GET /log lists every request."
     )
 
     @Option(help: "The address to listen on.") var host = "127.0.0.1"

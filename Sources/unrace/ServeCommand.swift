@@ -4,9 +4,9 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 import Unrace
-import UnraceSQL
 import UnraceHummingbird
 import UnracePostgres
+import UnraceSQL
 import UnraceSQLite
 import UnraceShop
 
@@ -44,7 +44,9 @@ struct ServeCommand: AsyncParsableCommand {
     var idleTimeout = 30
     @Option(help: "Seconds a request's body may take to arrive in full; then 408 and the connection closes (1 to 600).")
     var requestTimeout = 30
-    @Option(help: "Seconds SIGTERM waits for requests in flight before it cancels them (0 to 600); the process exits within about 5 s more.")
+    @Option(
+        help: "Seconds SIGTERM waits for requests in flight before it cancels them (0 to 600); the process exits within about 5 s more."
+    )
     var shutdownGrace = 10
 
     enum InProgressChoice: String, ExpressibleByArgument, CaseIterable { case wait, conflict }
@@ -97,8 +99,10 @@ struct ServeCommand: AsyncParsableCommand {
         // No provider named: run the fake one in this process, on a free port.
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let providerApp = Application(
-            router: PaymentProvider().router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger
+            router: PaymentProvider().router(),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
+            logger: logger
         )
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await providerApp.run() }
@@ -118,7 +122,9 @@ struct ServeCommand: AsyncParsableCommand {
         let services: [any Service]
         if let database {
             let store = try await PostgresStore(url: database, logger: logger)
-            services = [store, ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port)]
+            services = [
+                store, ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port),
+            ]
         } else {
             let store = try await SQLiteStore(path: file, logger: logger)
             services = [ShopService(shop: try Shop(store: store, configuration: configuration, logger: logger), host: host, port: port)]
@@ -126,7 +132,8 @@ struct ServeCommand: AsyncParsableCommand {
         let deadline = ShutdownDeadline(after: configuration.shutdownGrace + .seconds(5))
         // Last, so a graceful shutdown (which runs backwards) reaches it first and starts its timer.
         var group = ServiceGroupConfiguration(
-            services: (services + [deadline]).map { .init(service: $0) }, logger: cliLogger("unrace.serve")
+            services: (services + [deadline]).map { .init(service: $0) },
+            logger: cliLogger("unrace.serve")
         )
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         Self.bound(&group, grace: configuration.shutdownGrace)
@@ -175,7 +182,8 @@ struct ShopService<S: SQLStore>: Service {
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
         }
         var group = ServiceGroupConfiguration(
-            services: ([app] + (try shop.maintenanceServices())).map { .init(service: $0) }, logger: cliLogger("unrace.serve")
+            services: ([app] + (try shop.maintenanceServices())).map { .init(service: $0) },
+            logger: cliLogger("unrace.serve")
         )
         ServeCommand.bound(&group, grace: shop.configuration.shutdownGrace)
         try await ServiceGroup(configuration: group).run()

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import Unrace
-import UnraceSQL
 import UnracePostgres
+import UnraceSQL
 import UnraceSQLite
 import UnraceShop
 
@@ -28,7 +28,10 @@ struct WorkCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a lease lasts before the message is delivered again (1 to 43200000).") var visibilityMs = 30_000
     @Option(help: "Messages leased at a time (1 to 1000).") var batch = 10
     @Option(help: "The worker's name (default: work-PID).") var name: String?
-    @Option(help: "The payment provider and mail API to call (an `unrace provider`, http://HOST:PORT); default: record effects in shop_effects only.")
+    @Option(
+        help:
+            "The payment provider and mail API to call (an `unrace provider`, http://HOST:PORT); default: record effects in shop_effects only."
+    )
     var provider: String?
 
     enum HandlerChoice: String, ExpressibleByArgument, CaseIterable { case naive, guarded }
@@ -52,8 +55,12 @@ struct WorkCommand: AsyncParsableCommand {
         configuration.visibilityTimeout = .milliseconds(visibilityMs)
         let name = self.name ?? "work-\(ProcessInfo.processInfo.processIdentifier)"
         let worker = try ShopWorker(
-            store: store, handler: handler == .naive ? .naive : .guarded, name: name, configuration: configuration,
-            externalSystems: provider, logger: logger
+            store: store,
+            handler: handler == .naive ? .naive : .guarded,
+            name: name,
+            configuration: configuration,
+            externalSystems: provider,
+            logger: logger
         )
         FileHandle.standardOutput.write(Data("working as \(name)\n".utf8))
         try await worker.run(batch: batch)

@@ -57,7 +57,10 @@ struct WorkerCommand: AsyncParsableCommand {
                             return (performed, replayed)
                         }
                     }
-                    return try await group.reduce(into: (0, 0)) { $0.0 += $1.0; $0.1 += $1.1 }
+                    return try await group.reduce(into: (0, 0)) {
+                        $0.0 += $1.0
+                        $0.1 += $1.1
+                    }
                 }
             }
         }
@@ -81,7 +84,9 @@ struct WorkerCommand: AsyncParsableCommand {
             let command: HoldAndHang
             func run<S: SQLStore>(_ store: S) async throws {
                 let operations = try Operations(
-                    store: store, lease: .seconds(command.leaseSeconds), retention: .seconds(3_600)
+                    store: store,
+                    lease: .seconds(command.leaseSeconds),
+                    retention: .seconds(3_600)
                 )
                 guard case .acquired(let handle) = try await operations.begin(key: command.key, scope: Scope(command.scope)) else {
                     throw ValidationError("could not acquire the key")
@@ -89,7 +94,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data("acquired \(handle.token.value)\n".utf8))
                 try await operations.complete(handle, result: "crashed-holder") { tx in
                     try await tx.execute(
-                        "INSERT INTO \(command.table) (id, worker, seq) VALUES (?, 'crashed', 1)", [.text(command.key)]
+                        "INSERT INTO \(command.table) (id, worker, seq) VALUES (?, 'crashed', 1)",
+                        [.text(command.key)]
                     )
                     FileHandle.standardOutput.write(Data("writing\n".utf8))
                     _ = readLine()  // blocks until the parent kills this process
@@ -151,7 +157,12 @@ extension WorkerCommand {
             func run<S: SQLStore>(_ store: S) async throws {
                 let ledger = try Ledger(store: store)
                 let accounts = (0..<10).map { "\(command.prefix)-w\($0)" }
-                let workload = LedgerWorkload.transfers(count: command.count, accounts: accounts, seed: command.seed, prefix: command.prefix)
+                let workload = LedgerWorkload.transfers(
+                    count: command.count,
+                    accounts: accounts,
+                    seed: command.seed,
+                    prefix: command.prefix
+                )
                 var generator = SeededGenerator(seed: UInt64(command.lane) &+ 99)
                 let transfers = generator.shuffled(workload + workload)
                 try await withThrowingTaskGroup(of: Void.self) { group in

@@ -8,16 +8,27 @@ struct ClaimDecisionTests {
 
     func request(now: Int64, fingerprint: Fingerprint = .text("a")) -> ClaimRequest {
         ClaimRequest(
-            scope: scope, key: key, fingerprint: fingerprint, holder: "h2",
-            now: Timestamp(milliseconds: now), leaseUntil: Timestamp(milliseconds: now + 100)
+            scope: scope,
+            key: key,
+            fingerprint: fingerprint,
+            holder: "h2",
+            now: Timestamp(milliseconds: now),
+            leaseUntil: Timestamp(milliseconds: now + 100)
         )
     }
 
     func record(_ state: OperationState, token: Int64 = 1, leaseUntil: Int64 = 1_000) -> OperationRecord {
         OperationRecord(
-            scope: scope, key: key, fingerprint: .text("a"), state: state, token: FencingToken(token),
-            holder: "h1", leaseUntil: Timestamp(milliseconds: leaseUntil), recoveryPoint: [7],
-            outcome: state.isTerminal ? [1] : nil, createdAt: Timestamp(milliseconds: 0)
+            scope: scope,
+            key: key,
+            fingerprint: .text("a"),
+            state: state,
+            token: FencingToken(token),
+            holder: "h1",
+            leaseUntil: Timestamp(milliseconds: leaseUntil),
+            recoveryPoint: [7],
+            outcome: state.isTerminal ? [1] : nil,
+            createdAt: Timestamp(milliseconds: 0)
         )
     }
 
@@ -30,9 +41,14 @@ struct ClaimDecisionTests {
 
     @Test func runningLeaseIsInProgressUntilItEnds() {
         let running = record(.running, leaseUntil: 1_000)
-        #expect(ClaimDecision.decide(existing: running, request: request(now: 999)) == .inProgress(holder: "h1", leaseUntil: Timestamp(milliseconds: 1_000)))
+        #expect(
+            ClaimDecision.decide(existing: running, request: request(now: 999))
+                == .inProgress(holder: "h1", leaseUntil: Timestamp(milliseconds: 1_000))
+        )
         // The lease end is exclusive: at exactly leaseUntil the lease has ended.
-        #expect(ClaimDecision.decide(existing: running, request: request(now: 1_000)) == .takeOver(token: FencingToken(2), recoveryPoint: [7]))
+        #expect(
+            ClaimDecision.decide(existing: running, request: request(now: 1_000)) == .takeOver(token: FencingToken(2), recoveryPoint: [7])
+        )
     }
 
     @Test func takeoverKeepsRecoveryPointAndRaisesToken() {
@@ -50,9 +66,14 @@ struct ClaimDecisionTests {
 
     @Test func mismatchBeatsEverything() {
         for state in OperationState.allCases {
-            #expect(ClaimDecision.decide(existing: record(state), request: request(now: 5, fingerprint: .text("b"))) == .fingerprintMismatch)
+            #expect(
+                ClaimDecision.decide(existing: record(state), request: request(now: 5, fingerprint: .text("b"))) == .fingerprintMismatch
+            )
         }
-        #expect(ClaimDecision.decide(existing: record(.succeeded), request: request(now: 5, fingerprint: .none)) == .completed(record(.succeeded)))
+        #expect(
+            ClaimDecision.decide(existing: record(.succeeded), request: request(now: 5, fingerprint: .none))
+                == .completed(record(.succeeded))
+        )
     }
 
     @Test func fenceAdmitsOnlyTheCurrentRunningToken() {
@@ -74,7 +95,10 @@ struct ClaimDecisionTests {
 @Suite("Keys and fingerprints")
 struct KeyTests {
     @Test func canonicalJSONIgnoresKeyOrder() throws {
-        struct A: Encodable { var amount = 40; var currency = "EUR" }
+        struct A: Encodable {
+            var amount = 40
+            var currency = "EUR"
+        }
         let one = try Fingerprint.json(["b": 1, "a": 2])
         let two = try Fingerprint.json(["a": 2, "b": 1])
         #expect(one == two)
@@ -84,7 +108,8 @@ struct KeyTests {
     }
 
     enum SendableValue: Encodable {
-        case text(String), int(Int)
+        case text(String)
+        case int(Int)
         func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {

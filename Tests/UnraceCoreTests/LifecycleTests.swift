@@ -31,7 +31,8 @@ struct LifecycleTests {
     }
 
     let order = try! Lifecycle(
-        initial: "new", terminal: ["shipped", "cancelled"],
+        initial: "new",
+        terminal: ["shipped", "cancelled"],
         transitions: [
             T(from: "new", on: "OrderCreated", to: "created"),
             T(from: "created", on: "PaymentCaptured", to: "paid"),
@@ -59,7 +60,9 @@ struct LifecycleTests {
             Issue.record("the late create is absorbed by the placeholder")
             return
         }
-        #expect(order.applyWithPlaceholder("PaymentCaptured", to: nil) == .rejected(reason: "'PaymentCaptured' is not allowed in state 'new'"))
+        #expect(
+            order.applyWithPlaceholder("PaymentCaptured", to: nil) == .rejected(reason: "'PaymentCaptured' is not allowed in state 'new'")
+        )
     }
 
     @Test func sequencingDecisions() {

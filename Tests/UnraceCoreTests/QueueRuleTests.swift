@@ -8,9 +8,20 @@ struct QueueRuleTests {
 
     static func message(_ state: QueueMessageState, attempts: Int64 = 0, maxAttempts: Int64 = 3, position: Int64 = 7) -> QueueMessage {
         QueueMessage(
-            queue: "q", id: "m", orderingKey: nil, sequence: nil, payload: [1], state: state, attempts: attempts,
-            maxAttempts: maxAttempts, visibleAt: Timestamp(milliseconds: 0), leasedBy: nil, lastError: nil,
-            enqueuedAt: Timestamp(milliseconds: 0), completedAt: nil, position: position
+            queue: "q",
+            id: "m",
+            orderingKey: nil,
+            sequence: nil,
+            payload: [1],
+            state: state,
+            attempts: attempts,
+            maxAttempts: maxAttempts,
+            visibleAt: Timestamp(milliseconds: 0),
+            leasedBy: nil,
+            lastError: nil,
+            enqueuedAt: Timestamp(milliseconds: 0),
+            completedAt: nil,
+            position: position
         )
     }
 

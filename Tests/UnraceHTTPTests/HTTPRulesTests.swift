@@ -1,8 +1,9 @@
 import Foundation
 import HTTPTypes
 import Testing
-@testable import UnraceHTTP
 import UnraceCore
+
+@testable import UnraceHTTP
 
 @Suite("Idempotency-Key header")
 struct IdempotencyKeyTests {
@@ -16,11 +17,14 @@ struct IdempotencyKeyTests {
         #expect(try IdempotencyKey(parsing: "\"k\"", syntax: .strict).value == "k")
     }
 
-    @Test("malformed, empty, over-long, listed and non-ASCII keys are refused with idempotency_key_invalid", arguments: [
-        "", "\"\"", "\"unterminated", "\"a\" trailing", "\"a\", \"b\"", "a,b", "a;b", "\"bad \\x escape\"",
-        "\"caf\u{E9}\"", "\"tab\there\"", "\"nul\u{0}\"", "a b", String(repeating: "k", count: 256),
-        "\"" + String(repeating: "k", count: 256) + "\"",
-    ])
+    @Test(
+        "malformed, empty, over-long, listed and non-ASCII keys are refused with idempotency_key_invalid",
+        arguments: [
+            "", "\"\"", "\"unterminated", "\"a\" trailing", "\"a\", \"b\"", "a,b", "a;b", "\"bad \\x escape\"",
+            "\"caf\u{E9}\"", "\"tab\there\"", "\"nul\u{0}\"", "a b", String(repeating: "k", count: 256),
+            "\"" + String(repeating: "k", count: 256) + "\"",
+        ]
+    )
     func refuses(_ header: String) {
         #expect {
             try IdempotencyKey(parsing: header)
@@ -81,7 +85,10 @@ struct EntityTagTests {
             try RequestConditions(ifMatch: ifMatch, ifNoneMatch: ifNoneMatch).forWrite(currentVersion: current, requiresIfMatch: required)
         }
         func code(_ body: () throws -> WritePrecondition) -> String? {
-            do { _ = try body(); return nil } catch let problem as HTTPProblem { return problem.code.rawValue } catch { return "\(error)" }
+            do {
+                _ = try body()
+                return nil
+            } catch let problem as HTTPProblem { return problem.code.rawValue } catch { return "\(error)" }
         }
         #expect(try decide(nil, nil, nil) == .create)
         #expect(try decide(nil, "*", nil) == .create)
@@ -111,10 +118,13 @@ struct EntityTagTests {
         #expect(throws: HTTPProblem.self) { try decide("\"2\"", nil, 3) }
     }
 
-    @Test("malformed conditions are refused with condition_invalid", arguments: [
-        "", "3", "\"3", "* , \"3\"", "\"3\" \"4\"", "W/3", "\"caf\u{E9}\"", "\"a b\"",
-        String(repeating: "\"1\",", count: 65),
-    ])
+    @Test(
+        "malformed conditions are refused with condition_invalid",
+        arguments: [
+            "", "3", "\"3", "* , \"3\"", "\"3\" \"4\"", "W/3", "\"caf\u{E9}\"", "\"a b\"",
+            String(repeating: "\"1\",", count: 65),
+        ]
+    )
     func malformed(_ header: String) {
         #expect {
             try EntityTagCondition(parsing: header)
@@ -126,7 +136,8 @@ struct EntityTagTests {
 struct RequestFingerprintTests {
     let rule = RequestFingerprint()
 
-    func request(_ method: HTTPRequest.Method = .post, _ path: String = "/orders", contentType: String? = "application/json") -> HTTPRequest {
+    func request(_ method: HTTPRequest.Method = .post, _ path: String = "/orders", contentType: String? = "application/json") -> HTTPRequest
+    {
         var fields = HTTPFields()
         if let contentType { fields[.contentType] = contentType }
         return HTTPRequest(method: method, scheme: "http", authority: "x", path: path, headerFields: fields)
@@ -138,7 +149,9 @@ struct RequestFingerprintTests {
         let b = rule.fingerprint(of: request(), body: Data(#"{ "b":[2,3],"a":1 }"#.utf8))
         #expect(a == b)
         let raw = RequestFingerprint(canonicalJSON: false)
-        #expect(raw.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != raw.fingerprint(of: request(), body: Data(#"{ "a":1}"#.utf8)))
+        #expect(
+            raw.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != raw.fingerprint(of: request(), body: Data(#"{ "a":1}"#.utf8))
+        )
     }
 
     @Test("canonical JSON keeps every number and string exactly; only member order and whitespace are ignored")
@@ -208,7 +221,10 @@ struct RequestFingerprintTests {
         #expect(rule.fingerprint(of: conditional, body: Data("{}".utf8)) != base)
         #expect(rule.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != base)
         // Length prefixes: moving bytes between parts never collides.
-        #expect(rule.fingerprint(of: request(.post, "/ab"), body: Data("c".utf8)) != rule.fingerprint(of: request(.post, "/a"), body: Data("bc".utf8)))
+        #expect(
+            rule.fingerprint(of: request(.post, "/ab"), body: Data("c".utf8))
+                != rule.fingerprint(of: request(.post, "/a"), body: Data("bc".utf8))
+        )
     }
 }
 

@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 import Unrace
-import UnraceSQL
 import UnracePostgres
+import UnraceSQL
 
 /// Every bad input gets a typed error with a stable code, and nothing is written.
 @Suite("Bad input")

@@ -70,16 +70,23 @@ struct BenchCommandTests {
         )
         #expect(inboxResults.map { $0["callers"] as? Int } == [1, 2])
         for result in inboxResults {
-            #expect(Set(result.keys) == ["backend", "callers", "rawPerSecond", "inOrderPerSecond", "shuffledPerSecond", "inOrderRatio", "shuffledRatio"])
+            #expect(
+                Set(result.keys) == [
+                    "backend", "callers", "rawPerSecond", "inOrderPerSecond", "shuffledPerSecond", "inOrderRatio", "shuffledRatio",
+                ]
+            )
             let raw = try #require(result["rawPerSecond"] as? Double)
             #expect(raw > 0 && abs((result["inOrderRatio"] as? Double ?? 0) - (result["inOrderPerSecond"] as? Double ?? 0) / raw) < 1e-9)
         }
         let ledger = try ChildProcess(["bench", "ledger", "--callers", "4", "--transfers", "100", "--rounds", "1", "--json"])
         #expect(await ledger.exitStatus() == 0)
         let document = try #require(try JSONSerialization.jsonObject(with: Data(ledger.printed.utf8)) as? [String: Any])
-        #expect(Set(document.keys) == [
-            "backend", "callers", "transfers", "batchedPerSecond", "perTransferPerSecond", "naivePerSecond", "batchedOverNaive", "perTransferOverNaive",
-        ])
+        #expect(
+            Set(document.keys) == [
+                "backend", "callers", "transfers", "batchedPerSecond", "perTransferPerSecond", "naivePerSecond", "batchedOverNaive",
+                "perTransferOverNaive",
+            ]
+        )
         #expect(document["callers"] as? Int == 4 && document["transfers"] as? Int == 100)
         #expect((document["batchedPerSecond"] as? Double ?? 0) > 0 && (document["naivePerSecond"] as? Double ?? 0) > 0)
     }

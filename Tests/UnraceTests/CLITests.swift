@@ -27,9 +27,12 @@ struct CLITests {
         #expect(told.printed.contains("record update landed after retrying version conflicts"))
     }
 
-    @Test("a negative or non-numeric seed is refused with a message that says what a seed is", arguments: [
-        ["simulate", "--seed", "-1"], ["simulate", "--seed=-1"], ["simulate", "--seed", "x"], ["simulate", "sweep", "--seed", "-1"],
-    ])
+    @Test(
+        "a negative or non-numeric seed is refused with a message that says what a seed is",
+        arguments: [
+            ["simulate", "--seed", "-1"], ["simulate", "--seed=-1"], ["simulate", "--seed", "x"], ["simulate", "sweep", "--seed", "-1"],
+        ]
+    )
     func badSeed(_ arguments: [String]) async throws {
         let child = try ChildProcess(arguments, captureErrors: true)
         #expect(await child.exitStatus() != 0)

@@ -33,19 +33,29 @@ struct ConditionalRequestTests {
             let answers = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
                 for price in 1...16 {
                     group.addTask {
-                        try await client.send(.PUT, "/products/widget", headers: [("If-Match", "*")], json: #"{"name":"Widget","priceCents":\#(price)}"#)
+                        try await client.send(
+                            .PUT,
+                            "/products/widget",
+                            headers: [("If-Match", "*")],
+                            json: #"{"name":"Widget","priceCents":\#(price)}"#
+                        )
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(answers.map(\.status) == Array(repeating: 200, count: 16))
-            #expect(Set(answers.compactMap { $0.header("ETag") }) == Set((2...17).map { "\"\($0)\"" }), "each write landed on its own version")
+            #expect(
+                Set(answers.compactMap { $0.header("ETag") }) == Set((2...17).map { "\"\($0)\"" }),
+                "each write landed on its own version"
+            )
             let absent = try await client.send(.PUT, "/products/gadget", headers: [("If-Match", "*")], json: Self.product)
             #expect(absent.status == 412 && absent.problemCode == "precondition_failed", "* on a product that does not exist")
             // A named version is still a compare-and-set: of 8 writers naming version 17, one wins.
             let named = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 1...8 {
-                    group.addTask { try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"17\"")], json: Self.product).status }
+                    group.addTask {
+                        try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"17\"")], json: Self.product).status
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -53,11 +63,16 @@ struct ConditionalRequestTests {
         }
     }
 
-    @Test("the router's own errors are application/problem+json: an unknown route, a method the route does not take", arguments: sqlBackends)
+    @Test(
+        "the router's own errors are application/problem+json: an unknown route, a method the route does not take",
+        arguments: sqlBackends
+    )
     func routerProblems(_ backend: SQLBackend) async throws {
         try await withLiveShop(backend) { client, _, _ in
             let unknown = try await client.send(.GET, "/nowhere")
-            #expect(unknown.status == 404 && unknown.header("Content-Type") == "application/problem+json" && unknown.problemCode == "not_found")
+            #expect(
+                unknown.status == 404 && unknown.header("Content-Type") == "application/problem+json" && unknown.problemCode == "not_found"
+            )
             let method = try await client.send(.DELETE, "/products/widget")
             #expect([404, 405].contains(method.status) && method.header("Content-Type") == "application/problem+json")
         }

@@ -35,7 +35,9 @@ struct DatabaseClockTests {
         func lock(_ holder: String, clock: any WallClock) async throws -> Bool {
             try await store.withTransaction { tx in
                 let now = clock.now().milliseconds
-                if let until = try await tx.query("SELECT until_ms FROM \(locks) WHERE id = 'job'").first?.optionalInt64("until_ms"), until > now {
+                if let until = try await tx.query("SELECT until_ms FROM \(locks) WHERE id = 'job'").first?.optionalInt64("until_ms"),
+                    until > now
+                {
                     return false
                 }
                 try await tx.execute(

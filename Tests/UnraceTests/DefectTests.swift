@@ -1,11 +1,11 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import Testing
 import Unrace
+import UnracePostgres
 import UnraceSQL
 import UnraceSQLite
-import UnracePostgres
-import ServiceLifecycle
-import Logging
 
 /// The defects an independent test suite and a review found, one test each, on SQLite and
 /// PostgreSQL (and memory, where only the API is involved). Every one failed on 5ce274e.
@@ -67,12 +67,21 @@ struct DefectTests {
     static func badPendingIDAlone<S: SQLStore>(_ store: S) async throws {
         let prefix = uniqueName("batch")
         let ledger = try Ledger(store: store)
-        _ = try await ledger.createAccounts([Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1)])
+        _ = try await ledger.createAccounts([
+            Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1),
+        ])
         let start = Barrier(parties: 2)
         let bad = Task {
             await start.arriveAndWait()
             return try await ledger.submit([
-                Transfer(id: "\(prefix)-void", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 0, flags: .voidPending, pendingID: "p\u{0}x")
+                Transfer(
+                    id: "\(prefix)-void",
+                    debit: "\(prefix)-a",
+                    credit: "\(prefix)-b",
+                    amount: 0,
+                    flags: .voidPending,
+                    pendingID: "p\u{0}x"
+                )
             ])
         }
         let good = Task {
@@ -139,7 +148,10 @@ struct DefectTests {
 
     // MARK: 4. Quota windows
 
-    @Test("4. quotas: over-limit refused in every window, windows only move forward, denials report the current window", arguments: storeBackends)
+    @Test(
+        "4. quotas: over-limit refused in every window, windows only move forward, denials report the current window",
+        arguments: storeBackends
+    )
     func quotaWindows(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.quotaWindows(store) }
     }
@@ -154,7 +166,10 @@ struct DefectTests {
         clock.advance(by: .seconds(60))
         #expect(try await counters.consume(name, units: 1, limit: 3, window: .seconds(60)) == .granted(used: 1))
         let lagging = Counters(store: store, clock: ManualWallClock(start: Timestamp(milliseconds: 1_700_000_040_000)))
-        #expect(try await lagging.consume(name, units: 2, limit: 3, window: .seconds(60)) == .granted(used: 3), "not a reset of the old window")
+        #expect(
+            try await lagging.consume(name, units: 2, limit: 3, window: .seconds(60)) == .granted(used: 3),
+            "not a reset of the old window"
+        )
         #expect(try await lagging.consume(name, units: 1, limit: 3, window: .seconds(60)) == .denied(used: 3))
         // A denial in a new window reports that window's use, not the previous one's.
         clock.advance(by: .seconds(60))
@@ -172,12 +187,20 @@ struct DefectTests {
         let prefix = uniqueName("big")
         let ledger = try Ledger(store: store)
         _ = try await ledger.createAccounts(["a", "b", "c", "d"].map { Account(id: "\(prefix)-\($0)", ledger: 1, code: 1) })
-        #expect(try await ledger.submit([Transfer(id: "\(prefix)-1", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: .max)]) == [.created])
-        #expect(try await ledger.submit([Transfer(id: "\(prefix)-2", debit: "\(prefix)-c", credit: "\(prefix)-d", amount: 1)]) == [.created])
+        #expect(
+            try await ledger.submit([Transfer(id: "\(prefix)-1", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: .max)]) == [.created]
+        )
+        #expect(
+            try await ledger.submit([Transfer(id: "\(prefix)-2", debit: "\(prefix)-c", credit: "\(prefix)-d", amount: 1)]) == [.created]
+        )
         let totals = try await ledger.totals()
         #expect(totals.isBalanced)
         #expect(totals.debitsPosted >= Int128(Int64.max) + 1)
-        #expect(try await ledger.submit([Transfer(id: "\(prefix)-3", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 1)]) == [.overflowsBalance])
+        #expect(
+            try await ledger.submit([Transfer(id: "\(prefix)-3", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 1)]) == [
+                .overflowsBalance
+            ]
+        )
         #expect(try await ledger.totals().isBalanced, "totals keep working")
     }
 
@@ -217,9 +240,18 @@ struct DefectTests {
         #expect(try await ledger.lookupAccounts([other])[0].debitsPending == 100)
         #expect(try await ledger.voidExpiredPendingTransfers(limit: 100) >= 1)
         #expect(try await ledger.lookupAccounts([other])[0].debitsPending == 0)
-        #expect(try await ledger.submit([
-            Transfer(id: "\(prefix)-post", debit: other, credit: otherShop, amount: 0, flags: .postPending, pendingID: "\(prefix)-hold2")
-        ]) == [.pendingTransferExpired])
+        #expect(
+            try await ledger.submit([
+                Transfer(
+                    id: "\(prefix)-post",
+                    debit: other,
+                    credit: otherShop,
+                    amount: 0,
+                    flags: .postPending,
+                    pendingID: "\(prefix)-hold2"
+                )
+            ]) == [.pendingTransferExpired]
+        )
         #expect(try await ledger.totals().isBalanced)
     }
 
@@ -240,7 +272,9 @@ struct DefectTests {
             Account(id: shop, ledger: 1, code: 3),
         ])
         _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
-        _ = try await ledger.submit([Transfer(id: "\(prefix)-hold", debit: wallet, credit: shop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000)])
+        _ = try await ledger.submit([
+            Transfer(id: "\(prefix)-hold", debit: wallet, credit: shop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000)
+        ])
         clock.advance(by: .seconds(2))
         let group = ServiceGroup(
             services: [try PendingTransferSweeper(ledger: ledger, interval: .seconds(5))],
@@ -269,15 +303,28 @@ struct DefectTests {
         let inbox = try Inbox(store: store)
         let runs = Counter()
         let first = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-A", sequence: 1, type: "T")
-        #expect(try await inbox.receive(first) { _, _ in runs.increment(); return .applied } == .applied(drained: 0))
+        #expect(
+            try await inbox.receive(first) { _, _ in
+                runs.increment()
+                return .applied
+            } == .applied(drained: 0)
+        )
         let reused = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-B", sequence: 1, type: "T")
         let error = await #expect(throws: UnraceError.self) {
-            try await inbox.receive(reused) { _, _ in runs.increment(); return .applied }
+            try await inbox.receive(reused) { _, _ in
+                runs.increment()
+                return .applied
+            }
         }
         #expect(error?.code == .eventIDReused)
         #expect(runs.value == 1)
         #expect(try await inbox.head(of: "\(prefix)-B") == 0)
-        #expect(try await inbox.receive(first) { _, _ in runs.increment(); return .applied } == .duplicate)
+        #expect(
+            try await inbox.receive(first) { _, _ in
+                runs.increment()
+                return .applied
+            } == .duplicate
+        )
     }
 
     // MARK: 8. Cancellation on SQLite
@@ -315,7 +362,10 @@ struct DefectTests {
         }
     }
 
-    @Test("8. a cancelled perform on PostgreSQL rolls back and leaves the key free", .enabled(if: TestPostgres.required, "needs PostgreSQL"))
+    @Test(
+        "8. a cancelled perform on PostgreSQL rolls back and leaves the key free",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL")
+    )
     func cancellationOnPostgres() async throws {
         try await withStore(.postgres) { store, _ in try await Self.cancellationOnPostgres(store) }
     }
@@ -379,7 +429,9 @@ struct DefectTests {
 
     static func ledgerGroupCancellation<S: Store>(_ base: S) async throws {
         let prefix = uniqueName("group")
-        _ = try await Ledger(store: base).createAccounts([Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1)])
+        _ = try await Ledger(store: base).createAccounts([
+            Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1),
+        ])
         let gated = GatedStore(base: base, gatedStep: "submit")
         let ledger = try Ledger(store: gated)
         func transfer(_ id: String) -> Transfer { Transfer(id: "\(prefix)-\(id)", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 1) }
@@ -498,7 +550,10 @@ struct DefectTests {
             ("SELECT $tag$ ? $tag$, ?", "SELECT $tag$ ? $tag$, $1"),
             ("SELECT /* ? /* ? */ ? */ ?", "SELECT /* ? /* ? */ ? */ $1"),
             ("SELECT \"a?\" FROM t WHERE x = ?", "SELECT \"a?\" FROM t WHERE x = $1"),
-            ("SELECT doc ?| ARRAY['a'], doc ?& ARRAY['b'] FROM t WHERE id = ?", "SELECT doc ?| ARRAY['a'], doc ?& ARRAY['b'] FROM t WHERE id = $1"),
+            (
+                "SELECT doc ?| ARRAY['a'], doc ?& ARRAY['b'] FROM t WHERE id = ?",
+                "SELECT doc ?| ARRAY['a'], doc ?& ARRAY['b'] FROM t WHERE id = $1"
+            ),
             ("SELECT $1, doc ? 'k' FROM t", "SELECT $1, doc ? 'k' FROM t"),
             ("SELECT ?||'x'", "SELECT $1||'x'"),
         ]

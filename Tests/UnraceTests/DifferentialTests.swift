@@ -31,7 +31,9 @@ struct DifferentialTests {
     func sameAnswersOnFluent() async throws {
         try await withFluentStore(.sqlite) { sqlite, _ in
             if TestPostgres.required {
-                try await withFluentStore(.postgres) { postgres, _ in try await Self.compare(sqlite, postgres, names: ("fluent-sqlite", "fluent-postgres")) }
+                try await withFluentStore(.postgres) { postgres, _ in
+                    try await Self.compare(sqlite, postgres, names: ("fluent-sqlite", "fluent-postgres"))
+                }
             } else {
                 try await Self.compare(sqlite, Optional<MemoryStore>.none, names: ("fluent-sqlite", ""))
             }
@@ -56,8 +58,11 @@ struct DifferentialTests {
 
     /// Records the first difference, with the seed and the call, and says whether there was none.
     static func agree(
-        _ expected: (answers: [String], state: [String]), _ actual: (answers: [String], state: [String]),
-        _ seed: UInt64, _ workload: Workload, _ store: String
+        _ expected: (answers: [String], state: [String]),
+        _ actual: (answers: [String], state: [String]),
+        _ seed: UInt64,
+        _ workload: Workload,
+        _ store: String
     ) -> Bool {
         if let index = expected.answers.indices.first(where: { expected.answers[$0] != actual.answers[$0] }) {
             Issue.record(
@@ -71,7 +76,9 @@ struct DifferentialTests {
             return false
         }
         if let index = expected.state.indices.first(where: { expected.state[$0] != actual.state[$0] }) {
-            Issue.record("seed \(seed): final state differs on \(store)\n  memory: \(expected.state[index])\n  \(store): \(actual.state[index])")
+            Issue.record(
+                "seed \(seed): final state differs on \(store)\n  memory: \(expected.state[index])\n  \(store): \(actual.state[index])"
+            )
             return false
         }
         return true

@@ -2,10 +2,10 @@ import FluentKit
 import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
-import SQLKit
 import Logging
 import NIOCore
 import NIOPosix
+import SQLKit
 import Testing
 import Unrace
 import UnraceFluent
@@ -101,10 +101,12 @@ struct FluentStoreTests {
                 }
             }
             #expect(try await ContractOrder.query(on: database).count() == 0)
-            #expect(try await operations.perform(key: "k") { tx in
-                try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: tx.fluent)
-                return 1
-            }.value == 1)
+            #expect(
+                try await operations.perform(key: "k") { tx in
+                    try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: tx.fluent)
+                    return 1
+                }.value == 1
+            )
             #expect(try await ContractOrder.query(on: database).count() == 1)
             // The outbox on a Fluent transaction: a message commits with the model.
             let queue = try MessageQueue(store: store, name: "fluent-q")
@@ -233,7 +235,10 @@ struct FluentStoreDriverTests {
         #expect(database.requests.value == 0, "no migration, no transaction on a database Unrace does not know")
     }
 
-    @Test("a step timeout outside 1 s to 1 h is refused with invalid_configuration", arguments: [Duration.milliseconds(999), .seconds(3_601)])
+    @Test(
+        "a step timeout outside 1 s to 1 h is refused with invalid_configuration",
+        arguments: [Duration.milliseconds(999), .seconds(3_601)]
+    )
     func stepTimeoutBounds(_ timeout: Duration) async throws {
         try await withFluentStore(.sqlite) { _, database in
             let error = await #expect(throws: UnraceError.self) {

@@ -4,9 +4,9 @@ import NIOHTTP1
 import Synchronization
 import Testing
 import Unrace
-import UnraceSQL
 import UnraceHTTP
 import UnraceHummingbird
+import UnraceSQL
 import UnraceShop
 
 /// The HTTP edge over real HTTP on loopback: the reference shop and the middleware on each SQL store.
@@ -45,9 +45,24 @@ struct HTTPEdgeTests {
     @Test("one client's key never replays another client's response", arguments: sqlBackends)
     func principals(_ backend: SQLBackend) async throws {
         try await withLiveShop(backend) { client, store, _ in
-            let alice = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k"), ("X-Client-Id", "alice")], json: Self.order)
-            let bob = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k"), ("X-Client-Id", "bob@example.com")], json: Self.order)
-            let aliceAgain = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k"), ("X-Client-Id", "alice")], json: Self.order)
+            let alice = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "k"), ("X-Client-Id", "alice")],
+                json: Self.order
+            )
+            let bob = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "k"), ("X-Client-Id", "bob@example.com")],
+                json: Self.order
+            )
+            let aliceAgain = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "k"), ("X-Client-Id", "alice")],
+                json: Self.order
+            )
             #expect(alice.status == 201 && bob.status == 201)
             #expect(!bob.isReplay)
             #expect(alice.header("Location") != bob.header("Location"))
@@ -66,14 +81,24 @@ struct HTTPEdgeTests {
                 let invalid = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", header)], json: Self.order)
                 #expect(invalid.status == 400 && invalid.problemCode == "idempotency_key_invalid", "\(header.prefix(20))")
             }
-            let twice = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "a"), ("Idempotency-Key", "b")], json: Self.order)
+            let twice = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "a"), ("Idempotency-Key", "b")],
+                json: Self.order
+            )
             #expect(twice.status == 400 && twice.problemCode == "idempotency_key_invalid")
             let huge = #"{"sku":"widget","quantity":1,"pad":""# + String(repeating: "x", count: 1 << 21) + #""}"#
             let tooLarge = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big")], json: huge)
             #expect(tooLarge.status == 413 && tooLarge.problemCode == "body_too_large")
             let malformed = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "bad-json")], json: "{\"sku\":")
             #expect(malformed.status == 400 && malformed.problemCode == "bad_request")
-            let quantity = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "q")], json: #"{"sku":"widget","quantity":9223372036854775807}"#)
+            let quantity = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "q")],
+                json: #"{"sku":"widget","quantity":9223372036854775807}"#
+            )
             #expect(quantity.status == 400 && quantity.problemCode == "bad_request")
             #expect(try await countRows(store, "shop_orders") == 0)
             #expect(try await available(store, "widget") == 1_000)
@@ -90,8 +115,18 @@ struct HTTPEdgeTests {
     func keyReuse(_ backend: SQLBackend) async throws {
         try await withLiveShop(backend) { client, store, _ in
             let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: Self.order)
-            let other = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: #"{"sku":"widget","quantity":3}"#)
-            let reordered = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: #"{ "quantity": 2, "sku": "widget" }"#)
+            let other = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "k")],
+                json: #"{"sku":"widget","quantity":3}"#
+            )
+            let reordered = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "k")],
+                json: #"{ "quantity": 2, "sku": "widget" }"#
+            )
             #expect(first.status == 201)
             #expect(other.status == 422 && other.problemCode == "idempotency_key_reused")
             #expect(reordered.status == 201 && reordered.isReplay && reordered.body == first.body)
@@ -128,10 +163,20 @@ struct HTTPEdgeTests {
             // Only If-None-Match: * stands in for If-Match; a tag list does not license an overwrite.
             let junk = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "\"junk\"")], json: widget)
             #expect(junk.status == 428)
-            let updated = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"Widget","priceCents":300}"#)
+            let updated = try await client.send(
+                .PUT,
+                "/products/widget",
+                headers: [("If-Match", "\"1\"")],
+                json: #"{"name":"Widget","priceCents":300}"#
+            )
             #expect(updated.status == 200 && updated.header("ETag") == "\"2\"")
             // A second writer that read version 1 loses instead of overwriting.
-            let stale = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"Widget","priceCents":100}"#)
+            let stale = try await client.send(
+                .PUT,
+                "/products/widget",
+                headers: [("If-Match", "\"1\"")],
+                json: #"{"name":"Widget","priceCents":100}"#
+            )
             #expect(stale.status == 412)
             let weak = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "W/\"2\"")], json: widget)
             #expect(weak.status == 412)
@@ -217,8 +262,10 @@ struct HTTPEdgeTests {
         }
     }
 
-    @Test("unrace serve: two processes on one PostgreSQL, one key sent to both at once → one order; SIGTERM stops them",
-          .enabled(if: TestPostgres.required))
+    @Test(
+        "unrace serve: two processes on one PostgreSQL, one key sent to both at once → one order; SIGTERM stops them",
+        .enabled(if: TestPostgres.required)
+    )
     func twoProcesses() async throws {
         try await withStore(.postgres) { store, location in
             let servers = try [ChildProcess(["serve", "--port", "0", "--database", location])]
@@ -226,7 +273,9 @@ struct HTTPEdgeTests {
             let second = try ChildProcess(["serve", "--port", "0", "--database", location])
             try await second.waitFor("listening on")
             let clients = try (servers + [second]).map { child in
-                guard let port = child.printed.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+                guard
+                    let port = child.printed.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+                else {
                     throw CancellationError()
                 }
                 return LiveClient(port: port)
@@ -253,14 +302,18 @@ struct HTTPEdgeTests {
         try await withStore(backend) { _, location in
             let server = try ChildProcess(["serve", "--port", "0", backend == .sqlite ? "--file" : "--database", location])
             try await server.waitFor("listening on")
-            guard let port = server.printed.split(separator: "\n").first(where: { $0.hasPrefix("listening on") })?
-                .split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            guard
+                let port = server.printed.split(separator: "\n").first(where: { $0.hasPrefix("listening on") })?
+                    .split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+            else {
                 Issue.record("no port in \(server.printed)")
                 return
             }
             let client = LiveClient(port: port)
             for _ in 0..<6 {
-                #expect(try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "\"burst\"")], json: Self.order).status == 201)
+                #expect(
+                    try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "\"burst\"")], json: Self.order).status == 201
+                )
             }
             let metrics = try await client.send(.GET, "/metrics")
             #expect(metrics.status == 200)
@@ -272,13 +325,22 @@ struct HTTPEdgeTests {
             }
             let store = backend == .sqlite ? "sqlite" : "postgres"
             // Every client's idempotency scope is one label: no time series per client.
-            #expect(value("unrace_operation_claims_total", [#"result="replayed""#, #"scope="principal""#, #"store="\#(store)""#]) == 5, "\(metrics.body)")
+            #expect(
+                value("unrace_operation_claims_total", [#"result="replayed""#, #"scope="principal""#, #"store="\#(store)""#]) == 5,
+                "\(metrics.body)"
+            )
             #expect(!metrics.body.contains("scope=\"p:"), "no per-client scope in the metrics")
             #expect(value("unrace_operation_claims_total", [#"result="acquired""#, #"store="\#(store)""#]) == 1)
-            #expect(value("unrace_queue_enqueued_total", [#"result="enqueued""#, #"queue="shop-orders""#]) == 2, "the order's capture and email")
+            #expect(
+                value("unrace_queue_enqueued_total", [#"result="enqueued""#, #"queue="shop-orders""#]) == 2,
+                "the order's capture and email"
+            )
             // Step latency per store, and the queue's depth read at scrape time.
             let operationSteps = metrics.body.split(separator: "\n")
-                .filter { $0.hasPrefix("unrace_step_duration_seconds_count{") && $0.contains(#"api="operations""#) && $0.contains(#"store="\#(store)""#) }
+                .filter {
+                    $0.hasPrefix("unrace_step_duration_seconds_count{") && $0.contains(#"api="operations""#)
+                        && $0.contains(#"store="\#(store)""#)
+                }
                 .compactMap { Int($0.split(separator: " ").last ?? "") }
             #expect(operationSteps.reduce(0, +) >= 6, "each POST is at least one timed step")
             let ready = metrics.body.split(separator: "\n")
@@ -304,7 +366,13 @@ struct HTTPEdgeTests {
             // 16 concurrent transfers of 100 from a wallet of 1,000: exactly 10 succeed.
             let spends = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
                 for index in 0..<16 {
-                    group.addTask { try await client.send(.POST, "/wallets/transfers", json: #"{"id":"spend-\#(index)","from":"alice","to":"bob","amountCents":100}"#) }
+                    group.addTask {
+                        try await client.send(
+                            .POST,
+                            "/wallets/transfers",
+                            json: #"{"id":"spend-\#(index)","from":"alice","to":"bob","amountCents":100}"#
+                        )
+                    }
                 }
                 return try await group.reduce(into: [HTTPExchange]()) { $0.append($1) }
             }
@@ -317,7 +385,11 @@ struct HTTPEdgeTests {
             #expect(unchanged.status == 304)
             let bob = try await client.send(.GET, "/wallets/bob", headers: [("If-None-Match", tag)])
             #expect(bob.status == 200 && bob.body.contains("\"balanceCents\":1000"))
-            let unknown = try await client.send(.POST, "/wallets/transfers", json: #"{"id":"x","from":"alice","to":"carol","amountCents":1}"#)
+            let unknown = try await client.send(
+                .POST,
+                "/wallets/transfers",
+                json: #"{"id":"x","from":"alice","to":"carol","amountCents":1}"#
+            )
             #expect(unknown.status == 404)
         }
     }
@@ -330,7 +402,9 @@ struct HTTPEdgeTests {
             // 32 buyers race for 3 seats each: 3 get them.
             let holds = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
                 for index in 0..<32 {
-                    group.addTask { try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"buyer-\#(index)","seats":3,"ttlSeconds":600}"#) }
+                    group.addTask {
+                        try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"buyer-\#(index)","seats":3,"ttlSeconds":600}"#)
+                    }
                 }
                 return try await group.reduce(into: [HTTPExchange]()) { $0.append($1) }
             }
@@ -353,15 +427,20 @@ struct HTTPEdgeTests {
         }
     }
 
-    @Test("events: shuffled and duplicated order events end where in-order application does; impossible moves refused", arguments: sqlBackends)
+    @Test(
+        "events: shuffled and duplicated order events end where in-order application does; impossible moves refused",
+        arguments: sqlBackends
+    )
     func events(_ backend: SQLBackend) async throws {
         try await withLiveShop(backend) { client, _, _ in
             func event(_ id: String, _ order: String, _ sequence: Int, _ type: String) -> String {
                 #"{"id":"\#(id)","order":"\#(order)","sequence":\#(sequence),"type":"\#(type)"}"#
             }
             // Order a: created, paid, shipped — delivered 3, 1, 3, 2.
-            let a = [event("a3", "a", 3, "OrderShipped"), event("a1", "a", 1, "OrderCreated"), event("a3", "a", 3, "OrderShipped"),
-                     event("a2", "a", 2, "PaymentCaptured")]
+            let a = [
+                event("a3", "a", 3, "OrderShipped"), event("a1", "a", 1, "OrderCreated"), event("a3", "a", 3, "OrderShipped"),
+                event("a2", "a", 2, "PaymentCaptured"),
+            ]
             var outcomes: [String] = []
             for body in a {
                 let response = try await client.send(.POST, "/events", json: body)
@@ -412,7 +491,11 @@ struct HTTPEdgeTests {
 
     // MARK: - Helpers
 
-    private func send(_ count: Int, _ client: LiveClient, headers: @escaping @Sendable (Int) -> [(String, String)]) async throws -> [HTTPExchange] {
+    private func send(
+        _ count: Int,
+        _ client: LiveClient,
+        headers: @escaping @Sendable (Int) -> [(String, String)]
+    ) async throws -> [HTTPExchange] {
         try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
             for index in 0..<count {
                 group.addTask { try await client.send(.POST, "/orders", headers: headers(index), json: Self.order) }
@@ -452,11 +535,19 @@ final class Gate: Sendable {
     let table = uniqueName("work")
     private let count = Mutex(0)
     var runs: Int { count.withLock { $0 } }
-    func run() -> Int { count.withLock { $0 += 1; return $0 } }
+    func run() -> Int {
+        count.withLock {
+            $0 += 1
+            return $0
+        }
+    }
 }
 
 func gatedServer<S: SQLStore>(
-    _ store: S, _ whileInProgress: WhileInProgress, failFirst: Bool = false, clock: (any WallClock)? = nil,
+    _ store: S,
+    _ whileInProgress: WhileInProgress,
+    failFirst: Bool = false,
+    clock: (any WallClock)? = nil,
     _ body: (LiveClient, Gate) async throws -> Void
 ) async throws {
     let gate = Gate()
@@ -477,7 +568,8 @@ func gatedServer<S: SQLStore>(
         try await transaction.execute("INSERT INTO \(table) (id, worker, seq) VALUES (?, ?, ?)", [.text("work"), .text("w"), .int(run)])
         let status: HTTPResponse.Status = failFirst && run == 1 ? .serviceUnavailable : .created
         return Response(
-            status: status, headers: [.contentType: "application/json", .setCookie: "session=first"],
+            status: status,
+            headers: [.contentType: "application/json", .setCookie: "session=first"],
             body: .init(byteBuffer: .init(string: "{\"run\":\(run)}"))
         )
     }

@@ -12,7 +12,9 @@ struct IdempotencyContractTests {
     static func send(_ count: Int, _ client: LiveClient, key: String = "\"k-1\"", json: String = order) async throws -> [HTTPExchange] {
         try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
             for _ in 0..<count {
-                group.addTask { try await client.send(.POST, "/orders", headers: [("Idempotency-Key", key), ("X-Client-Id", "alice")], json: json) }
+                group.addTask {
+                    try await client.send(.POST, "/orders", headers: [("Idempotency-Key", key), ("X-Client-Id", "alice")], json: json)
+                }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
@@ -40,7 +42,10 @@ struct IdempotencyContractTests {
         }
     }
 
-    @Test("bad input: 400 without a key or a principal, 422 on reuse with another request, 413 over the body limit", arguments: ContractCase.all)
+    @Test(
+        "bad input: 400 without a key or a principal, 422 on reuse with another request, 413 over the body limit",
+        arguments: ContractCase.all
+    )
     func badInput(_ contract: ContractCase) async throws {
         try await withContractServer(contract) { server in
             let client = server.client
@@ -48,19 +53,44 @@ struct IdempotencyContractTests {
             #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
             let noPrincipal = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "p")], json: Self.order)
             #expect(noPrincipal.status == 400 && noPrincipal.problemCode == "principal_invalid")
-            let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")], json: Self.order)
+            let first = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")],
+                json: Self.order
+            )
             #expect(first.status == 201)
-            let reused = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":3}"#)
+            let reused = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")],
+                json: #"{"sku":"widget","quantity":3}"#
+            )
             #expect(reused.status == 422 && reused.problemCode == "idempotency_key_reused")
-            let reordered = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")], json: #"{"quantity":2,"sku":"widget"}"#)
+            let reordered = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "r"), ("X-Client-Id", "alice")],
+                json: #"{"quantity":2,"sku":"widget"}"#
+            )
             #expect(reordered.status == 201 && reordered.isReplay && reordered.body == first.body)
             let huge = #"{"sku":"widget","quantity":1,"pad":""# + String(repeating: "x", count: 8_192) + #""}"#
-            let tooLarge = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big"), ("X-Client-Id", "alice")], json: huge)
+            let tooLarge = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "big"), ("X-Client-Id", "alice")],
+                json: huge
+            )
             #expect(tooLarge.status == 413 && tooLarge.problemCode == "body_too_large")
             // Again on a warmed keep-alive connection, whose reads have grown to hold a whole
             // request: a body that arrives in one read with its head is over the limit too.
             for attempt in 0..<12 {
-                let again = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big-\(attempt)"), ("X-Client-Id", "alice")], json: huge)
+                let again = try await client.send(
+                    .POST,
+                    "/orders",
+                    headers: [("Idempotency-Key", "big-\(attempt)"), ("X-Client-Id", "alice")],
+                    json: huge
+                )
                 #expect(again.status == 413 && again.problemCode == "body_too_large", "attempt \(attempt)")
             }
             #expect(try await server.countOrders() == 1)
@@ -85,7 +115,10 @@ struct IdempotencyContractTests {
         }
     }
 
-    @Test("conflict mode: a retry while the first request runs gets 409 with Retry-After, then the stored answer", arguments: ContractCase.all)
+    @Test(
+        "conflict mode: a retry while the first request runs gets 409 with Retry-After, then the stored answer",
+        arguments: ContractCase.all
+    )
     func conflictWhileInProgress(_ contract: ContractCase) async throws {
         try await withContractServer(contract, whileInProgress: .conflict) { server in
             let client = server.client
@@ -104,7 +137,10 @@ struct IdempotencyContractTests {
         }
     }
 
-    @Test("preconditions: 428 without If-Match, 412 on a stale tag or an existing resource under If-None-Match: *", arguments: ContractCase.all)
+    @Test(
+        "preconditions: 428 without If-Match, 412 on a stale tag or an existing resource under If-None-Match: *",
+        arguments: ContractCase.all
+    )
     func preconditions(_ contract: ContractCase) async throws {
         try await withContractServer(contract) { server in
             let client = server.client

@@ -84,7 +84,10 @@ struct InboxTests {
         for event in OrderStreams.deliveries(of: streams, seed: 7) {
             _ = try await store.withTransaction { tx in try await projection.applyNaively(tx, event) }
         }
-        let anomalies = OrderStreams.anomalies(actual: try await projection.finalStates(store), expected: OrderStreams.inOrderFinalStates(streams))
+        let anomalies = OrderStreams.anomalies(
+            actual: try await projection.finalStates(store),
+            expected: OrderStreams.inOrderFinalStates(streams)
+        )
         #expect(anomalies.resurrected > 0)
         #expect(anomalies.shippedAfterCancel > 0)
         #expect(anomalies.regressed > 0)
@@ -189,9 +192,11 @@ struct InboxTests {
         let projection = SQLOrderProjection(prefix: uniqueName("bound"))
         try await projection.createTables(store)
         let stream = try OrderStreams.streams(orders: 1, seed: 3, prefix: projection.prefix)[0]
-        let events = stream + (stream.count + 1...5).map {
-            try! InboxEvent(id: "\(stream[0].stream)-x\($0)", stream: stream[0].stream, sequence: Int64($0), type: "Note")
-        }
+        let events =
+            stream
+            + (stream.count + 1...5).map {
+                try! InboxEvent(id: "\(stream[0].stream)-x\($0)", stream: stream[0].stream, sequence: Int64($0), type: "Note")
+            }
         let apply: (S.Transaction, InboxEvent) async throws -> InboxVerdict = { tx, event in
             if event.type == "Note" {
                 try await tx.execute("INSERT INTO \(projection.prefix)_handled (event_id) VALUES (?)", [.text(event.id)])
@@ -224,8 +229,13 @@ struct InboxTests {
         let inbox = try Inbox(store: store, configuration: configuration)
         let stream = uniqueName("gap")
         let noop: (S.Transaction, InboxEvent) async throws -> InboxVerdict = { _, _ in .applied }
-        #expect(try await inbox.receive(try InboxEvent(id: "\(stream)-1", stream: stream, sequence: 1, type: "A"), noop) == .applied(drained: 0))
-        #expect(try await inbox.receive(try InboxEvent(id: "\(stream)-4", stream: stream, sequence: 4, type: "A"), noop) == .parked(waitingFor: 2))
+        #expect(
+            try await inbox.receive(try InboxEvent(id: "\(stream)-1", stream: stream, sequence: 1, type: "A"), noop) == .applied(drained: 0)
+        )
+        #expect(
+            try await inbox.receive(try InboxEvent(id: "\(stream)-4", stream: stream, sequence: 4, type: "A"), noop)
+                == .parked(waitingFor: 2)
+        )
         #expect(try await inbox.gaps().filter { $0.stream == stream }.isEmpty, "a young gap is not reported")
         clock.advance(by: .seconds(31))
         let gap = try #require(try await inbox.gaps().first { $0.stream == stream })
@@ -234,7 +244,9 @@ struct InboxTests {
         #expect(result.skipped == 2 && result.drained == 1)
         #expect(try await inbox.head(of: stream) == 4)
         #expect(try await inbox.gaps().filter { $0.stream == stream }.isEmpty)
-        #expect(try await inbox.receive(try InboxEvent(id: "\(stream)-2", stream: stream, sequence: 2, type: "A"), noop) == .duplicate,
-                "a skipped position is taken")
+        #expect(
+            try await inbox.receive(try InboxEvent(id: "\(stream)-2", stream: stream, sequence: 2, type: "A"), noop) == .duplicate,
+            "a skipped position is taken"
+        )
     }
 }

@@ -33,7 +33,9 @@ struct LedgerTests {
             for (index, amount) in [Int64(40), 80].enumerated() {
                 group.addTask {
                     await start.arriveAndWait()
-                    return try await ledger.submit([Transfer(id: "\(prefix)-t\(index)", debit: alice, credit: "\(prefix)-shop", amount: amount)])[0]
+                    return try await ledger.submit([
+                        Transfer(id: "\(prefix)-t\(index)", debit: alice, credit: "\(prefix)-shop", amount: amount)
+                    ])[0]
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -45,7 +47,10 @@ struct LedgerTests {
         #expect(try await ledger.totals().isBalanced)
     }
 
-    @Test("32 tasks, 1,000 random transfers among 10 accounts, each sent twice at once: applied once, rules hold, money conserved", arguments: sqlBackends)
+    @Test(
+        "32 tasks, 1,000 random transfers among 10 accounts, each sent twice at once: applied once, rules hold, money conserved",
+        arguments: sqlBackends
+    )
     func randomTransfers(backend: SQLBackend) async throws {
         try await withStore(backend) { store, _ in try await Self.randomTransfers(store) }
     }
@@ -86,7 +91,10 @@ struct LedgerTests {
         let prefix = uniqueName("proc")
         let accounts = try await wallets(ledger, prefix: prefix, count: 10, funding: 1_000)
         let children = try (0..<4).map { lane in
-            try ChildProcess(["worker", "ledger-transfers", "--database", location, "--prefix", prefix, "--count", "1000", "--seed", "21", "--lane", "\(lane)"])
+            try ChildProcess([
+                "worker", "ledger-transfers", "--database", location, "--prefix", prefix, "--count", "1000", "--seed", "21", "--lane",
+                "\(lane)",
+            ])
         }
         for child in children { #expect(await child.exitStatus() == 0, "\(child.printed)") }
         let transfers = LedgerWorkload.transfers(count: 1_000, accounts: accounts, seed: 21, prefix: prefix)
@@ -121,16 +129,26 @@ struct LedgerTests {
         #expect(account.debitsPending == 30 && account.debitsPosted == 0)
         #expect(try await ledger.submit([Transfer(id: "\(p)-over", debit: a, credit: b, amount: 71)]) == [.exceedsCredits])
         #expect(try await ledger.submit([Transfer(id: "\(p)-over", debit: a, credit: b, amount: 1)]) == [.idAlreadyFailed])
-        #expect(try await ledger.submit([Transfer(id: "\(p)-p1", debit: a, credit: b, amount: 0, flags: .postPending, pendingID: "\(p)-h1")]) == [.created])
-        #expect(try await ledger.submit([Transfer(id: "\(p)-p2", debit: a, credit: b, amount: 0, flags: .voidPending, pendingID: "\(p)-h1")])
-            == [.pendingTransferAlreadyPosted])
+        #expect(
+            try await ledger.submit([Transfer(id: "\(p)-p1", debit: a, credit: b, amount: 0, flags: .postPending, pendingID: "\(p)-h1")])
+                == [.created]
+        )
+        #expect(
+            try await ledger.submit([Transfer(id: "\(p)-p2", debit: a, credit: b, amount: 0, flags: .voidPending, pendingID: "\(p)-h1")])
+                == [.pendingTransferAlreadyPosted]
+        )
         account = try await ledger.lookupAccounts([a])[0]
         #expect(account.debitsPending == 0 && account.debitsPosted == 30)
         // A pending transfer past its timeout expires and gives its amount back.
-        #expect(try await ledger.submit([Transfer(id: "\(p)-h2", debit: a, credit: b, amount: 50, flags: .pending, timeoutMilliseconds: 1_000)]) == [.created])
+        #expect(
+            try await ledger.submit([Transfer(id: "\(p)-h2", debit: a, credit: b, amount: 50, flags: .pending, timeoutMilliseconds: 1_000)])
+                == [.created]
+        )
         clock.advance(by: .seconds(2))
-        #expect(try await ledger.submit([Transfer(id: "\(p)-p3", debit: a, credit: b, amount: 0, flags: .postPending, pendingID: "\(p)-h2")])
-            == [.pendingTransferExpired])
+        #expect(
+            try await ledger.submit([Transfer(id: "\(p)-p3", debit: a, credit: b, amount: 0, flags: .postPending, pendingID: "\(p)-h2")])
+                == [.pendingTransferExpired]
+        )
         account = try await ledger.lookupAccounts([a])[0]
         #expect(account.debitsPending == 0 && account.balance == 70)
         // A linked chain fails as a unit.
@@ -142,8 +160,10 @@ struct LedgerTests {
         #expect(try await ledger.lookupAccounts([a])[0].balance == 70, "the chain's first transfer rolled back")
         // Exists and exists-with-different.
         #expect(try await ledger.submit([Transfer(id: "\(p)-h1", debit: a, credit: b, amount: 30, flags: .pending)]) == [.exists])
-        #expect(try await ledger.submit([Transfer(id: "\(p)-h1", debit: a, credit: b, amount: 31, flags: .pending)])
-            == [.existsWithDifferent(field: "amount")])
+        #expect(
+            try await ledger.submit([Transfer(id: "\(p)-h1", debit: a, credit: b, amount: 31, flags: .pending)])
+                == [.existsWithDifferent(field: "amount")]
+        )
         #expect(try await ledger.submit([Transfer(id: "\(p)-x", debit: a, credit: "\(p)-nobody", amount: 1)]) == [.creditAccountNotFound])
         #expect(try await ledger.totals().isBalanced)
     }

@@ -237,7 +237,8 @@ struct LostUpdateTests {
 
     static func naiveSeatsScenario<S: SQLStore>(_ store: S) async throws {
         let table = uniqueName("bookings")
-        _ = try await store.withTransaction { tx in try await tx.execute("CREATE TABLE \(table) (seat TEXT NOT NULL, buyer TEXT NOT NULL)") }
+        _ = try await store.withTransaction { tx in try await tx.execute("CREATE TABLE \(table) (seat TEXT NOT NULL, buyer TEXT NOT NULL)")
+        }
         let checked = Barrier(parties: 2)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for buyer in ["b1", "b2"] {

@@ -4,6 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 import Unrace
+
 @testable import UnracePostgres
 
 /// The maintenance services in one `ServiceGroup` on a hand-moved clock: expired records purged,
@@ -36,7 +37,9 @@ struct MaintenanceServicesTests {
             Account(id: shop, ledger: 1, code: 3),
         ])
         _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
-        _ = try await ledger.submit([Transfer(id: "\(prefix)-pending", debit: wallet, credit: shop, amount: 60, flags: .pending, timeoutMilliseconds: 1_000)])
+        _ = try await ledger.submit([
+            Transfer(id: "\(prefix)-pending", debit: wallet, credit: shop, amount: 60, flags: .pending, timeoutMilliseconds: 1_000)
+        ])
         // A hold with a 1 s time-to-live, on a resource nobody holds again.
         let reservations = Reservations(store: store, clock: clock)
         _ = try await reservations.createResource("\(prefix)-seats", capacity: 10)
@@ -74,18 +77,23 @@ struct MaintenanceServicesTests {
         let lastSeen = Mutex("")
         defer { running.cancel() }
         let cleaned: [InboxGap]
-        do { cleaned = try await within(.seconds(60), "the services cleaning up") {
-            while true {
-                let record = try await store.record(scope: scope, key: key)
-                let pending = try await ledger.lookupAccounts([wallet])[0].debitsPending
-                let held = try await reservations.resource("\(prefix)-seats")?.held
-                let depth = try await queue.depth()
-                let gaps = reported.withLock { $0 }
-                if record == nil, pending == 0, held == 0, depth == QueueDepth(), !gaps.isEmpty { return gaps }
-                lastSeen.withLock { $0 = "record \(record == nil ? "purged" : "kept"), pending \(pending), held \(held.map(String.init) ?? "-"), queue \(depth), gaps \(gaps.count)" }
-                await Task.yield()
+        do {
+            cleaned = try await within(.seconds(60), "the services cleaning up") {
+                while true {
+                    let record = try await store.record(scope: scope, key: key)
+                    let pending = try await ledger.lookupAccounts([wallet])[0].debitsPending
+                    let held = try await reservations.resource("\(prefix)-seats")?.held
+                    let depth = try await queue.depth()
+                    let gaps = reported.withLock { $0 }
+                    if record == nil, pending == 0, held == 0, depth == QueueDepth(), !gaps.isEmpty { return gaps }
+                    lastSeen.withLock {
+                        $0 =
+                            "record \(record == nil ? "purged" : "kept"), pending \(pending), held \(held.map(String.init) ?? "-"), queue \(depth), gaps \(gaps.count)"
+                    }
+                    await Task.yield()
+                }
             }
-        } } catch {
+        } catch {
             Issue.record("last seen: \(lastSeen.withLock { $0 })")
             throw error
         }

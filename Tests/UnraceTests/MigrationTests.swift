@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import Testing
 import Unrace
-import UnraceSQL
 import UnracePostgres
+import UnraceSQL
 import UnraceSQLite
 
 /// Databases written by an earlier Unrace keep working after an upgrade.
@@ -17,13 +17,17 @@ struct MigrationTests {
             _ = try await store.withTransaction { tx in
                 try await tx.execute("DELETE FROM unrace_schema_migrations WHERE version >= 8")
                 try await tx.execute("DROP INDEX unrace_operations_expiry")
-                try await tx.execute("CREATE INDEX unrace_operations_scope_expiry ON unrace_operations (scope, expires_at) WHERE expires_at IS NOT NULL")
+                try await tx.execute(
+                    "CREATE INDEX unrace_operations_scope_expiry ON unrace_operations (scope, expires_at) WHERE expires_at IS NOT NULL"
+                )
                 try await tx.execute("INSERT INTO unrace_queue_sequences (queue, key, last_sequence) VALUES ('q', 'k', 2)")
                 try await tx.execute("INSERT INTO unrace_inbox_streams (stream, head, parked) VALUES ('q/k', 1, 0), ('orders-7', 3, 0)")
-                try await tx.execute("""
+                try await tx.execute(
+                    """
                     INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
                     VALUES ('q/m1', 'q/k', 1, 'task', NULL, 'applied', NULL, 0), ('e3', 'orders-7', 3, 'OrderShipped', NULL, 'applied', NULL, 0)
-                    """)
+                    """
+                )
             }
             try await Self.reopened(backend, location) { upgraded in try await Self.check(upgraded) }
         }

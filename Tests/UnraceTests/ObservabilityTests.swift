@@ -5,8 +5,9 @@ import MetricsTestKit
 import Synchronization
 import Testing
 import Tracing
-@testable import Unrace
 import UnraceCore
+
+@testable import Unrace
 
 /// Spans, step latencies, the guards' counters and the logs, read back after scripted runs on
 /// every store: what the Metrics article promises, and that no key, subject or payload leaks.
@@ -14,7 +15,10 @@ import UnraceCore
 struct ObservabilityTests {
     static let secret = "order-4242-secret"
 
-    @Test("every store step is a span and a latency sample; a multi-step call parents its steps; no key reaches either", arguments: allBackends)
+    @Test(
+        "every store step is a span and a latency sample; a multi-step call parents its steps; no key reaches either",
+        arguments: allBackends
+    )
     func stepsAreSpansAndTimers(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.steps(store, backend) }
     }
@@ -47,19 +51,22 @@ struct ObservabilityTests {
         // Nothing secret anywhere: names, attributes, events.
         for span in spans {
             #expect(!span.operationName.contains("4242"))
-            span.attributes.forEach { key, value in
+            // swift-format-ignore: ReplaceForEachWithForLoop
+            span.attributes.forEach { key, value in  // SpanAttributes is not a Sequence
                 #expect(!"\(key)=\(value)".contains("4242"), "span attribute \(key) carries the key")
             }
             #expect(span.events.isEmpty)
         }
 
         let timer = try metrics.expectTimer(
-            "unrace_step_duration_seconds", [("api", "operations"), ("store", backend.label), ("step", "perform")]
+            "unrace_step_duration_seconds",
+            [("api", "operations"), ("store", backend.label), ("step", "perform")]
         )
         #expect(timer.values.count == 3)
         #expect(timer.values.allSatisfy { $0 > 0 })
         let failures = try metrics.expectCounter(
-            "unrace_step_failures_total", [("api", "operations"), ("store", backend.label), ("step", "perform"), ("code", "other")]
+            "unrace_step_failures_total",
+            [("api", "operations"), ("store", backend.label), ("step", "perform"), ("code", "other")]
         )
         #expect(failures.totalValue == 1)
     }
@@ -133,7 +140,13 @@ struct ObservabilityTests {
         let groups = try metrics.expectRecorder("unrace_ledger_group_size", [("store", backend.label)])
         #expect(groups.values == [1, 1])
 
-        let lifecycle = try LifecycleGuard(store: store, lifecycle: OrderStreams.lifecycle, name: "order", clock: clock, observability: observed)
+        let lifecycle = try LifecycleGuard(
+            store: store,
+            lifecycle: OrderStreams.lifecycle,
+            name: "order",
+            clock: clock,
+            observability: observed
+        )
         let order = uniqueName("o")
         try await lifecycle.apply("OrderCreated", to: order)
         try await lifecycle.apply("PaymentCaptured", to: order)
@@ -153,7 +166,12 @@ struct ObservabilityTests {
         var queueConfiguration = QueueConfiguration()
         queueConfiguration.clock = clock
         let name = uniqueName("q")
-        let queue = try MessageQueue(store: store, name: name, configuration: queueConfiguration, observability: Observability(metricsFactory: metrics))
+        let queue = try MessageQueue(
+            store: store,
+            name: name,
+            configuration: queueConfiguration,
+            observability: Observability(metricsFactory: metrics)
+        )
         _ = try await queue.enqueue([OutgoingMessage(id: "m1", payload: []), OutgoingMessage(id: "m2", payload: [])])
         _ = try await queue.lease(limit: 1, worker: "w")
         #expect(try await queue.depth() == QueueDepth(ready: 1, leased: 1))
@@ -170,7 +188,10 @@ struct ObservabilityTests {
         let inbox = try Inbox(store: store, configuration: inboxConfiguration, observability: Observability(metricsFactory: metrics))
         let stream = uniqueName("s")
         for sequence: Int64 in [3, 4] {
-            _ = try await inbox.receive(try InboxEvent(id: "\(stream)-\(sequence)", stream: stream, sequence: sequence, type: "T")) { _, _ in .applied }
+            _ = try await inbox.receive(try InboxEvent(id: "\(stream)-\(sequence)", stream: stream, sequence: sequence, type: "T")) {
+                _,
+                _ in .applied
+            }
         }
         clock.advance(by: .seconds(2))
         #expect(try await inbox.gaps().count == 1)
@@ -191,12 +212,20 @@ struct ObservabilityTests {
             configuration.clock = clock
             configuration.lease = .seconds(5)
             let operations = try Operations(
-                store: store, configuration: configuration, observability: Observability(logger: log.logger, keys: keys)
+                store: store,
+                configuration: configuration,
+                observability: Observability(logger: log.logger, keys: keys)
             )
             let key = Self.secret + "-\(keys)"
-            guard case .acquired(let stalled) = try await operations.begin(key: key) else { Issue.record("no claim"); return }
+            guard case .acquired(let stalled) = try await operations.begin(key: key) else {
+                Issue.record("no claim")
+                return
+            }
             clock.advance(by: .seconds(6))
-            guard case .acquired(let successor) = try await operations.begin(key: key) else { Issue.record("no takeover"); return }
+            guard case .acquired(let successor) = try await operations.begin(key: key) else {
+                Issue.record("no takeover")
+                return
+            }
             await #expect(throws: UnraceError.self) { try await operations.complete(stalled, result: 1) }
             try await operations.complete(successor, result: 2)
 
@@ -234,7 +263,12 @@ struct ObservabilityTests {
         var configuration = QueueConfiguration()
         configuration.clock = clock
         configuration.visibilityTimeout = .seconds(1)
-        let queue = try MessageQueue(store: store, name: uniqueName("q"), configuration: configuration, observability: Observability(logger: log.logger))
+        let queue = try MessageQueue(
+            store: store,
+            name: uniqueName("q"),
+            configuration: configuration,
+            observability: Observability(logger: log.logger)
+        )
         _ = try await queue.enqueue([OutgoingMessage(id: Self.secret, payload: [])])
         let first = try await queue.lease(limit: 1, worker: "a")
         clock.advance(by: .seconds(2))
@@ -254,7 +288,11 @@ extension ObservabilityTests {
         let metrics = TestMetrics()
         let log = LogRecorder()
         let store = InterferingStore(inner: MemoryStore())
-        let records = try Records(store: store, collection: "wallets", observability: Observability(logger: log.logger, metricsFactory: metrics))
+        let records = try Records(
+            store: store,
+            collection: "wallets",
+            observability: Observability(logger: log.logger, metricsFactory: metrics)
+        )
         try await records.create(Self.secret, 100)
         store.interfere.withLock { $0 = true }  // the next write step finds the record moved on
         let updated = try await records.update(Self.secret, as: Int.self) { $0 -= 40 }
@@ -268,6 +306,34 @@ extension ObservabilityTests {
     }
 }
 
+extension ObservabilityTests {
+    @Test("metrics name a store by its backendName: memory, or a custom store's type name")
+    func storeLabel() async throws {
+        let metrics = TestMetrics()
+        let custom = NamelessStore(inner: MemoryStore())
+        let counters = try Counters(store: custom, observability: Observability(metricsFactory: metrics))
+        _ = try await counters.create("c", value: 0)
+        #expect(custom.backendName == "NamelessStore")
+        #expect(MemoryStore().backendName == "memory")
+        let timer = try metrics.expectTimer(
+            "unrace_step_duration_seconds",
+            [("api", "counters"), ("store", "NamelessStore"), ("step", "createCounter")]
+        )
+        #expect(!timer.values.isEmpty)
+    }
+}
+
+/// A store that names no backend: it forwards to a memory store.
+struct NamelessStore: Store {
+    let inner: MemoryStore
+    func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
+        try await inner.step(step, body)
+    }
+    func withTransaction<T: Sendable>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
+        try await inner.withTransaction(body)
+    }
+}
+
 /// A store that, when told to, bumps a record's version in a step of its own just before the
 /// next `write` step: a concurrent writer, placed exactly between a read and a write.
 final class InterferingStore<Inner: Store>: Store, Sendable {
@@ -277,11 +343,16 @@ final class InterferingStore<Inner: Store>: Store, Sendable {
 
     init(inner: Inner) { self.inner = inner }
 
+    /// A wrapper names the store it wraps (else a store is named by its type).
+    var backendName: String { inner.backendName }
+
     func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Inner.Transaction>) async throws -> T) async throws -> T {
-        let now = step.name.description == "write" && interfere.withLock { armed in
-            defer { armed = false }
-            return armed
-        }
+        let now =
+            step.name.description == "write"
+            && interfere.withLock { armed in
+                defer { armed = false }
+                return armed
+            }
         if now {
             let subject = step.subject
             try await inner.step(StepInfo("interfere", subject, clock: step.clock)) { context in
@@ -340,7 +411,9 @@ final class LogRecorder: Sendable {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            recorder.append(Entry(level: event.level, message: "\(event.message)", metadata: metadata.merging(event.metadata ?? [:]) { $1 }))
+            recorder.append(
+                Entry(level: event.level, message: "\(event.message)", metadata: metadata.merging(event.metadata ?? [:]) { $1 })
+            )
         }
     }
 }

@@ -7,7 +7,10 @@ import Unrace
 struct OperationsMetricsTests {
     struct Refused: Error {}
 
-    @Test("N duplicates → N replays; a takeover → one taken_over and one fenced write; mismatches, waits and body failures counted", arguments: allBackends)
+    @Test(
+        "N duplicates → N replays; a takeover → one taken_over and one fenced write; mismatches, waits and body failures counted",
+        arguments: allBackends
+    )
     func counters(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
     }
@@ -32,10 +35,19 @@ struct OperationsMetricsTests {
             try await operations.perform(key: "f", scope: scope) { _ -> Int in throw Refused() }
         }
         // A holder that stalls past its lease is taken over; its late completion is fenced.
-        guard case .acquired(let stalled) = try await operations.begin(key: "t", scope: scope) else { Issue.record("no claim"); return }
-        guard case .inProgress = try await operations.begin(key: "t", scope: scope) else { Issue.record("not in progress"); return }
+        guard case .acquired(let stalled) = try await operations.begin(key: "t", scope: scope) else {
+            Issue.record("no claim")
+            return
+        }
+        guard case .inProgress = try await operations.begin(key: "t", scope: scope) else {
+            Issue.record("not in progress")
+            return
+        }
         clock.advance(by: .seconds(6))
-        guard case .acquired(let successor) = try await operations.begin(key: "t", scope: scope) else { Issue.record("no takeover"); return }
+        guard case .acquired(let successor) = try await operations.begin(key: "t", scope: scope) else {
+            Issue.record("no takeover")
+            return
+        }
         await #expect(throws: UnraceError.self) { try await operations.complete(stalled, result: 1) }
         try await operations.complete(successor, result: 2)
 

@@ -7,7 +7,10 @@ import Unrace
 @Suite("Payment capture across a crash", .timeLimit(.minutes(3)))
 struct PaymentCaptureTests {
     struct Charges: Decodable { var charges: Int }
-    struct Capture: Decodable { var orderID: String; var chargeID: String }
+    struct Capture: Decodable {
+        var orderID: String
+        var chargeID: String
+    }
     struct Order: Decodable { var id: String }
 
     @Test("derived provider keys: the retried capture charges once; without them it charges twice", arguments: sqlBackends)
@@ -28,7 +31,8 @@ struct PaymentCaptureTests {
         try await providerProcess.waitFor("listening on")
         let provider = LiveClient(port: try #require(providerProcess.listeningPort))
         let database = backend == .postgres ? ["--database", location] : ["--file", location]
-        let arguments = ["serve", "--port", "0", "--lease", "1", "--provider", "http://127.0.0.1:\(provider.port)"]
+        let arguments =
+            ["serve", "--port", "0", "--lease", "1", "--provider", "http://127.0.0.1:\(provider.port)"]
             + database + (naive ? ["--naive-capture"] : [])
         let crashing = try ChildProcess(arguments, environment: ["UNRACE_SHOP_FAULT": "crash-after-charge"])
         try await crashing.waitFor("listening on")

@@ -122,7 +122,12 @@ struct PerformDecidesFirstTests {
 final class Counter: Sendable {
     private let count = Mutex(0)
     @discardableResult
-    func increment() -> Int { count.withLock { $0 += 1; return $0 } }
+    func increment() -> Int {
+        count.withLock {
+            $0 += 1
+            return $0
+        }
+    }
     var value: Int { count.withLock { $0 } }
 }
 
@@ -149,7 +154,7 @@ final class PollCountingClock: WallClock {
             state.waiters.removeAll { $0.0 <= polls }
             return ready
         }
-        ready.forEach { $0.resume() }
+        for continuation in ready { continuation.resume() }
         await Task.yield()
     }
 

@@ -4,8 +4,8 @@ import PostgresNIO
 import Synchronization
 import Testing
 import Unrace
-import UnraceSQL
 import UnracePostgres
+import UnraceSQL
 import UnraceShop
 
 /// No PostgreSQL step waits without bound: a connection lost mid-step fails the step at once
@@ -25,7 +25,10 @@ struct PostgresLivenessTests {
     /// As ``withPostgres(stepTimeout:_:)``, with a second store on the same schema whose steps
     /// have the suite's long timeout, for setting up what a short-timeout step then meets (on a
     /// loaded machine a CREATE can outlast a 1 s step).
-    static func withPostgres(stepTimeout: Duration, _ body: (_ store: PostgresStore, _ setUp: PostgresStore) async throws -> Void) async throws {
+    static func withPostgres(
+        stepTimeout: Duration,
+        _ body: (_ store: PostgresStore, _ setUp: PostgresStore) async throws -> Void
+    ) async throws {
         try await withStore(.postgres) { setUp, location in
             let setUp = try #require(setUp as? PostgresStore)
             try await PostgresStore.withStore(url: location, stepTimeout: stepTimeout, logger: quiet) { try await body($0, setUp) }
@@ -136,7 +139,9 @@ struct PostgresLivenessTests {
         let lock = Int64.random(in: 1...Int64.max)
         try await store.withTransaction { tx in
             try await tx.execute("CREATE TABLE slow_commits (id TEXT PRIMARY KEY)")
-            try await tx.execute("CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(\(lock)); RETURN NULL; END $$")
+            try await tx.execute(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(\(lock)); RETURN NULL; END $$"
+            )
             try await tx.execute(
                 "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commits DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
             )
@@ -168,12 +173,13 @@ struct PostgresLivenessTests {
         try await within(.seconds(30), "the step's COMMIT running on the server") {
             while true {
                 if let pid = backend(),
-                   try await store.withTransaction({ tx in
-                       try await tx.query(
-                           "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND state = 'active' AND query = 'COMMIT' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-                           [pid]
-                       )
-                   }).first?["n"] == .integer(1) {
+                    try await store.withTransaction({ tx in
+                        try await tx.query(
+                            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = ? AND state = 'active' AND query = 'COMMIT' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                            [pid]
+                        )
+                    }).first?["n"] == .integer(1)
+                {
                     return
                 }
                 try await Task.sleep(for: .milliseconds(20))
@@ -217,7 +223,9 @@ struct PostgresLivenessTests {
         }
     }
 
-    @Test("a step whose COMMIT is still running at its timeout is outcome_unknown, never 'nothing was committed' — and the server did commit")
+    @Test(
+        "a step whose COMMIT is still running at its timeout is outcome_unknown, never 'nothing was committed' — and the server did commit"
+    )
     func commitInFlightAtTimeout() async throws {
         try await Self.withPostgres(stepTimeout: .seconds(3)) { store, setUp in
             try await Self.withHeldCommits(setUp) {
@@ -281,15 +289,24 @@ struct PostgresLivenessTests {
         let database = uniqueName("ro")
         try await TestPostgres.execute("CREATE DATABASE \(database)")
         let url = try TestPostgres.requireURL().replacingOccurrences(of: "/unrace_test", with: "/\(database)")
-        try await PostgresStore.withStore(url: url, logger: Self.quiet) { store in try await Shop(store: store, logger: Self.quiet).setUp() }
+        try await PostgresStore.withStore(url: url, logger: Self.quiet) { store in try await Shop(store: store, logger: Self.quiet).setUp()
+        }
         try await TestPostgres.execute("ALTER DATABASE \(database) SET default_transaction_read_only = on")
         // Migrated already: opening it only reads.
         try await PostgresStore.withStore(url: url, logger: Self.quiet) { store in
             try await withLiveServer(try Shop(store: store, logger: Self.quiet).router()) { client in
                 let health = try await client.send(.GET, "/health")
                 #expect(health.status == 503 && health.problemCode == "database_read_only" && health.header("Retry-After") == "1")
-                let order = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "ro")], json: #"{"sku":"widget","quantity":1}"#)
-                #expect(order.status == 503 && order.problemCode == "service_unavailable" && order.header("Retry-After") == "1", "\(order.status) \(order.body)")
+                let order = try await client.send(
+                    .POST,
+                    "/orders",
+                    headers: [("Idempotency-Key", "ro")],
+                    json: #"{"sku":"widget","quantity":1}"#
+                )
+                #expect(
+                    order.status == 503 && order.problemCode == "service_unavailable" && order.header("Retry-After") == "1",
+                    "\(order.status) \(order.body)"
+                )
             }
         }
         try await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")

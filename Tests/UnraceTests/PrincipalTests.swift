@@ -1,6 +1,7 @@
 import Hummingbird
 import Testing
 import Unrace
+
 @testable import UnraceHummingbird
 
 /// How a principal's text becomes a scope: equal-looking identities are one client, and text the
@@ -18,9 +19,12 @@ struct PrincipalTests {
         #expect(composed.rawValue.hasPrefix("p:") && !composed.rawValue.contains("caf"))
     }
 
-    @Test("empty, over-long, NUL, control and format characters give no scope", arguments: [
-        "", String(repeating: "a", count: 1_025), "a\u{0}b", "tab\there", "rtl\u{200F}", "zwj\u{200D}x",
-    ])
+    @Test(
+        "empty, over-long, NUL, control and format characters give no scope",
+        arguments: [
+            "", String(repeating: "a", count: 1_025), "a\u{0}b", "tab\there", "rtl\u{200F}", "zwj\u{200D}x",
+        ]
+    )
     func refused(_ text: String) {
         #expect(P.scope(for: text) == nil)
     }
@@ -41,7 +45,10 @@ struct PrincipalTests {
                 let connection = try RawConnection(port: client.port)
                 try connection.send(
                     Array("POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"latin1\"\r\nX-Client-Id: caf".utf8) + [id]
-                        + Array("\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8)
+                        + Array(
+                            "\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                                .utf8
+                        )
                 )
                 let (bytes, _) = await connection.readUntilClosed(timeout: .seconds(20))
                 answers.append(RawConnection.status(bytes))

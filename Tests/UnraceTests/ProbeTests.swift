@@ -1,11 +1,12 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Synchronization
 import Testing
 import Unrace
-@testable import UnraceProbe
-import AsyncHTTPClient
 import UnraceShop
+
+@testable import UnraceProbe
 
 /// `unrace probe`: each probe sees the anomaly it is for on a service that has it, and stays quiet
 /// on one that does not; the real shops (Hummingbird on SQLite and PostgreSQL, the Vapor example)
@@ -86,14 +87,20 @@ struct ProbeTests {
         let next = Mutex(0)
         // Each request a new order, named by a query (the last path segment is the same for all).
         router.post("orders") { _, _ -> Response in
-            let id = next.withLock { $0 += 1; return $0 }
+            let id = next.withLock {
+                $0 += 1
+                return $0
+            }
             return Response(status: .created, headers: [.location: id.isMultiple(of: 2) ? "/orders?id=\(id)" : "orders?id=\(id)"])
         }
         try await withLiveServer(router) { client in
             var options = ProbeOptions()
             options.probes = [.duplicates]
             options.concurrency = 4
-            let result = try Self.result(try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders"), options: options).run(), .duplicates)
+            let result = try Self.result(
+                try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders"), options: options).run(),
+                .duplicates
+            )
             #expect(result.verdict == .anomaly && result.summary.contains("4 distinct resources"), "\(result.summary)")
         }
         let same = Router()
@@ -101,7 +108,10 @@ struct ProbeTests {
         let forms = Mutex(0)
         let serverPort = Mutex(0)
         same.post("orders") { _, _ -> Response in
-            let form = forms.withLock { $0 += 1; return $0 % 3 }
+            let form = forms.withLock {
+                $0 += 1
+                return $0 % 3
+            }
             let port = serverPort.withLock { $0 }
             let location = ["http://127.0.0.1:\(port)/orders/7", "/orders/7", "7"][form]
             return Response(status: .created, headers: [.location: location])
@@ -111,7 +121,10 @@ struct ProbeTests {
             var options = ProbeOptions()
             options.probes = [.duplicates]
             options.concurrency = 6
-            let result = try Self.result(try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders/"), options: options).run(), .duplicates)
+            let result = try Self.result(
+                try await Prober(target: ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders/"), options: options).run(),
+                .duplicates
+            )
             #expect(!result.summary.contains("duplicate creation"), "\(result.summary)")
         }
     }
@@ -154,7 +167,12 @@ struct ProbeTests {
     @Test("the reference shop is clean on every probe", arguments: sqlBackends)
     func shopClean(_ backend: SQLBackend) async throws {
         try await withLiveShop(backend) { client, _, _ in
-            let product = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#)
+            let product = try await client.send(
+                .PUT,
+                "/products/widget",
+                headers: [("If-None-Match", "*")],
+                json: #"{"name":"Widget","priceCents":100}"#
+            )
             #expect(product.status == 201)
             let report = try await Prober(target: Self.shopTarget(client.port), options: Self.options).run()
             for result in report.results { #expect(result.verdict == .clean, "\(result.probe): \(result.summary) \(result.evidence)") }
@@ -168,7 +186,12 @@ struct ProbeTests {
         var configuration = ShopConfiguration()
         configuration.idempotency = false
         try await withLiveShop(.sqlite, configuration) { client, _, _ in
-            _ = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#)
+            _ = try await client.send(
+                .PUT,
+                "/products/widget",
+                headers: [("If-None-Match", "*")],
+                json: #"{"name":"Widget","priceCents":100}"#
+            )
             var options = Self.options
             options.probes = [.duplicates]
             let result = try Self.result(try await Prober(target: Self.shopTarget(client.port), options: options).run(), .duplicates)
@@ -214,14 +237,24 @@ struct ProbeTests {
         }
         #expect(code { _, _ in } == nil)
         #expect(code { target, _ in target.url = "http://example.com/orders" } == "invalid_argument")
-        #expect(code { target, _ in target.url = "http://example.com/orders"; target.allowedHosts = ["EXAMPLE.com"] } == nil)
+        #expect(
+            code { target, _ in
+                target.url = "http://example.com/orders"
+                target.allowedHosts = ["EXAMPLE.com"]
+            } == nil
+        )
         #expect(code { target, _ in target.url = "http://127.0.0.1.example.com/x" } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://127.0.0.1@example.com/x" } == "invalid_argument", "userinfo is not the host")
         #expect(code { target, _ in target.url = "http://127.0.0.+1/x" } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("Host", "example.com")] } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("Content-Length", "0")] } == "invalid_argument")
         #expect(code { target, _ in target.keyHeader = "Content-Length" } == "invalid_argument")
-        #expect(code { target, _ in target.body = [0x7B, 0x7D]; target.otherBody = [0x7B, 0x7D] } == "invalid_argument")
+        #expect(
+            code { target, _ in
+                target.body = [0x7B, 0x7D]
+                target.otherBody = [0x7B, 0x7D]
+            } == "invalid_argument"
+        )
         #expect(code { target, _ in target.url = "http://[::1]:8080/x" } == nil)
         #expect(code { target, _ in target.url = "ftp://127.0.0.1/x" } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://127.0.0.1/x\u{0}" } == "invalid_argument")
@@ -232,7 +265,9 @@ struct ProbeTests {
         #expect(code { target, _ in target.headers = [.init("Bad Name", "a")] } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("idempotency-key", "k")] } == "invalid_argument")
         #expect(code { target, _ in target.method = "PO ST" } == "invalid_argument")
-        #expect(code { target, _ in target.body = Array(repeating: 0x20, count: ProbeTarget.bodyByteCountMaximum + 1) } == "invalid_argument")
+        #expect(
+            code { target, _ in target.body = Array(repeating: 0x20, count: ProbeTarget.bodyByteCountMaximum + 1) } == "invalid_argument"
+        )
         #expect(code { target, _ in target.countField = "n" } == "invalid_argument", "a count field needs a count URL")
         #expect(code { _, options in options.concurrency = 1 } == "invalid_argument")
         #expect(code { _, options in options.concurrency = 257 } == "invalid_argument")
@@ -288,7 +323,14 @@ struct ProbeTests {
             let url = "http://127.0.0.1:\(server.port)/held?note=a%0D%0Ab"
             let client = ProbeClient(http: http, target: ProbeTarget(url: url), timeout: .seconds(30), origin: .now)
             let body = Array(#"{"sku":"widget","quantity":1}"#.utf8)
-            let (exchange, answer) = await client.send("cut", method: "POST", url: url, key: ("\"k\"", "key-1"), body: body, cut: .afterSending)
+            let (exchange, answer) = await client.send(
+                "cut",
+                method: "POST",
+                url: url,
+                key: ("\"k\"", "key-1"),
+                body: body,
+                cut: .afterSending
+            )
             #expect(answer == nil && exchange.status == nil)
             #expect(exchange.error == "the probe closed the connection after sending the request")
             let got = try await within(.seconds(30), "the request at the server") {
@@ -315,19 +357,31 @@ struct ProbeTests {
     /// `unrace probe` against the shop at `port`, all probes, 8 at once.
     static func probeCommand(_ port: Int, _ extra: [String] = []) throws -> ChildProcess {
         let base = "http://127.0.0.1:\(port)"
-        return try ChildProcess([
-            "probe", "\(base)/orders", "--body", #"{"sku":"widget","quantity":1}"#, "--header", "X-Client-Id: prober",
-            "--count-url", "\(base)/products/widget", "--count-field", "available", "--etag-url", "\(base)/products/widget",
-            "--write-body", #"{"name":"Widget","priceCents":100}"#, "--concurrency", "8", "--timeout", "60",
-        ] + extra)
+        return try ChildProcess(
+            [
+                "probe", "\(base)/orders", "--body", #"{"sku":"widget","quantity":1}"#, "--header", "X-Client-Id: prober",
+                "--count-url", "\(base)/products/widget", "--count-field", "available", "--etag-url", "\(base)/products/widget",
+                "--write-body", #"{"name":"Widget","priceCents":100}"#, "--concurrency", "8", "--timeout", "60",
+            ] + extra
+        )
     }
 
-    @Test("unrace probe against unrace serve exits 0 and draws its HTML; against --no-idempotency it exits 1 naming the duplicates", arguments: sqlBackends)
+    @Test(
+        "unrace probe against unrace serve exits 0 and draws its HTML; against --no-idempotency it exits 1 naming the duplicates",
+        arguments: sqlBackends
+    )
     func commandLine(_ backend: SQLBackend) async throws {
         try await withStore(backend) { _, location in
             let (server, port) = try await Self.serve([backend == .sqlite ? "--file" : "--database", location])
             let client = LiveClient(port: port)
-            #expect(try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#).status == 201)
+            #expect(
+                try await client.send(
+                    .PUT,
+                    "/products/widget",
+                    headers: [("If-None-Match", "*")],
+                    json: #"{"name":"Widget","priceCents":100}"#
+                ).status == 201
+            )
             let html = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("probe") + ".html").path
             defer { try? FileManager.default.removeItem(atPath: html) }
             let clean = try Self.probeCommand(port, ["--html", html])
@@ -338,7 +392,9 @@ struct ProbeTests {
             let unwritable = try Self.probeCommand(port, ["--probe", "missing-key", "--html", "/nonexistent-folder/probe.html"])
             #expect(await unwritable.exitStatus() == 2, "an --html file that cannot be written")
             #expect(unwritable.printed.contains("missing-key"), "the report is printed before the file is written")
-            let nothingProved = try ChildProcess(["probe", "http://127.0.0.1:\(port)/no-such-route", "--body", "{\"quantity\":1}", "--concurrency", "2"])
+            let nothingProved = try ChildProcess([
+                "probe", "http://127.0.0.1:\(port)/no-such-route", "--body", "{\"quantity\":1}", "--concurrency", "2",
+            ])
             #expect(await nothingProved.exitStatus() == 3, "every probe skipped: a request never accepted proves nothing")
             #expect(nothingProved.printed.contains("every probe was skipped: nothing was proved"))
             #expect(await server.terminate() == 0)
@@ -346,7 +402,12 @@ struct ProbeTests {
         guard backend == .sqlite else { return }
         try await withStore(.sqlite) { _, location in
             let (server, port) = try await Self.serve(["--file", location, "--no-idempotency"])
-            _ = try await LiveClient(port: port).send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: #"{"name":"Widget","priceCents":100}"#)
+            _ = try await LiveClient(port: port).send(
+                .PUT,
+                "/products/widget",
+                headers: [("If-None-Match", "*")],
+                json: #"{"name":"Widget","priceCents":100}"#
+            )
             let naive = try Self.probeCommand(port, ["--probe", "duplicates", "--json"])
             #expect(await naive.exitStatus() == 1)
             let json = try #require(try JSONSerialization.jsonObject(with: Data(naive.printed.utf8)) as? [String: Any])

@@ -82,7 +82,12 @@ struct ProcessTests {
 @Suite("unrace demo")
 struct DemoCommandTests {
     struct Document: Decodable {
-        struct Row: Decodable { var race: String; var `case`: String; var naive: [String: Int]; var guarded: [String: Int] }
+        struct Row: Decodable {
+            var race: String
+            var `case`: String
+            var naive: [String: Int]
+            var guarded: [String: Int]
+        }
         var rows: [Row]
     }
 
@@ -94,7 +99,9 @@ struct DemoCommandTests {
         #expect(await child.exitStatus() == 0)
         let document = try JSONDecoder().decode(Document.self, from: Data(child.printed.utf8))
         let double = document.rows.filter { $0.race == "double-execution" }
-        #expect(Set(double.map(\.case)) == ["order-creation", "payment-capture", "email-sending", "inventory-reservation", "coupon-redemption"])
+        #expect(
+            Set(double.map(\.case)) == ["order-creation", "payment-capture", "email-sending", "inventory-reservation", "coupon-redemption"]
+        )
         #expect(double.allSatisfy { $0.guarded["missing"] == 0 && $0.guarded["effects"] == 40 && $0.naive["missing"] == 0 })
         #expect(double.map { $0.naive["anomalies"] ?? 0 }.reduce(0, +) > 0, "the naive handler duplicates somewhere")
         let lost = document.rows.filter { $0.race == "lost-update" }

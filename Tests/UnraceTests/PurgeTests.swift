@@ -77,37 +77,45 @@ struct PurgeTests {
         }
     }
 
-    static func shopPurger<S: SQLStore>(_ client: LiveClient, _ store: S, _ clock: HandClock, _ configuration: ShopConfiguration) async throws {
-            for principal in ["alice", "bob", "carol@example.com"] {
-                let created = try await client.send(
-                    .POST, "/orders", headers: [("Idempotency-Key", "order-1"), ("X-Client-Id", principal)], json: #"{"sku":"widget","quantity":1}"#
-                )
-                #expect(created.status == 201)
+    static func shopPurger<S: SQLStore>(
+        _ client: LiveClient,
+        _ store: S,
+        _ clock: HandClock,
+        _ configuration: ShopConfiguration
+    ) async throws {
+        for principal in ["alice", "bob", "carol@example.com"] {
+            let created = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "order-1"), ("X-Client-Id", principal)],
+                json: #"{"sku":"widget","quantity":1}"#
+            )
+            #expect(created.status == 201)
+        }
+        // A claim still held by a live request, in a principal's scope.
+        var live = OperationsConfiguration()
+        live.clock = clock
+        live.lease = .seconds(600)
+        let scope = try Scope("p:" + String(repeating: "0", count: 40))
+        guard case .acquired = try await Operations(store: store, configuration: live).begin(key: "in-flight", scope: scope) else {
+            Issue.record("a fresh key is acquired")
+            return
+        }
+        #expect(try await Self.records(store).count == 4)
+        clock.advance(by: .seconds(5))
+        let shop = try Shop(store: store, configuration: configuration, logger: Self.quiet)
+        let group = ServiceGroup(services: try shop.maintenanceServices(purgeInterval: .seconds(30)), logger: Self.quiet)
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        let left = try await within(.seconds(30), "the purger emptying every principal's scope") {
+            while true {
+                let left = try await Self.records(store)
+                if left.count == 1 { return left }
+                try await Task.sleep(for: .milliseconds(10))
             }
-            // A claim still held by a live request, in a principal's scope.
-            var live = OperationsConfiguration()
-            live.clock = clock
-            live.lease = .seconds(600)
-            let scope = try Scope("p:" + String(repeating: "0", count: 40))
-            guard case .acquired = try await Operations(store: store, configuration: live).begin(key: "in-flight", scope: scope) else {
-                Issue.record("a fresh key is acquired")
-                return
-            }
-            #expect(try await Self.records(store).count == 4)
-            clock.advance(by: .seconds(5))
-            let shop = try Shop(store: store, configuration: configuration, logger: Self.quiet)
-            let group = ServiceGroup(services: try shop.maintenanceServices(purgeInterval: .seconds(30)), logger: Self.quiet)
-            let running = Task { try await group.run() }
-            defer { running.cancel() }
-            let left = try await within(.seconds(30), "the purger emptying every principal's scope") {
-                while true {
-                    let left = try await Self.records(store)
-                    if left.count == 1 { return left }
-                    try await Task.sleep(for: .milliseconds(10))
-                }
-            }
-            await group.triggerGracefulShutdown()
-            try await running.value
-            #expect(left == ["\(scope.rawValue)/in-flight running"])
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(left == ["\(scope.rawValue)/in-flight running"])
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
+import MetricsTestKit
 import Synchronization
 import Testing
-import MetricsTestKit
 import Unrace
 import UnraceSQL
 
@@ -22,14 +22,20 @@ struct QueueTests {
 
     /// The code of the `UnraceError` `body` throws, or `nil` if it returns.
     static func code(_ body: () async throws -> Void) async -> String? {
-        do { try await body(); return nil } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
+        do {
+            try await body()
+            return nil
+        } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
     }
 
     static func message(_ id: String, _ text: String = "charge", key: String? = nil) -> OutgoingMessage {
         OutgoingMessage(id: id, payload: Array(text.utf8), orderingKey: key)
     }
 
-    @Test("a consumer that outlives the visibility timeout loses the message: it is delivered again, and the late ack is fenced", arguments: allBackends)
+    @Test(
+        "a consumer that outlives the visibility timeout loses the message: it is delivered again, and the late ack is fenced",
+        arguments: allBackends
+    )
     func redelivery(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.redelivery(store) }
     }
@@ -54,7 +60,10 @@ struct QueueTests {
         #expect(try await queue.lease(worker: "fast").isEmpty, "an acked message is never delivered again")
     }
 
-    @Test("the same redelivery: a naive consumer charges twice, a consumer keyed by message id through Operations charges once", arguments: allBackends)
+    @Test(
+        "the same redelivery: a naive consumer charges twice, a consumer keyed by message id through Operations charges once",
+        arguments: allBackends
+    )
     func naiveAndGuardedConsumers(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.naiveAndGuarded(store) }
     }
@@ -69,7 +78,12 @@ struct QueueTests {
             let charges = Mutex(0)
             let charge: @Sendable (Delivery) async throws -> Void = { delivery in
                 if guarded {
-                    _ = try await operations.perform(key: "charge:\(delivery.id)") { _ in charges.withLock { $0 += 1; return $0 } }
+                    _ = try await operations.perform(key: "charge:\(delivery.id)") { _ in
+                        charges.withLock {
+                            $0 += 1
+                            return $0
+                        }
+                    }
                 } else {
                     _ = try await store.withTransaction { _ in charges.withLock { $0 += 1 } }
                 }
@@ -145,7 +159,11 @@ struct QueueTests {
         configuration.backoff = .seconds(1)
         configuration.backoffMaximum = .seconds(10)
         let queue = try MessageQueue(store: MemoryStore(), name: "q", configuration: configuration)
-        #expect((1...6).map { queue.backoff(afterAttempt: $0) } == [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(10), .seconds(10)])
+        #expect(
+            (1...6).map { queue.backoff(afterAttempt: $0) } == [
+                .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(10), .seconds(10),
+            ]
+        )
         #expect(queue.backoff(afterAttempt: .max) == .seconds(10))
         #expect(queue.backoff(afterAttempt: .min) == .seconds(1) && queue.backoff(afterAttempt: 0) == .seconds(1))
     }
@@ -174,18 +192,26 @@ struct QueueTests {
         // A batch with a reused id writes nothing, even when the caller catches the error and
         // commits the rest of its transaction.
         _ = try await operations.perform(key: "order-3") { tx -> String in
-            #expect(await Self.code {
-                try await queue.enqueue([message("email-order-3"), message("email-order-2", "another body")], in: tx)
-            } == "message_id_reused")
+            #expect(
+                await Self.code {
+                    try await queue.enqueue([message("email-order-3"), message("email-order-2", "another body")], in: tx)
+                } == "message_id_reused"
+            )
             return "committed anyway"
         }
         #expect(try await queue.depth() == QueueDepth(leased: 1), "only order-2's email, leased by the mailer")
-        #expect(await Self.code { try await queue.redrive(id: "email-order-3") } == "not_found", "the batch's first message was not written")
+        #expect(
+            await Self.code { try await queue.redrive(id: "email-order-3") } == "not_found",
+            "the batch's first message was not written"
+        )
         // The relay enqueues the same message again (a retried transaction): recognised.
         #expect(try await queue.enqueue([message("email-order-2", "confirm order-2")]) == [.alreadyEnqueued])
     }
 
-    @Test("ordering keys number messages per key; the inbox applies them in order whatever order they are delivered in", arguments: allBackends)
+    @Test(
+        "ordering keys number messages per key; the inbox applies them in order whatever order they are delivered in",
+        arguments: allBackends
+    )
     func orderingThroughInbox(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.ordering(store) }
     }
@@ -235,13 +261,21 @@ struct QueueTests {
         let clock = ManualWallClock()
         let queue = try queue(store, clock)
         func code(_ body: () async throws -> Void) async -> String? {
-            do { try await body(); return nil } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
+            do {
+                try await body()
+                return nil
+            } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
         }
         #expect(await code { try await queue.enqueue([]) } == "invalid_argument")
         #expect(await code { try await queue.enqueue([message("a\u{0}b")]) } == "invalid_argument")
         #expect(await code { try await queue.enqueue([message(String(repeating: "x", count: 191))]) } == "invalid_argument")
-        #expect(await code { try await queue.enqueue([OutgoingMessage(id: "big", payload: Array(repeating: 0, count: 256 * 1_024 + 1))]) } == "invalid_argument")
-        #expect(await code { try await queue.enqueue([OutgoingMessage(id: "late", payload: [], delay: .seconds(-1))]) } == "invalid_argument")
+        #expect(
+            await code { try await queue.enqueue([OutgoingMessage(id: "big", payload: Array(repeating: 0, count: 256 * 1_024 + 1))]) }
+                == "invalid_argument"
+        )
+        #expect(
+            await code { try await queue.enqueue([OutgoingMessage(id: "late", payload: [], delay: .seconds(-1))]) } == "invalid_argument"
+        )
         #expect(await code { try await queue.enqueue([message("ok"), message("k", key: "\u{202E}")]) } == "invalid_argument")
         #expect(try await queue.depth() == QueueDepth(), "a bad item fails the whole batch before anything is written")
         try await queue.enqueue([message("café")])
@@ -294,7 +328,10 @@ struct QueueTests {
         #expect(try await queue.enqueue([message("once", "new")]) == [.enqueued], "a purged id is free again")
         let renewed = try await queue.lease(worker: "w")
         #expect(renewed.map(\.attempt) == [1] && renewed[0].position != deliveries[0].position)
-        #expect(await Self.code { try await queue.ack(deliveries[0]) } == "fenced", "a delivery of the purged message cannot settle the new one")
+        #expect(
+            await Self.code { try await queue.ack(deliveries[0]) } == "fenced",
+            "a delivery of the purged message cannot settle the new one"
+        )
     }
 
     @Test("4 worker processes share 2,000 messages (SKIP LOCKED on PostgreSQL): none lost, none handled twice", arguments: sqlBackends)
@@ -347,14 +384,14 @@ struct QueueMetricsTests {
         let queue = try MessageQueue(store: store, name: uniqueName("metrics"), configuration: configuration)
         try await queue.enqueue([QueueTests.message("a"), QueueTests.message("b"), QueueTests.message("c")])
         try await queue.enqueue([QueueTests.message("a")])
-        let first = try await queue.lease(limit: 3, worker: "w")            // a, b, c: 3 first deliveries
+        let first = try await queue.lease(limit: 3, worker: "w")  // a, b, c: 3 first deliveries
         clock.advance(by: .seconds(31))
-        let second = try await queue.lease(limit: 3, worker: "w")           // 3 redeliveries
-        await #expect(throws: UnraceError.self) { try await queue.ack(first[0]) }   // fenced
+        let second = try await queue.lease(limit: 3, worker: "w")  // 3 redeliveries
+        await #expect(throws: UnraceError.self) { try await queue.ack(first[0]) }  // fenced
         try await queue.ack(second[0])
-        #expect(try await queue.nack(second[1], reason: "no") == .deadLettered)     // b: its last attempt
+        #expect(try await queue.nack(second[1], reason: "no") == .deadLettered)  // b: its last attempt
         clock.advance(by: .seconds(31))
-        #expect(try await queue.lease(limit: 3, worker: "w").isEmpty)       // c: its last lease ran out
+        #expect(try await queue.lease(limit: 3, worker: "w").isEmpty)  // c: its last lease ran out
 
         let store = backend.label
         func count(_ label: String, _ extra: (String, String)? = nil) throws -> Int64 {
@@ -394,7 +431,9 @@ struct InboxMetricsTests {
         #expect(try await inbox.receive(try event(2)) { _, _ in .applied } == .parked(waitingFor: 1))
         #expect(try await inbox.receive(try event(1)) { _, _ in .applied } == .applied(drained: 1))
         #expect(try await inbox.receive(try event(1)) { _, _ in .applied } == .duplicate)
-        #expect(try await inbox.receive(try event(3)) { _, _ in .rejected(reason: "impossible") } == .rejected(reason: "impossible", drained: 0))
+        #expect(
+            try await inbox.receive(try event(3)) { _, _ in .rejected(reason: "impossible") } == .rejected(reason: "impossible", drained: 0)
+        )
         let store = backend.label
         func count(_ label: String, _ verdict: String? = nil) throws -> Int64 {
             try metrics.expectCounter(label, [("store", store)] + (verdict.map { [("verdict", $0)] } ?? [])).totalValue

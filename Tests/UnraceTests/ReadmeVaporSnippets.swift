@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// The README's snippets stand here verbatim (ReadmeSnippetTests checks them line for line).
 import Fluent
 import FluentSQLiteDriver
 import Foundation

@@ -6,9 +6,9 @@ import NIOCore
 import NIOPosix
 import Testing
 import Unrace
-import UnraceSQL
 import UnraceFluent
 import UnracePostgres
+import UnraceSQL
 import UnraceShop
 
 /// Replicas of `unrace serve` started at the same moment on a fresh PostgreSQL database (a
@@ -36,7 +36,10 @@ struct ReplicaStartupTests {
                                     group.addTask {
                                         let shop = try Shop(store: store, logger: quiet)
                                         await barrier.arriveAndWait()
-                                        do { try await shop.setUp(); return nil } catch { return "\(error)" }
+                                        do {
+                                            try await shop.setUp()
+                                            return nil
+                                        } catch { return "\(error)" }
                                     }
                                 }
                                 return try await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
@@ -68,7 +71,10 @@ struct ReplicaStartupTests {
                 for databases in pools {
                     group.addTask {
                         await barrier.arriveAndWait()
-                        do { _ = try await FluentStore(databases: databases, logger: quiet); return nil } catch { return "\(error)" }
+                        do {
+                            _ = try await FluentStore(databases: databases, logger: quiet)
+                            return nil
+                        } catch { return "\(error)" }
                     }
                 }
                 return await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
@@ -109,20 +115,25 @@ struct ReplicaStartupTests {
                 databases.use(.postgres(configuration: configuration), as: .psql)
                 migration = Task {
                     defer { finished.open() }
-                    _ = try await FluentStore(databases: databases, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                    _ = try await FluentStore(
+                        databases: databases,
+                        logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+                    )
                 }
                 // The new release's migration is seen waiting on the database-wide key (the
                 // bigint form: classid 0, objid the key, objsubid 1), not finishing past it.
-                waiting = .success(try await within(.seconds(30), "the migration waiting on the earlier release's lock") {
-                    while try await store.withTransaction({ tx in
-                        try await tx.query(
-                            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND NOT granted"
-                        )
-                    }).first?["n"] == .integer(0) {
-                        try await Task.sleep(for: .milliseconds(20))
+                waiting = .success(
+                    try await within(.seconds(30), "the migration waiting on the earlier release's lock") {
+                        while try await store.withTransaction({ tx in
+                            try await tx.query(
+                                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND NOT granted"
+                            )
+                        }).first?["n"] == .integer(0) {
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                        return !finished.isOpen
                     }
-                    return !finished.isOpen
-                })
+                )
             } catch {
                 waiting = .failure(error)
             }
@@ -163,10 +174,15 @@ struct ReplicaStartupTests {
                 configuration.searchPath = [schema]
                 databases.use(.postgres(configuration: configuration), as: .psql)
                 // Another schema's store migrates to the end while the first still holds its lock.
-                migrated = .success(try await within(.seconds(30), "another schema's migration") {
-                    _ = try await FluentStore(databases: databases, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-                    return true
-                })
+                migrated = .success(
+                    try await within(.seconds(30), "another schema's migration") {
+                        _ = try await FluentStore(
+                            databases: databases,
+                            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+                        )
+                        return true
+                    }
+                )
             } catch {
                 migrated = .failure(error)
             }

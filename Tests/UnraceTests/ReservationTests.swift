@@ -6,7 +6,10 @@ import Unrace
 /// and "was it new?" answered by the step that decided it.
 @Suite("Reservations: repeated hold keys", .timeLimit(.minutes(3)))
 struct ReservationTests {
-    @Test("a hold asked again reports its state as it stands: held, then not live once expired; other units or resource is hold_key_reused", arguments: allBackends)
+    @Test(
+        "a hold asked again reports its state as it stands: held, then not live once expired; other units or resource is hold_key_reused",
+        arguments: allBackends
+    )
     func repeatedKey(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.repeatedKey(store) }
     }
@@ -24,8 +27,14 @@ struct ReservationTests {
         }
         let again = try await reservations.placeHold(show, units: 2, key: "k", timeToLive: .seconds(1))
         #expect(again == HoldPlacement(.hold(placed), isNew: false))
-        #expect(await QueueTests.code { _ = try await reservations.hold(show, units: 3, key: "k", timeToLive: .seconds(1)) } == "hold_key_reused")
-        #expect(await QueueTests.code { _ = try await reservations.hold(other, units: 2, key: "k", timeToLive: .seconds(1)) } == "hold_key_reused")
+        #expect(
+            await QueueTests.code { _ = try await reservations.hold(show, units: 3, key: "k", timeToLive: .seconds(1)) }
+                == "hold_key_reused"
+        )
+        #expect(
+            await QueueTests.code { _ = try await reservations.hold(other, units: 2, key: "k", timeToLive: .seconds(1)) }
+                == "hold_key_reused"
+        )
         clock.advance(by: .seconds(2))
         let expired = try await reservations.placeHold(show, units: 2, key: "k", timeToLive: .seconds(1))
         guard case .notLive(let hold) = expired.step else {
@@ -41,7 +50,10 @@ struct ReservationTests {
             Issue.record("a live hold is confirmed")
             return
         }
-        #expect(try await reservations.placeHold(show, units: 1, key: "c", timeToLive: .seconds(60)) == HoldPlacement(.hold(confirmed), isNew: false))
+        #expect(
+            try await reservations.placeHold(show, units: 1, key: "c", timeToLive: .seconds(60))
+                == HoldPlacement(.hold(confirmed), isNew: false)
+        )
     }
 
     @Test("16 concurrent holds with one key: one hold, exactly one told it placed it", arguments: allBackends)

@@ -7,7 +7,10 @@ import Unrace
 @Suite("Reserved namespaces", .timeLimit(.minutes(5)))
 struct ReservedNamespaceTests {
     static func code(_ body: () async throws -> Void) async -> String? {
-        do { try await body(); return nil } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
+        do {
+            try await body()
+            return nil
+        } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
     }
 
     @Test(
@@ -70,21 +73,21 @@ struct ReservedNamespaceTests {
     }
 
     static func skipOnQueueStream<S: Store>(_ store: S) async throws {
-            let clock = ManualWallClock()
-            let queue = try QueueTests.queue(store, clock)
-            var configuration = InboxConfiguration()
-            configuration.clock = clock
-            let inbox = try Inbox(store: store, configuration: configuration)
-            try await queue.enqueue((1...3).map { QueueTests.message("m\($0)", key: "k") })
-            let deliveries = try await queue.lease(limit: 3, worker: "worker")
-            #expect(try await inbox.receive(try deliveries[2].inboxEvent(type: "t")) { _, _ in .applied } == .parked(waitingFor: 1))
-            let stream = "$\(queue.name)/k"
-            clock.advance(by: .seconds(61))
-            #expect(try await inbox.gaps(limit: 10).map(\.stream) == [stream], "gaps report the stream by its reserved name")
-            let skipped = try await inbox.skipGap(stream: stream) { _, _ in .applied }
-            #expect(skipped.skipped == 2 && skipped.drained == 1)
-            #expect(try await inbox.head(of: stream) == 3)
-            // The first two deliveries now find their positions taken by the markers.
-            #expect(try await inbox.receive(try deliveries[0].inboxEvent(type: "t")) { _, _ in .applied } == .duplicate)
+        let clock = ManualWallClock()
+        let queue = try QueueTests.queue(store, clock)
+        var configuration = InboxConfiguration()
+        configuration.clock = clock
+        let inbox = try Inbox(store: store, configuration: configuration)
+        try await queue.enqueue((1...3).map { QueueTests.message("m\($0)", key: "k") })
+        let deliveries = try await queue.lease(limit: 3, worker: "worker")
+        #expect(try await inbox.receive(try deliveries[2].inboxEvent(type: "t")) { _, _ in .applied } == .parked(waitingFor: 1))
+        let stream = "$\(queue.name)/k"
+        clock.advance(by: .seconds(61))
+        #expect(try await inbox.gaps(limit: 10).map(\.stream) == [stream], "gaps report the stream by its reserved name")
+        let skipped = try await inbox.skipGap(stream: stream) { _, _ in .applied }
+        #expect(skipped.skipped == 2 && skipped.drained == 1)
+        #expect(try await inbox.head(of: stream) == 3)
+        // The first two deliveries now find their positions taken by the markers.
+        #expect(try await inbox.receive(try deliveries[0].inboxEvent(type: "t")) { _, _ in .applied } == .duplicate)
     }
 }

@@ -8,7 +8,8 @@ import Unrace
 @Suite("Serve: timeouts and bounded shutdown", .timeLimit(.minutes(3)))
 struct ServeTimeoutTests {
     /// Headers and 10 of 100 promised body bytes, then nothing.
-    static let stalledUpload = "POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"stall\"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sku\":\"w"
+    static let stalledUpload =
+        "POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"stall\"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sku\":\"w"
 
     static func serve(_ options: [String]) async throws -> (ChildProcess, Int, URL) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("serve"))
@@ -21,7 +22,10 @@ struct ServeTimeoutTests {
     @Test("a body that stops half way is answered 408 and its connection closed, after --request-timeout")
     func stalledBody() async throws {
         let (server, port, folder) = try await Self.serve(["--request-timeout", "2", "--idle-timeout", "600"])
-        defer { server.sendKill(); try? FileManager.default.removeItem(at: folder) }
+        defer {
+            server.sendKill()
+            try? FileManager.default.removeItem(at: folder)
+        }
         let connection = try RawConnection(port: port)
         try connection.send(Self.stalledUpload)
         let (bytes, closed) = await connection.readUntilClosed(timeout: .seconds(30))
@@ -36,7 +40,10 @@ struct ServeTimeoutTests {
     @Test("a connection on which nothing arrives is closed after --idle-timeout")
     func idleConnection() async throws {
         let (server, port, folder) = try await Self.serve(["--idle-timeout", "2", "--request-timeout", "600"])
-        defer { server.sendKill(); try? FileManager.default.removeItem(at: folder) }
+        defer {
+            server.sendKill()
+            try? FileManager.default.removeItem(at: folder)
+        }
         let stalled = try RawConnection(port: port)
         try stalled.send(Self.stalledUpload)
         #expect(await stalled.readUntilClosed(timeout: .seconds(30)).closed, "a stalled upload's connection is closed")
@@ -47,7 +54,10 @@ struct ServeTimeoutTests {
     @Test("SIGTERM stops serve within its grace period although a client holds a request open")
     func boundedShutdown() async throws {
         let (server, port, folder) = try await Self.serve(["--idle-timeout", "600", "--request-timeout", "600", "--shutdown-grace", "2"])
-        defer { server.sendKill(); try? FileManager.default.removeItem(at: folder) }
+        defer {
+            server.sendKill()
+            try? FileManager.default.removeItem(at: folder)
+        }
         let connection = try RawConnection(port: port)
         try connection.send(Self.stalledUpload)
         // The request is in the server's hands once its health can be read on another connection.

@@ -59,24 +59,35 @@ struct ShopWorkerTests {
             try await tx.execute("CREATE TABLE fail_flag (x INTEGER)")
             try await tx.execute("INSERT INTO fail_flag (x) VALUES (1)")
             if store.dialect == .postgres {
-                try await tx.execute("""
+                try await tx.execute(
+                    """
                     CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
                     IF EXISTS (SELECT 1 FROM fail_flag) THEN RAISE EXCEPTION 'injected'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql
-                    """)
+                    """
+                )
                 try await tx.execute("CREATE TRIGGER fail_once BEFORE INSERT ON shop_effects FOR EACH ROW EXECUTE FUNCTION fail_once()")
             } else {
-                try await tx.execute("""
+                try await tx.execute(
+                    """
                     CREATE TRIGGER fail_once BEFORE INSERT ON shop_effects WHEN EXISTS (SELECT 1 FROM fail_flag)
                     BEGIN SELECT RAISE(ABORT, 'injected'); END
-                    """)
+                    """
+                )
             }
         }
-        try await shop.queue.enqueue([OutgoingMessage(id: "capture:o1", payload: Array(#"{"order":"o1","task":"capture","amount":250}"#.utf8), orderingKey: "o1")])
+        try await shop.queue.enqueue([
+            OutgoingMessage(id: "capture:o1", payload: Array(#"{"order":"o1","task":"capture","amount":250}"#.utf8), orderingKey: "o1")
+        ])
         try await withLiveServer(PaymentProvider().router()) { provider in
             var consumer = QueueConfiguration()
             consumer.backoff = .zero
             let worker = try ShopWorker(
-                store: store, handler: handler, name: "w1", configuration: consumer, externalSystems: "http://127.0.0.1:\(provider.port)", logger: quiet
+                store: store,
+                handler: handler,
+                name: "w1",
+                configuration: consumer,
+                externalSystems: "http://127.0.0.1:\(provider.port)",
+                logger: quiet
             )
             #expect(try await worker.runOnce() == 1)
             _ = try await store.withTransaction { tx in try await tx.execute("DELETE FROM fail_flag") }
@@ -98,22 +109,24 @@ struct ShopWorkerTests {
     }
 
     static func forgedOrderStream<S: SQLStore>(_ client: LiveClient, _ store: S) async throws {
-            let order = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "o")], json: #"{"sku":"widget","quantity":1}"#)
-            #expect(order.status == 201)
-            let id = try #require(order.header("Location")).replacingOccurrences(of: "/orders/", with: "")
-            for stream in ["shop-orders/\(id)", "$shop-orders/\(id)"] {
-                for sequence in [1, 3] {
-                    let forged = try await client.send(
-                        .POST, "/events", json: #"{"id":"forged-\#(sequence)","order":"\#(stream)","sequence":\#(sequence),"type":"OrderCreated"}"#
-                    )
-                    #expect(forged.status == 400 && forged.problemCode == "bad_request", "\(stream)#\(sequence)")
-                }
+        let order = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "o")], json: #"{"sku":"widget","quantity":1}"#)
+        #expect(order.status == 201)
+        let id = try #require(order.header("Location")).replacingOccurrences(of: "/orders/", with: "")
+        for stream in ["shop-orders/\(id)", "$shop-orders/\(id)"] {
+            for sequence in [1, 3] {
+                let forged = try await client.send(
+                    .POST,
+                    "/events",
+                    json: #"{"id":"forged-\#(sequence)","order":"\#(stream)","sequence":\#(sequence),"type":"OrderCreated"}"#
+                )
+                #expect(forged.status == 400 && forged.problemCode == "bad_request", "\(stream)#\(sequence)")
             }
-            let worker = try ShopWorker(store: store, handler: .guarded, name: "w1", logger: quiet)
-            #expect(try await worker.runOnce() == 2)
-            let effects = try await store.withTransaction { tx in
-                try await tx.query("SELECT operation FROM shop_effects ORDER BY position").map { try $0.string("operation") }
-            }
-            #expect(effects == ["capture:\(id)", "email:\(id)"])
+        }
+        let worker = try ShopWorker(store: store, handler: .guarded, name: "w1", logger: quiet)
+        #expect(try await worker.runOnce() == 2)
+        let effects = try await store.withTransaction { tx in
+            try await tx.query("SELECT operation FROM shop_effects ORDER BY position").map { try $0.string("operation") }
+        }
+        #expect(effects == ["capture:\(id)", "email:\(id)"])
     }
 }

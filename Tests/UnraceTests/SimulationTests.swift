@@ -112,7 +112,13 @@ struct SimulationTests {
     func fenceCheckHasTeeth() async throws {
         var options = SimulationOptions()
         options.disabledGuards = .fencing
-        let report = await Simulator.runSeeds(try #require(Scenario.named("zombie-holder")), .guarded, firstSeed: 1, count: 1_000, options: options)
+        let report = await Simulator.runSeeds(
+            try #require(Scenario.named("zombie-holder")),
+            .guarded,
+            firstSeed: 1,
+            count: 1_000,
+            options: options
+        )
         #expect(report.firstFailure?.violations.first?.invariant == "no-write-from-fenced-holder")
     }
 
@@ -120,7 +126,13 @@ struct SimulationTests {
     func versionCheckHasTeeth() async throws {
         var options = SimulationOptions()
         options.disabledGuards = .versionCheck
-        let report = await Simulator.runSeeds(try #require(Scenario.named("wallet")), .guarded, firstSeed: 1, count: 1_000, options: options)
+        let report = await Simulator.runSeeds(
+            try #require(Scenario.named("wallet")),
+            .guarded,
+            firstSeed: 1,
+            count: 1_000,
+            options: options
+        )
         let failure = try #require(report.firstFailure)
         #expect(["money-conserved", "no-overdraft"].contains(failure.violations[0].invariant))
     }
@@ -222,7 +234,9 @@ struct SimulateCommandTests {
 
     @Test("--store sqlite runs on the SQLite store and says so, in the reproduction too")
     func sqliteStore() async throws {
-        let child = try ChildProcess(["simulate", "--store", "sqlite", "--scenario", "clock-skew", "--handler", "naive", "--seed", "1", "--seeds", "30", "--json"])
+        let child = try ChildProcess([
+            "simulate", "--store", "sqlite", "--scenario", "clock-skew", "--handler", "naive", "--seed", "1", "--seeds", "30", "--json",
+        ])
         #expect(await child.exitStatus() == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(child.printed.utf8)) as? [String: Any])
         #expect(object["store"] as? String == "sqlite")

@@ -58,7 +58,8 @@ struct SpawnTests {
             // The parent: a shell that starts `unrace serve`, prints its pid, and waits to be killed.
             let script = #"UNRACE_EXIT_WITH_PARENT=\#(setting) "$UNRACE" serve --port 0 --file "$DB" & echo "pid=$!"; exec sleep 600"#
             let parent = try ChildProcess(
-                executable: "/bin/sh", ["-c", script],
+                executable: "/bin/sh",
+                ["-c", script],
                 environment: [
                     "UNRACE": ChildProcess.binary.path, "DB": folder.appendingPathComponent("shop.sqlite").path,
                 ],
@@ -70,7 +71,10 @@ struct SpawnTests {
             let line = try #require(parent.printed.split(separator: "\n").first { $0.hasPrefix("pid=") })
             let orphan = try #require(pid_t(line.dropFirst(4)))
             let exited = try #require(ProcessExit(orphan), "pidfd_open")
-            defer { exited.kill(); exited.close() }
+            defer {
+                exited.kill()
+                exited.close()
+            }
             await parent.kill()
 
             let gone = await exited.wait(upTo: .seconds(watched ? 30 : 2))
@@ -99,7 +103,10 @@ private struct ProcessExit: Sendable {
 
     /// Sends SIGKILL through the descriptor: never to a recycled pid.
     func kill() {
-        let send = Spawn.glibcFunction("pidfd_send_signal", as: (@convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UInt32) -> Int32).self)
+        let send = Spawn.glibcFunction(
+            "pidfd_send_signal",
+            as: (@convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UInt32) -> Int32).self
+        )
         _ = send?(descriptor, SIGKILL, nil, 0)
     }
 

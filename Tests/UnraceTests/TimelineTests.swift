@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import UnraceSimulation
 
 /// The HTML timelines: drawn by `unrace simulate --html` and `unrace check --html`, loaded in a
@@ -87,10 +88,13 @@ struct TimelineTests {
             "t=0.000s   \(actor)   store.claim job → acquired, token 99999999999999999999",
             "t=0.001s   x'<b>   text with \u{0}NUL & <img src=x onerror=alert(1)>",
         ]
-        let page = Timeline(title: "t\"<>", panels: [
-            Timeline.Panel(title: "p\"\u{301} onload=x", lines: lines, violations: [Violation("inv\"\u{301}", "<b>d</b>")]),
-            Timeline.Panel(title: "empty", lines: [], violations: []),
-        ]).html()
+        let page = Timeline(
+            title: "t\"<>",
+            panels: [
+                Timeline.Panel(title: "p\"\u{301} onload=x", lines: lines, violations: [Violation("inv\"\u{301}", "<b>d</b>")]),
+                Timeline.Panel(title: "empty", lines: [], violations: []),
+            ]
+        ).html()
         #expect(!page.contains("<script>alert"))
         #expect(!page.contains("<img"))
         #expect(!page.unicodeScalars.contains("\u{0}"))
@@ -99,7 +103,10 @@ struct TimelineTests {
         let file = try temporaryFolder("hostile").appendingPathComponent("hostile.html")
         try Data(page.utf8).write(to: file)
         let dom = try await Chromium.run(chromium, ["--dump-dom", file.absoluteString])
-        #expect(!dom.contains("onmouseover=\"") && !dom.contains("onload=\"") && !dom.contains("onerror=\""), "no event handler attribute in the DOM")
+        #expect(
+            !dom.contains("onmouseover=\"") && !dom.contains("onload=\"") && !dom.contains("onerror=\""),
+            "no event handler attribute in the DOM"
+        )
         #expect(!dom.contains("<script>alert") && !dom.contains("<img"))
     }
 
@@ -160,12 +167,14 @@ struct TimelineTests {
     func checkHTML() async throws {
         let folder = try temporaryFolder("check-html")
         let history = folder.appendingPathComponent("history.jsonl")
-        try Data("""
+        try Data(
+            """
             {"type":"request","operation":"order:1","status":201}
             {"type":"effect","operation":"order:1","position":1,"actor":"worker-1"}
             {"type":"effect","operation":"order:1","position":2,"actor":"worker-2"}
 
-            """.utf8).write(to: history)
+            """.utf8
+        ).write(to: history)
         let page = folder.appendingPathComponent("history.html").path
         let check = try ChildProcess(["check", history.path, "--html", page])
         #expect(await check.exitStatus() == 1, "the duplicate is an anomaly")

@@ -28,16 +28,24 @@ struct VaporMiddlewareTests {
 
     /// A Vapor app on a fresh SQLite file that answers errors as problems, with `routes` added,
     /// served on a free loopback port for the duration of `body`.
-    static func withApp(_ routes: @escaping (Application, URL) async throws -> Void, _ body: (Application, LiveClient) async throws -> Void) async throws {
-        try await withVaporApp(migration: CreateNotes(), configure: { app, folder in
-            app.middleware = .init()
-            app.middleware.use(ProblemMiddleware())
-            try await routes(app, folder)
-        }) { app, client, _ in try await body(app, client) }
+    static func withApp(
+        _ routes: @escaping (Application, URL) async throws -> Void,
+        _ body: (Application, LiveClient) async throws -> Void
+    ) async throws {
+        // swift-format-ignore: OnlyOneTrailingClosureArgument
+        try await withVaporApp(
+            migration: CreateNotes(),
+            configure: { app, folder in
+                app.middleware = .init()
+                app.middleware.use(ProblemMiddleware())
+                try await routes(app, folder)
+            }
+        ) { app, client, _ in try await body(app, client) }
     }
 
     @Test("under a middleware on SQLiteStore, req.unrace.db refuses to write (invalid_configuration) instead of writing outside the claim")
     func unraceDBOutsideFluent() async throws {
+        // swift-format-ignore: OnlyOneTrailingClosureArgument
         try await Self.withApp({ app, folder in
             let store = try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path)
             let operations = try Operations(store: store)
@@ -54,6 +62,7 @@ struct VaporMiddlewareTests {
 
     @Test("a thrown Abort's headers (WWW-Authenticate) are in the answer and in its replay")
     func abortHeaders() async throws {
+        // swift-format-ignore: OnlyOneTrailingClosureArgument
         try await Self.withApp({ app, _ in
             let store = try await FluentStore(databases: app.databases, logger: app.logger)
             let operations = try Operations(store: store)

@@ -13,7 +13,10 @@ struct VaporShopTests {
     static func start(_ environment: [String: String]) async throws -> (ChildProcess, LiveClient) {
         let port = try freeLoopbackPort()
         let shop = try ChildProcess(
-            executable: binary, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], environment: environment, errors: .captured
+            executable: binary,
+            ["serve", "--hostname", "127.0.0.1", "--port", String(port)],
+            environment: environment,
+            errors: .captured
         )
         try await shop.waitFor("Server started on")
         return (shop, LiveClient(port: port))
@@ -21,7 +24,10 @@ struct VaporShopTests {
 
     static func order(_ client: LiveClient, key: String, quantity: Int = 1) async throws -> HTTPExchange {
         try await client.send(
-            .POST, "/orders", headers: [("Idempotency-Key", "\"\(key)\""), ("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":\#(quantity)}"#
+            .POST,
+            "/orders",
+            headers: [("Idempotency-Key", "\"\(key)\""), ("X-Client-Id", "alice")],
+            json: #"{"sku":"widget","quantity":\#(quantity)}"#
         )
     }
 
@@ -40,7 +46,10 @@ struct VaporShopTests {
         #expect(product.status == 200 && product.body.contains("\"stock\":998") && product.header("ETag") == "\"1\"")
         #expect(try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"1\"")]).status == 304)
         #expect(try await client.send(.PUT, "/products/widget", json: #"{"name":"W","priceCents":1}"#).status == 428)
-        #expect(try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"W","priceCents":1}"#).status == 200)
+        #expect(
+            try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"W","priceCents":1}"#).status
+                == 200
+        )
         let missing = try await client.send(.POST, "/orders", headers: [("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":1}"#)
         #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
     }
@@ -60,8 +69,10 @@ struct VaporShopTests {
     @Test("VaporShop bench runs both shops and reports a positive throughput ratio (numbers come from a release build, not here)")
     func bench() async throws {
         let bench = try ChildProcess(
-            executable: Self.binary, ["bench", "--requests", "100", "--connections", "4", "--rounds", "1", "--json"],
-            environment: ["DATABASE_URL": ""], errors: .captured  // SQLite, whatever the shell says
+            executable: Self.binary,
+            ["bench", "--requests", "100", "--connections", "4", "--rounds", "1", "--json"],
+            environment: ["DATABASE_URL": ""],
+            errors: .captured  // SQLite, whatever the shell says
         )
         #expect(await bench.exitStatus() == 0)
         let line = try #require(bench.printed.split(separator: "\n").last { $0.hasPrefix("{") })

@@ -77,7 +77,10 @@ public struct Inbox<S: Store>: Sendable {
         // queue delivery's names again from its message).
         let event = try event.validated()
         let limit = configuration.parkingLimit
-        let outcome = try await telemetry.step(store, StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)) { context in
+        let outcome = try await telemetry.step(
+            store,
+            StepInfo("receive", "\(event.stream)#\(event.sequence) \(event.type)", clock: configuration.clock)
+        ) { context in
             let outcome = try await InboxFlow.receive(context, event, parkingLimit: limit) { try await handler(context.transaction, $0) }
             context.note("→ \(outcome)")
             return outcome
@@ -90,13 +93,14 @@ public struct Inbox<S: Store>: Sendable {
     /// events applied when their gap filled, `unrace_inbox_drained_total{store}`. Never a stream,
     /// an event id or a payload.
     private func count(_ outcome: InboxOutcome) {
-        let (verdict, drained): (String, Int) = switch outcome {
-        case .applied(let drained): ("applied", drained)
-        case .rejected(_, let drained): ("rejected", drained)
-        case .parked: ("parked", 0)
-        case .duplicate: ("duplicate", 0)
-        case .stale: ("stale", 0)
-        }
+        let (verdict, drained): (String, Int) =
+            switch outcome {
+            case .applied(let drained): ("applied", drained)
+            case .rejected(_, let drained): ("rejected", drained)
+            case .parked: ("parked", 0)
+            case .duplicate: ("duplicate", 0)
+            case .stale: ("stale", 0)
+            }
         telemetry.count("unrace_inbox_events_total", [("verdict", verdict)])
         telemetry.count("unrace_inbox_drained_total", by: drained)
     }
@@ -163,7 +167,11 @@ public struct LifecycleGuard<S: Store>: Sendable {
     /// Creates a guard.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks ``NameRule/lifecycleName``.
     public init(
-        store: S, lifecycle: Lifecycle, name: String, clock: any WallClock = SystemWallClock(), observability: Observability = .init()
+        store: S,
+        lifecycle: Lifecycle,
+        name: String,
+        clock: any WallClock = SystemWallClock(),
+        observability: Observability = .init()
     ) throws {
         self.name = try NameRule.lifecycleName.validate(name)
         self.store = store
@@ -190,17 +198,22 @@ public struct LifecycleGuard<S: Store>: Sendable {
             let decision = lifecycle.applyWithPlaceholder(event, to: current)
             if case .moved(_, let target) = decision {
                 try await context.rows.saveLifecycleState(
-                    lifecycle: name, entity: entity, state: target, isNew: current == nil, now: try await context.rows.now()
+                    lifecycle: name,
+                    entity: entity,
+                    state: target,
+                    isNew: current == nil,
+                    now: try await context.rows.now()
                 )
             }
             try await handler(context.transaction, decision)
             return decision
         }
-        let result = switch decision {
-        case .moved: "moved"
-        case .rejected: "rejected"
-        case .absorbed: "absorbed"
-        }
+        let result =
+            switch decision {
+            case .moved: "moved"
+            case .rejected: "rejected"
+            case .absorbed: "absorbed"
+            }
         telemetry.count("unrace_lifecycle_events_total", [("lifecycle", name), ("decision", result)])
         return decision
     }

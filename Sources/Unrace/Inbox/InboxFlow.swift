@@ -76,7 +76,8 @@ enum InboxFlow {
             // Event ids are global: the same id at another position is not this event.
             guard stored == InboxPosition(stream: event.stream, sequence: event.sequence) else {
                 throw UnraceError(
-                    .eventIDReused, "this event id was already received with another stream or sequence; event ids are unique across streams",
+                    .eventIDReused,
+                    "this event id was already received with another stream or sequence; event ids are unique across streams",
                     detail: "stored at \(stored.stream)#\(stored.sequence)"
                 )
             }
@@ -84,11 +85,16 @@ enum InboxFlow {
         }
         // Only a sequence at or below the head, or a stream with parked events, can meet a taken
         // position: in-order delivery skips this read.
-        let seen = event.sequence <= stream.head || stream.parked > 0
+        let seen =
+            event.sequence <= stream.head || stream.parked > 0
             ? try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) : false
         let now = try await rows.now()
         switch SequencingDecision.decide(
-            sequence: event.sequence, head: stream.head, seen: seen, parked: stream.parked, parkingLimit: parkingLimit
+            sequence: event.sequence,
+            head: stream.head,
+            seen: seen,
+            parked: stream.parked,
+            parkingLimit: parkingLimit
         ) {
         case .duplicate:
             return .duplicate
@@ -155,7 +161,8 @@ enum InboxFlow {
         let skipped = lowest - 1 - stream.head
         guard skipped <= skipMaximum else {
             throw UnraceError(
-                .invalidArgument, "the gap is wider than \(skipMaximum) sequences; skip it in smaller steps upstream",
+                .invalidArgument,
+                "the gap is wider than \(skipMaximum) sequences; skip it in smaller steps upstream",
                 detail: "stream \(name), \(skipped) missing"
             )
         }
@@ -164,7 +171,10 @@ enum InboxFlow {
         let streamDigest = Fingerprint.text(name).hex.prefix(32)
         for sequence in (stream.head + 1)..<lowest {
             let marker = try InboxEvent(
-                stored: "\(InboxEvent.reservedPrefix)skipped:\(streamDigest):\(sequence)", stream: name, sequence: sequence, type: "unrace.skipped"
+                stored: "\(InboxEvent.reservedPrefix)skipped:\(streamDigest):\(sequence)",
+                stream: name,
+                sequence: sequence,
+                type: "unrace.skipped"
             )
             try await rows.insertInboxEvent(marker, status: .skipped, reason: "skipped by an operator", now: now)
         }

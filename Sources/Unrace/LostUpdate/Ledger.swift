@@ -1,5 +1,5 @@
-public import UnraceCore
 import Synchronization
+public import UnraceCore
 
 /// How a ``Ledger`` batches. Every property has a documented default and bound.
 public struct LedgerConfiguration: Sendable {
@@ -175,7 +175,7 @@ public final class Ledger<S: Store>: Sendable {
                     offset += request.transfers.count
                 }
             } catch {
-                group.forEach { $0.fulfil(.failure(error)) }
+                for waiter in group { waiter.fulfil(.failure(error)) }
             }
         }
     }
@@ -208,7 +208,9 @@ public final class Ledger<S: Store>: Sendable {
     /// Locks `ids` and the other accounts of expired pendings on them, all in one id-ordered
     /// statement, and returns the accounts with the expired pendings whose both accounts are locked.
     private static func lockAccounts(
-        _ rows: any StoreRows, _ ids: [String], releasingExpiredAt now: Timestamp
+        _ rows: any StoreRows,
+        _ ids: [String],
+        releasingExpiredAt now: Timestamp
     ) async throws -> ([String: Account], [StoredTransfer]) {
         let limit = expiredPendingsPerStepMaximum
         let candidates = try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
@@ -216,8 +218,11 @@ public final class Ledger<S: Store>: Sendable {
         for pending in candidates { wanted.formUnion([pending.transfer.debitAccount, pending.transfer.creditAccount]) }
         let accounts = try await rows.accounts(wanted.sorted(), lock: true)
         // Read again under the locks: another step may have settled some meanwhile.
-        let expired = candidates.isEmpty ? [] : try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
-            .filter { wanted.contains($0.transfer.debitAccount) && wanted.contains($0.transfer.creditAccount) }
+        let expired =
+            candidates.isEmpty
+            ? []
+            : try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
+                .filter { wanted.contains($0.transfer.debitAccount) && wanted.contains($0.transfer.creditAccount) }
         return (accounts, expired)
     }
 
@@ -226,7 +231,10 @@ public final class Ledger<S: Store>: Sendable {
         if !changes.created.isEmpty { try await rows.insertTransfers(changes.created) }
         if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
         if !changes.failures.isEmpty {
-            try await rows.insertTransferFailures(changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) }, now: now)
+            try await rows.insertTransferFailures(
+                changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) },
+                now: now
+            )
         }
     }
 
@@ -256,7 +264,10 @@ public final class Ledger<S: Store>: Sendable {
     /// balances include expired pendings not yet released by a step or the sweeper.
     public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
         let ids = try ids.map { try NameRule.accountID.validate($0) }
-        let found = try await telemetry.step(store, StepInfo("lookupAccounts", "\(ids.count)", clock: configuration.clock, isReadOnly: true)) { context in
+        let found = try await telemetry.step(
+            store,
+            StepInfo("lookupAccounts", "\(ids.count)", clock: configuration.clock, isReadOnly: true)
+        ) { context in
             try await context.rows.accounts(ids, lock: false)
         }
         return ids.compactMap { found[$0] }
@@ -273,7 +284,9 @@ public final class Ledger<S: Store>: Sendable {
 /// One caller's submission waiting for its group.
 private final class Request: Sendable {
     let transfers: [Transfer]
-    private let state = Mutex<(result: Result<[TransferResult], any Error>?, waiter: CheckedContinuation<[TransferResult], any Error>?)>((nil, nil))
+    private let state = Mutex<(result: Result<[TransferResult], any Error>?, waiter: CheckedContinuation<[TransferResult], any Error>?)>(
+        (nil, nil)
+    )
 
     init(_ transfers: [Transfer]) { self.transfers = transfers }
 

@@ -1,6 +1,6 @@
-import UnraceCore
 import Foundation
 import Synchronization
+import UnraceCore
 
 /// A value with the version it was read at.
 public struct Versioned<Value: Sendable>: Sendable {
@@ -53,7 +53,10 @@ public struct Records<S: Store>: Sendable {
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a collection that breaks
     ///   ``NameRule/collection``, ``UnraceError/Code/invalidConfiguration`` for a retry policy out of bounds.
     public init(
-        store: S, collection: String, retry: RetryPolicy = .init(), clock: any WallClock = SystemWallClock(),
+        store: S,
+        collection: String,
+        retry: RetryPolicy = .init(),
+        clock: any WallClock = SystemWallClock(),
         observability: Observability = .init()
     ) throws {
         let collection = try NameRule.collection.validate(collection)
@@ -134,7 +137,12 @@ public struct Records<S: Store>: Sendable {
         let subject = expectedVersion.map { "\(id) if version \($0)" } ?? "\(id) at any version"
         let decision = try await telemetry.step(store, info(expectedVersion == nil ? "replace" : "write", subject)) { context in
             let current = try await context.rows.record(collection: collection, id: id, lock: true)
-            var (decision, next) = RecordRule.write(current, value: bytes, expectedVersion: expectedVersion, now: try await context.rows.now())
+            var (decision, next) = RecordRule.write(
+                current,
+                value: bytes,
+                expectedVersion: expectedVersion,
+                now: try await context.rows.now()
+            )
             if context.disabledGuards.contains(.versionCheck), case .conflict = decision, var forced = current {
                 forced.value = bytes
                 forced.version += 1
@@ -160,7 +168,8 @@ public struct Records<S: Store>: Sendable {
             throw UnraceError(.notFound, "there is no such record")
         case .conflict(let current):
             throw UnraceError(
-                .versionConflict, "the record changed since it was read; re-read and decide again",
+                .versionConflict,
+                "the record changed since it was read; re-read and decide again",
                 detail: "expected version \(expectedVersion.map(String.init) ?? "any"), current \(current)"
             )
         }
@@ -174,7 +183,9 @@ public struct Records<S: Store>: Sendable {
     ///   last conflicting attempt; or what `transform` throws (nothing is written then).
     @discardableResult
     public func update<T: Codable & Sendable>(
-        _ id: String, as type: T.Type = T.self, _ transform: (inout T) throws -> Void
+        _ id: String,
+        as type: T.Type = T.self,
+        _ transform: (inout T) throws -> Void
     ) async throws -> Versioned<T> {
         try await telemetry.span("update") { _ in try await update(id, transform) }
     }

@@ -70,13 +70,22 @@ public struct Reservations<S: Store>: Sendable {
         let outcome = try await telemetry.step(store, StepInfo("hold", "\(resource) for \(key)", clock: clock)) { context in
             let rows = context.rows
             // The resource first, then the hold: every reservation step locks in that order.
-            guard let stored = try await rows.resource(name: resource, lock: true) else { return (HoldPlacement(.notFound, isNew: false), "", 0) }
+            guard let stored = try await rows.resource(name: resource, lock: true) else {
+                return (HoldPlacement(.notFound, isNew: false), "", 0)
+            }
             let existing = try await rows.hold(key: key, lock: true)
             if let existing, !HoldRule.isRepeat(existing, resource: resource, units: units) {
-                throw UnraceError(.holdKeyReused, "this hold key already holds another resource or another number of units; hold keys are unique across resources")
+                throw UnraceError(
+                    .holdKeyReused,
+                    "this hold key already holds another resource or another number of units; hold keys are unique across resources"
+                )
             }
             let now = try await rows.now()
-            let (reclaimed, released) = HoldRule.release(expired: try await rows.expiredHolds(resource: resource, at: now), of: stored, now: now)
+            let (reclaimed, released) = HoldRule.release(
+                expired: try await rows.expiredHolds(resource: resource, at: now),
+                of: stored,
+                now: now
+            )
             for hold in released { try await rows.saveHold(hold, isNew: false) }
             if let existing {
                 // Asked again: the hold as it now stands (released above if it had expired).
@@ -150,7 +159,11 @@ public struct Reservations<S: Store>: Sendable {
             var count = 0
             for name in try await rows.resourcesWithExpiredHolds(at: now, limit: limit) {
                 guard let resource = try await rows.resource(name: name, lock: true) else { continue }
-                let (reclaimed, released) = HoldRule.release(expired: try await rows.expiredHolds(resource: name, at: now), of: resource, now: now)
+                let (reclaimed, released) = HoldRule.release(
+                    expired: try await rows.expiredHolds(resource: name, at: now),
+                    of: resource,
+                    now: now
+                )
                 for hold in released { try await rows.saveHold(hold, isNew: false) }
                 if !released.isEmpty { try await rows.saveResource(reclaimed, isNew: false) }
                 count += released.count

@@ -15,7 +15,10 @@ enum MaintenanceLoop {
     /// Runs `round` until cancelled or the service group shuts down gracefully. `round` returns
     /// whether it did a full batch (run again at once).
     static func run(
-        interval: Duration, clock: any WallClock, logger: Logger, failure: Logger.Message,
+        interval: Duration,
+        clock: any WallClock,
+        logger: Logger,
+        failure: Logger.Message,
         _ round: @escaping @Sendable () async throws -> Bool
     ) async {
         await cancelWhenGracefulShutdown {

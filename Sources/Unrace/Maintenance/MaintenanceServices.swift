@@ -22,7 +22,12 @@ public struct PendingTransferSweeper<S: Store>: Service {
     /// A sweeper of `ledger`.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h or a
     ///   batch limit outside 1…10,000.
-    public init(ledger: Ledger<S>, interval: Duration = .seconds(1), batchLimit: Int = 1_000, logger: Logger = Logger(label: "unrace.ledger.sweeper")) throws {
+    public init(
+        ledger: Ledger<S>,
+        interval: Duration = .seconds(1),
+        batchLimit: Int = 1_000,
+        logger: Logger = Logger(label: "unrace.ledger.sweeper")
+    ) throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a sweeper")
         self.ledger = ledger
         self.interval = interval
@@ -33,7 +38,9 @@ public struct PendingTransferSweeper<S: Store>: Service {
     /// Sweeps until cancelled or shut down gracefully.
     public func run() async throws {
         await MaintenanceLoop.run(
-            interval: interval, clock: ledger.configuration.clock, logger: logger,
+            interval: interval,
+            clock: ledger.configuration.clock,
+            logger: logger,
             failure: "voiding expired pending transfers failed; retrying after the interval"
         ) {
             let voided = try await ledger.voidExpiredPendingTransfers(limit: batchLimit)
@@ -64,7 +71,13 @@ public struct ExpiredRecordPurger<S: Store>: Service {
     /// A purger of `scopes`.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h, a
     ///   batch limit outside 1…10,000 or no scope.
-    public init(operations: Operations<S>, scopes: [Scope], interval: Duration = .seconds(60), batchLimit: Int = 1_000, logger: Logger = Logger(label: "unrace.purger")) throws {
+    public init(
+        operations: Operations<S>,
+        scopes: [Scope],
+        interval: Duration = .seconds(60),
+        batchLimit: Int = 1_000,
+        logger: Logger = Logger(label: "unrace.purger")
+    ) throws {
         guard !scopes.isEmpty else { throw UnraceError(.invalidConfiguration, "a purger needs at least one scope") }
         try self.init(operations: operations, scopes: scopes, everyScope: false, interval: interval, batchLimit: batchLimit, logger: logger)
     }
@@ -73,7 +86,12 @@ public struct ExpiredRecordPurger<S: Store>: Service {
     /// scopes, earliest expiry first.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h or a
     ///   batch limit outside 1…10,000.
-    public init(everyScopeOf operations: Operations<S>, interval: Duration = .seconds(60), batchLimit: Int = 1_000, logger: Logger = Logger(label: "unrace.purger")) throws {
+    public init(
+        everyScopeOf operations: Operations<S>,
+        interval: Duration = .seconds(60),
+        batchLimit: Int = 1_000,
+        logger: Logger = Logger(label: "unrace.purger")
+    ) throws {
         try self.init(operations: operations, scopes: [], everyScope: true, interval: interval, batchLimit: batchLimit, logger: logger)
     }
 
@@ -90,7 +108,9 @@ public struct ExpiredRecordPurger<S: Store>: Service {
     /// Purges until cancelled or shut down gracefully.
     public func run() async throws {
         await MaintenanceLoop.run(
-            interval: interval, clock: operations.configuration.clock, logger: logger,
+            interval: interval,
+            clock: operations.configuration.clock,
+            logger: logger,
             failure: "purging expired operation records failed; retrying after the interval"
         ) {
             if everyScope { return try await operations.purgeExpiredInEveryScope(limit: batchLimit) == batchLimit }
@@ -119,7 +139,12 @@ public struct ExpiredHoldReaper<S: Store>: Service {
     /// A reaper of `reservations`.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h or a
     ///   batch limit outside 1…10,000.
-    public init(reservations: Reservations<S>, interval: Duration = .seconds(1), batchLimit: Int = 100, logger: Logger = Logger(label: "unrace.reaper")) throws {
+    public init(
+        reservations: Reservations<S>,
+        interval: Duration = .seconds(1),
+        batchLimit: Int = 100,
+        logger: Logger = Logger(label: "unrace.reaper")
+    ) throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a reaper")
         self.reservations = reservations
         self.interval = interval
@@ -130,7 +155,9 @@ public struct ExpiredHoldReaper<S: Store>: Service {
     /// Reaps until cancelled or shut down gracefully.
     public func run() async throws {
         await MaintenanceLoop.run(
-            interval: interval, clock: reservations.clock, logger: logger,
+            interval: interval,
+            clock: reservations.clock,
+            logger: logger,
             failure: "releasing expired holds failed; retrying after the interval"
         ) {
             let released = try await reservations.releaseExpiredHolds(limit: batchLimit)
@@ -155,7 +182,9 @@ public struct InboxGapMonitor<S: Store>: Service {
     /// A monitor of `inbox`.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h.
     public init(
-        inbox: Inbox<S>, interval: Duration = .seconds(60), logger: Logger = Logger(label: "unrace.inbox.gaps"),
+        inbox: Inbox<S>,
+        interval: Duration = .seconds(60),
+        logger: Logger = Logger(label: "unrace.inbox.gaps"),
         report: @escaping @Sendable ([InboxGap]) async -> Void = { _ in }
     ) throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: 1, "a gap monitor")
@@ -168,15 +197,21 @@ public struct InboxGapMonitor<S: Store>: Service {
     /// Watches until cancelled or shut down gracefully.
     public func run() async throws {
         await MaintenanceLoop.run(
-            interval: interval, clock: inbox.configuration.clock, logger: logger, failure: "reading inbox gaps failed; retrying after the interval"
+            interval: interval,
+            clock: inbox.configuration.clock,
+            logger: logger,
+            failure: "reading inbox gaps failed; retrying after the interval"
         ) {
             let gaps = try await inbox.gaps(limit: 100)
             if let oldest = gaps.first {
                 let now = inbox.configuration.clock.now()
-                logger.warning("inbox streams wait for missing events", metadata: [
-                    "streams": "\(gaps.count)\(gaps.count == 100 ? "+" : "")",
-                    "oldest_gap_ms": "\(now.milliseconds &- oldest.since.milliseconds)",
-                ])
+                logger.warning(
+                    "inbox streams wait for missing events",
+                    metadata: [
+                        "streams": "\(gaps.count)\(gaps.count == 100 ? "+" : "")",
+                        "oldest_gap_ms": "\(now.milliseconds &- oldest.since.milliseconds)",
+                    ]
+                )
                 await report(gaps)
             }
             return false
@@ -201,7 +236,13 @@ public struct CompletedMessagePurger<S: Store>: Service {
     /// A purger of `queue`.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h, a
     ///   batch limit outside 1…1,000 or an age outside 0…3,650 days.
-    public init(queue: MessageQueue<S>, age: Duration = .seconds(86_400), interval: Duration = .seconds(60), batchLimit: Int = 1_000, logger: Logger = Logger(label: "unrace.queue.purger")) throws {
+    public init(
+        queue: MessageQueue<S>,
+        age: Duration = .seconds(86_400),
+        interval: Duration = .seconds(60),
+        batchLimit: Int = 1_000,
+        logger: Logger = Logger(label: "unrace.queue.purger")
+    ) throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a queue purger")
         guard batchLimit <= QueueConfiguration.batchMaximum, age >= .zero, age <= .seconds(3_650 * 86_400) else {
             throw UnraceError(.invalidConfiguration, "a queue purger needs a batch limit of 1 to 1,000 and an age of 0 to 3,650 days")
@@ -216,7 +257,9 @@ public struct CompletedMessagePurger<S: Store>: Service {
     /// Purges until cancelled or shut down gracefully.
     public func run() async throws {
         await MaintenanceLoop.run(
-            interval: interval, clock: queue.configuration.clock, logger: logger,
+            interval: interval,
+            clock: queue.configuration.clock,
+            logger: logger,
             failure: "purging acked queue messages failed; retrying after the interval"
         ) {
             try await queue.purgeCompleted(olderThan: age, limit: batchLimit) == batchLimit

@@ -64,7 +64,9 @@ extension MemoryRows: LedgerRows {
     }
 
     func insertTransferFailures(_ failures: [(id: String, code: String)], now: Timestamp) async throws {
-        read { state in for failure in failures where state.failedTransfers[failure.id] == nil { state.failedTransfers[failure.id] = failure.code } }
+        read { state in
+            for failure in failures where state.failedTransfers[failure.id] == nil { state.failedTransfers[failure.id] = failure.code }
+        }
     }
 
     func ledgerTotals() async throws -> LedgerTotals {

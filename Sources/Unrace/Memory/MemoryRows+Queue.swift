@@ -45,7 +45,12 @@ extension MemoryRows: QueueRows {
         read { $0.queueMessages[Self.join(message.queue, message.id)] = message }
     }
 
-    func queueMessages(queue: String, state wanted: QueueMessageState, completedBefore: Timestamp?, limit: Int) async throws -> [QueueMessage] {
+    func queueMessages(
+        queue: String,
+        state wanted: QueueMessageState,
+        completedBefore: Timestamp?,
+        limit: Int
+    ) async throws -> [QueueMessage] {
         read { state in
             Array(
                 state.queueMessages.values
@@ -53,7 +58,11 @@ extension MemoryRows: QueueRows {
                         message.queue == queue && message.state == wanted
                             && (completedBefore.map { cutoff in message.completedAt.map { $0 <= cutoff } ?? false } ?? true)
                     }
-                    .sorted { ($0.completedAt ?? .init(milliseconds: .min), $0.position) < ($1.completedAt ?? .init(milliseconds: .min), $1.position) }
+                    .sorted {
+                        ($0.completedAt ?? .init(milliseconds: .min), $0.position) < (
+                            $1.completedAt ?? .init(milliseconds: .min), $1.position
+                        )
+                    }
                     .prefix(limit)
             )
         }
@@ -62,7 +71,9 @@ extension MemoryRows: QueueRows {
     func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws {
         let positions = Set(positions)
         read { state in
-            state.queueMessages = state.queueMessages.filter { !($0.value.queue == queue && $0.value.state == .done && positions.contains($0.value.position)) }
+            state.queueMessages = state.queueMessages.filter {
+                !($0.value.queue == queue && $0.value.state == .done && positions.contains($0.value.position))
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-import UnraceCore
 import Synchronization
+import UnraceCore
 
 /// The in-memory reference ``Store``: no I/O, the same guards as SQLite and PostgreSQL.
 ///
@@ -77,7 +77,11 @@ public final class MemoryStore: Store {
         }
     }
 
-    private func run<T>(_ tx: MemoryTransaction, now: Timestamp, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
+    private func run<T>(
+        _ tx: MemoryTransaction,
+        now: Timestamp,
+        _ body: (StepContext<MemoryTransaction>) async throws -> T
+    ) async throws -> T {
         let context = StepContext(transaction: tx, rows: MemoryRows(tx: tx, time: now), tracer: nil, disabledGuards: disabledGuards)
         return try await StepNesting.inside { try await body(context) }
     }

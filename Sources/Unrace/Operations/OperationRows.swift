@@ -62,6 +62,14 @@ public struct ClaimTemplate: Sendable, Hashable {
 
     /// The claim request at `now`.
     public func request(at now: Timestamp) -> ClaimRequest {
-        ClaimRequest(scope: scope, key: key, fingerprint: fingerprint, holder: holder, now: now, leaseUntil: now + lease, retention: retention)
+        ClaimRequest(
+            scope: scope,
+            key: key,
+            fingerprint: fingerprint,
+            holder: holder,
+            now: now,
+            leaseUntil: now + lease,
+            retention: retention
+        )
     }
 }

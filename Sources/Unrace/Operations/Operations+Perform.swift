@@ -1,5 +1,5 @@
-public import UnraceCore
 import Foundation
+public import UnraceCore
 
 /// The result of an idempotent operation: the value, and whether this call ran it.
 public struct Receipt<Value: Sendable>: Sendable {
@@ -56,7 +56,9 @@ extension Operations {
     }
 
     private func perform<Value: Codable & Sendable>(
-        _ claim: ClaimTemplate, deadline: Timestamp?, _ body: (S.Transaction) async throws -> Value
+        _ claim: ClaimTemplate,
+        deadline: Timestamp?,
+        _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
         let scope = claim.scope
         let retention = configuration.retention
@@ -114,7 +116,8 @@ extension Operations {
         case .inProgress(let holder, let leaseUntil):
             guard let deadline else {
                 throw UnraceError(
-                    .inProgress, "another holder is running this operation",
+                    .inProgress,
+                    "another holder is running this operation",
                     detail: "holder \(holder), lease until \(leaseUntil)"
                 )
             }
@@ -162,8 +165,10 @@ enum OutcomeCoding {
             return try decoder.decode(T.self, from: Data(bytes))
         } catch {
             throw UnraceError(
-                .outcomeDecodingFailed, "the stored outcome could not be decoded as the requested type",
-                detail: "\(T.self)", underlying: error
+                .outcomeDecodingFailed,
+                "the stored outcome could not be decoded as the requested type",
+                detail: "\(T.self)",
+                underlying: error
             )
         }
     }

@@ -102,7 +102,10 @@ extension Operations {
     /// A write only the key's current holder may make: checks the fence inside the step, before
     /// `body` runs, so a fenced holder's writes never commit.
     private func holderWrite(
-        _ handle: OperationHandle, _ write: HolderWrite, _ name: StaticString, _ body: (S.Transaction) async throws -> Void
+        _ handle: OperationHandle,
+        _ write: HolderWrite,
+        _ name: StaticString,
+        _ body: (S.Transaction) async throws -> Void
     ) async throws -> OperationRecord {
         let retention = configuration.retention
         return try await fencedStep(handle, name) { context, current in
@@ -116,7 +119,8 @@ extension Operations {
     /// Runs `work` in a step only if `handle` still holds its key (the fence is checked, under
     /// the record's lock, before `work` runs), and logs a refused, fenced holder.
     private func fencedStep<T: Sendable>(
-        _ handle: OperationHandle, _ name: StaticString,
+        _ handle: OperationHandle,
+        _ name: StaticString,
         _ work: (StepContext<S.Transaction>, OperationRecord) async throws -> T
     ) async throws -> T {
         do {

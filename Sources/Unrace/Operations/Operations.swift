@@ -1,7 +1,7 @@
-public import Logging
 public import CoreMetrics
-public import UnraceCore
 import Foundation
+public import Logging
+public import UnraceCore
 
 /// Idempotent business operations: the fix for the double-execution race.
 ///
@@ -35,7 +35,12 @@ public struct Operations<S: Store>: Sendable {
     public init(store: S, configuration: Configuration = .init(), observability: Observability = .init()) throws {
         self.store = store
         self.configuration = try configuration.validated()
-        self.telemetry = Telemetry(api: "operations", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
+        self.telemetry = Telemetry(
+            api: "operations",
+            store: store,
+            observability: observability,
+            metricsFactory: configuration.metricsFactory
+        )
         self.metrics = OperationsMetrics(telemetry: telemetry, scopeLabel: configuration.metricsScopeLabel)
     }
 
@@ -67,8 +72,12 @@ public struct Operations<S: Store>: Sendable {
             throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
         }
         return ClaimTemplate(
-            scope: scope, key: key, fingerprint: fingerprint, holder: configuration.holder,
-            lease: configuration.lease, retention: configuration.retention
+            scope: scope,
+            key: key,
+            fingerprint: fingerprint,
+            holder: configuration.holder,
+            lease: configuration.lease,
+            retention: configuration.retention
         )
     }
 
@@ -208,4 +217,3 @@ public struct InProgressPolicy: Sendable, Hashable {
     /// ``OperationsConfiguration/waitMaximum``), then throw ``UnraceError/Code/waitTimedOut``.
     public static func wait(upTo timeout: Duration) -> InProgressPolicy { InProgressPolicy(wait: timeout) }
 }
-

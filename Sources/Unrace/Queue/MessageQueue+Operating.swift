@@ -61,7 +61,10 @@ extension MessageQueue {
             let now = try await context.rows.now()
             let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(age.wholeMilliseconds)
             let done = try await context.rows.queueMessages(
-                queue: name, state: .done, completedBefore: Timestamp(milliseconds: overflow ? .min : cutoff), limit: limit
+                queue: name,
+                state: .done,
+                completedBefore: Timestamp(milliseconds: overflow ? .min : cutoff),
+                limit: limit
             )
             try await context.rows.deleteCompletedQueueMessages(queue: name, positions: done.map(\.position))
             return done.count

@@ -85,7 +85,8 @@ public struct MessageQueue<S: Store>: Sendable {
             throw UnraceError(.invalidConfiguration, "maxAttempts must be between 1 and \(bounds.maxAttemptsMaximum)")
         }
         guard configuration.backoff >= .zero, configuration.backoffMaximum >= configuration.backoff,
-              configuration.backoffMaximum <= bounds.delayMaximum else {
+            configuration.backoffMaximum <= bounds.delayMaximum
+        else {
             throw UnraceError(.invalidConfiguration, "backoff must be between 0 and backoffMaximum, and backoffMaximum at most 30 days")
         }
         let name = try NameRule.queueName.validate(name)
@@ -129,7 +130,12 @@ public struct MessageQueue<S: Store>: Sendable {
         return results
     }
 
-    static func enqueue(_ messages: [OutgoingMessage], queue: String, maxAttempts: Int64, rows: any StoreRows) async throws -> [EnqueueResult] {
+    static func enqueue(
+        _ messages: [OutgoingMessage],
+        queue: String,
+        maxAttempts: Int64,
+        rows: any StoreRows
+    ) async throws -> [EnqueueResult] {
         let stored = try await rows.queueMessages(queue: queue, ids: messages.map(\.id), lock: true)
         // Every id is checked before anything is written, so a refused batch writes nothing even
         // inside a caller's transaction that goes on to commit.
@@ -137,12 +143,14 @@ public struct MessageQueue<S: Store>: Sendable {
         var results: [EnqueueResult] = []
         results.reserveCapacity(messages.count)
         for message in messages {
-            let earlier = stored[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
+            let earlier =
+                stored[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
                 ?? seen[message.id].map { (payload: $0.payload, orderingKey: $0.orderingKey) }
             switch QueueRule.enqueue(payload: message.payload, orderingKey: message.orderingKey, earlier: earlier) {
             case .idReused:
                 throw UnraceError(
-                    .messageIDReused, "this message id was enqueued before with another payload or ordering key; message ids are unique per queue"
+                    .messageIDReused,
+                    "this message id was enqueued before with another payload or ordering key; message ids are unique per queue"
                 )
             case .alreadyEnqueued:
                 results.append(.alreadyEnqueued)
@@ -157,9 +165,19 @@ public struct MessageQueue<S: Store>: Sendable {
             var sequence: Int64?
             if let key = message.orderingKey { sequence = try await rows.nextQueueSequence(queue: queue, key: key) }
             let stored = QueueMessage(
-                queue: queue, id: message.id, orderingKey: message.orderingKey, sequence: sequence, payload: message.payload,
-                state: .ready, attempts: 0, maxAttempts: maxAttempts, visibleAt: now + message.delay, leasedBy: nil,
-                lastError: nil, enqueuedAt: now, completedAt: nil
+                queue: queue,
+                id: message.id,
+                orderingKey: message.orderingKey,
+                sequence: sequence,
+                payload: message.payload,
+                state: .ready,
+                attempts: 0,
+                maxAttempts: maxAttempts,
+                visibleAt: now + message.delay,
+                leasedBy: nil,
+                lastError: nil,
+                enqueuedAt: now,
+                completedAt: nil
             )
             try await rows.insertQueueMessage(stored)
         }
@@ -172,14 +190,19 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         return try messages.map { message in
             guard message.payload.count <= QueueConfiguration.payloadByteCountMaximum else {
-                throw UnraceError(.invalidArgument, "a message payload is \(message.payload.count) bytes; the maximum is \(QueueConfiguration.payloadByteCountMaximum)")
+                throw UnraceError(
+                    .invalidArgument,
+                    "a message payload is \(message.payload.count) bytes; the maximum is \(QueueConfiguration.payloadByteCountMaximum)"
+                )
             }
             guard message.delay >= .zero, message.delay <= QueueConfiguration.delayMaximum else {
                 throw UnraceError(.invalidArgument, "a message delay must be between 0 and 30 days")
             }
             return OutgoingMessage(
-                id: try NameRule.messageID.validate(message.id), payload: message.payload,
-                orderingKey: try message.orderingKey.map(NameRule.orderingKey.validate), delay: message.delay
+                id: try NameRule.messageID.validate(message.id),
+                payload: message.payload,
+                orderingKey: try message.orderingKey.map(NameRule.orderingKey.validate),
+                delay: message.delay
             )
         }
     }
@@ -323,7 +346,8 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         guard QueueRule.owns(message, position: delivery.position, attempt: delivery.attempt, allowingDone: allowingDone) else {
             throw UnraceError(
-                .fenced, "this delivery no longer owns the message: it was delivered again, nacked or dead-lettered",
+                .fenced,
+                "this delivery no longer owns the message: it was delivered again, nacked or dead-lettered",
                 detail: "delivery attempt \(delivery.attempt); message attempt \(message.attempts), \(message.state.rawValue)"
             )
         }

@@ -1,5 +1,5 @@
-import UnraceCore
 import Synchronization
+import UnraceCore
 
 /// Refuses a step started inside another step's body.
 ///

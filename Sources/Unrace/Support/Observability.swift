@@ -25,8 +25,10 @@ public struct Observability: Sendable {
 
     /// Reports to what the process bootstrapped, logging through `logger`.
     public init(
-        logger: Logger = Logger(label: "unrace"), metricsFactory: (any MetricsFactory)? = nil,
-        tracer: (any Tracer)? = nil, keys: KeyLogging = .hashed
+        logger: Logger = Logger(label: "unrace"),
+        metricsFactory: (any MetricsFactory)? = nil,
+        tracer: (any Tracer)? = nil,
+        keys: KeyLogging = .hashed
     ) {
         self.logger = logger
         self.metricsFactory = metricsFactory

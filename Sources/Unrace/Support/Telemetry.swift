@@ -1,7 +1,7 @@
 import CoreMetrics
 import Crypto
-import Synchronization
 import Logging
+import Synchronization
 import Tracing
 import UnraceCore
 
@@ -38,12 +38,16 @@ struct Telemetry: Sendable {
     /// Runs one store step inside a span `unrace.step.<step>`, recording its latency in
     /// `unrace_step_duration_seconds` and a failure in `unrace_step_failures_total` by code.
     func step<S: Store, T: Sendable>(
-        _ store: S, _ info: StepInfo, _ body: (StepContext<S.Transaction>) async throws -> T
+        _ store: S,
+        _ info: StepInfo,
+        _ body: (StepContext<S.Transaction>) async throws -> T
     ) async throws -> T {
         let name = info.name.description
         let start = ContinuousClock.now
         do {
-            let result = try await Self.run(tracer, "unrace.step.\(name)", api: api, store: self.store) { _ in try await store.step(info, body) }
+            let result = try await Self.run(tracer, "unrace.step.\(name)", api: api, store: self.store) { _ in
+                try await store.step(info, body)
+            }
             record(step: name, since: start)
             return result
         } catch {
@@ -60,7 +64,11 @@ struct Telemetry: Sendable {
     }
 
     private static func run<Tr: Tracer, T>(
-        _ tracer: Tr, _ name: String, api: String, store: String, _ body: (any Span) async throws -> T
+        _ tracer: Tr,
+        _ name: String,
+        api: String,
+        store: String,
+        _ body: (any Span) async throws -> T
     ) async throws -> T {
         let span = tracer.startSpan(name, context: ServiceContext.current ?? .topLevel, ofKind: .internal)
         defer { span.end() }
@@ -167,7 +175,9 @@ final class MetricHandles: Sendable {
     }
 
     func timer(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Timer {
-        handle(1, label, dimensions) { CoreMetrics.Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory) }
+        handle(1, label, dimensions) {
+            CoreMetrics.Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory)
+        }
     }
 
     func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
@@ -181,7 +191,10 @@ final class MetricHandles: Sendable {
     private func handle<M: Sendable>(_ kind: UInt8, _ label: String, _ dimensions: [(String, String)], make: () -> M) -> M {
         var flat: [String] = []
         flat.reserveCapacity(dimensions.count * 2)
-        for (name, value) in dimensions { flat.append(name); flat.append(value) }
+        for (name, value) in dimensions {
+            flat.append(name)
+            flat.append(value)
+        }
         let key = Key(kind: kind, label: label, dimensions: flat)
         return handles.withLock { handles in
             if let existing = handles[key] as? M { return existing }

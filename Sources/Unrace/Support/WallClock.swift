@@ -1,6 +1,6 @@
-public import UnraceCore
 import Foundation
 import Synchronization
+public import UnraceCore
 
 /// The source of "now" for leases, completion times and retention.
 ///

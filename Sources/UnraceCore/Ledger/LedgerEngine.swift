@@ -43,7 +43,9 @@ public struct LedgerEngine: Sendable {
     /// accounts are not in the snapshot are left for another step.
     /// - Returns: one result per transfer, and the changes to write.
     public mutating func apply(
-        _ batch: [Transfer], now: Timestamp, expired: [StoredTransfer] = []
+        _ batch: [Transfer],
+        now: Timestamp,
+        expired: [StoredTransfer] = []
     ) -> (results: [TransferResult], changes: Changes) {
         var results: [TransferResult] = []
         var changes = Changes()
@@ -163,7 +165,8 @@ public struct LedgerEngine: Sendable {
             if let violation = Self.violation(debit, credit) { return violation }
             commit(debit, credit, pending: pending, &changes)
         } else if transfer.flags.contains(.pending) {
-            guard let debits = Self.add(debit.debitsPending, transfer.amount), let credits = Self.add(credit.creditsPending, transfer.amount),
+            guard let debits = Self.add(debit.debitsPending, transfer.amount),
+                let credits = Self.add(credit.creditsPending, transfer.amount),
                 Self.add(debits, debit.debitsPosted) != nil, Self.add(credits, credit.creditsPosted) != nil
             else { return .overflowsBalance }
             debit.debitsPending = debits

@@ -84,8 +84,15 @@ public struct Transfer: Sendable, Hashable, Codable {
 
     /// Creates a transfer.
     public init(
-        id: String, debit: String, credit: String, amount: Int64, ledger: Int64 = 1, code: Int64 = 1,
-        flags: Flags = [], pendingID: String? = nil, timeoutMilliseconds: Int64 = 0
+        id: String,
+        debit: String,
+        credit: String,
+        amount: Int64,
+        ledger: Int64 = 1,
+        code: Int64 = 1,
+        flags: Flags = [],
+        pendingID: String? = nil,
+        timeoutMilliseconds: Int64 = 0
     ) {
         self.id = id
         self.debitAccount = debit
@@ -260,8 +267,10 @@ public struct LedgerTotals: Sendable, Hashable, Codable {
     /// The totals with one more account's balances added.
     public func adding(_ account: Account) -> LedgerTotals {
         LedgerTotals(
-            debitsPosted: debitsPosted + Int128(account.debitsPosted), creditsPosted: creditsPosted + Int128(account.creditsPosted),
-            debitsPending: debitsPending + Int128(account.debitsPending), creditsPending: creditsPending + Int128(account.creditsPending)
+            debitsPosted: debitsPosted + Int128(account.debitsPosted),
+            creditsPosted: creditsPosted + Int128(account.creditsPosted),
+            debitsPending: debitsPending + Int128(account.debitsPending),
+            creditsPending: creditsPending + Int128(account.creditsPending)
         )
     }
 

@@ -1,5 +1,5 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``CounterRows`` in SQL.
 extension SQLRows: CounterRows {

@@ -1,11 +1,17 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``HoldRows`` in SQL.
 extension SQLRows: HoldRows {
     public func resource(name: String, lock: Bool) async throws -> ResourceState? {
-        try await select("SELECT capacity, held, confirmed FROM unrace_resources WHERE name = ?", [.text(name)], lock: lock).first.map { row in
-            ResourceState(name: name, capacity: try row.int64("capacity"), held: try row.int64("held"), confirmed: try row.int64("confirmed"))
+        try await select("SELECT capacity, held, confirmed FROM unrace_resources WHERE name = ?", [.text(name)], lock: lock).first.map {
+            row in
+            ResourceState(
+                name: name,
+                capacity: try row.int64("capacity"),
+                held: try row.int64("held"),
+                confirmed: try row.int64("confirmed")
+            )
         }
     }
 
@@ -23,22 +29,25 @@ extension SQLRows: HoldRows {
         }
     }
 
-
     public func hold(key: String, lock: Bool) async throws -> Hold? {
-        try await select("SELECT \(SQLText.holdColumns) FROM unrace_holds WHERE key = ?", [.text(key)], lock: lock).first.map(Self.decodeHold)
+        try await select("SELECT \(SQLText.holdColumns) FROM unrace_holds WHERE key = ?", [.text(key)], lock: lock).first.map(
+            Self.decodeHold
+        )
     }
 
     public func expiredHolds(resource: String, at now: Timestamp) async throws -> [Hold] {
         try await select(
             "SELECT \(SQLText.holdColumns) FROM unrace_holds WHERE resource = ? AND state = 'held' AND expires_at <= ? ORDER BY key\(byteOrder)",
-            [.text(resource), .integer(now.milliseconds)], lock: true
+            [.text(resource), .integer(now.milliseconds)],
+            lock: true
         ).map(Self.decodeHold)
     }
 
     public func resourcesWithExpiredHolds(at now: Timestamp, limit: Int) async throws -> [String] {
         try await select(
             "SELECT resource FROM unrace_holds WHERE state = 'held' AND expires_at <= ? GROUP BY resource ORDER BY resource\(byteOrder) LIMIT ?",
-            [.integer(now.milliseconds), .int(limit)], lock: false
+            [.integer(now.milliseconds), .int(limit)],
+            lock: false
         ).map { try $0.string("resource") }
     }
 
@@ -46,7 +55,10 @@ extension SQLRows: HoldRows {
         if isNew {
             try await write(
                 "INSERT INTO unrace_holds (\(SQLText.holdColumns)) VALUES (?, ?, ?, ?, ?)",
-                [.text(hold.key), .text(hold.resource), .integer(hold.units), .text(hold.state.rawValue), .integer(hold.expiresAt.milliseconds)]
+                [
+                    .text(hold.key), .text(hold.resource), .integer(hold.units), .text(hold.state.rawValue),
+                    .integer(hold.expiresAt.milliseconds),
+                ]
             )
         } else {
             try await write("UPDATE unrace_holds SET state = ? WHERE key = ?", [.text(hold.state.rawValue), .text(hold.key)])
@@ -58,7 +70,10 @@ extension SQLRows: HoldRows {
             throw UnraceError(.storeFailure, "a stored hold has an unknown state")
         }
         return Hold(
-            key: try row.string("key"), resource: try row.string("resource"), units: try row.int64("units"), state: state,
+            key: try row.string("key"),
+            resource: try row.string("resource"),
+            units: try row.int64("units"),
+            state: state,
             expiresAt: Timestamp(milliseconds: try row.int64("expires_at"))
         )
     }

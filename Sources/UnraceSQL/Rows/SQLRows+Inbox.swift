@@ -1,5 +1,5 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``InboxRows`` in SQL.
 extension SQLRows: InboxRows {
@@ -12,7 +12,9 @@ extension SQLRows: InboxRows {
             row = try await tx.query(SQLText.readStreamSQL, [.text(stream), .text(eventID)]).first
         }
         let head = StreamHead(
-            stream: stream, head: row?.optionalInt64("head") ?? 0, parked: Int(row?.optionalInt64("parked") ?? 0),
+            stream: stream,
+            head: row?.optionalInt64("head") ?? 0,
+            parked: Int(row?.optionalInt64("parked") ?? 0),
             gapSince: row?.optionalInt64("gap_since").map(Timestamp.init(milliseconds:))
         )
         guard let row, let storedStream = row["event_stream"].string, let sequence = row.optionalInt64("event_sequence") else {
@@ -22,8 +24,11 @@ extension SQLRows: InboxRows {
     }
 
     public func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
-        !(try await tx.query("SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ?", [.text(stream), .integer(sequence)]))
-            .isEmpty
+        !(try await tx.query(
+            "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ?",
+            [.text(stream), .integer(sequence)]
+        ))
+        .isEmpty
     }
 
     public func insertInboxEvent(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
@@ -36,7 +41,13 @@ extension SQLRows: InboxRows {
         )
     }
 
-    public func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws {
+    public func recordApplied(
+        _ event: InboxEvent,
+        status: InboxEventStatus,
+        reason: String?,
+        now: Timestamp,
+        stream: StreamHead
+    ) async throws {
         if dialect.combinesWrites {
             try await tx.execute(SQLText.recordAppliedSQL, InboxSQL.recordAppliedValues(event, status, reason, now, stream))
         } else {
@@ -59,13 +70,18 @@ extension SQLRows: InboxRows {
         )
         guard let row = rows.first else { return nil }
         return try InboxEvent(
-            stored: row.string("event_id"), stream: stream, sequence: sequence, type: row.string("type"), payload: row.optionalBytes("payload") ?? []
+            stored: row.string("event_id"),
+            stream: stream,
+            sequence: sequence,
+            type: row.string("type"),
+            payload: row.optionalBytes("payload") ?? []
         )
     }
 
     public func lowestParkedSequence(stream: String) async throws -> Int64? {
         try await tx.query(
-            "SELECT MIN(sequence) AS lowest FROM unrace_inbox_events WHERE stream = ? AND status = 'parked'", [.text(stream)]
+            "SELECT MIN(sequence) AS lowest FROM unrace_inbox_events WHERE stream = ? AND status = 'parked'",
+            [.text(stream)]
         ).first?.optionalInt64("lowest")
     }
 
@@ -93,7 +109,9 @@ extension SQLRows: InboxRows {
         )
         return try rows.map { row in
             InboxGap(
-                stream: try row.string("stream"), head: try row.int64("head"), parked: Int(try row.int64("parked")),
+                stream: try row.string("stream"),
+                head: try row.int64("head"),
+                parked: Int(try row.int64("parked")),
                 since: Timestamp(milliseconds: try row.int64("gap_since"))
             )
         }
@@ -103,7 +121,11 @@ extension SQLRows: InboxRows {
 /// The inbox statements, shared with backends that run some as prepared statements.
 package enum InboxSQL {
     package static func recordAppliedValues(
-        _ event: InboxEvent, _ status: InboxEventStatus, _ reason: String?, _ now: Timestamp, _ stream: StreamHead
+        _ event: InboxEvent,
+        _ status: InboxEventStatus,
+        _ reason: String?,
+        _ now: Timestamp,
+        _ stream: StreamHead
     ) -> [SQLValue] {
         eventValues(event, status, reason, now) + [
             .integer(stream.head), .int(stream.parked), stream.gapSince.map { .integer($0.milliseconds) } ?? .null,

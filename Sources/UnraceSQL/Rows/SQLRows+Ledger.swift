@@ -1,5 +1,5 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``LedgerRows`` in SQL.
 extension SQLRows: LedgerRows {
@@ -14,11 +14,14 @@ extension SQLRows: LedgerRows {
             let part = Array(sorted[chunk..<min(chunk + 500, sorted.count)])
             let rows = try await select(
                 "SELECT \(SQLText.accountColumns) FROM unrace_accounts WHERE id IN (\(Self.placeholders(part.count))) ORDER BY id\(byteOrder)",
-                part.map(SQLValue.text), lock: lock
+                part.map(SQLValue.text),
+                lock: lock
             )
             for row in rows {
                 var account = Account(
-                    id: try row.string("id"), ledger: try row.int64("ledger"), code: try row.int64("code"),
+                    id: try row.string("id"),
+                    ledger: try row.int64("ledger"),
+                    code: try row.int64("code"),
                     flags: Account.Flags(rawValue: try row.int64("flags"))
                 )
                 account.debitsPending = try row.int64("debits_pending")
@@ -37,7 +40,9 @@ extension SQLRows: LedgerRows {
             try await write(
                 "INSERT INTO unrace_accounts (\(SQLText.accountColumns), created_at) VALUES "
                     + part.map { _ in "(?, ?, ?, ?, 0, 0, 0, 0, ?)" }.joined(separator: ", "),
-                part.flatMap { [.text($0.id), .integer($0.ledger), .integer($0.code), .integer($0.flags.rawValue), .integer(now.milliseconds)] }
+                part.flatMap {
+                    [.text($0.id), .integer($0.ledger), .integer($0.code), .integer($0.flags.rawValue), .integer(now.milliseconds)]
+                }
             )
         }
     }
@@ -50,14 +55,16 @@ extension SQLRows: LedgerRows {
             try await write(
                 "INSERT INTO unrace_accounts (\(SQLText.accountColumns), created_at) VALUES "
                     + part.map { _ in "(\(Self.placeholders(9)))" }.joined(separator: ", ")
-                    + """
-                     ON CONFLICT (id) DO UPDATE SET debits_pending = excluded.debits_pending, debits_posted = excluded.debits_posted,
-                    credits_pending = excluded.credits_pending, credits_posted = excluded.credits_posted
-                    """,
+                        + """
+                         ON CONFLICT (id) DO UPDATE SET debits_pending = excluded.debits_pending, debits_posted = excluded.debits_posted,
+                        credits_pending = excluded.credits_pending, credits_posted = excluded.credits_posted
+                        """,
                 part.flatMap { account -> [SQLValue] in
-                    [.text(account.id), .integer(account.ledger), .integer(account.code), .integer(account.flags.rawValue),
-                     .integer(account.debitsPending), .integer(account.debitsPosted), .integer(account.creditsPending),
-                     .integer(account.creditsPosted), .integer(0)]
+                    [
+                        .text(account.id), .integer(account.ledger), .integer(account.code), .integer(account.flags.rawValue),
+                        .integer(account.debitsPending), .integer(account.debitsPosted), .integer(account.creditsPending),
+                        .integer(account.creditsPosted), .integer(0),
+                    ]
                 }
             )
         }
@@ -102,7 +109,8 @@ extension SQLRows: LedgerRows {
         for chunk in stride(from: 0, to: transfers.count, by: 200) {
             let part = transfers[chunk..<min(chunk + 200, transfers.count)]
             try await write(
-                "INSERT INTO unrace_transfers (\(SQLText.transferColumns)) VALUES " + part.map { _ in "(\(Self.placeholders(12)))" }.joined(separator: ", "),
+                "INSERT INTO unrace_transfers (\(SQLText.transferColumns)) VALUES "
+                    + part.map { _ in "(\(Self.placeholders(12)))" }.joined(separator: ", "),
                 part.flatMap(Self.transferValues)
             )
         }
@@ -110,7 +118,10 @@ extension SQLRows: LedgerRows {
 
     public func saveTransferStates(_ transfers: [StoredTransfer]) async throws {
         for transfer in transfers {
-            try await write("UPDATE unrace_transfers SET state = ? WHERE id = ?", [.text(transfer.state.rawValue), .text(transfer.transfer.id)])
+            try await write(
+                "UPDATE unrace_transfers SET state = ? WHERE id = ?",
+                [.text(transfer.state.rawValue), .text(transfer.transfer.id)]
+            )
         }
     }
 
@@ -143,7 +154,12 @@ extension SQLRows: LedgerRows {
         func total(_ name: String) throws -> Int128 {
             try row.int128("\(name)_high") << 32 + row.int128("\(name)_low")
         }
-        return LedgerTotals(debitsPosted: try total("dp"), creditsPosted: try total("cp"), debitsPending: try total("dn"), creditsPending: try total("cn"))
+        return LedgerTotals(
+            debitsPosted: try total("dp"),
+            creditsPosted: try total("cp"),
+            debitsPending: try total("dn"),
+            creditsPending: try total("cn")
+        )
     }
 
     package static func transferValues(_ stored: StoredTransfer) -> [SQLValue] {
@@ -171,13 +187,20 @@ extension SQLRows: LedgerRows {
                 throw UnraceError(.storeFailure, "a stored transfer has an unknown state")
             }
             let transfer = Transfer(
-                id: id, debit: try row.string("debit_account"), credit: try row.string("credit_account"),
-                amount: try row.int64("amount"), ledger: try row.int64("ledger"), code: try row.int64("code"),
-                flags: Transfer.Flags(rawValue: try row.int64("flags")), pendingID: row["pending_id"].string,
+                id: id,
+                debit: try row.string("debit_account"),
+                credit: try row.string("credit_account"),
+                amount: try row.int64("amount"),
+                ledger: try row.int64("ledger"),
+                code: try row.int64("code"),
+                flags: Transfer.Flags(rawValue: try row.int64("flags")),
+                pendingID: row["pending_id"].string,
                 timeoutMilliseconds: try row.int64("timeout_ms")
             )
             transfers[id] = StoredTransfer(
-                transfer: transfer, state: stored, createdAt: Timestamp(milliseconds: try row.int64("created_at")),
+                transfer: transfer,
+                state: stored,
+                createdAt: Timestamp(milliseconds: try row.int64("created_at")),
                 expiresAt: row.optionalInt64("expires_at").map(Timestamp.init(milliseconds:))
             )
         }

@@ -1,5 +1,5 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``LifecycleRows`` in SQL.
 extension SQLRows: LifecycleRows {
@@ -13,11 +13,14 @@ extension SQLRows: LifecycleRows {
                 INSERT INTO unrace_lifecycle_states (lifecycle, entity, state, updated_at) VALUES (?, ?, '', 0)
                 ON CONFLICT (lifecycle, entity) DO UPDATE SET entity = excluded.entity RETURNING state
                 """,
-                [.text(lifecycle), .text(entity)], lock: false
+                [.text(lifecycle), .text(entity)],
+                lock: false
             )
         } else {
             rows = try await select(
-                "SELECT state FROM unrace_lifecycle_states WHERE lifecycle = ? AND entity = ?", [.text(lifecycle), .text(entity)], lock: false
+                "SELECT state FROM unrace_lifecycle_states WHERE lifecycle = ? AND entity = ?",
+                [.text(lifecycle), .text(entity)],
+                lock: false
             )
         }
         guard let state = try rows.first?.string("state"), !state.isEmpty else { return nil }

@@ -1,10 +1,12 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``OperationRows`` in SQL.
 extension SQLRows: OperationRows {
     public func operation(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
-        try await select(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(key.rawValue)], lock: false).first.map(Self.decodeOperation)
+        try await select(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(key.rawValue)], lock: false).first.map(
+            Self.decodeOperation
+        )
     }
 
     /// On a store with one writer, a read. On PostgreSQL, the claim: the fresh claim's record
@@ -39,14 +41,19 @@ extension SQLRows: OperationRows {
     }
 
     public func lockOperation(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
-        try await select(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(key.rawValue)], lock: true).first.map(Self.decodeOperation)
+        try await select(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(key.rawValue)], lock: true).first.map(
+            Self.decodeOperation
+        )
     }
 
     public func saveOperation(_ record: OperationRecord, isNew: Bool) async throws {
         if isNew {
             try await write(SQLText.insertOperationSQL, Self.operationValues(record))
         } else {
-            try await write(SQLText.updateOperationSQL, Array(Self.operationValues(record).dropFirst(2)) + [.text(record.scope.rawValue), .text(record.key.rawValue)])
+            try await write(
+                SQLText.updateOperationSQL,
+                Array(Self.operationValues(record).dropFirst(2)) + [.text(record.scope.rawValue), .text(record.key.rawValue)]
+            )
         }
     }
 
@@ -57,7 +64,8 @@ extension SQLRows: OperationRows {
             WHERE \(scope == nil ? "" : "scope = ? AND ")expires_at IS NOT NULL AND expires_at <= ?
             ORDER BY expires_at, scope\(byteOrder), key\(byteOrder) LIMIT ?
             """,
-            (scope.map { [.text($0.rawValue)] } ?? []) + [.integer(now.milliseconds), .int(limit)], lock: true
+            (scope.map { [.text($0.rawValue)] } ?? []) + [.integer(now.milliseconds), .int(limit)],
+            lock: true
         ).map(Self.decodeOperation)
     }
 

@@ -1,5 +1,5 @@
-public import UnraceCore
 public import Unrace
+public import UnraceCore
 
 /// ``QueueRows`` in SQL.
 extension SQLRows: QueueRows {
@@ -13,7 +13,8 @@ extension SQLRows: QueueRows {
             let part = ids[chunk..<min(chunk + 500, ids.count)]
             let rows = try await select(
                 "SELECT \(Self.queueColumns) FROM unrace_queue_messages WHERE queue = ? AND id IN (\(Self.placeholders(part.count))) ORDER BY position",
-                [.text(queue)] + part.map { .text($0) }, lock: lock
+                [.text(queue)] + part.map { .text($0) },
+                lock: lock
             )
             for row in rows {
                 let message = try Self.decodeQueueMessage(row)
@@ -68,14 +69,20 @@ extension SQLRows: QueueRows {
             WHERE queue = ? AND id = ?
             """,
             [
-                .text(message.state.rawValue), .integer(message.attempts), .integer(message.maxAttempts), .integer(message.visibleAt.milliseconds),
+                .text(message.state.rawValue), .integer(message.attempts), .integer(message.maxAttempts),
+                .integer(message.visibleAt.milliseconds),
                 message.leasedBy.map(SQLValue.text) ?? .null, message.lastError.map(SQLValue.text) ?? .null,
                 message.completedAt.map { .integer($0.milliseconds) } ?? .null, .text(message.queue), .text(message.id),
             ]
         )
     }
 
-    public func queueMessages(queue: String, state: QueueMessageState, completedBefore: Timestamp?, limit: Int) async throws -> [QueueMessage] {
+    public func queueMessages(
+        queue: String,
+        state: QueueMessageState,
+        completedBefore: Timestamp?,
+        limit: Int
+    ) async throws -> [QueueMessage] {
         // The state as a literal (one of four fixed words), so the partial index on done and dead
         // messages serves the query.
         var sql = "SELECT \(Self.queueColumns) FROM unrace_queue_messages WHERE queue = ? AND state = '\(state.rawValue)'"
@@ -99,7 +106,10 @@ extension SQLRows: QueueRows {
 
     public func queueDepth(queue: String) async throws -> QueueDepth {
         var depth = QueueDepth()
-        for row in try await tx.query("SELECT state, COUNT(*) AS n FROM unrace_queue_messages WHERE queue = ? GROUP BY state", [.text(queue)]) {
+        for row in try await tx.query(
+            "SELECT state, COUNT(*) AS n FROM unrace_queue_messages WHERE queue = ? GROUP BY state",
+            [.text(queue)]
+        ) {
             let count = Int(try row.int64("n"))
             switch QueueMessageState(rawValue: try row.string("state")) {
             case .ready: depth.ready = count
@@ -117,12 +127,20 @@ extension SQLRows: QueueRows {
             throw UnraceError(.storeFailure, "a stored queue message has an unknown state")
         }
         return QueueMessage(
-            queue: try row.string("queue"), id: try row.string("id"), orderingKey: row["ordering_key"].string,
-            sequence: row.optionalInt64("sequence"), payload: row.optionalBytes("payload") ?? [], state: state,
-            attempts: try row.int64("attempts"), maxAttempts: try row.int64("max_attempts"),
-            visibleAt: Timestamp(milliseconds: try row.int64("visible_at")), leasedBy: row["leased_by"].string,
-            lastError: row["last_error"].string, enqueuedAt: Timestamp(milliseconds: try row.int64("enqueued_at")),
-            completedAt: row.optionalInt64("completed_at").map(Timestamp.init(milliseconds:)), position: try row.int64("position")
+            queue: try row.string("queue"),
+            id: try row.string("id"),
+            orderingKey: row["ordering_key"].string,
+            sequence: row.optionalInt64("sequence"),
+            payload: row.optionalBytes("payload") ?? [],
+            state: state,
+            attempts: try row.int64("attempts"),
+            maxAttempts: try row.int64("max_attempts"),
+            visibleAt: Timestamp(milliseconds: try row.int64("visible_at")),
+            leasedBy: row["leased_by"].string,
+            lastError: row["last_error"].string,
+            enqueuedAt: Timestamp(milliseconds: try row.int64("enqueued_at")),
+            completedAt: row.optionalInt64("completed_at").map(Timestamp.init(milliseconds:)),
+            position: try row.int64("position")
         )
     }
 }

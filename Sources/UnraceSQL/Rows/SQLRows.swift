@@ -1,6 +1,6 @@
-public import UnraceCore
-public import Unrace
 import Synchronization
+public import Unrace
+public import UnraceCore
 
 /// ``StoreRows`` over any ``SQLTransaction``: the rows of SQLite and PostgreSQL, in one SQL
 /// written for both dialects. It moves rows; Unrace's guards decide.
@@ -74,7 +74,6 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
     static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 }
 
-
 /// Every guard's rows, each implemented in its own file (`SQLRows+Operations.swift`, …).
 extension SQLRows: StoreRows {}
 
@@ -104,7 +103,8 @@ package struct SQLBulkStatements: Sendable {
     package var insertTransfers: @Sendable ([StoredTransfer]) async throws -> Void
 
     package init(
-        fetchTransfers: @escaping @Sendable ([String]) async throws -> [SQLRow], insertTransfers: @escaping @Sendable ([StoredTransfer]) async throws -> Void
+        fetchTransfers: @escaping @Sendable ([String]) async throws -> [SQLRow],
+        insertTransfers: @escaping @Sendable ([StoredTransfer]) async throws -> Void
     ) {
         self.fetchTransfers = fetchTransfers
         self.insertTransfers = insertTransfers

@@ -41,8 +41,16 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
 
     /// An entry.
     public init(
-        type: String, operation: String? = nil, status: Int? = nil, changes: [String: Int64]? = nil, stream: String? = nil,
-        sequence: Int64? = nil, position: Int64? = nil, actor: String? = nil, name: String? = nil, initial: Int64? = nil,
+        type: String,
+        operation: String? = nil,
+        status: Int? = nil,
+        changes: [String: Int64]? = nil,
+        stream: String? = nil,
+        sequence: Int64? = nil,
+        position: Int64? = nil,
+        actor: String? = nil,
+        name: String? = nil,
+        initial: Int64? = nil,
         final: Int64? = nil
     ) {
         self.type = type
@@ -69,7 +77,13 @@ public struct HistoryEntry: Sendable, Hashable, Codable {
     }
 
     /// An effect entry.
-    public static func effect(_ operation: String, stream: String? = nil, sequence: Int64? = nil, position: Int64? = nil, actor: String? = nil) -> HistoryEntry {
+    public static func effect(
+        _ operation: String,
+        stream: String? = nil,
+        sequence: Int64? = nil,
+        position: Int64? = nil,
+        actor: String? = nil
+    ) -> HistoryEntry {
         HistoryEntry(type: "effect", operation: operation, stream: stream, sequence: sequence, position: position, actor: actor)
     }
 
@@ -176,7 +190,9 @@ public struct HistoryReport: Sendable, Hashable, Codable {
             for item in items.prefix(examples) { lines.append("  " + describe(item)) }
             if items.count > examples { lines.append("  … and \(items.count - examples) more") }
         }
-        section("duplicate effects (double execution)", duplicateEffects) { "\($0.operation) took effect \($0.count) times (\($0.actors.joined(separator: ", ")))" }
+        section("duplicate effects (double execution)", duplicateEffects) {
+            "\($0.operation) took effect \($0.count) times (\($0.actors.joined(separator: ", ")))"
+        }
         section("lost operations", lostOperations) { "\($0) was accepted but never took effect" }
         section("unexpected effects", unexpectedEffects) { "\($0) took effect but nothing accepted it" }
         section("accounts not conserved (lost updates, double effects)", imbalances) {
@@ -287,8 +303,13 @@ public enum HistoryChecker {
             applied[stream, default: []].append(sequence)
         }
         return HistoryReport(
-            entries: counts, expectedOperations: expected.count, duplicateEffects: duplicates, lostOperations: lost,
-            unexpectedEffects: unexpected, imbalances: imbalances, outOfOrder: outOfOrder
+            entries: counts,
+            expectedOperations: expected.count,
+            duplicateEffects: duplicates,
+            lostOperations: lost,
+            unexpectedEffects: unexpected,
+            imbalances: imbalances,
+            outOfOrder: outOfOrder
         )
     }
 }

@@ -21,13 +21,17 @@ public enum LedgerWorkload {
     /// `exists`, or one failure and the rest `idAlreadyFailed`), no wallet may be overdrawn, and
     /// money must be conserved.
     public static func violations<S: Store>(
-        results: [String: [TransferResult]], transfers: [Transfer], ledger: Ledger<S>, accounts: [String]
+        results: [String: [TransferResult]],
+        transfers: [Transfer],
+        ledger: Ledger<S>,
+        accounts: [String]
     ) async throws -> [String] {
         var violations: [String] = []
         for transfer in transfers {
             let outcome = results[transfer.id] ?? []
             let created = outcome.filter { $0 == .created }.count
-            let consistent = created == 1
+            let consistent =
+                created == 1
                 ? outcome.allSatisfy { $0 == .created || $0 == .exists }
                 : created == 0 && outcome.filter { $0 != .idAlreadyFailed }.count == 1
             if !consistent { violations.append("\(transfer.id) answered \(outcome.map(\.code))") }
@@ -48,7 +52,8 @@ public enum LedgerWorkload {
 
     /// Accounts whose balance differs from the sum of the stored transfers whose ids start with
     /// `prefix`: the append-only log and the balances must tell the same story.
-    public static func logViolations<S: SQLStore>(store: S, ledger: Ledger<S>, accounts: [String], prefix: String) async throws -> [String] {
+    public static func logViolations<S: SQLStore>(store: S, ledger: Ledger<S>, accounts: [String], prefix: String) async throws -> [String]
+    {
         let rows = try await store.withTransaction { tx in
             try await tx.query(
                 "SELECT debit_account, credit_account, amount FROM unrace_transfers WHERE id LIKE ? AND state = 'posted'",
@@ -62,7 +67,8 @@ public enum LedgerWorkload {
             net[try row.string("credit_account"), default: 0] += amount
         }
         return try await ledger.lookupAccounts(accounts).compactMap { account in
-            account.balance == net[account.id, default: 0] ? nil : "\(account.id): balance \(account.balance), log says \(net[account.id, default: 0])"
+            account.balance == net[account.id, default: 0]
+                ? nil : "\(account.id): balance \(account.balance), log says \(net[account.id, default: 0])"
         }
     }
 }

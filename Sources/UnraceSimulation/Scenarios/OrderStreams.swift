@@ -12,7 +12,8 @@ public enum OrderStreams {
     public static let lifecycle: Lifecycle = {
         do {
             return try Lifecycle(
-                initial: "new", terminal: ["shipped", "cancelled"],
+                initial: "new",
+                terminal: ["shipped", "cancelled"],
                 transitions: [
                     .init(from: "new", on: "OrderCreated", to: "created"),
                     .init(from: "created", on: "PaymentCaptured", to: "paid"),
@@ -47,7 +48,10 @@ public enum OrderStreams {
             let stream = "\(prefix)-\(index)"
             return try path.enumerated().map { offset, type in
                 try InboxEvent(
-                    id: "\(stream)-e\(offset + 1)", stream: stream, sequence: Int64(offset + 1), type: type,
+                    id: "\(stream)-e\(offset + 1)",
+                    stream: stream,
+                    sequence: Int64(offset + 1),
+                    type: type,
                     payload: Array(type.utf8)
                 )
             }

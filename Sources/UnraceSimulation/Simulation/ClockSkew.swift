@@ -12,9 +12,13 @@ enum ClockSkew {
     static let invariant = "no-early-takeover"
 
     static let scenario = Scenario(
-        name: "clock-skew", race: "zombie",
+        name: "clock-skew",
+        race: "zombie",
         summary: "a worker whose clock runs ahead takes over a lease that is still live",
-        invariants: [invariant], faults: [.latency, .clockSkew], pauseLength: 0, skewLength: 1_500
+        invariants: [invariant],
+        faults: [.latency, .clockSkew],
+        pauseLength: 0,
+        skewLength: 1_500
     ) { world, handler, knobs in
         let jobs = world.choices.inRange(1...3)
         let consumers = knobs.consumers ?? world.choices.inRange(2...4)
@@ -25,7 +29,8 @@ enum ClockSkew {
         broker.subscribe(group: "workers", to: "jobs")
         for job in 0..<jobs { broker.preload(Broker.Message(id: "job-\(job)"), topic: "jobs", partition: job) }
         let skews = (0..<consumers).map { _ in
-            world.faults.skewMaximum > 0 ? Int64(world.choices.inRange(0...Int(2 * world.faults.skewMaximum))) - world.faults.skewMaximum : 0
+            world.faults.skewMaximum > 0
+                ? Int64(world.choices.inRange(0...Int(2 * world.faults.skewMaximum))) - world.faults.skewMaximum : 0
         }
         world.header.append(
             "\(counted(jobs, "job")), \(counted(consumers, "worker")), lease \(lease)ms, visibility \(broker.visibilityTimeout)ms, "
@@ -45,7 +50,8 @@ enum ClockSkew {
                     let now = clock.now().milliseconds
                     let acquired: Bool? = try await world.store.withTransaction { tx in
                         if try await tx.get("done", id: job) != nil { return nil }
-                        let fields = try await tx.get("locks", id: job).map { String(decoding: $0, as: UTF8.self).split(separator: "|") } ?? []
+                        let fields =
+                            try await tx.get("locks", id: job).map { String(decoding: $0, as: UTF8.self).split(separator: "|") } ?? []
                         let until = fields.count == 2 ? Int64(fields[1]) ?? 0 : 0
                         guard until <= now else { return false }  // someone's lease is live, on my clock
                         try await tx.put("locks", id: job, Array("\(me)|\(now + lease)".utf8))
@@ -81,7 +87,10 @@ enum ClockSkew {
                 holders[String(id.prefix { $0 != "#" }), default: []].append(String(decoding: holder, as: UTF8.self))
             }
             return holders.sorted { $0.key < $1.key }.filter { $0.value.count > 1 }.map {
-                Violation(invariant, "\($0.key) was done by \($0.value.joined(separator: " and ")): a lease was taken over while it was live")
+                Violation(
+                    invariant,
+                    "\($0.key) was done by \($0.value.joined(separator: " and ")): a lease was taken over while it was live"
+                )
             }
         }
     }

@@ -28,7 +28,10 @@ enum DoubleExecution {
 
     static func scenario(_ name: String, _ summary: String, _ effect: Effect) -> Scenario {
         Scenario(
-            name: name, race: "double-execution", summary: summary, invariants: [invariant],
+            name: name,
+            race: "double-execution",
+            summary: summary,
+            invariants: [invariant],
             faults: [.latency, .transient, .lostReply, .crash, .pause, .duplicatePublish, .slowWork],
             pauseLength: 3_000
         ) { world, handler, knobs in
@@ -46,12 +49,17 @@ enum DoubleExecution {
         for index in 0..<operations {
             broker.preload(Broker.Message(id: "\(name):\(index)"), topic: "commands", partition: index)
         }
-        let downstream = Downstream(world: world, name: {
-            if case .external(let system, _) = effect { return system }
-            return "none"
-        }())
+        let downstream = Downstream(
+            world: world,
+            name: {
+                if case .external(let system, _) = effect { return system }
+                return "none"
+            }()
+        )
         let effects = Notebook()
-        world.header.append("\(counted(operations, "operation")), \(counted(consumers, "consumer")), 4 partitions, visibility \(visibility)ms")
+        world.header.append(
+            "\(counted(operations, "operation")), \(counted(consumers, "consumer")), 4 partitions, visibility \(visibility)ms"
+        )
 
         for consumer in 1...consumers {
             let name = "worker-\(consumer)"
@@ -60,7 +68,8 @@ enum DoubleExecution {
                 if knobs.addedDelay > 0, delivery.attempt > 1 {
                     try await world.work(knobs.addedDelay, "wait before a redelivered message")
                 }
-                let work = Int64(world.choices.inRange(5...30))
+                let work =
+                    Int64(world.choices.inRange(5...30))
                     + (world.choices.chance(perMille: world.faults.slowWorkPerMille) ? Int64(world.choices.inRange(100...700)) : 0)
                 switch (handler, effect) {
                 case (.naive, .local(let table)):

@@ -36,20 +36,30 @@ enum LostUpdate {
     // MARK: Wallet
 
     static let wallet = Scenario(
-        name: "wallet", race: "lost-update",
+        name: "wallet",
+        race: "lost-update",
         summary: "two services read balance 100; one withdraws 40, the other 80; both write",
-        invariants: ["money-conserved", "no-overdraft"], faults: faults, pauseLength: 500
+        invariants: ["money-conserved", "no-overdraft"],
+        faults: faults,
+        pauseLength: 500
     ) { world, handler, _ in
         let initial: Int64 = 100
         let count = world.choices.inRange(2...5)
         let amounts: [Int64] = (0..<count).map { index in index == 0 ? 40 : index == 1 ? 80 : Int64(10 * world.choices.inRange(1...9)) }
         world.header.append("balance \(initial), withdrawals \(amounts.map(String.init).joined(separator: ", "))")
         let accepted = Notebook()
-        let records = try Records(store: world.store, collection: "wallets", retry: retryPolicy(world), clock: world.clock, observability: world.observability)
+        let records = try Records(
+            store: world.store,
+            collection: "wallets",
+            retry: retryPolicy(world),
+            clock: world.clock,
+            observability: world.observability
+        )
         if handler == .naive {
             try await world.direct.withTransaction { tx in try await tx.put("wallets", id: "main", initial.bytes) }
         } else {
-            _ = try await Records(store: world.direct, collection: "wallets", clock: world.clock, observability: world.observability).create("main", initial)
+            _ = try await Records(store: world.direct, collection: "wallets", clock: world.clock, observability: world.observability)
+                .create("main", initial)
         }
         struct Insufficient: Error {}
         clients(world, count: count) { index in
@@ -73,12 +83,19 @@ enum LostUpdate {
             accepted.sum += amount
         }
         return {
-            let balance = handler == .naive
+            let balance =
+                handler == .naive
                 ? Int64(bytes: try await world.rows(in: "wallets")["main"])
-                : try await Records(store: world.direct, collection: "wallets", clock: world.clock, observability: world.observability).read("main", as: Int64.self)?.value ?? 0
+                : try await Records(store: world.direct, collection: "wallets", clock: world.clock, observability: world.observability)
+                    .read("main", as: Int64.self)?.value ?? 0
             var violations: [Violation] = []
             if balance != initial - accepted.sum {
-                violations.append(Violation("money-conserved", "balance \(balance), but \(initial) − \(accepted.sum) accepted = \(initial - accepted.sum)"))
+                violations.append(
+                    Violation(
+                        "money-conserved",
+                        "balance \(balance), but \(initial) − \(accepted.sum) accepted = \(initial - accepted.sum)"
+                    )
+                )
             }
             if balance < 0 || accepted.sum > initial {
                 violations.append(Violation("no-overdraft", "accepted \(accepted.sum) from a balance of \(initial)"))
@@ -96,9 +113,12 @@ enum LostUpdate {
     // MARK: Inventory
 
     static let inventory = Scenario(
-        name: "inventory", race: "lost-update",
+        name: "inventory",
+        race: "lost-update",
         summary: "buyers read the stock level and write it back decremented",
-        invariants: ["no-oversell", "stock-conserved"], faults: faults, pauseLength: 500
+        invariants: ["no-oversell", "stock-conserved"],
+        faults: faults,
+        pauseLength: 500
     ) { world, handler, _ in
         let stock = Int64(world.choices.inRange(1...5))
         let count = world.choices.inRange(2...6)
@@ -109,7 +129,11 @@ enum LostUpdate {
         if handler == .naive {
             try await world.direct.withTransaction { tx in try await tx.put("stock", id: "sku", stock.bytes) }
         } else {
-            _ = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).create("sku", value: stock, floor: 0)
+            _ = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).create(
+                "sku",
+                value: stock,
+                floor: 0
+            )
         }
         clients(world, count: count) { index in
             let quantity = quantities[index]
@@ -124,7 +148,8 @@ enum LostUpdate {
             sold.sum += quantity
         }
         return {
-            let level = handler == .naive
+            let level =
+                handler == .naive
                 ? Int64(bytes: try await world.rows(in: "stock")["sku"])
                 : try await counterValue(world, "sku")
             var violations: [Violation] = []
@@ -144,9 +169,12 @@ enum LostUpdate {
     // MARK: Quota
 
     static let quota = Scenario(
-        name: "quota", race: "lost-update",
+        name: "quota",
+        race: "lost-update",
         summary: "requests read the quota used this window and write it back plus one",
-        invariants: ["quota-respected", "usage-counted"], faults: faults, pauseLength: 500
+        invariants: ["quota-respected", "usage-counted"],
+        faults: faults,
+        pauseLength: 500
     ) { world, handler, _ in
         let limit = Int64(world.choices.inRange(1...3))
         let count = world.choices.inRange(2...6)
@@ -169,7 +197,8 @@ enum LostUpdate {
             if handler == .naive {
                 used = Int64(bytes: try await world.rows(in: "quota")["api"])
             } else {
-                used = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).quota("api")?.used ?? 0
+                used =
+                    try await Counters(store: world.direct, clock: world.clock, observability: world.observability).quota("api")?.used ?? 0
             }
             var violations: [Violation] = []
             if granted.sum > limit { violations.append(Violation("quota-respected", "granted \(granted.sum) with a limit of \(limit)")) }
@@ -181,16 +210,26 @@ enum LostUpdate {
     // MARK: Rate limit
 
     static let rateLimit = Scenario(
-        name: "rate-limit", race: "lost-update",
+        name: "rate-limit",
+        race: "lost-update",
         summary: "a rate limiter's hit counter is read and written back plus one by every request",
-        invariants: ["no-lost-increment", "limit-respected"], faults: faults, pauseLength: 500
+        invariants: ["no-lost-increment", "limit-respected"],
+        faults: faults,
+        pauseLength: 500
     ) { world, handler, _ in
         let limit = Int64(world.choices.inRange(2...8))
         let count = world.choices.inRange(2...6)
         world.header.append("limit \(counted(Int(limit), "hit")), \(counted(count, "request"))")
         let allowed = Notebook()
         let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
-        if handler == .guarded { _ = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).create("hits", value: 0, floor: 0, ceiling: limit) }
+        if handler == .guarded {
+            _ = try await Counters(store: world.direct, clock: world.clock, observability: world.observability).create(
+                "hits",
+                value: 0,
+                floor: 0,
+                ceiling: limit
+            )
+        }
         clients(world, count: count) { _ in
             switch handler {
             case .naive:
@@ -203,7 +242,8 @@ enum LostUpdate {
             allowed.sum += 1
         }
         return {
-            let hits = handler == .naive
+            let hits =
+                handler == .naive
                 ? Int64(bytes: try await world.rows(in: "limits")["hits"])
                 : try await counterValue(world, "hits")
             var violations: [Violation] = []
@@ -216,9 +256,12 @@ enum LostUpdate {
     // MARK: Seat reservation
 
     static let seat = Scenario(
-        name: "seat-reservation", race: "lost-update",
+        name: "seat-reservation",
+        race: "lost-update",
         summary: "buyers check that a seat is free, then book it",
-        invariants: ["seat-sold-once"], faults: faults, pauseLength: 500
+        invariants: ["seat-sold-once"],
+        faults: faults,
+        pauseLength: 500
     ) { world, handler, _ in
         let seats = world.choices.inRange(1...3)
         let count = world.choices.inRange(2...6)
@@ -227,7 +270,12 @@ enum LostUpdate {
         let bookings = Notebook()
         let reservations = Reservations(store: world.store, clock: world.clock, observability: world.observability)
         if handler == .guarded {
-            for seat in 1...seats { _ = try await Reservations(store: world.direct, clock: world.clock, observability: world.observability).createResource("seat-\(seat)", capacity: 1) }
+            for seat in 1...seats {
+                _ = try await Reservations(store: world.direct, clock: world.clock, observability: world.observability).createResource(
+                    "seat-\(seat)",
+                    capacity: 1
+                )
+            }
         }
         clients(world, count: count) { index in
             let seat = "seat-\(wanted[index] + 1)"

@@ -8,10 +8,12 @@ import Unrace
 /// ``Lifecycle``, which refuses impossible moves.
 enum OutOfOrder {
     static let scenario = Scenario(
-        name: "order-lifecycle", race: "out-of-order",
+        name: "order-lifecycle",
+        race: "out-of-order",
         summary: "order events arrive reordered across partitions and duplicated",
         invariants: ["final-state-in-order", "no-resurrection", "every-event-delivered"],
-        faults: [.latency, .transient, .lostReply, .crash, .pause, .duplicatePublish, .slowWork], pauseLength: 1_000
+        faults: [.latency, .transient, .lostReply, .crash, .pause, .duplicatePublish, .slowWork],
+        pauseLength: 1_000
     ) { world, handler, knobs in
         let orders = world.choices.inRange(1...5)
         let partitions = world.choices.inRange(2...4)
@@ -25,21 +27,31 @@ enum OutOfOrder {
         // partition keeps its own order, but one order's events land on several.
         var position = 0
         for event in streams.joined() {
-            broker.preload(Broker.Message(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type), topic: "order-events", partition: position)
+            broker.preload(
+                Broker.Message(id: event.id, stream: event.stream, sequence: event.sequence, type: event.type),
+                topic: "order-events",
+                partition: position
+            )
             position += 1
         }
-        world.header.append("\(counted(orders, "order")), \(counted(position, "event")), \(partitions) partitions, \(counted(consumers, "projection consumer")), 1 audit consumer")
+        world.header.append(
+            "\(counted(orders, "order")), \(counted(position, "event")), \(partitions) partitions, \(counted(consumers, "projection consumer")), 1 audit consumer"
+        )
         // A second consumer group reads the same topic on its own: it must see every event.
         let audited = Notebook()
         broker.consume(as: "auditor", topic: "order-events", group: "audit") { delivery, _ in
             audited.counts[delivery.message.id, default: 0] += 1
         }
         let history = Notebook()
-        let inbox = try Inbox(store: world.store, configuration: {
-            var configuration = InboxConfiguration()
-            configuration.clock = world.clock
-            return configuration
-        }(), observability: world.observability)
+        let inbox = try Inbox(
+            store: world.store,
+            configuration: {
+                var configuration = InboxConfiguration()
+                configuration.clock = world.clock
+                return configuration
+            }(),
+            observability: world.observability
+        )
 
         /// Moves an order to `target`, noting the move in the history (in the same transaction).
         @Sendable func move(_ tx: SimulationTransaction, _ order: String, from: String?, to target: String) async throws {
@@ -59,7 +71,11 @@ enum OutOfOrder {
                     }
                 case .guarded:
                     let event = try InboxEvent(
-                        id: message.id, stream: message.stream, sequence: message.sequence, type: message.type, payload: []
+                        id: message.id,
+                        stream: message.stream,
+                        sequence: message.sequence,
+                        type: message.type,
+                        payload: []
                     )
                     _ = try await inbox.receive(event) { tx, event in
                         let current = try await tx.get("orders", id: event.stream).map { String(decoding: $0, as: UTF8.self) }
@@ -80,12 +96,16 @@ enum OutOfOrder {
             var resurrected: Set<String> = []
             for (id, move) in try await world.rows(in: "history").sorted(by: { $0.key < $1.key }) {
                 let parts = String(decoding: move, as: UTF8.self).split(separator: ">").map(String.init)
-                if OrderStreams.lifecycle.terminal.contains(parts[0]), parts[1] != parts[0] { resurrected.insert("\(id.prefix { $0 != "#" }) \(parts[0])→\(parts[1])") }
+                if OrderStreams.lifecycle.terminal.contains(parts[0]), parts[1] != parts[0] {
+                    resurrected.insert("\(id.prefix { $0 != "#" }) \(parts[0])→\(parts[1])")
+                }
             }
             violations += resurrected.sorted().map { Violation("no-resurrection", "moved out of a terminal state: \($0)") }
             let events = Set(streams.joined().map(\.id))
             if broker.isDrained(topic: "order-events", group: "audit"), Set(audited.counts.keys) != events {
-                violations.append(Violation("every-event-delivered", "the audit group saw \(audited.counts.count) of \(events.count) events"))
+                violations.append(
+                    Violation("every-event-delivered", "the audit group saw \(audited.counts.count) of \(events.count) events")
+                )
             }
             guard broker.isDrained(topic: "order-events", group: "projection") else { return violations }  // the run ended first
             let expected = OrderStreams.inOrderFinalStates(streams)

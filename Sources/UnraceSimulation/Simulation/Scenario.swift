@@ -1,5 +1,5 @@
-import Unrace
 public import Logging
+import Unrace
 
 /// Which handler a run uses: the one people write first, or the one guarded by Unrace.
 public enum HandlerKind: String, Sendable, Hashable, CaseIterable, Codable {
@@ -59,7 +59,8 @@ public struct Scenario: Sendable {
     typealias Checker = @Sendable () async throws -> [Violation]
 
     /// Every scenario, in the order `--list` shows them.
-    public static let all: [Scenario] = DoubleExecution.scenarios + LostUpdate.scenarios
+    public static let all: [Scenario] =
+        DoubleExecution.scenarios + LostUpdate.scenarios
         + [OutOfOrder.scenario, Zombie.scenario, ClockSkew.scenario]
 
     /// The scenario called `name`, if any.

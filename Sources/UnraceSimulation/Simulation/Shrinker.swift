@@ -19,7 +19,10 @@ extension Simulator {
     ///
     /// - Parameter budget: the most candidate runs to try (at most ``shrinkBudgetMaximum``).
     public static func shrink(
-        _ failing: SimulationRun, scenario: Scenario, options: SimulationOptions = .init(), budget: Int = 2_000
+        _ failing: SimulationRun,
+        scenario: Scenario,
+        options: SimulationOptions = .init(),
+        budget: Int = 2_000
     ) async -> ShrunkRun {
         await onSimulationThread { shrinkNow(failing, scenario: scenario, options: options, budget: budget) }
     }

@@ -1,6 +1,6 @@
+import Foundation
 public import Logging
 @_spi(Testing) public import Unrace
-import Foundation
 
 /// What one simulated run did.
 public struct SimulationRun: Sendable {
@@ -73,18 +73,32 @@ public struct SeedsReport: Sendable {
 /// another: the reported speed is one core's.
 public enum Simulator {
     /// Runs `scenario` with `handler` from `seed`.
-    public static func run(_ scenario: Scenario, _ handler: HandlerKind, seed: UInt64, options: SimulationOptions = .init()) async -> SimulationRun {
+    public static func run(
+        _ scenario: Scenario,
+        _ handler: HandlerKind,
+        seed: UInt64,
+        options: SimulationOptions = .init()
+    ) async -> SimulationRun {
         await onSimulationThread { runNow(scenario, handler, choices: choices(scenario, seed), seed: seed, options: options) }
     }
 
     /// Runs `scenario` with `handler` by replaying a recorded choice sequence.
-    public static func replay(_ scenario: Scenario, _ handler: HandlerKind, choices: [UInt64], options: SimulationOptions = .init()) async -> SimulationRun {
+    public static func replay(
+        _ scenario: Scenario,
+        _ handler: HandlerKind,
+        choices: [UInt64],
+        options: SimulationOptions = .init()
+    ) async -> SimulationRun {
         await onSimulationThread { runNow(scenario, handler, choices: Choices(replaying: choices), seed: nil, options: options) }
     }
 
     /// Runs `count` seeds from `firstSeed`, one after another on one thread.
     public static func runSeeds(
-        _ scenario: Scenario, _ handler: HandlerKind, firstSeed: UInt64, count: Int, options: SimulationOptions = .init()
+        _ scenario: Scenario,
+        _ handler: HandlerKind,
+        firstSeed: UInt64,
+        count: Int,
+        options: SimulationOptions = .init()
     ) async -> SeedsReport {
         await onSimulationThread {
             var failing = 0
@@ -102,8 +116,14 @@ public enum Simulator {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             return SeedsReport(
-                scenario: scenario.name, handler: handler, firstSeed: firstSeed, seeds: count,
-                failingSeeds: failing, firstFailure: first, steps: steps, seconds: seconds
+                scenario: scenario.name,
+                handler: handler,
+                firstSeed: firstSeed,
+                seeds: count,
+                failingSeeds: failing,
+                firstFailure: first,
+                steps: steps,
+                seconds: seconds
             )
         }
     }
@@ -118,22 +138,42 @@ public enum Simulator {
     }
 
     /// One run, blocking the calling thread.
-    static func runNow(_ scenario: Scenario, _ handler: HandlerKind, choices: Choices, seed: UInt64?, options: SimulationOptions) -> SimulationRun {
+    static func runNow(
+        _ scenario: Scenario,
+        _ handler: HandlerKind,
+        choices: Choices,
+        seed: UInt64?,
+        options: SimulationOptions
+    ) -> SimulationRun {
         SimulationExecutor.run {
             let backend: SimulationBackend
             do {
                 backend = try await SimulationBackend.make(options.store)
             } catch {
                 return SimulationRun(
-                    scenario: scenario.name, handler: handler, seed: seed,
-                    violations: [Violation("run-completed", "the run's store could not be opened: \(error)")], steps: 0, trace: [], choices: []
+                    scenario: scenario.name,
+                    handler: handler,
+                    seed: seed,
+                    violations: [Violation("run-completed", "the run's store could not be opened: \(error)")],
+                    steps: 0,
+                    trace: [],
+                    choices: []
                 )
             }
             defer { backend.close() }
             let world = World(
-                choices: choices, tracing: options.tracing, backend: backend, disabledGuards: options.disabledGuards, logger: options.logger
+                choices: choices,
+                tracing: options.tracing,
+                backend: backend,
+                disabledGuards: options.disabledGuards,
+                logger: options.logger
             )
-            world.faults = FaultMix.draw(scenario.faults, pauseLength: scenario.pauseLength, skewLength: scenario.skewLength, choices: &world.choices)
+            world.faults = FaultMix.draw(
+                scenario.faults,
+                pauseLength: scenario.pauseLength,
+                skewLength: scenario.skewLength,
+                choices: &world.choices
+            )
             var violations: [Violation]
             do {
                 let check = try await scenario.build(world, handler, options.knobs)
@@ -144,14 +184,20 @@ public enum Simulator {
             }
             var trace: [String] = []
             if let steps = world.scheduler.trace {
-                trace.append("\(seed.map { "seed \($0)" } ?? "replayed choices") · \(scenario.name) (\(scenario.race)) · \(handler.rawValue) handler")
+                trace.append(
+                    "\(seed.map { "seed \($0)" } ?? "replayed choices") · \(scenario.name) (\(scenario.race)) · \(handler.rawValue) handler"
+                )
                 trace.append("faults: \(world.faults)")
                 trace += world.header
                 trace += steps
             }
             return SimulationRun(
-                scenario: scenario.name, handler: handler, seed: seed, violations: violations,
-                steps: world.scheduler.steps, trace: trace,
+                scenario: scenario.name,
+                handler: handler,
+                seed: seed,
+                violations: violations,
+                steps: world.scheduler.steps,
+                trace: trace,
                 choices: world.choices.recorded
             )
         }

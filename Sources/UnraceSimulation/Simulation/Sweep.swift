@@ -42,10 +42,14 @@ public enum Sweep {
             options.knobs = knobs
             let naive = await Simulator.runSeeds(scenario, .naive, firstSeed: firstSeed, count: seeds, options: options)
             let guarded = await Simulator.runSeeds(scenario, .guarded, firstSeed: firstSeed, count: seeds, options: options)
-            rows.append(Row(
-                fix: fix, setting: setting,
-                naiveRate: Double(naive.failingSeeds) / Double(seeds), guardedRate: Double(guarded.failingSeeds) / Double(seeds)
-            ))
+            rows.append(
+                Row(
+                    fix: fix,
+                    setting: setting,
+                    naiveRate: Double(naive.failingSeeds) / Double(seeds),
+                    guardedRate: Double(guarded.failingSeeds) / Double(seeds)
+                )
+            )
         }
         return rows
     }

@@ -10,9 +10,12 @@ enum Zombie {
     static let invariant = "no-write-from-fenced-holder"
 
     static let scenario = Scenario(
-        name: "zombie-holder", race: "zombie",
+        name: "zombie-holder",
+        race: "zombie",
         summary: "a paused holder outlives its lease and writes after another took over",
-        invariants: [invariant], faults: [.latency, .transient, .crash, .pause, .slowWork], pauseLength: 1_500
+        invariants: [invariant],
+        faults: [.latency, .transient, .crash, .pause, .slowWork],
+        pauseLength: 1_500
     ) { world, handler, knobs in
         let jobs = world.choices.inRange(1...4)
         let consumers = knobs.consumers ?? world.choices.inRange(2...4)
@@ -21,7 +24,9 @@ enum Zombie {
         broker.createTopic("jobs", partitions: jobs)
         broker.subscribe(group: "workers", to: "jobs")
         for job in 0..<jobs { broker.preload(Broker.Message(id: "job-\(job)"), topic: "jobs", partition: job) }
-        world.header.append("\(counted(jobs, "job")), \(counted(consumers, "worker")), lease \(lease)ms, visibility \(broker.visibilityTimeout)ms")
+        world.header.append(
+            "\(counted(jobs, "job")), \(counted(consumers, "worker")), lease \(lease)ms, visibility \(broker.visibilityTimeout)ms"
+        )
         /// The largest holder number granted per job so far (a fencing token, or the naive
         /// lock's acquisition count).
         let granted = Notebook()
@@ -37,14 +42,16 @@ enum Zombie {
             let name = "worker-\(consumer)"
             broker.consume(as: name, topic: "jobs", group: "workers") { delivery, incarnation in
                 let job = delivery.message.id
-                let work = Int64(world.choices.inRange(50...200))
+                let work =
+                    Int64(world.choices.inRange(50...200))
                     + (world.choices.chance(perMille: world.faults.slowWorkPerMille) ? lease : 0)
                 switch handler {
                 case .naive:
                     let me = "\(name).\(incarnation)"
                     let now = world.scheduler.now
                     let acquisition: Int64? = try await world.store.withTransaction { tx in
-                        let fields = try await tx.get("locks", id: job).map { String(decoding: $0, as: UTF8.self).split(separator: "|") } ?? []
+                        let fields =
+                            try await tx.get("locks", id: job).map { String(decoding: $0, as: UTF8.self).split(separator: "|") } ?? []
                         let until = fields.count == 3 ? Int64(fields[1]) ?? 0 : 0
                         let count = fields.count == 3 ? Int64(fields[2]) ?? 0 : 0
                         if try await tx.get("done", id: job) != nil { return 0 }

@@ -12,7 +12,7 @@ public actor Barrier {
     public func arriveAndWait() async {
         arrived += 1
         if arrived == parties {
-            waiting.forEach { $0.resume() }
+            for continuation in waiting { continuation.resume() }
             waiting.removeAll()
             return
         }

@@ -36,7 +36,9 @@ extension Timeline.Panel {
             violations.append(Violation("effects-at-most-once", "\(report.duplicateEffects.count) operations took effect more than once"))
         }
         if !report.lostOperations.isEmpty {
-            violations.append(Violation("accepted-operations-happen", "\(report.lostOperations.count) accepted operations never took effect"))
+            violations.append(
+                Violation("accepted-operations-happen", "\(report.lostOperations.count) accepted operations never took effect")
+            )
         }
         if !report.unexpectedEffects.isEmpty {
             violations.append(Violation("no-unasked-effects", "\(report.unexpectedEffects.count) effects nobody asked for"))

@@ -74,7 +74,8 @@ public struct Timeline: Sendable {
         var kind: Kind = .step
 
         enum Kind: String {
-            case step, collapsed, leftOut = "left-out"
+            case step, collapsed
+            case leftOut = "left-out"
         }
 
         /// Parses `t=0.005s   worker-1   text`; `nil` for a settings line.
@@ -131,7 +132,12 @@ public struct Timeline: Sendable {
                 continue
             }
             total += 1
-            if step.isIdle { idle.append(step) } else { flushIdle(); steps.append(step) }
+            if step.isIdle {
+                idle.append(step)
+            } else {
+                flushIdle()
+                steps.append(step)
+            }
         }
         flushIdle()
         if steps.count > marksMaximum {
@@ -172,17 +178,21 @@ public struct Timeline: Sendable {
         out += "<h2>\(escape(panel.title))</h2>\n"
         if !settings.isEmpty { out += "<p class=\"settings\">\(settings.map(escape).joined(separator: "<br>"))</p>\n" }
         for violation in panel.violations {
-            out += "<p class=\"violation\" data-invariant=\"\(escape(violation.invariant))\">✗ \(escape(violation.invariant)): \(escape(violation.detail))</p>\n"
+            out +=
+                "<p class=\"violation\" data-invariant=\"\(escape(violation.invariant))\">✗ \(escape(violation.invariant)): \(escape(violation.detail))</p>\n"
         }
         if !broken { out += "<p class=\"verdict\">no invariant broken</p>\n" }
         let shown = steps.reduce(0) { $0 + ($1.kind == .step ? 1 : 0) }
         if shown < total {
             out += "<p class=\"omitted\">\(total) steps; \(shown) drawn one by one, the rest collapsed or left out as marked.</p>\n"
         }
-        out += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" role=\"img\">\n"
-        out += "<defs><marker id=\"arrow-\(index)\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\"/></marker></defs>\n"
+        out +=
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" role=\"img\">\n"
+        out +=
+            "<defs><marker id=\"arrow-\(index)\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\"/></marker></defs>\n"
         for (lane, name) in lanes.enumerated() {
-            out += "<g class=\"lane\" data-lane=\"\(escape(name))\"><line x1=\"\(Self.labelWidth)\" y1=\"\(y(lane))\" x2=\"\(width - 10)\" y2=\"\(y(lane))\"/>"
+            out +=
+                "<g class=\"lane\" data-lane=\"\(escape(name))\"><line x1=\"\(Self.labelWidth)\" y1=\"\(y(lane))\" x2=\"\(width - 10)\" y2=\"\(y(lane))\"/>"
             out += "<text x=\"8\" y=\"\(y(lane) + 4)\">\(escape(name))</text></g>\n"
         }
         // Time labels where virtual time moves on, far enough apart to read.
@@ -199,32 +209,38 @@ public struct Timeline: Sendable {
             guard let token = step.acquiredToken, let lane = laneOf[step.actor] else { continue }
             // A lease ends at its holder's next ending step, or where the drawing leaves steps out.
             let end = steps[(i + 1)...].firstIndex { ($0.actor == step.actor && $0.endsLease) || $0.kind == .leftOut } ?? steps.count - 1
-            out += "<g class=\"lease\" data-token=\"\(escape(token))\"><rect x=\"\(x(i))\" y=\"\(y(lane) - 14)\" width=\"\(max(6, x(end) - x(i)))\" height=\"5\"/>"
+            out +=
+                "<g class=\"lease\" data-token=\"\(escape(token))\"><rect x=\"\(x(i))\" y=\"\(y(lane) - 14)\" width=\"\(max(6, x(end) - x(i)))\" height=\"5\"/>"
             out += "<text x=\"\(x(i) + 2)\" y=\"\(y(lane) - 17)\">token \(escape(token))</text></g>\n"
         }
         for (i, step) in steps.enumerated() {
             let title = escape(step.kind == .step ? "t=\(step.time) \(step.actor) \(step.text)" : step.text)
             guard step.kind == .step, let lane = laneOf[step.actor] else {
-                out += "<g class=\"step \(step.kind.rawValue)\" data-count=\"\(step.count)\"><rect x=\"\(x(i) - 6)\" y=\"\(Self.top)\" width=\"12\" height=\"\(lanes.count * Self.laneHeight)\"/><title>\(title)</title></g>\n"
+                out +=
+                    "<g class=\"step \(step.kind.rawValue)\" data-count=\"\(step.count)\"><rect x=\"\(x(i) - 6)\" y=\"\(Self.top)\" width=\"12\" height=\"\(lanes.count * Self.laneHeight)\"/><title>\(title)</title></g>\n"
                 continue
             }
             var classes = ["step"]
             if let attempt = step.attempt {
                 classes.append(attempt > 1 ? "redelivery" : "delivery")
                 if let broker = laneOf["broker"] {
-                    out += "<line class=\"arrow \(attempt > 1 ? "redelivery" : "delivery")\" x1=\"\(x(i))\" y1=\"\(y(broker))\" x2=\"\(x(i))\" y2=\"\(y(lane) - 8)\" marker-end=\"url(#arrow-\(index))\"/>\n"
+                    out +=
+                        "<line class=\"arrow \(attempt > 1 ? "redelivery" : "delivery")\" x1=\"\(x(i))\" y1=\"\(y(broker))\" x2=\"\(x(i))\" y2=\"\(y(lane) - 8)\" marker-end=\"url(#arrow-\(index))\"/>\n"
                 }
             }
             if step.isStore, let store = laneOf["store"] {
                 classes.append("store-step")
-                out += "<line class=\"arrow store\" x1=\"\(x(i))\" y1=\"\(y(lane) + 8)\" x2=\"\(x(i))\" y2=\"\(y(store))\" marker-end=\"url(#arrow-\(index))\"/>\n"
+                out +=
+                    "<line class=\"arrow store\" x1=\"\(x(i))\" y1=\"\(y(lane) + 8)\" x2=\"\(x(i))\" y2=\"\(y(store))\" marker-end=\"url(#arrow-\(index))\"/>\n"
             }
             if step.isFault { classes.append("fault") }
-            out += "<g class=\"\(classes.joined(separator: " "))\" data-actor=\"\(escape(step.actor))\"><circle cx=\"\(x(i))\" cy=\"\(y(lane))\" r=\"6\"/>"
+            out +=
+                "<g class=\"\(classes.joined(separator: " "))\" data-actor=\"\(escape(step.actor))\"><circle cx=\"\(x(i))\" cy=\"\(y(lane))\" r=\"6\"/>"
             out += "<text class=\"n\" x=\"\(x(i))\" y=\"\(y(lane) + 18)\">\(i + 1)</text><title>\(title)</title></g>\n"
         }
         if broken, let last = steps.indices.last {
-            out += "<g class=\"violation\"><rect x=\"\(Self.labelWidth - 4)\" y=\"\(Self.top - 4)\" width=\"\(x(last) - Self.labelWidth + 16)\" height=\"\(lanes.count * Self.laneHeight + 8)\"/>"
+            out +=
+                "<g class=\"violation\"><rect x=\"\(Self.labelWidth - 4)\" y=\"\(Self.top - 4)\" width=\"\(x(last) - Self.labelWidth + 16)\" height=\"\(lanes.count * Self.laneHeight + 8)\"/>"
             out += "<title>\(escape(panel.violations.map { "\($0.invariant): \($0.detail)" }.joined(separator: "; ")))</title></g>\n"
         }
         // The marks, numbered as drawn: what each one is, in words.
@@ -302,7 +318,11 @@ extension Timeline {
     /// most `searchLimit` seeds on) whose naive run breaks an invariant: the naive run shrunk, the
     /// guarded run of the same seed as it ran. Without such a seed, both runs of `seed` as they ran.
     public static func race(
-        _ scenario: Scenario, from seed: UInt64, searchLimit: Int = 200, options: SimulationOptions = .init(), shrinkBudget: Int = 2_000
+        _ scenario: Scenario,
+        from seed: UInt64,
+        searchLimit: Int = 200,
+        options: SimulationOptions = .init(),
+        shrinkBudget: Int = 2_000
     ) async -> [Panel] {
         var traced = options
         traced.tracing = true
@@ -321,9 +341,15 @@ extension Timeline {
             let shrunk = await Simulator.shrink(failure, scenario: scenario, options: traced, budget: shrinkBudget)
             naive = Panel(shrunk.shrunk, title: "\(name) · naive handler · seed \(chosen), shrunk to \(shrunk.shrunk.steps) steps")
         } else {
-            naive = Panel(await Simulator.run(scenario, .naive, seed: chosen, options: traced), title: "\(name) · naive handler · seed \(chosen)")
+            naive = Panel(
+                await Simulator.run(scenario, .naive, seed: chosen, options: traced),
+                title: "\(name) · naive handler · seed \(chosen)"
+            )
         }
-        let guarded = Panel(await Simulator.run(scenario, .guarded, seed: chosen, options: traced), title: "\(name) · guarded handler · seed \(chosen)")
+        let guarded = Panel(
+            await Simulator.run(scenario, .guarded, seed: chosen, options: traced),
+            title: "\(name) · guarded handler · seed \(chosen)"
+        )
         return [naive, guarded]
     }
 }

@@ -95,15 +95,22 @@ public final class Broker: @unchecked Sendable {
         let now = world.scheduler.now
         let entries = partitions.map { log in log.map { _ in Entry(visibleAt: now) } }
         groupIndex[Self.key(topic, group)] = groups.count
-        groups.append(Group(
-            topic: topic, name: group, entries: entries, heads: Array(repeating: 0, count: partitions.count),
-            unacked: entries.joined().count
-        ))
+        groups.append(
+            Group(
+                topic: topic,
+                name: group,
+                entries: entries,
+                heads: Array(repeating: 0, count: partitions.count),
+                unacked: entries.joined().count
+            )
+        )
         subscribers[topic, default: []].append(group)
     }
 
     /// Whether `group` has acknowledged every message of `topic`.
-    public func isDrained(topic: String, group: String) -> Bool { groupIndex[Self.key(topic, group)].map { groups[$0].unacked == 0 } ?? true }
+    public func isDrained(topic: String, group: String) -> Bool {
+        groupIndex[Self.key(topic, group)].map { groups[$0].unacked == 0 } ?? true
+    }
 
     private func index(_ topic: String, _ group: String) -> Int {
         guard let index = groupIndex[Self.key(topic, group)] else { preconditionFailure("group \(group) is not subscribed to \(topic)") }
@@ -165,7 +172,12 @@ public final class Broker: @unchecked Sendable {
         let message = topics[topic]![partition][offset]
         world.annotate("→ \(message.id) (p\(partition)@\(offset), attempt \(attempt))")
         return Delivery(
-            message: message, topic: topic, group: groups[g].name, partition: partition, offset: offset, attempt: attempt,
+            message: message,
+            topic: topic,
+            group: groups[g].name,
+            partition: partition,
+            offset: offset,
+            attempt: attempt,
             groupIndex: g
         )
     }
@@ -209,7 +221,10 @@ public final class Broker: @unchecked Sendable {
     /// redelivers it after the visibility timeout — and the consumer restarts after
     /// `restartDelay`. `handle` gets the consumer's incarnation (0, then 1 after a crash, …).
     public func consume(
-        as name: String, topic: String, group: String, restartDelay: Int64 = 50,
+        as name: String,
+        topic: String,
+        group: String,
+        restartDelay: Int64 = 50,
         _ handle: @escaping @Sendable (Delivery, Int) async throws -> Void
     ) {
         let group = index(topic, group)
@@ -238,7 +253,6 @@ public final class Broker: @unchecked Sendable {
     }
 
     static func key(_ topic: String, _ group: String) -> String { "\(topic)\u{0}\(group)" }
-
 
     static func describe(_ error: any Error) -> String {
         (error as? UnraceError)?.code.rawValue ?? "\(error)"

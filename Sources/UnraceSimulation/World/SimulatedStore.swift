@@ -1,6 +1,6 @@
+import Foundation
 @_spi(Testing) public import Unrace
 public import UnraceSQLite
-import Foundation
 
 /// The ``Store`` simulated actors use: the run's shipping store (``MemoryStore`` or a fresh
 /// `SQLiteStore` file), with every step made one scheduling point and subject to the run's faults.
@@ -33,7 +33,13 @@ public struct SimulatedStore: Store {
             world.annotate("✗ unavailable")
             throw UnraceError(.storeUnavailable, "simulated: the store is unavailable")
         }
-        let result = try await world.backend.step(step, clock: world.clock, tracer: world.scheduler.trace == nil ? nil : world, world.disabledGuards, body)
+        let result = try await world.backend.step(
+            step,
+            clock: world.clock,
+            tracer: world.scheduler.trace == nil ? nil : world,
+            world.disabledGuards,
+            body
+        )
         if faults.lostReplyPerMille > 0, world.choices.chance(perMille: faults.lostReplyPerMille) {
             world.annotate("✓ committed, reply lost")
             throw UnraceError(.storeUnavailable, "simulated: the step committed but its reply was lost")
@@ -70,12 +76,16 @@ enum SimulationBackend: Sendable {
             return .memory(MemoryStore())
         case .sqlite:
             // Each run gets its own database file; /dev/shm keeps fsync off the disk.
-            let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+            let base =
+                FileManager.default.fileExists(atPath: "/dev/shm")
+                ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
             let folder = base.appendingPathComponent("unrace-sim-\(UUID().uuidString.prefix(12))")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let store = try await SQLiteStore(path: folder.appendingPathComponent("run.sqlite").path)
             _ = try await store.withTransaction { tx in
-                try await tx.execute("CREATE TABLE sim_rows (tbl TEXT NOT NULL, id TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, id)) WITHOUT ROWID")
+                try await tx.execute(
+                    "CREATE TABLE sim_rows (tbl TEXT NOT NULL, id TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, id)) WITHOUT ROWID"
+                )
             }
             return .sqlite(store, folder: folder)
         }
@@ -87,18 +97,25 @@ enum SimulationBackend: Sendable {
     }
 
     func step<T: Sendable>(
-        _ step: StepInfo, clock: SimulationClock, tracer: (any StepTracer)?, _ disabled: DisabledGuards,
+        _ step: StepInfo,
+        clock: SimulationClock,
+        tracer: (any StepTracer)?,
+        _ disabled: DisabledGuards,
         _ body: (StepContext<SimulationTransaction>) async throws -> T
     ) async throws -> T {
         let info = StepInfo(step.name, step.subject, clock: clock, isReadOnly: step.isReadOnly)
         switch self {
         case .memory(let store):
             return try await store.step(info) { context in
-                try await body(StepContext(transaction: .memory(context.transaction), rows: context.rows, tracer: tracer, disabledGuards: disabled))
+                try await body(
+                    StepContext(transaction: .memory(context.transaction), rows: context.rows, tracer: tracer, disabledGuards: disabled)
+                )
             }
         case .sqlite(let store, _):
             return try await store.step(info) { context in
-                try await body(StepContext(transaction: .sqlite(context.transaction), rows: context.rows, tracer: tracer, disabledGuards: disabled))
+                try await body(
+                    StepContext(transaction: .sqlite(context.transaction), rows: context.rows, tracer: tracer, disabledGuards: disabled)
+                )
             }
         }
     }
@@ -138,7 +155,8 @@ public enum SimulationTransaction: Sendable {
         switch self {
         case .memory(let tx): return tx.get(table, id: id)
         case .sqlite(let tx):
-            return try await tx.query("SELECT value FROM sim_rows WHERE tbl = ? AND id = ?", [.text(table), .text(id)]).first?.optionalBytes("value")
+            return try await tx.query("SELECT value FROM sim_rows WHERE tbl = ? AND id = ?", [.text(table), .text(id)]).first?
+                .optionalBytes("value")
         }
     }
 

@@ -66,15 +66,20 @@ public final class World: @unchecked Sendable {
     public func spawn(_ name: String, delay: Int64 = 0, _ body: @escaping @Sendable () async throws -> Void) {
         precondition(!started, "actors are spawned before the run starts")
         let id = scheduler.register(name: name, delay: delay)
-        bodies.append((id, { [scheduler] in
-            do {
-                try await body()
-            } catch is SimulatedCrash {
-                scheduler.record("crashed for good")
-            } catch {
-                scheduler.record("stopped: \(error)")
-            }
-        }))
+        bodies.append(
+            (
+                id,
+                { [scheduler] in
+                    do {
+                        try await body()
+                    } catch is SimulatedCrash {
+                        scheduler.record("crashed for good")
+                    } catch {
+                        scheduler.record("stopped: \(error)")
+                    }
+                }
+            )
+        )
     }
 
     /// Runs every spawned actor to its end.

@@ -13,7 +13,8 @@ import UnraceSimulation
 struct ChaosCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chaos",
-        abstract: "Fault run: unrace serve and unrace work processes on PostgreSQL, retrying clients, SIGKILLed workers, a database restart; then unrace check.",
+        abstract:
+            "Fault run: unrace serve and unrace work processes on PostgreSQL, retrying clients, SIGKILLed workers, a database restart; then unrace check.",
         discussion: """
             Starts `unrace serve` and --workers `unrace work` processes on a fresh schema of the \
             PostgreSQL database, sends --operations POST /orders from --clients concurrent clients \
@@ -36,9 +37,15 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "A shell command that restarts the database, such as `pg_ctl -D DATA restart -m immediate`.") var restartCommand: String?
     @Option(help: "Database restarts during the run, spread evenly (0 to 10; needs --restart-command).") var restarts = 1
     @Option(help: "The workers' visibility timeout in milliseconds (100 to 600000).") var visibilityMs = 1_000
-    @Option(help: "sync or async: --database is a replicated PostgreSQL behind HAProxy whose standby replicates this way; --failover-command fails it over (scripts/chaos --failover sets both up).")
+    @Option(
+        help:
+            "sync or async: --database is a replicated PostgreSQL behind HAProxy whose standby replicates this way; --failover-command fails it over (scripts/chaos --failover sets both up)."
+    )
     var failover: FailoverMode?
-    @Option(help: "A shell command that kills the primary and promotes the standby, run once a third of the orders are answered (needs --failover).")
+    @Option(
+        help:
+            "A shell command that kills the primary and promotes the standby, run once a third of the orders are answered (needs --failover)."
+    )
     var failoverCommand: String?
     @Option(help: "Seconds the whole run may take before it is stopped (10 to 86400).") var timeLimitSeconds = 900
     @Option(help: "Where to write the history and logs (default: a new temporary folder).") var output: String?
@@ -67,7 +74,11 @@ struct ChaosCommand: AsyncParsableCommand {
     enum FailoverMode: String, ExpressibleByArgument, CaseIterable, Codable { case sync, async }
 
     func run() async throws {
-        let folder = URL(fileURLWithPath: output ?? FileManager.default.temporaryDirectory.appendingPathComponent("unrace-chaos-\(UUID().uuidString.prefix(8).lowercased())").path)
+        let folder = URL(
+            fileURLWithPath: output
+                ?? FileManager.default.temporaryDirectory.appendingPathComponent("unrace-chaos-\(UUID().uuidString.prefix(8).lowercased())")
+                .path
+        )
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let run = ChaosRun(command: self, folder: folder)
         let result = try await run.run()

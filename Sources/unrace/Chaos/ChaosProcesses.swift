@@ -58,7 +58,8 @@ final class ChaosProcesses: Sendable {
         while ContinuousClock.now < deadline {
             let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
             if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }),
-               let port = line.split(separator: ":").last.flatMap({ Int($0) }) {
+                let port = line.split(separator: ":").last.flatMap({ Int($0) })
+            {
                 return port
             }
             guard isRunning(pid) else { throw ValidationError("unrace \(arguments[0]) exited; see processes.log") }
@@ -163,7 +164,11 @@ final class ChaosProcesses: Sendable {
     func stopAll() {
         let (serve, workers) = state.withLock { state -> (pid_t?, [pid_t]) in
             state.stopped = true
-            defer { state.serve = nil; state.provider = nil; state.workers = [:] }
+            defer {
+                state.serve = nil
+                state.provider = nil
+                state.workers = [:]
+            }
             return (state.serve, state.workers.values.map(\.pid) + (state.provider.map { [$0] } ?? []))
         }
         for pid in workers where isRunning(pid) {

@@ -27,7 +27,7 @@ struct ChaosRun: Sendable {
         setenv(ParentWatch.variable, ParentWatch.valueForChildren, 1)  // children exit if this process dies
         let signals = processes.stopOnSignals()
         defer {
-            signals.forEach { $0.cancel() }
+            for signal in signals { signal.cancel() }
             processes.stopAll()
             try? log.close()
         }
@@ -40,7 +40,9 @@ struct ChaosRun: Sendable {
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
-                    throw ValidationError("the run took longer than --time-limit-seconds \(command.timeLimitSeconds); every process it started was stopped")
+                    throw ValidationError(
+                        "the run took longer than --time-limit-seconds \(command.timeLimitSeconds); every process it started was stopped"
+                    )
                 }
                 return result
             }
@@ -60,10 +62,13 @@ struct ChaosRun: Sendable {
         // says what was really charged and sent.
         let providerPort = try await processes.startProvider(output: folder.appendingPathComponent("provider.out"))
         let provider = "http://127.0.0.1:\(providerPort)"
-        let port = try await processes.startServe([
-            "serve", "--database", url, "--port", "0", "--stock", "widget=\(Self.initialStock)", "--max-attempts", "1000",
-            "--provider", provider,
-        ], output: folder.appendingPathComponent("serve.out"))
+        let port = try await processes.startServe(
+            [
+                "serve", "--database", url, "--port", "0", "--stock", "widget=\(Self.initialStock)", "--max-attempts", "1000",
+                "--provider", provider,
+            ],
+            output: folder.appendingPathComponent("serve.out")
+        )
         let workerArguments: @Sendable (Int, Int) -> [String] = { slot, generation in
             [
                 "work", "--database", url, "--handler", command.handler.rawValue, "--visibility-ms", "\(command.visibilityMs)",
@@ -162,25 +167,41 @@ struct ChaosRun: Sendable {
         try Data((history.entries.map { $0.jsonLine() }.joined(separator: "\n") + "\n").utf8).write(to: path)
         let report = HistoryChecker.check(history.entries)
         return ChaosResult(
-            handler: command.handler.rawValue, operations: command.operations,
+            handler: command.handler.rawValue,
+            operations: command.operations,
             accepted: outcomes.filter { $0.order != nil }.count,
             refused: outcomes.filter { $0.order == nil && $0.status != 0 }.count,
             unanswered: outcomes.filter { $0.status == 0 }.count,
-            retries: outcomes.reduce(0) { $0 + $1.retries }, workers: command.workers,
-            kills: processes.kills, workerStarts: processes.workerStarts, restarts: restartsDone.value,
-            deadLetters: history.deadLetters, seconds: runSeconds, drainSeconds: drainSeconds,
+            retries: outcomes.reduce(0) { $0 + $1.retries },
+            workers: command.workers,
+            kills: processes.kills,
+            workerStarts: processes.workerStarts,
+            restarts: restartsDone.value,
+            deadLetters: history.deadLetters,
+            seconds: runSeconds,
+            drainSeconds: drainSeconds,
             providerCharges: external.filter { $0.kind == .charge && $0.delivered }.count,
-            duplicateCharges: Self.duplicates(.charge, external), emailsSent: external.filter { $0.kind == .email && $0.delivered }.count,
-            duplicateEmails: Self.duplicates(.email, external), absorbedByKeys: external.filter { !$0.delivered }.count,
-            failoverMode: command.failover?.rawValue, failovers: failoversDone.value,
-            acknowledgedButMissing: history.missing, ranAgain: ranAgain, duplicateEffects: report.duplicateEffects.count,
+            duplicateCharges: Self.duplicates(.charge, external),
+            emailsSent: external.filter { $0.kind == .email && $0.delivered }.count,
+            duplicateEmails: Self.duplicates(.email, external),
+            absorbedByKeys: external.filter { !$0.delivered }.count,
+            failoverMode: command.failover?.rawValue,
+            failovers: failoversDone.value,
+            acknowledgedButMissing: history.missing,
+            ranAgain: ranAgain,
+            duplicateEffects: report.duplicateEffects.count,
             serverErrors: outcomes.reduce(0) { $0 + $1.serverErrors },
-            longestRequestSeconds: outcomes.map(\.longestSeconds).max() ?? 0, shutdownSeconds: shutdownSeconds ?? -1,
+            longestRequestSeconds: outcomes.map(\.longestSeconds).max() ?? 0,
+            shutdownSeconds: shutdownSeconds ?? -1,
             anomalies: .init(
-                duplicateEffects: report.duplicateEffects.count, lostOperations: report.lostOperations.count,
-                unexpectedEffects: report.unexpectedEffects.count, imbalances: report.imbalances.count, outOfOrder: report.outOfOrder.count
+                duplicateEffects: report.duplicateEffects.count,
+                lostOperations: report.lostOperations.count,
+                unexpectedEffects: report.unexpectedEffects.count,
+                imbalances: report.imbalances.count,
+                outOfOrder: report.outOfOrder.count
             ),
-            history: path.path, report: report.text()
+            history: path.path,
+            report: report.text()
         )
     }
 
@@ -239,7 +260,8 @@ struct ChaosRun: Sendable {
         request.headers.add(name: "X-Client-Id", value: "chaos")
         request.body = .bytes(ByteBuffer(string: #"{"sku":"widget","quantity":\#(quantity)}"#))
         guard let response = try? await client.execute(request, timeout: .seconds(30)),
-              let body = try? await response.body.collect(upTo: 1 << 20) else { return nil }
+            let body = try? await response.body.collect(upTo: 1 << 20)
+        else { return nil }
         return (Int(response.status.code), String(buffer: body))
     }
 
@@ -265,7 +287,9 @@ struct ChaosRun: Sendable {
                         guard let (status, text) = answer else { continue }
                         let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
                         if status == 201, object?["id"] as? String != outcome.order { again += 1 }
-                        if status != 201 { FileHandle.standardError.write(Data("chaos: a retried acknowledged order answered \(status)\n".utf8)) }
+                        if status != 201 {
+                            FileHandle.standardError.write(Data("chaos: a retried acknowledged order answered \(status)\n".utf8))
+                        }
                     }
                 }
             }
@@ -273,7 +297,11 @@ struct ChaosRun: Sendable {
         }
     }
 
-    struct Outbox: Decodable { var messages: Int; var unsent: Int; var dead: Int }
+    struct Outbox: Decodable {
+        var messages: Int
+        var unsent: Int
+        var dead: Int
+    }
 
     static func outbox(client: HTTPClient, base: String) async throws -> Outbox {
         let response = try await client.execute(HTTPClientRequest(url: base + "/outbox"), timeout: .seconds(10))
@@ -300,7 +328,11 @@ struct ChaosRun: Sendable {
     /// The history: what clients asked and got, what accepted orders imply, what the store
     /// holds, and what the external systems did — a charge or an email is an effect only when the
     /// provider's own log says it charged or sent (a request its key absorbed is not).
-    static func history(url: String, outcomes: [ClientOutcome], external: [ExternalEvent]) async throws -> (entries: [HistoryEntry], deadLetters: Int, missing: Int) {
+    static func history(
+        url: String,
+        outcomes: [ClientOutcome],
+        external: [ExternalEvent]
+    ) async throws -> (entries: [HistoryEntry], deadLetters: Int, missing: Int) {
         var entries: [HistoryEntry] = []
         for outcome in outcomes.sorted(by: { $0.index < $1.index }) {
             let operation = outcome.order.map { "order:\($0)" } ?? "order:request-\(outcome.index)"
@@ -324,10 +356,15 @@ struct ChaosRun: Sendable {
                 for event in external where event.delivered {
                     let operation = event.operation ?? "\(event.kind.rawValue):unknown-\(event.id)"
                     let order = operation.split(separator: ":", maxSplits: 1).last.map(String.init) ?? ""
-                    entries.append(.effect(
-                        operation, stream: order, sequence: event.kind == .charge ? 1 : 2,
-                        position: Int64(event.sequence), actor: event.worker ?? "unknown"
-                    ))
+                    entries.append(
+                        .effect(
+                            operation,
+                            stream: order,
+                            sequence: event.kind == .charge ? 1 : 2,
+                            position: Int64(event.sequence),
+                            actor: event.worker ?? "unknown"
+                        )
+                    )
                 }
                 let stock = try await tx.query("SELECT available FROM shop_stock WHERE sku = 'widget'")[0].int64("available")
                 entries.append(.account("stock:widget", initial: initialStock, final: stock))

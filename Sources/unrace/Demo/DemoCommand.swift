@@ -22,7 +22,10 @@ struct DemoCommand: AsyncParsableCommand {
     var seed: UInt64 = 42
     @Option(help: "Operations per case (10 to 2000).")
     var operations = 120
-    @Option(help: "Also draw each race as an HTML timeline in this file: the simulator's naive and guarded runs of the first seed from --seed where the naive one breaks.")
+    @Option(
+        help:
+            "Also draw each race as an HTML timeline in this file: the simulator's naive and guarded runs of the first seed from --seed where the naive one breaks."
+    )
     var html: String?
 
     func validate() throws {
@@ -32,7 +35,8 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let started = ContinuousClock.now
         let result = try await withDatabase(
-            database.location, logger: cliLogger("unrace.demo"),
+            database.location,
+            logger: cliLogger("unrace.demo"),
             AllSections(operations: operations, seed: seed, progress: !json)
         )
         let elapsed = ContinuousClock.now - started

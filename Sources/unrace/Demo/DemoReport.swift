@@ -15,17 +15,21 @@ enum DemoReport {
             lines.append(header)
             lines.append(String(repeating: "-", count: header.count))
             for row in section.rows {
-                lines.append([
-                    pad(row.caseName, 22), pad(row.variant, 32), lpad("\(row.operations)", 5), lpad("\(row.shown)", 16),
-                    lpad("\(row.naive["anomalies"] ?? 0)", 25), lpad("\(row.guarded["anomalies"] ?? 0)", 8),
-                ].joined(separator: " "))
+                lines.append(
+                    [
+                        pad(row.caseName, 22), pad(row.variant, 32), lpad("\(row.operations)", 5), lpad("\(row.shown)", 16),
+                        lpad("\(row.naive["anomalies"] ?? 0)", 25), lpad("\(row.guarded["anomalies"] ?? 0)", 8),
+                    ].joined(separator: " ")
+                )
             }
             lines.append("")
         }
         let rows = sections.flatMap(\.rows)
-        lines.append(rows.allSatisfy(\.guardedClean)
-            ? "Guarded: no anomaly in any run."
-            : "GUARDED RUN SHOWED AN ANOMALY: this is a bug in Unrace.")
+        lines.append(
+            rows.allSatisfy(\.guardedClean)
+                ? "Guarded: no anomaly in any run."
+                : "GUARDED RUN SHOWED AN ANOMALY: this is a bug in Unrace."
+        )
         if rows.allSatisfy({ ($0.naive["anomalies"] ?? 0) > 0 }) {
             lines.append("Naive: an anomaly in every row, the mistaken fixes included: they make the race rarer, not gone.")
         }
@@ -46,10 +50,19 @@ enum DemoReport {
             var guarded: [String: Int]
         }
         struct Document: Encodable { var rows: [Row] }
-        let document = Document(rows: sections.flatMap(\.rows).map {
-            Row(race: $0.race, case: $0.caseName, variant: $0.variant, operations: $0.operations,
-                settings: $0.settings, naive: $0.naive, guarded: $0.guarded)
-        })
+        let document = Document(
+            rows: sections.flatMap(\.rows).map {
+                Row(
+                    race: $0.race,
+                    case: $0.caseName,
+                    variant: $0.variant,
+                    operations: $0.operations,
+                    settings: $0.settings,
+                    naive: $0.naive,
+                    guarded: $0.guarded
+                )
+            }
+        )
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(document)) ?? Data("{}".utf8), as: UTF8.self)

@@ -59,11 +59,18 @@ struct DoubleExecutionDemo: StoreJob {
             }
             let naive = try await runOnce(store, caseName: caseName, variant: variant, guarded: false)
             let guarded = try await runOnce(store, caseName: caseName, variant: variant, guarded: true)
-            rows.append(DemoRow(
-                race: "double-execution", caseName: caseName, variant: variant.name, operations: operations,
-                settings: ["consumers": variant.consumers, "visibilityTimeoutMs": Int(variant.visibilityTimeout.wholeMilliseconds)],
-                naive: naive.counts, guarded: guarded.counts, shown: naive.deliveries
-            ))
+            rows.append(
+                DemoRow(
+                    race: "double-execution",
+                    caseName: caseName,
+                    variant: variant.name,
+                    operations: operations,
+                    settings: ["consumers": variant.consumers, "visibilityTimeoutMs": Int(variant.visibilityTimeout.wholeMilliseconds)],
+                    naive: naive.counts,
+                    guarded: guarded.counts,
+                    shown: naive.deliveries
+                )
+            )
         }
         return DemoSection(
             title: "The double-execution race",
@@ -119,7 +126,10 @@ struct DoubleExecutionDemo: StoreJob {
                             if guarded {
                                 try await Task.sleep(for: work)
                                 let receipt = try await ops.perform(key: operation, scope: scope) { tx in
-                                    try await tx.execute("INSERT INTO \(table) (operation, delivery) VALUES (?, ?)", [.text(operation), .int(attempt)])
+                                    try await tx.execute(
+                                        "INSERT INTO \(table) (operation, delivery) VALUES (?, ?)",
+                                        [.text(operation), .int(attempt)]
+                                    )
                                     return attempt
                                 }
                                 if receipt.isReplay { replays += 1 }
@@ -131,7 +141,10 @@ struct DoubleExecutionDemo: StoreJob {
                                 try await Task.sleep(for: work)
                                 if seen == 0 {
                                     _ = try await store.withTransaction { tx in
-                                        try await tx.execute("INSERT INTO \(table) (operation, delivery) VALUES (?, ?)", [.text(operation), .int(attempt)])
+                                        try await tx.execute(
+                                            "INSERT INTO \(table) (operation, delivery) VALUES (?, ?)",
+                                            [.text(operation), .int(attempt)]
+                                        )
                                     }
                                 }
                             }
@@ -149,8 +162,11 @@ struct DoubleExecutionDemo: StoreJob {
         let effects = Int(try counts[0].int64("effects"))
         let distinct = Int(try counts[0].int64("distinct_ops"))
         return HandlerRun(
-            anomalies: effects - distinct, deliveries: await queue.deliveries, effects: effects,
-            missing: operations - distinct, replays: replays
+            anomalies: effects - distinct,
+            deliveries: await queue.deliveries,
+            effects: effects,
+            missing: operations - distinct,
+            replays: replays
         )
     }
 }

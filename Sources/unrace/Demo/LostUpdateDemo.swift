@@ -24,14 +24,18 @@ struct LostUpdateDemo: StoreJob {
         let ledger = try Ledger(store: store)
         let wallet = "demo-\(suffix)-alice"
         _ = try await ledger.createAccounts([
-            Account(id: "demo-\(suffix)-bank", ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
+            Account(id: "demo-\(suffix)-bank", ledger: 1, code: 1),
+            Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
             Account(id: "demo-\(suffix)-shop", ledger: 1, code: 3),
         ])
         _ = try await ledger.submit([Transfer(id: "demo-\(suffix)-fund", debit: "demo-\(suffix)-bank", credit: wallet, amount: 100)])
         let guardedPaid = try await Self.race(Self.callers) { index in
-            try await ledger.submit([Transfer(id: "demo-\(suffix)-w\(index)", debit: wallet, credit: "demo-\(suffix)-shop", amount: 10)])[0] == .created
+            try await ledger.submit([Transfer(id: "demo-\(suffix)-w\(index)", debit: wallet, credit: "demo-\(suffix)-shop", amount: 10)])[0]
+                == .created
         }
-        rows.append(row("wallet", "balance 100, 32 withdrawals of 10", naive: max(0, naivePaid * 10 - 100), guarded: max(0, guardedPaid * 10 - 100)))
+        rows.append(
+            row("wallet", "balance 100, 32 withdrawals of 10", naive: max(0, naivePaid * 10 - 100), guarded: max(0, guardedPaid * 10 - 100))
+        )
 
         // Inventory: 20 in stock, 32 buyers of one.
         try await naive.set("stock", 20)
@@ -51,7 +55,9 @@ struct LostUpdateDemo: StoreJob {
             if case .granted = try await counters.consume("demo-\(suffix)-quota", limit: 10, window: .seconds(3_600)) { return true }
             return false
         }
-        rows.append(row("quota", "limit 10 per window, 32 requests", naive: max(0, naiveGranted - 10), guarded: max(0, guardedGranted - 10)))
+        rows.append(
+            row("quota", "limit 10 per window, 32 requests", naive: max(0, naiveGranted - 10), guarded: max(0, guardedGranted - 10))
+        )
 
         // Rate limit: every request must be counted; 32 requests.
         try await naive.set("hits", 0)
@@ -77,7 +83,12 @@ struct LostUpdateDemo: StoreJob {
         let reservations = Reservations(store: store)
         try await reservations.createResource("demo-\(suffix)-seat-A1", capacity: 1)
         let guardedBooked = try await Self.race(Self.callers) { index in
-            guard case .hold = try await reservations.hold("demo-\(suffix)-seat-A1", key: "demo-\(suffix)-b\(index)", timeToLive: .seconds(300))
+            guard
+                case .hold = try await reservations.hold(
+                    "demo-\(suffix)-seat-A1",
+                    key: "demo-\(suffix)-b\(index)",
+                    timeToLive: .seconds(300)
+                )
             else { return false }
             if case .hold = try await reservations.confirm(key: "demo-\(suffix)-b\(index)") { return true }
             return false
@@ -104,8 +115,14 @@ struct LostUpdateDemo: StoreJob {
 
     private func row(_ name: String, _ setting: String, naive: Int, guarded: Int) -> DemoRow {
         DemoRow(
-            race: "lost-update", caseName: name, variant: setting, operations: Self.callers, settings: [:],
-            naive: ["anomalies": naive], guarded: ["anomalies": guarded], shown: Self.callers
+            race: "lost-update",
+            caseName: name,
+            variant: setting,
+            operations: Self.callers,
+            settings: [:],
+            naive: ["anomalies": naive],
+            guarded: ["anomalies": guarded],
+            shown: Self.callers
         )
     }
 
@@ -125,7 +142,9 @@ struct LostUpdateDemo: StoreJob {
 
     /// The naive check-then-act, in two transactions with every check before any act.
     static func raceReadThenWrite<S: SQLStore>(
-        _ callers: Int, store: S, check: @escaping @Sendable (S.Transaction) async throws -> Bool,
+        _ callers: Int,
+        store: S,
+        check: @escaping @Sendable (S.Transaction) async throws -> Bool,
         write: @escaping @Sendable (S.Transaction, Int) async throws -> Void
     ) async throws -> Int {
         let read = Barrier(parties: callers)
@@ -159,7 +178,9 @@ struct NaiveCell<S: SQLStore>: Sendable {
     }
 
     func get(_ name: String) async throws -> Int64 {
-        try await store.withTransaction { tx in try await tx.query("SELECT value FROM \(table) WHERE name = ?", [.text(name)])[0].int64("value") }
+        try await store.withTransaction { tx in
+            try await tx.query("SELECT value FROM \(table) WHERE name = ?", [.text(name)])[0].int64("value")
+        }
     }
 
     /// `callers` tasks read the cell, all reads first, then each writes `decide(read)` unless it

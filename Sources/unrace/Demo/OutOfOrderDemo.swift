@@ -51,8 +51,13 @@ struct OutOfOrderDemo: StoreJob {
         var naiveCounts = counts(naiveAnomalies, naiveRuns)
         naiveCounts["anomalies"] = naiveAnomalies.total + naiveCounts["reapplied"]!
         let row = DemoRow(
-            race: "out-of-order", caseName: "order-lifecycle", variant: "shuffled, 1 in 5 duplicated",
-            operations: orders, settings: ["deliveries": deliveries.count], naive: naiveCounts, guarded: guardedCounts,
+            race: "out-of-order",
+            caseName: "order-lifecycle",
+            variant: "shuffled, 1 in 5 duplicated",
+            operations: orders,
+            settings: ["deliveries": deliveries.count],
+            naive: naiveCounts,
+            guarded: guardedCounts,
             shown: deliveries.count
         )
         return DemoSection(

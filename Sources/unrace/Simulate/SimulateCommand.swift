@@ -1,6 +1,6 @@
-import Logging
 public import ArgumentParser
 import Foundation
+import Logging
 public import UnraceSimulation
 
 /// `unrace simulate`: every race of the seed, reproduced deterministically from a seed number.
@@ -53,7 +53,10 @@ struct SimulateCommand: AsyncParsableCommand {
         var seeds = 1
         @Flag(help: "Print the full trace of the (first) run.")
         var trace = false
-        @Option(help: "Also draw the runs as one self-contained HTML timeline in this file: each handler's run of the (first) seed, shrunk when it broke an invariant.")
+        @Option(
+            help:
+                "Also draw the runs as one self-contained HTML timeline in this file: each handler's run of the (first) seed, shrunk when it broke an invariant."
+        )
         var html: String?
         @Flag(help: "Print the results as JSON.")
         var json = false
@@ -61,7 +64,10 @@ struct SimulateCommand: AsyncParsableCommand {
         var shrinkBudget = 2_000
         @Option(help: "The store runs are built on: memory (fastest) or sqlite (the shipping SQLite store, a fresh file per run).")
         var store: SimulationStoreKind = .memory
-        @Option(help: "Also log what the Unrace API did in the runs (retried updates, takeovers), at this level or worse, to standard error: trace, debug, info, notice, warning, error, critical. Default: no logs; the trace is the record.")
+        @Option(
+            help:
+                "Also log what the Unrace API did in the runs (retried updates, takeovers), at this level or worse, to standard error: trace, debug, info, notice, warning, error, critical. Default: no logs; the trace is the record."
+        )
         var logLevel: Logger.Level?
 
         func validate() throws {

@@ -62,7 +62,8 @@ struct SimulationResult {
 
     static func summary(_ results: [SimulationResult]) -> String {
         let (steps, seconds, _, guardedFailures) = totals(results)
-        return "total: \(steps) steps in \(String(format: "%.1f", seconds)) s = \(String(format: "%.0f", Double(steps) / max(seconds, 1e-9))) steps/s on one core;"
+        return
+            "total: \(steps) steps in \(String(format: "%.1f", seconds)) s = \(String(format: "%.0f", Double(steps) / max(seconds, 1e-9))) steps/s on one core;"
             + " guarded violations: \(guardedFailures)"
     }
 
@@ -102,7 +103,8 @@ struct SimulationResult {
             let (steps, seconds, failures, guardedFailures) = totals(results)
             let handlers = Set(results.map(\.report.handler))
             let scenarios = Set(results.map(\.scenario.name))
-            let first = results.first { $0.report.handler == .guarded && $0.report.firstFailure != nil }
+            let first =
+                results.first { $0.report.handler == .guarded && $0.report.firstFailure != nil }
                 ?? results.first { $0.report.firstFailure != nil }
             value = [
                 "scenario": scenarios.count == 1 ? results[0].scenario.name : "all",

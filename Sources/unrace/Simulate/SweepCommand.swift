@@ -40,8 +40,11 @@ struct SweepCommand: AsyncParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("seed \(seed) (\(seeds) seeds per setting) · \(scenario)")
-            print("mistaken fix".padding(toLength: 22, withPad: " ", startingAt: 0) + "setting".padding(toLength: 10, withPad: " ", startingAt: 0)
-                + "naive runs with duplicates   guarded")
+            print(
+                "mistaken fix".padding(toLength: 22, withPad: " ", startingAt: 0)
+                    + "setting".padding(toLength: 10, withPad: " ", startingAt: 0)
+                    + "naive runs with duplicates   guarded"
+            )
             var last = ""
             for row in rows {
                 let fix = row.fix == last ? "" : row.fix

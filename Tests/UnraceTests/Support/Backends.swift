@@ -1,10 +1,10 @@
 import Foundation
+import PostgresNIO
 import Testing
 import Unrace
+import UnracePostgres
 import UnraceSQL
 import UnraceSQLite
-import UnracePostgres
-import PostgresNIO
 @_exported import UnraceSimulation
 
 /// The real SQL backends every integration test runs on.

@@ -47,7 +47,8 @@ final class ChildProcess: Sendable {
     /// - Parameter captureErrors: read standard error into ``printed`` too (else it goes to the test's).
     convenience init(_ arguments: [String], environment: [String: String] = [:], captureErrors: Bool = false) throws {
         try self.init(
-            executable: Self.binary.path, arguments,
+            executable: Self.binary.path,
+            arguments,
             environment: environment.merging(["UNRACE_EXIT_WITH_PARENT": String(getpid())]) { given, _ in given },
             errors: captureErrors ? .captured : .inherited
         )
@@ -59,7 +60,8 @@ final class ChildProcess: Sendable {
     /// Starts `executable` with `arguments`, this process's environment plus `environment`.
     /// - Parameter processGroup: start it in a process group of its own; ``kill()`` and the
     ///   watchdog then signal the whole group (Chromium's renderer and helpers too).
-    init(executable: String, _ arguments: [String], environment: [String: String] = [:], errors: Errors, processGroup: Bool = false) throws {
+    init(executable: String, _ arguments: [String], environment: [String: String] = [:], errors: Errors, processGroup: Bool = false) throws
+    {
         let output = try Spawn.makePipe()
         let input: (read: Int32, write: Int32)
         do { input = try Spawn.makePipe() } catch {
@@ -67,18 +69,24 @@ final class ChildProcess: Sendable {
             close(output.write)
             throw error
         }
-        defer { close(output.write); close(input.read) }
-        let errorStream: Spawn.Stream = switch errors {
-        case .captured: .descriptor(output.write)
-        case .inherited: .descriptor(2)
-        case .discarded: .null
+        defer {
+            close(output.write)
+            close(input.read)
         }
+        let errorStream: Spawn.Stream =
+            switch errors {
+            case .captured: .descriptor(output.write)
+            case .inherited: .descriptor(2)
+            case .discarded: .null
+            }
         startedAt = .now
         do {
             pid = try Spawn.start(
                 [executable] + arguments,
                 environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
-                input: .descriptor(input.read), output: .descriptor(output.write), errors: errorStream,
+                input: .descriptor(input.read),
+                output: .descriptor(output.write),
+                errors: errorStream,
                 newProcessGroup: processGroup
             )
         } catch {
@@ -107,7 +115,10 @@ final class ChildProcess: Sendable {
             if killsGroup { _ = Foundation.kill(-pid, SIGKILL) }
             // Marked reaped first (no signal is sent after this), reaped after, outside the lock.
             let exitedAt = ContinuousClock.now
-            state.withLock { $0.reaped = true; $0.exitedAt = exitedAt }
+            state.withLock {
+                $0.reaped = true
+                $0.exitedAt = exitedAt
+            }
             let termination = Spawn.wait(pid)
             // What it printed last is read before anyone hears of the exit; a grandchild that
             // keeps the pipe open gets 5 s.
@@ -236,19 +247,22 @@ final class ChildProcess: Sendable {
             state.waiters.removeAll { text.contains($0.0) }
             return met.map(\.1)
         }
-        ready.forEach { $0.resume() }
+        for continuation in ready { continuation.resume() }
     }
 
     private func terminated(_ termination: Spawn.Termination) {
         let (text, pending, exits) = state.withLock { state in
             state.termination = termination
-            defer { state.waiters = []; state.exitWaiters = [] }
+            defer {
+                state.waiters = []
+                state.exitWaiters = []
+            }
             return (String(decoding: state.output, as: UTF8.self), state.waiters, state.exitWaiters)
         }
         for (marker, continuation) in pending {
             if text.contains(marker) { continuation.resume() } else { continuation.resume(throwing: ChildError.exited(marker: marker)) }
         }
-        exits.forEach { $0.resume(returning: Self.status(termination)) }
+        for continuation in exits { continuation.resume(returning: Self.status(termination)) }
     }
 
     private static func status(_ termination: Spawn.Termination) -> Int32 {

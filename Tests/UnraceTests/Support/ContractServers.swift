@@ -6,9 +6,9 @@ import Hummingbird
 import Logging
 import Testing
 import Unrace
-import UnraceSQL
 import UnraceFluent
 import UnraceHummingbird
+import UnraceSQL
 import UnraceVapor
 import Vapor
 
@@ -30,7 +30,9 @@ struct ContractCase: CustomTestStringConvertible, Sendable {
     let backend: SQLBackend
     var testDescription: String { "\(framework.rawValue) on \(backend.rawValue)" }
 
-    static let all: [ContractCase] = Framework.allCases.flatMap { framework in sqlBackends.map { ContractCase(framework: framework, backend: $0) } }
+    static let all: [ContractCase] = Framework.allCases.flatMap { framework in
+        sqlBackends.map { ContractCase(framework: framework, backend: $0) }
+    }
 }
 
 /// What a contract test sees of the running app.
@@ -42,7 +44,9 @@ struct ContractServer: Sendable {
 
 /// Runs the contract app of `contract` on a free loopback port for the duration of `body`.
 func withContractServer(
-    _ contract: ContractCase, idempotency: Bool = true, whileInProgress: WhileInProgress = .wait(upTo: .seconds(10)),
+    _ contract: ContractCase,
+    idempotency: Bool = true,
+    whileInProgress: WhileInProgress = .wait(upTo: .seconds(10)),
     _ body: (ContractServer) async throws -> Void
 ) async throws {
     var configuration = IdempotencyConfiguration()
@@ -75,7 +79,10 @@ struct ContractOrderResponse: Codable, Sendable {
 
 enum HummingbirdContract {
     static func serve<S: SQLStore>(
-        _ store: S, idempotency: Bool, configuration: IdempotencyConfiguration, _ body: (ContractServer) async throws -> Void
+        _ store: S,
+        idempotency: Bool,
+        configuration: IdempotencyConfiguration,
+        _ body: (ContractServer) async throws -> Void
     ) async throws {
         let orders = uniqueName("orders")
         let products = uniqueName("products")
@@ -89,9 +96,18 @@ enum HummingbirdContract {
         router.add(middleware: UnraceHummingbird.ProblemMiddleware())
         let guarded = router.group()
         if idempotency {
-            guarded.add(middleware: try UnraceHummingbird.IdempotencyMiddleware(operations: operations, principal: .header(.init("X-Client-Id")!), configuration: configuration))
+            guarded.add(
+                middleware: try UnraceHummingbird.IdempotencyMiddleware(
+                    operations: operations,
+                    principal: .header(.init("X-Client-Id")!),
+                    configuration: configuration
+                )
+            )
         }
-        @Sendable func write<T: Sendable>(_ context: UnraceRequestContext<S.Transaction>, _ work: (S.Transaction) async throws -> T) async throws -> T {
+        @Sendable func write<T: Sendable>(
+            _ context: UnraceRequestContext<S.Transaction>,
+            _ work: (S.Transaction) async throws -> T
+        ) async throws -> T {
             if let transaction = context.idempotency.transaction { return try await work(transaction) }
             return try await store.withTransaction(work)
         }
@@ -99,12 +115,16 @@ enum HummingbirdContract {
             let input = try await request.decode(as: ContractOrderRequest.self, context: context)
             let order = ContractOrderResponse(id: UUID().uuidString.lowercased(), sku: input.sku, quantity: input.quantity)
             try await write(context) { tx in
-                try await tx.execute("INSERT INTO \(orders) (id, sku, quantity) VALUES (?, ?, ?)", [.text(order.id), .text(order.sku), .int(order.quantity)])
+                try await tx.execute(
+                    "INSERT INTO \(orders) (id, sku, quantity) VALUES (?, ?, ?)",
+                    [.text(order.id), .text(order.sku), .int(order.quantity)]
+                )
                 if input.quantity == 0 { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
             }
             if input.quantity == 500 { return Hummingbird.Response(status: .serviceUnavailable) }
             return Hummingbird.Response(
-                status: .created, headers: [.contentType: "application/json", .location: "/orders/\(order.id)"],
+                status: .created,
+                headers: [.contentType: "application/json", .location: "/orders/\(order.id)"],
                 body: .init(byteBuffer: ByteBuffer(data: try JSONEncoder.sorted.encode(order)))
             )
         }
@@ -115,7 +135,11 @@ enum HummingbirdContract {
             try await write(context) { tx in
                 try await tx.execute("INSERT INTO \(orders) (id, sku, quantity) VALUES (?, 'work', 1)", [.text(UUID().uuidString)])
             }
-            return Hummingbird.Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
+            return Hummingbird.Response(
+                status: .created,
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: "{}"))
+            )
         }
         router.put("products/{sku}") { request, context -> Hummingbird.Response in
             let sku = try context.parameters.require("sku")
@@ -127,20 +151,28 @@ enum HummingbirdContract {
             let version: Int64 = try await store.withTransaction { tx in
                 switch try UnraceHummingbird.Preconditions().write(request, currentVersion: current) {
                 case .create:
-                    guard try await tx.query(
-                        "INSERT INTO \(products) (sku, name, version) VALUES (?, ?, 1) ON CONFLICT (sku) DO NOTHING RETURNING version", [.text(sku), .text(name)]
-                    ).first != nil else { throw HTTPProblem(.preconditionFailed, detail: "created by another request first") }
+                    guard
+                        try await tx.query(
+                            "INSERT INTO \(products) (sku, name, version) VALUES (?, ?, 1) ON CONFLICT (sku) DO NOTHING RETURNING version",
+                            [.text(sku), .text(name)]
+                        ).first != nil
+                    else { throw HTTPProblem(.preconditionFailed, detail: "created by another request first") }
                     return 1
                 case .replace(let expected):
-                    guard let row = try await tx.query(
-                        "UPDATE \(products) SET name = ?, version = version + 1 WHERE sku = ? AND version = ? RETURNING version",
-                        [.text(name), .text(sku), .integer(expected)]
-                    ).first else { throw HTTPProblem(.preconditionFailed, detail: "changed after If-Match was checked") }
+                    guard
+                        let row = try await tx.query(
+                            "UPDATE \(products) SET name = ?, version = version + 1 WHERE sku = ? AND version = ? RETURNING version",
+                            [.text(name), .text(sku), .integer(expected)]
+                        ).first
+                    else { throw HTTPProblem(.preconditionFailed, detail: "changed after If-Match was checked") }
                     return try row.int64("version")
                 case .replaceExisting:
-                    guard let row = try await tx.query(
-                        "UPDATE \(products) SET name = ?, version = version + 1 WHERE sku = ? RETURNING version", [.text(name), .text(sku)]
-                    ).first else { throw HTTPProblem(.preconditionFailed, detail: "gone") }
+                    guard
+                        let row = try await tx.query(
+                            "UPDATE \(products) SET name = ?, version = version + 1 WHERE sku = ? RETURNING version",
+                            [.text(name), .text(sku)]
+                        ).first
+                    else { throw HTTPProblem(.preconditionFailed, detail: "gone") }
                     return try row.int64("version")
                 }
             }
@@ -209,7 +241,10 @@ struct CreateContractTables: AsyncMigration {
 
 enum VaporContract {
     static func serve(
-        _ backend: SQLBackend, idempotency: Bool, configuration: IdempotencyConfiguration, _ body: (ContractServer) async throws -> Void
+        _ backend: SQLBackend,
+        idempotency: Bool,
+        configuration: IdempotencyConfiguration,
+        _ body: (ContractServer) async throws -> Void
     ) async throws {
         var logger = Logger(label: "test.vapor")
         logger.logLevel = .warning
@@ -220,14 +255,24 @@ enum VaporContract {
             case .sqlite:
                 let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-vapor"))
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                app.databases.use(.sqlite(.file(folder.appendingPathComponent("vapor.sqlite").path), maxConnectionsPerEventLoop: 4, connectionPoolTimeout: .seconds(60)), as: .sqlite)
+                app.databases.use(
+                    .sqlite(
+                        .file(folder.appendingPathComponent("vapor.sqlite").path),
+                        maxConnectionsPerEventLoop: 4,
+                        connectionPoolTimeout: .seconds(60)
+                    ),
+                    as: .sqlite
+                )
                 cleanUp = { try? FileManager.default.removeItem(at: folder) }
             case .postgres:
                 let schema = uniqueName("v")
                 try await TestPostgres.execute("CREATE SCHEMA \(schema)")
                 var postgres = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
                 postgres.searchPath = [schema]
-                app.databases.use(.postgres(configuration: postgres, maxConnectionsPerEventLoop: 6, connectionPoolTimeout: .seconds(60)), as: .psql)
+                app.databases.use(
+                    .postgres(configuration: postgres, maxConnectionsPerEventLoop: 6, connectionPoolTimeout: .seconds(60)),
+                    as: .psql
+                )
                 cleanUp = { try? await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE") }
             }
             app.migrations.add(CreateContractTables())
@@ -237,8 +282,13 @@ enum VaporContract {
             let gate = Gate()
             app.middleware = .init()
             app.middleware.use(UnraceVapor.ProblemMiddleware())
-            let middleware: [any Vapor.Middleware] = idempotency
-                ? [try UnraceVapor.IdempotencyMiddleware(operations: operations, configuration: configuration) { $0.headers.first(name: "X-Client-Id") }]
+            let middleware: [any Vapor.Middleware] =
+                idempotency
+                ? [
+                    try UnraceVapor.IdempotencyMiddleware(operations: operations, configuration: configuration) {
+                        $0.headers.first(name: "X-Client-Id")
+                    }
+                ]
                 : []
             let guarded = app.grouped(middleware)
             guarded.post("orders") { req async throws -> Vapor.Response in
@@ -248,10 +298,15 @@ enum VaporContract {
                     try await ContractOrder(id: order.id, sku: order.sku, quantity: order.quantity).create(on: db)
                     if input.quantity == 0 { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
                 }
-                if req.unrace.transaction != nil { try await write(req.unrace.db) } else { try await store.withTransaction { try await write($0.fluent) } }
+                if req.unrace.transaction != nil {
+                    try await write(req.unrace.db)
+                } else {
+                    try await store.withTransaction { try await write($0.fluent) }
+                }
                 if input.quantity == 500 { return Vapor.Response(status: .serviceUnavailable) }
                 return Vapor.Response(
-                    status: .created, headers: ["Content-Type": "application/json", "Location": "/orders/\(order.id)"],
+                    status: .created,
+                    headers: ["Content-Type": "application/json", "Location": "/orders/\(order.id)"],
                     body: .init(data: try JSONEncoder.sorted.encode(order))
                 )
             }
@@ -270,11 +325,16 @@ enum VaporContract {
                     let db = tx.fluent
                     switch try UnraceVapor.Preconditions().write(req, currentVersion: current?.version) {
                     case .create:
-                        guard try await ContractProduct.find(sku, on: db) == nil else { throw HTTPProblem(.preconditionFailed, detail: "created first") }
+                        guard try await ContractProduct.find(sku, on: db) == nil else {
+                            throw HTTPProblem(.preconditionFailed, detail: "created first")
+                        }
                         try await ContractProduct(sku: sku, name: name, version: 1).create(on: db)
                         return 1
                     case .replace(let expected):
-                        guard let product = try await ContractProduct.query(on: db).filter(\.$id == sku).filter(\.$version == expected).first() else {
+                        guard
+                            let product = try await ContractProduct.query(on: db).filter(\.$id == sku).filter(\.$version == expected)
+                                .first()
+                        else {
                             throw HTTPProblem(.preconditionFailed, detail: "changed after If-Match was checked")
                         }
                         product.name = name
@@ -282,7 +342,9 @@ enum VaporContract {
                         try await product.update(on: db)
                         return expected + 1
                     case .replaceExisting:
-                        guard let product = try await ContractProduct.find(sku, on: db) else { throw HTTPProblem(.preconditionFailed, detail: "gone") }
+                        guard let product = try await ContractProduct.find(sku, on: db) else {
+                            throw HTTPProblem(.preconditionFailed, detail: "gone")
+                        }
                         product.name = name
                         product.version += 1
                         try await product.update(on: db)
@@ -294,7 +356,13 @@ enum VaporContract {
             try await app.server.start(address: .hostname("127.0.0.1", port: 0))
             let port = try #require(app.http.server.shared.localAddress?.port)
             do {
-                try await body(ContractServer(client: LiveClient(port: port), gate: gate, countOrders: { try await ContractOrder.query(on: app.db).count() }))
+                try await body(
+                    ContractServer(
+                        client: LiveClient(port: port),
+                        gate: gate,
+                        countOrders: { try await ContractOrder.query(on: app.db).count() }
+                    )
+                )
             } catch {
                 await app.server.shutdown()
                 throw error

@@ -12,7 +12,8 @@ import UnraceFluent
 /// Runs `body` with a ``FluentStore`` on a fresh Fluent database of the driver: a new SQLite file
 /// in a temporary folder, or a schema of its own in the test PostgreSQL (its `search_path`).
 func withFluentStore<T: Sendable>(
-    _ driver: SQLBackend, _ body: (FluentStore, any Database) async throws -> T
+    _ driver: SQLBackend,
+    _ body: (FluentStore, any Database) async throws -> T
 ) async throws -> T {
     let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
     var logger = Logger(label: "test.fluent")
@@ -23,7 +24,11 @@ func withFluentStore<T: Sendable>(
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-fluent"))
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         databases.use(
-            .sqlite(.file(folder.appendingPathComponent("fluent.sqlite").path), maxConnectionsPerEventLoop: 4, connectionPoolTimeout: .seconds(60)),
+            .sqlite(
+                .file(folder.appendingPathComponent("fluent.sqlite").path),
+                maxConnectionsPerEventLoop: 4,
+                connectionPoolTimeout: .seconds(60)
+            ),
             as: .sqlite
         )
         cleanUp = { try? FileManager.default.removeItem(at: folder) }
@@ -32,7 +37,10 @@ func withFluentStore<T: Sendable>(
         try await TestPostgres.execute("CREATE SCHEMA \(schema)")
         var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
         configuration.searchPath = [schema]
-        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 4, connectionPoolTimeout: .seconds(60)), as: .psql)
+        databases.use(
+            .postgres(configuration: configuration, maxConnectionsPerEventLoop: 4, connectionPoolTimeout: .seconds(60)),
+            as: .psql
+        )
         cleanUp = { try? await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE") }
     }
     let database = try #require(databases.database(logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()))

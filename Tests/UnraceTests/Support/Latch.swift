@@ -14,7 +14,7 @@ final class Latch: Sendable {
             defer { state.waiters = [] }
             return state.waiters
         }
-        waiters.forEach { $0.resume() }
+        for continuation in waiters { continuation.resume() }
     }
 
     func wait() async {

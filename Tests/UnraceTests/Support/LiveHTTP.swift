@@ -2,9 +2,9 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
-import ServiceLifecycle
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
 import Testing
 import Unrace
 import UnraceSQL
@@ -20,7 +20,8 @@ struct HTTPExchange: Sendable {
     var isReplay: Bool { header("Idempotent-Replayed") == "true" }
     var problemCode: String? {
         guard header("Content-Type") == "application/problem+json",
-              let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
+            let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        else { return nil }
         return object["code"] as? String
     }
 }
@@ -50,7 +51,8 @@ struct LiveClient: Sendable {
 
 /// Runs a Hummingbird application on a free loopback port for the duration of `body`.
 func withLiveServer<T: Sendable, Context: RequestContext>(
-    _ router: Router<Context>, _ body: (LiveClient) async throws -> T
+    _ router: Router<Context>,
+    _ body: (LiveClient) async throws -> T
 ) async throws -> T where Context.Source == ApplicationRequestContextSource {
     let (ports, continuation) = AsyncStream<Int>.makeStream()
     var logger = Logger(label: "test.http")
@@ -80,7 +82,8 @@ func withLiveServer<T: Sendable, Context: RequestContext>(
 
 /// Runs the reference shop on a fresh store of `backend`, served on a free loopback port.
 func withLiveShop<T: Sendable>(
-    _ backend: SQLBackend, _ configuration: ShopConfiguration = .init(),
+    _ backend: SQLBackend,
+    _ configuration: ShopConfiguration = .init(),
     _ body: (LiveClient, any SQLStore, _ location: String) async throws -> T
 ) async throws -> T {
     try await withStore(backend) { store, location in
@@ -89,7 +92,9 @@ func withLiveShop<T: Sendable>(
 }
 
 private func serveShop<S: SQLStore, T: Sendable>(
-    _ store: S, _ configuration: ShopConfiguration, _ body: (LiveClient) async throws -> T
+    _ store: S,
+    _ configuration: ShopConfiguration,
+    _ body: (LiveClient) async throws -> T
 ) async throws -> T {
     let shop = try Shop(store: store, configuration: configuration)
     try await shop.setUp()

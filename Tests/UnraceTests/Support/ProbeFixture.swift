@@ -120,18 +120,24 @@ struct ProbeFixture: Sendable {
                 return Response(status: answer.status, headers: answer.status == .conflict ? [.retryAfter: "0"] : [:])
             }
             return Response(
-                status: .created, headers: [.location: "/orders/\(answer.id)", .contentType: "application/json"],
+                status: .created,
+                headers: [.location: "/orders/\(answer.id)", .contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"id":"\#(answer.id)"}"#))
             )
         }
         router.get("count") { _, _ -> Response in
             let count = await state.orders.count
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"count":\#(count)}"#)))
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"count":\#(count)}"#))
+            )
         }
         router.get("products/p") { _, _ -> Response in
             let product = await state.product
             return Response(
-                status: .ok, headers: [.eTag: "\"\(product.version)\"", .contentType: "application/json"],
+                status: .ok,
+                headers: [.eTag: "\"\(product.version)\"", .contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: product.body))
             )
         }

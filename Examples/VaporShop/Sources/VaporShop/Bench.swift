@@ -60,7 +60,11 @@ struct BenchCommand: AsyncCommand {
             for idempotency in [false, true] {
                 let app = try await Application.make(.production, logger: logger)
                 shops.append((app, 0))
-                try await Entrypoint.configure(app, idempotency: idempotency, sqlitePath: folder.appendingPathComponent("shop-\(idempotency).sqlite").path)
+                try await Entrypoint.configure(
+                    app,
+                    idempotency: idempotency,
+                    sqlitePath: folder.appendingPathComponent("shop-\(idempotency).sqlite").path
+                )
                 if try await Product.find("bench", on: app.db) == nil {
                     try await Product(sku: "bench", name: "Bench", priceCents: 1, stock: Int64.max / 2).create(on: app.db)
                 }
@@ -87,16 +91,25 @@ struct BenchCommand: AsyncCommand {
             }
             let result = Result(
                 backend: (Environment.get("DATABASE_URL") ?? "").isEmpty ? "fluent-sqlite" : "fluent-postgres",
-                requests: requests, connections: connections, rounds: rounds,
-                plainPerSecond: Self.median(plainRates), guardedPerSecond: Self.median(guardedRates),
+                requests: requests,
+                connections: connections,
+                rounds: rounds,
+                plainPerSecond: Self.median(plainRates),
+                guardedPerSecond: Self.median(guardedRates),
                 throughputRatio: Self.median(guardedRates) / Self.median(plainRates)
             )
             try await client.shutdown()
-            for shop in shops { await shop.app.server.shutdown(); try await shop.app.asyncShutdown() }
+            for shop in shops {
+                await shop.app.server.shutdown()
+                try await shop.app.asyncShutdown()
+            }
             Self.report(result, json: signature.json, context: context)
         } catch {
             try? await client.shutdown()
-            for shop in shops { await shop.app.server.shutdown(); try? await shop.app.asyncShutdown() }
+            for shop in shops {
+                await shop.app.server.shutdown()
+                try? await shop.app.asyncShutdown()
+            }
             throw error
         }
     }
@@ -108,9 +121,13 @@ struct BenchCommand: AsyncCommand {
             context.console.print(String(decoding: (try? encoder.encode(result)) ?? Data(), as: UTF8.self))
             return
         }
-        context.console.print("VaporShop bench: POST /orders over loopback HTTP, \(result.requests) requests per round, \(result.connections) connections,")
+        context.console.print(
+            "VaporShop bench: POST /orders over loopback HTTP, \(result.requests) requests per round, \(result.connections) connections,"
+        )
         context.console.print("\(result.rounds) alternating rounds of each, median round; client and servers share this process")
-        func row(_ label: String, _ value: String) { context.console.print(label.padding(toLength: 36, withPad: " ", startingAt: 0) + value) }
+        func row(_ label: String, _ value: String) {
+            context.console.print(label.padding(toLength: 36, withPad: " ", startingAt: 0) + value)
+        }
         row("backend", result.backend)
         row("without the middleware", String(format: "%8.0f req/s", result.plainPerSecond))
         row("with it, a fresh key per request", String(format: "%8.0f req/s", result.guardedPerSecond))
@@ -119,7 +136,11 @@ struct BenchCommand: AsyncCommand {
 
     /// Sends `requests` POST /orders over `connections` concurrent senders; returns requests per second.
     static func measure(
-        _ client: HTTPClient, port: Int, requests: Int, connections: Int, key: @escaping @Sendable (Int) -> Int
+        _ client: HTTPClient,
+        port: Int,
+        requests: Int,
+        connections: Int,
+        key: @escaping @Sendable (Int) -> Int
     ) async throws -> Double {
         let run = Self.run
         let start = ContinuousClock.now

@@ -38,14 +38,17 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
 
     // POST /orders is idempotent on its Idempotency-Key, per client (X-Client-Id): the stock it
     // takes, the order row and the stored response are one transaction.
-    let orders = idempotency
+    let orders =
+        idempotency
         ? app.grouped(try IdempotencyMiddleware(operations: operations) { $0.headers.first(name: "X-Client-Id") ?? "anonymous" })
         : app.grouped([Middleware]())
     orders.post("orders") { req async throws -> Response in
         let input = try req.content.decode(OrderRequest.self)
         guard (1...1_000).contains(input.quantity) else { throw HTTPProblem(.badRequest, detail: "quantity must be between 1 and 1000") }
         let order = Order(
-            id: UUID().uuidString.lowercased(), client: req.headers.first(name: "X-Client-Id") ?? "anonymous", sku: input.sku,
+            id: UUID().uuidString.lowercased(),
+            client: req.headers.first(name: "X-Client-Id") ?? "anonymous",
+            sku: input.sku,
             quantity: input.quantity
         )
         try await withOrderTransaction(req, operations.store) { db in
@@ -60,7 +63,8 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
             }
             try await order.create(on: db)
         }
-        let response = try await OrderResponse(id: order.id!, client: order.client, sku: order.sku, quantity: order.quantity).encodeResponse(for: req)
+        let response = try await OrderResponse(id: order.id!, client: order.client, sku: order.sku, quantity: order.quantity)
+            .encodeResponse(for: req)
         response.status = .created
         response.headers.replaceOrAdd(name: .location, value: "/orders/\(order.id!)")
         return response
@@ -97,13 +101,17 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
             let created = try await sql.raw(
                 "INSERT INTO products (sku, name, price_cents, stock, version) VALUES (\(bind: sku), \(bind: input.name), \(bind: input.priceCents), 0, 1) ON CONFLICT (sku) DO NOTHING RETURNING version"
             ).all()
-            guard !created.isEmpty else { throw HTTPProblem(.preconditionFailed, detail: "the product was created by another request first") }
+            guard !created.isEmpty else {
+                throw HTTPProblem(.preconditionFailed, detail: "the product was created by another request first")
+            }
             version = 1
         case .replace(let expected):
             let rows = try await sql.raw(
                 "UPDATE products SET name = \(bind: input.name), price_cents = \(bind: input.priceCents), version = version + 1 WHERE sku = \(bind: sku) AND version = \(bind: expected) RETURNING version"
             ).all()
-            guard let row = rows.first else { throw HTTPProblem(.preconditionFailed, detail: "the product changed after If-Match was checked") }
+            guard let row = rows.first else {
+                throw HTTPProblem(.preconditionFailed, detail: "the product changed after If-Match was checked")
+            }
             version = try row.decode(column: "version", as: Int64.self)
         case .replaceExisting:
             let rows = try await sql.raw(
@@ -120,7 +128,11 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
 
 /// Runs `work` in the idempotent request's transaction (`req.unrace.db`), or in a transaction of
 /// its own on a route without the middleware.
-func withOrderTransaction(_ req: Request, _ store: FluentStore, _ work: @escaping @Sendable (any Database) async throws -> Void) async throws {
+func withOrderTransaction(
+    _ req: Request,
+    _ store: FluentStore,
+    _ work: @escaping @Sendable (any Database) async throws -> Void
+) async throws {
     if req.unrace.transaction != nil { return try await work(req.unrace.db) }
     try await store.withTransaction { tx in try await work(tx.fluent) }
 }

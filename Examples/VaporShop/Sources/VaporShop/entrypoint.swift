@@ -17,7 +17,7 @@ enum Entrypoint {
         let app = try await Application.make(environment)
         do {
             if environment.arguments.dropFirst().first == "bench" {
-                app.asyncCommands.use(BenchCommand(), as: "bench")   // the bench starts shops of its own
+                app.asyncCommands.use(BenchCommand(), as: "bench")  // the bench starts shops of its own
             } else {
                 try await configure(app)
             }
@@ -32,7 +32,9 @@ enum Entrypoint {
 
     static func configure(_ app: Application) async throws {
         try await configure(
-            app, idempotency: Environment.get("UNRACE_IDEMPOTENCY") != "off", sqlitePath: Environment.get("SQLITE_PATH") ?? "vaporshop.sqlite"
+            app,
+            idempotency: Environment.get("UNRACE_IDEMPOTENCY") != "off",
+            sqlitePath: Environment.get("SQLITE_PATH") ?? "vaporshop.sqlite"
         )
     }
 
