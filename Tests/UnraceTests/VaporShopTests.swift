@@ -66,7 +66,9 @@ struct VaporShopTests {
         #expect(report.results.count == ProbeKind.allCases.count)
     }
 
-    @Test("VaporShop bench runs both shops and reports a positive throughput ratio (numbers come from a release build, not here)")
+    @Test(
+        "VaporShop bench runs the three shops (plain, guarded, by hand) and reports their ratios (numbers come from a release build, not here)"
+    )
     func bench() async throws {
         let bench = try ChildProcess(
             executable: Self.binary,
@@ -80,6 +82,13 @@ struct VaporShopTests {
         #expect(result["backend"] as? String == "fluent-sqlite")
         #expect((result["throughputRatio"] as? Double ?? 0) > 0)
         #expect((result["plainPerSecond"] as? Double ?? 0) > 0 && (result["guardedPerSecond"] as? Double ?? 0) > 0)
+        // The floor: the same route claiming its key and keeping its response by hand.
+        let (plain, guarded, byHand) = (
+            result["plainPerSecond"] as? Double ?? 0, result["guardedPerSecond"] as? Double ?? 0, result["byHandPerSecond"] as? Double ?? 0
+        )
+        #expect(byHand > 0)
+        #expect(abs((result["floorRatio"] as? Double ?? 0) - byHand / plain) < 1e-9)
+        #expect(abs((result["ownRatio"] as? Double ?? 0) - guarded / byHand) < 1e-9)
     }
 
     @Test(

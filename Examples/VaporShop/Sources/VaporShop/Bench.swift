@@ -10,8 +10,11 @@ import Vapor
 /// `VaporShop bench`: `POST /orders` through ``IdempotencyMiddleware`` with a fresh
 /// `Idempotency-Key` per request, against the same route without the middleware (its writes in
 /// a transaction of their own), both served by this process on loopback in alternating rounds;
-/// it prints guarded ÷ plain throughput. Each shop has a database of its own: a new SQLite file,
-/// or `DATABASE_URL`'s PostgreSQL database (both shops share it; keys never collide).
+/// it prints guarded ÷ plain throughput. A third shop serves the floor: the same route doing by
+/// hand what the guarantee needs in its transaction — a key claimed first under a unique
+/// constraint, the response stored with the writes — so guarded ÷ by hand is the middleware's own
+/// cost and by hand ÷ plain what any exactly-once route pays. Each shop has a database of its own:
+/// a new SQLite file, or `DATABASE_URL`'s PostgreSQL database (the shops share it; keys never collide).
 struct BenchCommand: AsyncCommand {
     struct Signature: CommandSignature {
         @Option(name: "requests", help: "Requests per round (100 to 100000; default 2000).")
@@ -35,8 +38,14 @@ struct BenchCommand: AsyncCommand {
         var rounds: Int
         var plainPerSecond: Double
         var guardedPerSecond: Double
+        /// The same route claiming its key and storing its response by hand, without Unrace.
+        var byHandPerSecond: Double
         /// guarded ÷ plain throughput (1.0: the middleware costs nothing).
         var throughputRatio: Double
+        /// by hand ÷ plain: the floor of an exactly-once route's cost (its claim and stored response).
+        var floorRatio: Double
+        /// guarded ÷ by hand: the middleware's own cost beyond those statements (1.0: none).
+        var ownRatio: Double
     }
 
     func run(using context: CommandContext, signature: Signature) async throws {
@@ -57,36 +66,44 @@ struct BenchCommand: AsyncCommand {
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         do {
-            for idempotency in [false, true] {
+            for (index, idempotency) in [false, true, false].enumerated() {
                 let app = try await Application.make(.production, logger: logger)
                 shops.append((app, 0))
                 try await Entrypoint.configure(
                     app,
                     idempotency: idempotency,
-                    sqlitePath: folder.appendingPathComponent("shop-\(idempotency).sqlite").path
+                    sqlitePath: folder.appendingPathComponent("shop-\(index).sqlite").path
                 )
+                if index == 2 { try await Self.routeByHand(app) }
                 if try await Product.find("bench", on: app.db) == nil {
                     try await Product(sku: "bench", name: "Bench", priceCents: 1, stock: Int64.max / 2).create(on: app.db)
                 }
                 try await app.server.start(address: .hostname("127.0.0.1", port: 0))
                 shops[shops.count - 1].port = app.http.server.shared.localAddress?.port ?? 0
             }
-            let (plain, guarded) = (shops[0].port, shops[1].port)
+            let (plain, guarded, byHand) = (shops[0].port, shops[1].port, shops[2].port)
             var next = 0
-            func measure(_ port: Int) async throws -> Double {
+            func measure(_ port: Int, path: String = "orders") async throws -> Double {
                 let first = next
                 next += requests
-                return try await Self.measure(client, port: port, requests: requests, connections: connections) { first + $0 }
+                return try await Self.measure(client, port: port, path: path, requests: requests, connections: connections) { first + $0 }
             }
-            // Warm both (connections, statement caches, the files' first pages), unmeasured.
+            // Warm all three (connections, statement caches, the files' first pages), unmeasured.
             _ = try await measure(plain)
             _ = try await measure(guarded)
+            _ = try await measure(byHand, path: "orders-by-hand")
             var plainRates: [Double] = []
             var guardedRates: [Double] = []
+            var byHandRates: [Double] = []
             for round in 0..<rounds {
-                // Take turns going first, so neither path always runs on a warmer machine.
-                for guardedTurn in round % 2 == 0 ? [false, true] : [true, false] {
-                    if guardedTurn { guardedRates.append(try await measure(guarded)) } else { plainRates.append(try await measure(plain)) }
+                // Take turns going first, so no path always runs on a warmer machine.
+                let order = [0, 1, 2].map { ($0 + round) % 3 }
+                for turn in order {
+                    switch turn {
+                    case 0: plainRates.append(try await measure(plain))
+                    case 1: guardedRates.append(try await measure(guarded))
+                    default: byHandRates.append(try await measure(byHand, path: "orders-by-hand"))
+                    }
                 }
             }
             let result = Result(
@@ -96,7 +113,10 @@ struct BenchCommand: AsyncCommand {
                 rounds: rounds,
                 plainPerSecond: Self.median(plainRates),
                 guardedPerSecond: Self.median(guardedRates),
-                throughputRatio: Self.median(guardedRates) / Self.median(plainRates)
+                byHandPerSecond: Self.median(byHandRates),
+                throughputRatio: Self.median(guardedRates) / Self.median(plainRates),
+                floorRatio: Self.median(byHandRates) / Self.median(plainRates),
+                ownRatio: Self.median(guardedRates) / Self.median(byHandRates)
             )
             try await client.shutdown()
             for shop in shops {
@@ -131,13 +151,68 @@ struct BenchCommand: AsyncCommand {
         row("backend", result.backend)
         row("without the middleware", String(format: "%8.0f req/s", result.plainPerSecond))
         row("with it, a fresh key per request", String(format: "%8.0f req/s", result.guardedPerSecond))
+        row("by hand: key claimed, response kept", String(format: "%8.0f req/s", result.byHandPerSecond))
         row("guarded ÷ without (throughput)", String(format: "%8.2f", result.throughputRatio))
+        row("by hand ÷ without (the floor)", String(format: "%8.2f", result.floorRatio))
+        row("guarded ÷ by hand (Unrace's own)", String(format: "%8.2f", result.ownRatio))
+    }
+
+    /// `POST /orders-by-hand`: the order route with the exactly-once statements written by hand,
+    /// in the order's transaction — the key inserted first under its primary key (a concurrent
+    /// duplicate waits on it, then finds it), the response stored before COMMIT; a used key
+    /// answers its stored response. The statements the middleware needs, with nothing else.
+    static func routeByHand(_ app: Application) async throws {
+        try await (app.db as! any SQLDatabase).raw(
+            "CREATE TABLE IF NOT EXISTS bench_keys (client TEXT NOT NULL, key TEXT NOT NULL, response TEXT, PRIMARY KEY (client, key))"
+        ).run()
+        let store = try await FluentStore(databases: app.databases, logger: app.logger)
+        app.post("orders-by-hand") { req async throws -> Response in
+            let input = try req.content.decode(OrderRequest.self)
+            let client = req.headers.first(name: "X-Client-Id") ?? "anonymous"
+            guard let key = req.headers.first(name: "Idempotency-Key") else { throw HTTPProblem(.badRequest) }
+            let order = Order(id: UUID().uuidString.lowercased(), client: client, sku: input.sku, quantity: input.quantity)
+            let stored: String? = try await store.withTransaction { tx in
+                let sql = tx.fluent as! any SQLDatabase
+                let claimed = try await sql.raw(
+                    "INSERT INTO bench_keys (client, key) VALUES (\(bind: client), \(bind: key)) ON CONFLICT DO NOTHING RETURNING key"
+                ).all()
+                guard !claimed.isEmpty else {
+                    let row = try await sql.raw("SELECT response FROM bench_keys WHERE client = \(bind: client) AND key = \(bind: key)")
+                        .first()
+                    return try row?.decode(column: "response", as: String?.self) ?? ""
+                }
+                let taken = try await sql.raw(
+                    "UPDATE products SET stock = stock - \(bind: input.quantity) WHERE sku = \(bind: input.sku) AND stock >= \(bind: input.quantity) RETURNING stock"
+                ).all()
+                guard !taken.isEmpty else { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
+                try await order.create(on: tx.fluent)
+                let body = String(
+                    decoding: try JSONEncoder().encode(
+                        OrderResponse(id: order.id!, client: client, sku: order.sku, quantity: order.quantity)
+                    ),
+                    as: UTF8.self
+                )
+                try await sql.raw("UPDATE bench_keys SET response = \(bind: body) WHERE client = \(bind: client) AND key = \(bind: key)")
+                    .run()
+                return nil
+            }
+            let body =
+                try stored
+                ?? String(
+                    decoding: JSONEncoder().encode(OrderResponse(id: order.id!, client: client, sku: order.sku, quantity: order.quantity)),
+                    as: UTF8.self
+                )
+            var headers = HTTPHeaders([("Content-Type", "application/json"), ("Location", "/orders/\(order.id!)")])
+            if stored != nil { headers.add(name: "Idempotent-Replayed", value: "true") }
+            return Response(status: .created, headers: headers, body: .init(string: body))
+        }
     }
 
     /// Sends `requests` POST /orders over `connections` concurrent senders; returns requests per second.
     static func measure(
         _ client: HTTPClient,
         port: Int,
+        path: String = "orders",
         requests: Int,
         connections: Int,
         key: @escaping @Sendable (Int) -> Int
@@ -149,7 +224,7 @@ struct BenchCommand: AsyncCommand {
                 group.addTask {
                     var index = sender
                     while index < requests {
-                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/orders")
+                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/\(path)")
                         request.method = .POST
                         request.headers.add(name: "Content-Type", value: "application/json")
                         request.headers.add(name: "X-Client-Id", value: "bench")
