@@ -159,6 +159,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            exclude: ["openapi.yaml"],  // the source of ShopOpenAPI.swift (scripts/generate-openapi)
             swiftSettings: swiftSettings
         ),
         .executableTarget(
