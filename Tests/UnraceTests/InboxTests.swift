@@ -1,7 +1,11 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import Testing
 import Unrace
+import UnracePostgres
 import UnraceSQL
+import UnraceSQLite
 import UnraceSimulation
 
 /// The out-of-order race: shuffled, duplicated order events, naive consumer against the inbox.
@@ -247,6 +251,42 @@ struct InboxTests {
         #expect(
             try await inbox.receive(try InboxEvent(id: "\(stream)-2", stream: stream, sequence: 2, type: "A"), noop) == .duplicate,
             "a skipped position is taken"
+        )
+    }
+}
+
+extension InboxTests {
+    @Test("an event id reused on another stream is refused, and its handler never runs again", arguments: storeBackends)
+    func eventIDReused(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.eventIDReused(store) }
+    }
+
+    static func eventIDReused<S: Store>(_ store: S) async throws {
+        let prefix = uniqueName("inbox")
+        let inbox = try Inbox(store: store)
+        let runs = Counter()
+        let first = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-A", sequence: 1, type: "T")
+        #expect(
+            try await inbox.receive(first) { _, _ in
+                runs.increment()
+                return .applied
+            } == .applied(drained: 0)
+        )
+        let reused = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-B", sequence: 1, type: "T")
+        let error = await #expect(throws: UnraceError.self) {
+            try await inbox.receive(reused) { _, _ in
+                runs.increment()
+                return .applied
+            }
+        }
+        #expect(error?.code == .eventIDReused)
+        #expect(runs.value == 1)
+        #expect(try await inbox.head(of: "\(prefix)-B") == 0)
+        #expect(
+            try await inbox.receive(first) { _, _ in
+                runs.increment()
+                return .applied
+            } == .duplicate
         )
     }
 }

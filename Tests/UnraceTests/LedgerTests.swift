@@ -1,7 +1,11 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import Testing
 import Unrace
+import UnracePostgres
 import UnraceSQL
+import UnraceSQLite
 import UnraceSimulation
 
 /// The ledger: double entry, idempotent transfer ids, balance rules inside the write.
@@ -193,5 +197,188 @@ struct LedgerTests {
         #expect(try await ledger.submit([Transfer(id: "big", debit: ids[1], credit: ids[0], amount: 11)]) == [.exceedsCredits])
         let equity = "bad-equity"
         #expect(try await ledger.submit([Transfer(id: "ovf", debit: equity, credit: ids[0], amount: .max)]) == [.overflowsBalance])
+    }
+}
+
+extension LedgerTests {
+    @Test("one caller's bad pending id never fails another caller's valid transfer", arguments: sqlBackends)
+    func badPendingIDAlone(backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.badPendingIDAlone(store) }
+    }
+
+    static func badPendingIDAlone<S: SQLStore>(_ store: S) async throws {
+        let prefix = uniqueName("batch")
+        let ledger = try Ledger(store: store)
+        _ = try await ledger.createAccounts([
+            Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1),
+        ])
+        let start = Barrier(parties: 2)
+        let bad = Task {
+            await start.arriveAndWait()
+            return try await ledger.submit([
+                Transfer(
+                    id: "\(prefix)-void",
+                    debit: "\(prefix)-a",
+                    credit: "\(prefix)-b",
+                    amount: 0,
+                    flags: .voidPending,
+                    pendingID: "p\u{0}x"
+                )
+            ])
+        }
+        let good = Task {
+            await start.arriveAndWait()
+            return try await ledger.submit([Transfer(id: "\(prefix)-t", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 5)])
+        }
+        let badError = await #expect(throws: UnraceError.self) { try await bad.value }
+        #expect(badError?.code == .invalidArgument)
+        #expect(try await good.value == [.created])
+    }
+
+    @Test("totals past Int64 are exact, and later calls still work", arguments: storeBackends)
+    func ledgerTotals(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.ledgerTotals(store) }
+    }
+
+    static func ledgerTotals<S: Store>(_ store: S) async throws {
+        let prefix = uniqueName("big")
+        let ledger = try Ledger(store: store)
+        _ = try await ledger.createAccounts(["a", "b", "c", "d"].map { Account(id: "\(prefix)-\($0)", ledger: 1, code: 1) })
+        #expect(
+            try await ledger.submit([Transfer(id: "\(prefix)-1", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: .max)]) == [.created]
+        )
+        #expect(
+            try await ledger.submit([Transfer(id: "\(prefix)-2", debit: "\(prefix)-c", credit: "\(prefix)-d", amount: 1)]) == [.created]
+        )
+        let totals = try await ledger.totals()
+        #expect(totals.isBalanced)
+        #expect(totals.debitsPosted >= Int128(Int64.max) + 1)
+        #expect(
+            try await ledger.submit([Transfer(id: "\(prefix)-3", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 1)]) == [
+                .overflowsBalance
+            ]
+        )
+        #expect(try await ledger.totals().isBalanced, "totals keep working")
+    }
+
+    @Test("an expired pending never counts against a balance, and the sweeper voids it", arguments: storeBackends)
+    func expiredPendings(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.expiredPendings(store) }
+    }
+
+    static func expiredPendings<S: Store>(_ store: S) async throws {
+        let prefix = uniqueName("pend")
+        let clock = ManualWallClock()
+        var configuration = LedgerConfiguration()
+        configuration.clock = clock
+        let ledger = try Ledger(store: store, configuration: configuration)
+        let (equity, wallet, shop) = ("\(prefix)-equity", "\(prefix)-wallet", "\(prefix)-shop")
+        let (other, otherShop) = ("\(prefix)-other", "\(prefix)-other-shop")
+        _ = try await ledger.createAccounts([
+            Account(id: equity, ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
+            Account(id: shop, ledger: 1, code: 3), Account(id: other, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
+            Account(id: otherShop, ledger: 1, code: 3),
+        ])
+        _ = try await ledger.submit([
+            Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100),
+            Transfer(id: "\(prefix)-fund2", debit: equity, credit: other, amount: 100),
+        ])
+        _ = try await ledger.submit([
+            Transfer(id: "\(prefix)-hold", debit: wallet, credit: shop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000),
+            Transfer(id: "\(prefix)-hold2", debit: other, credit: otherShop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000),
+        ])
+        #expect(try await ledger.submit([Transfer(id: "\(prefix)-early", debit: wallet, credit: shop, amount: 50)]) == [.exceedsCredits])
+        clock.advance(by: .seconds(2))
+        #expect(try await ledger.submit([Transfer(id: "\(prefix)-late", debit: wallet, credit: shop, amount: 50)]) == [.created])
+        #expect(try await ledger.lookupAccounts([wallet])[0].debitsPending == 0)
+        // The other wallet's pending expired too; nothing touched it until the sweeper runs.
+        #expect(try await ledger.lookupAccounts([other])[0].debitsPending == 100)
+        #expect(try await ledger.voidExpiredPendingTransfers(limit: 100) >= 1)
+        #expect(try await ledger.lookupAccounts([other])[0].debitsPending == 0)
+        #expect(
+            try await ledger.submit([
+                Transfer(
+                    id: "\(prefix)-post",
+                    debit: other,
+                    credit: otherShop,
+                    amount: 0,
+                    flags: .postPending,
+                    pendingID: "\(prefix)-hold2"
+                )
+            ]) == [.pendingTransferExpired]
+        )
+        #expect(try await ledger.totals().isBalanced)
+    }
+
+    @Test("the sweeper, a Service in a ServiceGroup, voids expired pendings and stops on graceful shutdown", arguments: sqlBackends)
+    func sweeperService(backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.sweeperService(store) }
+    }
+
+    static func sweeperService<S: Store>(_ store: S) async throws {
+        let prefix = uniqueName("sweep")
+        let clock = ManualWallClock()
+        var configuration = LedgerConfiguration()
+        configuration.clock = clock
+        let ledger = try Ledger(store: store, configuration: configuration)
+        let (equity, wallet, shop) = ("\(prefix)-equity", "\(prefix)-wallet", "\(prefix)-shop")
+        _ = try await ledger.createAccounts([
+            Account(id: equity, ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
+            Account(id: shop, ledger: 1, code: 3),
+        ])
+        _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
+        _ = try await ledger.submit([
+            Transfer(id: "\(prefix)-hold", debit: wallet, credit: shop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000)
+        ])
+        clock.advance(by: .seconds(2))
+        let group = ServiceGroup(
+            services: [try PendingTransferSweeper(ledger: ledger, interval: .seconds(5))],
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        let running = Task { try await group.run() }
+        let released = try await within(.seconds(30), "the sweeper voiding the pending") {
+            while try await ledger.lookupAccounts([wallet])[0].debitsPending != 0 { await Task.yield() }
+            return true
+        }
+        #expect(released)
+        await group.triggerGracefulShutdown()
+        try await within(.seconds(30), "the service group stopping") { try await running.value }
+        #expect(try await ledger.lookupAccounts([shop])[0].creditsPending == 0)
+    }
+
+    @Test("cancelling the caller whose group is running fails no other caller", arguments: sqlBackends)
+    func ledgerGroupCancellation(backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.ledgerGroupCancellation(store) }
+    }
+
+    static func ledgerGroupCancellation<S: Store>(_ base: S) async throws {
+        let prefix = uniqueName("group")
+        _ = try await Ledger(store: base).createAccounts([
+            Account(id: "\(prefix)-a", ledger: 1, code: 1), Account(id: "\(prefix)-b", ledger: 1, code: 1),
+        ])
+        let gated = GatedStore(base: base, gatedStep: "submit")
+        let ledger = try Ledger(store: gated)
+        func transfer(_ id: String) -> Transfer { Transfer(id: "\(prefix)-\(id)", debit: "\(prefix)-a", credit: "\(prefix)-b", amount: 1) }
+        // A's transfer starts a group, which stops at the gate; B and C queue for the next group.
+        let a = Task { try await ledger.submit([transfer("a")]) }
+        await gated.arrived.wait()
+        let b = Task { try await ledger.submit([transfer("b")]) }
+        let c = Task { try await ledger.submit([transfer("c")]) }
+        await Task.yield()
+        a.cancel()  // A's group is running: A still gets its group's result
+        c.cancel()  // C may be queued (withdrawn, nothing applied) or already in B's group (applied)
+        gated.gate.open()
+        #expect(try await a.value == [.created], "A's transfer committed with its group; the cancelled call says so")
+        #expect(try await b.value == [.created], "B was not cancelled and must not fail")
+        let cResult = await c.result
+        let lookup = try await Ledger(store: base).submit([transfer("c")])
+        switch cResult {
+        case .success(let results):
+            #expect(results == [.created])
+            #expect(lookup == [.exists])
+        case .failure(let error):
+            #expect(error is CancellationError)
+            #expect(lookup == [.created], "a withdrawn submission applied nothing")
+        }
     }
 }

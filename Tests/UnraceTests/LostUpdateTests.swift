@@ -1,7 +1,11 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import Testing
 import Unrace
+import UnracePostgres
 import UnraceSQL
+import UnraceSQLite
 
 /// The lost-update race, as a race: the seed's timeline with the interleaving forced.
 @Suite("Lost updates")
@@ -275,5 +279,58 @@ struct LostUpdateTests {
         #expect(granted == 10)
         clock.advance(by: .seconds(60))
         #expect(try await counters.consume(name, units: 10, limit: 10, window: .seconds(60)) == .granted(used: 10), "a new window")
+    }
+}
+
+extension LostUpdateTests {
+    @Test("a counter step past Int64's range is refused, and the counter still works", arguments: storeBackends)
+    func counterOverflow(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.counterOverflow(store) }
+    }
+
+    static func counterOverflow<S: Store>(_ store: S) async throws {
+        let counters = Counters(store: store)
+        let low = uniqueName("low")
+        try await counters.create(low, value: .min + 5, floor: .min)
+        #expect(try await counters.adjust(low, by: -10) == .refused(current: .min + 5))
+        #expect(try await counters.adjust(low, by: -5) == .applied(value: .min))
+        #expect(try await counters.adjust(low, by: 1) == .applied(value: .min + 1))
+        let high = uniqueName("high")
+        try await counters.create(high, value: .max - 5)
+        #expect(try await counters.adjust(high, by: 10) == .refused(current: .max - 5))
+        #expect(try await counters.counter(high)?.value == .max - 5)
+    }
+
+    @Test(
+        "quotas: over-limit refused in every window, windows only move forward, denials report the current window",
+        arguments: storeBackends
+    )
+    func quotaWindows(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.quotaWindows(store) }
+    }
+
+    static func quotaWindows<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock(start: Timestamp(milliseconds: 1_700_000_040_000))  // 40 s into a minute
+        let counters = Counters(store: store, clock: clock)
+        let name = uniqueName("api")
+        #expect(try await counters.consume(name, units: 5, limit: 3, window: .seconds(60)) == .denied(used: 0), "5 of 3 in a new window")
+        #expect(try await counters.consume(name, units: 3, limit: 3, window: .seconds(60)) == .granted(used: 3))
+        // A caller whose clock lags a whole window behind counts against the newer window.
+        clock.advance(by: .seconds(60))
+        #expect(try await counters.consume(name, units: 1, limit: 3, window: .seconds(60)) == .granted(used: 1))
+        let lagging = Counters(store: store, clock: ManualWallClock(start: Timestamp(milliseconds: 1_700_000_040_000)))
+        #expect(
+            try await lagging.consume(name, units: 2, limit: 3, window: .seconds(60)) == .granted(used: 3),
+            "not a reset of the old window"
+        )
+        #expect(try await lagging.consume(name, units: 1, limit: 3, window: .seconds(60)) == .denied(used: 3))
+        // A denial in a new window reports that window's use, not the previous one's.
+        clock.advance(by: .seconds(60))
+        #expect(try await counters.consume(name, units: 4, limit: 3, window: .seconds(60)) == .denied(used: 0))
+    }
+
+    @Test("every retry policy gets its own jitter seed")
+    func jitterSeeds() {
+        #expect(Set((0..<8).map { _ in RetryPolicy().seed }).count == 8)
     }
 }

@@ -311,7 +311,7 @@ extension ObservabilityTests {
     func storeLabel() async throws {
         let metrics = TestMetrics()
         let custom = NamelessStore(inner: MemoryStore())
-        let counters = try Counters(store: custom, observability: Observability(metricsFactory: metrics))
+        let counters = Counters(store: custom, observability: Observability(metricsFactory: metrics))
         _ = try await counters.create("c", value: 0)
         #expect(custom.backendName == "NamelessStore")
         #expect(MemoryStore().backendName == "memory")

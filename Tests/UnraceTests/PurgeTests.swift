@@ -3,7 +3,9 @@ import Logging
 import ServiceLifecycle
 import Testing
 import Unrace
+import UnracePostgres
 import UnraceSQL
+import UnraceSQLite
 import UnraceShop
 
 /// Retention is kept in every scope: records are purged across scopes, in bounded batches, and a
@@ -117,5 +119,39 @@ struct PurgeTests {
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(left == ["\(scope.rawValue)/in-flight running"])
+    }
+}
+
+extension PurgeTests {
+    @Test("purge deletes one scope's expired records only, including released and abandoned ones", arguments: storeBackends)
+    func purgePerScope(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.purgePerScope(store) }
+    }
+
+    static func purgePerScope<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        var configuration = OperationsConfiguration()
+        configuration.clock = clock
+        configuration.lease = .seconds(10)
+        configuration.retention = .seconds(60)
+        let operations = try Operations(store: store, configuration: configuration)
+        let (mine, theirs) = (try Scope(uniqueName("tenant-a")), try Scope(uniqueName("tenant-b")))
+        for scope in [mine, theirs] { _ = try await operations.perform(key: "done", scope: scope) { _ in 1 } }
+        guard case .acquired(let released) = try await operations.begin(key: "released", scope: mine),
+            case .acquired = try await operations.begin(key: "abandoned", scope: mine)
+        else {
+            Issue.record("claims")
+            return
+        }
+        try await operations.fail(released, reason: .retryable)
+        clock.advance(by: .seconds(61))
+        // Abandoned: its lease (10 s) plus the retention (60 s) has not passed yet.
+        #expect(try await operations.purgeExpired(scope: mine, limit: 100) == 2)
+        #expect(try await operations.status(of: "done", scope: theirs) != .notStarted, "another tenant's record is untouched")
+        #expect(try await operations.status(of: "abandoned", scope: mine) != .notStarted)
+        clock.advance(by: .seconds(10))
+        #expect(try await operations.purgeExpired(scope: mine, limit: 100) == 1)
+        #expect(try await operations.status(of: "abandoned", scope: mine) == .notStarted)
+        #expect(try await operations.purgeExpired(scope: theirs, limit: 100) == 1)
     }
 }

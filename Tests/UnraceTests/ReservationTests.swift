@@ -1,6 +1,11 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import Testing
 import Unrace
+import UnracePostgres
+import UnraceSQL
+import UnraceSQLite
 
 /// Holds asked again under their key: the hold as it stands, never stale, never another hold;
 /// and "was it new?" answered by the step that decided it.
@@ -86,6 +91,31 @@ struct ReservationTests {
             #expect(answers.filter { $0.status == 201 }.count == 1)
             #expect(answers.filter { $0.status == 200 }.count == 15)
             #expect(Set(answers.map(\.body)).count == 1)
+        }
+    }
+}
+
+extension ReservationTests {
+    @Test("a hold key already holding one resource is refused on another", arguments: storeBackends)
+    func holdKeysAcrossResources(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.holdKeys(store) }
+    }
+
+    static func holdKeys<S: Store>(_ store: S) async throws {
+        do {
+            let prefix = uniqueName("seat")
+            let reservations = Reservations(store: store)
+            try await reservations.createResource("\(prefix)-A", capacity: 1)
+            try await reservations.createResource("\(prefix)-B", capacity: 1)
+            guard case .hold = try await reservations.hold("\(prefix)-A", key: "\(prefix)-K", timeToLive: .seconds(60)) else {
+                Issue.record("hold on A")
+                return
+            }
+            let error = await #expect(throws: UnraceError.self) {
+                try await reservations.hold("\(prefix)-B", key: "\(prefix)-K", timeToLive: .seconds(60))
+            }
+            #expect(error?.code == .holdKeyReused)
+            #expect(try await reservations.resource("\(prefix)-B")?.available == 1)
         }
     }
 }
