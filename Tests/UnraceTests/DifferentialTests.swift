@@ -9,40 +9,60 @@ import UnraceSQL
 ///
 /// `UNRACE_DIFFERENTIAL_SEEDS` (default 200) and `UNRACE_DIFFERENTIAL_FIRST_SEED` (default 1)
 /// choose the seeds: `UNRACE_DIFFERENTIAL_SEEDS=10000 scripts/test --filter Differential` runs ten
-/// thousand.
+/// thousand. The seeds are dealt round-robin to ``shards`` test cases, each on stores of its own,
+/// which run in parallel: every seed still runs on every store, in less wall time.
 @Suite("Cross-store differential")
 struct DifferentialTests {
     static let environment = ProcessInfo.processInfo.environment
     static let seeds = environment["UNRACE_DIFFERENTIAL_SEEDS"].flatMap(Int.init) ?? 200
     static let firstSeed = environment["UNRACE_DIFFERENTIAL_FIRST_SEED"].flatMap(UInt64.init) ?? 1
+    /// How many parallel cases share the seeds.
+    static let shards = 4
 
-    @Test("memory, SQLite and PostgreSQL give the same answers and end in the same state")
-    func sameAnswersOnEveryStore() async throws {
+    /// The seeds of one shard: every `shards`-th seed from the first, starting at its own offset.
+    static func seeds(ofShard shard: Int) -> [UInt64] {
+        (firstSeed..<(firstSeed + UInt64(seeds))).filter { ($0 - firstSeed) % UInt64(shards) == UInt64(shard) }
+    }
+
+    @Test("the shards deal every seed once")
+    func shardsCoverTheSeeds() {
+        let dealt = (0..<Self.shards).flatMap { Self.seeds(ofShard: $0) }
+        #expect(dealt.count == Self.seeds && Set(dealt) == Set(Self.firstSeed..<(Self.firstSeed + UInt64(Self.seeds))))
+    }
+
+    @Test("memory, SQLite and PostgreSQL give the same answers and end in the same state", arguments: 0..<shards)
+    func sameAnswersOnEveryStore(shard: Int) async throws {
         try await withStore(.sqlite) { sqlite, _ in
             if TestPostgres.required {
-                try await withStore(.postgres) { postgres, _ in try await Self.compare(sqlite, postgres) }
+                try await withStore(.postgres) { postgres, _ in try await Self.compare(sqlite, postgres, shard: shard) }
             } else {
-                try await Self.compare(sqlite, Optional<MemoryStore>.none)
+                try await Self.compare(sqlite, Optional<MemoryStore>.none, shard: shard)
             }
         }
     }
 
-    @Test("a Fluent database's store, on each Fluent driver, gives memory's answers and ends in its state")
-    func sameAnswersOnFluent() async throws {
+    @Test("a Fluent database's store, on each Fluent driver, gives memory's answers and ends in its state", arguments: 0..<shards)
+    func sameAnswersOnFluent(shard: Int) async throws {
         try await withFluentStore(.sqlite) { sqlite, _ in
             if TestPostgres.required {
                 try await withFluentStore(.postgres) { postgres, _ in
-                    try await Self.compare(sqlite, postgres, names: ("fluent-sqlite", "fluent-postgres"))
+                    try await Self.compare(sqlite, postgres, shard: shard, names: ("fluent-sqlite", "fluent-postgres"))
                 }
             } else {
-                try await Self.compare(sqlite, Optional<MemoryStore>.none, names: ("fluent-sqlite", ""))
+                try await Self.compare(sqlite, Optional<MemoryStore>.none, shard: shard, names: ("fluent-sqlite", ""))
             }
         }
     }
 
-    static func compare<A: SQLStore, B: Store>(_ sqlite: A, _ postgres: B?, names: (String, String) = ("sqlite", "postgres")) async throws {
+    static func compare<A: SQLStore, B: Store>(
+        _ sqlite: A,
+        _ postgres: B?,
+        shard: Int,
+        names: (String, String) = ("sqlite", "postgres")
+    ) async throws {
         var checked = 0
-        for seed in firstSeed..<(firstSeed + UInt64(seeds)) {
+        let seeds = Self.seeds(ofShard: shard)
+        for seed in seeds {
             let workload = Workload(seed: seed)
             let reference = try await WorkloadRunner(store: MemoryStore()).run(workload)
             try await reset(sqlite)
@@ -53,7 +73,7 @@ struct DifferentialTests {
             }
             checked += 1
         }
-        #expect(checked == seeds)
+        #expect(checked == seeds.count)
     }
 
     /// Records the first difference, with the seed and the call, and says whether there was none.
