@@ -147,4 +147,64 @@ struct LedgerEngineTests {
         #expect(ids.accounts == ["a", "b", "c"])
         #expect(ids.transfers == ["p", "t1", "t2"])
     }
+
+    @Test(
+        "a transfer is refused before anything is stored when its shape is wrong",
+        arguments: [
+            ("same account", Transfer(id: "t", debit: "a", credit: "a", amount: 1)),
+            ("two kinds", Transfer(id: "t", debit: "a", credit: "b", amount: 1, flags: [.pending, .voidPending], pendingID: "p")),
+            ("unknown flag", Transfer(id: "t", debit: "a", credit: "b", amount: 1, flags: Transfer.Flags(rawValue: 1 << 9))),
+            ("post without pending id", Transfer(id: "t", debit: "a", credit: "b", amount: 1, flags: .postPending)),
+            ("pending id on a plain transfer", Transfer(id: "t", debit: "a", credit: "b", amount: 1, pendingID: "p")),
+            ("zero amount", Transfer(id: "t", debit: "a", credit: "b", amount: 0)),
+            ("ledger 0", Transfer(id: "t", debit: "a", credit: "b", amount: 1, ledger: 0)),
+            ("timeout on a posted transfer", Transfer(id: "t", debit: "a", credit: "b", amount: 1, timeoutMilliseconds: 5)),
+            (
+                "timeout past 366 days",
+                Transfer(
+                    id: "t",
+                    debit: "a",
+                    credit: "b",
+                    amount: 1,
+                    flags: .pending,
+                    timeoutMilliseconds: Transfer.timeoutMillisecondsMaximum + 1
+                )
+            ),
+            ("NUL in an id", Transfer(id: "t\u{0}", debit: "a", credit: "b", amount: 1)),
+        ]
+    )
+    func badTransfers(_ label: String, _ transfer: Transfer) {
+        #expect(throws: UnraceError.self, "\(label)") { try transfer.validated() }
+    }
+
+    @Test("a valid transfer comes back with its ids in NFC; a post may carry amount 0 (the whole pending amount)")
+    func goodTransfers() throws {
+        let post = try Transfer(id: "caf\u{65}\u{301}", debit: "a", credit: "b", amount: 0, flags: .postPending, pendingID: "p").validated()
+        #expect(post.id == "caf\u{E9}" && Array(post.id.utf8) == Array("caf\u{E9}".utf8))
+        #expect(throws: Never.self) {
+            try Transfer(
+                id: "t",
+                debit: "a",
+                credit: "b",
+                amount: 1,
+                flags: .pending,
+                timeoutMilliseconds: Transfer.timeoutMillisecondsMaximum
+            ).validate()
+        }
+    }
+
+    @Test("an account is created with ledger 1 or more, known flags and zero balances only")
+    func accounts() throws {
+        #expect(throws: Never.self) { try Account(id: "a", ledger: 1, code: 1, flags: .closed).validated() }
+        #expect(throws: UnraceError.self) { try Account(id: "a", ledger: 0, code: 1).validated() }
+        #expect(throws: UnraceError.self) { try Account(id: "a", ledger: 1, code: 1, flags: Account.Flags(rawValue: 1 << 7)).validated() }
+        var funded = Account(id: "a", ledger: 1, code: 1)
+        funded.creditsPosted = 1
+        #expect(throws: UnraceError.self) { try funded.validated() }
+        #expect(
+            AccountResult.compare(Account(id: "a", ledger: 1, code: 2), Account(id: "a", ledger: 1, code: 1))
+                == .existsWithDifferent(field: "code")
+        )
+        #expect(AccountResult.compare(Account(id: "a", ledger: 1, code: 1), Account(id: "a", ledger: 1, code: 1)) == .exists)
+    }
 }
