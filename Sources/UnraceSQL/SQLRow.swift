@@ -26,7 +26,7 @@ public struct SQLRow: Sendable, Hashable {
     }
 
     /// A non-null integer column.
-    /// - Throws: ``UnraceError/Code/storeFailure`` if it is missing or not an integer.
+    /// - Throws: `UnraceError.Code.storeFailure` if it is missing or not an integer.
     public func int64(_ column: String) throws -> Int64 {
         guard let value = self[column].int64 else { throw Self.typeError(column, "integer") }
         return value

@@ -34,7 +34,7 @@ extension SQLTransaction {
     public func query(_ sql: String) async throws -> [SQLRow] { try await query(sql, []) }
 }
 
-/// A ``Store`` whose transactions run SQL: what SQLite and PostgreSQL stores share, so code
+/// A `Store` whose transactions run SQL: what SQLite and PostgreSQL stores share, so code
 /// written against it (the demo, tests, your own handlers) runs on both. Its rows are
 /// ``SQLRows``, the one SQL of both backends.
 public protocol SQLStore: Store where Transaction: SQLTransaction {

@@ -4,7 +4,7 @@ package import UnraceCore
 ///
 /// The runner records each applied version in `unrace_schema_migrations`; running it again
 /// applies nothing. A database migrated by a newer Unrace (a version this one does not know)
-/// is refused with ``UnraceError/Code/schemaTooNew`` rather than used with wrong assumptions.
+/// is refused with `UnraceError.Code.schemaTooNew` rather than used with wrong assumptions.
 package struct SchemaMigrations: Sendable {
     package struct Migration: Sendable {
         package var version: Int

@@ -77,10 +77,21 @@ struct LedgerEngineTests {
         #expect(engine.accounts["wallet"].map { ($0.debitsPending, $0.balance) } ?? (-1, -1) == (0, 55))
         let void = Transfer(id: "void", debit: "wallet", credit: "bank", amount: 0, flags: .voidPending, pendingID: "p")
         #expect(engine.apply([void], now: Self.now).results == [.pendingTransferAlreadyPosted])
+        var postAgain = post
+        postAgain.id = "post-again"
+        #expect(engine.apply([postAgain], now: Self.now).results == [.pendingTransferAlreadyPosted])
         let more = Transfer(id: "p2", debit: "wallet", credit: "bank", amount: 10, flags: .pending)
         _ = engine.apply([more], now: Self.now)
         let tooMuch = Transfer(id: "post2", debit: "wallet", credit: "bank", amount: 11, flags: .postPending, pendingID: "p2")
         #expect(engine.apply([tooMuch], now: Self.now).results == [.exceedsPendingTransferAmount])
+        // A void gives the whole reservation back and moves nothing; it cannot be posted after.
+        let voidMore = Transfer(id: "void2", debit: "wallet", credit: "bank", amount: 0, flags: .voidPending, pendingID: "p2")
+        let (voided, voidChanges) = engine.apply([voidMore], now: Self.now)
+        #expect(voided == [.created])
+        #expect(voidChanges.updated["p2"]?.state == .pendingVoided)
+        #expect(engine.accounts["wallet"].map { ($0.debitsPending, $0.balance) } ?? (-1, -1) == (0, 55))
+        let postVoided = Transfer(id: "post3", debit: "wallet", credit: "bank", amount: 0, flags: .postPending, pendingID: "p2")
+        #expect(engine.apply([postVoided], now: Self.now).results == [.pendingTransferAlreadyVoided])
     }
 
     @Test("an expired pending transfer is released before the batch, so its amount counts for nothing and it cannot be posted")

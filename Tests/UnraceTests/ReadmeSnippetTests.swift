@@ -4,7 +4,6 @@ import Foundation
 import Logging
 import Testing
 import Unrace
-import UnraceSQL
 import UnracePostgres
 import UnraceSQLite
 

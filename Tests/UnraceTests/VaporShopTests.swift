@@ -70,16 +70,33 @@ struct VaporShopTests {
         "VaporShop bench runs the three shops (plain, guarded, by hand) and reports their ratios (numbers come from a release build, not here)"
     )
     func bench() async throws {
+        try await Self.bench(databaseURL: "", backend: "fluent-sqlite")  // SQLite, whatever the shell says
+    }
+
+    @Test(
+        "on PostgreSQL too: the bench checks both exactly-once routes (a repeat replays, another body is 422) before measuring",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func benchOnPostgres() async throws {
+        let database = uniqueName("vaporbench")
+        try await TestPostgres.execute("CREATE DATABASE \(database)")
+        let url = try TestPostgres.requireURL().replacingOccurrences(of: "/unrace_test", with: "/\(database)")
+        try await Self.bench(databaseURL: url, backend: "fluent-postgres")
+        try await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")
+    }
+
+    /// Runs a short bench (its exactly-once checks included) and checks what it reports.
+    static func bench(databaseURL: String, backend: String) async throws {
         let bench = try ChildProcess(
             executable: Self.binary,
             ["bench", "--requests", "100", "--connections", "4", "--rounds", "1", "--json"],
-            environment: ["DATABASE_URL": ""],
-            errors: .captured  // SQLite, whatever the shell says
+            environment: ["DATABASE_URL": databaseURL],
+            errors: .captured
         )
-        #expect(await bench.exitStatus() == 0)
+        #expect(await bench.exitStatus() == 0, "\(bench.printed)")
         let line = try #require(bench.printed.split(separator: "\n").last { $0.hasPrefix("{") })
         let result = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        #expect(result["backend"] as? String == "fluent-sqlite")
+        #expect(result["backend"] as? String == backend)
         #expect((result["throughputRatio"] as? Double ?? 0) > 0)
         #expect((result["plainPerSecond"] as? Double ?? 0) > 0 && (result["guardedPerSecond"] as? Double ?? 0) > 0)
         // The floor: the same route claiming its key and keeping its response by hand.

@@ -10,8 +10,9 @@ public import UnraceCore
 /// Writes (`save…`, `insert…`) may be deferred to the commit: nothing in a step reads back a row
 /// it wrote, except where a method says otherwise.
 ///
-/// It is composed of one protocol per guard, so a guard reads and writes only its own rows and a
-/// new guard is one new protocol (see `ARCHITECTURE.md`).
+/// It is composed of one protocol per guard: each guard's rows are declared, documented and
+/// implemented apart (one file per guard per backend), and a new guard is one new protocol (see
+/// `ARCHITECTURE.md`). A step's body still sees them all.
 public protocol StoreRows: OperationRows, RecordRows, CounterRows, HoldRows, LedgerRows, InboxRows, QueueRows, LifecycleRows {}
 
 /// The time a step decides at, which every guard's rows share.

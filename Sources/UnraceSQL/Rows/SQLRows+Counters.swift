@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``CounterRows`` in SQL.
+/// `CounterRows` in SQL.
 extension SQLRows: CounterRows {
     public func counter(name: String, lock: Bool) async throws -> CounterState? {
         try await select("SELECT value, floor, ceiling FROM unrace_counters WHERE name = ?", [.text(name)], lock: lock).first.map { row in

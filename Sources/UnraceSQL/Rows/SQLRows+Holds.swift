@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``HoldRows`` in SQL.
+/// `HoldRows` in SQL.
 extension SQLRows: HoldRows {
     public func resource(name: String, lock: Bool) async throws -> ResourceState? {
         try await select("SELECT capacity, held, confirmed FROM unrace_resources WHERE name = ?", [.text(name)], lock: lock).first.map {

@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``InboxRows`` in SQL.
+/// `InboxRows` in SQL.
 extension SQLRows: InboxRows {
     public func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?) {
         let row: SQLRow?

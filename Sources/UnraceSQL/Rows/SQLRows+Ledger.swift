@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``LedgerRows`` in SQL.
+/// `LedgerRows` in SQL.
 extension SQLRows: LedgerRows {
     /// A failure row shaped like a transfer row, for the `UNION ALL` of the two tables.
 

@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``LifecycleRows`` in SQL.
+/// `LifecycleRows` in SQL.
 extension SQLRows: LifecycleRows {
     public func lifecycleState(lifecycle: String, entity: String, lock: Bool) async throws -> String? {
         let rows: [SQLRow]

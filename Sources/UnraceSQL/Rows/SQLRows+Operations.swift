@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``OperationRows`` in SQL.
+/// `OperationRows` in SQL.
 extension SQLRows: OperationRows {
     public func operation(scope: Scope, key: OperationKey) async throws -> OperationRecord? {
         try await select(SQLText.selectOperationSQL, [.text(scope.rawValue), .text(key.rawValue)], lock: false).first.map(
@@ -10,7 +10,7 @@ extension SQLRows: OperationRows {
     }
 
     /// On a store with one writer, a read. On PostgreSQL, the claim: the fresh claim's record
-    /// (``ClaimDecision/insert`` at the step's time, the database's clock unless given) inserted
+    /// (`ClaimDecision.insert` at the step's time, the database's clock unless given) inserted
     /// unless the key has one, and the time, always. A concurrent claim of the same key waits on
     /// the inserted row until this step ends.
     public func lockOperation(_ claim: ClaimTemplate) async throws -> OperationLock {

@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``QueueRows`` in SQL.
+/// `QueueRows` in SQL.
 extension SQLRows: QueueRows {
     static var queueColumns: String {
         "position, queue, id, ordering_key, sequence, payload, state, attempts, max_attempts, visible_at, leased_by, last_error, enqueued_at, completed_at"

@@ -1,7 +1,7 @@
 public import Unrace
 public import UnraceCore
 
-/// ``RecordRows`` in SQL.
+/// `RecordRows` in SQL.
 extension SQLRows: RecordRows {
     public func record(collection: String, id: String, lock: Bool) async throws -> StoredRecord? {
         try await select(

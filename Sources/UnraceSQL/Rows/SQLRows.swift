@@ -2,7 +2,7 @@ import Synchronization
 public import Unrace
 public import UnraceCore
 
-/// ``StoreRows`` over any ``SQLTransaction``: the rows of SQLite and PostgreSQL, in one SQL
+/// `StoreRows` over any ``SQLTransaction``: the rows of SQLite and PostgreSQL, in one SQL
 /// written for both dialects. It moves rows; Unrace's guards decide.
 ///
 /// The dialects differ only where the engines do:

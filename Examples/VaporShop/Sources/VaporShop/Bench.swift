@@ -88,6 +88,9 @@ struct BenchCommand: AsyncCommand {
                 next += requests
                 return try await Self.measure(client, port: port, path: path, requests: requests, connections: connections) { first + $0 }
             }
+            // Both exactly-once routes must be what they claim before they are measured.
+            try await Self.checkExactlyOnce(client, port: guarded, path: "orders")
+            try await Self.checkExactlyOnce(client, port: byHand, path: "orders-by-hand")
             // Warm all three (connections, statement caches, the files' first pages), unmeasured.
             _ = try await measure(plain)
             _ = try await measure(guarded)
@@ -157,54 +160,102 @@ struct BenchCommand: AsyncCommand {
         row("guarded ÷ by hand (Unrace's own)", String(format: "%8.2f", result.ownRatio))
     }
 
-    /// `POST /orders-by-hand`: the order route with the exactly-once statements written by hand,
-    /// in the order's transaction — the key inserted first under its primary key (a concurrent
-    /// duplicate waits on it, then finds it), the response stored before COMMIT; a used key
-    /// answers its stored response. The statements the middleware needs, with nothing else.
+    /// `POST /orders-by-hand`: the order route with the exactly-once work written by hand, in the
+    /// order's transaction — the key inserted first under its primary key with the body's SHA-256
+    /// (a concurrent duplicate waits on it, then finds it), the same checks and writes as the
+    /// route, the response stored before COMMIT; a used key answers its stored response, or 422
+    /// for another body. What any exactly-once route must do, with nothing else (unlike the
+    /// middleware, it does not canonicalise JSON or store error answers).
     static func routeByHand(_ app: Application) async throws {
         try await (app.db as! any SQLDatabase).raw(
-            "CREATE TABLE IF NOT EXISTS bench_keys (client TEXT NOT NULL, key TEXT NOT NULL, response TEXT, PRIMARY KEY (client, key))"
+            """
+            CREATE TABLE IF NOT EXISTS bench_keys (client TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+              location TEXT, response TEXT, PRIMARY KEY (client, key))
+            """
         ).run()
         let store = try await FluentStore(databases: app.databases, logger: app.logger)
         app.post("orders-by-hand") { req async throws -> Response in
-            let input = try req.content.decode(OrderRequest.self)
             let client = req.headers.first(name: "X-Client-Id") ?? "anonymous"
-            guard let key = req.headers.first(name: "Idempotency-Key") else { throw HTTPProblem(.badRequest) }
+            guard let key = req.headers.first(name: "Idempotency-Key") else {
+                throw HTTPProblem(.badRequest, detail: "Idempotency-Key is required")
+            }
+            let fingerprint = Fingerprint.bytes(req.body.data.map { Array($0.readableBytesView) } ?? []).hex
+            let input = try req.content.decode(OrderRequest.self)
+            guard (1...1_000).contains(input.quantity) else {
+                throw HTTPProblem(.badRequest, detail: "quantity must be between 1 and 1000")
+            }
             let order = Order(id: UUID().uuidString.lowercased(), client: client, sku: input.sku, quantity: input.quantity)
-            let stored: String? = try await store.withTransaction { tx in
+            let answer: (location: String, body: String, replayed: Bool) = try await store.withTransaction { tx in
                 let sql = tx.fluent as! any SQLDatabase
                 let claimed = try await sql.raw(
-                    "INSERT INTO bench_keys (client, key) VALUES (\(bind: client), \(bind: key)) ON CONFLICT DO NOTHING RETURNING key"
+                    """
+                    INSERT INTO bench_keys (client, key, fingerprint) VALUES (\(bind: client), \(bind: key), \(bind: fingerprint))
+                    ON CONFLICT DO NOTHING RETURNING key
+                    """
                 ).all()
                 guard !claimed.isEmpty else {
-                    let row = try await sql.raw("SELECT response FROM bench_keys WHERE client = \(bind: client) AND key = \(bind: key)")
-                        .first()
-                    return try row?.decode(column: "response", as: String?.self) ?? ""
+                    let row = try await sql.raw(
+                        "SELECT fingerprint, location, response FROM bench_keys WHERE client = \(bind: client) AND key = \(bind: key)"
+                    ).first()
+                    guard let row, try row.decode(column: "fingerprint", as: String.self) == fingerprint else {
+                        throw HTTPProblem(.idempotencyKeyReused, detail: "this key was used with another request")
+                    }
+                    guard let location = try row.decode(column: "location", as: String?.self),
+                        let response = try row.decode(column: "response", as: String?.self)
+                    else { throw HTTPProblem(status: .conflict, detail: "this key's request is in progress") }
+                    return (location, response, true)
                 }
                 let taken = try await sql.raw(
                     "UPDATE products SET stock = stock - \(bind: input.quantity) WHERE sku = \(bind: input.sku) AND stock >= \(bind: input.quantity) RETURNING stock"
                 ).all()
-                guard !taken.isEmpty else { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
+                guard !taken.isEmpty else {
+                    throw try await Product.find(input.sku, on: tx.fluent) == nil
+                        ? HTTPProblem(.notFound, detail: "there is no product with this sku")
+                        : HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock")
+                }
                 try await order.create(on: tx.fluent)
-                let body = String(
-                    decoding: try JSONEncoder().encode(
-                        OrderResponse(id: order.id!, client: client, sku: order.sku, quantity: order.quantity)
-                    ),
-                    as: UTF8.self
-                )
-                try await sql.raw("UPDATE bench_keys SET response = \(bind: body) WHERE client = \(bind: client) AND key = \(bind: key)")
-                    .run()
-                return nil
+                let response = OrderResponse(id: order.id!, client: client, sku: order.sku, quantity: order.quantity)
+                let body = String(decoding: try JSONEncoder().encode(response), as: UTF8.self)
+                let location = "/orders/\(order.id!)"
+                try await sql.raw(
+                    "UPDATE bench_keys SET location = \(bind: location), response = \(bind: body) WHERE client = \(bind: client) AND key = \(bind: key)"
+                ).run()
+                return (location, body, false)
             }
-            let body =
-                try stored
-                ?? String(
-                    decoding: JSONEncoder().encode(OrderResponse(id: order.id!, client: client, sku: order.sku, quantity: order.quantity)),
-                    as: UTF8.self
-                )
-            var headers = HTTPHeaders([("Content-Type", "application/json"), ("Location", "/orders/\(order.id!)")])
-            if stored != nil { headers.add(name: "Idempotent-Replayed", value: "true") }
-            return Response(status: .created, headers: headers, body: .init(string: body))
+            var headers = HTTPHeaders([("Content-Type", "application/json"), ("Location", answer.location)])
+            if answer.replayed { headers.add(name: "Idempotent-Replayed", value: "true") }
+            return Response(status: .created, headers: headers, body: .init(string: answer.body))
+        }
+    }
+
+    /// Checks a shop's route before measuring it: the same key twice gives one order and the same
+    /// answer (the second replayed), and the key with another body is refused with 422.
+    static func checkExactlyOnce(_ client: HTTPClient, port: Int, path: String) async throws {
+        func send(_ key: String, quantity: Int) async throws -> (status: UInt, location: String?, body: String, replayed: Bool) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/\(path)")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "X-Client-Id", value: "bench")
+            request.headers.add(name: "Idempotency-Key", value: key)
+            request.body = .bytes(ByteBuffer(string: #"{"sku":"bench","quantity":\#(quantity)}"#))
+            let response = try await client.execute(request, timeout: .seconds(60))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            return (
+                response.status.code, response.headers.first(name: "Location"), String(buffer: body),
+                response.headers.first(name: "Idempotent-Replayed") == "true"
+            )
+        }
+        let key = "\"check-\(run)-\(path)\""
+        let first = try await send(key, quantity: 1)
+        let second = try await send(key, quantity: 1)
+        let other = try await send(key, quantity: 2)
+        guard first.status == 201, !first.replayed, second.status == 201, second.replayed, first.location == second.location,
+            first.body == second.body, other.status == 422
+        else {
+            throw Abort(
+                .internalServerError,
+                reason: "/\(path) is not exactly-once: \(first), \(second), then another body got \(other.status)"
+            )
         }
     }
 
