@@ -169,7 +169,7 @@ struct BenchCommand: AsyncCommand {
     static func routeByHand(_ app: Application) async throws {
         try await (app.db as! any SQLDatabase).raw(
             """
-            CREATE TABLE IF NOT EXISTS bench_keys (client TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            CREATE TABLE IF NOT EXISTS bench_by_hand_keys (client TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
               location TEXT, response TEXT, PRIMARY KEY (client, key))
             """
         ).run()
@@ -189,13 +189,13 @@ struct BenchCommand: AsyncCommand {
                 let sql = tx.fluent as! any SQLDatabase
                 let claimed = try await sql.raw(
                     """
-                    INSERT INTO bench_keys (client, key, fingerprint) VALUES (\(bind: client), \(bind: key), \(bind: fingerprint))
+                    INSERT INTO bench_by_hand_keys (client, key, fingerprint) VALUES (\(bind: client), \(bind: key), \(bind: fingerprint))
                     ON CONFLICT DO NOTHING RETURNING key
                     """
                 ).all()
                 guard !claimed.isEmpty else {
                     let row = try await sql.raw(
-                        "SELECT fingerprint, location, response FROM bench_keys WHERE client = \(bind: client) AND key = \(bind: key)"
+                        "SELECT fingerprint, location, response FROM bench_by_hand_keys WHERE client = \(bind: client) AND key = \(bind: key)"
                     ).first()
                     guard let row, try row.decode(column: "fingerprint", as: String.self) == fingerprint else {
                         throw HTTPProblem(.idempotencyKeyReused, detail: "this key was used with another request")
@@ -218,7 +218,7 @@ struct BenchCommand: AsyncCommand {
                 let body = String(decoding: try JSONEncoder().encode(response), as: UTF8.self)
                 let location = "/orders/\(order.id!)"
                 try await sql.raw(
-                    "UPDATE bench_keys SET location = \(bind: location), response = \(bind: body) WHERE client = \(bind: client) AND key = \(bind: key)"
+                    "UPDATE bench_by_hand_keys SET location = \(bind: location), response = \(bind: body) WHERE client = \(bind: client) AND key = \(bind: key)"
                 ).run()
                 return (location, body, false)
             }
