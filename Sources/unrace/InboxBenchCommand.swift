@@ -5,7 +5,9 @@ import UnraceSQL
 import UnraceSimulation
 
 /// `unrace bench inbox`: events per second through the inbox, in order and shuffled, against
-/// inserting the same rows raw, in alternating rounds of the same run.
+/// inserting the same rows raw, in alternating rounds of the same run. A third path is the floor:
+/// the same in-order events with the statements in-order exactly-once needs written by hand (the
+/// stream's head locked, the event id kept under its key, the head moved on).
 struct InboxBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inbox",
@@ -37,27 +39,33 @@ struct InboxBenchCommand: AsyncParsableCommand {
         print("unrace bench inbox: Inbox.receive against the same INSERT without the inbox")
         print("(\(orders) order streams per round, \(rounds) alternating rounds of each, median round)")
         print("")
-        print("backend    callers   raw events/s   in order/s   ratio   shuffled/s   ratio")
+        print("backend    callers   raw events/s   by hand/s   floor   in order/s   ratio   own   shuffled/s   ratio")
         for r in results {
             print(
                 String(
-                    format: "%-10@ %7d   %12.0f   %10.0f   %5.2f   %10.0f   %5.2f",
+                    format: "%-10@ %7d   %12.0f   %9.0f   %5.2f   %10.0f   %5.2f   %4.2f   %10.0f   %5.2f",
                     r.backend as NSString,
                     r.callers,
                     r.raw,
+                    r.byHand,
+                    r.byHand / r.raw,
                     r.inOrder,
                     r.inOrder / r.raw,
+                    r.inOrder / r.byHand,
                     r.shuffled,
                     r.shuffled / r.raw
                 )
             )
         }
+        print("")
+        print("by hand: in order with the statements exactly-once needs, sent by hand (floor: ÷ raw; own: in order ÷ by hand)")
     }
 
     struct Result: Sendable {
         var backend: String
         var callers: Int
         var raw: Double
+        var byHand: Double
         var inOrder: Double
         var shuffled: Double
     }
@@ -67,17 +75,28 @@ struct InboxBenchCommand: AsyncParsableCommand {
         var backend: String
         var callers: Int
         var rawPerSecond: Double
+        var byHandPerSecond: Double
         var inOrderPerSecond: Double
         var shuffledPerSecond: Double
         var inOrderRatio: Double
         var shuffledRatio: Double
+        /// by hand ÷ raw: what in-order exactly-once costs at the least.
+        var floorRatio: Double
+        /// in order ÷ by hand: the inbox's own cost beyond those statements (1.0: none).
+        var ownRatio: Double
 
         init(_ result: Result) {
             (backend, callers) = (result.backend, result.callers)
-            (rawPerSecond, inOrderPerSecond, shuffledPerSecond) = (result.raw, result.inOrder, result.shuffled)
+            (rawPerSecond, byHandPerSecond, inOrderPerSecond, shuffledPerSecond) = (
+                result.raw, result.byHand, result.inOrder, result.shuffled
+            )
             (inOrderRatio, shuffledRatio) = (result.inOrder / result.raw, result.shuffled / result.raw)
+            (floorRatio, ownRatio) = (result.byHand / result.raw, result.inOrder / result.byHand)
         }
     }
+
+    /// An event whose predecessor has not committed yet.
+    struct NotYet: Error {}
 
     struct Job: StoreJob {
         let callerCounts: [Int]
@@ -90,6 +109,10 @@ struct InboxBenchCommand: AsyncParsableCommand {
                 try await tx.execute(
                     "CREATE TABLE \(table) (event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL, type TEXT NOT NULL)"
                 )
+                try await tx.execute("CREATE TABLE \(table)_heads (stream TEXT PRIMARY KEY, head BIGINT NOT NULL)")
+                try await tx.execute(
+                    "CREATE TABLE \(table)_seen (event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL)"
+                )
             }
             let inbox = try Inbox(store: store)
             let insert: @Sendable (S.Transaction, InboxEvent) async throws -> Void = { tx, event in
@@ -98,10 +121,41 @@ struct InboxBenchCommand: AsyncParsableCommand {
                     [.text(event.id), .text(event.stream), .integer(event.sequence), .text(event.type)]
                 )
             }
+            // In order, by hand: the stream's head locked (created at 0 if new), the event's place
+            // checked, its id kept under its key (a duplicate fails on it), the business insert,
+            // the head moved on — one transaction.
+            let byHandOnce: @Sendable (InboxEvent) async throws -> Void = { event in
+                _ = try await store.withTransaction { tx in
+                    let head = try await tx.query(
+                        "INSERT INTO \(table)_heads (stream, head) VALUES (?, 0) ON CONFLICT (stream) DO UPDATE SET stream = excluded.stream RETURNING head",
+                        [.text(event.stream)]
+                    )[0].int64("head")
+                    guard event.sequence <= head + 1 else { throw NotYet() }
+                    guard event.sequence == head + 1 else { return }  // a duplicate: done already
+                    try await tx.execute(
+                        "INSERT INTO \(table)_seen (event_id, stream, sequence) VALUES (?, ?, ?)",
+                        [.text(event.id), .text(event.stream), .integer(event.sequence)]
+                    )
+                    try await insert(tx, event)
+                    try await tx.execute(
+                        "UPDATE \(table)_heads SET head = ? WHERE stream = ?",
+                        [.integer(event.sequence), .text(event.stream)]
+                    )
+                }
+            }
+            // Two callers can hold consecutive events of one stream: the later one waits its turn
+            // (a real consumer would park it; the inbox's own path does).
+            let byHand: @Sendable (InboxEvent) async throws -> Void = { event in
+                for _ in 0..<100_000 {
+                    do { return try await byHandOnce(event) } catch is NotYet { await Task.yield() }
+                }
+                throw UnraceError(.invalidEvent, "bench: event \(event.sequence) of a stream never got its turn")
+            }
             var results: [Result] = []
             var round = 0
             for callers in callerCounts {
                 var raw: [Double] = []
+                var byHandRates: [Double] = []
                 var ordered: [Double] = []
                 var shuffled: [Double] = []
                 for _ in 0..<(rounds + 1) {  // the first round of each kind warms up and is dropped
@@ -114,6 +168,9 @@ struct InboxBenchCommand: AsyncParsableCommand {
                     let rawEvents = inOrder.map { event in
                         try! InboxEvent(id: "raw-\(event.id)", stream: event.stream, sequence: event.sequence, type: event.type)
                     }
+                    let handEvents = inOrder.map { event in
+                        try! InboxEvent(id: "h-\(event.id)", stream: "h-\(event.stream)", sequence: event.sequence, type: event.type)
+                    }
                     let shuffledEvents = mixed.map { event in
                         try! InboxEvent(id: "s-\(event.id)", stream: "s-\(event.stream)", sequence: event.sequence, type: event.type)
                     }
@@ -121,6 +178,9 @@ struct InboxBenchCommand: AsyncParsableCommand {
                         try await Bench.measure(callers: callers, count: rawEvents.count) { index in
                             _ = try await store.withTransaction { tx in try await insert(tx, rawEvents[index]) }
                         }
+                    )
+                    byHandRates.append(
+                        try await Bench.measure(callers: callers, count: handEvents.count) { index in try await byHand(handEvents[index]) }
                     )
                     ordered.append(
                         try await Bench.measure(callers: callers, count: inOrder.count) { index in
@@ -144,12 +204,15 @@ struct InboxBenchCommand: AsyncParsableCommand {
                         backend: store.backendName,
                         callers: callers,
                         raw: Bench.median(Array(raw.dropFirst())),
+                        byHand: Bench.median(Array(byHandRates.dropFirst())),
                         inOrder: Bench.median(Array(ordered.dropFirst())),
                         shuffled: Bench.median(Array(shuffled.dropFirst()))
                     )
                 )
             }
-            _ = try await store.withTransaction { tx in try await tx.execute("DROP TABLE \(table)") }
+            _ = try await store.withTransaction { tx in
+                for suffix in ["", "_heads", "_seen"] { try await tx.execute("DROP TABLE \(table)\(suffix)") }
+            }
             return results
         }
     }

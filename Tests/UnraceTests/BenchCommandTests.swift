@@ -61,6 +61,18 @@ struct BenchCommandTests {
         #expect(abs(document.throughputRatio - document.guardedPerSecond / document.plainPerSecond) < 1e-9)
     }
 
+    @Test("bench inbox's by-hand floor runs on PostgreSQL too (its upsert and statements are both dialects')", arguments: sqlBackends)
+    func inboxByHand(backend: SQLBackend) async throws {
+        var arguments = ["bench", "inbox", "--orders", "10", "--rounds", "1", "--callers", "2", "--json"]
+        if backend == .postgres { arguments += ["--database", try TestPostgres.requireURL()] }
+        let inbox = try ChildProcess(arguments)
+        #expect(await inbox.exitStatus() == 0, "\(inbox.printed)")
+        let results = try #require(
+            (try JSONSerialization.jsonObject(with: Data(inbox.printed.utf8)) as? [String: Any])?["results"] as? [[String: Any]]
+        )
+        #expect(results.count == 1 && (results[0]["byHandPerSecond"] as? Double ?? 0) > 0)
+    }
+
     @Test("bench inbox --json and bench ledger --json: stable field names, every path measured, ratios from the same run")
     func inboxAndLedger() async throws {
         let inbox = try ChildProcess(["bench", "inbox", "--orders", "10", "--rounds", "1", "--callers", "1,2", "--json"])
@@ -72,11 +84,15 @@ struct BenchCommandTests {
         for result in inboxResults {
             #expect(
                 Set(result.keys) == [
-                    "backend", "callers", "rawPerSecond", "inOrderPerSecond", "shuffledPerSecond", "inOrderRatio", "shuffledRatio",
+                    "backend", "callers", "rawPerSecond", "byHandPerSecond", "inOrderPerSecond", "shuffledPerSecond", "inOrderRatio",
+                    "shuffledRatio", "floorRatio", "ownRatio",
                 ]
             )
             let raw = try #require(result["rawPerSecond"] as? Double)
             #expect(raw > 0 && abs((result["inOrderRatio"] as? Double ?? 0) - (result["inOrderPerSecond"] as? Double ?? 0) / raw) < 1e-9)
+            let byHand = try #require(result["byHandPerSecond"] as? Double)
+            #expect(byHand > 0 && abs((result["floorRatio"] as? Double ?? 0) - byHand / raw) < 1e-9)
+            #expect(abs((result["ownRatio"] as? Double ?? 0) - (result["inOrderPerSecond"] as? Double ?? 0) / byHand) < 1e-9)
         }
         let ledger = try ChildProcess(["bench", "ledger", "--callers", "4", "--transfers", "100", "--rounds", "1", "--json"])
         #expect(await ledger.exitStatus() == 0)
