@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import InMemoryTracing
 import Logging
@@ -320,6 +321,32 @@ extension ObservabilityTests {
             [("api", "counters"), ("store", "NamelessStore"), ("step", "createCounter")]
         )
         #expect(!timer.values.isEmpty)
+    }
+}
+
+extension ObservabilityTests {
+    @Test(
+        "with nothing bootstrapped, metric handles are one shared no-op each and steps make no span; a real factory and tracer get theirs"
+    )
+    func noOpObservabilityIsSkipped() async throws {
+        let quiet = MetricHandles(factory: NOOPMetricsHandler.instance)
+        #expect(quiet.isNoOp)
+        #expect(quiet.counter("a", []) === quiet.counter("b", [("store", "memory")]))
+        let metrics = TestMetrics()
+        let real = MetricHandles(factory: metrics)
+        #expect(!real.isNoOp)
+        #expect(real.counter("a", []) === real.counter("a", []) && real.counter("a", []) !== real.counter("b", []))
+        // The fast path still runs the step and answers as before.
+        let store = MemoryStore()
+        let silent = Telemetry(api: "counters", store: store, observability: Observability(), metricsFactory: NOOPMetricsHandler.instance)
+        #expect(!silent.isTracing)
+        let answer = try await silent.step(store, StepInfo("probe", "", clock: SystemWallClock(), isReadOnly: true)) { _ in 42 }
+        #expect(answer == 42)
+        let tracer = InMemoryTracer()
+        let traced = Telemetry(api: "counters", store: store, observability: Observability(metricsFactory: metrics, tracer: tracer))
+        #expect(traced.isTracing)
+        _ = try await traced.step(store, StepInfo("probe", "", clock: SystemWallClock(), isReadOnly: true)) { _ in 42 }
+        #expect(tracer.finishedSpans.map(\.operationName) == ["unrace.step.probe"])
     }
 }
 

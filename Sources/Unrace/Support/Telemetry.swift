@@ -22,6 +22,9 @@ struct Telemetry: Sendable {
     let tracer: any Tracer
     let logger: Logger
     let keys: KeyLogging
+    /// Whether spans are made: not for swift-distributed-tracing's no-op tracer, whose spans go
+    /// nowhere (a step then runs without a span or a service-context push).
+    let isTracing: Bool
 
     init(api: String, store: some Store, observability: Observability, metricsFactory: (any MetricsFactory)? = nil) {
         self.api = api
@@ -29,6 +32,7 @@ struct Telemetry: Sendable {
         self.factory = metricsFactory ?? observability.metricsFactory ?? MetricsSystem.factory
         self.handles = MetricHandles(factory: factory)
         self.tracer = observability.tracer ?? InstrumentationSystem.tracer
+        self.isTracing = !(tracer is NoOpTracer)
         self.logger = observability.logger
         self.keys = observability.keys
     }
@@ -42,6 +46,8 @@ struct Telemetry: Sendable {
         _ info: StepInfo,
         _ body: (StepContext<S.Transaction>) async throws -> T
     ) async throws -> T {
+        // Nothing observes (the no-op metrics factory and tracer): the step alone.
+        if !isTracing, handles.isNoOp { return try await store.step(info, body) }
         let name = info.name.description
         let start = ContinuousClock.now
         do {
@@ -60,7 +66,8 @@ struct Telemetry: Sendable {
     /// Runs `body` inside a span `unrace.<api>.<name>` carrying the store and the API; a failure
     /// sets the span's status and an `unrace.error.code` attribute, never the error's text.
     func span<T>(_ name: String, _ body: (any Span) async throws -> T) async throws -> T {
-        try await Self.run(tracer, "unrace.\(api).\(name)", api: api, store: store, body)
+        if !isTracing { return try await body(NoOpTracer.NoOpSpan(context: ServiceContext.current ?? .topLevel)) }
+        return try await Self.run(tracer, "unrace.\(api).\(name)", api: api, store: store, body)
     }
 
     private static func run<Tr: Tracer, T>(
@@ -167,25 +174,47 @@ final class MetricHandles: Sendable {
 
     let factory: any MetricsFactory
     private let handles = Mutex<[Key: any Sendable]>([:])
+    /// With swift-metrics' no-op factory (nothing bootstrapped), one shared no-op handle of each
+    /// kind, handed out without building a key or taking the lock: what it records goes nowhere.
+    private let noOp: (counter: Counter, timer: CoreMetrics.Timer, gauge: Gauge, recorder: Recorder)?
 
-    init(factory: any MetricsFactory) { self.factory = factory }
+    /// Whether metrics go nowhere (swift-metrics' no-op factory): callers may skip measuring.
+    var isNoOp: Bool { noOp != nil }
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        if factory is NOOPMetricsHandler {
+            noOp = (
+                Counter(label: "unrace_noop", dimensions: [], factory: factory),
+                CoreMetrics.Timer(label: "unrace_noop", dimensions: [], factory: factory),
+                Gauge(label: "unrace_noop", dimensions: [], factory: factory),
+                Recorder(label: "unrace_noop", dimensions: [], factory: factory)
+            )
+        } else {
+            noOp = nil
+        }
+    }
 
     func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        handle(0, label, dimensions) { Counter(label: label, dimensions: dimensions, factory: factory) }
+        if let noOp { return noOp.counter }
+        return handle(0, label, dimensions) { Counter(label: label, dimensions: dimensions, factory: factory) }
     }
 
     func timer(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Timer {
-        handle(1, label, dimensions) {
+        if let noOp { return noOp.timer }
+        return handle(1, label, dimensions) {
             CoreMetrics.Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: factory)
         }
     }
 
     func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
-        handle(2, label, dimensions) { Gauge(label: label, dimensions: dimensions, factory: factory) }
+        if let noOp { return noOp.gauge }
+        return handle(2, label, dimensions) { Gauge(label: label, dimensions: dimensions, factory: factory) }
     }
 
     func recorder(_ label: String, _ dimensions: [(String, String)]) -> Recorder {
-        handle(3, label, dimensions) { Recorder(label: label, dimensions: dimensions, aggregate: true, factory: factory) }
+        if let noOp { return noOp.recorder }
+        return handle(3, label, dimensions) { Recorder(label: label, dimensions: dimensions, aggregate: true, factory: factory) }
     }
 
     private func handle<M: Sendable>(_ kind: UInt8, _ label: String, _ dimensions: [(String, String)], make: () -> M) -> M {
