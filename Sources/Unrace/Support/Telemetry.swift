@@ -183,17 +183,16 @@ final class MetricHandles: Sendable {
 
     init(factory: any MetricsFactory) {
         self.factory = factory
-        if factory is NOOPMetricsHandler {
-            noOp = (
-                Counter(label: "unrace_noop", dimensions: [], factory: factory),
-                CoreMetrics.Timer(label: "unrace_noop", dimensions: [], factory: factory),
-                Gauge(label: "unrace_noop", dimensions: [], factory: factory),
-                Recorder(label: "unrace_noop", dimensions: [], factory: factory)
-            )
-        } else {
-            noOp = nil
-        }
+        noOp = factory is NOOPMetricsHandler ? Self.sharedNoOp : nil
     }
+
+    /// The no-op handles, made once for the process.
+    private static let sharedNoOp = (
+        counter: Counter(label: "unrace_noop", dimensions: [], factory: NOOPMetricsHandler.instance),
+        timer: CoreMetrics.Timer(label: "unrace_noop", dimensions: [], factory: NOOPMetricsHandler.instance),
+        gauge: Gauge(label: "unrace_noop", dimensions: [], factory: NOOPMetricsHandler.instance),
+        recorder: Recorder(label: "unrace_noop", dimensions: [], factory: NOOPMetricsHandler.instance)
+    )
 
     func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         if let noOp { return noOp.counter }
