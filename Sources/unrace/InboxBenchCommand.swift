@@ -121,36 +121,89 @@ struct InboxBenchCommand: AsyncParsableCommand {
                     [.text(event.id), .text(event.stream), .integer(event.sequence), .text(event.type)]
                 )
             }
-            // In order, by hand: the stream's head locked (created at 0 if new), the event's place
-            // checked, its id kept under its key (a duplicate fails on it), the business insert,
-            // the head moved on — one transaction.
+            // In order, by hand, with what the inbox must send and nothing more: the stream's head
+            // and where the event id was seen, read in one statement (locked on PostgreSQL by an
+            // upsert; SQLite's writer already excludes other steps), the event's place checked,
+            // the business insert, then the event id kept under its key and the head moved on —
+            // one statement on PostgreSQL, two on SQLite (no writable CTEs there).
+            let concurrent = store.dialect.hasConcurrentWriters
             let byHandOnce: @Sendable (InboxEvent) async throws -> Void = { event in
                 _ = try await store.withTransaction { tx in
-                    let head = try await tx.query(
-                        "INSERT INTO \(table)_heads (stream, head) VALUES (?, 0) ON CONFLICT (stream) DO UPDATE SET stream = excluded.stream RETURNING head",
-                        [.text(event.stream)]
-                    )[0].int64("head")
-                    guard event.sequence <= head + 1 else { throw NotYet() }
-                    guard event.sequence == head + 1 else { return }  // a duplicate: done already
-                    try await tx.execute(
-                        "INSERT INTO \(table)_seen (event_id, stream, sequence) VALUES (?, ?, ?)",
-                        [.text(event.id), .text(event.stream), .integer(event.sequence)]
-                    )
+                    let row =
+                        concurrent
+                        ? try await tx.query(
+                            """
+                            INSERT INTO \(table)_heads (stream, head) VALUES (?, 0) ON CONFLICT (stream) DO UPDATE SET stream = excluded.stream
+                            RETURNING head, (SELECT stream FROM \(table)_seen WHERE event_id = ?) AS seen
+                            """,
+                            [.text(event.stream), .text(event.id)]
+                        )[0]
+                        : try await tx.query(
+                            """
+                            SELECT COALESCE(h.head, 0) AS head, s.stream AS seen FROM (SELECT 1) AS t
+                            LEFT JOIN \(table)_heads AS h ON h.stream = ? LEFT JOIN \(table)_seen AS s ON s.event_id = ?
+                            """,
+                            [.text(event.stream), .text(event.id)]
+                        )[0]
+                    let head = try row.int64("head")
+                    guard row["seen"].isNull, event.sequence <= head + 1 else {
+                        if row["seen"].isNull { throw NotYet() }
+                        return  // a duplicate: done already
+                    }
+                    guard event.sequence == head + 1 else { return }  // an older event: done already
                     try await insert(tx, event)
-                    try await tx.execute(
-                        "UPDATE \(table)_heads SET head = ? WHERE stream = ?",
-                        [.integer(event.sequence), .text(event.stream)]
-                    )
+                    if concurrent {
+                        try await tx.execute(
+                            """
+                            WITH seen AS (INSERT INTO \(table)_seen (event_id, stream, sequence) VALUES (?, ?, ?) RETURNING stream)
+                            UPDATE \(table)_heads SET head = ? WHERE stream = (SELECT stream FROM seen)
+                            """,
+                            [.text(event.id), .text(event.stream), .integer(event.sequence), .integer(event.sequence)]
+                        )
+                    } else {
+                        try await tx.execute(
+                            "INSERT INTO \(table)_seen (event_id, stream, sequence) VALUES (?, ?, ?)",
+                            [.text(event.id), .text(event.stream), .integer(event.sequence)]
+                        )
+                        try await tx.execute(
+                            "INSERT INTO \(table)_heads (stream, head) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET head = excluded.head",
+                            [.text(event.stream), .integer(event.sequence)]
+                        )
+                    }
                 }
             }
             // Two callers can hold consecutive events of one stream: the later one waits its turn
             // (a real consumer would park it; the inbox's own path does).
             let byHand: @Sendable (InboxEvent) async throws -> Void = { event in
                 for _ in 0..<100_000 {
+                    try Task.checkCancellation()
                     do { return try await byHandOnce(event) } catch is NotYet { await Task.yield() }
                 }
-                throw UnraceError(.invalidEvent, "bench: event \(event.sequence) of a stream never got its turn")
+                throw UnraceError(.retryLimitReached, "bench: event \(event.sequence) of a stream never got its turn")
             }
+            do {
+                let results = try await measure(store, inbox, insert, byHand, table)
+                try await drop(store, table)
+                return results
+            } catch {
+                try? await drop(store, table)
+                throw error
+            }
+        }
+
+        func drop<S: SQLStore>(_ store: S, _ table: String) async throws {
+            _ = try await store.withTransaction { tx in
+                for suffix in ["", "_heads", "_seen"] { try await tx.execute("DROP TABLE IF EXISTS \(table)\(suffix)") }
+            }
+        }
+
+        func measure<S: SQLStore>(
+            _ store: S,
+            _ inbox: Inbox<S>,
+            _ insert: @escaping @Sendable (S.Transaction, InboxEvent) async throws -> Void,
+            _ byHand: @escaping @Sendable (InboxEvent) async throws -> Void,
+            _ table: String
+        ) async throws -> [Result] {
             var results: [Result] = []
             var round = 0
             for callers in callerCounts {
@@ -209,9 +262,6 @@ struct InboxBenchCommand: AsyncParsableCommand {
                         shuffled: Bench.median(Array(shuffled.dropFirst()))
                     )
                 )
-            }
-            _ = try await store.withTransaction { tx in
-                for suffix in ["", "_heads", "_seen"] { try await tx.execute("DROP TABLE \(table)\(suffix)") }
             }
             return results
         }

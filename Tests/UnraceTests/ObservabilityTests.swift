@@ -336,17 +336,38 @@ extension ObservabilityTests {
         let real = MetricHandles(factory: metrics)
         #expect(!real.isNoOp)
         #expect(real.counter("a", []) === real.counter("a", []) && real.counter("a", []) !== real.counter("b", []))
-        // The fast path still runs the step and answers as before.
-        let store = MemoryStore()
+        // The fast path runs the step bare: no service context is pushed around it.
+        let store = ContextRecordingStore(inner: MemoryStore())
         let silent = Telemetry(api: "counters", store: store, observability: Observability(), metricsFactory: NOOPMetricsHandler.instance)
         #expect(!silent.isTracing)
         let answer = try await silent.step(store, StepInfo("probe", "", clock: SystemWallClock(), isReadOnly: true)) { _ in 42 }
         #expect(answer == 42)
+        #expect(store.seen.withLock { $0 } == [false])
         let tracer = InMemoryTracer()
         let traced = Telemetry(api: "counters", store: store, observability: Observability(metricsFactory: metrics, tracer: tracer))
         #expect(traced.isTracing)
         _ = try await traced.step(store, StepInfo("probe", "", clock: SystemWallClock(), isReadOnly: true)) { _ in 42 }
+        #expect(store.seen.withLock { $0 } == [false, true])
         #expect(tracer.finishedSpans.map(\.operationName) == ["unrace.step.probe"])
+        #expect(
+            try metrics.expectTimer("unrace_step_duration_seconds", [("api", "counters"), ("store", "memory"), ("step", "probe")]).values
+                .count == 1
+        )
+    }
+}
+
+/// A memory store that notes, for each step, whether a service context was set around it.
+final class ContextRecordingStore: Store, Sendable {
+    let inner: MemoryStore
+    let seen = Mutex<[Bool]>([])
+    init(inner: MemoryStore) { self.inner = inner }
+    var backendName: String { inner.backendName }
+    func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
+        seen.withLock { $0.append(ServiceContext.current != nil) }
+        return try await inner.step(step, body)
+    }
+    func withTransaction<T: Sendable>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
+        try await inner.withTransaction(body)
     }
 }
 

@@ -81,7 +81,12 @@ struct VaporShopTests {
         let database = uniqueName("vaporbench")
         try await TestPostgres.execute("CREATE DATABASE \(database)")
         let url = try TestPostgres.requireURL().replacingOccurrences(of: "/unrace_test", with: "/\(database)")
-        try await Self.bench(databaseURL: url, backend: "fluent-postgres")
+        do {
+            try await Self.bench(databaseURL: url, backend: "fluent-postgres")
+        } catch {
+            try? await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")
+            throw error
+        }
         try await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")
     }
 
@@ -133,6 +138,9 @@ struct VaporShopTests {
             #expect(answers.filter(\.isReplay).count == 31)
             let orders = try await PostgresStore.withStore(url: url) { store in try await countRows(store, "orders") }
             #expect(orders == 1)
+        } catch {
+            try? await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")
+            throw error
         }
         try await TestPostgres.execute("DROP DATABASE \(database) WITH (FORCE)")
     }

@@ -8,7 +8,8 @@ public import Tracing
 /// ``Inbox``, ``LifecycleGuard``, ``MessageQueue``) takes one. The defaults report to what the
 /// process bootstrapped — swift-metrics' `MetricsSystem`, swift-distributed-tracing's
 /// `InstrumentationSystem` — and log through a `Logger` labelled `unrace`; with nothing
-/// bootstrapped, metrics and spans cost a no-op call each.
+/// bootstrapped (the no-op factory and tracer), a step runs with no metric, span or clock read
+/// around it.
 ///
 /// What is reported never contains a payload, and contains an operation key only as
 /// ``KeyLogging`` allows (in logs; metrics and spans never carry keys). See the *Metrics* article

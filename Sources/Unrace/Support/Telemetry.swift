@@ -13,7 +13,7 @@ import UnraceCore
 struct Telemetry: Sendable {
     /// The API type, as the `api` dimension spells it (`operations`, `records`, …).
     let api: String
-    /// The store's backend name (`sqlite`, `postgres`, `memory`).
+    /// The store's ``Store/backendName`` (`sqlite`, `postgres`, `fluent-sqlite`, `memory`, …).
     let store: String
     let factory: any MetricsFactory
     /// The metric objects made so far, shared by copies: swift-metrics' advice is to make a metric
