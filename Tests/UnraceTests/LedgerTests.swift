@@ -321,12 +321,7 @@ extension LedgerTests {
         var configuration = LedgerConfiguration()
         configuration.clock = clock
         let ledger = try Ledger(store: store, configuration: configuration)
-        let (equity, wallet, shop) = ("\(prefix)-equity", "\(prefix)-wallet", "\(prefix)-shop")
-        _ = try await ledger.createAccounts([
-            Account(id: equity, ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
-            Account(id: shop, ledger: 1, code: 3),
-        ])
-        _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
+        let (_, wallet, shop) = try await fundedWallet(ledger, prefix: prefix)
         _ = try await ledger.submit([
             Transfer(id: "\(prefix)-hold", debit: wallet, credit: shop, amount: 100, flags: .pending, timeoutMilliseconds: 1_000)
         ])

@@ -31,12 +31,7 @@ struct MaintenanceServicesTests {
         var ledgerConfiguration = LedgerConfiguration()
         ledgerConfiguration.clock = clock
         let ledger = try Ledger(store: store, configuration: ledgerConfiguration)
-        let (equity, wallet, shop) = ("\(prefix)-equity", "\(prefix)-wallet", "\(prefix)-shop")
-        _ = try await ledger.createAccounts([
-            Account(id: equity, ledger: 1, code: 1), Account(id: wallet, ledger: 1, code: 2, flags: .debitsMustNotExceedCredits),
-            Account(id: shop, ledger: 1, code: 3),
-        ])
-        _ = try await ledger.submit([Transfer(id: "\(prefix)-fund", debit: equity, credit: wallet, amount: 100)])
+        let (_, wallet, shop) = try await fundedWallet(ledger, prefix: prefix)
         _ = try await ledger.submit([
             Transfer(id: "\(prefix)-pending", debit: wallet, credit: shop, amount: 60, flags: .pending, timeoutMilliseconds: 1_000)
         ])

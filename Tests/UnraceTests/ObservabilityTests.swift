@@ -311,14 +311,14 @@ extension ObservabilityTests {
     @Test("metrics name a store by its backendName: memory, or a custom store's type name")
     func storeLabel() async throws {
         let metrics = TestMetrics()
-        let custom = NamelessStore(inner: MemoryStore())
+        let custom = ContextRecordingStore(inner: MemoryStore())
         let counters = Counters(store: custom, observability: Observability(metricsFactory: metrics))
         _ = try await counters.create("c", value: 0)
-        #expect(custom.backendName == "NamelessStore")
+        #expect(custom.backendName == "ContextRecordingStore")
         #expect(MemoryStore().backendName == "memory")
         let timer = try metrics.expectTimer(
             "unrace_step_duration_seconds",
-            [("api", "counters"), ("store", "NamelessStore"), ("step", "createCounter")]
+            [("api", "counters"), ("store", "ContextRecordingStore"), ("step", "createCounter")]
         )
         #expect(!timer.values.isEmpty)
     }
@@ -350,32 +350,24 @@ extension ObservabilityTests {
         #expect(store.seen.withLock { $0 } == [false, true])
         #expect(tracer.finishedSpans.map(\.operationName) == ["unrace.step.probe"])
         #expect(
-            try metrics.expectTimer("unrace_step_duration_seconds", [("api", "counters"), ("store", "memory"), ("step", "probe")]).values
+            try metrics.expectTimer(
+                "unrace_step_duration_seconds",
+                [("api", "counters"), ("store", "ContextRecordingStore"), ("step", "probe")]
+            ).values
                 .count == 1
         )
     }
 }
 
-/// A memory store that notes, for each step, whether a service context was set around it.
+/// A memory store that notes, for each step, whether a service context was set around it. It
+/// names no backend, so it reports its type name.
 final class ContextRecordingStore: Store, Sendable {
     let inner: MemoryStore
     let seen = Mutex<[Bool]>([])
     init(inner: MemoryStore) { self.inner = inner }
-    var backendName: String { inner.backendName }
     func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
         seen.withLock { $0.append(ServiceContext.current != nil) }
         return try await inner.step(step, body)
-    }
-    func withTransaction<T: Sendable>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
-        try await inner.withTransaction(body)
-    }
-}
-
-/// A store that names no backend: it forwards to a memory store.
-struct NamelessStore: Store {
-    let inner: MemoryStore
-    func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
-        try await inner.step(step, body)
     }
     func withTransaction<T: Sendable>(_ body: (MemoryTransaction) async throws -> T) async throws -> T {
         try await inner.withTransaction(body)

@@ -40,25 +40,24 @@ struct Telemetry: Sendable {
     // MARK: Steps and calls
 
     /// Runs one store step inside a span `unrace.step.<step>`, recording its latency in
-    /// `unrace_step_duration_seconds` and a failure in `unrace_step_failures_total` by code.
+    /// `unrace_step_duration_seconds` and a failure in `unrace_step_failures_total` by code. What
+    /// nothing observes is not done: no clock read without metrics, no span without a tracer.
     func step<S: Store, T: Sendable>(
         _ store: S,
         _ info: StepInfo,
         _ body: (StepContext<S.Transaction>) async throws -> T
     ) async throws -> T {
-        // Nothing observes (the no-op metrics factory and tracer): the step alone.
-        if !isTracing, handles.isNoOp { return try await store.step(info, body) }
-        let name = info.name.description
-        let start = ContinuousClock.now
+        let start = handles.isNoOp ? nil : ContinuousClock.now
         do {
-            let result = try await Self.run(tracer, "unrace.step.\(name)", api: api, store: self.store) { _ in
-                try await store.step(info, body)
-            }
-            record(step: name, since: start)
+            let result = try await traced("unrace.step.\(info.name)") { _ in try await store.step(info, body) }
+            if let start { record(step: info.name.description, since: start) }
             return result
         } catch {
-            record(step: name, since: start)
-            handles.counter("unrace_step_failures_total", stepDimensions(name) + [("code", Self.code(of: error))]).increment()
+            if let start {
+                record(step: info.name.description, since: start)
+                handles.counter("unrace_step_failures_total", stepDimensions(info.name.description) + [("code", Self.code(of: error))])
+                    .increment()
+            }
             throw error
         }
     }
@@ -66,8 +65,14 @@ struct Telemetry: Sendable {
     /// Runs `body` inside a span `unrace.<api>.<name>` carrying the store and the API; a failure
     /// sets the span's status and an `unrace.error.code` attribute, never the error's text.
     func span<T>(_ name: String, _ body: (any Span) async throws -> T) async throws -> T {
-        if !isTracing { return try await body(NoOpTracer.NoOpSpan(context: ServiceContext.current ?? .topLevel)) }
-        return try await Self.run(tracer, "unrace.\(api).\(name)", api: api, store: store, body)
+        try await traced("unrace.\(api).\(name)", body)
+    }
+
+    /// `body` in a span named `name`, or — with the no-op tracer, whose spans go nowhere — bare,
+    /// with a no-op span and no service-context push (the name is then never built).
+    private func traced<T>(_ name: @autoclosure () -> String, _ body: (any Span) async throws -> T) async throws -> T {
+        guard isTracing else { return try await body(NoOpTracer.NoOpSpan(context: ServiceContext.current ?? .topLevel)) }
+        return try await Self.run(tracer, name(), api: api, store: store, body)
     }
 
     private static func run<Tr: Tracer, T>(

@@ -232,12 +232,7 @@ struct BenchCommand: AsyncCommand {
     /// answer (the second replayed), and the key with another body is refused with 422.
     static func checkExactlyOnce(_ client: HTTPClient, port: Int, path: String) async throws {
         func send(_ key: String, quantity: Int) async throws -> (status: UInt, location: String?, body: String, replayed: Bool) {
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/\(path)")
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "X-Client-Id", value: "bench")
-            request.headers.add(name: "Idempotency-Key", value: key)
-            request.body = .bytes(ByteBuffer(string: #"{"sku":"bench","quantity":\#(quantity)}"#))
+            let request = orderRequest(port: port, path: path, key: key, quantity: quantity)
             let response = try await client.execute(request, timeout: .seconds(60))
             let body = try await response.body.collect(upTo: 1 << 20)
             return (
@@ -271,6 +266,17 @@ struct BenchCommand: AsyncCommand {
         }
     }
 
+    /// `POST /<path>` for one unit (or `quantity`) of the bench product, as client `bench`, with `key`.
+    static func orderRequest(port: Int, path: String, key: String, quantity: Int = 1) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/\(path)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "X-Client-Id", value: "bench")
+        request.headers.add(name: "Idempotency-Key", value: key)
+        request.body = .bytes(ByteBuffer(string: #"{"sku":"bench","quantity":\#(quantity)}"#))
+        return request
+    }
+
     /// Sends `requests` POST /orders over `connections` concurrent senders; returns requests per second.
     static func measure(
         _ client: HTTPClient,
@@ -287,12 +293,7 @@ struct BenchCommand: AsyncCommand {
                 group.addTask {
                     var index = sender
                     while index < requests {
-                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/\(path)")
-                        request.method = .POST
-                        request.headers.add(name: "Content-Type", value: "application/json")
-                        request.headers.add(name: "X-Client-Id", value: "bench")
-                        request.headers.add(name: "Idempotency-Key", value: "\"bench-\(run)-\(key(index))\"")
-                        request.body = .bytes(ByteBuffer(string: #"{"sku":"bench","quantity":1}"#))
+                        let request = orderRequest(port: port, path: path, key: "\"bench-\(run)-\(key(index))\"")
                         let response = try await client.execute(request, timeout: .seconds(60))
                         _ = try await response.body.collect(upTo: 1 << 20)
                         guard response.status == .created else {
