@@ -261,7 +261,9 @@ package struct ClosedBeforeUse: Error {}
 /// the step waits for its answer or — once the guard's close has completed — 100 ms more
 /// (``abandonGrace``), then gives it up. This covers the statements sent through ``send(_:)``
 /// (Unrace's own, and a body's `execute`, `query` and `run`); a statement a body writes on the
-/// connection directly, or through Fluent, is bounded by the server's `statement_timeout` instead.
+/// connection directly, or through Fluent, is bounded by the server's `statement_timeout` instead,
+/// and to keep the close from overtaking such a statement, a statement answered after the close
+/// was decided fails: the body is told the step is over before it can send another.
 package final class ConnectionGuard: Sendable {
     /// Why a step was stopped.
     package enum StopReason: Sendable, Equatable {
@@ -338,7 +340,16 @@ package final class ConnectionGuard: Sendable {
         #else
         Task { await run() }
         #endif
-        return try await withCheckedContinuation { answer.set($0) }.get()
+        let result = try await withCheckedContinuation { answer.set($0) }.get()
+        // Answered in the moment between the stop and the close it decided: the connection is
+        // about to close under the step. The answer goes unused, so the body sends nothing more —
+        // a statement it sent past the guard (through Fluent) could be overtaken by the close and
+        // never be answered. A `COMMIT` answered is the step's outcome, and is kept.
+        try state.withLock { state in
+            guard state.closing, !state.committing else { return }
+            throw UnraceError(.storeUnavailable, "the step was stopped while this statement ran; its connection is being closed")
+        }
+        return result
     }
 
     /// How long after the guard's close a statement still unanswered is given up: 100 ms. The

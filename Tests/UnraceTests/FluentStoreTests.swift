@@ -8,7 +8,9 @@ import NIOPosix
 import SQLKit
 import Testing
 import Unrace
-import UnraceFluent
+import UnracePostgres
+
+@testable import UnraceFluent
 
 /// Fluent models written in a `perform` body commit with the claim, or not at all, on both
 /// Fluent drivers.
@@ -221,6 +223,32 @@ struct FluentStoreDriverTests {
             #expect(code == "store_unavailable")
             #expect(ContinuousClock.now - started < .seconds(90), "cut off, not left to run its 600 s")
             #expect(try await countRows(setUp, "slow") == 0)
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a statement of Unrace's answered after the step's close was decided fails the step: the body sends no Fluent statement the close could overtake",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func answeredWhileClosing() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let wentOn = Latch()
+            let code = try await within(.seconds(60), "a step whose close was decided mid-statement") {
+                do {
+                    try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return }
+                        // The step timeout fires while this statement is in flight, and the answer
+                        // comes before the close the stop scheduled (10 ms later): the race the
+                        // CI run met when BEGIN and SET LOCAL outlasted a 1 s step on a loaded box.
+                        try await postgres.stepGuard.send { postgres.stepGuard.stop(.timedOut) }
+                        wentOn.open()
+                        try await (tx.fluent as! any SQLDatabase).raw("SELECT 1").run()
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(!wentOn.isOpen, "the body was handed an answer on a connection about to close, and went on")
         }
     }
 

@@ -130,6 +130,33 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test("a statement answered after the step's close was decided fails the step with store_unavailable; the body goes no further")
+    func answeredWhileClosing() async throws {
+        try await Self.withPostgres { store in
+            let wentOn = Latch()
+            let outcome = try await within(.seconds(30), "a step whose close was decided mid-statement") {
+                do {
+                    try await store.withTransaction { tx in
+                        // Stopped while in flight, answered before the close (10 ms later) lands.
+                        let answer = try await tx.stepGuard.send {
+                            tx.stepGuard.stop(.timedOut)
+                            return 1
+                        }
+                        wentOn.open()
+                        return answer
+                    }
+                    return "ran"
+                } catch let error as UnraceError {
+                    return error.code.rawValue
+                }
+            }
+            #expect(outcome == "store_unavailable")
+            #expect(!wentOn.isOpen)
+            // The pool goes on: the next step runs on another connection.
+            #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        }
+    }
+
     /// A table whose inserts make `COMMIT` itself wait (a deferred constraint trigger takes an
     /// advisory lock) for as long as `body` runs: `body` gets the table with the lock held by a
     /// step of `store`'s own, which lets go when `body` returns. A COMMIT held by the test, not
