@@ -20,14 +20,14 @@ public import UnraceSQL
 ///
 /// - **PostgreSQL** (`FluentPostgresDriver`): the claim-first protocol of `PostgresStore` — the
 ///   fresh claim is inserted first so a concurrent duplicate waits on it — leases and expiries
-///   on the database's clock, serialization failures and deadlocks retried whole. What
-///   ``stepTimeout`` bounds: Unrace's own statements, by the step's deadline (a statement of
-///   Unrace's in flight then is cut off by closing the connection; later ones are refused); and
-///   each of your Fluent statements, by the server (`SET LOCAL statement_timeout` to the step
-///   timeout), since Fluent's statements do not pass through Unrace. So a body of N Fluent
-///   statements can take up to N × ``stepTimeout``, and a Fluent statement in flight when the
-///   server becomes unreachable (or the caller is cancelled) waits until the connection fails:
-///   set TCP keepalive (or `tcp_user_timeout`) on the database configuration to bound that.
+///   on the database's clock, serialization failures and deadlocks retried whole. ``stepTimeout``
+///   bounds the whole step, your statements through ``FluentTransaction/fluent`` included: they
+///   pass the step's guard as Unrace's do, so one in flight at the deadline (or when the caller is
+///   cancelled) is cut off by closing the connection, later ones are refused, and one sent on a
+///   connection that was lost fails at once with a retryable `store_unavailable`. The server
+///   also stops each statement of the step at the step timeout (`SET LOCAL statement_timeout`),
+///   so work left running after such a close ends, and its locks go, without waiting for the
+///   server to notice the closed connection.
 /// - **SQLite** (`FluentSQLiteDriver`): `BEGIN IMMEDIATE`, so a step takes the writer before it
 ///   reads and decides on what no other writer can change; the steps of one store run one at a
 ///   time (Fluent's pool has a connection per event loop; SQLite has one writer). Leases are
@@ -185,7 +185,8 @@ public final class FluentStore: SQLStore {
         return try await transaction(body)
     }
 
-    /// ``stepTimeout`` in milliseconds, PostgreSQL's `statement_timeout` for a step's statements.
+    /// ``stepTimeout`` in milliseconds, PostgreSQL's `statement_timeout` for a step's statements:
+    /// the server's own bound on a statement the step's close left running.
     private var statementTimeoutMilliseconds: Int64 {
         stepTimeout.components.seconds * 1_000 + stepTimeout.components.attoseconds / 1_000_000_000_000_000
     }
@@ -202,10 +203,11 @@ public final class FluentStore: SQLStore {
                         let connection = try await (db as! any PostgresDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }
                             .get()
                         return try await steps.transaction(on: connection, timed: timed) { tx in
-                            // Fluent's statements do not pass the step's guard, which can stop only
-                            // Unrace's: the server bounds each of them by the step timeout.
+                            // The server's bound on each statement, for one the step's close
+                            // leaves running there; the body's Fluent statements pass the guard.
                             if timed { try await tx.execute("SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)") }
-                            return try await body(FluentTransaction(fluent: db, sql: .postgres(tx)))
+                            let fluent = GuardedFluentDatabase(base: db, stepGuard: tx.stepGuard)
+                            return try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx)))
                         }
                     }
                 }

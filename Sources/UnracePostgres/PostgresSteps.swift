@@ -260,10 +260,9 @@ package struct ClosedBeforeUse: Error {}
 /// written, so the close can overtake it. Each statement therefore runs on a task of its own, and
 /// the step waits for its answer or — once the guard's close has completed — 100 ms more
 /// (``abandonGrace``), then gives it up. This covers the statements sent through ``send(_:)``
-/// (Unrace's own, and a body's `execute`, `query` and `run`); a statement a body writes on the
-/// connection directly, or through Fluent, is bounded by the server's `statement_timeout` instead,
-/// and to keep the close from overtaking such a statement, a statement answered after the close
-/// was decided fails: the body is told the step is over before it can send another.
+/// (Unrace's own, a body's `execute`, `query` and `run`, and the Fluent store's Fluent statements).
+/// A statement answered after the close was decided fails, so the body is told the step is over
+/// before it can send another: one it wrote on the connection directly would not be covered.
 package final class ConnectionGuard: Sendable {
     /// Why a step was stopped.
     package enum StopReason: Sendable, Equatable {

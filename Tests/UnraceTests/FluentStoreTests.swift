@@ -252,6 +252,69 @@ struct FluentStoreDriverTests {
         }
     }
 
+    @Test(
+        "on PostgreSQL a Fluent statement on a connection lost mid-step fails the step at once with store_unavailable, never waits forever",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fluentStatementOnALostConnection() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(60), "a Fluent statement after the connection was lost") {
+                do {
+                    try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return }
+                        let sql = tx.fluent as! any SQLDatabase
+                        try await sql.raw("SELECT 1").run()
+                        // The server goes between two statements (a failover, a restart).
+                        try await postgres.connection.close().get()
+                        try await sql.raw("SELECT 2").run()
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(ContinuousClock.now - started < .seconds(30))
+            // The next step runs on another of the pool's connections.
+            #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a caller cancelled while its Fluent statement runs is released at once with CancellationError, not at the statement's end",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func cancelledDuringAFluentStatement() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let marker = uniqueName("fluent_cancel")
+            let task = Task {
+                try await store.withTransaction { tx in
+                    try await (tx.fluent as! any SQLDatabase).raw("SELECT pg_sleep(600) AS \(unsafeRaw: marker)").run()
+                }
+            }
+            let running = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%\(marker)%' AND pid <> pg_backend_pid()"
+            // The statement is on the server (its step timeout, and statement_timeout, are 300 s).
+            let pid = try await within(.seconds(30), "the Fluent statement running on the server") {
+                while true {
+                    if let pid = try await store.withTransaction({ tx in try await tx.query(running).first?["pid"] }) { return pid }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let started = ContinuousClock.now
+            task.cancel()
+            let outcome = try await within(.seconds(60), "the cancelled caller") {
+                do {
+                    try await task.value
+                    return "finished"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(outcome == "cancelled")
+            #expect(ContinuousClock.now - started < .seconds(30))
+            try await store.withTransaction { tx in try await tx.execute("SELECT pg_terminate_backend(CAST(? AS integer))", [pid]) }
+        }
+    }
+
     @Test("a driver other than PostgreSQL or SQLite is refused with unsupported_database, before anything is sent to it")
     func unknownDriverIsRefused() async throws {
         let database = UnknownDriverDatabase(eventLoop: MultiThreadedEventLoopGroup.singleton.any())
