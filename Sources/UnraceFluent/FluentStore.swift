@@ -34,7 +34,10 @@ public import UnraceSQL
 ///   decided on the caller's clock. Other processes on the same file wait for the writer (SQLiteNIO
 ///   retries a busy database).
 /// - Other drivers (MySQL) are refused with ``UnraceCore/UnraceError/Code/unsupportedDatabase``:
-///   their locking is not described by a dialect Unrace knows.
+///   their locking is not described by a dialect Unrace knows. So is FluentPostgresDriver's
+///   `PostgresClient` configuration (`.postgres(configuration: PostgresClient.Configuration, …)`
+///   or `.postgres(client:)`), whose connections a step cannot hold and guard: configure the
+///   database with `.postgres(configuration: SQLPostgresConfiguration(…))`.
 ///
 /// The store migrates Unrace's own tables when it is created (under the schema lock); your
 /// models' migrations stay Fluent's.
@@ -109,6 +112,15 @@ public final class FluentStore: SQLStore {
             dialect = .postgres
         } else if database is any SQLiteDatabase {
             dialect = .sqlite
+        } else if Self.sqlDialectName(of: database) == "postgresql" {
+            // FluentPostgresDriver's `.postgres(configuration: PostgresClient.Configuration, …)`
+            // (or `client:`): its connections are not reachable as `PostgresConnection`s, on
+            // which a step's guard runs.
+            throw UnraceError(
+                .unsupportedDatabase,
+                "FluentStore runs on FluentPostgresDriver's pooled configuration, not the PostgresClient one",
+                detail: "configure the database with .postgres(configuration: SQLPostgresConfiguration(…)); got \(type(of: database))"
+            )
         } else {
             throw UnraceError(
                 .unsupportedDatabase,

@@ -73,3 +73,11 @@ struct GuardedFluentDatabase: Database, SQLDatabase {
         return promise.futureResult
     }
 }
+
+extension FluentStore {
+    /// The SQL dialect a Fluent database reports (SQLKit's name, such as `postgresql`), if it is
+    /// an SQL database.
+    static func sqlDialectName(of database: any Database) -> String? {
+        (database as? any SQLDatabase)?.dialect.name
+    }
+}

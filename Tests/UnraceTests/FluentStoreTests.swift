@@ -327,6 +327,25 @@ struct FluentStoreDriverTests {
     }
 
     @Test(
+        "FluentPostgresDriver's PostgresClient configuration is refused with unsupported_database, naming the pooled configuration to use",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func postgresClientConfigurationIsRefused() async throws {
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        databases.use(
+            .postgres(configuration: try PostgresStore.clientConfiguration(url: try TestPostgres.requireURL()), logger: quiet),
+            as: .psql
+        )
+        let error = await #expect(throws: UnraceError.self) {
+            _ = try await FluentStore(databases: databases)
+        }
+        await databases.shutdownAsync()
+        #expect(error?.code == .unsupportedDatabase)
+        #expect(error?.detail?.contains("SQLPostgresConfiguration") == true)
+    }
+
+    @Test(
         "a step timeout outside 1 s to 1 h is refused with invalid_configuration",
         arguments: [Duration.milliseconds(999), .seconds(3_601)]
     )
