@@ -24,7 +24,8 @@ public import UnraceSQL
 ///   bounds the whole step, your statements through ``FluentTransaction/fluent`` included: they
 ///   pass the step's guard as Unrace's do, so one in flight at the deadline (or when the caller is
 ///   cancelled) is cut off by closing the connection, later ones are refused, and one sent on a
-///   connection that was lost fails at once with a retryable `store_unavailable`. The server
+///   connection known to be lost fails at once with a retryable `store_unavailable` (one the
+///   loss overtakes, or on a server that stopped answering, within the step timeout). The server
 ///   also stops each statement of the step at the step timeout (`SET LOCAL statement_timeout`),
 ///   so work left running after such a close ends, and its locks go, without waiting for the
 ///   server to notice the closed connection.
@@ -67,7 +68,8 @@ public final class FluentStore: SQLStore {
     ///   - stepTimeout: on PostgreSQL, the longest one step may hold its connection (1 s to 1 h;
     ///     default 30 s).
     /// - Throws: ``UnraceCore/UnraceError/Code/unsupportedDatabase`` for a driver other than
-    ///   PostgreSQL or SQLite; ``UnraceCore/UnraceError/Code/invalidConfiguration``; the
+    ///   PostgreSQL or SQLite, or FluentPostgresDriver's `PostgresClient` configuration;
+    ///   ``UnraceCore/UnraceError/Code/invalidConfiguration``; the
     ///   migration's errors.
     public convenience init(
         database: any Database,
@@ -177,7 +179,8 @@ public final class FluentStore: SQLStore {
                         let stepGuard = ConnectionGuard(connection)
                         return try await steps.bounded(stepGuard) {
                             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
-                            return try await StepNesting.inside { try await body(FluentTransaction(fluent: db, sql: .postgres(tx))) }
+                            let fluent = GuardedFluentDatabase(base: db, stepGuard: stepGuard)
+                            return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx))) }
                         }
                     }
                 }

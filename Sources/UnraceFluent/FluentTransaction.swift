@@ -16,7 +16,10 @@ public import UnraceSQL
 /// ```
 ///
 /// Use ``fluent`` only inside the step's body: it is bound to the step's connection and
-/// transaction, which end when the body returns. Do not start a Fluent transaction on it
+/// transaction, which end when the body returns (on PostgreSQL it then refuses to send, with
+/// `store_unavailable`). On PostgreSQL its statements pass the step's guard, so the step timeout
+/// and a cancellation bound them; it is an `SQLDatabase` but not a `PostgresDatabase`. Await each
+/// statement before starting the next. Do not start a Fluent transaction on it
 /// (`fluent.transaction { … }`): the step is the transaction. (SQLite's driver refuses a nested
 /// `BEGIN`; PostgreSQL's runs the closure in the step's transaction, so it commits, or not,
 /// with the step.)

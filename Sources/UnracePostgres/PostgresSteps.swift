@@ -263,6 +263,8 @@ package struct ClosedBeforeUse: Error {}
 /// (Unrace's own, a body's `execute`, `query` and `run`, and the Fluent store's Fluent statements).
 /// A statement answered after the close was decided fails, so the body is told the step is over
 /// before it can send another: one it wrote on the connection directly would not be covered.
+/// After the step (``finish()``), nothing more is sent: a handle that escaped its body would
+/// otherwise send on a connection that may be another step's.
 package final class ConnectionGuard: Sendable {
     /// Why a step was stopped.
     package enum StopReason: Sendable, Equatable {
@@ -305,6 +307,9 @@ package final class ConnectionGuard: Sendable {
         // Registered as waiting in the same critical section that counts it in flight: a close
         // decided from then on always finds it.
         let statement = try state.withLock { state in
+            guard !state.finished else {
+                throw UnraceError(.storeUnavailable, "the step is over; its transaction's handles cannot send any more")
+            }
             if let stop = state.stop {
                 throw stop == .cancelled
                     ? UnraceError(.storeUnavailable, "the step was cancelled; nothing more was sent")
@@ -318,12 +323,6 @@ package final class ConnectionGuard: Sendable {
             state.nextStatement += 1
             state.waiting[state.nextStatement] = { answer.resume(with: .failure($0)) }
             return state.nextStatement
-        }
-        defer {
-            state.withLock {
-                $0.inFlight -= 1
-                $0.waiting[statement] = nil
-            }
         }
         let run: @Sendable () async -> Void = {
             do { answer.resume(with: .success(try await work())) } catch { answer.resume(with: .failure(error)) }
@@ -339,16 +338,27 @@ package final class ConnectionGuard: Sendable {
         #else
         Task { await run() }
         #endif
-        let result = try await withCheckedContinuation { answer.set($0) }.get()
-        // Answered in the moment between the stop and the close it decided: the connection is
-        // about to close under the step. The answer goes unused, so the body sends nothing more —
-        // a statement it sent past the guard (through Fluent) could be overtaken by the close and
-        // never be answered. A `COMMIT` answered is the step's outcome, and is kept.
-        try state.withLock { state in
-            guard state.closing, !state.committing else { return }
-            throw UnraceError(.storeUnavailable, "the step was stopped while this statement ran; its connection is being closed")
+        let result = await withCheckedContinuation { answer.set($0) }
+        // No longer in flight, in the same critical section that asks whether a close was decided
+        // while it was: answered (or failed) in the moment between a stop and the close it
+        // decided, the statement's answer goes unused, so the body sends nothing more on a
+        // connection about to close under it (a statement written on the connection directly
+        // could be overtaken by the close and never be answered). A `COMMIT`'s answer is the
+        // step's outcome, and is kept.
+        let closing = state.withLock { state -> Bool in
+            state.inFlight -= 1
+            state.waiting[statement] = nil
+            return state.closing && !state.committing
         }
-        return result
+        if closing {
+            let underlying: (any Error)? = if case .failure(let error) = result { error } else { nil }
+            throw UnraceError(
+                .storeUnavailable,
+                "the step was stopped while this statement ran; its connection is being closed",
+                underlying: underlying
+            )
+        }
+        return try result.get()
     }
 
     /// How long after the guard's close a statement still unanswered is given up: 100 ms. The

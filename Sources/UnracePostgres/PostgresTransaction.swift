@@ -11,9 +11,15 @@ public import UnraceSQL
 /// ``numberPlaceholders(_:)`` for exactly where), so the same statement runs on SQLite and
 /// PostgreSQL. Statements that already use `$n` are sent unchanged. Unrace's own hottest
 /// statements run as named prepared statements.
+///
+/// Use it only inside the step's body: after the step, its statements are refused with a
+/// retryable ``UnraceCore/UnraceError/Code/storeUnavailable`` (the connection may be another
+/// step's by then). Await each statement before sending the next.
 public struct PostgresTransaction: SQLTransaction {
     /// The connection the transaction runs on. Use it for postgres-nio features Unrace does not
-    /// wrap; never let it escape the step.
+    /// wrap; never let it escape the step. A statement sent on it directly does not pass the
+    /// step's guard: the step timeout and a cancellation do not bound it, and postgres-nio never
+    /// answers one written after the connection closed.
     public let connection: PostgresConnection
     let logger: Logger
     /// The step's hold on the connection: stopped steps send nothing more.

@@ -280,6 +280,39 @@ struct FluentStoreDriverTests {
     }
 
     @Test(
+        "on PostgreSQL a Fluent model query (the future-based path) on a lost connection fails at once; a Fluent database kept past its step sends nothing",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fluentModelsOnALostConnectionAndPastTheStep() async throws {
+        try await withFluentStore(.postgres) { store, database in
+            try await FluentStoreTests.migrate(database)
+            let code = try await within(.seconds(60), "a Fluent model query after the connection was lost") {
+                do {
+                    return try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return "not postgres" }
+                        _ = try await ContractOrder.query(on: tx.fluent).count()
+                        try await postgres.connection.close().get()
+                        _ = try await ContractOrder.query(on: tx.fluent).count()
+                        return "finished"
+                    }
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            // A body that lets its Fluent database escape: used after the step, it is refused
+            // rather than sending on a connection that may be another step's by now.
+            let kept = try await store.withTransaction { tx in tx.fluent }
+            let late = try await within(.seconds(60), "a Fluent statement after its step") {
+                do {
+                    try await ContractOrder(id: "late", sku: "widget", quantity: 1).create(on: kept)
+                    return "sent"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(late == "store_unavailable")
+            #expect(try await ContractOrder.query(on: database).count() == 0)
+        }
+    }
+
+    @Test(
         "on PostgreSQL a caller cancelled while its Fluent statement runs is released at once with CancellationError, not at the statement's end",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
     )
