@@ -35,6 +35,7 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
             case versionConflict = "version_conflict"
             case notFound = "not_found"
             case nestedStep = "nested_step"
+            case stepEnded = "step_ended"
             case eventIDReused = "event_id_reused"
             case holdKeyReused = "hold_key_reused"
             case messageIDReused = "message_id_reused"
@@ -107,6 +108,11 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// step's body. Refused at once on every store: it would deadlock on a single writer, or
         /// commit apart from its step. Use the transaction the body was given.
         public static let nestedStep = Code(.nestedStep)
+        /// A transaction handle was used after its step ended (it escaped the step's body).
+        /// Refused before anything is sent: the connection may be another step's by then, and on
+        /// SQLite the statement would run in whatever transaction another step has open. Use a
+        /// step's transaction only inside its body.
+        public static let stepEnded = Code(.stepEnded)
         /// An inbox event id arrived again with another stream or sequence. Event ids are unique
         /// across all streams; nothing was written and the handler did not run.
         public static let eventIDReused = Code(.eventIDReused)
@@ -177,5 +183,12 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         if let detail { text += " [\(detail)]" }
         if let underlying { text += " underlying: \(String(reflecting: underlying))" }
         return text + " at \(file):\(line)"
+    }
+}
+
+extension UnraceError {
+    /// What a step's transaction throws when it is used after its step ended.
+    package static var stepEnded: UnraceError {
+        UnraceError(.stepEnded, "this transaction's step has ended: use a step's transaction only inside its body")
     }
 }

@@ -179,7 +179,7 @@ public final class FluentStore: SQLStore {
                         let stepGuard = ConnectionGuard(connection)
                         return try await steps.bounded(stepGuard) {
                             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
-                            let fluent = GuardedFluentDatabase(base: db, stepGuard: stepGuard)
+                            let fluent = GuardedFluentDatabase(base: db, gate: .postgres(stepGuard))
                             return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx))) }
                         }
                     }
@@ -188,9 +188,10 @@ public final class FluentStore: SQLStore {
         }
         return try await withLeasedConnection(writing: false) { db in
             let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
-            return try await StepNesting.inside {
-                try await body(FluentTransaction(fluent: db, sql: .sqlite(SQLiteConnectionTransaction(connection: connection))))
-            }
+            let tx = SQLiteConnectionTransaction(connection: connection)
+            defer { tx.gate.end() }
+            let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
+            return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx))) }
         }
     }
 
@@ -221,7 +222,7 @@ public final class FluentStore: SQLStore {
                             // The server's bound on each statement, for one the step's close
                             // leaves running there; the body's Fluent statements pass the guard.
                             if timed { try await tx.execute("SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)") }
-                            let fluent = GuardedFluentDatabase(base: db, stepGuard: tx.stepGuard)
+                            let fluent = GuardedFluentDatabase(base: db, gate: .postgres(tx.stepGuard))
                             return try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx)))
                         }
                     }
@@ -232,7 +233,8 @@ public final class FluentStore: SQLStore {
             try await withLeasedConnection(writing: true) { db in
                 let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
                 return try await Self.sqliteTransaction(connection) { tx in
-                    try await StepNesting.inside { try await body(FluentTransaction(fluent: db, sql: .sqlite(tx))) }
+                    let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
+                    return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx))) }
                 }
             }
         }
@@ -279,6 +281,7 @@ public final class FluentStore: SQLStore {
         _ body: (SQLiteConnectionTransaction) async throws -> T
     ) async throws -> T {
         let tx = SQLiteConnectionTransaction(connection: connection)
+        defer { tx.gate.end() }
         try await tx.execute(SQLDialect.sqlite.beginStatement, [])
         do {
             let result = try await body(tx)

@@ -55,12 +55,15 @@ public struct FluentTransaction: SQLTransaction {
 /// Unrace's SQL on one SQLiteNIO connection (Fluent's SQLite driver).
 struct SQLiteConnectionTransaction: SQLTransaction {
     let connection: SQLiteConnection
+    /// Open while the step runs; its statements, and its Fluent database's, are refused after.
+    let gate = StepGate()
 
     func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
         _ = try await query(sql, arguments)
     }
 
     func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        try gate.check()
         guard !connection.isClosed else { throw UnraceError(.storeUnavailable, "the SQLite connection was closed") }
         let rows: [SQLiteRow]
         do {

@@ -2,27 +2,38 @@ import FluentKit
 import Logging
 import NIOCore
 import SQLKit
+import Synchronization
+import UnraceCore
 import UnracePostgres
 
-/// The Fluent database a PostgreSQL step's body writes through: the connection-bound database
-/// Fluent lent the step, with every statement sent through the step's ``ConnectionGuard``, as
-/// Unrace's own are.
+/// The Fluent database a step's body writes through: the connection-bound database Fluent lent
+/// the step, with every statement passing the step's gate.
 ///
-/// So a Fluent statement is bounded like any other of the step's: in flight at the step's
-/// deadline (or its caller's cancellation), it is cut off by closing the connection; after a stop
-/// it is refused; on a connection that closed (the server went, a failover), it fails at once.
-/// Sent straight to postgres-nio, a statement on a closed connection is never answered (its
-/// write fails and nothing completes the query), and the step, the request and a graceful
-/// shutdown would wait on it forever.
+/// On PostgreSQL the gate is the step's ``ConnectionGuard``, as for Unrace's own statements: a
+/// Fluent statement in flight at the step's deadline (or its caller's cancellation) is cut off by
+/// closing the connection; after a stop it is refused; on a connection that closed (the server
+/// went, a failover) it fails at once. Sent straight to postgres-nio, a statement on a closed
+/// connection is never answered (its write fails and nothing completes the query), and the step,
+/// the request and a graceful shutdown would wait on it forever.
+///
+/// On both drivers a statement sent after the step ended (the database escaped the body) is
+/// refused with `step_ended`: the connection may be another step's by then, and on SQLite the
+/// statement would run in that step's transaction.
 struct GuardedFluentDatabase: Database, SQLDatabase {
-    let base: any Database & SQLDatabase
-    let stepGuard: ConnectionGuard
+    /// What each statement passes.
+    enum Gate: Sendable {
+        case postgres(ConnectionGuard)
+        case sqlite(StepGate)
+    }
 
-    /// - Parameter base: the connection-bound database of FluentPostgresDriver, which is also an
-    ///   `SQLDatabase`.
-    init(base: any Database, stepGuard: ConnectionGuard) {
+    let base: any Database & SQLDatabase
+    let gate: Gate
+
+    /// - Parameter base: the connection-bound database of FluentPostgresDriver or
+    ///   FluentSQLiteDriver, which is also an `SQLDatabase`.
+    init(base: any Database, gate: Gate) {
         self.base = base as! any Database & SQLDatabase
-        self.stepGuard = stepGuard
+        self.gate = gate
     }
 
     var context: DatabaseContext { base.context }
@@ -33,24 +44,30 @@ struct GuardedFluentDatabase: Database, SQLDatabase {
     var queryLogLevel: Logger.Level? { base.queryLogLevel }
 
     func execute(query: DatabaseQuery, onOutput: @escaping @Sendable (any DatabaseOutput) -> Void) -> EventLoopFuture<Void> {
-        guarded { base.execute(query: query, onOutput: onOutput) }
+        gated { base.execute(query: query, onOutput: onOutput) }
     }
 
     func execute(schema: DatabaseSchema) -> EventLoopFuture<Void> {
-        guarded { base.execute(schema: schema) }
+        gated { base.execute(schema: schema) }
     }
 
     func execute(enum: DatabaseEnum) -> EventLoopFuture<Void> {
-        guarded { base.execute(enum: `enum`) }
+        gated { base.execute(enum: `enum`) }
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLKit.SQLRow) -> Void) -> EventLoopFuture<Void> {
-        guarded { base.execute(sql: query, onRow) }
+        gated { base.execute(sql: query, onRow) }
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLKit.SQLRow) -> Void) async throws {
         let base = base
-        try await stepGuard.send { try await base.execute(sql: query, onRow).get() }
+        switch gate {
+        case .postgres(let stepGuard):
+            try await stepGuard.send { try await base.execute(sql: query, onRow).get() }
+        case .sqlite(let stepGate):
+            try stepGate.check()
+            try await base.execute(sql: query, onRow)
+        }
     }
 
     func transaction<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
@@ -65,12 +82,30 @@ struct GuardedFluentDatabase: Database, SQLDatabase {
         try await closure(self)
     }
 
-    /// Sends the statement `send` starts through the step's guard.
-    private func guarded(_ send: @escaping @Sendable () -> EventLoopFuture<Void>) -> EventLoopFuture<Void> {
-        let promise = base.eventLoop.makePromise(of: Void.self)
-        let stepGuard = stepGuard
-        promise.completeWithTask { try await stepGuard.send { try await send().get() } }
-        return promise.futureResult
+    /// Sends the statement `send` starts through the gate.
+    private func gated(_ send: @escaping @Sendable () -> EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        switch gate {
+        case .postgres(let stepGuard):
+            let promise = base.eventLoop.makePromise(of: Void.self)
+            promise.completeWithTask { try await stepGuard.send { try await send().get() } }
+            return promise.futureResult
+        case .sqlite(let stepGate):
+            do { try stepGate.check() } catch { return base.eventLoop.makeFailedFuture(error) }
+            return send()
+        }
+    }
+}
+
+/// Whether a Fluent SQLite step is still running: its handles send nothing once it has ended.
+final class StepGate: Sendable {
+    private let ended = Mutex(false)
+
+    /// The step is over.
+    func end() { ended.withLock { $0 = true } }
+
+    /// Throws `step_ended` once the step is over.
+    func check() throws {
+        if ended.withLock({ $0 }) { throw UnraceError.stepEnded }
     }
 }
 

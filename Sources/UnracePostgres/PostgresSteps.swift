@@ -307,9 +307,7 @@ package final class ConnectionGuard: Sendable {
         // Registered as waiting in the same critical section that counts it in flight: a close
         // decided from then on always finds it.
         let statement = try state.withLock { state in
-            guard !state.finished else {
-                throw UnraceError(.storeUnavailable, "the step is over; its transaction's handles cannot send any more")
-            }
+            guard !state.finished else { throw UnraceError.stepEnded }
             if let stop = state.stop {
                 throw stop == .cancelled
                     ? UnraceError(.storeUnavailable, "the step was cancelled; nothing more was sent")

@@ -112,6 +112,7 @@ public final class SQLiteStore: SQLStore {
         try StepNesting.check()
         if step.isReadOnly {
             let tx = SQLiteTransaction(pool: pool, access: .read)
+            defer { tx.end() }
             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now()))
             return try await StepNesting.inside { try await body(context) }
         }
@@ -138,6 +139,7 @@ public final class SQLiteStore: SQLStore {
                 try await tx.commit()
                 return result
             } catch {
+                tx.end()
                 await rollback()
                 throw error
             }

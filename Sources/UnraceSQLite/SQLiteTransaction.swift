@@ -16,6 +16,7 @@ public final class SQLiteTransaction: SQLTransaction {
 
     private struct State {
         var begun = false
+        var ended = false
         var beforeCommit: [(String, StatementArguments)] = []
     }
 
@@ -39,7 +40,10 @@ public final class SQLiteTransaction: SQLTransaction {
     public func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws {
         guard access == .write else { return try await execute(sql, arguments) }
         let arguments = StatementArguments(arguments)
-        state.withLock { $0.beforeCommit.append((sql, arguments)) }
+        try state.withLock { state in
+            guard !state.ended else { throw UnraceError.stepEnded }
+            state.beforeCommit.append((sql, arguments))
+        }
     }
 
     /// Runs a statement in this transaction and returns its rows.
@@ -75,7 +79,10 @@ public final class SQLiteTransaction: SQLTransaction {
     /// transaction never ran a statement.
     func commit() async throws {
         let (begun, queued) = state.withLock { state in
-            defer { state.beforeCommit = [] }
+            defer {
+                state.beforeCommit = []
+                state.ended = true
+            }
             return (state.begun, state.beforeCommit)
         }
         guard begun || !queued.isEmpty else { return }
@@ -98,8 +105,15 @@ public final class SQLiteTransaction: SQLTransaction {
         }
     }
 
+    /// The step is over: a handle that escaped its body sends nothing more (on the writer, its
+    /// statement would run in whatever transaction another step has open there).
+    func end() {
+        state.withLock { $0.ended = true }
+    }
+
     private func run<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await Self.mapErrors {
+        if state.withLock({ $0.ended }) { throw UnraceError.stepEnded }
+        return try await Self.mapErrors {
             switch access {
             case .read:
                 return try await pool.read(work)

@@ -280,10 +280,10 @@ struct FluentStoreDriverTests {
     }
 
     @Test(
-        "on PostgreSQL a Fluent model query (the future-based path) on a lost connection fails at once; a Fluent database kept past its step sends nothing",
+        "on PostgreSQL a Fluent model query (the future-based path) on a lost connection fails at once with store_unavailable",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
     )
-    func fluentModelsOnALostConnectionAndPastTheStep() async throws {
+    func fluentModelOnALostConnection() async throws {
         try await withFluentStore(.postgres) { store, database in
             try await FluentStoreTests.migrate(database)
             let code = try await within(.seconds(60), "a Fluent model query after the connection was lost") {
@@ -298,16 +298,31 @@ struct FluentStoreDriverTests {
                 } catch let error as UnraceError { return "\(error.code)" }
             }
             #expect(code == "store_unavailable")
-            // A body that lets its Fluent database escape: used after the step, it is refused
-            // rather than sending on a connection that may be another step's by now.
+        }
+    }
+
+    @Test(
+        "a Fluent database kept past its step sends nothing: a model write and raw SQL fail with step_ended, nothing is written",
+        arguments: FluentStoreTests.drivers
+    )
+    func fluentDatabasePastItsStep(_ driver: SQLBackend) async throws {
+        try await withFluentStore(driver) { store, database in
+            try await FluentStoreTests.migrate(database)
             let kept = try await store.withTransaction { tx in tx.fluent }
-            let late = try await within(.seconds(60), "a Fluent statement after its step") {
+            let late = try await within(.seconds(60), "Fluent statements after their step") {
+                var codes: [String] = []
                 do {
                     try await ContractOrder(id: "late", sku: "widget", quantity: 1).create(on: kept)
-                    return "sent"
-                } catch let error as UnraceError { return "\(error.code)" }
+                    codes.append("sent")
+                } catch let error as UnraceError { codes.append(error.code.rawValue) }
+                do {
+                    try await (kept as! any SQLDatabase).raw("INSERT INTO contract_orders (id, sku, quantity) VALUES ('raw', 'widget', 1)")
+                        .run()
+                    codes.append("sent")
+                } catch let error as UnraceError { codes.append(error.code.rawValue) }
+                return codes
             }
-            #expect(late == "store_unavailable")
+            #expect(late == ["step_ended", "step_ended"])
             #expect(try await ContractOrder.query(on: database).count() == 0)
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 import Unrace
 import UnracePostgres
@@ -100,6 +101,44 @@ struct StepTests {
         await #expect(throws: CancellationError.self) { try await task.value }
         #expect(runs.value == 1)
         #expect(try await operations.status(of: "quick", scope: scope) == .notStarted, "nothing of the cancelled step committed")
+    }
+
+    @Test(
+        "a step's transaction kept past its step is refused with step_ended before anything is sent, on every SQL store",
+        arguments: storeBackends.filter { $0 != .memory }
+    )
+    func transactionPastItsStep(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in
+            let sql: any SQLStore = try #require(store as? any SQLStore)
+            try await Self.transactionPastItsStep(sql)
+        }
+    }
+
+    static func transactionPastItsStep<S: SQLStore>(_ store: S) async throws {
+        let table = uniqueName("escaped")
+        try await createEffectsTable(store, table)
+        // Once after a step that committed, once after one that threw.
+        let committed = try await store.withTransaction { tx in tx }
+        let escaped = Mutex<S.Transaction?>(nil)
+        await #expect(throws: CancellationError.self) {
+            try await store.withTransaction { tx in
+                escaped.withLock { $0 = tx }
+                throw CancellationError()
+            }
+        }
+        let rolledBack = try #require(escaped.withLock { $0 })
+        for kept in [committed, rolledBack] {
+            let code = try await within(.seconds(30), "a statement on a transaction past its step") {
+                do {
+                    try await kept.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('late', 'w', 0)")
+                    return "sent"
+                } catch let error as UnraceError {
+                    return error.code.rawValue
+                }
+            }
+            #expect(code == "step_ended")
+        }
+        #expect(try await countRows(store, table) == 0)
     }
 
     @Test("a perform inside a perform body fails at once with nested_step, on every store", arguments: storeBackends)
