@@ -16,13 +16,12 @@ public import UnraceSQL
 /// ```
 ///
 /// Use ``fluent`` only inside the step's body: it is bound to the step's connection and
-/// transaction, which end when the body returns (on PostgreSQL it then refuses to send, with
-/// `store_unavailable`). On PostgreSQL its statements pass the step's guard, so the step timeout
-/// and a cancellation bound them; it is an `SQLDatabase` but not a `PostgresDatabase`. Await each
-/// statement before starting the next. Do not start a Fluent transaction on it
-/// (`fluent.transaction { … }`): the step is the transaction. (SQLite's driver refuses a nested
-/// `BEGIN`; PostgreSQL's runs the closure in the step's transaction, so it commits, or not,
-/// with the step.)
+/// transaction, which end when the body returns (it then refuses to send, with `step_ended`). On
+/// PostgreSQL its statements pass the step's guard, so the step timeout and a cancellation bound
+/// them. It is an `SQLDatabase`, but not a `PostgresDatabase` or `SQLiteDatabase`. Await each
+/// statement before starting the next. The step is the transaction: a Fluent transaction started
+/// on it (`fluent.transaction { … }`) runs its closure in the step's transaction, so it commits,
+/// or not, with the step.
 public struct FluentTransaction: SQLTransaction {
     /// The Fluent database of this transaction: queries and model writes through it run on the
     /// step's connection, inside its transaction.

@@ -120,6 +120,27 @@ struct FluentStoreTests {
             #expect(try await queue.depth() == QueueDepth(ready: 1))
         }
     }
+
+    @Test("a Fluent transaction opened on tx.fluent runs in the step's: it commits with the step, or not at all", arguments: drivers)
+    func fluentTransactionInsideTheStep(_ driver: SQLBackend) async throws {
+        struct Declined: Error {}
+        try await withFluentStore(driver) { store, database in
+            try await Self.migrate(database)
+            let operations = try Operations(store: store, configuration: .init())
+            await #expect(throws: Declined.self) {
+                _ = try await operations.perform(key: "k") { tx -> Int in
+                    try await tx.fluent.transaction { db in try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: db) }
+                    throw Declined()
+                }
+            }
+            #expect(try await ContractOrder.query(on: database).count() == 0, "the inner transaction did not commit on its own")
+            _ = try await operations.perform(key: "k") { tx -> Int in
+                try await tx.fluent.transaction { db in try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: db) }
+                return 1
+            }
+            #expect(try await ContractOrder.query(on: database).count() == 1)
+        }
+    }
 }
 
 /// A Fluent database of a driver Unrace does not know (as MySQL's would be): it answers nothing
