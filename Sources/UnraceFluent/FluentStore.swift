@@ -26,7 +26,7 @@ public import UnraceSQL
 ///   cancelled) is cut off by closing the connection, later ones are refused, and one sent on a
 ///   connection known to be lost fails at once with a retryable `store_unavailable` (one the
 ///   loss overtakes, or on a server that stopped answering, within the step timeout). The server
-///   also stops each statement of the step at the step timeout (`SET LOCAL statement_timeout`),
+///   also stops each statement of a write step at the step timeout (`SET LOCAL statement_timeout`),
 ///   so work left running after such a close ends, and its locks go, without waiting for the
 ///   server to notice the closed connection.
 /// - **SQLite** (`FluentSQLiteDriver`): `BEGIN IMMEDIATE`, so a step takes the writer before it

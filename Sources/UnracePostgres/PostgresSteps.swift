@@ -122,16 +122,18 @@ package struct PostgresSteps: Sendable {
             } : nil
         defer {
             deadline?.cancel()
-            stepGuard.finish()
+            stepGuard.finish()  // again, for a path that threw past the two below (idempotent)
         }
         do {
             do {
                 let result = try await withTaskCancellationHandler(operation: work) {
                     stepGuard.stop(.cancelled)
                 }
+                stepGuard.finish()
                 await Self.closed(stepGuard)
                 return result
             } catch {
+                stepGuard.finish()
                 await Self.closed(stepGuard)
                 throw error
             }
@@ -409,8 +411,20 @@ package final class ConnectionGuard: Sendable {
         }
     }
 
-    /// The step is over: later stops do nothing (the connection may be another step's by then).
+    /// The step is over: later stops do nothing (the connection may be another step's by then),
+    /// and nothing more is sent. A statement still in flight (one a body started and did not
+    /// await) closes the connection, so the pool never hands it, still busy, to the next step.
     package func finish() {
-        state.withLock { $0.finished = true }
+        let close = state.withLock { state -> Bool in
+            state.finished = true
+            guard state.inFlight > 0, !state.closing else { return false }
+            state.closing = true
+            return true
+        }
+        guard close else { return }
+        let connection = connection
+        connection.close().whenComplete { _ in
+            connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+        }
     }
 }

@@ -12,9 +12,10 @@ public import UnraceSQL
 /// PostgreSQL. Statements that already use `$n` are sent unchanged. Unrace's own hottest
 /// statements run as named prepared statements.
 ///
-/// Use it only inside the step's body: after the step, its statements are refused with a
-/// retryable ``UnraceCore/UnraceError/Code/storeUnavailable`` (the connection may be another
-/// step's by then). Await each statement before sending the next.
+/// Use it only inside the step's body: after the step, its statements are refused with
+/// ``UnraceCore/UnraceError/Code/stepEnded`` (the connection may be another step's by then).
+/// Await each statement before sending the next: one still in flight when the step ends closes
+/// the connection, and may have run outside the step's transaction.
 public struct PostgresTransaction: SQLTransaction {
     /// The connection the transaction runs on. Use it for postgres-nio features Unrace does not
     /// wrap; never let it escape the step. A statement sent on it directly does not pass the

@@ -111,8 +111,13 @@ public final class SQLiteTransaction: SQLTransaction {
         state.withLock { $0.ended = true }
     }
 
-    private func run<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    /// Throws `step_ended` once the step is over.
+    private func checkOpen() throws {
         if state.withLock({ $0.ended }) { throw UnraceError.stepEnded }
+    }
+
+    private func run<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try checkOpen()
         return try await Self.mapErrors {
             switch access {
             case .read:
@@ -129,9 +134,16 @@ public final class SQLiteTransaction: SQLTransaction {
                     // IMMEDIATE, which may wait for another process, and COMMIT, which waits for
                     // the disk, suspend.
                     try Task.checkCancellation()
-                    return try Self.runNow(pool, work)
+                    // Checked again on the writer, whose accesses GRDB runs one at a time: a
+                    // statement a body started and did not await runs before the step's COMMIT
+                    // or ROLLBACK (the step ends before their access), or not at all.
+                    return try Self.runNow(pool) { db in
+                        try checkOpen()
+                        return try work(db)
+                    }
                 }
                 return try await pool.writeWithoutTransaction { db in
+                    try self.checkOpen()
                     try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
                     return try work(db)
                 }

@@ -368,6 +368,14 @@ struct FluentStoreDriverTests {
                     try await Task.sleep(for: .milliseconds(20))
                 }
             }
+            guard case .integer(let backend) = pid else {
+                Issue.record("pg_stat_activity gave no pid")
+                return
+            }
+            defer {
+                // The server's sleep goes too, whatever the test found.
+                Task { try? await TestPostgres.execute("SELECT pg_terminate_backend(\(backend))") }
+            }
             let started = ContinuousClock.now
             task.cancel()
             let outcome = try await within(.seconds(60), "the cancelled caller") {
@@ -380,7 +388,6 @@ struct FluentStoreDriverTests {
             }
             #expect(outcome == "cancelled")
             #expect(ContinuousClock.now - started < .seconds(30))
-            try await store.withTransaction { tx in try await tx.execute("SELECT pg_terminate_backend(CAST(? AS integer))", [pid]) }
         }
     }
 

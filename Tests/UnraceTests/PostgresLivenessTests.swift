@@ -157,6 +157,33 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test(
+        "a step that ends with a statement of its own still in flight (started, never awaited) closes its connection: the pool never hands it on busy"
+    )
+    func strayStatementClosesTheConnection() async throws {
+        try await Self.withPostgres { store in
+            let entered = Latch()
+            let release = Latch()
+            let stray = Mutex<Task<Void, any Error>?>(nil)
+            let connection = try await store.withTransaction { tx in
+                stray.withLock {
+                    $0 = Task {
+                        try await tx.stepGuard.send {
+                            entered.open()
+                            await release.wait()
+                        }
+                    }
+                }
+                await entered.wait()
+                return tx.connection
+            }
+            #expect(connection.isClosed, "the step's connection went back to the pool with a statement in flight")
+            release.open()
+            _ = await stray.withLock { $0 }?.result
+            #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        }
+    }
+
     /// A table whose inserts make `COMMIT` itself wait (a deferred constraint trigger takes an
     /// advisory lock) for as long as `body` runs: `body` gets the table with the lock held by a
     /// step of `store`'s own, which lets go when `body` returns. A COMMIT held by the test, not

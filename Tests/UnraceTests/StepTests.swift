@@ -127,7 +127,8 @@ struct StepTests {
             }
         }
         let rolledBack = try #require(escaped.withLock { $0 })
-        for kept in [committed, rolledBack] {
+        let read = try await store.step(StepInfo("read", "", clock: SystemWallClock(), isReadOnly: true)) { $0.transaction }
+        for kept in [committed, rolledBack, read] {
             let code = try await within(.seconds(30), "a statement on a transaction past its step") {
                 do {
                     try await kept.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('late', 'w', 0)")
@@ -137,6 +138,15 @@ struct StepTests {
                 }
             }
             #expect(code == "step_ended")
+            let queued = try await within(.seconds(30), "a statement queued for COMMIT on a transaction past its step") {
+                do {
+                    try await kept.executeBeforeCommit("INSERT INTO \(table) (id, worker, seq) VALUES ('queued', 'w', 0)", [])
+                    return "queued"
+                } catch let error as UnraceError {
+                    return error.code.rawValue
+                }
+            }
+            #expect(queued == "step_ended")
         }
         #expect(try await countRows(store, table) == 0)
     }
