@@ -92,24 +92,12 @@ struct FluentStoreTests {
 
     @Test("a body that throws after creating a model leaves no model and frees the key", arguments: drivers)
     func throwingBody(_ driver: SQLBackend) async throws {
-        struct Declined: Error {}
         try await withFluentStore(driver) { store, database in
             try await Self.migrate(database)
             let operations = try Operations(store: store, configuration: .init())
-            await #expect(throws: Declined.self) {
-                _ = try await operations.perform(key: "k") { tx -> Int in
-                    try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: tx.fluent)
-                    throw Declined()
-                }
+            try await Self.throwThenCommit(operations, database) { tx in
+                try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: tx.fluent)
             }
-            #expect(try await ContractOrder.query(on: database).count() == 0)
-            #expect(
-                try await operations.perform(key: "k") { tx in
-                    try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: tx.fluent)
-                    return 1
-                }.value == 1
-            )
-            #expect(try await ContractOrder.query(on: database).count() == 1)
             // The outbox on a Fluent transaction: a message commits with the model.
             let queue = try MessageQueue(store: store, name: "fluent-q")
             _ = try await operations.perform(key: "with-message") { tx in
@@ -123,23 +111,36 @@ struct FluentStoreTests {
 
     @Test("a Fluent transaction opened on tx.fluent runs in the step's: it commits with the step, or not at all", arguments: drivers)
     func fluentTransactionInsideTheStep(_ driver: SQLBackend) async throws {
-        struct Declined: Error {}
         try await withFluentStore(driver) { store, database in
             try await Self.migrate(database)
             let operations = try Operations(store: store, configuration: .init())
-            await #expect(throws: Declined.self) {
-                _ = try await operations.perform(key: "k") { tx -> Int in
-                    try await tx.fluent.transaction { db in try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: db) }
-                    throw Declined()
-                }
-            }
-            #expect(try await ContractOrder.query(on: database).count() == 0, "the inner transaction did not commit on its own")
-            _ = try await operations.perform(key: "k") { tx -> Int in
+            try await Self.throwThenCommit(operations, database) { tx in
                 try await tx.fluent.transaction { db in try await ContractOrder(id: "o1", sku: "widget", quantity: 1).create(on: db) }
-                return 1
             }
-            #expect(try await ContractOrder.query(on: database).count() == 1)
         }
+    }
+
+    /// A perform of key `k` whose body runs `create` and then throws leaves no model (and the key
+    /// free); the next perform, which runs `create` and returns, leaves one.
+    static func throwThenCommit(
+        _ operations: Operations<FluentStore>,
+        _ database: any Database,
+        _ create: @escaping (FluentTransaction) async throws -> Void
+    ) async throws {
+        struct Declined: Error {}
+        await #expect(throws: Declined.self) {
+            _ = try await operations.perform(key: "k") { tx -> Int in
+                try await create(tx)
+                throw Declined()
+            }
+        }
+        #expect(try await ContractOrder.query(on: database).count() == 0, "nothing of the body that threw committed")
+        let receipt = try await operations.perform(key: "k") { tx -> Int in
+            try await create(tx)
+            return 1
+        }
+        #expect(receipt.value == 1 && !receipt.isReplay)
+        #expect(try await ContractOrder.query(on: database).count() == 1)
     }
 }
 

@@ -136,7 +136,7 @@ struct PostgresLivenessTests {
             let wentOn = Latch()
             let outcome = try await within(.seconds(30), "a step whose close was decided mid-statement") {
                 do {
-                    try await store.withTransaction { tx in
+                    _ = try await store.withTransaction { tx in
                         // Stopped while in flight, answered before the close (10 ms later) lands.
                         let answer = try await tx.stepGuard.send {
                             tx.stepGuard.stop(.timedOut)
