@@ -120,21 +120,16 @@ package struct PostgresSteps: Sendable {
             ? connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
                 stepGuard.stop(.timedOut)
             } : nil
-        defer {
-            deadline?.cancel()
-            stepGuard.finish()  // again, for a path that threw past the two below (idempotent)
-        }
+        defer { deadline?.cancel() }
         do {
             do {
                 let result = try await withTaskCancellationHandler(operation: work) {
                     stepGuard.stop(.cancelled)
                 }
-                stepGuard.finish()
-                await Self.closed(stepGuard)
+                await Self.end(stepGuard)
                 return result
             } catch {
-                stepGuard.finish()
-                await Self.closed(stepGuard)
+                await Self.end(stepGuard)
                 throw error
             }
         } catch let error as UnraceError where error.code == .outcomeUnknown {
@@ -152,11 +147,13 @@ package struct PostgresSteps: Sendable {
         }
     }
 
-    /// Waits until a connection the step's guard is closing has closed: given back to its pool
-    /// still open, it would be leased by another step, whose statements the close then cuts off
-    /// ("the PostgreSQL connection failed" in a step that did nothing wrong). The close is
-    /// scheduled 10 ms after the stop, so this waits about that long.
-    static func closed(_ stepGuard: ConnectionGuard) async {
+    /// Ends the step on its guard (``ConnectionGuard/finish()``), then waits until a connection
+    /// the guard is closing has closed: given back to its pool still open, it would be leased by
+    /// another step, whose statements the close then cuts off ("the PostgreSQL connection
+    /// failed" in a step that did nothing wrong). A close is scheduled 10 ms after a stop, so
+    /// this waits about that long.
+    static func end(_ stepGuard: ConnectionGuard) async {
+        stepGuard.finish()
         guard stepGuard.isClosing else { return }
         try? await stepGuard.connection.closeFuture.get()
     }

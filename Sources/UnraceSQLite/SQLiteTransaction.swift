@@ -117,13 +117,14 @@ public final class SQLiteTransaction: SQLTransaction {
     }
 
     private func run<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try checkOpen()
-        return try await Self.mapErrors {
+        try await Self.mapErrors {
             switch access {
             case .read:
+                try checkOpen()
                 return try await pool.read(work)
             case .write:
-                let begin = state.withLock { state in
+                let begin = try state.withLock { state in
+                    guard !state.ended else { throw UnraceError.stepEnded }
                     defer { state.begun = true }
                     return !state.begun
                 }

@@ -151,6 +151,18 @@ struct StepTests {
         #expect(try await countRows(store, table) == 0)
     }
 
+    @Test("a MemoryStore transaction kept past its step changes nothing the store keeps (its writes are discarded)")
+    func memoryTransactionPastItsStep() async throws {
+        let store = MemoryStore()
+        let kept = try await store.withTransaction { tx in
+            tx.put("effects", id: "in-step", [1])
+            return tx
+        }
+        kept.put("effects", id: "late", [2])
+        _ = try await store.withTransaction { tx in tx.put("effects", id: "next", [3]) }
+        #expect(store.rows(in: "effects") == ["in-step": [1], "next": [3]])
+    }
+
     @Test("a perform inside a perform body fails at once with nested_step, on every store", arguments: storeBackends)
     func nestedPerform(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.nestedPerform(store) }
