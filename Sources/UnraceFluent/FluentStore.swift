@@ -46,9 +46,9 @@ public final class FluentStore: SQLStore {
     /// The handle a step's body writes through: a Fluent database and SQL, in the step's transaction.
     public typealias Transaction = FluentTransaction
 
-    /// The Fluent database the store runs on (the first, when it runs on an application's
+    /// The Fluent database the store runs on (the first loop's, when it runs on an application's
     /// `Databases`).
-    public var database: any Database { source.database(writing: true, concurrentWriters: false) }
+    public let database: any Database
     private let source: Source
     /// The SQL flavour of the database's driver.
     public let dialect: SQLDialect
@@ -109,7 +109,7 @@ public final class FluentStore: SQLStore {
     }
 
     private init(source: Source, stepTimeout: Duration, logger: Logger) async throws {
-        let database = source.database(writing: true, concurrentWriters: false)
+        let database = try source.database(writing: true, concurrentWriters: false)
         if database is any PostgresDatabase {
             dialect = .postgres
         } else if database is any SQLiteDatabase {
@@ -134,6 +134,7 @@ public final class FluentStore: SQLStore {
             throw UnraceError(.invalidConfiguration, "stepTimeout must be between 1 second and 1 hour")
         }
         self.source = source
+        self.database = database
         self.stepTimeout = stepTimeout
         self.logger = logger
         self.steps = PostgresSteps(logger: logger, stepTimeout: stepTimeout)
@@ -246,7 +247,7 @@ public final class FluentStore: SQLStore {
     /// `body` is done.
     private func withLeasedConnection<T>(writing: Bool, _ body: (any Database) async throws -> T) async throws -> T {
         let loan = Loan()
-        let database = source.database(writing: writing, concurrentWriters: dialect.hasConcurrentWriters)
+        let database = try source.database(writing: writing, concurrentWriters: dialect.hasConcurrentWriters)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
@@ -308,10 +309,12 @@ private enum Source: Sendable {
     /// A database for a step: for one handle, always it; for an application's databases, where
     /// writers run at once (PostgreSQL) every loop's in turn, else (SQLite) the first loop's for
     /// writes — the one writer — and the other loops' in turn for reads.
-    func database(writing: Bool, concurrentWriters: Bool) -> any Database {
+    /// - Throws: ``UnraceCore/UnraceError/Code/storeUnavailable`` once the application's
+    ///   databases were shut down (a request still in flight as the application stops).
+    func database(writing: Bool, concurrentWriters: Bool) throws -> any Database {
         switch self {
         case .single(let database): database
-        case .databases(let loops): loops.database(writing: writing, concurrentWriters: concurrentWriters)
+        case .databases(let loops): try loops.database(writing: writing, concurrentWriters: concurrentWriters)
         }
     }
 }
@@ -331,7 +334,7 @@ private final class Loops: Sendable {
         self.loops = loops
     }
 
-    func database(writing: Bool, concurrentWriters: Bool) -> any Database {
+    func database(writing: Bool, concurrentWriters: Bool) throws -> any Database {
         let loop: any EventLoop
         if concurrentWriters {
             loop = next.withLock { next in
@@ -346,8 +349,12 @@ private final class Loops: Sendable {
                 return loops[next]
             }
         }
-        // The databases were checked to have this one when the store was made.
-        return databases.database(id, logger: logger, on: loop)!
+        // The databases were checked to have this one when the store was made: only a shutdown
+        // takes it away.
+        guard let database = databases.database(id, logger: logger, on: loop) else {
+            throw UnraceError(.storeUnavailable, "the application's Fluent databases were shut down; nothing was sent")
+        }
+        return database
     }
 }
 

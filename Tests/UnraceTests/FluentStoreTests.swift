@@ -392,6 +392,25 @@ struct FluentStoreDriverTests {
         }
     }
 
+    @Test(
+        "a step after the application's databases were shut down fails with store_unavailable, never traps",
+        arguments: FluentStoreTests.drivers
+    )
+    func stepAfterShutdown(_ driver: SQLBackend) async throws {
+        try await withFluentStore(driver) { _, database in
+            // A store on an application's Databases of its own, shut down under it as an
+            // application stops with a request still to serve.
+            let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+            databases.use(DatabaseConfigurationFactory { database.context.configuration }, as: .init(string: "app"), isDefault: true)
+            let store = try await FluentStore(databases: databases)
+            await databases.shutdownAsync()
+            let error = await #expect(throws: UnraceError.self) {
+                try await store.withTransaction { tx in try await tx.execute("SELECT 1") }
+            }
+            #expect(error?.code == .storeUnavailable)
+        }
+    }
+
     @Test("a driver other than PostgreSQL or SQLite is refused with unsupported_database, before anything is sent to it")
     func unknownDriverIsRefused() async throws {
         let database = UnknownDriverDatabase(eventLoop: MultiThreadedEventLoopGroup.singleton.any())
