@@ -194,7 +194,19 @@ public final class PostgresStore: SQLStore {
         return String(describing: error)
     }
 
-    /// Parses a `postgres://` URL into a client configuration.
+    /// How often the server looks for a closed connection while it runs a statement: 1 second.
+    ///
+    /// A step cut off at its ``stepTimeout`` (or cancelled) has its connection closed, but a server
+    /// would otherwise notice only when it next writes to the client: a statement stuck in a long
+    /// sleep, scan or lock wait would run on, holding the step's row locks, until it finished. Every
+    /// connection of a client configured by ``clientConfiguration(url:)`` sets PostgreSQL's
+    /// `client_connection_check_interval` (PostgreSQL 14 or later) to this, so the server rolls
+    /// such a step back within about a second. For a client you configure yourself, set it in the
+    /// configuration's `options.additionalStartupParameters`.
+    public static var clientConnectionCheckInterval: Duration { .seconds(1) }
+
+    /// Parses a `postgres://` URL into a client configuration; its connections set
+    /// `client_connection_check_interval` (see ``clientConnectionCheckInterval``).
     public static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
         guard let components = URLComponents(string: url),
             let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql",
@@ -218,6 +230,9 @@ public final class PostgresStore: SQLStore {
             database: database.isEmpty ? nil : database,
             tls: tls
         )
+        configuration.options.additionalStartupParameters = [
+            ("client_connection_check_interval", "\(clientConnectionCheckInterval.components.seconds * 1_000)")
+        ]
         if let schema = components.queryItems?.first(where: { $0.name == "search_path" })?.value {
             guard !schema.isEmpty, schema.utf8.count <= 63,
                 schema.utf8.allSatisfy({
@@ -226,7 +241,7 @@ public final class PostgresStore: SQLStore {
             else {
                 throw UnraceError(.invalidDatabaseURL, "search_path must be 1 to 63 letters, digits or underscores")
             }
-            configuration.options.additionalStartupParameters = [("search_path", schema)]
+            configuration.options.additionalStartupParameters.append(("search_path", schema))
         }
         return configuration
     }
