@@ -1,0 +1,216 @@
+import Logging
+import NIOCore
+package import PostgresNIO
+import Synchronization
+import Unrace
+import UnraceCore
+
+/// A continuation resumed by the first of several callers; the others do nothing.
+final class OnceResumption<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, value: T?, done: Bool)>((nil, nil, false))
+
+    func set(_ continuation: CheckedContinuation<T, Never>) {
+        let ready = state.withLock { state -> T? in
+            if state.done, let value = state.value { return value }
+            state.continuation = continuation
+            return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+    }
+
+    func resume(with value: T) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, Never>? in
+            guard !state.done else { return nil }
+            state.done = true
+            guard let continuation = state.continuation else {
+                state.value = value
+                return nil
+            }
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(returning: value)
+    }
+}
+
+/// The pool handed out a connection that had already closed; nothing was sent on it.
+package struct ClosedBeforeUse: Error {}
+
+/// A step's hold on its connection, through which a deadline or a cancellation stops it
+/// without ever leaving a statement unanswered.
+///
+/// A step is stopped in one of two ways: a statement in flight is cut off by closing the
+/// connection (10 ms after the stop); a step between statements is only marked, and sends nothing
+/// more (its next statement throws, and its rollback runs on the open connection).
+///
+/// postgres-nio 1.33 never answers a statement written to a channel that closed before the
+/// statement reached it, and a statement can lose the CPU between passing the guard and being
+/// written, so the close can overtake it. Each statement therefore runs on a task of its own, and
+/// the step waits for its answer or — once the guard's close has completed — 100 ms more
+/// (``abandonGrace``), then gives it up. This covers the statements sent through ``send(_:)``
+/// (Unrace's own, a body's `execute`, `query` and `run`, and the Fluent store's Fluent statements).
+/// A statement answered after the close was decided fails, so the body is told the step is over
+/// before it can send another: one it wrote on the connection directly would not be covered.
+/// After the step (``finish()``), nothing more is sent: a handle that escaped its body would
+/// otherwise send on a connection that may be another step's.
+package final class ConnectionGuard: Sendable {
+    /// Why a step was stopped.
+    package enum StopReason: Sendable, Equatable {
+        case cancelled, timedOut
+    }
+
+    private struct State {
+        var stop: StopReason?
+        var inFlight = 0
+        var closing = false
+        var finished = false
+        var committing = false
+        var commitSent = false
+        /// Statements sent and not answered yet: how to give up on each.
+        var waiting: [Int: @Sendable (any Error) -> Void] = [:]
+        var nextStatement = 0
+    }
+
+    package let connection: PostgresConnection
+    private let state = Mutex(State())
+
+    package init(_ connection: PostgresConnection) { self.connection = connection }
+
+    /// Why the step was stopped, if it was.
+    package var stopReason: StopReason? { state.withLock { $0.stop } }
+    /// Whether the step was stopped.
+    package var isStopped: Bool { stopReason != nil }
+    /// Whether the connection is being closed (no rollback then).
+    package var isClosing: Bool { state.withLock { $0.closing } }
+
+    /// Sends one statement with `work`, unless the step was stopped or the connection closed.
+    ///
+    /// The statement runs on a task of its own, and the step waits for its answer — or, once the
+    /// guard has closed the connection to stop the step, for that close and
+    /// ``abandonGrace`` more: a statement the close overtook on its way to the channel is never
+    /// answered by postgres-nio 1.33 (nothing fails its promise), and waiting on it would hang
+    /// the step, and a graceful shutdown with it. Such a statement's task is left suspended.
+    package func send<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        let answer = OnceResumption<Result<T, any Error>>()
+        // Registered as waiting in the same critical section that counts it in flight: a close
+        // decided from then on always finds it.
+        let statement = try state.withLock { state in
+            guard !state.finished else { throw UnraceError.stepEnded }
+            if let stop = state.stop {
+                throw stop == .cancelled
+                    ? UnraceError(.storeUnavailable, "the step was cancelled; nothing more was sent")
+                    : UnraceError(.storeUnavailable, "the step took longer than its timeout; nothing more was sent")
+            }
+            guard !connection.isClosed else {
+                throw UnraceError(.storeUnavailable, "the PostgreSQL connection was lost; nothing more was sent on it")
+            }
+            state.inFlight += 1
+            if state.committing { state.commitSent = true }
+            state.nextStatement += 1
+            state.waiting[state.nextStatement] = { answer.resume(with: .failure($0)) }
+            return state.nextStatement
+        }
+        let run: @Sendable () async -> Void = {
+            do { answer.resume(with: .success(try await work())) } catch { answer.resume(with: .failure(error)) }
+        }
+        // Started at once where the runtime allows it, which shortens the window in which the
+        // close can overtake the statement's write.
+        #if compiler(>=6.2)
+        if #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
+            Task.immediate { await run() }
+        } else {
+            Task { await run() }
+        }
+        #else
+        Task { await run() }
+        #endif
+        let result = await withCheckedContinuation { answer.set($0) }
+        // No longer in flight, in the same critical section that asks whether a close was decided
+        // while it was: answered (or failed) in the moment between a stop and the close it
+        // decided, the statement's answer goes unused, so the body sends nothing more on a
+        // connection about to close under it (a statement written on the connection directly
+        // could be overtaken by the close and never be answered). A `COMMIT`'s answer is the
+        // step's outcome, and is kept.
+        let closing = state.withLock { state -> Bool in
+            state.inFlight -= 1
+            state.waiting[statement] = nil
+            return state.closing && !state.committing
+        }
+        if closing {
+            let underlying: (any Error)? = if case .failure(let error) = result { error } else { nil }
+            throw UnraceError(
+                .storeUnavailable,
+                "the step was stopped while this statement ran; its connection is being closed",
+                underlying: underlying
+            )
+        }
+        return try result.get()
+    }
+
+    /// How long after the guard's close a statement still unanswered is given up: 100 ms. The
+    /// close fails every statement postgres-nio had received at once; what is left never reached it.
+    package static let abandonGrace: TimeAmount = .milliseconds(100)
+
+    /// Gives up on every statement still waiting, after the guard closed the connection. Their
+    /// tasks stay suspended (nothing will ever answer them); each is logged.
+    private func abandonWaiting() {
+        let waiting = state.withLock { state -> [@Sendable (any Error) -> Void] in
+            defer { state.waiting = [:] }
+            return Array(state.waiting.values)
+        }
+        let error = UnraceError(.storeUnavailable, "the step was stopped and its connection closed before this statement was answered")
+        Self.abandoned.withLock { $0 += waiting.count }
+        for giveUp in waiting { giveUp(error) }
+    }
+
+    /// How many statements were given up so far, in this process: each left a task suspended.
+    package static var abandonedStatementCount: Int { abandoned.withLock { $0 } }
+    private static let abandoned = Mutex(0)
+
+    /// Runs `work`, whose statement is the step's `COMMIT`: once it passes ``send(_:)``, the
+    /// step's outcome is the server's (``commitSent``).
+    package func committing<T>(_ work: () async throws -> T) async throws -> T {
+        state.withLock { $0.committing = true }
+        defer { state.withLock { $0.committing = false } }
+        return try await work()
+    }
+
+    /// Whether the step's `COMMIT` was handed to the connection: a failure after it leaves the
+    /// outcome unknown.
+    package var commitSent: Bool { state.withLock { $0.commitSent } }
+
+    /// Stops the step (the first reason wins); closes the connection if a statement is in flight.
+    package func stop(_ reason: StopReason) {
+        let close = state.withLock { state -> Bool in
+            guard state.stop == nil, !state.finished else { return false }
+            state.stop = reason
+            guard state.inFlight > 0 else { return false }
+            state.closing = true
+            return true
+        }
+        guard close else { return }
+        let connection = connection
+        connection.eventLoop.scheduleTask(in: .milliseconds(10)) {
+            connection.close().whenComplete { _ in
+                connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+            }
+        }
+    }
+
+    /// The step is over: later stops do nothing (the connection may be another step's by then),
+    /// and nothing more is sent. A statement still in flight (one a body started and did not
+    /// await) closes the connection, so the pool never hands it, still busy, to the next step.
+    package func finish() {
+        let close = state.withLock { state -> Bool in
+            state.finished = true
+            guard state.inFlight > 0, !state.closing else { return false }
+            state.closing = true
+            return true
+        }
+        guard close else { return }
+        let connection = connection
+        connection.close().whenComplete { _ in
+            connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+        }
+    }
+}
