@@ -11,7 +11,7 @@ struct ConditionalRequestTests {
 
     @Test("GET with If-None-Match naming the current version answers 304 with the ETag and no body", arguments: sqlBackends)
     func notModified(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             #expect(try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: Self.product).status == 201)
             for tag in ["\"1\"", "W/\"1\"", "\"7\", \"1\"", "*"] {
                 let cached = try await client.send(.GET, "/products/widget", headers: [("If-None-Match", tag)])
@@ -28,7 +28,7 @@ struct ConditionalRequestTests {
 
     @Test("16 concurrent PUTs with If-Match: * on an existing product all succeed: * asks only that it exists", arguments: sqlBackends)
     func ifMatchAny(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             #expect(try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: Self.product).status == 201)
             let answers = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
                 for price in 1...16 {
@@ -68,7 +68,7 @@ struct ConditionalRequestTests {
         arguments: sqlBackends
     )
     func routerProblems(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             let unknown = try await client.send(.GET, "/nowhere")
             #expect(
                 unknown.status == 404 && unknown.header("Content-Type") == "application/problem+json" && unknown.problemCode == "not_found"

@@ -16,7 +16,7 @@ struct HTTPEdgeTests {
 
     @Test("64 concurrent POSTs with one key: one order, one stock decrement, 64 identical bodies, 63 replays", arguments: sqlBackends)
     func sixtyFourRetries(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, store, _ in
+        try await withShop(backend) { client, store, _ in
             let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
             #expect(Set(responses.map(\.status)) == [201])
             #expect(Set(responses.map(\.body)).count == 1)
@@ -33,7 +33,7 @@ struct HTTPEdgeTests {
     func withoutMiddleware(_ backend: SQLBackend) async throws {
         var configuration = ShopConfiguration()
         configuration.idempotency = false
-        try await withLiveShop(backend, configuration) { client, store, _ in
+        try await withShop(backend, configuration) { client, store, _ in
             let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
             #expect(Set(responses.map(\.status)) == [201])
             #expect(try await countRows(store, "shop_orders") == 64)
@@ -44,7 +44,7 @@ struct HTTPEdgeTests {
 
     @Test("one client's key never replays another client's response", arguments: sqlBackends)
     func principals(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, store, _ in
+        try await withShop(backend) { client, store, _ in
             let alice = try await client.send(
                 .POST,
                 "/orders",
@@ -74,7 +74,7 @@ struct HTTPEdgeTests {
 
     @Test("bad input gets 4xx problem+json and stores nothing", arguments: sqlBackends)
     func badInput(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, store, _ in
+        try await withShop(backend) { client, store, _ in
             let missing = try await client.send(.POST, "/orders", json: Self.order)
             #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
             for header in [String(repeating: "k", count: 256), "a,b", "\"unterminated", "\"a\" x"] {
@@ -113,7 +113,7 @@ struct HTTPEdgeTests {
 
     @Test("the same key with a different request gets 422, and the first response stays", arguments: sqlBackends)
     func keyReuse(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, store, _ in
+        try await withShop(backend) { client, store, _ in
             let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k")], json: Self.order)
             let other = try await client.send(
                 .POST,
@@ -136,7 +136,7 @@ struct HTTPEdgeTests {
 
     @Test("a thrown 409 rolls the handler's writes back and is replayed to retries", arguments: sqlBackends)
     func thrownErrorsRollBack(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, store, _ in
+        try await withShop(backend) { client, store, _ in
             let coupon = #"{"sku":"widget","quantity":2,"coupon":"WELCOME10"}"#
             let first = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "k1")], json: coupon)
             #expect(first.status == 201)
@@ -152,7 +152,7 @@ struct HTTPEdgeTests {
 
     @Test("products: ETag is the version; 428 without If-Match, 412 on a stale one or an existing create", arguments: sqlBackends)
     func conditionalRequests(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             let widget = #"{"name":"Widget","priceCents":250}"#
             let created = try await client.send(.PUT, "/products/widget", headers: [("If-None-Match", "*")], json: widget)
             #expect(created.status == 201 && created.header("ETag") == "\"1\"")
@@ -352,7 +352,7 @@ struct HTTPEdgeTests {
 
     @Test("wallets: transfer ids are idempotency keys, no overdraft, balances with ETag and 304", arguments: sqlBackends)
     func wallets(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             #expect(try await client.send(.PUT, "/wallets/alice").status == 201)
             #expect(try await client.send(.PUT, "/wallets/alice").status == 200)
             #expect(try await client.send(.PUT, "/wallets/alice", headers: [("If-None-Match", "*")]).status == 200)
@@ -398,7 +398,7 @@ struct HTTPEdgeTests {
     func seats(_ backend: SQLBackend) async throws {
         var configuration = ShopConfiguration()
         configuration.seats = ["gig": 10]
-        try await withLiveShop(backend, configuration) { client, _, _ in
+        try await withShop(backend, configuration) { client, _, _ in
             // 32 buyers race for 3 seats each: 3 get them.
             let holds = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
                 for index in 0..<32 {
@@ -432,7 +432,7 @@ struct HTTPEdgeTests {
         arguments: sqlBackends
     )
     func events(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             func event(_ id: String, _ order: String, _ sequence: Int, _ type: String) -> String {
                 #"{"id":"\#(id)","order":"\#(order)","sequence":\#(sequence),"type":"\#(type)"}"#
             }
@@ -476,7 +476,7 @@ struct HTTPEdgeTests {
         try await shop.setUp()
         let router = try shop.router()
         let routes = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
-        try await withLiveServer(router) { client in
+        try await withInProcessServer(router) { client in
             let health = try await client.send(.GET, "/health")
             #expect(health.status == 200 && health.body.contains("\"ok\""))
             let response = try await client.send(.GET, "/openapi.json")
@@ -493,7 +493,7 @@ struct HTTPEdgeTests {
 
     private func send(
         _ count: Int,
-        _ client: LiveClient,
+        _ client: some HTTPTestClient,
         headers: @escaping @Sendable (Int) -> [(String, String)]
     ) async throws -> [HTTPExchange] {
         try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
@@ -548,7 +548,7 @@ func gatedServer<S: SQLStore>(
     _ whileInProgress: WhileInProgress,
     failFirst: Bool = false,
     clock: (any WallClock)? = nil,
-    _ body: (LiveClient, Gate) async throws -> Void
+    _ body: (InProcessClient, Gate) async throws -> Void
 ) async throws {
     let gate = Gate()
     try await createEffectsTable(store, gate.table)
@@ -573,5 +573,5 @@ func gatedServer<S: SQLStore>(
             body: .init(byteBuffer: .init(string: "{\"run\":\(run)}"))
         )
     }
-    try await withLiveServer(router) { client in try await body(client, gate) }
+    try await withInProcessServer(router) { client in try await body(client, gate) }
 }

@@ -9,7 +9,12 @@ import Unrace
 struct IdempotencyContractTests {
     static let order = #"{"sku":"widget","quantity":2}"#
 
-    static func send(_ count: Int, _ client: LiveClient, key: String = "\"k-1\"", json: String = order) async throws -> [HTTPExchange] {
+    static func send(
+        _ count: Int,
+        _ client: any HTTPTestClient,
+        key: String = "\"k-1\"",
+        json: String = order
+    ) async throws -> [HTTPExchange] {
         try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
             for _ in 0..<count {
                 group.addTask {

@@ -74,13 +74,13 @@ struct PurgeTests {
         var configuration = ShopConfiguration()
         configuration.clock = clock
         configuration.retention = .seconds(1)
-        try await withLiveShop(backend, configuration) { client, store, _ in
+        try await withShop(backend, configuration) { client, store, _ in
             try await Self.shopPurger(client, store, clock, configuration)
         }
     }
 
     static func shopPurger<S: SQLStore>(
-        _ client: LiveClient,
+        _ client: some HTTPTestClient,
         _ store: S,
         _ clock: HandClock,
         _ configuration: ShopConfiguration

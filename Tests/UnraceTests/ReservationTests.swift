@@ -81,7 +81,7 @@ struct ReservationTests {
 
     @Test("POST /seats/{show}/holds: 16 concurrent requests with one key answer 201 once and 200 fifteen times", arguments: sqlBackends)
     func shopHolds(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, _, _ in
+        try await withShop(backend) { client, _, _ in
             let answers = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
                 for _ in 0..<16 {
                     group.addTask { try await client.send(.POST, "/seats/show-1/holds", json: #"{"key":"h1","seats":2,"ttlSeconds":60}"#) }

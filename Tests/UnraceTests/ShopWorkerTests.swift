@@ -105,10 +105,10 @@ struct ShopWorkerTests {
 
     @Test("POST /events cannot name the queue's streams: the capture of an order still happens once", arguments: sqlBackends)
     func forgedOrderStream(_ backend: SQLBackend) async throws {
-        try await withLiveShop(backend) { client, store, _ in try await Self.forgedOrderStream(client, store) }
+        try await withShop(backend) { client, store, _ in try await Self.forgedOrderStream(client, store) }
     }
 
-    static func forgedOrderStream<S: SQLStore>(_ client: LiveClient, _ store: S) async throws {
+    static func forgedOrderStream<S: SQLStore>(_ client: some HTTPTestClient, _ store: S) async throws {
         let order = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "o")], json: #"{"sku":"widget","quantity":1}"#)
         #expect(order.status == 201)
         let id = try #require(order.header("Location")).replacingOccurrences(of: "/orders/", with: "")

@@ -37,7 +37,7 @@ struct ContractCase: CustomTestStringConvertible, Sendable {
 
 /// What a contract test sees of the running app.
 struct ContractServer: Sendable {
-    let client: LiveClient
+    let client: any HTTPTestClient
     let gate: Gate
     let countOrders: @Sendable () async throws -> Int
 }
@@ -178,7 +178,7 @@ enum HummingbirdContract {
             }
             return Hummingbird.Response(status: current == nil ? .created : .ok, headers: [.eTag: EntityTag(version: version).description])
         }
-        try await withLiveServer(router) { client in
+        try await withInProcessServer(router) { client in
             try await body(ContractServer(client: client, gate: gate, countOrders: { try await countRows(store, orders) }))
         }
     }

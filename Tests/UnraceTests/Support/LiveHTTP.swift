@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
+import HummingbirdTesting
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -26,8 +28,77 @@ struct HTTPExchange: Sendable {
     }
 }
 
+/// What an HTTP test sends requests through: a server in process (``InProcessClient``) or a
+/// real one on loopback (``LiveClient``).
+protocol HTTPTestClient: Sendable {
+    /// Sends one request and reads the whole answer.
+    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)], json: String?) async throws -> HTTPExchange
+}
+
+extension HTTPTestClient {
+    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], json: String? = nil) async throws -> HTTPExchange {
+        try await send(method, path, headers: headers, json: json)
+    }
+}
+
+/// HummingbirdTesting's router client: each request goes straight to the application's
+/// responder, with no socket, so concurrent requests still race in the middleware and the store.
+struct InProcessClient: HTTPTestClient {
+    let client: any TestClientProtocol
+
+    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)], json: String?) async throws -> HTTPExchange {
+        var fields = HTTPFields()
+        for (name, value) in headers { fields.append(HTTPField(name: try #require(HTTPField.Name(name)), value: value)) }
+        if json != nil { fields[.contentType] = "application/json" }
+        let response = try await client.executeRequest(
+            uri: path,
+            method: HTTPRequest.Method(rawValue: method.rawValue)!,
+            headers: fields,
+            body: json.map { ByteBuffer(string: $0) }
+        )
+        var answered = HTTPHeaders()
+        for field in response.headers { answered.add(name: field.name.rawName, value: field.value) }
+        return HTTPExchange(status: response.status.code, headers: answered, body: String(buffer: response.body))
+    }
+}
+
+/// Runs a Hummingbird application in process (HummingbirdTesting's `.router` setup) for the
+/// duration of `body`; the application's services run as they would behind a server.
+func withInProcessServer<T: Sendable, Context: RequestContext>(
+    _ router: Router<Context>,
+    _ body: (InProcessClient) async throws -> T
+) async throws -> T where Context.Source == ApplicationRequestContextSource {
+    var logger = Logger(label: "test.http")
+    logger.logLevel = .warning
+    let app = Application(router: router, logger: logger)
+    // The testing closure must be Sendable and `body` need not be: the closure hands its client
+    // out and waits until `body` is done with it.
+    let (clients, handOut) = AsyncStream<any TestClientProtocol>.makeStream()
+    let done = Latch()
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            try await app.test(.router) { client in
+                handOut.yield(client)
+                await done.wait()
+            }
+        }
+        var iterator = clients.makeAsyncIterator()
+        guard let client = await iterator.next() else { throw CancellationError() }
+        do {
+            let result = try await body(InProcessClient(client: client))
+            done.open()
+            try await group.waitForAll()
+            return result
+        } catch {
+            done.open()
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
 /// A real HTTP client on loopback, allowing up to 64 connections so concurrent requests race.
-struct LiveClient: Sendable {
+struct LiveClient: HTTPTestClient {
     let port: Int
     static let client: HTTPClient = {
         var configuration = HTTPClient.Configuration()
@@ -35,7 +106,7 @@ struct LiveClient: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
-    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], json: String? = nil) async throws -> HTTPExchange {
+    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)], json: String?) async throws -> HTTPExchange {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -83,23 +154,41 @@ func withLiveServer<T: Sendable, Context: RequestContext>(
     }
 }
 
-/// Runs the reference shop on a fresh store of `backend`, served on a free loopback port.
+/// Runs the reference shop on a fresh store of `backend`, in process.
+func withShop<T: Sendable>(
+    _ backend: SQLBackend,
+    _ configuration: ShopConfiguration = .init(),
+    _ body: (InProcessClient, any SQLStore, _ location: String) async throws -> T
+) async throws -> T {
+    try await withStore(backend) { store, location in
+        try await serveShop(store, configuration, live: false) { client in
+            try await body(try #require(client as? InProcessClient), store, location)
+        }
+    }
+}
+
+/// Runs the reference shop on a fresh store of `backend`, served on a free loopback port (for
+/// tests of what the socket carries; ``withShop(_:_:_:)`` otherwise).
 func withLiveShop<T: Sendable>(
     _ backend: SQLBackend,
     _ configuration: ShopConfiguration = .init(),
     _ body: (LiveClient, any SQLStore, _ location: String) async throws -> T
 ) async throws -> T {
     try await withStore(backend) { store, location in
-        try await serveShop(store, configuration) { client in try await body(client, store, location) }
+        try await serveShop(store, configuration, live: true) { client in
+            try await body(try #require(client as? LiveClient), store, location)
+        }
     }
 }
 
+/// Sets the reference shop up on `store` and serves it in process or on loopback.
 private func serveShop<S: SQLStore, T: Sendable>(
     _ store: S,
     _ configuration: ShopConfiguration,
-    _ body: (LiveClient) async throws -> T
+    live: Bool,
+    _ body: (any HTTPTestClient) async throws -> T
 ) async throws -> T {
     let shop = try Shop(store: store, configuration: configuration)
     try await shop.setUp()
-    return try await withLiveServer(try shop.router(), body)
+    return live ? try await withLiveServer(try shop.router(), body) : try await withInProcessServer(try shop.router(), body)
 }
