@@ -146,8 +146,10 @@ public final class PostgresStore: SQLStore {
     ///
     /// - Parameters:
     ///   - url: `postgres://user[:password]@host[:port]/database`, optionally with
-    ///     `?sslmode=disable|require` and `&search_path=schema` (the schema Unrace's tables live in:
-    ///     letters, digits and `_`; one database can then hold several independent stores).
+    ///     `?sslmode=disable|require`, `&search_path=schema` (the schema Unrace's tables live in:
+    ///     letters, digits and `_`; one database can then hold several independent stores) and
+    ///     `&client_connection_check_interval=milliseconds` (``clientConnectionCheckInterval``;
+    ///     0 for a server or pooler that refuses the setting).
     ///   - maximumConnections: the pool's size (1 to 500). Default 20.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL;
     ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
@@ -192,58 +194,6 @@ public final class PostgresStore: SQLStore {
         if let error = error as? IOError { return error.description }
         if error is ChannelError { return "connection timed out or refused (\(error))" }
         return String(describing: error)
-    }
-
-    /// How often the server looks for a closed connection while it runs a statement: 1 second.
-    ///
-    /// A step cut off at its ``stepTimeout`` (or cancelled) has its connection closed, but a server
-    /// would otherwise notice only when it next writes to the client: a statement stuck in a long
-    /// sleep, scan or lock wait would run on, holding the step's row locks, until it finished. Every
-    /// connection of a client configured by ``clientConfiguration(url:)`` sets PostgreSQL's
-    /// `client_connection_check_interval` (PostgreSQL 14 or later) to this, so the server rolls
-    /// such a step back within about a second. For a client you configure yourself, set it in the
-    /// configuration's `options.additionalStartupParameters`.
-    public static var clientConnectionCheckInterval: Duration { .seconds(1) }
-
-    /// Parses a `postgres://` URL into a client configuration; its connections set
-    /// `client_connection_check_interval` (see ``clientConnectionCheckInterval``).
-    public static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
-        guard let components = URLComponents(string: url),
-            let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql",
-            let host = components.host, !host.isEmpty
-        else {
-            throw UnraceError(.invalidDatabaseURL, "expected postgres://user[:password]@host[:port]/database")
-        }
-        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
-        let tls: PostgresClient.Configuration.TLS
-        switch sslmode {
-        case "disable": tls = .disable
-        case "require": tls = .require(.makeClientConfiguration())
-        default: throw UnraceError(.invalidDatabaseURL, "sslmode must be disable or require")
-        }
-        var configuration = PostgresClient.Configuration(
-            host: host,
-            port: components.port ?? 5432,
-            username: components.user ?? "postgres",
-            password: components.password,
-            database: database.isEmpty ? nil : database,
-            tls: tls
-        )
-        configuration.options.additionalStartupParameters = [
-            ("client_connection_check_interval", "\(clientConnectionCheckInterval.components.seconds * 1_000)")
-        ]
-        if let schema = components.queryItems?.first(where: { $0.name == "search_path" })?.value {
-            guard !schema.isEmpty, schema.utf8.count <= 63,
-                schema.utf8.allSatisfy({
-                    $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
-                })
-            else {
-                throw UnraceError(.invalidDatabaseURL, "search_path must be 1 to 63 letters, digits or underscores")
-            }
-            configuration.options.additionalStartupParameters.append(("search_path", schema))
-        }
-        return configuration
     }
 
     // MARK: Store

@@ -101,10 +101,32 @@ struct BadInputTests {
         #expect(try await operations.status(of: "k") == .notStarted)
     }
 
-    @Test("malformed database URLs", arguments: ["mysql://h/db", "postgres://", "not a url", "postgres://h/db?sslmode=verify-full"])
+    @Test(
+        "malformed database URLs",
+        arguments: [
+            "mysql://h/db", "postgres://", "not a url", "postgres://h/db?sslmode=verify-full",
+            "postgres://h/db?client_connection_check_interval=-1", "postgres://h/db?client_connection_check_interval=1s",
+            "postgres://h/db?client_connection_check_interval=3600001", "postgres://h/db?client_connection_check_interval=",
+            "postgres://h/db?client_connection_check_interval=99999999999999999999",
+        ]
+    )
     func badURLs(url: String) {
         let error = #expect(throws: UnraceError.self) { try PostgresStore.clientConfiguration(url: url) }
         #expect(error?.code == .invalidDatabaseURL)
+    }
+
+    @Test("a URL's client_connection_check_interval: 1 s unless it says otherwise, and 0 sends nothing")
+    func connectionCheckInterval() throws {
+        func parameters(_ url: String) throws -> [String] {
+            try PostgresStore.clientConfiguration(url: url).options.additionalStartupParameters.map { "\($0.0)=\($0.1)" }
+        }
+        #expect(try parameters("postgres://h/db") == ["client_connection_check_interval=1000"])
+        #expect(
+            try parameters("postgres://h/db?client_connection_check_interval=250&search_path=s1")
+                == ["client_connection_check_interval=250", "search_path=s1"]
+        )
+        #expect(try parameters("postgres://h/db?client_connection_check_interval=0&search_path=s1") == ["search_path=s1"])
+        #expect(try parameters("postgres://h/db?client_connection_check_interval=3600000") == ["client_connection_check_interval=3600000"])
     }
 
     @Test("error descriptions never carry the key")

@@ -76,13 +76,26 @@ struct PostgresLivenessTests {
         "a statement a step's deadline cut off stops on the server too: its row lock is released within seconds, not when the statement ends"
     )
     func cutOffStatementStopsOnTheServer() async throws {
-        try await Self.withPostgres(stepTimeout: .seconds(1)) { store, setUp in
+        try await Self.withPostgres(stepTimeout: .seconds(5)) { store, setUp in
             _ = try await setUp.withTransaction { tx in
                 try await tx.execute("CREATE TABLE held (id integer PRIMARY KEY, n integer NOT NULL)")
                 try await tx.execute("INSERT INTO held VALUES (1, 0)")
             }
+            // Every connection a client configured from a URL opens carries the setting.
+            let interval = try await store.withTransaction { tx in
+                try await tx.query("SHOW client_connection_check_interval").first?.string("client_connection_check_interval")
+            }
+            #expect(interval == "1s")
             let marker = "cut_off_\(UInt64.random(in: 0...UInt64.max))"
-            let code = try await within(.seconds(20), "a step past its timeout") {
+            @Sendable func running() async throws -> Int64 {
+                try await setUp.withTransaction { tx in
+                    try await tx.query(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE ? AND pid <> pg_backend_pid()",
+                        [.text("%\(marker)%")]
+                    ).first?.int64("n") ?? 0
+                }
+            }
+            let step = Task {
                 do {
                     _ = try await store.withTransaction { tx in
                         try await tx.execute("UPDATE held SET n = n + 1 WHERE id = 1")
@@ -91,23 +104,23 @@ struct PostgresLivenessTests {
                     return "finished"
                 } catch let error as UnraceError { return "\(error.code)" }
             }
+            // The sleep is seen running before the step's deadline cuts it off, so what follows is
+            // about a statement the server was running (polled: the server's state, not ours).
+            try await within(.seconds(20), "the step's sleep running on the server") {
+                while try await running() == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let code = try await within(.seconds(20), "a step past its timeout") { try await step.value }
             #expect(code == "store_unavailable")
             // The server finds the closed connection at its next check and rolls the step back; a
             // server that looked only when it next wrote to the client would sleep on for 2 minutes
-            // holding the row. The wait is for the server's state, polled; a step on `setUp` would
-            // wait out its own 30 s timeout on the lock instead.
+            // holding the row. A step on `setUp` would wait out its own 30 s timeout on the lock.
             let started = ContinuousClock.now
-            var running: Int64 = 1
-            while running > 0, ContinuousClock.now - started < .seconds(15) {
+            var still: Int64 = 1
+            while still > 0, ContinuousClock.now - started < .seconds(15) {
                 try await Task.sleep(for: .milliseconds(50))
-                running = try await setUp.withTransaction { tx in
-                    try await tx.query(
-                        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE ? AND pid <> pg_backend_pid()",
-                        [.text("%\(marker)%")]
-                    ).first?.int64("n") ?? 0
-                }
+                still = try await running()
             }
-            #expect(running == 0, "the cut-off statement still runs on the server after 15 s")
+            #expect(still == 0, "the cut-off statement still runs on the server after 15 s")
             let n = try await within(.seconds(20), "an update of the row the cut-off step locked") {
                 try await setUp.withTransaction { tx in
                     try await tx.query("UPDATE held SET n = n + 1 WHERE id = 1 RETURNING n").first?.int64("n")
