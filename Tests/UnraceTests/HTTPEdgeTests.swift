@@ -9,14 +9,16 @@ import UnraceHummingbird
 import UnraceSQL
 import UnraceShop
 
-/// The HTTP edge over real HTTP on loopback: the reference shop and the middleware on each SQL store.
+/// The HTTP edge: the reference shop and the middleware on each SQL store, in process, and `unrace
+/// serve` over real HTTP on loopback.
 @Suite("HTTP edge", .timeLimit(.minutes(3)))
 struct HTTPEdgeTests {
     static let order = #"{"sku":"widget","quantity":2}"#
 
     @Test("64 concurrent POSTs with one key: one order, one stock decrement, 64 identical bodies, 63 replays", arguments: sqlBackends)
     func sixtyFourRetries(_ backend: SQLBackend) async throws {
-        try await withShop(backend) { client, store, _ in
+        // Over real HTTP on loopback, as the middleware's documentation says it is tested.
+        try await withLiveShop(backend) { client, store, _ in
             let responses = try await send(64, client) { _ in [("Idempotency-Key", "\"order-1\"")] }
             #expect(Set(responses.map(\.status)) == [201])
             #expect(Set(responses.map(\.body)).count == 1)
@@ -72,9 +74,12 @@ struct HTTPEdgeTests {
         }
     }
 
-    @Test("bad input gets 4xx problem+json and stores nothing", arguments: sqlBackends)
+    @Test(
+        "bad input gets 4xx problem+json and stores nothing (over a socket: a body over the limit is refused mid-upload)",
+        arguments: sqlBackends
+    )
     func badInput(_ backend: SQLBackend) async throws {
-        try await withShop(backend) { client, store, _ in
+        try await withLiveShop(backend) { client, store, _ in
             let missing = try await client.send(.POST, "/orders", json: Self.order)
             #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
             for header in [String(repeating: "k", count: 256), "a,b", "\"unterminated", "\"a\" x"] {
@@ -91,6 +96,7 @@ struct HTTPEdgeTests {
             let huge = #"{"sku":"widget","quantity":1,"pad":""# + String(repeating: "x", count: 1 << 21) + #""}"#
             let tooLarge = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big")], json: huge)
             #expect(tooLarge.status == 413 && tooLarge.problemCode == "body_too_large")
+            #expect(tooLarge.header("Connection") == "close", "the rest of the upload is not read: the connection closes")
             let malformed = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "bad-json")], json: "{\"sku\":")
             #expect(malformed.status == 400 && malformed.problemCode == "bad_request")
             let quantity = try await client.send(
@@ -350,145 +356,6 @@ struct HTTPEdgeTests {
         }
     }
 
-    @Test("wallets: transfer ids are idempotency keys, no overdraft, balances with ETag and 304", arguments: sqlBackends)
-    func wallets(_ backend: SQLBackend) async throws {
-        try await withShop(backend) { client, _, _ in
-            #expect(try await client.send(.PUT, "/wallets/alice").status == 201)
-            #expect(try await client.send(.PUT, "/wallets/alice").status == 200)
-            #expect(try await client.send(.PUT, "/wallets/alice", headers: [("If-None-Match", "*")]).status == 200)
-            #expect(try await client.send(.PUT, "/wallets/bob").status == 201)
-            let fund = #"{"id":"fund-1","from":"bank","to":"alice","amountCents":1000}"#
-            let funded = try await withThrowingTaskGroup(of: Int.self) { group in
-                for _ in 0..<16 { group.addTask { try await client.send(.POST, "/wallets/transfers", json: fund).status } }
-                return try await group.reduce(into: [Int]()) { $0.append($1) }
-            }
-            #expect(funded.filter { $0 == 201 }.count == 1 && funded.filter { $0 == 200 }.count == 15)
-            // 16 concurrent transfers of 100 from a wallet of 1,000: exactly 10 succeed.
-            let spends = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
-                for index in 0..<16 {
-                    group.addTask {
-                        try await client.send(
-                            .POST,
-                            "/wallets/transfers",
-                            json: #"{"id":"spend-\#(index)","from":"alice","to":"bob","amountCents":100}"#
-                        )
-                    }
-                }
-                return try await group.reduce(into: [HTTPExchange]()) { $0.append($1) }
-            }
-            #expect(spends.filter { $0.status == 201 }.count == 10)
-            #expect(spends.filter { $0.status == 409 }.allSatisfy { $0.problemCode == "exceeds_credits" })
-            let alice = try await client.send(.GET, "/wallets/alice")
-            #expect(alice.status == 200 && alice.body.contains("\"balanceCents\":0"))
-            let tag = try #require(alice.header("ETag"))
-            let unchanged = try await client.send(.GET, "/wallets/alice", headers: [("If-None-Match", tag)])
-            #expect(unchanged.status == 304)
-            let bob = try await client.send(.GET, "/wallets/bob", headers: [("If-None-Match", tag)])
-            #expect(bob.status == 200 && bob.body.contains("\"balanceCents\":1000"))
-            let unknown = try await client.send(
-                .POST,
-                "/wallets/transfers",
-                json: #"{"id":"x","from":"alice","to":"carol","amountCents":1}"#
-            )
-            #expect(unknown.status == 404)
-        }
-    }
-
-    @Test("seats: a hold key holds once, a sold-out show refuses, a hold settles once", arguments: sqlBackends)
-    func seats(_ backend: SQLBackend) async throws {
-        var configuration = ShopConfiguration()
-        configuration.seats = ["gig": 10]
-        try await withShop(backend, configuration) { client, _, _ in
-            // 32 buyers race for 3 seats each: 3 get them.
-            let holds = try await withThrowingTaskGroup(of: HTTPExchange.self) { group in
-                for index in 0..<32 {
-                    group.addTask {
-                        try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"buyer-\#(index)","seats":3,"ttlSeconds":600}"#)
-                    }
-                }
-                return try await group.reduce(into: [HTTPExchange]()) { $0.append($1) }
-            }
-            #expect(holds.filter { $0.status == 201 }.count == 3)
-            #expect(holds.filter { $0.status == 409 }.allSatisfy { $0.problemCode == "sold_out" })
-            let winner = try #require(holds.first { $0.status == 201 })
-            let key = try #require(JSONSerialization.jsonObject(with: Data(winner.body.utf8)) as? [String: Any])["key"] as? String
-            let again = try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"\#(key!)","seats":3,"ttlSeconds":600}"#)
-            #expect(again.status == 200 && again.body.contains("\"state\":\"held\""))
-            let confirmed = try await client.send(.POST, "/seats/holds/\(key!)/confirm")
-            #expect(confirmed.status == 200 && confirmed.body.contains("confirmed"))
-            let confirmedAgain = try await client.send(.POST, "/seats/holds/\(key!)/confirm")
-            #expect(confirmedAgain.status == 200 && confirmedAgain.body == confirmed.body)
-            let otherSeats = try await client.send(.POST, "/seats/gig/holds", json: #"{"key":"\#(key!)","seats":1,"ttlSeconds":600}"#)
-            #expect(otherSeats.status == 409 && otherSeats.problemCode == "hold_key_reused")
-            let released = try await client.send(.POST, "/seats/holds/\(key!)/release")
-            #expect(released.status == 409 && released.problemCode == "hold_not_live")
-            let missing = try await client.send(.POST, "/seats/holds/nobody/confirm")
-            #expect(missing.status == 404)
-        }
-    }
-
-    @Test(
-        "events: shuffled and duplicated order events end where in-order application does; impossible moves refused",
-        arguments: sqlBackends
-    )
-    func events(_ backend: SQLBackend) async throws {
-        try await withShop(backend) { client, _, _ in
-            func event(_ id: String, _ order: String, _ sequence: Int, _ type: String) -> String {
-                #"{"id":"\#(id)","order":"\#(order)","sequence":\#(sequence),"type":"\#(type)"}"#
-            }
-            // Order a: created, paid, shipped — delivered 3, 1, 3, 2.
-            let a = [
-                event("a3", "a", 3, "OrderShipped"), event("a1", "a", 1, "OrderCreated"), event("a3", "a", 3, "OrderShipped"),
-                event("a2", "a", 2, "PaymentCaptured"),
-            ]
-            var outcomes: [String] = []
-            for body in a {
-                let response = try await client.send(.POST, "/events", json: body)
-                #expect(response.status == 202)
-                let object = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
-                outcomes.append(object["outcome"] as? String ?? "")
-            }
-            #expect(outcomes == ["parked", "applied", "duplicate", "applied"])
-            let stateA = try await client.send(.GET, "/events/orders/a")
-            #expect(stateA.body.contains("\"state\":\"shipped\"") && stateA.body.contains("\"head\":3"))
-            // Order b: cancelled, then a warehouse's late OrderShipped: refused, the order stays cancelled.
-            for body in [event("b2", "b", 2, "OrderCancelled"), event("b1", "b", 1, "OrderCreated"), event("b3", "b", 3, "OrderShipped")] {
-                #expect(try await client.send(.POST, "/events", json: body).status == 202)
-            }
-            let stateB = try await client.send(.GET, "/events/orders/b")
-            #expect(stateB.body.contains("\"state\":\"cancelled\"") && stateB.body.contains("\"head\":3"))
-            let reused = try await client.send(.POST, "/events", json: event("a1", "b", 9, "OrderCreated"))
-            #expect(reused.status == 409 && reused.problemCode == "event_id_reused")
-            let bad = try await client.send(.POST, "/events", json: event(#"c\u0000"#, "c", 1, "OrderCreated"))
-            #expect(bad.status == 400)
-        }
-    }
-
-    @Test("GET /openapi.json documents exactly the shop's routes, and /health answers")
-    func openAPIMatchesRoutes() async throws {
-        try await withStore(.sqlite) { store, _ in
-            try await openAPICheck(store)
-        }
-    }
-
-    private func openAPICheck<S: SQLStore>(_ store: S) async throws {
-        let shop = try Shop(store: store)
-        try await shop.setUp()
-        let router = try shop.router()
-        let routes = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description.hasPrefix("/") ? "" : "/")\($0.path)" })
-        try await withInProcessServer(router) { client in
-            let health = try await client.send(.GET, "/health")
-            #expect(health.status == 200 && health.body.contains("\"ok\""))
-            let response = try await client.send(.GET, "/openapi.json")
-            #expect(response.status == 200 && response.header("Content-Type") == "application/json")
-            let document = try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
-            #expect(document["openapi"] as? String == "3.1.0")
-            let paths = try #require(document["paths"] as? [String: [String: Any]])
-            let documented = Set(paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } })
-            #expect(documented == routes)
-        }
-    }
-
     // MARK: - Helpers
 
     private func send(
@@ -513,65 +380,4 @@ struct HTTPEdgeTests {
             try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(sku)])[0].int64("available")
         }
     }
-}
-
-/// Claims `key` for `principal` the way the middleware's `.conflict` mode does, and never
-/// completes it: a holder whose process died. Returns whether the claim was acquired.
-func claimAndDie<S: Store>(_ store: S, key: String, principal: String, lease: Duration, clock: any WallClock) async throws -> Bool {
-    var configuration = OperationsConfiguration()
-    configuration.clock = clock
-    configuration.lease = lease
-    let dead = try Operations(store: store, configuration: configuration)
-    let scope = try Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
-    if case .acquired = try await dead.begin(key: key, scope: scope) { return true }
-    return false
-}
-
-/// A handler the test holds in flight: it signals `entered`, waits for `release`, writes one
-/// row in the request's transaction, and answers 201 (or 503 the first time, with `failFirst`).
-final class Gate: Sendable {
-    let entered = Latch()
-    let release = Latch()
-    let table = uniqueName("work")
-    private let count = Mutex(0)
-    var runs: Int { count.withLock { $0 } }
-    func run() -> Int {
-        count.withLock {
-            $0 += 1
-            return $0
-        }
-    }
-}
-
-func gatedServer<S: SQLStore>(
-    _ store: S,
-    _ whileInProgress: WhileInProgress,
-    failFirst: Bool = false,
-    clock: (any WallClock)? = nil,
-    _ body: (InProcessClient, Gate) async throws -> Void
-) async throws {
-    let gate = Gate()
-    try await createEffectsTable(store, gate.table)
-    var configuration = IdempotencyConfiguration()
-    configuration.whileInProgress = whileInProgress
-    var operationsConfiguration = OperationsConfiguration()
-    if let clock { operationsConfiguration.clock = clock }
-    let operations = try Operations(store: store, configuration: operationsConfiguration)
-    let router = Router(context: UnraceRequestContext<S.Transaction>.self)
-    router.add(middleware: try IdempotencyMiddleware(operations: operations, principal: .everyone, configuration: configuration))
-    let table = gate.table
-    router.post("work") { _, context -> Response in
-        let run = gate.run()
-        gate.entered.open()
-        await gate.release.wait()
-        let transaction = try #require(context.idempotency.transaction)
-        try await transaction.execute("INSERT INTO \(table) (id, worker, seq) VALUES (?, ?, ?)", [.text("work"), .text("w"), .int(run)])
-        let status: HTTPResponse.Status = failFirst && run == 1 ? .serviceUnavailable : .created
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json", .setCookie: "session=first"],
-            body: .init(byteBuffer: .init(string: "{\"run\":\(run)}"))
-        )
-    }
-    try await withInProcessServer(router) { client in try await body(client, gate) }
 }

@@ -3,8 +3,9 @@ import Testing
 import Unrace
 
 /// The Idempotency-Key contract, as the same test bodies against the Hummingbird and the Vapor
-/// middleware (both thin adapters of UnraceHTTP's engine), on SQLite and PostgreSQL, over real
-/// HTTP on loopback: Vapor's route writes are Fluent models in the claim's transaction.
+/// middleware (both thin adapters of UnraceHTTP's engine), on SQLite and PostgreSQL: Hummingbird's
+/// in process (HummingbirdTesting's router client), Vapor's over real HTTP on loopback, its route
+/// writes Fluent models in the claim's transaction.
 @Suite("Idempotency contract on every framework", .timeLimit(.minutes(5)))
 struct IdempotencyContractTests {
     static let order = #"{"sku":"widget","quantity":2}"#

@@ -42,7 +42,8 @@ struct ContractServer: Sendable {
     let countOrders: @Sendable () async throws -> Int
 }
 
-/// Runs the contract app of `contract` on a free loopback port for the duration of `body`.
+/// Runs the contract app of `contract` for the duration of `body`: Hummingbird's in process,
+/// Vapor's on a free loopback port.
 func withContractServer(
     _ contract: ContractCase,
     idempotency: Bool = true,
@@ -131,7 +132,7 @@ enum HummingbirdContract {
         guarded.post("work") { _, context -> Hummingbird.Response in
             _ = gate.run()
             gate.entered.open()
-            await gate.release.wait()
+            await gate.release.waitUnlessCancelled()
             try await write(context) { tx in
                 try await tx.execute("INSERT INTO \(orders) (id, sku, quantity) VALUES (?, 'work', 1)", [.text(UUID().uuidString)])
             }

@@ -3,7 +3,13 @@ import Unrace
 
 /// A one-shot signal: `open()` once, and every `wait()` — before or after — returns.
 final class Latch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private struct State {
+        var open = false
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextID = 0
+    }
+
+    private let state = Mutex(State())
 
     /// Whether it was opened.
     var isOpen: Bool { state.withLock { $0.open } }
@@ -11,8 +17,8 @@ final class Latch: Sendable {
     func open() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for continuation in waiters { continuation.resume() }
     }
@@ -21,10 +27,32 @@ final class Latch: Sendable {
         await withCheckedContinuation { continuation in
             let open = state.withLock { state -> Bool in
                 if state.open { return true }
-                state.waiters.append(continuation)
+                state.waiters[state.nextID] = continuation
+                state.nextID += 1
                 return false
             }
             if open { continuation.resume() }
+        }
+    }
+
+    /// As ``wait()``, but a cancelled caller stops waiting too: for a handler an in-process test
+    /// holds, which a failing test cancels (over a socket the server's handler would not be).
+    func waitUnlessCancelled() async {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.open || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
 }

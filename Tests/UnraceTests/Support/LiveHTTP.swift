@@ -77,13 +77,21 @@ func withInProcessServer<T: Sendable, Context: RequestContext>(
     let done = Latch()
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
+            // Finished however the test ends, so the wait below never outlives a failed start.
+            defer { handOut.finish() }
             try await app.test(.router) { client in
                 handOut.yield(client)
                 await done.wait()
             }
         }
         var iterator = clients.makeAsyncIterator()
-        guard let client = await iterator.next() else { throw CancellationError() }
+        guard let client = await iterator.next() else {
+            // No client: the application failed to start (its error is thrown here) or the test
+            // was cancelled.
+            done.open()
+            try await group.waitForAll()
+            throw CancellationError()
+        }
         do {
             let result = try await body(InProcessClient(client: client))
             done.open()
@@ -139,9 +147,18 @@ func withLiveServer<T: Sendable, Context: RequestContext>(
     )
     let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await services.run() }
+        group.addTask {
+            // Finished however the server ends, so the wait below never outlives a failed bind.
+            defer { continuation.finish() }
+            try await services.run()
+        }
         var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else { throw CancellationError() }
+        guard let port = await iterator.next(), port > 0 else {
+            // No port: the server failed to start (its error is thrown here) or was cancelled.
+            group.cancelAll()
+            try await group.waitForAll()
+            throw CancellationError()
+        }
         do {
             let result = try await body(LiveClient(port: port))
             await services.triggerGracefulShutdown()
