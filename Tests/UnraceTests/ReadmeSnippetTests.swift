@@ -140,7 +140,7 @@ struct ReadmeSnippetTests {
         let here = URL(fileURLWithPath: #filePath)
         let readme = try String(contentsOf: here.appendingPathComponent("../../../README.md").standardized, encoding: .utf8)
         // This file and the README snippets that need other imports (Vapor, GRDB), each compiled.
-        let sources = [here] + ["ReadmeVaporSnippets.swift", "ReadmeGRDBSnippets.swift", "ProbeTests.swift"].map { here.deletingLastPathComponent().appendingPathComponent($0) }
+        let sources = [here] + ["ReadmeVaporSnippets.swift", "ReadmeGRDBSnippets.swift", "ProbeCommandTests.swift"].map { here.deletingLastPathComponent().appendingPathComponent($0) }
         let sourceLines = try sources.map { try String(contentsOf: $0, encoding: .utf8) }.joined(separator: "\n")
             .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let blocks = readme.components(separatedBy: "```swift\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
@@ -150,7 +150,7 @@ struct ReadmeSnippetTests {
                 .filter { !$0.isEmpty && !$0.hasPrefix("import ") }
             guard let first = lines.first else { continue }
             let found = Self.contains(sourceLines, lines)
-            #expect(found, "README block starting \"\(first)\" is not in ReadmeSnippetTests.swift, Readme*Snippets.swift or ProbeTests.swift verbatim")
+            #expect(found, "README block starting \"\(first)\" is not in ReadmeSnippetTests.swift, Readme*Snippets.swift or ProbeCommandTests.swift verbatim")
         }
     }
 

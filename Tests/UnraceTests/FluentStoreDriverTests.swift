@@ -1,0 +1,324 @@
+import FluentKit
+import FluentPostgresDriver
+import FluentSQLiteDriver
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SQLKit
+import Testing
+import Unrace
+import UnracePostgres
+
+@testable import UnraceFluent
+
+@Suite("FluentStore drivers")
+struct FluentStoreDriverTests {
+    @Test(
+        "a step that gets no connection from a full Fluent pool within its timeout fails with store_unavailable, retryable",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fullPool() async throws {
+        let schema = uniqueName("fp")
+        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        configuration.searchPath = [schema]
+        // One event loop with one connection: a step holding it leaves none for the next.
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)
+        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 1, connectionPoolTimeout: .seconds(1)), as: .psql)
+        var outcome: Result<String, any Error> = .success("not run")
+        do {
+            let store = try await FluentStore(databases: databases)
+            let holding = Latch()
+            let release = Latch()
+            let holder = Task {
+                try await store.withTransaction { _ in
+                    holding.open()
+                    await release.wait()
+                }
+            }
+            await holding.wait()
+            do {
+                try await store.withTransaction { _ in }
+                outcome = .success("ran")
+            } catch let error as UnraceError {
+                outcome = .success("\(error.code)\(error.isRetryable ? " retryable" : "")")
+            } catch {
+                outcome = .success("\(type(of: error))")
+            }
+            release.open()
+            try await holder.value
+        } catch {
+            outcome = .failure(error)
+        }
+        await databases.shutdownAsync()
+        try await loop.shutdownGracefully()
+        try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+        #expect(try outcome.get() == "store_unavailable retryable")
+    }
+
+    @Test(
+        "on PostgreSQL a Fluent statement running past the step timeout is cut off: store_unavailable, nothing committed",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fluentStatementPastTheTimeout() async throws {
+        try await withFluentStore(.postgres) { setUp, database in
+            // Set up with the long-timeout store: on a loaded machine a CREATE can outlast 1 s.
+            try await setUp.withTransaction { tx in try await tx.execute("CREATE TABLE slow (id TEXT PRIMARY KEY)") }
+            let store = try await FluentStore(database: database, stepTimeout: .seconds(1))
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(120), "a Fluent statement past the step timeout") {
+                do {
+                    try await store.withTransaction { tx in
+                        try await (tx.fluent as! any SQLDatabase).raw("INSERT INTO slow (id) VALUES ('a')").run()
+                        try await (tx.fluent as! any SQLDatabase).raw("SELECT pg_sleep(600)").run()
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(ContinuousClock.now - started < .seconds(90), "cut off, not left to run its 600 s")
+            #expect(try await countRows(setUp, "slow") == 0)
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a statement of Unrace's answered after the step's close was decided fails the step: the body sends no Fluent statement the close could overtake",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func answeredWhileClosing() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let wentOn = Latch()
+            let code = try await within(.seconds(60), "a step whose close was decided mid-statement") {
+                do {
+                    try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return }
+                        // The step timeout fires while this statement is in flight, and the answer
+                        // comes before the close the stop scheduled (10 ms later): the race the
+                        // CI run met when BEGIN and SET LOCAL outlasted a 1 s step on a loaded box.
+                        try await postgres.stepGuard.send { postgres.stepGuard.stop(.timedOut) }
+                        wentOn.open()
+                        try await (tx.fluent as! any SQLDatabase).raw("SELECT 1").run()
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(!wentOn.isOpen, "the body was handed an answer on a connection about to close, and went on")
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a Fluent statement on a connection lost mid-step fails the step at once with store_unavailable, never waits forever",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fluentStatementOnALostConnection() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(60), "a Fluent statement after the connection was lost") {
+                do {
+                    try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return }
+                        let sql = tx.fluent as! any SQLDatabase
+                        try await sql.raw("SELECT 1").run()
+                        // The server goes between two statements (a failover, a restart).
+                        try await postgres.connection.close().get()
+                        try await sql.raw("SELECT 2").run()
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            #expect(ContinuousClock.now - started < .seconds(30))
+            // The next step runs on another of the pool's connections.
+            #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a Fluent model query (the future-based path) on a lost connection fails at once with store_unavailable",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func fluentModelOnALostConnection() async throws {
+        try await withFluentStore(.postgres) { store, database in
+            try await FluentStoreTests.migrate(database)
+            let code = try await within(.seconds(60), "a Fluent model query after the connection was lost") {
+                do {
+                    return try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return "not postgres" }
+                        _ = try await ContractOrder.query(on: tx.fluent).count()
+                        try await postgres.connection.close().get()
+                        _ = try await ContractOrder.query(on: tx.fluent).count()
+                        return "finished"
+                    }
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+        }
+    }
+
+    @Test(
+        "a Fluent database kept past its step sends nothing: a model write and raw SQL fail with step_ended, nothing is written",
+        arguments: FluentStoreTests.drivers
+    )
+    func fluentDatabasePastItsStep(_ driver: SQLBackend) async throws {
+        try await withFluentStore(driver) { store, database in
+            try await FluentStoreTests.migrate(database)
+            let kept = try await store.withTransaction { tx in tx.fluent }
+            let late = try await within(.seconds(60), "Fluent statements after their step") {
+                var codes: [String] = []
+                do {
+                    try await ContractOrder(id: "late", sku: "widget", quantity: 1).create(on: kept)
+                    codes.append("sent")
+                } catch let error as UnraceError { codes.append(error.code.rawValue) }
+                do {
+                    try await (kept as! any SQLDatabase).raw("INSERT INTO contract_orders (id, sku, quantity) VALUES ('raw', 'widget', 1)")
+                        .run()
+                    codes.append("sent")
+                } catch let error as UnraceError { codes.append(error.code.rawValue) }
+                return codes
+            }
+            #expect(late == ["step_ended", "step_ended"])
+            #expect(try await ContractOrder.query(on: database).count() == 0)
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a caller cancelled while its Fluent statement runs is released at once with CancellationError, not at the statement's end",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func cancelledDuringAFluentStatement() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let marker = uniqueName("fluent_cancel")
+            let task = Task {
+                try await store.withTransaction { tx in
+                    try await (tx.fluent as! any SQLDatabase).raw("SELECT pg_sleep(600) AS \(unsafeRaw: marker)").run()
+                }
+            }
+            let running = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%\(marker)%' AND pid <> pg_backend_pid()"
+            // The statement is on the server (its step timeout, and statement_timeout, are 300 s).
+            let pid = try await within(.seconds(30), "the Fluent statement running on the server") {
+                while true {
+                    if let pid = try await store.withTransaction({ tx in try await tx.query(running).first?["pid"] }) { return pid }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            guard case .integer(let backend) = pid else {
+                Issue.record("pg_stat_activity gave no pid")
+                return
+            }
+            defer {
+                // The server's sleep goes too, whatever the test found.
+                Task { try? await TestPostgres.execute("SELECT pg_terminate_backend(\(backend))") }
+            }
+            let started = ContinuousClock.now
+            task.cancel()
+            let outcome = try await within(.seconds(60), "the cancelled caller") {
+                do {
+                    try await task.value
+                    return "finished"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(outcome == "cancelled")
+            #expect(ContinuousClock.now - started < .seconds(30))
+        }
+    }
+
+    @Test(
+        "a step after the application's databases were shut down fails with store_unavailable, never traps",
+        arguments: FluentStoreTests.drivers
+    )
+    func stepAfterShutdown(_ driver: SQLBackend) async throws {
+        try await withFluentStore(driver) { _, database in
+            // A store on an application's Databases of its own, shut down under it as an
+            // application stops with a request still to serve.
+            let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+            databases.use(DatabaseConfigurationFactory { database.context.configuration }, as: .init(string: "app"), isDefault: true)
+            let store = try await FluentStore(databases: databases)
+            await databases.shutdownAsync()
+            let error = await #expect(throws: UnraceError.self) {
+                try await store.withTransaction { tx in try await tx.execute("SELECT 1") }
+            }
+            #expect(error?.code == .storeUnavailable)
+        }
+    }
+
+    @Test("a driver other than PostgreSQL or SQLite is refused with unsupported_database, before anything is sent to it")
+    func unknownDriverIsRefused() async throws {
+        let database = UnknownDriverDatabase(eventLoop: MultiThreadedEventLoopGroup.singleton.any())
+        let error = await #expect(throws: UnraceError.self) {
+            _ = try await FluentStore(database: database)
+        }
+        #expect(error?.code == .unsupportedDatabase)
+        #expect(error?.code.rawValue == "unsupported_database")
+        #expect(database.requests.value == 0, "no migration, no transaction on a database Unrace does not know")
+    }
+
+    @Test(
+        "FluentPostgresDriver's PostgresClient configuration is refused with unsupported_database, naming the pooled configuration to use",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func postgresClientConfigurationIsRefused() async throws {
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        databases.use(
+            .postgres(configuration: try PostgresStore.clientConfiguration(url: try TestPostgres.requireURL()), logger: quiet),
+            as: .psql
+        )
+        let error = await #expect(throws: UnraceError.self) {
+            _ = try await FluentStore(databases: databases)
+        }
+        await databases.shutdownAsync()
+        #expect(error?.code == .unsupportedDatabase)
+        #expect(error?.detail?.contains("SQLPostgresConfiguration") == true)
+    }
+
+    @Test(
+        "a step timeout outside 1 s to 1 h is refused with invalid_configuration",
+        arguments: [Duration.milliseconds(999), .seconds(3_601)]
+    )
+    func stepTimeoutBounds(_ timeout: Duration) async throws {
+        try await withFluentStore(.sqlite) { _, database in
+            let error = await #expect(throws: UnraceError.self) {
+                _ = try await FluentStore(database: database, stepTimeout: timeout)
+            }
+            #expect(error?.code == .invalidConfiguration)
+        }
+    }
+}
+
+/// A Fluent database of a driver Unrace does not know (as MySQL's would be): it answers nothing
+/// and counts what it was asked. The refusal is a decision about the driver alone, so a stand-in
+/// is enough.
+private struct UnknownDriverDatabase: Database {
+    struct Configuration: DatabaseConfiguration {
+        var middleware: [any AnyModelMiddleware] = []
+        func makeDriver(for databases: Databases) -> any DatabaseDriver { fatalError("not used") }
+    }
+
+    let requests = Counter()
+    let context: DatabaseContext
+    init(eventLoop: any EventLoop) {
+        context = DatabaseContext(configuration: Configuration(), logger: Logger(label: "test.unknown-driver"), eventLoop: eventLoop)
+    }
+
+    var inTransaction: Bool { false }
+    func execute(query: DatabaseQuery, onOutput: @escaping @Sendable (any DatabaseOutput) -> Void) -> EventLoopFuture<Void> { asked() }
+    func execute(schema: DatabaseSchema) -> EventLoopFuture<Void> { asked() }
+    func execute(enum: DatabaseEnum) -> EventLoopFuture<Void> { asked() }
+    func transaction<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        requests.increment()
+        return closure(self)
+    }
+    func withConnection<T>(_ closure: @escaping @Sendable (any Database) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        requests.increment()
+        return closure(self)
+    }
+    private func asked() -> EventLoopFuture<Void> {
+        requests.increment()
+        return eventLoop.makeSucceededVoidFuture()
+    }
+}
