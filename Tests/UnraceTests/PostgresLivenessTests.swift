@@ -16,23 +16,40 @@ import UnraceShop
 struct PostgresLivenessTests {
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    static func withPostgres(stepTimeout: Duration = .seconds(30), _ body: (PostgresStore) async throws -> Void) async throws {
+    /// A store on a fresh schema. `checksConnection: false` connects with
+    /// `client_connection_check_interval=0`: the server then finishes a statement whose client
+    /// went away, as it always does with a COMMIT already past its commit record (one waiting on a
+    /// synchronous standby), which is what the lost-COMMIT tests need to reproduce.
+    static func withPostgres(
+        stepTimeout: Duration = .seconds(30),
+        checksConnection: Bool = true,
+        _ body: (PostgresStore) async throws -> Void
+    ) async throws {
         try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(url: location, stepTimeout: stepTimeout, logger: quiet) { try await body($0) }
+            try await PostgresStore.withStore(url: url(location, checksConnection), stepTimeout: stepTimeout, logger: quiet) {
+                try await body($0)
+            }
         }
     }
 
-    /// As ``withPostgres(stepTimeout:_:)``, with a second store on the same schema whose steps
-    /// have the suite's long timeout, for setting up what a short-timeout step then meets (on a
-    /// loaded machine a CREATE can outlast a 1 s step).
+    /// As ``withPostgres(stepTimeout:checksConnection:_:)``, with a second store on the same schema
+    /// whose steps have the suite's long timeout, for setting up what a short-timeout step then
+    /// meets (on a loaded machine a CREATE can outlast a 1 s step).
     static func withPostgres(
         stepTimeout: Duration,
+        checksConnection: Bool = true,
         _ body: (_ store: PostgresStore, _ setUp: PostgresStore) async throws -> Void
     ) async throws {
         try await withStore(.postgres) { setUp, location in
             let setUp = try #require(setUp as? PostgresStore)
-            try await PostgresStore.withStore(url: location, stepTimeout: stepTimeout, logger: quiet) { try await body($0, setUp) }
+            try await PostgresStore.withStore(url: url(location, checksConnection), stepTimeout: stepTimeout, logger: quiet) {
+                try await body($0, setUp)
+            }
         }
+    }
+
+    private static func url(_ location: String, _ checksConnection: Bool) -> String {
+        checksConnection ? location : location + (location.contains("?") ? "&" : "?") + "client_connection_check_interval=0"
     }
 
     @Test("a connection lost mid-step fails the step with store_unavailable at once, and the next step runs")
@@ -301,7 +318,10 @@ struct PostgresLivenessTests {
 
     @Test("a caller cancelled while its COMMIT runs on the server gets outcome_unknown, not CancellationError — and the server commits")
     func cancelledDuringCommit() async throws {
-        try await Self.withPostgres { store in
+        // With the connection check on, the server would abort this COMMIT (blocked in a trigger)
+        // once the client left; one past its commit record completes regardless. Either way the
+        // caller cannot know, which is what outcome_unknown says.
+        try await Self.withPostgres(checksConnection: false) { store in
             try await Self.withHeldCommits(store) {
                 let backend = Mutex<SQLValue?>(nil)
                 let step = Task {
@@ -339,7 +359,8 @@ struct PostgresLivenessTests {
         "a step whose COMMIT is still running at its timeout is outcome_unknown, never 'nothing was committed' — and the server did commit"
     )
     func commitInFlightAtTimeout() async throws {
-        try await Self.withPostgres(stepTimeout: .seconds(3)) { store, setUp in
+        // As in cancelledDuringCommit, a COMMIT the server completes after its client left.
+        try await Self.withPostgres(stepTimeout: .seconds(3), checksConnection: false) { store, setUp in
             try await Self.withHeldCommits(setUp) {
                 let code = try await within(.seconds(30), "a step whose COMMIT outlasts its timeout") {
                     do {
