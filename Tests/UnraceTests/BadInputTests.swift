@@ -108,6 +108,9 @@ struct BadInputTests {
             "postgres://h/db?client_connection_check_interval=-1", "postgres://h/db?client_connection_check_interval=1s",
             "postgres://h/db?client_connection_check_interval=3600001", "postgres://h/db?client_connection_check_interval=",
             "postgres://h/db?client_connection_check_interval=99999999999999999999",
+            "postgres://h/db?client_connection_check_interval",
+            "postgres://h/db?client_connection_check_interval=1&client_connection_check_interval=0",
+            "postgres://h/db?search_path=a&search_path=b", "postgres://h/db?sslmode", "postgres://h/db?client_connection_check_interval=١٢",
         ]
     )
     func badURLs(url: String) {

@@ -37,7 +37,7 @@ struct ConflictClockTests {
             try await gatedServer(store, .conflict, clock: ahead) { client, gate in
                 defer { gate.release.open() }  // also when the retry did not answer in time
                 async let first = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
-                await gate.entered.wait()
+                try await within(.seconds(60), "the first request's handler") { await gate.entered.wait() }
                 // The first request's handler is held: its lease is live on the store's clock.
                 let during = try await within(.seconds(20), "the retry's answer while the first request runs") {
                     try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")

@@ -200,7 +200,7 @@ struct HTTPEdgeTests {
         try await withStore(backend) { store, _ in
             try await gatedServer(store, .conflict) { client, gate in
                 async let first = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
-                await gate.entered.wait()
+                try await within(.seconds(60), "the first request's handler") { await gate.entered.wait() }
                 let during = try await client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
                 #expect(during.status == 409 && during.problemCode == "request_in_progress" && during.header("Retry-After") == "1")
                 gate.release.open()
@@ -239,7 +239,7 @@ struct HTTPEdgeTests {
         try await withStore(backend) { store, _ in
             try await gatedServer(store, .wait(upTo: .seconds(30))) { client, gate in
                 async let first = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
-                await gate.entered.wait()
+                try await within(.seconds(60), "the first request's handler") { await gate.entered.wait() }
                 async let during = client.send(.POST, "/work", headers: [("Idempotency-Key", "k")], json: "{}")
                 gate.release.open()
                 let (a, b) = try await (first, during)
