@@ -184,7 +184,7 @@ package struct PostgresSteps: Sendable {
 
     /// The result of `task`, or `nil` when it has not finished within `limit` (the task is left
     /// to finish, or not, on its own).
-    private static func first<T: Sendable>(of task: Task<T, any Error>, within limit: Duration) async -> Result<T, any Error>? {
+    static func first<T: Sendable>(of task: Task<T, any Error>, within limit: Duration) async -> Result<T, any Error>? {
         let once = OnceResumption<Result<T, any Error>?>()
         return await withCheckedContinuation { continuation in
             once.set(continuation)

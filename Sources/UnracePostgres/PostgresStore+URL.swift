@@ -1,4 +1,6 @@
 import Foundation
+package import Logging
+import NIOPosix
 public import PostgresNIO
 import UnraceCore
 
@@ -34,6 +36,83 @@ extension PostgresStore {
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for another scheme, no host, a bad value
     ///   of one of these three, or one of them given twice or without a value.
     public static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
+        let parsed = try ParsedURL(url)
+        var configuration = PostgresClient.Configuration(
+            host: parsed.host,
+            port: parsed.port,
+            username: parsed.username,
+            password: parsed.password,
+            database: parsed.database,
+            tls: parsed.requiresTLS ? .require(.makeClientConfiguration()) : .disable
+        )
+        configuration.options.additionalStartupParameters = parsed.startupParameters
+        return configuration
+    }
+
+    /// One connection's configuration for `url`: what ``clientConfiguration(url:)`` gives the
+    /// pool, for the start-up check.
+    package static func connectionConfiguration(url: String) throws -> PostgresConnection.Configuration {
+        let parsed = try ParsedURL(url)
+        var configuration = PostgresConnection.Configuration(
+            host: parsed.host,
+            port: parsed.port,
+            username: parsed.username,
+            password: parsed.password,
+            database: parsed.database,
+            tls: parsed.requiresTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+        )
+        configuration.options.additionalStartupParameters = parsed.startupParameters
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
+    /// Opens one session with `configuration` and closes it, so that a server (or pooler) that
+    /// refuses a start-up parameter Unrace sends says so at once, naming the way out, instead of
+    /// every pooled connection failing later with `store_unavailable`. Any other failure is left
+    /// to the pool, which reports it as before; an answer slower than 5 s is not waited for.
+    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` when the server refused a parameter.
+    package static func checkStartup(_ configuration: PostgresConnection.Configuration, logger: Logger) async throws {
+        let attempt = Task {
+            try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.any(),
+                configuration: configuration,
+                id: 0,
+                logger: logger
+            ).get()
+        }
+        guard let result = await PostgresSteps.first(of: attempt, within: .seconds(5)) else {
+            attempt.cancel()
+            Task.detached { try? await attempt.value.close() }
+            return
+        }
+        switch result {
+        case .success(let connection):
+            try? await connection.close()
+        case .failure(let error as PSQLError):
+            let message = error.serverInfo?[.message] ?? ""
+            guard message.contains("client_connection_check_interval") || message.contains("unsupported startup parameter") else { return }
+            throw UnraceError(
+                .invalidDatabaseURL,
+                "the server refused a start-up parameter (\(message)); for PostgreSQL 13 or older, 14 outside Linux, Windows, or a pooler such as PgBouncer, add client_connection_check_interval=0 to the URL",
+                underlying: error
+            )
+        case .failure:
+            return
+        }
+    }
+}
+
+/// A `postgres://` URL's parts.
+private struct ParsedURL {
+    var host: String
+    var port: Int
+    var username: String
+    var password: String?
+    var database: String?
+    var requiresTLS: Bool
+    var startupParameters: [(String, String)] = []
+
+    init(_ url: String) throws {
         guard let components = URLComponents(string: url),
             let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql",
             let host = components.host, !host.isEmpty
@@ -42,25 +121,18 @@ extension PostgresStore {
         }
         let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         let items = components.queryItems ?? []
-        let sslmode = try Self.value("sslmode", in: items) ?? "disable"
-        let tls: PostgresClient.Configuration.TLS
-        switch sslmode {
-        case "disable": tls = .disable
-        case "require": tls = .require(.makeClientConfiguration())
+        switch try Self.value("sslmode", in: items) ?? "disable" {
+        case "disable": requiresTLS = false
+        case "require": requiresTLS = true
         default: throw UnraceError(.invalidDatabaseURL, "sslmode must be disable or require")
         }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = components.user ?? "postgres"
+        self.password = components.password
+        self.database = database.isEmpty ? nil : database
         let checkInterval = try Self.checkIntervalMilliseconds(Self.value("client_connection_check_interval", in: items))
-        var configuration = PostgresClient.Configuration(
-            host: host,
-            port: components.port ?? 5432,
-            username: components.user ?? "postgres",
-            password: components.password,
-            database: database.isEmpty ? nil : database,
-            tls: tls
-        )
-        if checkInterval > 0 {
-            configuration.options.additionalStartupParameters.append(("client_connection_check_interval", "\(checkInterval)"))
-        }
+        if checkInterval > 0 { startupParameters.append(("client_connection_check_interval", "\(checkInterval)")) }
         if let schema = try Self.value("search_path", in: items) {
             guard !schema.isEmpty, schema.utf8.count <= 63,
                 schema.utf8.allSatisfy({
@@ -69,9 +141,8 @@ extension PostgresStore {
             else {
                 throw UnraceError(.invalidDatabaseURL, "search_path must be 1 to 63 letters, digits or underscores")
             }
-            configuration.options.additionalStartupParameters.append(("search_path", schema))
+            startupParameters.append(("search_path", schema))
         }
-        return configuration
     }
 
     private static func milliseconds(_ duration: Duration) -> Int64 {
@@ -89,8 +160,8 @@ extension PostgresStore {
 
     /// The URL's `client_connection_check_interval` in milliseconds, or the default's.
     private static func checkIntervalMilliseconds(_ value: String?) throws -> Int64 {
-        guard let value else { return milliseconds(clientConnectionCheckInterval) }
-        let maximum = milliseconds(clientConnectionCheckIntervalMaximum)
+        guard let value else { return milliseconds(PostgresStore.clientConnectionCheckInterval) }
+        let maximum = milliseconds(PostgresStore.clientConnectionCheckIntervalMaximum)
         guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
             let milliseconds = Int64(value), milliseconds <= maximum
         else {

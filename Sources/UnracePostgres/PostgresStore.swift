@@ -87,7 +87,8 @@ public final class PostgresStore: SQLStore {
     /// ready wait for it (and fail with the migration's error if it failed).
     ///
     /// The server is probed once here, so an unreachable database fails within seconds naming
-    /// the host, the port and the cause.
+    /// the host, the port and the cause, and one session is opened, so a server or pooler that
+    /// refuses `client_connection_check_interval` fails at once with `invalid_database_url`.
     /// - Parameters: as ``withStore(url:maximumConnections:logger:_:)``.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL``, ``UnraceError/Code/invalidConfiguration``,
     ///   ``UnraceError/Code/storeUnavailable``.
@@ -103,6 +104,7 @@ public final class PostgresStore: SQLStore {
         let configuration = try Self.poolConfiguration(url: url, maximumConnections: maximumConnections)
         self.stepTimeout = try Self.checked(stepTimeout)
         try await Self.probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
+        try await Self.checkStartup(Self.connectionConfiguration(url: url), logger: logger)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.readiness = Readiness()
@@ -151,9 +153,10 @@ public final class PostgresStore: SQLStore {
     ///     `&client_connection_check_interval=milliseconds` (``clientConnectionCheckInterval``;
     ///     0 for a server or pooler that refuses the setting).
     ///   - maximumConnections: the pool's size (1 to 500). Default 20.
-    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL;
-    ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
     ///   - stepTimeout: see ``stepTimeout`` (default 30 s).
+    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL, or a start-up
+    ///   parameter the server refused (one session is opened first to find out);
+    ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
     public static func withStore<T: Sendable>(
         url: String,
         maximumConnections: Int = 20,
@@ -164,6 +167,7 @@ public final class PostgresStore: SQLStore {
         let configuration = try poolConfiguration(url: url, maximumConnections: maximumConnections)
         _ = try checked(stepTimeout)
         try await probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
+        try await checkStartup(connectionConfiguration(url: url), logger: logger)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }

@@ -147,6 +147,24 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test(
+        "a server that refuses a start-up parameter fails the store's start at once with invalid_database_url, naming client_connection_check_interval=0"
+    )
+    func refusedStartupParameter() async throws {
+        // PostgreSQL 15 knows the setting, so the refusal is provoked with a value it rejects
+        // (SQLSTATE 22023 at start-up, as an older server's 42704 or PgBouncer's refusal).
+        var refused = try PostgresStore.connectionConfiguration(url: try TestPostgres.requireURL())
+        refused.options.additionalStartupParameters = [("client_connection_check_interval", "-1")]
+        let error = await #expect(throws: UnraceError.self) { try await PostgresStore.checkStartup(refused, logger: Self.quiet) }
+        #expect(error?.code == .invalidDatabaseURL)
+        #expect(error?.message.contains("client_connection_check_interval=0") == true, "\(error?.message ?? "")")
+        // The URL's own parameters start a session, so a store starts as before.
+        try await PostgresStore.checkStartup(
+            try PostgresStore.connectionConfiguration(url: try TestPostgres.requireURL()),
+            logger: Self.quiet
+        )
+    }
+
     @Test("a step stopped while a statement of its own was in flight never hands its connection, still open, to the next step")
     func closingConnectionIsNotReused() async throws {
         try await withStore(.postgres) { _, location in
