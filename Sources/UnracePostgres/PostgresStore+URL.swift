@@ -69,9 +69,14 @@ extension PostgresStore {
     /// Opens one session with `configuration` and closes it, so that a server (or pooler) that
     /// refuses a start-up parameter Unrace sends says so at once, naming the way out, instead of
     /// every pooled connection failing later with `store_unavailable`. Any other failure is left
-    /// to the pool, which reports it as before; an answer slower than 5 s is not waited for.
+    /// to the pool, which reports it as before; an answer slower than `limit` is not waited for
+    /// (the check is then skipped).
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` when the server refused a parameter.
-    package static func checkStartup(_ configuration: PostgresConnection.Configuration, logger: Logger) async throws {
+    package static func checkStartup(
+        _ configuration: PostgresConnection.Configuration,
+        within limit: Duration = .seconds(10),
+        logger: Logger
+    ) async throws {
         let attempt = Task {
             try await PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.any(),
@@ -80,7 +85,7 @@ extension PostgresStore {
                 logger: logger
             ).get()
         }
-        guard let result = await PostgresSteps.first(of: attempt, within: .seconds(5)) else {
+        guard let result = await PostgresSteps.first(of: attempt, within: limit) else {
             attempt.cancel()
             Task.detached { try? await attempt.value.close() }
             return

@@ -155,12 +155,17 @@ struct PostgresLivenessTests {
         // (SQLSTATE 22023 at start-up, as an older server's 42704 or PgBouncer's refusal).
         var refused = try PostgresStore.connectionConfiguration(url: try TestPostgres.requireURL())
         refused.options.additionalStartupParameters = [("client_connection_check_interval", "-1")]
-        let error = await #expect(throws: UnraceError.self) { try await PostgresStore.checkStartup(refused, logger: Self.quiet) }
+        // A generous limit: at the suite's start a session can take seconds to open (the check
+        // is skipped past its limit, so the default would make this test pass or fail by load).
+        let error = await #expect(throws: UnraceError.self) {
+            try await PostgresStore.checkStartup(refused, within: .seconds(120), logger: Self.quiet)
+        }
         #expect(error?.code == .invalidDatabaseURL)
         #expect(error?.message.contains("client_connection_check_interval=0") == true, "\(error?.message ?? "")")
         // The URL's own parameters start a session, so a store starts as before.
         try await PostgresStore.checkStartup(
             try PostgresStore.connectionConfiguration(url: try TestPostgres.requireURL()),
+            within: .seconds(120),
             logger: Self.quiet
         )
     }
