@@ -69,13 +69,15 @@ extension PostgresLivenessTests {
     }
 
     @Test(
-        "a caller cancelled while its COMMIT runs on the server gets outcome_unknown, not CancellationError — and the server commits (connection check off)"
+        "a caller cancelled while its COMMIT runs on the server gets outcome_unknown, not CancellationError — and, with the connection check off, the server commits",
+        arguments: [false, true]
     )
-    func cancelledDuringCommit() async throws {
-        // With the connection check on, the server would abort this COMMIT (blocked in a trigger)
-        // once the client left; one past its commit record completes regardless. Either way the
-        // caller cannot know, which is what outcome_unknown says.
-        try await Self.withPostgres(checksConnection: false) { store in
+    func cancelledDuringCommit(checksConnection: Bool) async throws {
+        // With the connection check on (the default), the server may abort this COMMIT (blocked
+        // in a trigger) once the client left; one past its commit record completes regardless.
+        // Either way the caller cannot know, which is what outcome_unknown says; with the check
+        // off, the server's COMMIT is seen to complete.
+        try await Self.withPostgres(checksConnection: checksConnection) { store in
             try await Self.withHeldCommits(store) {
                 let backend = Mutex<SQLValue?>(nil)
                 let step = Task {
@@ -100,6 +102,7 @@ extension PostgresLivenessTests {
                 }
                 #expect(outcome == "outcome_unknown retryable")
             }
+            guard !checksConnection else { return }
             // The lock is gone: the server finishes the COMMIT it was given.
             let committed = try await within(.seconds(30), "the server's COMMIT") {
                 while try await countRows(store, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
