@@ -204,9 +204,7 @@ public final class FluentStore: SQLStore {
 
     /// ``stepTimeout`` in milliseconds, PostgreSQL's `statement_timeout` for a step's statements:
     /// the server's own bound on a statement the step's close left running.
-    private var statementTimeoutMilliseconds: Int64 {
-        stepTimeout.components.seconds * 1_000 + stepTimeout.components.attoseconds / 1_000_000_000_000_000
-    }
+    private var statementTimeoutMilliseconds: Int64 { stepTimeout.wholeMilliseconds }
 
     /// Runs `body` in a transaction on a connection leased from Fluent. The body runs in the
     /// caller's task (so its cancellation is the caller's); the lease is held by a child task

@@ -95,12 +95,17 @@ extension PostgresStore {
             try? await connection.close()
         case .failure(let error as PSQLError):
             let message = error.serverInfo?[.message] ?? ""
-            guard message.contains("client_connection_check_interval") || message.contains("unsupported startup parameter") else { return }
-            throw UnraceError(
-                .invalidDatabaseURL,
-                "the server refused a start-up parameter (\(message)); for PostgreSQL 13 or older, 14 outside Linux, Windows, or a pooler such as PgBouncer, add client_connection_check_interval=0 to the URL",
-                underlying: error
-            )
+            if message.contains("client_connection_check_interval") {
+                throw UnraceError(
+                    .invalidDatabaseURL,
+                    "the server refused a start-up parameter (\(message)); for PostgreSQL 13 or older, 14 outside Linux, Windows, or a pooler such as PgBouncer, add client_connection_check_interval=0 to the URL",
+                    underlying: error
+                )
+            }
+            // A pooler refusing another parameter of the URL's (PgBouncer and search_path): named
+            // as the server named it, without a hint that would not help.
+            guard message.contains("unsupported startup parameter") else { return }
+            throw UnraceError(.invalidDatabaseURL, "the server refused a start-up parameter (\(message))", underlying: error)
         case .failure:
             return
         }
@@ -150,10 +155,6 @@ private struct ParsedURL {
         }
     }
 
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
-
     /// The value of the query item `name`, if given: once, with a value.
     private static func value(_ name: String, in items: [URLQueryItem]) throws -> String? {
         let given = items.filter { $0.name == name }
@@ -165,8 +166,8 @@ private struct ParsedURL {
 
     /// The URL's `client_connection_check_interval` in milliseconds, or the default's.
     private static func checkIntervalMilliseconds(_ value: String?) throws -> Int64 {
-        guard let value else { return milliseconds(PostgresStore.clientConnectionCheckInterval) }
-        let maximum = milliseconds(PostgresStore.clientConnectionCheckIntervalMaximum)
+        guard let value else { return PostgresStore.clientConnectionCheckInterval.wholeMilliseconds }
+        let maximum = PostgresStore.clientConnectionCheckIntervalMaximum.wholeMilliseconds
         guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
             let milliseconds = Int64(value), milliseconds <= maximum
         else {
