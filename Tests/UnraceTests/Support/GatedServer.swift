@@ -48,7 +48,9 @@ func gatedServer<S: SQLStore>(
     try await createEffectsTable(store, gate.table)
     var configuration = IdempotencyConfiguration()
     configuration.whileInProgress = whileInProgress
-    var operationsConfiguration = OperationsConfiguration()
+    // A lease no loaded machine outlasts: the held handler's key stays in progress (see
+    // `contractOperations`).
+    var operationsConfiguration = contractOperations
     if let clock { operationsConfiguration.clock = clock }
     let operations = try Operations(store: store, configuration: operationsConfiguration)
     let router = Router(context: UnraceRequestContext<S.Transaction>.self)
