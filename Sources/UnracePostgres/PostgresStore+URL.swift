@@ -66,12 +66,19 @@ extension PostgresStore {
         return configuration
     }
 
-    /// Opens one session with `configuration` and closes it, so that a server (or pooler) that
-    /// refuses a start-up parameter Unrace sends says so at once, naming the way out, instead of
-    /// every pooled connection failing later with `store_unavailable`. Any other failure is left
-    /// to the pool, which reports it as before; an answer slower than `limit` is not waited for
-    /// (the check is then skipped).
-    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` when the server refused a parameter.
+    /// Opens one session with `configuration` and closes it, so that a start-up the server will
+    /// refuse every time fails at once, naming the cause, instead of every pooled connection
+    /// failing for about a minute and the store ending in `store_unavailable` with no cause named.
+    ///
+    /// Refusals that retrying cannot mend throw: a start-up parameter the server (or a pooler)
+    /// refused, the URL's user or password refused (SQLSTATE class 28, which includes a missing
+    /// `pg_hba.conf` entry; a password asked for and not in the URL; a sign-in method postgres-nio
+    /// does not support), a database that does not exist (3D000), and `sslmode=require` on a
+    /// server without TLS. Any other failure (the server starting up or shutting down, too many
+    /// connections) is left to the pool, which retries and reports it as before; an answer slower
+    /// than `limit` is not waited for (the check is then skipped).
+    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for such a refusal, with the server's
+    ///   message (never the password).
     package static func checkStartup(
         _ configuration: PostgresConnection.Configuration,
         within limit: Duration = .seconds(10),
@@ -94,21 +101,56 @@ extension PostgresStore {
         case .success(let connection):
             try? await connection.close()
         case .failure(let error as PSQLError):
-            let message = error.serverInfo?[.message] ?? ""
-            if message.contains("client_connection_check_interval") {
-                throw UnraceError(
-                    .invalidDatabaseURL,
-                    "the server refused a start-up parameter (\(message)); for PostgreSQL 13 or older, 14 outside Linux, Windows, or a pooler such as PgBouncer, add client_connection_check_interval=0 to the URL",
-                    underlying: error
-                )
-            }
-            // A pooler refusing another parameter of the URL's (PgBouncer and search_path): named
-            // as the server named it, without a hint that would not help.
-            guard message.contains("unsupported startup parameter") else { return }
-            throw UnraceError(.invalidDatabaseURL, "the server refused a start-up parameter (\(message))", underlying: error)
+            if let refusal = startupRefusal(error) { throw refusal }
         case .failure:
             return
         }
+    }
+
+    /// The typed error for a start-up refusal that retrying cannot mend, or `nil`.
+    private static func startupRefusal(_ error: PSQLError) -> UnraceError? {
+        if error.code == .sslUnsupported {
+            return UnraceError(
+                .invalidDatabaseURL,
+                "the server does not accept TLS, which the URL's sslmode=require asks for",
+                underlying: error
+            )
+        }
+        if error.code == .authMechanismRequiresPassword {
+            return UnraceError(
+                .invalidDatabaseURL,
+                "the server refused the URL's user: it asks for a password and the URL has none",
+                underlying: error
+            )
+        }
+        if error.code == .unsupportedAuthMechanism {
+            return UnraceError(
+                .invalidDatabaseURL,
+                "the server asks the URL's user to sign in with a method postgres-nio does not support (use a password: md5 or scram-sha-256)",
+                underlying: error
+            )
+        }
+        let message = error.serverInfo?[.message] ?? ""
+        let state = error.serverInfo?[.sqlState] ?? ""
+        if message.contains("client_connection_check_interval") {
+            return UnraceError(
+                .invalidDatabaseURL,
+                "the server refused a start-up parameter (\(message)); for PostgreSQL 13 or older, 14 outside Linux, Windows, or a pooler such as PgBouncer, add client_connection_check_interval=0 to the URL",
+                underlying: error
+            )
+        }
+        if state.hasPrefix("28") {
+            return UnraceError(.invalidDatabaseURL, "the server refused the URL's user (\(message))", underlying: error)
+        }
+        if state == "3D000" {
+            return UnraceError(.invalidDatabaseURL, "the URL's database does not exist (\(message))", underlying: error)
+        }
+        // A pooler refusing another parameter of the URL's (PgBouncer and search_path): named
+        // as the server named it, without a hint that would not help.
+        if message.contains("unsupported startup parameter") {
+            return UnraceError(.invalidDatabaseURL, "the server refused a start-up parameter (\(message))", underlying: error)
+        }
+        return nil
     }
 }
 

@@ -87,8 +87,10 @@ public final class PostgresStore: SQLStore {
     /// ready wait for it (and fail with the migration's error if it failed).
     ///
     /// The server is probed once here, so an unreachable database fails within seconds naming
-    /// the host, the port and the cause, and one session is opened, so a server or pooler that
-    /// refuses `client_connection_check_interval` fails at once with `invalid_database_url`.
+    /// the host, the port and the cause, and one session is opened, so a start-up the server
+    /// refuses every time (a start-up parameter such as `client_connection_check_interval`, the
+    /// user or password, a missing database, `sslmode=require` without TLS) fails at once with
+    /// `invalid_database_url` and the server's reason.
     /// - Parameters: as ``withStore(url:maximumConnections:logger:_:)``.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL``, ``UnraceError/Code/invalidConfiguration``,
     ///   ``UnraceError/Code/storeUnavailable``.
@@ -154,8 +156,9 @@ public final class PostgresStore: SQLStore {
     ///     0 for a server or pooler that refuses the setting).
     ///   - maximumConnections: the pool's size (1 to 500). Default 20.
     ///   - stepTimeout: see ``stepTimeout`` (default 30 s).
-    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL, or a start-up
-    ///   parameter the server refused (one session is opened first to find out);
+    /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL, or a start-up the
+    ///   server refuses every time: a start-up parameter, the user or password, a missing
+    ///   database, `sslmode=require` without TLS (one session is opened first to find out);
     ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
     public static func withStore<T: Sendable>(
         url: String,

@@ -26,10 +26,14 @@ start_throwaway_postgres() {
   trap stop_throwaway_postgres EXIT
   run_pg "$pg_bin/initdb" -D "$pg_work/data" -U postgres --auth=trust -E UTF8 >"$pg_work/initdb.log" 2>&1 \
     || { cat "$pg_work/initdb.log" >&2; exit 1; }
+  # One role signs in with a password (every other one is trusted), for the tests of a refused one.
+  run_pg sed -i '1i host all unrace_password_check 127.0.0.1/32 scram-sha-256' "$pg_work/data/pg_hba.conf"
   run_pg "$pg_bin/pg_ctl" -D "$pg_work/data" -l "$pg_work/server.log" -w \
     -o "-p $pg_port -k $pg_work -c listen_addresses=127.0.0.1 -c max_connections=1000" start >/dev/null \
     || { cat "$pg_work/server.log" >&2; exit 1; }
   run_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE unrace_test" >/dev/null
+  run_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres \
+    -qc "CREATE ROLE unrace_password_check LOGIN PASSWORD 'unrace-right-password'" >/dev/null
   pg_url="postgres://postgres@127.0.0.1:$pg_port/unrace_test"
   local runner=""
   [ "$(id -u)" = 0 ] && runner="runuser -u postgres -- "

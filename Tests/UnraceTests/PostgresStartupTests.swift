@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import Testing
+import Unrace
+import UnracePostgres
+
+/// A store made from a URL the server will never accept fails its start at once, naming the
+/// server's reason, instead of the pool retrying for about a minute and ending in
+/// `store_unavailable` with no cause named.
+///
+/// `scripts/test` starts PostgreSQL with one role, `unrace_password_check`, that must sign in with
+/// a password (`scripts/lib/postgres.sh`); every other role is trusted.
+@Suite("PostgreSQL store start", .timeLimit(.minutes(3)), .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"))
+struct PostgresStartupTests {
+    static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    /// The test database's URL with its user, password, database or query replaced.
+    static func url(
+        user: String = "postgres",
+        password: String? = nil,
+        database: String = "unrace_test",
+        query: String? = nil
+    )
+        throws -> String
+    {
+        var components = URLComponents(string: try TestPostgres.requireURL())!
+        components.user = user
+        components.password = password
+        components.path = "/" + database
+        components.query = query
+        return components.string!
+    }
+
+    /// The start-up check's answer for `url`: nil when a session opened, else the error's code and
+    /// message. A generous limit: at the suite's start a session can take seconds to open, and the
+    /// check is skipped past its limit.
+    static func check(_ url: String) async throws -> (code: UnraceError.Code, message: String)? {
+        do {
+            try await PostgresStore.checkStartup(PostgresStore.connectionConfiguration(url: url), within: .seconds(120), logger: quiet)
+            return nil
+        } catch let error as UnraceError {
+            return (error.code, error.message)
+        }
+    }
+
+    @Test(
+        "a URL the server refuses every time fails the store's start with invalid_database_url and the server's reason",
+        arguments: [
+            ("an unknown user", "unrace_no_such_role", nil, "unrace_test", nil, "role \"unrace_no_such_role\" does not exist"),
+            ("a wrong password", "unrace_password_check", "wrong-password", "unrace_test", nil, "password authentication failed"),
+            ("no password where one is needed", "unrace_password_check", nil, "unrace_test", nil, "the server refused the URL's user"),
+            ("a missing database", "postgres", nil, "unrace_no_such_database", nil, "the URL's database does not exist"),
+            ("sslmode=require on a server without TLS", "postgres", nil, "unrace_test", "sslmode=require", "does not accept TLS"),
+        ] as [(String, String, String?, String, String?, String)]
+    )
+    func refusedStart(
+        _ named: String,
+        user: String,
+        password: String?,
+        database: String,
+        query: String?,
+        reason: String
+    ) async throws {
+        let answer = try await Self.check(try Self.url(user: user, password: password, database: database, query: query))
+        #expect(answer?.code == .invalidDatabaseURL, "\(named): \(String(describing: answer))")
+        #expect(answer?.message.contains(reason) == true, "\(named): \(answer?.message ?? "no error")")
+        #expect(answer?.message.contains("wrong-password") != true, "the message never carries the password")
+    }
+
+    @Test("the right password starts a store, so the refusals above are the server's answer to the URL and nothing else")
+    func acceptedStart() async throws {
+        // PostgreSQL 15 lets only a database's owner create tables in `public`: the store gets a
+        // schema of the role's own.
+        let schema = uniqueName("password_check")
+        try await TestPostgres.execute("CREATE SCHEMA \(schema) AUTHORIZATION unrace_password_check")
+        let url = try Self.url(user: "unrace_password_check", password: "unrace-right-password", query: "search_path=\(schema)")
+        #expect(try await Self.check(url) == nil)
+        try await PostgresStore.withStore(url: url, logger: Self.quiet) { store in
+            let user = try await store.withTransaction { tx in
+                try await tx.query("SELECT current_user AS name").first?.string("name")
+            }
+            #expect(user == "unrace_password_check")
+        }
+    }
+
+    @Test("a store made from a URL naming a missing database fails at its start, not after the pool's retries")
+    func refusedStoreStart() async throws {
+        let url = try Self.url(database: "unrace_no_such_database")
+        let started = ContinuousClock.now
+        let error = await #expect(throws: UnraceError.self) {
+            try await PostgresStore.withStore(url: url, logger: Self.quiet) { _ in }
+        }
+        #expect(error?.code == .invalidDatabaseURL, "\(String(describing: error))")
+        // Only the check's own limit (10 s) or a slow session bounds this; the pool's retries took
+        // about a minute and ended in store_unavailable.
+        #expect(ContinuousClock.now - started < .seconds(45))
+    }
+}
