@@ -149,6 +149,13 @@ public final class FluentStore: SQLStore {
         }
     }
 
+    /// ``SQLRows`` in a transaction this store handed out.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store handed out.
+    public func rows(joining transaction: FluentTransaction, clock: any WallClock) async throws -> any StoreRows {
+        guard transaction.owner == ObjectIdentifier(self) else { throw UnraceError.foreignTransaction }
+        return sqlRows(joining: transaction, clock: clock)
+    }
+
     // MARK: Store
 
     /// Runs `body` as one step: a transaction on one of the Fluent database's connections.
@@ -181,7 +188,9 @@ public final class FluentStore: SQLStore {
                         return try await steps.bounded(stepGuard) {
                             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
                             let fluent = GuardedFluentDatabase(base: db, gate: .postgres(stepGuard))
-                            return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx))) }
+                            return try await StepNesting.inside {
+                                try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx), owner: ObjectIdentifier(self)))
+                            }
                         }
                     }
                 }
@@ -192,7 +201,9 @@ public final class FluentStore: SQLStore {
             let tx = SQLiteConnectionTransaction(connection: connection)
             defer { tx.gate.end() }
             let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
-            return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx))) }
+            return try await StepNesting.inside {
+                try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: ObjectIdentifier(self)))
+            }
         }
     }
 
@@ -222,7 +233,7 @@ public final class FluentStore: SQLStore {
                             // leaves running there; the body's Fluent statements pass the guard.
                             if timed { try await tx.execute("SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)") }
                             let fluent = GuardedFluentDatabase(base: db, gate: .postgres(tx.stepGuard))
-                            return try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx)))
+                            return try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx), owner: ObjectIdentifier(self)))
                         }
                     }
                 }
@@ -233,7 +244,9 @@ public final class FluentStore: SQLStore {
                 let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
                 return try await Self.sqliteTransaction(connection) { tx in
                     let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
-                    return try await StepNesting.inside { try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx))) }
+                    return try await StepNesting.inside {
+                        try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: ObjectIdentifier(self)))
+                    }
                 }
             }
         }

@@ -12,10 +12,13 @@ import UnraceCore
 package struct PostgresSteps: Sendable {
     package let logger: Logger
     package let stepTimeout: Duration
+    /// The store whose steps these are, given to their transactions.
+    package let owner: ObjectIdentifier?
 
-    package init(logger: Logger, stepTimeout: Duration) {
+    package init(logger: Logger, stepTimeout: Duration, owner: ObjectIdentifier? = nil) {
         self.logger = logger
         self.stepTimeout = stepTimeout
+        self.owner = owner
     }
 
     /// Runs `attempt` again (with a short jittered pause) after a serialization failure, a
@@ -72,7 +75,7 @@ package struct PostgresSteps: Sendable {
     ) async throws -> T {
         let stepGuard = stepGuard ?? ConnectionGuard(connection)
         return try await bounded(stepGuard, timed: timed) {
-            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
+            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard, owner: owner)
             try await tx.execute("BEGIN")
             do {
                 let result = try await StepNesting.inside { try await body(tx) }

@@ -203,6 +203,15 @@ public final class PostgresStore: SQLStore {
         return String(describing: error)
     }
 
+    /// ``SQLRows`` in a transaction this store handed out; on PostgreSQL a real-time clock is
+    /// replaced by the database's, as in a step.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store handed out
+    ///   (its statements would run in that store's database and schema).
+    public func rows(joining transaction: PostgresTransaction, clock: any WallClock) async throws -> any StoreRows {
+        guard transaction.owner == ObjectIdentifier(self) else { throw UnraceError.foreignTransaction }
+        return sqlRows(joining: transaction, clock: clock)
+    }
+
     // MARK: Store
 
     /// Runs `body` as one step: a transaction (`BEGIN` … `COMMIT`) on a pooled connection, retried
@@ -218,7 +227,12 @@ public final class PostgresStore: SQLStore {
                     try await client.withConnection { connection in
                         let stepGuard = ConnectionGuard(connection)
                         return try await steps.bounded(stepGuard) {
-                            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
+                            let tx = PostgresTransaction(
+                                connection: connection,
+                                logger: logger,
+                                stepGuard: stepGuard,
+                                owner: ObjectIdentifier(self)
+                            )
                             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
                             return try await StepNesting.inside { try await body(context) }
                         }
@@ -255,7 +269,7 @@ public final class PostgresStore: SQLStore {
     }
 
     /// How steps run on a connection: bounds, commit, rollback, retries.
-    var steps: PostgresSteps { PostgresSteps(logger: logger, stepTimeout: stepTimeout) }
+    var steps: PostgresSteps { PostgresSteps(logger: logger, stepTimeout: stepTimeout, owner: ObjectIdentifier(self)) }
 }
 
 // MARK: Service

@@ -26,7 +26,11 @@ public struct PostgresTransaction: SQLTransaction {
     /// The step's hold on the connection: stopped steps send nothing more.
     package let stepGuard: ConnectionGuard
 
-    package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil) {
+    /// The store that handed it out, if a ``PostgresStore`` did.
+    package let owner: ObjectIdentifier?
+
+    package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil, owner: ObjectIdentifier? = nil) {
+        self.owner = owner
         self.connection = connection
         self.logger = logger
         self.stepGuard = stepGuard ?? ConnectionGuard(connection)

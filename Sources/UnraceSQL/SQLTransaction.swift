@@ -60,6 +60,12 @@ extension SQLStore {
     /// ``SQLRows`` in the given transaction: on PostgreSQL a real-time clock is replaced by the
     /// database's, as in a step; SQLite reads `clock` now.
     public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
+        sqlRows(joining: transaction, clock: clock)
+    }
+
+    /// ``SQLRows`` in `transaction`, as ``rows(joining:clock:)`` gives them: for stores that check
+    /// the transaction is theirs first.
+    package func sqlRows(joining transaction: Transaction, clock: any WallClock) -> any StoreRows {
         let time: Timestamp? = dialect.clockExpression != nil && clock.isRealTime ? nil : clock.now()
         return SQLRows(transaction, dialect: dialect, time: time)
     }

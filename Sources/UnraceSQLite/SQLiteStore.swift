@@ -104,6 +104,14 @@ public final class SQLiteStore: SQLStore {
         try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// ``SQLRows`` in a transaction this store handed out.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store (even one on
+    ///   the same file) handed out.
+    public func rows(joining transaction: SQLiteTransaction, clock: any WallClock) async throws -> any StoreRows {
+        guard transaction.pool === pool else { throw UnraceError.foreignTransaction }
+        return sqlRows(joining: transaction, clock: clock)
+    }
+
     // MARK: Store
 
     /// Runs `body` as one step: a write transaction on the writer (`BEGIN IMMEDIATE` … `COMMIT`),

@@ -11,13 +11,18 @@ struct PaymentDeclined: Error {}
 
 @Suite("Durable queue and outbox", .timeLimit(.minutes(5)))
 struct QueueTests {
-    static func queue<S: Store>(_ store: S, _ clock: ManualWallClock, maxAttempts: Int = 10) throws -> MessageQueue<S> {
+    static func queue<S: Store>(
+        _ store: S,
+        _ clock: ManualWallClock,
+        maxAttempts: Int = 10,
+        name: String = uniqueName("q")
+    ) throws -> MessageQueue<S> {
         var configuration = QueueConfiguration()
         configuration.clock = clock
         configuration.visibilityTimeout = .seconds(30)
         configuration.maxAttempts = maxAttempts
         configuration.backoff = .seconds(1)
-        return try MessageQueue(store: store, name: uniqueName("q"), configuration: configuration)
+        return try MessageQueue(store: store, name: name, configuration: configuration)
     }
 
     /// The code of the `UnraceError` `body` throws, or `nil` if it returns.

@@ -64,11 +64,11 @@ public final class MemoryStore: Store {
     public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<MemoryTransaction>) async throws -> T) async throws -> T {
         try StepNesting.check()
         if step.isReadOnly {
-            let tx = MemoryTransaction(snapshot: state.withLock { $0 })
+            let tx = MemoryTransaction(snapshot: state.withLock { $0 }, owner: ObjectIdentifier(self))
             return try await run(tx, now: step.clock.now(), body)
         }
         return try await writer.withLock {
-            let tx = MemoryTransaction(snapshot: state.withLock { $0 })
+            let tx = MemoryTransaction(snapshot: state.withLock { $0 }, owner: ObjectIdentifier(self))
             let result = try await run(tx, now: step.clock.now(), body)
             try Task.checkCancellation()  // a cancelled caller commits nothing
             let committed = tx.finish()
@@ -87,8 +87,10 @@ public final class MemoryStore: Store {
     }
 
     /// Unrace's rows in a transaction this store handed out, at `clock`'s time now.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store handed out.
     public func rows(joining transaction: MemoryTransaction, clock: any WallClock) async throws -> any StoreRows {
-        MemoryRows(tx: transaction, time: clock.now())
+        guard transaction.owner == ObjectIdentifier(self) else { throw UnraceError.foreignTransaction }
+        return MemoryRows(tx: transaction, time: clock.now())
     }
 
     /// Runs `body` in a transaction with no Unrace rows.
@@ -111,7 +113,13 @@ public final class MemoryTransaction: Sendable {
     /// This step's copy of the state.
     let working: Mutex<MemoryStore.State>
 
-    init(snapshot: MemoryStore.State) { self.working = Mutex(snapshot) }
+    /// The store that handed it out.
+    let owner: ObjectIdentifier
+
+    init(snapshot: MemoryStore.State, owner: ObjectIdentifier) {
+        self.working = Mutex(snapshot)
+        self.owner = owner
+    }
 
     /// Stores `value` under `id` in `table`, replacing what was there.
     public func put(_ table: String, id: String, _ value: [UInt8]) {

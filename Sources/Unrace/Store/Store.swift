@@ -54,6 +54,10 @@ extension Store {
     public var backendName: String { "\(Self.self)" }
 
     /// Refuses: this store cannot add Unrace's rows to a transaction it handed out.
+    ///
+    /// The stores Unrace provides give their rows in a transaction they handed out, and refuse
+    /// one another store handed out (``UnraceError/Code/invalidArgument``): its writes would land
+    /// in that store's database or schema, such as another tenant's.
     public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
         throw UnraceError(.invalidArgument, "this store cannot write Unrace's rows in a transaction it handed out")
     }
@@ -143,5 +147,15 @@ extension Store {
         try await step(StepInfo("record", key.rawValue, clock: SystemWallClock(), isReadOnly: true)) { context in
             try await context.rows.operation(scope: scope, key: key)
         }
+    }
+}
+
+extension UnraceError {
+    /// The refusal of a transaction another store handed out, by ``Store/rows(joining:clock:)``.
+    package static var foreignTransaction: UnraceError {
+        UnraceError(
+            .invalidArgument,
+            "this transaction was handed out by another store: a store adds its rows only to a transaction it handed out, since another store's may be another database, schema or tenant"
+        )
     }
 }
