@@ -1,4 +1,5 @@
 public import FluentKit
+import Foundation
 public import Logging
 import NIOCore
 import PostgresNIO
@@ -59,6 +60,9 @@ public final class FluentStore: SQLStore {
 
     private let logger: Logger
     private let steps: PostgresSteps
+    /// Where the store's rows land: an application's database (its `Databases` and id), or for a
+    /// store made on one database handle, the store itself.
+    private let location: String
     /// SQLite's one writer, in this process.
     private let writer = AsyncLock()
 
@@ -138,6 +142,10 @@ public final class FluentStore: SQLStore {
         self.stepTimeout = stepTimeout
         self.logger = logger
         self.steps = PostgresSteps(logger: logger, stepTimeout: stepTimeout)
+        switch source {
+        case .databases(let loops): self.location = "databases \(ObjectIdentifier(loops.databases)) \(loops.id?.string ?? "default")"
+        case .single: self.location = "store \(UUID().uuidString)"
+        }
         try await migrate()
     }
 
@@ -149,10 +157,11 @@ public final class FluentStore: SQLStore {
         }
     }
 
-    /// ``SQLRows`` in a transaction this store handed out.
-    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store handed out.
+    /// ``SQLRows`` in a transaction of this store's database: one this store, or another store on
+    /// the same application database (the same `Databases` and id), handed out.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction of another database.
     public func rows(joining transaction: FluentTransaction, clock: any WallClock) async throws -> any StoreRows {
-        guard transaction.owner == ObjectIdentifier(self) else { throw UnraceError.foreignTransaction }
+        guard transaction.owner == location else { throw UnraceError.foreignTransaction }
         return sqlRows(joining: transaction, clock: clock)
     }
 
@@ -189,7 +198,7 @@ public final class FluentStore: SQLStore {
                             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard)
                             let fluent = GuardedFluentDatabase(base: db, gate: .postgres(stepGuard))
                             return try await StepNesting.inside {
-                                try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx), owner: ObjectIdentifier(self)))
+                                try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx), owner: location))
                             }
                         }
                     }
@@ -202,7 +211,7 @@ public final class FluentStore: SQLStore {
             defer { tx.gate.end() }
             let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
             return try await StepNesting.inside {
-                try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: ObjectIdentifier(self)))
+                try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: location))
             }
         }
     }
@@ -233,7 +242,7 @@ public final class FluentStore: SQLStore {
                             // leaves running there; the body's Fluent statements pass the guard.
                             if timed { try await tx.execute("SET LOCAL statement_timeout = \(statementTimeoutMilliseconds)") }
                             let fluent = GuardedFluentDatabase(base: db, gate: .postgres(tx.stepGuard))
-                            return try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx), owner: ObjectIdentifier(self)))
+                            return try await body(FluentTransaction(fluent: fluent, sql: .postgres(tx), owner: location))
                         }
                     }
                 }
@@ -245,7 +254,7 @@ public final class FluentStore: SQLStore {
                 return try await Self.sqliteTransaction(connection) { tx in
                     let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
                     return try await StepNesting.inside {
-                        try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: ObjectIdentifier(self)))
+                        try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: location))
                     }
                 }
             }

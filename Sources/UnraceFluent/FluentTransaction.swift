@@ -27,8 +27,8 @@ public struct FluentTransaction: SQLTransaction {
     /// step's connection, inside its transaction.
     public let fluent: any Database
     let sql: Driver
-    /// The store that handed it out.
-    let owner: ObjectIdentifier
+    /// Where its rows land: the location of the store that handed it out.
+    let owner: String
 
     /// The SQL of each driver.
     enum Driver: Sendable {

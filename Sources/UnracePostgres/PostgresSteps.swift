@@ -12,10 +12,10 @@ import UnraceCore
 package struct PostgresSteps: Sendable {
     package let logger: Logger
     package let stepTimeout: Duration
-    /// The store whose steps these are, given to their transactions.
-    package let owner: ObjectIdentifier?
+    /// Where the steps' rows land (``PostgresStore/location``), given to their transactions.
+    package let owner: String?
 
-    package init(logger: Logger, stepTimeout: Duration, owner: ObjectIdentifier? = nil) {
+    package init(logger: Logger, stepTimeout: Duration, owner: String? = nil) {
         self.logger = logger
         self.stepTimeout = stepTimeout
         self.owner = owner

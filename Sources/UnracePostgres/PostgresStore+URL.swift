@@ -49,6 +49,15 @@ extension PostgresStore {
         return configuration
     }
 
+    /// Where a store made from `url` puts its rows: the user (the default `search_path` names
+    /// it), host, port, database and `search_path`.
+    static func location(url: String) throws -> String {
+        let parsed = try ParsedURL(url)
+        let searchPath = parsed.startupParameters.first { $0.0 == "search_path" }?.1 ?? ""
+        return
+            "url \(parsed.username)@\(parsed.host.lowercased()):\(parsed.port)/\(parsed.database ?? parsed.username)?search_path=\(searchPath)"
+    }
+
     /// One connection's configuration for `url`: what ``clientConfiguration(url:)`` gives the
     /// pool, for the start-up check.
     package static func connectionConfiguration(url: String) throws -> PostgresConnection.Configuration {

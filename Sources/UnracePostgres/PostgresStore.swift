@@ -51,6 +51,11 @@ public final class PostgresStore: SQLStore {
     /// The SQL flavour of this store.
     public var dialect: SQLDialect { .postgres }
 
+    /// Where the store's rows land, as far as its making says: for a store made from a URL, the
+    /// URL's user, host, port, database and `search_path`; for one made on a client, that client.
+    /// Stores of one location join each other's transactions; see ``rows(joining:clock:)``.
+    package let location: String
+
     private let logger: Logger
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
@@ -62,12 +67,18 @@ public final class PostgresStore: SQLStore {
     /// - Parameter stepTimeout: see ``stepTimeout`` (default 30 s).
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a step timeout out of bounds; the
     ///   migration's errors.
-    public init(
+    public convenience init(
         client: PostgresClient,
         stepTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "unrace.postgres")
     ) async throws {
+        try await self.init(client: client, stepTimeout: stepTimeout, logger: logger, location: nil)
+    }
+
+    /// A store on `client`, whose rows land at `location` (`nil`: the client's own).
+    private init(client: PostgresClient, stepTimeout: Duration, logger: Logger, location: String?) async throws {
         self.client = client
+        self.location = location ?? "client \(ObjectIdentifier(client))"
         self.logger = logger
         self.readiness = nil
         self.stepTimeout = try Self.checked(stepTimeout)
@@ -108,6 +119,7 @@ public final class PostgresStore: SQLStore {
         try await Self.probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
         try await Self.checkStartup(Self.connectionConfiguration(url: url), logger: logger)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.location = try Self.location(url: url)
         self.logger = logger
         self.readiness = Readiness()
     }
@@ -175,7 +187,7 @@ public final class PostgresStore: SQLStore {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let store = try await PostgresStore(client: client, stepTimeout: stepTimeout, logger: logger)
+            let store = try await PostgresStore(client: client, stepTimeout: stepTimeout, logger: logger, location: try location(url: url))
             return try await body(store)
         }
     }
@@ -205,10 +217,10 @@ public final class PostgresStore: SQLStore {
 
     /// ``SQLRows`` in a transaction this store handed out; on PostgreSQL a real-time clock is
     /// replaced by the database's, as in a step.
-    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store handed out
-    ///   (its statements would run in that store's database and schema).
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction of a store made from another
+    ///   URL (user, host, port, database or `search_path`) or on another client.
     public func rows(joining transaction: PostgresTransaction, clock: any WallClock) async throws -> any StoreRows {
-        guard transaction.owner == ObjectIdentifier(self) else { throw UnraceError.foreignTransaction }
+        guard transaction.owner == location else { throw UnraceError.foreignTransaction }
         return sqlRows(joining: transaction, clock: clock)
     }
 
@@ -231,7 +243,7 @@ public final class PostgresStore: SQLStore {
                                 connection: connection,
                                 logger: logger,
                                 stepGuard: stepGuard,
-                                owner: ObjectIdentifier(self)
+                                owner: location
                             )
                             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
                             return try await StepNesting.inside { try await body(context) }
@@ -269,7 +281,7 @@ public final class PostgresStore: SQLStore {
     }
 
     /// How steps run on a connection: bounds, commit, rollback, retries.
-    var steps: PostgresSteps { PostgresSteps(logger: logger, stepTimeout: stepTimeout, owner: ObjectIdentifier(self)) }
+    var steps: PostgresSteps { PostgresSteps(logger: logger, stepTimeout: stepTimeout, owner: location) }
 }
 
 // MARK: Service

@@ -26,10 +26,10 @@ public struct PostgresTransaction: SQLTransaction {
     /// The step's hold on the connection: stopped steps send nothing more.
     package let stepGuard: ConnectionGuard
 
-    /// The store that handed it out, if a ``PostgresStore`` did.
-    package let owner: ObjectIdentifier?
+    /// Where its rows land, if a ``PostgresStore`` handed it out: that store's location.
+    package let owner: String?
 
-    package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil, owner: ObjectIdentifier? = nil) {
+    package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil, owner: String? = nil) {
         self.owner = owner
         self.connection = connection
         self.logger = logger

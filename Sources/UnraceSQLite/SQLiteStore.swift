@@ -104,12 +104,19 @@ public final class SQLiteStore: SQLStore {
         try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
-    /// ``SQLRows`` in a transaction this store handed out.
-    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction another store (even one on
-    ///   the same file) handed out.
+    /// ``SQLRows`` in a transaction of this database file: one this store, or another store on
+    /// the same file, handed out.
+    /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction on another file.
     public func rows(joining transaction: SQLiteTransaction, clock: any WallClock) async throws -> any StoreRows {
-        guard transaction.pool === pool else { throw UnraceError.foreignTransaction }
+        guard transaction.pool === pool || Self.file(transaction.pool.path) == Self.file(pool.path) else {
+            throw UnraceError.foreignTransaction
+        }
         return sqlRows(joining: transaction, clock: clock)
+    }
+
+    /// The file a path names, links and `.`/`..` resolved.
+    private static func file(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
     // MARK: Store

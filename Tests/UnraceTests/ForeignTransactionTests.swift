@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import Unrace
+import UnraceFluent
+import UnracePostgres
 import UnraceSQLite
 
 /// A store adds its rows only to a transaction it handed out. Another store's transaction runs
@@ -53,15 +55,60 @@ struct ForeignTransactionTests {
         #expect(try await theirQueue.depth() == QueueDepth())
     }
 
-    @Test("two SQLite stores on one file: each refuses the other's transaction, so the rule does not hang on where the rows land")
+    /// Enqueues through `queue` in a transaction of `other`, and returns the error code or nil.
+    static func enqueue<S: Store>(_ queue: MessageQueue<S>, in other: S, id: String) async throws -> String? {
+        try await other.withTransaction { tx in
+            await QueueTests.code { try await queue.enqueue([QueueTests.message(id)], in: tx) }
+        }
+    }
+
+    @Test("two SQLite stores on one file join each other's transactions: the rows land in that one file either way")
     func sameFile() async throws {
         try await withStore(.sqlite) { first, path in
+            let first = try #require(first as? SQLiteStore)
             let second = try await SQLiteStore(path: path)
-            let queue = try QueueTests.queue(second, ManualWallClock())
-            _ = try await (first as! SQLiteStore).withTransaction { tx in
-                #expect(await QueueTests.code { try await queue.enqueue([QueueTests.message("m")], in: tx) } == "invalid_argument")
+            let clock = ManualWallClock()
+            let queue = try QueueTests.queue(second, clock, name: "shared")
+            #expect(try await Self.enqueue(queue, in: first, id: "m") == nil)
+            #expect(try await queue.depth() == QueueDepth(ready: 1))
+            #expect(try await QueueTests.queue(first, clock, name: "shared").depth() == QueueDepth(ready: 1))
+        }
+    }
+
+    @Test(
+        "PostgreSQL stores made from one URL join each other's transactions; a store on another search_path refuses them",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func sameURL() async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location) { first in
+                try await PostgresStore.withStore(url: location) { second in
+                    let queue = try QueueTests.queue(second, ManualWallClock(), name: "shared")
+                    #expect(try await Self.enqueue(queue, in: first, id: "m") == nil)
+                    #expect(try await queue.depth() == QueueDepth(ready: 1))
+                }
             }
-            #expect(try await queue.depth() == QueueDepth())
+            let other = uniqueName("t")
+            try await TestPostgres.execute("CREATE SCHEMA \(other)")
+            defer { Task { try? await TestPostgres.execute("DROP SCHEMA \(other) CASCADE") } }
+            let elsewhere = try TestPostgres.requireURL() + "?search_path=\(other)"
+            try await PostgresStore.withStore(url: location) { first in
+                try await PostgresStore.withStore(url: elsewhere) { second in
+                    let queue = try QueueTests.queue(second, ManualWallClock(), name: "shared")
+                    #expect(try await Self.enqueue(queue, in: first, id: "n") == "invalid_argument")
+                    #expect(try await queue.depth() == QueueDepth())
+                }
+            }
+        }
+    }
+
+    @Test("Fluent stores on one application database join each other's transactions", arguments: sqlBackends)
+    func sameFluentDatabase(driver: SQLBackend) async throws {
+        try await withFluentDatabases(driver) { first, _, databases in
+            let second = try await FluentStore(databases: databases)
+            let queue = try QueueTests.queue(second, ManualWallClock(), name: "shared")
+            #expect(try await Self.enqueue(queue, in: first, id: "m") == nil)
+            #expect(try await queue.depth() == QueueDepth(ready: 1))
         }
     }
 }

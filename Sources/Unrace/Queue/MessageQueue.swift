@@ -120,9 +120,9 @@ public struct MessageQueue<S: Store>: Sendable {
     /// Enqueues messages in a transaction the store gave you — a ``Operations/perform(key:scope:fingerprint:whenInProgress:_:)``
     /// body, an inbox handler, `withTransaction`: the transactional outbox. The messages commit
     /// with that transaction's writes, or not at all.
-    /// - Throws: as ``enqueue(_:)``; ``UnraceError/Code/invalidArgument`` for a transaction another
-    ///   store instance handed out (nothing written). Throwing out of the transaction's body rolls
-    ///   the enqueue back.
+    /// - Throws: as ``enqueue(_:)``; ``UnraceError/Code/invalidArgument`` for a transaction of
+    ///   another database or schema than the queue's store (nothing written). Throwing out of the
+    ///   transaction's body rolls the enqueue back.
     @discardableResult
     public func enqueue(_ messages: [OutgoingMessage], in transaction: S.Transaction) async throws -> [EnqueueResult] {
         let messages = try validate(messages)
@@ -266,8 +266,8 @@ public struct MessageQueue<S: Store>: Sendable {
 
     /// Acknowledges a delivery in a transaction the store gave you, so the handler's writes and
     /// the ack commit together: a crash after the commit cannot redeliver work that was done.
-    /// - Throws: as ``ack(_:)``; ``UnraceError/Code/invalidArgument`` for a transaction another
-    ///   store instance handed out.
+    /// - Throws: as ``ack(_:)``; ``UnraceError/Code/invalidArgument`` for a transaction of another
+    ///   database or schema than the queue's store.
     public func ack(_ delivery: Delivery, in transaction: S.Transaction) async throws {
         let rows = try await store.rows(joining: transaction, clock: configuration.clock)
         try await fencing(delivery) { try await Self.ack(delivery, queue: name, rows: rows) }

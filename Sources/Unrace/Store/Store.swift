@@ -55,9 +55,9 @@ extension Store {
 
     /// Refuses: this store cannot add Unrace's rows to a transaction it handed out.
     ///
-    /// The stores Unrace provides give their rows in a transaction they handed out, and refuse
-    /// one another store handed out (``UnraceError/Code/invalidArgument``): its writes would land
-    /// in that store's database or schema, such as another tenant's.
+    /// The stores Unrace provides give their rows in a transaction of their own database, and
+    /// refuse one of another database or schema (``UnraceError/Code/invalidArgument``): its
+    /// writes would land there, such as in another tenant's schema.
     public func rows(joining transaction: Transaction, clock: any WallClock) async throws -> any StoreRows {
         throw UnraceError(.invalidArgument, "this store cannot write Unrace's rows in a transaction it handed out")
     }
@@ -151,11 +151,11 @@ extension Store {
 }
 
 extension UnraceError {
-    /// The refusal of a transaction another store handed out, by ``Store/rows(joining:clock:)``.
+    /// The refusal of a transaction of another database, by ``Store/rows(joining:clock:)``.
     package static var foreignTransaction: UnraceError {
         UnraceError(
             .invalidArgument,
-            "this transaction was handed out by another store: a store adds its rows only to a transaction it handed out, since another store's may be another database, schema or tenant"
+            "this transaction is on another database or schema than this store: its writes would land there, in another tenant's rows"
         )
     }
 }

@@ -15,6 +15,14 @@ func withFluentStore<T: Sendable>(
     _ driver: SQLBackend,
     _ body: (FluentStore, any Database) async throws -> T
 ) async throws -> T {
+    try await withFluentDatabases(driver) { store, database, _ in try await body(store, database) }
+}
+
+/// As ``withFluentStore(_:_:)``, also handing over the application's `Databases` the store is on.
+func withFluentDatabases<T: Sendable>(
+    _ driver: SQLBackend,
+    _ body: (FluentStore, any Database, Databases) async throws -> T
+) async throws -> T {
     let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
     var logger = Logger(label: "test.fluent")
     logger.logLevel = .warning
@@ -46,7 +54,7 @@ func withFluentStore<T: Sendable>(
     let database = try #require(databases.database(logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()))
     do {
         let store = try await FluentStore(databases: databases, stepTimeout: .seconds(300), logger: logger)
-        let result = try await body(store, database)
+        let result = try await body(store, database, databases)
         await databases.shutdownAsync()
         await cleanUp?()
         return result
