@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 extension OperationKey {
     /// A key for a downstream system (a payment provider's idempotency key, an email service's
@@ -7,7 +8,12 @@ extension OperationKey {
     /// Deterministic: `scope`, this key and `label` fully decide it, so a new holder that resumes
     /// after a crash sends the downstream system the key the old holder used, and the downstream
     /// system deduplicates the call. The result is `"<label>-" + 40 hex digits` of SHA-256.
+    ///
+    /// The label is taken in NFC, as keys and scopes are: labels equal as Swift strings (`"café"`
+    /// precomposed or decomposed) give one key. It goes into the result as given otherwise, so
+    /// keep it to what the downstream system accepts in its keys.
     public func derived(_ label: String, scope: Scope) -> String {
+        let label = label.precomposedStringWithCanonicalMapping
         var hasher = SHA256()
         hasher.update(data: Array(scope.rawValue.utf8))
         hasher.update(data: [0])

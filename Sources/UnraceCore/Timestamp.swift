@@ -23,6 +23,24 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
     /// A short, log-safe text form.
     public var description: String { "\(milliseconds)ms" }
+
+    /// The latest clock reading a step decides on: half of `Int64.max` milliseconds, about the
+    /// year 146 million. Every lease, retention, timeout and backoff added to a reading up to it
+    /// stays representable; past it, `reading + lease` would saturate at the largest time and a
+    /// lease would end the moment it began (two holders of one key).
+    public static let latestReading = Timestamp(milliseconds: Int64.max / 2)
+
+    /// This reading, if a step may decide on it.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` past ``latestReading``.
+    public func checkedReading() throws -> Timestamp {
+        guard self <= Self.latestReading else {
+            throw UnraceError(
+                .invalidConfiguration,
+                "the clock reads \(milliseconds) ms since 1970, past the latest time Unrace decides on (Timestamp.latestReading)"
+            )
+        }
+        return self
+    }
 }
 
 extension Duration {

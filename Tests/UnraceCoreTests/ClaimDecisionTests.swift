@@ -125,10 +125,33 @@ struct KeyTests {
         #expect(key.derived("charge", scope: "payments") != key.derived("refund", scope: "payments"))
         #expect(key.derived("charge", scope: "payments") != key.derived("charge", scope: "tenant-2"))
         #expect(key.derived("charge", scope: "payments").hasPrefix("charge-"))
+        // The digest of an ASCII label is what it always was: downstream systems keep their keys.
+        #expect(key.derived("charge", scope: "payments") == "charge-" + Self.sha256Prefix("payments\0capture:pay_1\0charge"))
     }
+
+    @Test("labels equal as Swift strings (NFC and NFD) derive one downstream key")
+    func derivedKeyLabelsAreNormalised() throws {
+        let key = try OperationKey("capture:pay_1")
+        #expect("café" == "cafe\u{301}")
+        #expect(key.derived("café", scope: "payments") == key.derived("cafe\u{301}", scope: "payments"))
+        #expect(key.derived("cafe\u{301}", scope: "payments").hasPrefix("café-"))
+    }
+
+    /// The first 20 bytes of SHA-256 of `text`'s UTF-8, in lowercase hex.
+    static func sha256Prefix(_ text: String) -> String { String(Fingerprint.text(text).hex.prefix(40)) }
 
     @Test func timestampArithmeticSaturates() {
         #expect(Timestamp(milliseconds: .max - 1) + .seconds(10) == Timestamp(milliseconds: .max))
         #expect(Duration.milliseconds(1_500).wholeMilliseconds == 1_500)
+    }
+
+    @Test("a reading up to Timestamp.latestReading is decided on; a later one is refused, and a lease or retention added to it never saturates")
+    func latestReading() throws {
+        #expect(try Timestamp.latestReading.checkedReading() == .latestReading)
+        #expect(try Timestamp(milliseconds: .min).checkedReading() == Timestamp(milliseconds: .min))
+        #expect(throws: UnraceError.self) { try Timestamp(milliseconds: Timestamp.latestReading.milliseconds + 1).checkedReading() }
+        let error = #expect(throws: UnraceError.self) { try Timestamp(milliseconds: .max).checkedReading() }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(Timestamp.latestReading + .seconds(86_400 * 3_651) < Timestamp(milliseconds: .max))
     }
 }

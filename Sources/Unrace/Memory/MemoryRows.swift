@@ -7,7 +7,7 @@ struct MemoryRows: Sendable {
     let tx: MemoryTransaction
     let time: Timestamp
 
-    func now() async throws -> Timestamp { time }
+    func now() async throws -> Timestamp { try time.checkedReading() }
 
     func read<T>(_ body: (inout MemoryStore.State) throws -> T) rethrows -> T {
         try tx.working.withLock { try body(&$0) }

@@ -17,6 +17,8 @@ extension SQLRows: OperationRows {
         guard dialect.hasConcurrentWriters else {
             return try await operation(scope: claim.scope, key: claim.key).map(OperationLock.existing) ?? .absent
         }
+        // A given time past the latest reading is refused before anything is written.
+        if let time = clock.time { _ = try time.checkedReading() }
         // Insert first, so a concurrent duplicate blocks on the row; read the existing record when
         // there is one. A record purged between the two statements sends the claim round again.
         for _ in 1...3 {

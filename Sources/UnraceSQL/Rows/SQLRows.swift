@@ -34,7 +34,7 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
     var byteOrder: String { dialect.byteOrderCollation }
 
     public func now() async throws -> Timestamp {
-        if let time = clock.time { return time }
+        if let time = clock.time { return try time.checkedReading() }
         guard let now = dialect.clockExpression else {
             throw UnraceError(.storeFailure, "a step on a database without a clock of its own was given no time")
         }

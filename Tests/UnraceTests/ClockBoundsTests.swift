@@ -1,0 +1,69 @@
+import Synchronization
+import Testing
+import Unrace
+
+/// A clock moved by hand to the end of time cannot make a lease end the moment it begins: a step
+/// refuses a reading past `Timestamp.latestReading` before it decides or writes anything, and up
+/// to it every lease still holds.
+@Suite("Clock readings at the end of time", .timeLimit(.minutes(3)))
+struct ClockBoundsTests {
+    static func operations<S: Store>(_ store: S, at clock: ManualWallClock) throws -> Operations<S> {
+        var configuration = OperationsConfiguration()
+        configuration.clock = clock
+        configuration.lease = .seconds(30)
+        return try Operations(store: store, configuration: configuration)
+    }
+
+    /// The code of the `UnraceError` `body` throws, or `nil` if it returns.
+    static func code(_ body: () async throws -> Void) async -> String? {
+        do {
+            try await body()
+            return nil
+        } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
+    }
+
+    @Test(
+        "a clock at Int64.max is refused with invalid_configuration before anything is decided or written; at the latest reading a lease still holds",
+        arguments: storeBackends
+    )
+    func endOfTime(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.endOfTime(store) }
+    }
+
+    static func endOfTime<S: Store>(_ store: S) async throws {
+        let end = try operations(store, at: ManualWallClock(start: Timestamp(milliseconds: .max)))
+        // Unchecked, `now + lease` saturates at `now`: both claims would acquire the key.
+        #expect(await code { _ = try await end.begin(key: "k") } == "invalid_configuration")
+        #expect(await code { _ = try await end.begin(key: "k") } == "invalid_configuration")
+        let ran = Atomic<Int>(0)
+        #expect(
+            await code {
+                _ = try await end.perform(key: "k") { _ in ran.add(1, ordering: .relaxed).newValue }
+            } == "invalid_configuration"
+        )
+        #expect(ran.load(ordering: .relaxed) == 0, "the body never ran")
+
+        let queueClock = ManualWallClock(start: Timestamp(milliseconds: .max))
+        var queueConfiguration = QueueConfiguration()
+        queueConfiguration.clock = queueClock
+        let queue = try MessageQueue(store: store, name: uniqueName("q"), configuration: queueConfiguration)
+        #expect(await code { try await queue.enqueue([OutgoingMessage(id: "m", payload: [1])]) } == "invalid_configuration")
+        let reservations = Reservations(store: store, clock: ManualWallClock(start: Timestamp(milliseconds: .max)))
+        #expect(try await Reservations(store: store).createResource("seats", capacity: 1))
+        #expect(
+            await code { _ = try await reservations.placeHold("seats", key: "h", timeToLive: .seconds(60)) } == "invalid_configuration"
+        )
+
+        // At the latest reading a lease is a lease: the second claim finds the first in progress.
+        let latest = try operations(store, at: ManualWallClock(start: Timestamp.latestReading))
+        guard case .acquired = try await latest.begin(key: "k") else {
+            Issue.record("the first claim at the latest reading did not acquire the key: the refused ones wrote something")
+            return
+        }
+        guard case .inProgress = try await latest.begin(key: "k") else {
+            Issue.record("a second claim at the latest reading acquired a key whose lease had just begun")
+            return
+        }
+        #expect(try await MessageQueue(store: store, name: queue.name).depth() == QueueDepth(), "the refused enqueue wrote nothing")
+    }
+}
