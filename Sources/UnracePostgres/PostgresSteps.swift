@@ -185,17 +185,26 @@ package struct PostgresSteps: Sendable {
         }
     }
 
-    /// The result of `task`, or `nil` when it has not finished within `limit` (the task is left
-    /// to finish, or not, on its own).
-    static func first<T: Sendable>(of task: Task<T, any Error>, within limit: Duration) async -> Result<T, any Error>? {
+    /// The result of `task`, or `nil` when it has not finished within `limit` — or, with
+    /// `orCancellation`, when the caller was cancelled first (the task is left to finish, or not,
+    /// on its own).
+    static func first<T: Sendable>(
+        of task: Task<T, any Error>,
+        within limit: Duration,
+        orCancellation: Bool = false
+    ) async -> Result<T, any Error>? {
         let once = OnceResumption<Result<T, any Error>?>()
-        return await withCheckedContinuation { continuation in
-            once.set(continuation)
-            Task.detached { once.resume(with: await task.result) }
-            Task.detached {
-                try? await Task.sleep(for: limit)
-                once.resume(with: nil)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                once.set(continuation)
+                Task.detached { once.resume(with: await task.result) }
+                Task.detached {
+                    try? await Task.sleep(for: limit)
+                    once.resume(with: nil)
+                }
             }
+        } onCancel: {
+            if orCancellation { once.resume(with: nil) }
         }
     }
 

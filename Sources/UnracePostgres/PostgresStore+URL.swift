@@ -87,7 +87,7 @@ extension PostgresStore {
     /// connections) is left to the pool, which retries and reports it as before; an answer slower
     /// than `limit` is not waited for (the check is then skipped).
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for such a refusal, with the server's
-    ///   message (never the password).
+    ///   message (never the password); `CancellationError` at once when the caller is cancelled.
     package static func checkStartup(
         _ configuration: PostgresConnection.Configuration,
         within limit: Duration = .seconds(10),
@@ -101,9 +101,10 @@ extension PostgresStore {
                 logger: logger
             ).get()
         }
-        guard let result = await PostgresSteps.first(of: attempt, within: limit) else {
+        guard let result = await PostgresSteps.first(of: attempt, within: limit, orCancellation: true) else {
             attempt.cancel()
             Task.detached { try? await attempt.value.close() }
+            try Task.checkCancellation()
             return
         }
         switch result {

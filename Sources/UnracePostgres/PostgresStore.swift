@@ -104,7 +104,8 @@ public final class PostgresStore: SQLStore {
     /// `invalid_database_url` and the server's reason.
     /// - Parameters: as ``withStore(url:maximumConnections:logger:_:)``.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL``, ``UnraceError/Code/invalidConfiguration``,
-    ///   ``UnraceError/Code/storeUnavailable``.
+    ///   ``UnraceError/Code/storeUnavailable``; `CancellationError` at once when the caller is
+    ///   cancelled while the server is probed or the session opens.
     /// Until ``run()`` runs, steps wait (a warning is logged after 5 s of waiting): a store made this
     /// way does nothing outside a running group. `run()` on a store made with
     /// ``init(client:logger:)`` throws instead: its client is its creator's to run.
@@ -171,7 +172,8 @@ public final class PostgresStore: SQLStore {
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL, or a start-up the
     ///   server refuses every time: a start-up parameter, the user or password, a missing
     ///   database, `sslmode=require` without TLS (one session is opened first to find out);
-    ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached.
+    ///   ``UnraceError/Code/storeUnavailable`` when the server cannot be reached; `CancellationError`
+    ///   at once when the caller is cancelled during those checks.
     public static func withStore<T: Sendable>(
         url: String,
         maximumConnections: Int = 20,
@@ -194,11 +196,20 @@ public final class PostgresStore: SQLStore {
 
     /// Opens (and closes) one TCP connection to the server, so an unreachable database fails
     /// within `timeout`, naming where and why, instead of after the pool's retries.
-    /// - Throws: ``UnraceError/Code/storeUnavailable``.
+    /// - Throws: ``UnraceError/Code/storeUnavailable``; `CancellationError` at once when the caller
+    ///   is cancelled.
     static func probe(host: String, port: Int, timeout: TimeAmount) async throws {
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(timeout)
+        let attempt = Task { try await bootstrap.connect(host: host, port: port).get() }
+        // The connect timeout bounds the attempt; a cancelled caller does not wait for it.
+        let limit = Duration.nanoseconds(timeout.nanoseconds) + .seconds(1)
+        guard let result = await PostgresSteps.first(of: attempt, within: limit, orCancellation: true) else {
+            Task.detached { try? await attempt.value.close() }
+            try Task.checkCancellation()
+            throw UnraceError(.storeUnavailable, "cannot reach PostgreSQL at \(host):\(port): the connection timed out")
+        }
         do {
-            let channel = try await bootstrap.connect(host: host, port: port).get()
+            let channel = try result.get()
             try? await channel.close()
         } catch {
             throw UnraceError(

@@ -145,7 +145,9 @@ struct KeyTests {
         #expect(Duration.milliseconds(1_500).wholeMilliseconds == 1_500)
     }
 
-    @Test("a reading up to Timestamp.latestReading is decided on; a later one is refused, and a lease or retention added to it never saturates")
+    @Test(
+        "a reading up to Timestamp.latestReading is decided on; a later one is refused, and a lease or retention added to it never saturates"
+    )
     func latestReading() throws {
         #expect(try Timestamp.latestReading.checkedReading() == .latestReading)
         #expect(try Timestamp(milliseconds: .min).checkedReading() == Timestamp(milliseconds: .min))

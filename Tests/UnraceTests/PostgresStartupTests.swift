@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 import Unrace
 import UnracePostgres
@@ -83,6 +85,29 @@ struct PostgresStartupTests {
         }
     }
 
+    @Test("a caller cancelled while the server stalls the store's start-up gets CancellationError at once, not a store 10 s later")
+    func cancelledStart() async throws {
+        try await SilentServer.with { port, accepted in
+            let task = Task { try await PostgresStore(url: "postgres://unrace@127.0.0.1:\(port)/unrace", logger: Self.quiet) }
+            var connections = accepted.makeAsyncIterator()
+            _ = await connections.next()  // the probe
+            _ = await connections.next()  // the start-up session, never answered
+            task.cancel()
+            let started = ContinuousClock.now
+            let outcome: String
+            do {
+                _ = try await task.value
+                outcome = "a store"
+            } catch is CancellationError {
+                outcome = "cancelled"
+            } catch {
+                outcome = "\(error)"
+            }
+            #expect(outcome == "cancelled")
+            #expect(ContinuousClock.now - started < .seconds(5), "the start-up check's 10 s limit was waited out")
+        }
+    }
+
     @Test("a store made from a URL naming a missing database fails at its start, not after the pool's retries")
     func refusedStoreStart() async throws {
         let url = try Self.url(database: "unrace_no_such_database")
@@ -94,5 +119,36 @@ struct PostgresStartupTests {
         // Only the check's own limit (10 s) or a slow session bounds this; the pool's retries took
         // about a minute and ended in store_unavailable.
         #expect(ContinuousClock.now - started < .seconds(45))
+    }
+}
+
+/// A TCP server on loopback that accepts connections and never answers: a database whose
+/// start-up stalls. `accepted` yields once per connection.
+enum SilentServer {
+    private final class Accepted: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let continuation: AsyncStream<Void>.Continuation
+        init(_ continuation: AsyncStream<Void>.Continuation) { self.continuation = continuation }
+        func channelActive(context: ChannelHandlerContext) {
+            continuation.yield()
+            context.fireChannelActive()
+        }
+    }
+
+    static func with<T>(_ body: (_ port: Int, _ accepted: AsyncStream<Void>) async throws -> T) async throws -> T {
+        let (accepted, continuation) = AsyncStream<Void>.makeStream()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Accepted(continuation)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        do {
+            let result = try await body(try #require(channel.localAddress?.port), accepted)
+            try? await channel.close()
+            return result
+        } catch {
+            try? await channel.close()
+            throw error
+        }
     }
 }
