@@ -136,8 +136,9 @@ struct Workload {
     static let events = ["OrderCreated", "PaymentCaptured", "OrderShipped", "OrderCancelled"]
 
     let calls: [Call]
-    /// Where the workload's clock starts: usually now-ish, sometimes at the ends of time, where
-    /// every store must saturate the same way.
+    /// Where the workload's clock starts: usually now-ish, sometimes at the ends of time: at the
+    /// start every store must saturate the same way, at the end (past `Timestamp.latestReading`)
+    /// refuse the same calls.
     let start: Timestamp
 
     init(seed: UInt64, length: Int = 60) {

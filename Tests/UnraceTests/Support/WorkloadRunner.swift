@@ -201,7 +201,7 @@ struct WorkloadRunner<S: Store> {
         }
         return (
             answers,
-            try await state(
+            await state(
                 operations: operations[0],
                 records: records,
                 counters: counters,
@@ -224,34 +224,54 @@ struct WorkloadRunner<S: Store> {
         inbox: Inbox<S>,
         lifecycle: LifecycleGuard<S>,
         queue: MessageQueue<S>
-    ) async throws -> [String] {
+    ) async -> [String] {
         var lines: [String] = []
+        // A read the store refuses (a clock past `Timestamp.latestReading`) is part of the state:
+        // every store must refuse it alike.
+        func read(_ label: String, _ body: () async throws -> String) async -> String {
+            do { return "\(label): \(try await body())" } catch let error as UnraceError {
+                return "\(label): error \(error.code)"
+            } catch { return "\(label): \(error)" }
+        }
         for name in Workload.validNames {
             for scope in scopes {
-                lines.append("operation \(scope) \(name): \(Self.describe(try await operations.status(of: name, scope: scope)))")
+                lines.append(
+                    await read("operation \(scope) \(name)") { Self.describe(try await operations.status(of: name, scope: scope)) }
+                )
             }
             lines.append(
-                "record \(name): \(String(describing: try await records.read(name, as: Int.self).map { "\($0.value)@\($0.version)" }))"
+                await read("record \(name)") {
+                    String(describing: try await records.read(name, as: Int.self).map { "\($0.value)@\($0.version)" })
+                }
             )
-            lines.append("counter \(name): \(String(describing: try await counters.counter(name)))")
-            lines.append("quota \(name): \(String(describing: try await counters.quota(name)))")
-            lines.append("resource \(name): \(String(describing: try await reservations.resource(name)))")
-            lines.append("hold \(name): \(String(describing: try await reservations.hold(key: name)))")
-            lines.append("lifecycle \(name): \(String(describing: try await lifecycle.state(of: name)))")
+            lines.append(await read("counter \(name)") { String(describing: try await counters.counter(name)) })
+            lines.append(await read("quota \(name)") { String(describing: try await counters.quota(name)) })
+            lines.append(await read("resource \(name)") { String(describing: try await reservations.resource(name)) })
+            lines.append(await read("hold \(name)") { String(describing: try await reservations.hold(key: name)) })
+            lines.append(await read("lifecycle \(name)") { String(describing: try await lifecycle.state(of: name)) })
         }
-        lines.append("accounts: \(try await ledger.lookupAccounts(Workload.validNames))")
-        lines.append("totals: \(try await ledger.totals())")
-        for stream in ["s1", "s2"] { lines.append("inbox \(stream): head \(try await inbox.head(of: stream))") }
-        lines.append("gaps: \(try await inbox.gaps(limit: 10))")
-        for key in ["k1", "k2"] { lines.append("queue stream \(key): head \(try await inbox.head(of: "$wq/\(key)"))") }
-        lines.append("queue depth: \(try await queue.depth())")
-        lines.append("dead letters: \(try await queue.deadLetters().map(Self.describe))")
+        lines.append(await read("accounts") { "\(try await ledger.lookupAccounts(Workload.validNames))" })
+        lines.append(await read("totals") { "\(try await ledger.totals())" })
+        for stream in ["s1", "s2"] { lines.append(await read("inbox \(stream)") { "head \(try await inbox.head(of: stream))" }) }
+        lines.append(await read("gaps") { "\(try await inbox.gaps(limit: 10))" })
+        for key in ["k1", "k2"] { lines.append(await read("queue stream \(key)") { "head \(try await inbox.head(of: "$wq/\(key)"))" }) }
+        lines.append(await read("queue depth") { "\(try await queue.depth())" })
+        lines.append(await read("dead letters") { "\(try await queue.deadLetters().map(Self.describe))" })
         // Every message that can still be delivered, and how many attempts it has left: leased
         // once more, then nacked (retried, or dead-lettered on its last attempt).
-        let final = try await queue.lease(limit: 1_000, worker: "final")
-        lines.append("messages: \(final.map(Self.describe).sorted())")
+        var final: [Delivery] = []
+        lines.append(
+            await read("messages") {
+                final = try await queue.lease(limit: 1_000, worker: "final")
+                return "\(final.map(Self.describe).sorted())"
+            }
+        )
         for delivery in final.sorted(by: { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }) {
-            lines.append("last nack \(delivery.id.debugDescription): \(try await queue.nack(delivery, reason: "final", retryAfter: .zero))")
+            lines.append(
+                await read("last nack \(delivery.id.debugDescription)") {
+                    "\(try await queue.nack(delivery, reason: "final", retryAfter: .zero))"
+                }
+            )
         }
         return lines
     }
