@@ -29,7 +29,8 @@ public struct IdempotencyConfiguration: Sendable {
     /// A larger body gets 413 and nothing is stored.
     public var requestBodyByteCountLimit = 1 << 20
     /// The largest response body stored, in bytes (default 1 MiB; at most ``bodyByteCountMaximum``).
-    /// A handler whose response is larger gets a 500 problem and nothing it wrote commits.
+    /// A handler whose response is larger gets a 500 problem and nothing it wrote commits. (On
+    /// Vapor, a streamed body of unknown size is read whole before it is measured.)
     public var responseBodyByteCountLimit = 1 << 20
 
     /// All defaults.

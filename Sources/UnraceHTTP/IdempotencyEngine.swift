@@ -117,6 +117,9 @@ public struct IdempotencyEngine<S: Store>: Sendable {
             }
         } catch let unstored as Unstored {
             return .respond(unstored.response)
+        } catch let failure as HandlerFailure {
+            // The handler's own error, not a verdict of the rules: rethrown as it was.
+            throw failure.error
         } catch let error as UnraceError {
             switch error.code {
             case .fingerprintMismatch:
@@ -226,6 +229,11 @@ public struct IdempotencyEngine<S: Store>: Sendable {
             throw Unstored(
                 response: .problem(HTTPProblem(.internalError, detail: "the response was too large to store; nothing was saved"))
             )
+        } catch let error as UnraceError where !error.isRetryable {
+            // Kept apart from the rules' own errors: a handler's `invalid_scope` is not the
+            // principal's, nor its `in_progress` this key's. (A retryable one, the store failing
+            // over under the handler's statements, is a 503 like the rules' own.)
+            throw HandlerFailure(error: error)
         }
         original.fields = response.head.headerFields
         let stored = StoredResponse(response.head, body: Data(response.body))
@@ -277,6 +285,11 @@ public struct EngineResponse: Sendable, Hashable {
 /// A response that is given to the client but not stored; thrown to roll the step back.
 private struct Unstored: Error {
     let response: EngineResponse
+}
+
+/// A non-retryable `UnraceError` the handler threw, carried past the rules' error mapping.
+private struct HandlerFailure: Error {
+    let error: UnraceError
 }
 
 /// An HTTP error the handler threw, captured for storing after its writes rolled back.

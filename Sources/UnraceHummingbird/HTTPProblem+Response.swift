@@ -13,4 +13,17 @@ extension HTTPProblem: ResponseGenerator, HTTPResponseError {
         if let seconds = retryAfterSeconds { headers[.retryAfter] = String(seconds) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jsonBody())))
     }
+
+    /// A framework error (`HTTPError`, the router's own) as a problem: its status and headers
+    /// (`Allow`, `WWW-Authenticate`), with a problem body. ``ProblemMiddleware`` and
+    /// ``IdempotencyMiddleware`` answer it alike; an ``HTTPProblem`` is its own response.
+    static func response(for error: any HTTPResponseError, from request: Request, context: some RequestContext) -> Response {
+        if let problem = error as? HTTPProblem { return problem.response() }
+        var response = HTTPProblem(status: error.status).response()
+        let own = try? error.response(from: request, context: context)
+        for field in own?.headers ?? [:] where field.name != .contentType && field.name != .contentLength {
+            response.headers.append(field)
+        }
+        return response
+    }
 }

@@ -77,7 +77,8 @@ where Context.Transaction == S.Transaction {
                 do {
                     response = try await next(request, context)
                 } catch let error as any HTTPResponseError {
-                    response = try error.response(from: request, context: context)
+                    // As ``ProblemMiddleware`` answers it on a route without this middleware.
+                    response = HTTPProblem.response(for: error, from: request, context: context)
                     thrown = true
                 }
                 let collector = BodyCollector(limit: responseLimit)

@@ -28,14 +28,7 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let problem as HTTPProblem {
             return problem.response()
         } catch let error as any HTTPResponseError {
-            // The framework's own errors keep their status and headers (`Allow`, say), with a
-            // problem body.
-            var response = HTTPProblem(status: error.status).response()
-            let own = try? error.response(from: input, context: context)
-            for field in own?.headers ?? [:] where field.name != .contentType && field.name != .contentLength {
-                response.headers.append(field)
-            }
-            return response
+            return HTTPProblem.response(for: error, from: input, context: context)
         } catch {
             let problem = HTTPProblem.unhandled(error)
             logger?.error("request failed", metadata: ["error": "\(type(of: error))", "status": "\(problem.status.code)"])

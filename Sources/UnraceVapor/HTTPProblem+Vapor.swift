@@ -10,6 +10,17 @@ extension HTTPProblem {
         if let seconds = retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
         return Response(status: HTTPConversions.status(status), headers: headers, body: .init(data: jsonBody()))
     }
+
+    /// A Vapor error (`Abort`, a 404 for an unknown route) as a problem: its status and headers
+    /// (`Location`, `WWW-Authenticate`), with a problem body. ``ProblemMiddleware`` and
+    /// ``IdempotencyMiddleware`` answer it alike.
+    static func vaporResponse(for error: any AbortError) -> Response {
+        let response = HTTPProblem(status: HTTPConversions.status(error.status)).vaporResponse()
+        for (name, value) in error.headers where name.lowercased() != "content-type" && name.lowercased() != "content-length" {
+            response.headers.add(name: name, value: value)
+        }
+        return response
+    }
 }
 
 /// Answers every error with an RFC 9457 `application/problem+json` body — Vapor's own (a 404 for
@@ -29,11 +40,7 @@ public struct ProblemMiddleware: AsyncMiddleware {
         } catch let problem as HTTPProblem {
             return problem.vaporResponse()
         } catch let error as any AbortError {
-            let response = HTTPProblem(status: HTTPConversions.status(error.status)).vaporResponse()
-            for (name, value) in error.headers where name.lowercased() != "content-type" && name.lowercased() != "content-length" {
-                response.headers.add(name: name, value: value)
-            }
-            return response
+            return HTTPProblem.vaporResponse(for: error)
         } catch {
             let problem = HTTPProblem.unhandled(error)
             request.logger.error("request failed", metadata: ["error": "\(type(of: error))", "status": "\(problem.status.code)"])

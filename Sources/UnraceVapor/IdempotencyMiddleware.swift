@@ -50,7 +50,10 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
             principal: principal(request),
             body: {
                 do {
-                    let buffer = try await request.body.collect(max: configuration.requestBodyByteCountLimit).get()
+                    // Vapor refuses a streamed body at `max` bytes, not past it: one more byte, so
+                    // a body of exactly the limit is taken however it arrives.
+                    let limit = configuration.requestBodyByteCountLimit
+                    let buffer = try await request.body.collect(max: limit == .max ? limit : limit + 1).get()
                     // Vapor hands over a body that came in one read with its head as collected
                     // already, without checking `max`: check it here.
                     guard (buffer?.readableBytes ?? 0) <= configuration.requestBodyByteCountLimit else { return nil }
@@ -70,14 +73,15 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
                     response = problem.vaporResponse()
                     thrown = true
                 } catch let error as any AbortError {
-                    response = HTTPProblem(status: HTTPConversions.status(error.status), detail: error.reason).vaporResponse()
-                    // Its headers (a redirect's Location, WWW-Authenticate) are part of the answer.
-                    for (name, value) in error.headers where !["content-type", "content-length"].contains(name.lowercased()) {
-                        response.headers.add(name: name, value: value)
-                    }
+                    // As ``ProblemMiddleware`` answers it on a route without this middleware,
+                    // headers (a redirect's Location, WWW-Authenticate) included.
+                    response = HTTPProblem.vaporResponse(for: error)
                     thrown = true
                 }
                 let limit = configuration.responseBodyByteCountLimit
+                // A body of a known size over the limit is refused unread. Vapor offers no bounded
+                // read of a stream of unknown size: it is read whole, then measured.
+                guard response.body.count <= limit else { throw IdempotencyEngine<S>.ResponseTooLarge() }
                 guard
                     let body = try await response.body.collect(on: request.eventLoop).get().map({ Array($0.readableBytesView) }) ?? []
                         as [UInt8]?,

@@ -49,6 +49,60 @@ struct IdempotencyContractTests {
     }
 
     @Test(
+        "a framework error the route throws is a problem, stored and replayed; the handler's own UnraceError is not relabelled; a body of exactly the limit is taken",
+        arguments: ContractCase.all
+    )
+    func routeErrors(_ contract: ContractCase) async throws {
+        try await withContractServer(contract) { server in
+            let client = server.client
+            let gone = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "g"), ("X-Client-Id", "alice")],
+                json: Self.order(410)
+            )
+            #expect(gone.status == 410 && gone.problemCode == "http_410", "\(gone.status) \(gone.body)")
+            let again = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "g"), ("X-Client-Id", "alice")],
+                json: Self.order(410)
+            )
+            #expect(again.status == 410 && again.isReplay && again.body == gone.body)
+            let scoped = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "s"), ("X-Client-Id", "alice")],
+                json: Self.order(400)
+            )
+            #expect(scoped.status == 500 && scoped.problemCode == "internal_error", "\(scoped.status) \(scoped.body)")
+            let retried = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "s"), ("X-Client-Id", "alice")],
+                json: Self.order(400)
+            )
+            #expect(retried.status == 500 && !retried.isReplay, "the key was left free")
+            #expect(try await server.countOrders() == 0, "every write of a route that threw rolled back")
+            // The contract's limit is 4,096 bytes: exactly that much is taken, in one piece or in chunks.
+            let prefix = #"{"sku":"widget","quantity":1,"pad":""#
+            let exact = prefix + String(repeating: "x", count: 4_096 - prefix.utf8.count - 2) + #""}"#
+            #expect(exact.utf8.count == 4_096)
+            for (key, extra) in [("whole", []), ("chunked", [("X-Test-Chunked", "1")])] {
+                let taken = try await client.send(
+                    .POST,
+                    "/orders",
+                    headers: [("Idempotency-Key", key), ("X-Client-Id", "alice")] + extra,
+                    json: exact
+                )
+                #expect(taken.status == 201, "\(key): \(taken.status) \(taken.body)")
+            }
+        }
+    }
+
+    static func order(_ quantity: Int) -> String { #"{"sku":"widget","quantity":\#(quantity)}"# }
+
+    @Test(
         "bad input: 400 without a key or a principal, 422 on reuse with another request, 413 over the body limit",
         arguments: ContractCase.all
     )

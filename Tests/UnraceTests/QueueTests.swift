@@ -213,6 +213,26 @@ struct QueueTests {
         #expect(try await queue.enqueue([message("email-order-2", "confirm order-2")]) == [.alreadyEnqueued])
     }
 
+    @Test("a redrive gives the redriving queue's maxAttempts more attempts, whatever the producer's was", arguments: allBackends)
+    func redriveAttempts(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.redriveAttempts(store) }
+    }
+
+    static func redriveAttempts<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let name = uniqueName("q")
+        let producer = try queue(store, clock, maxAttempts: 1, name: name)
+        let redriver = try queue(store, clock, maxAttempts: 3, name: name)
+        try await producer.enqueue([message("m")])
+        var outcomes = [try await producer.nack(try #require(try await producer.lease(worker: "w").first), reason: "x")]
+        try await redriver.redrive(id: "m")
+        repeat {
+            let delivery = try #require(try await producer.lease(worker: "w").first)
+            outcomes.append(try await producer.nack(delivery, reason: "x", retryAfter: .zero))
+        } while outcomes.last != .deadLettered && outcomes.count < 10
+        #expect(outcomes.map { $0 == .deadLettered ? "dead" : "retry" } == ["dead", "retry", "retry", "dead"])
+    }
+
     @Test(
         "ordering keys number messages per key; the inbox applies them in order whatever order they are delivered in",
         arguments: allBackends

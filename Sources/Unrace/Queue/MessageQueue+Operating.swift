@@ -37,8 +37,8 @@ extension MessageQueue {
             guard message.state == .dead else {
                 throw UnraceError(.invalidArgument, "only a dead-lettered message can be redriven")
             }
-            // Attempts keep growing (they are the fencing token): the message gets as many
-            // attempts again as the producer gave it.
+            // Attempts keep growing (they are the fencing token): the message gets this queue's
+            // configured number of attempts more (the redriving operator's, not the producer's).
             message = QueueRule.redrive(message, attempts: Int64(configuration.maxAttempts), now: try await context.rows.now())
             try await context.rows.saveQueueMessage(message)
         }

@@ -17,7 +17,9 @@ import Vapor
 ///
 /// - `POST /orders` `{"sku", "quantity"}`: inserts an order in the request's transaction and
 ///   answers 201 with its id and `Location`; quantity 0 inserts, then throws 409 `out_of_stock`
-///   (the insert must roll back); quantity 500 answers 503 (not stored).
+///   (the insert must roll back); quantity 500 answers 503 (not stored); quantity 410 inserts,
+///   then throws the framework's own error (`HTTPError`, `Abort`) with a message; quantity 400
+///   inserts, then throws an `UnraceError` (`invalid_scope`) of the handler's own.
 /// - `POST /work`: waits on the test's gate, inserts, answers 201 (for in-flight retries).
 /// - `PUT /products/{sku}`: a versioned product under `If-Match` / `If-None-Match`.
 enum Framework: String, CaseIterable, Sendable {
@@ -121,6 +123,8 @@ enum HummingbirdContract {
                     [.text(order.id), .text(order.sku), .int(order.quantity)]
                 )
                 if input.quantity == 0 { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
+                if input.quantity == 410 { throw HTTPError(.gone, message: "sold out") }
+                if input.quantity == 400 { throw UnraceError(.invalidScope, "a tenant named in the body") }
             }
             if input.quantity == 500 { return Hummingbird.Response(status: .serviceUnavailable) }
             return Hummingbird.Response(
@@ -298,6 +302,8 @@ enum VaporContract {
                 let write: @Sendable (any Database) async throws -> Void = { db in
                     try await ContractOrder(id: order.id, sku: order.sku, quantity: order.quantity).create(on: db)
                     if input.quantity == 0 { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
+                    if input.quantity == 410 { throw Abort(.gone, reason: "sold out") }
+                    if input.quantity == 400 { throw UnraceError(.invalidScope, "a tenant named in the body") }
                 }
                 if req.unrace.transaction != nil {
                     try await write(req.unrace.db)
