@@ -18,9 +18,16 @@ public struct Principal<Context: RequestContext>: Sendable {
     public static var byteCountMaximum: Int { PrincipalScope.byteCountMaximum }
 
     /// The value of a request header (for example an API-key id set by a gateway). A request
-    /// without it is refused with 400 `principal_invalid`.
+    /// without it, or with it more than once, is refused with 400 `principal_invalid`: of two
+    /// values, one may be the client's own, sent ahead of the one a gateway appended.
     public static func header(_ name: HTTPField.Name) -> Principal {
-        Principal { request, _ in request.headers[name] }
+        Principal { request, _ in Self.single(name, in: request.headers) }
+    }
+
+    /// The header's value when the request sends it exactly once, else `nil`.
+    static func single(_ name: HTTPField.Name, in headers: HTTPFields) -> String? {
+        let values = headers[values: name]
+        return values.count == 1 ? values[0] : nil
     }
 
     /// One principal for every request: a single-tenant service.

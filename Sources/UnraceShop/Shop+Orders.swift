@@ -37,7 +37,9 @@ extension Shop {
         if let coupon = input.coupon, !ShopNames.isCoupon(coupon) {
             throw HTTPProblem(.badRequest, detail: "coupon must be 1 to 32 characters of A-Z 0-9")
         }
-        let client = request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
+        guard let client = ShopConfiguration.client(of: request.headers) else {
+            throw HTTPProblem(.principalInvalid, detail: "send X-Client-Id once")
+        }
         let order = Order(
             id: UUID().uuidString.lowercased(),
             client: client,

@@ -140,7 +140,7 @@ public struct Shop<S: SQLStore>: Sendable {
                 middleware: try IdempotencyMiddleware(
                     operations: operations,
                     principal: .custom { request, _ in
-                        request.headers[ShopConfiguration.clientHeader] ?? "anonymous"
+                        ShopConfiguration.client(of: request.headers)
                     },
                     configuration: idempotency
                 )

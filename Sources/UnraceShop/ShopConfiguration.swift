@@ -9,6 +9,13 @@ public struct ShopConfiguration: Sendable {
     /// requests without it share the principal `anonymous`.
     public static let clientHeader = HTTPField.Name("X-Client-Id")!
 
+    /// Whose keys a request uses: its `X-Client-Id`, `anonymous` without one, `nil` (refused with
+    /// 400 `principal_invalid`) when it sends the header more than once.
+    static func client(of headers: HTTPFields) -> String? {
+        let values = headers[values: clientHeader]
+        return values.count > 1 ? nil : values.first ?? "anonymous"
+    }
+
     /// Whether `POST /orders` runs under ``IdempotencyMiddleware`` (default `true`). Off, it shows
     /// what retries do without it.
     public var idempotency = true

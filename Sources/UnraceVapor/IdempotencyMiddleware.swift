@@ -42,6 +42,18 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
         self.principal = principal
     }
 
+    /// A middleware whose principal is a request header (for example an API-key id a gateway
+    /// sets). A request without it, or with it more than once, is refused with 400
+    /// `principal_invalid`: of two values, one may be the client's own, sent ahead of the one a
+    /// gateway appended.
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
+    public init(operations: Operations<S>, configuration: IdempotencyConfiguration = .init(), principalHeader name: String) throws {
+        try self.init(operations: operations, configuration: configuration) { request in
+            let values = request.headers[name]
+            return values.count == 1 ? values[0] : nil
+        }
+    }
+
     /// Applies the rules to one request.
     public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         let configuration = engine.configuration

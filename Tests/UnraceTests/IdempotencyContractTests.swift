@@ -103,7 +103,7 @@ struct IdempotencyContractTests {
     static func order(_ quantity: Int) -> String { #"{"sku":"widget","quantity":\#(quantity)}"# }
 
     @Test(
-        "bad input: 400 without a key or a principal, 422 on reuse with another request, 413 over the body limit",
+        "bad input: 400 without a key or a principal (or with it twice), 422 on reuse with another request, 413 over the body limit",
         arguments: ContractCase.all
     )
     func badInput(_ contract: ContractCase) async throws {
@@ -113,6 +113,14 @@ struct IdempotencyContractTests {
             #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
             let noPrincipal = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "p")], json: Self.order)
             #expect(noPrincipal.status == 400 && noPrincipal.problemCode == "principal_invalid")
+            // Two principals: one may be the client's own, ahead of the one a gateway appended.
+            let twice = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "p"), ("X-Client-Id", "mallory"), ("X-Client-Id", "alice")],
+                json: Self.order
+            )
+            #expect(twice.status == 400 && twice.problemCode == "principal_invalid")
             let first = try await client.send(
                 .POST,
                 "/orders",

@@ -1,6 +1,8 @@
+import HTTPTypes
 import Hummingbird
 import Testing
 import Unrace
+import UnraceShop
 
 @testable import UnraceHummingbird
 
@@ -34,6 +36,30 @@ struct PrincipalTests {
         #expect(P.scope(for: "caf\u{FFFD}") == nil)
         #expect(P.scope(for: "\u{FFFD}") == nil)
         #expect(P.scope(for: "café") != nil)
+    }
+
+    @Test(
+        "a principal header sent twice is refused with 400, never read as either value (one may be the client's own, ahead of a gateway's)",
+        arguments: [true, false]
+    )
+    func repeatedPrincipal(idempotency: Bool) async throws {
+        var configuration = ShopConfiguration()
+        configuration.idempotency = idempotency
+        try await withShop(.sqlite, configuration) { client, store, _ in
+            let answer = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "twice"), ("X-Client-Id", "mallory"), ("X-Client-Id", "alice")],
+                json: #"{"sku":"widget","quantity":1}"#
+            )
+            #expect(answer.status == 400 && answer.problemCode == "principal_invalid", "\(answer.status) \(answer.body)")
+            #expect(try await countRows(store, "shop_orders") == 0)
+        }
+        let headers: HTTPFields = [.init("X-Client-Id")!: "a"]
+        #expect(P.single(.init("X-Client-Id")!, in: headers) == "a")
+        var twice = headers
+        twice.append(HTTPField(name: .init("X-Client-Id")!, value: "b"))
+        #expect(P.single(.init("X-Client-Id")!, in: twice) == nil)
     }
 
     @Test("two Latin-1 client ids differing in one byte, sent raw: both refused with 400, never one scope", arguments: sqlBackends)

@@ -290,9 +290,11 @@ enum VaporContract {
             let middleware: [any Vapor.Middleware] =
                 idempotency
                 ? [
-                    try UnraceVapor.IdempotencyMiddleware(operations: operations, configuration: configuration) {
-                        $0.headers.first(name: "X-Client-Id")
-                    }
+                    try UnraceVapor.IdempotencyMiddleware(
+                        operations: operations,
+                        configuration: configuration,
+                        principalHeader: "X-Client-Id"
+                    )
                 ]
                 : []
             let guarded = app.grouped(middleware)

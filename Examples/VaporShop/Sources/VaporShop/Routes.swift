@@ -40,14 +40,15 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
     // takes, the order row and the stored response are one transaction.
     let orders =
         idempotency
-        ? app.grouped(try IdempotencyMiddleware(operations: operations) { $0.headers.first(name: "X-Client-Id") ?? "anonymous" })
+        ? app.grouped(try IdempotencyMiddleware(operations: operations) { client(of: $0) })
         : app.grouped([Middleware]())
     orders.post("orders") { req async throws -> Response in
         let input = try req.content.decode(OrderRequest.self)
         guard (1...1_000).contains(input.quantity) else { throw HTTPProblem(.badRequest, detail: "quantity must be between 1 and 1000") }
+        guard let client = client(of: req) else { throw HTTPProblem(.principalInvalid, detail: "send X-Client-Id once") }
         let order = Order(
             id: UUID().uuidString.lowercased(),
-            client: req.headers.first(name: "X-Client-Id") ?? "anonymous",
+            client: client,
             sku: input.sku,
             quantity: input.quantity
         )
@@ -141,4 +142,11 @@ extension ProductResponse {
     init(_ product: Product) {
         self.init(sku: product.id ?? "", name: product.name, priceCents: product.priceCents, stock: product.stock, version: product.version)
     }
+}
+
+/// Whose keys a request uses, as the Hummingbird shop decides: its `X-Client-Id`, `anonymous`
+/// without one, `nil` (400 `principal_invalid`) when it sends the header more than once.
+func client(of req: Request) -> String? {
+    let values = req.headers["X-Client-Id"]
+    return values.count > 1 ? nil : values.first ?? "anonymous"
 }
