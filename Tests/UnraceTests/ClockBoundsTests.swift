@@ -14,14 +14,6 @@ struct ClockBoundsTests {
         return try Operations(store: store, configuration: configuration)
     }
 
-    /// The code of the `UnraceError` `body` throws, or `nil` if it returns.
-    static func code(_ body: () async throws -> Void) async -> String? {
-        do {
-            try await body()
-            return nil
-        } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
-    }
-
     @Test(
         "a clock at Int64.max is refused with invalid_configuration before anything is decided or written; at the latest reading a lease still holds",
         arguments: storeBackends
@@ -33,11 +25,11 @@ struct ClockBoundsTests {
     static func endOfTime<S: Store>(_ store: S) async throws {
         let end = try operations(store, at: ManualWallClock(start: Timestamp(milliseconds: .max)))
         // Unchecked, `now + lease` saturates at `now`: both claims would acquire the key.
-        #expect(await code { _ = try await end.begin(key: "k") } == "invalid_configuration")
-        #expect(await code { _ = try await end.begin(key: "k") } == "invalid_configuration")
+        #expect(await QueueTests.code { _ = try await end.begin(key: "k") } == "invalid_configuration")
+        #expect(await QueueTests.code { _ = try await end.begin(key: "k") } == "invalid_configuration")
         let ran = Atomic<Int>(0)
         #expect(
-            await code {
+            await QueueTests.code {
                 _ = try await end.perform(key: "k") { _ in ran.add(1, ordering: .relaxed).newValue }
             } == "invalid_configuration"
         )
@@ -47,11 +39,12 @@ struct ClockBoundsTests {
         var queueConfiguration = QueueConfiguration()
         queueConfiguration.clock = queueClock
         let queue = try MessageQueue(store: store, name: uniqueName("q"), configuration: queueConfiguration)
-        #expect(await code { try await queue.enqueue([OutgoingMessage(id: "m", payload: [1])]) } == "invalid_configuration")
+        #expect(await QueueTests.code { try await queue.enqueue([OutgoingMessage(id: "m", payload: [1])]) } == "invalid_configuration")
         let reservations = Reservations(store: store, clock: ManualWallClock(start: Timestamp(milliseconds: .max)))
         #expect(try await Reservations(store: store).createResource("seats", capacity: 1))
         #expect(
-            await code { _ = try await reservations.placeHold("seats", key: "h", timeToLive: .seconds(60)) } == "invalid_configuration"
+            await QueueTests.code { _ = try await reservations.placeHold("seats", key: "h", timeToLive: .seconds(60)) }
+                == "invalid_configuration"
         )
 
         // At the latest reading a lease is a lease: the second claim finds the first in progress.

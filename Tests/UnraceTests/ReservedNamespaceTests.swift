@@ -6,13 +6,6 @@ import Unrace
 /// and event ids start with `$`, which every caller-built event is refused.
 @Suite("Reserved namespaces", .timeLimit(.minutes(5)))
 struct ReservedNamespaceTests {
-    static func code(_ body: () async throws -> Void) async -> String? {
-        do {
-            try await body()
-            return nil
-        } catch let error as UnraceError { return error.code.rawValue } catch { return "\(error)" }
-    }
-
     @Test(
         "a caller's events cannot move a queue's stream: the old names are another stream, the reserved ones are refused, the deliveries apply in order",
         arguments: allBackends
@@ -38,7 +31,7 @@ struct ReservedNamespaceTests {
         for (id, stream) in [
             ("forged-2", "$\(queue.name)/o1"), ("$\(queue.name)/capture:o1", "elsewhere"), ("forged-4", "$\u{301}\(queue.name)/o1"),
         ] {
-            #expect(await code { _ = try InboxEvent(id: id, stream: stream, sequence: 1, type: "capture") } == "invalid_event")
+            #expect(await QueueTests.code { _ = try InboxEvent(id: id, stream: stream, sequence: 1, type: "capture") } == "invalid_event")
         }
 
         let deliveries = try await queue.lease(limit: 2, worker: "worker")
@@ -46,10 +39,10 @@ struct ReservedNamespaceTests {
         // A delivery's event changed after it was derived is refused, and writes nothing.
         var moved = try deliveries[0].inboxEvent(type: "capture")
         moved.stream = "$\(queue.name)/o2"
-        #expect(await code { _ = try await inbox.receive(moved) { _, _ in .applied } } == "invalid_event")
+        #expect(await QueueTests.code { _ = try await inbox.receive(moved) { _, _ in .applied } } == "invalid_event")
         var renumbered = try deliveries[0].inboxEvent(type: "capture")
         renumbered.sequence = 5
-        #expect(await code { _ = try await inbox.receive(renumbered) { _, _ in .applied } } == "invalid_event")
+        #expect(await QueueTests.code { _ = try await inbox.receive(renumbered) { _, _ in .applied } } == "invalid_event")
 
         var applied: [String] = []
         for delivery in deliveries {
