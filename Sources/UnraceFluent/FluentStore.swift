@@ -66,7 +66,10 @@ public final class FluentStore: SQLStore {
     /// SQLite's one writer, in this process.
     private let writer = AsyncLock()
 
-    /// Creates a store on a Fluent database and migrates Unrace's tables in it.
+    /// Creates a store on a Fluent database and migrates Unrace's tables in it. Its transactions
+    /// join no other store's (a queue of another store refuses them), since a database handle
+    /// does not say which database it is; stores made with ``init(databases:id:stepTimeout:logger:)``
+    /// on one application database join each other's.
     /// - Parameters:
     ///   - database: the application's database (`app.db`, or `app.db(.psql)`).
     ///   - stepTimeout: on PostgreSQL, the longest one step may hold its connection (1 s to 1 h;

@@ -214,6 +214,12 @@ public struct IdempotencyEngine<S: Store>: Sendable {
         }
     }
 
+    /// The codes ``respond(to:principal:body:handler:)`` answers as the rules' verdicts (422, 409,
+    /// 400): a handler's own error with one of them is carried past that mapping.
+    private static var rulesCodes: Set<UnraceError.Code> {
+        [.fingerprintMismatch, .inProgress, .waitTimedOut, .unknownScope, .invalidScope]
+    }
+
     /// Runs the handler in `transaction` and captures its response. A response that must not
     /// be stored is thrown as ``Unstored``, and an HTTP error the handler threw as
     /// ``ThrownResponse``: both roll the handler's writes back.
@@ -229,10 +235,11 @@ public struct IdempotencyEngine<S: Store>: Sendable {
             throw Unstored(
                 response: .problem(HTTPProblem(.internalError, detail: "the response was too large to store; nothing was saved"))
             )
-        } catch let error as UnraceError where !error.isRetryable {
+        } catch let error as UnraceError where Self.rulesCodes.contains(error.code) {
             // Kept apart from the rules' own errors: a handler's `invalid_scope` is not the
-            // principal's, nor its `in_progress` this key's. (A retryable one, the store failing
-            // over under the handler's statements, is a 503 like the rules' own.)
+            // principal's, nor its `in_progress` this key's. Every other error goes on as it was:
+            // a serialization failure or deadlock to the store, which retries the step; a store
+            // failing over to the 503 below.
             throw HandlerFailure(error: error)
         }
         original.fields = response.head.headerFields

@@ -90,7 +90,6 @@ struct ForeignTransactionTests {
             }
             let other = uniqueName("t")
             try await TestPostgres.execute("CREATE SCHEMA \(other)")
-            defer { Task { try? await TestPostgres.execute("DROP SCHEMA \(other) CASCADE") } }
             let elsewhere = try TestPostgres.requireURL() + "?search_path=\(other)"
             try await PostgresStore.withStore(url: location) { first in
                 try await PostgresStore.withStore(url: elsewhere) { second in
@@ -99,6 +98,7 @@ struct ForeignTransactionTests {
                     #expect(try await queue.depth() == QueueDepth())
                 }
             }
+            try await TestPostgres.execute("DROP SCHEMA \(other) CASCADE")
         }
     }
 

@@ -62,6 +62,8 @@ struct IdempotencyContractTests {
                 json: Self.order(410)
             )
             #expect(gone.status == 410 && gone.problemCode == "http_410", "\(gone.status) \(gone.body)")
+            // As ProblemMiddleware renders it on a route without the middleware: no message.
+            #expect(!gone.body.contains("sold out"), "\(gone.body)")
             let again = try await client.send(
                 .POST,
                 "/orders",

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import Unrace
 import UnracePostgres
@@ -10,11 +11,15 @@ import UnracePostgres
 /// server's reason, instead of the pool retrying for about a minute and ending in
 /// `store_unavailable` with no cause named.
 ///
-/// `scripts/test` starts PostgreSQL with one role, `unrace_password_check`, that must sign in with
-/// a password (`scripts/lib/postgres.sh`); every other role is trusted.
+/// `scripts/test` starts PostgreSQL without TLS and with one role, `unrace_password_check`, that
+/// must sign in with a password (`scripts/lib/postgres.sh`), and says so in
+/// `UNRACE_TEST_PASSWORD_ROLE`; the tests that need that server run only then (always in CI).
 @Suite("PostgreSQL store start", .timeLimit(.minutes(3)), .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"))
 struct PostgresStartupTests {
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// Whether the server is `scripts/test`'s (or CI's, which must be).
+    static let throwawayServer =
+        ProcessInfo.processInfo.environment["UNRACE_TEST_PASSWORD_ROLE"] != nil || ProcessInfo.processInfo.environment["CI"] != nil
 
     /// The test database's URL with its user, password, database or query replaced.
     static func url(
@@ -47,6 +52,7 @@ struct PostgresStartupTests {
 
     @Test(
         "a URL the server refuses every time fails the store's start with invalid_database_url and the server's reason",
+        .enabled(if: throwawayServer, "needs scripts/test's server: a password-only role, no TLS"),
         arguments: [
             ("an unknown user", "unrace_no_such_role", nil, "unrace_test", nil, "role \"unrace_no_such_role\" does not exist"),
             ("a wrong password", "unrace_password_check", "wrong-password", "unrace_test", nil, "password authentication failed"),
@@ -69,7 +75,10 @@ struct PostgresStartupTests {
         #expect(answer?.message.contains("wrong-password") != true, "the message never carries the password")
     }
 
-    @Test("the right password starts a store, so the refusals above are the server's answer to the URL and nothing else")
+    @Test(
+        "the right password starts a store, so the refusals above are the server's answer to the URL and nothing else",
+        .enabled(if: throwawayServer, "needs scripts/test's server: a password-only role")
+    )
     func acceptedStart() async throws {
         // PostgreSQL 15 lets only a database's owner create tables in `public`: the store gets a
         // schema of the role's own.
@@ -83,6 +92,7 @@ struct PostgresStartupTests {
             }
             #expect(user == "unrace_password_check")
         }
+        try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
     @Test("a caller cancelled while the server stalls the store's start-up gets CancellationError at once, not a store 10 s later")
@@ -125,11 +135,22 @@ struct PostgresStartupTests {
 /// A TCP server on loopback that accepts connections and never answers: a database whose
 /// start-up stalls. `accepted` yields once per connection.
 enum SilentServer {
+    /// The connections accepted so far, closed with the server.
+    final class OpenChannels: Sendable {
+        let list = Mutex<[any Channel]>([])
+    }
+
     private final class Accepted: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
         let continuation: AsyncStream<Void>.Continuation
-        init(_ continuation: AsyncStream<Void>.Continuation) { self.continuation = continuation }
+        let open: OpenChannels
+        init(_ continuation: AsyncStream<Void>.Continuation, _ open: OpenChannels) {
+            self.continuation = continuation
+            self.open = open
+        }
         func channelActive(context: ChannelHandlerContext) {
+            let channel = context.channel
+            open.list.withLock { $0.append(channel) }
             continuation.yield()
             context.fireChannelActive()
         }
@@ -137,17 +158,22 @@ enum SilentServer {
 
     static func with<T>(_ body: (_ port: Int, _ accepted: AsyncStream<Void>) async throws -> T) async throws -> T {
         let (accepted, continuation) = AsyncStream<Void>.makeStream()
+        let open = OpenChannels()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Accepted(continuation)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Accepted(continuation, open)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
+        func closeAll() async {
+            try? await channel.close()
+            for connection in open.list.withLock({ $0 }) { try? await connection.close() }
+        }
         do {
             let result = try await body(try #require(channel.localAddress?.port), accepted)
-            try? await channel.close()
+            await closeAll()
             return result
         } catch {
-            try? await channel.close()
+            await closeAll()
             throw error
         }
     }

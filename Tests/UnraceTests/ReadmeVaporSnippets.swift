@@ -47,7 +47,7 @@ private func readmeVapor(_ app: Application) async throws -> Operations<FluentSt
     let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(86_400))
     app.middleware.use(ProblemMiddleware())   // every error as application/problem+json
 
-    let idempotent = app.grouped(try IdempotencyMiddleware(operations: operations) { req in req.headers.first(name: "X-Client-Id") })
+    let idempotent = app.grouped(try IdempotencyMiddleware(operations: operations, principalHeader: "X-Client-Id"))
     idempotent.post("orders") { req async throws -> Response in
         let order = try req.content.decode(Order.self)
         try await order.create(on: req.unrace.db)   // commits with the stored response, or not at all

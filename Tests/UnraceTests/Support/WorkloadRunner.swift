@@ -201,7 +201,8 @@ struct WorkloadRunner<S: Store> {
         }
         return (
             answers,
-            await state(
+            try await state(
+                clock: clock,
                 operations: operations[0],
                 records: records,
                 counters: counters,
@@ -216,6 +217,7 @@ struct WorkloadRunner<S: Store> {
 
     /// Everything the workload could have changed, read back through the public API.
     func state(
+        clock: ManualWallClock,
         operations: Operations<S>,
         records: Records<S>,
         counters: Counters<S>,
@@ -224,51 +226,53 @@ struct WorkloadRunner<S: Store> {
         inbox: Inbox<S>,
         lifecycle: LifecycleGuard<S>,
         queue: MessageQueue<S>
-    ) async -> [String] {
+    ) async throws -> [String] {
         var lines: [String] = []
-        // A read the store refuses (a clock past `Timestamp.latestReading`) is part of the state:
-        // every store must refuse it alike.
-        func read(_ label: String, _ body: () async throws -> String) async -> String {
-            do { return "\(label): \(try await body())" } catch let error as UnraceError {
+        // At the end of time a read the store refuses (a clock past `Timestamp.latestReading`)
+        // is part of the state: every store must refuse it alike. Any other error fails the run.
+        func read(_ label: String, _ body: () async throws -> String) async throws -> String {
+            do { return "\(label): \(try await body())" } catch let error as UnraceError
+                where error.code == .invalidConfiguration && clock.now() > Timestamp.latestReading
+            {
                 return "\(label): error \(error.code)"
-            } catch { return "\(label): \(error)" }
+            }
         }
         for name in Workload.validNames {
             for scope in scopes {
                 lines.append(
-                    await read("operation \(scope) \(name)") { Self.describe(try await operations.status(of: name, scope: scope)) }
+                    try await read("operation \(scope) \(name)") { Self.describe(try await operations.status(of: name, scope: scope)) }
                 )
             }
             lines.append(
-                await read("record \(name)") {
+                try await read("record \(name)") {
                     String(describing: try await records.read(name, as: Int.self).map { "\($0.value)@\($0.version)" })
                 }
             )
-            lines.append(await read("counter \(name)") { String(describing: try await counters.counter(name)) })
-            lines.append(await read("quota \(name)") { String(describing: try await counters.quota(name)) })
-            lines.append(await read("resource \(name)") { String(describing: try await reservations.resource(name)) })
-            lines.append(await read("hold \(name)") { String(describing: try await reservations.hold(key: name)) })
-            lines.append(await read("lifecycle \(name)") { String(describing: try await lifecycle.state(of: name)) })
+            lines.append(try await read("counter \(name)") { String(describing: try await counters.counter(name)) })
+            lines.append(try await read("quota \(name)") { String(describing: try await counters.quota(name)) })
+            lines.append(try await read("resource \(name)") { String(describing: try await reservations.resource(name)) })
+            lines.append(try await read("hold \(name)") { String(describing: try await reservations.hold(key: name)) })
+            lines.append(try await read("lifecycle \(name)") { String(describing: try await lifecycle.state(of: name)) })
         }
-        lines.append(await read("accounts") { "\(try await ledger.lookupAccounts(Workload.validNames))" })
-        lines.append(await read("totals") { "\(try await ledger.totals())" })
-        for stream in ["s1", "s2"] { lines.append(await read("inbox \(stream)") { "head \(try await inbox.head(of: stream))" }) }
-        lines.append(await read("gaps") { "\(try await inbox.gaps(limit: 10))" })
-        for key in ["k1", "k2"] { lines.append(await read("queue stream \(key)") { "head \(try await inbox.head(of: "$wq/\(key)"))" }) }
-        lines.append(await read("queue depth") { "\(try await queue.depth())" })
-        lines.append(await read("dead letters") { "\(try await queue.deadLetters().map(Self.describe))" })
+        lines.append(try await read("accounts") { "\(try await ledger.lookupAccounts(Workload.validNames))" })
+        lines.append(try await read("totals") { "\(try await ledger.totals())" })
+        for stream in ["s1", "s2"] { lines.append(try await read("inbox \(stream)") { "head \(try await inbox.head(of: stream))" }) }
+        lines.append(try await read("gaps") { "\(try await inbox.gaps(limit: 10))" })
+        for key in ["k1", "k2"] { lines.append(try await read("queue stream \(key)") { "head \(try await inbox.head(of: "$wq/\(key)"))" }) }
+        lines.append(try await read("queue depth") { "\(try await queue.depth())" })
+        lines.append(try await read("dead letters") { "\(try await queue.deadLetters().map(Self.describe))" })
         // Every message that can still be delivered, and how many attempts it has left: leased
         // once more, then nacked (retried, or dead-lettered on its last attempt).
         var final: [Delivery] = []
         lines.append(
-            await read("messages") {
+            try await read("messages") {
                 final = try await queue.lease(limit: 1_000, worker: "final")
                 return "\(final.map(Self.describe).sorted())"
             }
         )
         for delivery in final.sorted(by: { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }) {
             lines.append(
-                await read("last nack \(delivery.id.debugDescription)") {
+                try await read("last nack \(delivery.id.debugDescription)") {
                     "\(try await queue.nack(delivery, reason: "final", retryAfter: .zero))"
                 }
             )

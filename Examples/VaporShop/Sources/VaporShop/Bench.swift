@@ -175,7 +175,7 @@ struct BenchCommand: AsyncCommand {
         ).run()
         let store = try await FluentStore(databases: app.databases, logger: app.logger)
         app.post("orders-by-hand") { req async throws -> Response in
-            let client = req.headers.first(name: "X-Client-Id") ?? "anonymous"
+            guard let client = client(of: req) else { throw HTTPProblem(.principalInvalid, detail: "send X-Client-Id once") }
             guard let key = req.headers.first(name: "Idempotency-Key") else {
                 throw HTTPProblem(.badRequest, detail: "Idempotency-Key is required")
             }
