@@ -1,5 +1,6 @@
 import Foundation
 package import Logging
+import NIOCore
 import NIOPosix
 public import PostgresNIO
 import UnraceCore
@@ -47,6 +48,38 @@ extension PostgresStore {
         )
         configuration.options.additionalStartupParameters = parsed.startupParameters
         return configuration
+    }
+
+    /// Opens (and closes) one TCP connection to the server, so an unreachable database fails
+    /// within `timeout`, naming where and why, instead of after the pool's retries.
+    /// - Throws: ``UnraceError/Code/storeUnavailable``; `CancellationError` at once when the caller
+    ///   is cancelled.
+    static func probe(host: String, port: Int, timeout: TimeAmount) async throws {
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(timeout)
+        let attempt = Task { try await bootstrap.connect(host: host, port: port).get() }
+        // The connect timeout bounds the attempt; a cancelled caller does not wait for it.
+        let limit = Duration.nanoseconds(timeout.nanoseconds) + .seconds(1)
+        guard let result = await PostgresSteps.first(of: attempt, within: limit, orCancellation: true) else {
+            Task.detached { try? await attempt.value.close() }
+            try Task.checkCancellation()
+            throw UnraceError(.storeUnavailable, "cannot reach PostgreSQL at \(host):\(port): the connection timed out")
+        }
+        do {
+            let channel = try result.get()
+            try? await channel.close()
+        } catch {
+            throw UnraceError(
+                .storeUnavailable,
+                "cannot reach PostgreSQL at \(host):\(port): \(Self.cause(of: error))",
+                underlying: error
+            )
+        }
+    }
+
+    private static func cause(of error: any Error) -> String {
+        if let error = error as? IOError { return error.description }
+        if error is ChannelError { return "connection timed out or refused (\(error))" }
+        return String(describing: error)
     }
 
     /// Where a store made from `url` puts its rows: the user (the default `search_path` names

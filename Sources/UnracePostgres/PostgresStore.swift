@@ -194,38 +194,6 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// Opens (and closes) one TCP connection to the server, so an unreachable database fails
-    /// within `timeout`, naming where and why, instead of after the pool's retries.
-    /// - Throws: ``UnraceError/Code/storeUnavailable``; `CancellationError` at once when the caller
-    ///   is cancelled.
-    static func probe(host: String, port: Int, timeout: TimeAmount) async throws {
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(timeout)
-        let attempt = Task { try await bootstrap.connect(host: host, port: port).get() }
-        // The connect timeout bounds the attempt; a cancelled caller does not wait for it.
-        let limit = Duration.nanoseconds(timeout.nanoseconds) + .seconds(1)
-        guard let result = await PostgresSteps.first(of: attempt, within: limit, orCancellation: true) else {
-            Task.detached { try? await attempt.value.close() }
-            try Task.checkCancellation()
-            throw UnraceError(.storeUnavailable, "cannot reach PostgreSQL at \(host):\(port): the connection timed out")
-        }
-        do {
-            let channel = try result.get()
-            try? await channel.close()
-        } catch {
-            throw UnraceError(
-                .storeUnavailable,
-                "cannot reach PostgreSQL at \(host):\(port): \(Self.cause(of: error))",
-                underlying: error
-            )
-        }
-    }
-
-    private static func cause(of error: any Error) -> String {
-        if let error = error as? IOError { return error.description }
-        if error is ChannelError { return "connection timed out or refused (\(error))" }
-        return String(describing: error)
-    }
-
     /// ``SQLRows`` in a transaction this store handed out; on PostgreSQL a real-time clock is
     /// replaced by the database's, as in a step.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction of a store made from another

@@ -28,7 +28,7 @@ struct IdempotencyRetryTests {
         let engine = try IdempotencyEngine(operations: try Operations(store: store))
         let attempts = Atomic<Int>(0)
         let request = HTTPRequest(method: .post, scheme: "http", authority: "shop", path: "/orders", headerFields: [.idempotencyKey: "k"])
-        let outcome = try await engine.respond(to: request, principal: "alice", body: { [] }) { tx in
+        let handler: (S.Transaction) async throws -> IdempotencyEngine<S>.HandlerResponse = { tx in
             try await tx.execute("INSERT INTO \(table) (id) VALUES ('order-1')")
             if attempts.add(1, ordering: .relaxed).newValue == 1 {
                 // What PostgreSQL answers a transaction that lost a race: the store retries it.
@@ -36,6 +36,7 @@ struct IdempotencyRetryTests {
             }
             return .init(head: HTTPResponse(status: .created), body: Array("ok".utf8))
         }
+        let outcome = try await engine.respond(to: request, principal: "alice", body: { [] }, handler: handler)
         guard case .respond(let response) = outcome else {
             Issue.record("the engine let the request pass through")
             return
