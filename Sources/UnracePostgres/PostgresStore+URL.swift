@@ -37,17 +37,7 @@ extension PostgresStore {
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for another scheme, no host, a bad value
     ///   of one of these three, or one of them given twice or without a value.
     public static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
-        let parsed = try ParsedURL(url)
-        var configuration = PostgresClient.Configuration(
-            host: parsed.host,
-            port: parsed.port,
-            username: parsed.username,
-            password: parsed.password,
-            database: parsed.database,
-            tls: parsed.requiresTLS ? .require(.makeClientConfiguration()) : .disable
-        )
-        configuration.options.additionalStartupParameters = parsed.startupParameters
-        return configuration
+        try ParsedURL(url).clientConfiguration
     }
 
     /// Opens (and closes) one TCP connection to the server, so an unreachable database fails
@@ -82,30 +72,10 @@ extension PostgresStore {
         return String(describing: error)
     }
 
-    /// Where a store made from `url` puts its rows: the user (the default `search_path` names
-    /// it), host, port, database and `search_path`.
-    static func location(url: String) throws -> String {
-        let parsed = try ParsedURL(url)
-        let searchPath = parsed.startupParameters.first { $0.0 == "search_path" }?.1 ?? ""
-        return
-            "url \(parsed.username)@\(parsed.host.lowercased()):\(parsed.port)/\(parsed.database ?? parsed.username)?search_path=\(searchPath)"
-    }
-
     /// One connection's configuration for `url`: what ``clientConfiguration(url:)`` gives the
     /// pool, for the start-up check.
     package static func connectionConfiguration(url: String) throws -> PostgresConnection.Configuration {
-        let parsed = try ParsedURL(url)
-        var configuration = PostgresConnection.Configuration(
-            host: parsed.host,
-            port: parsed.port,
-            username: parsed.username,
-            password: parsed.password,
-            database: parsed.database,
-            tls: parsed.requiresTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
-        )
-        configuration.options.additionalStartupParameters = parsed.startupParameters
-        configuration.options.connectTimeout = .seconds(5)
-        return configuration
+        try ParsedURL(url).connectionConfiguration()
     }
 
     /// Opens one session with `configuration` and closes it, so that a start-up the server will
@@ -197,8 +167,8 @@ extension PostgresStore {
     }
 }
 
-/// A `postgres://` URL's parts.
-private struct ParsedURL {
+/// A `postgres://` URL's parts, parsed once for everything a store made from it needs.
+struct ParsedURL {
     var host: String
     var port: Int
     var username: String
@@ -238,6 +208,43 @@ private struct ParsedURL {
             }
             startupParameters.append(("search_path", schema))
         }
+    }
+
+    /// The pool's configuration (``PostgresStore/clientConfiguration(url:)``).
+    var clientConfiguration: PostgresClient.Configuration {
+        var configuration = PostgresClient.Configuration(
+            host: host,
+            port: port,
+            username: username,
+            password: password,
+            database: database,
+            tls: requiresTLS ? .require(.makeClientConfiguration()) : .disable
+        )
+        configuration.options.additionalStartupParameters = startupParameters
+        return configuration
+    }
+
+    /// One connection's configuration, as the pool's (postgres-nio's two configuration types have
+    /// no conversion between them), for the start-up check.
+    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        var configuration = PostgresConnection.Configuration(
+            host: host,
+            port: port,
+            username: username,
+            password: password,
+            database: database,
+            tls: requiresTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+        )
+        configuration.options.additionalStartupParameters = startupParameters
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
+    /// Where a store made from the URL puts its rows: the user (the default `search_path` names
+    /// it), host, port, database and `search_path`.
+    var location: String {
+        let searchPath = startupParameters.first { $0.0 == "search_path" }?.1 ?? ""
+        return "url \(username)@\(host.lowercased()):\(port)/\(database ?? username)?search_path=\(searchPath)"
     }
 
     /// The value of the query item `name`, if given: once, with a value.

@@ -115,12 +115,10 @@ public final class PostgresStore: SQLStore {
         stepTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "unrace.postgres")
     ) async throws {
-        let configuration = try Self.poolConfiguration(url: url, maximumConnections: maximumConnections)
         self.stepTimeout = try Self.checked(stepTimeout)
-        try await Self.probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
-        try await Self.checkStartup(Self.connectionConfiguration(url: url), logger: logger)
+        let (configuration, location) = try await Self.prepare(url: url, maximumConnections: maximumConnections, logger: logger)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.location = try Self.location(url: url)
+        self.location = location
         self.logger = logger
         self.readiness = Readiness()
     }
@@ -149,14 +147,24 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    private static func poolConfiguration(url: String, maximumConnections: Int) throws -> PostgresClient.Configuration {
-        var configuration = try clientConfiguration(url: url)
+    /// What a store made from `url` starts with, from one parse of it: the pool's configuration
+    /// and where its rows land, once the server was probed and one session opened
+    /// (``checkStartup(_:within:logger:)``).
+    private static func prepare(
+        url: String,
+        maximumConnections: Int,
+        logger: Logger
+    ) async throws -> (PostgresClient.Configuration, location: String) {
+        let parsed = try ParsedURL(url)
         guard (1...500).contains(maximumConnections) else {
             throw UnraceError(.invalidConfiguration, "maximumConnections must be between 1 and 500")
         }
+        var configuration = parsed.clientConfiguration
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = .seconds(5)
-        return configuration
+        try await probe(host: parsed.host, port: parsed.port, timeout: .seconds(5))
+        try await checkStartup(parsed.connectionConfiguration(), logger: logger)
+        return (configuration, parsed.location)
     }
 
     /// Connects to `url`, runs the client for the duration of `body`, and shuts it down after.
@@ -181,15 +189,13 @@ public final class PostgresStore: SQLStore {
         logger: Logger = Logger(label: "unrace.postgres"),
         _ body: (PostgresStore) async throws -> T
     ) async throws -> T {
-        let configuration = try poolConfiguration(url: url, maximumConnections: maximumConnections)
         _ = try checked(stepTimeout)
-        try await probe(host: configuration.host ?? "localhost", port: configuration.port ?? 5432, timeout: .seconds(5))
-        try await checkStartup(connectionConfiguration(url: url), logger: logger)
+        let (configuration, location) = try await prepare(url: url, maximumConnections: maximumConnections, logger: logger)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let store = try await PostgresStore(client: client, stepTimeout: stepTimeout, logger: logger, location: try location(url: url))
+            let store = try await PostgresStore(client: client, stepTimeout: stepTimeout, logger: logger, location: location)
             return try await body(store)
         }
     }
