@@ -294,7 +294,8 @@ private struct Unstored: Error {
     let response: EngineResponse
 }
 
-/// A non-retryable `UnraceError` the handler threw, carried past the rules' error mapping.
+/// An `UnraceError` the handler threw with one of ``IdempotencyEngine/rulesCodes``, carried past
+/// the rules' error mapping.
 private struct HandlerFailure: Error {
     let error: UnraceError
 }

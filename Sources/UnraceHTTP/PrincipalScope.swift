@@ -17,6 +17,14 @@ public enum PrincipalScope {
     /// ``byteCountMaximum`` bytes.
     public static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
 
+    /// The principal a request header names: its value when the request sends the header exactly
+    /// once, else `nil` (refused, 400 `principal_invalid`). Of two values, one may be the client's
+    /// own, sent ahead of the one a gateway appended: taking either could read another client's
+    /// stored responses. Pass every value the request sent for the header, in order.
+    public static func headerValue(_ values: [String]) -> String? {
+        values.count == 1 ? values[0] : nil
+    }
+
     /// The scope for a principal's text, or `nil` when the text breaks ``rule`` or holds U+FFFD.
     public static func scope(for principal: String) -> Scope? {
         guard !principal.unicodeScalars.contains("\u{FFFD}"), let principal = try? rule.validate(principal) else { return nil }

@@ -21,13 +21,7 @@ public struct Principal<Context: RequestContext>: Sendable {
     /// without it, or with it more than once, is refused with 400 `principal_invalid`: of two
     /// values, one may be the client's own, sent ahead of the one a gateway appended.
     public static func header(_ name: HTTPField.Name) -> Principal {
-        Principal { request, _ in Self.single(name, in: request.headers) }
-    }
-
-    /// The header's value when the request sends it exactly once, else `nil`.
-    static func single(_ name: HTTPField.Name, in headers: HTTPFields) -> String? {
-        let values = headers[values: name]
-        return values.count == 1 ? values[0] : nil
+        Principal { request, _ in PrincipalScope.headerValue(request.headers[values: name]) }
     }
 
     /// One principal for every request: a single-tenant service.

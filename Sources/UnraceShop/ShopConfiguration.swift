@@ -13,7 +13,7 @@ public struct ShopConfiguration: Sendable {
     /// 400 `principal_invalid`) when it sends the header more than once.
     static func client(of headers: HTTPFields) -> String? {
         let values = headers[values: clientHeader]
-        return values.count > 1 ? nil : values.first ?? "anonymous"
+        return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values)
     }
 
     /// Whether `POST /orders` runs under ``IdempotencyMiddleware`` (default `true`). Off, it shows

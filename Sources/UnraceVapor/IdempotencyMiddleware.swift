@@ -48,10 +48,7 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
     /// gateway appended.
     /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
     public init(operations: Operations<S>, configuration: IdempotencyConfiguration = .init(), principalHeader name: String) throws {
-        try self.init(operations: operations, configuration: configuration) { request in
-            let values = request.headers[name]
-            return values.count == 1 ? values[0] : nil
-        }
+        try self.init(operations: operations, configuration: configuration) { PrincipalScope.headerValue($0.headers[name]) }
     }
 
     /// Applies the rules to one request.
@@ -63,9 +60,10 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
             body: {
                 do {
                     // Vapor refuses a streamed body at `max` bytes, not past it: one more byte, so
-                    // a body of exactly the limit is taken however it arrives.
+                    // a body of exactly the limit is taken however it arrives (the limit is at
+                    // most `bodyByteCountMaximum`, so this cannot overflow).
                     let limit = configuration.requestBodyByteCountLimit
-                    let buffer = try await request.body.collect(max: limit == .max ? limit : limit + 1).get()
+                    let buffer = try await request.body.collect(max: limit + 1).get()
                     // Vapor hands over a body that came in one read with its head as collected
                     // already, without checking `max`: check it here.
                     guard (buffer?.readableBytes ?? 0) <= configuration.requestBodyByteCountLimit else { return nil }

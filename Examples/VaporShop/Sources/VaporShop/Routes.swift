@@ -148,5 +148,5 @@ extension ProductResponse {
 /// without one, `nil` (400 `principal_invalid`) when it sends the header more than once.
 func client(of req: Request) -> String? {
     let values = req.headers["X-Client-Id"]
-    return values.count > 1 ? nil : values.first ?? "anonymous"
+    return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values)
 }
