@@ -110,6 +110,31 @@ struct MaintenanceServicesTests {
         #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, age: .seconds(-1)) }
         #expect(throws: UnraceError.self) { try InboxGapMonitor(inbox: Inbox(store: store), interval: .seconds(7_200)) }
     }
+
+    /// The settings are `var`s: one set out of range after `init` (an interval of zero would
+    /// have run rounds back to back, hammering the store) is refused by `run()` before any round.
+    @Test("run() refuses settings set out of bounds after init, before any round")
+    func boundsAtRun() async throws {
+        let store = MemoryStore()
+        let operations = try Operations(store: store)
+        var purger = try ExpiredRecordPurger(operations: operations, scopes: [.default])
+        purger.interval = .zero
+        var sweeper = try PendingTransferSweeper(ledger: Ledger(store: store))
+        sweeper.batchLimit = 0
+        var reaper = try ExpiredHoldReaper(reservations: Reservations(store: store))
+        reaper.interval = .seconds(-1)
+        var monitor = try InboxGapMonitor(inbox: Inbox(store: store))
+        monitor.interval = .nanoseconds(1)
+        var queuePurger = try CompletedMessagePurger(queue: MessageQueue(store: store, name: "q"))
+        queuePurger.age = .seconds(-1)
+        let services: [any Service] = [purger, sweeper, reaper, monitor, queuePurger]
+        for service in services {
+            let error = await #expect(throws: UnraceError.self) {
+                try await within(.seconds(10), "run() refusing its settings") { try await service.run() }
+            }
+            #expect(error?.code == .invalidConfiguration)
+        }
+    }
 }
 
 /// `PostgresStore(url:)` runs its own client as a `Service`: what `unrace serve` puts first in

@@ -28,15 +28,22 @@ public struct PendingTransferSweeper<S: Store>: Service {
         batchLimit: Int = 1_000,
         logger: Logger = Logger(label: "unrace.ledger.sweeper")
     ) throws {
-        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a sweeper")
         self.ledger = ledger
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
+        try validate()
+    }
+
+    func validate() throws {
+        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a sweeper")
     }
 
     /// Sweeps until cancelled or shut down gracefully.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` or ``batchLimit``
+    ///   was set out of range after the sweeper was made.
     public func run() async throws {
+        try validate()
         await MaintenanceLoop.run(
             interval: interval,
             clock: ledger.configuration.clock,
@@ -96,17 +103,24 @@ public struct ExpiredRecordPurger<S: Store>: Service {
     }
 
     private init(operations: Operations<S>, scopes: [Scope], everyScope: Bool, interval: Duration, batchLimit: Int, logger: Logger) throws {
-        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a purger")
         self.operations = operations
         self.scopes = scopes
         self.everyScope = everyScope
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
+        try validate()
+    }
+
+    func validate() throws {
+        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a purger")
     }
 
     /// Purges until cancelled or shut down gracefully.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` or ``batchLimit``
+    ///   was set out of range after the purger was made.
     public func run() async throws {
+        try validate()
         await MaintenanceLoop.run(
             interval: interval,
             clock: operations.configuration.clock,
@@ -145,15 +159,22 @@ public struct ExpiredHoldReaper<S: Store>: Service {
         batchLimit: Int = 100,
         logger: Logger = Logger(label: "unrace.reaper")
     ) throws {
-        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a reaper")
         self.reservations = reservations
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
+        try validate()
+    }
+
+    func validate() throws {
+        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a reaper")
     }
 
     /// Reaps until cancelled or shut down gracefully.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` or ``batchLimit``
+    ///   was set out of range after the reaper was made.
     public func run() async throws {
+        try validate()
         await MaintenanceLoop.run(
             interval: interval,
             clock: reservations.clock,
@@ -187,15 +208,22 @@ public struct InboxGapMonitor<S: Store>: Service {
         logger: Logger = Logger(label: "unrace.inbox.gaps"),
         report: @escaping @Sendable ([InboxGap]) async -> Void = { _ in }
     ) throws {
-        try MaintenanceLoop.validate(interval: interval, batchLimit: 1, "a gap monitor")
         self.inbox = inbox
         self.interval = interval
         self.report = report
         self.logger = logger
+        try validate()
+    }
+
+    func validate() throws {
+        try MaintenanceLoop.validate(interval: interval, batchLimit: 1, "a gap monitor")
     }
 
     /// Watches until cancelled or shut down gracefully.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` was set out of range
+    ///   after the monitor was made.
     public func run() async throws {
+        try validate()
         await MaintenanceLoop.run(
             interval: interval,
             clock: inbox.configuration.clock,
@@ -243,19 +271,26 @@ public struct CompletedMessagePurger<S: Store>: Service {
         batchLimit: Int = 1_000,
         logger: Logger = Logger(label: "unrace.queue.purger")
     ) throws {
-        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a queue purger")
-        guard batchLimit <= QueueConfiguration.batchMaximum, age >= .zero, age <= .seconds(3_650 * 86_400) else {
-            throw UnraceError(.invalidConfiguration, "a queue purger needs a batch limit of 1 to 1,000 and an age of 0 to 3,650 days")
-        }
         self.queue = queue
         self.age = age
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
+        try validate()
+    }
+
+    func validate() throws {
+        try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a queue purger")
+        guard batchLimit <= QueueConfiguration.batchMaximum, age >= .zero, age <= .seconds(3_650 * 86_400) else {
+            throw UnraceError(.invalidConfiguration, "a queue purger needs a batch limit of 1 to 1,000 and an age of 0 to 3,650 days")
+        }
     }
 
     /// Purges until cancelled or shut down gracefully.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``age``, ``interval`` or
+    ///   ``batchLimit`` was set out of range after the purger was made.
     public func run() async throws {
+        try validate()
         await MaintenanceLoop.run(
             interval: interval,
             clock: queue.configuration.clock,
