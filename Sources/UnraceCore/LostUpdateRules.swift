@@ -136,9 +136,14 @@ public enum QuotaStep: Sendable, Hashable {
 /// The fixed-window quota rule.
 public enum QuotaRule {
     /// The start of the window of length `window` milliseconds that `now` falls in (the earliest
-    /// time there is, for a window that would start before it).
+    /// time there is, for a window that would start before it). A `window` of 0 or less has no
+    /// length: `now` is its own window. Total over every `Int64` (callers bound the window:
+    /// ``Counters``' quotas to 366 days).
     public static func windowStart(at now: Timestamp, window: Int64) -> Timestamp {
-        let remainder = ((now.milliseconds % window) + window) % window
+        guard window > 0 else { return now }
+        // In (-window, window): adding `window` to a negative remainder cannot overflow.
+        let signed = now.milliseconds % window
+        let remainder = signed < 0 ? signed + window : signed
         let (start, overflow) = now.milliseconds.subtractingReportingOverflow(remainder)
         return Timestamp(milliseconds: overflow ? .min : start)
     }

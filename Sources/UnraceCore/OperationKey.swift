@@ -69,6 +69,21 @@ public struct Scope: Sendable, Hashable, Codable, CustomStringConvertible, Expre
 
     private init(unchecked: String) { self.rawValue = unchecked }
 
+    private enum CodingKeys: String, CodingKey { case rawValue }
+
+    /// Decodes a scope (`{"rawValue": "…"}`), validating it like ``init(_:)``.
+    /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidScope`` for a scope
+    ///   ``init(_:)`` refuses; a `DecodingError` when the value is not there.
+    public init(from decoder: any Decoder) throws {
+        try self.init(try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .rawValue))
+    }
+
+    /// Encodes the scope as `{"rawValue": "…"}`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(rawValue, forKey: .rawValue)
+    }
+
     /// A short, log-safe text form.
     public var description: String { rawValue }
 

@@ -19,19 +19,23 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// A uniformly distributed integer in `range`, by rejection (no modulo bias), using only
-    /// this generator's documented output so it is stable across Swift versions.
+    /// this generator's documented output so it is stable across Swift versions. Any range
+    /// works, `Int.min...Int.max` included.
     public mutating func int(in range: ClosedRange<Int>) -> Int {
-        let span = UInt64(range.upperBound - range.lowerBound) &+ 1
-        if span == 0 { return Int(truncatingIfNeeded: next()) }  // the full 64-bit range
+        // The span in two's complement: exact for every range, 0 for the full 64-bit one.
+        let span = UInt64(truncatingIfNeeded: range.upperBound &- range.lowerBound) &+ 1
+        if span == 0 { return Int(truncatingIfNeeded: next()) }
         let limit = UInt64.max - UInt64.max % span
         var value = next()
         while value >= limit { value = next() }
-        return range.lowerBound + Int(value % span)
+        return range.lowerBound &+ Int(truncatingIfNeeded: value % span)
     }
 
-    /// `true` with probability `numerator / denominator`.
+    /// `true` with probability `numerator / denominator`; `false`, drawing nothing, when
+    /// `denominator` is 0 or less (no probability).
     public mutating func chance(_ numerator: Int, in denominator: Int) -> Bool {
-        int(in: 0...(denominator - 1)) < numerator
+        guard denominator > 0 else { return false }
+        return int(in: 0...(denominator - 1)) < numerator
     }
 
     /// The elements of `array` in a random order (Fisher–Yates).

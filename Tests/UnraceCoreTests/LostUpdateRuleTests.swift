@@ -68,6 +68,18 @@ struct LostUpdateRuleTests {
         #expect(QuotaRule.windowStart(at: Timestamp(milliseconds: .min), window: 1_000) == Timestamp(milliseconds: .min))
     }
 
+    @Test("the window rule is total: a window of 0 or less is now itself, the largest window does not overflow")
+    func quotaWindowStartBounds() {
+        let now = Timestamp(milliseconds: 1)
+        #expect(QuotaRule.windowStart(at: now, window: 0) == now)
+        #expect(QuotaRule.windowStart(at: now, window: -5) == now)
+        #expect(QuotaRule.windowStart(at: now, window: .min) == now)
+        #expect(QuotaRule.windowStart(at: now, window: .max) == Timestamp(milliseconds: 0))
+        #expect(QuotaRule.windowStart(at: Timestamp(milliseconds: -1), window: .max) == Timestamp(milliseconds: -.max))
+        #expect(QuotaRule.windowStart(at: Timestamp(milliseconds: .max), window: .max) == Timestamp(milliseconds: .max))
+        #expect(QuotaRule.windowStart(at: Timestamp(milliseconds: .min), window: .max) == Timestamp(milliseconds: .min))
+    }
+
     @Test("a quota grants up to its limit in a window, denies past it, and starts again in the next window")
     func quotaWindow() {
         let w1 = Timestamp(milliseconds: 1_000)

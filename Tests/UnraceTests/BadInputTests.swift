@@ -68,6 +68,36 @@ struct BadInputTests {
         #expect(store.rows(in: "effects").isEmpty)
         #expect(try await store.record(scope: "emails", key: OperationKey("k")) == nil)
         _ = try await operations.perform(key: "k", scope: "payments") { _ in 1 }
+        // Every call that names a scope refuses one outside the list, reads included.
+        let unrestricted = try Operations(store: store)
+        _ = try await unrestricted.perform(key: "k", scope: "emails") { _ in 1 }
+        for call in ["peek", "begin", "status", "purgeExpired"] {
+            let refused = await #expect(throws: UnraceError.self, "\(call)") {
+                switch call {
+                case "peek": _ = try await operations.peek(key: "k", scope: "emails")
+                case "begin": _ = try await operations.begin(key: "k", scope: "emails")
+                case "status": _ = try await operations.status(of: "k", scope: "emails")
+                default: _ = try await operations.purgeExpired(scope: "emails")
+                }
+            }
+            #expect(refused?.code == .unknownScope, "\(call)")
+        }
+        guard case .completed = try await operations.status(of: "k", scope: "payments") else {
+            Issue.record("an allowed scope's status reads the record")
+            return
+        }
+    }
+
+    @Test("a decoded scope is validated like Scope(_:); a valid one round-trips")
+    func decodedScopes() throws {
+        for text in ["", "t\\u0000a", "\\u00e9", String(repeating: "s", count: 65), "a b"] {
+            let json = Data(#"{"rawValue":"\#(text)"}"#.utf8)
+            let error = #expect(throws: UnraceError.self, "\(text)") { try JSONDecoder().decode(Scope.self, from: json) }
+            #expect(error?.code == .invalidScope, "\(text)")
+        }
+        let scope: Scope = "tenant-1:eu.west_2"
+        #expect(try JSONDecoder().decode(Scope.self, from: JSONEncoder().encode(scope)) == scope)
+        #expect(String(decoding: try JSONEncoder().encode(scope), as: UTF8.self) == #"{"rawValue":"tenant-1:eu.west_2"}"#)
     }
 
     @Test(

@@ -111,6 +111,44 @@ struct MaintenanceServicesTests {
         #expect(throws: UnraceError.self) { try InboxGapMonitor(inbox: Inbox(store: store), interval: .seconds(7_200)) }
     }
 
+    /// Maintenance.md: "a full batch runs the next round at once". The reaper's batch is counted
+    /// in resources: five resources with expired holds and a batch of two take three rounds
+    /// without waiting the interval (an hour on a clock nobody moves).
+    @Test("the hold reaper runs the next round at once after a full batch of resources")
+    func reaperFullBatch() async throws {
+        let store = MemoryStore()
+        let clock = StoppedClock()
+        let reservations = Reservations(store: store, clock: clock)
+        let prefix = uniqueName("reap")
+        for index in 0..<5 {
+            try await reservations.createResource("\(prefix)-\(index)", capacity: 1)
+            _ = try await reservations.hold("\(prefix)-\(index)", key: "\(prefix)-hold-\(index)", timeToLive: .seconds(1))
+        }
+        clock.advance(by: .seconds(5))
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let reaper = try ExpiredHoldReaper(reservations: reservations, interval: .seconds(3_600), batchLimit: 2, logger: quiet)
+        let running = Task { try await reaper.run() }
+        defer { running.cancel() }
+        try await within(.seconds(30), "the reaper releasing all five without waiting its interval") {
+            while true {
+                var held: Int64 = 0
+                for index in 0..<5 { held += try await reservations.resource("\(prefix)-\(index)")?.held ?? 1 }
+                if held == 0 { return }
+                await Task.yield()
+            }
+        }
+    }
+
+    /// A hand-moved clock whose `sleep` waits (for real, until cancelled) instead of moving it:
+    /// a service that waits its interval is seen waiting.
+    struct StoppedClock: WallClock {
+        let manual = ManualWallClock()
+        func now() -> Timestamp { manual.now() }
+        func sleep(for duration: Duration) async throws { try await Task.sleep(for: duration) }
+        var isRealTime: Bool { false }
+        func advance(by duration: Duration) { manual.advance(by: duration) }
+    }
+
     /// The settings are `var`s: one set out of range after `init` (an interval of zero would
     /// have run rounds back to back, hammering the store) is refused by `run()` before any round.
     @Test("run() refuses settings set out of bounds after init, before any round")

@@ -57,6 +57,40 @@ struct NameTests {
         #expect(eventError?.code == .invalidEvent)
     }
 
+    @Test("a lifecycle guard refuses an event name its lifecycle could never declare, and writes nothing", arguments: storeBackends)
+    func lifecycleEventNames(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.lifecycleEventNames(store) }
+    }
+
+    static func lifecycleEventNames<S: Store>(_ store: S) async throws {
+        do {
+            let lifecycle = try Lifecycle(
+                initial: "new",
+                terminal: ["cancelled"],
+                transitions: [.init(from: "new", on: "Cancel", to: "cancelled")]
+            )
+            let guardian = try LifecycleGuard(store: store, lifecycle: lifecycle, name: uniqueName("order"))
+            for event in ["", "Can\u{0}cel", "Cancel\n", String(repeating: "e", count: 65)] {
+                let ran = Counter()
+                let error = await #expect(throws: UnraceError.self) {
+                    try await guardian.apply(event, to: "o1") { _, _ in ran.increment() }
+                }
+                #expect(error?.code == .invalidLifecycle)
+                #expect(ran.value == 0, "the handler never runs for a refused event")
+            }
+            // Nothing was stored for o1: a terminal event still finds it unseen and places it.
+            #expect(try await guardian.apply("Cancel", to: "o1") == .moved(from: "new", to: "cancelled"))
+            // An event name equal as a Swift string (NFD) to a declared one is that event.
+            let accented = try Lifecycle(
+                initial: "new",
+                terminal: ["done"],
+                transitions: [.init(from: "new", on: "R\u{E9}gl\u{E9}", to: "done")]
+            )
+            let accentedGuard = try LifecycleGuard(store: store, lifecycle: accented, name: uniqueName("order"))
+            #expect(try await accentedGuard.apply("Re\u{301}gle\u{301}", to: "o2") == .moved(from: "new", to: "done"))
+        }
+    }
+
     @Test("keys equal as Swift strings (NFC and NFD) are one operation on every store", arguments: storeBackends)
     func nfcAndNFD(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.nfcAndNFD(store) }

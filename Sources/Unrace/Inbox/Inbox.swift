@@ -182,14 +182,17 @@ public struct LifecycleGuard<S: Store>: Sendable {
 
     /// Applies `event` to `entity` and runs `handler` with the decision, in one transaction. The
     /// entity's state is locked first, so concurrent events for one entity apply one at a time.
-    /// - Throws: ``UnraceError/Code/invalidEvent`` for an entity that breaks ``NameRule/entity``;
-    ///   store errors; what `handler` throws (nothing written then).
+    /// - Throws: ``UnraceError/Code/invalidLifecycle`` for an event name that breaks
+    ///   ``NameRule/lifecycleWord`` (as the lifecycle's own names), ``UnraceError/Code/invalidEvent``
+    ///   for an entity that breaks ``NameRule/entity``; store errors; what `handler` throws
+    ///   (nothing written then).
     @discardableResult
     public func apply(
         _ event: String,
         to entity: String,
         _ handler: (S.Transaction, Lifecycle.Decision) async throws -> Void = { _, _ in }
     ) async throws -> Lifecycle.Decision {
+        let event = try NameRule.lifecycleWord.validate(event)
         let entity = try NameRule.entity.validate(entity)
         let lifecycle = lifecycle
         let name = name

@@ -150,14 +150,21 @@ public struct Reservations<S: Store>: Sendable {
     /// every reservation step.
     /// - Returns: how many holds were released.
     public func releaseExpiredHolds(limit: Int = 100) async throws -> Int {
+        try await releaseExpiredHoldsCounted(limit: limit).holds
+    }
+
+    /// ``releaseExpiredHolds(limit:)``, with how many resources the round took: `limit` of them
+    /// means more may wait (``ExpiredHoldReaper`` then runs the next round at once).
+    func releaseExpiredHoldsCounted(limit: Int) async throws -> (holds: Int, resources: Int) {
         guard (1...10_000).contains(limit) else {
             throw UnraceError(.invalidArgument, "releaseExpiredHolds takes a limit of 1 to 10000 resources")
         }
-        let released = try await telemetry.step(store, StepInfo("releaseExpiredHolds", "", clock: clock)) { context in
+        let (released, resources) = try await telemetry.step(store, StepInfo("releaseExpiredHolds", "", clock: clock)) { context in
             let rows = context.rows
             let now = try await rows.now()
             var count = 0
-            for name in try await rows.resourcesWithExpiredHolds(at: now, limit: limit) {
+            let names = try await rows.resourcesWithExpiredHolds(at: now, limit: limit)
+            for name in names {
                 guard let resource = try await rows.resource(name: name, lock: true) else { continue }
                 let (reclaimed, released) = HoldRule.release(
                     expired: try await rows.expiredHolds(resource: name, at: now),
@@ -169,10 +176,10 @@ public struct Reservations<S: Store>: Sendable {
                 count += released.count
             }
             context.note("→ released \(count)")
-            return count
+            return (count, names.count)
         }
         telemetry.count("unrace_holds_released_total", [("cause", "expired")], by: released)
-        return released
+        return (released, resources)
     }
 
     /// A resource as stored (capacity, held and confirmed units), or `nil`. Expired holds count as

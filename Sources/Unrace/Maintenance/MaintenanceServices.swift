@@ -181,9 +181,9 @@ public struct ExpiredHoldReaper<S: Store>: Service {
             logger: logger,
             failure: "releasing expired holds failed; retrying after the interval"
         ) {
-            let released = try await reservations.releaseExpiredHolds(limit: batchLimit)
+            let (released, resources) = try await reservations.releaseExpiredHoldsCounted(limit: batchLimit)
             if released > 0 { logger.debug("released expired holds", metadata: ["count": "\(released)"]) }
-            return false
+            return resources == batchLimit
         }
     }
 }

@@ -169,8 +169,12 @@ extension Operations {
     }
 
     /// Whether the operation has been logically completed, is running, or never ran.
+    /// - Throws: ``UnraceError/Code/invalidKey``, ``UnraceError/Code/unknownScope`` (a scope
+    ///   outside ``OperationsConfiguration/allowedScopes``, as every call that names a scope),
+    ///   store errors.
     public func status(of key: String, scope: Scope = .default) async throws -> OperationStatus {
         let key = try OperationKey(key)
+        try checkScope(scope)
         let record = try await telemetry.step(store, info("status", key, isReadOnly: true)) { context in
             try await context.rows.operation(scope: scope, key: key)
         }
@@ -192,9 +196,7 @@ extension Operations {
     /// - Returns: how many records were deleted (fewer than `limit` means none are left).
     public func purgeExpired(scope: Scope = .default, limit: Int = 1_000) async throws -> Int {
         try Self.checkPurgeLimit(limit)
-        if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
-            throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
-        }
+        try checkScope(scope)
         return try await purge(scope, limit: limit)
     }
 

@@ -65,12 +65,18 @@ public struct Operations<S: Store>: Sendable {
     /// The logger notices and warnings go to.
     var logger: Logger { telemetry.logger }
 
-    /// Validates a caller's key and scope into what a claim locks.
-    func template(key: String, scope: Scope, fingerprint: Fingerprint) throws -> ClaimTemplate {
-        let key = try OperationKey(key)
+    /// Refuses a scope outside ``OperationsConfiguration/allowedScopes`` with
+    /// ``UnraceError/Code/unknownScope``: every call that names a scope asks this first.
+    func checkScope(_ scope: Scope) throws {
         if let allowed = configuration.allowedScopes, !allowed.contains(scope) {
             throw UnraceError(.unknownScope, "scope is not in the configured allowedScopes", detail: "scope \(scope)")
         }
+    }
+
+    /// Validates a caller's key and scope into what a claim locks.
+    func template(key: String, scope: Scope, fingerprint: Fingerprint) throws -> ClaimTemplate {
+        let key = try OperationKey(key)
+        try checkScope(scope)
         return ClaimTemplate(
             scope: scope,
             key: key,
