@@ -3,18 +3,21 @@ public import UnraceCore
 /// How a client's identity (a principal) becomes the Unrace ``UnraceCore/Scope`` its
 /// idempotency keys live in, so that one client's key never replays another client's response.
 ///
-/// The principal's text, in NFC, becomes `p:` and the first 40 hex digits (160 bits) of its
+/// The principal's exact bytes become `p:` and the first 40 hex digits (160 bits) of their
 /// SHA-256: any text (an email, a token's subject) maps to a valid scope, and the principal never
-/// reaches the store or its logs. A principal must be exactly what the client sent: text that
-/// holds U+FFFD — what a lossy decoding leaves of bytes that were not UTF-8, as HTTP servers
-/// decode header values — is refused, so two ids that differ only in such bytes never merge.
+/// reaches the store or its logs. Two principals share a scope only when their bytes are equal:
+/// equal-looking spellings (`café` composed and decomposed) are two principals, as they are two
+/// ids to an identity provider that compares bytes. A principal must be exactly what the client
+/// sent: text that holds U+FFFD — what a lossy decoding leaves of bytes that were not UTF-8, as
+/// HTTP servers decode header values — is refused, so two ids that differ only in such bytes
+/// never merge.
 public enum PrincipalScope {
     /// The longest principal accepted, in bytes.
     public static var byteCountMaximum: Int { 1_024 }
 
     /// The rule a principal's text follows: the shared ``UnraceCore/NameRule`` (no control or
-    /// format characters, compared in NFC, so equal-looking identities are one principal), up to
-    /// ``byteCountMaximum`` bytes.
+    /// format characters), up to ``byteCountMaximum`` bytes. The rule only refuses: the scope is
+    /// made from the bytes as sent, not from the rule's NFC form.
     public static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
 
     /// The principal a request header names: its value when the request sends the header exactly
@@ -25,9 +28,12 @@ public enum PrincipalScope {
         values.count == 1 ? values[0] : nil
     }
 
-    /// The scope for a principal's text, or `nil` when the text breaks ``rule`` or holds U+FFFD.
+    /// The scope for a principal's exact bytes, or `nil` when the text breaks ``rule``, holds
+    /// U+FFFD, or is over ``byteCountMaximum`` bytes as sent.
     public static func scope(for principal: String) -> Scope? {
-        guard !principal.unicodeScalars.contains("\u{FFFD}"), let principal = try? rule.validate(principal) else { return nil }
+        guard !principal.unicodeScalars.contains("\u{FFFD}"), principal.utf8.count <= byteCountMaximum,
+            (try? rule.validate(principal)) != nil
+        else { return nil }
         return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
     }
 }

@@ -6,11 +6,13 @@ import UnraceHTTP
 /// Whose key an `Idempotency-Key` is: keys are scoped per principal, so one client's key never
 /// replays another client's response.
 ///
-/// The principal's text, in NFC, becomes an Unrace ``Scope``: `p:` and the first 40 hex digits
-/// (160 bits) of its SHA-256, so any text (an email, a token's subject) maps to a valid scope, and the
-/// principal itself never reaches the store or its logs. A principal must be exactly what the
-/// client sent: text that holds U+FFFD (a byte that was not UTF-8, replaced by a lossy decoding)
-/// is refused with 400 `principal_invalid`, so distinct ids never merge into one scope.
+/// The principal's exact bytes become an Unrace ``Scope``: `p:` and the first 40 hex digits
+/// (160 bits) of their SHA-256, so any text (an email, a token's subject) maps to a valid scope, and
+/// the principal itself never reaches the store or its logs. Principals share a scope only when
+/// their bytes are equal (equal-looking spellings are two principals). A principal must be
+/// exactly what the client sent: text that holds U+FFFD (a byte that was not UTF-8, replaced by a
+/// lossy decoding) is refused with 400 `principal_invalid`, so distinct ids never merge into one
+/// scope.
 public struct Principal<Context: RequestContext>: Sendable {
     let resolve: @Sendable (Request, Context) -> String?
 

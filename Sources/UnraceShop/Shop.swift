@@ -114,7 +114,8 @@ public struct Shop<S: SQLStore>: Sendable {
     /// configuration turns it off.
     public func router() throws -> Router<Context> {
         let router = Router(context: Context.self)
-        // Every error is application/problem+json, the router's own (404, 405) included.
+        // Every error is application/problem+json, the router's own 404 included (for an unknown
+        // route and for a method a route does not have: Hummingbird's router answers no 405).
         router.add(middleware: ProblemMiddleware(logger: logger))
         // A body that does not arrive in time is 408, whatever route it was for.
         router.add(middleware: try RequestBodyTimeout(timeout: configuration.requestTimeout, byteCountLimit: 1 << 20))
@@ -140,7 +141,7 @@ public struct Shop<S: SQLStore>: Sendable {
                 middleware: try IdempotencyMiddleware(
                     operations: operations,
                     principal: .custom { request, _ in
-                        ShopConfiguration.client(of: request.headers)
+                        ShopConfiguration.principal(of: request.headers)
                     },
                     configuration: idempotency
                 )

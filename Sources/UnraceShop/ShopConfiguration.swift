@@ -6,14 +6,23 @@ public import UnraceHummingbird
 /// Settings of the reference shop.
 public struct ShopConfiguration: Sendable {
     /// The header naming the client whose idempotency keys a request uses (`X-Client-Id`);
-    /// requests without it share the principal `anonymous`.
+    /// requests without it share a principal of their own, which no value of the header names.
     public static let clientHeader = HTTPField.Name("X-Client-Id")!
 
-    /// Whose keys a request uses: its `X-Client-Id`, `anonymous` without one, `nil` (refused with
-    /// 400 `principal_invalid`) when it sends the header more than once.
+    /// The client a request names, as an order records it: its `X-Client-Id`, `anonymous`
+    /// without one, `nil` (refused with 400 `principal_invalid`) when it sends the header more
+    /// than once.
     static func client(of headers: HTTPFields) -> String? {
         let values = headers[values: clientHeader]
         return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values)
+    }
+
+    /// Whose idempotency keys a request uses: `client:` and its `X-Client-Id`, or `anonymous`
+    /// without one — a principal no header value gives, so a client that sends
+    /// `X-Client-Id: anonymous` never replays the responses of requests that sent none.
+    static func principal(of headers: HTTPFields) -> String? {
+        let values = headers[values: clientHeader]
+        return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values).map { "client:" + $0 }
     }
 
     /// Whether `POST /orders` runs under ``IdempotencyMiddleware`` (default `true`). Off, it shows

@@ -40,9 +40,10 @@ func withDatabase<J: StoreJob>(_ location: String?, logger: Logger, _ job: J) as
     return try await job.run(try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path, logger: logger))
 }
 
-/// A quiet logger for the CLI: warnings and worse, to standard error.
-func cliLogger(_ label: String) -> Logger {
+/// A quiet logger for the CLI, to standard error: errors only by default; the long-running
+/// `serve` and `work` pass `.warning`, so a maintenance round or a delivery that failed is seen.
+func cliLogger(_ label: String, level: Logger.Level = .error) -> Logger {
     var logger = Logger(label: label)
-    logger.logLevel = .error
+    logger.logLevel = level
     return logger
 }

@@ -91,7 +91,7 @@ struct ServeCommand: AsyncParsableCommand {
         if ProcessInfo.processInfo.environment["UNRACE_SHOP_FAULT"] == "crash-after-charge" {
             configuration.faults.afterCharge = { kill(getpid(), SIGKILL) }
         }
-        let logger = cliLogger("unrace.serve")
+        let logger = cliLogger("unrace.serve", level: .warning)
         guard provider == nil else {
             configuration.provider = provider
             return try await run(configuration, logger)
@@ -133,7 +133,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Last, so a graceful shutdown (which runs backwards) reaches it first and starts its timer.
         var group = ServiceGroupConfiguration(
             services: (services + [deadline]).map { .init(service: $0) },
-            logger: cliLogger("unrace.serve")
+            logger: cliLogger("unrace.serve", level: .warning)
         )
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         Self.bound(&group, grace: configuration.shutdownGrace)
@@ -183,7 +183,7 @@ struct ShopService<S: SQLStore>: Service {
         }
         var group = ServiceGroupConfiguration(
             services: ([app] + (try shop.maintenanceServices())).map { .init(service: $0) },
-            logger: cliLogger("unrace.serve")
+            logger: cliLogger("unrace.serve", level: .warning)
         )
         ServeCommand.bound(&group, grace: shop.configuration.shutdownGrace)
         try await ServiceGroup(configuration: group).run()

@@ -42,7 +42,7 @@ struct WorkCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = cliLogger("unrace.work")
+        let logger = cliLogger("unrace.work", level: .warning)
         if let database {
             try await PostgresStore.withStore(url: database, logger: logger) { store in try await work(store, logger) }
         } else {

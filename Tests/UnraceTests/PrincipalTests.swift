@@ -12,13 +12,54 @@ import UnraceShop
 struct PrincipalTests {
     typealias P = Principal<BasicRequestContext>
 
-    @Test("NFC and NFD spellings of one identity share a scope; different identities do not")
-    func normalisation() throws {
+    @Test("principals are their exact bytes: NFC and NFD spellings are two scopes, equal bytes one")
+    func exactBytes() throws {
         let composed = try #require(P.scope(for: "caf\u{E9}@example.com"))
         let decomposed = try #require(P.scope(for: "cafe\u{301}@example.com"))
-        #expect(composed == decomposed)
+        #expect(composed != decomposed, "DESIGN: principals are built from the exact bytes a client sent")
+        #expect(P.scope(for: "caf\u{E9}@example.com") == composed)
         #expect(P.scope(for: "cafe@example.com") != composed)
         #expect(composed.rawValue.hasPrefix("p:") && !composed.rawValue.contains("caf"))
+        // The bound is on the bytes sent: 1,023 "e" and one decomposed é is 1,026 bytes.
+        #expect(P.scope(for: String(repeating: "e", count: 1_023) + "e\u{301}") == nil)
+    }
+
+    @Test("NFC and NFD client ids over HTTP: the second is not a replay of the first", arguments: sqlBackends)
+    func exactBytesOverHTTP(_ backend: SQLBackend) async throws {
+        try await withShop(backend, ShopConfiguration()) { client, store, _ in
+            var statuses: [Int] = []
+            for id in ["caf\u{E9}", "cafe\u{301}"] {
+                let answer = try await client.send(
+                    .POST,
+                    "/orders",
+                    headers: [("Idempotency-Key", "same-key"), ("X-Client-Id", id)],
+                    json: #"{"sku":"widget","quantity":1}"#
+                )
+                #expect(answer.header("Idempotent-Replayed") == nil, "\(answer.status) \(answer.body)")
+                statuses.append(answer.status)
+            }
+            #expect(statuses == [201, 201])
+            #expect(try await countRows(store, "shop_orders") == 2)
+        }
+    }
+
+    @Test("a client id of `anonymous` does not share the keys of requests that send none", arguments: sqlBackends)
+    func anonymousIsNotAnId(_ backend: SQLBackend) async throws {
+        try await withShop(backend, ShopConfiguration()) { client, store, _ in
+            for headers in [[("Idempotency-Key", "anon")], [("Idempotency-Key", "anon"), ("X-Client-Id", "anonymous")]] {
+                let answer = try await client.send(.POST, "/orders", headers: headers, json: #"{"sku":"widget","quantity":1}"#)
+                #expect(answer.status == 201 && answer.header("Idempotent-Replayed") == nil, "\(answer.status) \(answer.body)")
+            }
+            #expect(try await countRows(store, "shop_orders") == 2)
+            // Requests without the header still share their keys with each other.
+            let again = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "anon")],
+                json: #"{"sku":"widget","quantity":1}"#
+            )
+            #expect(again.status == 201 && again.header("Idempotent-Replayed") == "true")
+        }
     }
 
     @Test(

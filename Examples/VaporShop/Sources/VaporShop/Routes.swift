@@ -40,7 +40,7 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
     // takes, the order row and the stored response are one transaction.
     let orders =
         idempotency
-        ? app.grouped(try IdempotencyMiddleware(operations: operations) { client(of: $0) })
+        ? app.grouped(try IdempotencyMiddleware(operations: operations) { principal(of: $0) })
         : app.grouped([Middleware]())
     orders.post("orders") { req async throws -> Response in
         let input = try req.content.decode(OrderRequest.self)
@@ -144,9 +144,17 @@ extension ProductResponse {
     }
 }
 
-/// Whose keys a request uses, as the Hummingbird shop decides: its `X-Client-Id`, `anonymous`
+/// The client an order records, as the Hummingbird shop decides: its `X-Client-Id`, `anonymous`
 /// without one, `nil` (400 `principal_invalid`) when it sends the header more than once.
 func client(of req: Request) -> String? {
     let values = req.headers["X-Client-Id"]
     return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values)
+}
+
+/// Whose idempotency keys a request uses: `client:` and its `X-Client-Id`, or `anonymous`
+/// without one — a principal no header value gives, so `X-Client-Id: anonymous` never replays
+/// the responses of requests that sent none.
+func principal(of req: Request) -> String? {
+    let values = req.headers["X-Client-Id"]
+    return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values).map { "client:" + $0 }
 }
