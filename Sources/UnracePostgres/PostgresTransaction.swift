@@ -226,8 +226,11 @@ public struct PostgresTransaction: SQLTransaction {
         } catch let error as PSQLError {
             throw translate(error)
         } catch  where String(describing: type(of: error)) == "ConnectionPoolError" {
+            // The type is not public; its name is. A caller cancelled while it waited for a
+            // connection is answered as every cancelled caller is.
+            if Task.isCancelled || String(describing: error).contains("requestCancelled") { throw CancellationError() }
             // The pool could make no connection (its circuit breaker tripped: the server refused or
-            // did not answer for a while). The type is not public; its name is.
+            // did not answer for a while).
             throw UnraceError(.storeUnavailable, "no PostgreSQL connection could be made", detail: "\(error)", underlying: error)
         }
     }

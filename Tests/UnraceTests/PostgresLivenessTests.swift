@@ -300,4 +300,34 @@ struct PostgresLivenessTests {
             #expect(ContinuousClock.now - started < .seconds(15))
         }
     }
+
+    /// ErrorsAndLimits: "Cancelling the task of any call rolls its step back before the call
+    /// returns (`CancellationError`)" — also while the call waits for one of the pool's
+    /// connections (postgres-nio fails that wait with its own `requestCancelled`).
+    @Test("a cancelled caller waiting for a pooled connection gets CancellationError, not store_unavailable")
+    func cancelledPoolWait() async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 1, logger: Self.quiet) { store in
+                let entered = Latch()
+                let release = Latch()
+                let holder = Task {
+                    try await store.withTransaction { tx in
+                        try await tx.execute("SELECT 1")
+                        entered.open()
+                        await release.wait()
+                    }
+                }
+                await entered.wait()
+                let waiting = Task { try await store.withTransaction { tx in try await tx.execute("SELECT 1") } }
+                // Time for the second caller to queue for the one connection; were it cancelled
+                // before it asked, it would get CancellationError too.
+                try await Task.sleep(for: .milliseconds(200))
+                waiting.cancel()
+                let result = try await within(.seconds(20), "the cancelled wait") { await waiting.result }
+                #expect(throws: CancellationError.self) { try result.get() }
+                release.open()
+                try await holder.value
+            }
+        }
+    }
 }
