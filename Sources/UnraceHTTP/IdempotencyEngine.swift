@@ -31,7 +31,8 @@ public struct IdempotencyEngine<S: Store>: Sendable {
     }
 
     /// What a handler produced: its response head and collected body, and whether it was an
-    /// HTTP error it threw (its writes roll back; the error response is stored on its own).
+    /// HTTP error it threw (its writes roll back to a savepoint taken after the claim; the error
+    /// response is stored in the same step, under the claim).
     public struct HandlerResponse: Sendable {
         /// The response head (status and header fields) as the handler made it.
         public var head: HTTPResponse
@@ -145,23 +146,20 @@ public struct IdempotencyEngine<S: Store>: Sendable {
         _ timeout: Duration,
         _ handler: (S.Transaction) async throws -> HandlerResponse
     ) async throws -> EngineResponse {
-        let policy = InProgressPolicy.wait(upTo: timeout)
         let original = OriginalHead()
-        do {
-            let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) {
-                transaction in
-                try await run(transaction, handler, original)
-            }
-            return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : original.fields)
-        } catch let thrown as ThrownResponse {
-            // The handler's writes rolled back; store its error response on its own (or replay
-            // whatever a retry stored in between).
-            let receipt = try await operations.perform(key: key.value, scope: scope, fingerprint: fingerprint, whenInProgress: policy) {
-                _ in
-                thrown.stored
-            }
-            return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : thrown.fields)
-        }
+        // An HTTP error the handler threw rolls its writes back to before the handler and is
+        // stored in the same step, under the claim held all along: a duplicate waiting on the
+        // claim replays it and never runs the handler (a second step would leave the key free
+        // between the two, for a duplicate to claim it and run the handler again).
+        let receipt = try await operations.perform(
+            key: key.value,
+            scope: scope,
+            fingerprint: fingerprint,
+            whenInProgress: .wait(upTo: timeout),
+            recovering: { ($0 as? ThrownResponse)?.stored },
+            { transaction in try await run(transaction, handler, original) }
+        )
+        return response(receipt.value, replayed: receipt.isReplay, original: receipt.isReplay ? nil : original.fields)
     }
 
     /// ``WhileInProgress/conflict``: a committed claim first, so retries see it and get 409.

@@ -20,7 +20,7 @@ public import UnraceHTTP
 ///
 /// Keys are scoped per ``Principal``. A handler commits its writes by *returning* a response;
 /// an HTTP error it *throws* (`HTTPError`, ``UnraceHTTP/HTTPProblem``) rolls its writes back and
-/// is stored on its own when its status is stored. Responses the configuration does not store
+/// is stored under the request's claim, in the same transaction, when its status is stored. Responses the configuration does not store
 /// (5xx by default), and handler errors that are not HTTP errors, commit nothing and free the
 /// key for a retry. Stored and replayed responses carry `Idempotency-Key-Retention`: the seconds
 /// a completed key stays stored. Input the middleware itself refuses (key, principal, body size)

@@ -19,12 +19,30 @@ public protocol SQLTransaction: Sendable {
     /// commit and rolls everything back. Use it for writes nothing in the transaction reads.
     /// The default runs it at once.
     func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws
+
+    /// Marks the transaction's writes so far: `SAVEPOINT name`. The default sends it at once.
+    func savepoint(_ name: String) async throws
+
+    /// Undoes the writes made after the savepoint `name` — also statements queued for the commit
+    /// since — and keeps the transaction open: `ROLLBACK TO SAVEPOINT name`. The default sends it
+    /// at once.
+    func rollback(toSavepoint name: String) async throws
 }
 
 extension SQLTransaction {
     /// Runs the statement at once.
     public func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws {
         try await execute(sql, arguments)
+    }
+
+    /// Sends `SAVEPOINT name`.
+    public func savepoint(_ name: String) async throws {
+        try await execute("SAVEPOINT \(name)", [])
+    }
+
+    /// Sends `ROLLBACK TO SAVEPOINT name`.
+    public func rollback(toSavepoint name: String) async throws {
+        try await execute("ROLLBACK TO SAVEPOINT \(name)", [])
     }
 
     /// Runs a statement with no arguments.

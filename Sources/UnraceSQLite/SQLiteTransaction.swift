@@ -18,6 +18,8 @@ public final class SQLiteTransaction: SQLTransaction {
         var begun = false
         var ended = false
         var beforeCommit: [(String, StatementArguments)] = []
+        /// How many statements were queued for the commit when each open savepoint was taken.
+        var savepoints: [String: Int] = [:]
     }
 
     let pool: DatabasePool
@@ -43,6 +45,27 @@ public final class SQLiteTransaction: SQLTransaction {
         try state.withLock { state in
             guard !state.ended else { throw UnraceError.stepEnded }
             state.beforeCommit.append((sql, arguments))
+        }
+    }
+
+    /// `SAVEPOINT name`, on the writer at once, remembering how many statements wait for the commit.
+    public func savepoint(_ name: String) async throws {
+        guard access == .write else { throw UnraceError(.invalidArgument, "a read-only step has no savepoints") }
+        try await execute("SAVEPOINT \(name)", [])
+        try state.withLock { state in
+            guard !state.ended else { throw UnraceError.stepEnded }
+            state.savepoints[name] = state.beforeCommit.count
+        }
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name`, and the statements queued for the commit since are dropped.
+    public func rollback(toSavepoint name: String) async throws {
+        guard access == .write else { throw UnraceError(.invalidArgument, "a read-only step has no savepoints") }
+        try await execute("ROLLBACK TO SAVEPOINT \(name)", [])
+        try state.withLock { state in
+            guard !state.ended else { throw UnraceError.stepEnded }
+            guard let queued = state.savepoints[name] else { throw UnraceError(.invalidArgument, "no savepoint \(name)") }
+            state.beforeCommit.removeLast(state.beforeCommit.count - queued)
         }
     }
 

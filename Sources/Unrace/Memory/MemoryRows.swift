@@ -17,4 +17,17 @@ struct MemoryRows: Sendable {
 }
 
 /// Every guard's rows, each implemented in its own file.
-extension MemoryRows: StoreRows {}
+extension MemoryRows: StoreRows {
+    /// A copy of the step's working state (copy-on-write: nothing is copied until a write).
+    func savepoint() async throws -> StepSavepoint {
+        StepSavepoint(tx.working.withLock { $0 })
+    }
+
+    /// Puts the copy back.
+    func rollback(to savepoint: StepSavepoint) async throws {
+        guard let state = savepoint.mark as? MemoryStore.State else {
+            throw UnraceError(.invalidArgument, "a savepoint of another store")
+        }
+        tx.working.withLock { $0 = state }
+    }
+}

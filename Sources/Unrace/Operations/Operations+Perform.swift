@@ -49,7 +49,29 @@ extension Operations {
         let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
         let deadline = try waitDeadline(whenInProgress, from: configuration.clock.now())
         return try await telemetry.span("perform") { span in
-            let receipt = try await perform(claim, deadline: deadline, body)
+            let receipt = try await perform(claim, deadline: deadline, recovering: nil, body)
+            span.attributes["unrace.replay"] = receipt.isReplay
+            return receipt
+        }
+    }
+
+    /// ``perform(key:scope:fingerprint:whenInProgress:_:)``, where an error of `body` that
+    /// `recovering` turns into a value does not end the step: `body`'s writes are rolled back
+    /// (``StepSavepoints``) and the operation completes with that value in the same step, under
+    /// the claim it held all along — so no duplicate waiting on the claim runs `body` in between.
+    /// The idempotency middleware stores a handler's thrown HTTP error this way.
+    package func perform<Value: Codable & Sendable>(
+        key: String,
+        scope: Scope,
+        fingerprint: Fingerprint,
+        whenInProgress: InProgressPolicy,
+        recovering: @escaping @Sendable (any Error) -> Value?,
+        _ body: (S.Transaction) async throws -> Value
+    ) async throws -> Receipt<Value> {
+        let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
+        let deadline = try waitDeadline(whenInProgress, from: configuration.clock.now())
+        return try await telemetry.span("perform") { span in
+            let receipt = try await perform(claim, deadline: deadline, recovering: recovering, body)
             span.attributes["unrace.replay"] = receipt.isReplay
             return receipt
         }
@@ -58,6 +80,7 @@ extension Operations {
     private func perform<Value: Codable & Sendable>(
         _ claim: ClaimTemplate,
         deadline: Timestamp?,
+        recovering: (@Sendable (any Error) -> Value?)?,
         _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
         let scope = claim.scope
@@ -70,12 +93,15 @@ extension Operations {
                 case .notAcquired(let decision): return .notAcquired(decision)
                 case .acquired(let record, let how, _): (acquired, write) = (record, how)
                 }
-                let value: Value
+                let mark = recovering == nil ? nil : try await context.rows.savepoint()
+                var value: Value
                 do {
                     value = try await body(context.transaction)
                 } catch {
                     metrics.bodyFailure(scope: scope)
-                    throw error
+                    guard let mark, !(error is CancellationError), let recovered = recovering?(error) else { throw error }
+                    try await context.rows.rollback(to: mark)
+                    value = recovered
                 }
                 let outcome = try OutcomeCoding.encode(value)
                 let record = Completion.success(outcome).apply(to: acquired, now: try await context.rows.now(), retention: retention)

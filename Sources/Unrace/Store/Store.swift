@@ -24,6 +24,8 @@ public import UnraceCore
 /// - Time: ``StepTime/now()`` is the time the step decides at. Real-time clocks
 ///   (``WallClock/isRealTime``) are the store's to replace: PostgreSQL reads its own clock in the
 ///   step; one-machine stores read the caller's clock once the step holds this process's writer.
+/// - Savepoints: ``StepSavepoints`` undo a step's latest writes — the caller's business writes
+///   included — without ending the step or giving up its locks (`SAVEPOINT` on SQL).
 public protocol Store: Sendable {
     /// The handle a caller's body uses for its own business writes inside a step.
     associatedtype Transaction: Sendable

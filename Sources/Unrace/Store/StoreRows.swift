@@ -13,7 +13,30 @@ public import UnraceCore
 /// It is composed of one protocol per guard: each guard's rows are declared, documented and
 /// implemented apart (one file per guard per backend), and a new guard is one new protocol (see
 /// `ARCHITECTURE.md`). A step's body still sees them all.
-public protocol StoreRows: OperationRows, RecordRows, CounterRows, HoldRows, LedgerRows, InboxRows, QueueRows, LifecycleRows {}
+public protocol StoreRows: OperationRows, RecordRows, CounterRows, HoldRows, LedgerRows, InboxRows, QueueRows, LifecycleRows,
+    StepSavepoints
+{}
+
+/// Undoing the latest writes of a step without ending it: what lets ``Operations`` roll back a
+/// body's writes and still complete the claim it holds in the same step (the idempotency
+/// middleware's stored error responses), so the claim never lapses while duplicates wait.
+public protocol StepSavepoints: Sendable {
+    /// Marks the step's writes so far: Unrace's rows and the caller's own, in the same transaction.
+    func savepoint() async throws -> StepSavepoint
+    /// Undoes every write of the step made after `savepoint` was taken (on SQL, `ROLLBACK TO
+    /// SAVEPOINT`, which also clears a statement's failure on PostgreSQL), keeping the step, the
+    /// writes before it and the locks it holds.
+    func rollback(to savepoint: StepSavepoint) async throws
+}
+
+/// A mark ``StepSavepoints/savepoint()`` returned: what the store needs to roll back to it.
+public struct StepSavepoint: Sendable {
+    /// The store's own record of the mark (a copy of the state, a savepoint's name).
+    package let mark: any Sendable
+
+    /// Wraps a store's record of a mark.
+    package init(_ mark: any Sendable) { self.mark = mark }
+}
 
 /// The time a step decides at, which every guard's rows share.
 public protocol StepTime: Sendable {

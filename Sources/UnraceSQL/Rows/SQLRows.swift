@@ -75,7 +75,21 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
 }
 
 /// Every guard's rows, each implemented in its own file (`SQLRows+Operations.swift`, …).
-extension SQLRows: StoreRows {}
+extension SQLRows: StoreRows {
+    /// `SAVEPOINT` in the step's transaction (``SQLTransaction/savepoint(_:)``).
+    public func savepoint() async throws -> StepSavepoint {
+        try await tx.savepoint(Self.savepointName)
+        return StepSavepoint(Self.savepointName)
+    }
+
+    /// `ROLLBACK TO SAVEPOINT` (``SQLTransaction/rollback(toSavepoint:)``).
+    public func rollback(to savepoint: StepSavepoint) async throws {
+        guard let name = savepoint.mark as? String else { throw UnraceError(.invalidArgument, "a savepoint of another store") }
+        try await tx.rollback(toSavepoint: name)
+    }
+
+    static var savepointName: String { "unrace_step_mark" }
+}
 
 /// The time of one SQL step: known from the start, or read from the database once.
 final class SQLStepClock: Sendable {

@@ -1,0 +1,150 @@
+import HTTPTypes
+import Testing
+import Unrace
+import UnraceHTTP
+import UnraceSQL
+
+/// A handler's thrown HTTP error is stored under the claim it ran under (``WhileInProgress/wait(upTo:)``):
+/// its writes roll back, the error response commits in the same step, and no duplicate runs the
+/// handler — DESIGN: "a duplicate — completed, in flight or concurrent — never runs it".
+@Suite("Idempotent handlers that throw", .timeLimit(.minutes(3)))
+struct IdempotencyThrownTests {
+    static func request(_ key: String) -> HTTPRequest {
+        HTTPRequest(method: .post, scheme: "http", authority: "shop", path: "/orders", headerFields: [.idempotencyKey: key])
+    }
+
+    static let conflict = IdempotencyEngine<MemoryStore>.HandlerResponse(
+        head: HTTPResponse(status: .conflict),
+        body: Array("coupon already redeemed".utf8),
+        thrown: true
+    )
+
+    @Test(
+        "32 concurrent duplicates of a request whose handler throws 409: the handler runs once, 31 replay the 409",
+        arguments: storeBackends
+    )
+    func concurrentDuplicates(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.concurrentDuplicates(store) }
+    }
+
+    static func concurrentDuplicates<S: Store>(_ store: S) async throws {
+        let engine = try IdempotencyEngine(operations: try Operations(store: store))
+        let runs = Counter()
+        let key = uniqueName("thrown")
+        let statuses = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for _ in 0..<32 {
+                group.addTask {
+                    let outcome = try await engine.respond(
+                        to: Self.request(key),
+                        principal: "alice",
+                        body: { [] },
+                        handler: { _ in
+                            runs.increment()
+                            await Task.yield()
+                            return .init(head: Self.conflict.head, body: Self.conflict.body, thrown: true)
+                        }
+                    )
+                    guard case .respond(let response) = outcome else { return (0, false) }
+                    return (response.status.code, response.headerFields[.idempotentReplayed] == "true")
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(runs.value == 1, "the handler ran once for one key")
+        #expect(statuses.allSatisfy { $0.0 == 409 }, "\(statuses)")
+        #expect(statuses.filter(\.1).count == 31)
+    }
+
+    /// The same interleaving, forced: the first request's handler throws, then a duplicate
+    /// arrives. Storing the error in a second step (the naive way) leaves the key free between
+    /// the two steps, and the duplicate runs the handler; the engine's one step does not.
+    @Test("a duplicate arriving right after the handler threw: the naive two steps run the handler again, the engine replays")
+    func forcedInterleaving() async throws {
+        let store = MemoryStore()
+        let operations = try Operations(store: store)
+        let stored = StoredResponse(HTTPResponse(status: .conflict), body: .init("coupon already redeemed".utf8))
+        struct Thrown: Error {}
+        // Naive: the thrown error rolls the claim back; the error is stored by a later step.
+        let naiveRuns = Counter()
+        await #expect(throws: Thrown.self) {
+            try await operations.perform(key: "naive") { (_: MemoryTransaction) -> StoredResponse in
+                naiveRuns.increment()
+                throw Thrown()
+            }
+        }
+        _ = try await operations.perform(key: "naive") { _ in
+            naiveRuns.increment()  // the duplicate, in the gap
+            return stored
+        }
+        #expect(naiveRuns.value == 2, "the anomaly: a duplicate ran the handler")
+        // The engine: the duplicate replays the stored 409.
+        let engine = try IdempotencyEngine(operations: operations)
+        let runs = Counter()
+        for _ in 0..<2 {
+            let outcome = try await engine.respond(
+                to: Self.request("guarded"),
+                principal: "alice",
+                body: { [] },
+                handler: { tx in
+                    runs.increment()
+                    tx.put("orders", id: "o1", [1])
+                    return .init(head: Self.conflict.head, body: Self.conflict.body, thrown: true)
+                }
+            )
+            guard case .respond(let response) = outcome else {
+                Issue.record("passed through")
+                return
+            }
+            #expect(response.status == .conflict)
+        }
+        #expect(runs.value == 1)
+        #expect(store.rows(in: "orders").isEmpty, "the thrown handler's write rolled back")
+    }
+
+    /// On SQL the handler's writes roll back to the savepoint taken after the claim — also after
+    /// a statement of its own failed, which leaves a PostgreSQL transaction unusable until then.
+    @Test(
+        "a SQL handler that hit a unique violation and threw 409: its insert rolls back, the 409 is stored and replayed",
+        arguments: sqlBackends
+    )
+    func sqlRollback(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.sqlRollback(store) }
+    }
+
+    static func sqlRollback<S: SQLStore>(_ store: S) async throws {
+        let table = uniqueName("coupons")
+        try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE \(table) (code TEXT PRIMARY KEY, note TEXT)")
+            try await tx.execute("INSERT INTO \(table) (code, note) VALUES ('SPRING', 'redeemed before')")
+        }
+        let engine = try IdempotencyEngine(operations: try Operations(store: store))
+        let runs = Counter()
+        for _ in 0..<3 {
+            let outcome = try await engine.respond(
+                to: Self.request("sql"),
+                principal: "alice",
+                body: { [] },
+                handler: { tx in
+                    runs.increment()
+                    try await tx.execute("INSERT INTO \(table) (code, note) VALUES ('OTHER', 'by the handler')")
+                    // Queued for the commit on SQLite: rolled back with the rest.
+                    try await tx.executeBeforeCommit("INSERT INTO \(table) (code, note) VALUES ('QUEUED', 'by the handler')", [])
+                    do {
+                        try await tx.execute("INSERT INTO \(table) (code, note) VALUES ('SPRING', 'again')")
+                        return .init(head: HTTPResponse(status: .created), body: [])
+                    } catch let error as UnraceError where error.code == .constraintViolation {
+                        return .init(head: HTTPResponse(status: .conflict), body: Array("already redeemed".utf8), thrown: true)
+                    }
+                }
+            )
+            guard case .respond(let response) = outcome else {
+                Issue.record("passed through")
+                return
+            }
+            #expect(response.status == .conflict)
+            #expect(String(decoding: response.body, as: UTF8.self) == "already redeemed")
+        }
+        #expect(runs.value == 1)
+        #expect(try await countRows(store, table) == 1, "the handler's own insert rolled back with it")
+    }
+}
