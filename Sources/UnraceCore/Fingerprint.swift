@@ -11,7 +11,11 @@ public struct Fingerprint: Sendable, Hashable {
     public let bytes: [UInt8]
 
     /// The fingerprint of the canonical JSON of `value`: keys sorted, no whitespace, slashes
-    /// unescaped, so two encodings of the same value always hash alike.
+    /// unescaped, so a value hashes alike however its dictionaries were built. Strings are hashed
+    /// as their exact UTF-8, not normalised: equal-looking spellings (`café` composed and
+    /// decomposed, which Swift compares equal) are two requests, and a key reused across them is
+    /// refused with ``UnraceError/Code/fingerprintMismatch`` rather than replayed. Numbers are
+    /// hashed as `JSONEncoder` writes them (`-0.0` and `0.0` differ).
     public static func json(_ value: some Encodable) throws -> Fingerprint {
         let data: Data
         do {

@@ -196,6 +196,11 @@ public struct IdempotencyEngine<S: Store>: Sendable {
                     try await operations.complete(handle, result: thrown.stored)
                     return response(thrown.stored, replayed: false, original: thrown.fields)
                 }
+            } catch let error as UnraceError where error.code == .fenced {
+                // This request's lease ended and another request with the key took it over: its
+                // writes rolled back, and the key is the other request's to complete. A retry
+                // gets the other's response; until then the key is in progress (409).
+                throw UnraceError(.inProgress, "another request with this key took it over", underlying: error)
             } catch {
                 // Free the key for a retry, also when this request was cancelled (a detached task
                 // is not); if this fails too, the lease's end frees it.

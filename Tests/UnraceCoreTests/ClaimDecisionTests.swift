@@ -105,6 +105,11 @@ struct KeyTests {
         #expect(one != (try Fingerprint.json(["a": 2, "b": 3])))
         #expect(one.bytes.count == 32)
         #expect(try Fingerprint.json(A()) == (try Fingerprint.json(["currency": SendableValue.text("EUR"), "amount": .int(40)])))
+        // Strings are their exact bytes, as documented: equal-looking spellings are two requests.
+        let composed = try Fingerprint.json(["name": "caf\u{E9}"])
+        let decomposed = try Fingerprint.json(["name": "cafe\u{301}"])
+        #expect("caf\u{E9}" == "cafe\u{301}", "Swift compares them equal")
+        #expect(composed != decomposed)
     }
 
     enum SendableValue: Encodable {

@@ -147,4 +147,55 @@ struct IdempotencyThrownTests {
         #expect(runs.value == 1)
         #expect(try await countRows(store, table) == 1, "the handler's own insert rolled back with it")
     }
+
+    /// ``WhileInProgress/conflict``: a request paused past its lease between its claim and its
+    /// completion (a stalled process) is taken over by a retry; when it goes on it is fenced. It
+    /// answers 409 (the key is the other's), never a 500, writes nothing, and the key replays
+    /// the retry's response.
+    @Test("conflict mode: a request taken over past its lease answers 409 when it is fenced; the key replays the retry's response")
+    func fencedAnswers409() async throws {
+        let clock = ManualWallClock()
+        let store = GatedStore(base: MemoryStore(), gatedStep: "complete")
+        var configuration = OperationsConfiguration()
+        configuration.clock = clock
+        configuration.lease = .seconds(5)
+        let operations = try Operations(store: store, configuration: configuration)
+        var idempotency = IdempotencyConfiguration()
+        idempotency.whileInProgress = .conflict
+        let engine = try IdempotencyEngine(operations: operations, configuration: idempotency)
+        let handlerRuns = Counter()
+        func send(_ body: String) async throws -> EngineResponse? {
+            let outcome = try await engine.respond(
+                to: Self.request("slow"),
+                principal: "alice",
+                body: { [] },
+                handler: { tx in
+                    handlerRuns.increment()
+                    tx.put("orders", id: body, [1])
+                    return .init(head: HTTPResponse(status: .created), body: Array(body.utf8))
+                }
+            )
+            guard case .respond(let response) = outcome else { return nil }
+            return response
+        }
+        // The first request claims the key, then stalls before its completion step.
+        let slow = Task { try await send("first") }
+        await store.arrived.wait()
+        clock.advance(by: .seconds(6))
+        // A retry takes the key over (its claim is not gated), then waits at the same gate.
+        let retry = Task { try await send("retry") }
+        let scope = try #require(PrincipalScope.scope(for: "alice"))
+        try await within(.seconds(20), "the retry's takeover") {
+            while try await store.base.record(scope: scope, key: OperationKey("slow"))?.token != FencingToken(2) { await Task.yield() }
+        }
+        store.gate.open()
+        let fenced = try #require(try await slow.value)
+        #expect(fenced.status == .conflict, "\(fenced.status) \(String(decoding: fenced.body, as: UTF8.self))")
+        let retried = try #require(try await retry.value)
+        #expect(retried.status == .created && String(decoding: retried.body, as: UTF8.self) == "retry")
+        #expect(store.base.rows(in: "orders").keys.sorted() == ["retry"], "the fenced request wrote nothing")
+        let replayed = try #require(try await send("third"))
+        #expect(replayed.status == .created && String(decoding: replayed.body, as: UTF8.self) == "retry")
+        #expect(replayed.headerFields[.idempotentReplayed] == "true")
+    }
 }
