@@ -46,13 +46,7 @@ extension Operations {
         whenInProgress: InProgressPolicy = .wait(upTo: .seconds(30)),
         _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
-        let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
-        let deadline = try waitDeadline(whenInProgress, from: configuration.clock.now())
-        return try await telemetry.span("perform") { span in
-            let receipt = try await perform(claim, deadline: deadline, recovering: nil, body)
-            span.attributes["unrace.replay"] = receipt.isReplay
-            return receipt
-        }
+        try await perform(key: key, scope: scope, fingerprint: fingerprint, whenInProgress: whenInProgress, recovering: nil, body)
     }
 
     /// ``perform(key:scope:fingerprint:whenInProgress:_:)``, where an error of `body` that
@@ -65,7 +59,7 @@ extension Operations {
         scope: Scope,
         fingerprint: Fingerprint,
         whenInProgress: InProgressPolicy,
-        recovering: @escaping @Sendable (any Error) -> Value?,
+        recovering: (@Sendable (any Error) -> Value?)?,
         _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
         let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
