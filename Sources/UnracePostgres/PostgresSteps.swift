@@ -93,14 +93,30 @@ package struct PostgresSteps: Sendable {
     /// have committed before it went (on a database that failed over, if the standby had it).
     /// A step stopped (its timeout, a cancellation) while `COMMIT` was in flight is the same: the
     /// close that stopped it may have come after the server committed.
+    ///
+    /// PostgreSQL answers `COMMIT` of a transaction that an earlier statement's error aborted
+    /// with `ROLLBACK` and no error: a body that caught a failed statement and went on has
+    /// nothing committed, and the step fails with ``UnraceError/Code/storeFailure`` rather than
+    /// report a success that was rolled back.
     package func commit(_ tx: PostgresTransaction) async throws {
+        let answer: String
         do {
-            try await tx.stepGuard.committing { try await tx.execute("COMMIT") }
+            answer = try await tx.stepGuard.committing {
+                let (connection, logger) = (tx.connection, logger)
+                return try await tx.sending { try await connection.query("COMMIT", logger: logger).get().metadata.command }
+            }
         } catch  where tx.stepGuard.commitSent && !Self.isServerAnswer(error) {
             throw UnraceError(
                 .outcomeUnknown,
                 "COMMIT was sent and its answer never came (the connection was lost, or the step was stopped): the step may or may not have committed",
                 underlying: error
+            )
+        }
+        guard answer == "COMMIT" else {
+            throw UnraceError(
+                .storeFailure,
+                "PostgreSQL rolled the step back: a statement in it failed and the transaction was aborted (SQLSTATE 25P02), so nothing was committed; catch a failing statement only inside a savepoint",
+                detail: "COMMIT answered \(answer)"
             )
         }
     }
