@@ -112,7 +112,20 @@ extension PostgresStore {
         }
         switch result {
         case .success(let connection):
-            try? await connection.close()
+            defer { Task.detached { try? await connection.close() } }
+            // A search_path naming no schema leaves current_schema() NULL: Unrace's tables would
+            // have nowhere to go, and the migration would fail later with a less helpful error.
+            guard configuration.options.additionalStartupParameters.contains(where: { $0.0 == "search_path" }) else { return }
+            let missing: Bool
+            do {
+                let answers = try await connection.query("SELECT current_schema() IS NULL", logger: logger)
+                missing = try await answers.decode(Bool.self).reduce(false) { $0 || $1 }
+            } catch {
+                return  // not a refusal of the URL's: left to the pool, as above
+            }
+            if missing {
+                throw UnraceError(.invalidDatabaseURL, "the URL's search_path names a schema that does not exist; create it first")
+            }
         case .failure(let error as PSQLError):
             if let refusal = startupRefusal(error) { throw refusal }
         case .failure:
@@ -184,14 +197,32 @@ struct ParsedURL {
         else {
             throw UnraceError(.invalidDatabaseURL, "expected postgres://user[:password]@host[:port]/database")
         }
+        // Parts whose percent-encoding does not decode to UTF-8 come back as nil or empty: refused,
+        // never replaced by a default (another user, the user's database).
+        guard components.percentEncodedUser == nil || components.user != nil,
+            components.percentEncodedPassword == nil || components.password != nil,
+            components.percentEncodedPath.isEmpty || components.percentEncodedPath == "/" || !components.path.isEmpty
+        else {
+            throw UnraceError(.invalidDatabaseURL, "the URL's user, password or database is not valid percent-encoded UTF-8")
+        }
         let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        for part in [components.user, components.password, database] where part?.utf8.contains(0) == true {
+            throw UnraceError(.invalidDatabaseURL, "the URL's user, password and database may not contain NUL")
+        }
+        // A port that does not parse as a number comes back nil: refused, never the default.
+        if components.rangeOfPort != nil {
+            guard let port = components.port, (1...65_535).contains(port) else {
+                throw UnraceError(.invalidDatabaseURL, "the URL's port must be 1 to 65535")
+            }
+        }
         let items = components.queryItems ?? []
         switch try Self.value("sslmode", in: items) ?? "disable" {
         case "disable": requiresTLS = false
         case "require": requiresTLS = true
         default: throw UnraceError(.invalidDatabaseURL, "sslmode must be disable or require")
         }
-        self.host = host
+        // An IPv6 literal keeps its brackets in URLComponents.host; the resolver wants it bare.
+        self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         self.port = components.port ?? 5432
         self.username = components.user ?? "postgres"
         self.password = components.password
@@ -206,7 +237,8 @@ struct ParsedURL {
             else {
                 throw UnraceError(.invalidDatabaseURL, "search_path must be 1 to 63 letters, digits or underscores")
             }
-            startupParameters.append(("search_path", schema))
+            // PostgreSQL folds an unquoted name to lower case: `Shop` and `shop` are one schema.
+            startupParameters.append(("search_path", schema.lowercased()))
         }
     }
 

@@ -141,11 +141,25 @@ struct BadInputTests {
             "postgres://h/db?client_connection_check_interval",
             "postgres://h/db?client_connection_check_interval=1&client_connection_check_interval=0",
             "postgres://h/db?search_path=a&search_path=b", "postgres://h/db?sslmode", "postgres://h/db?client_connection_check_interval=١٢",
+            // A port out of range or past Int is refused, never wrapped by the resolver or replaced by 5432.
+            "postgres://u@h:0/db", "postgres://u@h:65536/db", "postgres://u@h:70968/db", "postgres://u@h:99999999999999999999999/db",
+            // Percent-encoding that does not decode to UTF-8 is refused, never replaced by a default.
+            "postgres://%FF@h/db", "postgres://u:%FF@h/db", "postgres://u@h/%FF", "postgres://u%00x@h/db", "postgres://u@h/d%00b",
         ]
     )
     func badURLs(url: String) {
         let error = #expect(throws: UnraceError.self) { try PostgresStore.clientConfiguration(url: url) }
         #expect(error?.code == .invalidDatabaseURL)
+    }
+
+    @Test("a URL's IPv6 host loses its brackets for the resolver; its search_path is folded to lower case as PostgreSQL folds it")
+    func hostAndSchema() throws {
+        let ipv6 = try PostgresStore.clientConfiguration(url: "postgres://u@[::1]:5433/db")
+        #expect(ipv6.host == "::1" && ipv6.port == 5433)
+        let named = try PostgresStore.clientConfiguration(url: "postgres://u@db.example:5433/db?search_path=Shop_1")
+        #expect(named.host == "db.example")
+        #expect(named.options.additionalStartupParameters.contains { $0 == ("search_path", "shop_1") })
+        #expect(try PostgresStore.clientConfiguration(url: "postgres://u@h/db").port == 5432)
     }
 
     @Test("a URL's client_connection_check_interval: 1 s unless it says otherwise, and 0 sends nothing")

@@ -59,6 +59,10 @@ struct PostgresStartupTests {
             ("no password where one is needed", "unrace_password_check", nil, "unrace_test", nil, "the server refused the URL's user"),
             ("a missing database", "postgres", nil, "unrace_no_such_database", nil, "the URL's database does not exist"),
             ("sslmode=require on a server without TLS", "postgres", nil, "unrace_test", "sslmode=require", "does not accept TLS"),
+            (
+                "a search_path naming no schema", "postgres", nil, "unrace_test", "search_path=unrace_no_such_schema",
+                "names a schema that does not exist"
+            ),
         ] as [(String, String, String?, String, String?, String)]
     )
     func refusedStart(
