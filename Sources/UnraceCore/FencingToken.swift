@@ -14,8 +14,9 @@ public struct FencingToken: Sendable, Hashable, Comparable, Codable, CustomStrin
     /// The token given to the first holder of a key.
     public static let first = FencingToken(1)
 
-    /// The token the next holder gets.
-    public var next: FencingToken { FencingToken(value + 1) }
+    /// The token the next holder gets (`Int64.max` stays there: a key cannot change hands 2^63
+    /// times; only a token built by hand can be there).
+    public var next: FencingToken { FencingToken(value == .max ? .max : value + 1) }
 
     /// Orders by value.
     public static func < (lhs: FencingToken, rhs: FencingToken) -> Bool { lhs.value < rhs.value }

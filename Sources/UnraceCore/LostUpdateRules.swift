@@ -187,8 +187,9 @@ public struct ResourceState: Sendable, Hashable, Codable {
     /// Units taken for good.
     public var confirmed: Int64
 
-    /// Units neither held nor confirmed.
-    public var available: Int64 { capacity - held - confirmed }
+    /// Units neither held nor confirmed, clamped to `Int64`'s range (stored resources stay within
+    /// it; only a value built by hand can reach past it).
+    public var available: Int64 { Int64(clamping: Int128(capacity) - Int128(held) - Int128(confirmed)) }
 
     /// Creates a resource state.
     public init(name: String, capacity: Int64, held: Int64, confirmed: Int64) {

@@ -31,6 +31,14 @@ struct LedgerEngineTests {
         #expect(engine.apply([other], now: Self.now).results == [.existsWithDifferent(field: "amount")])
     }
 
+    @Test("a debit that would both pass the wallet's credits and overflow reports overflows_balance, as TransferResult documents")
+    func overflowBeforeExceeds() {
+        var engine = Self.engine(funds: 10)
+        engine.accounts["wallet"]?.debitsPosted = 5
+        let (results, _) = engine.apply([Transfer(id: "t1", debit: "wallet", credit: "bank", amount: .max)], now: Self.now)
+        #expect(results == [.overflowsBalance])
+    }
+
     @Test("a transfer past the wallet's credits fails, is remembered as failed, and its retry stays failed")
     func failureIsRemembered() {
         var engine = Self.engine(funds: 10)

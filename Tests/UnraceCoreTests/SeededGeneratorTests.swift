@@ -44,3 +44,23 @@ struct SeededGeneratorTests {
         }
     }
 }
+
+/// Values a caller can build by hand at the 64-bit bounds: their derived properties are total.
+@Suite("Values at the 64-bit bounds")
+struct BoundValueTests {
+    @Test("balance, availability and the next token never trap")
+    func derived() {
+        var account = Account(id: "a", ledger: 1, code: 1)
+        account.debitsPosted = .min
+        account.creditsPosted = .max
+        #expect(account.balance == .max)
+        account.debitsPosted = .max
+        account.creditsPosted = .min
+        #expect(account.balance == .min)
+        #expect(ResourceState(name: "r", capacity: .min, held: 1, confirmed: 0).available == .min)
+        #expect(ResourceState(name: "r", capacity: .max, held: .min, confirmed: 0).available == .max)
+        #expect(ResourceState(name: "r", capacity: 10, held: 3, confirmed: 2).available == 5)
+        #expect(FencingToken(.max).next == FencingToken(.max))
+        #expect(FencingToken(1).next == FencingToken(2))
+    }
+}

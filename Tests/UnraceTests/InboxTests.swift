@@ -248,6 +248,7 @@ struct InboxTests {
         clock.advance(by: .seconds(31))
         let gap = try #require(try await inbox.gaps().first { $0.stream == stream })
         #expect(gap.waitingFor == 2 && gap.parked == 1)
+        #expect(InboxGap(stream: "s", head: .max, parked: 1, since: Timestamp(milliseconds: 0)).waitingFor == .max, "total at the bound")
         let result = try await inbox.skipGap(stream: stream, noop)
         #expect(result.skipped == 2 && result.drained == 1)
         #expect(try await inbox.head(of: stream) == 4)

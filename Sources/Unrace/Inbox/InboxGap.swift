@@ -12,8 +12,9 @@ public struct InboxGap: Sendable, Hashable {
     /// When the current gap opened.
     public var since: Timestamp
 
-    /// The sequence the stream waits for.
-    public var waitingFor: Int64 { head + 1 }
+    /// The sequence the stream waits for (`Int64.max` for a head already there, which a stream
+    /// never reaches: only a value built by hand can).
+    public var waitingFor: Int64 { head == .max ? .max : head + 1 }
 
     /// Creates a report entry.
     public init(stream: String, head: Int64, parked: Int, since: Timestamp) {

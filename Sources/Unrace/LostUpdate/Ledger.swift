@@ -96,8 +96,10 @@ public final class Ledger<S: Store>: Sendable {
     /// Submits transfers; they may be grouped with other callers' into one transaction.
     ///
     /// Each transfer gets a result with a stable code; a linked chain succeeds or fails as a unit.
-    /// Balance checks never count a pending transfer whose timeout has passed: the step releases
-    /// expired pendings on the accounts it touches before it applies the batch.
+    /// Balance checks do not count a pending transfer whose timeout has passed: the step releases
+    /// expired pendings on the accounts it touches before it applies the batch, up to
+    /// ``expiredPendingsPerStepMaximum`` of them (past that, the rest count until a later step or
+    /// ``PendingTransferSweeper`` releases them).
     ///
     /// The group runs in a task no caller owns. Cancelling a caller whose transfers are still
     /// queued withdraws them (nothing applied, `CancellationError`); once its group has started,

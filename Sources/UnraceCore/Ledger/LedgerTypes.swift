@@ -39,8 +39,9 @@ public struct Account: Sendable, Hashable, Codable {
         self.flags = flags
     }
 
-    /// Posted credits minus posted debits.
-    public var balance: Int64 { creditsPosted - debitsPosted }
+    /// Posted credits minus posted debits, clamped to `Int64`'s range (a ledger keeps each total
+    /// within it; only a value built by hand can reach past it).
+    public var balance: Int64 { Int64(clamping: Int128(creditsPosted) - Int128(debitsPosted)) }
 }
 
 /// A transfer between two accounts.
@@ -140,8 +141,15 @@ public struct StoredTransfer: Sendable, Hashable, Codable {
     }
 }
 
-/// The result of one transfer in a batch: stable codes, listed in order of precedence (the
-/// first that applies is reported). Codes are only ever added, never renamed.
+/// The result of one transfer in a batch: stable codes, only ever added, never renamed.
+///
+/// Where several apply, the first the engine checks is reported, in this order: the chain
+/// (`linked_event_*`); the id (`exists`, `exists_with_different_*`, `id_already_failed`); the
+/// accounts (not found, ledgers, closed); for a post or void, its pending transfer (not found,
+/// not pending, already posted or voided, released as expired), then that transfer's accounts
+/// (`pending_transfer_has_different_accounts`), then its timeout (`pending_transfer_expired`),
+/// then the amount (`exceeds_pending_transfer_amount`); and last the balances:
+/// `overflows_balance` before `exceeds_credits` and `exceeds_debits`.
 public enum TransferResult: Sendable, Hashable, Codable {
     /// The transfer was applied.
     case created
