@@ -90,26 +90,31 @@ final class Loan: Sendable {
         }
     }
 
-    /// No connection could be leased.
+    /// No connection could be leased (or the borrower stopped waiting).
     func fail(_ error: any Error) {
         let borrower = state.withLock { state -> CheckedContinuation<any Database, any Error>? in
-            state.failure = error
+            if state.failure == nil, state.database == nil { state.failure = error }
             defer { state.borrower = nil }
             return state.borrower
         }
         borrower?.resume(throwing: error)
     }
 
-    /// Waits for the lent database.
+    /// Waits for the lent database; a cancelled caller stops waiting at once with
+    /// `CancellationError` (a database lent later goes straight back: see ``giveBack()``).
     func borrow() async throws -> any Database {
-        try await withCheckedThrowingContinuation { continuation in
-            let ready = state.withLock { state -> Result<any Database, any Error>? in
-                if let database = state.database { return .success(database) }
-                if let failure = state.failure { return .failure(failure) }
-                state.borrower = continuation
-                return nil
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready = state.withLock { state -> Result<any Database, any Error>? in
+                    if let database = state.database { return .success(database) }
+                    if let failure = state.failure { return .failure(failure) }
+                    state.borrower = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
             }
-            if let ready { continuation.resume(with: ready) }
+        } onCancel: {
+            fail(CancellationError())
         }
     }
 

@@ -265,36 +265,49 @@ public final class FluentStore: SQLStore {
     }
 
     /// Leases a connection from Fluent for the duration of `body`, which runs in the caller's
-    /// task: Fluent runs the closures it is given on a task of its own, so a child task takes the
+    /// task: Fluent runs the closures it is given on a task of its own, so a task takes the
     /// lease, lends its connection-bound database to the caller, and gives the lease back when
-    /// `body` is done.
+    /// `body` is done. A caller cancelled while it waits for a connection gets `CancellationError`
+    /// at once; the lease, if it comes, goes straight back to the pool.
     private func withLeasedConnection<T>(writing: Bool, _ body: (any Database) async throws -> T) async throws -> T {
         let loan = Loan()
         let database = try source.database(writing: writing, concurrentWriters: dialect.hasConcurrentWriters)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do {
-                    try await database.withConnection { db in await loan.lend(db) }
-                } catch {
-                    loan.fail(error)
-                }
-            }
-            defer { loan.giveBack() }
-            let db: any Database
+        let lease = Task {
             do {
-                db = try await loan.borrow()
-            } catch  where String(describing: type(of: error)) == "ConnectionPoolTimeoutError" {
-                // AsyncKit's pool (Fluent's) had no connection to give within its timeout: every
-                // one is busy. Nothing was sent; the type is public in AsyncKit, which Unrace does
-                // not import.
-                throw UnraceError(
-                    .storeUnavailable,
-                    "no connection of the Fluent database's pool was free within its timeout",
-                    detail: "\(error)",
-                    underlying: error
-                )
+                try await database.withConnection { db in await loan.lend(db) }
+            } catch {
+                loan.fail(error)
             }
-            return try await body(db)
+        }
+        let db: any Database
+        do {
+            db = try await loan.borrow()
+        } catch is CancellationError {
+            loan.giveBack()  // the lease ends on its own: FluentKit's wait for a connection cannot be cancelled
+            throw CancellationError()
+        } catch {
+            loan.giveBack()
+            await lease.value
+            if Task.isCancelled { throw CancellationError() }
+            guard String(describing: type(of: error)) == "ConnectionPoolTimeoutError" else { throw error }
+            // AsyncKit's pool (Fluent's) had no connection to give within its timeout: every one is
+            // busy. Nothing was sent; the type is public in AsyncKit, which Unrace does not import.
+            throw UnraceError(
+                .storeUnavailable,
+                "no connection of the Fluent database's pool was free within its timeout",
+                detail: "\(error)",
+                underlying: error
+            )
+        }
+        do {
+            let result = try await body(db)
+            loan.giveBack()
+            await lease.value
+            return result
+        } catch {
+            loan.giveBack()
+            await lease.value
+            throw error
         }
     }
 

@@ -119,6 +119,10 @@ struct BadInputTests {
 
     @Test("bad limits and waits are refused")
     func badArguments() async throws {
+        // ErrorsAndLimits: an empty ledger call returns no results and writes nothing.
+        let ledger = try Ledger(store: MemoryStore())
+        #expect(try await ledger.submit([]).isEmpty)
+        #expect(try await ledger.createAccounts([]).isEmpty)
         let operations = try Operations(store: MemoryStore(), lease: .seconds(5), retention: .seconds(5))
         for limit in [0, -1, Operations<MemoryStore>.purgeLimitMaximum + 1] {
             let error = await #expect(throws: UnraceError.self) { try await operations.purgeExpired(limit: limit) }

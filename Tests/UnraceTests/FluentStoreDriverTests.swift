@@ -58,6 +58,61 @@ struct FluentStoreDriverTests {
         #expect(try outcome.get() == "store_unavailable retryable")
     }
 
+    /// ErrorsAndLimits: "Cancelling the task of any call rolls its step back before the call
+    /// returns (`CancellationError`)" — also while it waits for one of Fluent's pooled
+    /// connections, whose wait FluentKit cannot cancel (a 60 s pool timeout here).
+    @Test(
+        "a caller cancelled while it waits for a full Fluent pool gets CancellationError at once, not the pool's timeout",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func cancelledPoolWait() async throws {
+        let schema = uniqueName("fc")
+        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        configuration.searchPath = [schema]
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)
+        databases.use(
+            .postgres(configuration: configuration, maxConnectionsPerEventLoop: 1, connectionPoolTimeout: .seconds(60)),
+            as: .psql
+        )
+        var outcome: Result<String, any Error> = .success("not run")
+        do {
+            let store = try await FluentStore(databases: databases)
+            let holding = Latch()
+            let release = Latch()
+            let holder = Task {
+                try await store.withTransaction { _ in
+                    holding.open()
+                    await release.wait()
+                }
+            }
+            await holding.wait()
+            let waiting = Task { try await store.withTransaction { _ in } }
+            // Time for the second caller to queue for the one connection; were it cancelled
+            // before it asked, it would get CancellationError too.
+            try await Task.sleep(for: .milliseconds(200))
+            let started = ContinuousClock.now
+            waiting.cancel()
+            let result = try await within(.seconds(20), "the cancelled wait") { await waiting.result }
+            switch result {
+            case .success: outcome = .success("ran")
+            case .failure(let error): outcome = .success(error is CancellationError ? "cancelled" : "\(error)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(10), "not the pool's 60 s timeout")
+            release.open()
+            try await holder.value
+            // The pool's one connection is free again: the next step runs.
+            try await store.withTransaction { tx in try await tx.execute("SELECT 1") }
+        } catch {
+            outcome = .failure(error)
+        }
+        await databases.shutdownAsync()
+        try await loop.shutdownGracefully()
+        try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
+        #expect(try outcome.get() == "cancelled")
+    }
+
     @Test(
         "on PostgreSQL a Fluent statement running past the step timeout is cut off: store_unavailable, nothing committed",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")

@@ -73,7 +73,10 @@ public struct StepInfo: Sendable {
     public var subject: String
     /// The caller's clock. A store replaces a real-time clock with its own (PostgreSQL's).
     public var clock: any WallClock
-    /// Whether the step only reads: a store may run it on a reader, without the writer.
+    /// Whether the step only reads: a store may run it on a reader, without the writer. Its body
+    /// must not write: `SQLiteStore` refuses a write there, while `PostgresStore` and
+    /// `FluentStore` run a read-only step's statements outside a transaction, where a write would
+    /// commit at once whatever the body does next.
     public var isReadOnly: Bool
 
     /// Describes a step.
