@@ -14,11 +14,14 @@ package struct PostgresSteps: Sendable {
     package let stepTimeout: Duration
     /// Where the steps' rows land (``PostgresStore/location``), given to their transactions.
     package let owner: String?
+    /// The client the steps' connections come from, given to their transactions.
+    package let clientID: ObjectIdentifier?
 
-    package init(logger: Logger, stepTimeout: Duration, owner: String? = nil) {
+    package init(logger: Logger, stepTimeout: Duration, owner: String? = nil, clientID: ObjectIdentifier? = nil) {
         self.logger = logger
         self.stepTimeout = stepTimeout
         self.owner = owner
+        self.clientID = clientID
     }
 
     /// Runs `attempt` again (with a short jittered pause) after a serialization failure, a
@@ -75,7 +78,7 @@ package struct PostgresSteps: Sendable {
     ) async throws -> T {
         let stepGuard = stepGuard ?? ConnectionGuard(connection)
         return try await bounded(stepGuard, timed: timed) {
-            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard, owner: owner)
+            let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard, owner: owner, clientID: clientID)
             try await tx.execute("BEGIN")
             do {
                 let result = try await StepNesting.inside { try await body(tx) }

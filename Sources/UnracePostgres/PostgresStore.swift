@@ -205,7 +205,10 @@ public final class PostgresStore: SQLStore {
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction of a store made from another
     ///   URL (user, host, port, database or `search_path`) or on another client.
     public func rows(joining transaction: PostgresTransaction, clock: any WallClock) async throws -> any StoreRows {
-        guard transaction.owner == location else { throw UnraceError.foreignTransaction }
+        // One database: the same location (the same URL's parts), or the same client.
+        guard transaction.owner == location || transaction.clientID == ObjectIdentifier(client) else {
+            throw UnraceError.foreignTransaction
+        }
         return sqlRows(joining: transaction, clock: clock)
     }
 
@@ -228,7 +231,8 @@ public final class PostgresStore: SQLStore {
                                 connection: connection,
                                 logger: logger,
                                 stepGuard: stepGuard,
-                                owner: location
+                                owner: location,
+                                clientID: ObjectIdentifier(client)
                             )
                             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .postgres, time: given))
                             return try await StepNesting.inside { try await body(context) }
@@ -266,7 +270,9 @@ public final class PostgresStore: SQLStore {
     }
 
     /// How steps run on a connection: bounds, commit, rollback, retries.
-    var steps: PostgresSteps { PostgresSteps(logger: logger, stepTimeout: stepTimeout, owner: location) }
+    var steps: PostgresSteps {
+        PostgresSteps(logger: logger, stepTimeout: stepTimeout, owner: location, clientID: ObjectIdentifier(client))
+    }
 }
 
 // MARK: Service

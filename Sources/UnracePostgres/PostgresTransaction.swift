@@ -28,9 +28,18 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Where its rows land, if a ``PostgresStore`` handed it out: that store's location.
     package let owner: String?
+    /// The client its connection came from, if a ``PostgresStore`` handed it out.
+    package let clientID: ObjectIdentifier?
 
-    package init(connection: PostgresConnection, logger: Logger, stepGuard: ConnectionGuard? = nil, owner: String? = nil) {
+    package init(
+        connection: PostgresConnection,
+        logger: Logger,
+        stepGuard: ConnectionGuard? = nil,
+        owner: String? = nil,
+        clientID: ObjectIdentifier? = nil
+    ) {
         self.owner = owner
+        self.clientID = clientID
         self.connection = connection
         self.logger = logger
         self.stepGuard = stepGuard ?? ConnectionGuard(connection)

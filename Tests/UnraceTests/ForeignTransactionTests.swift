@@ -87,6 +87,18 @@ struct ForeignTransactionTests {
                     #expect(try await Self.enqueue(queue, in: first, id: "m") == nil)
                     #expect(try await queue.depth() == QueueDepth(ready: 1))
                 }
+                // A search_path spelled in capitals names the same schema: PostgreSQL folds it.
+                let shouted = try #require(location.range(of: "search_path=")).upperBound
+                let capitals = String(location[..<shouted]) + location[shouted...].uppercased()
+                try await PostgresStore.withStore(url: capitals) { second in
+                    let queue = try QueueTests.queue(second, ManualWallClock(), name: "shouted")
+                    #expect(try await Self.enqueue(queue, in: first, id: "c") == nil)
+                }
+                // A store made on the URL store's own client is on the same database.
+                let onClient = try await PostgresStore(client: first.client)
+                let queue = try QueueTests.queue(onClient, ManualWallClock(), name: "client")
+                #expect(try await Self.enqueue(queue, in: first, id: "k") == nil)
+                #expect(try await queue.depth() == QueueDepth(ready: 1))
             }
             let other = uniqueName("t")
             try await TestPostgres.execute("CREATE SCHEMA \(other)")
