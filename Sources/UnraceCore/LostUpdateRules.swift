@@ -282,7 +282,7 @@ public enum HoldRule {
         var released: [Hold] = []
         for var hold in holds where hold.resource == resource.name && hold.isExpired(at: now) {
             hold.state = .released
-            resource.held -= hold.units
+            resource.held = resource.held.clampedSubtracting(hold.units)
             released.append(hold)
         }
         return (resource, released)
@@ -298,7 +298,7 @@ public enum HoldRule {
     ) -> (HoldStep, ResourceState?) {
         guard units <= resource.available else { return (.insufficient(available: resource.available), nil) }
         var resource = resource
-        resource.held += units
+        resource.held = resource.held.clampedAdding(units)
         return (.hold(Hold(key: key, resource: resource.name, units: units, state: .held, expiresAt: expiresAt)), resource)
     }
 
@@ -315,8 +315,8 @@ public enum HoldRule {
         var hold = hold
         var resource = resource
         hold.state = confirm && !expired ? .confirmed : .released
-        resource.held -= hold.units
-        if hold.state == .confirmed { resource.confirmed += hold.units }
+        resource.held = resource.held.clampedSubtracting(hold.units)
+        if hold.state == .confirmed { resource.confirmed = resource.confirmed.clampedAdding(hold.units) }
         return (expired ? .notLive(hold) : .hold(hold), hold, resource)
     }
 }

@@ -109,8 +109,8 @@ public struct LedgerEngine: Sendable {
             guard var pending = transfers[id], pending.state == .pending,
                 var debit = accounts[pending.transfer.debitAccount], var credit = accounts[pending.transfer.creditAccount]
             else { continue }
-            debit.debitsPending -= pending.transfer.amount
-            credit.creditsPending -= pending.transfer.amount
+            debit.debitsPending = debit.debitsPending.clampedSubtracting(pending.transfer.amount)
+            credit.creditsPending = credit.creditsPending.clampedSubtracting(pending.transfer.amount)
             pending.state = .pendingExpired
             commit(debit, credit, pending: pending, &changes)
         }
@@ -152,8 +152,8 @@ public struct LedgerEngine: Sendable {
             }
             let posted = transfer.amount == 0 ? held.amount : transfer.amount
             guard posted <= held.amount else { return .exceedsPendingTransferAmount }
-            debit.debitsPending -= held.amount
-            credit.creditsPending -= held.amount
+            debit.debitsPending = debit.debitsPending.clampedSubtracting(held.amount)
+            credit.creditsPending = credit.creditsPending.clampedSubtracting(held.amount)
             if !isVoid {
                 guard let debits = Self.add(debit.debitsPosted, posted), let credits = Self.add(credit.creditsPosted, posted)
                 else { return .overflowsBalance }
@@ -202,10 +202,15 @@ public struct LedgerEngine: Sendable {
 
     /// The balance rule an account would break, if any.
     static func violation(_ debit: Account, _ credit: Account) -> TransferResult? {
-        if debit.flags.contains(.debitsMustNotExceedCredits), debit.debitsPending + debit.debitsPosted > debit.creditsPosted {
+        // In 128 bits: total for snapshots built by hand, whose sums may pass Int64.
+        if debit.flags.contains(.debitsMustNotExceedCredits),
+            Int128(debit.debitsPending) + Int128(debit.debitsPosted) > Int128(debit.creditsPosted)
+        {
             return .exceedsCredits
         }
-        if credit.flags.contains(.creditsMustNotExceedDebits), credit.creditsPending + credit.creditsPosted > credit.debitsPosted {
+        if credit.flags.contains(.creditsMustNotExceedDebits),
+            Int128(credit.creditsPending) + Int128(credit.creditsPosted) > Int128(credit.debitsPosted)
+        {
             return .exceedsDebits
         }
         return nil
@@ -309,4 +314,12 @@ extension Account {
         }
         return account
     }
+}
+
+extension Int64 {
+    /// `self + other`, clamped to `Int64`'s range: the rules stay total for values a caller built
+    /// by hand (stored values never reach the bounds).
+    package func clampedAdding(_ other: Int64) -> Int64 { Int64(clamping: Int128(self) + Int128(other)) }
+    /// `self - other`, clamped to `Int64`'s range.
+    package func clampedSubtracting(_ other: Int64) -> Int64 { Int64(clamping: Int128(self) - Int128(other)) }
 }
