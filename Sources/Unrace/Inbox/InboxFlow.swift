@@ -83,12 +83,10 @@ enum InboxFlow {
             }
             return .duplicate
         }
-        // An unknown id at or below the head is stale (every position there is taken, by what
-        // was applied or skipped); past the head, only a stream with parked events can meet a
-        // taken position — another event parked there — reported as a duplicate. In-order
-        // delivery skips this read.
+        // Only a sequence at or below the head, or a stream with parked events, can meet a taken
+        // position: in-order delivery skips this read.
         let seen =
-            event.sequence > stream.head && stream.parked > 0
+            event.sequence <= stream.head || stream.parked > 0
             ? try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) : false
         let now = try await rows.now()
         switch SequencingDecision.decide(
