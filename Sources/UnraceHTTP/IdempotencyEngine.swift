@@ -218,9 +218,10 @@ public struct IdempotencyEngine<S: Store>: Sendable {
     }
 
     /// The codes ``respond(to:principal:body:handler:)`` answers as the rules' verdicts (422, 409,
-    /// 400): a handler's own error with one of them is carried past that mapping.
+    /// 400; `fenced` from completing a key another request took over): a handler's own error
+    /// with one of them is carried past that mapping.
     private static var rulesCodes: Set<UnraceError.Code> {
-        [.fingerprintMismatch, .inProgress, .waitTimedOut, .unknownScope, .invalidScope]
+        [.fingerprintMismatch, .inProgress, .waitTimedOut, .unknownScope, .invalidScope, .fenced]
     }
 
     /// Runs the handler in `transaction` and captures its response. A response that must not

@@ -85,10 +85,11 @@ extension PostgresStore {
     /// Refusals that retrying cannot mend throw: a start-up parameter the server (or a pooler)
     /// refused, the URL's user or password refused (SQLSTATE class 28, which includes a missing
     /// `pg_hba.conf` entry; a password asked for and not in the URL; a sign-in method postgres-nio
-    /// does not support), a database that does not exist (3D000), and `sslmode=require` on a
-    /// server without TLS. Any other failure (the server starting up or shutting down, too many
-    /// connections) is left to the pool, which retries and reports it as before; an answer slower
-    /// than `limit` is not waited for (the check is then skipped).
+    /// does not support), a database that does not exist (3D000), `sslmode=require` on a server
+    /// without TLS, and a `search_path` naming no schema the user can use. Any other failure (the
+    /// server starting up or shutting down, too many connections) is left to the pool, which
+    /// retries and reports it as before; an answer slower than `limit` is not waited for (the
+    /// check is then skipped).
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for such a refusal, with the server's
     ///   message (never the password); `CancellationError` at once when the caller is cancelled.
     package static func checkStartup(
@@ -124,7 +125,10 @@ extension PostgresStore {
                 return  // not a refusal of the URL's: left to the pool, as above
             }
             if missing {
-                throw UnraceError(.invalidDatabaseURL, "the URL's search_path names a schema that does not exist; create it first")
+                throw UnraceError(
+                    .invalidDatabaseURL,
+                    "the URL's search_path names a schema that does not exist, or that the URL's user may not use; create it (or grant USAGE on it) first"
+                )
             }
         case .failure(let error as PSQLError):
             if let refusal = startupRefusal(error) { throw refusal }
@@ -210,7 +214,7 @@ struct ParsedURL {
             throw UnraceError(.invalidDatabaseURL, "the URL's user, password and database may not contain NUL")
         }
         // A port that does not parse as a number comes back nil: refused, never the default.
-        if components.rangeOfPort != nil {
+        if let range = components.rangeOfPort, !range.isEmpty {
             guard let port = components.port, (1...65_535).contains(port) else {
                 throw UnraceError(.invalidDatabaseURL, "the URL's port must be 1 to 65535")
             }

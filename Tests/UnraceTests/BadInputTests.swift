@@ -164,6 +164,10 @@ struct BadInputTests {
         #expect(named.host == "db.example")
         #expect(named.options.additionalStartupParameters.contains { $0 == ("search_path", "shop_1") })
         #expect(try PostgresStore.clientConfiguration(url: "postgres://u@h/db").port == 5432)
+        #expect(
+            try PostgresStore.clientConfiguration(url: "postgres://u@h:/db").port == 5432,
+            "an empty port is the default, as libpq reads it"
+        )
     }
 
     @Test("a URL's client_connection_check_interval: 1 s unless it says otherwise, and 0 sends nothing")

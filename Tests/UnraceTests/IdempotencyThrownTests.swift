@@ -57,10 +57,13 @@ struct IdempotencyThrownTests {
 
     /// The same interleaving, forced: the first request's handler throws, then a duplicate
     /// arrives. Storing the error in a second step (the naive way) leaves the key free between
-    /// the two steps, and the duplicate runs the handler; the engine's one step does not.
-    @Test("a duplicate arriving right after the handler threw: the naive two steps run the handler again, the engine replays")
+    /// the two steps, and the duplicate runs the handler. The engine takes one step per request
+    /// that throws — no gap for a duplicate — and the duplicate replays.
+    @Test(
+        "a duplicate arriving right after the handler threw: the naive two steps run the handler again; the engine takes one step, and replays"
+    )
     func forcedInterleaving() async throws {
-        let store = MemoryStore()
+        let store = CountingStore(base: MemoryStore())
         let operations = try Operations(store: store)
         let stored = StoredResponse(HTTPResponse(status: .conflict), body: .init("coupon already redeemed".utf8))
         struct Thrown: Error {}
@@ -77,10 +80,11 @@ struct IdempotencyThrownTests {
             return stored
         }
         #expect(naiveRuns.value == 2, "the anomaly: a duplicate ran the handler")
-        // The engine: the duplicate replays the stored 409.
+        // The engine: one step for the request whose handler threw, then the duplicate replays.
         let engine = try IdempotencyEngine(operations: operations)
         let runs = Counter()
-        for _ in 0..<2 {
+        for attempt in 0..<2 {
+            let before = store.steps.value
             let outcome = try await engine.respond(
                 to: Self.request("guarded"),
                 principal: "alice",
@@ -96,9 +100,26 @@ struct IdempotencyThrownTests {
                 return
             }
             #expect(response.status == .conflict)
+            #expect(store.steps.value - before == 1, "attempt \(attempt): one step, so no gap between the claim and the stored error")
         }
         #expect(runs.value == 1)
-        #expect(store.rows(in: "orders").isEmpty, "the thrown handler's write rolled back")
+        #expect(store.base.rows(in: "orders").isEmpty, "the thrown handler's write rolled back")
+    }
+
+    /// A store that counts the steps it runs.
+    struct CountingStore<Base: Store>: Store {
+        typealias Transaction = Base.Transaction
+        let base: Base
+        let steps = Counter()
+
+        func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Base.Transaction>) async throws -> T) async throws -> T {
+            steps.increment()
+            return try await base.step(step, body)
+        }
+
+        func withTransaction<T: Sendable>(_ body: (Base.Transaction) async throws -> T) async throws -> T {
+            try await base.withTransaction(body)
+        }
     }
 
     /// On SQL the handler's writes roll back to the savepoint taken after the claim — also after

@@ -25,7 +25,9 @@ public enum InboxOutcome: Sendable, Hashable {
     /// position): not applied again.
     case duplicate
     /// Its sequence is at or below the stream's head under an id never seen: an old event
-    /// replayed; not applied.
+    /// replayed; not applied. Not returned today: such an event's position is always taken (by
+    /// the event applied there or a skip marker), so it is answered ``duplicate``; the case
+    /// stays so that the outcome's cases stay stable.
     case stale(head: Int64)
 }
 

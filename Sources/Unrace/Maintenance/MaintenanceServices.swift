@@ -183,7 +183,8 @@ public struct ExpiredHoldReaper<S: Store>: Service {
         ) {
             let (released, resources) = try await reservations.releaseExpiredHoldsCounted(limit: batchLimit)
             if released > 0 { logger.debug("released expired holds", metadata: ["count": "\(released)"]) }
-            return resources == batchLimit
+            // A full batch that released nothing (resources whose rows are gone) waits the interval.
+            return resources == batchLimit && released > 0
         }
     }
 }
