@@ -46,7 +46,13 @@ extension Operations {
         whenInProgress: InProgressPolicy = .wait(upTo: .seconds(30)),
         _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
-        try await perform(key: key, scope: scope, fingerprint: fingerprint, whenInProgress: whenInProgress, recovering: nil, body)
+        let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
+        let deadline = try waitDeadline(whenInProgress, from: configuration.clock.now())
+        return try await telemetry.span("perform") { span in
+            let receipt = try await perform(claim, deadline: deadline, recovering: nil, body)
+            span.attributes["unrace.replay"] = receipt.isReplay
+            return receipt
+        }
     }
 
     /// ``perform(key:scope:fingerprint:whenInProgress:_:)``, where an error of `body` that
@@ -59,7 +65,7 @@ extension Operations {
         scope: Scope,
         fingerprint: Fingerprint,
         whenInProgress: InProgressPolicy,
-        recovering: (@Sendable (any Error) -> Value?)?,
+        recovering: @escaping @Sendable (any Error) -> Value?,
         _ body: (S.Transaction) async throws -> Value
     ) async throws -> Receipt<Value> {
         let claim = try template(key: key, scope: scope, fingerprint: fingerprint)
