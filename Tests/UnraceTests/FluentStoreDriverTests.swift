@@ -19,43 +19,17 @@ struct FluentStoreDriverTests {
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
     )
     func fullPool() async throws {
-        let schema = uniqueName("fp")
-        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
-        configuration.searchPath = [schema]
-        // One event loop with one connection: a step holding it leaves none for the next.
-        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)
-        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 1, connectionPoolTimeout: .seconds(1)), as: .psql)
-        var outcome: Result<String, any Error> = .success("not run")
-        do {
-            let store = try await FluentStore(databases: databases)
-            let holding = Latch()
-            let release = Latch()
-            let holder = Task {
-                try await store.withTransaction { _ in
-                    holding.open()
-                    await release.wait()
-                }
-            }
-            await holding.wait()
+        let outcome = try await Self.withOneConnectionHeld(poolTimeout: .seconds(1)) { store in
             do {
                 try await store.withTransaction { _ in }
-                outcome = .success("ran")
+                return "ran"
             } catch let error as UnraceError {
-                outcome = .success("\(error.code)\(error.isRetryable ? " retryable" : "")")
+                return "\(error.code)\(error.isRetryable ? " retryable" : "")"
             } catch {
-                outcome = .success("\(type(of: error))")
+                return "\(type(of: error))"
             }
-            release.open()
-            try await holder.value
-        } catch {
-            outcome = .failure(error)
         }
-        await databases.shutdownAsync()
-        try await loop.shutdownGracefully()
-        try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
-        #expect(try outcome.get() == "store_unavailable retryable")
+        #expect(outcome == "store_unavailable retryable")
     }
 
     /// ErrorsAndLimits: "Cancelling the task of any call rolls its step back before the call
@@ -66,28 +40,7 @@ struct FluentStoreDriverTests {
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
     )
     func cancelledPoolWait() async throws {
-        let schema = uniqueName("fc")
-        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
-        configuration.searchPath = [schema]
-        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)
-        databases.use(
-            .postgres(configuration: configuration, maxConnectionsPerEventLoop: 1, connectionPoolTimeout: .seconds(60)),
-            as: .psql
-        )
-        var outcome: Result<String, any Error> = .success("not run")
-        do {
-            let store = try await FluentStore(databases: databases)
-            let holding = Latch()
-            let release = Latch()
-            let holder = Task {
-                try await store.withTransaction { _ in
-                    holding.open()
-                    await release.wait()
-                }
-            }
-            await holding.wait()
+        let outcome = try await Self.withOneConnectionHeld(poolTimeout: .seconds(60)) { store in
             let waiting = Task { try await store.withTransaction { _ in } }
             // Time for the second caller to queue for the one connection; were it cancelled
             // before it asked, it would get CancellationError too.
@@ -95,22 +48,52 @@ struct FluentStoreDriverTests {
             let started = ContinuousClock.now
             waiting.cancel()
             let result = try await within(.seconds(20), "the cancelled wait") { await waiting.result }
-            switch result {
-            case .success: outcome = .success("ran")
-            case .failure(let error): outcome = .success(error is CancellationError ? "cancelled" : "\(error)")
-            }
             #expect(ContinuousClock.now - started < .seconds(10), "not the pool's 60 s timeout")
+            switch result {
+            case .success: return "ran"
+            case .failure(let error): return error is CancellationError ? "cancelled" : "\(error)"
+            }
+        }
+        #expect(outcome == "cancelled")
+    }
+
+    /// A `FluentStore` on a Fluent PostgreSQL pool of one event loop with one connection, which
+    /// a step holds while `body` runs; the step then lets go, and the next step must run.
+    static func withOneConnectionHeld(
+        poolTimeout: TimeAmount,
+        _ body: (FluentStore) async throws -> String
+    ) async throws -> String {
+        let schema = uniqueName("fp")
+        try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        configuration.searchPath = [schema]
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)
+        databases.use(.postgres(configuration: configuration, maxConnectionsPerEventLoop: 1, connectionPoolTimeout: poolTimeout), as: .psql)
+        var outcome: Result<String, any Error> = .success("not run")
+        let release = Latch()
+        do {
+            let store = try await FluentStore(databases: databases)
+            let holding = Latch()
+            let holder = Task {
+                try await store.withTransaction { _ in
+                    holding.open()
+                    await release.wait()
+                }
+            }
+            await holding.wait()
+            outcome = .success(try await body(store))
             release.open()
             try await holder.value
-            // The pool's one connection is free again: the next step runs.
             try await store.withTransaction { tx in try await tx.execute("SELECT 1") }
         } catch {
+            release.open()
             outcome = .failure(error)
         }
         await databases.shutdownAsync()
         try await loop.shutdownGracefully()
         try await TestPostgres.execute("DROP SCHEMA \(schema) CASCADE")
-        #expect(try outcome.get() == "cancelled")
+        return try outcome.get()
     }
 
     @Test(
