@@ -21,12 +21,32 @@ public protocol SQLTransaction: Sendable {
     func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws
 
     /// Marks the transaction's writes so far: `SAVEPOINT name`. The default sends it at once.
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidArgument`` for a name that is not 1 to 63
+    ///   letters, digits or underscores starting with a letter or underscore (names are compared
+    ///   without regard to case, as SQL compares them); store errors.
     func savepoint(_ name: String) async throws
 
     /// Undoes the writes made after the savepoint `name` — also statements queued for the commit
     /// since — and keeps the transaction open: `ROLLBACK TO SAVEPOINT name`. The default sends it
     /// at once.
+    /// - Throws: as ``savepoint(_:)``; store errors for a savepoint the transaction does not have.
     func rollback(toSavepoint name: String) async throws
+}
+
+/// A savepoint's name as SQL takes it unquoted, in lower case (SQL compares such names without
+/// regard to case).
+/// - Throws: ``UnraceCore/UnraceError/Code/invalidArgument`` for anything else: the name is
+///   written into the statement, never bound.
+package func checkedSavepointName(_ name: String) throws -> String {
+    let bytes = Array(name.utf8)
+    func isLetter(_ byte: UInt8) -> Bool { (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == UInt8(ascii: "_") }
+    guard (1...63).contains(bytes.count), isLetter(bytes[0]), bytes.allSatisfy({ isLetter($0) || (0x30...0x39).contains($0) }) else {
+        throw UnraceError(
+            .invalidArgument,
+            "a savepoint's name is 1 to 63 letters, digits or underscores, starting with a letter or underscore"
+        )
+    }
+    return name.lowercased()
 }
 
 extension SQLTransaction {
@@ -37,12 +57,12 @@ extension SQLTransaction {
 
     /// Sends `SAVEPOINT name`.
     public func savepoint(_ name: String) async throws {
-        try await execute("SAVEPOINT \(name)", [])
+        try await execute("SAVEPOINT \(try checkedSavepointName(name))", [])
     }
 
     /// Sends `ROLLBACK TO SAVEPOINT name`.
     public func rollback(toSavepoint name: String) async throws {
-        try await execute("ROLLBACK TO SAVEPOINT \(name)", [])
+        try await execute("ROLLBACK TO SAVEPOINT \(try checkedSavepointName(name))", [])
     }
 
     /// Runs a statement with no arguments.

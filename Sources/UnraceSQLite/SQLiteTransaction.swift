@@ -51,6 +51,7 @@ public final class SQLiteTransaction: SQLTransaction {
     /// `SAVEPOINT name`, on the writer at once, remembering how many statements wait for the commit.
     public func savepoint(_ name: String) async throws {
         guard access == .write else { throw UnraceError(.invalidArgument, "a read-only step has no savepoints") }
+        let name = try checkedSavepointName(name)
         try await execute("SAVEPOINT \(name)", [])
         try state.withLock { state in
             guard !state.ended else { throw UnraceError.stepEnded }
@@ -61,11 +62,12 @@ public final class SQLiteTransaction: SQLTransaction {
     /// `ROLLBACK TO SAVEPOINT name`, and the statements queued for the commit since are dropped.
     public func rollback(toSavepoint name: String) async throws {
         guard access == .write else { throw UnraceError(.invalidArgument, "a read-only step has no savepoints") }
+        let name = try checkedSavepointName(name)
         try await execute("ROLLBACK TO SAVEPOINT \(name)", [])
         try state.withLock { state in
             guard !state.ended else { throw UnraceError.stepEnded }
             guard let queued = state.savepoints[name] else { throw UnraceError(.invalidArgument, "no savepoint \(name)") }
-            state.beforeCommit.removeLast(state.beforeCommit.count - queued)
+            state.beforeCommit.removeLast(max(0, state.beforeCommit.count - queued))
         }
     }
 

@@ -21,8 +21,7 @@ public struct ShopConfiguration: Sendable {
     /// without one — a principal no header value gives, so a client that sends
     /// `X-Client-Id: anonymous` never replays the responses of requests that sent none.
     static func principal(of headers: HTTPFields) -> String? {
-        let values = headers[values: clientHeader]
-        return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values).map { "client:" + $0 }
+        headers[values: clientHeader].isEmpty ? "anonymous" : client(of: headers).map { "client:" + $0 }
     }
 
     /// Whether `POST /orders` runs under ``IdempotencyMiddleware`` (default `true`). Off, it shows

@@ -57,6 +57,18 @@ struct AbortedTransactionTests {
             }
         }
         #expect(try await count(store, table) == rows + 1)
+        // A savepoint's name is written into its statement: anything but a plain name is refused
+        // before anything is sent; a plain one is compared without regard to case, as SQL does.
+        try await store.withTransaction { tx in
+            for bad in ["", "1a", "a b", "x; DROP TABLE \(table)", "a\u{0}b", "caf\u{E9}", String(repeating: "s", count: 64)] {
+                let error = await #expect(throws: UnraceError.self, "\(bad)") { try await tx.savepoint(bad) }
+                #expect(error?.code == .invalidArgument)
+            }
+            try await tx.savepoint("Mixed_Case")
+            try await tx.execute("INSERT INTO \(table) (id) VALUES ('c')")
+            try await tx.rollback(toSavepoint: "mixed_case")
+        }
+        #expect(try await count(store, table) == rows + 1, "the insert after the savepoint rolled back; the table is still there")
     }
 
     static func count<S: Store>(_ store: S, _ table: String) async throws -> Int where S.Transaction: SQLTransaction {

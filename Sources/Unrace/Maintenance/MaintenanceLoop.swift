@@ -13,14 +13,19 @@ enum MaintenanceLoop {
     }
 
     /// Runs `round` until cancelled or the service group shuts down gracefully. `round` returns
-    /// whether it did a full batch (run again at once).
+    /// whether it did a full batch (run again at once). The settings are checked first: a
+    /// service's are `var`s, which may have been set out of range after its `init` checked them.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` before any round, as ``validate(interval:batchLimit:_:)``.
     static func run(
         interval: Duration,
+        batchLimit: Int,
+        _ what: String,
         clock: any WallClock,
         logger: Logger,
         failure: Logger.Message,
         _ round: @escaping @Sendable () async throws -> Bool
-    ) async {
+    ) async throws {
+        try validate(interval: interval, batchLimit: batchLimit, what)
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

@@ -32,10 +32,6 @@ public struct PendingTransferSweeper<S: Store>: Service {
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
-        try validate()
-    }
-
-    func validate() throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a sweeper")
     }
 
@@ -43,9 +39,10 @@ public struct PendingTransferSweeper<S: Store>: Service {
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` or ``batchLimit``
     ///   was set out of range after the sweeper was made.
     public func run() async throws {
-        try validate()
-        await MaintenanceLoop.run(
+        try await MaintenanceLoop.run(
             interval: interval,
+            batchLimit: batchLimit,
+            "a sweeper",
             clock: ledger.configuration.clock,
             logger: logger,
             failure: "voiding expired pending transfers failed; retrying after the interval"
@@ -109,10 +106,6 @@ public struct ExpiredRecordPurger<S: Store>: Service {
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
-        try validate()
-    }
-
-    func validate() throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a purger")
     }
 
@@ -120,9 +113,10 @@ public struct ExpiredRecordPurger<S: Store>: Service {
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` or ``batchLimit``
     ///   was set out of range after the purger was made.
     public func run() async throws {
-        try validate()
-        await MaintenanceLoop.run(
+        try await MaintenanceLoop.run(
             interval: interval,
+            batchLimit: batchLimit,
+            "a purger",
             clock: operations.configuration.clock,
             logger: logger,
             failure: "purging expired operation records failed; retrying after the interval"
@@ -163,10 +157,6 @@ public struct ExpiredHoldReaper<S: Store>: Service {
         self.interval = interval
         self.batchLimit = batchLimit
         self.logger = logger
-        try validate()
-    }
-
-    func validate() throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a reaper")
     }
 
@@ -174,9 +164,10 @@ public struct ExpiredHoldReaper<S: Store>: Service {
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` or ``batchLimit``
     ///   was set out of range after the reaper was made.
     public func run() async throws {
-        try validate()
-        await MaintenanceLoop.run(
+        try await MaintenanceLoop.run(
             interval: interval,
+            batchLimit: batchLimit,
+            "a reaper",
             clock: reservations.clock,
             logger: logger,
             failure: "releasing expired holds failed; retrying after the interval"
@@ -213,10 +204,6 @@ public struct InboxGapMonitor<S: Store>: Service {
         self.interval = interval
         self.report = report
         self.logger = logger
-        try validate()
-    }
-
-    func validate() throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: 1, "a gap monitor")
     }
 
@@ -224,9 +211,10 @@ public struct InboxGapMonitor<S: Store>: Service {
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` when ``interval`` was set out of range
     ///   after the monitor was made.
     public func run() async throws {
-        try validate()
-        await MaintenanceLoop.run(
+        try await MaintenanceLoop.run(
             interval: interval,
+            batchLimit: 1,
+            "a gap monitor",
             clock: inbox.configuration.clock,
             logger: logger,
             failure: "reading inbox gaps failed; retrying after the interval"
@@ -280,6 +268,8 @@ public struct CompletedMessagePurger<S: Store>: Service {
         try validate()
     }
 
+    /// Its bounds: the loop's common ones, and its own (a batch of at most 1,000, an age of 0 to
+    /// 3,650 days).
     func validate() throws {
         try MaintenanceLoop.validate(interval: interval, batchLimit: batchLimit, "a queue purger")
         guard batchLimit <= QueueConfiguration.batchMaximum, age >= .zero, age <= .seconds(3_650 * 86_400) else {
@@ -292,8 +282,10 @@ public struct CompletedMessagePurger<S: Store>: Service {
     ///   ``batchLimit`` was set out of range after the purger was made.
     public func run() async throws {
         try validate()
-        await MaintenanceLoop.run(
+        try await MaintenanceLoop.run(
             interval: interval,
+            batchLimit: batchLimit,
+            "a queue purger",
             clock: queue.configuration.clock,
             logger: logger,
             failure: "purging acked queue messages failed; retrying after the interval"

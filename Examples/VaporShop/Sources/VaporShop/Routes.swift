@@ -155,6 +155,5 @@ func client(of req: Request) -> String? {
 /// without one — a principal no header value gives, so `X-Client-Id: anonymous` never replays
 /// the responses of requests that sent none.
 func principal(of req: Request) -> String? {
-    let values = req.headers["X-Client-Id"]
-    return values.isEmpty ? "anonymous" : PrincipalScope.headerValue(values).map { "client:" + $0 }
+    req.headers["X-Client-Id"].isEmpty ? "anonymous" : client(of: req).map { "client:" + $0 }
 }
