@@ -60,8 +60,9 @@ public struct ProbeExchange: Sendable, Codable, Hashable {
     public var location: String?
     /// The answer's `ETag`.
     public var etag: String?
-    /// The created resource the answer names: the last segment of its `Location`'s path, else the
-    /// identity field of its JSON body.
+    /// The created resource a 2xx answer names: its `Location` resolved against the target (path
+    /// and query, with the origin when it is not the target's), else the identity field of its
+    /// JSON body.
     public var identity: String?
     /// The answer's body bytes, as text (at most 512 bytes kept here).
     public var body: String

@@ -110,7 +110,7 @@ final class ProbeRun: Sendable {
         let (allowed, tooMany) = unit.multipliedReportingOverflow(by: executions)
         guard !tooMany, moved.magnitude > allowed.magnitude else { return nil }
         return
-            "the count moved by \(moved) (\(before) → \(after)); one request moves it by \(unit): \(moved / unit) executions, at most \(executions) expected"
+            "the count moved by \(moved) (\(before) → \(after)); one request moves it by \(unit): \(moved.magnitude / unit.magnitude) executions, at most \(executions) expected"
     }
 
     /// The count's move during a probe, as evidence.

@@ -179,6 +179,18 @@ extension ProbeRun {
                 "after \(after): executed again — the retry names \(retry.location ?? identity), the first \(first.location ?? firstIdentity)"
             )
         }
+        // Neither answer accepted the request: nothing to compare. A key still "not yet" after
+        // every retry never reaches an outcome a client can learn.
+        let accepted = 200..<300
+        if !(first.status.map(accepted.contains) ?? false), !accepted.contains(status) {
+            guard Self.deferredStatuses.contains(status) else {
+                return (
+                    .skipped,
+                    "after \(after): never accepted (\(first.status.map(String.init) ?? "no answer"), then \(status)), proves nothing"
+                )
+            }
+            return (.notice, "after \(after): still \(status) after every retry: the key never reached an outcome a client can learn")
+        }
         guard let firstStatus = first.status else { return (.clean, "after \(after): \(status)") }
         if first.error == nil, firstStatus == status, first.bodySHA256 == retry.bodySHA256, first.location == retry.location {
             return (.clean, "after \(after): replayed (\(status), the same answer)")

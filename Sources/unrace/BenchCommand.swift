@@ -118,11 +118,17 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Rounds of each kind, alternated (1 to 50).")
     var rounds = 5
 
-    var callerCounts: [Int] { callers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    /// The caller counts; `nil` stands for an entry that is not a whole number (refused by validate).
+    private var parsedCallerCounts: [Int?] {
+        callers.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    var callerCounts: [Int] { parsedCallerCounts.compactMap { $0 } }
 
     func validate() throws {
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
-        guard !callerCounts.isEmpty, callerCounts.allSatisfy({ (1...256).contains($0) }) else {
+        let counts = parsedCallerCounts
+        guard !counts.isEmpty, counts.allSatisfy({ $0.map { (1...256).contains($0) } ?? false }) else {
             throw ValidationError("--callers must list numbers from 1 to 256")
         }
     }

@@ -11,8 +11,8 @@ struct CheckCommand: AsyncParsableCommand {
             HISTORY is JSON lines: "request" (what a client asked and the status it finally got), \
             "expect" (work an accepted request implies), "effect" (what the system did, as the store \
             recorded it) and "account" (a quantity's start and final value). Other types are ignored. \
-            Exits 0 for a clean history, 1 when it finds an anomaly, 2 for an unreadable history or an \
-            --html file that cannot be written. \
+            Exits 0 for a clean history, 1 when it finds an anomaly, 2 for an unreadable history or (when \
+            the history is clean) an --html file that cannot be written; the report is printed either way. \
             See the History article for the format.
             """
     )
@@ -42,16 +42,6 @@ struct CheckCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let report = HistoryChecker.check(entries)
-        if let html {
-            let title = "unrace check · \(history == "-" ? "standard input" : URL(fileURLWithPath: history).lastPathComponent)"
-            let page = Timeline(title: title, panels: [Timeline.Panel(history: entries, report: report, title: "history")]).html()
-            do {
-                try Data(page.utf8).write(to: URL(fileURLWithPath: html))
-            } catch {
-                FileHandle.standardError.write(Data("error: cannot write \(html): \(error.localizedDescription)\n".utf8))
-                throw ExitCode(2)
-            }
-        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -59,6 +49,14 @@ struct CheckCommand: AsyncParsableCommand {
         } else {
             print(report.text(examples: examples))
         }
+        var written = true
+        if let html {
+            let title = "unrace check · \(history == "-" ? "standard input" : URL(fileURLWithPath: history).lastPathComponent)"
+            let page = Timeline(title: title, panels: [Timeline.Panel(history: entries, report: report, title: "history")]).html()
+            written = writeOutputFile(page, to: html)
+        }
+        // An anomaly outranks a file that could not be written: a script checking for 1 sees it.
         if !report.isClean { throw ExitCode(1) }
+        if !written { throw ExitCode(2) }
     }
 }

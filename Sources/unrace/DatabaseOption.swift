@@ -47,3 +47,16 @@ func cliLogger(_ label: String, level: Logger.Level = .error) -> Logger {
     logger.logLevel = level
     return logger
 }
+
+/// Writes an `--html` page (or any output file) to `path`; on failure says why on standard error
+/// and returns false. Commands write it after their report and exit 2 for it only when nothing
+/// outranks it: an anomaly's exit status 1 is never hidden by a file that could not be written.
+func writeOutputFile(_ text: String, to path: String) -> Bool {
+    do {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return true
+    } catch {
+        FileHandle.standardError.write(Data("error: cannot write \(path): \(error.localizedDescription)\n".utf8))
+        return false
+    }
+}

@@ -28,6 +28,9 @@ struct LedgerBenchCommand: AsyncParsableCommand {
         guard (1...512).contains(callers) else { throw ValidationError("--callers must be 1 to 512") }
         guard (100...100_000).contains(transfers) else { throw ValidationError("--transfers must be 100 to 100000") }
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
+        guard (0...100_000).contains(batchWaitMicroseconds) else {
+            throw ValidationError("--batch-wait-microseconds must be 0 to 100000")
+        }
     }
 
     func run() async throws {

@@ -99,12 +99,7 @@ struct ProbeCommand: AsyncParsableCommand {
         print(json ? String(decoding: report.json(), as: UTF8.self) : report.table())
         var written = true
         if let html {
-            do {
-                try Data(report.timeline().html().utf8).write(to: URL(fileURLWithPath: html))
-            } catch {
-                FileHandle.standardError.write(Data("error: cannot write \(html): \(error.localizedDescription)\n".utf8))
-                written = false
-            }
+            written = writeOutputFile(report.timeline().html(), to: html)
         }
         // An anomaly outranks a file that could not be written: a script checking for 1 sees it.
         if report.hasAnomaly { throw ExitCode(1) }

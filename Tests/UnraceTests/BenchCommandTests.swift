@@ -113,4 +113,19 @@ struct BenchCommandTests {
         #expect(await child.exitStatus() != 0)
         #expect(child.printed.isEmpty)
     }
+
+    @Test(
+        "an option out of its range or a caller count that is not a number is refused before anything runs (exit 64)",
+        arguments: [
+            (["bench", "--callers", "1,x,16"], "--callers must list numbers from 1 to 256"),
+            (["bench", "inbox", "--callers", "2,"], "--callers must list numbers from 1 to 256"),
+            (["bench", "ledger", "--batch-wait-microseconds=-5"], "--batch-wait-microseconds must be 0 to 100000"),
+            (["bench", "ledger", "--batch-wait-microseconds", "100001"], "--batch-wait-microseconds must be 0 to 100000"),
+        ]
+    )
+    func refusedOptions(arguments: [String], message: String) async throws {
+        let child = try ChildProcess(arguments, captureErrors: true)
+        #expect(await child.exitStatus() == 64)
+        #expect(child.printed.contains(message), "\(child.printed)")
+    }
 }

@@ -39,6 +39,32 @@ struct CLITests {
         #expect(child.printed.contains("a seed is a whole number from 0 to 18446744073709551615"), "\(child.printed)")
     }
 
+    @Test("seeds that would run past UInt64.max are refused, not wrapped to seed 0")
+    func seedsPastTheEnd() async throws {
+        let child = try ChildProcess(["simulate", "--seed", "18446744073709551615", "--seeds", "3"], captureErrors: true)
+        #expect(await child.exitStatus() == 64)
+        #expect(child.printed.contains("would run past the last seed, 18446744073709551615"), "\(child.printed)")
+        let last = try ChildProcess(["simulate", "--scenario", "wallet", "--seed", "18446744073709551614", "--seeds", "2"])
+        #expect(await last.exitStatus() == 0)
+        #expect(last.printed.contains("18446744073709551614…18446744073709551615"), "\(last.printed)")
+    }
+
+    @Test("simulate: an --html file that cannot be written still prints the JSON, and exits 2 (not a usage error)")
+    func simulateUnwritableHTML() async throws {
+        let nowhere = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("none")).appendingPathComponent("x.html")
+            .path
+        let child = try ChildProcess(["simulate", "--scenario", "wallet", "--seed", "3", "--json", "--html", nowhere], captureErrors: true)
+        #expect(await child.exitStatus() == 2)
+        #expect(child.printed.contains(#""scenario":"wallet""#) && child.printed.contains("cannot write \(nowhere)"), "\(child.printed)")
+    }
+
+    @Test("simulate sweep --json names its first seed, so the run can be repeated")
+    func sweepNamesItsSeed() async throws {
+        let child = try ChildProcess(["simulate", "sweep", "--seeds", "10", "--seed", "7", "--json"])
+        #expect(await child.exitStatus() == 0)
+        #expect(child.printed.contains(#""firstSeed":7"#), "\(child.printed)")
+    }
+
     @Test("an unreachable PostgreSQL fails within seconds, naming the host, the port and the cause")
     func unreachableDatabase() async throws {
         // A port nothing listens on: bind one, note it, close it.

@@ -53,6 +53,15 @@ struct HistoryCheckerTests {
         #expect(report.text().contains("merchant: expected 750, store holds 250 (-500)"))
     }
 
+    @Test("an imbalance wider than Int64 is reported, not a crash: Int64.max held where -1 was expected")
+    func imbalanceAtTheBounds() {
+        let report = HistoryChecker.check([.account("a", initial: -1, final: .max), .account("b", initial: .max, final: .min)])
+        #expect(report.imbalances.count == 2)
+        let text = report.text()
+        #expect(text.contains("a: expected -1, store holds 9223372036854775807 (+9223372036854775808)"), "\(text)")
+        #expect(text.contains("b: expected 9223372036854775807, store holds -9223372036854775808 (-18446744073709551615)"), "\(text)")
+    }
+
     @Test("a planted order violation: the email before its capture")
     func outOfOrder() {
         var history = Self.clean
@@ -121,5 +130,19 @@ struct HistoryCheckerTests {
         #expect(bad.printed.contains("history line 1"))
         let missing = try ChildProcess(["check", folder.appendingPathComponent("missing.jsonl").path], captureErrors: true)
         #expect(await missing.exitStatus() == 2)
+
+        // An --html file that cannot be written: the report is still printed, and an anomaly's 1
+        // outranks the file's 2.
+        let nowhere = folder.appendingPathComponent("no-such-folder/page.html").path
+        let dirtyUnwritten = try ChildProcess(["check", duplicated, "--html", nowhere], captureErrors: true)
+        #expect(await dirtyUnwritten.exitStatus() == 1)
+        #expect(dirtyUnwritten.printed.contains("capture:o2 took effect 2 times") && dirtyUnwritten.printed.contains("cannot write"))
+        let cleanUnwritten = try ChildProcess(["check", try write("clean2.jsonl", Self.clean), "--html", nowhere], captureErrors: true)
+        #expect(await cleanUnwritten.exitStatus() == 2)
+        #expect(cleanUnwritten.printed.contains("no anomalies") && cleanUnwritten.printed.contains("cannot write"))
+        // Accounts at Int64's ends: reported, not a crash.
+        let bounds = try ChildProcess(["check", try write("bounds.jsonl", [.account("a", initial: -1, final: .max)])])
+        #expect(await bounds.exitStatus() == 1)
+        #expect(bounds.printed.contains("a: expected -1, store holds 9223372036854775807 (+9223372036854775808)"), "\(bounds.printed)")
     }
 }

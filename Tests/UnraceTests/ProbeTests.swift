@@ -144,6 +144,46 @@ struct ProbeTests {
         }
     }
 
+    @Test("a retry compared with a retry when neither was accepted is never clean: a key stuck 'not yet' is a notice, others prove nothing")
+    func retriesNeverAccepted() {
+        func exchange(_ status: Int?, error: String? = nil) -> ProbeExchange {
+            ProbeExchange(
+                actor: "retry",
+                request: "POST /orders",
+                key: "key-3",
+                status: status,
+                error: error,
+                location: nil,
+                etag: nil,
+                identity: nil,
+                body: "",
+                bodySHA256: status == nil ? "" : "same",
+                started: 0,
+                ended: 0
+            )
+        }
+        let stuck = ProbeRun.compare(exchange(409), exchange(409), after: "a cut")
+        #expect(stuck.0 == .notice && stuck.1.contains("still 409 after every retry"), "\(stuck)")
+        let failing = ProbeRun.compare(exchange(500), exchange(500), after: "a cut")
+        #expect(failing.0 == .skipped && failing.1.contains("never accepted (500, then 500)"), "\(failing)")
+        let unanswered = ProbeRun.compare(exchange(nil, error: "timed out"), exchange(503), after: "a cut")
+        #expect(unanswered.0 == .notice, "\(unanswered)")
+        // Accepted answers are still compared as before.
+        #expect(ProbeRun.compare(exchange(201), exchange(201), after: "a cut").0 == .clean)
+        #expect(ProbeRun.compare(exchange(201), exchange(409), after: "a cut").0 == .notice)
+    }
+
+    @Test("a count that moves from 0 to Int64.min, one request moving it by -1, is reported, not a crash")
+    func countExcessAtTheBounds() {
+        let excess = ProbeRun.countExcess(before: 0, after: .min, unit: -1, executions: 3)
+        #expect(
+            excess?.contains("one request moves it by -1: 9223372036854775808 executions, at most 3 expected") == true,
+            "\(excess ?? "nil")"
+        )
+        #expect(ProbeRun.countExcess(before: 0, after: -3, unit: -1, executions: 3) == nil)
+        #expect(ProbeRun.countExcess(before: .max, after: .min, unit: 1, executions: 3) == nil, "a move the other way is not counted")
+    }
+
     @Test("missing key: accepted is a notice (not an anomaly), refused is clean")
     func missingKeySeen() async throws {
         let report = try await Self.probe(.acceptsWithoutKey, [.missingKey])

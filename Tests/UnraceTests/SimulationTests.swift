@@ -174,6 +174,23 @@ struct SimulationTests {
         }
     }
 
+    @Test("knobs outside their ranges are clamped into them, and every scenario runs with them (no trap)")
+    func knobsAtTheBounds() async throws {
+        var options = SimulationOptions()
+        options.knobs.consumers = 0
+        options.knobs.visibilityMultiplier = .max
+        options.knobs.addedDelay = .min
+        #expect(options.knobs.consumers == 1 && options.knobs.visibilityMultiplier == 8 && options.knobs.addedDelay == 0)
+        options.knobs.consumers = .max
+        options.knobs.visibilityMultiplier = .min
+        options.knobs.addedDelay = .max
+        #expect(options.knobs.consumers == 64 && options.knobs.visibilityMultiplier == 1 && options.knobs.addedDelay == 60_000)
+        options.knobs.consumers = -5
+        for scenario in Scenario.all {
+            for handler in HandlerKind.allCases { _ = await Simulator.run(scenario, handler, seed: 1, options: options) }
+        }
+    }
+
     @Test("the broker redelivers, and the guarded handler absorbs every redelivery")
     func brokerRedelivers() async throws {
         // Over many seeds of order creation, some message must have been delivered more than
@@ -243,6 +260,19 @@ struct SimulateCommandTests {
         let first = try #require(object["firstViolation"] as? [String: Any])
         #expect(first["invariant"] as? String == "no-early-takeover")
         #expect((first["repro"] as? String)?.hasSuffix("--store sqlite") == true)
+    }
+
+    @Test(
+        "the shrunk trace ends with the headline's invariant, though the run broke others too",
+        arguments: [("inventory", "25", "stock-conserved"), ("order-lifecycle", "55", "final-state-in-order")]
+    )
+    func shrunkTraceNamesTheHeadline(scenario: String, seed: String, invariant: String) async throws {
+        let child = try ChildProcess(["simulate", "--scenario", scenario, "--handler", "naive", "--seed", seed])
+        #expect(await child.exitStatus() == 0)
+        let lines = child.printed.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("✗ seed \(seed) broke \(invariant):") }, "\(child.printed)")
+        let traceEnd = lines.first { $0.hasPrefix("    ✗ ") }
+        #expect(traceEnd?.hasPrefix("    ✗ \(invariant):") == true, "\(child.printed)")
     }
 
     @Test("a guarded run prints the seed first and exits 0 with no violation")

@@ -25,17 +25,44 @@ public struct Violation: Sendable, Hashable, Codable {
 
 /// Settings the mistaken-fix sweep turns (see ``Sweep``): a longer visibility timeout, fewer
 /// consumers, a random delay before processing. `nil` and 1× mean the scenario's own draw.
+///
+/// Each setting has a named range; a value set outside it is clamped into it (a run never traps
+/// on a setting).
 public struct Knobs: Sendable, Hashable {
-    /// The visibility timeout is multiplied by this (1…8).
-    public var visibilityMultiplier: Int64 = 1
-    /// The number of consumers, instead of the drawn one.
-    public var consumers: Int? = nil
+    /// The range of ``visibilityMultiplier``: 1…8.
+    public static let visibilityMultipliers: ClosedRange<Int64> = 1...8
+    /// The range of ``consumers``: 1…64.
+    public static let consumerCounts: ClosedRange<Int> = 1...64
+    /// The range of ``addedDelay``, in virtual milliseconds: 0…60,000.
+    public static let addedDelays: ClosedRange<Int64> = 0...60_000
+
+    private var multiplier: Int64 = 1
+    private var consumerCount: Int?
+    private var delay: Int64 = 0
+
+    /// The visibility timeout is multiplied by this (``visibilityMultipliers``, 1…8).
+    public var visibilityMultiplier: Int64 {
+        get { multiplier }
+        set { multiplier = Self.clamp(newValue, Self.visibilityMultipliers) }
+    }
+    /// The number of consumers, instead of the drawn one (``consumerCounts``, 1…64).
+    public var consumers: Int? {
+        get { consumerCount }
+        set { consumerCount = newValue.map { Self.clamp($0, Self.consumerCounts) } }
+    }
     /// A consumer waits this many virtual milliseconds before handling a redelivered message,
-    /// hoping the first delivery's handler has finished by then.
-    public var addedDelay: Int64 = 0
+    /// hoping the first delivery's handler has finished by then (``addedDelays``, 0…60,000).
+    public var addedDelay: Int64 {
+        get { delay }
+        set { delay = Self.clamp(newValue, Self.addedDelays) }
+    }
 
     /// The scenario's own settings.
     public init() {}
+
+    private static func clamp<T: Comparable>(_ value: T, _ range: ClosedRange<T>) -> T {
+        min(max(value, range.lowerBound), range.upperBound)
+    }
 }
 
 /// One race, reproducible: a world to build, a naive and a guarded handler, and the

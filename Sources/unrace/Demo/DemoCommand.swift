@@ -11,7 +11,8 @@ struct DemoCommand: AsyncParsableCommand {
         abstract: "Reproduce each race with a naive handler and remove it with Unrace's guard.",
         discussion: """
             Runs on a temporary SQLite file unless --database names a file or a postgres:// URL.
-            Exits with status 1 if a guarded handler ever produces an anomaly.
+            Exits with status 1 if a guarded handler ever produces an anomaly, else 2 if --html \
+            could not be written (the report is printed either way).
             """
     )
 
@@ -41,6 +42,7 @@ struct DemoCommand: AsyncParsableCommand {
         )
         let elapsed = ContinuousClock.now - started
         print(json ? DemoReport.json(result.sections) : DemoReport.table(result.sections, backend: result.backend, elapsed: elapsed))
+        var written = true
         if let html {
             // One race of each kind the demo shows, drawn from the deterministic simulator.
             var panels: [Timeline.Panel] = []
@@ -49,16 +51,14 @@ struct DemoCommand: AsyncParsableCommand {
                 panels += await Timeline.race(scenario, from: seed)
             }
             let page = Timeline(title: "unrace demo · the races, drawn from seed \(seed)", panels: panels).html()
-            do {
-                try Data(page.utf8).write(to: URL(fileURLWithPath: html))
-            } catch {
-                throw ValidationError("cannot write --html \(html): \(error.localizedDescription)")
-            }
-            if !json { print("timelines: \(html)") }
+            written = writeOutputFile(page, to: html)
+            if written, !json { print("timelines: \(html)") }
         }
+        // A guarded anomaly outranks a file that could not be written.
         if !result.sections.flatMap(\.rows).allSatisfy(\.guardedClean) {
             throw ExitCode(1)
         }
+        if !written { throw ExitCode(2) }
     }
 
     /// Every section, on one store.

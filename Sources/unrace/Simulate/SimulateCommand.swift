@@ -15,7 +15,8 @@ struct SimulateCommand: AsyncParsableCommand {
             With no --scenario every scenario runs; with no --handler both handlers run. \
             With no --seed a random seed is chosen (and printed first). --seeds N runs N seeds \
             from the seed. A violation prints its invariant, the command that reproduces it and \
-            the shrunk trace. Exits with status 1 if a guarded handler broke an invariant.
+            the shrunk trace. Exits with status 1 if a guarded handler broke an invariant, else 2 if \
+            --html could not be written (the report is printed either way).
 
             Options (of `simulate run`, the default subcommand; `unrace simulate run --help` \
             explains each):
@@ -75,6 +76,9 @@ struct SimulateCommand: AsyncParsableCommand {
                 throw ValidationError("unknown scenario '\(scenario)'; `unrace simulate --list` names them")
             }
             guard (1...Self.seedsMaximum).contains(seeds) else { throw ValidationError("--seeds must be between 1 and 10,000,000") }
+            if let seed, UInt64.max - seed < UInt64(seeds - 1) {
+                throw ValidationError("--seed \(seed) with --seeds \(seeds) would run past the last seed, 18446744073709551615")
+            }
             guard (0...Simulator.shrinkBudgetMaximum).contains(shrinkBudget) else {
                 throw ValidationError("--shrink-budget must be between 0 and 20,000")
             }
@@ -88,7 +92,7 @@ struct SimulateCommand: AsyncParsableCommand {
             let firstSeed = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
             let scenarios = scenario.map { [Scenario.named($0)!] } ?? Scenario.all
             let handlers = handler.map { [$0] } ?? HandlerKind.allCases
-            if !json { print("seed \(firstSeed)\(seeds > 1 ? " (\(seeds) seeds: \(firstSeed)…\(firstSeed &+ UInt64(seeds - 1)))" : "")") }
+            if !json { print("seed \(firstSeed)\(seeds > 1 ? " (\(seeds) seeds: \(firstSeed)…\(firstSeed + UInt64(seeds - 1)))" : "")") }
 
             var results: [SimulationResult] = []
             for scenario in scenarios {
@@ -105,6 +109,12 @@ struct SimulateCommand: AsyncParsableCommand {
                     results.append(result)
                 }
             }
+            if json {
+                print(SimulationResult.json(results))
+            } else if results.count > 1 {
+                print(SimulationResult.summary(results))
+            }
+            var written = true
             if let html {
                 var panels: [Timeline.Panel] = []
                 for result in results {
@@ -120,20 +130,13 @@ struct SimulateCommand: AsyncParsableCommand {
                     }
                 }
                 let page = Timeline(title: "unrace simulate · seed \(firstSeed)", panels: panels).html()
-                do {
-                    try Data(page.utf8).write(to: URL(fileURLWithPath: html))
-                } catch {
-                    throw ValidationError("cannot write --html \(html): \(error.localizedDescription)")
-                }
+                written = writeOutputFile(page, to: html)
             }
-            if json {
-                print(SimulationResult.json(results))
-            } else if results.count > 1 {
-                print(SimulationResult.summary(results))
-            }
+            // A guarded violation outranks a file that could not be written.
             if results.contains(where: { $0.report.handler == .guarded && $0.report.failingSeeds > 0 }) {
                 throw ExitCode(1)
             }
+            if !written { throw ExitCode(2) }
         }
 
         var options: SimulationOptions {

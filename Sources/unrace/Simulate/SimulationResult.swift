@@ -44,7 +44,12 @@ struct SimulationResult {
                         + " to \(shrunk.shrunk.steps) steps (\(shrunk.shrunk.choices.count) choices) in \(shrunk.attempts) tries:"
                 )
                 lines += shrunk.shrunk.trace.map { "    \($0)" }
-                if let seen = shrunk.shrunk.violations.first { lines.append("    ✗ \(seen.invariant): \(seen.detail)") }
+                // The shrunk run still breaks the headline's invariant (the shrinker keeps only
+                // such runs); it may break others too, which come after it.
+                let violations = shrunk.shrunk.violations
+                let seen =
+                    violations.filter { $0.invariant == violation.invariant } + violations.filter { $0.invariant != violation.invariant }
+                lines += seen.map { "    ✗ \($0.invariant): \($0.detail)" }
             }
         }
         return lines.joined(separator: "\n")

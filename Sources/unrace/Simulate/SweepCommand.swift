@@ -36,7 +36,10 @@ struct SweepCommand: AsyncParsableCommand {
             let objects: [[String: Any]] = rows.map {
                 ["fix": $0.fix, "setting": $0.setting, "naiveRate": $0.naiveRate, "guardedRate": $0.guardedRate, "seeds": seeds]
             }
-            let data = try JSONSerialization.data(withJSONObject: ["scenario": scenario, "rows": objects], options: [.sortedKeys])
+            let data = try JSONSerialization.data(
+                withJSONObject: ["scenario": scenario, "firstSeed": seed, "rows": objects],
+                options: [.sortedKeys]
+            )
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("seed \(seed) (\(seeds) seeds per setting) · \(scenario)")
