@@ -96,7 +96,8 @@ public struct InboxEvent: Sendable, Hashable, Codable {
         let queue = try NameRule(kind: "queue name", maximumByteCount: 64, code: .invalidEvent).validate(origin.queue)
         let id = try NameRule(kind: "message id", maximumByteCount: 190, code: .invalidEvent).validate(origin.messageID)
         let key = try NameRule(kind: "ordering key", maximumByteCount: 190, code: .invalidEvent).validate(origin.orderingKey)
-        guard !queue.contains("/") else { throw UnraceError(.invalidEvent, "queue name contains \"/\"") }
+        // Byte-wise, as MessageQueue checks it: `/` with a combining mark is still a `/`.
+        guard !queue.utf8.contains(UInt8(ascii: "/")) else { throw UnraceError(.invalidEvent, "queue name contains \"/\"") }
         return (reservedPrefix + queue + "/" + id, reservedPrefix + queue + "/" + key)
     }
 

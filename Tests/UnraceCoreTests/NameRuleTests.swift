@@ -15,6 +15,19 @@ struct NameRuleTests {
         }
     }
 
+    @Test(
+        "a queue name with '/' is refused for a delivery's inbox event, a combining mark or variation selector after it included",
+        arguments: ["a/b", "a/\u{301}b", "x/\u{FE0F}", "/\u{20DD}"]
+    )
+    func queueSlash(queue: String) {
+        do {
+            _ = try InboxEvent(queue: queue, messageID: "m", orderingKey: "k", sequence: 1, type: "T", payload: [])
+            Issue.record("queue \(queue.unicodeScalars.map { String($0.value, radix: 16) }) should be refused")
+        } catch {
+            #expect((error as? UnraceError)?.code == .invalidEvent)
+        }
+    }
+
     @Test("a name is returned in NFC: composed and decomposed spellings are one name")
     func normalization() throws {
         let composed = try Self.rule.validate("caf\u{E9}")

@@ -59,4 +59,31 @@ struct ClockBoundsTests {
         }
         #expect(try await MessageQueue(store: store, name: queue.name).depth() == QueueDepth(), "the refused enqueue wrote nothing")
     }
+
+    @Test(
+        "a clock near Int64.min: a purge deletes no message younger than its age, and no gap is reported before its timeout",
+        arguments: storeBackends
+    )
+    func startOfTime(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.startOfTime(store) }
+    }
+
+    static func startOfTime<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock(start: Timestamp(milliseconds: .min))
+        let queue = try QueueTests.queue(store, clock)
+        try await queue.enqueue([QueueTests.message("m")])
+        for delivery in try await queue.lease(worker: "w") { try await queue.ack(delivery) }
+        // `now - age` overflows here; clamped to Int64.min, it matched the message acked 0 ms ago.
+        #expect(try await queue.purgeCompleted(olderThan: .seconds(60)) == 0)
+        #expect(try await queue.enqueue([QueueTests.message("m")]) == [.alreadyEnqueued], "the acked id is still remembered")
+
+        var configuration = InboxConfiguration()
+        configuration.gapTimeout = .seconds(30)
+        configuration.clock = clock
+        let inbox = try Inbox(store: store, configuration: configuration)
+        let stream = uniqueName("gap")
+        let event = try InboxEvent(id: "\(stream)-4", stream: stream, sequence: 4, type: "A")
+        #expect(try await inbox.receive(event) { _, _ in .applied } == .parked(waitingFor: 1))
+        #expect(try await inbox.gaps().filter { $0.stream == stream }.isEmpty, "a gap opened 0 ms ago is young")
+    }
 }

@@ -115,7 +115,9 @@ public struct Inbox<S: Store>: Sendable {
         let gaps = try await telemetry.step(store, StepInfo("gaps", "", clock: configuration.clock, isReadOnly: true)) { context in
             let now = try await context.rows.now()
             let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(timeout)
-            return try await context.rows.inboxGaps(openedBefore: Timestamp(milliseconds: overflow ? .min : cutoff), limit: limit)
+            // A clock so near Int64.min that the timeout reaches before it: no gap is that old.
+            guard !overflow else { return [InboxGap]() }
+            return try await context.rows.inboxGaps(openedBefore: Timestamp(milliseconds: cutoff), limit: limit)
         }
         telemetry.gauge("unrace_inbox_gap_streams", [], gaps.count)
         telemetry.gauge("unrace_inbox_gap_parked_events", [], gaps.reduce(0) { $0 + $1.parked })

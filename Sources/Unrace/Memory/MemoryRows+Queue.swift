@@ -68,12 +68,14 @@ extension MemoryRows: QueueRows {
         }
     }
 
-    func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws {
+    func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws -> Int {
         let positions = Set(positions)
-        read { state in
+        return read { state in
+            let before = state.queueMessages.count
             state.queueMessages = state.queueMessages.filter {
                 !($0.value.queue == queue && $0.value.state == .done && positions.contains($0.value.position))
             }
+            return before - state.queueMessages.count
         }
     }
 

@@ -60,14 +60,15 @@ extension MessageQueue {
         return try await telemetry.step(store, StepInfo("purgeCompleted", name, clock: configuration.clock)) { context in
             let now = try await context.rows.now()
             let (cutoff, overflow) = now.milliseconds.subtractingReportingOverflow(age.wholeMilliseconds)
+            // A clock so near Int64.min that `age` reaches before it: nothing is that old.
+            guard !overflow else { return 0 }
             let done = try await context.rows.queueMessages(
                 queue: name,
                 state: .done,
-                completedBefore: Timestamp(milliseconds: overflow ? .min : cutoff),
+                completedBefore: Timestamp(milliseconds: cutoff),
                 limit: limit
             )
-            try await context.rows.deleteCompletedQueueMessages(queue: name, positions: done.map(\.position))
-            return done.count
+            return try await context.rows.deleteCompletedQueueMessages(queue: name, positions: done.map(\.position))
         }
     }
 }

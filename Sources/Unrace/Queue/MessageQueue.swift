@@ -90,7 +90,8 @@ public struct MessageQueue<S: Store>: Sendable {
             throw UnraceError(.invalidConfiguration, "backoff must be between 0 and backoffMaximum, and backoffMaximum at most 30 days")
         }
         let name = try NameRule.queueName.validate(name)
-        guard !name.contains("/") else {
+        // Byte-wise: `/` followed by a combining mark is one Character, which `contains("/")` misses.
+        guard !name.utf8.contains(UInt8(ascii: "/")) else {
             throw UnraceError(.invalidArgument, "queue name contains \"/\", which separates a queue from its message ids in inbox events")
         }
         self.store = store

@@ -23,7 +23,8 @@ public protocol QueueRows: StepTime {
     func queueMessages(queue: String, state: QueueMessageState, completedBefore: Timestamp?, limit: Int) async throws -> [QueueMessage]
     /// Deletes acked messages of `queue` by position (a message enqueued again under a purged id
     /// has another position, so a purge that read the old one cannot delete it).
-    func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws
+    /// - Returns: how many it deleted: a message another step deleted first is not counted.
+    func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws -> Int
     /// How many messages of `queue` are in each state.
     func queueDepth(queue: String) async throws -> QueueDepth
 }

@@ -94,14 +94,18 @@ extension SQLRows: QueueRows {
         return try await tx.query(sql + " ORDER BY completed_at, position LIMIT ?", arguments + [.int(limit)]).map(Self.decodeQueueMessage)
     }
 
-    public func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws {
+    public func deleteCompletedQueueMessages(queue: String, positions: [Int64]) async throws -> Int {
+        var deleted = 0
         for chunk in stride(from: 0, to: positions.count, by: 500) {
             let part = positions[chunk..<min(chunk + 500, positions.count)]
-            try await tx.execute(
-                "DELETE FROM unrace_queue_messages WHERE queue = ? AND state = 'done' AND position IN (\(Self.placeholders(part.count)))",
+            // RETURNING counts the rows this statement deleted: on PostgreSQL a concurrent purge
+            // may have deleted some of those this step read.
+            deleted += try await tx.query(
+                "DELETE FROM unrace_queue_messages WHERE queue = ? AND state = 'done' AND position IN (\(Self.placeholders(part.count))) RETURNING position",
                 [.text(queue)] + part.map { .integer($0) }
-            )
+            ).count
         }
+        return deleted
     }
 
     public func queueDepth(queue: String) async throws -> QueueDepth {
