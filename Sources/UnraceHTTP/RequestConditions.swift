@@ -53,11 +53,17 @@ public struct RequestConditions: Sendable, Hashable {
     }
 
     /// Evaluates the conditions of a read (`GET`, `HEAD`) against the current version.
+    ///
+    /// On a resource that does not exist (`nil`) no condition applies: ``ReadPrecondition/send``,
+    /// and the route answers its 404 — RFC 9110 §13.2.1 has a server ignore the preconditions when
+    /// the answer without them would not be 2xx.
     /// - Returns: ``ReadPrecondition/notModified`` when `If-None-Match` names the current
     ///   version (weak comparison) or is `*` on an existing resource: answer 304 with the `ETag`.
-    /// - Throws: ``HTTPProblem`` 412 `precondition_failed` when `If-Match` does not hold.
+    /// - Throws: ``HTTPProblem`` 412 `precondition_failed` when `If-Match` does not hold on an
+    ///   existing resource.
     public func forRead(currentVersion: Int64?) throws -> ReadPrecondition {
-        let current = currentVersion.map(EntityTag.init(version:))
+        guard let currentVersion else { return .send }
+        let current: EntityTag? = EntityTag(version: currentVersion)
         if let ifMatch, !ifMatch.ifMatchHolds(current: current) {
             throw HTTPProblem(.preconditionFailed, detail: "the resource is not at the version If-Match names")
         }

@@ -7,15 +7,17 @@ public import UnraceCore
 /// The draft leaves the choice to the server. Unrace hashes, each part length-prefixed so no
 /// two different requests can produce the same input: the method, the path with its query, the
 /// values of the chosen headers (in the order given, absent ones marked absent), and the body.
-/// With ``canonicalJSON`` on, a JSON body is hashed in canonical form (keys sorted, no
-/// insignificant whitespace), so `{"a":1, "b":2}` and `{"b":2,"a":1}` are the same request; a
-/// body that is not valid JSON is hashed as its bytes.
+/// With ``canonicalJSON`` on, a JSON body — one whose `Content-Type` is `application/json` or a
+/// `+json` type — is hashed in canonical form (keys sorted, no insignificant whitespace), so
+/// `{"a":1, "b":2}` and `{"b":2,"a":1}` are the same request. Any other body (another media type,
+/// none, or not valid JSON) is hashed as its bytes: a `text/plain` or octet-stream route may store
+/// or sign the exact bytes.
 public struct RequestFingerprint: Sendable, Hashable {
     /// Header fields whose values belong to the request's identity (default: `Content-Type`,
     /// `If-Match`, `If-None-Match`: a retry with a corrected precondition is a new request, not
     /// a replay of the stored 412).
     public var headers: [HTTPField.Name]
-    /// Hash JSON bodies in canonical form (default `true`).
+    /// Hash JSON bodies (`application/json`, `+json`) in canonical form (default `true`).
     public var canonicalJSON: Bool
 
     /// The default: method, path, `Content-Type`, the conditional headers and the body, JSON in
@@ -43,8 +45,17 @@ public struct RequestFingerprint: Sendable, Hashable {
                 append([0])
             }
         }
-        append(canonicalJSON ? Self.canonical(body) : Data(body))
+        append(canonicalJSON && Self.isJSON(request.headerFields[.contentType]) ? Self.canonical(body) : Data(body))
         return Fingerprint.bytes(input)
+    }
+
+    /// Whether a `Content-Type` names JSON: `application/json` or a `+json` structured suffix
+    /// (`application/problem+json`), compared without case and parameters.
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            .trimmingCharacters(in: .whitespaces).lowercased()
+        return mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json"))
     }
 
     /// The canonical form of a JSON body, or the bytes themselves when they are not JSON.

@@ -55,6 +55,8 @@ extension HTTPField.Name {
     public static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
     /// `Idempotent-Replayed: true` marks a response replayed from a stored outcome (as Stripe does).
     public static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
-    /// `Idempotency-Key-Retention`: how many seconds a completed key's response stays stored.
+    /// `Idempotency-Key-Retention`: how many seconds a completed key's response stays stored,
+    /// counted from its completion (the `Operations` retention; a replay states the same figure,
+    /// not the time left).
     public static let idempotencyKeyRetention = HTTPField.Name("Idempotency-Key-Retention")!
 }

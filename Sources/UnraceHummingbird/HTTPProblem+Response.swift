@@ -20,10 +20,12 @@ extension HTTPProblem: ResponseGenerator, HTTPResponseError {
     static func response(for error: any HTTPResponseError, from request: Request, context: some RequestContext) -> Response {
         if let problem = error as? HTTPProblem { return problem.response() }
         var response = HTTPProblem(status: error.status).response()
-        let own = try? error.response(from: request, context: context)
-        for field in own?.headers ?? [:] where field.name != .contentType && field.name != .contentLength {
-            response.headers.append(field)
-        }
+        let own = (try? error.response(from: request, context: context))?.headers ?? [:]
+        let fields = own.filter { $0.name != .contentType && $0.name != .contentLength }
+        // The error's own value of a field the problem also sets (a 503's `Retry-After`) replaces
+        // it: a second `Retry-After` line would make the field invalid.
+        for name in Set(fields.map(\.name)) { response.headers[name] = nil }
+        response.headers.append(contentsOf: fields)
         return response
     }
 }

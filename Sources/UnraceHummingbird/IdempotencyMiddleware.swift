@@ -23,7 +23,7 @@ public import UnraceHTTP
 /// is stored under the request's claim, in the same transaction, when its status is stored. Responses the configuration does not store
 /// (5xx by default), and handler errors that are not HTTP errors, commit nothing and free the
 /// key for a retry. Stored and replayed responses carry `Idempotency-Key-Retention`: the seconds
-/// a completed key stays stored. Input the middleware itself refuses (key, principal, body size)
+/// a completed key stays stored, counted from its completion (the same figure on a replay). Input the middleware itself refuses (key, principal, body size)
 /// is a 4xx `application/problem+json`, never reaches the handler and stores nothing; a 4xx the
 /// handler returns or throws is a terminal answer and is stored like any other.
 ///

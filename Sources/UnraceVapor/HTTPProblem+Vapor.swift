@@ -16,9 +16,11 @@ extension HTTPProblem {
     /// ``IdempotencyMiddleware`` answer it alike.
     static func vaporResponse(for error: any AbortError) -> Response {
         let response = HTTPProblem(status: HTTPConversions.status(error.status)).vaporResponse()
-        for (name, value) in error.headers where name.lowercased() != "content-type" && name.lowercased() != "content-length" {
-            response.headers.add(name: name, value: value)
-        }
+        let fields = error.headers.filter { $0.name.lowercased() != "content-type" && $0.name.lowercased() != "content-length" }
+        // The error's own value of a field the problem also sets (a 503's `Retry-After`) replaces
+        // it: a second `Retry-After` line would make the field invalid.
+        for name in Set(fields.map { $0.name.lowercased() }) { response.headers.remove(name: name) }
+        for (name, value) in fields { response.headers.add(name: name, value: value) }
         return response
     }
 }

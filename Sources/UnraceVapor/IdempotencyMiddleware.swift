@@ -31,12 +31,14 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
     ///     for Fluent routes).
     ///   - principal: whose keys these are (a header, the authenticated user); `nil` refuses the
     ///     request with 400 `principal_invalid`. Keys are scoped per principal
-    ///     (``UnraceHTTP/PrincipalScope``).
+    ///     (``UnraceHTTP/PrincipalScope``). There is no default: a default of one principal for
+    ///     every request would let one client's key replay another's response. A single-tenant
+    ///     service says so with `{ _ in "everyone" }`.
     /// - Throws: ``UnraceCore/UnraceError/Code/invalidConfiguration`` when a limit is out of range.
     public init(
         operations: Operations<S>,
         configuration: IdempotencyConfiguration = .init(),
-        principal: @escaping @Sendable (Request) -> String? = { _ in "everyone" }
+        principal: @escaping @Sendable (Request) -> String?
     ) throws {
         self.engine = try IdempotencyEngine(operations: operations, configuration: configuration)
         self.principal = principal

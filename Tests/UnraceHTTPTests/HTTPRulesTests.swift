@@ -148,6 +148,17 @@ struct RequestFingerprintTests {
         let a = rule.fingerprint(of: request(), body: Data(#"{"a":1, "b":[2,3]}"#.utf8))
         let b = rule.fingerprint(of: request(), body: Data(#"{ "b":[2,3],"a":1 }"#.utf8))
         #expect(a == b)
+        // Only a body declared JSON: a text/plain or octet-stream route may keep the exact bytes.
+        for contentType in ["text/plain", "application/octet-stream", nil] as [String?] {
+            let c = rule.fingerprint(of: request(contentType: contentType), body: Data(#"{"a":1, "b":[2,3]}"#.utf8))
+            let d = rule.fingerprint(of: request(contentType: contentType), body: Data(#"{ "b":[2,3],"a":1 }"#.utf8))
+            #expect(c != d, "\(contentType ?? "no Content-Type")")
+        }
+        for contentType in ["Application/JSON; charset=utf-8", "application/merge-patch+json"] {
+            let c = rule.fingerprint(of: request(contentType: contentType), body: Data(#"{"a":1, "b":[2,3]}"#.utf8))
+            let d = rule.fingerprint(of: request(contentType: contentType), body: Data(#"{ "b":[2,3],"a":1 }"#.utf8))
+            #expect(c == d, "\(contentType)")
+        }
         let raw = RequestFingerprint(canonicalJSON: false)
         #expect(
             raw.fingerprint(of: request(), body: Data(#"{"a":1}"#.utf8)) != raw.fingerprint(of: request(), body: Data(#"{ "a":1}"#.utf8))

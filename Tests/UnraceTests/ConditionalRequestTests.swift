@@ -21,6 +21,11 @@ struct ConditionalRequestTests {
             #expect(stale.status == 200 && stale.header("ETag") == "\"1\"" && stale.body.contains("Widget"))
             let missing = try await client.send(.GET, "/products/nothing", headers: [("If-None-Match", "*")])
             #expect(missing.status == 404 && missing.problemCode == "not_found")
+            // Without the condition the answer is 404, so the condition is ignored (RFC 9110 §13.2.1).
+            let missingIfMatch = try await client.send(.GET, "/products/nothing", headers: [("If-Match", "\"1\"")])
+            #expect(missingIfMatch.status == 404 && missingIfMatch.problemCode == "not_found", "\(missingIfMatch.status)")
+            let wrongIfMatch = try await client.send(.GET, "/products/widget", headers: [("If-Match", "\"7\"")])
+            #expect(wrongIfMatch.status == 412 && wrongIfMatch.problemCode == "precondition_failed")
             let malformed = try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "unquoted")])
             #expect(malformed.status == 400 && malformed.problemCode == "condition_invalid")
         }

@@ -71,6 +71,16 @@ struct IdempotencyContractTests {
                 json: Self.order(410)
             )
             #expect(again.status == 410 && again.isReplay && again.body == gone.body)
+            // A framework 503 with its own Retry-After: that value, once (a second line would
+            // make the field invalid), not the problem's default of 1.
+            let busy = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "b"), ("X-Client-Id", "alice")],
+                json: Self.order(503)
+            )
+            #expect(busy.status == 503 && busy.problemCode == "service_unavailable", "\(busy.status) \(busy.body)")
+            #expect(busy.headers[canonicalForm: "Retry-After"] == ["120"], "\(busy.headers)")
             let scoped = try await client.send(
                 .POST,
                 "/orders",

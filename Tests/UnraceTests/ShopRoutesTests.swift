@@ -148,6 +148,10 @@ extension HTTPEdgeTests {
             let paths = try #require(document["paths"] as? [String: [String: Any]])
             let documented = Set(paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } })
             #expect(documented == routes)
+            // Every status POST /orders can answer: the body timeout's 408, the key in progress
+            // (409) and a store failing over (503) with Retry-After, a response too large to store (500).
+            let orders = try #require((paths["/orders"]?["post"] as? [String: Any])?["responses"] as? [String: Any])
+            #expect(Set(orders.keys) == ["201", "400", "404", "408", "409", "413", "422", "500", "503"])
         }
     }
 }

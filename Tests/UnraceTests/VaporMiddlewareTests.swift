@@ -49,7 +49,8 @@ struct VaporMiddlewareTests {
         try await Self.withApp({ app, folder in
             let store = try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path)
             let operations = try Operations(store: store)
-            app.grouped(try IdempotencyMiddleware(operations: operations)).post("notes") { req async throws -> HTTPStatus in
+            app.grouped(try IdempotencyMiddleware(operations: operations, principal: { _ in "everyone" })).post("notes") {
+                req async throws -> HTTPStatus in
                 try await Note(id: "n-1").create(on: req.unrace.db)
                 return .created
             }
@@ -66,7 +67,8 @@ struct VaporMiddlewareTests {
         try await Self.withApp({ app, _ in
             let store = try await FluentStore(databases: app.databases, logger: app.logger)
             let operations = try Operations(store: store)
-            app.grouped(try IdempotencyMiddleware(operations: operations)).post("notes") { _ async throws -> HTTPStatus in
+            app.grouped(try IdempotencyMiddleware(operations: operations, principal: { _ in "everyone" })).post("notes") {
+                _ async throws -> HTTPStatus in
                 throw Abort(.unauthorized, headers: ["WWW-Authenticate": "Bearer realm=\"notes\""])
             }
         }) { _, client in
