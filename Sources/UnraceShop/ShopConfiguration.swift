@@ -66,8 +66,9 @@ public struct ShopConfiguration: Sendable {
     /// order queue), served as Prometheus text on `GET /metrics`. Default: a registry of the
     /// shop's own, so a process-wide `MetricsSystem` bootstrap is not needed.
     public var metrics = PrometheusCollectorRegistry()
-    /// The order queue's settings (visibility timeout, attempts, backoff); defaults as
-    /// ``QueueConfiguration``.
+    /// The order queue's settings as the shop enqueues: the attempt limit is stored with each
+    /// message; the visibility timeout and backoff are the leasing worker's own
+    /// (``ShopWorker``'s configuration). Defaults as ``QueueConfiguration``.
     public var queue = QueueConfiguration()
     /// Faults injected to show what the guards do under them.
     public var faults = Faults()

@@ -55,8 +55,9 @@ public struct ShopWorker<S: SQLStore>: Sendable {
     let external: ExternalSystems?
     let logger: Logger
 
-    /// A worker. Of `configuration`, the visibility timeout and the clock matter here; attempts
-    /// and backoff limits were fixed by the shop when it enqueued.
+    /// A worker. Of `configuration`, the visibility timeout, the backoff (a nack's delay) and the
+    /// clock matter here — the worker's, not the shop's; only the attempt limit was fixed by the
+    /// shop when it enqueued (it is stored with each message).
     /// - Parameter externalSystems: the base URL of the payment provider and mail API
     ///   (`unrace provider`); `nil` records the effects in `shop_effects` only.
     public init(

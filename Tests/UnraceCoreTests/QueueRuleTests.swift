@@ -90,6 +90,11 @@ struct QueueRuleTests {
         #expect(QueueRule.backoff(afterAttempt: .max, base: .seconds(1), maximum: .seconds(10)) == .seconds(10))
         #expect(QueueRule.backoff(afterAttempt: .min, base: .seconds(1), maximum: .seconds(10)) == .seconds(1))
         #expect(QueueRule.backoff(afterAttempt: 41, base: .seconds(86_400), maximum: .seconds(86_400 * 30)) == .seconds(86_400 * 30))
+        // Below a millisecond, exact: not rounded to 0 before doubling.
+        #expect(QueueRule.backoff(afterAttempt: 1, base: .microseconds(500), maximum: .seconds(10)) == .microseconds(500))
+        #expect(QueueRule.backoff(afterAttempt: 11, base: .microseconds(500), maximum: .seconds(10)) == .milliseconds(512))
+        #expect(QueueRule.backoff(afterAttempt: 3, base: .microseconds(1_500), maximum: .seconds(10)) == .milliseconds(6))
+        #expect(QueueRule.backoff(afterAttempt: 60, base: .nanoseconds(1), maximum: .seconds(2_000)) == .nanoseconds(1 << 40))
     }
 
     @Test("an id enqueued again: the same message is recognised, another is refused")

@@ -152,6 +152,10 @@ struct QueueTests {
             #expect(redriven.attempt == attempt)
             let outcome = try await queue.nack(redriven, reason: "again")
             #expect((outcome == .deadLettered) == (attempt == 6), "attempt \(attempt): \(outcome)")
+            if attempt == 4 {
+                // The backoff goes on with the attempt number too: attempt 4's, 8 s, not the first 1 s.
+                #expect(outcome == .retrying(at: clock.now() + .seconds(8)), "\(outcome)")
+            }
             clock.advance(by: .seconds(31))
             redriven = try await queue.lease(limit: 10, worker: "w").first ?? redriven
         }

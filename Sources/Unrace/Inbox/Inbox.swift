@@ -64,7 +64,9 @@ public struct Inbox<S: Store>: Sendable {
     /// stream. Acknowledge the event to the broker only after this returns.
     /// - Throws: ``UnraceError/Code/parkingLimitReached`` (do not ack);
     ///   ``UnraceError/Code/eventIDReused`` when the id was received with another stream or
-    ///   sequence (the handler does not run); ``UnraceError/Code/invalidEvent`` for an event whose
+    ///   sequence (the handler does not run — on PostgreSQL, unless the other receive was still
+    ///   uncommitted: the handler may then run in an attempt that is rolled back, none of its
+    ///   writes committed); ``UnraceError/Code/invalidEvent`` for an event whose
     ///   fields break their ``NameRule`` — a stream or id in the reserved namespace
     ///   (``InboxEvent/reservedPrefix``) among them, unless the event is a queue delivery's
     ///   (``Delivery/inboxEvent(type:)``) — ; store errors; or what `handler` throws (nothing is

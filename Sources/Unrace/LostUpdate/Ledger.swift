@@ -264,6 +264,11 @@ public final class Ledger<S: Store>: Sendable {
 
     /// The accounts with these ids that exist (ids follow ``NameRule/accountID``). Their pending
     /// balances include expired pendings not yet released by a step or the sweeper.
+    ///
+    /// One read of up to 500 ids sees one committed state. More ids are read 500 at a time
+    /// without a transaction on the SQL stores, so a transfer that commits in between can show in
+    /// one part and not another: for balances that must add up, look up at most 500 at once (or
+    /// use ``totals()``).
     public func lookupAccounts(_ ids: [String]) async throws -> [Account] {
         let ids = try ids.map { try NameRule.accountID.validate($0) }
         let found = try await telemetry.step(

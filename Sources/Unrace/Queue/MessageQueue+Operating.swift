@@ -25,7 +25,9 @@ extension MessageQueue {
 
     /// Sends a dead-lettered message round again: ready now, with ``QueueConfiguration/maxAttempts``
     /// more attempts. Attempt numbers go on from where they were, so a delivery from before the
-    /// redrive stays fenced.
+    /// redrive stays fenced — and so does the backoff: a nack after the redrive waits
+    /// ``backoff(afterAttempt:)`` of the attempt's own number (often ``QueueConfiguration/backoffMaximum``),
+    /// not the first retry's backoff.
     /// - Throws: ``UnraceError/Code/notFound`` for an unknown id;
     ///   ``UnraceError/Code/invalidArgument`` for a message that is not dead-lettered.
     public func redrive(id: String) async throws {

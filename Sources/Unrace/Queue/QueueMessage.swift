@@ -79,7 +79,9 @@ public struct Delivery: Sendable, Hashable {
     public let lastError: String?
     /// The stored message's ``UnraceCore/QueueMessage/position``: with ``attempt``, the fencing token. A
     /// message purged and enqueued again under the same id is a new message with a new position,
-    /// so a delivery of the old one cannot settle it.
+    /// so a delivery of the old one cannot settle it. Positions only grow; they are not dense (on
+    /// PostgreSQL an enqueue rolled back still uses its number up), so compare them, never count
+    /// by them.
     public let position: Int64
 
     /// Whether an earlier delivery of this message was leased before: a redelivery.
