@@ -92,6 +92,7 @@ extension Shop {
                     ? HTTPProblem(.notFound, detail: "there is no product with this sku")
                     : HTTPProblem(ShopProblems.outOfStock, status: .conflict, title: "Out of stock", detail: "not enough units left")
             }
+            try await bumpProductVersion(order.sku, in: tx)
         }
         var response = try order.response(from: request, context: context)
         response.status = .created

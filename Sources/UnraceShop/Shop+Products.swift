@@ -3,7 +3,8 @@ import Unrace
 import UnraceHTTP
 import UnraceHummingbird
 
-/// A catalog entry: a versioned record, served with its version as `ETag`.
+/// A catalog entry: a versioned record, served with its version as `ETag` (the version moves
+/// with every write of the entry and every order that takes its stock).
 struct Product: Codable, Sendable {
     var name: String
     var priceCents: Int64
@@ -86,6 +87,19 @@ extension Shop {
         response.status = status
         response.headers[.eTag] = EntityTag(version: version).description
         return response
+    }
+
+    /// A product's representation shows its stock (`available`), so its version — its `ETag`, a
+    /// strong validator — moves when an order takes stock: a client holding the old tag gets the
+    /// new stock (200, not 304), and its `If-Match` write 412. In the order's transaction, after
+    /// the stock row (the product's row is locked only for the rest of the commit); a sku with
+    /// stock but no catalog entry has no version to move.
+    func bumpProductVersion(_ sku: String, in tx: S.Transaction) async throws {
+        let rows = try await store.rows(joining: tx, clock: configuration.clock)
+        guard var product = try await rows.record(collection: products.collection, id: sku, lock: true) else { return }
+        product.version = product.version == .max ? .max : product.version + 1
+        product.updatedAt = try await rows.now()
+        try await rows.saveRecord(product, isNew: false)
     }
 
     private func skuParameter(_ context: Context) throws -> String {

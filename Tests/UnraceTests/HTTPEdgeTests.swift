@@ -192,6 +192,22 @@ struct HTTPEdgeTests {
             #expect(read.status == 200 && read.header("ETag") == "\"2\"" && read.body.contains("\"priceCents\":300"))
             let missing = try await client.send(.GET, "/products/nothing")
             #expect(missing.status == 404 && missing.problemCode == "not_found")
+            // The representation shows the stock: an order that takes it moves the ETag, so a
+            // client holding "2" gets the new stock (200, not 304) and its If-Match write 412.
+            let available = try #require(read.body.firstMatch(of: /"available":(\d+)/).map { Int($0.1)! })
+            let order = try await client.send(
+                .POST,
+                "/orders",
+                headers: [("Idempotency-Key", "etag"), ("X-Client-Id", "alice")],
+                json: Self.order
+            )
+            #expect(order.status == 201)
+            let afterOrder = try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"2\"")])
+            #expect(afterOrder.status == 200 && afterOrder.header("ETag") == "\"3\"", "\(afterOrder.status) \(afterOrder.headers)")
+            #expect(afterOrder.body.contains("\"available\":\(available - 2)"), "\(afterOrder.body)")
+            let heldOld = try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"2\"")], json: widget)
+            #expect(heldOld.status == 412)
+            #expect(try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"3\"")]).status == 304)
         }
     }
 

@@ -43,11 +43,17 @@ struct VaporShopTests {
         #expect(first.status == 201 && again.status == 201 && again.isReplay && again.body == first.body)
         #expect(try await Self.order(client, key: "o-1", quantity: 3).status == 422)
         let product = try await client.send(.GET, "/products/widget")
-        #expect(product.status == 200 && product.body.contains("\"stock\":998") && product.header("ETag") == "\"1\"")
-        #expect(try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"1\"")]).status == 304)
+        // The order took stock, which the product shows: its version (the ETag) moved from 1 to 2.
+        #expect(product.status == 200 && product.body.contains("\"stock\":998") && product.header("ETag") == "\"2\"")
+        #expect(try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"1\"")]).status == 200)
+        #expect(try await client.send(.GET, "/products/widget", headers: [("If-None-Match", "\"2\"")]).status == 304)
         #expect(try await client.send(.PUT, "/products/widget", json: #"{"name":"W","priceCents":1}"#).status == 428)
         #expect(
             try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"1\"")], json: #"{"name":"W","priceCents":1}"#).status
+                == 412
+        )
+        #expect(
+            try await client.send(.PUT, "/products/widget", headers: [("If-Match", "\"2\"")], json: #"{"name":"W","priceCents":1}"#).status
                 == 200
         )
         let missing = try await client.send(.POST, "/orders", headers: [("X-Client-Id", "alice")], json: #"{"sku":"widget","quantity":1}"#)

@@ -1,7 +1,8 @@
 import Fluent
 import Foundation
 
-/// A product: stock taken by orders, and a version that `PUT /products/:sku` changes under `If-Match`.
+/// A product: stock taken by orders, and a version that moves with every change of either (an
+/// order, or `PUT /products/:sku` under `If-Match`): its ETag.
 final class Product: Model, @unchecked Sendable {
     // @unchecked: Fluent models are classes whose properties are wrappers; a request uses its own instance.
     static let schema = "products"

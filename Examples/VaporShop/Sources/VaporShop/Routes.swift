@@ -53,9 +53,10 @@ func routes(_ app: Application, operations: Operations<FluentStore>, idempotency
             quantity: input.quantity
         )
         try await withOrderTransaction(req, operations.store) { db in
-            // One atomic statement takes the stock, so concurrent orders never oversell.
+            // One atomic statement takes the stock, so concurrent orders never oversell. The stock
+            // is part of the product's representation, so its version (the ETag) moves with it.
             let taken = try await (db as! any SQLDatabase).raw(
-                "UPDATE products SET stock = stock - \(bind: input.quantity) WHERE sku = \(bind: input.sku) AND stock >= \(bind: input.quantity) RETURNING stock"
+                "UPDATE products SET stock = stock - \(bind: input.quantity), version = version + 1 WHERE sku = \(bind: input.sku) AND stock >= \(bind: input.quantity) RETURNING stock"
             ).all()
             guard !taken.isEmpty else {
                 throw try await Product.find(input.sku, on: db) == nil
