@@ -60,6 +60,21 @@ struct VaporShopTests {
         #expect(missing.status == 400 && missing.problemCode == "idempotency_key_missing")
     }
 
+    @Test("a body that stops half way cannot hold the Vapor example: its connection is closed after IDLE_TIMEOUT_SECONDS")
+    func stalledBody() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("vaporshop"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (shop, client) = try await Self.start([
+            "SQLITE_PATH": folder.appendingPathComponent("shop.sqlite").path, "IDLE_TIMEOUT_SECONDS": "2",
+        ])
+        defer { shop.sendKill() }
+        let stalled = try RawConnection(port: client.port)
+        try stalled.send(ServeTimeoutTests.stalledUpload)
+        #expect(await stalled.readUntilClosed(timeout: .seconds(30)).closed, "a stalled upload's connection is closed")
+        #expect(try await client.send(.GET, "/products/widget").status == 200, "the shop still serves others")
+    }
+
     @Test("unrace probe finds the Vapor example clean on every probe (SQLite)")
     func probed() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("vaporshop"))
