@@ -179,12 +179,15 @@ package final class ConnectionGuard: Sendable {
     /// outcome unknown.
     package var commitSent: Bool { state.withLock { $0.commitSent } }
 
-    /// Stops the step (the first reason wins); closes the connection if a statement is in flight.
+    /// Stops the step (the first reason wins); closes the connection if a statement is in flight,
+    /// or if the step ran out of time: a body awaiting something else between statements would
+    /// otherwise keep its transaction open, and its row locks held, for as long as it waits. The
+    /// server rolls back when the connection goes.
     package func stop(_ reason: StopReason) {
         let close = state.withLock { state -> Bool in
             guard state.stop == nil, !state.finished else { return false }
             state.stop = reason
-            guard state.inFlight > 0 else { return false }
+            guard state.inFlight > 0 || reason == .timedOut else { return false }
             state.closing = true
             return true
         }

@@ -126,7 +126,8 @@ package struct PostgresSteps: Sendable {
 
     /// Runs `work` on the guarded connection for at most ``stepTimeout``; a cancelled caller is
     /// stopped at once (see ``ConnectionGuard/stop(_:)``: a statement in flight is cut off by
-    /// closing the connection, a step between statements sends no more). Past the timeout the
+    /// closing the connection, a step between statements sends no more; past the timeout the
+    /// connection is closed either way, so the transaction's locks go with it). Past the timeout the
     /// step fails with a retryable ``UnraceError/Code/storeUnavailable``; cancelled, with
     /// `CancellationError` — either, once `COMMIT` was sent, with ``UnraceError/Code/outcomeUnknown``
     /// instead (the server may have committed). postgres-nio does not cancel a statement in flight: a database that
@@ -139,7 +140,7 @@ package struct PostgresSteps: Sendable {
         let timeout = stepTimeout
         let deadline =
             timed
-            ? connection.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+            ? connection.eventLoop.scheduleTask(in: .milliseconds(timeout.wholeMilliseconds)) {
                 stepGuard.stop(.timedOut)
             } : nil
         defer { deadline?.cancel() }

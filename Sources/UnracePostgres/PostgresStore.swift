@@ -63,7 +63,8 @@ public final class PostgresStore: SQLStore {
 
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
-    /// an advisory lock.
+    /// an advisory lock. Start the client first: the migration waits for one of its connections,
+    /// which a client that is not yet running never hands out.
     /// - Parameter stepTimeout: see ``stepTimeout`` (default 30 s).
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a step timeout out of bounds; the
     ///   migration's errors.

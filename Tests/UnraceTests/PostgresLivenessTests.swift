@@ -147,6 +147,45 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test("a step past its timeout between statements (its body awaiting something else) lets go of its locks at the timeout")
+    func timedOutBetweenStatements() async throws {
+        try await Self.withPostgres(stepTimeout: .milliseconds(1_500)) { store, setUp in
+            _ = try await setUp.withTransaction { tx in
+                try await tx.execute("CREATE TABLE held (id integer PRIMARY KEY, n integer NOT NULL)")
+                try await tx.execute("INSERT INTO held VALUES (1, 0)")
+            }
+            let locked = Latch()
+            let release = Latch()
+            let step = Task {
+                do {
+                    try await store.withTransaction { tx in
+                        try await tx.execute("UPDATE held SET n = n + 1 WHERE id = 1")
+                        locked.open()
+                        await release.wait()  // the body waits on something that is not the database
+                    }
+                    return "committed"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            try await within(.seconds(20), "the step's update") { await locked.wait() }
+            // The row is free once the step's 1.5 s are up, though its body still waits: the
+            // connection was closed and the server rolled the update back.
+            let n: Int64?
+            do {
+                n = try await within(.seconds(20), "an update of the row the timed-out step locked") {
+                    try await setUp.withTransaction { tx in
+                        try await tx.query("UPDATE held SET n = n + 1 WHERE id = 1 RETURNING n").first?.int64("n")
+                    }
+                }
+            } catch {
+                release.open()
+                throw error
+            }
+            release.open()
+            #expect(n == 1, "the timed-out step's update was rolled back")
+            #expect(try await step.value == "store_unavailable")
+        }
+    }
+
     @Test(
         "a server that refuses a start-up parameter fails the store's start at once with invalid_database_url, naming client_connection_check_interval=0"
     )
