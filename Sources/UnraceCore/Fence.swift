@@ -13,9 +13,24 @@ public enum Fence {
         return record.state == .running && record.token == token
     }
 
+    /// Whether `record` is the holder's own record, already ended: a `complete` or `fail` that
+    /// finds it was retried after its first attempt committed (after ``UnraceError/Code/outcomeUnknown``,
+    /// say), not refused because another holder took the key.
+    public static func endedByHolder(_ record: OperationRecord?, token: FencingToken, createdAt: Timestamp? = nil) -> Bool {
+        guard let record, record.state != .running, record.token == token else { return false }
+        return createdAt.map { $0 == record.createdAt } ?? true
+    }
+
     /// The error a fenced holder gets. Log-safe: names neither key nor payload.
-    public static func error(token: FencingToken, current: OperationRecord?) -> UnraceError {
+    public static func error(token: FencingToken, current: OperationRecord?, createdAt: Timestamp? = nil) -> UnraceError {
         let detail = current.map { "current token \($0.token), state \($0.state.rawValue)" } ?? "record absent"
+        if endedByHolder(current, token: token, createdAt: createdAt) {
+            return UnraceError(
+                .fenced,
+                "this holder's operation already ended: a complete or fail sent again after its first attempt committed (after outcome_unknown) finds it done; nothing was written now",
+                detail: "holder token \(token); \(detail)"
+            )
+        }
         return UnraceError(
             .fenced,
             "the lease for this operation was lost to a newer holder; this holder's writes were rolled back",

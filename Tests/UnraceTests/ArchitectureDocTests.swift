@@ -58,3 +58,19 @@ struct ArchitectureDocTests {
         #expect(checked >= 10, "the section names the tests that guard its invariants")
     }
 }
+
+/// The error table is the list users switch on: every code `UnraceError` declares is on it.
+@Suite("ErrorsAndLimits.md")
+struct ErrorTableDocTests {
+    @Test("every UnraceError code is in the error table, by its raw value")
+    func everyCodeListed() throws {
+        let root = ArchitectureDocTests.root
+        let source = try String(contentsOf: root.appendingPathComponent("Sources/UnraceCore/UnraceError.swift"), encoding: .utf8)
+        let table = try String(contentsOf: root.appendingPathComponent("Sources/Unrace/Unrace.docc/ErrorsAndLimits.md"), encoding: .utf8)
+        let declared = try NSRegularExpression(pattern: #"^\s*case [a-zA-Z]+ = "([a-z_]+)"$"#, options: .anchorsMatchLines)
+            .matches(in: source, range: NSRange(source.startIndex..., in: source))
+            .map { String(source[Range($0.range(at: 1), in: source)!]) }
+        #expect(declared.count >= 30 && declared.contains("outcome_unknown"), "\(declared)")
+        for code in declared { #expect(table.contains("| `\(code)` |"), "\(code) is not in the error table") }
+    }
+}

@@ -67,8 +67,10 @@ struct CLITests {
 
     @Test("an unreachable PostgreSQL fails within seconds, naming the host, the port and the cause")
     func unreachableDatabase() async throws {
-        // A port nothing listens on: bind one, note it, close it.
-        let port = try freeLoopbackPort()
+        // A port nothing listens on, held bound so no other test's server takes it meanwhile.
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         // The baseline, started at the same moment under the same load: the same command with a
         // URL it refuses before any connection is tried. What the unreachable run takes beyond
         // it is the time spent finding out the server is not there. (Starting a debug `unrace`
@@ -89,7 +91,9 @@ struct CLITests {
 
     @Test("in process, both ways of opening a PostgresStore refuse an unreachable server with store_unavailable, naming it")
     func unreachableDatabaseInProcess() async throws {
-        let port = try freeLoopbackPort()
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         let url = "postgres://postgres@127.0.0.1:\(port)/nothing"
         let start = ContinuousClock.now
         let scoped = await #expect(throws: UnraceError.self) { try await PostgresStore.withStore(url: url) { _ in 1 } }

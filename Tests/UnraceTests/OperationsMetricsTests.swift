@@ -50,6 +50,26 @@ struct OperationsMetricsTests {
         }
         await #expect(throws: UnraceError.self) { try await operations.complete(stalled, result: 1) }
         try await operations.complete(successor, result: 2)
+        // The successor's complete sent again (as after outcome_unknown, when the first had
+        // committed): refused, saying the holder already ended it — not counted as a takeover.
+        do {
+            try await operations.complete(successor, result: 2)
+            Issue.record("a second complete of an ended operation is refused")
+        } catch let error as UnraceError {
+            #expect(error.code == .fenced && error.message.hasPrefix("this holder's operation already ended"), "\(error.message)")
+        }
+        // A lease that ran out is still reported in progress, with its end in the past: the next
+        // claim takes it over.
+        guard case .acquired = try await operations.begin(key: "s", scope: scope) else {
+            Issue.record("no claim of s")
+            return
+        }
+        clock.advance(by: .seconds(6))
+        guard case .inProgress(_, let leaseUntil) = try await operations.status(of: "s", scope: scope) else {
+            Issue.record("s is not reported in progress")
+            return
+        }
+        #expect(leaseUntil < clock.now())
 
         let store = backend.label
         func count(_ label: String, _ result: String? = nil) throws -> Int64 {
@@ -58,7 +78,7 @@ struct OperationsMetricsTests {
             return try metrics.expectCounter(label, dimensions).totalValue
         }
         // k, m and t's first holder; f's body threw, so its claim never completed and counts as a body failure.
-        #expect(try count("unrace_operation_claims_total", "acquired") == 3)
+        #expect(try count("unrace_operation_claims_total", "acquired") == 4)
         #expect(try count("unrace_operation_claims_total", "replayed") == 5)
         #expect(try count("unrace_operation_claims_total", "mismatch") == 1)
         #expect(try count("unrace_operation_claims_total", "in_progress") == 1)

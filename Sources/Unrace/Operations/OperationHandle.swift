@@ -80,7 +80,8 @@ public enum Claim: Sendable, Hashable {
 public enum OperationStatus: Sendable, Hashable {
     /// No record: the operation never ran, or its record was purged after retention.
     case notStarted
-    /// A holder is running it.
+    /// A holder claimed it and has not ended it. Its lease runs until `leaseUntil`: a time already
+    /// past means the holder is gone (or late), and the next claim takes the key over.
     case inProgress(holder: String, leaseUntil: Timestamp)
     /// A retryable failure released it; the next claim runs it again.
     case released

@@ -123,16 +123,21 @@ extension Operations {
         _ name: StaticString,
         _ work: (StepContext<S.Transaction>, OperationRecord) async throws -> T
     ) async throws -> T {
+        // The holder's own record, already ended (its first `complete` committed, then the call was
+        // sent again): refused as fenced, but no other holder took the key, so it is neither
+        // logged nor counted as a takeover.
+        var endedByHolder = false
         do {
             return try await telemetry.step(store, info(name, handle.key)) { context in
                 let current = try await context.rows.lockOperation(scope: handle.scope, key: handle.key)
                 let admitted = Fence.admits(current, token: handle.token, createdAt: handle.createdAt)
                 guard admitted || context.disabledGuards.contains(.fencing), let current else {
-                    throw Fence.error(token: handle.token, current: current)
+                    endedByHolder = Fence.endedByHolder(current, token: handle.token, createdAt: handle.createdAt)
+                    throw Fence.error(token: handle.token, current: current, createdAt: handle.createdAt)
                 }
                 return try await work(context, current)
             }
-        } catch let error as UnraceError where error.code == .fenced {
+        } catch let error as UnraceError where error.code == .fenced && !endedByHolder {
             logger.warning(
                 "fenced holder write refused: the key was taken over",
                 metadata: telemetry.keyMetadata(scope: handle.scope.rawValue, key: handle.key.rawValue).merging(
@@ -147,7 +152,7 @@ extension Operations {
     /// Logs a claim that took a key over from a holder whose lease ended.
     func logTakeover(_ record: OperationRecord) {
         logger.notice(
-            "operation taken over after its holder's lease ended",
+            "operation claimed again: its holder's lease ended, or a retryable failure released it",
             metadata: telemetry.keyMetadata(scope: record.scope.rawValue, key: record.key.rawValue).merging(
                 ["scope": "\(metrics.scopeLabel(record.scope))", "token": "\(record.token.value)"]
             ) { $1 }

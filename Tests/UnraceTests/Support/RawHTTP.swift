@@ -86,6 +86,37 @@ final class RawConnection: @unchecked Sendable {
 
 /// A loopback port nothing listens on now: bound, read and closed. (Another process could take it
 /// before the caller does; tests that use it fail loudly then, never pass wrongly.)
+/// A loopback port held bound but not listening for as long as this lives: a connection to it is
+/// refused at once, and no other test's server can take it meanwhile (a port noted and released,
+/// as ``freeLoopbackPort()`` does, may be handed to a server of another test running alongside,
+/// which then accepts the connection and never answers as PostgreSQL would).
+final class RefusingPort: Sendable {
+    let port: Int
+    private let socket: Int32
+
+    init() throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let socket = socket
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            close(socket)
+            throw RawConnection.Failed(description: "could not bind a loopback port")
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(socket) }
+}
+
 func freeLoopbackPort() throws -> Int {
     let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(socket) }
