@@ -254,7 +254,7 @@ public final class FluentStore: SQLStore {
         return try await writer.withLock {
             try await withLeasedConnection(writing: true) { db in
                 let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
-                return try await Self.sqliteTransaction(connection) { tx in
+                return try await Self.sqliteTransaction(connection, busyTimeoutMilliseconds: statementTimeoutMilliseconds) { tx in
                     let fluent = GuardedFluentDatabase(base: db, gate: .sqlite(tx.gate))
                     return try await StepNesting.inside {
                         try await body(FluentTransaction(fluent: fluent, sql: .sqlite(tx), owner: location))
@@ -313,12 +313,20 @@ public final class FluentStore: SQLStore {
 
     /// `BEGIN IMMEDIATE` … `COMMIT` on one SQLite connection; a body that throws, or a cancelled
     /// caller, rolls back.
+    ///
+    /// SQLiteNIO's connections retry a locked database forever, at once and without end (a busy
+    /// handler that always says "again"): while another process held the file's write lock, a
+    /// step spun, uncancellable, and every later write queued behind it. `busy_timeout` replaces
+    /// that handler on the connection: past `busyTimeoutMilliseconds` (the step timeout) the step
+    /// fails with a retryable `store_unavailable`, as `SQLiteStore`'s do past its busy timeout.
     private static func sqliteTransaction<T>(
         _ connection: SQLiteConnection,
+        busyTimeoutMilliseconds: Int64,
         _ body: (SQLiteConnectionTransaction) async throws -> T
     ) async throws -> T {
         let tx = SQLiteConnectionTransaction(connection: connection)
         defer { tx.gate.end() }
+        try await tx.execute("PRAGMA busy_timeout = \(busyTimeoutMilliseconds)", [])
         try await tx.execute(SQLDialect.sqlite.beginStatement, [])
         do {
             let result = try await body(tx)

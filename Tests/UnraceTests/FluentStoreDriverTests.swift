@@ -284,6 +284,49 @@ struct FluentStoreDriverTests {
         }
     }
 
+    @Test(
+        "on SQLite a write step that meets another connection's write lock fails with store_unavailable after the step timeout, not spinning forever"
+    )
+    func lockedFile() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("fluent-locked"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("fluent.sqlite").path
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+        databases.use(.sqlite(.file(path)), as: .sqlite)
+        var logger = Logger(label: "test.fluent")
+        logger.logLevel = .critical
+        do {
+            let store = try await FluentStore(databases: databases, stepTimeout: .seconds(1), logger: logger)
+            // Another process's writer, as far as SQLite can tell: a connection of its own that
+            // holds the file's write lock.
+            let other = try await SQLiteConnection.open(storage: .file(path: path))
+            _ = try await other.query("BEGIN IMMEDIATE")
+            let code: String
+            do {
+                code = try await within(.seconds(20), "a Fluent write step on a locked file") {
+                    do {
+                        try await store.withTransaction { tx in try await tx.execute("SELECT 1") }
+                        return "finished"
+                    } catch let error as UnraceError { return "\(error.code)" }
+                }
+            } catch {
+                _ = try? await other.query("COMMIT")
+                try? await other.close()
+                throw error
+            }
+            _ = try await other.query("COMMIT")
+            try await other.close()
+            #expect(code == "store_unavailable")
+            // Once the lock is gone, the next write step runs.
+            #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        } catch {
+            await databases.shutdownAsync()
+            throw error
+        }
+        await databases.shutdownAsync()
+    }
+
     @Test("a driver other than PostgreSQL or SQLite is refused with unsupported_database, before anything is sent to it")
     func unknownDriverIsRefused() async throws {
         let database = UnknownDriverDatabase(eventLoop: MultiThreadedEventLoopGroup.singleton.any())

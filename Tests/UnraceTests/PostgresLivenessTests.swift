@@ -147,6 +147,14 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test("a step timeout is kept to the millisecond: 1.999 s lets a 1.05 s statement finish (cut to whole seconds, it was stopped at 1 s)")
+    func subSecondStepTimeout() async throws {
+        try await Self.withPostgres(stepTimeout: .milliseconds(1_999)) { store in
+            let rows = try await store.withTransaction { tx in try await tx.query("SELECT pg_sleep(1.05)").count }
+            #expect(rows == 1)
+        }
+    }
+
     @Test("a step past its timeout between statements (its body awaiting something else) lets go of its locks at the timeout")
     func timedOutBetweenStatements() async throws {
         try await Self.withPostgres(stepTimeout: .milliseconds(1_500)) { store, setUp in
