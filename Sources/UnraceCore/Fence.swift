@@ -14,8 +14,9 @@ public enum Fence {
     }
 
     /// Whether `record` is the holder's own record, already ended: a `complete` or `fail` that
-    /// finds it was retried after its first attempt committed (after ``UnraceError/Code/outcomeUnknown``,
-    /// say), not refused because another holder took the key.
+    /// finds it was sent again after its first attempt committed (after ``UnraceError/Code/outcomeUnknown``,
+    /// say) — done already when it ended the same way, refused when another way — not refused
+    /// because another holder took the key.
     public static func endedByHolder(_ record: OperationRecord?, token: FencingToken, createdAt: Timestamp? = nil) -> Bool {
         guard let record, record.state != .running, record.token == token else { return false }
         return createdAt.map { $0 == record.createdAt } ?? true
@@ -27,7 +28,7 @@ public enum Fence {
         if endedByHolder(current, token: token, createdAt: createdAt) {
             return UnraceError(
                 .fenced,
-                "this holder's operation already ended: a complete or fail sent again after its first attempt committed (after outcome_unknown) finds it done; nothing was written now",
+                "this holder's operation already ended another way (a complete after its own fail, say); nothing was written now",
                 detail: "holder token \(token); \(detail)"
             )
         }

@@ -40,8 +40,11 @@ package struct ClosedBeforeUse: Error {}
 /// without ever leaving a statement unanswered.
 ///
 /// A step is stopped in one of two ways: a statement in flight is cut off by closing the
-/// connection (10 ms after the stop); a step between statements is only marked, and sends nothing
-/// more (its next statement throws, and its rollback runs on the open connection).
+/// connection (10 ms after the stop); a step cancelled between statements is only marked, and
+/// sends nothing more (its next statement throws, and its rollback runs on the open connection).
+/// A step past its timeout has its connection closed even between statements (unless its
+/// rollback is already running): a body waiting on something else would otherwise keep the
+/// transaction, and its locks, for as long as it waits.
 ///
 /// postgres-nio 1.33 never answers a statement written to a channel that closed before the
 /// statement reached it, and a statement can lose the CPU between passing the guard and being
@@ -66,6 +69,7 @@ package final class ConnectionGuard: Sendable {
         var finished = false
         var committing = false
         var commitSent = false
+        var rollingBack = false
         /// Statements sent and not answered yet: how to give up on each.
         var waiting: [Int: @Sendable (any Error) -> Void] = [:]
         var nextStatement = 0
@@ -175,6 +179,16 @@ package final class ConnectionGuard: Sendable {
         return try await work()
     }
 
+    /// The step's rollback starts: a timeout from now on leaves the connection to it (the rollback
+    /// is bounded on its own). `false` when the connection is closing already (no rollback needed).
+    package func beginRollback() -> Bool {
+        state.withLock { state in
+            guard !state.closing else { return false }
+            state.rollingBack = true
+            return true
+        }
+    }
+
     /// Whether the step's `COMMIT` was handed to the connection: a failure after it leaves the
     /// outcome unknown.
     package var commitSent: Bool { state.withLock { $0.commitSent } }
@@ -185,9 +199,14 @@ package final class ConnectionGuard: Sendable {
     /// server rolls back when the connection goes.
     package func stop(_ reason: StopReason) {
         let close = state.withLock { state -> Bool in
-            guard state.stop == nil, !state.finished else { return false }
-            state.stop = reason
-            guard state.inFlight > 0 || reason == .timedOut else { return false }
+            guard !state.finished, !state.closing else { return false }
+            let first = state.stop == nil
+            if first { state.stop = reason }  // the first reason is the step's error
+            // A statement in flight is cut off at the first stop; past the timeout the connection
+            // goes whatever stopped the step first — a cancelled body may wait on, holding locks —
+            // unless its rollback is running (it ends the transaction itself, within its bound).
+            let timedOutBetweenStatements = reason == .timedOut && !state.rollingBack
+            guard (first && state.inFlight > 0) || timedOutBetweenStatements else { return false }
             state.closing = true
             return true
         }

@@ -124,10 +124,15 @@ package struct PostgresSteps: Sendable {
         }
     }
 
+    /// How long a step may run, as the event loop counts it: `timeout` to the millisecond (a step
+    /// timeout of 1.9 s is 1.9 s, not 1 s).
+    package static func deadline(after timeout: Duration) -> TimeAmount { .milliseconds(timeout.wholeMilliseconds) }
+
     /// Runs `work` on the guarded connection for at most ``stepTimeout``; a cancelled caller is
     /// stopped at once (see ``ConnectionGuard/stop(_:)``: a statement in flight is cut off by
-    /// closing the connection, a step between statements sends no more; past the timeout the
-    /// connection is closed either way, so the transaction's locks go with it). Past the timeout the
+    /// closing the connection, a step between statements sends no more); past the timeout the
+    /// connection is closed even between statements, and even after a cancellation, so the
+    /// transaction's locks go with it — unless the step's own rollback is already running. Past the timeout the
     /// step fails with a retryable ``UnraceError/Code/storeUnavailable``; cancelled, with
     /// `CancellationError` — either, once `COMMIT` was sent, with ``UnraceError/Code/outcomeUnknown``
     /// instead (the server may have committed). postgres-nio does not cancel a statement in flight: a database that
@@ -140,7 +145,7 @@ package struct PostgresSteps: Sendable {
         let timeout = stepTimeout
         let deadline =
             timed
-            ? connection.eventLoop.scheduleTask(in: .milliseconds(timeout.wholeMilliseconds)) {
+            ? connection.eventLoop.scheduleTask(in: Self.deadline(after: timeout)) {
                 stepGuard.stop(.timedOut)
             } : nil
         defer { deadline?.cancel() }
@@ -186,7 +191,7 @@ package struct PostgresSteps: Sendable {
     /// the server rolls back when it goes, and postgres-nio would never answer a query sent on it.
     func rollback(_ stepGuard: ConnectionGuard) async {
         let connection = stepGuard.connection
-        guard !connection.isClosed, !stepGuard.isClosing else { return }
+        guard !connection.isClosed, stepGuard.beginRollback() else { return }
         let logger = logger
         let rollback = Task.detached {
             try await connection.query("ROLLBACK", logger: logger)

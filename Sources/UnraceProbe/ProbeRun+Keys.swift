@@ -116,7 +116,7 @@ final class ProbeRun: Sendable {
     /// The count's move during a probe, as evidence.
     static func countMoved(before: Int64?, after: Int64?) -> [String] {
         guard let before, let after else { return [] }
-        return ["the count moved by \(after &- before) during the probe (\(before) → \(after))"]
+        return ["the count moved by \(Int128(after) - Int128(before)) during the probe (\(before) → \(after))"]
     }
 
     // MARK: Missing key

@@ -183,13 +183,18 @@ extension ProbeRun {
         // every retry never reaches an outcome a client can learn.
         let accepted = 200..<300
         if !(first.status.map(accepted.contains) ?? false), !accepted.contains(status) {
-            guard Self.deferredStatuses.contains(status) else {
-                return (
-                    .skipped,
-                    "after \(after): never accepted (\(first.status.map(String.init) ?? "no answer"), then \(status)), proves nothing"
-                )
+            if Self.deferredStatuses.contains(status) {
+                return (.notice, "after \(after): still \(status) after every retry: the key never reached an outcome a client can learn")
             }
-            return (.notice, "after \(after): still \(status) after every retry: the key never reached an outcome a client can learn")
+            // The same refusal twice (or one after no answer) proves nothing; a "not yet" that
+            // became another refusal is worth knowing.
+            if let firstStatus = first.status, firstStatus != status {
+                return (.notice, "after \(after): answered \(firstStatus), then \(status)")
+            }
+            return (
+                .skipped,
+                "after \(after): never accepted (\(first.status.map(String.init) ?? "no answer"), then \(status)), proves nothing"
+            )
         }
         guard let firstStatus = first.status else { return (.clean, "after \(after): \(status)") }
         if first.error == nil, firstStatus == status, first.bodySHA256 == retry.bodySHA256, first.location == retry.location {

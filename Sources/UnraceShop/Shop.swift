@@ -43,6 +43,9 @@ public struct Shop<S: SQLStore>: Sendable {
 
     /// - Throws: ``UnraceError`` when the configuration is invalid.
     public init(store: S, configuration: ShopConfiguration = .init(), logger: Logger = Logger(label: "unrace.shop")) throws {
+        guard configuration.healthTimeout >= .milliseconds(100), configuration.healthTimeout <= .seconds(60) else {
+            throw UnraceError(.invalidConfiguration, "healthTimeout must be between 100 ms and 60 seconds")
+        }
         self.store = store
         self.configuration = configuration
         let metricsFactory = PrometheusMetricsFactory(registry: configuration.metrics)
@@ -222,11 +225,8 @@ struct HealthResponse: ResponseEncodable {
 }
 
 extension Shop {
-    /// The longest `GET /health` waits for the database: 2 seconds.
-    static var healthTimeout: Duration { .seconds(2) }
-
     /// `GET /health`: 200 when the database takes writes — a write transaction begins (SQLite's
-    /// writer, PostgreSQL's primary: not in recovery, not read-only) within ``healthTimeout`` —
+    /// writer, PostgreSQL's primary: not in recovery, not read-only) within ``ShopConfiguration/healthTimeout`` (2 s by default) —
     /// else 503 `database_read_only` or `service_unavailable` with `Retry-After`: a load balancer
     /// takes a replica whose database is failing over out of rotation.
     func health() async throws -> HealthResponse {
@@ -253,7 +253,7 @@ extension Shop {
                 return .failure(error)
             }
         }
-        let writable = await HealthProbe.value(of: probe, within: Self.healthTimeout)
+        let writable = await HealthProbe.value(of: probe, within: configuration.healthTimeout)
         switch writable {
         case .success?:
             return HealthResponse(status: "ok", store: store.backendName, writable: true)
@@ -265,7 +265,10 @@ extension Shop {
                 detail: "a read-only standby: retry after Retry-After"
             )
         case .failure?, nil:
-            throw HTTPProblem(.serviceUnavailable, detail: "the database did not begin a write transaction within \(Self.healthTimeout)")
+            throw HTTPProblem(
+                .serviceUnavailable,
+                detail: "the database did not begin a write transaction within \(configuration.healthTimeout)"
+            )
         }
     }
 }

@@ -42,6 +42,9 @@ public struct ShopConfiguration: Sendable {
     /// How long a request's body may take to arrive in full before the request is answered 408
     /// and its connection closed, however slowly it trickles (default 30 s; 1 ms to 10 min).
     public var requestTimeout: Duration = .seconds(30)
+    /// How long `GET /health` waits for its database to begin a write transaction before it
+    /// answers 503 (default 2 s; 100 ms to 60 s).
+    public var healthTimeout: Duration = .seconds(2)
     /// How long a graceful shutdown (SIGTERM) waits for requests in flight before it cancels
     /// them; the process exits at most a few seconds after (default 10 s; 0 to 10 min).
     public var shutdownGrace: Duration = .seconds(10)

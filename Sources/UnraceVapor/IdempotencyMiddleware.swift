@@ -44,6 +44,14 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
         self.principal = principal
     }
 
+    /// Refused at compile time: say whose keys these are (`principal:`), or `{ _ in "everyone" }`
+    /// for a single-tenant service. A default of one principal for every request would let one
+    /// client's key replay another's response.
+    @available(*, unavailable, message: "pass principal: (whose keys these are), or { _ in \"everyone\" } for a single-tenant service")
+    public init(operations: Operations<S>, configuration: IdempotencyConfiguration = .init()) throws {
+        fatalError("unavailable")
+    }
+
     /// A middleware whose principal is a request header (for example an API-key id a gateway
     /// sets). A request without it, or with it more than once, is refused with 400
     /// `principal_invalid`: of two values, one may be the client's own, sent ahead of the one a

@@ -41,9 +41,13 @@ struct CLITests {
 
     @Test("seeds that would run past UInt64.max are refused, not wrapped to seed 0")
     func seedsPastTheEnd() async throws {
-        let child = try ChildProcess(["simulate", "--seed", "18446744073709551615", "--seeds", "3"], captureErrors: true)
-        #expect(await child.exitStatus() == 64)
-        #expect(child.printed.contains("would run past the last seed, 18446744073709551615"), "\(child.printed)")
+        for arguments in [
+            ["simulate", "--seed", "18446744073709551615", "--seeds", "3"], ["simulate", "sweep", "--seed", "18446744073709551610"],
+        ] {
+            let child = try ChildProcess(arguments, captureErrors: true)
+            #expect(await child.exitStatus() == 64)
+            #expect(child.printed.contains("would run past the last seed, 18446744073709551615"), "\(child.printed)")
+        }
         let last = try ChildProcess(["simulate", "--scenario", "wallet", "--seed", "18446744073709551614", "--seeds", "2"])
         #expect(await last.exitStatus() == 0)
         #expect(last.printed.contains("18446744073709551614…18446744073709551615"), "\(last.printed)")

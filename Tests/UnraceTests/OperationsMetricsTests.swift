@@ -1,4 +1,5 @@
 import MetricsTestKit
+import Synchronization
 import Testing
 import Unrace
 
@@ -51,10 +52,25 @@ struct OperationsMetricsTests {
         await #expect(throws: UnraceError.self) { try await operations.complete(stalled, result: 1) }
         try await operations.complete(successor, result: 2)
         // The successor's complete sent again (as after outcome_unknown, when the first had
-        // committed): refused, saying the holder already ended it — not counted as a takeover.
+        // committed): done already, its body not run again; a fail after it is refused, saying the
+        // holder ended it another way. Neither is counted as a takeover.
+        let ranAgain = Atomic<Int>(0)
+        try await operations.complete(successor, result: 3) { _ in ranAgain.add(1, ordering: .relaxed) }
+        #expect(
+            try await operations.complete(successor) { _ -> Int in
+                ranAgain.add(1, ordering: .relaxed)
+                return 4
+            } == 2,
+            "the stored result"
+        )
+        #expect(ranAgain.load(ordering: .relaxed) == 0)
+        guard case .completed(let done) = try await operations.status(of: "t", scope: scope), try done.value(as: Int.self) == 2 else {
+            Issue.record("the first completion stands")
+            return
+        }
         do {
-            try await operations.complete(successor, result: 2)
-            Issue.record("a second complete of an ended operation is refused")
+            try await operations.fail(successor, reason: .terminal("late"))
+            Issue.record("a fail after the holder's own complete is refused")
         } catch let error as UnraceError {
             #expect(error.code == .fenced && error.message.hasPrefix("this holder's operation already ended"), "\(error.message)")
         }
@@ -77,7 +93,7 @@ struct OperationsMetricsTests {
             if let result { dimensions.append(("result", result)) }
             return try metrics.expectCounter(label, dimensions).totalValue
         }
-        // k, m and t's first holder; f's body threw, so its claim never completed and counts as a body failure.
+        // k, m, t's first holder and s; f's body threw, so its claim never completed and counts as a body failure.
         #expect(try count("unrace_operation_claims_total", "acquired") == 4)
         #expect(try count("unrace_operation_claims_total", "replayed") == 5)
         #expect(try count("unrace_operation_claims_total", "mismatch") == 1)

@@ -168,6 +168,8 @@ struct ProbeTests {
         #expect(failing.0 == .skipped && failing.1.contains("never accepted (500, then 500)"), "\(failing)")
         let unanswered = ProbeRun.compare(exchange(nil, error: "timed out"), exchange(503), after: "a cut")
         #expect(unanswered.0 == .notice, "\(unanswered)")
+        let refusedAfterWaiting = ProbeRun.compare(exchange(409), exchange(422), after: "a cut")
+        #expect(refusedAfterWaiting.0 == .notice && refusedAfterWaiting.1.contains("answered 409, then 422"), "\(refusedAfterWaiting)")
         // Accepted answers are still compared as before.
         #expect(ProbeRun.compare(exchange(201), exchange(201), after: "a cut").0 == .clean)
         #expect(ProbeRun.compare(exchange(201), exchange(409), after: "a cut").0 == .notice)

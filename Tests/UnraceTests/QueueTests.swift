@@ -385,20 +385,26 @@ struct QueueTests {
             // Another purger's step: it has deleted the three rows and not yet committed.
             let deleted = Latch()
             let release = Latch()
+            let otherPID = BackendPID()
             let other = Task {
                 try await store.withTransaction { tx in
                     try await tx.execute("DELETE FROM unrace_queue_messages WHERE queue = ?", [.text(queue.name)])
+                    let pid = try await tx.query("SELECT pg_backend_pid() AS pid").first?["pid"]
+                    otherPID.value.withLock { $0 = pid }
                     deleted.open()
                     await release.wait()
                 }
             }
             try await within(.seconds(30), "the other purger's delete") { await deleted.wait() }
+            let blocker = try #require(otherPID.value.withLock { $0 })
             // This purge reads the three (the delete is not committed), then waits on their locks.
             let purge = Task { try await queue.purgeCompleted(olderThan: .seconds(60)) }
             try await within(.seconds(30), "the purge's DELETE waiting on the other step's locks") {
                 while try await store.withTransaction({ tx in
                     try await tx.query(
-                        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'DELETE FROM unrace_queue_messages WHERE queue = $1 AND state%' AND wait_event_type = 'Lock'"
+                        // Blocked by this test's other step, not any other test's.
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'DELETE FROM unrace_queue_messages WHERE queue = $1 AND state%' AND ? = ANY(pg_blocking_pids(pid))",
+                        [blocker]
                     )
                 }).first?["n"] != .integer(1) {
                     try await Task.sleep(for: .milliseconds(20))
@@ -441,4 +447,9 @@ struct QueueTests {
         #expect(try rows[0].int64("n") == Int64(count) && rows[0].int64("d") == Int64(count))
         #expect(try await queue.depth() == QueueDepth(done: count))
     }
+}
+
+/// A PostgreSQL backend's pid, noted by one task and read by another.
+private final class BackendPID: Sendable {
+    let value = Mutex<SQLValue?>(nil)
 }

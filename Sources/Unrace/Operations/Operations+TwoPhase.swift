@@ -53,7 +53,12 @@ extension Operations {
 
     /// Completes the operation with a result that every duplicate will be given, committing
     /// `body`'s local writes in the same transaction.
-    /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key; `body`'s writes roll back.
+    ///
+    /// Idempotent for its holder: sent again after the holder completed the operation (its first
+    /// attempt committed, though the call failed with ``UnraceError/Code/outcomeUnknown``), it
+    /// returns at once — `body` does not run again, and the first attempt's result stands.
+    /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key, or ended the operation
+    ///   another way (failed it); `body`'s writes roll back.
     public func complete(
         _ handle: OperationHandle,
         result: some Encodable,
@@ -68,7 +73,9 @@ extension Operations {
     /// every duplicate is given; `body`'s writes and the record commit together.
     ///
     /// Use it when the result only exists once the local work has run (an HTTP response, say).
-    /// - Returns: what `body` returned.
+    /// Sent again after the holder completed the operation, it returns the stored result without
+    /// running `body`.
+    /// - Returns: what `body` returned (the stored result, for a call sent again).
     /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key (`body` does not run);
     ///   or whatever `body` throws, in which case nothing is written and the key stays held.
     public func complete<Value: Codable & Sendable>(
@@ -76,7 +83,11 @@ extension Operations {
         producing body: (S.Transaction) async throws -> Value
     ) async throws -> Value {
         let retention = configuration.retention
-        return try await fencedStep(handle, "complete") { context, current in
+        let repeated: (OperationRecord) throws -> Value? = { record in
+            guard record.state == .succeeded, let outcome = record.outcome else { return nil }
+            return try OutcomeCoding.decode(Value.self, from: outcome)
+        }
+        return try await fencedStep(handle, "complete", repeated: repeated) { context, current in
             let value = try await body(context.transaction)
             let write = HolderWrite.complete(.success(try OutcomeCoding.encode(value)))
             let record = write.apply(to: current, now: try await context.rows.now(), retention: retention)
@@ -86,8 +97,10 @@ extension Operations {
     }
 
     /// Ends the operation in failure: a terminal failure is stored and replayed; a retryable one
-    /// releases the key for the next claim.
-    /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key.
+    /// releases the key for the next claim. Sent again after the holder ended it the same way
+    /// (and before another claim took the released key), it returns at once without running `body`.
+    /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key, or ended the operation
+    ///   another way.
     public func fail(
         _ handle: OperationHandle,
         reason: FailureReason,
@@ -108,7 +121,13 @@ extension Operations {
         _ body: (S.Transaction) async throws -> Void
     ) async throws -> OperationRecord {
         let retention = configuration.retention
-        return try await fencedStep(handle, name) { context, current in
+        // Sent again after the holder ended the operation this same way (its first attempt
+        // committed, then the call reported outcome_unknown): done already, the body not run again.
+        let repeated: (OperationRecord) -> OperationRecord? = { record in
+            guard case .complete(let completion) = write, record.state == completion.state else { return nil }
+            return record
+        }
+        return try await fencedStep(handle, name, repeated: repeated) { context, current in
             try await body(context.transaction)
             let record = write.apply(to: current, now: try await context.rows.now(), retention: retention)
             try await context.rows.saveOperation(record, isNew: false)
@@ -121,6 +140,7 @@ extension Operations {
     private func fencedStep<T: Sendable>(
         _ handle: OperationHandle,
         _ name: StaticString,
+        repeated: (OperationRecord) throws -> T? = { _ in nil },
         _ work: (StepContext<S.Transaction>, OperationRecord) async throws -> T
     ) async throws -> T {
         // The holder's own record, already ended (its first `complete` committed, then the call was
@@ -133,6 +153,7 @@ extension Operations {
                 let admitted = Fence.admits(current, token: handle.token, createdAt: handle.createdAt)
                 guard admitted || context.disabledGuards.contains(.fencing), let current else {
                     endedByHolder = Fence.endedByHolder(current, token: handle.token, createdAt: handle.createdAt)
+                    if endedByHolder, let current, let done = try repeated(current) { return done }
                     throw Fence.error(token: handle.token, current: current, createdAt: handle.createdAt)
                 }
                 return try await work(context, current)
@@ -152,7 +173,7 @@ extension Operations {
     /// Logs a claim that took a key over from a holder whose lease ended.
     func logTakeover(_ record: OperationRecord) {
         logger.notice(
-            "operation claimed again: its holder's lease ended, or a retryable failure released it",
+            "operation taken over: claimed again after its holder's lease ended or a retryable failure released it",
             metadata: telemetry.keyMetadata(scope: record.scope.rawValue, key: record.key.rawValue).merging(
                 ["scope": "\(metrics.scopeLabel(record.scope))", "token": "\(record.token.value)"]
             ) { $1 }

@@ -28,6 +28,9 @@ struct SweepCommand: AsyncParsableCommand {
             throw ValidationError("--scenario must be a double-execution scenario (see `unrace simulate --list`)")
         }
         guard (10...100_000).contains(seeds) else { throw ValidationError("--seeds must be between 10 and 100,000") }
+        guard UInt64.max - seed >= UInt64(seeds - 1) else {
+            throw ValidationError("--seed \(seed) with --seeds \(seeds) would run past the last seed, 18446744073709551615")
+        }
     }
 
     func run() async throws {

@@ -8,7 +8,8 @@ import Vapor
 /// The shop: `swift run VaporShop serve --hostname 127.0.0.1 --port 8080`. SQLite (`vaporshop.sqlite`,
 /// or `SQLITE_PATH`) by default; PostgreSQL with `DATABASE_URL=postgres://…`. `UNRACE_IDEMPOTENCY=off`
 /// serves `POST /orders` without the middleware, to see what retries do without it. A connection on
-/// which nothing arrives for `IDLE_TIMEOUT_SECONDS` (30 by default, 1 to 3600) is closed, so a client
+/// which nothing is read or written for `IDLE_TIMEOUT_SECONDS` (60 by default — longer than a step's
+/// 30 s timeout, so a slow request gets its answer —, 1 to 3600) is closed, so a client
 /// that stops half way through a body cannot hold the server. `VaporShop bench` measures what the
 /// middleware costs.
 @main
@@ -33,7 +34,7 @@ enum Entrypoint {
     }
 
     static func configure(_ app: Application) async throws {
-        let idle = Environment.get("IDLE_TIMEOUT_SECONDS").map { Int64($0) } ?? 30
+        let idle = Environment.get("IDLE_TIMEOUT_SECONDS").map { Int64($0) } ?? 60
         guard let idle, (1...3_600).contains(idle) else {
             throw Abort(.internalServerError, reason: "IDLE_TIMEOUT_SECONDS must be a whole number of seconds from 1 to 3600")
         }
