@@ -80,8 +80,8 @@ extension Shop {
                 [ShopTask.capture, .email].map { $0.message(order: order.id, amount: amount) },
                 in: tx
             )
-            // The stock row is every order's hot row: take it last, so its lock is held only for
-            // the rest of the commit.
+            // The stock row is every order's hot row: take it (and then the product's version,
+            // which moves with it) last, so their locks are held only for the rest of the commit.
             let taken = try await tx.query(
                 "UPDATE shop_stock SET available = available - ? WHERE sku = ? AND available >= ? RETURNING available",
                 [.integer(order.quantity), .text(order.sku), .integer(order.quantity)]

@@ -79,6 +79,9 @@ extension Shop {
         _ request: Request,
         _ context: Context
     ) async throws -> Response {
+        // Read after the version, in a step of its own: an order between the two reads pairs the
+        // older tag with the newer stock, so a client's tag is at worst older than its body (its
+        // next conditional GET gets 200), never newer (which would make it 304 on stale stock).
         let available = try await store.withTransaction { tx in
             try await tx.query("SELECT available FROM shop_stock WHERE sku = ?", [.text(sku)]).first?.int64("available") ?? 0
         }
