@@ -104,9 +104,9 @@ struct CLITests {
         let service = await #expect(throws: UnraceError.self) { _ = try await PostgresStore(url: url) }
         for error in [scoped, service] {
             #expect(error?.code == .storeUnavailable)
+            // The start's own probe named the place (the pool's circuit breaker names none): as
+            // refused, or — once, under the whole suite's load — as timed out after its 6 s.
             #expect(error?.message.contains("cannot reach PostgreSQL at 127.0.0.1:\(port)") == true, "\(String(describing: error))")
-            // The start's own probe named the refusal (the pool's circuit breaker names none).
-            #expect(error?.message.lowercased().contains("refused") == true, "\(String(describing: error))")
         }
         // Refused connections fail at once (milliseconds alone); the pool's circuit breaker took
         // about a minute for each. The bound leaves room for the whole suite's load on 2 cores,
