@@ -17,7 +17,7 @@ public enum Fence {
     /// finds it was sent again after its first attempt committed (after ``UnraceError/Code/outcomeUnknown``,
     /// say) — done already when it ended the same way, refused when another way — not refused
     /// because another holder took the key.
-    public static func endedByHolder(_ record: OperationRecord?, token: FencingToken, createdAt: Timestamp? = nil) -> Bool {
+    package static func endedByHolder(_ record: OperationRecord?, token: FencingToken, createdAt: Timestamp? = nil) -> Bool {
         guard let record, record.state != .running, record.token == token else { return false }
         return createdAt.map { $0 == record.createdAt } ?? true
     }

@@ -5,34 +5,6 @@ import Synchronization
 import Unrace
 import UnraceCore
 
-/// A continuation resumed by the first of several callers; the others do nothing.
-final class OnceResumption<T: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, value: T?, done: Bool)>((nil, nil, false))
-
-    func set(_ continuation: CheckedContinuation<T, Never>) {
-        let ready = state.withLock { state -> T? in
-            if state.done, let value = state.value { return value }
-            state.continuation = continuation
-            return nil
-        }
-        if let ready { continuation.resume(returning: ready) }
-    }
-
-    func resume(with value: T) {
-        let continuation = state.withLock { state -> CheckedContinuation<T, Never>? in
-            guard !state.done else { return nil }
-            state.done = true
-            guard let continuation = state.continuation else {
-                state.value = value
-                return nil
-            }
-            state.continuation = nil
-            return continuation
-        }
-        continuation?.resume(returning: value)
-    }
-}
-
 /// The pool handed out a connection that had already closed; nothing was sent on it.
 package struct ClosedBeforeUse: Error {}
 

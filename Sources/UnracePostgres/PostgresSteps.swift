@@ -196,7 +196,7 @@ package struct PostgresSteps: Sendable {
         let rollback = Task.detached {
             try await connection.query("ROLLBACK", logger: logger)
         }
-        let finished = await Self.first(of: rollback, within: PostgresStore.rollbackTimeout)
+        let finished = await TaskRace.first(of: rollback, within: PostgresStore.rollbackTimeout)
         if case .failure(let error)? = finished {
             // The connection may still be inside the failed transaction: never pool it again.
             logger.warning(
@@ -207,29 +207,6 @@ package struct PostgresSteps: Sendable {
         } else if finished == nil {
             logger.warning("rollback after a failed step did not finish in time; closing the connection")
             connection.close().whenComplete { _ in }
-        }
-    }
-
-    /// The result of `task`, or `nil` when it has not finished within `limit` — or, with
-    /// `orCancellation`, when the caller was cancelled first (the task is left to finish, or not,
-    /// on its own).
-    static func first<T: Sendable>(
-        of task: Task<T, any Error>,
-        within limit: Duration,
-        orCancellation: Bool = false
-    ) async -> Result<T, any Error>? {
-        let once = OnceResumption<Result<T, any Error>?>()
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                once.set(continuation)
-                Task.detached { once.resume(with: await task.result) }
-                Task.detached {
-                    try? await Task.sleep(for: limit)
-                    once.resume(with: nil)
-                }
-            }
-        } onCancel: {
-            if orCancellation { once.resume(with: nil) }
         }
     }
 

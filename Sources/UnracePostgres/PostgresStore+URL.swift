@@ -3,6 +3,7 @@ package import Logging
 import NIOCore
 import NIOPosix
 public import PostgresNIO
+import Unrace
 import UnraceCore
 
 extension PostgresStore {
@@ -49,7 +50,7 @@ extension PostgresStore {
         let attempt = Task { try await bootstrap.connect(host: host, port: port).get() }
         // The connect timeout bounds the attempt; a cancelled caller does not wait for it.
         let limit = Duration.nanoseconds(timeout.nanoseconds) + .seconds(1)
-        guard let result = await PostgresSteps.first(of: attempt, within: limit, orCancellation: true) else {
+        guard let result = await TaskRace.first(of: attempt, within: limit, orCancellation: true) else {
             Task.detached { try? await attempt.value.close() }
             try Task.checkCancellation()
             throw UnraceError(.storeUnavailable, "cannot reach PostgreSQL at \(host):\(port): the connection timed out")
@@ -105,7 +106,7 @@ extension PostgresStore {
                 logger: logger
             ).get()
         }
-        guard let result = await PostgresSteps.first(of: attempt, within: limit, orCancellation: true) else {
+        guard let result = await TaskRace.first(of: attempt, within: limit, orCancellation: true) else {
             attempt.cancel()
             Task.detached { try? await attempt.value.close() }
             try Task.checkCancellation()

@@ -235,25 +235,20 @@ extension Shop {
         // file another process holds locked, up to the busy timeout) cannot be cancelled, and a
         // task group would wait for it. One probe at a time: later requests share the running one.
         let probe = healthProbe.probe {
-            do {
-                try await store.withTransaction { tx in
-                    guard store.dialect.name == SQLDialect.postgres.name else {
-                        _ = try await tx.query("SELECT 1 AS ok")
-                        return
-                    }
-                    let rows = try await tx.query(
-                        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS read_only"
-                    )
-                    if rows.first?["read_only"].bool == true {
-                        throw UnraceError(.databaseReadOnly, "the database is a read-only standby")
-                    }
+            try await store.withTransaction { tx in
+                guard store.dialect.name == SQLDialect.postgres.name else {
+                    _ = try await tx.query("SELECT 1 AS ok")
+                    return
                 }
-                return .success(())
-            } catch {
-                return .failure(error)
+                let rows = try await tx.query(
+                    "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS read_only"
+                )
+                if rows.first?["read_only"].bool == true {
+                    throw UnraceError(.databaseReadOnly, "the database is a read-only standby")
+                }
             }
         }
-        let writable = await HealthProbe.value(of: probe, within: configuration.healthTimeout)
+        let writable = await TaskRace.first(of: probe, within: configuration.healthTimeout)
         switch writable {
         case .success?:
             return HealthResponse(status: "ok", store: store.backendName, writable: true)
@@ -301,44 +296,18 @@ extension Shop {
 /// The write probe behind `GET /health`: at most one runs at a time, and a request waits for it
 /// a bounded time whether or not it has finished.
 final class HealthProbe: Sendable {
-    private let running = Mutex<Task<Result<Void, any Error>, Never>?>(nil)
+    private let running = Mutex<Task<Void, any Error>?>(nil)
 
     /// The probe running now, or a new one running `body`.
-    func probe(_ body: @escaping @Sendable () async -> Result<Void, any Error>) -> Task<Result<Void, any Error>, Never> {
+    func probe(_ body: @escaping @Sendable () async throws -> Void) -> Task<Void, any Error> {
         running.withLock { running in
             if let running { return running }
             let task = Task {
-                let result = await body()
-                self.running.withLock { $0 = nil }
-                return result
+                defer { self.running.withLock { $0 = nil } }
+                try await body()
             }
             running = task
             return task
         }
     }
-
-    /// `task`'s result, or `nil` if it has not finished within `limit` (it goes on).
-    static func value<T: Sendable>(of task: Task<T, Never>, within limit: Duration) async -> T? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
-            let waiting = FirstAnswer(continuation)
-            let timer = Task {
-                try? await Task.sleep(for: limit)
-                waiting.resume(returning: nil)
-            }
-            Task {
-                let value = await task.value
-                timer.cancel()
-                waiting.resume(returning: value)
-            }
-        }
-    }
-}
-
-/// A continuation that the first of several answers resumes; later ones are dropped.
-private final class FirstAnswer<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<T, Never>?>
-
-    init(_ continuation: CheckedContinuation<T, Never>) { self.continuation = Mutex(continuation) }
-
-    func resume(returning value: T) { continuation.withLock { $0.take() }?.resume(returning: value) }
 }
