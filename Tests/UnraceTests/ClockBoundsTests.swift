@@ -60,6 +60,51 @@ struct ClockBoundsTests {
         #expect(try await MessageQueue(store: store, name: queue.name).depth() == QueueDepth(), "the refused enqueue wrote nothing")
     }
 
+    @Test("a clock past the latest reading refuses every step, even one that never reads the time", arguments: storeBackends)
+    func endOfTimeEveryStep(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.endOfTimeEveryStep(store) }
+    }
+
+    static func endOfTimeEveryStep<S: Store>(_ store: S) async throws {
+        let end = ManualWallClock(start: Timestamp(milliseconds: .max))
+        let counter = uniqueName("c")
+        let counters = Counters(store: store, clock: end)
+        #expect(await QueueTests.code { _ = try await counters.create(counter, value: 1) } == "invalid_configuration")
+        #expect(try await Counters(store: store).counter(counter) == nil, "the refused create wrote nothing")
+        #expect(try await Counters(store: store).create(counter, value: 5))
+        #expect(await QueueTests.code { _ = try await counters.adjust(counter, by: -1) } == "invalid_configuration")
+        #expect(try await Counters(store: store).counter(counter)?.value == 5, "the refused adjust wrote nothing")
+        #expect(
+            await QueueTests.code { _ = try await Reservations(store: store, clock: end).createResource(uniqueName("r"), capacity: 1) }
+                == "invalid_configuration"
+        )
+        let collection = uniqueName("docs")
+        _ = try await Records(store: store, collection: collection).create("d", 1)
+        #expect(
+            await QueueTests.code { _ = try await Records(store: store, collection: collection, clock: end).create("d", 2) }
+                == "invalid_configuration"
+        )
+
+        let lifecycle = try Lifecycle(initial: "new", terminal: ["done"], transitions: [.init(from: "new", on: "Finish", to: "done")])
+        let guardian = try LifecycleGuard(store: store, lifecycle: lifecycle, name: uniqueName("order"), clock: end)
+        let ran = Atomic<Int>(0)
+        #expect(
+            await QueueTests.code { _ = try await guardian.apply("Start", to: "o1") { _, _ in ran.add(1, ordering: .relaxed) } }
+                == "invalid_configuration"
+        )
+        #expect(ran.load(ordering: .relaxed) == 0, "the handler of a rejected event never ran")
+
+        let stream = uniqueName("s")
+        let event = try InboxEvent(id: "\(stream)-1", stream: stream, sequence: 1, type: "A")
+        _ = try await Inbox(store: store).receive(event) { (_: S.Transaction, _) in .applied }
+        var configuration = InboxConfiguration()
+        configuration.clock = end
+        let late = try Inbox(store: store, configuration: configuration)
+        #expect(
+            await QueueTests.code { _ = try await late.receive(event) { (_: S.Transaction, _) in .applied } } == "invalid_configuration"
+        )
+    }
+
     @Test(
         "a clock near Int64.min: a purge deletes no message younger than its age, and no gap is reported before its timeout",
         arguments: storeBackends

@@ -202,15 +202,12 @@ public struct LifecycleGuard<S: Store>: Sendable {
         let name = name
         let decision = try await telemetry.step(store, StepInfo("transition", "\(entity) on \(event)", clock: clock)) { context in
             let current = try await context.rows.lifecycleState(lifecycle: name, entity: entity, lock: true)
+            let now = try await context.rows.now()
             let decision = lifecycle.applyWithPlaceholder(event, to: current)
             if case .moved(_, let target) = decision {
-                try await context.rows.saveLifecycleState(
-                    lifecycle: name,
-                    entity: entity,
-                    state: target,
-                    isNew: current == nil,
-                    now: try await context.rows.now()
-                )
+                try await context.rows.saveLifecycleState(lifecycle: name, entity: entity, state: target, isNew: current == nil, now: now)
+            } else if current == nil {
+                try await context.rows.forgetUnseenEntity(lifecycle: name, entity: entity)
             }
             try await handler(context.transaction, decision)
             return decision

@@ -74,6 +74,7 @@ enum InboxFlow {
     ) async throws -> InboxOutcome {
         let rows = context.rows
         var (stream, stored) = try await rows.lockStream(event.stream, eventID: event.id)
+        let now = try await rows.now()
         if let stored {
             // Event ids are global: the same id at another position is not this event.
             guard stored == InboxPosition(stream: event.stream, sequence: event.sequence) else {
@@ -90,7 +91,6 @@ enum InboxFlow {
         let seen =
             event.sequence <= stream.head || stream.parked > 0
             ? try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) : false
-        let now = try await rows.now()
         switch SequencingDecision.decide(
             sequence: event.sequence,
             head: stream.head,
@@ -141,8 +141,10 @@ enum InboxFlow {
             stream.parked -= 1
             drained += 1
         }
-        // A gap that remains is a new gap: its age counts from now.
-        stream.gapSince = stream.parked > 0 ? (drained > 0 ? now : stream.gapSince) : nil
+        // Every caller has just moved the head, so a gap that remains is a new one: its age counts
+        // from now, whether or not a parked event was drained (a stream moving in order behind one
+        // far-early event is not stuck).
+        stream.gapSince = stream.parked > 0 ? now : nil
         return drained
     }
 
@@ -157,6 +159,9 @@ enum InboxFlow {
         _ apply: (InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
         let rows = context.rows
+        // Without a parked event there is no gap, and nothing to lock: on PostgreSQL, locking a
+        // stream never seen would create it.
+        guard try await rows.lowestParkedSequence(stream: name) != nil else { return (0, 0) }
         var (stream, _) = try await rows.lockStream(name, eventID: "")
         guard stream.parked > 0, let lowest = try await rows.lowestParkedSequence(stream: name) else { return (0, 0) }
         let now = try await rows.now()

@@ -9,7 +9,9 @@ public struct InboxGap: Sendable, Hashable {
     public var head: Int64
     /// How many early events are parked.
     public var parked: Int
-    /// When the current gap opened.
+    /// When the current gap opened: the stream's last move with events still parked (applied in
+    /// order or drained alike), or its first early event. A stream that keeps moving is never an
+    /// old gap, however long one far-early event stays parked.
     public var since: Timestamp
 
     /// The sequence the stream waits for (`Int64.max` for a head already there, which a stream

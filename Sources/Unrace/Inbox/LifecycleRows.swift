@@ -9,4 +9,13 @@ public protocol LifecycleRows: StepTime {
     func lifecycleState(lifecycle: String, entity: String, lock: Bool) async throws -> String?
     /// Writes an entity's lifecycle state.
     func saveLifecycleState(lifecycle: String, entity: String, state: String, isNew: Bool, now: Timestamp) async throws
+    /// Called when a step that locked an entity never seen ends without a state for it (its first
+    /// event was rejected or absorbed): a store that locked the absence with a row of its own
+    /// removes that row, so refused events for unknown entities leave nothing behind.
+    func forgetUnseenEntity(lifecycle: String, entity: String) async throws
+}
+
+extension LifecycleRows {
+    /// Nothing to remove: a store that locks an absent entity without writing a row.
+    public func forgetUnseenEntity(lifecycle: String, entity: String) async throws {}
 }

@@ -49,6 +49,9 @@ struct Telemetry: Sendable {
     ) async throws -> T {
         let start = handles.isNoOp ? nil : ContinuousClock.now
         do {
+            // Every step may decide on its clock, so a reading past Timestamp.latestReading refuses
+            // the step before it begins, whether or not this step reads the time.
+            _ = try info.clock.now().checkedReading()
             // Without a tracer, the step is called directly: no span, no extra frame on this path.
             let result =
                 isTracing

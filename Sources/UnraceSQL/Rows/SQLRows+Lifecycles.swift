@@ -36,4 +36,13 @@ extension SQLRows: LifecycleRows {
             [.text(lifecycle), .text(entity), .text(state), .integer(now.milliseconds)]
         )
     }
+
+    public func forgetUnseenEntity(lifecycle: String, entity: String) async throws {
+        // Only the placeholder a locking read wrote (the empty state) goes.
+        guard dialect.hasConcurrentWriters else { return }
+        try await write(
+            "DELETE FROM unrace_lifecycle_states WHERE lifecycle = ? AND entity = ? AND state = ''",
+            [.text(lifecycle), .text(entity)]
+        )
+    }
 }
