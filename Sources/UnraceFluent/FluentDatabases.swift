@@ -27,12 +27,26 @@ enum DatabaseSource: Sendable {
 /// An application's databases and the event loops a store's steps take connections on.
 final class Loops: Sendable {
     let databases: Databases
-    let id: DatabaseID?
+    let id: DatabaseID
     let logger: Logger
     let loops: [any EventLoop]
     private let next = Mutex(0)
 
-    init(databases: Databases, id: DatabaseID?, logger: Logger, loops: [any EventLoop]) {
+    /// The registered database `id` names, or the default one for `nil`; `nil` when there is
+    /// none. FluentKit keeps its default id private (and traps when asked for a missing one), so
+    /// it is read by reflection, once, as a store is made; should FluentKit rename it, a single
+    /// registered database is still found.
+    static func resolve(_ id: DatabaseID?, in databases: Databases) -> DatabaseID? {
+        let registered = databases.ids()
+        if let id { return registered.contains(id) ? id : nil }
+        guard let field = Mirror(reflecting: databases).children.first(where: { $0.label == "defaultID" }) else {
+            return registered.count == 1 ? registered.first : nil
+        }
+        guard let defaultID = field.value as? DatabaseID, registered.contains(defaultID) else { return nil }
+        return defaultID
+    }
+
+    init(databases: Databases, id: DatabaseID, logger: Logger, loops: [any EventLoop]) {
         self.databases = databases
         self.id = id
         self.logger = logger
@@ -60,71 +74,5 @@ final class Loops: Sendable {
             throw UnraceError(.storeUnavailable, "the application's Fluent databases were shut down; nothing was sent")
         }
         return database
-    }
-}
-
-/// A connection-bound Fluent database lent by the task that holds its lease to the caller, and
-/// given back when the caller is done.
-final class Loan: Sendable {
-    private struct State {
-        var database: (any Database)?
-        var failure: (any Error)?
-        var borrower: CheckedContinuation<any Database, any Error>?
-        var lender: CheckedContinuation<Void, Never>?
-        var returned = false
-    }
-
-    private let state = Mutex(State())
-
-    /// Lends `database` and waits until it is given back.
-    func lend(_ database: any Database) async {
-        await withCheckedContinuation { (lender: CheckedContinuation<Void, Never>) in
-            let (borrower, returned) = state.withLock { state -> (CheckedContinuation<any Database, any Error>?, Bool) in
-                state.database = database
-                state.lender = lender
-                defer { state.borrower = nil }
-                return (state.borrower, state.returned)
-            }
-            borrower?.resume(returning: database)
-            if returned { giveBack() }
-        }
-    }
-
-    /// No connection could be leased (or the borrower stopped waiting).
-    func fail(_ error: any Error) {
-        let borrower = state.withLock { state -> CheckedContinuation<any Database, any Error>? in
-            if state.failure == nil, state.database == nil { state.failure = error }
-            defer { state.borrower = nil }
-            return state.borrower
-        }
-        borrower?.resume(throwing: error)
-    }
-
-    /// Waits for the lent database; a cancelled caller stops waiting at once with
-    /// `CancellationError` (a database lent later goes straight back: see ``giveBack()``).
-    func borrow() async throws -> any Database {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let ready = state.withLock { state -> Result<any Database, any Error>? in
-                    if let database = state.database { return .success(database) }
-                    if let failure = state.failure { return .failure(failure) }
-                    state.borrower = continuation
-                    return nil
-                }
-                if let ready { continuation.resume(with: ready) }
-            }
-        } onCancel: {
-            fail(CancellationError())
-        }
-    }
-
-    /// Gives the database back: the lease ends.
-    func giveBack() {
-        let lender = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.returned = true
-            defer { state.lender = nil }
-            return state.lender
-        }
-        lender?.resume()
     }
 }

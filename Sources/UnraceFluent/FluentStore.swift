@@ -91,8 +91,9 @@ public final class FluentStore: SQLStore {
     /// the group's event loops. Prefer it to ``init(database:stepTimeout:logger:)``: Fluent's
     /// SQLite driver keeps one connection per event loop, so on SQLite every write step runs on
     /// the first loop's connection and read-only steps (a `peek` while a request holds its key,
-    /// status reads) on the others' — a read never waits for a running step. On PostgreSQL the
-    /// steps spread over every loop's pool.
+    /// status reads) on the others' — a read never waits for a running step, given two loops or
+    /// more (on one loop, reads share the writer's connection and wait for it, as with
+    /// ``init(database:stepTimeout:logger:)``). On PostgreSQL the steps spread over every loop's pool.
     /// - Parameters:
     ///   - databases: the application's databases.
     ///   - id: which of them (`nil`: the default one).
@@ -105,8 +106,17 @@ public final class FluentStore: SQLStore {
         logger: Logger = Logger(label: "unrace.fluent")
     ) async throws {
         let loops = Array(databases.eventLoopGroup.makeIterator())
+        // FluentKit traps on an id it does not have (or `nil` with no default): check first, and
+        // keep the id `nil` stood for, so a later `default(to:)` never moves the store.
+        guard let id = Loops.resolve(id, in: databases) else {
+            throw UnraceError(
+                .invalidConfiguration,
+                id == nil ? "the Fluent databases have no default database" : "there is no such Fluent database",
+                detail: id.map { "no database registered as \($0.string)" }
+            )
+        }
         guard !loops.isEmpty, databases.database(id, logger: logger, on: loops[0]) != nil else {
-            throw UnraceError(.invalidConfiguration, "there is no such Fluent database")
+            throw UnraceError(.invalidConfiguration, "the Fluent databases were shut down")
         }
         try await self.init(
             source: .databases(Loops(databases: databases, id: id, logger: logger, loops: loops)),
@@ -146,7 +156,7 @@ public final class FluentStore: SQLStore {
         self.logger = logger
         self.steps = PostgresSteps(logger: logger, stepTimeout: stepTimeout)
         switch source {
-        case .databases(let loops): self.location = "databases \(ObjectIdentifier(loops.databases)) \(loops.id?.string ?? "default")"
+        case .databases(let loops): self.location = "databases \(ObjectIdentifier(loops.databases)) \(loops.id.string)"
         case .single: self.location = "store \(UUID().uuidString)"
         }
         try await migrate()
@@ -270,7 +280,7 @@ public final class FluentStore: SQLStore {
     /// `body` is done. A caller cancelled while it waits for a connection gets `CancellationError`
     /// at once; the lease, if it comes, goes straight back to the pool.
     private func withLeasedConnection<T>(writing: Bool, _ body: (any Database) async throws -> T) async throws -> T {
-        let loan = Loan()
+        let loan = Loan<any Database>()
         let database = try source.database(writing: writing, concurrentWriters: dialect.hasConcurrentWriters)
         let lease = Task {
             do {

@@ -98,13 +98,17 @@ struct SQLiteConnectionTransaction: SQLTransaction {
         }
     }
 
-    /// SQLite's errors as Unrace's: a broken constraint, a busy database (retryable), or a failure.
+    /// SQLite's errors as Unrace's, as `SQLiteStore` maps them by primary result code (SQLiteNIO
+    /// reports extended codes): a broken constraint of any kind (a trigger's `RAISE(ABORT, …)`, a
+    /// STRICT table's type), a busy or locked database (retryable), or a failure.
     static func translate(_ error: SQLiteError) -> UnraceError {
         switch error.reason {
         case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed, .constraintCheckFailed, .constraintNotNullFailed,
-            .constraintForeignKeyFailed:
+            .constraintForeignKeyFailed, .constraintCommitHookFailed, .constraintUserFunctionFailed, .constraintTriggerFailed,
+            .constraintVirtualTableFailed, .constraintUniqueRowIDFailed, .constraintUpdateTriggerDeletedRow,
+            .constraintStrictDataTypeFailed:
             return UnraceError(.constraintViolation, "a statement broke a database constraint", detail: error.message, underlying: error)
-        case .busy, .locked, .busyTimeout:
+        case .busy, .locked, .busyTimeout, .busyInRecovery, .busyInSnapshot, .lockedBySharedCache, .lockedVirtualTable:
             return UnraceError(.storeUnavailable, "the SQLite database is busy", detail: error.message, underlying: error)
         default:
             return UnraceError(.storeFailure, "SQLite reported an error", detail: error.message, underlying: error)

@@ -142,4 +142,28 @@ struct FluentStoreTests {
         #expect(receipt.value == 1 && !receipt.isReplay)
         #expect(try await ContractOrder.query(on: database).count() == 1)
     }
+
+    @Test("a trigger's RAISE(ABORT) and a STRICT table's wrong type are constraint_violation on both SQLite stores")
+    func sqliteConstraintKinds() async throws {
+        let expected: [String?] = ["constraint_violation", "constraint_violation"]
+        let grdb = try await withStore(.sqlite) { store, _ in try await Self.constraintCodes(store) }
+        let fluent = try await withFluentStore(.sqlite) { store, _ in try await Self.constraintCodes(store) }
+        #expect(grdb == expected)
+        #expect(fluent == expected)
+    }
+
+    static func constraintCodes(_ store: some SQLStore) async throws -> [String?] {
+        let table = uniqueName("guarded")
+        try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE \(table) (a INTEGER) STRICT")
+            try await tx.execute(
+                "CREATE TRIGGER \(table)_refuse BEFORE INSERT ON \(table) WHEN NEW.a = 1 BEGIN SELECT RAISE(ABORT, 'no'); END"
+            )
+        }
+        var codes: [String?] = []
+        for statement in ["INSERT INTO \(table) VALUES (1)", "INSERT INTO \(table) VALUES ('x')"] {
+            codes.append(await QueueTests.code { try await store.withTransaction { tx in try await tx.execute(statement) } })
+        }
+        return codes
+    }
 }

@@ -1,4 +1,6 @@
+import FluentKit
 import Foundation
+import NIOPosix
 import Testing
 import Unrace
 import UnraceFluent
@@ -122,5 +124,25 @@ struct ForeignTransactionTests {
             #expect(try await Self.enqueue(queue, in: first, id: "m") == nil)
             #expect(try await queue.depth() == QueueDepth(ready: 1))
         }
+    }
+
+    @Test(
+        "a Fluent store named by the default database's id is the store made with nil; an unknown id, or nil with no default, is invalid_configuration",
+        arguments: sqlBackends
+    )
+    func fluentDatabaseIDs(driver: SQLBackend) async throws {
+        try await withFluentDatabases(driver) { first, _, databases in
+            let named = try await FluentStore(databases: databases, id: driver == .sqlite ? .sqlite : .psql)
+            let queue = try QueueTests.queue(named, ManualWallClock(), name: "shared")
+            #expect(try await Self.enqueue(queue, in: first, id: "m") == nil)
+            #expect(try await queue.depth() == QueueDepth(ready: 1))
+            #expect(
+                await QueueTests.code { _ = try await FluentStore(databases: databases, id: DatabaseID(string: "reporting")) }
+                    == "invalid_configuration"
+            )
+        }
+        let bare = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+        #expect(await QueueTests.code { _ = try await FluentStore(databases: bare) } == "invalid_configuration", "FluentKit traps here")
+        await bare.shutdownAsync()
     }
 }
