@@ -69,14 +69,16 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
             principal: principal(request),
             body: {
                 do {
+                    // The route never collects a body this middleware collected, so the
+                    // application's own limit (`app.routes.defaultMaxBodySize`) holds here too.
+                    let limit = min(configuration.requestBodyByteCountLimit, max(request.application.routes.defaultMaxBodySize.value, 0))
                     // Vapor refuses a streamed body at `max` bytes, not past it: one more byte, so
                     // a body of exactly the limit is taken however it arrives (the limit is at
                     // most `bodyByteCountMaximum`, so this cannot overflow).
-                    let limit = configuration.requestBodyByteCountLimit
                     let buffer = try await request.body.collect(max: limit + 1).get()
                     // Vapor hands over a body that came in one read with its head as collected
                     // already, without checking `max`: check it here.
-                    guard (buffer?.readableBytes ?? 0) <= configuration.requestBodyByteCountLimit else { return nil }
+                    guard (buffer?.readableBytes ?? 0) <= limit else { return nil }
                     return buffer.map { Array($0.readableBytesView) } ?? []
                 } catch let error as any AbortError where error.status == .payloadTooLarge {
                     return nil

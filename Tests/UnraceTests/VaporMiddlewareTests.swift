@@ -80,4 +80,27 @@ struct VaporMiddlewareTests {
             }
         }
     }
+
+    @Test("the application's body limit (app.routes.defaultMaxBodySize) holds on an idempotent route: 413, nothing runs, nothing is stored")
+    func applicationBodyLimit() async throws {
+        let runs = Counter()
+        // swift-format-ignore: OnlyOneTrailingClosureArgument
+        try await Self.withApp({ app, _ in
+            app.routes.defaultMaxBodySize = "1kb"
+            let store = try await FluentStore(databases: app.databases, logger: app.logger)
+            let operations = try Operations(store: store)
+            app.grouped(try IdempotencyMiddleware(operations: operations, principal: { _ in "everyone" })).post("notes") {
+                _ async throws -> HTTPStatus in
+                runs.increment()
+                return .created
+            }
+        }) { _, client in
+            let large = "{\"note\":\"" + String(repeating: "x", count: 2_000) + "\"}"
+            let refused = try await client.send(.POST, "/notes", headers: [("Idempotency-Key", "\"big\"")], json: large)
+            #expect(refused.status == 413)
+            #expect(runs.value == 0)
+            let small = try await client.send(.POST, "/notes", headers: [("Idempotency-Key", "\"big\"")], json: "{}")
+            #expect(small.status == 201 && !small.isReplay, "the refused request stored nothing under its key")
+        }
+    }
 }
