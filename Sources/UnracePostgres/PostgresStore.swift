@@ -225,7 +225,7 @@ public final class PostgresStore: SQLStore {
         if step.isReadOnly {
             return try await steps.retrying {
                 try await PostgresTransaction.mapErrors {
-                    try await client.withConnection { connection in
+                    try await withPooledConnection { connection in
                         let stepGuard = ConnectionGuard(connection)
                         return try await steps.bounded(stepGuard) {
                             let tx = PostgresTransaction(
@@ -263,10 +263,63 @@ public final class PostgresStore: SQLStore {
         try StepNesting.check()
         return try await steps.retrying {
             try await PostgresTransaction.mapErrors {
-                try await client.withConnection { connection in
+                try await withPooledConnection { connection in
                     try await steps.transaction(on: connection, timed: timed, body)
                 }
             }
+        }
+    }
+
+    /// The longest a step waits for a connection from the pool: 10 s (or ``stepTimeout``, when
+    /// shorter). While the server cannot be reached (down, failing over) the pool retries one
+    /// connection with a growing backoff and fails the steps waiting for it only after a minute;
+    /// a step stops waiting here instead, with a retryable
+    /// ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent. A pool whose every
+    /// connection stays busy that long gives the same answer.
+    public static var connectionWaitMaximum: Duration { .seconds(10) }
+
+    /// Runs `body` on a connection of the pool, waited for at most ``connectionWaitMaximum``: the
+    /// lease is held by a task of its own, which lends the connection to this caller (whose task
+    /// runs `body`, with its cancellation and task-locals) and gives it back to the pool after.
+    func withPooledConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let loan = Loan<PostgresConnection>()
+        let client = client
+        let lease = Task {
+            do {
+                try await client.withConnection { await loan.lend($0) }
+            } catch {
+                loan.fail(error)
+            }
+        }
+        let wait = min(stepTimeout, Self.connectionWaitMaximum)
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: PostgresSteps.deadline(after: wait)) {
+            loan.fail(
+                UnraceError(
+                    .storeUnavailable,
+                    "no PostgreSQL connection within \(wait): the pool could not open one (the server unreachable or failing over) or every one stayed busy; nothing was sent"
+                )
+            )
+        }
+        let connection: PostgresConnection
+        do {
+            connection = try await loan.borrow()
+        } catch {
+            timer.cancel()
+            loan.giveBack()
+            lease.cancel()  // a lease still queued in the pool leaves the queue
+            await lease.value
+            throw error
+        }
+        timer.cancel()
+        do {
+            let result = try await body(connection)
+            loan.giveBack()
+            await lease.value
+            return result
+        } catch {
+            loan.giveBack()
+            await lease.value
+            throw error
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import PostgresNIO
 import Synchronization
 import Testing
 import Unrace
@@ -119,6 +120,32 @@ struct PostgresStartupTests {
             }
             #expect(outcome == "cancelled")
             #expect(ContinuousClock.now - started < .seconds(5), "the start-up check's 10 s limit was waited out")
+        }
+    }
+
+    @Test(
+        "a step waits for a pooled connection at most its bound: on a client whose server refuses every connection, the store's migration fails with store_unavailable in seconds, not after the pool's minute"
+    )
+    func connectionWaitIsBounded() async throws {
+        let refusing = try RefusingPort()
+        let configuration = PostgresClient.Configuration(
+            host: "127.0.0.1",
+            port: refusing.port,
+            username: "unrace",
+            password: nil,
+            database: "unrace",
+            tls: .disable
+        )
+        let client = PostgresClient(configuration: configuration, backgroundLogger: Self.quiet)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let started = ContinuousClock.now
+            let code = await QueueTests.code { _ = try await PostgresStore(client: client, stepTimeout: .seconds(2), logger: Self.quiet) }
+            let waited = ContinuousClock.now - started
+            #expect(code == "store_unavailable")
+            // 2 s (the step timeout bounds the wait); the pool alone fails its waiters after 60 s.
+            #expect(waited < .seconds(30), "waited \(waited)")
         }
     }
 
