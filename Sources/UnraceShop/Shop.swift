@@ -46,6 +46,11 @@ public struct Shop<S: SQLStore>: Sendable {
         guard configuration.healthTimeout >= .milliseconds(100), configuration.healthTimeout <= .seconds(60) else {
             throw UnraceError(.invalidConfiguration, "healthTimeout must be between 100 ms and 60 seconds")
         }
+        guard (1...ShopConfiguration.unitPriceCentsMaximum).contains(configuration.unitPriceCents) else {
+            throw UnraceError(.invalidConfiguration, "unitPriceCents must be between 1 and \(ShopConfiguration.unitPriceCentsMaximum)")
+        }
+        var configuration = configuration
+        configuration.provider = try configuration.provider.map(ShopConfiguration.providerBase)
         self.store = store
         self.configuration = configuration
         let metricsFactory = PrometheusMetricsFactory(registry: configuration.metrics)

@@ -1,3 +1,4 @@
+import Foundation
 public import HTTPTypes
 public import Prometheus
 public import Unrace
@@ -56,13 +57,18 @@ public struct ShopConfiguration: Sendable {
     public var coupons: Set<String> = ["WELCOME10", "SPRING24"]
 
     /// The payment provider's base URL (for example `http://127.0.0.1:9000`, an `unrace provider`);
-    /// `nil` (the default) answers captures with 503 `provider_unavailable`.
+    /// `nil` (the default) answers captures with 503 `provider_unavailable`. An `http` or `https`
+    /// URL with a host and nothing after its path (checked when the shop is made).
     public var provider: String?
     /// Whether captures send the provider an idempotency key derived from the operation
     /// (default `true`). Off, a capture retried after a crash charges again: the naive version.
     public var providerKeys = true
-    /// The price of one unit, in cents (default 250), which captures charge.
+    /// The price of one unit, in cents (default 250; 1 to ``unitPriceCentsMaximum``), which
+    /// captures charge.
     public var unitPriceCents: Int64 = 250
+    /// The highest unit price accepted: 1,000,000,000 cents, so an order's amount (at most 1,000
+    /// units) stays far inside what a balance holds.
+    public static var unitPriceCentsMaximum: Int64 { 1_000_000_000 }
     /// How long a capture's claim lasts before another request may take it over (default 30 s).
     public var lease: Duration = .seconds(30)
     /// Where the shop's counters go (`Operations`, the idempotency middleware's claims, the
@@ -87,4 +93,22 @@ public struct ShopConfiguration: Sendable {
 
     /// All defaults.
     public init() {}
+}
+
+extension ShopConfiguration {
+    /// `url` as a base the shop and its workers append `/charges` and `/emails` to: an `http` or
+    /// `https` URL with a host, and no query, fragment or credentials; a trailing `/` is dropped.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` naming what is wrong.
+    package static func providerBase(_ url: String) throws -> String {
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            let host = parts.host, !host.isEmpty, parts.query == nil, parts.fragment == nil, parts.user == nil
+        else {
+            throw UnraceError(
+                .invalidConfiguration,
+                "the provider must be an http:// or https:// URL with a host, such as http://127.0.0.1:9000",
+                detail: "got \(url.debugDescription)"
+            )
+        }
+        return url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
 }

@@ -59,7 +59,10 @@ public struct ShopWorker<S: SQLStore>: Sendable {
     /// clock matter here — the worker's, not the shop's; only the attempt limit was fixed by the
     /// shop when it enqueued (it is stored with each message).
     /// - Parameter externalSystems: the base URL of the payment provider and mail API
-    ///   (`unrace provider`); `nil` records the effects in `shop_effects` only.
+    ///   (`unrace provider`, an `http` or `https` URL with a host); `nil` records the effects in
+    ///   `shop_effects` only.
+    /// - Throws: ``UnraceError/Code/invalidConfiguration`` for a URL the worker could not call;
+    ///   ``UnraceError/Code/invalidArgument`` for a name that breaks ``NameRule/workerName``.
     public init(
         store: S,
         handler: ShopHandlerKind,
@@ -74,7 +77,7 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         self.handler = handler
         let name = try NameRule.workerName.validate(name)
         self.name = name
-        self.external = externalSystems.map { ExternalSystems(base: $0, worker: name) }
+        self.external = try externalSystems.map { ExternalSystems(base: try ShopConfiguration.providerBase($0), worker: name) }
         self.logger = logger
     }
 

@@ -28,11 +28,14 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
     var rounds = 11
     @Option(
         help:
-            "The tracer switched on: in-memory (swift-distributed-tracing's InMemoryTracer, which keeps every span) or recording (a small tracer with a bounded buffer of finished spans)."
+            "The tracer switched on: in-memory (swift-distributed-tracing's InMemoryTracer, which keeps every span) or recording (a small tracer with a bounded buffer of finished spans; the default). Not with --metrics-only."
     )
-    var tracer = BenchTracerKind.recording
+    var tracer: BenchTracerKind?
     @Flag(help: "Print JSON.")
     var json = false
+
+    /// The tracer of the "on" rounds: `--tracer`, else the recording one.
+    var tracerKind: BenchTracerKind { tracer ?? .recording }
 
     enum BenchTracerKind: String, ExpressibleByArgument {
         case inMemory = "in-memory"
@@ -41,11 +44,20 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !(metricsOnly && tracingOnly) else { throw ValidationError("--metrics-only and --tracing-only exclude each other") }
+        guard !(metricsOnly && tracer != nil) else { throw ValidationError("--tracer has no effect with --metrics-only") }
         guard (1_000...1_000_000).contains(calls) else { throw ValidationError("--calls must be 1000 to 1000000") }
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be 1 to 50") }
     }
 
+    /// What `--json` prints: the measure and the settings it was taken with, so runs compare.
     struct Result: Codable {
+        var backend = "sqlite"
+        var calls: Int
+        var rounds: Int
+        /// Whether the "on" rounds had a metrics factory.
+        var metrics: Bool
+        /// The "on" rounds' tracer: `in-memory`, `recording` or `none`.
+        var tracer: String
         var plainMicroseconds: Double
         var observedMicroseconds: Double
         var addedMicroseconds: Double
@@ -61,7 +73,7 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
         let store = try await SQLiteStore(path: folder.appendingPathComponent("bench.sqlite").path, configuration: configuration)
         let plain = try Operations(store: store, lease: .seconds(30), retention: .seconds(3_600))
         let inMemory = InMemoryTracer()
-        let chosen: any Tracer = tracer == .inMemory ? inMemory : RecordingTracer()
+        let chosen: any Tracer = tracerKind == .inMemory ? inMemory : RecordingTracer()
         let observed = try Operations(
             store: store,
             lease: .seconds(30),
@@ -103,9 +115,20 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
         }
         let p = Bench.median(plainTimes)
         let o = Bench.median(observedTimes)
-        let result = Result(plainMicroseconds: p, observedMicroseconds: o, addedMicroseconds: o - p, ratio: o / p)
+        let result = Result(
+            calls: calls,
+            rounds: rounds,
+            metrics: !tracingOnly,
+            tracer: metricsOnly ? "none" : tracerKind.rawValue,
+            plainMicroseconds: p,
+            observedMicroseconds: o,
+            addedMicroseconds: o - p,
+            ratio: o / p
+        )
         if json {
-            print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
             return
         }
         print(
@@ -113,7 +136,7 @@ struct ObservabilityBenchCommand: AsyncParsableCommand {
         )
         print(String(format: "CPU per call — off: %.2f µs   on: %.2f µs   added: %.2f µs   on ÷ off: %.3f", p, o, o - p, o / p))
         print(
-            "on: \(tracingOnly ? "no" : "a Prometheus") metrics factory and \(metricsOnly ? "no tracer" : "the \(tracer.rawValue) tracer"); off: nothing bootstrapped (no-op)."
+            "on: \(tracingOnly ? "no" : "a Prometheus") metrics factory and \(metricsOnly ? "no tracer" : "the \(tracerKind.rawValue) tracer"); off: nothing bootstrapped (no-op)."
         )
         print("On a real store a call also waits for its transaction: compare the added µs with `unrace bench --observed`.")
     }

@@ -59,6 +59,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...600).contains(requestTimeout) else { throw ValidationError("--request-timeout must be between 1 and 600 seconds") }
         guard (0...600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be between 0 and 600 seconds") }
         _ = try stockLevels()
+        try checkProvider(provider)
     }
 
     /// `--stock` parsed: SKU to units.

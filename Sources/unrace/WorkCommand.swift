@@ -39,6 +39,12 @@ struct WorkCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...43_200_000).contains(visibilityMs) else { throw ValidationError("--visibility-ms must be between 1 and 43200000") }
         guard (1...1_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 1000") }
+        try checkProvider(provider)
+        if let name {
+            do { _ = try NameRule.workerName.validate(name) } catch let error as UnraceError {
+                throw ValidationError("--name: \(error.message)")
+            }
+        }
     }
 
     func run() async throws {
@@ -64,5 +70,14 @@ struct WorkCommand: AsyncParsableCommand {
         )
         FileHandle.standardOutput.write(Data("working as \(name)\n".utf8))
         try await worker.run(batch: batch)
+    }
+}
+
+/// `--provider` checked as the shop and its workers will use it: a usage error (exit 64) now, not
+/// a worker that dead-letters every capture later.
+func checkProvider(_ provider: String?) throws {
+    guard let provider else { return }
+    do { _ = try ShopConfiguration.providerBase(provider) } catch let error as UnraceError {
+        throw ValidationError("--provider: \(error.message) (got \(provider.debugDescription))")
     }
 }

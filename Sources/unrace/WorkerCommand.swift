@@ -24,6 +24,8 @@ struct WorkerCommand: AsyncParsableCommand {
         @Option var keys: Int
         @Option var seed: UInt64 = 1
 
+        func validate() throws { try checkCount(keys, "--keys") }
+
         func run() async throws {
             let result = try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
             print(#"{"performed": \#(result.0), "replayed": \#(result.1)}"#)
@@ -76,6 +78,10 @@ struct WorkerCommand: AsyncParsableCommand {
         @Option var key: String
         @Option var leaseSeconds: Int = 60
 
+        func validate() throws {
+            guard (1...86_400).contains(leaseSeconds) else { throw ValidationError("--lease-seconds must be between 1 and 86400") }
+        }
+
         func run() async throws {
             try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
         }
@@ -118,6 +124,13 @@ extension WorkerCommand {
         @Option var lane: Int
         @Option var lanes: Int
 
+        func validate() throws {
+            try checkCount(orders, "--orders")
+            guard (1...64).contains(lanes), (0..<lanes).contains(lane) else {
+                throw ValidationError("--lanes must be between 1 and 64 and --lane between 0 and --lanes - 1")
+            }
+        }
+
         func run() async throws {
             try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
         }
@@ -147,6 +160,11 @@ extension WorkerCommand {
         @Option var count: Int
         @Option var seed: UInt64
         @Option var lane: Int
+
+        func validate() throws {
+            try checkCount(count, "--count")
+            guard lane >= 0 else { throw ValidationError("--lane must be 0 or more") }
+        }
 
         func run() async throws {
             try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
@@ -191,6 +209,10 @@ extension WorkerCommand {
         @Option var table: String
         @Option var batch: Int = 10
 
+        func validate() throws {
+            guard (1...1_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 1000") }
+        }
+
         func run() async throws {
             let handled = try await withDatabase(database.location, logger: cliLogger("unrace.worker"), Job(command: self))
             print(#"{"handled": \#(handled)}"#)
@@ -224,4 +246,9 @@ extension WorkerCommand {
             }
         }
     }
+}
+
+/// The test helpers' counts: 0 to 1,000,000 (a usage error, exit 64, outside).
+private func checkCount(_ value: Int, _ option: String) throws {
+    guard (0...1_000_000).contains(value) else { throw ValidationError("\(option) must be between 0 and 1000000") }
 }

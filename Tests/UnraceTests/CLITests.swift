@@ -120,3 +120,27 @@ struct CLITests {
         return (status, child.printed, try #require(child.lifetime))
     }
 }
+
+extension CLITests {
+    @Test(
+        "options a run could not use are usage errors (exit 64) before anything starts: a provider without a scheme, a worker name too long, helper counts out of range, a tracer with --metrics-only",
+        arguments: [
+            (["work", "--provider", "127.0.0.1:9000"], "--provider"),
+            (["work", "--provider", "ftp://127.0.0.1:9000"], "--provider"),
+            (["serve", "--provider", "localhost:9000"], "--provider"),
+            (["work", "--name", String(repeating: "w", count: 200)], "--name"),
+            (["worker", "perform-keys", "--scope", "s", "--table", "t", "--keys=-1"], "--keys"),
+            (
+                ["worker", "consume-orders", "--prefix", "p", "--orders", "1", "--seed", "1", "--lane", "0", "--lanes", "0"],
+                "--lanes"
+            ),
+            (["worker", "ledger-transfers", "--prefix", "p", "--count=-1", "--seed", "1", "--lane", "0"], "--count"),
+            (["bench", "observability", "--metrics-only", "--tracer", "in-memory"], "--tracer"),
+        ]
+    )
+    func unusableOptions(_ arguments: [String], _ named: String) async throws {
+        let child = try ChildProcess(arguments, captureErrors: true)
+        #expect(await child.exitStatus() == 64, "\(child.printed.prefix(400))")
+        #expect(child.printed.contains(named), "\(child.printed.prefix(400))")
+    }
+}

@@ -51,17 +51,4 @@ struct HealthTests {
             #expect(status == 200)
         }
     }
-
-    @Test("a health timeout outside 100 ms to 60 s is refused when the shop is made")
-    func timeoutBounds() async throws {
-        try await withStore(.sqlite) { store, _ in try Self.refusesTimeoutsOutOfBounds(store) }
-    }
-
-    static func refusesTimeoutsOutOfBounds<S: SQLStore>(_ store: S) throws {
-        for timeout in [Duration.milliseconds(99), .seconds(61)] {
-            var configuration = ShopConfiguration()
-            configuration.healthTimeout = timeout
-            #expect(throws: UnraceError.self) { _ = try Shop(store: store, configuration: configuration) }
-        }
-    }
 }
