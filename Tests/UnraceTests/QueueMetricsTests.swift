@@ -28,6 +28,7 @@ struct QueueMetricsTests {
         let second = try await queue.lease(limit: 3, worker: "w")  // 3 redeliveries
         await #expect(throws: UnraceError.self) { try await queue.ack(first[0]) }  // fenced
         try await queue.ack(second[0])
+        try await queue.ack(second[0])  // harmless, and not a second ack
         #expect(try await queue.nack(second[1], reason: "no") == .deadLettered)  // b: its last attempt
         clock.advance(by: .seconds(31))
         #expect(try await queue.lease(limit: 3, worker: "w").isEmpty)  // c: its last lease ran out

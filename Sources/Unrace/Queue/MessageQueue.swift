@@ -257,12 +257,12 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
     ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored.
     public func ack(_ delivery: Delivery) async throws {
-        try await fencing(delivery) {
+        let acked = try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
                 try await Self.ack(delivery, queue: name, rows: context.rows)
             }
         }
-        metrics.count("unrace_queue_acks_total")
+        if acked { metrics.count("unrace_queue_acks_total") }
     }
 
     /// Acknowledges a delivery in a transaction the store gave you, so the handler's writes and
@@ -271,8 +271,9 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   database or schema than the queue's store.
     public func ack(_ delivery: Delivery, in transaction: S.Transaction) async throws {
         let rows = try await store.rows(joining: transaction, clock: configuration.clock)
-        try await fencing(delivery) { try await Self.ack(delivery, queue: name, rows: rows) }
-        metrics.count("unrace_queue_acks_total")
+        if try await fencing(delivery, { try await Self.ack(delivery, queue: name, rows: rows) }) {
+            metrics.count("unrace_queue_acks_total")
+        }
     }
 
     /// Runs `body`, counting and logging (as a warning) a ``UnraceError/Code/fenced`` refusal.
@@ -290,10 +291,12 @@ public struct MessageQueue<S: Store>: Sendable {
         }
     }
 
-    static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws {
+    /// Returns `false` for a delivery acked before (nothing written, nothing to count).
+    static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws -> Bool {
         let message = try await owned(delivery, queue: queue, rows: rows, allowingDone: true)
-        guard let acked = QueueRule.ack(message, now: try await rows.now()) else { return }  // acked before
+        guard let acked = QueueRule.ack(message, now: try await rows.now()) else { return false }
         try await rows.saveQueueMessage(acked)
+        return true
     }
 
     /// Gives a delivery back: the message is delivered again after `retryAfter` (default: the
