@@ -33,8 +33,8 @@ public struct LedgerConfiguration: Sendable {
 ///   over locked rows and by `CHECK` constraints — never by an earlier read.
 /// - Money is conserved: posted debits equal posted credits over all accounts (``totals()``).
 /// - Hot accounts: concurrent callers' transfers are grouped into one transaction per group
-///   (group commit), with a bounded queue and batch size; on PostgreSQL accounts are locked in id
-///   order, so groups never deadlock.
+///   (group commit), with a bounded queue and batch size; on PostgreSQL accounts are locked, and new
+///   transfers inserted, in id order, so groups never wait on each other in a cycle.
 public final class Ledger<S: Store>: Sendable {
     /// The store the ledger lives in.
     public let store: S
@@ -230,7 +230,9 @@ public final class Ledger<S: Store>: Sendable {
 
     private static func write(_ changes: LedgerEngine.Changes, _ rows: any StoreRows, now: Timestamp) async throws {
         if !changes.accounts.isEmpty { try await rows.saveBalances(changes.accounts.values.sorted { $0.id < $1.id }) }
-        if !changes.created.isEmpty { try await rows.insertTransfers(changes.created) }
+        // In id order, as the accounts: two groups creating the same ids never wait on each other's
+        // unique-index entries in a cycle.
+        if !changes.created.isEmpty { try await rows.insertTransfers(changes.created.sorted { $0.transfer.id < $1.transfer.id }) }
         if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
         if !changes.failures.isEmpty {
             try await rows.insertTransferFailures(
