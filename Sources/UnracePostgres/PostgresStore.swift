@@ -57,6 +57,8 @@ public final class PostgresStore: SQLStore {
     package let location: String
 
     private let logger: Logger
+    /// How many connections the pool has lent this store's steps: a waiting step's sign of life.
+    private let leases = LeaseCount()
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
     private let readiness: Readiness?
@@ -263,54 +265,53 @@ public final class PostgresStore: SQLStore {
         try StepNesting.check()
         return try await steps.retrying {
             try await PostgresTransaction.mapErrors {
-                try await withPooledConnection { connection in
+                // The schema migration (untimed) waits for the pool as long as the pool waits.
+                guard timed else { return try await client.withConnection { try await steps.transaction(on: $0, timed: false, body) } }
+                return try await withPooledConnection { connection in
                     try await steps.transaction(on: connection, timed: timed, body)
                 }
             }
         }
     }
 
-    /// The longest a step waits for a connection from the pool: 10 s (or ``stepTimeout``, when
-    /// shorter). While the server cannot be reached (down, failing over) the pool retries one
+    /// How long a step waits for a pooled connection while the pool hands none out at all: 10 s.
+    /// While the server cannot be reached (down, failing over) PostgresNIO's pool retries one
     /// connection with a growing backoff and fails the steps waiting for it only after a minute;
-    /// a step stops waiting here instead, with a retryable
-    /// ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent. A pool whose every
-    /// connection stays busy that long gives the same answer.
+    /// a step whose wait sees no connection lent to any step of this store for this long stops
+    /// waiting, with a retryable ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent.
+    /// A step that waits behind others (more callers than connections) waits on while
+    /// connections keep being lent: each holder gives its connection back within its
+    /// ``stepTimeout``.
     public static var connectionWaitMaximum: Duration { .seconds(10) }
 
-    /// Runs `body` on a connection of the pool, waited for at most ``connectionWaitMaximum``: the
-    /// lease is held by a task of its own, which lends the connection to this caller (whose task
-    /// runs `body`, with its cancellation and task-locals) and gives it back to the pool after.
+    /// Runs `body` on a connection of the pool (see ``connectionWaitMaximum``): the lease is held
+    /// by a task of its own, which lends the connection to this caller (whose task runs `body`,
+    /// with its cancellation and task-locals) and gives it back to the pool after.
     func withPooledConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let loan = Loan<PostgresConnection>()
-        let client = client
+        let (client, leases) = (client, leases)
         let lease = Task {
             do {
-                try await client.withConnection { await loan.lend($0) }
+                try await client.withConnection { connection in
+                    leases.increment()
+                    await loan.lend(connection)
+                }
             } catch {
                 loan.fail(error)
             }
         }
-        let wait = min(stepTimeout, Self.connectionWaitMaximum)
-        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: PostgresSteps.deadline(after: wait)) {
-            loan.fail(
-                UnraceError(
-                    .storeUnavailable,
-                    "no PostgreSQL connection within \(wait): the pool could not open one (the server unreachable or failing over) or every one stayed busy; nothing was sent"
-                )
-            )
-        }
+        let watch = LeaseWatch(loan: loan, leases: leases, every: Self.connectionWaitMaximum)
         let connection: PostgresConnection
         do {
             connection = try await loan.borrow()
         } catch {
-            timer.cancel()
+            watch.stop()
             loan.giveBack()
             lease.cancel()  // a lease still queued in the pool leaves the queue
             await lease.value
             throw error
         }
-        timer.cancel()
+        watch.stop()
         do {
             let result = try await body(connection)
             loan.giveBack()
@@ -434,4 +435,41 @@ private final class Readiness: Sendable {
             waiter?.resume(throwing: CancellationError())
         }
     }
+}
+
+/// How many connections a store's pool has lent its steps: a waiting step's sign of life.
+final class LeaseCount: Sendable {
+    private let count = Atomic<UInt64>(0)
+    func increment() { count.add(1, ordering: .relaxed) }
+    var value: UInt64 { count.load(ordering: .relaxed) }
+}
+
+/// Fails a step's wait for a pooled connection once a whole period passed in which the pool lent
+/// none to any step of the store; while others get theirs, it waits on.
+struct LeaseWatch: Sendable {
+    private let task: Task<Void, Never>
+
+    init<Lent: Sendable>(loan: Loan<Lent>, leases: LeaseCount, every period: Duration) {
+        task = Task.detached {
+            var seen = leases.value
+            while true {
+                do { try await Task.sleep(for: period) } catch { return }  // stopped
+                let now = leases.value
+                guard now == seen else {
+                    seen = now
+                    continue
+                }
+                loan.fail(
+                    UnraceError(
+                        .storeUnavailable,
+                        "no PostgreSQL connection was lent to any step for \(period): the pool cannot open one (the server unreachable or failing over) or every one stays busy; nothing was sent"
+                    )
+                )
+                return
+            }
+        }
+    }
+
+    /// The wait ended (lent, failed or cancelled): no more checks.
+    func stop() { task.cancel() }
 }

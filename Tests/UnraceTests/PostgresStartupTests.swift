@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import PostgresNIO
 import Synchronization
 import Testing
 import Unrace
@@ -124,28 +123,34 @@ struct PostgresStartupTests {
     }
 
     @Test(
-        "a step waits for a pooled connection at most its bound: on a client whose server refuses every connection, the store's migration fails with store_unavailable in seconds, not after the pool's minute"
+        "a step waiting for a pooled connection while the pool lends none for 10 s fails with store_unavailable, nothing sent; it no longer waits as long as the holder (or the pool's one-minute breaker)"
     )
     func connectionWaitIsBounded() async throws {
-        let refusing = try RefusingPort()
-        let configuration = PostgresClient.Configuration(
-            host: "127.0.0.1",
-            port: refusing.port,
-            username: "unrace",
-            password: nil,
-            database: "unrace",
-            tls: .disable
-        )
-        let client = PostgresClient(configuration: configuration, backgroundLogger: Self.quiet)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            let started = ContinuousClock.now
-            let code = await QueueTests.code { _ = try await PostgresStore(client: client, stepTimeout: .seconds(2), logger: Self.quiet) }
-            let waited = ContinuousClock.now - started
-            #expect(code == "store_unavailable")
-            // 2 s (the step timeout bounds the wait); the pool alone fails its waiters after 60 s.
-            #expect(waited < .seconds(30), "waited \(waited)")
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(60), logger: Self.quiet) {
+                store in
+                let holding = Latch()
+                let done = Latch()
+                // The pool's one connection, held by a step waiting on the test (as a long
+                // transaction would, or a pool that cannot open another).
+                let holder = Task {
+                    try await store.withTransaction { tx in
+                        _ = try await tx.query("SELECT 1 AS one")
+                        holding.open()
+                        await done.wait()
+                    }
+                }
+                await holding.wait()
+                let started = ContinuousClock.now
+                let code = await QueueTests.code { try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS one") } }
+                let waited = ContinuousClock.now - started
+                done.open()
+                try await holder.value
+                #expect(code == "store_unavailable")
+                #expect(waited >= .seconds(9) && waited < .seconds(30), "waited \(waited): PostgresStore.connectionWaitMaximum is 10 s")
+                // The connection is back: the next step runs.
+                try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS one") }
+            }
         }
     }
 
