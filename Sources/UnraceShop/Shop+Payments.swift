@@ -20,7 +20,9 @@ extension Shop {
     /// key and the provider charges once. The order is marked paid in `complete`'s transaction.
     ///
     /// Answers 200 with the capture (replays too), 404 for an unknown order, 409
-    /// `request_in_progress` with `Retry-After` while another holder's lease is live.
+    /// `request_in_progress` with `Retry-After` while another holder's lease is live — and to a
+    /// holder whose claim was taken over while it called the provider (its `complete` is fenced:
+    /// the key is the other holder's, and a retry gets that holder's outcome).
     func capture(_ request: Request, _ context: Context) async throws -> Response {
         let id = try context.parameters.require("id")
         guard (1...64).contains(id.utf8.count), id.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
@@ -38,9 +40,7 @@ extension Shop {
         case .completed(let done):
             return try await respond(try done.value(as: Capture.self), request, context)
         case .inProgress:
-            var response = HTTPProblem(.requestInProgress, detail: "another capture of this order is running").response()
-            response.headers[.retryAfter] = "1"
-            return response
+            return Self.captureInProgress("another capture of this order is running")
         case .fingerprintMismatch:
             throw HTTPProblem(.idempotencyKeyReused)
         case .acquired(let handle):
@@ -57,11 +57,24 @@ extension Shop {
             }
             configuration.faults.afterCharge?()
             let capture = Capture(orderID: id, chargeID: charge.id, amountCents: amount)
-            try await operations.complete(handle, result: capture) { tx in
-                try await tx.execute("UPDATE shop_orders SET status = 'paid' WHERE id = ?", [.text(id)])
+            do {
+                try await operations.complete(handle, result: capture) { tx in
+                    try await tx.execute("UPDATE shop_orders SET status = 'paid' WHERE id = ?", [.text(id)])
+                }
+            } catch let error as UnraceError where error.code == .fenced {
+                // Taken over while this holder called the provider: the derived key made the two
+                // charges one, and the other holder's outcome is the one a retry replays.
+                return Self.captureInProgress("this capture was taken over by a retry; send it again for its outcome")
             }
             return try await respond(capture, request, context)
         }
+    }
+
+    /// 409 `request_in_progress` with `Retry-After: 1`.
+    static func captureInProgress(_ detail: String) -> Response {
+        var response = HTTPProblem(.requestInProgress, detail: detail).response()
+        response.headers[.retryAfter] = "1"
+        return response
     }
 
     private func respond(_ capture: Capture, _ request: Request, _ context: Context) async throws -> Response {

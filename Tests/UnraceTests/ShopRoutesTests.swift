@@ -154,6 +154,16 @@ extension HTTPEdgeTests {
             // (409) and a store failing over (503) with Retry-After, a response too large to store (500).
             let orders = try #require((paths["/orders"]?["post"] as? [String: Any])?["responses"] as? [String: Any])
             #expect(Set(orders.keys) == ["201", "400", "404", "408", "409", "413", "422", "500", "503"])
+            // Every route with a body can answer the body timeout's 408; every route on the store
+            // a store failing over (503).
+            for (path, operations) in paths where !["/metrics", "/openapi.json"].contains(path) {
+                for (method, operation) in operations {
+                    let operation = try #require(operation as? [String: Any])
+                    let statuses = Set(try #require(operation["responses"] as? [String: Any]).keys)
+                    #expect(statuses.contains("503"), "\(method) \(path)")
+                    if operation["requestBody"] != nil { #expect(statuses.contains("408"), "\(method) \(path)") }
+                }
+            }
         }
     }
 }
