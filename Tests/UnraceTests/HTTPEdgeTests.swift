@@ -337,6 +337,9 @@ struct HTTPEdgeTests {
                     try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "\"burst\"")], json: Self.order).status == 201
                 )
             }
+            // A handler's thrown HTTP error is stored and completes its key: not a body failure.
+            let unknownCoupon = #"{"sku":"widget","quantity":1,"coupon":"NOPE"}"#
+            #expect(try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "\"nope\"")], json: unknownCoupon).status == 404)
             let metrics = try await client.send(.GET, "/metrics")
             #expect(metrics.status == 200)
             #expect(metrics.header("Content-Type")?.hasPrefix("text/plain") == true)
@@ -352,7 +355,8 @@ struct HTTPEdgeTests {
                 "\(metrics.body)"
             )
             #expect(!metrics.body.contains("scope=\"p:"), "no per-client scope in the metrics")
-            #expect(value("unrace_operation_claims_total", [#"result="acquired""#, #"store="\#(store)""#]) == 1)
+            #expect(value("unrace_operation_claims_total", [#"result="acquired""#, #"store="\#(store)""#]) == 2)
+            #expect(value("unrace_operation_body_failures_total", [#"store="\#(store)""#]) ?? 0 == 0, "\(metrics.body)")
             #expect(
                 value("unrace_queue_enqueued_total", [#"result="enqueued""#, #"queue="shop-orders""#]) == 2,
                 "the order's capture and email"

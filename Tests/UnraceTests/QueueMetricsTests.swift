@@ -29,6 +29,7 @@ struct QueueMetricsTests {
         await #expect(throws: UnraceError.self) { try await queue.ack(first[0]) }  // fenced
         try await queue.ack(second[0])
         try await queue.ack(second[0])  // harmless, and not a second ack
+        try await store.withTransaction { tx in try await queue.ack(second[0], in: tx) }  // nor in a transaction
         #expect(try await queue.nack(second[1], reason: "no") == .deadLettered)  // b: its last attempt
         clock.advance(by: .seconds(31))
         #expect(try await queue.lease(limit: 3, worker: "w").isEmpty)  // c: its last lease ran out

@@ -98,8 +98,12 @@ extension Operations {
                 do {
                     value = try await body(context.transaction)
                 } catch {
-                    metrics.bodyFailure(scope: scope)
-                    guard let mark, !(error is CancellationError), let recovered = recovering?(error) else { throw error }
+                    // A failure recovered into a stored outcome (an HTTP error response) completes
+                    // the key: it is not a body failure, which leaves the key free.
+                    guard let mark, !(error is CancellationError), let recovered = recovering?(error) else {
+                        metrics.bodyFailure(scope: scope)
+                        throw error
+                    }
                     try await context.rows.rollback(to: mark)
                     value = recovered
                 }
