@@ -71,14 +71,17 @@ public struct IdempotencyEngine<S: Store>: Sendable {
     ///   - request: the request head (method, path, header fields).
     ///   - principal: whose key it is (a header, the authenticated identity); `nil` refuses the
     ///     request with 400 `principal_invalid`.
-    ///   - body: collects the request body, up to ``IdempotencyConfiguration/requestBodyByteCountLimit``
-    ///     bytes; `nil` when it is larger (413).
+    ///   - bodyLimit: the largest body the adapter takes, when it is below
+    ///     ``IdempotencyConfiguration/requestBodyByteCountLimit`` (Vapor's application-wide limit);
+    ///     `nil`: the configuration's. The 413's detail names it.
+    ///   - body: collects the request body, up to the limit; `nil` when it is larger (413).
     ///   - handler: runs the route with the transaction its writes must go through. It returns
     ///     the route's response, or throws ``ResponseTooLarge``; any other error commits nothing,
     ///     frees the key, and is rethrown (retryable store errors become 503 here instead).
     public func respond(
         to request: HTTPRequest,
         principal: String?,
+        bodyLimit: Int? = nil,
         body: () async throws -> [UInt8]?,
         handler: (S.Transaction) async throws -> HandlerResponse
     ) async throws -> Outcome {
@@ -105,7 +108,12 @@ public struct IdempotencyEngine<S: Store>: Sendable {
         }
         guard let collected = try await body() else {
             return .respond(
-                .problem(HTTPProblem(.bodyTooLarge, detail: "the body is larger than \(configuration.requestBodyByteCountLimit) bytes"))
+                .problem(
+                    HTTPProblem(
+                        .bodyTooLarge,
+                        detail: "the body is larger than \(bodyLimit ?? configuration.requestBodyByteCountLimit) bytes"
+                    )
+                )
             )
         }
         let fingerprint = configuration.fingerprint.fingerprint(of: request, body: collected)

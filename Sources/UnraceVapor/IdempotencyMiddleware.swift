@@ -64,14 +64,15 @@ public struct IdempotencyMiddleware<S: Store>: AsyncMiddleware {
     /// Applies the rules to one request.
     public func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         let configuration = engine.configuration
+        // The route never collects a body this middleware collected, so the application's own
+        // limit (`app.routes.defaultMaxBodySize`, Vapor's 16 KB unless raised) holds here too.
+        let limit = min(configuration.requestBodyByteCountLimit, max(request.application.routes.defaultMaxBodySize.value, 0))
         let outcome = try await engine.respond(
             to: HTTPConversions.head(request),
             principal: principal(request),
+            bodyLimit: limit,
             body: {
                 do {
-                    // The route never collects a body this middleware collected, so the
-                    // application's own limit (`app.routes.defaultMaxBodySize`) holds here too.
-                    let limit = min(configuration.requestBodyByteCountLimit, max(request.application.routes.defaultMaxBodySize.value, 0))
                     // Vapor refuses a streamed body at `max` bytes, not past it: one more byte, so
                     // a body of exactly the limit is taken however it arrives (the limit is at
                     // most `bodyByteCountMaximum`, so this cannot overflow).

@@ -125,17 +125,20 @@ extension CLITests {
     @Test(
         "options a run could not use are usage errors (exit 64) before anything starts: a provider without a scheme, a worker name too long, helper counts out of range, a tracer with --metrics-only",
         arguments: [
-            (["work", "--provider", "127.0.0.1:9000"], "--provider"),
-            (["work", "--provider", "ftp://127.0.0.1:9000"], "--provider"),
-            (["serve", "--provider", "localhost:9000"], "--provider"),
-            (["work", "--name", String(repeating: "w", count: 200)], "--name"),
-            (["worker", "perform-keys", "--scope", "s", "--table", "t", "--keys=-1"], "--keys"),
+            (["work", "--provider", "127.0.0.1:9000"], "--provider: the provider must be"),
+            (["work", "--provider", "ftp://127.0.0.1:9000"], "--provider: the provider must be"),
+            (["serve", "--provider", "localhost:9000"], "--provider: the provider must be"),
+            (["work", "--name", String(repeating: "w", count: 200)], "--name: "),
+            (["worker", "perform-keys", "--scope", "s", "--table", "t", "--keys=-1"], "--keys must be between 0 and 1000000"),
             (
                 ["worker", "consume-orders", "--prefix", "p", "--orders", "1", "--seed", "1", "--lane", "0", "--lanes", "0"],
-                "--lanes"
+                "--lanes must be between 1 and 64"
             ),
-            (["worker", "ledger-transfers", "--prefix", "p", "--count=-1", "--seed", "1", "--lane", "0"], "--count"),
-            (["bench", "observability", "--metrics-only", "--tracer", "in-memory"], "--tracer"),
+            (
+                ["worker", "ledger-transfers", "--prefix", "p", "--count=-1", "--seed", "1", "--lane", "0"],
+                "--count must be between 0 and 1000000"
+            ),
+            (["bench", "observability", "--metrics-only", "--tracer", "in-memory"], "--tracer has no effect with --metrics-only"),
         ]
     )
     func unusableOptions(_ arguments: [String], _ named: String) async throws {
