@@ -96,7 +96,8 @@ public final class FluentStore: SQLStore {
     /// ``init(database:stepTimeout:logger:)``). On PostgreSQL the steps spread over every loop's pool.
     /// - Parameters:
     ///   - databases: the application's databases.
-    ///   - id: which of them (`nil`: the default one).
+    ///   - id: which of them (`nil`: the one that is the default when the store is made; a later
+    ///     `default(to:)` does not move the store).
     /// - Throws: as ``init(database:stepTimeout:logger:)``; ``UnraceCore/UnraceError/Code/invalidConfiguration``
     ///   when `databases` has no such database.
     public convenience init(

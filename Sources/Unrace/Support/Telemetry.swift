@@ -41,7 +41,8 @@ struct Telemetry: Sendable {
 
     /// Runs one store step inside a span `unrace.step.<step>`, recording its latency in
     /// `unrace_step_duration_seconds` and a failure in `unrace_step_failures_total` by code. What
-    /// nothing observes is not done: no clock read without metrics, no span without a tracer.
+    /// nothing observes is not done: no latency timing without metrics, no span without a tracer.
+    /// The step's own clock is read once, to refuse a reading past ``Timestamp/latestReading``.
     func step<S: Store, T: Sendable>(
         _ store: S,
         _ info: StepInfo,
