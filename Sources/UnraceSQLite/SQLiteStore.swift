@@ -53,16 +53,24 @@ public final class SQLiteStore: SQLStore {
     public var dialect: SQLDialect { .sqlite }
 
     let pool: DatabasePool
+    /// The file this store opened, as the file system knows it (device and inode): two paths
+    /// name one file when these match, whatever their spelling.
+    let file: FileIdentity
     private let writer = AsyncLock()
     private let logger: Logger
 
     /// Opens (creating if needed) a database file and migrates its schema.
     /// - Throws: ``UnraceError`` with ``UnraceError/Code/unsupportedDatabase`` if the linked
     ///   SQLite is older than 3.35, ``UnraceError/Code/schemaTooNew``, or
-    ///   ``UnraceError/Code/storeUnavailable`` if the file cannot be opened.
+    ///   ``UnraceError/Code/storeUnavailable`` if the file cannot be opened,
+    ///   ``UnraceError/Code/invalidArgument`` for an empty path or one with a NUL byte.
     public init(path: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "unrace.sqlite")) async throws {
         guard configuration.busyTimeout >= .zero, configuration.busyTimeout <= .seconds(600) else {
             throw UnraceError(.invalidConfiguration, "busyTimeout must be between 0 and 600 seconds")
+        }
+        // A C string ends at NUL: "a.sqlite\0x" would open a.sqlite under another name.
+        guard !path.isEmpty, !path.utf8.contains(0) else {
+            throw UnraceError(.invalidArgument, "a SQLite path must be a non-empty file path without NUL", detail: path.debugDescription)
         }
         self.path = path
         self.logger = logger
@@ -77,6 +85,10 @@ public final class SQLiteStore: SQLStore {
         } catch {
             throw UnraceError(.storeUnavailable, "the SQLite database could not be opened", detail: path, underlying: error)
         }
+        guard let file = FileIdentity(path: path) else {
+            throw UnraceError(.storeUnavailable, "the SQLite database was opened but cannot be found by its path", detail: path)
+        }
+        self.file = file
         // GRDB sets `synchronous = NORMAL` on the pool's writer after `prepareDatabase` runs, so
         // the durability pragma is set here, on the writer itself, once the pool is open.
         let version = try await SQLiteTransaction.mapErrors {
@@ -108,15 +120,12 @@ public final class SQLiteStore: SQLStore {
     /// the same file, handed out.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a transaction on another file.
     public func rows(joining transaction: SQLiteTransaction, clock: any WallClock) async throws -> any StoreRows {
-        guard transaction.pool === pool || Self.file(transaction.pool.path) == Self.file(pool.path) else {
+        // One file, as the file system sees it: Unicode-equivalent spellings (NFC and NFD) are
+        // two files on Linux, and a relative path is resolved when its store opened it.
+        guard transaction.pool === pool || transaction.file == file else {
             throw UnraceError.foreignTransaction
         }
         return sqlRows(joining: transaction, clock: clock)
-    }
-
-    /// The file a path names, links and `.`/`..` resolved.
-    private static func file(_ path: String) -> String {
-        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
     // MARK: Store
@@ -126,7 +135,7 @@ public final class SQLiteStore: SQLStore {
     public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<SQLiteTransaction>) async throws -> T) async throws -> T {
         try StepNesting.check()
         if step.isReadOnly {
-            let tx = SQLiteTransaction(pool: pool, access: .read)
+            let tx = SQLiteTransaction(pool: pool, file: file, access: .read)
             defer { tx.end() }
             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now()))
             return try await StepNesting.inside { try await body(context) }
@@ -147,7 +156,7 @@ public final class SQLiteStore: SQLStore {
         try StepNesting.check()
         return try await writer.withLock {
             // BEGIN IMMEDIATE travels with the body's first statement, COMMIT with its queued ones.
-            let tx = SQLiteTransaction(pool: pool, access: .write)
+            let tx = SQLiteTransaction(pool: pool, file: file, access: .write)
             do {
                 let result = try await StepNesting.inside { try await body(tx) }
                 try Task.checkCancellation()  // a cancelled caller commits nothing
@@ -174,5 +183,19 @@ public final class SQLiteStore: SQLStore {
         if case .failure(let error) = result {
             logger.error("rollback after a failed step also failed", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// A file as the file system knows it: its device and inode.
+struct FileIdentity: Hashable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+
+    /// The file at `path` (links followed), or `nil` when there is none.
+    init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
     }
 }

@@ -15,6 +15,9 @@ public final class SQLiteTransaction: SQLTransaction {
     enum Access: Sendable { case read, write }
 
     private struct State {
+        /// Whether `BEGIN IMMEDIATE` succeeded: set on the writer, right after it ran, so a
+        /// failed `BEGIN` (the file busy past the timeout) leaves it unset and the next statement
+        /// begins again instead of running outside any transaction.
         var begun = false
         var ended = false
         var beforeCommit: [(String, StatementArguments)] = []
@@ -23,11 +26,14 @@ public final class SQLiteTransaction: SQLTransaction {
     }
 
     let pool: DatabasePool
+    /// The file of the store that handed it out.
+    let file: FileIdentity
     let access: Access
     private let state = Mutex(State())
 
-    init(pool: DatabasePool, access: Access) {
+    init(pool: DatabasePool, file: FileIdentity, access: Access) {
         self.pool = pool
+        self.file = file
         self.access = access
     }
 
@@ -113,10 +119,31 @@ public final class SQLiteTransaction: SQLTransaction {
         guard begun || !queued.isEmpty else { return }
         try await Self.mapErrors {
             try await pool.writeWithoutTransaction { db in
-                if !begun { try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute() }
+                // Whether it began is read again here: a statement the body started and did not
+                // await may have begun it since.
+                try self.beginOrCheck(db)
                 for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
                 try db.cachedStatement(sql: "COMMIT").execute()
             }
+        }
+    }
+
+    /// On the writer, before a statement of this transaction: `BEGIN IMMEDIATE` if it has not
+    /// begun, else a check that SQLite has not ended it. A statement whose conflict resolution is
+    /// `ROLLBACK` (`INSERT OR ROLLBACK`, a column's `ON CONFLICT ROLLBACK`, a trigger's
+    /// `RAISE(ROLLBACK, …)`) rolls the whole transaction back; what the body sends after it would
+    /// otherwise commit on its own, one statement at a time, without the step's writer lock.
+    private func beginOrCheck(_ db: Database) throws {
+        if state.withLock({ $0.begun }) {
+            guard db.isInsideTransaction else {
+                throw UnraceError(
+                    .storeFailure,
+                    "SQLite rolled the step's transaction back (a statement's ROLLBACK conflict resolution, or RAISE(ROLLBACK)); nothing of the step commits"
+                )
+            }
+        } else {
+            try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
+            state.withLock { $0.begun = true }
         }
     }
 
@@ -148,12 +175,11 @@ public final class SQLiteTransaction: SQLTransaction {
                 try checkOpen()
                 return try await pool.read(work)
             case .write:
-                let begin = try state.withLock { state in
+                let begun = try state.withLock { state in
                     guard !state.ended else { throw UnraceError.stepEnded }
-                    defer { state.begun = true }
-                    return !state.begun
+                    return state.begun
                 }
-                guard begin else {
+                guard !begun else {
                     // Inside our own write transaction no statement waits for a lock (the file's
                     // write lock is ours, and WAL readers never block a writer), so it runs on the
                     // writer at once, without the hop to GRDB's queue and back. Only BEGIN
@@ -165,12 +191,15 @@ public final class SQLiteTransaction: SQLTransaction {
                     // or ROLLBACK (the step ends before their access), or not at all.
                     return try Self.runNow(pool) { db in
                         try checkOpen()
+                        try beginOrCheck(db)
                         return try work(db)
                     }
                 }
+                // The first statement, or one sent while the first is on its way: the writer runs
+                // them one at a time, and whichever comes first begins.
                 return try await pool.writeWithoutTransaction { db in
                     try self.checkOpen()
-                    try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
+                    try self.beginOrCheck(db)
                     return try work(db)
                 }
             }

@@ -2,6 +2,7 @@ import Testing
 import Unrace
 import UnraceFluent
 import UnraceSQL
+import UnraceSQLite
 
 /// A body that catches a failed statement and goes on: SQLite keeps the failure to that
 /// statement; PostgreSQL aborts the whole transaction and answers its `COMMIT` with `ROLLBACK`.
@@ -73,5 +74,78 @@ struct AbortedTransactionTests {
 
     static func count<S: Store>(_ store: S, _ table: String) async throws -> Int where S.Transaction: SQLTransaction {
         try await store.withTransaction { tx in Int(try await tx.query("SELECT COUNT(*) AS n FROM \(table)")[0].int64("n")) }
+    }
+
+    @Test(
+        "SQLite: a statement whose conflict resolution is ROLLBACK ends the step; what the body sends after it never commits, on its own or with the claim, and the key stays free"
+    )
+    func rollbackResolution() async throws {
+        try await withStore(.sqlite) { store, _ in try await Self.rollbackResolution(store) }
+    }
+
+    static func rollbackResolution<S: SQLStore>(_ store: S) async throws {
+        let table = uniqueName("effects")
+        let unique = uniqueName("unique")
+        try await store.withTransaction { tx in
+            try await tx.execute("CREATE TABLE \(unique) (id TEXT PRIMARY KEY ON CONFLICT ROLLBACK)")
+            try await tx.execute("CREATE TABLE \(table) (id TEXT)")
+            try await tx.execute("INSERT INTO \(unique) (id) VALUES ('x')")
+        }
+        let operations = try Operations(store: store)
+        let failed = await QueueTests.code {
+            _ = try await operations.perform(key: "k") { tx in
+                try await tx.execute("INSERT INTO \(table) (id) VALUES ('before')")
+                do { try await tx.execute("INSERT INTO \(unique) (id) VALUES ('x')") } catch {}  // rolls everything back
+                try await tx.execute("INSERT INTO \(table) (id) VALUES ('after')")
+                return 1
+            }
+        }
+        #expect(failed == "store_failure")
+        #expect(try await countRows(store, table) == 0, "nothing of the step, before or after, committed")
+        let again = try await operations.perform(key: "k") { _ in 2 }
+        #expect(again.value == 2 && !again.isReplay, "no success was recorded for the key")
+    }
+
+    @Test(
+        "SQLite: a BEGIN that found the file busy leaves the step unbegun; the body's retried statements run inside a transaction and roll back with it"
+    )
+    func busyBegin() async throws {
+        try await withStore(.sqlite) { first, path in
+            let first = try #require(first as? SQLiteStore)
+            var configuration = SQLiteStore.Configuration()
+            configuration.busyTimeout = .milliseconds(100)
+            let second = try await SQLiteStore(path: path, configuration: configuration)
+            let table = uniqueName("t")
+            try await first.withTransaction { tx in try await tx.execute("CREATE TABLE \(table) (id TEXT)") }
+            let holding = Latch()
+            let release = Latch()
+            let holder = Task {
+                try await first.withTransaction { tx in
+                    try await tx.execute("INSERT INTO \(table) (id) VALUES ('a')")
+                    holding.open()
+                    await release.wait()
+                }
+            }
+            await holding.wait()
+            struct Abandon: Error {}
+            await #expect(throws: Abandon.self) {
+                try await second.withTransaction { tx in
+                    do {
+                        try await tx.execute("INSERT INTO \(table) (id) VALUES ('b1')")
+                        Issue.record("the first write began while another store held the file")
+                    } catch let error as UnraceError where error.code == .storeUnavailable {
+                        release.open()
+                        try await holder.value
+                        try await tx.execute("INSERT INTO \(table) (id) VALUES ('b1')")
+                    }
+                    try await tx.execute("INSERT INTO \(table) (id) VALUES ('b2')")
+                    throw Abandon()
+                }
+            }
+            release.open()
+            _ = try? await holder.value
+            let ids = try await first.withTransaction { tx in try await tx.query("SELECT id FROM \(table) ORDER BY id") }
+            #expect(try ids.map { try $0.string("id") } == ["a"], "b1 and b2 rolled back with the abandoned step")
+        }
     }
 }

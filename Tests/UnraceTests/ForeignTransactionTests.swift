@@ -145,4 +145,25 @@ struct ForeignTransactionTests {
         #expect(await QueueTests.code { _ = try await FluentStore(databases: bare) } == "invalid_configuration", "FluentKit traps here")
         await bare.shutdownAsync()
     }
+
+    @Test(
+        "SQLite stores on two files whose names are equal as Swift strings (NFC and NFD) refuse each other's transactions; a path with NUL is refused and creates nothing"
+    )
+    func sqliteFileIdentity() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-files"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let composed = try await SQLiteStore(path: folder.path + "/caf\u{E9}.sqlite")
+        let decomposed = try await SQLiteStore(path: folder.path + "/cafe\u{301}.sqlite")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sqlite") }
+        #expect(files.count == 2, "two files on disk: \(files)")
+        let queue = try QueueTests.queue(decomposed, ManualWallClock(), name: "shared")
+        #expect(try await Self.enqueue(queue, in: composed, id: "m") == "invalid_argument")
+        #expect(try await queue.depth() == QueueDepth())
+        #expect(try await QueueTests.queue(composed, ManualWallClock(), name: "shared").depth() == QueueDepth())
+
+        let error = await #expect(throws: UnraceError.self) { _ = try await SQLiteStore(path: folder.path + "/a.sqlite\u{0}.bak") }
+        #expect(error?.code == .invalidArgument)
+        #expect(!FileManager.default.fileExists(atPath: folder.path + "/a.sqlite"), "nothing was opened under the cut name")
+    }
 }
