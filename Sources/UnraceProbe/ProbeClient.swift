@@ -154,8 +154,22 @@ struct ProbeClient: Sendable {
     /// The resource an answer names: its `Location` resolved against the target's URL, as path
     /// and query (`/orders/7` and `http://host/orders/7` are one resource; `/orders?id=7` and
     /// `/orders?id=8` are two), else the target's identity field of its JSON body; `nil` for an
-    /// answer that is not a success.
+    /// answer that is not a success. Past ``identityByteCountMaximum`` it is shortened, with a
+    /// digest of the whole that keeps two long identities apart.
     func identity(of answer: Answer, document: JSONValue?) -> String? {
+        fullIdentity(of: answer, document: document).map(Self.bounded)
+    }
+
+    /// The longest identity a report keeps as sent: 256 bytes (a server's 1 MiB `id` would be
+    /// copied into every line of evidence, the timeline and the JSON).
+    static let identityByteCountMaximum = 256
+
+    static func bounded(_ identity: String) -> String {
+        guard identity.utf8.count > identityByteCountMaximum else { return identity }
+        return "\(identity.prefix(64))… (\(identity.utf8.count) bytes, sha256 \(Fingerprint.text(identity).hex.prefix(16)))"
+    }
+
+    private func fullIdentity(of answer: Answer, document: JSONValue?) -> String? {
         guard (200..<300).contains(answer.status) else { return nil }
         if let location = answer.headers.first(name: "Location"), !location.isEmpty {
             guard let resolved = URL(string: location, relativeTo: URL(string: target.url))?.absoluteURL,

@@ -1,4 +1,5 @@
 public import Foundation
+import UnraceCore
 public import UnraceSimulation
 
 /// One of the probes `unrace probe` runs.
@@ -144,7 +145,8 @@ public struct ProbeReport: Sendable, Codable {
         } else {
             lines.append("no anomalies")
         }
-        return lines.joined(separator: "\n")
+        // The server chose some of this text (bodies, ids, field values): no escape sequences.
+        return lines.joined(separator: "\n").terminalSafe
     }
 
     /// The report as JSON (sorted keys, stable field names).

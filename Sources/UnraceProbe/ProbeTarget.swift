@@ -5,7 +5,7 @@ import UnraceCore
 ///
 /// A target is checked before anything is sent (``validate()``): every URL is `http` or `https`
 /// on a loopback address or on a host named in ``allowedHosts``; header names are tokens and
-/// values carry no CR, LF or NUL; bodies are at most ``bodyByteCountMaximum``. The prober never
+/// values carry no control character but tab; bodies are at most ``bodyByteCountMaximum``. The prober never
 /// follows a redirect: a 3xx is an answer like any other.
 public struct ProbeTarget: Sendable {
     /// The largest request body sent: 1 MiB.
@@ -88,9 +88,16 @@ public struct ProbeTarget: Sendable {
             guard Self.isToken(header.name) else {
                 throw UnraceError(.invalidArgument, "a header name must be an HTTP token", detail: Self.printable(header.name))
             }
-            guard !header.value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }), header.value.utf8.count <= 8_192
+            // As AsyncHTTPClient checks at send time (RFC 9110 field-value): no control character
+            // but tab, so a bad value is refused here, before anything is sent, naming only the header.
+            guard !header.value.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }),
+                header.value.utf8.count <= 8_192
             else {
-                throw UnraceError(.invalidArgument, "a header value must be at most 8192 bytes without CR, LF or NUL", detail: header.name)
+                throw UnraceError(
+                    .invalidArgument,
+                    "a header value must be at most 8192 bytes without control characters (tab aside)",
+                    detail: header.name
+                )
             }
         }
         if headers.contains(where: { $0.name.lowercased() == keyHeader.lowercased() }) {
@@ -148,13 +155,15 @@ public struct ProbeTarget: Sendable {
         "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "expect", "if-match", "if-none-match",
     ]
 
-    /// `localhost`, `127.0.0.0/8` in dotted decimal (1 to 3 digits per part) and `::1`.
+    /// `localhost`, `127.0.0.0/8` in canonical dotted decimal (1 to 3 digits per part, no leading
+    /// zero: `127.0.0.08` is no address to `inet_pton`, so it would be looked up as a name) and `::1`.
     static func isLoopback(_ host: String) -> Bool {
         if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 4 && parts[0] == "127"
             && parts.allSatisfy { part in
                 (1...3).contains(part.count) && part.utf8.allSatisfy { (0x30...0x39).contains($0) } && Int(part)! <= 255
+                    && (part.count == 1 || part.first != "0")
             }
     }
 

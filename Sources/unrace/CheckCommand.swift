@@ -27,11 +27,15 @@ struct CheckCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let data: Data
-        do {
-            data = history == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: history))
-        } catch {
-            FileHandle.standardError.write(Data("error: cannot read \(history): \(error.localizedDescription)\n".utf8))
+        let limit = HistoryChecker.historyByteCountMaximum
+        guard let data = readBounded(history, limit: limit) else {
+            FileHandle.standardError.write(Data("error: cannot read \(history)\n".utf8))
+            throw ExitCode(2)
+        }
+        guard data.count <= limit else {
+            FileHandle.standardError.write(
+                Data("error: \(history) is larger than \(limit) bytes (HistoryChecker.historyByteCountMaximum)\n".utf8)
+            )
             throw ExitCode(2)
         }
         let entries: [HistoryEntry]

@@ -48,6 +48,20 @@ func cliLogger(_ label: String, level: Logger.Level = .error) -> Logger {
     return logger
 }
 
+/// At most `limit + 1` bytes of the file at `path` (`-`: standard input): enough to tell a file
+/// over `limit` from one at it, without reading an endless or huge one whole (`/dev/zero`).
+/// - Returns: `nil` when it cannot be opened.
+func readBounded(_ path: String, limit: Int) -> Data? {
+    guard let handle = path == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: path) else { return nil }
+    defer { if path != "-" { try? handle.close() } }
+    var data = Data()
+    while data.count <= limit {
+        guard let chunk = try? handle.read(upToCount: min(1 << 20, limit + 1 - data.count)), !chunk.isEmpty else { break }
+        data.append(chunk)
+    }
+    return data
+}
+
 /// Writes an `--html` page (or any output file) to `path`; on failure says why on standard error
 /// and returns false. Commands write it after their report and exit 2 for it only when nothing
 /// outranks it: an anomaly's exit status 1 is never hidden by a file that could not be written.

@@ -54,7 +54,8 @@ struct ProbeCommand: AsyncParsableCommand {
         var target = ProbeTarget(url: url, method: method)
         if let body { target.body = Array(body.utf8) }
         if let bodyFile {
-            guard let data = FileManager.default.contents(atPath: bodyFile) else {
+            // Read no further than one byte past the limit, which the target then refuses.
+            guard let data = readBounded(bodyFile, limit: ProbeTarget.bodyByteCountMaximum) else {
                 throw ValidationError("cannot read --body-file \(bodyFile)")
             }
             target.body = Array(data)

@@ -83,9 +83,11 @@ struct CLITests {
         async let baseline = Self.timedRun(["demo", "--database", "postgres://postgres@127.0.0.1:\(port)/nothing?sslmode=bogus"])
         async let unreachable = Self.timedRun(["demo", "--database", "postgres://postgres@127.0.0.1:\(port)/nothing"])
         let (base, run) = try await (baseline, unreachable)
-        #expect(base.status != 0)
+        // Not exit 1, which says a guard failed: 64 for the URL, 2 for a database that cannot be used.
+        #expect(base.status == 64)
         #expect(base.printed.contains("sslmode must be disable or require"), "\(base.printed)")
-        #expect(run.status != 0)
+        #expect(run.status == 2)
+        #expect(!run.printed.contains("ANOMALY"), "\(run.printed)")
         // The probe gives up after 5 s at most (a refused connection fails at once); the pool it
         // replaces tripped its circuit breaker after about a minute.
         #expect(run.elapsed - base.elapsed < .seconds(10), "unreachable: \(run.elapsed), baseline: \(base.elapsed)")
@@ -145,5 +147,17 @@ extension CLITests {
         let child = try ChildProcess(arguments, captureErrors: true)
         #expect(await child.exitStatus() == 64, "\(child.printed.prefix(400))")
         #expect(child.printed.contains(named), "\(child.printed.prefix(400))")
+    }
+}
+
+extension CLITests {
+    @Test("an endless input is read no further than its limit: check /dev/zero exits 2 and probe --body-file /dev/zero is a usage error")
+    func endlessInputs() async throws {
+        let check = try ChildProcess(["check", "/dev/zero"], captureErrors: true)
+        #expect(await check.exitStatus() == 2)
+        #expect(check.printed.contains("is larger than 67108864 bytes"), "\(check.printed.prefix(400))")
+        let probe = try ChildProcess(["probe", "http://127.0.0.1:1/x", "--body-file", "/dev/zero"], captureErrors: true)
+        #expect(await probe.exitStatus() == 64)
+        #expect(probe.printed.contains("larger than 1048576 bytes"), "\(probe.printed.prefix(400))")
     }
 }

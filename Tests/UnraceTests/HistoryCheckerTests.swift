@@ -62,6 +62,33 @@ struct HistoryCheckerTests {
         #expect(text.contains("b: expected 9223372036854775807, store holds -9223372036854775808 (-18446744073709551615)"), "\(text)")
     }
 
+    @Test(
+        "an operation's changes come from whichever line names them, in any order; sums past Int64 are an imbalance, never a wrapped match"
+    )
+    func changesInAnyOrder() {
+        let named: HistoryEntry = .expect("pay:1", changes: ["m": 500])
+        let bare: HistoryEntry = .request("pay:1", status: 201)
+        for first in [bare, named] {
+            let history: [HistoryEntry] = [first, first == bare ? named : bare, .effect("pay:1"), .account("m", initial: 0, final: 0)]
+            let report = HistoryChecker.check(history)
+            #expect(report.imbalances == [.init(account: "m", expected: 500, final: 0)], "\(report.text())")
+        }
+        let wrapping: [HistoryEntry] = [
+            .expect("a", changes: ["m": .max]), .expect("b", changes: ["m": .max]), .expect("c", changes: ["m": 2]),
+            .effect("a"), .effect("b"), .effect("c"), .account("m", initial: 0, final: 0),
+        ]
+        #expect(HistoryChecker.check(wrapping).imbalances.count == 1, "Int64.max + Int64.max + 2 wraps to 0")
+    }
+
+    @Test("names from the file cannot put escape sequences on the terminal: control characters are shown as \\u{…}")
+    func terminalSafeText() {
+        let report = HistoryChecker.check([.request("a\u{1B}[2J\u{9B}x", status: 201), .account("m\u{7}", initial: 0, final: 1)])
+        let text = report.text()
+        #expect(!text.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{9B}" || $0 == "\u{7}" }, "\(text.debugDescription)")
+        #expect(text.contains("a\\u{1b}[2J\\u{9b}x"), "\(text.debugDescription)")
+        #expect("tab\tand\nnewline".terminalSafe == "tab\tand\nnewline")
+    }
+
     @Test("a planted order violation: the email before its capture")
     func outOfOrder() {
         var history = Self.clean

@@ -51,6 +51,14 @@ extension ProbeTests {
         #expect(code { target, _ in target.url = "http://127.0.0.1/x\u{0}" } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://127.0.0.1/x\u{1}" } == "invalid_argument")
         #expect(code { target, _ in target.url = "http://127.0.0.1/a b" } == "invalid_argument")
+        // Not an address to inet_pton (a leading zero): it would be looked up as a name.
+        #expect(code { target, _ in target.url = "http://127.0.0.08/x" } == "invalid_argument")
+        #expect(code { target, _ in target.url = "http://127.00.0.1/x" } == "invalid_argument")
+        #expect(code { target, _ in target.url = "http://127.0.0.0/x" } == nil)
+        // AsyncHTTPClient refuses these at send time; refused here, before anything is sent.
+        #expect(code { target, _ in target.headers = [.init("Authorization", "Bearer a\u{7F}")] } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("X-A", "a\u{1}b")] } == "invalid_argument")
+        #expect(code { target, _ in target.headers = [.init("X-A", "a\tb")] } == nil)
         #expect(code { target, _ in target.countURL = "http://10.0.0.1/count" } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("X-A", "a\r\nX-Injected: 1")] } == "invalid_argument")
         #expect(code { target, _ in target.headers = [.init("Bad Name", "a")] } == "invalid_argument")
@@ -64,6 +72,27 @@ extension ProbeTests {
         #expect(code { _, options in options.concurrency = 257 } == "invalid_argument")
         #expect(code { _, options in options.requestTimeout = .seconds(121) } == "invalid_argument")
         #expect(code { _, options in options.probes = [.retry, .retry] } == "invalid_argument")
+    }
+
+    @Test("a server's long identity is kept short in the report, two long ones stay apart, and the table shows no escape sequence")
+    func hostileAnswers() {
+        let long = String(repeating: "x", count: 1 << 20)
+        let (one, two) = (ProbeClient.bounded(long + "-1"), ProbeClient.bounded(long + "-2"))
+        #expect(one.utf8.count < 400 && two.utf8.count < 400 && one != two)
+        #expect(ProbeClient.bounded("order-7") == "order-7")
+        let report = ProbeReport(
+            target: "http://127.0.0.1:1/x",
+            results: [
+                ProbeResult(
+                    probe: .duplicates,
+                    verdict: .clean,
+                    summary: "\u{1B}[2J\u{1B}[Hno anomalies",
+                    evidence: ["\u{1B}]52;c;cHduZWQ=\u{7}"],
+                    exchanges: []
+                )
+            ]
+        )
+        #expect(!report.table().unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{7}" }, "\(report.table().debugDescription)")
     }
 
     @Test("a redirect is an answer, never followed: the host it points to gets no request")

@@ -138,6 +138,17 @@ struct TimelineTests {
         for worker in 0..<4 { #expect(html.contains(#"data-lane="worker-\#(worker)""#)) }
     }
 
+    @Test("a history's marks are drawn in the order of their recorded positions, not of the file's lines")
+    func historyInPositionOrder() {
+        let history: [HistoryEntry] = [
+            .effect("a", stream: "s", sequence: 1, position: 2, actor: "w1"),
+            .effect("b", stream: "s", sequence: 2, position: 1, actor: "w2"),
+        ]
+        let panel = Timeline.Panel(history: history, report: HistoryChecker.check(history), title: "merged logs")
+        let drawn = Array(panel.lines.dropFirst())
+        #expect(drawn.count == 2 && drawn[0].hasPrefix("t=1") && drawn[0].contains("effect b"), "\(drawn)")
+    }
+
     @Test("idle runs longer than the limit collapse into one mark that says how many steps it stands for")
     func idleCollapse() {
         let lines = ["settings"] + (0..<10).map { "t=0.\($0)s   worker-1         idle" } + ["t=1.0s   worker-2         work on job-1"]

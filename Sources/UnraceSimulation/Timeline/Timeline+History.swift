@@ -8,14 +8,16 @@ extension Timeline.Panel {
     public init(history entries: [HistoryEntry], report: HistoryReport, title: String) {
         let duplicated = Set(report.duplicateEffects.map(\.operation))
         let disordered = Set(report.outOfOrder.map { "\($0.stream)#\($0.sequence)" })
-        var lines = ["\(entries.count) entries, \(report.expectedOperations) operations expected"]
+        // Drawn in the order of their times (an effect's recorded position, else its line), as the
+        // checker orders them: merged per-worker logs are not in position order.
+        var marks: [(time: Int64, line: Int, text: String)] = []
         var index: Int64 = 0
         for entry in entries {
             index += 1
             switch entry.type {
             case "request":
                 let status = entry.status.map { " → \($0)" } ?? ""
-                lines.append("t=\(index)  client  request \(entry.operation ?? "?")\(status)")
+                marks.append((index, marks.count, "t=\(index)  client  request \(entry.operation ?? "?")\(status)"))
             case "effect":
                 let operation = entry.operation ?? "?"
                 var text = "effect \(operation)"
@@ -26,11 +28,14 @@ extension Timeline.Panel {
                 }
                 if duplicated.contains(operation) { text += " ✗ again" }
                 if disordered.contains(place) { text += " ✗ out of order" }
-                lines.append("t=\(entry.position ?? index)  \(Self.lane(entry.actor))  \(text)")
+                let time = entry.position ?? index
+                marks.append((time, marks.count, "t=\(time)  \(Self.lane(entry.actor))  \(text)"))
             default:
                 continue
             }
         }
+        marks.sort { ($0.time, $0.line) < ($1.time, $1.line) }
+        let lines = ["\(entries.count) entries, \(report.expectedOperations) operations expected"] + marks.map(\.text)
         var violations: [Violation] = []
         if !report.duplicateEffects.isEmpty {
             violations.append(Violation("effects-at-most-once", "\(report.duplicateEffects.count) operations took effect more than once"))

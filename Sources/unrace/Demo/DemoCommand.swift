@@ -12,7 +12,8 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Runs on a temporary SQLite file unless --database names a file or a postgres:// URL.
             Exits with status 1 if a guarded handler ever produces an anomaly, else 2 if --html \
-            could not be written (the report is printed either way).
+            could not be written (the report is printed either way); 2 if the database cannot be \
+            used (nothing ran), 64 for a database URL it cannot use.
             """
     )
 
@@ -35,11 +36,18 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let started = ContinuousClock.now
-        let result = try await withDatabase(
-            database.location,
-            logger: cliLogger("unrace.demo"),
-            AllSections(operations: operations, seed: seed, progress: !json)
-        )
+        let result: (backend: String, sections: [DemoSection])
+        do {
+            result = try await withDatabase(
+                database.location,
+                logger: cliLogger("unrace.demo"),
+                AllSections(operations: operations, seed: seed, progress: !json)
+            )
+        } catch {
+            // Not an anomaly (exit 1 means a guard failed): the demo could not run.
+            FileHandle.standardError.write(Data("error: the demo could not run: \(error)\n".utf8))
+            throw ExitCode((error as? UnraceError)?.code == .invalidDatabaseURL ? 64 : 2)
+        }
         let elapsed = ContinuousClock.now - started
         print(json ? DemoReport.json(result.sections) : DemoReport.table(result.sections, backend: result.backend, elapsed: elapsed))
         var written = true
