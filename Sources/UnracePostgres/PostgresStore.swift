@@ -437,36 +437,37 @@ private final class Readiness: Sendable {
     }
 }
 
-/// How many connections a store's pool has lent its steps: a waiting step's sign of life.
+/// When the store's pool last lent a connection to a step: a waiting step's sign of life.
 final class LeaseCount: Sendable {
-    private let count = Atomic<UInt64>(0)
-    func increment() { count.add(1, ordering: .relaxed) }
-    var value: UInt64 { count.load(ordering: .relaxed) }
+    /// Nanoseconds of the monotonic clock (`DispatchTime`); 0 before the first lease.
+    private let lastLent = Atomic<UInt64>(0)
+    func increment() { lastLent.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
+    var last: UInt64 { lastLent.load(ordering: .relaxed) }
 }
 
-/// Fails a step's wait for a pooled connection once a whole period passed in which the pool lent
-/// none to any step of the store; while others get theirs, it waits on.
+/// Fails a step's wait for a pooled connection once `period` has passed, since the wait began
+/// or since the pool last lent a connection to any step of the store, whichever is later;
+/// while others get theirs, it waits on.
 struct LeaseWatch: Sendable {
     private let task: Task<Void, Never>
 
     init<Lent: Sendable>(loan: Loan<Lent>, leases: LeaseCount, every period: Duration) {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let span = UInt64(period.components.seconds) * 1_000_000_000 + UInt64(period.components.attoseconds / 1_000_000_000)
         task = Task.detached {
-            var seen = leases.value
             while true {
-                do { try await Task.sleep(for: period) } catch { return }  // stopped
-                let now = leases.value
-                guard now == seen else {
-                    seen = now
-                    continue
-                }
-                loan.fail(
-                    UnraceError(
-                        .storeUnavailable,
-                        "no PostgreSQL connection was lent to any step for \(period): the pool cannot open one (the server unreachable or failing over) or every one stays busy; nothing was sent"
-                    )
-                )
-                return
+                let due = max(started, leases.last) + span
+                let now = DispatchTime.now().uptimeNanoseconds
+                if now >= due { break }
+                do { try await Task.sleep(for: .nanoseconds(due - now)) } catch { return }  // stopped
             }
+            guard !Task.isCancelled else { return }
+            loan.fail(
+                UnraceError(
+                    .storeUnavailable,
+                    "no PostgreSQL connection was lent to any step for \(period): the pool cannot open one (the server unreachable or failing over) or every one stays busy; nothing was sent"
+                )
+            )
         }
     }
 

@@ -166,7 +166,9 @@ struct ProbeClient: Sendable {
 
     static func bounded(_ identity: String) -> String {
         guard identity.utf8.count > identityByteCountMaximum else { return identity }
-        return "\(identity.prefix(64))… (\(identity.utf8.count) bytes, sha256 \(Fingerprint.text(identity).hex.prefix(16)))"
+        // Cut by bytes: one Character (a letter and 500,000 combining marks) can be a megabyte.
+        let head = String(decoding: identity.utf8.prefix(64), as: UTF8.self)
+        return "\(head)… (\(identity.utf8.count) bytes, sha256 \(Fingerprint.text(identity).hex.prefix(16)))"
     }
 
     private func fullIdentity(of answer: Answer, document: JSONValue?) -> String? {

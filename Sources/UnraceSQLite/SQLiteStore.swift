@@ -63,14 +63,19 @@ public final class SQLiteStore: SQLStore {
     /// - Throws: ``UnraceError`` with ``UnraceError/Code/unsupportedDatabase`` if the linked
     ///   SQLite is older than 3.35, ``UnraceError/Code/schemaTooNew``, or
     ///   ``UnraceError/Code/storeUnavailable`` if the file cannot be opened,
-    ///   ``UnraceError/Code/invalidArgument`` for an empty path or one with a NUL byte.
+    ///   ``UnraceError/Code/invalidArgument`` for an empty path, one with a NUL byte, or a `file:` URI.
     public init(path: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "unrace.sqlite")) async throws {
         guard configuration.busyTimeout >= .zero, configuration.busyTimeout <= .seconds(600) else {
             throw UnraceError(.invalidConfiguration, "busyTimeout must be between 0 and 600 seconds")
         }
         // A C string ends at NUL: "a.sqlite\0x" would open a.sqlite under another name.
-        guard !path.isEmpty, !path.utf8.contains(0) else {
-            throw UnraceError(.invalidArgument, "a SQLite path must be a non-empty file path without NUL", detail: path.debugDescription)
+        // A `file:` URI opens the file it names, not the path given: a file path only.
+        guard !path.isEmpty, !path.utf8.contains(0), !path.lowercased().hasPrefix("file:") else {
+            throw UnraceError(
+                .invalidArgument,
+                "a SQLite path must be a non-empty file path without NUL, not a file: URI",
+                detail: path.debugDescription
+            )
         }
         self.path = path
         self.logger = logger

@@ -19,6 +19,9 @@ public final class SQLiteTransaction: SQLTransaction {
         /// failed `BEGIN` (the file busy past the timeout) leaves it unset and the next statement
         /// begins again instead of running outside any transaction.
         var begun = false
+        /// Whether a write was ever sent: a first statement the body did not await may still be
+        /// on its way (waiting in `BEGIN`), so the commit takes the writer after it.
+        var touched = false
         var ended = false
         var beforeCommit: [(String, StatementArguments)] = []
         /// How many statements were queued for the commit when each open savepoint was taken.
@@ -114,7 +117,7 @@ public final class SQLiteTransaction: SQLTransaction {
                 state.beforeCommit = []
                 state.ended = true
             }
-            return (state.begun, state.beforeCommit)
+            return (state.begun || state.touched, state.beforeCommit)
         }
         guard begun || !queued.isEmpty else { return }
         try await Self.mapErrors {
@@ -138,7 +141,7 @@ public final class SQLiteTransaction: SQLTransaction {
             guard db.isInsideTransaction else {
                 throw UnraceError(
                     .storeFailure,
-                    "SQLite rolled the step's transaction back (a statement's ROLLBACK conflict resolution, or RAISE(ROLLBACK)); nothing of the step commits"
+                    "the step's transaction ended early: SQLite rolled it back (a statement's ROLLBACK conflict resolution, or RAISE(ROLLBACK)), or the body sent COMMIT or ROLLBACK itself; nothing more is sent"
                 )
             }
         } else {
@@ -177,6 +180,7 @@ public final class SQLiteTransaction: SQLTransaction {
             case .write:
                 let begun = try state.withLock { state in
                     guard !state.ended else { throw UnraceError.stepEnded }
+                    state.touched = true
                     return state.begun
                 }
                 guard !begun else {

@@ -28,7 +28,7 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let limit = HistoryChecker.historyByteCountMaximum
-        guard let data = readBounded(history, limit: limit) else {
+        guard let data = readBounded(history, limit: limit, standardInput: true) else {
             FileHandle.standardError.write(Data("error: cannot read \(history)\n".utf8))
             throw ExitCode(2)
         }

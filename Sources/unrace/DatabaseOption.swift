@@ -48,16 +48,23 @@ func cliLogger(_ label: String, level: Logger.Level = .error) -> Logger {
     return logger
 }
 
-/// At most `limit + 1` bytes of the file at `path` (`-`: standard input): enough to tell a file
-/// over `limit` from one at it, without reading an endless or huge one whole (`/dev/zero`).
-/// - Returns: `nil` when it cannot be opened.
-func readBounded(_ path: String, limit: Int) -> Data? {
-    guard let handle = path == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: path) else { return nil }
-    defer { if path != "-" { try? handle.close() } }
+/// At most `limit + 1` bytes of the file at `path` (with `standardInput`, `-` is standard input):
+/// enough to tell a file over `limit` from one at it, without reading an endless or huge one
+/// whole (`/dev/zero`).
+/// - Returns: `nil` when it cannot be opened or read (a directory, an I/O error): never a part
+///   of it taken for the whole.
+func readBounded(_ path: String, limit: Int, standardInput: Bool = false) -> Data? {
+    let fromStandardInput = standardInput && path == "-"
+    guard let handle = fromStandardInput ? FileHandle.standardInput : FileHandle(forReadingAtPath: path) else { return nil }
+    defer { if !fromStandardInput { try? handle.close() } }
     var data = Data()
-    while data.count <= limit {
-        guard let chunk = try? handle.read(upToCount: min(1 << 20, limit + 1 - data.count)), !chunk.isEmpty else { break }
-        data.append(chunk)
+    do {
+        while data.count <= limit {
+            guard let chunk = try handle.read(upToCount: min(1 << 20, limit + 1 - data.count)), !chunk.isEmpty else { break }
+            data.append(chunk)
+        }
+    } catch {
+        return nil
     }
     return data
 }

@@ -156,6 +156,8 @@ extension CLITests {
         let check = try ChildProcess(["check", "/dev/zero"], captureErrors: true)
         #expect(await check.exitStatus() == 2)
         #expect(check.printed.contains("is larger than 67108864 bytes"), "\(check.printed.prefix(400))")
+        let directory = try ChildProcess(["check", FileManager.default.temporaryDirectory.path], captureErrors: true)
+        #expect(await directory.exitStatus() == 2, "a directory is not an empty history: \(directory.printed.prefix(300))")
         let probe = try ChildProcess(["probe", "http://127.0.0.1:1/x", "--body-file", "/dev/zero"], captureErrors: true)
         #expect(await probe.exitStatus() == 64)
         #expect(probe.printed.contains("larger than 1048576 bytes"), "\(probe.printed.prefix(400))")

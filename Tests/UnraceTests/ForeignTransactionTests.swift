@@ -155,12 +155,16 @@ struct ForeignTransactionTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let composed = try await SQLiteStore(path: folder.path + "/caf\u{E9}.sqlite")
         let decomposed = try await SQLiteStore(path: folder.path + "/cafe\u{301}.sqlite")
+        #if os(Linux)  // file names are bytes here; APFS takes the two spellings for one name
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sqlite") }
         #expect(files.count == 2, "two files on disk: \(files)")
         let queue = try QueueTests.queue(decomposed, ManualWallClock(), name: "shared")
         #expect(try await Self.enqueue(queue, in: composed, id: "m") == "invalid_argument")
         #expect(try await queue.depth() == QueueDepth())
         #expect(try await QueueTests.queue(composed, ManualWallClock(), name: "shared").depth() == QueueDepth())
+        #endif
+        _ = (composed, decomposed)
+        #expect(await QueueTests.code { _ = try await SQLiteStore(path: "file:" + folder.path + "/uri.sqlite") } == "invalid_argument")
 
         let error = await #expect(throws: UnraceError.self) { _ = try await SQLiteStore(path: folder.path + "/a.sqlite\u{0}.bak") }
         #expect(error?.code == .invalidArgument)

@@ -80,6 +80,8 @@ extension ProbeTests {
         let (one, two) = (ProbeClient.bounded(long + "-1"), ProbeClient.bounded(long + "-2"))
         #expect(one.utf8.count < 400 && two.utf8.count < 400 && one != two)
         #expect(ProbeClient.bounded("order-7") == "order-7")
+        let oneCharacter = "x" + String(repeating: "\u{301}", count: 500_000)  // one Character, a megabyte
+        #expect(ProbeClient.bounded(oneCharacter).utf8.count < 400)
         let report = ProbeReport(
             target: "http://127.0.0.1:1/x",
             results: [

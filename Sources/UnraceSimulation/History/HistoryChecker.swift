@@ -196,8 +196,11 @@ public struct HistoryReport: Sendable, Hashable, Codable {
         section("lost operations", lostOperations) { "\($0) was accepted but never took effect" }
         section("unexpected effects", unexpectedEffects) { "\($0) took effect but nothing accepted it" }
         section("accounts not conserved (lost updates, double effects)", imbalances) {
-            // In 128 bits: two Int64 values can lie further apart than Int64 reaches.
-            "\($0.account): expected \($0.expected), store holds \($0.final) (\($0.final > $0.expected ? "+" : "")\(Int128($0.final) - Int128($0.expected)))"
+            // In 128 bits: two Int64 values can lie further apart than Int64 reaches. Equal values
+            // only show an expectation clamped to Int64's range.
+            $0.expected == $0.final
+                ? "\($0.account): expected beyond Int64's range, store holds \($0.final)"
+                : "\($0.account): expected \($0.expected), store holds \($0.final) (\($0.final > $0.expected ? "+" : "")\(Int128($0.final) - Int128($0.expected)))"
         }
         section("out-of-order applications", outOfOrder) {
             "\($0.operation) (sequence \($0.sequence) of \($0.stream)) applied after [\($0.appliedBefore.map(String.init).joined(separator: ", "))]"

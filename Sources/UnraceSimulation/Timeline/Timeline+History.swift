@@ -8,16 +8,16 @@ extension Timeline.Panel {
     public init(history entries: [HistoryEntry], report: HistoryReport, title: String) {
         let duplicated = Set(report.duplicateEffects.map(\.operation))
         let disordered = Set(report.outOfOrder.map { "\($0.stream)#\($0.sequence)" })
-        // Drawn in the order of their times (an effect's recorded position, else its line), as the
-        // checker orders them: merged per-worker logs are not in position order.
-        var marks: [(time: Int64, line: Int, text: String)] = []
+        // Effects are drawn in the order of their recorded positions, as the checker orders them:
+        // merged per-worker logs are not in position order.
+        var marks: [(time: Int64, line: Int, isEffect: Bool, text: String)] = []
         var index: Int64 = 0
         for entry in entries {
             index += 1
             switch entry.type {
             case "request":
                 let status = entry.status.map { " → \($0)" } ?? ""
-                marks.append((index, marks.count, "t=\(index)  client  request \(entry.operation ?? "?")\(status)"))
+                marks.append((index, marks.count, false, "t=\(index)  client  request \(entry.operation ?? "?")\(status)"))
             case "effect":
                 let operation = entry.operation ?? "?"
                 var text = "effect \(operation)"
@@ -29,12 +29,16 @@ extension Timeline.Panel {
                 if duplicated.contains(operation) { text += " ✗ again" }
                 if disordered.contains(place) { text += " ✗ out of order" }
                 let time = entry.position ?? index
-                marks.append((time, marks.count, "t=\(time)  \(Self.lane(entry.actor))  \(text)"))
+                marks.append((time, marks.count, true, "t=\(time)  \(Self.lane(entry.actor))  \(text)"))
             default:
                 continue
             }
         }
-        marks.sort { ($0.time, $0.line) < ($1.time, $1.line) }
+        // Effects take the effects' places in position order; requests keep their lines (their
+        // times are line numbers, another scale than the store's positions).
+        let effectSlots = marks.indices.filter { marks[$0].isEffect }
+        let effectsInOrder = effectSlots.map { marks[$0] }.sorted { ($0.time, $0.line) < ($1.time, $1.line) }
+        for (slot, mark) in zip(effectSlots, effectsInOrder) { marks[slot] = mark }
         let lines = ["\(entries.count) entries, \(report.expectedOperations) operations expected"] + marks.map(\.text)
         var violations: [Violation] = []
         if !report.duplicateEffects.isEmpty {

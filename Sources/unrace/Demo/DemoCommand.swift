@@ -12,8 +12,8 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Runs on a temporary SQLite file unless --database names a file or a postgres:// URL.
             Exits with status 1 if a guarded handler ever produces an anomaly, else 2 if --html \
-            could not be written (the report is printed either way); 2 if the database cannot be \
-            used (nothing ran), 64 for a database URL it cannot use.
+            could not be written (the report is printed either way); 2 if the database failed it \
+            (nothing is reported then), 64 for a database URL it cannot use.
             """
     )
 
@@ -44,8 +44,8 @@ struct DemoCommand: AsyncParsableCommand {
                 AllSections(operations: operations, seed: seed, progress: !json)
             )
         } catch {
-            // Not an anomaly (exit 1 means a guard failed): the demo could not run.
-            FileHandle.standardError.write(Data("error: the demo could not run: \(error)\n".utf8))
+            // Not an anomaly (exit 1 means a guard failed): the demo stopped on the database.
+            FileHandle.standardError.write(Data("error: the demo stopped: \(error)\n".utf8))
             throw ExitCode((error as? UnraceError)?.code == .invalidDatabaseURL ? 64 : 2)
         }
         let elapsed = ContinuousClock.now - started
