@@ -123,7 +123,9 @@ public final class SQLiteTransaction: SQLTransaction {
         try await Self.mapErrors {
             try await pool.writeWithoutTransaction { db in
                 // Whether it began is read again here: a statement the body started and did not
-                // await may have begun it since.
+                // await may have begun it since. A write that never began (its BEGIN found the
+                // file busy, and the body went on) leaves nothing to commit when nothing is queued.
+                if queued.isEmpty, !self.state.withLock({ $0.begun }) { return }
                 try self.beginOrCheck(db)
                 for (sql, arguments) in queued { try Self.execute(db, sql, arguments) }
                 try db.cachedStatement(sql: "COMMIT").execute()

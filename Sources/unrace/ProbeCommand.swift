@@ -45,15 +45,17 @@ struct ProbeCommand: AsyncParsableCommand {
     @Option(help: "Also draw the requests as a self-contained HTML timeline in this file.") var html: String?
 
     func validate() throws {
-        _ = try prober()
+        // Everything but --body-file's content, which `run()` reads once: a pipe or a FIFO
+        // (`/dev/stdin`, `<(…)`) gives its bytes to one reader only.
+        _ = try prober(readingBodyFile: false)
     }
 
     /// The prober the options describe.
-    func prober() throws -> Prober {
+    func prober(readingBodyFile: Bool = true) throws -> Prober {
         guard body == nil || bodyFile == nil else { throw ValidationError("give --body or --body-file, not both") }
         var target = ProbeTarget(url: url, method: method)
         if let body { target.body = Array(body.utf8) }
-        if let bodyFile {
+        if let bodyFile, readingBodyFile {
             // Read no further than one byte past the limit, which the target then refuses.
             guard let data = readBounded(bodyFile, limit: ProbeTarget.bodyByteCountMaximum) else {
                 throw ValidationError("cannot read --body-file \(bodyFile)")
@@ -90,9 +92,10 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let prober = try prober()  // a usage error (64) for a body file it cannot use
         let report: ProbeReport
         do {
-            report = try await prober().run()
+            report = try await prober.run()
         } catch {
             FileHandle.standardError.write(Data("error: the probe could not run: \(error)\n".utf8))
             throw ExitCode(2)

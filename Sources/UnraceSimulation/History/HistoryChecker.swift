@@ -124,16 +124,21 @@ public struct HistoryReport: Sendable, Hashable, Codable {
     public struct Imbalance: Sendable, Hashable, Codable {
         /// The account.
         public var account: String
-        /// Start plus the accepted operations' changes.
+        /// Start plus the accepted operations' changes (clamped to Int64's range; see
+        /// ``exactExpected``).
         public var expected: Int64
         /// What the store holds.
         public var final: Int64
+        /// The expectation in decimal when it lies beyond Int64's range (`expected` is then
+        /// clamped); `nil` otherwise.
+        public var exactExpected: String?
 
         /// An imbalance.
-        public init(account: String, expected: Int64, final: Int64) {
+        public init(account: String, expected: Int64, final: Int64, exactExpected: String? = nil) {
             self.account = account
             self.expected = expected
             self.final = final
+            self.exactExpected = exactExpected
         }
     }
 
@@ -196,11 +201,10 @@ public struct HistoryReport: Sendable, Hashable, Codable {
         section("lost operations", lostOperations) { "\($0) was accepted but never took effect" }
         section("unexpected effects", unexpectedEffects) { "\($0) took effect but nothing accepted it" }
         section("accounts not conserved (lost updates, double effects)", imbalances) {
-            // In 128 bits: two Int64 values can lie further apart than Int64 reaches. Equal values
-            // only show an expectation clamped to Int64's range.
-            $0.expected == $0.final
-                ? "\($0.account): expected beyond Int64's range, store holds \($0.final)"
-                : "\($0.account): expected \($0.expected), store holds \($0.final) (\($0.final > $0.expected ? "+" : "")\(Int128($0.final) - Int128($0.expected)))"
+            // In 128 bits: two Int64 values can lie further apart than Int64 reaches.
+            let expected = $0.exactExpected.flatMap { Int128($0) } ?? Int128($0.expected)
+            let difference = Int128($0.final) - expected
+            return "\($0.account): expected \(expected), store holds \($0.final) (\(difference > 0 ? "+" : "")\(difference))"
         }
         section("out-of-order applications", outOfOrder) {
             "\($0.operation) (sequence \($0.sequence) of \($0.stream)) applied after [\($0.appliedBefore.map(String.init).joined(separator: ", "))]"
@@ -312,7 +316,8 @@ public enum HistoryChecker {
             guard should != Int128(account.final) else { continue }
             // Shown within Int64 (the report's type); the decision above was exact.
             let shown = Int64(clamping: should)
-            imbalances.append(.init(account: name, expected: shown, final: account.final))
+            let exact = Int128(shown) == should ? nil : String(should)
+            imbalances.append(.init(account: name, expected: shown, final: account.final, exactExpected: exact))
         }
 
         var applied: [String: [Int64]] = [:]
