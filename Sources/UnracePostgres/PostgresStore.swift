@@ -58,7 +58,7 @@ public final class PostgresStore: SQLStore {
 
     private let logger: Logger
     /// How many connections the pool has lent this store's steps: a waiting step's sign of life.
-    private let leases = LeaseCount()
+    let leases = LeaseCount()
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
     private let readiness: Readiness?
@@ -274,56 +274,6 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// How long a step waits for a pooled connection while the pool hands none out at all: 10 s.
-    /// While the server cannot be reached (down, failing over) PostgresNIO's pool retries one
-    /// connection with a growing backoff and fails the steps waiting for it only after a minute;
-    /// a step whose wait sees no connection lent to any step of this store for this long stops
-    /// waiting, with a retryable ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent.
-    /// A step that waits behind others (more callers than connections) waits on while
-    /// connections keep being lent: each holder gives its connection back within its
-    /// ``stepTimeout``.
-    public static var connectionWaitMaximum: Duration { .seconds(10) }
-
-    /// Runs `body` on a connection of the pool (see ``connectionWaitMaximum``): the lease is held
-    /// by a task of its own, which lends the connection to this caller (whose task runs `body`,
-    /// with its cancellation and task-locals) and gives it back to the pool after.
-    func withPooledConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let loan = Loan<PostgresConnection>()
-        let (client, leases) = (client, leases)
-        let lease = Task {
-            do {
-                try await client.withConnection { connection in
-                    leases.increment()
-                    await loan.lend(connection)
-                }
-            } catch {
-                loan.fail(error)
-            }
-        }
-        let watch = LeaseWatch(loan: loan, leases: leases, every: Self.connectionWaitMaximum)
-        let connection: PostgresConnection
-        do {
-            connection = try await loan.borrow()
-        } catch {
-            watch.stop()
-            loan.giveBack()
-            lease.cancel()  // a lease still queued in the pool leaves the queue
-            await lease.value
-            throw error
-        }
-        watch.stop()
-        do {
-            let result = try await body(connection)
-            loan.giveBack()
-            await lease.value
-            return result
-        } catch {
-            loan.giveBack()
-            await lease.value
-            throw error
-        }
-    }
-
     /// How steps run on a connection: bounds, commit, rollback, retries.
     var steps: PostgresSteps {
         PostgresSteps(logger: logger, stepTimeout: stepTimeout, owner: location, clientID: ObjectIdentifier(client))
@@ -435,42 +385,4 @@ private final class Readiness: Sendable {
             waiter?.resume(throwing: CancellationError())
         }
     }
-}
-
-/// When the store's pool last lent a connection to a step: a waiting step's sign of life.
-final class LeaseCount: Sendable {
-    /// Nanoseconds of the monotonic clock (`DispatchTime`); 0 before the first lease.
-    private let lastLent = Atomic<UInt64>(0)
-    func increment() { lastLent.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
-    var last: UInt64 { lastLent.load(ordering: .relaxed) }
-}
-
-/// Fails a step's wait for a pooled connection once `period` has passed, since the wait began
-/// or since the pool last lent a connection to any step of the store, whichever is later;
-/// while others get theirs, it waits on.
-struct LeaseWatch: Sendable {
-    private let task: Task<Void, Never>
-
-    init<Lent: Sendable>(loan: Loan<Lent>, leases: LeaseCount, every period: Duration) {
-        let started = DispatchTime.now().uptimeNanoseconds
-        let span = UInt64(period.components.seconds) * 1_000_000_000 + UInt64(period.components.attoseconds / 1_000_000_000)
-        task = Task.detached {
-            while true {
-                let due = max(started, leases.last) + span
-                let now = DispatchTime.now().uptimeNanoseconds
-                if now >= due { break }
-                do { try await Task.sleep(for: .nanoseconds(due - now)) } catch { return }  // stopped
-            }
-            guard !Task.isCancelled else { return }
-            loan.fail(
-                UnraceError(
-                    .storeUnavailable,
-                    "no PostgreSQL connection was lent to any step for \(period): the pool cannot open one (the server unreachable or failing over) or every one stays busy; nothing was sent"
-                )
-            )
-        }
-    }
-
-    /// The wait ended (lent, failed or cancelled): no more checks.
-    func stop() { task.cancel() }
 }
