@@ -310,16 +310,7 @@ public final class FluentStore: SQLStore {
                 underlying: error
             )
         }
-        do {
-            let result = try await body(db)
-            loan.giveBack()
-            await lease.value
-            return result
-        } catch {
-            loan.giveBack()
-            await lease.value
-            throw error
-        }
+        return try await loan.use(db, until: lease, body)
     }
 
     /// `BEGIN IMMEDIATE` … `COMMIT` on one SQLite connection; a body that throws, or a cancelled

@@ -26,7 +26,7 @@ extension PostgresStore {
         let lease = Task {
             do {
                 try await client.withConnection { connection in
-                    leases.increment()
+                    leases.noteLease()
                     await loan.lend(connection)
                 }
             } catch {
@@ -45,24 +45,15 @@ extension PostgresStore {
             throw error
         }
         watch.stop()
-        do {
-            let result = try await body(connection)
-            loan.giveBack()
-            await lease.value
-            return result
-        } catch {
-            loan.giveBack()
-            await lease.value
-            throw error
-        }
+        return try await loan.use(connection, until: lease, body)
     }
 }
 
 /// When the store's pool last lent a connection to a step: a waiting step's sign of life.
-final class LeaseCount: Sendable {
+final class LastLease: Sendable {
     /// Nanoseconds of the monotonic clock (`DispatchTime`); 0 before the first lease.
     private let lastLent = Atomic<UInt64>(0)
-    func increment() { lastLent.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
+    func noteLease() { lastLent.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
     var last: UInt64 { lastLent.load(ordering: .relaxed) }
 }
 
@@ -72,7 +63,7 @@ final class LeaseCount: Sendable {
 struct LeaseWatch: Sendable {
     private let task: Task<Void, Never>
 
-    init<Lent: Sendable>(loan: Loan<Lent>, leases: LeaseCount, every period: Duration) {
+    init<Lent: Sendable>(loan: Loan<Lent>, leases: LastLease, every period: Duration) {
         let started = DispatchTime.now().uptimeNanoseconds
         let span = UInt64(period.components.seconds) * 1_000_000_000 + UInt64(period.components.attoseconds / 1_000_000_000)
         task = Task.detached {

@@ -57,8 +57,8 @@ public final class PostgresStore: SQLStore {
     package let location: String
 
     private let logger: Logger
-    /// How many connections the pool has lent this store's steps: a waiting step's sign of life.
-    let leases = LeaseCount()
+    /// When the pool last lent this store's steps a connection: a waiting step's sign of life.
+    let leases = LastLease()
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
     private let readiness: Readiness?

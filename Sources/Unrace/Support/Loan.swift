@@ -70,4 +70,19 @@ package final class Loan<Lent: Sendable>: Sendable {
         }
         lender?.resume()
     }
+
+    /// Runs `body` with what was lent, then gives it back and waits for `lease` (the task that
+    /// lent it) to end, so the connection is back in its pool when this returns.
+    package func use<T>(_ lent: Lent, until lease: Task<Void, Never>, _ body: (Lent) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(lent)
+            giveBack()
+            await lease.value
+            return result
+        } catch {
+            giveBack()
+            await lease.value
+            throw error
+        }
+    }
 }
