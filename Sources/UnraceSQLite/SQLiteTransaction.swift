@@ -112,14 +112,14 @@ public final class SQLiteTransaction: SQLTransaction {
     /// Runs the queued statements and commits, in one writer access. Nothing to do if the
     /// transaction never ran a statement.
     func commit() async throws {
-        let (begun, queued) = state.withLock { state in
+        let (touched, queued) = state.withLock { state in
             defer {
                 state.beforeCommit = []
                 state.ended = true
             }
-            return (state.begun || state.touched, state.beforeCommit)
+            return (state.touched, state.beforeCommit)  // begun only ever after touched
         }
-        guard begun || !queued.isEmpty else { return }
+        guard touched || !queued.isEmpty else { return }
         try await Self.mapErrors {
             try await pool.writeWithoutTransaction { db in
                 // Whether it began is read again here: a statement the body started and did not
