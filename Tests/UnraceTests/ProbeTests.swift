@@ -139,7 +139,13 @@ struct ProbeTests {
             let report = try await Prober(target: target, options: options).run()
             for result in report.results {
                 #expect(result.verdict == .skipped, "\(result.probe): \(result.summary)")
-                #expect(result.summary.contains("never accepted (") && result.summary.contains("× 404"))
+                // Each request is answered 404; on a loaded machine one may instead time out
+                // ("no answer"), which proves nothing either.
+                #expect(
+                    result.summary.contains("never accepted (")
+                        && (result.summary.contains("× 404") || result.summary.contains("× no answer")),
+                    "\(result.probe): \(result.summary)"
+                )
             }
         }
     }
