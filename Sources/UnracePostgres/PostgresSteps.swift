@@ -4,6 +4,7 @@ package import PostgresNIO
 import Synchronization
 import Unrace
 import UnraceCore
+import UnraceSQL
 
 /// How a step runs on a PostgreSQL connection, whoever leased it (``PostgresStore``'s client, or
 /// a Fluent database's pool): `BEGIN` … `COMMIT` bounded by the step timeout, a bounded rollback
@@ -64,8 +65,8 @@ package struct PostgresSteps: Sendable {
         }
     }
 
-    /// Runs `body` between `BEGIN` and `COMMIT` on `connection`, rolling back if it throws or
-    /// the task is cancelled.
+    /// Runs `body` between `BEGIN` (read committed, whatever the database's default) and `COMMIT`
+    /// on `connection`, rolling back if it throws or the task is cancelled.
     /// - Parameters:
     ///   - timed: bound it by ``stepTimeout`` (not the schema migration).
     ///   - guard: the step's hold on the connection; a caller whose cancellation is not the
@@ -79,7 +80,7 @@ package struct PostgresSteps: Sendable {
         let stepGuard = stepGuard ?? ConnectionGuard(connection)
         return try await bounded(stepGuard, timed: timed) {
             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard, owner: owner, clientID: clientID)
-            try await tx.execute("BEGIN")
+            try await tx.execute(SQLDialect.postgres.beginStatement)
             do {
                 let result = try await StepNesting.inside { try await body(tx) }
                 try Task.checkCancellation()  // a cancelled caller commits nothing

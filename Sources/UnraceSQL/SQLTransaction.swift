@@ -138,7 +138,9 @@ public struct SQLDialect: Sendable, Hashable {
     /// event and stream head then go in one round trip.
     public let combinesWrites: Bool
     /// The statement that starts a step's transaction: SQLite's `BEGIN IMMEDIATE` takes the
-    /// writer before the first read, so a step decides on what no other writer can change.
+    /// writer before the first read, so a step decides on what no other writer can change;
+    /// PostgreSQL's names read committed, which the guards' locking reads are written for,
+    /// whatever the database's `default_transaction_isolation`.
     public let beginStatement: String
     /// A statement that serialises schema changes across processes (transaction-scoped advisory
     /// locks: on PostgreSQL one per schema, so stores in other schemas of one database do not
@@ -154,7 +156,8 @@ public struct SQLDialect: Sendable, Hashable {
     /// A column definition of an ever-growing 64-bit primary key the database assigns.
     public let identityColumn: String
     /// A query with one `?` (a table name) answering one row whose `present` column says whether
-    /// the table exists in the current schema.
+    /// the table exists in the current schema (the one new tables go to), or none when it is
+    /// nowhere; PostgreSQL's also names the `schema` it was found in on the search path.
     public let tableExistsQuery: String
 
     /// SQLite: one writer at a time, so reads need no row locks; the caller's clock decides.
@@ -192,13 +195,17 @@ public struct SQLDialect: Sendable, Hashable {
         byteOrderCollation: " COLLATE \"C\"",
         clockExpression: "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
         combinesWrites: true,
-        beginStatement: "BEGIN",
+        beginStatement: "BEGIN ISOLATION LEVEL READ COMMITTED",
         schemaLockStatement: postgresSchemaLock,
         blobType: "BYTEA",
         integerType: "BIGINT",
         keyedTableSuffix: "",
         identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-        tableExistsQuery: "SELECT to_regclass(?) IS NOT NULL AS present"
+        tableExistsQuery: """
+            SELECT n.nspname = current_schema() AS present, n.nspname::text AS schema
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = to_regclass(?)
+            """
     )
 
     /// A dialect described by its capabilities (each is documented on its property). Package
