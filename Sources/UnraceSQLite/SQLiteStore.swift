@@ -63,7 +63,9 @@ public final class SQLiteStore: SQLStore {
     /// - Throws: ``UnraceError`` with ``UnraceError/Code/unsupportedDatabase`` if the linked
     ///   SQLite is older than 3.35, ``UnraceError/Code/schemaTooNew``, or
     ///   ``UnraceError/Code/storeUnavailable`` if the file cannot be opened,
-    ///   ``UnraceError/Code/invalidArgument`` for an empty path, one with a NUL byte, or a `file:` URI.
+    ///   ``UnraceError/Code/invalidArgument`` for an empty path, one with a NUL byte, a `file:` URI,
+    ///   or a file with more than one hard link (SQLite names its WAL and lock files after the
+    ///   path, so writers through two links would not be serialised; a symbolic link is fine).
     public init(path: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "unrace.sqlite")) async throws {
         guard configuration.busyTimeout >= .zero, configuration.busyTimeout <= .seconds(600) else {
             throw UnraceError(.invalidConfiguration, "busyTimeout must be between 0 and 600 seconds")
@@ -74,6 +76,15 @@ public final class SQLiteStore: SQLStore {
             throw UnraceError(
                 .invalidArgument,
                 "a SQLite path must be a non-empty file path without NUL, not a file: URI",
+                detail: path.debugDescription
+            )
+        }
+        // SQLite names a database's WAL and lock files after the path it was opened by: writers
+        // through two hard links of one file take two locks and corrupt it.
+        if let links = FileIdentity.linkCount(path: path), links > 1 {
+            throw UnraceError(
+                .invalidArgument,
+                "a SQLite database file must have one name: it has \(links) hard links, whose writers SQLite would not serialise",
                 detail: path.debugDescription
             )
         }
@@ -202,5 +213,12 @@ struct FileIdentity: Hashable, Sendable {
         guard stat(path, &status) == 0 else { return nil }
         device = UInt64(status.st_dev)
         inode = UInt64(status.st_ino)
+    }
+
+    /// How many hard links the file at `path` (links followed) has, or `nil` when there is none.
+    static func linkCount(path: String) -> UInt64? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return UInt64(status.st_nlink)
     }
 }

@@ -147,7 +147,7 @@ struct ForeignTransactionTests {
     }
 
     @Test(
-        "SQLite stores on two files whose names are equal as Swift strings (NFC and NFD) refuse each other's transactions; a path with NUL is refused and creates nothing"
+        "SQLite stores on two files whose names are equal as Swift strings (NFC and NFD) refuse each other's transactions; a path with NUL, or a file with a second hard link, is refused and creates nothing"
     )
     func sqliteFileIdentity() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-files"))
@@ -169,5 +169,17 @@ struct ForeignTransactionTests {
         let error = await #expect(throws: UnraceError.self) { _ = try await SQLiteStore(path: folder.path + "/a.sqlite\u{0}.bak") }
         #expect(error?.code == .invalidArgument)
         #expect(!FileManager.default.fileExists(atPath: folder.path + "/a.sqlite"), "nothing was opened under the cut name")
+
+        // A hard link is a second name SQLite would give its own WAL and lock: refused, through
+        // either name, with nothing opened; a symbolic link resolves to the one name.
+        let linked = folder.path + "/linked.sqlite"
+        _ = try await SQLiteStore(path: linked)
+        try FileManager.default.linkItem(atPath: linked, toPath: folder.path + "/hard.sqlite")
+        #expect(await QueueTests.code { _ = try await SQLiteStore(path: folder.path + "/hard.sqlite") } == "invalid_argument")
+        #expect(await QueueTests.code { _ = try await SQLiteStore(path: linked) } == "invalid_argument")
+        #expect(!FileManager.default.fileExists(atPath: folder.path + "/hard.sqlite-wal"))
+        try FileManager.default.removeItem(atPath: folder.path + "/hard.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: folder.path + "/soft.sqlite", withDestinationPath: linked)
+        _ = try await SQLiteStore(path: folder.path + "/soft.sqlite")
     }
 }
