@@ -109,6 +109,15 @@ struct MaintenanceServicesTests {
         #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, batchLimit: 1_001) }
         #expect(throws: UnraceError.self) { try CompletedMessagePurger(queue: queue, age: .seconds(-1)) }
         #expect(throws: UnraceError.self) { try InboxGapMonitor(inbox: Inbox(store: store), interval: .seconds(7_200)) }
+        // A scope every round would refuse would stop the purge of the scopes after it, forever.
+        var configuration = OperationsConfiguration()
+        configuration.allowedScopes = [try Scope("a")]
+        let limited = try Operations(store: store, configuration: configuration)
+        let outside = #expect(throws: UnraceError.self) {
+            try ExpiredRecordPurger(operations: limited, scopes: [try Scope("b"), try Scope("a")])
+        }
+        #expect(outside?.code == .invalidConfiguration)
+        _ = try ExpiredRecordPurger(operations: limited, scopes: [try Scope("a")])
     }
 
     /// Maintenance.md: "a full batch runs the next round at once". The reaper's batch is counted

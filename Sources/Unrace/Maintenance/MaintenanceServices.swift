@@ -74,7 +74,8 @@ public struct ExpiredRecordPurger<S: Store>: Service {
 
     /// A purger of `scopes`.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` for an interval outside 1 ms…1 h, a
-    ///   batch limit outside 1…10,000 or no scope.
+    ///   batch limit outside 1…10,000, no scope, or a scope outside the operations'
+    ///   ``OperationsConfiguration/allowedScopes``.
     public init(
         operations: Operations<S>,
         scopes: [Scope],
@@ -83,6 +84,14 @@ public struct ExpiredRecordPurger<S: Store>: Service {
         logger: Logger = Logger(label: "unrace.purger")
     ) throws {
         guard !scopes.isEmpty else { throw UnraceError(.invalidConfiguration, "a purger needs at least one scope") }
+        // A scope every round would refuse (unknown_scope) would stop the scopes after it, forever.
+        if let allowed = operations.configuration.allowedScopes, let outside = scopes.first(where: { !allowed.contains($0) }) {
+            throw UnraceError(
+                .invalidConfiguration,
+                "a purger's scope is not in the operations' allowedScopes",
+                detail: "scope \(outside)"
+            )
+        }
         try self.init(operations: operations, scopes: scopes, everyScope: false, interval: interval, batchLimit: batchLimit, logger: logger)
     }
 
