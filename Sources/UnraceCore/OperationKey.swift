@@ -40,7 +40,10 @@ public struct OperationKey: Sendable, Hashable, Codable, CustomStringConvertible
 /// The namespace an operation key lives in: a tenant, a client, or a business area.
 ///
 /// The same key in two scopes names two different operations. A valid scope is 1 to
-/// ``maximumByteCount`` bytes of `A-Z a-z 0-9 . _ : -`.
+/// ``maximumByteCount`` bytes of `A-Z a-z 0-9 . _ : -`, not beginning with
+/// ``principalPrefix``: scopes with that prefix are the idempotency middleware's, one per client
+/// (`PrincipalScope`), and no caller can name one, so no client's keys can be written or read
+/// through a scope made from outside input.
 public struct Scope: Sendable, Hashable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The largest scope, in bytes.
     public static let maximumByteCount = 64
@@ -50,9 +53,28 @@ public struct Scope: Sendable, Hashable, Codable, CustomStringConvertible, Expre
     /// The scope's text.
     public let rawValue: String
 
+    /// The prefix of the idempotency middleware's per-client scopes, `p:`, which ``init(_:)``
+    /// refuses.
+    public static let principalPrefix = "p:"
+
     /// Validates and wraps a scope.
-    /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidScope``.
+    /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidScope`` for an empty scope,
+    ///   one over ``maximumByteCount`` bytes or outside `A-Z a-z 0-9 . _ : -`, or one beginning
+    ///   with ``principalPrefix``.
     public init(_ rawValue: String) throws {
+        guard !rawValue.hasPrefix(Self.principalPrefix) else {
+            throw UnraceError(
+                .invalidScope,
+                "scopes beginning with \(Self.principalPrefix) are the idempotency middleware's, one per client; no caller can name one"
+            )
+        }
+        try self.init(stored: rawValue)
+    }
+
+    /// A scope as stored, a principal's (``principalPrefix``) included: for the stores reading
+    /// their rows back and for `PrincipalScope`, never for outside input.
+    /// - Throws: ``UnraceError`` with code ``UnraceError/Code/invalidScope``.
+    package init(stored rawValue: String) throws {
         guard !rawValue.isEmpty, rawValue.utf8.count <= Self.maximumByteCount else {
             throw UnraceError(.invalidScope, "scope must be 1 to \(Self.maximumByteCount) bytes")
         }

@@ -5,7 +5,8 @@ public import UnraceCore
 ///
 /// The principal's exact bytes become `p:` and the first 40 hex digits (160 bits) of their
 /// SHA-256: any text (an email, a token's subject) maps to a valid scope, and the principal never
-/// reaches the store or its logs. Two principals share a scope only when their bytes are equal:
+/// reaches the store or its logs. ``UnraceCore/Scope/init(_:)`` refuses that prefix, so no
+/// caller can name a client's scope (from a tenant header, say) and store what its keys replay. Two principals share a scope only when their bytes are equal:
 /// equal-looking spellings (`café` composed and decomposed) are two principals, as they are two
 /// ids to an identity provider that compares bytes. A principal must be exactly what the client
 /// sent: text that holds U+FFFD — what a lossy decoding leaves of bytes that were not UTF-8, as
@@ -34,6 +35,6 @@ public enum PrincipalScope {
         guard !principal.unicodeScalars.contains("\u{FFFD}"), principal.utf8.count <= byteCountMaximum,
             (try? rule.validate(principal)) != nil
         else { return nil }
-        return try? Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
+        return try? Scope(stored: Scope.principalPrefix + Fingerprint.text(principal).hex.prefix(40))
     }
 }

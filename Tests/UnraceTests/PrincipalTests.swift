@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Testing
@@ -22,6 +23,22 @@ struct PrincipalTests {
         #expect(composed.rawValue.hasPrefix("p:") && !composed.rawValue.contains("caf"))
         // The bound is on the bytes sent: 1,023 "e" and one decomposed é is 1,026 bytes.
         #expect(P.scope(for: String(repeating: "e", count: 1_023) + "e\u{301}") == nil)
+    }
+
+    @Test("a principal's scope cannot be named from outside: Scope(_:) and decoding refuse p:, so no caller can store an answer another client's key replays")
+    func principalScopesCannotBeForged() throws {
+        let alice = try #require(P.scope(for: "alice"))
+        let forged = #expect(throws: UnraceError.self) { try Scope(alice.rawValue) }
+        #expect(forged?.code == .invalidScope)
+        let decoded = #expect(throws: UnraceError.self) {
+            try JSONDecoder().decode(Scope.self, from: Data(#"{"rawValue":"\#(alice.rawValue)"}"#.utf8))
+        }
+        #expect(decoded?.code == .invalidScope)
+        // (A literal argument would pick the literal initializer, which traps: names in variables.)
+        let bare = "p:"
+        #expect(throws: UnraceError.self) { try Scope(bare) }
+        // Other scopes with a colon stay valid; the prefix is exact (bytes).
+        for text in ["P:x", "tenant:p:1", "p"] { #expect(try Scope(text).rawValue == text) }
     }
 
     @Test("NFC and NFD client ids over HTTP: the second is not a replay of the first", arguments: sqlBackends)

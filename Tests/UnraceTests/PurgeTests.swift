@@ -35,7 +35,7 @@ struct PurgeTests {
         configuration.retention = .seconds(1)
         configuration.lease = .seconds(60)
         let operations = try Operations(store: store, configuration: configuration)
-        let scopes = try ["p:0a1b", "p:ffee", "payments", Scope.default.rawValue].map { try Scope($0) }
+        let scopes = try ["p:0a1b", "p:ffee", "payments", Scope.default.rawValue].map { try Scope(stored: $0) }
         for scope in scopes {
             for key in ["k1", "k2"] { _ = try await operations.perform(key: key, scope: scope) { _ in key } }
         }
@@ -98,7 +98,7 @@ struct PurgeTests {
         var live = OperationsConfiguration()
         live.clock = clock
         live.lease = .seconds(600)
-        let scope = try Scope("p:" + String(repeating: "0", count: 40))
+        let scope = try Scope(stored: "p:" + String(repeating: "0", count: 40))
         guard case .acquired = try await Operations(store: store, configuration: live).begin(key: "in-flight", scope: scope) else {
             Issue.record("a fresh key is acquired")
             return

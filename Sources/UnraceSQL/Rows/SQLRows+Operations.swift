@@ -97,7 +97,7 @@ extension SQLRows: OperationRows {
             throw UnraceError(.storeFailure, "a stored operation has an unknown state")
         }
         return OperationRecord(
-            scope: try Scope(row.string("scope")),
+            scope: try Scope(stored: row.string("scope")),
             key: try OperationKey(row.string("key")),
             fingerprint: Fingerprint(rawBytes: row.optionalBytes("fingerprint") ?? []),
             state: state,

@@ -16,7 +16,7 @@ func claimAndDie<S: Store>(_ store: S, key: String, principal: String, lease: Du
     configuration.clock = clock
     configuration.lease = lease
     let dead = try Operations(store: store, configuration: configuration)
-    let scope = try Scope("p:" + Fingerprint.text(principal).hex.prefix(40))
+    let scope = try #require(PrincipalScope.scope(for: principal))
     if case .acquired = try await dead.begin(key: key, scope: scope) { return true }
     return false
 }
