@@ -96,6 +96,14 @@ public struct HTTPProblem: Error, Sendable, Hashable, CustomStringConvertible {
     /// The media type of the body: `application/problem+json`.
     public static let mediaType = "application/problem+json"
 
+    /// Whether a response with this status may carry a body: not a 1xx, 204 or 304 (RFC 9110
+    /// §6.4.1). A route that throws one of those (`HTTPError(.notModified)`) is answered without
+    /// a body or a content type: bytes after such a head would be read as the start of the next
+    /// response on the connection.
+    public var hasBody: Bool {
+        !(100..<200).contains(status.code) && status.code != 204 && status.code != 304
+    }
+
     /// The JSON body (keys sorted, so equal problems encode alike).
     public func jsonBody() -> Data {
         let body = Body(type: type, title: title, status: status.code, detail: detail, code: code.rawValue)

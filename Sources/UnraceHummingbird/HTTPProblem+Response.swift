@@ -7,8 +7,10 @@ extension HTTPProblem: ResponseGenerator, HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response { response() }
 
     /// The problem as an `application/problem+json` response (with `Retry-After` when the
-    /// problem asks the client to retry later).
+    /// problem asks the client to retry later); a status that carries no body (1xx, 204, 304)
+    /// gets neither body nor content type.
     public func response() -> Response {
+        guard hasBody else { return Response(status: status) }
         var headers: HTTPFields = [.contentType: HTTPProblem.mediaType]
         if let seconds = retryAfterSeconds { headers[.retryAfter] = String(seconds) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: jsonBody())))

@@ -6,6 +6,8 @@ extension HTTPProblem {
     /// asks for a retry. Routes can `throw` a problem: ``ProblemMiddleware`` (and
     /// ``IdempotencyMiddleware``) render it.
     public func vaporResponse() -> Response {
+        // A status that carries no body (1xx, 204, 304) gets neither body nor content type.
+        guard hasBody else { return Response(status: HTTPConversions.status(status)) }
         var headers = HTTPHeaders([("Content-Type", HTTPProblem.mediaType)])
         if let seconds = retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
         return Response(status: HTTPConversions.status(status), headers: headers, body: .init(data: jsonBody()))

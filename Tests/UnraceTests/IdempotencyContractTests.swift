@@ -81,6 +81,20 @@ struct IdempotencyContractTests {
             )
             #expect(busy.status == 503 && busy.problemCode == "service_unavailable", "\(busy.status) \(busy.body)")
             #expect(busy.headers[canonicalForm: "Retry-After"] == ["120"], "\(busy.headers)")
+            // A thrown status that carries no body is answered (and replayed) without one: bytes
+            // after its head would be read as the next response on the connection.
+            for status in [304, 204] {
+                for attempt in 1...2 {
+                    let bare = try await client.send(
+                        .POST,
+                        "/orders",
+                        headers: [("Idempotency-Key", "bare-\(status)"), ("X-Client-Id", "alice")],
+                        json: Self.order(status)
+                    )
+                    #expect(bare.status == status && bare.body.isEmpty, "\(status) #\(attempt): \(bare.status) \(bare.body)")
+                    #expect(bare.header("Content-Type") == nil && bare.isReplay == (attempt == 2), "\(bare.headers)")
+                }
+            }
             let scoped = try await client.send(
                 .POST,
                 "/orders",

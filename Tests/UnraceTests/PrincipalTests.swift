@@ -25,7 +25,9 @@ struct PrincipalTests {
         #expect(P.scope(for: String(repeating: "e", count: 1_023) + "e\u{301}") == nil)
     }
 
-    @Test("a principal's scope cannot be named from outside: Scope(_:) and decoding refuse p:, so no caller can store an answer another client's key replays")
+    @Test(
+        "a principal's scope cannot be named from outside: Scope(_:) and decoding refuse p:, so no caller can store an answer another client's key replays"
+    )
     func principalScopesCannotBeForged() throws {
         let alice = try #require(P.scope(for: "alice"))
         let forged = #expect(throws: UnraceError.self) { try Scope(alice.rawValue) }

@@ -19,7 +19,8 @@ import Vapor
 ///   answers 201 with its id and `Location`; quantity 0 inserts, then throws 409 `out_of_stock`
 ///   (the insert must roll back); quantity 500 answers 503 (not stored); quantity 410 inserts,
 ///   then throws the framework's own error (`HTTPError`, `Abort`) with a message; quantity 503
-///   throws the framework's own 503 with `Retry-After: 120`; quantity 400
+///   throws the framework's own 503 with `Retry-After: 120`; quantities 304 and 204 insert, then
+///   throw the framework's own error of that status (no body); quantity 400
 ///   inserts, then throws an `UnraceError` (`invalid_scope`) of the handler's own.
 /// - `POST /work`: waits on the test's gate, inserts, answers 201 (for in-flight retries).
 /// - `PUT /products/{sku}`: a versioned product under `If-Match` / `If-None-Match`.
@@ -125,6 +126,8 @@ enum HummingbirdContract {
                 )
                 if input.quantity == 0 { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
                 if input.quantity == 410 { throw HTTPError(.gone, message: "sold out") }
+                if input.quantity == 304 { throw HTTPError(.notModified) }
+                if input.quantity == 204 { throw HTTPError(.noContent) }
                 if input.quantity == 503 { throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "120"]) }
                 if input.quantity == 400 { throw UnraceError(.invalidScope, "a tenant named in the body") }
             }
@@ -307,6 +310,8 @@ enum VaporContract {
                     try await ContractOrder(id: order.id, sku: order.sku, quantity: order.quantity).create(on: db)
                     if input.quantity == 0 { throw HTTPProblem(HTTPProblem.Code("out_of_stock"), status: .conflict, title: "Out of stock") }
                     if input.quantity == 410 { throw Abort(.gone, reason: "sold out") }
+                    if input.quantity == 304 { throw Abort(.notModified) }
+                    if input.quantity == 204 { throw Abort(.noContent) }
                     if input.quantity == 503 { throw Abort(.serviceUnavailable, headers: ["Retry-After": "120"]) }
                     if input.quantity == 400 { throw UnraceError(.invalidScope, "a tenant named in the body") }
                 }
