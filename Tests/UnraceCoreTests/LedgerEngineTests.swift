@@ -85,6 +85,12 @@ struct LedgerEngineTests {
         #expect(engine.accounts["wallet"].map { ($0.debitsPending, $0.balance) } ?? (-1, -1) == (0, 55))
         let void = Transfer(id: "void", debit: "wallet", credit: "bank", amount: 0, flags: .voidPending, pendingID: "p")
         #expect(engine.apply([void], now: Self.now).results == [.pendingTransferAlreadyPosted])
+        // The post repeated: as sent, or asking for the pending's whole amount (0), which is
+        // not what it moved.
+        #expect(engine.apply([post], now: Self.now).results == [.exists])
+        var postAll = post
+        postAll.amount = 0
+        #expect(engine.apply([postAll], now: Self.now).results == [.existsWithDifferent(field: "amount")])
         var postAgain = post
         postAgain.id = "post-again"
         #expect(engine.apply([postAgain], now: Self.now).results == [.pendingTransferAlreadyPosted])
@@ -98,6 +104,14 @@ struct LedgerEngineTests {
         #expect(voided == [.created])
         #expect(voidChanges.updated["p2"]?.state == .pendingVoided)
         #expect(engine.accounts["wallet"].map { ($0.debitsPending, $0.balance) } ?? (-1, -1) == (0, 55))
+        // A whole post (0) repeated as 0 or as the amount it moved is the same post.
+        let p3 = Transfer(id: "p3", debit: "wallet", credit: "bank", amount: 7, flags: .pending)
+        let postWhole = Transfer(id: "post-whole", debit: "wallet", credit: "bank", amount: 0, flags: .postPending, pendingID: "p3")
+        #expect(engine.apply([p3, postWhole], now: Self.now).results == [.created, .created])
+        var postSeven = postWhole
+        postSeven.amount = 7
+        #expect(engine.apply([postWhole], now: Self.now).results == [.exists])
+        #expect(engine.apply([postSeven], now: Self.now).results == [.exists])
         let postVoided = Transfer(id: "post3", debit: "wallet", credit: "bank", amount: 0, flags: .postPending, pendingID: "p2")
         #expect(engine.apply([postVoided], now: Self.now).results == [.pendingTransferAlreadyVoided])
     }

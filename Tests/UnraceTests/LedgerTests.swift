@@ -143,6 +143,17 @@ struct LedgerTests {
         )
         account = try await ledger.lookupAccounts([a])[0]
         #expect(account.debitsPending == 0 && account.debitsPosted == 30)
+        // A partial post repeated as "the whole amount" (0) is not the post that was made.
+        let partial = Transfer(id: "\(p)-pp", debit: a, credit: b, amount: 5, flags: .postPending, pendingID: "\(p)-h3")
+        var whole = partial
+        whole.amount = 0
+        #expect(try await ledger.submit([Transfer(id: "\(p)-h3", debit: a, credit: b, amount: 20, flags: .pending)]) == [.created])
+        #expect(try await ledger.submit([partial]) == [.created])
+        #expect(try await ledger.submit([whole]) == [.existsWithDifferent(field: "amount")])
+        #expect(try await ledger.submit([partial]) == [.exists])
+        account = try await ledger.lookupAccounts([a])[0]
+        #expect(account.debitsPending == 0 && account.debitsPosted == 35)
+        #expect(try await ledger.submit([Transfer(id: "\(p)-back", debit: b, credit: a, amount: 5)]) == [.created])
         // A pending transfer past its timeout expires and gives its amount back.
         #expect(
             try await ledger.submit([Transfer(id: "\(p)-h2", debit: a, credit: b, amount: 50, flags: .pending, timeoutMilliseconds: 1_000)])

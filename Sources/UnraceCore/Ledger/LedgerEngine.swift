@@ -119,7 +119,14 @@ public struct LedgerEngine: Sendable {
 
     private mutating func applyOne(_ transfer: Transfer, now: Timestamp, _ changes: inout Changes) -> TransferResult {
         if let existing = transfers[transfer.id] {
-            if let field = Self.differingField(transfer, existing.transfer) { return .existsWithDifferent(field: field) }
+            // A post of amount 0 asks for the whole pending amount; the post stored the amount it
+            // moved, so a repeat is compared by what it asks for (a partial post repeated as
+            // "all" differs).
+            var asked = transfer
+            if asked.flags.contains(.postPending), asked.amount == 0, let pendingID = asked.pendingID, let held = transfers[pendingID] {
+                asked.amount = held.transfer.amount
+            }
+            if let field = Self.differingField(asked, existing.transfer) { return .existsWithDifferent(field: field) }
             return .exists
         }
         if failed.contains(transfer.id) { return .idAlreadyFailed }
