@@ -164,9 +164,19 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         let now = try await rows.now()
         var inserted: Set<String> = []
-        for (message, result) in zip(messages, results) where result == .enqueued && inserted.insert(message.id).inserted {
-            var sequence: Int64?
-            if let key = message.orderingKey { sequence = try await rows.nextQueueSequence(queue: queue, key: key) }
+        let new = zip(messages, results).filter { $0.1 == .enqueued && inserted.insert($0.0.id).inserted }.map(\.0)
+        // Ordering keys' sequence rows are locked in byte order of the key (the stores' order),
+        // each key's messages in call order: two transactions enqueuing on crossed keys
+        // ([A, B] and [B, A]) never wait on each other in a cycle.
+        var sequences: [String: Int64] = [:]
+        let keyed = new.enumerated().compactMap { item in
+            item.element.orderingKey.map { (key: $0, offset: item.offset, id: item.element.id) }
+        }
+        for item in keyed.sorted(by: { $0.key == $1.key ? $0.offset < $1.offset : $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+            sequences[item.id] = try await rows.nextQueueSequence(queue: queue, key: item.key)
+        }
+        for message in new {
+            let sequence = sequences[message.id]
             let stored = QueueMessage(
                 queue: queue,
                 id: message.id,

@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+import Unrace
+import UnracePostgres
+import UnraceSQL
+
+/// The order in which one enqueue locks rows: two outbox transactions enqueuing on the same
+/// ordering keys in other orders never wait on each other in a cycle (PostgreSQL would break it
+/// after `deadlock_timeout` and retry the whole step, a second later).
+@Suite("Queue lock order", .timeLimit(.minutes(2)))
+struct QueueLockOrderTests {
+    @Test(
+        "enqueue([B, A]) locks key A's sequence before it waits for B's, as enqueue([A, B]) does: crossed keys cannot deadlock",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func crossedKeys() async throws {
+        try await withStore(.postgres) { store, _ in try await Self.crossedKeys(store) }
+    }
+
+    static func crossedKeys<S: SQLStore>(_ store: S) async throws {
+        do {
+            let queue = try QueueTests.queue(store, ManualWallClock())
+            let (a, b) = ("key-a", "key-b")
+            // Both keys have their sequence rows already.
+            try await queue.enqueue([
+                OutgoingMessage(id: "a0", payload: [0], orderingKey: a), OutgoingMessage(id: "b0", payload: [0], orderingKey: b),
+            ])
+            let held = Latch()
+            let release = Latch()
+            // Another transaction enqueuing on B, not yet committed: it holds B's sequence row.
+            let holder = Task {
+                try await store.withTransaction { tx in
+                    try await queue.enqueue([OutgoingMessage(id: "b1", payload: [1], orderingKey: b)], in: tx)
+                    held.open()
+                    await release.wait()
+                }
+            }
+            await held.wait()
+            let crossed = Task {
+                try await store.withTransaction { tx in
+                    try await queue.enqueue(
+                        [OutgoingMessage(id: "b2", payload: [2], orderingKey: b), OutgoingMessage(id: "a2", payload: [2], orderingKey: a)],
+                        in: tx
+                    )
+                }
+            }
+            // Key A's row is taken while the crossed enqueue waits for B: a third transaction
+            // cannot lock it without waiting (55P03).
+            var observed: (any Error)?
+            do {
+                try await within(.seconds(10), "key A's sequence row locked by the waiting enqueue") {
+                    while true {
+                        do {
+                            try await store.withTransaction { tx in
+                                _ = try await tx.query(
+                                    "SELECT last_sequence FROM unrace_queue_sequences WHERE queue = ? AND key = ? FOR UPDATE NOWAIT",
+                                    [.text(queue.name), .text(a)]
+                                )
+                            }
+                        } catch let error as UnraceError where (error.detail ?? "").contains("55P03") {
+                            return
+                        }
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                }
+            } catch { observed = error }
+            release.open()
+            try await holder.value
+            try await crossed.value
+            if let observed { throw observed }
+            // Each key's messages keep their call order.
+            var sequences: [String: Int64] = [:]
+            for row in try await store.withTransaction({ tx in
+                try await tx.query("SELECT id, sequence FROM unrace_queue_messages WHERE queue = ?", [.text(queue.name)])
+            }) {
+                sequences[try row.string("id")] = try row.int64("sequence")
+            }
+            #expect(sequences == ["a0": 1, "b0": 1, "b1": 2, "b2": 3, "a2": 2])
+        }
+    }
+}
