@@ -88,7 +88,11 @@ public final class Ledger<S: Store>: Sendable {
                     results.append(.created)
                 }
             }
-            if !created.isEmpty { try await context.rows.insertAccounts(created, now: try await context.rows.now()) }
+            // In id order: two calls creating the same new accounts in other orders never wait on
+            // each other's unique-index entries in a cycle.
+            if !created.isEmpty {
+                try await context.rows.insertAccounts(created.sorted { $0.id < $1.id }, now: try await context.rows.now())
+            }
             return results
         }
     }
@@ -230,16 +234,27 @@ public final class Ledger<S: Store>: Sendable {
 
     private static func write(_ changes: LedgerEngine.Changes, _ rows: any StoreRows, now: Timestamp) async throws {
         if !changes.accounts.isEmpty { try await rows.saveBalances(changes.accounts.values.sorted { $0.id < $1.id }) }
-        // In id order, as the accounts: two groups creating the same ids never wait on each other's
-        // unique-index entries in a cycle.
-        if !changes.created.isEmpty { try await rows.insertTransfers(changes.created.sorted { $0.transfer.id < $1.transfer.id }) }
-        if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
-        if !changes.failures.isEmpty {
-            try await rows.insertTransferFailures(
-                changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) },
-                now: now
-            )
+        // New transfers and failures share one id space (and unique index): both are inserted in
+        // one id order, as the accounts, so two groups inserting the same ids (one creating an id
+        // the other fails) never wait on each other's index entries in a cycle. Each run of one
+        // kind is one call; most steps have one run.
+        let created = changes.created.sorted { $0.transfer.id < $1.transfer.id }
+        let failures = changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) }
+        var (c, f) = (0, 0)
+        while c < created.count || f < failures.count {
+            if f == failures.count || (c < created.count && created[c].transfer.id < failures[f].id) {
+                let end =
+                    failures.count == f ? created.count : created[c...].firstIndex { $0.transfer.id > failures[f].id } ?? created.count
+                try await rows.insertTransfers(Array(created[c..<end]))
+                c = end
+            } else {
+                let end =
+                    created.count == c ? failures.count : failures[f...].firstIndex { $0.id > created[c].transfer.id } ?? failures.count
+                try await rows.insertTransferFailures(Array(failures[f..<end]), now: now)
+                f = end
+            }
         }
+        if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
     }
 
     /// Voids pending transfers whose timeout has passed, at most `limit` (1 to 10,000) in one
