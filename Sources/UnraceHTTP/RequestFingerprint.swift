@@ -15,7 +15,9 @@ public import UnraceCore
 public struct RequestFingerprint: Sendable, Hashable {
     /// Header fields whose values belong to the request's identity (default: `Content-Type`,
     /// `If-Match`, `If-None-Match`: a retry with a corrected precondition is a new request, not
-    /// a replay of the stored 412).
+    /// a replay of the stored 412). `Host` names the request's authority (`:authority`, or the
+    /// `Host` field), wherever the server put it: add it where one principal's keys are shared
+    /// by several hosts (host-based tenants).
     public var headers: [HTTPField.Name]
     /// Hash JSON bodies (`application/json`, `+json`) in canonical form (default `true`).
     public var canonicalJSON: Bool
@@ -38,7 +40,9 @@ public struct RequestFingerprint: Sendable, Hashable {
         append(Array(request.method.rawValue.utf8))
         append(Array((request.path ?? "").utf8))
         for name in headers {
-            if let value = request.headerFields[name] {
+            // HTTP/1 servers differ on where `Host` lands: NIOHTTPTypes (Hummingbird) moves it to
+            // the authority, Vapor keeps it a field. `Host` names either, so it counts on both.
+            if let value = request.headerFields[name] ?? (name.canonicalName == "host" ? request.authority : nil) {
                 append([1])
                 append(Array(value.utf8))
             } else {

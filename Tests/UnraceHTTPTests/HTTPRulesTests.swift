@@ -237,6 +237,28 @@ struct RequestFingerprintTests {
                 != rule.fingerprint(of: request(.post, "/a"), body: Data("bc".utf8))
         )
     }
+
+    @Test("Host in the chosen headers names the authority wherever the server put it: two hosts are two requests on every framework")
+    func hostIsTheAuthority() throws {
+        let hosted = RequestFingerprint(headers: [.contentType, try #require(HTTPField.Name("Host"))])
+        func request(authority: String?, hostField: String?) -> HTTPRequest {
+            var fields: HTTPFields = [.contentType: "application/json"]
+            if let hostField { fields[try! #require(HTTPField.Name("Host"))] = hostField }
+            return HTTPRequest(method: .post, scheme: "http", authority: authority, path: "/orders", headerFields: fields)
+        }
+        let body = Data("{}".utf8)
+        // As NIOHTTPTypes (Hummingbird) hands requests over: Host moved to the authority.
+        let a = hosted.fingerprint(of: request(authority: "a.example", hostField: nil), body: body)
+        let b = hosted.fingerprint(of: request(authority: "b.example", hostField: nil), body: body)
+        #expect(a != b)
+        // As Vapor hands them over: Host a field, no authority. The same host, the same request.
+        #expect(hosted.fingerprint(of: request(authority: nil, hostField: "a.example"), body: body) == a)
+        // The default rule leaves the host out.
+        #expect(
+            rule.fingerprint(of: request(authority: "a.example", hostField: nil), body: body)
+                == rule.fingerprint(of: request(authority: "b.example", hostField: nil), body: body)
+        )
+    }
 }
 
 @Suite("Problem details and stored responses")
