@@ -113,8 +113,10 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// SQLite the statement would run in whatever transaction another step has open. Use a
         /// step's transaction only inside its body.
         public static let stepEnded = Code(.stepEnded)
-        /// An inbox event id arrived again with another stream or sequence. Event ids are unique
-        /// across all streams; nothing was written and the handler did not run.
+        /// An inbox event id arrived again with another stream, sequence, type or payload. Event
+        /// ids are unique across all streams; nothing was written and the handler did not run
+        /// (on PostgreSQL, when the other receive had not committed, the handler may have run in
+        /// an attempt that was then rolled back whole: see the ordered inbox article).
         public static let eventIDReused = Code(.eventIDReused)
         /// A hold key is already used for a hold on another resource. Hold keys are unique across
         /// resources; nothing was written.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 import Unrace
 import UnracePostgres
@@ -257,7 +258,10 @@ struct InboxTests {
 }
 
 extension InboxTests {
-    @Test("an event id reused on another stream is refused, and its handler never runs again", arguments: storeBackends)
+    @Test(
+        "an event id reused on another stream, or with another type or payload, is refused, and its handler never runs again",
+        arguments: storeBackends
+    )
     func eventIDReused(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.eventIDReused(store) }
     }
@@ -289,6 +293,27 @@ extension InboxTests {
                 return .applied
             } == .duplicate
         )
+        // The same id and position with another type or payload is another event: refused,
+        // applied or parked alike, and the stored content stands.
+        let parked = try InboxEvent(id: "\(prefix)-p", stream: "\(prefix)-A", sequence: 3, type: "Shipped", payload: [1])
+        #expect(try await inbox.receive(parked) { _, _ in .applied } == .parked(waitingFor: 2))
+        for other in [
+            try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-A", sequence: 1, type: "Other"),
+            try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-A", sequence: 1, type: "T", payload: [9]),
+            try InboxEvent(id: "\(prefix)-p", stream: "\(prefix)-A", sequence: 3, type: "Cancelled", payload: [1]),
+            try InboxEvent(id: "\(prefix)-p", stream: "\(prefix)-A", sequence: 3, type: "Shipped", payload: [2]),
+        ] {
+            let refused = await #expect(throws: UnraceError.self) { try await inbox.receive(other) { _, _ in .applied } }
+            #expect(refused?.code == .eventIDReused, "\(other.type) \(other.payload)")
+        }
+        #expect(try await inbox.receive(parked) { _, _ in .applied } == .duplicate)
+        let drained = Mutex<[String]>([])
+        _ = try await inbox.receive(try InboxEvent(id: "\(prefix)-2", stream: "\(prefix)-A", sequence: 2, type: "Paid")) { _, event in
+            drained.withLock { $0.append(event.type + "\(event.payload)") }
+            return .applied
+        }
+        #expect(drained.withLock { $0 } == ["Paid[]", "Shipped[1]"])
+        #expect(runs.value == 1)
     }
 }
 

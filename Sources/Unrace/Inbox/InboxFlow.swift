@@ -84,6 +84,17 @@ enum InboxFlow {
                     detail: "stored at \(stored.stream)#\(stored.sequence)"
                 )
             }
+            // A redelivery carries what was stored; other content under the id is another event,
+            // which a duplicate answer would drop unseen.
+            if let content = try await rows.storedInboxContent(eventID: event.id),
+                content.type != event.type || content.payload != event.payload
+            {
+                throw UnraceError(
+                    .eventIDReused,
+                    "this event id was already received with another type or payload; event ids name one event",
+                    detail: "stored at \(stored.stream)#\(stored.sequence)"
+                )
+            }
             return .duplicate
         }
         // Only a sequence at or below the head, or a stream with parked events, can meet a taken

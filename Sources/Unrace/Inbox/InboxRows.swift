@@ -10,6 +10,10 @@ public protocol InboxRows: StepTime {
     /// meanwhile on the same stream is found by ``isPositionTaken(stream:sequence:)``, and one on
     /// another stream by the event id's uniqueness.
     func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?)
+    /// The type and payload an event id was stored with, if it was stored: a repeat of the id
+    /// is compared with them. A store that cannot say answers `nil` (nothing is compared); the
+    /// default implementation does.
+    func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])?
     /// Whether an event is stored at this position of the stream.
     func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool
     /// Stores an event.
@@ -29,6 +33,11 @@ public protocol InboxRows: StepTime {
     func streamHead(_ stream: String) async throws -> Int64
     /// Streams with parked events whose gap opened at or before `cutoff`, oldest first.
     func inboxGaps(openedBefore cutoff: Timestamp, limit: Int) async throws -> [InboxGap]
+}
+
+extension InboxRows {
+    /// `nil`: a store that does not implement it compares a repeated event id by its position only.
+    public func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])? { nil }
 }
 
 /// Where an inbox event id was stored.

@@ -11,6 +11,10 @@ extension MemoryRows: InboxRows {
         }
     }
 
+    func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])? {
+        read { state in state.events[eventID].map { (type: $0.event.type, payload: $0.event.payload) } }
+    }
+
     func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
         read { $0.positions[Self.position(stream, sequence)] != nil }
     }

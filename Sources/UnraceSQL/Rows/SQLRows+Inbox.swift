@@ -23,6 +23,12 @@ extension SQLRows: InboxRows {
         return (head, InboxPosition(stream: storedStream, sequence: sequence))
     }
 
+    public func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])? {
+        guard let row = try await tx.query("SELECT type, payload FROM unrace_inbox_events WHERE event_id = ?", [.text(eventID)]).first
+        else { return nil }
+        return (type: try row.string("type"), payload: row.optionalBytes("payload") ?? [])
+    }
+
     public func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
         !(try await tx.query(
             "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ?",
