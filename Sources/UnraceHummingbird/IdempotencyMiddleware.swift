@@ -59,15 +59,18 @@ where Context.Transaction == S.Transaction {
         var request = input
         let limit = configuration.requestBodyByteCountLimit
         let responseLimit = configuration.responseBodyByteCountLimit
+        var overflowed = false
         let outcome = try await engine.respond(
             to: input.head,
             principal: principal.resolve(input, context),
             body: {
-                do {
-                    return Array(try await request.collectBody(upTo: limit).readableBytesView)
-                } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+                // A larger body is not read on (its 413 closes the connection).
+                guard let buffer = try await request.body.collectEndingOverflow(upTo: limit) else {
+                    overflowed = true
                     return nil
                 }
+                request.body = .init(buffer: buffer)
+                return Array(buffer.readableBytesView)
             },
             handler: { transaction in
                 var context = context
@@ -94,11 +97,13 @@ where Context.Transaction == S.Transaction {
         case .passThrough:
             return try await next(request, context)
         case .respond(let response):
-            return Response(
+            var answer = Response(
                 status: response.status,
                 headers: response.headerFields,
                 body: .init(byteBuffer: ByteBuffer(bytes: response.body))
             )
+            if overflowed { answer.headers[.connection] = "close" }
+            return answer
         }
     }
 }

@@ -10,7 +10,8 @@ import UnraceHTTP
 /// `byteCountLimit` (a larger one is 413 `body_too_large`), and handed on buffered.
 ///
 /// The server's idle timeout (`HTTP1Channel.Configuration.idleTimeout`) closes a connection on
-/// which nothing arrives at all; this bounds the whole body, however slowly it trickles.
+/// which nothing arrives at all; this bounds the whole body, however slowly it trickles. A body
+/// over the limit is not read on: the connection closes after the 413.
 public struct RequestBodyTimeout<Context: RequestContext>: RouterMiddleware {
     /// The longest a body may take: 1 ms to 10 minutes.
     public let timeout: Duration
@@ -41,9 +42,9 @@ public struct RequestBodyTimeout<Context: RequestContext>: RouterMiddleware {
         let body = input.body
         let limit = byteCountLimit
         let timeout = timeout
-        let collected: Result<ByteBuffer, any Error>? = await withTaskGroup(of: Result<ByteBuffer, any Error>?.self) { group in
+        let collected: Result<ByteBuffer?, any Error>? = await withTaskGroup(of: Result<ByteBuffer?, any Error>?.self) { group in
             group.addTask {
-                do { return .success(try await body.collect(upTo: limit)) } catch { return .failure(error) }
+                do { return .success(try await body.collectEndingOverflow(upTo: limit)) } catch { return .failure(error) }
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
@@ -58,16 +59,43 @@ public struct RequestBodyTimeout<Context: RequestContext>: RouterMiddleware {
             var response = HTTPProblem(.requestTimeout, detail: "the request body did not arrive within \(timeout)").response()
             response.headers[.connection] = "close"
             return response
-        case .failure(let error as any HTTPResponseError) where error.status == .contentTooLarge:
+        case .success(nil):
             var response = HTTPProblem(.bodyTooLarge, detail: "the body is larger than \(limit) bytes").response()
             response.headers[.connection] = "close"
             return response
         case .failure(let error):
             throw error
-        case .success(let buffer):
+        case .success(let buffer?):
             var request = input
             request.body = .init(buffer: buffer)
             return try await next(request, context)
+        }
+    }
+}
+
+extension RequestBody {
+    /// The body, up to `limit` bytes, or `nil` when it is larger. The rest of a larger body is
+    /// not read: the request's stream is ended (a read of it cancelled), so the server closes
+    /// the connection once the answer is written, instead of reading an upload of any size and
+    /// pace to its end to find the next request (Hummingbird ignores a response's
+    /// `Connection: close`).
+    func collectEndingOverflow(upTo limit: Int) async throws -> ByteBuffer? {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            // A task of its own: the read that ends the stream cancels the task it runs in.
+            group.addTask {
+                var buffer = ByteBuffer()
+                var iterator = self.makeAsyncIterator()
+                while var part = try await iterator.next() {
+                    guard part.readableBytes <= limit - buffer.readableBytes else {
+                        withUnsafeCurrentTask { $0?.cancel() }
+                        _ = try? await iterator.next()
+                        return nil
+                    }
+                    buffer.writeBuffer(&part)
+                }
+                return buffer
+            }
+            return try await group.next() ?? nil
         }
     }
 }
