@@ -11,7 +11,12 @@ public struct Fingerprint: Sendable, Hashable {
     public let bytes: [UInt8]
 
     /// The fingerprint of the canonical JSON of `value`: keys sorted, no whitespace, slashes
-    /// unescaped, so a value hashes alike however its dictionaries were built. Strings are hashed
+    /// unescaped, so a value hashes alike however its dictionaries with `String` or `Int` keys
+    /// were built. Arrays keep their order — also the arrays `JSONEncoder` writes for a `Set`
+    /// and for a dictionary with other keys, whose iteration order differs from one process to
+    /// the next: turn those into sorted arrays first, or a redelivery handled by another process
+    /// is refused with ``UnraceError/Code/fingerprintMismatch``. Dates are written as whole
+    /// milliseconds since 1970 (two that differ by less are one request). Strings are hashed
     /// as their exact UTF-8, not normalised: equal-looking spellings (`café` composed and
     /// decomposed, which Swift compares equal) are two requests, and a key reused across them is
     /// refused with ``UnraceError/Code/fingerprintMismatch`` rather than replayed. Numbers are

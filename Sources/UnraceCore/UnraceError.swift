@@ -64,7 +64,10 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         public static let invalidArgument = Code(.invalidArgument)
         /// A configuration value outside its documented range.
         public static let invalidConfiguration = Code(.invalidConfiguration)
-        /// A database location that is neither a file path nor a `postgres://` URL.
+        /// A `postgres://` URL Unrace cannot use (a bad port, percent-encoding, `sslmode`,
+        /// `search_path` or connection-check interval), or one whose start-up the server refuses
+        /// every time (the user or password, a missing database, a `search_path` naming no schema
+        /// the user can use, `sslmode=require` without TLS).
         public static let invalidDatabaseURL = Code(.invalidDatabaseURL)
         /// The key was already used with a different request body.
         public static let fingerprintMismatch = Code(.fingerprintMismatch)
@@ -118,8 +121,8 @@ public struct UnraceError: Error, Sendable, CustomStringConvertible, CustomDebug
         /// (on PostgreSQL, when the other receive had not committed, the handler may have run in
         /// an attempt that was then rolled back whole: see the ordered inbox article).
         public static let eventIDReused = Code(.eventIDReused)
-        /// A hold key is already used for a hold on another resource. Hold keys are unique across
-        /// resources; nothing was written.
+        /// A hold key is already used for a hold on another resource, or with another number of
+        /// units. Hold keys are unique across resources; nothing was written.
         public static let holdKeyReused = Code(.holdKeyReused)
         /// A queue message id was enqueued again with another payload or ordering key. Message
         /// ids are unique per queue; nothing was written.

@@ -167,7 +167,7 @@ public struct OperationsConfiguration: Sendable {
     /// every lease (see ``WallClock/isRealTime``). A ``ManualWallClock`` is used as given, on every
     /// store, so tests move time by hand.
     public var clock: any WallClock = SystemWallClock()
-    /// How often a waiting duplicate looks for the holder's outcome. Default 20 ms.
+    /// How often a waiting duplicate looks for the holder's outcome: 1 ms to 10 s, default 20 ms.
     public var waitPollInterval: Duration = .milliseconds(20)
     /// Where the counters go (claims by result, fenced writes, body failures; see the Metrics
     /// article). Default `nil`: the ``Observability``'s factory. When set, it takes precedence

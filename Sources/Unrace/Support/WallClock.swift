@@ -70,7 +70,8 @@ public final class ManualWallClock: WallClock {
     /// `false`: a test clock, used as given on every store (PostgreSQL included).
     public var isRealTime: Bool { false }
 
-    /// Moves the clock forward.
+    /// Moves the clock by `duration`: forward, or back for a negative one (as a real clock can be
+    /// stepped back).
     public func advance(by duration: Duration) {
         current.withLock { $0 = $0 + duration }
     }

@@ -25,6 +25,8 @@ public struct SimulatedStore: Store {
     /// scenario's set-up and its checks, outside the run).
     let scheduled: Bool
 
+    /// Runs `body` as one step of the backing store, after one scheduling point; with faults on,
+    /// the store may refuse it (`store_unavailable`) or commit it and lose the reply.
     public func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<SimulationTransaction>) async throws -> T) async throws -> T {
         guard scheduled else { return try await world.backend.step(step, clock: world.clock, tracer: nil, world.disabledGuards, body) }
         try await world.point(0, step.subject.isEmpty ? "store.\(step.name)" : "store.\(step.name) \(step.subject)")
@@ -47,6 +49,7 @@ public struct SimulatedStore: Store {
         return result
     }
 
+    /// Runs `body` in a transaction of its own: one step.
     public func withTransaction<T: Sendable>(_ body: (SimulationTransaction) async throws -> T) async throws -> T {
         try await step(StepInfo("transaction", "", clock: world.clock)) { try await body($0.transaction) }
     }

@@ -30,6 +30,7 @@ struct SimulateCommand: AsyncParsableCommand {
               --html FILE                  draw the runs as an HTML timeline
               --store memory|sqlite        the store runs are built on
               --shrink-budget N            the most runs the shrinker may try
+              --log-level LEVEL            also log what the Unrace API did, to standard error
             """,
         subcommands: [Run.self, SweepCommand.self],
         defaultSubcommand: Run.self
