@@ -92,6 +92,12 @@ public struct InboxEvent: Sendable, Hashable, Codable {
         hasher.combine(payload)
     }
 
+    /// The event id and stream a queue message's deliveries have (``init(queue:messageID:orderingKey:sequence:type:payload:)``).
+    /// - Throws: ``UnraceError/Code/invalidEvent``.
+    package static func derivedNames(queue: String, messageID: String, orderingKey: String) throws -> (id: String, stream: String) {
+        try derivedNames(Origin(queue: queue, messageID: messageID, orderingKey: orderingKey, sequence: 1))
+    }
+
     private static func derivedNames(_ origin: Origin) throws -> (id: String, stream: String) {
         let queue = try NameRule(kind: "queue name", maximumByteCount: 64, code: .invalidEvent).validate(origin.queue)
         let id = try NameRule(kind: "message id", maximumByteCount: 190, code: .invalidEvent).validate(origin.messageID)

@@ -79,3 +79,51 @@ struct QueueLockOrderTests {
         }
     }
 }
+
+/// A keyed message an inbox applied is never enqueued again under a new position, even once the
+/// queue purged it: the inbox holds its event id for ever, and would refuse the new position.
+@Suite("Queue ids an inbox remembers", .timeLimit(.minutes(2)))
+struct QueuePurgedRedeliveryTests {
+    @Test(
+        "a purged keyed message enqueued again is alreadyEnqueued (another payload: message_id_reused), so its key's stream goes on",
+        arguments: storeBackends
+    )
+    func purgedThenEnqueuedAgain(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.purgedThenEnqueuedAgain(store) }
+    }
+
+    static func purgedThenEnqueuedAgain<S: Store>(_ store: S) async throws {
+        let clock = ManualWallClock()
+        let queue = try QueueTests.queue(store, clock)
+        let inbox = try Inbox(store: store)
+        func consume() async throws -> [InboxOutcome] {
+            var outcomes: [InboxOutcome] = []
+            for delivery in try await queue.lease(limit: 10, worker: "w") {
+                outcomes.append(try await inbox.receive(try delivery.inboxEvent(type: "t")) { _, _ in .applied })
+                try await queue.ack(delivery)
+            }
+            return outcomes
+        }
+        #expect(try await queue.enqueue([OutgoingMessage(id: "m1", payload: [1], orderingKey: "k")]) == [.enqueued])
+        #expect(try await consume() == [.applied(drained: 0)])
+        clock.advance(by: .seconds(120))
+        #expect(try await queue.purgeCompleted(olderThan: .seconds(60)) == 1)
+        // The outbox relay runs again: the same message, and the next one.
+        #expect(
+            try await queue.enqueue([
+                OutgoingMessage(id: "m1", payload: [1], orderingKey: "k"), OutgoingMessage(id: "m2", payload: [2], orderingKey: "k"),
+            ])
+                == [.alreadyEnqueued, .enqueued]
+        )
+        #expect(try await consume() == [.applied(drained: 0)])
+        let stream = try InboxEvent.derivedNames(queue: queue.name, messageID: "m2", orderingKey: "k").stream
+        #expect(try await inbox.head(of: stream) == 2)
+        for other in [
+            OutgoingMessage(id: "m1", payload: [9], orderingKey: "k"), OutgoingMessage(id: "m1", payload: [1], orderingKey: "other"),
+        ] {
+            #expect(await QueueTests.code { try await queue.enqueue([other]) } == "message_id_reused")
+        }
+        let depth = try await queue.depth()
+        #expect(depth.ready == 0 && depth.leased == 0 && depth.dead == 0 && depth.done == 1, "\(depth)")
+    }
+}

@@ -14,6 +14,10 @@ public protocol InboxRows: StepTime {
     /// is compared with them. A store that cannot say answers `nil` (nothing is compared); the
     /// default implementation does.
     func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])?
+    /// The stream and payload of each of these event ids that is stored (at most 1,000 ids): a
+    /// queue checks the ids of messages it enqueues against the deliveries an inbox applied. A
+    /// store that cannot say answers an empty dictionary; the default implementation does.
+    func storedInboxEvents(ids: [String]) async throws -> [String: (stream: String, payload: [UInt8])]
     /// Whether an event is stored at this position of the stream.
     func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool
     /// Stores an event.
@@ -38,6 +42,10 @@ public protocol InboxRows: StepTime {
 extension InboxRows {
     /// `nil`: a store that does not implement it compares a repeated event id by its position only.
     public func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])? { nil }
+
+    /// Empty: a store that does not implement it lets a queue enqueue again the id of a message
+    /// an inbox applied once that message was purged.
+    public func storedInboxEvents(ids: [String]) async throws -> [String: (stream: String, payload: [UInt8])] { [:] }
 }
 
 /// Where an inbox event id was stored.

@@ -15,6 +15,14 @@ extension MemoryRows: InboxRows {
         read { state in state.events[eventID].map { (type: $0.event.type, payload: $0.event.payload) } }
     }
 
+    func storedInboxEvents(ids: [String]) async throws -> [String: (stream: String, payload: [UInt8])] {
+        read { state in
+            var found: [String: (stream: String, payload: [UInt8])] = [:]
+            for id in ids { if let stored = state.events[id] { found[id] = (stream: stored.event.stream, payload: stored.event.payload) } }
+            return found
+        }
+    }
+
     func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
         read { $0.positions[Self.position(stream, sequence)] != nil }
     }

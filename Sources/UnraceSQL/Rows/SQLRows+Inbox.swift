@@ -29,6 +29,21 @@ extension SQLRows: InboxRows {
         return (type: try row.string("type"), payload: row.optionalBytes("payload") ?? [])
     }
 
+    public func storedInboxEvents(ids: [String]) async throws -> [String: (stream: String, payload: [UInt8])] {
+        var found: [String: (stream: String, payload: [UInt8])] = [:]
+        for chunk in stride(from: 0, to: ids.count, by: 500) {
+            let part = ids[chunk..<min(chunk + 500, ids.count)]
+            let rows = try await tx.query(
+                "SELECT event_id, stream, payload FROM unrace_inbox_events WHERE event_id IN (\(Self.placeholders(part.count)))",
+                part.map { .text($0) }
+            )
+            for row in rows {
+                found[try row.string("event_id")] = (stream: try row.string("stream"), payload: row.optionalBytes("payload") ?? [])
+            }
+        }
+        return found
+    }
+
     public func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
         !(try await tx.query(
             "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ?",
