@@ -12,7 +12,7 @@ import Unrace
 /// them all.
 @Suite("Maintenance services", .timeLimit(.minutes(3)))
 struct MaintenanceServicesTests {
-    @Test("a ServiceGroup of the services cleans up what expired and stops on graceful shutdown", arguments: allBackends)
+    @Test("a ServiceGroup of the services cleans up what expired and stops on graceful shutdown", arguments: storeBackends)
     func services(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.services(store) }
     }

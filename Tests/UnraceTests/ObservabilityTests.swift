@@ -18,7 +18,7 @@ struct ObservabilityTests {
 
     @Test(
         "every store step is a span and a latency sample; a multi-step call parents its steps; no key reaches either",
-        arguments: allBackends
+        arguments: storeBackends
     )
     func stepsAreSpansAndTimers(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.steps(store, backend) }
@@ -72,7 +72,7 @@ struct ObservabilityTests {
         #expect(failures.totalValue == 1)
     }
 
-    @Test("counters, quotas, holds, records, the ledger and lifecycles count their outcomes", arguments: allBackends)
+    @Test("counters, quotas, holds, records, the ledger and lifecycles count their outcomes", arguments: storeBackends)
     func guardCounters(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.guards(store, backend) }
     }
@@ -156,7 +156,7 @@ struct ObservabilityTests {
         #expect(try count("unrace_lifecycle_events_total", [("lifecycle", "order"), ("decision", "rejected")]) == 1)
     }
 
-    @Test("queue depth and inbox gaps are gauges, set when read", arguments: allBackends)
+    @Test("queue depth and inbox gaps are gauges, set when read", arguments: storeBackends)
     func gauges(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.gaugesRun(store, backend) }
     }
@@ -200,7 +200,7 @@ struct ObservabilityTests {
         #expect(try metrics.expectGauge("unrace_inbox_gap_parked_events", [("store", backend.label)]).lastValue == 2)
     }
 
-    @Test("a takeover logs a notice and a fenced write a warning, with the key hashed or omitted, never written", arguments: allBackends)
+    @Test("a takeover logs a notice and a fenced write a warning, with the key hashed or omitted, never written", arguments: storeBackends)
     func takeoverAndFencingLogs(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.takeoverLogs(store, backend) }
     }
@@ -253,7 +253,7 @@ struct ObservabilityTests {
         }
     }
 
-    @Test("a fenced queue ack logs a warning without the message id", arguments: allBackends)
+    @Test("a fenced queue ack logs a warning without the message id", arguments: storeBackends)
     func queueFencingLogs(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.queueLogs(store, backend) }
     }

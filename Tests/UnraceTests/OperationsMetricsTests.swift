@@ -10,7 +10,7 @@ struct OperationsMetricsTests {
 
     @Test(
         "N duplicates → N replays; a takeover → one taken_over and one fenced write; mismatches, waits and body failures counted",
-        arguments: allBackends
+        arguments: storeBackends
     )
     func counters(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }

@@ -8,7 +8,7 @@ import UnraceSQL
 /// The counters a queue keeps, read back from swift-metrics' test factory after a scripted run.
 @Suite("Queue metrics")
 struct QueueMetricsTests {
-    @Test("a redelivery, a fenced ack, a nack to the dead-letter queue and an expired last lease are counted", arguments: allBackends)
+    @Test("a redelivery, a fenced ack, a nack to the dead-letter queue and an expired last lease are counted", arguments: storeBackends)
     func counters(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
     }
@@ -55,7 +55,7 @@ struct QueueMetricsTests {
 /// The counters an inbox keeps.
 @Suite("Inbox metrics")
 struct InboxMetricsTests {
-    @Test("parked, applied with a drain, duplicate, stale and rejected events are counted by verdict", arguments: allBackends)
+    @Test("parked, applied with a drain, duplicate, stale and rejected events are counted by verdict", arguments: storeBackends)
     func counters(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
     }
