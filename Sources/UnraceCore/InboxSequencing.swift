@@ -35,8 +35,12 @@ public struct InboxEvent: Sendable, Hashable, Codable {
         package var sequence: Int64
     }
 
+    /// The largest payload, in bytes: 1 MiB (a queue message's, at most 256 KiB, always fits).
+    public static var payloadByteCountMaximum: Int { 1 << 20 }
+
     /// Validates and creates an event. The id, stream and type follow ``NameRule/eventID``,
-    /// ``NameRule/stream`` and ``NameRule/eventType`` and are kept in NFC.
+    /// ``NameRule/stream`` and ``NameRule/eventType`` and are kept in NFC; the payload is at most
+    /// ``payloadByteCountMaximum`` bytes.
     /// - Throws: ``UnraceError/Code/invalidEvent``.
     public init(id: String, stream: String, sequence: Int64, type: String, payload: [UInt8] = []) throws {
         self.id = try NameRule.eventID.validate(id)
@@ -44,8 +48,18 @@ public struct InboxEvent: Sendable, Hashable, Codable {
         self.type = try NameRule.eventType.validate(type)
         guard sequence >= 1 else { throw UnraceError(.invalidEvent, "event sequence must be 1 or more") }
         self.sequence = sequence
-        self.payload = payload
+        self.payload = try Self.checked(payload)
         self.origin = nil
+    }
+
+    private static func checked(_ payload: [UInt8]) throws -> [UInt8] {
+        guard payload.count <= payloadByteCountMaximum else {
+            throw UnraceError(
+                .invalidEvent,
+                "an event payload is \(payload.count) bytes; the maximum is \(payloadByteCountMaximum)"
+            )
+        }
+        return payload
     }
 
     /// The event of a queue message's delivery: id `$queue/messageID`, stream `$queue/orderingKey`,
@@ -60,7 +74,7 @@ public struct InboxEvent: Sendable, Hashable, Codable {
         self.stream = stream
         self.sequence = sequence
         self.type = try NameRule.eventType.validate(type)
-        self.payload = payload
+        self.payload = try Self.checked(payload)
         self.origin = origin
     }
 

@@ -128,6 +128,39 @@ struct RetryLimitTests {
         #expect(decoded?.code == .outcomeDecodingFailed)
     }
 
+    @Test(
+        "sizes: an inbox payload over 1 MiB is invalid_event; an outcome or a record value over 64 MiB as JSON is invalid_argument, nothing stored",
+        arguments: [Backend.memory, .sqlite]
+    )
+    func sizes(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.sizes(store) }
+    }
+
+    static func sizes<S: Store>(_ store: S) async throws {
+        let limit = InboxEvent.payloadByteCountMaximum
+        _ = try InboxEvent(id: "e", stream: "s", sequence: 1, type: "t", payload: [UInt8](repeating: 1, count: limit))
+        let event = #expect(throws: UnraceError.self) {
+            _ = try InboxEvent(id: "e", stream: "s", sequence: 1, type: "t", payload: [UInt8](repeating: 1, count: limit + 1))
+        }
+        #expect(event?.code == .invalidEvent)
+        // A payload grown after the event was made is refused when it is received.
+        var grown = try InboxEvent(id: "e", stream: "s", sequence: 1, type: "t")
+        grown.payload = [UInt8](repeating: 1, count: limit + 1)
+        let inbox = try Inbox(store: store)
+        #expect(await QueueTests.code { _ = try await inbox.receive(grown) { _, _ in .applied } } == "invalid_event")
+        #expect(try await inbox.head(of: "s") == 0)
+
+        // The JSON of a string of n bytes is n + 2 bytes.
+        let huge = String(repeating: "x", count: OperationsConfiguration.outcomeByteCountMaximum - 1)
+        let operations = try Operations(store: store)
+        let key = uniqueName("big")
+        #expect(await QueueTests.code { _ = try await operations.perform(key: key) { _ in huge } } == "invalid_argument")
+        #expect(try await operations.status(of: key) == .notStarted)
+        let records = try Records(store: store, collection: uniqueName("big"))
+        #expect(await QueueTests.code { _ = try await records.create("r", huge) } == "invalid_argument")
+        #expect(try await records.read("r", as: String.self) == nil)
+    }
+
     @Test("documented bounds are refused one step past them, and accepted at them")
     func bounds() async throws {
         let store = MemoryStore()

@@ -182,12 +182,20 @@ enum OutcomeCoding {
     private static let encoder = JSONEncoder()
     private static let decoder = JSONDecoder()
 
+    /// The largest stored value (an operation's outcome, a record's value), encoded: 64 MiB.
+    static let byteCountMaximum = 64 << 20
+
     static func encode(_ value: some Encodable) throws -> [UInt8] {
+        let bytes: Data
         do {
-            return Array(try encoder.encode(value))
+            bytes = try encoder.encode(value)
         } catch {
-            throw UnraceError(.invalidArgument, "the operation's result could not be encoded as JSON", underlying: error)
+            throw UnraceError(.invalidArgument, "the value could not be encoded as JSON", underlying: error)
         }
+        guard bytes.count <= byteCountMaximum else {
+            throw UnraceError(.invalidArgument, "the value is \(bytes.count) bytes as JSON; the maximum is \(byteCountMaximum)")
+        }
+        return Array(bytes)
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {

@@ -150,6 +150,10 @@ public struct OperationsConfiguration: Sendable {
     public static var retentionMaximum: Duration { .seconds(86_400 * 3_650) }
     /// The longest a duplicate may wait for another holder's outcome: 10 minutes.
     public static var waitMaximum: Duration { .seconds(600) }
+    /// The largest outcome an operation stores, as JSON: 64 MiB (an HTTP response the
+    /// idempotency middleware stores, at most 16 MiB of body, fits). A larger one fails the
+    /// step with `invalid_argument`, nothing stored. ``Records`` values have the same bound.
+    public static var outcomeByteCountMaximum: Int { OutcomeCoding.byteCountMaximum }
 
     /// How long a holder owns a key before another claimer may take it over. Default 30 s;
     /// must be at least 1 ms and at most ``leaseMaximum``.
