@@ -42,6 +42,8 @@ package final class ConnectionGuard: Sendable {
         var committing = false
         var commitSent = false
         var rollingBack = false
+        /// The connection is closed when the step ends rather than given back to the pool.
+        var discard = false
         /// Statements sent and not answered yet: how to give up on each.
         var waiting: [Int: @Sendable (any Error) -> Void] = [:]
         var nextStatement = 0
@@ -191,13 +193,21 @@ package final class ConnectionGuard: Sendable {
         }
     }
 
+    /// Closes the connection when the step ends instead of giving it back: postgres-nio keeps a
+    /// prepared statement's failed preparation on the connection and answers every later use of
+    /// the statement with that error, without sending it.
+    package func discardWhenFinished() {
+        state.withLock { $0.discard = true }
+    }
+
     /// The step is over: later stops do nothing (the connection may be another step's by then),
     /// and nothing more is sent. A statement still in flight (one a body started and did not
-    /// await) closes the connection, so the pool never hands it, still busy, to the next step.
+    /// await) closes the connection, so the pool never hands it, still busy, to the next step;
+    /// so does ``discardWhenFinished()``.
     package func finish() {
         let close = state.withLock { state -> Bool in
             state.finished = true
-            guard state.inFlight > 0, !state.closing else { return false }
+            guard state.inFlight > 0 || state.discard, !state.closing else { return false }
             state.closing = true
             return true
         }

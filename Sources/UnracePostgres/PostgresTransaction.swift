@@ -47,11 +47,11 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
-        let (connection, logger) = (connection, logger)
-        if let prepared = HotStatements.byText[sql] {
-            _ = try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
+        if let statement = HotStatements.byText[sql] {
+            _ = try await prepared(statement, arguments)
             return
         }
+        let (connection, logger) = (connection, logger)
         try await sending {
             _ = try await connection.query(Self.query(sql, arguments), logger: logger)
         }
@@ -59,11 +59,23 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
-        let (connection, logger) = (connection, logger)
-        if let prepared = HotStatements.byText[sql] {
-            return try await sending { try await HotStatements.rows(prepared, connection, arguments, logger) }
-        }
+        if let statement = HotStatements.byText[sql] { return try await prepared(statement, arguments) }
         return try await rows(of: Self.query(sql, arguments))
+    }
+
+    /// Runs one of Unrace's prepared statements. A server error that may have come from its
+    /// preparation — any but a constraint violation or a serialization failure, which only
+    /// running it raises — leaves the connection to be closed after the step: postgres-nio keeps
+    /// a failed preparation (in a transaction a body's caught error aborted, past a lock
+    /// timeout) and answers every later use of the statement on that connection with it.
+    private func prepared(_ statement: HotStatement, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        let (connection, logger) = (connection, logger)
+        do {
+            return try await sending { try await HotStatements.rows(statement, connection, arguments, logger) }
+        } catch let error as UnraceError {
+            if let state = error.sqlState, !state.hasPrefix("23"), state != "40001" { stepGuard.discardWhenFinished() }
+            throw error
+        }
     }
 
     /// Runs a postgres-nio query in this transaction — its interpolations bind typed values

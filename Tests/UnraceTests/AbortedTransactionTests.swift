@@ -1,6 +1,7 @@
 import Testing
 import Unrace
 import UnraceFluent
+import UnracePostgres
 import UnraceSQL
 import UnraceSQLite
 
@@ -146,6 +147,37 @@ struct AbortedTransactionTests {
             _ = try? await holder.value
             let ids = try await first.withTransaction { tx in try await tx.query("SELECT id FROM \(table) ORDER BY id") }
             #expect(try ids.map { try $0.string("id") } == ["a"], "b1 and b2 rolled back with the abandoned step")
+        }
+    }
+
+    @Test(
+        "on PostgreSQL a step whose body's caught error made Unrace's prepared statement fail to prepare fails alone: the next steps on the pool's one connection succeed",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func failedPreparationDoesNotStick() async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 1) { store in
+                let table = uniqueName("prep")
+                try await store.withTransaction { tx in
+                    try await tx.execute("CREATE TABLE \(table) (id TEXT PRIMARY KEY)")
+                    try await tx.execute("INSERT INTO \(table) (id) VALUES ('x')")
+                }
+                let operations = try Operations(store: store)
+                // The body catches a failed insert: the transaction is aborted, and the outcome's
+                // prepared statement, first used on this connection here, fails to prepare.
+                let failed = await QueueTests.code {
+                    _ = try await operations.perform(key: uniqueName("a")) { tx in
+                        _ = try? await tx.execute("INSERT INTO \(table) (id) VALUES ('x')")
+                        return 1
+                    }
+                }
+                #expect(failed == "store_failure")
+                for n in 1...3 {
+                    let key = uniqueName("b")
+                    #expect(try await operations.perform(key: key) { _ in n }.value == n)
+                    #expect(try await operations.perform(key: key) { _ in 0 }.value == n, "replayed")
+                }
+            }
         }
     }
 }
