@@ -337,11 +337,36 @@ extension SQLValue {
         case .numeric:
             // An exact number (PostgreSQL's SUM over BIGINT): a whole one that fits reads as an
             // integer, any other as its decimal text (which `SQLRow.int128` also reads).
+            // NaN and the infinities (a binary numeric's sign word 0xC000, 0xD000, 0xF000) decode
+            // as Decimal 0: read them as PostgreSQL writes them.
+            if let raw = cell.bytes, raw.readableBytes >= 8, let sign = raw.getInteger(at: raw.readerIndex + 4, as: UInt16.self),
+                sign >= 0xC000
+            {
+                self = .text(sign == 0xC000 ? "NaN" : sign == 0xD000 ? "Infinity" : "-Infinity")
+                return
+            }
             let text = "\(try cell.decode(Decimal.self))"
             self = Int64(text).map(SQLValue.integer) ?? .text(text)
-        default:
-            // text, varchar, name, uuid, json …: their text form.
+        case .text, .varchar, .bpchar, .name, .char, .uuid, .json, .jsonb, .xml, .unknown:
             self = .text(try cell.decode(String.self))
+        case let type where type.rawValue >= Self.firstUserTypeOID:
+            // An enum, a citext, another extension's type: sent as its text.
+            self = .text(try cell.decode(String.self))
+        default:
+            // A built-in type whose binary form is not its text (a timestamp, a date, an oid, an
+            // array, an interval, an address): read as text it would be garbage, silently.
+            throw Self.unreadable(cell, "a type without a SQLValue")
         }
+    }
+
+    /// PostgreSQL's first OID of types a database defines (`FirstNormalObjectId`).
+    static let firstUserTypeOID: UInt32 = 16_384
+
+    static func unreadable(_ cell: PostgresCell, _ why: String) -> UnraceError {
+        UnraceError(
+            .invalidArgument,
+            "a column cannot be read as a SQLValue (\(why)): cast it in the query, to text or bigint",
+            detail: "column \(cell.columnName.terminalSafe), type oid \(cell.dataType.rawValue)"
+        )
     }
 }
