@@ -204,10 +204,12 @@ package struct PostgresSteps: Sendable {
                 "rollback after a failed step also failed; closing the connection",
                 metadata: ["error": "\(String(reflecting: type(of: error)))"]
             )
-            connection.close().whenComplete { _ in }
+            // Closed before the step ends, so the pool never lends it, still closing, to a step
+            // whose BEGIN the close would cut off.
+            try? await connection.close().get()
         } else if finished == nil {
             logger.warning("rollback after a failed step did not finish in time; closing the connection")
-            connection.close().whenComplete { _ in }
+            try? await connection.close().get()
         }
     }
 
