@@ -52,7 +52,11 @@ struct LostUpdateDemo: StoreJob {
         try await naive.set("quota", 0)
         let naiveGranted = try await naive.race("quota", Self.callers) { value in value < 10 ? value + 1 : nil }
         let guardedGranted = try await Self.race(Self.callers) { _ in
-            if case .granted = try await counters.consume("demo-\(suffix)-quota", limit: 10, window: .seconds(3_600)) { return true }
+            // The longest window: the race crossing a window's edge (which would rightly grant 10
+            // more) is one chance in hundreds of millions, not one in an hour's worth of runs.
+            if case .granted = try await counters.consume("demo-\(suffix)-quota", limit: 10, window: Counters<S>.windowMaximum) {
+                return true
+            }
             return false
         }
         rows.append(
@@ -151,9 +155,14 @@ struct LostUpdateDemo: StoreJob {
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<callers {
                 group.addTask {
-                    let ok = try await store.withTransaction { tx in try await check(tx) }
+                    // Arrive whatever the read did: a caller that failed and never arrived would
+                    // leave every other one waiting for ever.
+                    let checked: Result<Bool, any Error>
+                    do { checked = .success(try await store.withTransaction { tx in try await check(tx) }) } catch {
+                        checked = .failure(error)
+                    }
                     await read.arriveAndWait()
-                    guard ok else { return false }
+                    guard try checked.get() else { return false }
                     _ = try await store.withTransaction { tx in try await write(tx, index) }
                     return true
                 }
@@ -186,13 +195,15 @@ struct NaiveCell<S: SQLStore>: Sendable {
     /// `callers` tasks read the cell, all reads first, then each writes `decide(read)` unless it
     /// returns `nil`. Returns how many wrote — how many believed they succeeded.
     func race(_ name: String, _ callers: Int, _ decide: @escaping @Sendable (Int64) -> Int64?) async throws -> Int {
-        let read = Barrier(parties: callers)
+        let barrier = Barrier(parties: callers)
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<callers {
                 group.addTask {
-                    let value = try await get(name)
-                    await read.arriveAndWait()
-                    guard let next = decide(value) else { return false }
+                    // Arrive whatever the read did (see raceReadThenWrite).
+                    let read: Result<Int64, any Error>
+                    do { read = .success(try await get(name)) } catch { read = .failure(error) }
+                    await barrier.arriveAndWait()
+                    guard let next = decide(try read.get()) else { return false }
                     try await set(name, next)
                     return true
                 }
