@@ -25,9 +25,10 @@ public enum FaultKind: String, Sendable, Hashable, CaseIterable, Codable {
 /// own subset at its own rates, so some runs are quiet enough for a rare interleaving and
 /// others are storms. A scenario lists the kinds that make sense for it; the rest stay off.
 public struct FaultMix: Sendable, Hashable, CustomStringConvertible {
-    /// The most a store call or broker interaction takes, in virtual milliseconds.
+    /// The most a scheduling point (a store call, a broker interaction, work, idling, a restart)
+    /// takes, in virtual milliseconds.
     public var latencyMaximum: Int64 = 0
-    /// Per scheduling point, in thousandths.
+    /// Per store call, in thousandths: the store refuses the call (`store_unavailable`).
     public var transientPerMille = 0
     /// Per store call, in thousandths.
     public var lostReplyPerMille = 0

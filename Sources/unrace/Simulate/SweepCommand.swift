@@ -9,8 +9,11 @@ struct SweepCommand: AsyncParsableCommand {
         abstract: "Measure the mistaken fixes: a longer visibility timeout, fewer consumers, added delays.",
         discussion: """
             For each setting, runs the same seeds with the naive and the guarded handler and prints \
-            the share of runs with an anomaly: the naive rate falls but does not reach zero; the \
-            guarded rate is zero.
+            the share of runs with an anomaly: the naive rate falls but, for a scenario with an \
+            external effect (payment-capture, the default), does not reach zero; the guarded rate \
+            is zero. (A scenario whose effect is local — order-creation, inventory-reservation, \
+            coupon-redemption — shows 0 naive anomalies with one consumer: its check and write \
+            share a transaction, and one consumer never overlaps itself.)
             """
     )
 
