@@ -136,8 +136,9 @@ enum ShopProblems {
 }
 
 /// What the shop accepts as names.
-enum ShopNames {
-    static func isSKU(_ text: String) -> Bool {
+package enum ShopNames {
+    /// A SKU: 1 to 64 bytes of A-Z a-z 0-9 _ -.
+    package static func isSKU(_ text: String) -> Bool {
         (1...64).contains(text.utf8.count)
             && text.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }

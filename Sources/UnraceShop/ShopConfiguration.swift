@@ -97,11 +97,13 @@ public struct ShopConfiguration: Sendable {
 
 extension ShopConfiguration {
     /// `url` as a base the shop and its workers append `/charges` and `/emails` to: an `http` or
-    /// `https` URL with a host, and no query, fragment or credentials; a trailing `/` is dropped.
+    /// `https` URL with a host, a port (if any) of 1 to 65535, and no query, fragment or
+    /// credentials; a trailing `/` is dropped.
     /// - Throws: ``UnraceError/Code/invalidConfiguration`` naming what is wrong.
     package static func providerBase(_ url: String) throws -> String {
         guard let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased(), ["http", "https"].contains(scheme),
-            let host = parts.host, !host.isEmpty, parts.query == nil, parts.fragment == nil, parts.user == nil
+            let host = parts.host, !host.isEmpty, parts.query == nil, parts.fragment == nil, parts.user == nil,
+            parts.port.map({ (1...65_535).contains($0) }) ?? true
         else {
             throw UnraceError(
                 .invalidConfiguration,

@@ -60,6 +60,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be between 0 and 600 seconds") }
         _ = try stockLevels()
         try checkProvider(provider)
+        try checkPostgresURL(database)
     }
 
     /// `--stock` parsed: SKU to units.
@@ -68,10 +69,14 @@ struct ServeCommand: AsyncParsableCommand {
         var levels: [String: Int64] = [:]
         for item in stock {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty, let units = Int64(parts[1]), (0...1_000_000_000).contains(units) else {
-                throw ValidationError("--stock takes SKU=UNITS with 0 to 1000000000 units")
+            guard parts.count == 2, ShopNames.isSKU(parts[0]), let units = Int64(parts[1]), (0...1_000_000_000).contains(units) else {
+                throw ValidationError(
+                    "--stock takes SKU=UNITS: a SKU of 1 to 64 letters, digits, _ or -, and 0 to 1000000000 units (got \(item.debugDescription))"
+                )
             }
-            levels[parts[0]] = units
+            guard levels.updateValue(units, forKey: parts[0]) == nil else {
+                throw ValidationError("--stock names \(parts[0]) twice")
+            }
         }
         return levels
     }

@@ -40,6 +40,7 @@ struct WorkCommand: AsyncParsableCommand {
         guard (1...43_200_000).contains(visibilityMs) else { throw ValidationError("--visibility-ms must be between 1 and 43200000") }
         guard (1...1_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 1000") }
         try checkProvider(provider)
+        try checkPostgresURL(database)
         if let name {
             do { _ = try NameRule.workerName.validate(name) } catch let error as UnraceError {
                 throw ValidationError("--name: \(error.message)")
@@ -75,6 +76,15 @@ struct WorkCommand: AsyncParsableCommand {
 
 /// `--provider` checked as the shop and its workers will use it: a usage error (exit 64) now, not
 /// a worker that dead-letters every capture later.
+/// `--database` of `serve` and `work`: a `postgres://` URL (a SQLite file is `--file`), else a
+/// usage error (exit 64) now rather than a failed start later.
+func checkPostgresURL(_ database: String?) throws {
+    guard let database else { return }
+    guard database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") else {
+        throw ValidationError("--database must be a postgres:// URL; a SQLite file is --file")
+    }
+}
+
 func checkProvider(_ provider: String?) throws {
     guard let provider else { return }
     do { _ = try ShopConfiguration.providerBase(provider) } catch let error as UnraceError {

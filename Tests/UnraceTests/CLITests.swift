@@ -162,4 +162,18 @@ extension CLITests {
         #expect(await probe.exitStatus() == 64)
         #expect(probe.printed.contains("larger than 1048576 bytes"), "\(probe.printed.prefix(400))")
     }
+
+    @Test(
+        "serve and work refuse options that could never work as usage errors (64), before opening anything",
+        arguments: [
+            ["serve", "--stock", "wid get=5"], ["serve", "--stock", "caf\u{E9}=5"], ["serve", "--stock", "w=1", "--stock", "w=2"],
+            ["serve", "--database", "shop.sqlite"], ["serve", "--provider", "http://127.0.0.1:0"],
+            ["work", "--database", "shop.sqlite"], ["work", "--provider", "http://127.0.0.1:0"],
+        ]
+    )
+    func unusableOptions(_ arguments: [String]) async throws {
+        let child = try ChildProcess(arguments + ["--port", "0"].filter { _ in arguments[0] == "serve" }, captureErrors: true)
+        #expect(await child.exitStatus() == 64, "\(arguments): \(child.printed.prefix(300))")
+        #expect(!child.printed.contains("listening on"))
+    }
 }

@@ -49,6 +49,7 @@ struct ShopConfigurationTests {
     static func providerURLs<S: SQLStore>(_ store: S) throws {
         for url in [
             "127.0.0.1:9000", "localhost:9000", "ftp://127.0.0.1:9000", "http://", "http://h:1?x=1", "http://h:1#f", "http://u:p@h:1", "",
+            "http://127.0.0.1:0", "http://127.0.0.1:65536",
         ] {
             var configuration = ShopConfiguration()
             configuration.provider = url

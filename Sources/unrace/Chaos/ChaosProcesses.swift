@@ -62,10 +62,10 @@ final class ChaosProcesses: Sendable {
             {
                 return port
             }
-            guard isRunning(pid) else { throw ValidationError("unrace \(arguments[0]) exited; see processes.log") }
+            guard isRunning(pid) else { throw ChaosFailure("unrace \(arguments[0]) exited; see processes.log") }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw ValidationError("unrace \(arguments[0]) did not listen within 60 s")
+        throw ChaosFailure("unrace \(arguments[0]) did not listen within 60 s")
     }
 
     /// Starts the worker of `slot` (its next generation).
@@ -208,7 +208,7 @@ final class ChaosProcesses: Sendable {
         do {
             return try Spawn.start(arguments, output: output >= 0 ? .descriptor(output) : .null, errors: .descriptor(errors))
         } catch {
-            throw ValidationError(error.description)
+            throw ChaosFailure(error.description)
         }
     }
 

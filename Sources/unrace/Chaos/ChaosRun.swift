@@ -11,6 +11,13 @@ import UnraceShop
 import UnraceSimulation
 
 /// One fault run: the processes, the clients, the faults, the drain, the history.
+/// A fault run that could not finish (a process that never listened or exited, the time limit):
+/// exit 1 with the reason, as the command's help says — not 64, which is a bad option.
+struct ChaosFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 struct ChaosRun: Sendable {
     let command: ChaosCommand
     let folder: URL
@@ -40,7 +47,7 @@ struct ChaosRun: Sendable {
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
-                    throw ValidationError(
+                    throw ChaosFailure(
                         "the run took longer than --time-limit-seconds \(command.timeLimitSeconds); every process it started was stopped"
                     )
                 }
@@ -136,7 +143,7 @@ struct ChaosRun: Sendable {
             throw error
         }
         let runSeconds = Self.seconds(ContinuousClock.now - started)
-        guard processes.isServing else { throw ValidationError("unrace serve exited during the run; see processes.log") }
+        guard processes.isServing else { throw ChaosFailure("unrace serve exited during the run; see processes.log") }
 
         // Drain: workers keep running (dead ones are replaced), no more kills.
         let drainStart = ContinuousClock.now
@@ -144,7 +151,7 @@ struct ChaosRun: Sendable {
         defer { supervisor.cancel() }
         while true {
             if let outbox = try? await Self.outbox(client: client, base: base), outbox.unsent == 0 { break }
-            guard processes.isServing else { throw ValidationError("unrace serve exited during the run; see processes.log") }
+            guard processes.isServing else { throw ChaosFailure("unrace serve exited during the run; see processes.log") }
             try await Task.sleep(for: .milliseconds(100))
         }
         let drainSeconds = Self.seconds(ContinuousClock.now - drainStart)
