@@ -34,7 +34,20 @@ public struct UnraceRequest: Sendable {
     public var db: any Database {
         guard let transaction else { return request.db }
         if let fluent = (transaction as? FluentTransaction)?.fluent { return fluent }
-        return NotInTheClaim(context: request.db.context, store: "\(type(of: transaction))")
+        // A context of its own: `request.db` traps when the app has no default Fluent database,
+        // which an app on SQLiteStore or PostgresStore need not have.
+        let context = DatabaseContext(configuration: NoConfiguration(), logger: request.logger, eventLoop: request.eventLoop)
+        return NotInTheClaim(context: context, store: "\(type(of: transaction))")
+    }
+}
+
+/// The configuration of ``NotInTheClaim``'s context: no model middleware, no driver (it sends
+/// nothing anywhere).
+private struct NoConfiguration: DatabaseConfiguration {
+    var middleware: [any AnyModelMiddleware] = []
+
+    func makeDriver(for databases: Databases) -> any DatabaseDriver {
+        preconditionFailure("req.unrace.db outside a FluentStore's claim has no driver: it refuses every query")
     }
 }
 
