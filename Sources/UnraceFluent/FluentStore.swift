@@ -300,6 +300,10 @@ public final class FluentStore: SQLStore {
             loan.giveBack()
             await lease.value
             if Task.isCancelled { throw CancellationError() }
+            if String(describing: type(of: error)) == "ConnectionPoolError" {
+                // AsyncKit's pool shut down (the application stopping) while the step waited.
+                throw UnraceError(.storeUnavailable, "the Fluent database's pool shut down; nothing was sent", detail: "\(error)", underlying: error)
+            }
             guard String(describing: type(of: error)) == "ConnectionPoolTimeoutError" else { throw error }
             // AsyncKit's pool (Fluent's) had no connection to give within its timeout: every one is
             // busy. Nothing was sent; the type is public in AsyncKit, which Unrace does not import.
