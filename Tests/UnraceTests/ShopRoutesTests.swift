@@ -154,16 +154,23 @@ extension HTTPEdgeTests {
             // (409) and a store failing over (503) with Retry-After, a response too large to store (500).
             let orders = try #require((paths["/orders"]?["post"] as? [String: Any])?["responses"] as? [String: Any])
             #expect(Set(orders.keys) == ["201", "400", "404", "408", "409", "413", "422", "500", "503"])
-            // Every route with a body can answer the body timeout's 408; every route on the store
-            // a store failing over (503).
+            // Every POST and PUT can answer the body timeout's 408 and the body limit's 413 (the
+            // middleware reads a body a client sends, whether or not the route takes one); every
+            // route on the store a store failing over (503).
             for (path, operations) in paths where !["/metrics", "/openapi.json"].contains(path) {
                 for (method, operation) in operations {
                     let operation = try #require(operation as? [String: Any])
                     let statuses = Set(try #require(operation["responses"] as? [String: Any]).keys)
                     #expect(statuses.contains("503"), "\(method) \(path)")
-                    if operation["requestBody"] != nil { #expect(statuses.contains("408"), "\(method) \(path)") }
+                    if ["post", "put"].contains(method) { #expect(statuses.isSuperset(of: ["408", "413"]), "\(method) \(path)") }
                 }
             }
+            // A read with If-Match naming another version is 412, as the document says.
+            _ = try await client.send(.PUT, "/products/gadget", headers: [("If-None-Match", "*")], json: #"{"name":"Gadget","priceCents":100}"#)
+            let stale = try await client.send(.GET, "/products/gadget", headers: [("If-Match", "\"999\"")])
+            #expect(stale.status == 412, "\(stale.status) \(stale.body)")
+            let product = try #require((paths["/products/{sku}"]?["get"] as? [String: Any])?["responses"] as? [String: Any])
+            #expect(product["412"] != nil)
         }
     }
 }
