@@ -302,7 +302,12 @@ public final class FluentStore: SQLStore {
             if Task.isCancelled { throw CancellationError() }
             if String(describing: type(of: error)) == "ConnectionPoolError" {
                 // AsyncKit's pool shut down (the application stopping) while the step waited.
-                throw UnraceError(.storeUnavailable, "the Fluent database's pool shut down; nothing was sent", detail: "\(error)", underlying: error)
+                throw UnraceError(
+                    .storeUnavailable,
+                    "the Fluent database's pool shut down; nothing was sent",
+                    detail: "\(error)",
+                    underlying: error
+                )
             }
             guard String(describing: type(of: error)) == "ConnectionPoolTimeoutError" else { throw error }
             // AsyncKit's pool (Fluent's) had no connection to give within its timeout: every one is

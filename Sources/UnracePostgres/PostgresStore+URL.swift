@@ -32,7 +32,9 @@ extension PostgresStore {
     /// Parses a `postgres://` URL into a client configuration.
     ///
     /// The URL is `postgres://user[:password]@host[:port]/database`, optionally with
-    /// `sslmode=disable|require`, `search_path=schema` (letters, digits and `_`) and
+    /// `sslmode=disable|require` (`require` verifies the server's certificate and host name
+    /// against the system's trusted roots, as libpq's `verify-full` does, not only encrypts),
+    /// `search_path=schema` (letters, digits and `_`) and
     /// `client_connection_check_interval=milliseconds` (0 to send nothing; see
     /// ``clientConnectionCheckInterval``, the default). Other query items are ignored.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for another scheme, no host, a bad value

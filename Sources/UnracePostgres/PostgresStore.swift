@@ -249,7 +249,10 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// Runs `body` in a transaction with no Unrace rows.
+    /// Runs `body` in a transaction with no Unrace rows. Like a step, it is run again whole after
+    /// a serialization failure, a deadlock or a lost insert race on Unrace's tables (its writes
+    /// rolled back each time): `body` may run more than once, so keep effects outside the
+    /// database out of it.
     public func withTransaction<T: Sendable>(_ body: (PostgresTransaction) async throws -> T) async throws -> T {
         try StepNesting.check()
         try await waitUntilReady()

@@ -5,7 +5,7 @@ public import Vapor
 /// Vapor face of ``UnraceHTTP/RequestConditions`` (the Hummingbird adapter has the same).
 ///
 /// ```swift
-/// let current = try await Product.find(sku, on: req.db)
+/// let current = try await Product.find(sku, on: req.unrace.db)  // the claim's transaction on an idempotent route
 /// switch try Preconditions().write(req, currentVersion: current?.version) {
 /// case .create: …                                 // insert; a concurrent creator makes it 412
 /// case .replace(let expected): …                  // UPDATE … WHERE version = expected; 0 rows → 412

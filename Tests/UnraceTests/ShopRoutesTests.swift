@@ -166,7 +166,12 @@ extension HTTPEdgeTests {
                 }
             }
             // A read with If-Match naming another version is 412, as the document says.
-            _ = try await client.send(.PUT, "/products/gadget", headers: [("If-None-Match", "*")], json: #"{"name":"Gadget","priceCents":100}"#)
+            _ = try await client.send(
+                .PUT,
+                "/products/gadget",
+                headers: [("If-None-Match", "*")],
+                json: #"{"name":"Gadget","priceCents":100}"#
+            )
             let stale = try await client.send(.GET, "/products/gadget", headers: [("If-Match", "\"999\"")])
             #expect(stale.status == 412, "\(stale.status) \(stale.body)")
             let product = try #require((paths["/products/{sku}"]?["get"] as? [String: Any])?["responses"] as? [String: Any])
