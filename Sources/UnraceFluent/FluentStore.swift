@@ -165,9 +165,30 @@ public final class FluentStore: SQLStore {
 
     private func migrate() async throws {
         let now = SystemWallClock().now()
+        if !dialect.hasConcurrentWriters { try await useWriteAheadLog() }
         _ = try await transaction(timed: false) { tx in
             if let lock = dialect.schemaLockStatement { try await tx.execute(lock) }
             return try await SQLSchema.migrations(dialect).apply(tx, now: now)
+        }
+    }
+
+    /// Puts the SQLite file in WAL mode (it stays so), as `SQLiteStore` does: in SQLite's default
+    /// rollback journal, a reader's open transaction on another connection (a report route's)
+    /// holds every step's `COMMIT` until the step timeout. A file that cannot switch (an
+    /// in-memory database answers `memory`) keeps its mode.
+    private func useWriteAheadLog() async throws {
+        let busy = statementTimeoutMilliseconds
+        try await writer.withLock {
+            try await withLeasedConnection(writing: true) { db in
+                let connection = try await (db as! any SQLiteDatabase).withConnection { $0.eventLoop.makeSucceededFuture($0) }.get()
+                let tx = SQLiteConnectionTransaction(connection: connection)
+                defer { tx.gate.end() }
+                try await tx.execute("PRAGMA busy_timeout = \(busy)", [])
+                let mode = try await tx.query("PRAGMA journal_mode = WAL", []).first?["journal_mode"].string
+                if mode != "wal" {
+                    logger.notice("the SQLite database keeps its journal mode", metadata: ["journal_mode": "\(mode ?? "?")"])
+                }
+            }
         }
     }
 

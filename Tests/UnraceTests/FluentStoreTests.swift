@@ -166,4 +166,43 @@ struct FluentStoreTests {
         }
         return codes
     }
+
+    @Test(
+        "on FluentSQLiteDriver a reader's open transaction on another connection does not hold a step's COMMIT: the store puts the file in WAL"
+    )
+    func readerDoesNotBlockCommit() async throws {
+        try await withFluentDatabases(.sqlite) { _, _, databases in
+            let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+            // FluentSQLiteDriver keeps one connection per event loop and the store writes on the
+            // first loop's: the reader takes the second's.
+            let loops = Array(databases.eventLoopGroup.makeIterator())
+            guard loops.count > 1, let database = databases.database(logger: quiet, on: loops[1]) else { return }
+            let store = try await FluentStore(databases: databases, stepTimeout: .seconds(1), logger: quiet)
+            let operations = try Operations(store: store)
+            let held = Latch()
+            let release = Latch()
+            // A report route's read transaction, left open on a connection of its own.
+            let reader = Task {
+                try await database.withConnection { db in
+                    let sql = db as! any SQLDatabase
+                    try await sql.raw("BEGIN").run()
+                    _ = try await sql.raw("SELECT count(*) AS n FROM unrace_operations").all()
+                    held.open()
+                    await release.wait()
+                    try await sql.raw("COMMIT").run()
+                }
+            }
+            await held.wait()
+            let answer: Result<Int, any Error>
+            do { answer = .success(try await operations.perform(key: "k") { _ in 1 }.value) } catch { answer = .failure(error) }
+            release.open()
+            try await reader.value
+            #expect(try answer.get() == 1)
+            let mode = try await (database as! any SQLDatabase).raw("PRAGMA journal_mode").first()?.decode(
+                column: "journal_mode",
+                as: String.self
+            )
+            #expect(mode == "wal")
+        }
+    }
 }
