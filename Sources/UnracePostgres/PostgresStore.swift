@@ -309,6 +309,9 @@ extension PostgresStore: Service {
                 // CancellationError that would read as their own cancellation.
                 readiness.open(.failure(UnraceError(.storeUnavailable, "the store stopped before its schema was ready", underlying: error)))
                 group.cancelAll()
+                // A graceful shutdown during the migration closes the pool under it: a stop, not
+                // a failure of the service.
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
                 throw error
             }
             try await group.waitForAll()
