@@ -87,7 +87,7 @@ struct HTTPBench: StoreJob {
         // The two apps report their ports in either order; ask each which one it is.
         let group = ServiceGroup(configuration: .init(services: [apps[0], apps[1]], logger: logger))
         do {
-            let result = try await measureAll(client, group, ports, store.backendName)
+            let result = try await measureAll(client, group, (ports, continuation), store.backendName)
             try await client.shutdown()
             return result
         } catch {
@@ -99,14 +99,22 @@ struct HTTPBench: StoreJob {
     private func measureAll(
         _ client: HTTPClient,
         _ group: ServiceGroup,
-        _ ports: AsyncStream<Int>,
+        _ ports: (stream: AsyncStream<Int>, continuation: AsyncStream<Int>.Continuation),
         _ backend: String
     ) async throws -> HTTPBenchResult {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
+            tasks.addTask {
+                // A server that stops (or never binds) ends the wait for the ports.
+                defer { ports.continuation.finish() }
+                try await group.run()
+            }
+            var iterator = ports.stream.makeAsyncIterator()
             var found: [Int] = []
             while found.count < 2, let port = await iterator.next() { found.append(port) }
+            guard found.count == 2 else {
+                try await tasks.waitForAll()  // the servers' error, if they failed
+                throw ServeFailure("a bench server stopped before it listened")
+            }
             let plainPort = try await isGuarded(client, found[0]) ? found[1] : found[0]
             let guardedPort = plainPort == found[0] ? found[1] : found[0]
             var plainRates: [Double] = []

@@ -111,9 +111,16 @@ struct ServeCommand: AsyncParsableCommand {
             logger: logger
         )
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await providerApp.run() }
+            group.addTask {
+                // A provider that stops (or never binds) ends the wait for its port.
+                defer { continuation.finish() }
+                try await providerApp.run()
+            }
             var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { return }
+            guard let port = await iterator.next() else {
+                try await group.waitForAll()  // its error, if it failed
+                throw ServeFailure("the built-in payment provider stopped before it listened")
+            }
             FileHandle.standardOutput.write(Data("provider on http://127.0.0.1:\(port)\n".utf8))
             configuration.provider = "http://127.0.0.1:\(port)"
             try await run(configuration, logger)
@@ -181,8 +188,13 @@ struct ShopService<S: SQLStore>: Service {
     let port: Int
 
     func run() async throws {
-        // Setting up waits for the store's schema; a SIGTERM meanwhile must still stop the process.
-        try await cancelWhenGracefulShutdown { try await shop.setUp() }
+        // Setting up waits for the store's schema; a SIGTERM meanwhile must still stop the process,
+        // and stop it as a shutdown (exit 0), not a failure.
+        do {
+            try await cancelWhenGracefulShutdown { try await shop.setUp() }
+        } catch is CancellationError where Task.isShuttingDownGracefully {
+            return
+        }
         let host = self.host
         let app = try shop.application(host: host, port: port) { port in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
@@ -194,4 +206,10 @@ struct ShopService<S: SQLStore>: Service {
         ServeCommand.bound(&group, grace: shop.configuration.shutdownGrace)
         try await ServiceGroup(configuration: group).run()
     }
+}
+
+/// A run of `serve` that could not go on (exit 1 with the reason).
+struct ServeFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -71,4 +71,54 @@ struct ServeTimeoutTests {
         #expect(ContinuousClock.now - start < .seconds(30))
         _ = await connection.readUntilClosed(timeout: .seconds(5))
     }
+
+    @Test(
+        "SIGTERM while serve still migrates its PostgreSQL schema (waiting on another replica's lock) is a shutdown: exit 0, no error",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func terminatedWhileSettingUp() async throws {
+        let url = try TestPostgres.requireURL()
+        try await withStore(.postgres) { holderStore, _ in
+            let schema = uniqueName("sig")
+            try await TestPostgres.execute("CREATE SCHEMA \(schema)")
+            let held = Latch()
+            let release = Latch()
+            let holder = Task {
+                try await holderStore.withTransaction { tx in
+                    try await tx.execute("SELECT pg_advisory_xact_lock(7220001, hashtext('\(schema)'))")
+                    held.open()
+                    await release.wait()
+                }
+            }
+            await held.wait()
+            let server = try ChildProcess(
+                ["serve", "--database", url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)", "--port", "0"],
+                captureErrors: true
+            )
+            var status: Int32?
+            do {
+                try await within(.seconds(30), "serve migrating, waiting on the schema's key") {
+                    while try await holderStore.withTransaction({ tx in
+                        try await tx.query(
+                            """
+                            SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7220001
+                            AND objid::int8 = (hashtext('\(schema)')::int8 & 4294967295) AND objsubid = 2 AND NOT granted
+                            """
+                        )
+                    }).first?["n"] == .integer(0) {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                status = await server.terminateWithin(.seconds(30))
+            } catch {
+                server.sendKill()
+                Issue.record(error)
+            }
+            release.open()
+            _ = await holder.result
+            try? await TestPostgres.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+            #expect(status == 0, "\(String(describing: status)): \(server.printed.suffix(400))")
+            #expect(!server.printed.contains("listening on"))
+        }
+    }
 }
