@@ -175,7 +175,7 @@ public final class FluentStore: SQLStore {
     /// Puts the SQLite file in WAL mode (it stays so), as `SQLiteStore` does: in SQLite's default
     /// rollback journal, a reader's open transaction on another connection (a report route's)
     /// holds every step's `COMMIT` until the step timeout. A file that cannot switch (an
-    /// in-memory database answers `memory`) keeps its mode.
+    /// in-memory database answers `memory`; a read-only file fails) keeps its mode.
     private func useWriteAheadLog() async throws {
         let busy = statementTimeoutMilliseconds
         try await writer.withLock {
@@ -184,7 +184,8 @@ public final class FluentStore: SQLStore {
                 let tx = SQLiteConnectionTransaction(connection: connection)
                 defer { tx.gate.end() }
                 try await tx.execute("PRAGMA busy_timeout = \(busy)", [])
-                let mode = try await tx.query("PRAGMA journal_mode = WAL", []).first?["journal_mode"].string
+                // A file that cannot switch (read-only, say) keeps its mode: opening it only reads.
+                let mode = try? await tx.query("PRAGMA journal_mode = WAL", []).first?["journal_mode"].string
                 if mode != "wal" {
                     logger.notice("the SQLite database keeps its journal mode", metadata: ["journal_mode": "\(mode ?? "?")"])
                 }
@@ -251,7 +252,8 @@ public final class FluentStore: SQLStore {
         }
     }
 
-    /// Runs `body` in a transaction with no Unrace rows: plain business writes, Fluent or SQL.
+    /// Runs `body` in a transaction with no Unrace rows: plain business writes, Fluent or SQL. On
+    /// PostgreSQL it runs at read committed, as every step.
     public func withTransaction<T: Sendable>(_ body: (FluentTransaction) async throws -> T) async throws -> T {
         try StepNesting.check()
         return try await transaction(body)

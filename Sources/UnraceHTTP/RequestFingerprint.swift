@@ -17,7 +17,8 @@ public struct RequestFingerprint: Sendable, Hashable {
     /// `If-Match`, `If-None-Match`: a retry with a corrected precondition is a new request, not
     /// a replay of the stored 412). `Host` names the request's authority (`:authority`, or the
     /// `Host` field), wherever the server put it: add it where one principal's keys are shared
-    /// by several hosts (host-based tenants).
+    /// by several hosts (host-based tenants). (Until this was fixed, Hummingbird hashed a listed
+    /// `Host` as absent: a key stored then and retried after an upgrade gets 422.)
     public var headers: [HTTPField.Name]
     /// Hash JSON bodies (`application/json`, `+json`) in canonical form (default `true`).
     public var canonicalJSON: Bool

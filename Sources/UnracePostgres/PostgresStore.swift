@@ -249,7 +249,9 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// Runs `body` in a transaction with no Unrace rows. Like a step, it is run again whole after
+    /// Runs `body` in a transaction with no Unrace rows, at read committed (as every step, whatever
+    /// the database's default: make `SET TRANSACTION ISOLATION LEVEL …` the body's first statement
+    /// for another level). Like a step, it is run again whole after
     /// a serialization failure, a deadlock or a lost insert race on Unrace's tables (its writes
     /// rolled back each time): `body` may run more than once, so keep effects outside the
     /// database out of it.

@@ -73,7 +73,10 @@ public struct PostgresTransaction: SQLTransaction {
         do {
             return try await sending { try await HotStatements.rows(statement, connection, arguments, logger) }
         } catch let error as UnraceError {
-            if let state = error.sqlState, !state.hasPrefix("23"), state != "40001" { stepGuard.discardWhenFinished() }
+            // Raised only by running it: a constraint, a serialization failure, a read-only server.
+            if let state = error.sqlState, !state.hasPrefix("23"), !["40001", "25006"].contains(state) {
+                stepGuard.discardWhenFinished()
+            }
             throw error
         }
     }
@@ -349,9 +352,15 @@ extension SQLValue {
             self = Int64(text).map(SQLValue.integer) ?? .text(text)
         case .text, .varchar, .bpchar, .name, .char, .uuid, .json, .jsonb, .xml, .unknown:
             self = .text(try cell.decode(String.self))
+        case .void:
+            self = .null  // a function that returns nothing (pg_advisory_xact_lock)
         case let type where type.rawValue >= Self.firstUserTypeOID:
-            // An enum, a citext, another extension's type: sent as its text.
-            self = .text(try cell.decode(String.self))
+            // An enum, a citext: sent as its text. Another extension's type, or an array of a
+            // database's type, sends binary: bytes that are not clean UTF-8 are refused.
+            guard let raw = cell.bytes, !raw.readableBytesView.contains(0),
+                let text = String(bytes: raw.readableBytesView, encoding: .utf8)
+            else { throw Self.unreadable(cell, "a binary form of a database's type") }
+            self = .text(text)
         default:
             // A built-in type whose binary form is not its text (a timestamp, a date, an oid, an
             // array, an interval, an address): read as text it would be garbage, silently.

@@ -82,7 +82,7 @@ extension Shop {
                 HTTPProblem.Code("event_id_reused"),
                 status: .conflict,
                 title: "Event id reused",
-                detail: "this id was received with another order or sequence"
+                detail: "this id was received with another order, sequence, type or payload"
             )
         } catch let error as UnraceError where error.code == .parkingLimitReached {
             throw HTTPProblem(

@@ -74,8 +74,6 @@ struct WorkCommand: AsyncParsableCommand {
     }
 }
 
-/// `--provider` checked as the shop and its workers will use it: a usage error (exit 64) now, not
-/// a worker that dead-letters every capture later.
 /// `--database` of `serve` and `work`: a `postgres://` URL (a SQLite file is `--file`), else a
 /// usage error (exit 64) now rather than a failed start later.
 func checkPostgresURL(_ database: String?) throws {
@@ -85,6 +83,8 @@ func checkPostgresURL(_ database: String?) throws {
     }
 }
 
+/// `--provider` checked as the shop and its workers will use it: a usage error (exit 64) now, not
+/// a worker that dead-letters every capture later.
 func checkProvider(_ provider: String?) throws {
     guard let provider else { return }
     do { _ = try ShopConfiguration.providerBase(provider) } catch let error as UnraceError {

@@ -171,14 +171,19 @@ struct FluentStoreTests {
         "on FluentSQLiteDriver a reader's open transaction on another connection does not hold a step's COMMIT: the store puts the file in WAL"
     )
     func readerDoesNotBlockCommit() async throws {
-        try await withFluentDatabases(.sqlite) { _, _, databases in
-            let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-            // FluentSQLiteDriver keeps one connection per event loop and the store writes on the
-            // first loop's: the reader takes the second's.
-            let loops = Array(databases.eventLoopGroup.makeIterator())
-            guard loops.count > 1, let database = databases.database(logger: quiet, on: loops[1]) else { return }
+        // Two event loops of its own: FluentSQLiteDriver keeps one connection per loop, and the
+        // store writes on the first loop's; the reader takes the second's.
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let databases = Databases(threadPool: NIOThreadPool.singleton, on: loops)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-wal"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        databases.use(.sqlite(.file(folder.appendingPathComponent("app.sqlite").path)), as: .sqlite)
+        let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let outcome: Result<(Int, String?), any Error>
+        do {
             let store = try await FluentStore(databases: databases, stepTimeout: .seconds(1), logger: quiet)
             let operations = try Operations(store: store)
+            let database = try #require(databases.database(logger: quiet, on: Array(loops.makeIterator())[1]))
             let held = Latch()
             let release = Latch()
             // A report route's read transaction, left open on a connection of its own.
@@ -197,12 +202,18 @@ struct FluentStoreTests {
             do { answer = .success(try await operations.perform(key: "k") { _ in 1 }.value) } catch { answer = .failure(error) }
             release.open()
             try await reader.value
-            #expect(try answer.get() == 1)
             let mode = try await (database as! any SQLDatabase).raw("PRAGMA journal_mode").first()?.decode(
                 column: "journal_mode",
                 as: String.self
             )
-            #expect(mode == "wal")
+            outcome = .success((try answer.get(), mode))
+        } catch {
+            outcome = .failure(error)
         }
+        await databases.shutdownAsync()
+        try await loops.shutdownGracefully()
+        try? FileManager.default.removeItem(at: folder)
+        let (value, mode) = try outcome.get()
+        #expect(value == 1 && mode == "wal")
     }
 }

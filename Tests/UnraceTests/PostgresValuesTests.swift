@@ -21,7 +21,7 @@ struct PostgresValuesTests {
             try await tx.query(
                 """
                 SELECT 'x'::text AS t, 'y'::varchar AS v, '00000000-0000-0000-0000-000000000001'::uuid AS u,
-                  '{"a": 1}'::jsonb AS j, 'happy'::\(mood) AS e, now()::text AS nt, 42::oid::bigint AS o, 'NaN'::numeric AS nan, '-Infinity'::numeric AS ninf, 12.5::numeric AS half
+                  '{"a": 1}'::jsonb AS j, 'happy'::\(mood) AS e, now()::text AS nt, 42::oid::bigint AS o, 'NaN'::numeric AS nan, pg_advisory_xact_lock(7220099) AS nothing, '-Infinity'::numeric AS ninf, 12.5::numeric AS half
                 """
             )
         }[0]
@@ -29,11 +29,11 @@ struct PostgresValuesTests {
         #expect(row["u"] == .text("00000000-0000-0000-0000-000000000001"))
         #expect(row["j"] == .text(#"{"a": 1}"#))
         #expect(row["o"] == .integer(42) && row["nan"] == .text("NaN") && row["ninf"] == .text("-Infinity"), "\(row["nan"])")
-        #expect(row["half"] == .text("12.5"))
+        #expect(row["half"] == .text("12.5") && row["nothing"] == .null, "\(row["nothing"])")
         #expect(row["nt"].string?.isEmpty == false)
         for (expression, column) in [
             ("now()", "ts"), ("DATE '2024-01-01'", "d"), ("42::oid", "o"), ("ARRAY[1, 2]", "a"),
-            ("INTERVAL '1 day'", "i"),
+            ("INTERVAL '1 day'", "i"), ("ARRAY['happy', 'sad']::\(mood)[]", "ea"),
         ] {
             let refused = await #expect(throws: UnraceError.self) {
                 _ = try await store.withTransaction { tx in try await tx.query("SELECT \(expression) AS \(column)") }

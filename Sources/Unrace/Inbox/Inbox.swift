@@ -63,8 +63,9 @@ public struct Inbox<S: Store>: Sendable {
     /// `handler` runs inside the step's transaction, once per event id, in sequence order per
     /// stream. Acknowledge the event to the broker only after this returns.
     /// - Throws: ``UnraceError/Code/parkingLimitReached`` (do not ack);
-    ///   ``UnraceError/Code/eventIDReused`` when the id was received with another stream or
-    ///   sequence (the handler does not run — on PostgreSQL, unless the other receive was still
+    ///   ``UnraceError/Code/eventIDReused`` when the id was received with another stream,
+    ///   sequence, type or payload — a redelivery carries the same bytes: re-encoding a payload
+    ///   (a dictionary's key order) makes another event (the handler does not run — on PostgreSQL, unless the other receive was still
     ///   uncommitted: the handler may then run in an attempt that is rolled back, none of its
     ///   writes committed); ``UnraceError/Code/invalidEvent`` for an event whose
     ///   fields break their ``NameRule`` — a stream or id in the reserved namespace

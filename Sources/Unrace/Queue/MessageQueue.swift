@@ -106,8 +106,8 @@ public struct MessageQueue<S: Store>: Sendable {
     /// Enqueues messages in a step of their own.
     /// - Returns: one result per message, in order.
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a bad message (nothing written);
-    ///   ``UnraceError/Code/messageIDReused`` for an id stored with another payload or ordering
-    ///   key (nothing written); store errors.
+    ///   ``UnraceError/Code/messageIDReused`` for an id stored, or delivered to an inbox, with
+    ///   another payload or ordering key (nothing written); store errors.
     @discardableResult
     public func enqueue(_ messages: [OutgoingMessage]) async throws -> [EnqueueResult] {
         let messages = try validate(messages)

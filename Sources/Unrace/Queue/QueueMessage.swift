@@ -48,7 +48,8 @@ public enum EnqueueResult: String, Sendable, Hashable, Codable {
     /// The message was stored.
     case enqueued
     /// A message with this id, payload and ordering key was already stored (in any state, until
-    /// it is purged); nothing was written.
+    /// it is purged — and, with an ordering key, for as long as an inbox that received its
+    /// delivery keeps the event); nothing was written.
     case alreadyEnqueued
 }
 

@@ -10,7 +10,6 @@ import UnracePostgres
 import UnraceShop
 import UnraceSimulation
 
-/// One fault run: the processes, the clients, the faults, the drain, the history.
 /// A fault run that could not finish (a process that never listened or exited, the time limit):
 /// exit 1 with the reason, as the command's help says — not 64, which is a bad option.
 struct ChaosFailure: Error, CustomStringConvertible {
@@ -18,6 +17,7 @@ struct ChaosFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// One fault run: the processes, the clients, the faults, the drain, the history.
 struct ChaosRun: Sendable {
     let command: ChaosCommand
     let folder: URL
