@@ -224,41 +224,20 @@ struct PostgresStoreServiceTests {
         try await withStore(.postgres) { holderStore, _ in
             let schema = uniqueName("svm")
             try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-            let held = Latch()
-            let release = Latch()
             // Another replica's migration of this schema, running: it holds the schema's key.
-            let holder = Task {
-                try await holderStore.withTransaction { tx in
-                    try await tx.execute("SELECT pg_advisory_xact_lock(7220001, hashtext('\(schema)'))")
-                    held.open()
-                    await release.wait()
-                }
-            }
-            await held.wait()
+            let holder = await SchemaKeyHolder(holderStore, schema: schema)
             let store = try await PostgresStore(url: url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)", logger: quiet)
             let group = ServiceGroup(services: [store], logger: quiet)
             let running = Task { try await group.run() }
             let stopped: Result<Void, any Error>
             do {
-                try await within(.seconds(30), "run() migrating, waiting on the schema's key") {
-                    while try await holderStore.withTransaction({ tx in
-                        try await tx.query(
-                            """
-                            SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7220001
-                            AND objid::int8 = (hashtext('\(schema)')::int8 & 4294967295) AND objsubid = 2 AND NOT granted
-                            """
-                        )
-                    }).first?["n"] == .integer(0) {
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                }
+                try await holder.waitForWaiters(1)
                 await group.triggerGracefulShutdown()
                 stopped = try await within(.seconds(30), "the group stopping") { await running.result }
             } catch {
                 stopped = .failure(error)
             }
-            release.open()
-            _ = await holder.result
+            try? await holder.release()
             running.cancel()
             try? await TestPostgres.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
             #expect(throws: Never.self) { try stopped.get() }

@@ -209,18 +209,9 @@ struct ReplicaStartupTests {
             configuration.coreConfiguration.options.additionalStartupParameters.append(("default_transaction_isolation", "repeatable read"))
             let pools = (0..<2).map { _ in Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton) }
             for databases in pools { databases.use(.postgres(configuration: configuration), as: .psql) }
-            let held = Latch()
-            let release = Latch()
             // A running migration of this schema: both replicas start (and take their first
             // statement's snapshot) while it holds the schema's key.
-            let holder = Task {
-                try await store.withTransaction { tx in
-                    try await tx.execute("SELECT pg_advisory_xact_lock(7220001, hashtext('\(schema)'))")
-                    held.open()
-                    await release.wait()
-                }
-            }
-            await held.wait()
+            let holder = await SchemaKeyHolder(store, schema: schema)
             let replicas = pools.map { databases in
                 Task { () -> String? in
                     do {
@@ -230,22 +221,8 @@ struct ReplicaStartupTests {
                 }
             }
             var waiting: (any Error)?
-            do {
-                try await within(.seconds(30), "both replicas waiting on the schema's key") {
-                    while try await store.withTransaction({ tx in
-                        try await tx.query(
-                            """
-                            SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7220001
-                            AND objid::int8 = (hashtext('\(schema)')::int8 & 4294967295) AND objsubid = 2 AND NOT granted
-                            """
-                        )
-                    }).first?["n"] != .integer(2) {
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                }
-            } catch { waiting = error }
-            release.open()
-            try await holder.value
+            do { try await holder.waitForWaiters(2) } catch { waiting = error }
+            try await holder.release()
             var failures: [String] = []
             for replica in replicas { if let failure = await replica.value { failures.append(failure) } }
             for databases in pools { await databases.shutdownAsync() }

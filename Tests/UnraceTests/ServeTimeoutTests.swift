@@ -81,41 +81,20 @@ struct ServeTimeoutTests {
         try await withStore(.postgres) { holderStore, _ in
             let schema = uniqueName("sig")
             try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-            let held = Latch()
-            let release = Latch()
-            let holder = Task {
-                try await holderStore.withTransaction { tx in
-                    try await tx.execute("SELECT pg_advisory_xact_lock(7220001, hashtext('\(schema)'))")
-                    held.open()
-                    await release.wait()
-                }
-            }
-            await held.wait()
+            let holder = await SchemaKeyHolder(holderStore, schema: schema)
             let server = try ChildProcess(
                 ["serve", "--database", url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)", "--port", "0"],
                 captureErrors: true
             )
             var status: Int32?
             do {
-                try await within(.seconds(30), "serve migrating, waiting on the schema's key") {
-                    while try await holderStore.withTransaction({ tx in
-                        try await tx.query(
-                            """
-                            SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7220001
-                            AND objid::int8 = (hashtext('\(schema)')::int8 & 4294967295) AND objsubid = 2 AND NOT granted
-                            """
-                        )
-                    }).first?["n"] == .integer(0) {
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
-                }
+                try await holder.waitForWaiters(1)
                 status = await server.terminateWithin(.seconds(30))
             } catch {
                 server.sendKill()
                 Issue.record(error)
             }
-            release.open()
-            _ = await holder.result
+            try? await holder.release()
             try? await TestPostgres.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
             #expect(status == 0, "\(String(describing: status)): \(server.printed.suffix(400))")
             #expect(!server.printed.contains("listening on"))
