@@ -111,13 +111,13 @@ struct MaintenanceServicesTests {
         #expect(throws: UnraceError.self) { try InboxGapMonitor(inbox: Inbox(store: store), interval: .seconds(7_200)) }
         // A scope every round would refuse would stop the purge of the scopes after it, forever.
         var configuration = OperationsConfiguration()
-        configuration.allowedScopes = [try Scope("a")]
+        configuration.allowedScopes = ["a"]
         let limited = try Operations(store: store, configuration: configuration)
         let outside = #expect(throws: UnraceError.self) {
-            try ExpiredRecordPurger(operations: limited, scopes: [try Scope("b"), try Scope("a")])
+            try ExpiredRecordPurger(operations: limited, scopes: ["b", "a"])
         }
         #expect(outside?.code == .invalidConfiguration)
-        _ = try ExpiredRecordPurger(operations: limited, scopes: [try Scope("a")])
+        _ = try ExpiredRecordPurger(operations: limited, scopes: ["a"])
     }
 
     /// Maintenance.md: "a full batch runs the next round at once". The reaper's batch is counted

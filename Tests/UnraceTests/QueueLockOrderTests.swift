@@ -66,7 +66,7 @@ struct QueueLockOrderTests {
             } catch { observed = error }
             release.open()
             try await holder.value
-            try await crossed.value
+            _ = try await crossed.value
             if let observed { throw observed }
             // Each key's messages keep their call order.
             var sequences: [String: Int64] = [:]
