@@ -184,7 +184,18 @@ package struct PostgresSteps: Sendable {
     static func end(_ stepGuard: ConnectionGuard) async {
         stepGuard.finish()
         guard stepGuard.isClosing else { return }
-        try? await stepGuard.connection.closeFuture.get()
+        await awaitClose(stepGuard.connection)
+    }
+
+    /// The longest a step waits for its connection's close: a close is local and quick, but a
+    /// step never waits on it unbounded (the pool checks a connection it lends anyway).
+    static let closeWaitMaximum: Duration = .seconds(1)
+
+    /// Closes `connection` (if it is not already closing) and waits at most ``closeWaitMaximum``
+    /// for the close to complete.
+    static func awaitClose(_ connection: PostgresConnection) async {
+        let closed = Task { try await connection.close().get() }
+        _ = await TaskRace.first(of: closed, within: closeWaitMaximum)
     }
 
     /// Rolls back on a task of its own, which cancellation of the caller cannot skip, waiting at
@@ -206,10 +217,10 @@ package struct PostgresSteps: Sendable {
             )
             // Closed before the step ends, so the pool never lends it, still closing, to a step
             // whose BEGIN the close would cut off.
-            try? await connection.close().get()
+            await Self.awaitClose(connection)
         } else if finished == nil {
             logger.warning("rollback after a failed step did not finish in time; closing the connection")
-            try? await connection.close().get()
+            await Self.awaitClose(connection)
         }
     }
 
