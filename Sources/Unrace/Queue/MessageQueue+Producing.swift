@@ -66,28 +66,22 @@ extension MessageQueue {
         // once the message itself is purged: enqueued again, it would take a new position, which
         // the inbox refuses for an event id it holds (event_id_reused), and its key's stream
         // would wait at that position for ever.
-        var delivered: [String: String] = [:]  // message id → its inbox event id
+        var deliveries: [String: (id: String, stream: String)] = [:]  // message id → its inbox event's names
         for (message, result) in zip(messages, results) where result == .enqueued {
-            if let key = message.orderingKey {
-                delivered[message.id] = try InboxEvent.derivedNames(queue: queue, messageID: message.id, orderingKey: key).id
-            }
+            guard let key = message.orderingKey else { continue }
+            deliveries[message.id] = try InboxEvent.derivedNames(queue: queue, messageID: message.id, orderingKey: key)
         }
-        if !delivered.isEmpty {
-            let events = try await rows.storedInboxEvents(ids: Array(Set(delivered.values)))
-            if !events.isEmpty {
-                for index in messages.indices where results[index] == .enqueued {
-                    let message = messages[index]
-                    guard let key = message.orderingKey, let eventID = delivered[message.id], let event = events[eventID] else { continue }
-                    let stream = try InboxEvent.derivedNames(queue: queue, messageID: message.id, orderingKey: key).stream
-                    guard event.stream == stream, event.payload == message.payload else {
-                        throw UnraceError(
-                            .messageIDReused,
-                            "this message id was delivered to an inbox before with another payload or ordering key; message ids are unique per queue"
-                        )
-                    }
-                    results[index] = .alreadyEnqueued
-                }
+        let received = deliveries.isEmpty ? [:] : try await rows.storedInboxEvents(ids: deliveries.values.map(\.id))
+        for index in messages.indices where results[index] == .enqueued {
+            let message = messages[index]
+            guard let names = deliveries[message.id], let event = received[names.id] else { continue }
+            guard event.stream == names.stream, event.payload == message.payload else {
+                throw UnraceError(
+                    .messageIDReused,
+                    "this message id was delivered to an inbox before with another payload or ordering key; message ids are unique per queue"
+                )
             }
+            results[index] = .alreadyEnqueued
         }
         let now = try await rows.now()
         var inserted: Set<String> = []
