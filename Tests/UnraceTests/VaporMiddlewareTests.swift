@@ -63,30 +63,23 @@ struct VaporMiddlewareTests {
 
     @Test("an app with no Fluent database at all, on SQLiteStore: req.unrace.db refuses (500), the process does not trap")
     func unraceDBWithoutFluent() async throws {
-        var logger = Logger(label: "test.vapor")
-        logger.logLevel = .critical
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("unrace-vapor"))
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let app = try await Application.make(.testing, logger: logger)
-        do {
-            app.middleware = .init()
-            app.middleware.use(ProblemMiddleware())
-            let operations = try Operations(store: try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path))
-            app.grouped(try IdempotencyMiddleware(operations: operations, principal: { _ in "everyone" })).post("notes") {
-                req async throws -> HTTPStatus in
-                try await Note(id: "n-1").create(on: req.unrace.db)
-                return .created
+        // swift-format-ignore: OnlyOneTrailingClosureArgument
+        try await withVaporApp(
+            migration: nil,
+            configure: { app, folder in
+                app.middleware = .init()
+                app.middleware.use(ProblemMiddleware())
+                let operations = try Operations(store: try await SQLiteStore(path: folder.appendingPathComponent("unrace.sqlite").path))
+                app.grouped(try IdempotencyMiddleware(operations: operations, principal: { _ in "everyone" })).post("notes") {
+                    req async throws -> HTTPStatus in
+                    try await Note(id: "n-1").create(on: req.unrace.db)
+                    return .created
+                }
             }
-            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-            let client = LiveClient(port: try #require(app.http.server.shared.localAddress?.port))
+        ) { _, client, _ in
             let answer = try await client.send(.POST, "/notes", headers: [("Idempotency-Key", "\"n\"")], json: "{}")
             #expect(answer.status == 500 && answer.problemCode == "internal_error", "\(answer.status) \(answer.body)")
-        } catch {
-            Issue.record(error)
         }
-        await app.server.shutdown()
-        try await app.asyncShutdown()
     }
 
     @Test("a thrown Abort's headers (WWW-Authenticate) are in the answer and in its replay")
