@@ -58,8 +58,6 @@ public struct Shop<S: SQLStore>: Sendable {
         operations.retention = configuration.retention
         operations.lease = configuration.lease
         operations.clock = configuration.clock
-        // One series for all clients' idempotency scopes, not one per client.
-        operations.metricsScopeLabel = { $0.rawValue.hasPrefix("p:") ? "principal" : $0.rawValue }
         // Every API type reports to the shop's registry (what GET /metrics serves) and its logger.
         let observability = Observability(logger: logger, metricsFactory: metricsFactory)
         self.operations = try Operations(store: store, configuration: operations, observability: observability)

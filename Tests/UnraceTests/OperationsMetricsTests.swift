@@ -2,6 +2,7 @@ import MetricsTestKit
 import Synchronization
 import Testing
 import Unrace
+import UnraceHTTP
 
 /// The counters `Operations` keeps, read back from swift-metrics' test factory after a scripted run.
 @Suite("Operations metrics")
@@ -101,5 +102,101 @@ struct OperationsMetricsTests {
         #expect(try count("unrace_operation_claims_total", "taken_over") == 1)
         #expect(try count("unrace_operation_fenced_total") == 1)
         #expect(try count("unrace_operation_body_failures_total") == 1)
+    }
+
+    @Test(
+        "a fenced error the holder's own body throws is not a takeover: not counted or logged as one, the key still held",
+        arguments: storeBackends
+    )
+    func bodyFencedIsNotTakeover(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.bodyFenced(store) }
+    }
+
+    static func bodyFenced<S: Store>(_ store: S) async throws {
+        let metrics = TestMetrics()
+        var configuration = OperationsConfiguration()
+        configuration.metricsFactory = metrics
+        configuration.clock = ManualWallClock()
+        let operations = try Operations(store: store, configuration: configuration)
+        let scope = try Scope(uniqueName("bodyfenced"))
+        guard case .acquired(let handle) = try await operations.begin(key: "k", scope: scope) else {
+            Issue.record("no claim")
+            return
+        }
+        // What a queue delivery acked in the same transaction throws once it was redelivered.
+        let fromBody = UnraceError(.fenced, "the body's own fenced write")
+        for write in 0..<2 {
+            let error = await #expect(throws: UnraceError.self) {
+                if write == 0 {
+                    _ = try await operations.complete(handle, result: 1) { _ in throw fromBody }
+                } else {
+                    try await operations.fail(handle, reason: .retryable) { _ in throw fromBody }
+                }
+            }
+            #expect(error?.message == fromBody.message)
+        }
+        #expect(metrics.counters(label: "unrace_operation_fenced_total").allSatisfy { $0.totalValue == 0 })
+        guard case .inProgress = try await operations.status(of: "k", scope: scope) else {
+            Issue.record("the key is no longer held")
+            return
+        }
+        // The holder still holds it: its completion goes through.
+        try await operations.complete(handle, result: 2)
+        guard case .completed(let done) = try await operations.status(of: "k", scope: scope) else {
+            Issue.record("not completed")
+            return
+        }
+        #expect(try done.value(as: Int.self) == 2)
+    }
+
+    @Test("by default every per-client (principal) scope is one `principal` series; other scopes keep their name")
+    func principalScopesShareOneLabel() async throws {
+        let metrics = TestMetrics()
+        var configuration = OperationsConfiguration()
+        configuration.metricsFactory = metrics
+        let operations = try Operations(store: MemoryStore(), configuration: configuration)
+        for principal in ["alice", "bob", "carol"] {
+            let scope = try #require(PrincipalScope.scope(for: principal))
+            _ = try await operations.perform(key: "k", scope: scope) { _ in 1 }
+        }
+        let own = try Scope(uniqueName("own"))
+        _ = try await operations.perform(key: "k", scope: own) { _ in 1 }
+        let labels = Set(
+            metrics.counters(label: "unrace_operation_claims_total").flatMap { $0.dimensions.filter { $0.0 == "scope" }.map(\.1) }
+        )
+        #expect(labels == ["principal", own.rawValue])
+        #expect(
+            try metrics.expectCounter(
+                "unrace_operation_claims_total",
+                [("scope", "principal"), ("store", "memory"), ("result", "acquired")]
+            ).totalValue == 3
+        )
+    }
+
+    @Test("a terminal failure's reason over the outcome limit is invalid_argument and leaves the key held", arguments: storeBackends)
+    func terminalReasonBounded(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.terminalReason(store) }
+    }
+
+    static func terminalReason<S: Store>(_ store: S) async throws {
+        let operations = try Operations(store: store)
+        let scope = try Scope(uniqueName("reason"))
+        guard case .acquired(let handle) = try await operations.begin(key: "k", scope: scope) else {
+            Issue.record("no claim")
+            return
+        }
+        let reason = String(repeating: "x", count: OperationsConfiguration.outcomeByteCountMaximum + 1)
+        let error = await #expect(throws: UnraceError.self) { try await operations.fail(handle, reason: .terminal(reason)) }
+        #expect(error?.code == .invalidArgument)
+        guard case .inProgress = try await operations.status(of: "k", scope: scope) else {
+            Issue.record("the refused reason changed the record")
+            return
+        }
+        try await operations.fail(handle, reason: .terminal("declined"))
+        guard case .completed(let done) = try await operations.status(of: "k", scope: scope) else {
+            Issue.record("not completed")
+            return
+        }
+        #expect(done.failureReason == "declined")
     }
 }

@@ -100,14 +100,23 @@ extension Operations {
     /// releases the key for the next claim. Sent again after the holder ended it the same way
     /// (and before another claim took the released key), it returns at once without running `body`.
     /// - Throws: ``UnraceError/Code/fenced`` if the holder lost the key, or ended the operation
-    ///   another way.
+    ///   another way; ``UnraceError/Code/invalidArgument`` for a terminal reason over
+    ///   ``OperationsConfiguration/outcomeByteCountMaximum`` bytes (nothing written).
     public func fail(
         _ handle: OperationHandle,
         reason: FailureReason,
         _ body: (S.Transaction) async throws -> Void = { _ in }
     ) async throws {
         switch reason {
-        case .terminal(let text): _ = try await holderWrite(handle, .complete(.failure(Array(text.utf8))), "fail", body)
+        case .terminal(let text):
+            // Stored and replayed as an outcome is: bounded as one, refused before anything is written.
+            guard text.utf8.count <= OutcomeCoding.byteCountMaximum else {
+                throw UnraceError(
+                    .invalidArgument,
+                    "a terminal failure's reason is \(text.utf8.count) bytes; the maximum is \(OutcomeCoding.byteCountMaximum)"
+                )
+            }
+            _ = try await holderWrite(handle, .complete(.failure(Array(text.utf8))), "fail", body)
         case .retryable: _ = try await holderWrite(handle, .complete(.retryable), "fail", body)
         }
     }
@@ -143,22 +152,24 @@ extension Operations {
         repeated: (OperationRecord) throws -> T? = { _ in nil },
         _ work: (StepContext<S.Transaction>, OperationRecord) async throws -> T
     ) async throws -> T {
-        // The holder's own record, already ended (its first `complete` committed, then the call was
-        // sent again): refused as fenced, but no other holder took the key, so it is neither
-        // logged nor counted as a takeover.
-        var endedByHolder = false
+        // Set only when the fence refused the holder and another holder took the key: a `fenced`
+        // error the body throws (a queue delivery acked in the same transaction) is not a takeover,
+        // nor is the holder's own record already ended (its first `complete` committed, then the
+        // call was sent again). Only a takeover is logged and counted.
+        var takenOver = false
         do {
             return try await telemetry.step(store, info(name, handle.key)) { context in
                 let current = try await context.rows.lockOperation(scope: handle.scope, key: handle.key)
                 let admitted = Fence.admits(current, token: handle.token, createdAt: handle.createdAt)
                 guard admitted || context.disabledGuards.contains(.fencing), let current else {
-                    endedByHolder = Fence.endedByHolder(current, token: handle.token, createdAt: handle.createdAt)
+                    let endedByHolder = Fence.endedByHolder(current, token: handle.token, createdAt: handle.createdAt)
                     if endedByHolder, let current, let done = try repeated(current) { return done }
+                    takenOver = !endedByHolder
                     throw Fence.error(token: handle.token, current: current, createdAt: handle.createdAt)
                 }
                 return try await work(context, current)
             }
-        } catch let error as UnraceError where error.code == .fenced && !endedByHolder {
+        } catch let error as UnraceError where error.code == .fenced && takenOver {
             logger.warning(
                 "fenced holder write refused: the key was taken over",
                 metadata: telemetry.keyMetadata(scope: handle.scope.rawValue, key: handle.key.rawValue).merging(

@@ -177,11 +177,17 @@ public struct OperationsConfiguration: Sendable {
     /// article). Default `nil`: the ``Observability``'s factory. When set, it takes precedence
     /// over that factory for this `Operations` (kept for code written before ``Observability``).
     public var metricsFactory: (any MetricsFactory)? = nil
-    /// How a scope is written in the metrics' `scope` dimension. Default: the scope itself.
-    /// Scopes made per client (the idempotency middleware's principal scopes) would make one
-    /// time series per client; map them to one label, as the reference shop does
-    /// (`{ $0.rawValue.hasPrefix("p:") ? "principal" : $0.rawValue }`).
-    public var metricsScopeLabel: @Sendable (Scope) -> String = { $0.rawValue }
+    /// How a scope is written in the metrics' `scope` dimension and span attributes. Default:
+    /// the scope itself, except that every scope made per client (the idempotency middleware's
+    /// principal scopes, ``UnraceCore/Scope/principalPrefix``) is written `principal` — one time
+    /// series for all clients, not one per client. Scopes of your own made from outside input
+    /// (a tenant id) are as unbounded: map them to a bounded set of labels here.
+    public var metricsScopeLabel: @Sendable (Scope) -> String = OperationsConfiguration.defaultMetricsScopeLabel
+
+    /// The default ``metricsScopeLabel``: `principal` for a per-client scope, else the scope.
+    public static let defaultMetricsScopeLabel: @Sendable (Scope) -> String = {
+        $0.rawValue.hasPrefix(Scope.principalPrefix) ? "principal" : $0.rawValue
+    }
 
     /// The all-defaults configuration.
     public init() {}
