@@ -17,4 +17,16 @@ public protocol HoldRows: StepTime {
     func resourcesWithExpiredHolds(at now: Timestamp, limit: Int) async throws -> [String]
     /// Writes a hold: inserts it when `isNew`, else replaces its state.
     func saveHold(_ hold: Hold, isNew: Bool) async throws
+    /// Writes the state of many existing holds, as ``saveHold(_:isNew:)`` with `isNew` false does
+    /// for each: what releasing a resource's expired holds writes. A store should write them in
+    /// a few statements, not one per hold (a resource may have many expired holds, all released in
+    /// one step). Default: ``saveHold(_:isNew:)`` for each.
+    func saveHoldStates(_ holds: [Hold]) async throws
+}
+
+extension HoldRows {
+    /// ``saveHold(_:isNew:)`` for each hold.
+    public func saveHoldStates(_ holds: [Hold]) async throws {
+        for hold in holds { try await saveHold(hold, isNew: false) }
+    }
 }

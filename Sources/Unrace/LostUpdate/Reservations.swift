@@ -86,7 +86,7 @@ public struct Reservations<S: Store>: Sendable {
                 of: stored,
                 now: now
             )
-            for hold in released { try await rows.saveHold(hold, isNew: false) }
+            try await rows.saveHoldStates(released)
             if let existing {
                 // Asked again: the hold as it now stands (released above if it had expired).
                 if !released.isEmpty { try await rows.saveResource(reclaimed, isNew: false) }
@@ -123,23 +123,28 @@ public struct Reservations<S: Store>: Sendable {
 
     private func settle(key: String, confirm: Bool) async throws -> HoldStep {
         let key = try NameRule.holdKey.validate(key)
-        let step = try await telemetry.step(store, StepInfo(confirm ? "confirm" : "release", key, clock: clock)) { context in
+        let (step, released) = try await telemetry.step(store, StepInfo(confirm ? "confirm" : "release", key, clock: clock)) { context in
             let rows = context.rows
             // Find the resource without a lock, then lock the resource before the hold.
             guard let found = try await rows.hold(key: key, lock: false),
                 let resource = try await rows.resource(name: found.resource, lock: true),
                 let hold = try await rows.hold(key: key, lock: true)
-            else { return HoldStep.notFound }
+            else { return (HoldStep.notFound, false) }
             let (step, settled, changed) = HoldRule.settle(hold, confirm: confirm, on: resource, now: try await rows.now())
             if let settled { try await rows.saveHold(settled, isNew: false) }
             if let changed { try await rows.saveResource(changed, isNew: false) }
             context.note("→ \(step)")
-            return step
+            // A live hold settled now answers `.hold`; one that had expired, `.notLive` with its units given back.
+            if case .notLive = step, settled != nil { return (step, true) }
+            return (step, false)
         }
         switch step {
         case .notFound: throw UnraceError(.notFound, "there is no such hold")
         case .hold: telemetry.count("unrace_hold_results_total", [("result", confirm ? "confirmed" : "released")])
-        case .notLive: telemetry.count("unrace_hold_results_total", [("result", "not_live")])
+        case .notLive:
+            telemetry.count("unrace_hold_results_total", [("result", "not_live")])
+            // Found expired and released by this call: its units went back.
+            if released { telemetry.count("unrace_holds_released_total", [("cause", "expired")]) }
         case .insufficient: break
         }
         return step
@@ -171,7 +176,7 @@ public struct Reservations<S: Store>: Sendable {
                     of: resource,
                     now: now
                 )
-                for hold in released { try await rows.saveHold(hold, isNew: false) }
+                try await rows.saveHoldStates(released)
                 if !released.isEmpty { try await rows.saveResource(reclaimed, isNew: false) }
                 count += released.count
             }

@@ -65,6 +65,20 @@ extension SQLRows: HoldRows {
         }
     }
 
+    /// One statement per state and 500 holds.
+    public func saveHoldStates(_ holds: [Hold]) async throws {
+        for state in Set(holds.map(\.state)).sorted(by: { $0.rawValue < $1.rawValue }) {
+            let keys = holds.filter { $0.state == state }.map(\.key)
+            for chunk in stride(from: 0, to: keys.count, by: 500) {
+                let part = keys[chunk..<min(chunk + 500, keys.count)]
+                try await write(
+                    "UPDATE unrace_holds SET state = ? WHERE key IN (\(Self.placeholders(part.count)))",
+                    [.text(state.rawValue)] + part.map { .text($0) }
+                )
+            }
+        }
+    }
+
     static func decodeHold(_ row: SQLRow) throws -> Hold {
         guard let state = Hold.State(rawValue: try row.string("state")) else {
             throw UnraceError(.storeFailure, "a stored hold has an unknown state")
