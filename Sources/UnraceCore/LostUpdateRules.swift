@@ -152,8 +152,8 @@ public enum QuotaRule {
     ///
     /// Windows only move forward: a request whose window is older than the stored one (a caller
     /// whose clock lags) counts against the stored window, never resets it. A request for more
-    /// than `limit` is refused in every window. A denial reports the units used in the window the
-    /// request counts against.
+    /// than `limit` is refused in every window, as is one for fewer than 1 unit (it would give
+    /// units back). A denial reports the units used in the window the request counts against.
     /// - Returns: the answer, and the quota to store when granted.
     public static func consume(
         _ current: QuotaState?,
@@ -168,7 +168,7 @@ public enum QuotaRule {
             quota.used = 0
         }
         let (after, overflow) = quota.used.addingReportingOverflow(units)
-        guard units <= limit, !overflow, after <= limit else { return (.denied(used: quota.used), nil) }
+        guard units >= 1, units <= limit, !overflow, after <= limit else { return (.denied(used: quota.used), nil) }
         quota.used = after
         return (.granted(used: after), quota)
     }
@@ -288,7 +288,8 @@ public enum HoldRule {
         return (resource, released)
     }
 
-    /// Takes `units` for a new hold under `key`, if the resource has them.
+    /// Takes `units` for a new hold under `key`, if the resource has them. Fewer than 1 unit is
+    /// never placed (it would give units back): answered as insufficient.
     /// - Returns: the answer, and the resource to store when the hold was placed.
     public static func place(
         key: String,
@@ -296,7 +297,7 @@ public enum HoldRule {
         on resource: ResourceState,
         expiresAt: Timestamp
     ) -> (HoldStep, ResourceState?) {
-        guard units <= resource.available else { return (.insufficient(available: resource.available), nil) }
+        guard units >= 1, units <= resource.available else { return (.insufficient(available: resource.available), nil) }
         var resource = resource
         resource.held = resource.held.clampedAdding(units)
         return (.hold(Hold(key: key, resource: resource.name, units: units, state: .held, expiresAt: expiresAt)), resource)

@@ -128,6 +128,15 @@ struct LostUpdateRuleTests {
         #expect(HoldRule.place(key: "k", units: 6, on: Self.show, expiresAt: later) == (.insufficient(available: 5), nil))
     }
 
+    @Test("fewer than 1 unit is never granted or held: it would give units back", arguments: [Int64(0), -5, .min])
+    func nonPositiveUnits(units: Int64) {
+        let w = Timestamp(milliseconds: 0)
+        let stored = QuotaState(name: "q", windowStart: w, used: 3)
+        #expect(QuotaRule.consume(stored, name: "q", units: units, limit: 5, windowStart: w) == (.denied(used: 3), nil))
+        #expect(QuotaRule.consume(nil, name: "q", units: units, limit: 5, windowStart: w) == (.denied(used: 0), nil))
+        #expect(HoldRule.place(key: "k", units: units, on: Self.show, expiresAt: Self.now) == (.insufficient(available: 5), nil))
+    }
+
     @Test("a repeat is the same resource and units under the key; anything else reuses the key")
     func holdRepeat() {
         let hold = Hold(key: "k", resource: "show", units: 2, state: .held, expiresAt: Self.now)
