@@ -122,33 +122,59 @@ final class ProbeRun: Sendable {
     // MARK: Missing key
 
     /// The request without its key: refused is clean, accepted is a notice (a retry of it cannot
-    /// be recognised). A refusal says something only when the same request with a key is
-    /// accepted: a control request with a fresh key tells (a wrong route or missing credentials
-    /// refuse both).
+    /// be recognised). Any other answer says something only when the same request with a key is
+    /// accepted: a control request with a fresh key tells (a wrong route, missing credentials or
+    /// a server that is down answer both alike; then it is skipped). A "not yet" or throttled
+    /// answer (408, 409, 425, 429, 503) is no refusal: skipped.
     func missingKey() async -> ProbeResult {
         let (exchange, _) = await send("request-1", key: nil)
-        if let status = exchange.status, (400..<500).contains(status) {
-            let control = await send("control", key: key("key-1"))
-            let accepted = control.exchange.status.map { (200..<300).contains($0) } ?? false
+        guard let status = exchange.status else {
             return ProbeResult(
                 probe: .missingKey,
-                verdict: accepted ? .clean : .skipped,
-                summary: accepted ? "refused without a key: \(status)" : Self.neverAccepted([control.exchange]),
-                evidence: accepted ? ["the same request with a key was accepted (\(control.exchange.status!))"] : [],
+                verdict: .skipped,
+                summary: "no answer: \(exchange.error ?? "?")",
+                evidence: [],
+                exchanges: [exchange]
+            )
+        }
+        if (200..<300).contains(status) {
+            return ProbeResult(
+                probe: .missingKey,
+                verdict: .notice,
+                summary:
+                    "accepted without a key (\(status)): a retry of such a request cannot be recognised; refusing it (400 or 428) is recommended",
+                evidence: [],
+                exchanges: [exchange]
+            )
+        }
+        if Self.deferredStatuses.contains(status) || status == 408 {
+            return ProbeResult(
+                probe: .missingKey,
+                verdict: .skipped,
+                summary: "inconclusive: answered \(status) (not yet, or throttled), not a refusal",
+                evidence: [],
+                exchanges: [exchange]
+            )
+        }
+        let control = await send("control", key: key("key-1"))
+        guard let accepted = control.exchange.status, (200..<300).contains(accepted) else {
+            return ProbeResult(
+                probe: .missingKey,
+                verdict: .skipped,
+                summary: Self.neverAccepted([control.exchange]),
+                evidence: [],
                 exchanges: [exchange, control.exchange]
             )
         }
-        let (verdict, summary): (ProbeVerdict, String) =
-            switch exchange.status {
-            case let status? where (200..<300).contains(status):
-                (
-                    .notice,
-                    "accepted without a key (\(status)): a retry of such a request cannot be recognised; refusing it (400 or 428) is recommended"
-                )
-            case let status?: (.notice, "answered \(status) without a key")
-            case nil: (.skipped, "no answer: \(exchange.error ?? "?")")
-            }
-        return ProbeResult(probe: .missingKey, verdict: verdict, summary: summary, evidence: [], exchanges: [exchange])
+        let refused = (400..<500).contains(status)
+        return ProbeResult(
+            probe: .missingKey,
+            verdict: refused ? .clean : .notice,
+            summary: refused
+                ? "refused without a key: \(status)" : "answered \(status) without a key (a refusal is a 4xx: 400 or 428 is recommended)",
+            evidence: ["the same request with a key was accepted (\(accepted))"],
+            exchanges: [exchange, control.exchange]
+        )
     }
 
     // MARK: Key reuse

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Synchronization
 import Testing
@@ -199,6 +200,51 @@ struct ProbeTests {
         #expect(!report.hasAnomaly)
         let clean = try Self.result(try await Self.probe(.none, [.missingKey]), .missingKey)
         #expect(clean.verdict == .clean && clean.summary.contains("428"))
+    }
+
+    @Test(
+        "missing key: a key-less answer other than 2xx or a refusal says something only beside an accepted keyed request; 'not yet' is no refusal",
+        arguments: [
+            (keyless: 502, keyed: 502, verdict: ProbeVerdict.skipped, summary: "never accepted (1 × 502)"),
+            (keyless: 503, keyed: 201, verdict: .skipped, summary: "inconclusive: answered 503"),
+            (keyless: 429, keyed: 201, verdict: .skipped, summary: "inconclusive: answered 429"),
+            (keyless: 500, keyed: 201, verdict: .notice, summary: "answered 500 without a key"),
+            (keyless: 301, keyed: 201, verdict: .notice, summary: "answered 301 without a key"),
+            (keyless: 400, keyed: 201, verdict: .clean, summary: "refused without a key: 400"),
+        ]
+    )
+    func missingKeyOtherAnswers(_ answers: (keyless: Int, keyed: Int, verdict: ProbeVerdict, summary: String)) async throws {
+        let router = Router()
+        router.post("orders") { request, _ -> Response in
+            let keyed = request.headers[HTTPField.Name("Idempotency-Key")!] != nil
+            let status = HTTPResponse.Status(code: keyed ? answers.keyed : answers.keyless)
+            return Response(status: status, headers: status.code == 201 ? [.location: "/orders/\(UUID())"] : [:])
+        }
+        try await withLiveServer(router) { client in
+            var options = ProbeOptions()
+            options.probes = [.missingKey]
+            options.requestTimeout = .seconds(60)
+            let target = ProbeTarget(url: "http://127.0.0.1:\(client.port)/orders", body: Array(#"{"quantity":1}"#.utf8))
+            let result = try Self.result(try await Prober(target: target, options: options).run(), .missingKey)
+            #expect(result.verdict == answers.verdict && result.summary.contains(answers.summary), "\(result.summary)")
+        }
+    }
+
+    @Test(
+        "retry without a count: a cut before the answer whose retries agree is not called clean without saying the cut request went unchecked"
+    )
+    func retryUncheckedWithoutCount() async throws {
+        try await withLiveServer(ProbeFixture(.none).router()) { client in
+            var options = ProbeOptions()
+            options.probes = [.retry]
+            options.requestTimeout = .seconds(60)
+            var target = Self.target(client.port)
+            target.countURL = nil
+            target.countField = nil
+            let result = try Self.result(try await Prober(target: target, options: options).run(), .retry)
+            #expect(result.verdict == .clean && result.summary == "replayed where checked (see the notes)", "\(result.summary)")
+            #expect(result.evidence.contains { $0.contains("whether the cut request ran too is not checked") }, "\(result.evidence)")
+        }
     }
 
     @Test("lost update: writes that ignore If-Match are each answered 200 and all but one are lost; If-Match handling is clean")
