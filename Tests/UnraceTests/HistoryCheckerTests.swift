@@ -119,6 +119,8 @@ struct HistoryCheckerTests {
             ("not json", "line 2 is not a JSON object"),
             ("{\"type\":\"effect\",\"operation\":\"x\",\"stream\":\"s\"}", "both \"stream\" and \"sequence\""),
             ("{\"type\":\"account\",\"name\":\"m\",\"initial\":1}", "\"name\", \"initial\" and \"final\""),
+            ("{\"type\":\"request\",\"operation\":\"x\",\"status\":\"ok\"}", "line 2: a field of this request entry has the wrong type"),
+            ("{\"status\":200}", "line 2 is not a JSON object with a string \"type\""),
         ] {
             do {
                 _ = try HistoryChecker.parse(Data((Self.clean[0].jsonLine() + "\n" + bad).utf8))
@@ -127,6 +129,17 @@ struct HistoryCheckerTests {
                 #expect(error.code == .invalidArgument && error.message.contains(message), "\(error.message)")
             }
         }
+    }
+
+    @Test("a line of another type is ignored whatever its fields hold, as the History article says")
+    func unknownTypesIgnored() throws {
+        let text = [
+            Self.clean[0].jsonLine(),
+            #"{"type":"note","status":"retrying","actor":3,"changes":"none"}"#,
+            #"{"type":"delivery","position":"first","extra":[1,2]}"#,
+        ].joined(separator: "\n")
+        let entries = try HistoryChecker.parse(Data(text.utf8))
+        #expect(entries == [Self.clean[0], HistoryEntry(type: "note"), HistoryEntry(type: "delivery")])
     }
 
     @Test("unrace check: exit 0 for a clean history, 1 with the anomaly named, 2 for an unreadable one; --json")

@@ -250,11 +250,34 @@ public enum HistoryChecker {
             do {
                 entries.append(try decoder.decode(HistoryEntry.self, from: Data(line)))
             } catch {
-                throw UnraceError(.invalidArgument, "history line \(number) is not a JSON object with a string \"type\"", underlying: error)
+                // Only the four known types follow the schema: another type is ignored, whatever
+                // its fields hold (a note's `status` may be text).
+                guard let type = try? decoder.decode(TypeOnly.self, from: Data(line)).type else {
+                    throw UnraceError(
+                        .invalidArgument,
+                        "history line \(number) is not a JSON object with a string \"type\"",
+                        underlying: error
+                    )
+                }
+                guard !knownTypes.contains(type) else {
+                    throw UnraceError(
+                        .invalidArgument,
+                        "history line \(number): a field of this \(type) entry has the wrong type (see the History article)",
+                        underlying: error
+                    )
+                }
+                entries.append(HistoryEntry(type: type))
             }
             try validate(entries[entries.count - 1], line: number)
         }
         return entries
+    }
+
+    /// The types the checker reads; any other is counted and ignored.
+    static let knownTypes: Set<String> = ["request", "expect", "effect", "account"]
+
+    private struct TypeOnly: Decodable {
+        var type: String
     }
 
     private static func validate(_ entry: HistoryEntry, line: Int) throws {
