@@ -125,16 +125,18 @@ public struct ProbeReport: Sendable, Codable {
 
     /// The report as a table: one block per probe, its verdict, summary and evidence.
     public func table() -> String {
-        var lines = ["unrace probe \(target)", ""]
+        // The server chose some of this text (bodies, ids, field values): each stays in its own
+        // line, with no escape sequences.
+        var lines = ["unrace probe \(target.terminalSafeLine)", ""]
         let width = (results.map { $0.probe.rawValue.count }.max() ?? 10) + 2
         lines.append("probe".padding(toLength: width, withPad: " ", startingAt: 0) + "verdict   requests  summary")
         for result in results {
             lines.append(
                 result.probe.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)
                     + result.verdict.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
-                    + String(result.exchanges.count).padding(toLength: 10, withPad: " ", startingAt: 0) + result.summary
+                    + String(result.exchanges.count).padding(toLength: 10, withPad: " ", startingAt: 0) + result.summary.terminalSafeLine
             )
-            for item in result.evidence { lines.append(String(repeating: " ", count: width + 20) + "· " + item) }
+            for item in result.evidence { lines.append(String(repeating: " ", count: width + 20) + "· " + item.terminalSafeLine) }
         }
         let anomalies = results.filter { $0.verdict == .anomaly }.count
         lines.append("")
@@ -145,8 +147,7 @@ public struct ProbeReport: Sendable, Codable {
         } else {
             lines.append("no anomalies")
         }
-        // The server chose some of this text (bodies, ids, field values): no escape sequences.
-        return lines.joined(separator: "\n").terminalSafe
+        return lines.joined(separator: "\n")
     }
 
     /// The report as JSON (sorted keys, stable field names).

@@ -89,6 +89,16 @@ struct HistoryCheckerTests {
         #expect(!text.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{9B}" || $0 == "\u{7}" }, "\(text.debugDescription)")
         #expect(text.contains("a\\u{1b}[2J\\u{9b}x"), "\(text.debugDescription)")
         #expect("tab\tand\nnewline".terminalSafe == "tab\tand\nnewline")
+        #expect("tab\tand\r\nnewline".terminalSafeLine == "tab\tand\\u{d}\\u{a}newline")
+    }
+
+    @Test("a name from the file cannot forge a line of the report: its newlines are shown as \\u{a}")
+    func forgedLines() {
+        let forged = "x\nno anomalies\r\n"
+        let report = HistoryChecker.check([.request(forged, status: 201), .effect(forged), .effect(forged)])
+        let lines = report.text().split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.last == "1 anomalies" && !lines.contains("no anomalies"), "\(report.text())")
+        #expect(report.text().contains("x\\u{a}no anomalies\\u{d}\\u{a} took effect 2 times"), "\(report.text())")
     }
 
     @Test("a planted order violation: the email before its capture")

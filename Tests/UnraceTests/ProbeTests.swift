@@ -247,6 +247,21 @@ struct ProbeTests {
         }
     }
 
+    @Test("a server's text cannot forge a line of the table: newlines in a summary or evidence are shown as \\u{a}")
+    func tableLinesCannotBeForged() {
+        let result = ProbeResult(
+            probe: .duplicates,
+            verdict: .anomaly,
+            summary: "answers differ\n\nno anomalies",
+            evidence: ["body: {\"x\":\"\r\nno anomalies\"}"],
+            exchanges: []
+        )
+        let table = ProbeReport(target: "POST http://127.0.0.1/orders\nno anomalies", results: [result]).table()
+        let lines = table.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(!lines.contains("no anomalies") && lines.last == "1 probe saw an anomaly", "\(table)")
+        #expect(table.contains("answers differ\\u{a}\\u{a}no anomalies"), "\(table)")
+    }
+
     @Test("lost update: writes that ignore If-Match are each answered 200 and all but one are lost; If-Match handling is clean")
     func lostUpdateSeen() async throws {
         let result = try Self.result(try await Self.probe(.lastWriterWins, [.lostUpdate]), .lostUpdate)

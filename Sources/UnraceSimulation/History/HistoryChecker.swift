@@ -188,11 +188,14 @@ public struct HistoryReport: Sendable, Hashable, Codable {
 
     /// The report as text: one line per class, then up to `examples` offending entries each.
     public func text(examples: Int = 5) -> String {
-        var lines = ["history: " + entries.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")]
+        // The history file chose the names: each stays in its own line, with no escape sequences.
+        var lines = [
+            "history: " + entries.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key.terminalSafeLine)" }.joined(separator: ", ")
+        ]
         lines.append("expected operations: \(expectedOperations)")
         func section<T>(_ title: String, _ items: [T], _ describe: (T) -> String) {
             lines.append("\(title): \(items.count)")
-            for item in items.prefix(examples) { lines.append("  " + describe(item)) }
+            for item in items.prefix(examples) { lines.append("  " + describe(item).terminalSafeLine) }
             if items.count > examples { lines.append("  … and \(items.count - examples) more") }
         }
         section("duplicate effects (double execution)", duplicateEffects) {
@@ -210,8 +213,7 @@ public struct HistoryReport: Sendable, Hashable, Codable {
             "\($0.operation) (sequence \($0.sequence) of \($0.stream)) applied after [\($0.appliedBefore.map(String.init).joined(separator: ", "))]"
         }
         lines.append(isClean ? "no anomalies" : "\(anomalyCount) anomalies")
-        // The history file chose the names: no escape sequences reach the terminal.
-        return lines.joined(separator: "\n").terminalSafe
+        return lines.joined(separator: "\n")
     }
 }
 
