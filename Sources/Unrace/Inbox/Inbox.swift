@@ -187,6 +187,9 @@ public struct LifecycleGuard<S: Store>: Sendable {
 
     /// Applies `event` to `entity` and runs `handler` with the decision, in one transaction. The
     /// entity's state is locked first, so concurrent events for one entity apply one at a time.
+    /// An event here has no id, so a redelivered one is not recognised: it is decided again from
+    /// the state it left (usually `rejected`; a rule that loops on a state moves and runs
+    /// `handler` again). Events that can arrive twice belong in an ``Inbox``, keyed by their id.
     /// - Throws: ``UnraceError/Code/invalidLifecycle`` for an event name that breaks
     ///   ``NameRule/lifecycleWord`` (as the lifecycle's own names), ``UnraceError/Code/invalidEvent``
     ///   for an entity that breaks ``NameRule/entity``; store errors; what `handler` throws
