@@ -73,7 +73,11 @@ public struct Reservations<S: Store>: Sendable {
             guard let stored = try await rows.resource(name: resource, lock: true) else {
                 return (HoldPlacement(.notFound, isNew: false), "", 0)
             }
-            let existing = try await rows.hold(key: key, lock: true)
+            // Read, not locked: a hold of this resource changes only under the resource's lock,
+            // which this step holds, and a key never moves to another resource. Locking a hold of
+            // another resource here (a reused key) would take that resource's hold before its
+            // resource, against the order its own steps lock in: a deadlock with its reaper.
+            let existing = try await rows.hold(key: key, lock: false)
             if let existing, !HoldRule.isRepeat(existing, resource: resource, units: units) {
                 throw UnraceError(
                     .holdKeyReused,

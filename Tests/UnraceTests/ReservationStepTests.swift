@@ -124,3 +124,48 @@ struct HoldReleaseBatchTests {
         #expect(released.totalValue == 2)
     }
 }
+
+/// Lock order across resources: a hold asked under a key another resource's hold uses is refused
+/// without waiting on that hold's row, which that resource's own steps lock after the resource.
+@Suite("Hold lock order", .timeLimit(.minutes(3)))
+struct HoldLockOrderTests {
+    @Test(
+        "a reused hold key is refused while another transaction holds that hold's row: no wait, so no cycle with its resource's reaper",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func reusedKeyDoesNotWait() async throws {
+        try await withStore(.postgres) { store, _ in try await Self.reusedKeyDoesNotWait(store) }
+    }
+
+    static func reusedKeyDoesNotWait<S: SQLStore>(_ store: S) async throws {
+        let reservations = Reservations(store: store)
+        let (first, second, key) = (uniqueName("r1"), uniqueName("r2"), uniqueName("k"))
+        try await reservations.createResource(first, capacity: 1)
+        try await reservations.createResource(second, capacity: 1)
+        _ = try await reservations.hold(first, key: key, timeToLive: .seconds(60))
+        let held = Latch()
+        let release = Latch()
+        // What the first resource's reaper holds mid-step: the hold's row.
+        let holder = Task {
+            try await store.withTransaction { tx in
+                _ = try await tx.query("SELECT key FROM unrace_holds WHERE key = ? FOR UPDATE", [.text(key)])
+                held.open()
+                await release.wait()
+            }
+        }
+        defer { release.open() }
+        await held.wait()
+        let refused = try await within(.seconds(10), "the reused key refused without waiting on the hold's row") {
+            do {
+                _ = try await reservations.hold(second, key: key, timeToLive: .seconds(60))
+                return nil as UnraceError?
+            } catch let error as UnraceError {
+                return error
+            }
+        }
+        #expect(refused?.code == .holdKeyReused, "\(String(describing: refused))")
+        release.open()
+        try await holder.value
+        #expect(try await reservations.resource(second)?.held == 0)
+    }
+}
