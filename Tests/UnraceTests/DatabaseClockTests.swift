@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import Unrace
 import UnraceSQL
@@ -79,5 +80,62 @@ struct DatabaseClockTests {
             return
         }
         #expect(try done.value(as: String.self) == "done by A")
+    }
+
+    @Test(
+        "a begin that waited longer than its lease on another claim's row gets a lease from after the wait: a third claim is still refused",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func claimAfterLongWaitHasLiveLease() async throws {
+        try await withStore(.postgres) { store, _ in try await Self.claimAfterLongWait(store) }
+    }
+
+    struct Abandoned: Error {}
+
+    static func claimAfterLongWait<S: SQLStore>(_ store: S) async throws {
+        // The system clock: on PostgreSQL every lease is decided on the database's clock.
+        let operations = try Operations(store: store, lease: .seconds(1), retention: .seconds(60))
+        let (key, scope) = ("k", try Scope(uniqueName("wait")))
+        let holding = Latch()
+        let release = Latch()
+        let backend = Mutex<Int64?>(nil)
+        // A perform holds its claim's row, uncommitted, while its body runs; then it fails.
+        let first = Task {
+            try await operations.perform(key: key, scope: scope) { tx -> Int in
+                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+                backend.withLock { $0 = pid }
+                holding.open()
+                await release.wait()
+                throw Abandoned()
+            }
+        }
+        defer { release.open() }
+        await holding.wait()
+        let pid = try #require(backend.withLock { $0 })
+        let second = Task { try await operations.begin(key: key, scope: scope) }
+        // The begin waits on the row; its statement read the time as it began.
+        try await within(.seconds(30), "the begin waiting on the perform's row") {
+            while try await store.withTransaction({ tx in
+                try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
+            }).first?["n"].int64 ?? 0 < 1 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        // Longer than the lease passes while it waits (the time itself is what is tested).
+        try await Task.sleep(for: .milliseconds(1_500))
+        release.open()
+        await #expect(throws: Abandoned.self) { try await first.value }
+        guard case .acquired(let handle) = try await second.value else {
+            Issue.record("the waiting begin did not acquire the key its holder gave up")
+            return
+        }
+        let now = try await store.withTransaction { tx in
+            try await tx.query("SELECT \(SQLText.databaseNowSQL) AS now", [])[0].int64("now")
+        }
+        #expect(handle.leaseUntil.milliseconds > now, "lease until \(handle.leaseUntil.milliseconds), database now \(now)")
+        guard case .inProgress = try await operations.begin(key: key, scope: scope) else {
+            Issue.record("a third claim took the key over from a holder handed an ended lease")
+            return
+        }
     }
 }

@@ -19,6 +19,8 @@ extension SQLRows: OperationRows {
         }
         // A given time past the latest reading is refused before anything is written.
         if let time = clock.time { _ = try time.checkedReading() }
+        let readsDatabaseClock = clock.time == nil
+        let started = ContinuousClock.now
         // Insert first, so a concurrent duplicate blocks on the row; read the existing record when
         // there is one. A record purged between the two statements sends the claim round again.
         for _ in 1...3 {
@@ -36,10 +38,45 @@ extension SQLRows: OperationRows {
                 ]
             )[0]
             clock.set(try row.int64("unrace_now"))
-            if try row.int64("inserted") == 1 { return .reserved }
-            if let record = try await lockOperation(scope: claim.scope, key: claim.key) { return .existing(record) }
+            if try row.int64("inserted") == 1 {
+                try await catchUpAfterWait(claim, since: started, readsDatabaseClock: readsDatabaseClock, reserved: true)
+                return .reserved
+            }
+            if let record = try await lockOperation(scope: claim.scope, key: claim.key) {
+                try await catchUpAfterWait(claim, since: started, readsDatabaseClock: readsDatabaseClock, reserved: false)
+                return .existing(record)
+            }
         }
         throw UnraceError(.retryLimitReached, "an operation record kept disappearing between a claim's statements")
+    }
+
+    /// How long a claim's statements may take before the step's time, read as they began, is
+    /// read again: a wait on another claim's row as long as a lease would otherwise hand out a
+    /// lease that had already ended.
+    static var claimWaitBeforeReread: Duration { .milliseconds(100) }
+
+    /// After a claim whose statements waited (on another transaction's row), the step decides at
+    /// the database's time now, not at the time read before the wait: the reserved record gets a
+    /// lease from now, and an existing one is judged now. Only on the database's clock: a given
+    /// time is the caller's choice.
+    private func catchUpAfterWait(
+        _ claim: ClaimTemplate,
+        since started: ContinuousClock.Instant,
+        readsDatabaseClock: Bool,
+        reserved: Bool
+    )
+        async throws
+    {
+        guard readsDatabaseClock, let expression = dialect.clockExpression,
+            ContinuousClock.now - started >= Self.claimWaitBeforeReread
+        else { return }
+        let now = try await tx.query("SELECT \(expression) AS unrace_now", [])[0].int64("unrace_now")
+        let time = clock.moveOn(to: now)
+        guard reserved, let record = ClaimDecision.insert.acquiredRecord(for: claim.request(at: time), existing: nil) else { return }
+        try await tx.execute(
+            SQLText.updateOperationSQL,
+            Array(Self.operationValues(record).dropFirst(2)) + [.text(claim.scope.rawValue), .text(claim.key.rawValue)]
+        )
     }
 
     public func lockOperation(scope: Scope, key: OperationKey) async throws -> OperationRecord? {

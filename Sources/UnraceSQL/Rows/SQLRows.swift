@@ -108,6 +108,16 @@ final class SQLStepClock: Sendable {
             return current!
         }
     }
+
+    /// Moves the step's time on to a later reading, before anything was decided on it (a claim
+    /// that waited on a lock); an earlier reading leaves it. Returns the step's time.
+    func moveOn(to milliseconds: Int64) -> Timestamp {
+        value.withLock { current in
+            let later = max(current ?? Timestamp(milliseconds: milliseconds), Timestamp(milliseconds: milliseconds))
+            current = later
+            return later
+        }
+    }
 }
 
 /// How a backend reads and inserts transfers in bulk when it can do better than the portable
