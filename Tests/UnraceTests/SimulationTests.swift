@@ -162,6 +162,29 @@ struct SimulationTests {
         #expect(replayed.steps == shrunk.shrunk.steps)
     }
 
+    @Test(
+        "the simulator's public API at its edges answers instead of trapping: a clean run shrunk, no seeds swept, an empty choice, a barrier of 0 or past its parties"
+    )
+    func apiEdges() async throws {
+        let scenario = try #require(Scenario.named("wallet"))
+        let clean = await Simulator.run(scenario, .guarded, seed: 1)
+        #expect(!clean.failed)
+        let shrunk = await Simulator.shrink(clean, scenario: scenario)
+        #expect(shrunk.attempts == 0 && shrunk.shrunk.choices == clean.choices)
+        let rows = await Sweep.run(scenario, firstSeed: 1, seeds: 0)
+        #expect(!rows.isEmpty && rows.allSatisfy { $0.naiveRate == 0 && $0.guardedRate == 0 })
+        var choices = Choices(replaying: [7, 9])
+        #expect(choices.below(0) == 0 && choices.below(-3) == 0)
+        #expect(choices.recorded == [7, 9], "an empty choice still takes its draw")
+        let nobody = Barrier(parties: 0)
+        await nobody.arriveAndWait()
+        let two = Barrier(parties: 2)
+        async let first: Void = two.arriveAndWait()
+        await two.arriveAndWait()
+        await first
+        await two.arriveAndWait()  // after the release: passes at once
+    }
+
     @Test("the mistaken fixes lower the naive anomaly rate without removing it; the guard removes it")
     func mistakenFixes() async throws {
         let rows = await Sweep.run(try #require(Scenario.named("payment-capture")), firstSeed: 1, seeds: 200)

@@ -41,10 +41,11 @@ public struct Choices: Sendable {
         return value
     }
 
-    /// A number in `0..<count` (`count` ≥ 1); a draw of 0 gives 0.
+    /// A number in `0..<count`; a draw of 0 gives 0. A `count` below 1 (no option) gives 0, and
+    /// still takes a draw, so the choices after it stay in step.
     public mutating func below(_ count: Int) -> Int {
-        precondition(count >= 1, "a choice needs at least one option")
-        return Int(draw() % UInt64(count))
+        let value = draw()
+        return count >= 1 ? Int(value % UInt64(count)) : 0
     }
 
     /// A number in `range`; a draw of 0 gives the lower bound.

@@ -17,6 +17,8 @@ extension Simulator {
     /// fault, the shortest delay) while the run still breaks the same invariant. A candidate is
     /// kept only if it is simpler: fewer steps, then fewer choices, then smaller ones.
     ///
+    /// A run that broke no invariant has nothing to shrink: it comes back as it is, with no attempt.
+    ///
     /// - Parameter budget: the most candidate runs to try (at most ``shrinkBudgetMaximum``).
     public static func shrink(
         _ failing: SimulationRun,
@@ -28,8 +30,9 @@ extension Simulator {
     }
 
     static func shrinkNow(_ failing: SimulationRun, scenario: Scenario, options: SimulationOptions, budget: Int) -> ShrunkRun {
-        precondition(failing.failed, "only a failing run can be shrunk")
-        let invariant = failing.violations[0].invariant
+        guard failing.failed, let invariant = failing.violations.first?.invariant else {
+            return ShrunkRun(original: failing, shrunk: failing, attempts: 0)
+        }
         let budget = min(max(0, budget), shrinkBudgetMaximum)
         var quiet = options
         quiet.tracing = false

@@ -34,8 +34,10 @@ public enum Sweep {
         return settings
     }()
 
-    /// Runs `seeds` seeds per setting with both handlers.
+    /// Runs `seeds` seeds per setting with both handlers. No seed (a count below 1) runs nothing:
+    /// every rate is 0.
     public static func run(_ scenario: Scenario, firstSeed: UInt64, seeds: Int) async -> [Row] {
+        func rate(_ failing: Int) -> Double { seeds >= 1 ? Double(failing) / Double(seeds) : 0 }
         var rows: [Row] = []
         for (fix, setting, knobs) in settings {
             var options = SimulationOptions()
@@ -46,8 +48,8 @@ public enum Sweep {
                 Row(
                     fix: fix,
                     setting: setting,
-                    naiveRate: Double(naive.failingSeeds) / Double(seeds),
-                    guardedRate: Double(guarded.failingSeeds) / Double(seeds)
+                    naiveRate: rate(naive.failingSeeds),
+                    guardedRate: rate(guarded.failingSeeds)
                 )
             )
         }

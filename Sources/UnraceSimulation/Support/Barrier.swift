@@ -5,13 +5,14 @@ public actor Barrier {
     private var arrived = 0
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
-    /// A barrier for `parties` callers.
-    public init(parties: Int) { self.parties = parties }
+    /// A barrier for `parties` callers (a count below 1 is taken as 1: nobody waits).
+    public init(parties: Int) { self.parties = max(1, parties) }
 
-    /// Suspends until `parties` callers have arrived.
+    /// Suspends until `parties` callers have arrived. The barrier is used once: a caller arriving
+    /// after it released passes at once.
     public func arriveAndWait() async {
         arrived += 1
-        if arrived == parties {
+        if arrived >= parties {
             for continuation in waiting { continuation.resume() }
             waiting.removeAll()
             return
