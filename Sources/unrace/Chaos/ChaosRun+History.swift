@@ -54,6 +54,8 @@ extension ChaosRun {
                 }
                 // The audit: every order a client was told about is in the database.
                 let missing = outcomes.compactMap(\.order).filter { !stored.contains($0) }.count
+                // In the external systems' order (the log's), after the orders: like the orders,
+                // without a `position`, which the history format wants on every effect or none.
                 for event in external where event.delivered {
                     let operation = event.operation ?? "\(event.kind.rawValue):unknown-\(event.id)"
                     let order = operation.split(separator: ":", maxSplits: 1).last.map(String.init) ?? ""
@@ -62,7 +64,6 @@ extension ChaosRun {
                             operation,
                             stream: order,
                             sequence: event.kind == .charge ? 1 : 2,
-                            position: Int64(event.sequence),
                             actor: event.worker ?? "unknown"
                         )
                     )
