@@ -44,12 +44,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
 }
 
 extension Duration {
-    /// The duration in whole milliseconds, rounded toward zero and saturating.
+    /// The duration in whole milliseconds, rounded toward zero and saturating — for every
+    /// duration, also those past `Int64.max` seconds (whose `components` would trap).
     public var wholeMilliseconds: Int64 {
+        // Compared first: within these bounds `components` cannot trap, nor the arithmetic overflow.
+        if self >= .milliseconds(Int64.max) { return .max }
+        if self <= .milliseconds(Int64.min) { return .min }
         let (seconds, attoseconds) = components
-        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        let (total, overflowed) = ms.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
-        return overflowed ? (seconds < 0 ? .min : .max) : total
+        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
     }
 }

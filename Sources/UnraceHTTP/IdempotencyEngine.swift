@@ -272,7 +272,7 @@ public struct IdempotencyEngine<S: Store>: Sendable {
         headers[.contentLength] = nil
         if replayed { headers[.idempotentReplayed] = "true" }
         headers[.idempotencyKeyRetention] = String(operations.configuration.retention.components.seconds)
-        return EngineResponse(status: .init(code: stored.status), headerFields: headers, body: Array(stored.body))
+        return EngineResponse(status: .checked(code: stored.status), headerFields: headers, body: Array(stored.body))
     }
 }
 

@@ -39,14 +39,25 @@ public struct StoredResponse: Codable, Sendable, Hashable {
         self.body = body
     }
 
-    /// The stored response head. Fields whose stored name or value is no longer valid are dropped.
+    /// The stored response head. Fields whose stored name or value is no longer valid are dropped;
+    /// a status outside 0…999 (a stored row changed by hand) reads as 500.
     public var head: HTTPResponse {
         var fields = HTTPFields()
         for field in self.fields {
             guard let name = HTTPField.Name(field.name) else { continue }
             fields.append(HTTPField(name: name, value: field.value))
         }
-        return HTTPResponse(status: .init(code: status), headerFields: fields)
+        return HTTPResponse(status: .checked(code: status), headerFields: fields)
+    }
+}
+
+extension HTTPResponse.Status {
+    /// The status with `code`, or 500 for a code HTTP cannot send (outside 0…999, which
+    /// `HTTPResponse.Status(code:)` traps on): a route's or a stored row's mistake answers, never
+    /// crashes the server.
+    package static func checked(code: Int, reasonPhrase: String? = nil) -> HTTPResponse.Status {
+        guard (0...999).contains(code) else { return .internalServerError }
+        return reasonPhrase.map { .init(code: code, reasonPhrase: $0) } ?? .init(code: code)
     }
 }
 

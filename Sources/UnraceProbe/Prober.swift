@@ -36,7 +36,11 @@ public struct ProbeOptions: Sendable {
 
     /// The most requests a run of every probe sends: ``concurrency`` for the duplicates, twice
     /// that for the lost-update writes (with and without `If-Match`), and at most 40 others.
-    public var requestCountMaximum: Int { 3 * concurrency + 40 }
+    /// Saturating: a ``concurrency`` out of range (refused when the run starts) cannot overflow it.
+    public var requestCountMaximum: Int {
+        let (tripled, overflow) = max(0, concurrency).multipliedReportingOverflow(by: 3)
+        return overflow || tripled > Int.max - 40 ? .max : tripled + 40
+    }
 }
 
 /// A black-box prober: sends the races of ``ProbeKind`` to any HTTP API and reports what came

@@ -8,6 +8,7 @@ public struct SQLRow: Sendable, Hashable {
     public let values: [SQLValue]
 
     /// Creates a row.
+    /// - Precondition: `values` has one value per column (a programming error otherwise: it traps).
     public init(columns: [String], values: [SQLValue]) {
         precondition(columns.count == values.count, "a row needs one value per column")
         self.columns = columns

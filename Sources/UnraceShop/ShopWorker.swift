@@ -164,10 +164,14 @@ public struct ShopWorker<S: SQLStore>: Sendable {
         try await store.withTransaction { tx in try await record(payload, tx) }
         guard payload.task == .capture else { return }
         let balance = try await store.withTransaction { tx in
-            try await tx.query("SELECT balance FROM shop_merchant WHERE id = 'merchant'")[0].int64("balance")
+            try await tx.query("SELECT balance FROM shop_merchant WHERE id = 'merchant'").first?.int64("balance")
         }
+        guard let balance else { throw UnraceError(.notFound, "the shop's merchant row is missing: run the shop's set-up") }
         try await store.withTransaction { tx in
-            try await tx.execute("UPDATE shop_merchant SET balance = ? WHERE id = 'merchant'", [.integer(balance + payload.amount)])
+            try await tx.execute(
+                "UPDATE shop_merchant SET balance = ? WHERE id = 'merchant'",
+                [.integer(balance.addingReportingOverflow(payload.amount).partialValue)]
+            )
         }
     }
 

@@ -28,8 +28,10 @@ enum HTTPConversions {
         )
     }
 
+    /// A route's status as swift-http-types takes it; one HTTP cannot send (NIO's `.custom` allows
+    /// any code) is 500.
     static func status(_ status: HTTPResponseStatus) -> HTTPResponse.Status {
-        HTTPResponse.Status(code: Int(status.code), reasonPhrase: status.reasonPhrase)
+        .checked(code: Int(status.code), reasonPhrase: status.reasonPhrase)
     }
 
     static func status(_ status: HTTPResponse.Status) -> HTTPResponseStatus {

@@ -15,7 +15,9 @@ extension MemoryRows: HoldRows {
 
     func resourcesWithExpiredHolds(at now: Timestamp, limit: Int) async throws -> [String] {
         read { state in
-            Array(Set(state.holds.values.filter { $0.state == .held && $0.expiresAt <= now }.map(\.resource)).sorted().prefix(limit))
+            Array(
+                Set(state.holds.values.filter { $0.state == .held && $0.expiresAt <= now }.map(\.resource)).sorted().prefix(max(0, limit))
+            )
         }
     }
 

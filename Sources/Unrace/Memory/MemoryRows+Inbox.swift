@@ -75,7 +75,7 @@ extension MemoryRows: InboxRows {
                         return InboxGap(stream: head.stream, head: head.head, parked: head.parked, since: since)
                     }
                     .sorted { ($0.since, $0.stream) < ($1.since, $1.stream) }
-                    .prefix(limit)
+                    .prefix(max(0, limit))
             )
         }
     }

@@ -40,7 +40,7 @@ extension MemoryRows: LedgerRows {
                         return touching.contains(pending.transfer.debitAccount) || touching.contains(pending.transfer.creditAccount)
                     }
                     .sorted { ($0.expiresAt!, $0.transfer.id) < ($1.expiresAt!, $1.transfer.id) }
-                    .prefix(limit)
+                    .prefix(max(0, limit))
             )
         }
     }

@@ -23,7 +23,7 @@ extension MemoryRows: OperationRows {
                 state.operations.values
                     .filter { (scope == nil || $0.scope == scope) && ($0.expiresAt.map { $0 <= now } ?? false) }
                     .sorted { ($0.expiresAt!, $0.scope.rawValue, $0.key.rawValue) < ($1.expiresAt!, $1.scope.rawValue, $1.key.rawValue) }
-                    .prefix(limit)
+                    .prefix(max(0, limit))
             )
         }
     }

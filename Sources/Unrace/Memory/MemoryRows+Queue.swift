@@ -36,7 +36,7 @@ extension MemoryRows: QueueRows {
                 state.queueMessages.values
                     .filter { $0.queue == queue && ($0.state == .ready || $0.state == .leased) && $0.visibleAt <= now }
                     .sorted { ($0.visibleAt, $0.position) < ($1.visibleAt, $1.position) }
-                    .prefix(limit)
+                    .prefix(max(0, limit))
             )
         }
     }
@@ -63,7 +63,7 @@ extension MemoryRows: QueueRows {
                             $1.completedAt ?? .init(milliseconds: .min), $1.position
                         )
                     }
-                    .prefix(limit)
+                    .prefix(max(0, limit))
             )
         }
     }

@@ -27,6 +27,8 @@ extension SQLRows: OperationRows {
             // With a given time the fresh record is computed here (saturating at the ends of
             // time, like every store); on the database's clock the statement adds the lease.
             let lease = claim.lease.wholeMilliseconds
+            // Saturating, as every store's arithmetic on times: a template built by hand may hold any durations.
+            let (leaseAndRetention, overflow) = lease.addingReportingOverflow(claim.retention.wholeMilliseconds)
             let given = clock.time.flatMap { ClaimDecision.insert.acquiredRecord(for: claim.request(at: $0), existing: nil) }
             let row = try await tx.query(
                 SQLText.reserveOperationSQL,
@@ -34,7 +36,8 @@ extension SQLRows: OperationRows {
                     clock.time.map { .integer($0.milliseconds) } ?? .null, .text(claim.scope.rawValue), .text(claim.key.rawValue),
                     .blob(claim.fingerprint.bytes), .text(claim.holder),
                     given.map { .integer($0.leaseUntil.milliseconds) } ?? .null, .integer(lease),
-                    given?.expiresAt.map { .integer($0.milliseconds) } ?? .null, .integer(lease + claim.retention.wholeMilliseconds),
+                    given?.expiresAt.map { .integer($0.milliseconds) } ?? .null,
+                    .integer(overflow ? (lease < 0 ? .min : .max) : leaseAndRetention),
                 ]
             )[0]
             clock.set(try row.int64("unrace_now"))

@@ -48,9 +48,12 @@ public struct Choices: Sendable {
         return count >= 1 ? Int(value % UInt64(count)) : 0
     }
 
-    /// A number in `range`; a draw of 0 gives the lower bound.
+    /// A number in `range` (any range, the whole of `Int` too); a draw of 0 gives the lower bound.
     public mutating func inRange(_ range: ClosedRange<Int>) -> Int {
-        range.lowerBound + below(range.count)
+        // The span in two's complement: exact for every range, 0 for the full 64-bit one.
+        let span = UInt64(truncatingIfNeeded: range.upperBound &- range.lowerBound) &+ 1
+        let value = draw()
+        return range.lowerBound &+ Int(truncatingIfNeeded: span == 0 ? value : value % span)
     }
 
     /// `true` with probability `perMille`/1000; a draw of 0 gives `false` (unless certain).

@@ -60,11 +60,13 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     /// A scheduling point: the running actor's next step completes `delay` virtual milliseconds
-    /// from now; other actors whose steps are due earlier run first.
+    /// from now (at the end of time at most); other actors whose steps are due earlier run first.
+    /// Outside any simulated actor there is nothing to schedule: it returns at once.
     public func point(after delay: Int64) async {
-        guard let id = running else { preconditionFailure("a scheduling point outside any simulated actor") }
+        guard let id = running else { return }
         steps += 1
-        actors[id].readyAt = now + max(0, delay)
+        let (due, overflow) = now.addingReportingOverflow(max(0, delay))
+        actors[id].readyAt = overflow ? .max : due
         actors[id].order = nextOrder
         nextOrder += 1
         let next = nextActor()

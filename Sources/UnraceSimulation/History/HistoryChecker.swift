@@ -195,8 +195,9 @@ public struct HistoryReport: Sendable, Hashable, Codable {
         lines.append("expected operations: \(expectedOperations)")
         func section<T>(_ title: String, _ items: [T], _ describe: (T) -> String) {
             lines.append("\(title): \(items.count)")
-            for item in items.prefix(examples) { lines.append("  " + describe(item).terminalSafeLine) }
-            if items.count > examples { lines.append("  … and \(items.count - examples) more") }
+            let shown = max(0, examples)
+            for item in items.prefix(shown) { lines.append("  " + describe(item).terminalSafeLine) }
+            if items.count > shown { lines.append("  … and \(items.count - shown) more") }
         }
         section("duplicate effects (double execution)", duplicateEffects) {
             "\($0.operation) took effect \($0.count) times (\($0.actors.joined(separator: ", ")))"
@@ -206,8 +207,9 @@ public struct HistoryReport: Sendable, Hashable, Codable {
         section("accounts not conserved (lost updates, double effects)", imbalances) {
             // In 128 bits: two Int64 values can lie further apart than Int64 reaches.
             let expected = $0.exactExpected.flatMap { Int128($0) } ?? Int128($0.expected)
-            let difference = Int128($0.final) - expected
-            return "\($0.account): expected \(expected), store holds \($0.final) (\(difference > 0 ? "+" : "")\(difference))"
+            let (difference, overflow) = Int128($0.final).subtractingReportingOverflow(expected)
+            let shown = overflow ? "" : " (\(difference > 0 ? "+" : "")\(difference))"
+            return "\($0.account): expected \(expected), store holds \($0.final)\(shown)"
         }
         section("out-of-order applications", outOfOrder) {
             "\($0.operation) (sequence \($0.sequence) of \($0.stream)) applied after [\($0.appliedBefore.map(String.init).joined(separator: ", "))]"
