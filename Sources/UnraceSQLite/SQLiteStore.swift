@@ -34,8 +34,10 @@ public final class SQLiteStore: SQLStore {
 
         /// Commit durability. Default ``Durability/full``.
         public var durability: Durability = .full
-        /// How long a step waits for another process's write lock before failing with
-        /// ``UnraceError/Code/storeUnavailable``. Default 10 s; 0 to 600 s.
+        /// How long a step waits for another connection's write lock (another process, another
+        /// store on the file) before failing with ``UnraceError/Code/storeUnavailable``. A caller
+        /// cancelled meanwhile stops waiting at once, with `CancellationError`. Default 10 s;
+        /// 0 to 600 s.
         public var busyTimeout: Duration = .seconds(10)
 
         /// The all-defaults configuration.
@@ -57,6 +59,9 @@ public final class SQLiteStore: SQLStore {
     /// name one file when these match, whatever their spelling.
     let file: FileIdentity
     private let writer = AsyncLock()
+    /// Set when the caller of the step that holds ``writer`` is cancelled: the busy handler then
+    /// stops waiting for another connection's write lock (SQLite's own wait ignores interrupts).
+    private let writerCancelled = CancelFlag()
     private let logger: Logger
 
     /// Opens (creating if needed) a database file and migrates its schema.
@@ -91,7 +96,10 @@ public final class SQLiteStore: SQLStore {
         self.path = path
         self.logger = logger
         var grdb = GRDB.Configuration()
-        grdb.busyMode = .timeout(TimeInterval(configuration.busyTimeout.wholeMilliseconds) / 1_000)
+        // The writer waits for another connection's lock as SQLite's own timeout does, and stops
+        // at once when its step's caller is cancelled. (Readers share the handler: in WAL mode a
+        // reader meets a busy lock only while a connection recovers the WAL index.)
+        grdb.busyMode = .callback(Self.busyHandler(timeout: configuration.busyTimeout, cancelled: writerCancelled))
         // Unrace opens a transaction in one writer access and commits it in a later one (the body
         // in between may await); `writer` guarantees no other step uses the connection meanwhile.
         grdb.allowsUnsafeTransactions = true
@@ -156,8 +164,15 @@ public final class SQLiteStore: SQLStore {
             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now()))
             return try await StepNesting.inside { try await body(context) }
         }
+        // The step's time is read once it holds the file's write lock: after BEGIN IMMEDIATE,
+        // which may have waited for another connection (another store, another process).
+        let clock = step.clock
         return try await transaction { tx in
-            try await body(StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now())))
+            let rows = SQLRows(tx, dialect: .sqlite, time: nil) {
+                try await tx.begin()
+                return clock.now()
+            }
+            return try await body(StepContext(transaction: tx, rows: rows))
         }
     }
 
@@ -173,8 +188,14 @@ public final class SQLiteStore: SQLStore {
         return try await writer.withLock {
             // BEGIN IMMEDIATE travels with the body's first statement, COMMIT with its queued ones.
             let tx = SQLiteTransaction(pool: pool, file: file, access: .write)
+            let cancelled = writerCancelled
+            cancelled.reset()
             do {
-                let result = try await StepNesting.inside { try await body(tx) }
+                let result = try await withTaskCancellationHandler {
+                    try await StepNesting.inside { try await body(tx) }
+                } onCancel: {
+                    cancelled.set()
+                }
                 try Task.checkCancellation()  // a cancelled caller commits nothing
                 try await tx.commit()
                 return result

@@ -109,6 +109,13 @@ public final class SQLiteTransaction: SQLTransaction {
         try await run(work)
     }
 
+    /// Sends `BEGIN IMMEDIATE` unless the write transaction began already (waiting, as it does,
+    /// while another connection holds the file's write lock). A read-only step has nothing to begin.
+    func begin() async throws {
+        guard access == .write else { return }
+        try await run { _ in }
+    }
+
     /// Runs the queued statements and commits, in one writer access. Nothing to do if the
     /// transaction never ran a statement.
     func commit() async throws {
@@ -226,6 +233,9 @@ public final class SQLiteTransaction: SQLTransaction {
             case .SQLITE_CONSTRAINT:
                 throw UnraceError(.constraintViolation, "a statement broke a database constraint", detail: error.message, underlying: error)
             case .SQLITE_BUSY, .SQLITE_LOCKED:
+                // A cancelled caller's wait for the lock was given up (the store's busy handler):
+                // the cancellation is the answer, not an unavailable database.
+                if Task.isCancelled { throw CancellationError() }
                 throw UnraceError(.storeUnavailable, "the SQLite database stayed locked longer than busyTimeout", underlying: error)
             default:
                 throw UnraceError(.storeFailure, "SQLite reported an error", detail: error.message, underlying: error)

@@ -21,20 +21,32 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
     public let dialect: SQLDialect
     let clock: SQLStepClock
     let bulk: SQLBulkStatements?
+    /// Reads the step's time when it is first asked for (SQLite: once the step holds the file's
+    /// write lock, after `BEGIN IMMEDIATE`, which may wait for another connection).
+    let readTime: (@Sendable () async throws -> Timestamp)?
 
-    /// Rows in `tx`. `time` is the step's time when the store knows it already (SQLite, a clock
-    /// that is not real time); `nil` makes PostgreSQL read its own clock in the step.
-    package init(_ tx: T, dialect: SQLDialect, time: Timestamp?, bulk: SQLBulkStatements? = nil) {
+    /// Rows in `tx`. `time` is the step's time when the store knows it already (a clock that is
+    /// not real time); `nil` makes PostgreSQL read its own clock in the step, or `readTime` read
+    /// it when first asked for.
+    package init(
+        _ tx: T,
+        dialect: SQLDialect,
+        time: Timestamp?,
+        bulk: SQLBulkStatements? = nil,
+        readTime: (@Sendable () async throws -> Timestamp)? = nil
+    ) {
         self.tx = tx
         self.dialect = dialect
         self.clock = SQLStepClock(time)
         self.bulk = bulk
+        self.readTime = readTime
     }
 
     var byteOrder: String { dialect.byteOrderCollation }
 
     public func now() async throws -> Timestamp {
         if let time = clock.time { return try time.checkedReading() }
+        if let readTime { return try clock.set(try await readTime().milliseconds).checkedReading() }
         guard let now = dialect.clockExpression else {
             throw UnraceError(.storeFailure, "a step on a database without a clock of its own was given no time")
         }

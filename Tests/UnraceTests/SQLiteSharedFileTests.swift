@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+import Unrace
+import UnraceSQLite
+
+/// Two `SQLiteStore`s on one file are two connections, as two processes are: a step of one waits
+/// in `BEGIN IMMEDIATE` while the other holds the file's write lock.
+@Suite("SQLite stores sharing a file", .timeLimit(.minutes(2)))
+struct SQLiteSharedFileTests {
+    /// Two stores on a new file, the second waiting at most `busyTimeout` for the first's lock.
+    static func withTwoStores(busyTimeout: Duration, _ body: (SQLiteStore, SQLiteStore) async throws -> Void) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("shared-file"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("shared.sqlite").path
+        var configuration = SQLiteStore.Configuration()
+        configuration.busyTimeout = busyTimeout
+        let first = try await SQLiteStore(path: path)
+        let second = try await SQLiteStore(path: path, configuration: configuration)
+        try await body(first, second)
+    }
+
+    /// Holds `store`'s write lock on the file (a write in an open transaction) until `release` opens.
+    static func holdWriteLock(_ store: SQLiteStore, release: Latch) async -> Task<Void, any Error> {
+        let held = Latch()
+        let holder = Task {
+            defer { held.open() }
+            try await store.withTransaction { tx in
+                try await tx.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)", [])
+                held.open()
+                await release.wait()
+            }
+        }
+        await held.wait()
+        return holder
+    }
+
+    @Test(
+        "a caller cancelled while its step waits for the other store's write lock gets CancellationError at once, not store_unavailable after busyTimeout"
+    )
+    func cancelledWhileBusy() async throws {
+        try await Self.withTwoStores(busyTimeout: .seconds(20)) { first, second in
+            let release = Latch()
+            let holder = await Self.holdWriteLock(first, release: release)
+            defer { release.open() }
+            let operations = try Operations(store: second)
+            let waiting = Task { try await operations.perform(key: "k") { _ in 1 } }
+            // Time for the step to reach BEGIN IMMEDIATE and wait there (SQLite shows no waiter;
+            // a cancellation that lands earlier proves nothing, and passes).
+            try await Task.sleep(for: .milliseconds(300))
+            let cancelled = ContinuousClock.now
+            waiting.cancel()
+            let result = await waiting.result
+            let took = ContinuousClock.now - cancelled
+            #expect(took < .seconds(5), "the cancelled step answered after \(took)")
+            guard case .failure(let error) = result else {
+                Issue.record("the cancelled perform ran")
+                return
+            }
+            #expect(error is CancellationError, "\(error)")
+            release.open()
+            try await holder.value
+            // The writer is free again: the next step goes through.
+            #expect(try await operations.perform(key: "k") { _ in 2 }.value == 2)
+        }
+    }
+
+    @Test("a begin that waited in BEGIN IMMEDIATE longer than its lease decides at the time its wait ended: its lease is live")
+    func timeReadAfterTheWait() async throws {
+        try await Self.withTwoStores(busyTimeout: .seconds(20)) { first, second in
+            let release = Latch()
+            let holder = await Self.holdWriteLock(first, release: release)
+            defer { release.open() }
+            let operations = try Operations(store: second, lease: .seconds(1), retention: .seconds(60))
+            let waiting = Task { try await operations.begin(key: "k") }
+            // Longer than the lease passes while the begin waits for the lock (the time itself is
+            // what is tested).
+            try await Task.sleep(for: .milliseconds(1_500))
+            release.open()
+            try await holder.value
+            guard case .acquired(let handle) = try await waiting.value else {
+                Issue.record("the begin did not acquire a free key")
+                return
+            }
+            #expect(handle.leaseUntil > SystemWallClock().now(), "lease until \(handle.leaseUntil)")
+            guard case .inProgress = try await Operations(store: first).begin(key: "k") else {
+                Issue.record("another store took over a lease handed out already ended")
+                return
+            }
+        }
+    }
+}
