@@ -112,7 +112,8 @@ public final class SQLiteTransaction: SQLTransaction {
     /// Sends `BEGIN IMMEDIATE` unless the write transaction began already (waiting, as it does,
     /// while another connection holds the file's write lock). A read-only step has nothing to begin.
     func begin() async throws {
-        guard access == .write else { return }
+        // Begun already (the usual case: the step's first statement began it): nothing to send.
+        guard access == .write, !state.withLock({ $0.begun }) else { return }
         try await run { _ in }
     }
 
