@@ -10,7 +10,7 @@ extension PostgresStore {
     /// How long a step waits for a pooled connection while the pool hands none out at all: 10 s.
     /// While the server cannot be reached (down, failing over) PostgresNIO's pool retries one
     /// connection with a growing backoff and fails the steps waiting for it only after a minute;
-    /// a step whose wait sees no connection lent to any step of this store for this long stops
+    /// a step whose wait sees no connection lent to any step (of any store on the client) for this long stops
     /// waiting, with a retryable ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent.
     /// A step that waits behind others (more callers than connections) waits on while
     /// connections keep being lent: each holder gives its connection back within its
@@ -49,12 +49,32 @@ extension PostgresStore {
     }
 }
 
-/// When the store's pool last lent a connection to a step: a waiting step's sign of life.
+/// When a client's pool last lent a connection to a step: a waiting step's sign of life. One per
+/// client, shared by every store made on it: a step of one store waiting behind another's sees
+/// the pool lending.
 final class LastLease: Sendable {
     /// Nanoseconds of the monotonic clock (`DispatchTime`); 0 before the first lease.
     private let lastLent = Atomic<UInt64>(0)
     func noteLease() { lastLent.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
     var last: UInt64 { lastLent.load(ordering: .relaxed) }
+
+    private struct Entry {
+        weak var client: PostgresClient?
+        let leases: LastLease
+    }
+
+    private static let byClient = Mutex<[ObjectIdentifier: Entry]>([:])
+
+    /// The client's record, made by its first store; entries of clients gone are dropped.
+    static func of(_ client: PostgresClient) -> LastLease {
+        byClient.withLock { entries in
+            if let entry = entries[ObjectIdentifier(client)], entry.client === client { return entry.leases }
+            entries = entries.filter { $0.value.client != nil }
+            let leases = LastLease()
+            entries[ObjectIdentifier(client)] = Entry(client: client, leases: leases)
+            return leases
+        }
+    }
 }
 
 /// Fails a step's wait for a pooled connection once `period` has passed, since the wait began

@@ -57,8 +57,9 @@ public final class PostgresStore: SQLStore {
     package let location: String
 
     private let logger: Logger
-    /// When the pool last lent this store's steps a connection: a waiting step's sign of life.
-    let leases = LastLease()
+    /// When the client's pool last lent a step a connection (of any store on the client): a
+    /// waiting step's sign of life.
+    let leases: LastLease
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
     private let readiness: Readiness?
@@ -81,6 +82,7 @@ public final class PostgresStore: SQLStore {
     /// A store on `client`, whose rows land at `location` (`nil`: the client's own).
     private init(client: PostgresClient, stepTimeout: Duration, logger: Logger, location: String?) async throws {
         self.client = client
+        self.leases = LastLease.of(client)
         self.location = location ?? "client \(ObjectIdentifier(client))"
         self.logger = logger
         self.readiness = nil
@@ -121,6 +123,7 @@ public final class PostgresStore: SQLStore {
         self.stepTimeout = try Self.checked(stepTimeout)
         let (configuration, location) = try await Self.prepare(url: url, maximumConnections: maximumConnections, logger: logger)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.leases = LastLease.of(client)
         self.location = location
         self.logger = logger
         self.readiness = Readiness()
