@@ -5,57 +5,81 @@ import Synchronization
 ///
 /// Serialises write transactions on one SQLite connection (and in the memory store): a
 /// transaction's body may `await`, and no other transaction may slip its statements in while it
-/// does. Waiting is not cancellable; a waiter always gets its turn.
+/// does. A waiter whose task is cancelled leaves the queue at once with `CancellationError`;
+/// one that already holds the lock runs its body (which sees the cancellation).
 package final class AsyncLock: Sendable {
+    private typealias Waiter = (id: UInt64, continuation: CheckedContinuation<Void, any Error>)
+
     private struct State {
         var isLocked = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        /// In arrival order from `head`; a cancelled waiter's place is `nil`.
+        var waiters: [Waiter?] = []
         var head = 0
+        var nextID: UInt64 = 0
+        /// Waiters cancelled before they were queued (or after they were handed the lock).
+        var cancelled: Set<UInt64> = []
     }
 
     private let state = Mutex(State())
 
     package init() {}
 
-    package func withLock<T>(_ body: () async throws -> T) async rethrows -> T {
-        await lock()
+    package func withLock<T>(_ body: () async throws -> T) async throws -> T {
+        try await lock()
         defer { unlock() }
         return try await body()
     }
 
-    private func lock() async {
+    private func lock() async throws {
         // The uncontended case takes the lock without suspending (and without allocating a
         // continuation); FIFO order holds because a free lock has no waiters.
-        let acquired = state.withLock { state -> Bool in
-            guard !state.isLocked else { return false }
-            state.isLocked = true
-            return true
-        }
-        if acquired { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let acquired = state.withLock { state -> Bool in
-                if state.isLocked {
-                    state.waiters.append(continuation)
-                    return false
-                }
+        let id = state.withLock { state -> UInt64? in
+            guard state.isLocked else {
                 state.isLocked = true
-                return true
+                return nil
             }
-            if acquired { continuation.resume() }
+            state.nextID += 1
+            return state.nextID
+        }
+        guard let id else { return }
+        defer { state.withLock { _ = $0.cancelled.remove(id) } }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let answer = state.withLock { state -> Result<Void, any Error>? in
+                    if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
+                    guard state.isLocked else {
+                        state.isLocked = true
+                        return .success(())
+                    }
+                    state.waiters.append((id, continuation))
+                    return nil
+                }
+                if let answer { continuation.resume(with: answer) }
+            }
+        } onCancel: {
+            let waiting = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                if let index = state.waiters[state.head...].firstIndex(where: { $0?.id == id }) {
+                    defer { state.waiters[index] = nil }
+                    return state.waiters[index]?.continuation
+                }
+                state.cancelled.insert(id)  // not queued yet, or holding the lock already
+                return nil
+            }
+            waiting?.resume(throwing: CancellationError())
         }
     }
 
     private func unlock() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.head < state.waiters.count else {
-                state.isLocked = false
-                state.waiters.removeAll(keepingCapacity: true)
-                state.head = 0
-                return nil
+        let next = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            while state.head < state.waiters.count {
+                let waiter = state.waiters[state.head]
+                state.head += 1
+                if let waiter { return waiter.continuation }  // the lock passes straight to it
             }
-            let next = state.waiters[state.head]
-            state.head += 1
-            return next  // the lock passes straight to the next waiter
+            state.isLocked = false
+            state.waiters.removeAll(keepingCapacity: true)
+            state.head = 0
+            return nil
         }
         next?.resume()
     }
