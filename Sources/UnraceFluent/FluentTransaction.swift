@@ -70,6 +70,8 @@ struct SQLiteConnectionTransaction: SQLTransaction {
         do {
             rows = try await connection.query(sql, arguments.map(Self.data))
         } catch let error as SQLiteError {
+            // A cancelled caller that waited out a busy lock gets its cancellation, as on SQLiteStore.
+            if Task.isCancelled, [.busy, .locked, .busyTimeout].contains(error.reason) { throw CancellationError() }
             throw Self.translate(error)
         }
         return rows.map { row in
