@@ -149,7 +149,11 @@ public final class SQLiteStore: SQLStore {
         guard transaction.pool === pool || transaction.file == file else {
             throw UnraceError.foreignTransaction
         }
-        return sqlRows(joining: transaction, clock: clock)
+        // As a step's: the time is read once the transaction holds the file's write lock.
+        return SQLRows(transaction, dialect: .sqlite, time: nil) {
+            try await transaction.begin()
+            return clock.now()
+        }
     }
 
     // MARK: Store
@@ -164,13 +168,13 @@ public final class SQLiteStore: SQLStore {
             let context = StepContext(transaction: tx, rows: SQLRows(tx, dialect: .sqlite, time: step.clock.now()))
             return try await StepNesting.inside { try await body(context) }
         }
-        // The step's time is read once it holds the file's write lock: after BEGIN IMMEDIATE,
+        // The step's time is read as it takes the file's write lock: right after BEGIN IMMEDIATE,
         // which may have waited for another connection (another store, another process).
         let clock = step.clock
-        return try await transaction { tx in
+        return try await transaction(clock: clock) { tx in
             let rows = SQLRows(tx, dialect: .sqlite, time: nil) {
                 try await tx.begin()
-                return clock.now()
+                return tx.beganAt ?? clock.now()
             }
             return try await body(StepContext(transaction: tx, rows: rows))
         }
@@ -183,22 +187,23 @@ public final class SQLiteStore: SQLStore {
 
     /// Runs `body` between `BEGIN IMMEDIATE` and `COMMIT` on the writer, rolling back if it throws
     /// or the task is cancelled.
-    func transaction<T>(_ body: (SQLiteTransaction) async throws -> T) async throws -> T {
+    func transaction<T>(clock: (any WallClock)? = nil, _ body: (SQLiteTransaction) async throws -> T) async throws -> T {
         try StepNesting.check()
         return try await writer.withLock {
             // BEGIN IMMEDIATE travels with the body's first statement, COMMIT with its queued ones.
-            let tx = SQLiteTransaction(pool: pool, file: file, access: .write)
+            let tx = SQLiteTransaction(pool: pool, file: file, access: .write, clock: clock)
             let cancelled = writerCancelled
             cancelled.reset()
             do {
-                let result = try await withTaskCancellationHandler {
-                    try await StepNesting.inside { try await body(tx) }
+                // The commit too: a body that only queued statements begins there, and may wait.
+                return try await withTaskCancellationHandler {
+                    let result = try await StepNesting.inside { try await body(tx) }
+                    try Task.checkCancellation()  // a cancelled caller commits nothing
+                    try await tx.commit()
+                    return result
                 } onCancel: {
                     cancelled.set()
                 }
-                try Task.checkCancellation()  // a cancelled caller commits nothing
-                try await tx.commit()
-                return result
             } catch {
                 tx.end()
                 await rollback()

@@ -19,6 +19,8 @@ public final class SQLiteTransaction: SQLTransaction {
         /// failed `BEGIN` (the file busy past the timeout) leaves it unset and the next statement
         /// begins again instead of running outside any transaction.
         var begun = false
+        /// The step clock's reading as `BEGIN IMMEDIATE` succeeded: the step's time.
+        var beganAt: Timestamp?
         /// Whether a write was ever sent: a first statement the body did not await may still be
         /// on its way (waiting in `BEGIN`), so the commit takes the writer after it.
         var touched = false
@@ -32,13 +34,20 @@ public final class SQLiteTransaction: SQLTransaction {
     /// The file of the store that handed it out.
     let file: FileIdentity
     let access: Access
+    /// The step's clock, read as `BEGIN IMMEDIATE` succeeds (`nil`: a transaction of no step).
+    let clock: (any WallClock)?
     private let state = Mutex(State())
 
-    init(pool: DatabasePool, file: FileIdentity, access: Access) {
+    init(pool: DatabasePool, file: FileIdentity, access: Access, clock: (any WallClock)? = nil) {
         self.pool = pool
         self.file = file
         self.access = access
+        self.clock = clock
     }
+
+    /// The step clock's reading when the transaction began (it holds the file's write lock from
+    /// then on), once it has.
+    var beganAt: Timestamp? { state.withLock { $0.beganAt } }
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
@@ -156,7 +165,11 @@ public final class SQLiteTransaction: SQLTransaction {
             }
         } else {
             try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
-            state.withLock { $0.begun = true }
+            let now = clock?.now()
+            state.withLock {
+                $0.begun = true
+                $0.beganAt = now
+            }
         }
     }
 

@@ -58,6 +58,47 @@ struct WriterQueueTests {
     }
 }
 
+/// The lock itself: a queued waiter that is cancelled leaves its place; the next waiter gets the
+/// lock once, in order.
+@Suite("Async lock", .timeLimit(.minutes(1)))
+struct AsyncLockTests {
+    @Test("of two queued waiters, the cancelled one ends with CancellationError while the lock is held; the other gets it next, once")
+    func cancelledQueuedWaiter() async throws {
+        let lock = AsyncLock()
+        let holding = Latch()
+        let release = Latch()
+        let order = Recorder()
+        let holder = Task {
+            try await lock.withLock {
+                holding.open()
+                await release.wait()
+                order.append("holder")
+            }
+        }
+        defer { release.open() }
+        await holding.wait()
+        let first = Task { try await lock.withLock { order.append("first") } }
+        let second = Task { try await lock.withLock { order.append("second") } }
+        try await within(.seconds(10), "both waiters queued") {
+            while lock.queuedCount < 2 { await Task.yield() }
+        }
+        first.cancel()
+        let result = try await within(.seconds(10), "the cancelled waiter's answer while the lock is held") { await first.result }
+        guard case .failure(let error) = result else {
+            Issue.record("the cancelled waiter got the lock while another held it")
+            return
+        }
+        #expect(error is CancellationError)
+        #expect(lock.queuedCount == 1)
+        release.open()
+        try await holder.value
+        try await second.value
+        try await lock.withLock { order.append("after") }
+        #expect(order.values == ["holder", "second", "after"])
+        #expect(lock.queuedCount == 0)
+    }
+}
+
 /// Appends, from any task.
 final class Recorder: Sendable {
     private let recorded = Mutex<[String]>([])

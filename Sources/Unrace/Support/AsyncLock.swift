@@ -24,6 +24,11 @@ package final class AsyncLock: Sendable {
 
     package init() {}
 
+    /// How many waiters are queued (cancelled ones not counted): for tests.
+    package var queuedCount: Int {
+        state.withLock { state in state.waiters[state.head...].reduce(0) { $0 + ($1 == nil ? 0 : 1) } }
+    }
+
     package func withLock<T>(_ body: () async throws -> T) async throws -> T {
         try await lock()
         defer { unlock() }
