@@ -5,10 +5,15 @@ import Synchronization
 /// A flag the step's cancellation handler sets and the writer's busy handler reads.
 final class CancelFlag: Sendable {
     private let value = Atomic<Bool>(false)
+    private let waits = Atomic<Int>(0)
 
     func set() { value.store(true, ordering: .relaxed) }
     func reset() { value.store(false, ordering: .relaxed) }
     var isSet: Bool { value.load(ordering: .relaxed) }
+
+    /// How many times the busy handler was called: for tests, a sign that a step waits for a lock.
+    var busyCalls: Int { waits.load(ordering: .relaxed) }
+    func noteBusyCall() { waits.add(1, ordering: .relaxed) }
 }
 
 extension SQLiteStore {
@@ -28,6 +33,7 @@ extension SQLiteStore {
     static func busyHandler(timeout: Duration, cancelled: CancelFlag) -> Database.BusyCallback {
         let total = Int(clamping: timeout.wholeMilliseconds)
         return { tries in
+            cancelled.noteBusyCall()
             guard !cancelled.isSet else { return false }
             let remaining = total - busyWaited(tries: tries)
             guard remaining > 0 else { return false }

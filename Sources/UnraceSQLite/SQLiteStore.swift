@@ -61,7 +61,7 @@ public final class SQLiteStore: SQLStore {
     private let writer = AsyncLock()
     /// Set when the caller of the step that holds ``writer`` is cancelled: the busy handler then
     /// stops waiting for another connection's write lock (SQLite's own wait ignores interrupts).
-    private let writerCancelled = CancelFlag()
+    let writerCancelled = CancelFlag()
     private let logger: Logger
 
     /// Opens (creating if needed) a database file and migrates its schema.

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import Unrace
-import UnraceSQLite
+
+@testable import UnraceSQLite
 
 /// Two `SQLiteStore`s on one file are two connections, as two processes are: a step of one waits
 /// in `BEGIN IMMEDIATE` while the other holds the file's write lock.
@@ -45,9 +46,10 @@ struct SQLiteSharedFileTests {
             defer { release.open() }
             let operations = try Operations(store: second)
             let waiting = Task { try await operations.perform(key: "k") { _ in 1 } }
-            // Time for the step to reach BEGIN IMMEDIATE and wait there (SQLite shows no waiter;
-            // a cancellation that lands earlier proves nothing, and passes).
-            try await Task.sleep(for: .milliseconds(300))
+            // The step waits in BEGIN IMMEDIATE: the writer's busy handler has been called.
+            try await within(.seconds(10), "the step waiting for the other store's lock") {
+                while second.writerCancelled.busyCalls == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            }
             let cancelled = ContinuousClock.now
             waiting.cancel()
             let result = await waiting.result
@@ -65,7 +67,7 @@ struct SQLiteSharedFileTests {
         }
     }
 
-    @Test("a begin that waited in BEGIN IMMEDIATE longer than its lease decides at the time its wait ended: its lease is live")
+    @Test("a begin that waited in BEGIN IMMEDIATE longer than its lease decides at the time its wait ended: a whole lease from then")
     func timeReadAfterTheWait() async throws {
         try await Self.withTwoStores(busyTimeout: .seconds(20)) { first, second in
             let release = Latch()
@@ -73,20 +75,21 @@ struct SQLiteSharedFileTests {
             defer { release.open() }
             let operations = try Operations(store: second, lease: .seconds(1), retention: .seconds(60))
             let waiting = Task { try await operations.begin(key: "k") }
+            try await within(.seconds(10), "the begin waiting for the other store's lock") {
+                while second.writerCancelled.busyCalls == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            }
             // Longer than the lease passes while the begin waits for the lock (the time itself is
             // what is tested).
             try await Task.sleep(for: .milliseconds(1_500))
+            let released = SystemWallClock().now()
             release.open()
             try await holder.value
             guard case .acquired(let handle) = try await waiting.value else {
                 Issue.record("the begin did not acquire a free key")
                 return
             }
-            #expect(handle.leaseUntil > SystemWallClock().now(), "lease until \(handle.leaseUntil)")
-            guard case .inProgress = try await Operations(store: first).begin(key: "k") else {
-                Issue.record("another store took over a lease handed out already ended")
-                return
-            }
+            // Decided once it held the lock, after `released`: a full lease from then.
+            #expect(handle.leaseUntil >= released + .seconds(1), "lease until \(handle.leaseUntil), lock released at \(released)")
         }
     }
 }
