@@ -138,4 +138,84 @@ struct DatabaseClockTests {
             "lease until \(handle.leaseUntil.milliseconds), the row released at database time \(released)"
         )
     }
+
+    @Test(
+        "a begin that waited past a lease on a holder's locked record takes it over with a whole lease from the end of its wait",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func takeoverAfterLongWait() async throws {
+        try await withStore(.postgres) { store, _ in try await Self.takeoverAfterLongWait(store) }
+    }
+
+    static func takeoverAfterLongWait<S: SQLStore>(_ store: S) async throws {
+        let operations = try Operations(store: store, lease: .seconds(1), retention: .seconds(60))
+        let (key, scope) = ("k", try Scope(uniqueName("takeover")))
+        guard case .acquired(let holder) = try await operations.begin(key: key, scope: scope) else {
+            Issue.record("no first claim")
+            return
+        }
+        let holding = Latch()
+        let release = Latch()
+        let backend = Mutex<Int64?>(nil)
+        // The holder's checkpoint holds its record locked while its body runs; then it fails.
+        let checkpoint = Task {
+            try await operations.checkpoint(holder, recoveryPoint: 1) { tx in
+                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+                backend.withLock { $0 = pid }
+                holding.open()
+                await release.wait()
+                throw Abandoned()
+            }
+        }
+        defer { release.open() }
+        await holding.wait()
+        let pid = try #require(backend.withLock { $0 })
+        let second = Task { try await operations.begin(key: key, scope: scope) }
+        try await within(.seconds(30), "the begin waiting on the holder's record") {
+            while try await store.withTransaction({ tx in
+                try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
+            }).first?["n"].int64 ?? 0 < 1 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        // Longer than the lease passes while it waits (the time itself is what is tested).
+        try await Task.sleep(for: .milliseconds(1_500))
+        let released = try await store.withTransaction { tx in
+            try await tx.query("SELECT \(SQLText.databaseNowSQL) AS now", [])[0].int64("now")
+        }
+        release.open()
+        await #expect(throws: Abandoned.self) { try await checkpoint.value }
+        guard case .acquired(let handle) = try await second.value else {
+            Issue.record("the waiting begin did not take over the expired lease")
+            return
+        }
+        #expect(handle.token == FencingToken(2))
+        #expect(
+            handle.leaseUntil.milliseconds >= released + 1_000,
+            "lease until \(handle.leaseUntil.milliseconds), the record released at database time \(released)"
+        )
+    }
+
+    @Test(
+        "a claim template built by hand with the longest durations is reserved on every store, never an error or a trap",
+        arguments: storeBackends
+    )
+    func longestTemplate(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.longestTemplate(store) }
+    }
+
+    static func longestTemplate<S: Store>(_ store: S) async throws {
+        let template = ClaimTemplate(
+            scope: try Scope(uniqueName("longest")),
+            key: try OperationKey("k"),
+            fingerprint: .none,
+            holder: "h",
+            lease: .seconds(Int64.max),
+            retention: .seconds(UInt64.max)
+        )
+        let lock = try await store.step(StepInfo("longest", "k", clock: SystemWallClock())) { context in
+            try await context.rows.lockOperation(template)
+        }
+        #expect(lock == .absent || lock == .reserved, "\(lock)")
+    }
 }

@@ -26,9 +26,14 @@ extension SQLRows: OperationRows {
         for _ in 1...3 {
             // With a given time the fresh record is computed here (saturating at the ends of
             // time, like every store); on the database's clock the statement adds the lease.
-            let lease = claim.lease.wholeMilliseconds
-            // Saturating, as every store's arithmetic on times: a template built by hand may hold any durations.
-            let (leaseAndRetention, overflow) = lease.addingReportingOverflow(claim.retention.wholeMilliseconds)
+            // Bounded so the statement's `now + …` stays in 64 bits (the database's time is at most
+            // Timestamp.latestReading, half the range): a template built by hand may hold any
+            // durations, and every store saturates rather than fails.
+            let bound = Timestamp.latestReading.milliseconds
+            let lease = min(max(claim.lease.wholeMilliseconds, -bound), bound)
+            let retention = claim.retention.wholeMilliseconds
+            let (sum, overflow) = lease.addingReportingOverflow(retention)
+            let leaseAndRetention = min(max(overflow ? (retention < 0 ? .min : .max) : sum, -bound), bound)
             let given = clock.time.flatMap { ClaimDecision.insert.acquiredRecord(for: claim.request(at: $0), existing: nil) }
             let row = try await tx.query(
                 SQLText.reserveOperationSQL,
@@ -37,45 +42,41 @@ extension SQLRows: OperationRows {
                     .blob(claim.fingerprint.bytes), .text(claim.holder),
                     given.map { .integer($0.leaseUntil.milliseconds) } ?? .null, .integer(lease),
                     given?.expiresAt.map { .integer($0.milliseconds) } ?? .null,
-                    .integer(overflow ? (lease < 0 ? .min : .max) : leaseAndRetention),
+                    .integer(leaseAndRetention),
                 ]
             )[0]
-            clock.set(try row.int64("unrace_now"))
+            let now = clock.set(try row.int64("unrace_now"))
             if try row.int64("inserted") == 1 {
-                try await catchUpAfterWait(claim, since: started, readsDatabaseClock: readsDatabaseClock, reserved: true)
+                // The insert's own RETURNING reads the clock after any wait on another claim's row.
+                if readsDatabaseClock, let insertedAt = row.optionalInt64("inserted_at"),
+                    insertedAt &- now.milliseconds >= Self.claimWaitBeforeReread.wholeMilliseconds
+                {
+                    try await reserveAgain(claim, at: clock.moveOn(to: insertedAt))
+                }
                 return .reserved
             }
             if let record = try await lockOperation(scope: claim.scope, key: claim.key) {
-                try await catchUpAfterWait(claim, since: started, readsDatabaseClock: readsDatabaseClock, reserved: false)
+                // Only a claim that may take the key (running or released) depends on the time;
+                // a completed one is replayed whatever the time.
+                if readsDatabaseClock, !record.state.isTerminal, ContinuousClock.now - started >= Self.claimWaitBeforeReread,
+                    let expression = dialect.clockExpression
+                {
+                    clock.moveOn(to: try await tx.query("SELECT \(expression) AS unrace_now", [])[0].int64("unrace_now"))
+                }
                 return .existing(record)
             }
         }
         throw UnraceError(.retryLimitReached, "an operation record kept disappearing between a claim's statements")
     }
 
-    /// How long a claim's statements may take before the step's time, read as they began, is
-    /// read again: a wait on another claim's row as long as a lease would otherwise hand out a
-    /// lease that had already ended.
+    /// How long a claim may have waited (on another claim's row) before its step's time, read as
+    /// its statement began, is read again: a wait as long as a lease would otherwise hand out a
+    /// lease that had already ended. Only on the database's clock: a given time is the caller's.
     static var claimWaitBeforeReread: Duration { .milliseconds(100) }
 
-    /// After a claim whose statements waited (on another transaction's row), the step decides at
-    /// the database's time now, not at the time read before the wait: the reserved record gets a
-    /// lease from now, and an existing one is judged now. Only on the database's clock: a given
-    /// time is the caller's choice.
-    private func catchUpAfterWait(
-        _ claim: ClaimTemplate,
-        since started: ContinuousClock.Instant,
-        readsDatabaseClock: Bool,
-        reserved: Bool
-    )
-        async throws
-    {
-        guard readsDatabaseClock, let expression = dialect.clockExpression,
-            ContinuousClock.now - started >= Self.claimWaitBeforeReread
-        else { return }
-        let now = try await tx.query("SELECT \(expression) AS unrace_now", [])[0].int64("unrace_now")
-        let time = clock.moveOn(to: now)
-        guard reserved, let record = ClaimDecision.insert.acquiredRecord(for: claim.request(at: time), existing: nil) else { return }
+    /// The reserved record again, as the claim decides it at `time` (after its wait).
+    private func reserveAgain(_ claim: ClaimTemplate, at time: Timestamp) async throws {
+        guard let record = ClaimDecision.insert.acquiredRecord(for: claim.request(at: time), existing: nil) else { return }
         try await tx.execute(
             SQLText.updateOperationSQL,
             Array(Self.operationValues(record).dropFirst(2)) + [.text(claim.scope.rawValue), .text(claim.key.rawValue)]

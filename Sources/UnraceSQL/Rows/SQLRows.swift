@@ -123,6 +123,7 @@ final class SQLStepClock: Sendable {
 
     /// Moves the step's time on to a later reading, before anything was decided on it (a claim
     /// that waited on a lock); an earlier reading leaves it. Returns the step's time.
+    @discardableResult
     func moveOn(to milliseconds: Int64) -> Timestamp {
         value.withLock { current in
             let later = max(current ?? Timestamp(milliseconds: milliseconds), Timestamp(milliseconds: milliseconds))

@@ -20,8 +20,9 @@ package enum SQLText {
           INSERT INTO unrace_operations (\(operationColumns))
           SELECT ?, ?, ?, 'running', 1, ?, COALESCE(?::bigint, now + ?::bigint), NULL, NULL, now, NULL, COALESCE(?::bigint, now + ?::bigint)
           FROM unrace_t
-          ON CONFLICT (scope, key) DO NOTHING RETURNING 1)
-        SELECT now AS unrace_now, (SELECT COUNT(*) FROM inserted) AS inserted FROM unrace_t
+          ON CONFLICT (scope, key) DO NOTHING RETURNING \(databaseNowSQL) AS inserted_at)
+        SELECT now AS unrace_now, (SELECT COUNT(*) FROM inserted) AS inserted, (SELECT max(inserted_at) FROM inserted) AS inserted_at
+        FROM unrace_t
         """
     package static let holdColumns = "key, resource, units, state, expires_at"
     package static let accountColumns = "id, ledger, code, flags, debits_pending, debits_posted, credits_pending, credits_posted"
