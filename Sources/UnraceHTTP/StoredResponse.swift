@@ -40,7 +40,7 @@ public struct StoredResponse: Codable, Sendable, Hashable {
     }
 
     /// The stored response head. Fields whose stored name or value is no longer valid are dropped;
-    /// a status outside 0…999 (a stored row changed by hand) reads as 500.
+    /// a status HTTP cannot send (outside 100…999: a stored row changed by hand) reads as 500.
     public var head: HTTPResponse {
         var fields = HTTPFields()
         for field in self.fields {
@@ -52,11 +52,11 @@ public struct StoredResponse: Codable, Sendable, Hashable {
 }
 
 extension HTTPResponse.Status {
-    /// The status with `code`, or 500 for a code HTTP cannot send (outside 0…999, which
-    /// `HTTPResponse.Status(code:)` traps on): a route's or a stored row's mistake answers, never
-    /// crashes the server.
+    /// The status with `code`, or 500 for a code HTTP cannot send: outside 100…999 (a status line
+    /// has three digits; `HTTPResponse.Status(code:)` traps past 999). A route's or a stored row's
+    /// mistake answers, never crashes the server.
     package static func checked(code: Int, reasonPhrase: String? = nil) -> HTTPResponse.Status {
-        guard (0...999).contains(code) else { return .internalServerError }
+        guard (100...999).contains(code) else { return .internalServerError }
         return reasonPhrase.map { .init(code: code, reasonPhrase: $0) } ?? .init(code: code)
     }
 }

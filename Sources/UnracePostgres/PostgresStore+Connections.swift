@@ -78,7 +78,7 @@ final class LastLease: Sendable {
 }
 
 /// Fails a step's wait for a pooled connection once `period` has passed, since the wait began
-/// or since the pool last lent a connection to any step of the store, whichever is later;
+/// or since the pool last lent a connection to any step (of any store on the client), whichever is later;
 /// while others get theirs, it waits on.
 struct LeaseWatch: Sendable {
     private let task: Task<Void, Never>

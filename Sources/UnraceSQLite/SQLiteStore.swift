@@ -97,8 +97,9 @@ public final class SQLiteStore: SQLStore {
         self.logger = logger
         var grdb = GRDB.Configuration()
         // The writer waits for another connection's lock as SQLite's own timeout does, and stops
-        // at once when its step's caller is cancelled. (Readers share the handler: in WAL mode a
-        // reader meets a busy lock only while a connection recovers the WAL index.)
+        // at once when its step's caller is cancelled. (GRDB gives the pool's read-only readers
+        // a busy mode of their own; in WAL mode a reader meets a busy lock only while a
+        // connection recovers the WAL index.)
         grdb.busyMode = .callback(Self.busyHandler(timeout: configuration.busyTimeout, cancelled: writerCancelled))
         // Unrace opens a transaction in one writer access and commits it in a later one (the body
         // in between may await); `writer` guarantees no other step uses the connection meanwhile.

@@ -31,7 +31,7 @@ enum HTTPConversions {
     /// A route's status as swift-http-types takes it; one HTTP cannot send (NIO's `.custom` allows
     /// any code) is 500.
     static func status(_ status: HTTPResponseStatus) -> HTTPResponse.Status {
-        .checked(code: Int(status.code), reasonPhrase: status.reasonPhrase)
+        Int(exactly: status.code).map { .checked(code: $0, reasonPhrase: status.reasonPhrase) } ?? .internalServerError
     }
 
     static func status(_ status: HTTPResponse.Status) -> HTTPResponseStatus {

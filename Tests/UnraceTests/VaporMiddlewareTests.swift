@@ -125,20 +125,25 @@ struct VaporMiddlewareTests {
         }
     }
 
-    @Test("a route status HTTP cannot send (NIO's .custom code 1000), thrown or returned, answers 500; the server does not trap")
+    @Test(
+        "a route status HTTP cannot send (NIO's .custom code 1000 or UInt.max), thrown or returned, answers 500; the server does not trap"
+    )
     func statusBeyondHTTP() async throws {
         // swift-format-ignore: OnlyOneTrailingClosureArgument
         try await Self.withApp({ app, _ in
             let store = try await FluentStore(databases: app.databases, logger: app.logger)
             let operations = try Operations(store: store)
             app.post("thrown") { _ async throws -> HTTPStatus in throw Abort(.custom(code: 1000, reasonPhrase: "x")) }
+            app.post("huge") { _ async throws -> HTTPStatus in throw Abort(.custom(code: UInt.max, reasonPhrase: "x")) }
             app.grouped(try IdempotencyMiddleware(operations: operations, principal: { _ in "everyone" })).post("returned") {
                 _ async throws -> Response in
                 Response(status: .custom(code: 1000, reasonPhrase: "x"))
             }
         }) { _, client in
-            let thrown = try await client.send(.POST, "/thrown", json: "{}")
-            #expect(thrown.status == 500, "\(thrown.status) \(thrown.body)")
+            for path in ["/thrown", "/huge"] {
+                let thrown = try await client.send(.POST, path, json: "{}")
+                #expect(thrown.status == 500, "\(path): \(thrown.status) \(thrown.body)")
+            }
             for attempt in 0..<2 {
                 let returned = try await client.send(.POST, "/returned", headers: [("Idempotency-Key", "\"r\"")], json: "{}")
                 #expect(returned.status == 500, "attempt \(attempt): \(returned.status) \(returned.body)")

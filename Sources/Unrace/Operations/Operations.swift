@@ -177,7 +177,7 @@ public struct OperationsConfiguration: Sendable {
     /// article). Default `nil`: the ``Observability``'s factory. When set, it takes precedence
     /// over that factory for this `Operations` (kept for code written before ``Observability``).
     public var metricsFactory: (any MetricsFactory)? = nil
-    /// How a scope is written in the metrics' `scope` dimension and span attributes. Default:
+    /// How a scope is written in the metrics' `scope` dimension. Default:
     /// the scope itself, except that every scope made per client (the idempotency middleware's
     /// principal scopes, ``UnraceCore/Scope/principalPrefix``) is written `principal` — one time
     /// series for all clients, not one per client. Scopes of your own made from outside input
