@@ -1,6 +1,11 @@
+import FluentKit
+import FluentSQLiteDriver
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 import Unrace
+import UnraceFluent
 
 @testable import UnraceSQLite
 
@@ -91,5 +96,56 @@ struct SQLiteSharedFileTests {
             // Decided once it held the lock, after `released`: a full lease from then.
             #expect(handle.leaseUntil >= released + .seconds(1), "lease until \(handle.leaseUntil), lock released at \(released)")
         }
+    }
+
+    @Test(
+        "Fluent on SQLite: a caller cancelled while its step waits for another connection's write lock gets CancellationError, not store_unavailable"
+    )
+    func fluentCancelledWhileBusy() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("shared-fluent"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("shared.sqlite").path
+        func databases() -> Databases {
+            let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)
+            databases.use(.sqlite(.file(path), maxConnectionsPerEventLoop: 1, connectionPoolTimeout: .seconds(60)), as: .sqlite)
+            return databases
+        }
+        let (one, other) = (databases(), databases())
+        do {
+            let first = try await FluentStore(databases: one)
+            // Its statements wait for the other connection's lock at most 3 s (busy_timeout).
+            let second = try await FluentStore(databases: other, stepTimeout: .seconds(3))
+            let held = Latch()
+            let release = Latch()
+            let holder = Task {
+                defer { held.open() }
+                try await first.withTransaction { tx in
+                    try await tx.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)", [])
+                    held.open()
+                    await release.wait()
+                }
+            }
+            defer { release.open() }
+            await held.wait()
+            let waiting = Task { try await Operations(store: second).perform(key: "k") { _ in 1 } }
+            // Time for the step to reach BEGIN IMMEDIATE (SQLiteNIO shows no waiter; a cancellation
+            // that lands earlier ends the step at once, and proves nothing).
+            try await Task.sleep(for: .milliseconds(300))
+            waiting.cancel()
+            guard case .failure(let error) = await waiting.result else {
+                Issue.record("the cancelled perform ran")
+                return
+            }
+            #expect(error is CancellationError, "\(error)")
+            release.open()
+            try await holder.value
+        } catch {
+            await one.shutdownAsync()
+            await other.shutdownAsync()
+            throw error
+        }
+        await one.shutdownAsync()
+        await other.shutdownAsync()
     }
 }
