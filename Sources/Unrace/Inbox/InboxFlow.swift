@@ -110,6 +110,18 @@ enum InboxFlow {
             parkingLimit: parkingLimit
         ) {
         case .duplicate:
+            // On a store with concurrent writers the id was read as the stream's lock statement
+            // began: an event received while this step waited for the stream is read now, so other
+            // content under its id is still refused rather than dropped as a duplicate.
+            if stored == nil, let content = try await rows.storedInboxContent(eventID: event.id),
+                content.type != event.type || content.payload != event.payload
+            {
+                throw UnraceError(
+                    .eventIDReused,
+                    "this event id was already received with another type or payload; event ids name one event",
+                    detail: "stream \(event.stream), sequence \(event.sequence)"
+                )
+            }
             return .duplicate
         case .stale(let head):
             return .stale(head: head)

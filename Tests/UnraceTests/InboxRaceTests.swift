@@ -1,0 +1,61 @@
+import Synchronization
+import Testing
+import Unrace
+import UnraceSQL
+
+/// Two receives of one event id at once on PostgreSQL, where the second waits for the first's
+/// stream lock: the second still sees what the first stored.
+@Suite("Inbox: concurrent receives of one id", .timeLimit(.minutes(2)))
+struct InboxRaceTests {
+    @Test(
+        "an id received with other content while the first receive held the stream is event_id_reused, not a duplicate that drops it",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func reusedWhileWaiting() async throws {
+        try await withStore(.postgres) { store, _ in try await Self.reusedWhileWaiting(store) }
+    }
+
+    static func reusedWhileWaiting<S: SQLStore>(_ store: S) async throws {
+        let inbox = try Inbox(store: store)
+        let prefix = uniqueName("race")
+        let first = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-s", sequence: 1, type: "T", payload: [1])
+        let other = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-s", sequence: 1, type: "T", payload: [2])
+        let holding = Latch()
+        let release = Latch()
+        let backend = Mutex<Int64?>(nil)
+        let applying = Task {
+            try await inbox.receive(first) { tx, _ in
+                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+                backend.withLock { $0 = pid }
+                holding.open()
+                await release.wait()
+                return .applied
+            }
+        }
+        defer { release.open() }
+        await holding.wait()
+        let pid = try #require(backend.withLock { $0 })
+        let handled = Counter()
+        let reused = Task {
+            try await inbox.receive(other) { _, _ in
+                handled.increment()
+                return .applied
+            }
+        }
+        // The second receive waits for the first's stream lock.
+        try await within(.seconds(30), "the second receive waiting on the stream") {
+            while try await store.withTransaction({ tx in
+                try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
+            }).first?["n"].int64 ?? 0 < 1 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        release.open()
+        #expect(try await applying.value == .applied(drained: 0))
+        let error = await #expect(throws: UnraceError.self) { try await reused.value }
+        #expect(error?.code == .eventIDReused, "\(String(describing: error))")
+        #expect(handled.value == 0)
+        // The same content again is the duplicate it is.
+        #expect(try await inbox.receive(first) { _, _ in .applied } == .duplicate)
+    }
+}
