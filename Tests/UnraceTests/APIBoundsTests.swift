@@ -94,3 +94,24 @@ struct APIBoundsTests {
         await Scheduler(tracing: false).point(after: .max)  // outside any actor: nothing to schedule
     }
 }
+
+extension APIBoundsTests {
+    @Test("update on a record at the largest version fails at once with version_conflict (no retry can land)", arguments: storeBackends)
+    func updateAtLargestVersion(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.updateAtLargestVersion(store) }
+    }
+
+    static func updateAtLargestVersion<S: Store>(_ store: S) async throws {
+        let records = try Records(store: store, collection: uniqueName("largest"), clock: ManualWallClock())
+        _ = try await records.create("r", 1)
+        let collection = records.collection
+        try await store.step(StepInfo("seed", "r", clock: SystemWallClock())) { context in
+            var stored = try #require(try await context.rows.record(collection: collection, id: "r", lock: true))
+            stored.version = .max
+            try await context.rows.saveRecord(stored, isNew: false)
+        }
+        let error = await #expect(throws: UnraceError.self) { try await records.update("r", as: Int.self) { $0 += 1 } }
+        #expect(error?.code == .versionConflict, "\(String(describing: error))")
+        #expect(try await records.read("r", as: Int.self)?.value == 1)
+    }
+}

@@ -180,7 +180,11 @@ public struct Records<S: Store>: Sendable {
     ///
     /// `transform` may run more than once; it must only compute (throw to give up).
     /// - Throws: ``UnraceError/Code/notFound``; ``UnraceError/Code/retryLimitReached`` after the
-    ///   last conflicting attempt; or what `transform` throws (nothing is written then).
+    ///   last conflicting attempt; ``UnraceError/Code/versionConflict`` at once for a record at the
+    ///   largest version (versions never wrap); ``UnraceError/Code/outcomeDecodingFailed`` when the
+    ///   stored value is not a `T`; ``UnraceError/Code/invalidArgument`` for a value over
+    ///   ``OperationsConfiguration/outcomeByteCountMaximum`` bytes as JSON; or what `transform`
+    ///   throws (nothing is written then).
     @discardableResult
     public func update<T: Codable & Sendable>(
         _ id: String,
@@ -210,6 +214,8 @@ public struct Records<S: Store>: Sendable {
                 }
                 return Versioned(value: value, version: version)
             } catch let error as UnraceError where error.code == .versionConflict {
+                // At the largest version every write conflicts (versions never wrap): no retry lands.
+                if current.version == .max { throw error }
                 guard attempt < retry.attempts else { break }
                 telemetry.count("unrace_record_retries_total")
                 telemetry.logger.debug(
