@@ -59,3 +59,29 @@ struct InboxRaceTests {
         #expect(try await inbox.receive(first) { _, _ in .applied } == .duplicate)
     }
 }
+
+/// A skipped gap's markers go to the database in a few statements: a wide gap stays within a
+/// step's timeout (PostgreSQL sends each statement at once).
+@Suite("Inbox: skipping a wide gap")
+struct InboxSkipBatchTests {
+    @Test("skipping a gap of 1,200 sequences stores its markers in a handful of statements", arguments: sqlBackends)
+    func markersInBulk(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in try await Self.markersInBulk(store) }
+    }
+
+    static func markersInBulk<S: SQLStore>(_ store: S) async throws {
+        let counting = CountingStore(inner: store)
+        let inbox = try Inbox(store: counting)
+        let stream = uniqueName("wide")
+        let late = try InboxEvent(id: "\(stream)-late", stream: stream, sequence: 1_201, type: "T")
+        #expect(try await inbox.receive(late) { _, _ in .applied } == .parked(waitingFor: 1))
+        let before = counting.sent.value
+        let (skipped, drained) = try await inbox.skipGap(stream: stream) { _, _ in .applied }
+        let sent = counting.sent.value - before
+        #expect(skipped == 1_200 && drained == 1)
+        #expect(sent <= 20, "\(sent) statements to skip 1,200 sequences")
+        #expect(try await inbox.head(of: stream) == 1_201)
+        let early = try InboxEvent(id: "\(stream)-early", stream: stream, sequence: 600, type: "T")
+        #expect(try await inbox.receive(early) { _, _ in .applied } == .duplicate, "a skipped position is taken")
+    }
+}

@@ -199,15 +199,15 @@ enum InboxFlow {
         // Marker ids stay short whatever the stream's length: a digest of the stream names it. They
         // are in the reserved namespace, so no caller's event id can take a marker's place.
         let streamDigest = Fingerprint.text(name).hex.prefix(32)
-        for sequence in (stream.head + 1)..<lowest {
-            let marker = try InboxEvent(
+        let markers = try ((stream.head + 1)..<lowest).map { sequence in
+            try InboxEvent(
                 stored: "\(InboxEvent.reservedPrefix)skipped:\(streamDigest):\(sequence)",
                 stream: name,
                 sequence: sequence,
                 type: "unrace.skipped"
             )
-            try await rows.insertInboxEvent(marker, status: .skipped, reason: "skipped by an operator", now: now)
         }
+        try await rows.insertInboxEvents(markers, status: .skipped, reason: "skipped by an operator", now: now)
         stream.head = lowest - 1
         let drained = try await drain(rows, &stream, now: now, apply)
         try await rows.saveStream(stream)

@@ -22,6 +22,10 @@ public protocol InboxRows: StepTime {
     func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool
     /// Stores an event.
     func insertInboxEvent(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws
+    /// Stores many events of one status, as ``insertInboxEvent(_:status:reason:now:)`` does each: a
+    /// skipped gap's markers (up to 100,000). A store should send them in a few statements, not one
+    /// per event. Default: one ``insertInboxEvent(_:status:reason:now:)`` each.
+    func insertInboxEvents(_ events: [InboxEvent], status: InboxEventStatus, reason: String?, now: Timestamp) async throws
     /// Stores an applied (or rejected) event and the stream's new head: the last writes of the
     /// common in-order step, which a store may send as one statement.
     func recordApplied(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp, stream: StreamHead) async throws
@@ -42,6 +46,11 @@ public protocol InboxRows: StepTime {
 extension InboxRows {
     /// `nil`: a store that does not implement it compares a repeated event id by its position only.
     public func storedInboxContent(eventID: String) async throws -> (type: String, payload: [UInt8])? { nil }
+
+    /// One ``insertInboxEvent(_:status:reason:now:)`` for each event.
+    public func insertInboxEvents(_ events: [InboxEvent], status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
+        for event in events { try await insertInboxEvent(event, status: status, reason: reason, now: now) }
+    }
 
     /// Empty: a store that does not implement it lets a queue enqueue again the id of a message
     /// an inbox applied once that message was purged.

@@ -62,6 +62,18 @@ extension SQLRows: InboxRows {
         )
     }
 
+    /// 500 events a statement.
+    public func insertInboxEvents(_ events: [InboxEvent], status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
+        for chunk in stride(from: 0, to: events.count, by: 500) {
+            let part = events[chunk..<min(chunk + 500, events.count)]
+            try await write(
+                "INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at) VALUES "
+                    + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: part.count).joined(separator: ", "),
+                part.flatMap { InboxSQL.eventValues($0, status, reason, now) }
+            )
+        }
+    }
+
     public func recordApplied(
         _ event: InboxEvent,
         status: InboxEventStatus,
