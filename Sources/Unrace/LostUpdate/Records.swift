@@ -191,7 +191,9 @@ public struct Records<S: Store>: Sendable {
         as type: T.Type = T.self,
         _ transform: (inout T) throws -> Void
     ) async throws -> Versioned<T> {
-        try await telemetry.span("update") { _ in try await update(id, transform) }
+        // Normalised once, so its log lines name one key however the id was spelled.
+        let id = try NameRule.recordID.validate(id)
+        return try await telemetry.span("update") { _ in try await update(id, transform) }
     }
 
     private func update<T: Codable & Sendable>(_ id: String, _ transform: (inout T) throws -> Void) async throws -> Versioned<T> {
