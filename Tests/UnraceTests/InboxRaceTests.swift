@@ -1,3 +1,4 @@
+import MetricsTestKit
 import Synchronization
 import Testing
 import Unrace
@@ -83,5 +84,20 @@ struct InboxSkipBatchTests {
         #expect(try await inbox.head(of: stream) == 1_201)
         let early = try InboxEvent(id: "\(stream)-early", stream: stream, sequence: 600, type: "T")
         #expect(try await inbox.receive(early) { _, _ in .applied } == .duplicate, "a skipped position is taken")
+    }
+}
+
+extension InboxSkipBatchTests {
+    @Test("the parked events a skipped gap lets through count as drained, as when their gap fills")
+    func skipCountsDrained() async throws {
+        let metrics = TestMetrics()
+        let inbox = try Inbox(store: MemoryStore(), observability: Observability(metricsFactory: metrics))
+        for sequence: Int64 in [3, 4] {
+            let event = try InboxEvent(id: "e\(sequence)", stream: "s", sequence: sequence, type: "T")
+            #expect(try await inbox.receive(event) { _, _ in .applied } == .parked(waitingFor: 1))
+        }
+        let (skipped, drained) = try await inbox.skipGap(stream: "s") { _, _ in .applied }
+        #expect(skipped == 2 && drained == 2)
+        #expect(try metrics.expectCounter("unrace_inbox_drained_total", [("store", "memory")]).totalValue == 2)
     }
 }

@@ -137,9 +137,12 @@ public struct Inbox<S: Store>: Sendable {
         _ handler: (S.Transaction, InboxEvent) async throws -> InboxVerdict
     ) async throws -> (skipped: Int64, drained: Int) {
         let stream = try NameRule.stream.validate(stream, allowingReserved: true)
-        return try await telemetry.step(store, StepInfo("skipGap", stream, clock: configuration.clock)) { context in
+        let result = try await telemetry.step(store, StepInfo("skipGap", stream, clock: configuration.clock)) { context in
             try await InboxFlow.skipGap(context, stream: stream) { try await handler(context.transaction, $0) }
         }
+        // The parked events it applied filled their gap too.
+        telemetry.count("unrace_inbox_drained_total", by: result.drained)
+        return result
     }
 
     /// The last applied sequence of a stream (0 before its first event); `stream` may be one

@@ -8,6 +8,12 @@ public struct Versioned<Value: Sendable>: Sendable {
     public var value: Value
     /// The version: 1 when created, one more on every write.
     public var version: Int64
+
+    /// A value at a version.
+    public init(value: Value, version: Int64) {
+        self.value = value
+        self.version = version
+    }
 }
 
 extension Versioned: Equatable where Value: Equatable {}
