@@ -118,7 +118,10 @@ public struct Records<S: Store>: Sendable {
     /// the locked row).
     /// - Returns: the new version.
     /// - Throws: ``UnraceError/Code/versionConflict`` (nothing written) when another write got
-    ///   there first; ``UnraceError/Code/notFound`` when there is no such record.
+    ///   there first; ``UnraceError/Code/notFound`` when there is no such record;
+    ///   ``UnraceError/Code/invalidArgument`` for an `expectedVersion` below 1, an id that breaks
+    ///   ``NameRule/recordID`` or a value over ``OperationsConfiguration/outcomeByteCountMaximum``
+    ///   bytes as JSON (nothing written).
     @discardableResult
     public func write<T: Codable & Sendable>(_ id: String, _ value: T, expectedVersion: Int64) async throws -> Int64 {
         let id = try NameRule.recordID.validate(id)
