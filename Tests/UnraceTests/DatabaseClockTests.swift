@@ -114,18 +114,10 @@ struct DatabaseClockTests {
         let pid = try #require(backend.withLock { $0 })
         let second = Task { try await operations.begin(key: key, scope: scope) }
         // The begin waits on the row; its statement read the time as it began.
-        try await within(.seconds(30), "the begin waiting on the perform's row") {
-            while try await store.withTransaction({ tx in
-                try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
-            }).first?["n"].int64 ?? 0 < 1 {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        try await waitUntilBlocked(by: pid, on: store, "the begin waiting on the perform's row")
         // Longer than the lease passes while it waits (the time itself is what is tested).
         try await Task.sleep(for: .milliseconds(1_500))
-        let released = try await store.withTransaction { tx in
-            try await tx.query("SELECT \(SQLText.databaseNowSQL) AS now", [])[0].int64("now")
-        }
+        let released = try await databaseNow(store)
         release.open()
         await #expect(throws: Abandoned.self) { try await first.value }
         guard case .acquired(let handle) = try await second.value else {
@@ -171,18 +163,10 @@ struct DatabaseClockTests {
         await holding.wait()
         let pid = try #require(backend.withLock { $0 })
         let second = Task { try await operations.begin(key: key, scope: scope) }
-        try await within(.seconds(30), "the begin waiting on the holder's record") {
-            while try await store.withTransaction({ tx in
-                try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
-            }).first?["n"].int64 ?? 0 < 1 {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        try await waitUntilBlocked(by: pid, on: store, "the begin waiting on the holder's record")
         // Longer than the lease passes while it waits (the time itself is what is tested).
         try await Task.sleep(for: .milliseconds(1_500))
-        let released = try await store.withTransaction { tx in
-            try await tx.query("SELECT \(SQLText.databaseNowSQL) AS now", [])[0].int64("now")
-        }
+        let released = try await databaseNow(store)
         release.open()
         await #expect(throws: Abandoned.self) { try await checkpoint.value }
         guard case .acquired(let handle) = try await second.value else {

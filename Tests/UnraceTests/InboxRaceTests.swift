@@ -44,13 +44,7 @@ struct InboxRaceTests {
             }
         }
         // The second receive waits for the first's stream lock.
-        try await within(.seconds(30), "the second receive waiting on the stream") {
-            while try await store.withTransaction({ tx in
-                try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
-            }).first?["n"].int64 ?? 0 < 1 {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        try await waitUntilBlocked(by: pid, on: store, "the second receive waiting on the stream")
         release.open()
         #expect(try await applying.value == .applied(drained: 0))
         let error = await #expect(throws: UnraceError.self) { try await reused.value }

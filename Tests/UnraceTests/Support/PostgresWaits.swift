@@ -1,0 +1,19 @@
+import Unrace
+import UnraceSQL
+
+/// Waits, at most 30 s, until another session waits on a lock that PostgreSQL backend `pid`
+/// holds: a state the test observes, polled every 20 ms.
+func waitUntilBlocked<S: SQLStore>(by pid: Int64, on store: S, _ what: String) async throws {
+    try await within(.seconds(30), what) {
+        while try await store.withTransaction({ tx in
+            try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
+        }).first?["n"].int64 ?? 0 < 1 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// The database's clock now, in milliseconds since 1970.
+func databaseNow<S: SQLStore>(_ store: S) async throws -> Int64 {
+    try await store.withTransaction { tx in try await tx.query("SELECT \(SQLText.databaseNowSQL) AS now", [])[0].int64("now") }
+}
