@@ -82,39 +82,61 @@ struct DatabaseClockTests {
         #expect(try done.value(as: String.self) == "done by A")
     }
 
-    @Test(
-        "a begin that waited longer than its lease on another claim's row gets a whole lease from the end of its wait",
-        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
-    )
-    func claimAfterLongWaitHasLiveLease() async throws {
-        try await withStore(.postgres) { store, _ in try await Self.claimAfterLongWait(store) }
-    }
-
     struct Abandoned: Error {}
 
-    static func claimAfterLongWait<S: SQLStore>(_ store: S) async throws {
+    /// What holds the key's row while a second claim waits on it: a perform's fresh claim, or a
+    /// holder's checkpoint on its running record.
+    enum RowHolder: String, CaseIterable, CustomTestStringConvertible, Sendable {
+        case freshClaim, runningRecord
+        var testDescription: String { rawValue }
+    }
+
+    @Test(
+        "a begin that waited past its lease on another step's hold of the key's row gets a whole lease from the end of its wait",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"),
+        arguments: RowHolder.allCases
+    )
+    func claimAfterLongWait(_ holder: RowHolder) async throws {
+        try await withStore(.postgres) { store, _ in try await Self.claimAfterLongWait(store, holder) }
+    }
+
+    static func claimAfterLongWait<S: SQLStore>(_ store: S, _ holder: RowHolder) async throws {
         // The system clock: on PostgreSQL every lease is decided on the database's clock.
         let operations = try Operations(store: store, lease: .seconds(1), retention: .seconds(60))
         let (key, scope) = ("k", try Scope(uniqueName("wait")))
         let holding = Latch()
         let release = Latch()
         let backend = Mutex<Int64?>(nil)
-        // A perform holds its claim's row, uncommitted, while its body runs; then it fails.
-        let first = Task {
-            try await operations.perform(key: key, scope: scope) { tx -> Int in
-                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
-                backend.withLock { $0 = pid }
-                holding.open()
-                await release.wait()
-                throw Abandoned()
+        let hold: @Sendable (S.Transaction) async throws -> Void = { tx in
+            let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+            backend.withLock { $0 = pid }
+            holding.open()
+            await release.wait()
+            throw Abandoned()
+        }
+        // The row is held, uncommitted or locked, while the step's body runs; then it fails.
+        let first: Task<Void, any Error>
+        switch holder {
+        case .freshClaim:
+            first = Task {
+                _ = try await operations.perform(key: key, scope: scope) { tx -> Int in
+                    try await hold(tx)
+                    return 0
+                }
             }
+        case .runningRecord:
+            guard case .acquired(let handle) = try await operations.begin(key: key, scope: scope) else {
+                Issue.record("no first claim")
+                return
+            }
+            first = Task { _ = try await operations.checkpoint(handle, recoveryPoint: 1, hold) }
         }
         defer { release.open() }
         await holding.wait()
         let pid = try #require(backend.withLock { $0 })
         let second = Task { try await operations.begin(key: key, scope: scope) }
-        // The begin waits on the row; its statement read the time as it began.
-        try await waitUntilBlocked(by: pid, on: store, "the begin waiting on the perform's row")
+        // The begin waits on the row; its first statement read the time as it began.
+        try await waitUntilBlocked(by: pid, on: store, "the begin waiting on the held row")
         // Longer than the lease passes while it waits (the time itself is what is tested).
         try await Task.sleep(for: .milliseconds(1_500))
         let released = try await databaseNow(store)
@@ -124,59 +146,11 @@ struct DatabaseClockTests {
             Issue.record("the waiting begin did not acquire the key its holder gave up")
             return
         }
-        // Decided after its wait, so after `released`: a full lease from then.
+        #expect(handle.token == FencingToken(holder == .freshClaim ? 1 : 2))
+        // Decided after its wait, so after `released`: a whole lease from then.
         #expect(
             handle.leaseUntil.milliseconds >= released + 1_000,
             "lease until \(handle.leaseUntil.milliseconds), the row released at database time \(released)"
-        )
-    }
-
-    @Test(
-        "a begin that waited past a lease on a holder's locked record takes it over with a whole lease from the end of its wait",
-        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
-    )
-    func takeoverAfterLongWait() async throws {
-        try await withStore(.postgres) { store, _ in try await Self.takeoverAfterLongWait(store) }
-    }
-
-    static func takeoverAfterLongWait<S: SQLStore>(_ store: S) async throws {
-        let operations = try Operations(store: store, lease: .seconds(1), retention: .seconds(60))
-        let (key, scope) = ("k", try Scope(uniqueName("takeover")))
-        guard case .acquired(let holder) = try await operations.begin(key: key, scope: scope) else {
-            Issue.record("no first claim")
-            return
-        }
-        let holding = Latch()
-        let release = Latch()
-        let backend = Mutex<Int64?>(nil)
-        // The holder's checkpoint holds its record locked while its body runs; then it fails.
-        let checkpoint = Task {
-            try await operations.checkpoint(holder, recoveryPoint: 1) { tx in
-                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
-                backend.withLock { $0 = pid }
-                holding.open()
-                await release.wait()
-                throw Abandoned()
-            }
-        }
-        defer { release.open() }
-        await holding.wait()
-        let pid = try #require(backend.withLock { $0 })
-        let second = Task { try await operations.begin(key: key, scope: scope) }
-        try await waitUntilBlocked(by: pid, on: store, "the begin waiting on the holder's record")
-        // Longer than the lease passes while it waits (the time itself is what is tested).
-        try await Task.sleep(for: .milliseconds(1_500))
-        let released = try await databaseNow(store)
-        release.open()
-        await #expect(throws: Abandoned.self) { try await checkpoint.value }
-        guard case .acquired(let handle) = try await second.value else {
-            Issue.record("the waiting begin did not take over the expired lease")
-            return
-        }
-        #expect(handle.token == FencingToken(2))
-        #expect(
-            handle.leaseUntil.milliseconds >= released + 1_000,
-            "lease until \(handle.leaseUntil.milliseconds), the record released at database time \(released)"
         )
     }
 
