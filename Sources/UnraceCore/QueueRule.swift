@@ -34,7 +34,8 @@ public struct QueueMessage: Sendable, Hashable {
     /// down, also not on a redrive.
     public var attempts: Int64
     /// The attempt after which it is dead-lettered (fixed at enqueue from the producer's
-    /// `QueueConfiguration.maxAttempts`; a redrive raises it by as many again).
+    /// `QueueConfiguration.maxAttempts`; a redrive sets it to the attempts so far plus the
+    /// redriving queue's `maxAttempts`).
     public var maxAttempts: Int64
     /// When a ready message may be leased, or a leased message's lease ends.
     public var visibleAt: Timestamp

@@ -260,7 +260,9 @@ public final class Ledger<S: Store>: Sendable {
     /// Voids pending transfers whose timeout has passed, at most `limit` (1 to 10,000) in one
     /// step, so balances and totals show them released. Balance checks already ignore them; call
     /// this periodically (``PendingTransferSweeper`` does) to keep stored balances current.
-    /// - Returns: how many were released (fewer than `limit` means none are left).
+    /// - Returns: how many were released. Fewer than `limit` usually means none are left; on
+    ///   PostgreSQL a concurrent sweeper can make a round come up short while some remain (the
+    ///   next round, after ``PendingTransferSweeper/interval``, takes them).
     public func voidExpiredPendingTransfers(limit: Int = 1_000) async throws -> Int {
         guard (1...10_000).contains(limit) else { throw UnraceError(.invalidArgument, "limit must be between 1 and 10000") }
         return try await telemetry.step(store, StepInfo("voidExpired", "\(limit)", clock: configuration.clock)) { context in

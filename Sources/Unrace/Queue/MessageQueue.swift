@@ -146,7 +146,8 @@ public struct MessageQueue<S: Store>: Sendable {
     /// as no other worker has leased the message since.
     /// - Throws: ``UnraceError/Code/fenced`` when the message was delivered again after this
     ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
-    ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored.
+    ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored;
+    ///   ``UnraceError/Code/invalidArgument`` for a delivery of another queue.
     public func ack(_ delivery: Delivery) async throws {
         let acked = try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("ack", delivery.id, clock: configuration.clock)) { context in

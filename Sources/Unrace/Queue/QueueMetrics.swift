@@ -12,7 +12,7 @@ import CoreMetrics
 /// | `unrace_queue_acks_total` | queue, store | acknowledged deliveries |
 /// | `unrace_queue_nacks_total` | queue, store | nacked deliveries |
 /// | `unrace_queue_dead_lettered_total` | queue, store, cause | messages dead-lettered after a `nack` or an expired `lease` |
-/// | `unrace_queue_fenced_total` | queue, store | acks, nacks and extensions refused because the message was delivered again |
+/// | `unrace_queue_fenced_total` | queue, store | acks, nacks and extensions refused as fenced: the message was delivered again, or this delivery was already nacked or dead-lettered (a repeated `nack` too) |
 /// | `unrace_queue_messages` (gauge) | queue, store, state | messages `ready`, `leased`, `done`, `dead`, as the last ``MessageQueue/depth()`` read them |
 struct QueueMetrics: Sendable {
     let handles: MetricHandles
