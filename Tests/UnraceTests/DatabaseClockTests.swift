@@ -176,4 +176,54 @@ struct DatabaseClockTests {
         }
         #expect(lock == .absent || lock == .reserved, "\(lock)")
     }
+
+    @Test(
+        "a post of a pending transfer that expired while the ledger waited for its accounts' locks is refused as expired",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func ledgerDecidesAfterItsWait() async throws {
+        try await withStore(.postgres) { store, _ in try await Self.ledgerDecidesAfterItsWait(store) }
+    }
+
+    static func ledgerDecidesAfterItsWait<S: SQLStore>(_ store: S) async throws {
+        // The system clock: on PostgreSQL the ledger decides on the database's clock.
+        let ledger = try Ledger(store: store)
+        let p = uniqueName("wait")
+        let ids = try await LedgerTests.wallets(ledger, prefix: p, count: 2, funding: 100)
+        let (a, b) = (ids[0], ids[1])
+        let hold = Transfer(id: "\(p)-hold", debit: a, credit: b, amount: 30, flags: .pending, timeoutMilliseconds: 1_000)
+        #expect(try await ledger.submit([hold]) == [.created])
+        let holding = Latch()
+        let release = Latch()
+        let backend = Mutex<Int64?>(nil)
+        // Another step holds the debit account's row while the post waits for it.
+        let locker = Task {
+            try await store.withTransaction { tx in
+                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+                _ = try await tx.query("SELECT id FROM unrace_accounts WHERE id = ? FOR UPDATE", [.text(a)])
+                backend.withLock { $0 = pid }
+                holding.open()
+                await release.wait()
+            }
+        }
+        defer { release.open() }
+        await holding.wait()
+        let pid = try #require(backend.withLock { $0 })
+        let post = Task {
+            try await ledger.submit([Transfer(id: "\(p)-post", debit: a, credit: b, amount: 0, flags: .postPending, pendingID: hold.id)])
+        }
+        try await waitUntilBlocked(by: pid, on: store, "the post waiting for the account's lock")
+        // The pending transfer's timeout passes while the post waits (the time itself is what is tested).
+        try await Task.sleep(for: .milliseconds(1_500))
+        release.open()
+        try await locker.value
+        #expect(try await post.value == [.pendingTransferExpired])
+        let (debit, credit) = try await { () async throws -> (Account, Account) in
+            let accounts = try await ledger.lookupAccounts([a, b])
+            return (accounts[0], accounts[1])
+        }()
+        // Nothing moved for the expired reservation (b holds only its funding), and it was released.
+        #expect(credit.creditsPosted == 100 && credit.creditsPending == 0)
+        #expect(debit.debitsPosted == 0 && debit.debitsPending == 0)
+    }
 }

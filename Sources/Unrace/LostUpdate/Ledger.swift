@@ -195,9 +195,8 @@ public final class Ledger<S: Store>: Sendable {
     private func apply(_ batch: [Transfer]) async throws -> [TransferResult] {
         let results = try await telemetry.step(store, StepInfo("submit", "\(batch.count)", clock: configuration.clock)) { context in
             let rows = context.rows
-            let now = try await rows.now()
             let ids = LedgerEngine.snapshotIDs(of: batch)
-            let (accounts, expired) = try await Self.lockAccounts(rows, ids.accounts, releasingExpiredAt: now)
+            let (accounts, expired, now) = try await Self.lockAccounts(rows, ids.accounts)
             let (stored, failed) = try await rows.transfers(ids.transfers)
             var engine = LedgerEngine(accounts: accounts, transfers: stored, failed: failed)
             let (results, changes) = engine.apply(batch, now: now, expired: expired)
@@ -211,25 +210,34 @@ public final class Ledger<S: Store>: Sendable {
         return results
     }
 
+    /// How long locking a group's accounts may take before the step's time is read again.
+    static var lockWaitBeforeReread: Duration { .milliseconds(100) }
+
     /// Locks `ids` and the other accounts of expired pendings on them, all in one id-ordered
-    /// statement, and returns the accounts with the expired pendings whose both accounts are locked.
+    /// statement, and returns the accounts with the expired pendings whose both accounts are
+    /// locked, and the time the group decides at: after a wait for the locks of 100 ms or more,
+    /// the store's time after the wait (on PostgreSQL's clock: a pending transfer that expired
+    /// during the wait is expired for the group).
     private static func lockAccounts(
         _ rows: any StoreRows,
-        _ ids: [String],
-        releasingExpiredAt now: Timestamp
-    ) async throws -> ([String: Account], [StoredTransfer]) {
+        _ ids: [String]
+    ) async throws -> (accounts: [String: Account], expired: [StoredTransfer], now: Timestamp) {
+        let started = ContinuousClock.now
+        let before = try await rows.now()
         let limit = expiredPendingsPerStepMaximum
-        let candidates = try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
+        let candidates = try await rows.expiredPendingTransfers(at: before, touching: ids, limit: limit)
         var wanted = Set(ids)
         for pending in candidates { wanted.formUnion([pending.transfer.debitAccount, pending.transfer.creditAccount]) }
         let accounts = try await rows.accounts(wanted.sorted(), lock: true)
-        // Read again under the locks: another step may have settled some meanwhile.
+        let now = ContinuousClock.now - started >= lockWaitBeforeReread ? try await rows.timeAfterWait() : before
+        // Read again under the locks: another step may have settled some meanwhile (and more may
+        // have expired during a wait).
         let expired =
-            candidates.isEmpty
+            candidates.isEmpty && now == before
             ? []
             : try await rows.expiredPendingTransfers(at: now, touching: ids, limit: limit)
                 .filter { wanted.contains($0.transfer.debitAccount) && wanted.contains($0.transfer.creditAccount) }
-        return (accounts, expired)
+        return (accounts, expired, now)
     }
 
     private static func write(_ changes: LedgerEngine.Changes, _ rows: any StoreRows, now: Timestamp) async throws {

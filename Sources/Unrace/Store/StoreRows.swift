@@ -43,4 +43,13 @@ public protocol StepTime: Sendable {
     /// The time the step decides at: the caller's clock read once the step began, or the
     /// database's own clock (PostgreSQL, for real-time clocks), read in the step.
     func now() async throws -> Timestamp
+    /// The step's time after the step waited for locks, before it decided anything on its time:
+    /// a store that read its own clock before the wait (PostgreSQL) reads it again and moves the
+    /// step's time on to it; every other store keeps ``now()``. Default: ``now()``.
+    func timeAfterWait() async throws -> Timestamp
+}
+
+extension StepTime {
+    /// ``now()``: the step's time does not move.
+    public func timeAfterWait() async throws -> Timestamp { try await now() }
 }

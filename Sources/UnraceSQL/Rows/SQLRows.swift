@@ -24,6 +24,8 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
     /// Reads the step's time when it is first asked for (SQLite: once the step holds the file's
     /// write lock, after `BEGIN IMMEDIATE`, which may wait for another connection).
     let readTime: (@Sendable () async throws -> Timestamp)?
+    /// The time the store gave the step, if it gave one.
+    let givenTime: Timestamp?
 
     /// Rows in `tx`. `time` is the step's time when the store knows it already (a clock that is
     /// not real time); `nil` makes PostgreSQL read its own clock in the step, or `readTime` read
@@ -38,11 +40,19 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
         self.tx = tx
         self.dialect = dialect
         self.clock = SQLStepClock(time)
+        self.givenTime = time
         self.bulk = bulk
         self.readTime = readTime
     }
 
     var byteOrder: String { dialect.byteOrderCollation }
+
+    /// On the database's clock, the clock read again (the step's time moves on to it); a given
+    /// time, or one read by ``readTime``, stays.
+    public func timeAfterWait() async throws -> Timestamp {
+        guard givenTime == nil, readTime == nil, let expression = dialect.clockExpression else { return try await now() }
+        return clock.moveOn(to: try await tx.query("SELECT \(expression) AS unrace_now", [])[0].int64("unrace_now"))
+    }
 
     public func now() async throws -> Timestamp {
         if let time = clock.time { return try time.checkedReading() }
