@@ -48,7 +48,7 @@ struct QueueLockOrderTests {
             // cannot lock it without waiting (55P03).
             var observed: (any Error)?
             do {
-                try await within(.seconds(10), "key A's sequence row locked by the waiting enqueue") {
+                try await within(.seconds(60), "key A's sequence row locked by the waiting enqueue") {
                     while true {
                         do {
                             try await store.withTransaction { tx in
