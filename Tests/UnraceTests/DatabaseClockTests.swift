@@ -191,7 +191,9 @@ struct DatabaseClockTests {
         let p = uniqueName("wait")
         let ids = try await LedgerTests.wallets(ledger, prefix: p, count: 2, funding: 100)
         let (a, b) = (ids[0], ids[1])
-        let hold = Transfer(id: "\(p)-hold", debit: a, credit: b, amount: 30, flags: .pending, timeoutMilliseconds: 1_000)
+        // Long enough that the post's step starts (and reads the time) before it expires, even on
+        // a loaded machine: the test is of the wait, not of the set-up.
+        let hold = Transfer(id: "\(p)-hold", debit: a, credit: b, amount: 30, flags: .pending, timeoutMilliseconds: 5_000)
         #expect(try await ledger.submit([hold]) == [.created])
         let holding = Latch()
         let release = Latch()
@@ -214,7 +216,7 @@ struct DatabaseClockTests {
         }
         try await waitUntilBlocked(by: pid, on: store, "the post waiting for the account's lock")
         // The pending transfer's timeout passes while the post waits (the time itself is what is tested).
-        try await Task.sleep(for: .milliseconds(1_500))
+        try await Task.sleep(for: .milliseconds(5_500))
         release.open()
         try await locker.value
         #expect(try await post.value == [.pendingTransferExpired])

@@ -8,19 +8,37 @@ import UnraceSQL
 /// stream lock: the second still sees what the first stored.
 @Suite("Inbox: concurrent receives of one id", .timeLimit(.minutes(2)))
 struct InboxRaceTests {
-    @Test(
-        "an id received with other content while the first receive held the stream is event_id_reused, not a duplicate that drops it",
-        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
-    )
-    func reusedWhileWaiting() async throws {
-        try await withStore(.postgres) { store, _ in try await Self.reusedWhileWaiting(store) }
+    /// How the second receive differs from the first, which holds the stream.
+    enum Reuse: String, CaseIterable, CustomTestStringConvertible, Sendable {
+        /// The same position, another payload.
+        case otherPayload
+        /// The same content at another, taken position of the stream.
+        case otherPosition
+        var testDescription: String { rawValue }
     }
 
-    static func reusedWhileWaiting<S: SQLStore>(_ store: S) async throws {
+    @Test(
+        "an id received again differently while the first receive held the stream is event_id_reused, not a duplicate that drops it",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"),
+        arguments: Reuse.allCases
+    )
+    func reusedWhileWaiting(_ reuse: Reuse) async throws {
+        try await withStore(.postgres) { store, _ in try await Self.reusedWhileWaiting(store, reuse) }
+    }
+
+    static func reusedWhileWaiting<S: SQLStore>(_ store: S, _ reuse: Reuse) async throws {
         let inbox = try Inbox(store: store)
         let prefix = uniqueName("race")
-        let first = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-s", sequence: 1, type: "T", payload: [1])
-        let other = try InboxEvent(id: "\(prefix)-e", stream: "\(prefix)-s", sequence: 1, type: "T", payload: [2])
+        let stream = "\(prefix)-s"
+        // Sequence 1 is taken by another event first.
+        let earlier = try InboxEvent(id: "\(prefix)-earlier", stream: stream, sequence: 1, type: "T")
+        #expect(try await inbox.receive(earlier) { _, _ in .applied } == .applied(drained: 0))
+        let first = try InboxEvent(id: "\(prefix)-e", stream: stream, sequence: 2, type: "T", payload: [1])
+        let other =
+            switch reuse {
+            case .otherPayload: try InboxEvent(id: first.id, stream: stream, sequence: 2, type: "T", payload: [2])
+            case .otherPosition: try InboxEvent(id: first.id, stream: stream, sequence: 1, type: "T", payload: [1])
+            }
         let holding = Latch()
         let release = Latch()
         let backend = Mutex<Int64?>(nil)
@@ -43,14 +61,13 @@ struct InboxRaceTests {
                 return .applied
             }
         }
-        // The second receive waits for the first's stream lock.
         try await waitUntilBlocked(by: pid, on: store, "the second receive waiting on the stream")
         release.open()
         #expect(try await applying.value == .applied(drained: 0))
         let error = await #expect(throws: UnraceError.self) { try await reused.value }
         #expect(error?.code == .eventIDReused, "\(String(describing: error))")
         #expect(handled.value == 0)
-        // The same content again is the duplicate it is.
+        // The same event again is the duplicate it is.
         #expect(try await inbox.receive(first) { _, _ in .applied } == .duplicate)
     }
 }
@@ -59,9 +76,18 @@ struct InboxRaceTests {
 /// step's timeout (PostgreSQL sends each statement at once).
 @Suite("Inbox: skipping a wide gap")
 struct InboxSkipBatchTests {
-    @Test("skipping a gap of 1,200 sequences stores its markers in a handful of statements", arguments: sqlBackends)
-    func markersInBulk(_ backend: SQLBackend) async throws {
-        try await withStore(backend) { store, _ in try await Self.markersInBulk(store) }
+    @Test(
+        "skipping a gap of 1,200 sequences stores its markers in a handful of statements",
+        arguments: storeBackends.filter { $0 != .memory }
+    )
+    func markersInBulk(_ backend: Backend) async throws {
+        switch backend {
+        case .sqlite: try await withStore(.sqlite) { store, _ in try await Self.markersInBulk(store) }
+        case .postgres: try await withStore(.postgres) { store, _ in try await Self.markersInBulk(store) }
+        case .fluentSQLite: try await withFluentStore(.sqlite) { store, _ in try await Self.markersInBulk(store) }
+        case .fluentPostgres: try await withFluentStore(.postgres) { store, _ in try await Self.markersInBulk(store) }
+        case .memory: break
+        }
     }
 
     static func markersInBulk<S: SQLStore>(_ store: S) async throws {

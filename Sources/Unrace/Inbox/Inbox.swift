@@ -93,7 +93,7 @@ public struct Inbox<S: Store>: Sendable {
     }
 
     /// Counts a committed outcome: `unrace_inbox_events_total{store, verdict}` and, for parked
-    /// events applied when their gap filled, `unrace_inbox_drained_total{store}`. Never a stream,
+    /// events applied when their gap filled (here or by ``skipGap(stream:_:)``), `unrace_inbox_drained_total{store}`. Never a stream,
     /// an event id or a payload.
     private func count(_ outcome: InboxOutcome) {
         let (verdict, drained): (String, Int) =

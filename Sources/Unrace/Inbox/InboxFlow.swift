@@ -66,6 +66,30 @@ public enum InboxEventStatus: String, Sendable {
 /// The inbox's one step, written once for every store: decide with ``SequencingDecision``, then
 /// apply, drain, park or report.
 enum InboxFlow {
+    /// An event id already stored at `stored`: a redelivery when it is at the same position
+    /// with the same content, else another event under a used id (`event_id_reused`).
+    static func checkRedelivery(_ event: InboxEvent, storedAt stored: InboxPosition, _ rows: any StoreRows) async throws {
+        // Event ids are global: the same id at another position is not this event.
+        guard stored == InboxPosition(stream: event.stream, sequence: event.sequence) else {
+            throw UnraceError(
+                .eventIDReused,
+                "this event id was already received with another stream or sequence; event ids are unique across streams",
+                detail: "stored at \(stored.stream)#\(stored.sequence)"
+            )
+        }
+        // A redelivery carries what was stored; other content under the id is another event,
+        // which a duplicate answer would drop unseen.
+        if let content = try await rows.storedInboxContent(eventID: event.id),
+            content.type != event.type || content.payload != event.payload
+        {
+            throw UnraceError(
+                .eventIDReused,
+                "this event id was already received with another type or payload; event ids name one event",
+                detail: "stored at \(stored.stream)#\(stored.sequence)"
+            )
+        }
+    }
+
     static func receive(
         _ context: StepContext<some Sendable>,
         _ event: InboxEvent,
@@ -76,25 +100,7 @@ enum InboxFlow {
         var (stream, stored) = try await rows.lockStream(event.stream, eventID: event.id)
         let now = try await rows.now()
         if let stored {
-            // Event ids are global: the same id at another position is not this event.
-            guard stored == InboxPosition(stream: event.stream, sequence: event.sequence) else {
-                throw UnraceError(
-                    .eventIDReused,
-                    "this event id was already received with another stream or sequence; event ids are unique across streams",
-                    detail: "stored at \(stored.stream)#\(stored.sequence)"
-                )
-            }
-            // A redelivery carries what was stored; other content under the id is another event,
-            // which a duplicate answer would drop unseen.
-            if let content = try await rows.storedInboxContent(eventID: event.id),
-                content.type != event.type || content.payload != event.payload
-            {
-                throw UnraceError(
-                    .eventIDReused,
-                    "this event id was already received with another type or payload; event ids name one event",
-                    detail: "stored at \(stored.stream)#\(stored.sequence)"
-                )
-            }
+            try await checkRedelivery(event, storedAt: stored, rows)
             return .duplicate
         }
         // Only a sequence at or below the head, or a stream with parked events, can meet a taken
@@ -111,16 +117,11 @@ enum InboxFlow {
         ) {
         case .duplicate:
             // On a store with concurrent writers the id was read as the stream's lock statement
-            // began: an event received while this step waited for the stream is read now, so other
-            // content under its id is still refused rather than dropped as a duplicate.
-            if stored == nil, let content = try await rows.storedInboxContent(eventID: event.id),
-                content.type != event.type || content.payload != event.payload
-            {
-                throw UnraceError(
-                    .eventIDReused,
-                    "this event id was already received with another type or payload; event ids name one event",
-                    detail: "stream \(event.stream), sequence \(event.sequence)"
-                )
+            // began: an event received while this step waited for the stream is read now (the
+            // stream's lock is this step's already), so the id at another position, or with
+            // other content, is still refused rather than dropped as a duplicate.
+            if let storedNow = try await rows.lockStream(event.stream, eventID: event.id).stored {
+                try await checkRedelivery(event, storedAt: storedNow, rows)
             }
             return .duplicate
         case .stale(let head):

@@ -222,14 +222,15 @@ public final class Ledger<S: Store>: Sendable {
         _ rows: any StoreRows,
         _ ids: [String]
     ) async throws -> (accounts: [String: Account], expired: [StoredTransfer], now: Timestamp) {
-        let started = ContinuousClock.now
         let before = try await rows.now()
         let limit = expiredPendingsPerStepMaximum
         let candidates = try await rows.expiredPendingTransfers(at: before, touching: ids, limit: limit)
         var wanted = Set(ids)
         for pending in candidates { wanted.formUnion([pending.transfer.debitAccount, pending.transfer.creditAccount]) }
+        // Only the locking statement is timed: its wait, not the round trips before it.
+        let locking = ContinuousClock.now
         let accounts = try await rows.accounts(wanted.sorted(), lock: true)
-        let now = ContinuousClock.now - started >= lockWaitBeforeReread ? try await rows.timeAfterWait() : before
+        let now = ContinuousClock.now - locking >= lockWaitBeforeReread ? try await rows.timeAfterWait() : before
         // Read again under the locks: another step may have settled some meanwhile (and more may
         // have expired during a wait).
         let expired =

@@ -118,7 +118,8 @@ public struct Records<S: Store>: Sendable {
     /// the locked row).
     /// - Returns: the new version.
     /// - Throws: ``UnraceError/Code/versionConflict`` (nothing written) when another write got
-    ///   there first; ``UnraceError/Code/notFound`` when there is no such record;
+    ///   there first, or the record is at the largest version (versions never wrap);
+    ///   ``UnraceError/Code/notFound`` when there is no such record;
     ///   ``UnraceError/Code/invalidArgument`` for an `expectedVersion` below 1, an id that breaks
     ///   ``NameRule/recordID`` or a value over ``OperationsConfiguration/outcomeByteCountMaximum``
     ///   bytes as JSON (nothing written).

@@ -43,9 +43,11 @@ public protocol StepTime: Sendable {
     /// The time the step decides at: the caller's clock read once the step began, or the
     /// database's own clock (PostgreSQL, for real-time clocks), read in the step.
     func now() async throws -> Timestamp
-    /// The step's time after the step waited for locks, before it decided anything on its time:
-    /// a store that read its own clock before the wait (PostgreSQL) reads it again and moves the
-    /// step's time on to it; every other store keeps ``now()``. Default: ``now()``.
+    /// The step's time after the step waited for locks: a store that read its own clock before
+    /// the wait (PostgreSQL) reads it again and moves the step's time on to it; every other store
+    /// keeps ``now()``. Call it only before the step decided or wrote anything on its time (the
+    /// ledger does, after locking a group's accounts), or one step would mix two times.
+    /// Default: ``now()``.
     func timeAfterWait() async throws -> Timestamp
 }
 
