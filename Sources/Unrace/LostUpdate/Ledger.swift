@@ -210,9 +210,6 @@ public final class Ledger<S: Store>: Sendable {
         return results
     }
 
-    /// How long locking a group's accounts may take before the step's time is read again.
-    static var lockWaitBeforeReread: Duration { .milliseconds(100) }
-
     /// Locks `ids` and the other accounts of expired pendings on them, all in one id-ordered
     /// statement, and returns the accounts with the expired pendings whose both accounts are
     /// locked, and the time the group decides at: after a wait for the locks of 100 ms or more,
@@ -230,7 +227,7 @@ public final class Ledger<S: Store>: Sendable {
         // Only the locking statement is timed: its wait, not the round trips before it.
         let locking = ContinuousClock.now
         let accounts = try await rows.accounts(wanted.sorted(), lock: true)
-        let now = ContinuousClock.now - locking >= lockWaitBeforeReread ? try await rows.timeAfterWait() : before
+        let now = ContinuousClock.now - locking >= stepTimeRereadAfterWait ? try await rows.timeAfterWait() : before
         // Read again under the locks: another step may have settled some meanwhile (and more may
         // have expired during a wait).
         let expired =

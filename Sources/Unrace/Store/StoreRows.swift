@@ -51,6 +51,11 @@ public protocol StepTime: Sendable {
     func timeAfterWait() async throws -> Timestamp
 }
 
+/// How long a wait for locks must last before a step that may read its time again (a claim, a
+/// ledger group) calls ``StepTime/timeAfterWait()``: 100 ms. Shorter waits decide at the time read
+/// before them, at most this early.
+package let stepTimeRereadAfterWait: Duration = .milliseconds(100)
+
 extension StepTime {
     /// ``now()``: the step's time does not move.
     public func timeAfterWait() async throws -> Timestamp { try await now() }

@@ -49,7 +49,7 @@ extension SQLRows: OperationRows {
             if try row.int64("inserted") == 1 {
                 // The insert's own RETURNING reads the clock after any wait on another claim's row.
                 if readsDatabaseClock, let insertedAt = row.optionalInt64("inserted_at"),
-                    insertedAt &- now.milliseconds >= Self.claimWaitBeforeReread.wholeMilliseconds
+                    insertedAt &- now.milliseconds >= stepTimeRereadAfterWait.wholeMilliseconds
                 {
                     try await reserveAgain(claim, at: clock.moveOn(to: insertedAt))
                 }
@@ -58,21 +58,14 @@ extension SQLRows: OperationRows {
             if let record = try await lockOperation(scope: claim.scope, key: claim.key) {
                 // Only a claim that may take the key (running or released) depends on the time;
                 // a completed one is replayed whatever the time.
-                if readsDatabaseClock, !record.state.isTerminal, ContinuousClock.now - started >= Self.claimWaitBeforeReread,
-                    let expression = dialect.clockExpression
-                {
-                    clock.moveOn(to: try await tx.query("SELECT \(expression) AS unrace_now", [])[0].int64("unrace_now"))
+                if !record.state.isTerminal, ContinuousClock.now - started >= stepTimeRereadAfterWait {
+                    _ = try await timeAfterWait()
                 }
                 return .existing(record)
             }
         }
         throw UnraceError(.retryLimitReached, "an operation record kept disappearing between a claim's statements")
     }
-
-    /// How long a claim may have waited (on another claim's row) before its step's time, read as
-    /// its statement began, is read again: a wait as long as a lease would otherwise hand out a
-    /// lease that had already ended. Only on the database's clock: a given time is the caller's.
-    static var claimWaitBeforeReread: Duration { .milliseconds(100) }
 
     /// The reserved record again, as the claim decides it at `time` (after its wait).
     private func reserveAgain(_ claim: ClaimTemplate, at time: Timestamp) async throws {

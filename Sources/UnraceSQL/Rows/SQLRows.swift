@@ -50,18 +50,22 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
     /// On the database's clock, the clock read again (the step's time moves on to it); a given
     /// time, or one read by ``readTime``, stays.
     public func timeAfterWait() async throws -> Timestamp {
-        guard givenTime == nil, readTime == nil, let expression = dialect.clockExpression else { return try await now() }
-        return clock.moveOn(to: try await tx.query("SELECT \(expression) AS unrace_now", [])[0].int64("unrace_now"))
+        guard givenTime == nil, readTime == nil, dialect.clockExpression != nil else { return try await now() }
+        return clock.moveOn(to: try await databaseClock())
     }
 
     public func now() async throws -> Timestamp {
         if let time = clock.time { return try time.checkedReading() }
         if let readTime { return try clock.set(try await readTime().milliseconds).checkedReading() }
+        return clock.set(try await databaseClock())
+    }
+
+    /// The database's clock, read in a statement of its own.
+    private func databaseClock() async throws -> Int64 {
         guard let now = dialect.clockExpression else {
             throw UnraceError(.storeFailure, "a step on a database without a clock of its own was given no time")
         }
-        let rows = try await tx.query("SELECT \(now) AS unrace_now", [])
-        return clock.set(try rows[0].int64("unrace_now"))
+        return try await tx.query("SELECT \(now) AS unrace_now", [])[0].int64("unrace_now")
     }
 
     /// Runs a read, locking what it returns when `lock` is set. On PostgreSQL, while the step's
