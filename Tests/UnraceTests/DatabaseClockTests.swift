@@ -108,7 +108,7 @@ struct DatabaseClockTests {
         let release = Latch()
         let backend = Mutex<Int64?>(nil)
         let hold: @Sendable (S.Transaction) async throws -> Void = { tx in
-            let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+            let pid = try await backendPID(tx)
             backend.withLock { $0 = pid }
             holding.open()
             await release.wait()
@@ -201,7 +201,7 @@ struct DatabaseClockTests {
         // Another step holds the debit account's row while the post waits for it.
         let locker = Task {
             try await store.withTransaction { tx in
-                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+                let pid = try await backendPID(tx)
                 _ = try await tx.query("SELECT id FROM unrace_accounts WHERE id = ? FOR UPDATE", [.text(a)])
                 backend.withLock { $0 = pid }
                 holding.open()

@@ -44,7 +44,7 @@ struct InboxRaceTests {
         let backend = Mutex<Int64?>(nil)
         let applying = Task {
             try await inbox.receive(first) { tx, _ in
-                let pid = try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+                let pid = try await backendPID(tx)
                 backend.withLock { $0 = pid }
                 holding.open()
                 await release.wait()

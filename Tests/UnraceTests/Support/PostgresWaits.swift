@@ -1,6 +1,11 @@
 import Unrace
 import UnraceSQL
 
+/// The PostgreSQL backend (server process) running `tx`: what ``waitUntilBlocked(by:on:_:)`` watches.
+func backendPID(_ tx: some SQLTransaction) async throws -> Int64 {
+    try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
+}
+
 /// Waits, at most 30 s, until another session waits on a lock that PostgreSQL backend `pid`
 /// holds: a state the test observes, polled every 20 ms.
 func waitUntilBlocked<S: SQLStore>(by pid: Int64, on store: S, _ what: String) async throws {
