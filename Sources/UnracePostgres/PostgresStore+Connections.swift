@@ -10,11 +10,12 @@ extension PostgresStore {
     /// How long a step waits for a pooled connection while the pool hands none out at all: 10 s.
     /// While the server cannot be reached (down, failing over) PostgresNIO's pool retries one
     /// connection with a growing backoff and fails the steps waiting for it only after a minute;
-    /// a step whose wait sees no connection lent to any step (of any store on the client) for this long stops
-    /// waiting, with a retryable ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent.
-    /// A step that waits behind others (more callers than connections) waits on while
-    /// connections keep being lent: each holder gives its connection back within its
-    /// ``stepTimeout``.
+    /// a step whose wait sees, for this long, no connection lent to any step (of any store on the
+    /// client) and none held by one, stops waiting with a retryable
+    /// ``UnraceCore/UnraceError/Code/storeUnavailable``, nothing sent.
+    /// A step that waits behind others (more callers than connections) waits on while a step
+    /// holds a connection, however long: each holder gives its connection back within its
+    /// ``stepTimeout``, and the period counts again from then.
     public static var connectionWaitMaximum: Duration { .seconds(10) }
 
     /// Runs `body` on a connection of the pool (see ``connectionWaitMaximum``): the lease is held
@@ -27,6 +28,7 @@ extension PostgresStore {
             do {
                 try await client.withConnection { connection in
                     leases.noteLease()
+                    defer { leases.noteReturn() }
                     await loan.lend(connection)
                 }
             } catch {
@@ -49,14 +51,27 @@ extension PostgresStore {
     }
 }
 
-/// When a client's pool last lent a connection to a step: a waiting step's sign of life. One per
-/// client, shared by every store made on it: a step of one store waiting behind another's sees
-/// the pool lending.
+/// When a client's pool last lent a connection to a step or got one back, and how many steps
+/// hold one now: a waiting step's sign of life. One per client, shared by every store made on
+/// it: a step of one store waiting behind another's sees the pool lending.
 final class LastLease: Sendable {
     /// Nanoseconds of the monotonic clock (`DispatchTime`); 0 before the first lease.
-    private let lastLent = Atomic<UInt64>(0)
-    func noteLease() { lastLent.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
-    var last: UInt64 { lastLent.load(ordering: .relaxed) }
+    private let lastEvent = Atomic<UInt64>(0)
+    private let held = Atomic<Int>(0)
+    /// A step was lent a connection.
+    func noteLease() {
+        held.add(1, ordering: .sequentiallyConsistent)
+        lastEvent.store(DispatchTime.now().uptimeNanoseconds, ordering: .sequentiallyConsistent)
+    }
+    /// A step gave its connection back to the pool.
+    func noteReturn() {
+        lastEvent.store(DispatchTime.now().uptimeNanoseconds, ordering: .sequentiallyConsistent)
+        held.subtract(1, ordering: .sequentiallyConsistent)
+    }
+    /// When a connection was last lent or given back.
+    var last: UInt64 { lastEvent.load(ordering: .sequentiallyConsistent) }
+    /// How many connections steps hold now.
+    var holders: Int { held.load(ordering: .sequentiallyConsistent) }
 
     private struct Entry {
         weak var client: PostgresClient?
@@ -77,9 +92,10 @@ final class LastLease: Sendable {
     }
 }
 
-/// Fails a step's wait for a pooled connection once `period` has passed, since the wait began
-/// or since the pool last lent a connection to any step (of any store on the client), whichever is later;
-/// while others get theirs, it waits on.
+/// Fails a step's wait for a pooled connection once `period` has passed with no step holding a
+/// connection, since the wait began or since the pool last lent a connection to a step or got one
+/// back (of any store on the client), whichever is later; while others get and hold theirs, it
+/// waits on.
 struct LeaseWatch: Sendable {
     private let task: Task<Void, Never>
 
@@ -88,16 +104,21 @@ struct LeaseWatch: Sendable {
         let span = UInt64(period.components.seconds) * 1_000_000_000 + UInt64(period.components.attoseconds / 1_000_000_000)
         task = Task.detached {
             while true {
+                // Read before the last event: a return after this read moves `last` on.
+                let holders = leases.holders
                 let due = max(started, leases.last) + span
                 let now = DispatchTime.now().uptimeNanoseconds
-                if now >= due { break }
-                do { try await Task.sleep(for: .nanoseconds(due - now)) } catch { return }  // stopped
+                if now >= due, holders == 0 { break }
+                // Behind a holder: look again a period on (it gives its connection back within its
+                // step timeout, and that return counts as the pool's sign of life).
+                let wait = now >= due ? span : due - now
+                do { try await Task.sleep(for: .nanoseconds(wait)) } catch { return }  // stopped
             }
             guard !Task.isCancelled else { return }
             loan.fail(
                 UnraceError(
                     .storeUnavailable,
-                    "no PostgreSQL connection was lent to any step for \(period): the pool cannot open one (the server unreachable or failing over) or every one stays busy; nothing was sent"
+                    "no PostgreSQL connection was lent to a step, or held by one, for \(period): the pool cannot open one (the server unreachable or failing over); nothing was sent"
                 )
             )
         }
