@@ -9,7 +9,7 @@ import UnraceSQLite
 /// statement; PostgreSQL aborts the whole transaction and answers its `COMMIT` with `ROLLBACK`.
 /// The step must then fail (`store_failure`), never report a success that committed nothing. A
 /// savepoint around the statement that may fail keeps the rest on every store.
-@Suite("A failed statement a body caught", .timeLimit(.minutes(2)))
+@Suite("A failed statement a body caught", .timeLimit(.minutes(10)))
 struct AbortedTransactionTests {
     @Test(
         "caught without a savepoint: SQLite commits the rest; PostgreSQL fails the step and commits nothing",

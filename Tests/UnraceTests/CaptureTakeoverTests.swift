@@ -7,7 +7,7 @@ import UnraceShop
 
 /// `POST /payments/{id}/capture` when a retry takes the claim over while the first request is at
 /// the payment provider: the first one's late `complete` is fenced.
-@Suite("Capture taken over", .timeLimit(.minutes(2)))
+@Suite("Capture taken over", .timeLimit(.minutes(10)))
 struct CaptureTakeoverTests {
     struct Order: Decodable { var id: String }
     struct Charges: Decodable { var charges: Int }

@@ -5,7 +5,7 @@ import Unrace
 /// A clock moved by hand to the end of time cannot make a lease end the moment it begins: a step
 /// refuses a reading past `Timestamp.latestReading` before it decides or writes anything, and up
 /// to it every lease still holds.
-@Suite("Clock readings at the end of time", .timeLimit(.minutes(3)))
+@Suite("Clock readings at the end of time", .timeLimit(.minutes(10)))
 struct ClockBoundsTests {
     static func operations<S: Store>(_ store: S, at clock: ManualWallClock) throws -> Operations<S> {
         var configuration = OperationsConfiguration()

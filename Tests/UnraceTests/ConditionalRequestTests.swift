@@ -5,7 +5,7 @@ import Unrace
 /// RFC 9110 conditional requests on the shop's products, completely: 304 for a current tag,
 /// `If-Match: *` as an existence check (never a compare-and-set), and problem bodies for the
 /// router's own errors.
-@Suite("Conditional requests and problem bodies", .timeLimit(.minutes(3)))
+@Suite("Conditional requests and problem bodies", .timeLimit(.minutes(10)))
 struct ConditionalRequestTests {
     static let product = #"{"name":"Widget","priceCents":250}"#
 

@@ -47,7 +47,7 @@ struct FluentStoreDriverTests {
             try await Task.sleep(for: .milliseconds(200))
             let started = ContinuousClock.now
             waiting.cancel()
-            let result = try await within(.seconds(20), "the cancelled wait") { await waiting.result }
+            let result = try await within(.seconds(60), "the cancelled wait") { await waiting.result }
             #expect(ContinuousClock.now - started < .seconds(10), "not the pool's 60 s timeout")
             switch result {
             case .success: return "ran"
@@ -236,7 +236,7 @@ struct FluentStoreDriverTests {
             }
             let running = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%\(marker)%' AND pid <> pg_backend_pid()"
             // The statement is on the server (its step timeout, and statement_timeout, are 300 s).
-            let pid = try await within(.seconds(30), "the Fluent statement running on the server") {
+            let pid = try await within(.seconds(60), "the Fluent statement running on the server") {
                 while true {
                     if let pid = try await store.withTransaction({ tx in try await tx.query(running).first?["pid"] }) { return pid }
                     try await Task.sleep(for: .milliseconds(20))
@@ -304,7 +304,7 @@ struct FluentStoreDriverTests {
             _ = try await other.query("BEGIN IMMEDIATE")
             let code: String
             do {
-                code = try await within(.seconds(20), "a Fluent write step on a locked file") {
+                code = try await within(.seconds(60), "a Fluent write step on a locked file") {
                     do {
                         try await store.withTransaction { tx in try await tx.execute("SELECT 1") }
                         return "finished"

@@ -14,7 +14,7 @@ import UnracePostgres
 
 /// Fluent models written in a `perform` body commit with the claim, or not at all, on both
 /// Fluent drivers.
-@Suite("Fluent models in the claim's transaction", .timeLimit(.minutes(3)))
+@Suite("Fluent models in the claim's transaction", .timeLimit(.minutes(10)))
 struct FluentStoreTests {
     static var drivers: [SQLBackend] { sqlBackends }
 

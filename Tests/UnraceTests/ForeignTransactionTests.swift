@@ -10,7 +10,7 @@ import UnraceSQLite
 /// A store adds its rows only to a transaction it handed out. Another store's transaction runs
 /// on that store's database, schema or tenant: a queue that joined it would put the message
 /// there, where the other store's workers of a queue of the same name deliver it.
-@Suite("Transactions of another store", .timeLimit(.minutes(5)))
+@Suite("Transactions of another store", .timeLimit(.minutes(10)))
 struct ForeignTransactionTests {
     @Test(
         "a queue refuses a transaction another store handed out, with invalid_argument, and neither store's queue changes",

@@ -11,7 +11,7 @@ import UnraceShop
 
 /// The HTTP edge: the reference shop and the middleware on each SQL store, in process, and `unrace
 /// serve` over real HTTP on loopback.
-@Suite("HTTP edge", .timeLimit(.minutes(3)))
+@Suite("HTTP edge", .timeLimit(.minutes(10)))
 struct HTTPEdgeTests {
     static let order = #"{"sku":"widget","quantity":2}"#
 

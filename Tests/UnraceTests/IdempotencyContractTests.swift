@@ -6,7 +6,7 @@ import Unrace
 /// middleware (both thin adapters of UnraceHTTP's engine), on SQLite and PostgreSQL: Hummingbird's
 /// in process (HummingbirdTesting's router client), Vapor's over real HTTP on loopback, its route
 /// writes Fluent models in the claim's transaction.
-@Suite("Idempotency contract on every framework", .timeLimit(.minutes(5)))
+@Suite("Idempotency contract on every framework", .timeLimit(.minutes(10)))
 struct IdempotencyContractTests {
     static let order = #"{"sku":"widget","quantity":2}"#
 

@@ -10,7 +10,7 @@ import UnraceSQL
 /// handler on PostgreSQL still sends the whole step round again.
 @Suite(
     "Idempotent handlers and step retries",
-    .timeLimit(.minutes(3)),
+    .timeLimit(.minutes(10)),
     .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
 )
 struct IdempotencyRetryTests {

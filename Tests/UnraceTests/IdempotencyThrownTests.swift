@@ -7,7 +7,7 @@ import UnraceSQL
 /// A handler's thrown HTTP error is stored under the claim it ran under (``WhileInProgress/wait(upTo:)``):
 /// its writes roll back, the error response commits in the same step, and no duplicate runs the
 /// handler — DESIGN: "a duplicate — completed, in flight or concurrent — never runs it".
-@Suite("Idempotent handlers that throw", .timeLimit(.minutes(3)))
+@Suite("Idempotent handlers that throw", .timeLimit(.minutes(10)))
 struct IdempotencyThrownTests {
     static func request(_ key: String) -> HTTPRequest {
         HTTPRequest(method: .post, scheme: "http", authority: "shop", path: "/orders", headerFields: [.idempotencyKey: key])
@@ -206,7 +206,7 @@ struct IdempotencyThrownTests {
         // A retry takes the key over (its claim is not gated), then waits at the same gate.
         let retry = Task { try await send("retry") }
         let scope = try #require(PrincipalScope.scope(for: "alice"))
-        try await within(.seconds(20), "the retry's takeover") {
+        try await within(.seconds(60), "the retry's takeover") {
             while try await store.base.record(scope: scope, key: OperationKey("slow"))?.token != FencingToken(2) { await Task.yield() }
         }
         store.gate.open()

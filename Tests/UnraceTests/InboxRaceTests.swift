@@ -6,7 +6,7 @@ import UnraceSQL
 
 /// Two receives of one event id at once on PostgreSQL, where the second waits for the first's
 /// stream lock: the second still sees what the first stored.
-@Suite("Inbox: concurrent receives of one id", .timeLimit(.minutes(2)))
+@Suite("Inbox: concurrent receives of one id", .timeLimit(.minutes(10)))
 struct InboxRaceTests {
     /// How the second receive differs from the first, which holds the stream.
     enum Reuse: String, CaseIterable, CustomTestStringConvertible, Sendable {

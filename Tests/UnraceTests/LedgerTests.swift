@@ -342,13 +342,13 @@ extension LedgerTests {
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         )
         let running = Task { try await group.run() }
-        let released = try await within(.seconds(30), "the sweeper voiding the pending") {
+        let released = try await within(.seconds(60), "the sweeper voiding the pending") {
             while try await ledger.lookupAccounts([wallet])[0].debitsPending != 0 { await Task.yield() }
             return true
         }
         #expect(released)
         await group.triggerGracefulShutdown()
-        try await within(.seconds(30), "the service group stopping") { try await running.value }
+        try await within(.seconds(60), "the service group stopping") { try await running.value }
         #expect(try await ledger.lookupAccounts([shop])[0].creditsPending == 0)
     }
 

@@ -10,7 +10,7 @@ import Unrace
 /// The maintenance services in one `ServiceGroup` on a hand-moved clock: expired records purged,
 /// pendings voided, holds reaped, acked messages purged, gaps reported; a graceful shutdown stops
 /// them all.
-@Suite("Maintenance services", .timeLimit(.minutes(3)))
+@Suite("Maintenance services", .timeLimit(.minutes(10)))
 struct MaintenanceServicesTests {
     @Test("a ServiceGroup of the services cleans up what expired and stops on graceful shutdown", arguments: storeBackends)
     func services(_ backend: Backend) async throws {
@@ -95,7 +95,7 @@ struct MaintenanceServicesTests {
         #expect(cleaned.first?.stream == "\(prefix)-s" && cleaned.first?.head == 0)
         #expect(try await reservations.hold(key: "\(prefix)-hold")?.state == .released)
         await group.triggerGracefulShutdown()
-        try await within(.seconds(30), "the service group stopping") { try await running.value }
+        try await within(.seconds(60), "the service group stopping") { try await running.value }
     }
 
     @Test("services refuse settings out of bounds")
@@ -138,7 +138,7 @@ struct MaintenanceServicesTests {
         let reaper = try ExpiredHoldReaper(reservations: reservations, interval: .seconds(3_600), batchLimit: 2, logger: quiet)
         let running = Task { try await reaper.run() }
         defer { running.cancel() }
-        try await within(.seconds(30), "the reaper releasing all five without waiting its interval") {
+        try await within(.seconds(60), "the reaper releasing all five without waiting its interval") {
             while true {
                 var held: Int64 = 0
                 for index in 0..<5 { held += try await reservations.resource("\(prefix)-\(index)")?.held ?? 1 }
@@ -177,7 +177,7 @@ struct MaintenanceServicesTests {
         let services: [any Service] = [purger, sweeper, reaper, monitor, queuePurger]
         for service in services {
             let error = await #expect(throws: UnraceError.self) {
-                try await within(.seconds(10), "run() refusing its settings") { try await service.run() }
+                try await within(.seconds(60), "run() refusing its settings") { try await service.run() }
             }
             #expect(error?.code == .invalidConfiguration)
         }
@@ -186,7 +186,7 @@ struct MaintenanceServicesTests {
 
 /// `PostgresStore(url:)` runs its own client as a `Service`: what `unrace serve` puts first in
 /// its group.
-@Suite("PostgresStore as a service", .timeLimit(.minutes(2)))
+@Suite("PostgresStore as a service", .timeLimit(.minutes(10)))
 struct PostgresStoreServiceTests {
     @Test("a step waits for run() to migrate the schema; graceful shutdown stops the client; steps then fail, never hang")
     func runsAsService() async throws {
@@ -235,7 +235,7 @@ struct PostgresStoreServiceTests {
             do {
                 try await holder.waitForWaiters(1)
                 await group.triggerGracefulShutdown()
-                stopped = try await within(.seconds(30), "the group stopping") { await running.result }
+                stopped = try await within(.seconds(60), "the group stopping") { await running.result }
             } catch {
                 stopped = .failure(error)
             }

@@ -7,7 +7,7 @@ import UnraceSQL
 import UnraceSQLite
 
 /// Databases written by an earlier Unrace keep working after an upgrade.
-@Suite("Schema migrations", .timeLimit(.minutes(3)))
+@Suite("Schema migrations", .timeLimit(.minutes(10)))
 struct MigrationTests {
     @Test("schema 8 moves a queue's inbox streams and events to the reserved namespace, heads and all; others stay", arguments: sqlBackends)
     func queueStreamsMove(_ backend: SQLBackend) async throws {

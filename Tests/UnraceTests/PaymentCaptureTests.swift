@@ -4,7 +4,7 @@ import Unrace
 
 /// The seed's payment capture over real processes: a shop that dies between the provider's
 /// charge and `complete`, restarted, and the capture retried.
-@Suite("Payment capture across a crash", .timeLimit(.minutes(3)))
+@Suite("Payment capture across a crash", .timeLimit(.minutes(10)))
 struct PaymentCaptureTests {
     struct Charges: Decodable { var charges: Int }
     struct Capture: Decodable {

@@ -36,7 +36,7 @@ extension PostgresLivenessTests {
                 await release.wait()
             }
         }
-        try await within(.seconds(30), "the test's lock held") { await held.wait() }
+        try await within(.seconds(60), "the test's lock held") { await held.wait() }
         do {
             try await body()
         } catch {
@@ -51,7 +51,7 @@ extension PostgresLivenessTests {
     /// Waits until the backend whose pid `backend` returns is running `COMMIT`, blocked on the lock
     /// ``withHeldCommits(_:_:)`` holds.
     static func commitWaiting(_ store: PostgresStore, backend: @escaping @Sendable () -> SQLValue?) async throws {
-        try await within(.seconds(30), "the step's COMMIT running on the server") {
+        try await within(.seconds(60), "the step's COMMIT running on the server") {
             while true {
                 if let pid = backend(),
                     try await store.withTransaction({ tx in
@@ -104,7 +104,7 @@ extension PostgresLivenessTests {
             }
             guard !checksConnection else { return }
             // The lock is gone: the server finishes the COMMIT it was given.
-            let committed = try await within(.seconds(30), "the server's COMMIT") {
+            let committed = try await within(.seconds(60), "the server's COMMIT") {
                 while try await countRows(store, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
                 return true
             }
@@ -119,7 +119,7 @@ extension PostgresLivenessTests {
         // As in cancelledDuringCommit, a COMMIT the server completes after its client left.
         try await Self.withPostgres(stepTimeout: .seconds(3), checksConnection: false) { store, setUp in
             try await Self.withHeldCommits(setUp) {
-                let code = try await within(.seconds(30), "a step whose COMMIT outlasts its timeout") {
+                let code = try await within(.seconds(60), "a step whose COMMIT outlasts its timeout") {
                     do {
                         try await store.withTransaction { tx in try await tx.execute("INSERT INTO slow_commits (id) VALUES ('a')") }
                         return "committed"
@@ -129,7 +129,7 @@ extension PostgresLivenessTests {
             }
             // The server finishes the COMMIT it was given: telling the caller that nothing was
             // committed would have been false.
-            let committed = try await within(.seconds(30), "the server's COMMIT") {
+            let committed = try await within(.seconds(60), "the server's COMMIT") {
                 while try await countRows(setUp, "slow_commits") == 0 { try await Task.sleep(for: .milliseconds(100)) }
                 return true
             }

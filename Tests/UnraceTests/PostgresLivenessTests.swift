@@ -13,7 +13,7 @@ import UnraceShop
 /// (postgres-nio never answers a query sent on a closed connection), a database that stops
 /// answering is cut off after the step timeout, and a cancelled caller is released at once —
 /// each with a typed, retryable error and nothing committed.
-@Suite("PostgreSQL liveness", .timeLimit(.minutes(3)), .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"))
+@Suite("PostgreSQL liveness", .timeLimit(.minutes(10)), .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)"))
 struct PostgresLivenessTests {
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -57,7 +57,7 @@ struct PostgresLivenessTests {
     func lostConnection() async throws {
         try await Self.withPostgres { store in
             let operations = try Operations(store: store, configuration: .init())
-            let outcome = try await within(.seconds(20), "a step on a lost connection") {
+            let outcome = try await within(.seconds(60), "a step on a lost connection") {
                 do {
                     _ = try await operations.perform(key: "lost") { tx in
                         try await tx.connection.close()
@@ -79,7 +79,7 @@ struct PostgresLivenessTests {
     func stepTimeout() async throws {
         try await Self.withPostgres(stepTimeout: .seconds(1)) { store in
             let started = ContinuousClock.now
-            let code = try await within(.seconds(20), "a step past its timeout") {
+            let code = try await within(.seconds(60), "a step past its timeout") {
                 do {
                     _ = try await store.withTransaction { tx in try await tx.execute("SELECT pg_sleep(60)") }
                     return "finished"
@@ -124,10 +124,10 @@ struct PostgresLivenessTests {
             }
             // The sleep is seen running before the step's deadline cuts it off, so what follows is
             // about a statement the server was running (polled: the server's state, not ours).
-            try await within(.seconds(20), "the step's sleep running on the server") {
+            try await within(.seconds(60), "the step's sleep running on the server") {
                 while try await running() == 0 { try await Task.sleep(for: .milliseconds(20)) }
             }
-            let code = try await within(.seconds(20), "a step past its timeout") { try await step.value }
+            let code = try await within(.seconds(60), "a step past its timeout") { try await step.value }
             #expect(code == "store_unavailable")
             // The server finds the closed connection at its next check and rolls the step back; a
             // server that looked only when it next wrote to the client would sleep on for 2 minutes
@@ -139,7 +139,7 @@ struct PostgresLivenessTests {
                 still = try await running()
             }
             #expect(still == 0, "the cut-off statement still runs on the server after 15 s")
-            let n = try await within(.seconds(20), "an update of the row the cut-off step locked") {
+            let n = try await within(.seconds(60), "an update of the row the cut-off step locked") {
                 try await setUp.withTransaction { tx in
                     try await tx.query("UPDATE held SET n = n + 1 WHERE id = 1 RETURNING n").first?.int64("n")
                 }
@@ -240,7 +240,7 @@ struct PostgresLivenessTests {
                     }
                 }
                 // Step B, on the pool's one connection, runs a statement across that 10 ms.
-                let outcome = try await within(.seconds(20), "the next step") {
+                let outcome = try await within(.seconds(60), "the next step") {
                     do {
                         try await store.withTransaction { tx in try await tx.execute("SELECT pg_sleep(0.1)") }
                         return "ran"
@@ -256,7 +256,7 @@ struct PostgresLivenessTests {
         try await withStore(.postgres) { _, location in
             try await PostgresStore.withStore(url: location, maximumConnections: 2, logger: Self.quiet) { store in
                 let started = ContinuousClock.now
-                let outcome = try await within(.seconds(30), "a statement the close overtook") {
+                let outcome = try await within(.seconds(60), "a statement the close overtook") {
                     do {
                         try await store.withTransaction { tx in
                             try await tx.stepGuard.send {
@@ -287,7 +287,7 @@ struct PostgresLivenessTests {
     func answeredWhileClosing() async throws {
         try await Self.withPostgres { store in
             let wentOn = Latch()
-            let outcome = try await within(.seconds(30), "a step whose close was decided mid-statement") {
+            let outcome = try await within(.seconds(60), "a step whose close was decided mid-statement") {
                 do {
                     _ = try await store.withTransaction { tx in
                         // Stopped while in flight, answered before the close (10 ms later) lands.
@@ -350,7 +350,7 @@ struct PostgresLivenessTests {
             await entered.wait()
             let started = ContinuousClock.now
             waiting.cancel()
-            let result = try await within(.seconds(20), "the cancelled step") { await waiting.result }
+            let result = try await within(.seconds(60), "the cancelled step") { await waiting.result }
             #expect(throws: CancellationError.self) { try result.get() }
             #expect(ContinuousClock.now - started < .seconds(15))
         }
@@ -378,7 +378,7 @@ struct PostgresLivenessTests {
                 // before it asked, it would get CancellationError too.
                 try await Task.sleep(for: .milliseconds(200))
                 waiting.cancel()
-                let result = try await within(.seconds(20), "the cancelled wait") { await waiting.result }
+                let result = try await within(.seconds(60), "the cancelled wait") { await waiting.result }
                 #expect(throws: CancellationError.self) { try result.get() }
                 release.open()
                 try await holder.value

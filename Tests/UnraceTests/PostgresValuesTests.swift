@@ -4,7 +4,7 @@ import UnraceSQL
 
 /// What a query's columns read as on PostgreSQL: text types as their text, built-in types whose
 /// binary form is not their text refused (with the column named), never garbage.
-@Suite("PostgreSQL values", .timeLimit(.minutes(3)))
+@Suite("PostgreSQL values", .timeLimit(.minutes(10)))
 struct PostgresValuesTests {
     @Test(
         "timestamps, dates, oids, arrays and intervals are refused with invalid_argument naming the column; text, uuid, jsonb and enums read as text, a numeric NaN as NaN",

@@ -155,7 +155,7 @@ extension ProbeTests {
             )
             #expect(answer == nil && exchange.status == nil)
             #expect(exchange.error == "the probe closed the connection after sending the request")
-            let got = try await within(.seconds(30), "the request at the server") {
+            let got = try await within(.seconds(60), "the request at the server") {
                 var bodies = received.stream.makeAsyncIterator()
                 return await bodies.next()
             }

@@ -12,7 +12,7 @@ import UnraceShop
 /// `unrace probe`: each probe sees the anomaly it is for on a service that has it, and stays quiet
 /// on one that does not; the real shops (Hummingbird on SQLite and PostgreSQL, the Vapor example)
 /// are clean; the prober only talks to the hosts it was given.
-@Suite("Probe", .timeLimit(.minutes(5)))
+@Suite("Probe", .timeLimit(.minutes(10)))
 struct ProbeTests {
     /// A target on the fixture at `port`.
     static func target(_ port: Int) -> ProbeTarget {

@@ -7,7 +7,7 @@ import UnraceSQL
 /// The order in which one enqueue locks rows: two outbox transactions enqueuing on the same
 /// ordering keys in other orders never wait on each other in a cycle (PostgreSQL would break it
 /// after `deadlock_timeout` and retry the whole step, a second later).
-@Suite("Queue lock order", .timeLimit(.minutes(3)))
+@Suite("Queue lock order", .timeLimit(.minutes(10)))
 struct QueueLockOrderTests {
     @Test(
         "enqueue([B, A]) locks key A's sequence before it waits for B's, as enqueue([A, B]) does: crossed keys cannot deadlock",
@@ -82,7 +82,7 @@ struct QueueLockOrderTests {
 
 /// A keyed message an inbox applied is never enqueued again under a new position, even once the
 /// queue purged it: the inbox holds its event id for ever, and would refuse the new position.
-@Suite("Queue ids an inbox remembers", .timeLimit(.minutes(3)))
+@Suite("Queue ids an inbox remembers", .timeLimit(.minutes(10)))
 struct QueuePurgedRedeliveryTests {
     @Test(
         "a purged keyed message enqueued again is alreadyEnqueued (another payload: message_id_reused), so its key's stream goes on",

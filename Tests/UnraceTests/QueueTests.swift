@@ -9,7 +9,7 @@ import UnraceSQL
 /// all-or-nothing, ordering keys through the inbox, and workers in separate processes.
 struct PaymentDeclined: Error {}
 
-@Suite("Durable queue and outbox", .timeLimit(.minutes(5)))
+@Suite("Durable queue and outbox", .timeLimit(.minutes(10)))
 struct QueueTests {
     static func queue<S: Store>(
         _ store: S,
@@ -395,11 +395,11 @@ struct QueueTests {
                     await release.wait()
                 }
             }
-            try await within(.seconds(30), "the other purger's delete") { await deleted.wait() }
+            try await within(.seconds(60), "the other purger's delete") { await deleted.wait() }
             let blocker = try #require(otherPID.value.withLock { $0 })
             // This purge reads the three (the delete is not committed), then waits on their locks.
             let purge = Task { try await queue.purgeCompleted(olderThan: .seconds(60)) }
-            try await within(.seconds(30), "the purge's DELETE waiting on the other step's locks") {
+            try await within(.seconds(60), "the purge's DELETE waiting on the other step's locks") {
                 while try await store.withTransaction({ tx in
                     try await tx.query(
                         // Blocked by this test's other step, not any other test's.

@@ -17,7 +17,7 @@ import UnraceShop
 // Serialized: two of these tests hold the schema locks across an await of their own (an earlier
 // release's exclusive key; a running migration's shared one), and PostgreSQL queues a shared
 // request behind a waiting exclusive one — run together, each would wait for the other's latch.
-@Suite("Replicas started together", .serialized, .timeLimit(.minutes(3)))
+@Suite("Replicas started together", .serialized, .timeLimit(.minutes(10)))
 struct ReplicaStartupTests {
     @Test(
         "three shops on separate connections set up at the same instant on a fresh schema, ten times: all succeed",
@@ -123,7 +123,7 @@ struct ReplicaStartupTests {
                 // The new release's migration is seen waiting on the database-wide key (the
                 // bigint form: classid 0, objid the key, objsubid 1), not finishing past it.
                 waiting = .success(
-                    try await within(.seconds(30), "the migration waiting on the earlier release's lock") {
+                    try await within(.seconds(60), "the migration waiting on the earlier release's lock") {
                         while try await store.withTransaction({ tx in
                             try await tx.query(
                                 "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 7220001 AND objsubid = 1 AND NOT granted"
@@ -175,7 +175,7 @@ struct ReplicaStartupTests {
                 databases.use(.postgres(configuration: configuration), as: .psql)
                 // Another schema's store migrates to the end while the first still holds its lock.
                 migrated = .success(
-                    try await within(.seconds(30), "another schema's migration") {
+                    try await within(.seconds(60), "another schema's migration") {
                         _ = try await FluentStore(
                             databases: databases,
                             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })

@@ -84,7 +84,7 @@ struct HoldReleaseBatchTests {
 
 /// Lock order across resources: a hold asked under a key another resource's hold uses is refused
 /// without waiting on that hold's row, which that resource's own steps lock after the resource.
-@Suite("Hold lock order", .timeLimit(.minutes(3)))
+@Suite("Hold lock order", .timeLimit(.minutes(10)))
 struct HoldLockOrderTests {
     @Test(
         "a reused hold key is refused while another transaction holds that hold's row: no wait, so no cycle with its resource's reaper",
@@ -112,7 +112,7 @@ struct HoldLockOrderTests {
         }
         defer { release.open() }
         await held.wait()
-        let refused = try await within(.seconds(10), "the reused key refused without waiting on the hold's row") {
+        let refused = try await within(.seconds(60), "the reused key refused without waiting on the hold's row") {
             do {
                 _ = try await reservations.hold(second, key: key, timeToLive: .seconds(60))
                 return nil as UnraceError?

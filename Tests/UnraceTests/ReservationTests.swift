@@ -9,7 +9,7 @@ import UnraceSQLite
 
 /// Holds asked again under their key: the hold as it stands, never stale, never another hold;
 /// and "was it new?" answered by the step that decided it.
-@Suite("Reservations: repeated hold keys", .timeLimit(.minutes(3)))
+@Suite("Reservations: repeated hold keys", .timeLimit(.minutes(10)))
 struct ReservationTests {
     @Test(
         "a hold asked again reports its state as it stands: held, then not live once expired; other units or resource is hold_key_reused",

@@ -4,7 +4,7 @@ import Unrace
 
 /// Names Unrace derives for itself live where no caller can write them: a queue's inbox streams
 /// and event ids start with `$`, which every caller-built event is refused.
-@Suite("Reserved namespaces", .timeLimit(.minutes(5)))
+@Suite("Reserved namespaces", .timeLimit(.minutes(10)))
 struct ReservedNamespaceTests {
     @Test(
         "a caller's events cannot move a queue's stream: the old names are another stream, the reserved ones are refused, the deliveries apply in order",

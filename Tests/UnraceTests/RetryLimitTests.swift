@@ -25,7 +25,7 @@ struct InterposingStore<Inner: Store>: Store {
 
 /// The documented retry limits end in `retry_limit_reached`, and documented bounds are refused
 /// one step past them (ErrorsAndLimits).
-@Suite("Retry limits and bounds", .timeLimit(.minutes(3)))
+@Suite("Retry limits and bounds", .timeLimit(.minutes(10)))
 struct RetryLimitTests {
     @Test(
         "Records.update whose every attempt meets another writer gives up after exactly its attempts with retry_limit_reached; the other writer's value stands",

@@ -11,7 +11,7 @@ import UnraceFluent
 
 /// Two `SQLiteStore`s on one file are two connections, as two processes are: a step of one waits
 /// in `BEGIN IMMEDIATE` while the other holds the file's write lock.
-@Suite("SQLite stores sharing a file", .timeLimit(.minutes(2)))
+@Suite("SQLite stores sharing a file", .timeLimit(.minutes(10)))
 struct SQLiteSharedFileTests {
     /// Two stores on a new file, the second waiting at most `busyTimeout` for the first's lock.
     static func withTwoStores(busyTimeout: Duration, _ body: (SQLiteStore, SQLiteStore) async throws -> Void) async throws {
@@ -52,7 +52,7 @@ struct SQLiteSharedFileTests {
             let operations = try Operations(store: second)
             let waiting = Task { try await operations.perform(key: "k") { _ in 1 } }
             // The step waits in BEGIN IMMEDIATE: the writer's busy handler has been called.
-            try await within(.seconds(10), "the step waiting for the other store's lock") {
+            try await within(.seconds(60), "the step waiting for the other store's lock") {
                 while second.writerCancelled.busyCalls == 0 { try await Task.sleep(for: .milliseconds(5)) }
             }
             let cancelled = ContinuousClock.now
@@ -80,7 +80,7 @@ struct SQLiteSharedFileTests {
             defer { release.open() }
             let operations = try Operations(store: second, lease: .seconds(1), retention: .seconds(60))
             let waiting = Task { try await operations.begin(key: "k") }
-            try await within(.seconds(10), "the begin waiting for the other store's lock") {
+            try await within(.seconds(60), "the begin waiting for the other store's lock") {
                 while second.writerCancelled.busyCalls == 0 { try await Task.sleep(for: .milliseconds(5)) }
             }
             // Longer than the lease passes while the begin waits for the lock (the time itself is

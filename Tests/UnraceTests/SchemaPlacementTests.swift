@@ -8,7 +8,7 @@ import Unrace
 import UnraceFluent
 
 /// Where a PostgreSQL store finds its tables, and what its migration decides before any DDL.
-@Suite("Schema placement", .timeLimit(.minutes(3)))
+@Suite("Schema placement", .timeLimit(.minutes(10)))
 struct SchemaPlacementTests {
     static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 

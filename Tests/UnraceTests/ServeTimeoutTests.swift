@@ -5,7 +5,7 @@ import Unrace
 /// `unrace serve` against clients that stop half way: a body that stalls is answered 408 and its
 /// connection closed, an idle connection is closed, and SIGTERM stops the server within its grace
 /// period whatever a client holds open.
-@Suite("Serve: timeouts and bounded shutdown", .timeLimit(.minutes(3)))
+@Suite("Serve: timeouts and bounded shutdown", .timeLimit(.minutes(10)))
 struct ServeTimeoutTests {
     /// Headers and 10 of 100 promised body bytes, then nothing.
     static let stalledUpload =

@@ -8,7 +8,7 @@ import UnraceShop
 
 /// The shop's queue worker (`unrace work`): what it does with deliveries it cannot handle, and
 /// what an outside caller can (not) do to its streams.
-@Suite("Shop worker", .timeLimit(.minutes(3)))
+@Suite("Shop worker", .timeLimit(.minutes(10)))
 struct ShopWorkerTests {
     static var quiet: Logger {
         var logger = Logger(label: "test.worker")

@@ -129,7 +129,7 @@ struct StepTests {
         let rolledBack = try #require(escaped.withLock { $0 })
         let read = try await store.step(StepInfo("read", "", clock: SystemWallClock(), isReadOnly: true)) { $0.transaction }
         for kept in [committed, rolledBack, read] {
-            let code = try await within(.seconds(30), "a statement on a transaction past its step") {
+            let code = try await within(.seconds(60), "a statement on a transaction past its step") {
                 do {
                     try await kept.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('late', 'w', 0)")
                     return "sent"
@@ -138,7 +138,7 @@ struct StepTests {
                 }
             }
             #expect(code == "step_ended")
-            let queued = try await within(.seconds(30), "a statement queued for COMMIT on a transaction past its step") {
+            let queued = try await within(.seconds(60), "a statement queued for COMMIT on a transaction past its step") {
                 do {
                     try await kept.executeBeforeCommit("INSERT INTO \(table) (id, worker, seq) VALUES ('queued', 'w', 0)", [])
                     return "queued"
@@ -171,7 +171,7 @@ struct StepTests {
     static func nestedPerform<S: Store>(_ store: S) async throws {
         let operations = try Operations(store: store, lease: .seconds(30), retention: .seconds(60))
         let scope = try Scope(uniqueName("nested"))
-        let outcome = try await within(.seconds(20), "a nested perform") {
+        let outcome = try await within(.seconds(60), "a nested perform") {
             try await operations.perform(key: "outer", scope: scope) { _ in
                 do {
                     _ = try await operations.perform(key: "inner", scope: scope) { _ in 1 }

@@ -5,7 +5,7 @@ import Testing
 
 /// The HTML timelines: drawn by `unrace simulate --html` and `unrace check --html`, loaded in a
 /// real headless Chromium, and checked through the DOM it builds.
-@Suite("Timelines", .timeLimit(.minutes(5)))
+@Suite("Timelines", .timeLimit(.minutes(10)))
 struct TimelineTests {
     /// Seeds whose naive run breaks an invariant and whose guarded run does not.
     static let walletSeed: UInt64 = 1

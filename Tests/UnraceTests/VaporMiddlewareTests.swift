@@ -9,7 +9,7 @@ import Vapor
 
 /// The Vapor adapter's own edges: what `req.unrace.db` is when the middleware's store is not a
 /// Fluent one, and the headers of a thrown `Abort`.
-@Suite("Vapor middleware edges", .timeLimit(.minutes(2)))
+@Suite("Vapor middleware edges", .timeLimit(.minutes(10)))
 struct VaporMiddlewareTests {
     final class Note: Model, @unchecked Sendable {
         // @unchecked: a Fluent model; each request uses its own.

@@ -6,7 +6,7 @@ import UnraceProbe
 
 /// The Vapor example (`Examples/VaporShop`) as its users run it: a real process, on SQLite and on
 /// PostgreSQL, two of them sharing one database.
-@Suite("Vapor example", .timeLimit(.minutes(5)))
+@Suite("Vapor example", .timeLimit(.minutes(10)))
 struct VaporShopTests {
     static var binary: String { ChildProcess.binary.deletingLastPathComponent().appendingPathComponent("VaporShop").path }
 

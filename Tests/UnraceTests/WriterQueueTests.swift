@@ -4,7 +4,7 @@ import Unrace
 
 /// The stores with one writer per process (memory, SQLite, Fluent on SQLite) queue their write
 /// steps; a queued caller that is cancelled leaves the queue at once.
-@Suite("Writer queue", .timeLimit(.minutes(2)))
+@Suite("Writer queue", .timeLimit(.minutes(10)))
 struct WriterQueueTests {
     @Test(
         "a step cancelled while it waits behind another step's writer ends at once with CancellationError; the queue goes on in order",
@@ -42,7 +42,7 @@ struct WriterQueueTests {
         }
         // Both queue behind the holder, which cannot finish: the cancelled one must end on its own.
         cancelled.cancel()
-        let result = try await within(.seconds(10), "the cancelled waiter's answer, while the writer is still held") {
+        let result = try await within(.seconds(60), "the cancelled waiter's answer, while the writer is still held") {
             await cancelled.result
         }
         guard case .failure(let error) = result else {
@@ -60,7 +60,7 @@ struct WriterQueueTests {
 
 /// The lock itself: a queued waiter that is cancelled leaves its place; the next waiter gets the
 /// lock once, in order.
-@Suite("Async lock", .timeLimit(.minutes(1)))
+@Suite("Async lock", .timeLimit(.minutes(10)))
 struct AsyncLockTests {
     @Test("of two queued waiters, the cancelled one ends with CancellationError while the lock is held; the other gets it next, once")
     func cancelledQueuedWaiter() async throws {
@@ -79,11 +79,11 @@ struct AsyncLockTests {
         await holding.wait()
         let first = Task { try await lock.withLock { order.append("first") } }
         let second = Task { try await lock.withLock { order.append("second") } }
-        try await within(.seconds(10), "both waiters queued") {
+        try await within(.seconds(60), "both waiters queued") {
             while lock.queuedCount < 2 { await Task.yield() }
         }
         first.cancel()
-        let result = try await within(.seconds(10), "the cancelled waiter's answer while the lock is held") { await first.result }
+        let result = try await within(.seconds(60), "the cancelled waiter's answer while the lock is held") { await first.result }
         guard case .failure(let error) = result else {
             Issue.record("the cancelled waiter got the lock while another held it")
             return

@@ -1,4 +1,5 @@
 import Synchronization
+import Testing
 import Unrace
 
 /// A one-shot signal: `open()` once, and every `wait()` — before or after — returns.
@@ -23,36 +24,40 @@ final class Latch: Sendable {
         for continuation in waiters { continuation.resume() }
     }
 
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let open = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters[state.nextID] = continuation
-                state.nextID += 1
-                return false
-            }
-            if open { continuation.resume() }
-        }
-    }
+    /// How long a wait lasts at most: past it the test fails (an issue is recorded) and the wait
+    /// returns, so a test whose opener failed fails instead of hanging the whole suite.
+    static let waitLimit: Duration = .seconds(300)
+
+    func wait() async { await wait(cancellable: false) }
 
     /// As ``wait()``, but a cancelled caller stops waiting too: for a handler an in-process test
     /// holds, which a failing test cancels (over a socket the server's handler would not be).
-    func waitUnlessCancelled() async {
+    func waitUnlessCancelled() async { await wait(cancellable: true) }
+
+    private func wait(cancellable: Bool) async {
         let id = state.withLock { state in
             defer { state.nextID += 1 }
             return state.nextID
         }
+        // Inherits the test's task-locals, so the issue is the waiting test's.
+        let limit = Task {
+            try? await Task.sleep(for: Self.waitLimit)
+            guard !Task.isCancelled, let waiter = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
+            Issue.record("a latch was not opened within \(Self.waitLimit): whatever was to open it failed or hung")
+            waiter.resume()
+        }
+        defer { limit.cancel() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    if state.open || Task.isCancelled { return true }
+                    if state.open || (cancellable && Task.isCancelled) { return true }
                     state.waiters[id] = continuation
                     return false
                 }
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+            if cancellable { state.withLock { $0.waiters.removeValue(forKey: id) }?.resume() }
         }
     }
 }

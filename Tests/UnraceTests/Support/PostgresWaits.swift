@@ -9,7 +9,7 @@ func backendPID(_ tx: some SQLTransaction) async throws -> Int64 {
 /// Waits, at most 30 s, until another session waits on a lock that PostgreSQL backend `pid`
 /// holds: a state the test observes, polled every 20 ms.
 func waitUntilBlocked<S: SQLStore>(by pid: Int64, on store: S, _ what: String) async throws {
-    try await within(.seconds(30), what) {
+    try await within(.seconds(60), what) {
         while try await store.withTransaction({ tx in
             try await tx.query("SELECT count(*) AS n FROM pg_stat_activity WHERE \(pid) = ANY(pg_blocking_pids(pid))", [])
         }).first?["n"].int64 ?? 0 < 1 {

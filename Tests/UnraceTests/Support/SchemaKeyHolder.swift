@@ -29,7 +29,7 @@ final class SchemaKeyHolder: Sendable {
     /// Waits, at most 30 s, until `count` sessions wait for the key.
     func waitForWaiters(_ count: Int) async throws {
         let (store, schema) = (store, schema)
-        try await within(.seconds(30), "\(count) sessions waiting on \(schema)'s migration key") {
+        try await within(.seconds(60), "\(count) sessions waiting on \(schema)'s migration key") {
             while try await store.withTransaction({ tx in
                 try await tx.query(
                     """
