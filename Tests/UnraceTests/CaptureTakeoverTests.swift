@@ -41,7 +41,8 @@ struct CaptureTakeoverTests {
             configuration.faults.afterCharge = {
                 guard first.take() else { return }
                 charged.open()
-                release.wait()
+                // Bounded: a test that fails before its signal must not hold this thread for good.
+                _ = release.wait(timeout: .now() + .seconds(120))
             }
             try await withShop(.sqlite, configuration) { client, _, _ in
                 let created = try await client.send(
@@ -55,9 +56,10 @@ struct CaptureTakeoverTests {
                 async let stalled = client.send(.POST, "/payments/\(id)/capture")
                 await charged.wait()
                 clock.advance(by: .seconds(31))  // past the first holder's lease
-                let retry = try await client.send(.POST, "/payments/\(id)/capture")
-                #expect(retry.status == 200)
+                let sent = await outcome { try await client.send(.POST, "/payments/\(id)/capture") }
                 release.signal()
+                let retry = try sent.get()
+                #expect(retry.status == 200)
                 let late = try await stalled
                 #expect(late.status == 409, "\(late.status) \(late.body)")
                 #expect(late.problemCode == "request_in_progress" && late.header("Retry-After") == "1")

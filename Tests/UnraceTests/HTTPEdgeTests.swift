@@ -291,8 +291,10 @@ struct HTTPEdgeTests {
     func twoProcesses() async throws {
         try await withStore(.postgres) { store, location in
             let servers = try [ChildProcess(["serve", "--port", "0", "--database", location])]
+            defer { servers[0].sendKill() }  // a test that fails early leaves no server running
             try await servers[0].waitFor("listening on")  // the first creates the shop's tables
             let second = try ChildProcess(["serve", "--port", "0", "--database", location])
+            defer { second.sendKill() }
             try await second.waitFor("listening on")
             let clients = try (servers + [second]).map { child in
                 guard
@@ -323,6 +325,7 @@ struct HTTPEdgeTests {
     func metricsEndpoint(_ backend: SQLBackend) async throws {
         try await withStore(backend) { _, location in
             let server = try ChildProcess(["serve", "--port", "0", backend == .sqlite ? "--file" : "--database", location])
+            defer { server.sendKill() }  // a test that fails early leaves no server running
             try await server.waitFor("listening on")
             guard
                 let port = server.printed.split(separator: "\n").first(where: { $0.hasPrefix("listening on") })?

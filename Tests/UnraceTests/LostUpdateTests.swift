@@ -29,15 +29,22 @@ struct LostUpdateTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (amount, isA) in [(Int64(40), true), (Int64(80), false)] {
                 group.addTask {
-                    let balance = try await store.withTransaction { tx in
-                        try await tx.query("SELECT balance FROM \(table) WHERE id = 'alice'")[0].int64("balance")
+                    // Each party arrives at both barriers whatever its steps did.
+                    let balance = await outcome {
+                        try await store.withTransaction { tx in
+                            try await tx.query("SELECT balance FROM \(table) WHERE id = 'alice'")[0].int64("balance")
+                        }
                     }
                     await bothRead.arriveAndWait()
                     if !isA { await aWrote.arriveAndWait() }
-                    _ = try await store.withTransaction { tx in
-                        try await tx.execute("UPDATE \(table) SET balance = ? WHERE id = 'alice'", [.integer(balance - amount)])
+                    let wrote = await outcome {
+                        let newBalance = try balance.get() - amount
+                        _ = try await store.withTransaction { tx in
+                            try await tx.execute("UPDATE \(table) SET balance = ? WHERE id = 'alice'", [.integer(newBalance)])
+                        }
                     }
                     if isA { await aWrote.arriveAndWait() }
+                    try wrote.get()
                 }
             }
             try await group.waitForAll()
@@ -213,10 +220,13 @@ struct LostUpdateTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<2 {
                     group.addTask {
-                        let n = try await store.withTransaction { tx in
-                            try await tx.query("SELECT n FROM \(table) WHERE id = 'hits'")[0].int64("n")
+                        let read = await outcome {
+                            try await store.withTransaction { tx in
+                                try await tx.query("SELECT n FROM \(table) WHERE id = 'hits'")[0].int64("n")
+                            }
                         }
                         await met.arriveAndWait()
+                        let n = try read.get()
                         _ = try await store.withTransaction { tx in
                             try await tx.execute("UPDATE \(table) SET n = ? WHERE id = 'hits'", [.integer(n + 1)])
                         }
@@ -247,10 +257,13 @@ struct LostUpdateTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for buyer in ["b1", "b2"] {
                 group.addTask {
-                    let taken = try await store.withTransaction { tx in
-                        try await tx.query("SELECT 1 FROM \(table) WHERE seat = 'A1'").count
+                    let read = await outcome {
+                        try await store.withTransaction { tx in
+                            try await tx.query("SELECT 1 FROM \(table) WHERE seat = 'A1'").count
+                        }
                     }
                     await checked.arriveAndWait()
+                    let taken = try read.get()
                     if taken == 0 {
                         _ = try await store.withTransaction { tx in
                             try await tx.execute("INSERT INTO \(table) (seat, buyer) VALUES ('A1', ?)", [.text(buyer)])

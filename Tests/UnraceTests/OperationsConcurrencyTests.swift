@@ -57,8 +57,9 @@ struct OperationsConcurrencyTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<2 {
                 group.addTask {
-                    let seen = try await countRows(store, table, id: "order_7")
+                    let counted = await outcome { try await countRows(store, table, id: "order_7") }
                     await bothChecked.arriveAndWait()
+                    let seen = try counted.get()
                     if seen == 0 {
                         _ = try await store.withTransaction { tx in
                             try await tx.execute("INSERT INTO \(table) (id, worker, seq) VALUES ('order_7', ?, 0)", [.text("\(worker)")])

@@ -103,7 +103,9 @@ struct PerformDecidesFirstTests {
         }
         let runs = Counter()
         let duplicate = Task {
-            try await operations.perform(key: "email:42", scope: scope, whenInProgress: .wait(upTo: .seconds(20))) { _ in
+            // A duplicate that fails (a step's error) stops the test's wait for its polls too.
+            defer { clock.stopWaiting() }
+            return try await operations.perform(key: "email:42", scope: scope, whenInProgress: .wait(upTo: .seconds(20))) { _ in
                 runs.increment()
                 return "sent by the duplicate"
             }
@@ -138,6 +140,7 @@ final class PollCountingClock: WallClock {
         var now = Timestamp(milliseconds: 1_700_000_000_000)
         var polls = 0
         var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
+        var stopped = false
     }
 
     private let state = Mutex(State())
@@ -158,15 +161,25 @@ final class PollCountingClock: WallClock {
         await Task.yield()
     }
 
-    /// Returns once `sleep` has been called `count` times in all.
+    /// Returns once `sleep` has been called `count` times in all, or the poller stopped.
     func waitForPolls(_ count: Int) async {
         await withCheckedContinuation { continuation in
             let done = state.withLock { state -> Bool in
-                if state.polls >= count { return true }
+                if state.polls >= count || state.stopped { return true }
                 state.waiters.append((count, continuation))
                 return false
             }
             if done { continuation.resume() }
         }
+    }
+
+    /// The poller is done (whatever its outcome): every wait returns, now and later.
+    func stopWaiting() {
+        let waiting = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.stopped = true
+            defer { state.waiters = [] }
+            return state.waiters.map(\.1)
+        }
+        for continuation in waiting { continuation.resume() }
     }
 }

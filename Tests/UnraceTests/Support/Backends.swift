@@ -21,8 +21,12 @@ enum TestPostgres {
     static let required = url != nil || ProcessInfo.processInfo.environment["CI"] != nil
 
     /// Runs one statement on the test database, outside any store.
+    /// Bounded: a schema's `DROP` waiting on a session a failed test left behind fails the test
+    /// after two minutes, naming the lock, instead of hanging the suite.
     static func execute(_ sql: String) async throws {
-        let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(url: try requireURL()))
+        var configuration = try PostgresStore.clientConfiguration(url: try requireURL())
+        configuration.options.additionalStartupParameters += [("lock_timeout", "120000"), ("statement_timeout", "180000")]
+        let client = PostgresClient(configuration: configuration)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }

@@ -87,6 +87,12 @@ struct GatedStore<Base: Store>: Store {
     }
 }
 
+/// What `body` returned or threw: for a party of a `Barrier` that must arrive whatever its step
+/// did (one that threw and never arrived would leave the others waiting for ever).
+func outcome<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+    do { return .success(try await body()) } catch { return .failure(error) }
+}
+
 /// Runs `body`, failing the test (instead of hanging the suite) if it takes longer than `limit`.
 /// A body that never returns is left behind, cancelled; the test goes on.
 func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
