@@ -108,11 +108,24 @@ struct PostgresStartupTests {
     func cancelledStart() async throws {
         try await SilentServer.with { port, accepted in
             let task = Task { try await PostgresStore(url: "postgres://unrace@127.0.0.1:\(port)/unrace", logger: Self.quiet) }
-            var connections = accepted.makeAsyncIterator()
-            _ = await connections.next()  // the probe
-            _ = await connections.next()  // the start-up session, never answered
-            task.cancel()
-            let started = ContinuousClock.now
+            // The start-up session's connection, or the start ending first (its probe timed out
+            // on a starved machine): never a wait for a connection that will not come.
+            let (stalled, started) = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    var connections = accepted.makeAsyncIterator()
+                    _ = await connections.next()  // the probe
+                    return await connections.next() != nil  // the start-up session, never answered
+                }
+                group.addTask {
+                    _ = await task.result
+                    return false
+                }
+                let stalled = await group.next() ?? false
+                let cancelledAt = ContinuousClock.now
+                task.cancel()
+                group.cancelAll()
+                return (stalled, cancelledAt)
+            }
             let outcome: String
             do {
                 _ = try await task.value
@@ -122,6 +135,7 @@ struct PostgresStartupTests {
             } catch {
                 outcome = "\(error)"
             }
+            #expect(stalled, "the store's start ended before its start-up session: \(outcome)")
             #expect(outcome == "cancelled")
             #expect(ContinuousClock.now - started < .seconds(5), "the start-up check's 10 s limit was waited out")
         }
