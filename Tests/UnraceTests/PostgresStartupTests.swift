@@ -106,11 +106,26 @@ struct PostgresStartupTests {
 
     @Test("a caller cancelled while the server stalls the store's start-up gets CancellationError at once, not a store 10 s later")
     func cancelledStart() async throws {
+        // A start whose probe timed out before the start-up session opened (a machine so starved
+        // that a loopback connect takes over 5 s) never reached the stall: tried again, 3 times.
+        for _ in 1...3 {
+            let (stalled, outcome, afterCancel) = try await Self.cancelStalledStart()
+            guard stalled else { continue }
+            #expect(outcome == "cancelled")
+            #expect(afterCancel < .seconds(5), "the start-up check's 10 s limit was waited out")
+            return
+        }
+        Issue.record("the store's start ended before its start-up session three times: its probe timed out")
+    }
+
+    /// Starts a store on a server that accepts connections and never answers, and cancels it
+    /// once its start-up session is open (or its start ended first: then `stalled` is false).
+    static func cancelStalledStart() async throws -> (stalled: Bool, outcome: String, afterCancel: Duration) {
         try await SilentServer.with { port, accepted in
             let task = Task { try await PostgresStore(url: "postgres://unrace@127.0.0.1:\(port)/unrace", logger: Self.quiet) }
-            // The start-up session's connection, or the start ending first (its probe timed out
-            // on a starved machine): never a wait for a connection that will not come.
-            let (stalled, started) = await withTaskGroup(of: Bool.self) { group in
+            // The start-up session's connection, or the start ending first: never a wait for a
+            // connection that will not come.
+            let (stalled, cancelledAt) = await withTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     var connections = accepted.makeAsyncIterator()
                     _ = await connections.next()  // the probe
@@ -135,9 +150,7 @@ struct PostgresStartupTests {
             } catch {
                 outcome = "\(error)"
             }
-            #expect(stalled, "the store's start ended before its start-up session: \(outcome)")
-            #expect(outcome == "cancelled")
-            #expect(ContinuousClock.now - started < .seconds(5), "the start-up check's 10 s limit was waited out")
+            return (stalled, outcome, ContinuousClock.now - cancelledAt)
         }
     }
 
