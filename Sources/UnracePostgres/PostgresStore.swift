@@ -57,8 +57,8 @@ public final class PostgresStore: SQLStore {
     package let location: String
 
     private let logger: Logger
-    /// When the client's pool last lent a step a connection (of any store on the client): a
-    /// waiting step's sign of life.
+    /// When the client's pool last lent a step a connection or got one back, and which steps hold
+    /// one (of any store on the client): a waiting step's sign of life.
     let leases: LastLease
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
