@@ -57,6 +57,7 @@ struct PostgresLivenessTests {
     func lostConnection() async throws {
         try await Self.withPostgres { store in
             let operations = try Operations(store: store, configuration: .init())
+            let started = ContinuousClock.now
             let outcome = try await within(.seconds(60), "a step on a lost connection") {
                 do {
                     _ = try await operations.perform(key: "lost") { tx in
@@ -70,6 +71,8 @@ struct PostgresLivenessTests {
                 }
             }
             #expect(outcome == "store_unavailable retryable")
+            // At once: not after the store's 30 s step timeout.
+            #expect(ContinuousClock.now - started < .seconds(20))
             #expect(try await store.record(scope: .default, key: OperationKey("lost")) == nil, "nothing committed")
             #expect(try await operations.perform(key: "lost") { _ in 2 }.value == 2)
         }

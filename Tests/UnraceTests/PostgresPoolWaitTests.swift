@@ -12,7 +12,7 @@ struct PostgresPoolWaitTests {
     @Test("the wait's watch does not fire while a step holds a connection; once it is given back and a period passes, it does")
     func watchWaitsBehindAHolder() async throws {
         let leases = LastLease()
-        leases.noteLease()  // another step holds the pool's connection
+        leases.noteLease(heldAtMost: .seconds(600))  // another step holds the pool's connection
         let behind = Loan<Int>()
         let watch = LeaseWatch(loan: behind, leases: leases, every: .milliseconds(100))
         let borrower = Task { try await behind.borrow() }
@@ -41,20 +41,42 @@ struct PostgresPoolWaitTests {
         #expect(failed?.code == .storeUnavailable)
     }
 
+    @Test("a holder is counted for its hold's bound at most: a step whose body outlives its timeout does not keep waiters waiting for good")
+    func holdPastItsBound() async throws {
+        let leases = LastLease()
+        leases.noteLease(heldAtMost: .milliseconds(500))  // never given back
+        let behind = Loan<Int>()
+        let started = ContinuousClock.now
+        let watch = LeaseWatch(loan: behind, leases: leases, every: .milliseconds(100))
+        defer { watch.stop() }
+        let failed = try await within(.seconds(30), "a wait behind a hold past its bound failed") {
+            do {
+                _ = try await behind.borrow()
+                return nil as UnraceError?
+            } catch let error as UnraceError {
+                return error
+            }
+        }
+        #expect(failed?.code == .storeUnavailable)
+        #expect(ContinuousClock.now - started >= .milliseconds(500), "it waited while the hold was within its bound")
+        #expect(leases.holders == 1)
+    }
+
     @Test(
         "a step behind the pool's one connection, held longer than connectionWaitMaximum, runs once it is given back",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
     )
     func waitsBehindALongHolder() async throws {
         try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(url: location, maximumConnections: 1) { store in
+            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(120)) { store in
                 let held = Latch()
                 let holder = Task {
                     try await store.withTransaction { tx in
                         _ = try await tx.query("SELECT 1 AS n")
                         held.open()
-                        // Held past the period (and within the 30 s step timeout).
-                        try await Task.sleep(for: PostgresStore.connectionWaitMaximum + .seconds(2))
+                        // Held past the period, with room for a slow test task (and within the
+                        // step timeout).
+                        try await Task.sleep(for: PostgresStore.connectionWaitMaximum + .seconds(10))
                     }
                 }
                 await held.wait()
@@ -63,6 +85,74 @@ struct PostgresPoolWaitTests {
                 #expect(value == 2)
                 #expect(ContinuousClock.now - started >= PostgresStore.connectionWaitMaximum, "it waited behind the holder")
                 try await holder.value
+            }
+        }
+    }
+
+    @Test(
+        "every way a step ends gives its connection back to the count: after a step that succeeds, throws, is cancelled or times out, no step holds one",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func holdersReturnToZero() async throws {
+        struct Thrown: Error {}
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 2, stepTimeout: .seconds(1)) { store in
+                _ = try await store.withTransaction { tx in try await tx.query("SELECT 1 AS n") }
+                await #expect(throws: Thrown.self) {
+                    try await store.withTransaction { tx in
+                        _ = try await tx.query("SELECT 1 AS n")
+                        throw Thrown()
+                    }
+                }
+                let running = Latch()
+                let cancelled = Task {
+                    try await store.withTransaction { tx in
+                        running.open()
+                        _ = try await tx.query("SELECT pg_sleep(30)")
+                    }
+                }
+                await running.wait()
+                cancelled.cancel()
+                _ = await cancelled.result
+                let timedOut = await QueueTests.code {
+                    try await store.withTransaction { tx in _ = try await tx.query("SELECT pg_sleep(5)") }
+                }
+                #expect(timedOut == "store_unavailable")
+                #expect(store.leases.holders == 0)
+            }
+        }
+    }
+
+    @Test(
+        "a step behind a holder whose body outlives its step timeout is answered within that hold's bound and a period, never left waiting",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func waitsBoundedBehindAnOverrunningBody() async throws {
+        try await withStore(.postgres) { _, location in
+            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(1)) { store in
+                let held = Latch()
+                let release = Latch()
+                defer { release.open() }
+                // The body goes on, outside the database, long past its step's timeout.
+                let holder = Task {
+                    try await store.withTransaction { tx in
+                        _ = try await tx.query("SELECT 1 AS n")
+                        held.open()
+                        await release.wait()
+                    }
+                }
+                await held.wait()
+                let started = ContinuousClock.now
+                let answered = try await within(.seconds(90), "the step behind the overrunning body") {
+                    await QueueTests.code { try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS n") } }
+                }
+                let waited = ContinuousClock.now - started
+                // Its connection closed at the holder's timeout: the pool may open another (the
+                // step runs) or not (the step fails once the hold's bound and a period passed).
+                #expect(answered == nil || answered == "store_unavailable", "\(String(describing: answered))")
+                #expect(waited < store.holdMaximum + PostgresStore.connectionWaitMaximum + .seconds(15), "waited \(waited)")
+                release.open()
+                _ = await holder.result
             }
         }
     }

@@ -5,7 +5,7 @@ import Unrace
 
 /// Stores made on one `PostgresClient` share its pool: a step of one store waiting behind
 /// another's steps sees the pool lending connections, and waits on (``PostgresStore/connectionWaitMaximum``
-/// counts from the pool's last lending to any of them, not to its own store's steps only).
+/// counts from the pool's last lending or return to any of them, not to its own store's steps only).
 @Suite("PostgreSQL stores sharing a client")
 struct PostgresSharedClientTests {
     @Test(

@@ -34,10 +34,11 @@ struct ReplicaStartupTests {
                             let failures = try await withThrowingTaskGroup(of: String?.self) { group in
                                 for store in [a, b, c] {
                                     group.addTask {
-                                        let shop = try Shop(store: store, logger: quiet)
+                                        // Arrives whatever the shop's set-up did.
+                                        let made = await outcome { try Shop(store: store, logger: quiet) }
                                         await barrier.arriveAndWait()
                                         do {
-                                            try await shop.setUp()
+                                            try await made.get().setUp()
                                             return nil
                                         } catch { return "\(error)" }
                                     }

@@ -30,17 +30,22 @@ final class Latch: Sendable {
 
     func wait() async { await wait(cancellable: false) }
 
+    /// As ``wait()``, with no limit: for a latch whose opener is the waiting test itself, on
+    /// every path (a `defer`), however long the test takes.
+    func waitForTheTest() async { await wait(cancellable: false, limited: false) }
+
     /// As ``wait()``, but a cancelled caller stops waiting too: for a handler an in-process test
     /// holds, which a failing test cancels (over a socket the server's handler would not be).
     func waitUnlessCancelled() async { await wait(cancellable: true) }
 
-    private func wait(cancellable: Bool) async {
+    private func wait(cancellable: Bool, limited: Bool = true) async {
         let id = state.withLock { state in
             defer { state.nextID += 1 }
             return state.nextID
         }
         // Inherits the test's task-locals, so the issue is the waiting test's.
         let limit = Task {
+            guard limited else { return }
             try? await Task.sleep(for: Self.waitLimit)
             guard !Task.isCancelled, let waiter = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
             Issue.record("a latch was not opened within \(Self.waitLimit): whatever was to open it failed or hung")

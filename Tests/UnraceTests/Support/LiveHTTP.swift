@@ -81,7 +81,7 @@ func withInProcessServer<T: Sendable, Context: RequestContext>(
             defer { handOut.finish() }
             try await app.test(.router) { client in
                 handOut.yield(client)
-                await done.wait()
+                await done.waitForTheTest()  // opened however the test's body ends
             }
         }
         var iterator = clients.makeAsyncIterator()
