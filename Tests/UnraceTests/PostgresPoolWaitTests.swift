@@ -96,7 +96,9 @@ struct PostgresPoolWaitTests {
     func holdersReturnToZero() async throws {
         struct Thrown: Error {}
         try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(url: location, maximumConnections: 2, stepTimeout: .seconds(1)) { store in
+            // A step timeout no loaded machine reaches, but for the step that must reach it (on a
+            // store of its own, below).
+            try await PostgresStore.withStore(url: location, maximumConnections: 2, stepTimeout: .seconds(300)) { store in
                 _ = try await store.withTransaction { tx in try await tx.query("SELECT 1 AS n") }
                 await #expect(throws: Thrown.self) {
                     try await store.withTransaction { tx in
@@ -114,6 +116,9 @@ struct PostgresPoolWaitTests {
                 await running.wait()
                 cancelled.cancel()
                 _ = await cancelled.result
+                #expect(store.leases.holders == 0)
+            }
+            try await PostgresStore.withStore(url: location, maximumConnections: 2, stepTimeout: .seconds(1)) { store in
                 let timedOut = await QueueTests.code {
                     try await store.withTransaction { tx in _ = try await tx.query("SELECT pg_sleep(5)") }
                 }
@@ -129,19 +134,27 @@ struct PostgresPoolWaitTests {
     )
     func waitsBoundedBehindAnOverrunningBody() async throws {
         try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(1)) { store in
+            // 5 s: a loaded machine finishes the holder's first statement within it.
+            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(5)) { store in
                 let held = Latch()
+                let holding = Latch()
                 let release = Latch()
                 defer { release.open() }
                 // The body goes on, outside the database, long past its step's timeout.
                 let holder = Task {
+                    defer { held.open() }  // also when its first statement failed
                     try await store.withTransaction { tx in
                         _ = try await tx.query("SELECT 1 AS n")
+                        holding.open()
                         held.open()
                         await release.wait()
                     }
                 }
                 await held.wait()
+                guard holding.isOpen else {
+                    Issue.record("the holder's first statement failed: \(await holder.result)")
+                    return
+                }
                 let started = ContinuousClock.now
                 let answered = try await within(.seconds(90), "the step behind the overrunning body") {
                     await QueueTests.code { try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS n") } }
