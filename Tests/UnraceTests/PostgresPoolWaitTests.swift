@@ -30,15 +30,19 @@ struct PostgresPoolWaitTests {
         let alone = Loan<Int>()
         let second = LeaseWatch(loan: alone, leases: leases, every: .milliseconds(100))
         defer { second.stop() }
-        let failed = try await within(.seconds(60), "a wait with nothing held failed") {
+        #expect(try await Self.failure(of: alone, "a wait with nothing held failed")?.code == .storeUnavailable)
+    }
+
+    /// How a wait for `loan` ended: the watch's error, or `nil` if it was lent.
+    static func failure(of loan: Loan<Int>, _ what: String) async throws -> UnraceError? {
+        try await within(.seconds(60), what) {
             do {
-                _ = try await alone.borrow()
-                return nil as UnraceError?
+                _ = try await loan.borrow()
+                return nil
             } catch let error as UnraceError {
                 return error
             }
         }
-        #expect(failed?.code == .storeUnavailable)
     }
 
     @Test("a holder is counted for its hold's bound at most: a step whose body outlives its timeout does not keep waiters waiting for good")
@@ -49,15 +53,7 @@ struct PostgresPoolWaitTests {
         let started = ContinuousClock.now
         let watch = LeaseWatch(loan: behind, leases: leases, every: .milliseconds(100))
         defer { watch.stop() }
-        let failed = try await within(.seconds(30), "a wait behind a hold past its bound failed") {
-            do {
-                _ = try await behind.borrow()
-                return nil as UnraceError?
-            } catch let error as UnraceError {
-                return error
-            }
-        }
-        #expect(failed?.code == .storeUnavailable)
+        #expect(try await Self.failure(of: behind, "a wait behind a hold past its bound failed")?.code == .storeUnavailable)
         #expect(ContinuousClock.now - started >= .milliseconds(500), "it waited while the hold was within its bound")
         #expect(leases.holders == 1)
     }
