@@ -71,10 +71,11 @@ final class LastLease: Sendable {
 
     /// A step was lent a connection, which it holds for `bound` at most.
     func noteLease(heldAtMost bound: Duration) {
-        held.add(1, ordering: .sequentiallyConsistent)
         let now = DispatchTime.now().uptimeNanoseconds
         heldUntil.max(now + bound.watchNanoseconds, ordering: .sequentiallyConsistent)
         lastEvent.max(now, ordering: .sequentiallyConsistent)
+        // Counted last: a watch that sees the holder sees its times too.
+        held.add(1, ordering: .sequentiallyConsistent)
     }
     /// A step gave its connection back to the pool.
     func noteReturn() {
@@ -127,7 +128,7 @@ struct LeaseWatch: Sendable {
                 if now >= due, holders == 0 || now >= holdsEnd { break }
                 // Behind a holder: look again when its hold may end, a period on at most (a
                 // return counts as the pool's sign of life).
-                let wait = now < due ? due - now : holdsEnd > now ? min(span, holdsEnd - now) : span
+                let wait = now < due ? due - now : min(span, holdsEnd - now)  // here a holder's bound is ahead
                 do { try await Task.sleep(for: .nanoseconds(max(wait, 1_000_000))) } catch { return }  // stopped
             }
             guard !Task.isCancelled else { return }
@@ -145,9 +146,7 @@ struct LeaseWatch: Sendable {
 }
 
 extension Duration {
-    /// Whole nanoseconds of a duration that is not negative and under 584 years (a step's hold
-    /// and the wait's period are both bounded far below it).
-    fileprivate var watchNanoseconds: UInt64 {
-        UInt64(max(0, components.seconds)) * 1_000_000_000 + UInt64(max(0, components.attoseconds / 1_000_000_000))
-    }
+    /// The duration in nanoseconds of `DispatchTime`, to the millisecond (``wholeMilliseconds``);
+    /// 0 for a negative one. A step's hold and the wait's period are bounded far below overflow.
+    fileprivate var watchNanoseconds: UInt64 { UInt64(max(0, wholeMilliseconds)) * 1_000_000 }
 }

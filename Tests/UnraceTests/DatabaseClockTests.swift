@@ -194,6 +194,7 @@ struct DatabaseClockTests {
         // Long enough that the post's step starts (and reads the time) before it expires, even on
         // a loaded machine: the test is of the wait, not of the set-up.
         let hold = Transfer(id: "\(p)-hold", debit: a, credit: b, amount: 30, flags: .pending, timeoutMilliseconds: 5_000)
+        let beforeHold = try await databaseNow(store)
         #expect(try await ledger.submit([hold]) == [.created])
         let holding = Latch()
         let release = Latch()
@@ -215,6 +216,8 @@ struct DatabaseClockTests {
             try await ledger.submit([Transfer(id: "\(p)-post", debit: a, credit: b, amount: 0, flags: .postPending, pendingID: hold.id)])
         }
         try await waitUntilBlocked(by: pid, on: store, "the post waiting for the account's lock")
+        // The post read its time before the hold expired, so only its wait can expire it.
+        #expect(try await databaseNow(store) < beforeHold + 5_000, "the set-up outlasted the pending transfer's timeout")
         // The pending transfer's timeout passes while the post waits (the time itself is what is tested).
         try await Task.sleep(for: .milliseconds(5_500))
         release.open()

@@ -5,10 +5,11 @@ public import UnraceCore
 /// One part of ``StoreRows``: read its rules there (what "lock" means, deferred writes).
 public protocol InboxRows: StepTime {
     /// Locks a stream's row (creating it at head 0 if absent), and reads where the event id
-    /// `eventID` was stored, if anywhere. A store may read the event id in the same statement;
-    /// it then reads it as of the statement's start, which is enough: a duplicate that commits
-    /// meanwhile on the same stream is found by ``isPositionTaken(stream:sequence:)``, and one on
-    /// another stream by the event id's uniqueness.
+    /// `eventID` was stored, if anywhere. A store may read the event id in the same statement, as
+    /// of the statement's start: an event stored while it waited for the stream's row is found by
+    /// ``isPositionTaken(stream:sequence:)`` when it took this position (the inbox then calls this
+    /// again, the row now locked, to tell a redelivery from a reused id), and by the event id's
+    /// uniqueness when it was stored elsewhere.
     func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?)
     /// The type and payload an event id was stored with, if it was stored: a repeat of the id
     /// is compared with them. A store that cannot say answers `nil` (nothing is compared); the

@@ -201,7 +201,7 @@ public struct Records<S: Store>: Sendable {
         as type: T.Type = T.self,
         _ transform: (inout T) throws -> Void
     ) async throws -> Versioned<T> {
-        // Normalised once, so its log lines name one key however the id was spelled.
+        // Normalised before its log lines, so they name one key however the id was spelled.
         let id = try NameRule.recordID.validate(id)
         return try await telemetry.span("update") { _ in try await update(id, transform) }
     }

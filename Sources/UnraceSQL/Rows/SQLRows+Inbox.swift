@@ -53,13 +53,7 @@ extension SQLRows: InboxRows {
     }
 
     public func insertInboxEvent(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws {
-        try await write(
-            """
-            INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            InboxSQL.eventValues(event, status, reason, now)
-        )
+        try await insertInboxEvents([event], status: status, reason: reason, now: now)
     }
 
     /// 500 events a statement.
@@ -68,7 +62,7 @@ extension SQLRows: InboxRows {
             let part = events[chunk..<min(chunk + 500, events.count)]
             try await write(
                 "INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at) VALUES "
-                    + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?)", count: part.count).joined(separator: ", "),
+                    + Array(repeating: "(\(Self.placeholders(8)))", count: part.count).joined(separator: ", "),
                 part.flatMap { InboxSQL.eventValues($0, status, reason, now) }
             )
         }

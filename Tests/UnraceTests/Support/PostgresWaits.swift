@@ -6,7 +6,7 @@ func backendPID(_ tx: some SQLTransaction) async throws -> Int64 {
     try await tx.query("SELECT pg_backend_pid() AS pid", [])[0].int64("pid")
 }
 
-/// Waits, at most 30 s, until another session waits on a lock that PostgreSQL backend `pid`
+/// Waits, at most 60 s, until another session waits on a lock that PostgreSQL backend `pid`
 /// holds: a state the test observes, polled every 20 ms.
 func waitUntilBlocked<S: SQLStore>(by pid: Int64, on store: S, _ what: String) async throws {
     try await within(.seconds(60), what) {
