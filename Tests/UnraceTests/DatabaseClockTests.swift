@@ -192,8 +192,10 @@ struct DatabaseClockTests {
         let ids = try await LedgerTests.wallets(ledger, prefix: p, count: 2, funding: 100)
         let (a, b) = (ids[0], ids[1])
         // Long enough that the post's step starts (and reads the time) before it expires, even on
-        // a loaded machine: the test is of the wait, not of the set-up.
-        let hold = Transfer(id: "\(p)-hold", debit: a, credit: b, amount: 30, flags: .pending, timeoutMilliseconds: 5_000)
+        // a loaded machine (the whole suite's set-up here once took over 5 s): the test is of the
+        // wait, not of the set-up.
+        let timeout: Int64 = 15_000
+        let hold = Transfer(id: "\(p)-hold", debit: a, credit: b, amount: 30, flags: .pending, timeoutMilliseconds: timeout)
         let beforeHold = try await databaseNow(store)
         #expect(try await ledger.submit([hold]) == [.created])
         let holding = Latch()
@@ -217,9 +219,10 @@ struct DatabaseClockTests {
         }
         try await waitUntilBlocked(by: pid, on: store, "the post waiting for the account's lock")
         // The post read its time before the hold expired, so only its wait can expire it.
-        #expect(try await databaseNow(store) < beforeHold + 5_000, "the set-up outlasted the pending transfer's timeout")
+        let blocked = try await databaseNow(store)
+        #expect(blocked < beforeHold + timeout, "the set-up outlasted the pending transfer's timeout")
         // The pending transfer's timeout passes while the post waits (the time itself is what is tested).
-        try await Task.sleep(for: .milliseconds(5_500))
+        try await Task.sleep(for: .milliseconds(max(0, beforeHold + timeout + 500 - blocked)))
         release.open()
         try await locker.value
         #expect(try await post.value == [.pendingTransferExpired])
