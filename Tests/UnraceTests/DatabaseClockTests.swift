@@ -221,8 +221,9 @@ struct DatabaseClockTests {
         // The post read its time before the hold expired, so only its wait can expire it.
         let blocked = try await databaseNow(store)
         #expect(blocked < beforeHold + timeout, "the set-up outlasted the pending transfer's timeout")
-        // The pending transfer's timeout passes while the post waits (the time itself is what is tested).
-        try await Task.sleep(for: .milliseconds(max(0, beforeHold + timeout + 500 - blocked)))
+        // The pending transfer's timeout passes while the post waits (the time itself is what is
+        // tested): it was created before `blocked`, so it has expired a timeout after that.
+        try await Task.sleep(for: .milliseconds(timeout + 500))
         release.open()
         try await locker.value
         #expect(try await post.value == [.pendingTransferExpired])
