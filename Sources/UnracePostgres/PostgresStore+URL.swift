@@ -29,16 +29,30 @@ extension PostgresStore {
     /// The longest `client_connection_check_interval` a URL may ask for: 1 hour.
     public static var clientConnectionCheckIntervalMaximum: Duration { .seconds(3_600) }
 
+    /// How long opening one connection may take, by default: 10 seconds (postgres-nio's default).
+    ///
+    /// It bounds the check a store made from a URL makes before it starts (an unreachable server
+    /// fails the start with `store_unavailable` within it, naming where) and each connection the
+    /// pool opens. A URL's `connect_timeout=seconds` (libpq's name and unit) changes it, from 1 to
+    /// ``connectTimeoutMaximum``; libpq's `0` (wait for ever) is refused, since every wait Unrace
+    /// makes is bounded. Raise it for a server reached over a slow link, or for a machine so loaded
+    /// that a loopback connection can take longer.
+    public static var connectTimeout: Duration { .seconds(10) }
+
+    /// The longest `connect_timeout` a URL may ask for: 1 hour.
+    public static var connectTimeoutMaximum: Duration { .seconds(3_600) }
+
     /// Parses a `postgres://` URL into a client configuration.
     ///
     /// The URL is `postgres://user[:password]@host[:port]/database`, optionally with
     /// `sslmode=disable|require` (`require` verifies the server's certificate and host name
     /// against the system's trusted roots, as libpq's `verify-full` does, not only encrypts),
-    /// `search_path=schema` (letters, digits and `_`) and
+    /// `search_path=schema` (letters, digits and `_`),
     /// `client_connection_check_interval=milliseconds` (0 to send nothing; see
-    /// ``clientConnectionCheckInterval``, the default). Other query items are ignored.
+    /// ``clientConnectionCheckInterval``, the default) and `connect_timeout=seconds` (see
+    /// ``connectTimeout``, the default). Other query items are ignored.
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for another scheme, no host, a bad value
-    ///   of one of these three, or one of them given twice or without a value.
+    ///   of one of these four, or one of them given twice or without a value.
     public static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
         try ParsedURL(url).clientConfiguration
     }
@@ -196,6 +210,8 @@ struct ParsedURL {
     var database: String?
     var requiresTLS: Bool
     var startupParameters: [(String, String)] = []
+    /// How long opening one connection may take (``PostgresStore/connectTimeout``).
+    var connectTimeout: Duration
 
     init(_ url: String) throws {
         guard let components = URLComponents(string: url),
@@ -234,6 +250,7 @@ struct ParsedURL {
         self.username = components.user ?? "postgres"
         self.password = components.password
         self.database = database.isEmpty ? nil : database
+        connectTimeout = try Self.connectTimeout(Self.value("connect_timeout", in: items))
         let checkInterval = try Self.checkIntervalMilliseconds(Self.value("client_connection_check_interval", in: items))
         if checkInterval > 0 { startupParameters.append(("client_connection_check_interval", "\(checkInterval)")) }
         if let schema = try Self.value("search_path", in: items) {
@@ -260,6 +277,7 @@ struct ParsedURL {
             tls: requiresTLS ? .require(.makeClientConfiguration()) : .disable
         )
         configuration.options.additionalStartupParameters = startupParameters
+        configuration.options.connectTimeout = connectTimeout
         return configuration
     }
 
@@ -275,7 +293,7 @@ struct ParsedURL {
             tls: requiresTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
         )
         configuration.options.additionalStartupParameters = startupParameters
-        configuration.options.connectTimeout = .seconds(5)
+        configuration.options.connectTimeout = TimeAmount(connectTimeout)
         return configuration
     }
 
@@ -293,6 +311,18 @@ struct ParsedURL {
         guard let item = given.first else { return nil }
         guard let value = item.value else { throw UnraceError(.invalidDatabaseURL, "\(name) needs a value (\(name)=…)") }
         return value
+    }
+
+    /// The URL's `connect_timeout` (whole seconds), or the default.
+    private static func connectTimeout(_ value: String?) throws -> Duration {
+        guard let value else { return PostgresStore.connectTimeout }
+        let maximum = PostgresStore.connectTimeoutMaximum.wholeMilliseconds / 1_000
+        guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+            let seconds = Int64(value), (1...maximum).contains(seconds)
+        else {
+            throw UnraceError(.invalidDatabaseURL, "connect_timeout must be a whole number of seconds from 1 to \(maximum)")
+        }
+        return .seconds(seconds)
     }
 
     /// The URL's `client_connection_check_interval` in milliseconds, or the default's.

@@ -167,9 +167,9 @@ public final class PostgresStore: SQLStore {
         }
         var configuration = parsed.clientConfiguration
         configuration.options.maximumConnections = maximumConnections
-        configuration.options.connectTimeout = .seconds(5)
-        try await probe(host: parsed.host, port: parsed.port, timeout: .seconds(5))
-        try await checkStartup(parsed.connectionConfiguration(), logger: logger)
+        try await probe(host: parsed.host, port: parsed.port, timeout: TimeAmount(parsed.connectTimeout))
+        // The session's answer may take a while after the connection opened (a loaded server).
+        try await checkStartup(parsed.connectionConfiguration(), within: parsed.connectTimeout + .seconds(5), logger: logger)
         return (configuration, parsed.location)
     }
 

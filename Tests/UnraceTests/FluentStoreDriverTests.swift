@@ -65,7 +65,7 @@ struct FluentStoreDriverTests {
     ) async throws -> String {
         let schema = uniqueName("fp")
         try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        var configuration = try TestPostgres.fluentConfiguration()
         configuration.searchPath = [schema]
         let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let databases = Databases(threadPool: NIOThreadPool.singleton, on: loop)

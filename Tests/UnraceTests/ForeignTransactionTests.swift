@@ -104,7 +104,7 @@ struct ForeignTransactionTests {
             }
             let other = uniqueName("t")
             try await TestPostgres.execute("CREATE SCHEMA \(other)")
-            let elsewhere = try TestPostgres.requireURL() + "?search_path=\(other)"
+            let elsewhere = try TestPostgres.requireURL(adding: "search_path=\(other)")
             try await PostgresStore.withStore(url: location) { first in
                 try await PostgresStore.withStore(url: elsewhere) { second in
                     let queue = try QueueTests.queue(second, ManualWallClock(), name: "shared")

@@ -26,7 +26,7 @@ struct PostgresStartupTests {
     static let throwawayServer =
         ProcessInfo.processInfo.environment["UNRACE_TEST_PASSWORD_ROLE"] != nil || ProcessInfo.processInfo.environment["CI"] != nil
 
-    /// The test database's URL with its user, password, database or query replaced.
+    /// The test database's URL with its user, password or database replaced, and `query` added.
     static func url(
         user: String = "postgres",
         password: String? = nil,
@@ -39,7 +39,8 @@ struct PostgresStartupTests {
         components.user = user
         components.password = password
         components.path = "/" + database
-        components.query = query
+        // The base URL's query (its connect_timeout) stays.
+        components.query = [components.query, query].compactMap { $0 }.joined(separator: "&")
         return components.string!
     }
 
@@ -107,7 +108,7 @@ struct PostgresStartupTests {
     @Test("a caller cancelled while the server stalls the store's start-up gets CancellationError at once, not a store 10 s later")
     func cancelledStart() async throws {
         // A start whose probe timed out before the start-up session opened (a machine so starved
-        // that a loopback connect takes over 5 s) never reached the stall: tried again, 3 times.
+        // that a loopback connect outlasts its timeout) never reached the stall: tried again, 3 times.
         for _ in 1...3 {
             let (stalled, outcome, afterCancel) = try await Self.cancelStalledStart()
             guard stalled else { continue }

@@ -63,7 +63,7 @@ struct ReplicaStartupTests {
         for _ in 1...10 {
             let schema = uniqueName("fr")
             try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-            var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+            var configuration = try TestPostgres.fluentConfiguration()
             configuration.searchPath = [schema]
             let pools = (0..<3).map { _ in Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton) }
             for databases in pools { databases.use(.postgres(configuration: configuration), as: .psql) }
@@ -111,7 +111,7 @@ struct ReplicaStartupTests {
             let waiting: Result<Bool, any Error>
             do {
                 try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-                var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+                var configuration = try TestPostgres.fluentConfiguration()
                 configuration.searchPath = [schema]
                 databases.use(.postgres(configuration: configuration), as: .psql)
                 migration = Task {
@@ -171,7 +171,7 @@ struct ReplicaStartupTests {
             let migrated: Result<Bool, any Error>
             do {
                 try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-                var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+                var configuration = try TestPostgres.fluentConfiguration()
                 configuration.searchPath = [schema]
                 databases.use(.postgres(configuration: configuration), as: .psql)
                 // Another schema's store migrates to the end while the first still holds its lock.
@@ -205,7 +205,7 @@ struct ReplicaStartupTests {
         try await withStore(.postgres) { store, _ in
             let schema = uniqueName("rr")
             try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-            var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+            var configuration = try TestPostgres.fluentConfiguration()
             configuration.searchPath = [schema]
             configuration.coreConfiguration.options.additionalStartupParameters.append(("default_transaction_isolation", "repeatable read"))
             let pools = (0..<2).map { _ in Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton) }

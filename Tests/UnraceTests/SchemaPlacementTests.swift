@@ -19,7 +19,7 @@ struct SchemaPlacementTests {
         parameters: [(String, String)] = [],
         _ body: (Result<FluentStore, any Error>) async throws -> T
     ) async throws -> T {
-        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        var configuration = try TestPostgres.fluentConfiguration()
         configuration.searchPath = searchPath
         configuration.coreConfiguration.options.additionalStartupParameters += parameters
         let databases = Databases(threadPool: NIOThreadPool.singleton, on: MultiThreadedEventLoopGroup.singleton)

@@ -17,8 +17,23 @@ enum SQLBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
 /// PostgreSQL tests still run, and fail with a clear message, when `CI` is set; a developer
 /// running bare `swift test` sees them skipped.
 enum TestPostgres {
-    static let url = ProcessInfo.processInfo.environment["UNRACE_TEST_POSTGRES_URL"]
+    /// The server's URL, with a `connect_timeout` of 60 s unless it names one: the whole suite at
+    /// once on two cores (child processes included) has taken over the default 10 s to complete
+    /// a loopback connection. The timeout itself is tested on its own (`PostgresURLTests`).
+    static let url = ProcessInfo.processInfo.environment["UNRACE_TEST_POSTGRES_URL"].map { url in
+        url.contains("connect_timeout=") ? url : adding("connect_timeout=60", to: url)
+    }
     static let required = url != nil || ProcessInfo.processInfo.environment["CI"] != nil
+
+    /// `url` with the query item `item` (`name=value`) added.
+    static func adding(_ item: String, to url: String) -> String {
+        url + (url.contains("?") ? "&" : "?") + item
+    }
+
+    /// The test server's URL with the query item `item` added.
+    static func requireURL(adding item: String) throws -> String {
+        adding(item, to: try requireURL())
+    }
 
     /// Runs one statement on the test database, outside any store.
     /// Bounded: a schema's `DROP` waiting on a session a failed test left behind fails the test
@@ -73,7 +88,7 @@ func withStore<T: Sendable>(
         let schema = uniqueName("t")
         let url = try TestPostgres.requireURL()
         try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-        let location = url + (url.contains("?") ? "&" : "?") + "search_path=\(schema)"
+        let location = TestPostgres.adding("search_path=\(schema)", to: url)
         do {
             // A loaded test machine (every suite at once on two cores) can take long over a step; the
             // default step timeout (30 s) is tested on its own.

@@ -277,7 +277,7 @@ enum VaporContract {
             case .postgres:
                 let schema = uniqueName("v")
                 try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-                var postgres = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+                var postgres = try TestPostgres.fluentConfiguration()
                 postgres.searchPath = [schema]
                 app.databases.use(
                     .postgres(configuration: postgres, maxConnectionsPerEventLoop: 6, connectionPoolTimeout: .seconds(60)),

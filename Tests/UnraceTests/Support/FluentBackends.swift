@@ -43,7 +43,7 @@ func withFluentDatabases<T: Sendable>(
     case .postgres:
         let schema = uniqueName("f")
         try await TestPostgres.execute("CREATE SCHEMA \(schema)")
-        var configuration = try SQLPostgresConfiguration(url: try TestPostgres.requireURL() + "?tlsmode=disable")
+        var configuration = try TestPostgres.fluentConfiguration()
         configuration.searchPath = [schema]
         databases.use(
             .postgres(configuration: configuration, maxConnectionsPerEventLoop: 4, connectionPoolTimeout: .seconds(60)),
@@ -62,5 +62,15 @@ func withFluentDatabases<T: Sendable>(
         await databases.shutdownAsync()
         await cleanUp?()
         throw error
+    }
+}
+
+extension TestPostgres {
+    /// A Fluent configuration of the test server (no TLS), with the same long connect timeout as
+    /// ``TestPostgres/url``.
+    static func fluentConfiguration() throws -> SQLPostgresConfiguration {
+        var configuration = try SQLPostgresConfiguration(url: try requireURL(adding: "tlsmode=disable"))
+        configuration.coreConfiguration.options.connectTimeout = .seconds(60)
+        return configuration
     }
 }
