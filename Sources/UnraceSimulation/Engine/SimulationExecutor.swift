@@ -95,10 +95,82 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
 }
 
 /// Runs blocking simulator work on a thread of its own, so the caller's executor stays free.
+///
+/// At most ``SimulationThreads/limit`` such threads run at once in a process (one per core);
+/// later callers wait, suspended, for a turn. A run computes without a pause, so unbounded
+/// concurrent callers (a test suite's parallel cases, sweeps started together) would take the
+/// cores from every other thread of the process: its task pool and I/O would stall for seconds.
 func onSimulationThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        let thread = Thread { continuation.resume(returning: work()) }
+    await SimulationThreads.shared.take()
+    return await withCheckedContinuation { continuation in
+        let thread = Thread {
+            let result = work()
+            SimulationThreads.shared.give()
+            continuation.resume(returning: result)
+        }
         thread.stackSize = 16 << 20
         thread.start()
+    }
+}
+
+/// The turns of ``onSimulationThread(_:)``: a counting semaphore whose waiters suspend, first
+/// come first served.
+final class SimulationThreads: Sendable {
+    /// One turn per core the process may use (at least one).
+    static let shared = SimulationThreads(limit: max(1, ProcessInfo.processInfo.activeProcessorCount))
+
+    private struct State {
+        var running = 0
+        var waiting: [CheckedContinuation<Void, Never>] = []
+        var head = 0
+    }
+
+    /// How many simulation threads may run at once.
+    let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// How many threads run now, and how many callers wait (tests).
+    var counts: (running: Int, waiting: Int) { state.withLock { ($0.running, $0.waiting.count - $0.head) } }
+
+    /// Takes a turn, waiting for one to be given back when all are taken.
+    func take() async {
+        let taken = state.withLock { state -> Bool in
+            guard state.running < limit else { return false }
+            state.running += 1
+            return true
+        }
+        if taken { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                guard state.running < limit else {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.running += 1
+                return true
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Gives a turn back: to the first waiter, if any.
+    func give() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.head < state.waiting.count else {
+                state.running -= 1
+                return nil
+            }
+            defer {
+                state.head += 1
+                if state.head == state.waiting.count {
+                    state.waiting.removeAll(keepingCapacity: true)
+                    state.head = 0
+                }
+            }
+            return state.waiting[state.head]  // the turn passes on: `running` stays
+        }
+        next?.resume()
     }
 }
