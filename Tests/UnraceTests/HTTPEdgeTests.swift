@@ -93,7 +93,7 @@ struct HTTPEdgeTests {
                 json: Self.order
             )
             #expect(twice.status == 400 && twice.problemCode == "idempotency_key_invalid")
-            let huge = #"{"sku":"widget","quantity":1,"pad":""# + String(repeating: "x", count: 1 << 21) + #""}"#
+            let huge = #"{"sku":"widget","quantity":1,"pad":""# + repeatedASCII("x", count: 1 << 21) + #""}"#
             let tooLarge = try await client.send(.POST, "/orders", headers: [("Idempotency-Key", "big")], json: huge)
             #expect(tooLarge.status == 413 && tooLarge.problemCode == "body_too_large")
             #expect(tooLarge.header("Connection") == "close", "the rest of the upload is not read: the connection closes")

@@ -18,6 +18,9 @@ struct InboxTests {
     @Test("property on the memory store: 1,000 seeds of 100 shuffled, duplicated orders equal in-order application")
     func memoryProperty() async throws {
         for seed in UInt64(1)...1_000 {
+            // The memory store never suspends: without a pause between seeds, this test would hold
+            // one of the task pool's threads for all 1,000 (seconds, longer under load).
+            await Task.yield()
             let store = MemoryStore()
             let inbox = try Inbox(store: store)
             let streams = try OrderStreams.streams(orders: 100, seed: seed)

@@ -185,7 +185,7 @@ struct OperationsMetricsTests {
             Issue.record("no claim")
             return
         }
-        let reason = String(repeating: "x", count: OperationsConfiguration.outcomeByteCountMaximum + 1)
+        let reason = repeatedASCII("x", count: OperationsConfiguration.outcomeByteCountMaximum + 1)
         let error = await #expect(throws: UnraceError.self) { try await operations.fail(handle, reason: .terminal(reason)) }
         #expect(error?.code == .invalidArgument)
         guard case .inProgress = try await operations.status(of: "k", scope: scope) else {

@@ -76,7 +76,7 @@ extension ProbeTests {
 
     @Test("a server's long identity is kept short in the report, two long ones stay apart, and the table shows no escape sequence")
     func hostileAnswers() {
-        let long = String(repeating: "x", count: 1 << 20)
+        let long = repeatedASCII("x", count: 1 << 20)
         let (one, two) = (ProbeClient.bounded(long + "-1"), ProbeClient.bounded(long + "-2"))
         #expect(one.utf8.count < 400 && two.utf8.count < 400 && one != two)
         #expect(ProbeClient.bounded("order-7") == "order-7")

@@ -151,7 +151,7 @@ struct RetryLimitTests {
         #expect(try await inbox.head(of: "s") == 0)
 
         // The JSON of a string of n bytes is n + 2 bytes.
-        let huge = String(repeating: "x", count: OperationsConfiguration.outcomeByteCountMaximum - 1)
+        let huge = repeatedASCII("x", count: OperationsConfiguration.outcomeByteCountMaximum - 1)
         let operations = try Operations(store: store)
         let key = uniqueName("big")
         #expect(await QueueTests.code { _ = try await operations.perform(key: key) { _ in huge } } == "invalid_argument")

@@ -61,6 +61,19 @@ enum TestPostgres {
 /// The backends a test runs on: SQLite always; PostgreSQL when configured (or required).
 let sqlBackends: [SQLBackend] = TestPostgres.required ? [.sqlite, .postgres] : [.sqlite]
 
+/// `count` copies of the ASCII character `character`, made at memory speed.
+///
+/// `String(repeating:count:)` appends one copy at a time, and a debug build spends seconds on
+/// 64 MiB of them, holding one of the task pool's threads (two on this machine) for all that time:
+/// every other test's timers and I/O wait behind it.
+func repeatedASCII(_ character: Character, count: Int) -> String {
+    guard count > 0, let byte = character.asciiValue else { return "" }
+    return String(unsafeUninitializedCapacity: count) { buffer in
+        _ = memset(buffer.baseAddress!, Int32(byte), count)
+        return count
+    }
+}
+
 /// A fresh, unique name for a test's tables and scopes, so tests sharing one PostgreSQL never
 /// see each other's rows.
 func uniqueName(_ prefix: String) -> String {
