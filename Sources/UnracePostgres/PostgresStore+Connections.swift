@@ -20,7 +20,15 @@ extension PostgresStore {
     /// most, even if its body goes on), and the period counts again from then. Connections held
     /// outside steps (the schema migration, an application's own use of the client) are not
     /// counted.
+    ///
+    /// A store made from a URL whose `connect_timeout` (``connectTimeout``) is 9 s or longer waits
+    /// that and 1 s more instead: the pool may be opening a connection for that long.
     public static var connectionWaitMaximum: Duration { .seconds(10) }
+
+    /// The wait of a store whose pool opens connections within `connectTimeout` (`nil`: unknown).
+    static func connectionWait(_ connectTimeout: Duration?) -> Duration {
+        max(connectionWaitMaximum, (connectTimeout ?? .zero) + .seconds(1))
+    }
 
     /// How long a step's connection counts as held, at most: past it the step's timeout has
     /// closed the connection, even if its body goes on.
@@ -43,7 +51,7 @@ extension PostgresStore {
                 loan.fail(error)
             }
         }
-        let watch = LeaseWatch(loan: loan, leases: leases, every: Self.connectionWaitMaximum)
+        let watch = LeaseWatch(loan: loan, leases: leases, every: connectionWait)
         let connection: PostgresConnection
         do {
             connection = try await loan.borrow()

@@ -57,6 +57,26 @@ extension PostgresStore {
         try ParsedURL(url).clientConfiguration
     }
 
+    /// What a store made from `url` starts with, from one parse of it: the pool's configuration
+    /// and where its rows land, once the server was probed and one session opened
+    /// (``checkStartup(_:within:logger:)``).
+    static func prepare(
+        url: String,
+        maximumConnections: Int,
+        logger: Logger
+    ) async throws -> (PostgresClient.Configuration, location: String) {
+        let parsed = try ParsedURL(url)
+        guard (1...500).contains(maximumConnections) else {
+            throw UnraceError(.invalidConfiguration, "maximumConnections must be between 1 and 500")
+        }
+        var configuration = parsed.clientConfiguration
+        configuration.options.maximumConnections = maximumConnections
+        try await probe(host: parsed.host, port: parsed.port, timeout: TimeAmount(parsed.connectTimeout))
+        // The session's answer may take a while after the connection opened (a loaded server).
+        try await checkStartup(parsed.connectionConfiguration(), within: parsed.connectTimeout + .seconds(5), logger: logger)
+        return (configuration, parsed.location)
+    }
+
     /// Opens (and closes) one TCP connection to the server, so an unreachable database fails
     /// within `timeout`, naming where and why, instead of after the pool's retries.
     /// - Throws: ``UnraceError/Code/storeUnavailable``; `CancellationError` at once when the caller

@@ -63,6 +63,8 @@ public final class PostgresStore: SQLStore {
     /// For a store that runs its own client (``init(url:maximumConnections:logger:)``): opens
     /// once ``run()`` has migrated the schema. `nil` when the caller runs the client.
     private let readiness: Readiness?
+    /// How long a step waits while the pool lends nothing (``connectionWaitMaximum``, or longer).
+    let connectionWait: Duration
 
     /// Creates a store on a client that the caller runs (`client.run()` in a long-lived task or a
     /// `ServiceGroup`), and migrates the schema. Migrations from concurrent processes serialise on
@@ -76,11 +78,19 @@ public final class PostgresStore: SQLStore {
         stepTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "unrace.postgres")
     ) async throws {
-        try await self.init(client: client, stepTimeout: stepTimeout, logger: logger, location: nil)
+        try await self.init(client: client, stepTimeout: stepTimeout, logger: logger, location: nil, connectTimeout: nil)
     }
 
-    /// A store on `client`, whose rows land at `location` (`nil`: the client's own).
-    private init(client: PostgresClient, stepTimeout: Duration, logger: Logger, location: String?) async throws {
+    /// A store on `client`, whose rows land at `location` (`nil`: the client's own), made from a
+    /// URL with `connectTimeout` (`nil`: the client's own).
+    private init(
+        client: PostgresClient,
+        stepTimeout: Duration,
+        logger: Logger,
+        location: String?,
+        connectTimeout: Duration?
+    ) async throws {
+        self.connectionWait = Self.connectionWait(connectTimeout)
         self.client = client
         self.leases = LastLease.of(client)
         self.location = location ?? "client \(ObjectIdentifier(client))"
@@ -123,6 +133,7 @@ public final class PostgresStore: SQLStore {
         self.stepTimeout = try Self.checked(stepTimeout)
         let (configuration, location) = try await Self.prepare(url: url, maximumConnections: maximumConnections, logger: logger)
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.connectionWait = Self.connectionWait(configuration.options.connectTimeout)
         self.leases = LastLease.of(client)
         self.location = location
         self.logger = logger
@@ -153,26 +164,6 @@ public final class PostgresStore: SQLStore {
         }
     }
 
-    /// What a store made from `url` starts with, from one parse of it: the pool's configuration
-    /// and where its rows land, once the server was probed and one session opened
-    /// (``checkStartup(_:within:logger:)``).
-    private static func prepare(
-        url: String,
-        maximumConnections: Int,
-        logger: Logger
-    ) async throws -> (PostgresClient.Configuration, location: String) {
-        let parsed = try ParsedURL(url)
-        guard (1...500).contains(maximumConnections) else {
-            throw UnraceError(.invalidConfiguration, "maximumConnections must be between 1 and 500")
-        }
-        var configuration = parsed.clientConfiguration
-        configuration.options.maximumConnections = maximumConnections
-        try await probe(host: parsed.host, port: parsed.port, timeout: TimeAmount(parsed.connectTimeout))
-        // The session's answer may take a while after the connection opened (a loaded server).
-        try await checkStartup(parsed.connectionConfiguration(), within: parsed.connectTimeout + .seconds(5), logger: logger)
-        return (configuration, parsed.location)
-    }
-
     /// Connects to `url`, runs the client for the duration of `body`, and shuts it down after.
     ///
     /// - Parameters:
@@ -180,7 +171,8 @@ public final class PostgresStore: SQLStore {
     ///     `?sslmode=disable|require`, `&search_path=schema` (the schema Unrace's tables live in:
     ///     letters, digits and `_`; one database can then hold several independent stores) and
     ///     `&client_connection_check_interval=milliseconds` (``clientConnectionCheckInterval``;
-    ///     0 for a server or pooler that refuses the setting).
+    ///     0 for a server or pooler that refuses the setting) and `&connect_timeout=seconds`
+    ///     (``connectTimeout``).
     ///   - maximumConnections: the pool's size (1 to 500). Default 20.
     ///   - stepTimeout: see ``stepTimeout`` (default 30 s).
     /// - Throws: ``UnraceError/Code/invalidDatabaseURL`` for a malformed URL, or a start-up the
@@ -201,7 +193,13 @@ public final class PostgresStore: SQLStore {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let store = try await PostgresStore(client: client, stepTimeout: stepTimeout, logger: logger, location: location)
+            let store = try await PostgresStore(
+                client: client,
+                stepTimeout: stepTimeout,
+                logger: logger,
+                location: location,
+                connectTimeout: configuration.options.connectTimeout
+            )
             return try await body(store)
         }
     }

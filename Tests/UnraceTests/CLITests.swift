@@ -88,7 +88,7 @@ struct CLITests {
         #expect(base.printed.contains("sslmode must be disable or require"), "\(base.printed)")
         #expect(run.status == 2)
         #expect(!run.printed.contains("ANOMALY"), "\(run.printed)")
-        // The probe gives up after 5 s at most (a refused connection fails at once); the pool it
+        // The probe gives up after its connect timeout at most (10 s; a refused connection fails at once); the pool it
         // replaces tripped its circuit breaker after about a minute.
         #expect(run.elapsed - base.elapsed < .seconds(10), "unreachable: \(run.elapsed), baseline: \(base.elapsed)")
         #expect(run.printed.contains("cannot reach PostgreSQL at 127.0.0.1:\(port)"), "\(run.printed)")
@@ -107,7 +107,7 @@ struct CLITests {
         for error in [scoped, service] {
             #expect(error?.code == .storeUnavailable)
             // The start's own probe named the place (the pool's circuit breaker names none): as
-            // refused, or — once, under the whole suite's load — as timed out after its 6 s.
+            // refused, or — once, under the whole suite's load — as timed out after its 11 s.
             #expect(error?.message.contains("cannot reach PostgreSQL at 127.0.0.1:\(port)") == true, "\(String(describing: error))")
         }
         // Refused connections fail at once (milliseconds alone); the pool's circuit breaker took

@@ -64,7 +64,11 @@ struct PostgresPoolWaitTests {
     )
     func waitsBehindALongHolder() async throws {
         try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(120)) { store in
+            try await PostgresStore.withStore(
+                url: TestPostgres.url(location, connectTimeout: 5),
+                maximumConnections: 1,
+                stepTimeout: .seconds(120)
+            ) { store in
                 let held = Latch()
                 let holder = Task {
                     try await store.withTransaction { tx in
@@ -94,7 +98,11 @@ struct PostgresPoolWaitTests {
         try await withStore(.postgres) { _, location in
             // A step timeout no loaded machine reaches, but for the step that must reach it (on a
             // store of its own, below).
-            try await PostgresStore.withStore(url: location, maximumConnections: 2, stepTimeout: .seconds(300)) { store in
+            try await PostgresStore.withStore(
+                url: TestPostgres.url(location, connectTimeout: 5),
+                maximumConnections: 2,
+                stepTimeout: .seconds(300)
+            ) { store in
                 _ = try await store.withTransaction { tx in try await tx.query("SELECT 1 AS n") }
                 await #expect(throws: Thrown.self) {
                     try await store.withTransaction { tx in
@@ -114,7 +122,11 @@ struct PostgresPoolWaitTests {
                 _ = await cancelled.result
                 #expect(store.leases.holders == 0)
             }
-            try await PostgresStore.withStore(url: location, maximumConnections: 2, stepTimeout: .seconds(1)) { store in
+            try await PostgresStore.withStore(
+                url: TestPostgres.url(location, connectTimeout: 5),
+                maximumConnections: 2,
+                stepTimeout: .seconds(1)
+            ) { store in
                 let timedOut = await QueueTests.code {
                     try await store.withTransaction { tx in _ = try await tx.query("SELECT pg_sleep(5)") }
                 }
@@ -131,7 +143,11 @@ struct PostgresPoolWaitTests {
     func waitsBoundedBehindAnOverrunningBody() async throws {
         try await withStore(.postgres) { _, location in
             // 5 s: a loaded machine finishes the holder's first statement within it.
-            try await PostgresStore.withStore(url: location, maximumConnections: 1, stepTimeout: .seconds(5)) { store in
+            try await PostgresStore.withStore(
+                url: TestPostgres.url(location, connectTimeout: 5),
+                maximumConnections: 1,
+                stepTimeout: .seconds(5)
+            ) { store in
                 let held = Latch()
                 let holding = Latch()
                 let release = Latch()

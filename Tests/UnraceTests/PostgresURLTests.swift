@@ -3,7 +3,8 @@ import Logging
 import PostgresNIO
 import Testing
 import Unrace
-import UnracePostgres
+
+@testable import UnracePostgres
 
 #if canImport(Glibc)
 import Glibc
@@ -51,6 +52,40 @@ struct PostgresURLTests {
         for url in ["postgres://u@h/db?connect_timeout=5&connect_timeout=5", "postgres://u@h/db?connect_timeout"] {
             let error = #expect(throws: UnraceError.self) { try PostgresStore.clientConfiguration(url: url) }
             #expect(error?.code == .invalidDatabaseURL)
+        }
+    }
+
+    @Test("a step's wait for a pooled connection lasts the connect timeout and 1 s when that is longer than 10 s")
+    func connectionWait() {
+        #expect(PostgresStore.connectionWait(nil) == PostgresStore.connectionWaitMaximum)
+        #expect(PostgresStore.connectionWait(.seconds(1)) == .seconds(10))
+        #expect(PostgresStore.connectionWait(.seconds(9)) == .seconds(10))
+        #expect(PostgresStore.connectionWait(.seconds(10)) == .seconds(11))
+        #expect(PostgresStore.connectionWait(.seconds(3_600)) == .seconds(3_601))
+    }
+
+    @Test(
+        "a store made from a URL waits for a pooled connection as long as its connect_timeout allows; one on a client, 10 s",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func storesWait() async throws {
+        try await withStore(.postgres) { onClient, location in
+            #expect((onClient as? PostgresStore)?.connectionWait == .seconds(61), "the suite's URL asks for 60 s")
+            // Made, not run: nothing is migrated.
+            let short = try await PostgresStore(url: TestPostgres.url(location, connectTimeout: 2), logger: Self.quiet)
+            #expect(short.connectionWait == .seconds(10))
+            let long = try await PostgresStore(url: TestPostgres.url(location, connectTimeout: 20), logger: Self.quiet)
+            #expect(long.connectionWait == .seconds(21))
+            try await PostgresStore.withStore(url: TestPostgres.url(location, connectTimeout: 30), logger: Self.quiet) { store in
+                #expect(store.connectionWait == .seconds(31))
+            }
+            let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(url: location))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                let store = try await PostgresStore(client: client, logger: Self.quiet)
+                #expect(store.connectionWait == PostgresStore.connectionWaitMaximum, "a client's connect timeout is not known")
+            }
         }
     }
 

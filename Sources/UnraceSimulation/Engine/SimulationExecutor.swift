@@ -164,8 +164,10 @@ final class SimulationThreads: Sendable {
             }
             defer {
                 state.head += 1
-                if state.head == state.waiting.count {
-                    state.waiting.removeAll(keepingCapacity: true)
+                // Served waiters leave the front once they are half the queue: it never grows
+                // past twice the callers waiting.
+                if state.head * 2 >= state.waiting.count {
+                    state.waiting.removeFirst(state.head)
                     state.head = 0
                 }
             }

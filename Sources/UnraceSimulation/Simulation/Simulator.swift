@@ -72,7 +72,7 @@ public struct SeedsReport: Sendable {
 /// Runs execute on a thread of their own with a single-threaded task executor, one seed after
 /// another: the reported speed is one core's. At most one such thread per core runs at once in a
 /// process (``run(_:_:seed:options:)``, ``replay(_:_:choices:options:)``, ``runSeeds(_:_:firstSeed:count:options:)``
-/// and ``Shrinker`` share the turns); more concurrent calls wait, suspended, for a turn, so runs
+/// and ``shrink(_:scenario:options:budget:)`` share the turns); more concurrent calls wait, suspended, for a turn, so runs
 /// never take every core from the rest of the process.
 public enum Simulator {
     /// Runs `scenario` with `handler` from `seed`.

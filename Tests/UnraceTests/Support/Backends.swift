@@ -30,6 +30,16 @@ enum TestPostgres {
         url + (url.contains("?") ? "&" : "?") + item
     }
 
+    /// `url` with its `connect_timeout` set to `seconds` (added or replaced): for the tests of a
+    /// step's wait for a connection, which lasts at least the connect timeout and 1 s.
+    static func url(_ url: String, connectTimeout seconds: Int) -> String {
+        var components = URLComponents(string: url)!
+        components.queryItems =
+            (components.queryItems ?? []).filter { $0.name != "connect_timeout" }
+            + [URLQueryItem(name: "connect_timeout", value: "\(seconds)")]
+        return components.string!
+    }
+
     /// The test server's URL with the query item `item` added.
     static func requireURL(adding item: String) throws -> String {
         adding(item, to: try requireURL())
