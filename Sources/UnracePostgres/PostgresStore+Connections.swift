@@ -21,13 +21,14 @@ extension PostgresStore {
     /// outside steps (the schema migration, an application's own use of the client) are not
     /// counted.
     ///
-    /// A store made from a URL whose `connect_timeout` (``connectTimeout``) is 9 s or longer waits
-    /// that and 1 s more instead: the pool may be opening a connection for that long.
+    /// A store made from a URL whose `connect_timeout` (``connectTimeout``) is longer waits that
+    /// long instead: the pool may be opening a connection for that long. A store made on a client
+    /// you configured (``init(client:stepTimeout:logger:)``) waits 10 s whatever its connect timeout.
     public static var connectionWaitMaximum: Duration { .seconds(10) }
 
     /// The wait of a store whose pool opens connections within `connectTimeout` (`nil`: unknown).
     static func connectionWait(_ connectTimeout: Duration?) -> Duration {
-        max(connectionWaitMaximum, (connectTimeout ?? .zero) + .seconds(1))
+        max(connectionWaitMaximum, connectTimeout ?? .zero)
     }
 
     /// How long a step's connection counts as held, at most: past it the step's timeout has

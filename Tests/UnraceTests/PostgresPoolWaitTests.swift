@@ -65,7 +65,7 @@ struct PostgresPoolWaitTests {
     func waitsBehindALongHolder() async throws {
         try await withStore(.postgres) { _, location in
             try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 5),
+                url: TestPostgres.url(location, connectTimeout: 9),
                 maximumConnections: 1,
                 stepTimeout: .seconds(120)
             ) { store in
@@ -99,7 +99,7 @@ struct PostgresPoolWaitTests {
             // A step timeout no loaded machine reaches, but for the step that must reach it (on a
             // store of its own, below).
             try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 5),
+                url: TestPostgres.url(location, connectTimeout: 9),
                 maximumConnections: 2,
                 stepTimeout: .seconds(300)
             ) { store in
@@ -123,7 +123,7 @@ struct PostgresPoolWaitTests {
                 #expect(store.leases.holders == 0)
             }
             try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 5),
+                url: TestPostgres.url(location, connectTimeout: 9),
                 maximumConnections: 2,
                 stepTimeout: .seconds(1)
             ) { store in
@@ -144,7 +144,7 @@ struct PostgresPoolWaitTests {
         try await withStore(.postgres) { _, location in
             // 5 s: a loaded machine finishes the holder's first statement within it.
             try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 5),
+                url: TestPostgres.url(location, connectTimeout: 9),
                 maximumConnections: 1,
                 stepTimeout: .seconds(5)
             ) { store in
@@ -175,7 +175,7 @@ struct PostgresPoolWaitTests {
                 // Its connection closed at the holder's timeout: the pool may open another (the
                 // step runs) or not (the step fails once the hold's bound and a period passed).
                 #expect(answered == nil || answered == "store_unavailable", "\(String(describing: answered))")
-                #expect(waited < store.holdMaximum + PostgresStore.connectionWaitMaximum + .seconds(15), "waited \(waited)")
+                #expect(waited < store.holdMaximum + store.connectionWait + .seconds(15), "waited \(waited)")
                 release.open()
                 _ = await holder.result
             }

@@ -55,13 +55,13 @@ struct PostgresURLTests {
         }
     }
 
-    @Test("a step's wait for a pooled connection lasts the connect timeout and 1 s when that is longer than 10 s")
+    @Test("a step's wait for a pooled connection lasts the connect timeout when that is longer than 10 s")
     func connectionWait() {
         #expect(PostgresStore.connectionWait(nil) == PostgresStore.connectionWaitMaximum)
         #expect(PostgresStore.connectionWait(.seconds(1)) == .seconds(10))
-        #expect(PostgresStore.connectionWait(.seconds(9)) == .seconds(10))
-        #expect(PostgresStore.connectionWait(.seconds(10)) == .seconds(11))
-        #expect(PostgresStore.connectionWait(.seconds(3_600)) == .seconds(3_601))
+        #expect(PostgresStore.connectionWait(PostgresStore.connectTimeout) == .seconds(10), "the default URL's wait")
+        #expect(PostgresStore.connectionWait(.seconds(11)) == .seconds(11))
+        #expect(PostgresStore.connectionWait(.seconds(3_600)) == .seconds(3_600))
     }
 
     @Test(
@@ -70,14 +70,14 @@ struct PostgresURLTests {
     )
     func storesWait() async throws {
         try await withStore(.postgres) { onClient, location in
-            #expect((onClient as? PostgresStore)?.connectionWait == .seconds(61), "the suite's URL asks for 60 s")
+            #expect((onClient as? PostgresStore)?.connectionWait == .seconds(60), "the suite's URL asks for 60 s")
             // Made, not run: nothing is migrated.
-            let short = try await PostgresStore(url: TestPostgres.url(location, connectTimeout: 2), logger: Self.quiet)
+            let short = try await PostgresStore(url: TestPostgres.url(location, connectTimeout: 9), logger: Self.quiet)
             #expect(short.connectionWait == .seconds(10))
             let long = try await PostgresStore(url: TestPostgres.url(location, connectTimeout: 20), logger: Self.quiet)
-            #expect(long.connectionWait == .seconds(21))
+            #expect(long.connectionWait == .seconds(20))
             try await PostgresStore.withStore(url: TestPostgres.url(location, connectTimeout: 30), logger: Self.quiet) { store in
-                #expect(store.connectionWait == .seconds(31))
+                #expect(store.connectionWait == .seconds(30))
             }
             let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(url: location))
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -85,6 +85,38 @@ struct PostgresURLTests {
                 defer { group.cancelAll() }
                 let store = try await PostgresStore(client: client, logger: Self.quiet)
                 #expect(store.connectionWait == PostgresStore.connectionWaitMaximum, "a client's connect timeout is not known")
+            }
+        }
+    }
+
+    @Test(
+        "a step of a store made from a URL with connect_timeout=15 waits 15 s, not 10, for a pool that lends nothing, then fails with store_unavailable",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func waitFollowsTheURL() async throws {
+        try await withStore(.postgres) { _, location in
+            let url = TestPostgres.url(location, connectTimeout: 15)
+            try await PostgresStore.withStore(url: url, maximumConnections: 1, stepTimeout: .seconds(60), logger: Self.quiet) { store in
+                let holding = Latch()
+                let done = Latch()
+                // The pool's one connection, held outside any step: the pool lends none, and no
+                // step's return is coming.
+                let holder = Task {
+                    defer { holding.open() }  // also when the hold failed
+                    try await store.client.withConnection { connection in
+                        _ = try await connection.query("SELECT 1", logger: Self.quiet)
+                        holding.open()
+                        await done.wait()
+                    }
+                }
+                await holding.wait()
+                let started = ContinuousClock.now
+                let code = await QueueTests.code { try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS one") } }
+                let waited = ContinuousClock.now - started
+                done.open()
+                try await holder.value
+                #expect(code == "store_unavailable")
+                #expect(waited >= .milliseconds(14_500) && waited < .seconds(45), "waited \(waited): the URL's connect timeout is 15 s")
             }
         }
     }

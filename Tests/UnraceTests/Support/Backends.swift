@@ -31,7 +31,7 @@ enum TestPostgres {
     }
 
     /// `url` with its `connect_timeout` set to `seconds` (added or replaced): for the tests of a
-    /// step's wait for a connection, which lasts at least the connect timeout and 1 s.
+    /// step's wait for a connection, which lasts the longer of 10 s and the connect timeout.
     static func url(_ url: String, connectTimeout seconds: Int) -> String {
         var components = URLComponents(string: url)!
         components.queryItems =
