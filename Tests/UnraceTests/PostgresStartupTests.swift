@@ -168,23 +168,9 @@ struct PostgresStartupTests {
                 group.addTask { await client.run() }
                 defer { group.cancelAll() }
                 let store = try await PostgresStore(client: client, stepTimeout: .seconds(60), logger: Self.quiet)
-                let holding = Latch()
-                let done = Latch()
                 // The pool's one connection, held outside any step (as by a server away, the pool
                 // cannot lend one, and no step's return is coming).
-                let holder = Task {
-                    try await client.withConnection { connection in
-                        _ = try await connection.query("SELECT 1", logger: Self.quiet)
-                        holding.open()
-                        await done.wait()
-                    }
-                }
-                await holding.wait()
-                let started = ContinuousClock.now
-                let code = await QueueTests.code { try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS one") } }
-                let waited = ContinuousClock.now - started
-                done.open()
-                try await holder.value
+                let (code, waited) = try await stepBehindAHeldConnection(store, client)
                 #expect(code == "store_unavailable")
                 #expect(waited >= .seconds(9) && waited < .seconds(30), "waited \(waited): PostgresStore.connectionWaitMaximum is 10 s")
                 // The connection is back: the next step runs.

@@ -97,24 +97,7 @@ struct PostgresURLTests {
         try await withStore(.postgres) { _, location in
             let url = TestPostgres.url(location, connectTimeout: 15)
             try await PostgresStore.withStore(url: url, maximumConnections: 1, stepTimeout: .seconds(60), logger: Self.quiet) { store in
-                let holding = Latch()
-                let done = Latch()
-                // The pool's one connection, held outside any step: the pool lends none, and no
-                // step's return is coming.
-                let holder = Task {
-                    defer { holding.open() }  // also when the hold failed
-                    try await store.client.withConnection { connection in
-                        _ = try await connection.query("SELECT 1", logger: Self.quiet)
-                        holding.open()
-                        await done.wait()
-                    }
-                }
-                await holding.wait()
-                let started = ContinuousClock.now
-                let code = await QueueTests.code { try await store.withTransaction { tx in _ = try await tx.query("SELECT 1 AS one") } }
-                let waited = ContinuousClock.now - started
-                done.open()
-                try await holder.value
+                let (code, waited) = try await stepBehindAHeldConnection(store, store.client)
                 #expect(code == "store_unavailable")
                 #expect(waited >= .milliseconds(14_500) && waited < .seconds(45), "waited \(waited): the URL's connect timeout is 15 s")
             }
