@@ -337,21 +337,26 @@ struct ParsedURL {
     private static func connectTimeout(_ value: String?) throws -> Duration {
         guard let value else { return PostgresStore.connectTimeout }
         let maximum = PostgresStore.connectTimeoutMaximum.wholeMilliseconds / 1_000
-        guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-            let seconds = Int64(value), (1...maximum).contains(seconds)
-        else {
+        guard let seconds = wholeNumber(value, in: 1...maximum) else {
             throw UnraceError(.invalidDatabaseURL, "connect_timeout must be a whole number of seconds from 1 to \(maximum)")
         }
         return .seconds(seconds)
+    }
+
+    /// `value` as a number in `range`, written in ASCII digits only (no sign, no other script's
+    /// digits) and at most 10 of them; `nil` otherwise.
+    private static func wholeNumber(_ value: String, in range: ClosedRange<Int64>) -> Int64? {
+        guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+            let number = Int64(value), range.contains(number)
+        else { return nil }
+        return number
     }
 
     /// The URL's `client_connection_check_interval` in milliseconds, or the default's.
     private static func checkIntervalMilliseconds(_ value: String?) throws -> Int64 {
         guard let value else { return PostgresStore.clientConnectionCheckInterval.wholeMilliseconds }
         let maximum = PostgresStore.clientConnectionCheckIntervalMaximum.wholeMilliseconds
-        guard !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-            let milliseconds = Int64(value), milliseconds <= maximum
-        else {
+        guard let milliseconds = wholeNumber(value, in: 0...maximum) else {
             throw UnraceError(
                 .invalidDatabaseURL,
                 "client_connection_check_interval must be a whole number of milliseconds from 0 (off) to \(maximum)"

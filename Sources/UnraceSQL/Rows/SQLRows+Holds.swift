@@ -72,7 +72,7 @@ extension SQLRows: HoldRows {
             for chunk in stride(from: 0, to: keys.count, by: 500) {
                 let part = keys[chunk..<min(chunk + 500, keys.count)]
                 try await write(
-                    "UPDATE unrace_holds SET state = ? WHERE key IN (\(Self.placeholders(part.count)))",
+                    "UPDATE unrace_holds SET state = ? WHERE key IN (\(SQLText.placeholders(part.count)))",
                     [.text(state.rawValue)] + part.map { .text($0) }
                 )
             }

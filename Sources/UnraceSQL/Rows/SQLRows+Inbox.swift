@@ -34,7 +34,7 @@ extension SQLRows: InboxRows {
         for chunk in stride(from: 0, to: ids.count, by: 500) {
             let part = ids[chunk..<min(chunk + 500, ids.count)]
             let rows = try await tx.query(
-                "SELECT event_id, stream, payload FROM unrace_inbox_events WHERE event_id IN (\(Self.placeholders(part.count)))",
+                "SELECT event_id, stream, payload FROM unrace_inbox_events WHERE event_id IN (\(SQLText.placeholders(part.count)))",
                 part.map { .text($0) }
             )
             for row in rows {
@@ -61,8 +61,9 @@ extension SQLRows: InboxRows {
         for chunk in stride(from: 0, to: events.count, by: 500) {
             let part = events[chunk..<min(chunk + 500, events.count)]
             try await write(
-                "INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at) VALUES "
-                    + Array(repeating: "(\(Self.placeholders(8)))", count: part.count).joined(separator: ", "),
+                part.count == 1
+                    ? InboxSQL.insertOneEventSQL
+                    : InboxSQL.insertEventsSQL + Array(repeating: InboxSQL.eventRow, count: part.count).joined(separator: ", "),
                 part.flatMap { InboxSQL.eventValues($0, status, reason, now) }
             )
         }
@@ -147,6 +148,12 @@ extension SQLRows: InboxRows {
 
 /// The inbox statements, shared with backends that run some as prepared statements.
 package enum InboxSQL {
+    static let insertEventsSQL =
+        "INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at) VALUES "
+    static let eventRow = "(\(SQLText.placeholders(8)))"
+    /// The statement of one event (every in-order receive), built once.
+    static let insertOneEventSQL = insertEventsSQL + eventRow
+
     package static func recordAppliedValues(
         _ event: InboxEvent,
         _ status: InboxEventStatus,

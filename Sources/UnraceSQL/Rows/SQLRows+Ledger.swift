@@ -13,7 +13,7 @@ extension SQLRows: LedgerRows {
         for chunk in stride(from: 0, to: sorted.count, by: 500) {
             let part = Array(sorted[chunk..<min(chunk + 500, sorted.count)])
             let rows = try await select(
-                "SELECT \(SQLText.accountColumns) FROM unrace_accounts WHERE id IN (\(Self.placeholders(part.count))) ORDER BY id\(byteOrder)",
+                "SELECT \(SQLText.accountColumns) FROM unrace_accounts WHERE id IN (\(SQLText.placeholders(part.count))) ORDER BY id\(byteOrder)",
                 part.map(SQLValue.text),
                 lock: lock
             )
@@ -54,7 +54,7 @@ extension SQLRows: LedgerRows {
             let part = accounts[chunk..<min(chunk + 500, accounts.count)]
             try await write(
                 "INSERT INTO unrace_accounts (\(SQLText.accountColumns), created_at) VALUES "
-                    + part.map { _ in "(\(Self.placeholders(9)))" }.joined(separator: ", ")
+                    + part.map { _ in "(\(SQLText.placeholders(9)))" }.joined(separator: ", ")
                         + """
                          ON CONFLICT (id) DO UPDATE SET debits_pending = excluded.debits_pending, debits_posted = excluded.debits_posted,
                         credits_pending = excluded.credits_pending, credits_posted = excluded.credits_posted
@@ -76,7 +76,7 @@ extension SQLRows: LedgerRows {
         var rows: [SQLRow] = []
         for chunk in stride(from: 0, to: ids.count, by: 400) {
             let part = Array(ids[chunk..<min(chunk + 400, ids.count)])
-            let list = Self.placeholders(part.count)
+            let list = SQLText.placeholders(part.count)
             rows += try await tx.query(
                 """
                 SELECT \(SQLText.transferColumns) FROM unrace_transfers WHERE id IN (\(list))
@@ -94,7 +94,7 @@ extension SQLRows: LedgerRows {
         var arguments: [SQLValue] = [.integer(now.milliseconds)]
         if let accounts {
             guard !accounts.isEmpty else { return [] }
-            let list = Self.placeholders(accounts.count)
+            let list = SQLText.placeholders(accounts.count)
             sql += " AND (debit_account IN (\(list)) OR credit_account IN (\(list)))"
             arguments += (accounts + accounts).map(SQLValue.text)
         }
@@ -110,7 +110,7 @@ extension SQLRows: LedgerRows {
             let part = transfers[chunk..<min(chunk + 200, transfers.count)]
             try await write(
                 "INSERT INTO unrace_transfers (\(SQLText.transferColumns)) VALUES "
-                    + part.map { _ in "(\(Self.placeholders(12)))" }.joined(separator: ", "),
+                    + part.map { _ in "(\(SQLText.placeholders(12)))" }.joined(separator: ", "),
                 part.flatMap(Self.transferValues)
             )
         }

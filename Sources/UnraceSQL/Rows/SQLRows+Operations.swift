@@ -109,7 +109,7 @@ extension SQLRows: OperationRows {
         for chunk in stride(from: 0, to: keys.count, by: 500) {
             let part = keys[chunk..<min(chunk + 500, keys.count)]
             try await tx.execute(
-                "DELETE FROM unrace_operations WHERE scope = ? AND key IN (\(Self.placeholders(part.count)))",
+                "DELETE FROM unrace_operations WHERE scope = ? AND key IN (\(SQLText.placeholders(part.count)))",
                 [.text(scope.rawValue)] + part.map { .text($0.rawValue) }
             )
         }

@@ -12,7 +12,7 @@ extension SQLRows: QueueRows {
         for chunk in stride(from: 0, to: ids.count, by: 500) {
             let part = ids[chunk..<min(chunk + 500, ids.count)]
             let rows = try await select(
-                "SELECT \(Self.queueColumns) FROM unrace_queue_messages WHERE queue = ? AND id IN (\(Self.placeholders(part.count))) ORDER BY position",
+                "SELECT \(Self.queueColumns) FROM unrace_queue_messages WHERE queue = ? AND id IN (\(SQLText.placeholders(part.count))) ORDER BY position",
                 [.text(queue)] + part.map { .text($0) },
                 lock: lock
             )
@@ -101,7 +101,7 @@ extension SQLRows: QueueRows {
             // RETURNING counts the rows this statement deleted: on PostgreSQL a concurrent purge
             // may have deleted some of those this step read.
             deleted += try await tx.query(
-                "DELETE FROM unrace_queue_messages WHERE queue = ? AND state = 'done' AND position IN (\(Self.placeholders(part.count))) RETURNING position",
+                "DELETE FROM unrace_queue_messages WHERE queue = ? AND state = 'done' AND position IN (\(SQLText.placeholders(part.count))) RETURNING position",
                 [.text(queue)] + part.map { .integer($0) }
             ).count
         }

@@ -96,8 +96,6 @@ public struct SQLRows<T: SQLTransaction>: Sendable {
         LEFT JOIN (SELECT 1 AS unrace_row, * FROM unrace_q) AS r ON TRUE
         """
     }
-
-    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 }
 
 /// Every guard's rows, each implemented in its own file (`SQLRows+Operations.swift`, …).

@@ -121,8 +121,8 @@ final class SimulationThreads: Sendable {
 
     private struct State {
         var running = 0
+        /// In arrival order; as long as the callers waiting (a few per core at most in practice).
         var waiting: [CheckedContinuation<Void, Never>] = []
-        var head = 0
     }
 
     /// How many simulation threads may run at once.
@@ -132,16 +132,10 @@ final class SimulationThreads: Sendable {
     init(limit: Int) { self.limit = max(1, limit) }
 
     /// How many threads run now, and how many callers wait (tests).
-    var counts: (running: Int, waiting: Int) { state.withLock { ($0.running, $0.waiting.count - $0.head) } }
+    var counts: (running: Int, waiting: Int) { state.withLock { ($0.running, $0.waiting.count) } }
 
     /// Takes a turn, waiting for one to be given back when all are taken.
     func take() async {
-        let taken = state.withLock { state -> Bool in
-            guard state.running < limit else { return false }
-            state.running += 1
-            return true
-        }
-        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state -> Bool in
                 guard state.running < limit else {
@@ -155,23 +149,14 @@ final class SimulationThreads: Sendable {
         }
     }
 
-    /// Gives a turn back: to the first waiter, if any.
+    /// Gives a turn back: to the first waiter, if any (the turn passes on: `running` stays).
     func give() {
         let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.head < state.waiting.count else {
+            guard !state.waiting.isEmpty else {
                 state.running -= 1
                 return nil
             }
-            defer {
-                state.head += 1
-                // Served waiters leave the front once they are half the queue: it never grows
-                // past twice the callers waiting.
-                if state.head * 2 >= state.waiting.count {
-                    state.waiting.removeFirst(state.head)
-                    state.head = 0
-                }
-            }
-            return state.waiting[state.head]  // the turn passes on: `running` stays
+            return state.waiting.removeFirst()
         }
         next?.resume()
     }
