@@ -33,6 +33,22 @@ struct PostgresPoolWaitTests {
         #expect(try await Self.failure(of: alone, "a wait with nothing held failed")?.code == .storeUnavailable)
     }
 
+    /// A store on the test schema at `location` with `connections` pooled connections, whose wait
+    /// for one is 10 s (``PostgresStore/connectionWaitMaximum``): its URL's connect timeout is 9 s.
+    static func withWaitStore(
+        _ location: String,
+        connections: Int,
+        stepTimeout: Duration,
+        _ body: (PostgresStore) async throws -> Void
+    ) async throws {
+        try await PostgresStore.withStore(
+            url: TestPostgres.url(location, connectTimeout: 9),
+            maximumConnections: connections,
+            stepTimeout: stepTimeout,
+            body
+        )
+    }
+
     /// How a wait for `loan` ended: the watch's error, or `nil` if it was lent.
     static func failure(of loan: Loan<Int>, _ what: String) async throws -> UnraceError? {
         try await within(.seconds(60), what) {
@@ -64,11 +80,7 @@ struct PostgresPoolWaitTests {
     )
     func waitsBehindALongHolder() async throws {
         try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 9),
-                maximumConnections: 1,
-                stepTimeout: .seconds(120)
-            ) { store in
+            try await Self.withWaitStore(location, connections: 1, stepTimeout: .seconds(120)) { store in
                 let held = Latch()
                 let holder = Task {
                     try await store.withTransaction { tx in
@@ -76,7 +88,7 @@ struct PostgresPoolWaitTests {
                         held.open()
                         // Held past the period, with room for a slow test task (and within the
                         // step timeout).
-                        try await Task.sleep(for: PostgresStore.connectionWaitMaximum + .seconds(10))
+                        try await Task.sleep(for: store.connectionWait + .seconds(10))
                     }
                 }
                 await held.wait()
@@ -98,11 +110,7 @@ struct PostgresPoolWaitTests {
         try await withStore(.postgres) { _, location in
             // A step timeout no loaded machine reaches, but for the step that must reach it (on a
             // store of its own, below).
-            try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 9),
-                maximumConnections: 2,
-                stepTimeout: .seconds(300)
-            ) { store in
+            try await Self.withWaitStore(location, connections: 2, stepTimeout: .seconds(300)) { store in
                 _ = try await store.withTransaction { tx in try await tx.query("SELECT 1 AS n") }
                 await #expect(throws: Thrown.self) {
                     try await store.withTransaction { tx in
@@ -122,11 +130,7 @@ struct PostgresPoolWaitTests {
                 _ = await cancelled.result
                 #expect(store.leases.holders == 0)
             }
-            try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 9),
-                maximumConnections: 2,
-                stepTimeout: .seconds(1)
-            ) { store in
+            try await Self.withWaitStore(location, connections: 2, stepTimeout: .seconds(1)) { store in
                 let timedOut = await QueueTests.code {
                     try await store.withTransaction { tx in _ = try await tx.query("SELECT pg_sleep(5)") }
                 }
@@ -143,11 +147,7 @@ struct PostgresPoolWaitTests {
     func waitsBoundedBehindAnOverrunningBody() async throws {
         try await withStore(.postgres) { _, location in
             // 5 s: a loaded machine finishes the holder's first statement within it.
-            try await PostgresStore.withStore(
-                url: TestPostgres.url(location, connectTimeout: 9),
-                maximumConnections: 1,
-                stepTimeout: .seconds(5)
-            ) { store in
+            try await Self.withWaitStore(location, connections: 1, stepTimeout: .seconds(5)) { store in
                 let held = Latch()
                 let holding = Latch()
                 let release = Latch()

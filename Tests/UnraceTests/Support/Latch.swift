@@ -44,14 +44,15 @@ final class Latch: Sendable {
             return state.nextID
         }
         // Inherits the test's task-locals, so the issue is the waiting test's.
-        let limit = Task {
-            guard limited else { return }
-            try? await Task.sleep(for: Self.waitLimit)
-            guard !Task.isCancelled, let waiter = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
-            Issue.record("a latch was not opened within \(Self.waitLimit): whatever was to open it failed or hung")
-            waiter.resume()
-        }
-        defer { limit.cancel() }
+        let limit =
+            limited
+            ? Task {
+                try? await Task.sleep(for: Self.waitLimit)
+                guard !Task.isCancelled, let waiter = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
+                Issue.record("a latch was not opened within \(Self.waitLimit): whatever was to open it failed or hung")
+                waiter.resume()
+            } : nil
+        defer { limit?.cancel() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
