@@ -173,8 +173,40 @@ package enum SQLSchema {
                         "CREATE INDEX unrace_operations_expiry ON unrace_operations (expires_at) WHERE expires_at IS NOT NULL",
                     ]
                 ),
+                // An inbox event's position is indexed only while it is parked: positions up to a
+                // stream's head are all taken (applied, rejected or skipped events, never deleted),
+                // so only parked ones are ever looked up, and an in-order event writes no index
+                // entry beside its row. Parked positions stay unique.
+                .init(
+                    version: 10,
+                    statements: (dialect.dropsConstraints
+                        ? ["ALTER TABLE unrace_inbox_events DROP CONSTRAINT IF EXISTS unrace_inbox_events_stream_sequence_key"]
+                        : Self.inboxEventsRebuilt(dialect))
+                        + [
+                            "CREATE UNIQUE INDEX IF NOT EXISTS unrace_inbox_parked ON unrace_inbox_events (stream, sequence) WHERE status = 'parked'"
+                        ]
+                ),
             ],
             tableExistsQuery: dialect.tableExistsQuery
         )
+    }
+
+    /// `unrace_inbox_events` without its `UNIQUE (stream, sequence)`, for a database that cannot drop
+    /// a constraint: a copy of the table under the same name (its rows, in one transaction).
+    static func inboxEventsRebuilt(_ dialect: SQLDialect) -> [String] {
+        let columns = "event_id, stream, sequence, type, payload, status, reason, received_at"
+        return [
+            """
+            CREATE TABLE unrace_inbox_events_v10 (
+              event_id TEXT PRIMARY KEY, stream TEXT NOT NULL, sequence BIGINT NOT NULL CHECK (sequence >= 1),
+              type TEXT NOT NULL, payload \(dialect.blobType),
+              status TEXT NOT NULL CHECK (status IN ('applied', 'rejected', 'parked', 'skipped')),
+              reason TEXT, received_at BIGINT NOT NULL
+            )\(dialect.keyedTableSuffix)
+            """,
+            "INSERT INTO unrace_inbox_events_v10 (\(columns)) SELECT \(columns) FROM unrace_inbox_events",
+            "DROP TABLE unrace_inbox_events",
+            "ALTER TABLE unrace_inbox_events_v10 RENAME TO unrace_inbox_events",
+        ]
     }
 }

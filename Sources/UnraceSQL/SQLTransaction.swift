@@ -155,6 +155,9 @@ public struct SQLDialect: Sendable, Hashable {
     public let keyedTableSuffix: String
     /// A column definition of an ever-growing 64-bit primary key the database assigns.
     public let identityColumn: String
+    /// Whether `ALTER TABLE … DROP CONSTRAINT` exists (PostgreSQL). Without it (SQLite) a
+    /// migration drops a table constraint by rebuilding the table.
+    public let dropsConstraints: Bool
     /// A query with one `?` (a table name) answering one row whose `present` column says whether
     /// the table exists in the current schema (the one new tables go to), or none when it is
     /// nowhere; PostgreSQL's also names the `schema` it was found in on the search path.
@@ -175,6 +178,7 @@ public struct SQLDialect: Sendable, Hashable {
         integerType: "INTEGER",
         keyedTableSuffix: " WITHOUT ROWID",
         identityColumn: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        dropsConstraints: false,
         tableExistsQuery: "SELECT COUNT(*) > 0 AS present FROM sqlite_master WHERE type = 'table' AND name = ?"
     )
     /// The schema lock on PostgreSQL: the database-wide key earlier releases took exclusively,
@@ -201,6 +205,7 @@ public struct SQLDialect: Sendable, Hashable {
         integerType: "BIGINT",
         keyedTableSuffix: "",
         identityColumn: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        dropsConstraints: true,
         tableExistsQuery: """
             SELECT n.nspname = current_schema() AS present, n.nspname::text AS schema
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -226,6 +231,7 @@ public struct SQLDialect: Sendable, Hashable {
         integerType: String,
         keyedTableSuffix: String,
         identityColumn: String,
+        dropsConstraints: Bool,
         tableExistsQuery: String
     ) {
         self.name = name
@@ -241,6 +247,7 @@ public struct SQLDialect: Sendable, Hashable {
         self.integerType = integerType
         self.keyedTableSuffix = keyedTableSuffix
         self.identityColumn = identityColumn
+        self.dropsConstraints = dropsConstraints
         self.tableExistsQuery = tableExistsQuery
     }
 }

@@ -103,11 +103,11 @@ enum InboxFlow {
             try await checkRedelivery(event, storedAt: stored, rows)
             return .duplicate
         }
-        // Only a sequence at or below the head, or a stream with parked events, can meet a taken
-        // position: in-order delivery skips this read.
-        let seen =
-            event.sequence <= stream.head || stream.parked > 0
-            ? try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) : false
+        // Every position up to the head is taken (its event applied, rejected or skipped, and
+        // never deleted), so only a stream with parked events can meet a taken position past it:
+        // in-order delivery reads nothing more, and no store keeps applied events' positions.
+        var seen = event.sequence <= stream.head
+        if !seen, stream.parked > 0 { seen = try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) }
         switch SequencingDecision.decide(
             sequence: event.sequence,
             head: stream.head,

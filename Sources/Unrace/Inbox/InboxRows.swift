@@ -19,7 +19,11 @@ public protocol InboxRows: StepTime {
     /// queue checks the ids of messages it enqueues against the deliveries an inbox applied. A
     /// store that cannot say answers an empty dictionary; the default implementation does.
     func storedInboxEvents(ids: [String]) async throws -> [String: (stream: String, payload: [UInt8])]
-    /// Whether an event is stored at this position of the stream.
+    /// Whether an event is stored at this position of the stream, which is past the stream's
+    /// head: the inbox asks nothing else, since every position up to the head is taken (by the
+    /// events applied, rejected or skipped there, which are never deleted). Past the head every
+    /// stored event is parked, so a store may answer from its parked events alone (the SQL
+    /// stores index positions of parked events only).
     func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool
     /// Stores an event.
     func insertInboxEvent(_ event: InboxEvent, status: InboxEventStatus, reason: String?, now: Timestamp) async throws

@@ -44,9 +44,10 @@ extension SQLRows: InboxRows {
         return found
     }
 
+    /// Read from the parked events' index (past the head every stored event is parked).
     public func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
         !(try await tx.query(
-            "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ?",
+            "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ? AND status = 'parked'",
             [.text(stream), .integer(sequence)]
         ))
         .isEmpty
