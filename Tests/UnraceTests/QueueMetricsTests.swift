@@ -55,7 +55,7 @@ struct QueueMetricsTests {
 /// The counters an inbox keeps.
 @Suite("Inbox metrics")
 struct InboxMetricsTests {
-    @Test("parked, applied with a drain, duplicate, stale and rejected events are counted by verdict", arguments: storeBackends)
+    @Test("parked, applied with a drain, duplicate and rejected events are counted by verdict", arguments: storeBackends)
     func counters(_ backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.scripted(store, backend) }
     }
