@@ -179,9 +179,7 @@ package enum SQLSchema {
                 // entry beside its row. Parked positions stay unique.
                 .init(
                     version: 10,
-                    statements: (dialect.dropsConstraints
-                        ? ["ALTER TABLE unrace_inbox_events DROP CONSTRAINT IF EXISTS unrace_inbox_events_stream_sequence_key"]
-                        : Self.inboxEventsRebuilt(dialect))
+                    statements: (dialect.dropsConstraints ? [Self.inboxPositionConstraintDropped] : Self.inboxEventsRebuilt(dialect))
                         + [
                             "CREATE UNIQUE INDEX IF NOT EXISTS unrace_inbox_parked ON unrace_inbox_events (stream, sequence) WHERE status = 'parked'"
                         ]
@@ -190,6 +188,25 @@ package enum SQLSchema {
             tableExistsQuery: dialect.tableExistsQuery
         )
     }
+
+    /// Drops `unrace_inbox_events`' unique constraint on `(stream, sequence)` whatever PostgreSQL
+    /// named it (found by its columns, in the table the search path names), so the migration never
+    /// records itself done while the constraint stays.
+    static let inboxPositionConstraintDropped = """
+        DO $unrace$
+        DECLARE found text;
+        BEGIN
+          FOR found IN
+            SELECT c.conname FROM pg_catalog.pg_constraint AS c
+            WHERE c.conrelid = 'unrace_inbox_events'::regclass AND c.contype = 'u'
+              AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM unnest(c.conkey) AS k
+                   JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k) = ARRAY['sequence', 'stream']
+          LOOP
+            EXECUTE format('ALTER TABLE unrace_inbox_events DROP CONSTRAINT %I', found);
+          END LOOP;
+        END
+        $unrace$
+        """
 
     /// `unrace_inbox_events` without its `UNIQUE (stream, sequence)`, for a database that cannot drop
     /// a constraint: a copy of the table under the same name (its rows, in one transaction).

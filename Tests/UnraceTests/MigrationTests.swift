@@ -39,8 +39,9 @@ struct MigrationTests {
     )
     func parkedPositions(_ backend: SQLBackend) async throws {
         try await withStore(backend) { store, location in
-            // A database as version 9 left it: every event's position unique, stream `s` at head 2
-            // with event 4 parked.
+            // A database as version 9 left it: every event's position unique (under a constraint
+            // name other than the one PostgreSQL generates: the migration finds it by its columns),
+            // stream `s` at head 2 with event 4 parked.
             let dialect = store.dialect
             _ = try await store.withTransaction { tx in
                 try await tx.execute("DELETE FROM unrace_schema_migrations WHERE version >= 10")
@@ -52,7 +53,7 @@ struct MigrationTests {
                       type TEXT NOT NULL, payload \(dialect.blobType),
                       status TEXT NOT NULL CHECK (status IN ('applied', 'rejected', 'parked', 'skipped')),
                       reason TEXT, received_at BIGINT NOT NULL,
-                      UNIQUE (stream, sequence)
+                      CONSTRAINT inbox_positions_by_another_name UNIQUE (stream, sequence)
                     )\(dialect.keyedTableSuffix)
                     """
                 )
@@ -89,6 +90,23 @@ struct MigrationTests {
                 .map { "\(try $0.string("event_id")):\(try $0.string("status"))" }
         }
         #expect(statuses == ["e1:applied", "e2:rejected", "e3:applied", "e4:applied"])
+    }
+
+    @Test("a parked position is looked up through the parked events' index", arguments: sqlBackends)
+    func parkedLookupUsesTheIndex(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, _ in
+            let plan = try await store.withTransaction { tx -> String in
+                if store.dialect.dropsConstraints {
+                    // Small tables are scanned whatever their indexes: ask whether the index serves it.
+                    try await tx.execute("SET LOCAL enable_seqscan = off")
+                    return try await tx.query("EXPLAIN " + InboxSQL.parkedPositionSQL, [.text("s"), .integer(4)])
+                        .map { try $0.string("QUERY PLAN") }.joined(separator: "\n")
+                }
+                return try await tx.query("EXPLAIN QUERY PLAN " + InboxSQL.parkedPositionSQL, [.text("s"), .integer(4)])
+                    .map { try $0.string("detail") }.joined(separator: "\n")
+            }
+            #expect(plan.contains("unrace_inbox_parked"), "\(plan)")
+        }
     }
 
     /// The indexes over `unrace_inbox_events`' positions: their names, or `unique` for a table

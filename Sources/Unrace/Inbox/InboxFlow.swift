@@ -105,7 +105,7 @@ enum InboxFlow {
         }
         // Every position up to the head is taken (its event applied, rejected or skipped, and
         // never deleted), so only a stream with parked events can meet a taken position past it:
-        // in-order delivery reads nothing more, and no store keeps applied events' positions.
+        // in-order delivery reads nothing more, and the SQL stores index parked positions only.
         var seen = event.sequence <= stream.head
         if !seen, stream.parked > 0 { seen = try await rows.isPositionTaken(stream: event.stream, sequence: event.sequence) }
         switch SequencingDecision.decide(

@@ -6,10 +6,11 @@ public import UnraceCore
 public protocol InboxRows: StepTime {
     /// Locks a stream's row (creating it at head 0 if absent), and reads where the event id
     /// `eventID` was stored, if anywhere. A store may read the event id in the same statement, as
-    /// of the statement's start: an event stored while it waited for the stream's row is found by
-    /// ``isPositionTaken(stream:sequence:)`` when it took this position (the inbox then calls this
-    /// again, the row now locked, to tell a redelivery from a reused id), and by the event id's
-    /// uniqueness when it was stored elsewhere.
+    /// of the statement's start, as long as the head it returns is read after the lock: an event
+    /// stored at this position while it waited for the stream's row has moved the head past it
+    /// (or, parked, is found by ``isPositionTaken(stream:sequence:)``), and the inbox then calls
+    /// this again, the row now locked, to tell a redelivery from a reused id; an event stored
+    /// elsewhere under this id is caught by the event id's uniqueness.
     func lockStream(_ stream: String, eventID: String) async throws -> (head: StreamHead, stored: InboxPosition?)
     /// The type and payload an event id was stored with, if it was stored: a repeat of the id
     /// is compared with them. A store that cannot say answers `nil` (nothing is compared); the

@@ -47,7 +47,7 @@ extension SQLRows: InboxRows {
     /// Read from the parked events' index (past the head every stored event is parked).
     public func isPositionTaken(stream: String, sequence: Int64) async throws -> Bool {
         !(try await tx.query(
-            "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ? AND status = 'parked'",
+            InboxSQL.parkedPositionSQL,
             [.text(stream), .integer(sequence)]
         ))
         .isEmpty
@@ -152,6 +152,10 @@ package enum InboxSQL {
     static let insertEventsSQL =
         "INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at) VALUES "
     static let eventRow = "(\(SQLText.placeholders(8)))"
+    /// Whether an event is parked at a position: its `status` condition is the index's, so
+    /// `unrace_inbox_parked` answers it (no other index covers positions).
+    package static let parkedPositionSQL =
+        "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ? AND status = 'parked'"
     /// The statement of one event (every in-order receive), built once.
     static let insertOneEventSQL = insertEventsSQL + eventRow
 
