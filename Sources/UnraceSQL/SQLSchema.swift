@@ -194,15 +194,15 @@ package enum SQLSchema {
     /// records itself done while the constraint stays.
     static let inboxPositionConstraintDropped = """
         DO $unrace$
-        DECLARE found text;
+        DECLARE doomed text;
         BEGIN
-          FOR found IN
+          FOR doomed IN
             SELECT c.conname FROM pg_catalog.pg_constraint AS c
             WHERE c.conrelid = 'unrace_inbox_events'::regclass AND c.contype = 'u'
               AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM unnest(c.conkey) AS k
                    JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k) = ARRAY['sequence', 'stream']
           LOOP
-            EXECUTE format('ALTER TABLE unrace_inbox_events DROP CONSTRAINT %I', found);
+            EXECUTE format('ALTER TABLE unrace_inbox_events DROP CONSTRAINT %I', doomed);
           END LOOP;
         END
         $unrace$
