@@ -152,12 +152,12 @@ package enum InboxSQL {
     static let insertEventsSQL =
         "INSERT INTO unrace_inbox_events (event_id, stream, sequence, type, payload, status, reason, received_at) VALUES "
     static let eventRow = "(\(SQLText.placeholders(8)))"
+    /// The statement of one event (every in-order receive), built once.
+    static let insertOneEventSQL = insertEventsSQL + eventRow
     /// Whether an event is parked at a position: its `status` condition is the index's, so
     /// `unrace_inbox_parked` answers it (no other index covers positions).
     package static let parkedPositionSQL =
         "SELECT 1 AS taken FROM unrace_inbox_events WHERE stream = ? AND sequence = ? AND status = 'parked'"
-    /// The statement of one event (every in-order receive), built once.
-    static let insertOneEventSQL = insertEventsSQL + eventRow
 
     package static func recordAppliedValues(
         _ event: InboxEvent,
