@@ -5,7 +5,7 @@ import UnraceSQL
 
 // The ledger's bulk statements on PostgreSQL: one array parameter per column instead of one
 // parameter per value, so a group of hundreds of transfers is a short statement the server
-// parses in no time (`= ANY($1)` to read, `unnest` to insert).
+// parses in no time (`= ANY($1)` to read, `unnest` to write).
 extension PostgresStore {
     static func bulkStatements(_ tx: PostgresTransaction) -> SQLBulkStatements {
         SQLBulkStatements(
@@ -23,8 +23,13 @@ extension PostgresStore {
                     )
                 )
             },
-            insertTransfers: { created in
-                var binds = PostgresBindings(capacity: 13)
+            saveBalancesAndInsertTransfers: { accounts, created in
+                var binds = PostgresBindings(capacity: 18)
+                binds.append(accounts.map(\.id))
+                binds.append(accounts.map(\.debitsPending))
+                binds.append(accounts.map(\.debitsPosted))
+                binds.append(accounts.map(\.creditsPending))
+                binds.append(accounts.map(\.creditsPosted))
                 binds.append(created.map(\.transfer.id))
                 binds.append(created.map(\.transfer.debitAccount))
                 binds.append(created.map(\.transfer.creditAccount))
@@ -38,14 +43,22 @@ extension PostgresStore {
                 binds.append(created.map(\.createdAt.milliseconds))
                 binds.append(created.map { $0.expiresAt?.milliseconds ?? 0 })
                 binds.append(created.map { $0.expiresAt != nil })
+                // One statement: the balances (the rows are locked, so the update waits for
+                // nobody; the CHECK constraints re-check the balance rules), then the transfers.
                 _ = try await tx.rows(
                     of: PostgresQuery(
                         unsafeSQL: """
+                            WITH balances AS (
+                              UPDATE unrace_accounts AS a
+                              SET debits_pending = b.dn, debits_posted = b.dp, credits_pending = b.cn, credits_posted = b.cp
+                              FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS b(id, dn, dp, cn, cp)
+                              WHERE a.id = b.id
+                            )
                             INSERT INTO unrace_transfers (\(SQLText.transferColumns))
                             SELECT id, debit, credit, amount, ledger, code, flags, NULLIF(pending, ''), timeout, state, created,
                                    CASE WHEN expiring THEN expires END
-                            FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
-                                        $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::boolean[])
+                            FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                                        $13::text[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::boolean[])
                               AS t(id, debit, credit, amount, ledger, code, flags, pending, timeout, state, created, expires, expiring)
                             """,
                         binds: binds

@@ -81,6 +81,9 @@ public protocol SQLStore: Store where Transaction: SQLTransaction {
 }
 
 extension SQLStore {
+    /// The dialect's ``SQLDialect/hasConcurrentWriters``: `true` on PostgreSQL, `false` on SQLite.
+    public var runsStepsConcurrently: Bool { dialect.hasConcurrentWriters }
+
     /// Runs `body` in a transaction that holds the store's schema lock — the lock Unrace's own
     /// migrations take (a PostgreSQL transaction-scoped advisory lock; SQLite's single writer) —
     /// so set-up that creates tables or seeds rows, run by several processes starting at once

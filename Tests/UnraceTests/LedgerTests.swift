@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 import Unrace
 import UnracePostgres
@@ -387,4 +388,125 @@ extension LedgerTests {
             #expect(lookup == [.created], "a withdrawn submission applied nothing")
         }
     }
+
+    @Test(
+        "on PostgreSQL the next group starts while the one before it holds its locks, and both commit",
+        arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+    )
+    func nextGroupOverlaps(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.nextGroupOverlaps(store) }
+    }
+
+    static func nextGroupOverlaps<S: Store>(_ base: S) async throws {
+        #expect(base.runsStepsConcurrently)
+        let prefix = uniqueName("overlap")
+        let (a, b) = ("\(prefix)-a", "\(prefix)-b")
+        _ = try await Ledger(store: base).createAccounts([Account(id: a, ledger: 1, code: 1), Account(id: b, ledger: 1, code: 1)])
+        let store = HeldCommitStore(base: base)
+        defer { store.gate.open() }  // on every path: a failing test must not leave the first group held
+        let ledger = try Ledger(store: store)
+        // The first group locks, writes and stops before its commit, still holding its locks.
+        let first = Task { try await ledger.submit([Transfer(id: "\(prefix)-1", debit: a, credit: b, amount: 1)]) }
+        await store.firstBodyDone.wait()
+        // A caller arriving now gets a group of its own at once: its step begins (and, on
+        // PostgreSQL, waits for the first group's locks) instead of waiting for the first to end.
+        let second = Task { try await ledger.submit([Transfer(id: "\(prefix)-2", debit: a, credit: b, amount: 1)]) }
+        try await within(.seconds(60), "the second group's step starting while the first holds its locks") {
+            await store.secondStarted.waitUnlessCancelled()
+        }
+        #expect(store.secondStarted.isOpen, "the second group started before the first committed")
+        store.gate.open()
+        #expect(try await first.value == [.created])
+        #expect(try await second.value == [.created])
+        #expect(try await Ledger(store: base).lookupAccounts([b])[0].creditsPosted == 2)
+        #expect(try await Ledger(store: base).totals().isBalanced)
+    }
+
+    @Test(
+        "on SQLite and memory the next group starts once the one before it ends",
+        arguments: storeBackends.filter { [.memory, .sqlite, .fluentSQLite].contains($0) }
+    )
+    func serialGroups(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.serialGroups(store) }
+    }
+
+    static func serialGroups<S: Store>(_ base: S) async throws {
+        #expect(!base.runsStepsConcurrently)
+        let prefix = uniqueName("serial")
+        let accounts = (0..<4).map { "\(prefix)-\($0)" }
+        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
+        let store = HeldCommitStore(base: base)
+        defer { store.gate.open() }
+        store.gate.open()  // nothing is held: the store only counts the submit steps in flight
+        var configuration = LedgerConfiguration()
+        configuration.batchSize = 4
+        let ledger = try Ledger(store: store, configuration: configuration)
+        // 32 callers at once, in groups of at most 4: with groups started early, a second group's
+        // step would begin while the first still runs (and wait for the single writer).
+        let start = Barrier(parties: 32)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<32 {
+                group.addTask {
+                    await start.arriveAndWait()
+                    let transfer = Transfer(
+                        id: "\(prefix)-t\(index)",
+                        debit: accounts[index % 4],
+                        credit: accounts[(index + 1) % 4],
+                        amount: 1
+                    )
+                    let result = try await ledger.submit([transfer])
+                    #expect(result == [.created])
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(store.mostInFlight == 1, "one submit step at a time")
+        #expect(try await Ledger(store: base).totals().isBalanced)
+    }
+}
+
+/// A store whose first `submit` step stops after its body, before its commit (holding what the
+/// body locked), until the test opens `gate`; it notes when a second `submit` step begins, and
+/// how many were in flight at once.
+private struct HeldCommitStore<Base: Store>: Store {
+    typealias Transaction = Base.Transaction
+    let base: Base
+    let firstBodyDone = Latch()
+    let secondStarted = Latch()
+    let gate = Latch()
+    private let started = Counter()
+    private let inFlight = InFlight()
+    /// The most `submit` steps that were in this store's `step` at once.
+    var mostInFlight: Int { inFlight.most }
+    var runsStepsConcurrently: Bool { base.runsStepsConcurrently }
+
+    init(base: Base) { self.base = base }
+
+    func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Base.Transaction>) async throws -> T) async throws -> T {
+        guard "\(step.name)" == "submit" else { return try await base.step(step, body) }
+        let number = started.increment()
+        inFlight.enter()
+        defer { inFlight.leave() }
+        if number == 2 { secondStarted.open() }
+        return try await base.step(step) { context in
+            let result = try await body(context)
+            if number == 1 {
+                firstBodyDone.open()
+                await gate.waitForTheTest()
+            }
+            return result
+        }
+    }
+
+    func withTransaction<T: Sendable>(_ body: (Base.Transaction) async throws -> T) async throws -> T {
+        try await base.withTransaction(body)
+    }
+}
+
+/// How many callers are inside a section now, and the most there were at once.
+private final class InFlight: Sendable {
+    private let count = Mutex((now: 0, most: 0))
+    var most: Int { count.withLock { $0.most } }
+    func enter() { count.withLock { $0 = (now: $0.now + 1, most: max($0.most, $0.now + 1)) } }
+    func leave() { count.withLock { $0.now -= 1 } }
 }

@@ -34,7 +34,8 @@ public struct LedgerConfiguration: Sendable {
 /// - Money is conserved: posted debits equal posted credits over all accounts (``totals()``).
 /// - Hot accounts: concurrent callers' transfers are grouped into one transaction per group
 ///   (group commit), with a bounded queue and batch size; on PostgreSQL accounts are locked, and new
-///   transfers inserted, in id order, so groups never wait on each other in a cycle.
+///   transfers inserted, in id order, so groups never wait on each other in a cycle. On PostgreSQL
+///   the next group forms as soon as the one before it holds its account locks.
 public final class Ledger<S: Store>: Sendable {
     /// The store the ledger lives in.
     public let store: S
@@ -154,35 +155,43 @@ public final class Ledger<S: Store>: Sendable {
         if withdrawn { request.fulfil(.failure(CancellationError())) }
     }
 
-    /// Runs groups until the queue is empty, in a task of its own. Only one drains at a time.
+    /// Takes the next group and runs it, in a task of its own. On a store whose steps run
+    /// concurrently (``Store/runsStepsConcurrently``) the next group starts as soon as this one
+    /// holds its account locks, so its `BEGIN` and first reads overlap this group's writes and
+    /// commit (it then waits for the locks this group holds); elsewhere, once this one ends —
+    /// starting earlier would only shrink the groups while they wait for the single writer. At
+    /// most one group is forming or waiting for its locks at a time.
     private func drain() async {
-        while true {
-            // Group commit: give callers that are about to submit a moment to join this group.
-            // A local pause, on real time: the ledger's clock decides expiries, not this wait.
-            if configuration.batchWait > .zero { try? await Task.sleep(for: configuration.batchWait) }
-            let group = queue.withLock { queue -> [Request] in
-                var group: [Request] = []
-                var size = 0
-                while let next = queue.waiting.first, group.isEmpty || size + next.transfers.count <= configuration.batchSize {
-                    group.append(next)
-                    size += next.transfers.count
-                    queue.waiting.removeFirst()
-                }
-                queue.queued -= size
-                if group.isEmpty { queue.draining = false }
-                return group
+        // Group commit: give callers that are about to submit a moment to join this group.
+        // A local pause, on real time: the ledger's clock decides expiries, not this wait.
+        if configuration.batchWait > .zero { try? await Task.sleep(for: configuration.batchWait) }
+        let group = queue.withLock { queue -> [Request] in
+            var group: [Request] = []
+            var size = 0
+            while let next = queue.waiting.first, group.isEmpty || size + next.transfers.count <= configuration.batchSize {
+                group.append(next)
+                size += next.transfers.count
+                queue.waiting.removeFirst()
             }
-            guard !group.isEmpty else { return }
-            do {
-                let results = try await apply(group.flatMap(\.transfers))
-                var offset = 0
-                for request in group {
-                    request.fulfil(.success(Array(results[offset..<(offset + request.transfers.count)])))
-                    offset += request.transfers.count
-                }
-            } catch {
-                for waiter in group { waiter.fulfil(.failure(error)) }
+            queue.queued -= size
+            if group.isEmpty { queue.draining = false }
+            return group
+        }
+        guard !group.isEmpty else { return }
+        let next = HandOff { Task.detached { await self.drain() } }
+        let overlaps: Bool = store.runsStepsConcurrently
+        let locked: @Sendable () -> Void = { if overlaps { next.run() } }
+        do {
+            let results = try await apply(group.flatMap(\.transfers), locked: locked)
+            next.run()
+            var offset = 0
+            for request in group {
+                request.fulfil(.success(Array(results[offset..<(offset + request.transfers.count)])))
+                offset += request.transfers.count
             }
+        } catch {
+            next.run()
+            for waiter in group { waiter.fulfil(.failure(error)) }
         }
     }
 
@@ -192,11 +201,12 @@ public final class Ledger<S: Store>: Sendable {
 
     /// One group's step: lock the accounts (in id order), release expired pendings on them, run
     /// ``LedgerEngine``, write the changes.
-    private func apply(_ batch: [Transfer]) async throws -> [TransferResult] {
+    private func apply(_ batch: [Transfer], locked: @escaping @Sendable () -> Void) async throws -> [TransferResult] {
         let results = try await telemetry.step(store, StepInfo("submit", "\(batch.count)", clock: configuration.clock)) { context in
             let rows = context.rows
             let ids = LedgerEngine.snapshotIDs(of: batch)
             let (accounts, expired, now) = try await Self.lockAccounts(rows, ids.accounts)
+            locked()
             let (stored, failed) = try await rows.transfers(ids.transfers)
             var engine = LedgerEngine(accounts: accounts, transfers: stored, failed: failed)
             let (results, changes) = engine.apply(batch, now: now, expired: expired)
@@ -239,11 +249,12 @@ public final class Ledger<S: Store>: Sendable {
     }
 
     private static func write(_ changes: LedgerEngine.Changes, _ rows: any StoreRows, now: Timestamp) async throws {
-        if !changes.accounts.isEmpty { try await rows.saveBalances(changes.accounts.values.sorted { $0.id < $1.id }) }
+        var balances = changes.accounts.values.sorted { $0.id < $1.id }
         // New transfers and failures share one id space (and unique index): both are inserted in
         // one id order, as the accounts, so two groups inserting the same ids (one creating an id
         // the other fails) never wait on each other's index entries in a cycle. Each run of one
-        // kind is one call; most steps have one run.
+        // kind is one call; most steps have one run, written with the balances in one statement
+        // where the store can.
         let created = changes.created.sorted { $0.transfer.id < $1.transfer.id }
         let failures = changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) }
         var (c, f) = (0, 0)
@@ -251,15 +262,19 @@ public final class Ledger<S: Store>: Sendable {
             if f == failures.count || (c < created.count && created[c].transfer.id < failures[f].id) {
                 let end =
                     failures.count == f ? created.count : created[c...].firstIndex { $0.transfer.id > failures[f].id } ?? created.count
-                try await rows.insertTransfers(Array(created[c..<end]))
+                try await rows.saveBalances(balances, insertingTransfers: Array(created[c..<end]))
+                balances = []
                 c = end
             } else {
+                if !balances.isEmpty { try await rows.saveBalances(balances) }
+                balances = []
                 let end =
                     created.count == c ? failures.count : failures[f...].firstIndex { $0.id > created[c].transfer.id } ?? failures.count
                 try await rows.insertTransferFailures(Array(failures[f..<end]), now: now)
                 f = end
             }
         }
+        if !balances.isEmpty { try await rows.saveBalances(balances) }
         if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
     }
 
@@ -310,6 +325,20 @@ public final class Ledger<S: Store>: Sendable {
         try await telemetry.step(store, StepInfo("totals", "", clock: configuration.clock, isReadOnly: true)) { context in
             try await context.rows.ledgerTotals()
         }
+    }
+}
+
+/// Runs its action once, however many times it is asked to.
+private final class HandOff: Sendable {
+    private let action: Mutex<(@Sendable () -> Void)?>
+
+    init(_ action: @escaping @Sendable () -> Void) { self.action = Mutex(action) }
+
+    func run() {
+        action.withLock { action in
+            defer { action = nil }
+            return action
+        }?()
     }
 }
 

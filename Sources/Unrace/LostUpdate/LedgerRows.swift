@@ -17,10 +17,22 @@ public protocol LedgerRows: StepTime {
     func expiredPendingTransfers(at now: Timestamp, touching accounts: [String]?, limit: Int) async throws -> [StoredTransfer]
     /// Inserts new transfers.
     func insertTransfers(_ transfers: [StoredTransfer]) async throws
+    /// Writes the balances of existing accounts, then inserts new transfers: on PostgreSQL in one
+    /// statement (one round trip while the group holds its account locks). The default calls
+    /// ``saveBalances(_:)`` then ``insertTransfers(_:)``.
+    func saveBalances(_ accounts: [Account], insertingTransfers transfers: [StoredTransfer]) async throws
     /// Writes the state of existing transfers.
     func saveTransferStates(_ transfers: [StoredTransfer]) async throws
     /// Remembers ids whose first attempt failed, with the result code.
     func insertTransferFailures(_ failures: [(id: String, code: String)], now: Timestamp) async throws
     /// Sums over all accounts, without overflow.
     func ledgerTotals() async throws -> LedgerTotals
+}
+
+extension LedgerRows {
+    /// Calls ``saveBalances(_:)``, then ``insertTransfers(_:)``, each only when it has rows.
+    public func saveBalances(_ accounts: [Account], insertingTransfers transfers: [StoredTransfer]) async throws {
+        if !accounts.isEmpty { try await saveBalances(accounts) }
+        if !transfers.isEmpty { try await insertTransfers(transfers) }
+    }
 }

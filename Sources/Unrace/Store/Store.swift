@@ -49,11 +49,21 @@ public protocol Store: Sendable {
     /// A short name of the backend, such as `sqlite`, `postgres` or `memory`: the `store` label
     /// of Unrace's metrics and spans.
     var backendName: String { get }
+
+    /// Whether two of its steps can run at once: `true` on PostgreSQL (also through Fluent),
+    /// `false` on SQLite's single writer and ``MemoryStore``. Where they can, a ``Ledger`` starts
+    /// its next group while the one before it writes and commits. Default `false` (a SQL store's
+    /// default is its dialect's `hasConcurrentWriters`); a store that wraps another should answer
+    /// as the one it wraps.
+    var runsStepsConcurrently: Bool { get }
 }
 
 extension Store {
     /// The store's type name, for a store that does not name its backend.
     public var backendName: String { "\(Self.self)" }
+
+    /// `false`: steps are taken to run one at a time.
+    public var runsStepsConcurrently: Bool { false }
 
     /// Refuses: this store cannot add Unrace's rows to a transaction it handed out.
     ///

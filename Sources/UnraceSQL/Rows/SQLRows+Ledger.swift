@@ -105,7 +105,7 @@ extension SQLRows: LedgerRows {
     }
 
     public func insertTransfers(_ transfers: [StoredTransfer]) async throws {
-        if let bulk { return try await bulk.insertTransfers(transfers) }
+        if let bulk { return try await bulk.saveBalancesAndInsertTransfers([], transfers) }
         for chunk in stride(from: 0, to: transfers.count, by: 200) {
             let part = transfers[chunk..<min(chunk + 200, transfers.count)]
             try await write(
@@ -114,6 +114,15 @@ extension SQLRows: LedgerRows {
                 part.flatMap(Self.transferValues)
             )
         }
+    }
+
+    public func saveBalances(_ accounts: [Account], insertingTransfers transfers: [StoredTransfer]) async throws {
+        guard let bulk, !accounts.isEmpty || !transfers.isEmpty else {
+            if !accounts.isEmpty { try await saveBalances(accounts) }
+            if !transfers.isEmpty { try await insertTransfers(transfers) }
+            return
+        }
+        try await bulk.saveBalancesAndInsertTransfers(accounts, transfers)
     }
 
     public func saveTransferStates(_ transfers: [StoredTransfer]) async throws {

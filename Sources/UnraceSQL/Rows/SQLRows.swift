@@ -149,13 +149,15 @@ final class SQLStepClock: Sendable {
 /// statements (PostgreSQL binds arrays).
 package struct SQLBulkStatements: Sendable {
     package var fetchTransfers: @Sendable ([String]) async throws -> [SQLRow]
-    package var insertTransfers: @Sendable ([StoredTransfer]) async throws -> Void
+    /// Writes the balances (of locked accounts that exist), then inserts the transfers; either
+    /// may be empty.
+    package var saveBalancesAndInsertTransfers: @Sendable ([Account], [StoredTransfer]) async throws -> Void
 
     package init(
         fetchTransfers: @escaping @Sendable ([String]) async throws -> [SQLRow],
-        insertTransfers: @escaping @Sendable ([StoredTransfer]) async throws -> Void
+        saveBalancesAndInsertTransfers: @escaping @Sendable ([Account], [StoredTransfer]) async throws -> Void
     ) {
         self.fetchTransfers = fetchTransfers
-        self.insertTransfers = insertTransfers
+        self.saveBalancesAndInsertTransfers = saveBalancesAndInsertTransfers
     }
 }
