@@ -43,8 +43,9 @@ extension PostgresStore {
                 binds.append(created.map(\.createdAt.milliseconds))
                 binds.append(created.map { $0.expiresAt?.milliseconds ?? 0 })
                 binds.append(created.map { $0.expiresAt != nil })
-                // One statement: the balances (the rows are locked, so the update waits for
-                // nobody; the CHECK constraints re-check the balance rules), then the transfers.
+                // One statement, whose two parts PostgreSQL runs in no set order: the balances (the
+                // rows are locked, so the update waits for nobody; the CHECK constraints re-check
+                // the balance rules) and the transfers (in id order).
                 _ = try await tx.rows(
                     of: PostgresQuery(
                         unsafeSQL: """

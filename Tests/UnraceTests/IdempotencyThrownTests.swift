@@ -111,6 +111,8 @@ struct IdempotencyThrownTests {
         typealias Transaction = Base.Transaction
         let base: Base
         let steps = Counter()
+        /// A wrapper answers as the store it wraps.
+        var runsStepsConcurrently: Bool { base.runsStepsConcurrently }
 
         func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Base.Transaction>) async throws -> T) async throws -> T {
             steps.increment()

@@ -414,11 +414,51 @@ extension LedgerTests {
         try await within(.seconds(60), "the second group's step starting while the first holds its locks") {
             await store.secondStarted.waitUnlessCancelled()
         }
-        #expect(store.secondStarted.isOpen, "the second group started before the first committed")
         store.gate.open()
         #expect(try await first.value == [.created])
         #expect(try await second.value == [.created])
         #expect(try await Ledger(store: base).lookupAccounts([b])[0].creditsPosted == 2)
+        #expect(try await Ledger(store: base).totals().isBalanced)
+    }
+
+    @Test(
+        "on PostgreSQL at most two groups are in flight, even on accounts that never contend",
+        arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+    )
+    func groupsInFlightBound(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.groupsInFlightBound(store) }
+    }
+
+    static func groupsInFlightBound<S: Store>(_ base: S) async throws {
+        let prefix = uniqueName("bound")
+        let accounts = (0..<64).map { "\(prefix)-\($0)" }
+        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
+        let store = HeldCommitStore(base: base)
+        defer { store.gate.open() }
+        store.gate.open()  // nothing is held: the store only counts the submit steps in flight
+        var configuration = LedgerConfiguration()
+        configuration.batchSize = 1
+        let ledger = try Ledger(store: store, configuration: configuration)
+        // 32 callers, each on a pair of accounts of its own, one transfer per group: every group
+        // gets its locks at once, and without the bound each would start the next.
+        let start = Barrier(parties: 32)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<32 {
+                group.addTask {
+                    await start.arriveAndWait()
+                    let transfer = Transfer(
+                        id: "\(prefix)-t\(index)",
+                        debit: accounts[2 * index],
+                        credit: accounts[2 * index + 1],
+                        amount: 1
+                    )
+                    let result = try await ledger.submit([transfer])
+                    #expect(result == [.created])
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(store.mostInFlight <= Ledger<S>.groupsInFlightMaximum, "at most \(Ledger<S>.groupsInFlightMaximum) groups at once")
         #expect(try await Ledger(store: base).totals().isBalanced)
     }
 

@@ -11,6 +11,9 @@ struct InterposingStore<Inner: Store>: Store {
     let name: String
     let before: @Sendable () async throws -> Void
 
+    /// A wrapper answers as the store it wraps.
+    var runsStepsConcurrently: Bool { inner.runsStepsConcurrently }
+
     func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Transaction>) async throws -> T) async throws -> T {
         if "\(step.name)" == name { try await before() }
         return try await inner.step(step, body)

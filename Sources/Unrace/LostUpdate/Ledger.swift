@@ -9,7 +9,7 @@ public struct LedgerConfiguration: Sendable {
     /// The most transfers one group-commit transaction carries. Default 1,000; 1 to ``batchSizeMaximum``.
     public var batchSize = 1_000
     /// How long each group waits for more callers before it runs. Callers that arrive while a
-    /// group runs join the next group in any case; the wait lets callers that are just finishing
+    /// group runs join a later group in any case; the wait lets callers that are just finishing
     /// their previous submission join too. Default 0; at most 100 ms.
     public var batchWait: Duration = .zero
     /// The most transfers waiting for a group at once; past it, ``Ledger/submit(_:)`` throws
@@ -35,7 +35,7 @@ public struct LedgerConfiguration: Sendable {
 /// - Hot accounts: concurrent callers' transfers are grouped into one transaction per group
 ///   (group commit), with a bounded queue and batch size; on PostgreSQL accounts are locked, and new
 ///   transfers inserted, in id order, so groups never wait on each other in a cycle. On PostgreSQL
-///   the next group forms as soon as the one before it holds its account locks.
+///   two groups may be in flight at once (``groupsInFlightMaximum``).
 public final class Ledger<S: Store>: Sendable {
     /// The store the ledger lives in.
     public let store: S
@@ -46,6 +46,11 @@ public final class Ledger<S: Store>: Sendable {
         var waiting: [Request] = []
         var queued = 0
         var draining = false
+        /// Groups taken and not yet ended: at most ``Ledger/groupsInFlightMaximum``.
+        var running = 0
+        /// The hand-off of a group that held its locks while the most groups were in flight: run
+        /// when one of them ends.
+        var deferred: HandOff?
     }
 
     private let queue = Mutex(Queue())
@@ -155,12 +160,18 @@ public final class Ledger<S: Store>: Sendable {
         if withdrawn { request.fulfil(.failure(CancellationError())) }
     }
 
-    /// Takes the next group and runs it, in a task of its own. On a store whose steps run
-    /// concurrently (``Store/runsStepsConcurrently``) the next group starts as soon as this one
-    /// holds its account locks, so its `BEGIN` and first reads overlap this group's writes and
-    /// commit (it then waits for the locks this group holds); elsewhere, once this one ends —
-    /// starting earlier would only shrink the groups while they wait for the single writer. At
-    /// most one group is forming or waiting for its locks at a time.
+    /// The most groups of one ledger in flight at once: 2 (so at most 2 of the store's
+    /// connections). On a store whose steps run concurrently (``Store/runsStepsConcurrently``) a
+    /// group that holds its account locks while no other group is in flight starts the next
+    /// group, whose `BEGIN` and first reads then overlap its writes and commit (the next one waits
+    /// for the locks they share); otherwise the next group starts when one ends. On SQLite and
+    /// ``MemoryStore`` starting earlier would only shrink the groups while they wait for the
+    /// single writer.
+    public static var groupsInFlightMaximum: Int { 2 }
+
+    /// Takes the next group and runs it, in a task of its own; hands the queue on to the next
+    /// group's task (see ``groupsInFlightMaximum``). Exactly one hand-off is pending or one task
+    /// is forming a group while `draining` is set.
     private func drain() async {
         // Group commit: give callers that are about to submit a moment to join this group.
         // A local pause, on real time: the ledger's clock decides expiries, not this wait.
@@ -174,25 +185,46 @@ public final class Ledger<S: Store>: Sendable {
                 queue.waiting.removeFirst()
             }
             queue.queued -= size
-            if group.isEmpty { queue.draining = false }
+            if group.isEmpty { queue.draining = false } else { queue.running += 1 }
             return group
         }
         guard !group.isEmpty else { return }
         let next = HandOff { Task.detached { await self.drain() } }
         let overlaps: Bool = store.runsStepsConcurrently
-        let locked: @Sendable () -> Void = { if overlaps { next.run() } }
+        let locked: @Sendable () -> Void = {
+            guard overlaps else { return }
+            let now = self.queue.withLock { queue -> Bool in
+                if queue.running < Self.groupsInFlightMaximum { return true }
+                queue.deferred = next
+                return false
+            }
+            if now { next.run() }
+        }
         do {
             let results = try await apply(group.flatMap(\.transfers), locked: locked)
-            next.run()
+            ended(next)
             var offset = 0
             for request in group {
                 request.fulfil(.success(Array(results[offset..<(offset + request.transfers.count)])))
                 offset += request.transfers.count
             }
         } catch {
-            next.run()
+            ended(next)
             for waiter in group { waiter.fulfil(.failure(error)) }
         }
+    }
+
+    /// A group ended: its hand-off runs if it has not yet, and so does one deferred by a group
+    /// that held its locks while this one was in flight. (Only the newest group's hand-off is
+    /// ever unused, so at most one of the two starts a task.)
+    private func ended(_ next: HandOff) {
+        let deferred = queue.withLock { queue -> HandOff? in
+            queue.running -= 1
+            defer { queue.deferred = nil }
+            return queue.deferred
+        }
+        next.run()
+        deferred?.run()
     }
 
     /// The most expired pending transfers one step releases; more are left to the next step or

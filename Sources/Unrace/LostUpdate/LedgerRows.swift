@@ -17,9 +17,9 @@ public protocol LedgerRows: StepTime {
     func expiredPendingTransfers(at now: Timestamp, touching accounts: [String]?, limit: Int) async throws -> [StoredTransfer]
     /// Inserts new transfers.
     func insertTransfers(_ transfers: [StoredTransfer]) async throws
-    /// Writes the balances of existing accounts, then inserts new transfers: on PostgreSQL in one
-    /// statement (one round trip while the group holds its account locks). The default calls
-    /// ``saveBalances(_:)`` then ``insertTransfers(_:)``.
+    /// Writes the balances of existing (locked) accounts and inserts new transfers: on
+    /// `PostgresStore` in one statement (one round trip while the group holds its account locks).
+    /// The default calls ``saveBalances(_:)`` then ``insertTransfers(_:)``.
     func saveBalances(_ accounts: [Account], insertingTransfers transfers: [StoredTransfer]) async throws
     /// Writes the state of existing transfers.
     func saveTransferStates(_ transfers: [StoredTransfer]) async throws

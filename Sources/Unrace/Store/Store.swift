@@ -52,7 +52,8 @@ public protocol Store: Sendable {
 
     /// Whether two of its steps can run at once: `true` on PostgreSQL (also through Fluent),
     /// `false` on SQLite's single writer and ``MemoryStore``. Where they can, a ``Ledger`` starts
-    /// its next group while the one before it writes and commits. Default `false` (a SQL store's
+    /// its next group while the one before it writes and commits (see
+    /// ``Ledger/groupsInFlightMaximum``). Default `false` (a SQL store's
     /// default is its dialect's `hasConcurrentWriters`); a store that wraps another should answer
     /// as the one it wraps.
     var runsStepsConcurrently: Bool { get }

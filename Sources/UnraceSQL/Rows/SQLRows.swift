@@ -149,8 +149,8 @@ final class SQLStepClock: Sendable {
 /// statements (PostgreSQL binds arrays).
 package struct SQLBulkStatements: Sendable {
     package var fetchTransfers: @Sendable ([String]) async throws -> [SQLRow]
-    /// Writes the balances (of locked accounts that exist), then inserts the transfers; either
-    /// may be empty.
+    /// Writes the balances (of locked accounts that exist) and inserts the transfers, in one
+    /// statement; either may be empty.
     package var saveBalancesAndInsertTransfers: @Sendable ([Account], [StoredTransfer]) async throws -> Void
 
     package init(

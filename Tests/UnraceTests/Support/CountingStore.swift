@@ -29,6 +29,8 @@ struct CountingStore<Inner: SQLStore>: Store {
     typealias Transaction = Inner.Transaction
     let inner: Inner
     let sent = Counter()
+    /// A wrapper answers as the store it wraps.
+    var runsStepsConcurrently: Bool { inner.runsStepsConcurrently }
 
     func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Transaction>) async throws -> T) async throws -> T {
         try await inner.step(step) { context in

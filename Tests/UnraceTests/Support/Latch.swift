@@ -79,6 +79,8 @@ struct GatedStore<Base: Store>: Store {
     let arrived = Latch()
     /// Opened by the test to let gated steps through.
     let gate = Latch()
+    /// A wrapper answers as the store it wraps.
+    var runsStepsConcurrently: Bool { base.runsStepsConcurrently }
 
     func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Base.Transaction>) async throws -> T) async throws -> T {
         if "\(step.name)" == gatedStep {

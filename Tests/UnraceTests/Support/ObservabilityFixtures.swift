@@ -37,6 +37,9 @@ final class InterferingStore<Inner: Store>: Store, Sendable {
     /// A wrapper names the store it wraps (else a store is named by its type).
     var backendName: String { inner.backendName }
 
+    /// A wrapper answers as the store it wraps.
+    var runsStepsConcurrently: Bool { inner.runsStepsConcurrently }
+
     func step<T: Sendable>(_ step: StepInfo, _ body: (StepContext<Inner.Transaction>) async throws -> T) async throws -> T {
         let now =
             step.name.description == "write"
