@@ -422,6 +422,37 @@ extension LedgerTests {
     }
 
     @Test(
+        "on PostgreSQL one id in two overlapping groups on other accounts: created once, then exists with a different debit",
+        arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+    )
+    func sameIDInOverlappingGroups(backend: Backend) async throws {
+        try await withAnyStore(backend) { store in try await Self.sameIDInOverlappingGroups(store) }
+    }
+
+    static func sameIDInOverlappingGroups<S: Store>(_ base: S) async throws {
+        let prefix = uniqueName("sameid")
+        let accounts = (0..<4).map { "\(prefix)-\($0)" }
+        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
+        let store = HeldCommitStore(base: base)
+        defer { store.gate.open() }
+        let ledger = try Ledger(store: store)
+        let id = "\(prefix)-x"
+        // The first group writes the id and stops before its commit; the second, on two other
+        // accounts, takes its locks at once, finds no such id and waits on its unique-index entry.
+        let first = Task { try await ledger.submit([Transfer(id: id, debit: accounts[0], credit: accounts[1], amount: 1)]) }
+        await store.firstBodyDone.wait()
+        let second = Task { try await ledger.submit([Transfer(id: id, debit: accounts[2], credit: accounts[3], amount: 1)]) }
+        try await within(.seconds(60), "the second group's step starting") { await store.secondStarted.waitUnlessCancelled() }
+        store.gate.open()
+        // The first commits; the second's insert loses, its step runs again and sees the first.
+        #expect(try await first.value == [.created])
+        #expect(try await second.value == [.existsWithDifferent(field: "debit_account")])
+        let balances = try await Ledger(store: base).lookupAccounts(accounts).map(\.balance)
+        #expect(balances == [-1, 1, 0, 0])
+        #expect(try await Ledger(store: base).totals().isBalanced)
+    }
+
+    @Test(
         "on PostgreSQL at most two groups are in flight, even on accounts that never contend",
         arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
     )
