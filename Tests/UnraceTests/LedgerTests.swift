@@ -399,26 +399,46 @@ extension LedgerTests {
 
     static func nextGroupOverlaps<S: Store>(_ base: S) async throws {
         #expect(base.runsStepsConcurrently)
-        let prefix = uniqueName("overlap")
-        let (a, b) = ("\(prefix)-a", "\(prefix)-b")
-        _ = try await Ledger(store: base).createAccounts([Account(id: a, ledger: 1, code: 1), Account(id: b, ledger: 1, code: 1)])
+        let (first, second, accounts) = try await overlappingGroups(base, name: "overlap", ids: ("1", "2"), accounts: (0, 1), (0, 1))
+        #expect(first == [.created])
+        #expect(second == [.created])
+        #expect(try await Ledger(store: base).lookupAccounts([accounts[1]])[0].creditsPosted == 2)
+        #expect(try await Ledger(store: base).totals().isBalanced)
+    }
+
+    /// Submits a transfer whose group stops before its commit (holding its locks), then, while it
+    /// is held, a second transfer, and waits until the second's group's step begins: it begins
+    /// only if the next group starts while the one before holds its locks. Then lets the first
+    /// commit, and returns both results (four accounts; `ids` and account indexes per transfer).
+    static func overlappingGroups<S: Store>(
+        _ base: S,
+        name: String,
+        ids: (String, String),
+        accounts first: (Int, Int),
+        _ second: (Int, Int)
+    ) async throws -> (first: [TransferResult], second: [TransferResult], accounts: [String]) {
+        let prefix = uniqueName(name)
+        let accounts = (0..<4).map { "\(prefix)-\($0)" }
+        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
         let store = HeldCommitStore(base: base)
         defer { store.gate.open() }  // on every path: a failing test must not leave the first group held
         let ledger = try Ledger(store: store)
+        func transfer(_ id: String, _ pair: (Int, Int)) -> Transfer {
+            Transfer(id: "\(prefix)-\(id)", debit: accounts[pair.0], credit: accounts[pair.1], amount: 1)
+        }
         // The first group locks, writes and stops before its commit, still holding its locks.
-        let first = Task { try await ledger.submit([Transfer(id: "\(prefix)-1", debit: a, credit: b, amount: 1)]) }
+        let firstTask = Task { [ledger] in try await ledger.submit([transfer(ids.0, first)]) }
         await store.firstBodyDone.wait()
-        // A caller arriving now gets a group of its own at once: its step begins (and, on
-        // PostgreSQL, waits for the first group's locks) instead of waiting for the first to end.
-        let second = Task { try await ledger.submit([Transfer(id: "\(prefix)-2", debit: a, credit: b, amount: 1)]) }
+        // A caller arriving now gets a group of its own at once: its step begins (and, on shared
+        // accounts, waits for the first group's locks) instead of waiting for the first to end.
+        let secondTask = Task { [ledger] in try await ledger.submit([transfer(ids.1, second)]) }
         try await within(.seconds(60), "the second group's step starting while the first holds its locks") {
             await store.secondStarted.waitUnlessCancelled()
         }
         store.gate.open()
-        #expect(try await first.value == [.created])
-        #expect(try await second.value == [.created])
-        #expect(try await Ledger(store: base).lookupAccounts([b])[0].creditsPosted == 2)
-        #expect(try await Ledger(store: base).totals().isBalanced)
+        let firstResult = try await within(.seconds(120), "the first group") { try await firstTask.value }
+        let secondResult = try await within(.seconds(120), "the second group") { try await secondTask.value }
+        return (firstResult, secondResult, accounts)
     }
 
     @Test(
@@ -430,23 +450,13 @@ extension LedgerTests {
     }
 
     static func sameIDInOverlappingGroups<S: Store>(_ base: S) async throws {
-        let prefix = uniqueName("sameid")
-        let accounts = (0..<4).map { "\(prefix)-\($0)" }
-        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
-        let store = HeldCommitStore(base: base)
-        defer { store.gate.open() }
-        let ledger = try Ledger(store: store)
-        let id = "\(prefix)-x"
-        // The first group writes the id and stops before its commit; the second, on two other
-        // accounts, takes its locks at once, finds no such id and waits on its unique-index entry.
-        let first = Task { try await ledger.submit([Transfer(id: id, debit: accounts[0], credit: accounts[1], amount: 1)]) }
-        await store.firstBodyDone.wait()
-        let second = Task { try await ledger.submit([Transfer(id: id, debit: accounts[2], credit: accounts[3], amount: 1)]) }
-        try await within(.seconds(60), "the second group's step starting") { await store.secondStarted.waitUnlessCancelled() }
-        store.gate.open()
-        // The first commits; the second's insert loses, its step runs again and sees the first.
-        #expect(try await first.value == [.created])
-        #expect(try await second.value == [.existsWithDifferent(field: "debit_account")])
+        // The second group, on two other accounts, takes its locks at once. If it reads before
+        // the first commits, it finds no such id and its insert waits on the first's unique-index
+        // entry, loses, and its step runs again; if it reads after, it sees the id. Either way it
+        // answers about the first.
+        let (first, second, accounts) = try await overlappingGroups(base, name: "sameid", ids: ("x", "x"), accounts: (0, 1), (2, 3))
+        #expect(first == [.created])
+        #expect(second == [.existsWithDifferent(field: "debit_account")])
         let balances = try await Ledger(store: base).lookupAccounts(accounts).map(\.balance)
         #expect(balances == [-1, 1, 0, 0])
         #expect(try await Ledger(store: base).totals().isBalanced)
@@ -461,36 +471,47 @@ extension LedgerTests {
     }
 
     static func groupsInFlightBound<S: Store>(_ base: S) async throws {
-        let prefix = uniqueName("bound")
-        let accounts = (0..<64).map { "\(prefix)-\($0)" }
-        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
-        let store = HeldCommitStore(base: base)
-        defer { store.gate.open() }
-        store.gate.open()  // nothing is held: the store only counts the submit steps in flight
-        var configuration = LedgerConfiguration()
-        configuration.batchSize = 1
-        let ledger = try Ledger(store: store, configuration: configuration)
         // 32 callers, each on a pair of accounts of its own, one transfer per group: every group
         // gets its locks at once, and without the bound each would start the next.
+        let most = try await submitsInFlight(base, name: "bound", accounts: 64, batchSize: 1) { index in (2 * index, 2 * index + 1) }
+        #expect(most <= Ledger<S>.groupsInFlightMaximum, "at most \(Ledger<S>.groupsInFlightMaximum) groups at once")
+    }
+
+    /// Sends 32 callers' transfers at once (between the accounts `pair` picks for each caller)
+    /// through a ledger of groups of at most `batchSize`, and returns the most `submit` steps that
+    /// were in flight at once; every transfer is created and money is conserved.
+    static func submitsInFlight<S: Store>(
+        _ base: S,
+        name: String,
+        accounts count: Int,
+        batchSize: Int,
+        pair: @escaping @Sendable (Int) -> (Int, Int)
+    ) async throws -> Int {
+        let prefix = uniqueName(name)
+        let accounts = (0..<count).map { "\(prefix)-\($0)" }
+        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
+        let store = HeldCommitStore(base: base)
+        store.gate.open()  // nothing is held: the store only counts the submit steps in flight
+        var configuration = LedgerConfiguration()
+        configuration.batchSize = batchSize
+        let ledger = try Ledger(store: store, configuration: configuration)
         let start = Barrier(parties: 32)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<32 {
-                group.addTask {
-                    await start.arriveAndWait()
-                    let transfer = Transfer(
-                        id: "\(prefix)-t\(index)",
-                        debit: accounts[2 * index],
-                        credit: accounts[2 * index + 1],
-                        amount: 1
-                    )
-                    let result = try await ledger.submit([transfer])
-                    #expect(result == [.created])
+        try await within(.seconds(120), "32 callers' transfers") {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<32 {
+                    group.addTask {
+                        await start.arriveAndWait()
+                        let (debit, credit) = pair(index)
+                        let transfer = Transfer(id: "\(prefix)-t\(index)", debit: accounts[debit], credit: accounts[credit], amount: 1)
+                        let result = try await ledger.submit([transfer])
+                        #expect(result == [.created])
+                    }
                 }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
         }
-        #expect(store.mostInFlight <= Ledger<S>.groupsInFlightMaximum, "at most \(Ledger<S>.groupsInFlightMaximum) groups at once")
         #expect(try await Ledger(store: base).totals().isBalanced)
+        return store.mostInFlight
     }
 
     @Test(
@@ -503,36 +524,10 @@ extension LedgerTests {
 
     static func serialGroups<S: Store>(_ base: S) async throws {
         #expect(!base.runsStepsConcurrently)
-        let prefix = uniqueName("serial")
-        let accounts = (0..<4).map { "\(prefix)-\($0)" }
-        _ = try await Ledger(store: base).createAccounts(accounts.map { Account(id: $0, ledger: 1, code: 1) })
-        let store = HeldCommitStore(base: base)
-        defer { store.gate.open() }
-        store.gate.open()  // nothing is held: the store only counts the submit steps in flight
-        var configuration = LedgerConfiguration()
-        configuration.batchSize = 4
-        let ledger = try Ledger(store: store, configuration: configuration)
         // 32 callers at once, in groups of at most 4: with groups started early, a second group's
         // step would begin while the first still runs (and wait for the single writer).
-        let start = Barrier(parties: 32)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<32 {
-                group.addTask {
-                    await start.arriveAndWait()
-                    let transfer = Transfer(
-                        id: "\(prefix)-t\(index)",
-                        debit: accounts[index % 4],
-                        credit: accounts[(index + 1) % 4],
-                        amount: 1
-                    )
-                    let result = try await ledger.submit([transfer])
-                    #expect(result == [.created])
-                }
-            }
-            try await group.waitForAll()
-        }
-        #expect(store.mostInFlight == 1, "one submit step at a time")
-        #expect(try await Ledger(store: base).totals().isBalanced)
+        let most = try await submitsInFlight(base, name: "serial", accounts: 4, batchSize: 4) { index in (index % 4, (index + 1) % 4) }
+        #expect(most == 1, "one submit step at a time")
     }
 }
 

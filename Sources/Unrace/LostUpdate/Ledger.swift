@@ -160,8 +160,9 @@ public final class Ledger<S: Store>: Sendable {
         if withdrawn { request.fulfil(.failure(CancellationError())) }
     }
 
-    /// The most groups of one ledger in flight at once: 2 (so at most 2 of the store's
-    /// connections). On a store whose steps run concurrently (``Store/runsStepsConcurrently``) a
+    /// The most groups of one ledger in flight at once: 2 (its groups hold at most 2 of the
+    /// store's connections; its other calls use more), and 1 on a store whose steps run one at a
+    /// time. On a store whose steps run concurrently (``Store/runsStepsConcurrently``) a
     /// group that holds its account locks while no other group is in flight starts the next
     /// group, whose `BEGIN` and first reads then overlap its writes and commit (the next one waits
     /// for the locks they share); otherwise the next group starts when one ends. On SQLite and
@@ -191,7 +192,9 @@ public final class Ledger<S: Store>: Sendable {
         guard !group.isEmpty else { return }
         let next = HandOff { Task.detached { await self.drain() } }
         let overlaps: Bool = store.runsStepsConcurrently
-        let locked: @Sendable () -> Void = {
+        // Once per group, however often its step runs again: a retry must not defer a hand-off
+        // that has already run over another group's deferred one.
+        let lockedOnce = HandOff {
             guard overlaps else { return }
             let now = self.queue.withLock { queue -> Bool in
                 if queue.running < Self.groupsInFlightMaximum { return true }
@@ -200,6 +203,7 @@ public final class Ledger<S: Store>: Sendable {
             }
             if now { next.run() }
         }
+        let locked: @Sendable () -> Void = { lockedOnce.run() }
         do {
             let results = try await apply(group.flatMap(\.transfers), locked: locked)
             ended(next)
@@ -214,9 +218,9 @@ public final class Ledger<S: Store>: Sendable {
         }
     }
 
-    /// A group ended: its hand-off runs if it has not yet, and so does one deferred by a group
-    /// that held its locks while this one was in flight. (Only the newest group's hand-off is
-    /// ever unused, so at most one of the two starts a task.)
+    /// A group ended: its hand-off runs if it has not yet, and so does a deferred one (another
+    /// group's, which held its locks while this one was in flight, or this group's own). Only the
+    /// newest group's hand-off is ever unused, so at most one of the two starts a task.
     private func ended(_ next: HandOff) {
         let deferred = queue.withLock { queue -> HandOff? in
             queue.running -= 1

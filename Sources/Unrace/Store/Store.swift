@@ -51,7 +51,7 @@ public protocol Store: Sendable {
     var backendName: String { get }
 
     /// Whether two of its steps can run at once: `true` on PostgreSQL (also through Fluent),
-    /// `false` on SQLite's single writer and ``MemoryStore``. Where they can, a ``Ledger`` starts
+    /// `false` on SQLite's single writer and ``MemoryStore``. Where they can, a ``Ledger`` may start
     /// its next group while the one before it writes and commits (see
     /// ``Ledger/groupsInFlightMaximum``). Default `false` (a SQL store's
     /// default is its dialect's `hasConcurrentWriters`); a store that wraps another should answer
