@@ -6,9 +6,13 @@ import Unrace
 /// most two in flight; on SQLite and memory one at a time.
 @Suite("Ledger groups")
 struct LedgerGroupTests {
+    /// The stores whose steps run concurrently (PostgreSQL, directly or through Fluent), and the rest.
+    static let concurrentBackends = storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+    static let serialBackends = storeBackends.filter { !concurrentBackends.contains($0) }
+
     @Test(
         "on PostgreSQL the next group starts while the one before it holds its locks, and both commit",
-        arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+        arguments: concurrentBackends
     )
     func nextGroupOverlaps(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.nextGroupOverlaps(store) }
@@ -60,7 +64,7 @@ struct LedgerGroupTests {
 
     @Test(
         "on PostgreSQL one id in two overlapping groups on other accounts: created once, then exists with a different debit",
-        arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+        arguments: concurrentBackends
     )
     func sameIDInOverlappingGroups(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.sameIDInOverlappingGroups(store) }
@@ -81,7 +85,7 @@ struct LedgerGroupTests {
 
     @Test(
         "on PostgreSQL at most two groups are in flight, even on accounts that never contend",
-        arguments: storeBackends.filter { [.postgres, .fluentPostgres].contains($0) }
+        arguments: concurrentBackends
     )
     func groupsInFlightBound(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.groupsInFlightBound(store) }
@@ -133,7 +137,7 @@ struct LedgerGroupTests {
 
     @Test(
         "on SQLite and memory the next group starts once the one before it ends",
-        arguments: storeBackends.filter { [.memory, .sqlite, .fluentSQLite].contains($0) }
+        arguments: serialBackends
     )
     func serialGroups(backend: Backend) async throws {
         try await withAnyStore(backend) { store in try await Self.serialGroups(store) }

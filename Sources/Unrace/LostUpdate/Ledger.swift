@@ -181,9 +181,8 @@ public final class Ledger<S: Store>: Sendable {
             }
             if now { next.run() }
         }
-        let locked: @Sendable () -> Void = { lockedOnce.run() }
         do {
-            let results = try await apply(group.flatMap(\.transfers), locked: locked)
+            let results = try await apply(group.flatMap(\.transfers), locked: { lockedOnce.run() })
             ended(next)
             var offset = 0
             for request in group {
@@ -263,32 +262,29 @@ public final class Ledger<S: Store>: Sendable {
     }
 
     private static func write(_ changes: LedgerEngine.Changes, _ rows: any StoreRows, now: Timestamp) async throws {
-        var balances = changes.accounts.values.sorted { $0.id < $1.id }
         // New transfers and failures share one id space (and unique index): both are inserted in
         // one id order, as the accounts, so two groups inserting the same ids (one creating an id
         // the other fails) never wait on each other's index entries in a cycle. Each run of one
-        // kind is one call; most steps have one run, written with the balances in one statement
-        // where the store can.
+        // kind is one call; most steps have one run. The balances go first, with the new
+        // transfers that come before any failure (one statement where the store can).
         let created = changes.created.sorted { $0.transfer.id < $1.transfer.id }
         let failures = changes.failures.sorted { $0.key < $1.key }.map { (id: $0.key, code: $0.value) }
-        var (c, f) = (0, 0)
+        let leading = failures.first.map { first in created.prefix { $0.transfer.id < first.id }.count } ?? created.count
+        try await rows.saveBalances(changes.accounts.values.sorted { $0.id < $1.id }, insertingTransfers: Array(created[..<leading]))
+        var (c, f) = (leading, 0)
         while c < created.count || f < failures.count {
             if f == failures.count || (c < created.count && created[c].transfer.id < failures[f].id) {
                 let end =
                     failures.count == f ? created.count : created[c...].firstIndex { $0.transfer.id > failures[f].id } ?? created.count
-                try await rows.saveBalances(balances, insertingTransfers: Array(created[c..<end]))
-                balances = []
+                try await rows.insertTransfers(Array(created[c..<end]))
                 c = end
             } else {
-                if !balances.isEmpty { try await rows.saveBalances(balances) }
-                balances = []
                 let end =
                     created.count == c ? failures.count : failures[f...].firstIndex { $0.id > created[c].transfer.id } ?? failures.count
                 try await rows.insertTransferFailures(Array(failures[f..<end]), now: now)
                 f = end
             }
         }
-        if !balances.isEmpty { try await rows.saveBalances(balances) }
         if !changes.updated.isEmpty { try await rows.saveTransferStates(changes.updated.values.sorted { $0.transfer.id < $1.transfer.id }) }
     }
 
