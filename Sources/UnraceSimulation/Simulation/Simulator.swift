@@ -140,6 +140,25 @@ public enum Simulator {
         return Choices(seed: seed ^ hash)
     }
 
+    /// Draws the world's faults, builds `scenario` in it, runs its actors and checks it; then lets
+    /// go of what the actors captured (``World/end()``), so the world is freed with the run.
+    static func play(_ scenario: Scenario, _ handler: HandlerKind, in world: World, knobs: Knobs) async -> [Violation] {
+        world.faults = FaultMix.draw(
+            scenario.faults,
+            pauseLength: scenario.pauseLength,
+            skewLength: scenario.skewLength,
+            choices: &world.choices
+        )
+        defer { world.end() }
+        do {
+            let check = try await scenario.build(world, handler, knobs)
+            await world.run()
+            return try await check()
+        } catch {
+            return [Violation("run-completed", "the run failed: \(error)")]
+        }
+    }
+
     /// One run, blocking the calling thread.
     static func runNow(
         _ scenario: Scenario,
@@ -171,20 +190,7 @@ public enum Simulator {
                 disabledGuards: options.disabledGuards,
                 logger: options.logger
             )
-            world.faults = FaultMix.draw(
-                scenario.faults,
-                pauseLength: scenario.pauseLength,
-                skewLength: scenario.skewLength,
-                choices: &world.choices
-            )
-            var violations: [Violation]
-            do {
-                let check = try await scenario.build(world, handler, options.knobs)
-                await world.run()
-                violations = try await check()
-            } catch {
-                violations = [Violation("run-completed", "the run failed: \(error)")]
-            }
+            let violations = await play(scenario, handler, in: world, knobs: options.knobs)
             var trace: [String] = []
             if let steps = world.scheduler.trace {
                 trace.append(

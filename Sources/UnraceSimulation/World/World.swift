@@ -98,6 +98,14 @@ public final class World: @unchecked Sendable {
         }
     }
 
+    /// Lets go of what the run's actors captured once the run is checked. Their bodies and the
+    /// holders' `Operations` reach this world, so keeping them would keep every run's world
+    /// alive: a long sweep's memory would grow by each run's whole state.
+    func end() {
+        bodies = []
+        holders = [:]
+    }
+
     // MARK: Scheduling points for actors
 
     /// A scheduling point for local work that takes `duration` virtual milliseconds.
