@@ -33,7 +33,7 @@ public struct RetryPolicy: Sendable {
     public var maximumBackoff: Duration = .milliseconds(100)
     /// The seed of the jitter. Default: a random seed per policy, so processes that collide do
     /// not back off in step; set it to reproduce a run's timing decisions.
-    public var seed: UInt64 = UInt64.random(in: .min ... .max)
+    public var seed: UInt64 = Jitter.freshSeed()
 
     /// The all-defaults policy.
     public init() {}
@@ -253,4 +253,16 @@ public struct Records<S: Store>: Sendable {
 final class Jitter: Sendable {
     let state: Mutex<SeededGenerator>
     init(seed: UInt64) { state = Mutex(SeededGenerator(seed: seed)) }
+
+    /// One system random number per process, then a count of the seeds handed out.
+    private static let base = UInt64.random(in: .min ... .max)
+    private static let handedOut = Atomic<UInt64>(0)
+
+    /// A random seed without a system call each: the process's random base advanced by one
+    /// SplitMix64 step per seed, so every seed differs, and two processes' seeds differ too.
+    static func freshSeed() -> UInt64 {
+        let count = handedOut.wrappingAdd(1, ordering: .relaxed).newValue
+        var generator = SeededGenerator(seed: base &+ count &* 0x9E37_79B9_7F4A_7C15)
+        return generator.next()
+    }
 }

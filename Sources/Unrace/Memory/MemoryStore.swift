@@ -157,8 +157,13 @@ public final class MemoryTransaction: Sendable {
         working.withLock { $0.tables[table] ?? [:] }
     }
 
-    /// The committed state: this step's copy.
+    /// The committed state: this step's copy, moved out (the transaction is left empty, so no
+    /// table is retained twice on the way to the store).
     func finish() -> MemoryStore.State {
-        working.withLock { $0 }
+        working.withLock { state in
+            var committed = MemoryStore.State()
+            swap(&committed, &state)
+            return committed
+        }
     }
 }

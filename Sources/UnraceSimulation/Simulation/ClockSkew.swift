@@ -32,7 +32,7 @@ enum ClockSkew {
             world.faults.skewMaximum > 0
                 ? Int64(world.choices.inRange(0...Int(2 * world.faults.skewMaximum))) - world.faults.skewMaximum : 0
         }
-        world.header.append(
+        world.setting(
             "\(counted(jobs, "job")), \(counted(consumers, "worker")), lease \(lease)ms, visibility \(broker.visibilityTimeout)ms, "
                 + "clocks \(skews.map { $0 >= 0 ? "+\($0)ms" : "\($0)ms" }.joined(separator: " "))"
         )

@@ -57,7 +57,7 @@ enum DoubleExecution {
             }()
         )
         let effects = Notebook()
-        world.header.append(
+        world.setting(
             "\(counted(operations, "operation")), \(counted(consumers, "consumer")), 4 partitions, visibility \(visibility)ms"
         )
 

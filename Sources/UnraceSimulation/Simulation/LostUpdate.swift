@@ -46,7 +46,7 @@ enum LostUpdate {
         let initial: Int64 = 100
         let count = world.choices.inRange(2...5)
         let amounts: [Int64] = (0..<count).map { index in index == 0 ? 40 : index == 1 ? 80 : Int64(10 * world.choices.inRange(1...9)) }
-        world.header.append("balance \(initial), withdrawals \(amounts.map(String.init).joined(separator: ", "))")
+        world.setting("balance \(initial), withdrawals \(amounts.map(String.init).joined(separator: ", "))")
         let accepted = Notebook()
         let records = try Records(
             store: world.store,
@@ -123,7 +123,7 @@ enum LostUpdate {
         let stock = Int64(world.choices.inRange(1...5))
         let count = world.choices.inRange(2...6)
         let quantities = (0..<count).map { _ in Int64(world.choices.inRange(1...2)) }
-        world.header.append("stock \(stock), orders for \(quantities.map(String.init).joined(separator: ", "))")
+        world.setting("stock \(stock), orders for \(quantities.map(String.init).joined(separator: ", "))")
         let sold = Notebook()
         let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
         if handler == .naive {
@@ -178,7 +178,7 @@ enum LostUpdate {
     ) { world, handler, _ in
         let limit = Int64(world.choices.inRange(1...3))
         let count = world.choices.inRange(2...6)
-        world.header.append("limit \(limit) per hour, \(counted(count, "request"))")
+        world.setting("limit \(limit) per hour, \(counted(count, "request"))")
         let granted = Notebook()
         let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
         clients(world, count: count) { _ in
@@ -219,7 +219,7 @@ enum LostUpdate {
     ) { world, handler, _ in
         let limit = Int64(world.choices.inRange(2...8))
         let count = world.choices.inRange(2...6)
-        world.header.append("limit \(counted(Int(limit), "hit")), \(counted(count, "request"))")
+        world.setting("limit \(counted(Int(limit), "hit")), \(counted(count, "request"))")
         let allowed = Notebook()
         let counters = Counters(store: world.store, clock: world.clock, observability: world.observability)
         if handler == .guarded {
@@ -266,7 +266,7 @@ enum LostUpdate {
         let seats = world.choices.inRange(1...3)
         let count = world.choices.inRange(2...6)
         let wanted = (0..<count).map { _ in world.choices.below(seats) }
-        world.header.append("\(counted(seats, "seat")), buyers want seats \(wanted.map { String($0 + 1) }.joined(separator: ", "))")
+        world.setting("\(counted(seats, "seat")), buyers want seats \(wanted.map { String($0 + 1) }.joined(separator: ", "))")
         let bookings = Notebook()
         let reservations = Reservations(store: world.store, clock: world.clock, observability: world.observability)
         if handler == .guarded {

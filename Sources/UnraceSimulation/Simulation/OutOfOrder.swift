@@ -34,7 +34,7 @@ enum OutOfOrder {
             )
             position += 1
         }
-        world.header.append(
+        world.setting(
             "\(counted(orders, "order")), \(counted(position, "event")), \(partitions) partitions, \(counted(consumers, "projection consumer")), 1 audit consumer"
         )
         // A second consumer group reads the same topic on its own: it must see every event.

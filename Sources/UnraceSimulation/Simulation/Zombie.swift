@@ -24,7 +24,7 @@ enum Zombie {
         broker.createTopic("jobs", partitions: jobs)
         broker.subscribe(group: "workers", to: "jobs")
         for job in 0..<jobs { broker.preload(Broker.Message(id: "job-\(job)"), topic: "jobs", partition: job) }
-        world.header.append(
+        world.setting(
             "\(counted(jobs, "job")), \(counted(consumers, "worker")), lease \(lease)ms, visibility \(broker.visibilityTimeout)ms"
         )
         /// The largest holder number granted per job so far (a fencing token, or the naive

@@ -28,7 +28,7 @@ public final class World: @unchecked Sendable {
     public var timeLimit: Int64 = 600_000
     /// The most scheduling points a run may take before loops stop.
     public var stepLimit = 50_000
-    /// Lines the scenario adds to the top of the trace: its settings.
+    /// Lines the scenario adds to the top of the trace: its settings (``setting(_:)``).
     public var header: [String] = []
 
     private var bodies: [(id: Int, body: @Sendable () async -> Void)] = []
@@ -48,6 +48,12 @@ public final class World: @unchecked Sendable {
         self.backend = backend
         self.disabledGuards = disabledGuards
         clock = SimulationClock(scheduler: scheduler)
+    }
+
+    /// Adds a line about the run's settings to the top of the trace. Without a trace the line
+    /// is not even built: a sweep of thousands of seeds formats none of them.
+    public func setting(_ line: @autoclosure () -> String) {
+        if scheduler.trace != nil { header.append(line()) }
     }
 
     /// Every committed row of a business table, for a checker.
