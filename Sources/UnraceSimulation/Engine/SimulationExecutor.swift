@@ -24,6 +24,11 @@ final class SimulationExecutor: TaskExecutor, @unchecked Sendable {
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
+        // The job may be the run's last: once it is queued, the run can end and free this
+        // executor before a caller on another thread signals. The runtime holds executors
+        // unowned, so take a reference of our own until then.
+        let retained = Unmanaged.passRetained(self)
+        defer { retained.release() }
         let sleeping = queue.withLock { queue in
             queue.jobs.append(job)
             return queue.sleeping
