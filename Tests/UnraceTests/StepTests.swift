@@ -151,7 +151,9 @@ struct StepTests {
         #expect(try await countRows(store, table) == 0)
     }
 
-    @Test("a MemoryStore transaction kept past its step changes nothing the store keeps (its writes are discarded)")
+    @Test(
+        "a MemoryStore transaction kept past its step changes nothing the store keeps (its writes are discarded) and reads an empty store, however the step ended"
+    )
     func memoryTransactionPastItsStep() async throws {
         let store = MemoryStore()
         let kept = try await store.withTransaction { tx in
@@ -160,6 +162,21 @@ struct StepTests {
         }
         kept.put("effects", id: "late", [2])
         _ = try await store.withTransaction { tx in tx.put("effects", id: "next", [3]) }
+        #expect(store.rows(in: "effects") == ["in-step": [1], "next": [3]])
+        #expect(kept.rows(in: "effects") == ["late": [2]], "only its own late write, not the store's rows")
+        #expect(kept.get("effects", id: "in-step") == nil)
+
+        struct Refused: Error {}
+        let escaped = Mutex<MemoryTransaction?>(nil)
+        await #expect(throws: Refused.self) {
+            try await store.withTransaction { tx in
+                escaped.withLock { $0 = tx }
+                throw Refused()
+            }
+        }
+        let rolledBack = try #require(escaped.withLock { $0 })
+        #expect(rolledBack.count("effects") == 0)
+        #expect(rolledBack.insert("effects", id: "next", [4]), "the store's rows are not its to see")
         #expect(store.rows(in: "effects") == ["in-step": [1], "next": [3]])
     }
 

@@ -65,13 +65,20 @@ public final class MemoryStore: Store {
         try StepNesting.check()
         if step.isReadOnly {
             let tx = MemoryTransaction(snapshot: state.withLock { $0 }, owner: ObjectIdentifier(self))
+            defer { _ = tx.end() }
             return try await run(tx, now: step.clock.now(), body)
         }
         return try await writer.withLock {
             let tx = MemoryTransaction(snapshot: state.withLock { $0 }, owner: ObjectIdentifier(self))
-            let result = try await run(tx, now: step.clock.now(), body)
-            try Task.checkCancellation()  // a cancelled caller commits nothing
-            let committed = tx.finish()
+            let result: T
+            do {
+                result = try await run(tx, now: step.clock.now(), body)
+                try Task.checkCancellation()  // a cancelled caller commits nothing
+            } catch {
+                _ = tx.end()
+                throw error
+            }
+            let committed = tx.end()
             state.withLock { $0 = committed }
             return result
         }
@@ -108,7 +115,9 @@ public final class MemoryStore: Store {
 ///
 /// Writes are private to the step until it commits; a step that throws leaves nothing behind.
 /// The step works on its own copy of the committed state — a copy-on-write copy, so only the
-/// tables it writes are copied — and committing makes that copy the store's state.
+/// tables it writes are copied — and committing makes that copy the store's state. A transaction
+/// used after its step ended (it escaped the body) reads an empty store, and its writes are
+/// discarded.
 public final class MemoryTransaction: Sendable {
     /// This step's copy of the state.
     let working: Mutex<MemoryStore.State>
@@ -157,9 +166,11 @@ public final class MemoryTransaction: Sendable {
         working.withLock { $0.tables[table] ?? [:] }
     }
 
-    /// The committed state: this step's copy, moved out (the transaction is left empty, so no
-    /// table is retained twice on the way to the store).
-    func finish() -> MemoryStore.State {
+    /// Ends the transaction with its step: returns its state (what a committing step makes the
+    /// store's) and leaves it empty, so a transaction that escaped its step reads an empty store
+    /// and its writes are discarded, however the step ended; no table is retained twice on the
+    /// way to the store.
+    func end() -> MemoryStore.State {
         working.withLock { state in
             var committed = MemoryStore.State()
             swap(&committed, &state)

@@ -104,9 +104,9 @@ public final class World: @unchecked Sendable {
         }
     }
 
-    /// Lets go of what the run's actors captured once the run is checked. Their bodies and the
-    /// holders' `Operations` reach this world, so keeping them would keep every run's world
-    /// alive: a long sweep's memory would grow by each run's whole state.
+    /// Lets go of what the run's actors captured once the run is checked. Their bodies capture
+    /// this world, so keeping them would keep every run's world alive: a long sweep's memory
+    /// would grow by each run's whole state. The holders' `Operations` go too.
     func end() {
         bodies = []
         holders = [:]
