@@ -32,6 +32,12 @@ public protocol LedgerRows: StepTime {
 extension LedgerRows {
     /// Calls ``saveBalances(_:)``, then ``insertTransfers(_:)``, each only when it has rows.
     public func saveBalances(_ accounts: [Account], insertingTransfers transfers: [StoredTransfer]) async throws {
+        try await saveBalancesThenInsertTransfers(accounts, transfers)
+    }
+
+    /// The default's two calls, for a conformance that writes both in one statement only where
+    /// its database can.
+    package func saveBalancesThenInsertTransfers(_ accounts: [Account], _ transfers: [StoredTransfer]) async throws {
         if !accounts.isEmpty { try await saveBalances(accounts) }
         if !transfers.isEmpty { try await insertTransfers(transfers) }
     }

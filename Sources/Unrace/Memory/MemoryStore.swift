@@ -70,14 +70,9 @@ public final class MemoryStore: Store {
         }
         return try await writer.withLock {
             let tx = MemoryTransaction(snapshot: state.withLock { $0 }, owner: ObjectIdentifier(self))
-            let result: T
-            do {
-                result = try await run(tx, now: step.clock.now(), body)
-                try Task.checkCancellation()  // a cancelled caller commits nothing
-            } catch {
-                _ = tx.end()
-                throw error
-            }
+            defer { _ = tx.end() }  // a step that throws ends its transaction too
+            let result = try await run(tx, now: step.clock.now(), body)
+            try Task.checkCancellation()  // a cancelled caller commits nothing
             let committed = tx.end()
             state.withLock { $0 = committed }
             return result

@@ -117,12 +117,8 @@ extension SQLRows: LedgerRows {
     }
 
     public func saveBalances(_ accounts: [Account], insertingTransfers transfers: [StoredTransfer]) async throws {
-        guard let bulk, !accounts.isEmpty || !transfers.isEmpty else {
-            if !accounts.isEmpty { try await saveBalances(accounts) }
-            if !transfers.isEmpty { try await insertTransfers(transfers) }
-            return
-        }
-        try await bulk.saveBalancesAndInsertTransfers(accounts, transfers)
+        guard let bulk else { return try await saveBalancesThenInsertTransfers(accounts, transfers) }
+        if !accounts.isEmpty || !transfers.isEmpty { try await bulk.saveBalancesAndInsertTransfers(accounts, transfers) }
     }
 
     public func saveTransferStates(_ transfers: [StoredTransfer]) async throws {
