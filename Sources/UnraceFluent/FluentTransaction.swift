@@ -65,6 +65,7 @@ struct SQLiteConnectionTransaction: SQLTransaction {
 
     func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
         try gate.check()
+        try SQLValue.refuseNUL(in: arguments)
         guard !connection.isClosed else { throw UnraceError(.storeUnavailable, "the SQLite connection was closed") }
         let rows: [SQLiteRow]
         do {

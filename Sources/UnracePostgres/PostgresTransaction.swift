@@ -47,6 +47,7 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
+        try SQLValue.refuseNUL(in: arguments)
         if let statement = HotStatements.byText[sql] {
             _ = try await prepared(statement, arguments)
             return
@@ -59,6 +60,7 @@ public struct PostgresTransaction: SQLTransaction {
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
+        try SQLValue.refuseNUL(in: arguments)
         if let statement = HotStatements.byText[sql] { return try await prepared(statement, arguments) }
         return try await rows(of: Self.query(sql, arguments))
     }

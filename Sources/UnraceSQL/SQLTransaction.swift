@@ -9,9 +9,12 @@ import UnraceCore
 /// (3.35 and later, checked at open) and PostgreSQL alike.
 public protocol SQLTransaction: Sendable {
     /// Runs a statement that returns no rows.
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidArgument`` for a text argument that holds a
+    ///   NUL, before anything is sent (``SQLValue/text(_:)``); store errors.
     func execute(_ sql: String, _ arguments: [SQLValue]) async throws
 
     /// Runs a statement and returns its rows.
+    /// - Throws: as ``execute(_:_:)``.
     func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow]
 
     /// Runs a statement no later than the commit. Stores where each statement is a round trip

@@ -1,3 +1,5 @@
+import UnraceCore
+
 /// A value bound to, or read from, a SQL statement.
 ///
 /// The literal conformances let arguments read naturally: `[paymentID, 40, true, nil]`.
@@ -10,7 +12,8 @@ public enum SQLValue: Sendable, Hashable, ExpressibleByIntegerLiteral, Expressib
     case integer(Int64)
     /// A double-precision float.
     case real(Double)
-    /// UTF-8 text.
+    /// UTF-8 text without NUL: every SQL store refuses a text argument that holds one (SQLite
+    /// would cut it short there, PostgreSQL refuses it); bind such bytes as ``blob(_:)``.
     case text(String)
     /// Bytes (`BLOB` on SQLite, `BYTEA` on PostgreSQL).
     case blob([UInt8])
@@ -65,4 +68,22 @@ public enum SQLValue: Sendable, Hashable, ExpressibleByIntegerLiteral, Expressib
 extension SQLValue {
     /// Wraps any `Int`.
     public static func int(_ value: Int) -> SQLValue { .integer(Int64(value)) }
+}
+
+extension SQLValue {
+    /// Refuses a statement's arguments when a text argument holds a NUL: SQLite binds text up to
+    /// its first NUL (the rest would be lost without an error), PostgreSQL refuses NUL in text,
+    /// and a Fluent SQLite connection stores it whole but reads it back cut. Checked before the
+    /// statement is sent, so nothing of it is written.
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidArgument``, naming the argument's position.
+    package static func refuseNUL(in arguments: [SQLValue]) throws {
+        for (index, argument) in arguments.enumerated() {
+            guard case .text(let text) = argument, text.utf8.contains(0) else { continue }
+            throw UnraceError(
+                .invalidArgument,
+                "a text argument holds a NUL character, which SQL text cannot keep; bind such bytes as .blob",
+                detail: "argument \(index + 1)"
+            )
+        }
+    }
 }

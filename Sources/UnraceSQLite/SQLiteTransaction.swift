@@ -51,7 +51,7 @@ public final class SQLiteTransaction: SQLTransaction {
 
     /// Runs a statement that returns no rows, in this transaction.
     public func execute(_ sql: String, _ arguments: [SQLValue]) async throws {
-        let arguments = StatementArguments(arguments)
+        let arguments = try StatementArguments(checked: arguments)
         try await run { db in try Self.execute(db, sql, arguments) }
     }
 
@@ -59,7 +59,7 @@ public final class SQLiteTransaction: SQLTransaction {
     /// the commit and rolls the transaction back.
     public func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws {
         guard access == .write else { return try await execute(sql, arguments) }
-        let arguments = StatementArguments(arguments)
+        let arguments = try StatementArguments(checked: arguments)
         try state.withLock { state in
             guard !state.ended else { throw UnraceError.stepEnded }
             state.beforeCommit.append((sql, arguments))
@@ -91,7 +91,7 @@ public final class SQLiteTransaction: SQLTransaction {
 
     /// Runs a statement in this transaction and returns its rows.
     public func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
-        let arguments = StatementArguments(arguments)
+        let arguments = try StatementArguments(checked: arguments)
         return try await run { db in
             try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map(SQLRow.init)
         }
@@ -268,7 +268,10 @@ extension StatementArguments {
     /// Positional arguments from ``SQLValue``s. GRDB's initializer over a sequence of concrete
     /// values maps them through a key path in an unspecialised generic context, which showed in
     /// profiles of the `perform` fast path; the existential one calls a witness per value.
-    init(_ values: [SQLValue]) {
+    /// - Throws: ``UnraceCore/UnraceError/Code/invalidArgument`` for text that holds a NUL, which
+    ///   GRDB would bind only up to it.
+    init(checked values: [SQLValue]) throws {
+        try SQLValue.refuseNUL(in: values)
         self.init(values.map { $0.databaseValue as (any DatabaseValueConvertible)? })
     }
 }

@@ -184,6 +184,36 @@ struct BadInputTests {
         #expect(try parameters("postgres://h/db?client_connection_check_interval=3600000") == ["client_connection_check_interval=3600000"])
     }
 
+    @Test(
+        "a text argument that holds NUL is refused on every SQL store before it is sent: nothing is stored cut short, and the step goes on",
+        arguments: storeBackends.filter { $0 != .memory }
+    )
+    func nulInStatementText(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { store in
+            let sql = try #require(store as? any SQLStore)
+            try await Self.refusesNUL(sql)
+        }
+    }
+
+    static func refusesNUL<S: SQLStore>(_ store: S) async throws {
+        let table = uniqueName("effects")
+        try await createEffectsTable(store, table)
+        let insert = "INSERT INTO \(table) (id, worker, seq) VALUES (?, ?, ?)"
+        try await store.withTransaction { tx in
+            let refusals = [
+                await #expect(throws: UnraceError.self) { try await tx.execute(insert, ["a\u{0}b", "w", 1]) },
+                await #expect(throws: UnraceError.self) { _ = try await tx.query(insert + " RETURNING id", ["a", "w\u{0}", 2]) },
+                await #expect(throws: UnraceError.self) { try await tx.executeBeforeCommit(insert, ["a", "w", 3, "\u{0}"]) },
+            ]
+            #expect(refusals.map { $0?.code } == [.invalidArgument, .invalidArgument, .invalidArgument])
+            #expect(refusals.map { $0?.detail } == ["argument 1", "argument 2", "argument 4"])
+            // Nothing was sent: the transaction is as it was (PostgreSQL's is not aborted).
+            try await tx.execute(insert, ["ok", "w", 4])
+        }
+        #expect(try await countRows(store, table) == 1)
+        #expect(try await countRows(store, table, id: "ok") == 1)
+    }
+
     @Test("error descriptions never carry the key")
     func logSafeDescriptions() async throws {
         let operations = try Operations(store: MemoryStore(), lease: .seconds(5), retention: .seconds(5))
