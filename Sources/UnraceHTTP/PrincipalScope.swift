@@ -16,10 +16,12 @@ public enum PrincipalScope {
     /// The longest principal accepted, in bytes.
     public static var byteCountMaximum: Int { 1_024 }
 
-    /// The rule a principal's text follows: the shared ``UnraceCore/NameRule`` (no control or
-    /// format characters), up to ``byteCountMaximum`` bytes. The rule only refuses: the scope is
-    /// made from the bytes as sent, not from the rule's NFC form.
-    public static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: byteCountMaximum, code: .invalidScope) }
+    /// The rule a principal's text follows: the shared ``UnraceCore/NameRule`` (not empty, no
+    /// control or format characters). The rule only refuses: the scope is made from the bytes as
+    /// sent, not from the rule's NFC form, and ``byteCountMaximum`` bounds the bytes as sent. So the
+    /// rule's own bound is three times that, the most NFC can grow UTF-8 text (Unicode's UAX #15):
+    /// a principal within ``byteCountMaximum`` is never refused for what its NFC form measures.
+    public static var rule: NameRule { NameRule(kind: "principal", maximumByteCount: 3 * byteCountMaximum, code: .invalidScope) }
 
     /// The principal a request header names: its value when the request sends the header exactly
     /// once, else `nil` (refused, 400 `principal_invalid`). Of two values, one may be the client's

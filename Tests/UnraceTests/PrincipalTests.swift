@@ -23,6 +23,10 @@ struct PrincipalTests {
         #expect(composed.rawValue.hasPrefix("p:") && !composed.rawValue.contains("caf"))
         // The bound is on the bytes sent: 1,023 "e" and one decomposed é is 1,026 bytes.
         #expect(P.scope(for: String(repeating: "e", count: 1_023) + "e\u{301}") == nil)
+        // And only on them: U+0958 is 3 bytes, and 6 in NFC (U+0915 U+093C). 341 of them are 1,023
+        // bytes as sent, 2,046 in NFC; 342 are 1,026 bytes as sent.
+        #expect(P.scope(for: String(repeating: "\u{958}", count: 341)) != nil)
+        #expect(P.scope(for: String(repeating: "\u{958}", count: 342)) == nil)
     }
 
     @Test(
