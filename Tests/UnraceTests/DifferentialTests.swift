@@ -116,12 +116,10 @@ struct DifferentialTests {
             "unrace_counters", "unrace_quotas", "unrace_resources", "unrace_holds", "unrace_accounts", "unrace_transfers",
             "unrace_transfer_failures", "unrace_queue_messages", "unrace_queue_sequences",
         ]
+        // DELETE on both: these tables hold a few rows, and PostgreSQL's TRUNCATE makes new files
+        // for every table and index (about 75 ms for these 14 here, against a few for DELETE).
         _ = try await store.withTransaction { tx in
-            if store.dialect == .postgres {
-                try await tx.execute("TRUNCATE " + tables.joined(separator: ", "))
-            } else {
-                for table in tables { try await tx.execute("DELETE FROM \(table)") }
-            }
+            for table in tables { try await tx.execute("DELETE FROM \(table)") }
         }
     }
 }
