@@ -111,6 +111,19 @@ struct HistoryCheckerTests {
         #expect(report.anomalyCount == 1)
     }
 
+    @Test(
+        "every effect of a long stream out of order: each is reported with its count before it and only the last 16, so the report grows with the history, not its square"
+    )
+    func longStreamOutOfOrder() throws {
+        let history = (1...2_000).map { HistoryEntry.effect("e\($0)", stream: "s", sequence: 3, position: Int64($0)) }
+        let report = HistoryChecker.check(history)
+        #expect(report.outOfOrder.count == 2_000)
+        #expect(report.outOfOrder.map(\.appliedBeforeCount) == Array(0..<2_000))
+        #expect(report.outOfOrder.allSatisfy { $0.appliedBefore == Array(repeating: 3, count: min($0.appliedBeforeCount, 16)) })
+        #expect(report.text(examples: 2_000).contains("e2000 (sequence 3 of s) applied after […, 3, 3, 3"))
+        #expect(try JSONEncoder().encode(report).count < 2_000 * 200)
+    }
+
     @Test("a planted lost operation and an unexpected one")
     func lostAndUnexpected() {
         var history = Self.clean.filter { !($0.type == "effect" && $0.operation == "email:o2") }

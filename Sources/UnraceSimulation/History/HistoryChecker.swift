@@ -150,15 +150,24 @@ public struct HistoryReport: Sendable, Hashable, Codable {
         public var operation: String
         /// Its sequence.
         public var sequence: Int64
-        /// The stream's sequences applied before it, in order.
+        /// The stream's sequences applied before it, in order: the last ``appliedBeforeMaximum``
+        /// of them at most.
         public var appliedBefore: [Int64]
+        /// How many of the stream's effects were applied before it (``appliedBefore`` holds the last
+        /// of them).
+        public var appliedBeforeCount: Int
 
-        /// An out-of-order application.
-        public init(stream: String, operation: String, sequence: Int64, appliedBefore: [Int64]) {
+        /// The most sequences ``appliedBefore`` holds: 16. Bounded, so that a report grows with its
+        /// history, not with its square (every effect of a long stream out of order, say).
+        public static var appliedBeforeMaximum: Int { 16 }
+
+        /// An out-of-order application; `appliedBeforeCount` defaults to `appliedBefore`'s count.
+        public init(stream: String, operation: String, sequence: Int64, appliedBefore: [Int64], appliedBeforeCount: Int? = nil) {
             self.stream = stream
             self.operation = operation
             self.sequence = sequence
             self.appliedBefore = appliedBefore
+            self.appliedBeforeCount = appliedBeforeCount ?? appliedBefore.count
         }
     }
 
@@ -212,7 +221,7 @@ public struct HistoryReport: Sendable, Hashable, Codable {
             return "\($0.account): expected \(expected), store holds \($0.final)\(shown)"
         }
         section("out-of-order applications", outOfOrder) {
-            "\($0.operation) (sequence \($0.sequence) of \($0.stream)) applied after [\($0.appliedBefore.map(String.init).joined(separator: ", "))]"
+            "\($0.operation) (sequence \($0.sequence) of \($0.stream)) applied after [\($0.appliedBeforeCount > $0.appliedBefore.count ? "…, " : "")\($0.appliedBefore.map(String.init).joined(separator: ", "))]"
         }
         lines.append(isClean ? "no anomalies" : "\(anomalyCount) anomalies")
         return lines.joined(separator: "\n")
@@ -347,15 +356,25 @@ public enum HistoryChecker {
             imbalances.append(.init(account: name, expected: shown, final: account.final, exactExpected: exact))
         }
 
-        var applied: [String: [Int64]] = [:]
+        // Per stream: the sequences applied (a set, so each effect is one lookup) and the last few,
+        // for the report.
+        var applied: [String: AppliedSequences] = [:]
         var outOfOrder: [HistoryReport.OutOfOrder] = []
         for (_, effect) in effects {
             guard let stream = effect.stream, let sequence = effect.sequence else { continue }
-            let before = applied[stream, default: []]
-            if sequence > 1, !before.contains(sequence - 1) {
-                outOfOrder.append(.init(stream: stream, operation: effect.operation!, sequence: sequence, appliedBefore: before))
+            if sequence > 1, applied[stream]?.all.contains(sequence - 1) != true {
+                let earlier = applied[stream]
+                outOfOrder.append(
+                    .init(
+                        stream: stream,
+                        operation: effect.operation!,
+                        sequence: sequence,
+                        appliedBefore: earlier?.last ?? [],
+                        appliedBeforeCount: earlier?.count ?? 0
+                    )
+                )
             }
-            applied[stream, default: []].append(sequence)
+            applied[stream, default: AppliedSequences()].add(sequence)
         }
         return HistoryReport(
             entries: counts,
