@@ -64,8 +64,8 @@ struct SQLiteConnectionTransaction: SQLTransaction {
     }
 
     func query(_ sql: String, _ arguments: [SQLValue]) async throws -> [SQLRow] {
-        try gate.check()
         try SQLValue.refuseNUL(in: arguments)
+        try gate.check()
         guard !connection.isClosed else { throw UnraceError(.storeUnavailable, "the SQLite connection was closed") }
         let rows: [SQLiteRow]
         do {

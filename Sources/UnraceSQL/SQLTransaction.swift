@@ -21,6 +21,8 @@ public protocol SQLTransaction: Sendable {
     /// (SQLite's writer queue) send it together with `COMMIT`; an error it raises then fails the
     /// commit and rolls everything back. Use it for writes nothing in the transaction reads.
     /// The default runs it at once.
+    /// - Throws: as ``execute(_:_:)``; a text argument that holds a NUL is refused by this call,
+    ///   never at the commit.
     func executeBeforeCommit(_ sql: String, _ arguments: [SQLValue]) async throws
 
     /// Marks the transaction's writes so far: `SAVEPOINT name`. The default sends it at once.

@@ -27,6 +27,9 @@ struct PrincipalTests {
         // bytes as sent, 2,046 in NFC; 342 are 1,026 bytes as sent.
         #expect(P.scope(for: String(repeating: "\u{958}", count: 341)) != nil)
         #expect(P.scope(for: String(repeating: "\u{958}", count: 342)) == nil)
+        // At NFC's largest growth, three times: U+1D160 is 4 bytes and 12 in NFC, so 256 of them
+        // are exactly 1,024 bytes as sent and 3,072 in NFC.
+        #expect(P.scope(for: String(repeating: "\u{1D160}", count: 256)) != nil)
     }
 
     @Test(
