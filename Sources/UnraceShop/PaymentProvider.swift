@@ -3,16 +3,20 @@ import HTTPTypes
 public import Hummingbird
 import Synchronization
 import UnraceHTTP
+import UnraceHummingbird
 
 /// The shop's external systems, reached over HTTP like real ones: a payment provider and a mail
 /// API. Both are idempotent on an `Idempotency-Key` header, as Stripe's charges and Resend's
 /// emails are: a request with a key seen before is answered with its first result and changes
-/// nothing. A request without a key is always new — what a naive caller gets.
+/// nothing. A key seen before with another body is refused (422 `idempotency_key_reused`, nothing
+/// changes), as Stripe refuses a key reused with other parameters. A request without a key is
+/// always new — what a naive caller gets.
 ///
-/// - `POST /charges` (`{"amountCents": N}`): charges; 201 when new, 200 for a key seen before.
+/// - `POST /charges` (`{"amountCents": N}`, N from 1 to ``amountCentsMaximum``, else 400): charges;
+///   201 when new, 200 for a key seen before.
 /// - `POST /emails` (`{"to": "…", "subject": "…"}`): delivers; 201 when new, 200 for a key seen before.
 /// - `GET /charges`: how many charges, for how much.
-/// - `GET /log`: every request, in the order the systems took them: what was delivered (a new
+/// - `GET /log`: every request they took, in their order: what was delivered (a new
 ///   charge or email) and what a key absorbed, with the `X-Operation` and `X-Worker` headers the
 ///   caller sent. It is the external truth a fault run's history is built from.
 ///
@@ -24,19 +28,27 @@ public struct PaymentProvider: Sendable {
     /// Systems with no charges and no emails.
     public init() {}
 
+    /// The largest charge: 10^12 cents, the shop's largest order (1,000 units at its highest unit
+    /// price). `GET /charges`'s total stops at Int64's largest value.
+    public static var amountCentsMaximum: Int64 { 1_000_000_000_000 }
+
     /// The systems' routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.post("charges") { request, context -> Response in
             let charge = try await request.decode(as: ChargeRequest.self, context: context)
-            let (id, isNew) = ledger.record(.charge, request, amount: charge.amountCents)
-            var response = try ChargeResponse(id: id, amountCents: charge.amountCents).response(from: request, context: context)
+            guard (1...Self.amountCentsMaximum).contains(charge.amountCents) else {
+                throw HTTPProblem(status: .badRequest, detail: "amountCents must be between 1 and \(Self.amountCentsMaximum)")
+            }
+            let (id, amount, isNew) = try ledger.record(.charge, request, amount: charge.amountCents, body: "\(charge.amountCents)")
+            var response = try ChargeResponse(id: id, amountCents: amount).response(from: request, context: context)
             response.status = isNew ? .created : .ok
             return response
         }
         router.post("emails") { request, context -> Response in
-            _ = try await request.decode(as: EmailRequest.self, context: context)
-            let (id, isNew) = ledger.record(.email, request, amount: 0)
+            let email = try await request.decode(as: EmailRequest.self, context: context)
+            // Length-prefixed, so no two bodies read alike.
+            let (id, _, isNew) = try ledger.record(.email, request, amount: 0, body: "\(email.to.utf8.count):\(email.to)\(email.subject)")
             var response = try EmailResponse(id: id).response(from: request, context: context)
             response.status = isNew ? .created : .ok
             return response
@@ -113,33 +125,44 @@ private final class ProviderLedger: Sendable {
     private struct State {
         var charges = 0
         var emails = 0
-        var byKey: [String: String] = [:]
+        /// A key's first answer, and the body it was given for.
+        var byKey: [String: (id: String, amount: Int64, body: String)] = [:]
         var total: Int64 = 0
         var events: [ExternalEvent] = []
     }
 
     private let state = Mutex(State())
 
-    func record(_ kind: ExternalEvent.Kind, _ request: Request, amount: Int64) -> (id: String, isNew: Bool) {
+    /// - Throws: ``HTTPProblem`` 422 `idempotency_key_reused` for a key seen before with another
+    ///   body; nothing is recorded.
+    func record(
+        _ kind: ExternalEvent.Kind,
+        _ request: Request,
+        amount: Int64,
+        body: String
+    ) throws -> (id: String, amount: Int64, isNew: Bool) {
         let key = request.headers[.idempotencyKey].flatMap { try? IdempotencyKey(parsing: $0).value }
         let operation = request.headers[HTTPField.Name("X-Operation")!]
         let worker = request.headers[HTTPField.Name("X-Worker")!]
-        return state.withLock { state in
+        return try state.withLock { state in
             // Keys are per kind: a charge's key never answers an email.
             let scoped = key.map { "\(kind.rawValue):\($0)" }
             let existing = scoped.flatMap { state.byKey[$0] }
+            if let existing, existing.body != body {
+                throw HTTPProblem(.idempotencyKeyReused, detail: "this key was first used with another body")
+            }
             let id: String
             if let existing {
-                id = existing
+                id = existing.id
             } else if kind == .charge {
                 state.charges += 1
-                state.total &+= amount
+                state.total = state.total.addingReportingOverflow(amount).overflow ? .max : state.total + amount
                 id = "ch_\(state.charges)"
             } else {
                 state.emails += 1
                 id = "em_\(state.emails)"
             }
-            if let scoped, existing == nil { state.byKey[scoped] = id }
+            if let scoped, existing == nil { state.byKey[scoped] = (id, amount, body) }
             state.events.append(
                 ExternalEvent(
                     sequence: state.events.count + 1,
@@ -152,7 +175,7 @@ private final class ProviderLedger: Sendable {
                     keyed: key != nil
                 )
             )
-            return (id, existing == nil)
+            return (id, existing?.amount ?? amount, existing == nil)
         }
     }
 
