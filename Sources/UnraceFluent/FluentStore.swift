@@ -377,3 +377,8 @@ public final class FluentStore: SQLStore {
         }
     }
 }
+
+extension FluentStore: RowsIdentifying {
+    /// Its location, the same that decides whose transactions it joins.
+    package var rowsIdentity: String { "fluent \(location)" }
+}

@@ -365,3 +365,8 @@ struct ParsedURL {
         return milliseconds
     }
 }
+
+extension PostgresStore: RowsIdentifying {
+    /// Its ``location``, the same that decides whose transactions it joins.
+    package var rowsIdentity: String { "postgres \(location)" }
+}

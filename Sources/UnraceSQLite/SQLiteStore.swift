@@ -249,3 +249,8 @@ struct FileIdentity: Hashable, Sendable {
         return UInt64(status.st_nlink)
     }
 }
+
+extension SQLiteStore: RowsIdentifying {
+    /// The database file (device and inode): every path and instance that opens it.
+    package var rowsIdentity: String { "sqlite \(file.device):\(file.inode)" }
+}

@@ -173,3 +173,8 @@ public final class MemoryTransaction: Sendable {
         }
     }
 }
+
+extension MemoryStore: RowsIdentifying {
+    /// This instance: memory stores share nothing.
+    package var rowsIdentity: String { "memory \(ObjectIdentifier(self))" }
+}

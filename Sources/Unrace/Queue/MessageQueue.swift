@@ -69,6 +69,8 @@ public struct MessageQueue<S: Store>: Sendable {
     public let configuration: QueueConfiguration
     let metrics: QueueMetrics
     let telemetry: Telemetry
+    /// The store's rows, which its deliveries carry (``Delivery/origin``).
+    let origin: String?
 
     /// Opens a queue (no table is created: the store's schema has the queue's tables).
     /// - Throws: ``UnraceError/Code/invalidArgument`` for a name that breaks
@@ -99,6 +101,7 @@ public struct MessageQueue<S: Store>: Sendable {
         self.configuration = configuration
         self.telemetry = Telemetry(api: "queue", store: store, observability: observability, metricsFactory: configuration.metricsFactory)
         self.metrics = QueueMetrics(telemetry: telemetry, queue: name)
+        self.origin = (store as? any RowsIdentifying)?.rowsIdentity
     }
 
     // MARK: Consuming
@@ -127,7 +130,7 @@ public struct MessageQueue<S: Store>: Sendable {
                     deadLettered += 1
                     context.note("\(message.id) dead-lettered")
                 case .delivered:
-                    deliveries.append(Delivery(message))
+                    deliveries.append(Delivery(message, origin: origin))
                     context.note("\(message.id) attempt \(message.attempts)")
                 }
                 try await context.rows.saveQueueMessage(message)
@@ -147,11 +150,13 @@ public struct MessageQueue<S: Store>: Sendable {
     /// - Throws: ``UnraceError/Code/fenced`` when the message was delivered again after this
     ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
     ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored;
-    ///   ``UnraceError/Code/invalidArgument`` for a delivery of another queue.
+    ///   ``UnraceError/Code/invalidArgument`` for a delivery of another queue, or leased from a
+    ///   queue of another store: another SQLite file, PostgreSQL database or schema (the store's
+    ///   location), or memory store. Two stores on the same rows settle each other's deliveries.
     public func ack(_ delivery: Delivery) async throws {
         let acked = try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
-                try await Self.ack(delivery, queue: name, rows: context.rows)
+                try await Self.ack(delivery, queue: name, origin: origin, rows: context.rows)
             }
         }
         if acked { metrics.count("unrace_queue_acks_total") }
@@ -163,7 +168,7 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   database or schema than the queue's store.
     public func ack(_ delivery: Delivery, in transaction: S.Transaction) async throws {
         let rows = try await store.rows(joining: transaction, clock: configuration.clock)
-        if try await fencing(delivery, { try await Self.ack(delivery, queue: name, rows: rows) }) {
+        if try await fencing(delivery, { try await Self.ack(delivery, queue: name, origin: origin, rows: rows) }) {
             metrics.count("unrace_queue_acks_total")
         }
     }
@@ -184,8 +189,8 @@ public struct MessageQueue<S: Store>: Sendable {
     }
 
     /// Returns `false` for a delivery acked before (nothing written, nothing to count).
-    static func ack(_ delivery: Delivery, queue: String, rows: any StoreRows) async throws -> Bool {
-        let message = try await owned(delivery, queue: queue, rows: rows, allowingDone: true)
+    static func ack(_ delivery: Delivery, queue: String, origin: String?, rows: any StoreRows) async throws -> Bool {
+        let message = try await owned(delivery, queue: queue, origin: origin, rows: rows, allowingDone: true)
         guard let acked = QueueRule.ack(message, now: try await rows.now()) else { return false }
         try await rows.saveQueueMessage(acked)
         return true
@@ -206,7 +211,7 @@ public struct MessageQueue<S: Store>: Sendable {
         let delay = retryAfter ?? backoff(afterAttempt: delivery.attempt)
         let outcome = try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("nack", delivery.id, clock: configuration.clock)) { context in
-                let owned = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+                let owned = try await Self.owned(delivery, queue: name, origin: origin, rows: context.rows, allowingDone: false)
                 let (deadLettered, message) = QueueRule.nack(owned, reason: reason, delay: delay, now: try await context.rows.now())
                 try await context.rows.saveQueueMessage(message)
                 return deadLettered ? NackOutcome.deadLettered : .retrying(at: message.visibleAt)
@@ -227,7 +232,7 @@ public struct MessageQueue<S: Store>: Sendable {
         }
         return try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("extend", delivery.id, clock: configuration.clock)) { context in
-                var message = try await Self.owned(delivery, queue: name, rows: context.rows, allowingDone: false)
+                var message = try await Self.owned(delivery, queue: name, origin: origin, rows: context.rows, allowingDone: false)
                 message.visibleAt = try await context.rows.now() + duration
                 try await context.rows.saveQueueMessage(message)
                 return message.visibleAt
@@ -236,9 +241,21 @@ public struct MessageQueue<S: Store>: Sendable {
     }
 
     /// The stored message a delivery still owns, locked; refuses a delivery that lost it.
-    static func owned(_ delivery: Delivery, queue: String, rows: any StoreRows, allowingDone: Bool) async throws -> QueueMessage {
+    static func owned(
+        _ delivery: Delivery,
+        queue: String,
+        origin: String?,
+        rows: any StoreRows,
+        allowingDone: Bool
+    ) async throws -> QueueMessage {
         guard delivery.queue == queue else {
             throw UnraceError(.invalidArgument, "this delivery belongs to another queue")
+        }
+        guard delivery.origin == origin else {
+            throw UnraceError(
+                .invalidArgument,
+                "this delivery was leased from a queue of another store (another database, schema or file): settling it here could settle another message"
+            )
         }
         guard let message = try await rows.queueMessages(queue: queue, ids: [delivery.id], lock: true)[delivery.id] else {
             throw UnraceError(.notFound, "there is no such message in this queue")

@@ -58,7 +58,9 @@ public enum EnqueueResult: String, Sendable, Hashable, Codable {
 ///
 /// ``attempt`` (with ``position``) is the delivery's fencing token: attempts only grow, also
 /// across a redrive, so once the lease has run out and the message was leased again, this
-/// delivery's ack, nack or extension is refused with ``UnraceError/Code/fenced``.
+/// delivery's ack, nack or extension is refused with ``UnraceError/Code/fenced``. A queue of
+/// another store (another file, database or schema) refuses it with
+/// ``UnraceError/Code/invalidArgument``.
 public struct Delivery: Sendable, Hashable {
     /// The queue.
     public let queue: String
@@ -84,6 +86,10 @@ public struct Delivery: Sendable, Hashable {
     /// PostgreSQL an enqueue rolled back still uses its number up), so compare them, never count
     /// by them.
     public let position: Int64
+    /// The rows of the store whose queue leased it (``RowsIdentifying``), or `nil` for a store
+    /// that cannot tell: another store's queue refuses the delivery, whose id, position and
+    /// attempt may well name a message there too (another tenant's, say).
+    let origin: String?
 
     /// Whether an earlier delivery of this message was leased before: a redelivery.
     public var isRedelivery: Bool { attempt > 1 }
@@ -107,7 +113,8 @@ public struct Delivery: Sendable, Hashable {
         return try InboxEvent(queue: queue, messageID: id, orderingKey: orderingKey, sequence: sequence, type: type, payload: payload)
     }
 
-    init(_ message: QueueMessage) {
+    init(_ message: QueueMessage, origin: String?) {
+        self.origin = origin
         queue = message.queue
         id = message.id
         payload = message.payload

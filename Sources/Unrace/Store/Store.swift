@@ -175,3 +175,11 @@ extension UnraceError {
         )
     }
 }
+
+/// A store that can tell which rows it reads and writes: two stores with the same
+/// ``rowsIdentity`` share them (two instances on one SQLite file; two PostgreSQL stores on one
+/// location). A queue's deliveries carry it, so that another store's queue refuses them.
+package protocol RowsIdentifying {
+    /// Which rows: equal for stores that share them.
+    var rowsIdentity: String { get }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+import Unrace
+import UnracePostgres
+import UnraceSQLite
+
+/// A delivery settles a message only on the rows it was leased from: two stores (two tenants'
+/// schemas, two files) can hold a message of the same queue, id, position and attempt.
+@Suite("Delivery origin")
+struct DeliveryOriginTests {
+    @Test(
+        "a delivery from another store's queue of the same name is refused by ack, nack and extend; both messages stay as they were",
+        arguments: storeBackends
+    )
+    func anotherStore(_ backend: Backend) async throws {
+        try await withAnyStore(backend) { one in
+            try await withAnyStore(backend) { other in try await Self.refusesCrossed(one, other) }
+        }
+    }
+
+    static func refusesCrossed<A: Store, B: Store>(_ one: A, _ other: B) async throws {
+        let queueOne = try MessageQueue(store: one, name: "orders")
+        let queueOther = try MessageQueue(store: other, name: "orders")
+        _ = try await queueOne.enqueue([OutgoingMessage(id: "m1", payload: [1])])
+        _ = try await queueOther.enqueue([OutgoingMessage(id: "m1", payload: [1])])
+        let fromOne = try #require(try await queueOne.lease(worker: "w").first)
+        let fromOther = try #require(try await queueOther.lease(worker: "w").first)
+        // Everything the fence compares is alike: only the store tells them apart.
+        #expect(fromOne.id == fromOther.id && fromOne.position == fromOther.position && fromOne.attempt == fromOther.attempt)
+        let refusals = [
+            await #expect(throws: UnraceError.self) { try await queueOther.ack(fromOne) },
+            await #expect(throws: UnraceError.self) { try await queueOther.nack(fromOne, reason: "crossed") },
+            await #expect(throws: UnraceError.self) { _ = try await queueOther.extend(fromOne, by: .seconds(60)) },
+        ]
+        #expect(refusals.map { $0?.code } == [.invalidArgument, .invalidArgument, .invalidArgument])
+        // The other store's message is still leased to its own delivery, which settles it.
+        try await queueOther.ack(fromOther)
+        try await queueOne.ack(fromOne)
+        #expect(try await queueOther.lease(worker: "w").isEmpty)
+        #expect(try await queueOne.lease(worker: "w").isEmpty)
+    }
+
+    @Test("two stores on the same rows (one SQLite file, one PostgreSQL schema) settle each other's deliveries", arguments: sqlBackends)
+    func sameRows(_ backend: SQLBackend) async throws {
+        try await withStore(backend) { store, location in
+            switch backend {
+            case .sqlite:
+                // The same file by another spelling of its path.
+                let file = URL(fileURLWithPath: location)
+                let respelled = file.deletingLastPathComponent().path + "/./" + file.lastPathComponent
+                try await Self.settlesShared(store, try await SQLiteStore(path: respelled))
+            case .postgres:
+                try await PostgresStore.withStore(url: location) { other in try await Self.settlesShared(store, other) }
+            }
+        }
+    }
+
+    static func settlesShared<A: Store, B: Store>(_ one: A, _ other: B) async throws {
+        let queueOne = try MessageQueue(store: one, name: "orders")
+        let queueOther = try MessageQueue(store: other, name: "orders")
+        _ = try await queueOne.enqueue([OutgoingMessage(id: "m1", payload: [1]), OutgoingMessage(id: "m2", payload: [2])])
+        let leased = try await queueOne.lease(limit: 2, worker: "w")
+        #expect(leased.count == 2)
+        try await queueOther.ack(leased[0])
+        _ = try await queueOther.extend(leased[1], by: .seconds(60))
+        let nacked = try await queueOther.nack(leased[1], reason: "again", retryAfter: .zero)
+        #expect(nacked != .deadLettered)
+        let again = try await queueOne.lease(worker: "w")
+        #expect(again.map(\.id) == ["m2"] && again.first?.attempt == 2)
+    }
+}
