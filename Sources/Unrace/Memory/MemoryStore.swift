@@ -13,6 +13,8 @@ public final class MemoryStore: Store {
 
     /// `memory`.
     public var backendName: String { "memory" }
+    /// Which memory store this is, for ``rowsIdentity``.
+    let instance = MemoryStore.instances.add(1, ordering: .relaxed).newValue
 
     /// Everything the store holds. Composite keys join validated names (which never contain NUL)
     /// with a NUL.
@@ -175,6 +177,9 @@ public final class MemoryTransaction: Sendable {
 }
 
 extension MemoryStore: RowsIdentifying {
-    /// This instance: memory stores share nothing.
-    package var rowsIdentity: String { "memory \(ObjectIdentifier(self))" }
+    /// This instance, numbered in the process (an address could be reused once it is freed):
+    /// memory stores share nothing.
+    package var rowsIdentity: String { "memory \(instance)" }
+
+    static let instances = Atomic<UInt64>(0)
 }

@@ -151,8 +151,10 @@ public struct MessageQueue<S: Store>: Sendable {
     ///   delivery's lease ran out (or was nacked or dead-lettered): the other delivery owns it;
     ///   ``UnraceError/Code/notFound`` for a message that is not (or no longer) stored;
     ///   ``UnraceError/Code/invalidArgument`` for a delivery of another queue, or leased from a
-    ///   queue of another store: another SQLite file, PostgreSQL database or schema (the store's
-    ///   location), or memory store. Two stores on the same rows settle each other's deliveries.
+    ///   queue of another store: another SQLite file, another memory store, or a PostgreSQL or
+    ///   Fluent store of another location (the one ``Store/rows(joining:clock:)`` compares).
+    ///   SQLite stores on one file, by any path, settle each other's deliveries, as do PostgreSQL
+    ///   stores made from URLs of the same user, host, port, database and `search_path`.
     public func ack(_ delivery: Delivery) async throws {
         let acked = try await fencing(delivery) {
             try await telemetry.step(store, StepInfo("ack", delivery.id, clock: configuration.clock)) { context in
@@ -251,7 +253,8 @@ public struct MessageQueue<S: Store>: Sendable {
         guard delivery.queue == queue else {
             throw UnraceError(.invalidArgument, "this delivery belongs to another queue")
         }
-        guard delivery.origin == origin else {
+        // A store that cannot tell its rows (a wrapper of your own) is never refused for it.
+        if let leasedFrom = delivery.origin, let origin, leasedFrom != origin {
             throw UnraceError(
                 .invalidArgument,
                 "this delivery was leased from a queue of another store (another database, schema or file): settling it here could settle another message"

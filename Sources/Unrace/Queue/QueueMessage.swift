@@ -59,8 +59,8 @@ public enum EnqueueResult: String, Sendable, Hashable, Codable {
 /// ``attempt`` (with ``position``) is the delivery's fencing token: attempts only grow, also
 /// across a redrive, so once the lease has run out and the message was leased again, this
 /// delivery's ack, nack or extension is refused with ``UnraceError/Code/fenced``. A queue of
-/// another store (another file, database or schema) refuses it with
-/// ``UnraceError/Code/invalidArgument``.
+/// another store (another file, database or schema; see ``MessageQueue/ack(_:)``) refuses it
+/// with ``UnraceError/Code/invalidArgument``.
 public struct Delivery: Sendable, Hashable {
     /// The queue.
     public let queue: String
