@@ -33,6 +33,11 @@ struct DeliveryOriginTests {
             await #expect(throws: UnraceError.self) { _ = try await queueOther.extend(fromOne, by: .seconds(60)) },
         ]
         #expect(refusals.map { $0?.code } == [.invalidArgument, .invalidArgument, .invalidArgument])
+        // Also in a transaction of the queue's own store, which that store joins.
+        let inTransaction = await #expect(throws: UnraceError.self) {
+            try await other.withTransaction { tx in try await queueOther.ack(fromOne, in: tx) }
+        }
+        #expect(inTransaction?.code == .invalidArgument && inTransaction?.message.contains("another store") == true)
         // The other store's message is still leased to its own delivery, which settles it.
         try await queueOther.ack(fromOther)
         try await queueOne.ack(fromOne)
