@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 public import Hummingbird
 import Synchronization
+import UnraceCore
 import UnraceHTTP
 import UnraceHummingbird
 
@@ -40,15 +41,14 @@ public struct PaymentProvider: Sendable {
             guard (1...Self.amountCentsMaximum).contains(charge.amountCents) else {
                 throw HTTPProblem(status: .badRequest, detail: "amountCents must be between 1 and \(Self.amountCentsMaximum)")
             }
-            let (id, amount, isNew) = try ledger.record(.charge, request, amount: charge.amountCents, body: "\(charge.amountCents)")
+            let (id, amount, isNew) = try ledger.record(.charge, request, amount: charge.amountCents, body: .json(charge))
             var response = try ChargeResponse(id: id, amountCents: amount).response(from: request, context: context)
             response.status = isNew ? .created : .ok
             return response
         }
         router.post("emails") { request, context -> Response in
             let email = try await request.decode(as: EmailRequest.self, context: context)
-            // Length-prefixed, so no two bodies read alike.
-            let (id, _, isNew) = try ledger.record(.email, request, amount: 0, body: "\(email.to.utf8.count):\(email.to)\(email.subject)")
+            let (id, _, isNew) = try ledger.record(.email, request, amount: 0, body: .json(email))
             var response = try EmailResponse(id: id).response(from: request, context: context)
             response.status = isNew ? .created : .ok
             return response
@@ -125,8 +125,8 @@ private final class ProviderLedger: Sendable {
     private struct State {
         var charges = 0
         var emails = 0
-        /// A key's first answer, and the body it was given for.
-        var byKey: [String: (id: String, amount: Int64, body: String)] = [:]
+        /// A key's first answer, and the fingerprint of the body it was given for.
+        var byKey: [String: (id: String, amount: Int64, body: Fingerprint)] = [:]
         var total: Int64 = 0
         var events: [ExternalEvent] = []
     }
@@ -139,7 +139,7 @@ private final class ProviderLedger: Sendable {
         _ kind: ExternalEvent.Kind,
         _ request: Request,
         amount: Int64,
-        body: String
+        body: Fingerprint
     ) throws -> (id: String, amount: Int64, isNew: Bool) {
         let key = request.headers[.idempotencyKey].flatMap { try? IdempotencyKey(parsing: $0).value }
         let operation = request.headers[HTTPField.Name("X-Operation")!]
