@@ -52,7 +52,10 @@ package final class ConnectionGuard: Sendable {
     package let connection: PostgresConnection
     private let state = Mutex(State())
 
-    package init(_ connection: PostgresConnection) { self.connection = connection }
+    package init(_ connection: PostgresConnection) {
+        self.connection = connection
+        CloseWatch.watch(connection, for: self)
+    }
 
     /// Why the step was stopped, if it was.
     package var stopReason: StopReason? { state.withLock { $0.stop } }
@@ -129,14 +132,24 @@ package final class ConnectionGuard: Sendable {
     /// close fails every statement postgres-nio had received at once; what is left never reached it.
     package static let abandonGrace: TimeAmount = .milliseconds(100)
 
-    /// Gives up on every statement still waiting, after the guard closed the connection. Their
-    /// tasks stay suspended (nothing will ever answer them); each is logged.
-    private func abandonWaiting() {
+    /// Gives up on every statement still waiting, after the connection closed: closed by the
+    /// guard, or (`byGuard: false`) by anything else — the server or a proxy cutting the session,
+    /// a failover. Their tasks stay suspended (nothing will ever answer them); each is counted.
+    fileprivate func abandonWaiting(byGuard: Bool = true) {
         let waiting = state.withLock { state -> [@Sendable (any Error) -> Void] in
+            // The guard's own close: its own give-up follows, with the step's reason.
+            if !byGuard, state.closing { return [] }
             defer { state.waiting = [:] }
             return Array(state.waiting.values)
         }
-        let error = UnraceError(.storeUnavailable, "the step was stopped and its connection closed before this statement was answered")
+        guard !waiting.isEmpty else { return }
+        let error =
+            byGuard
+            ? UnraceError(.storeUnavailable, "the step was stopped and its connection closed before this statement was answered")
+            : UnraceError(
+                .storeUnavailable,
+                "the PostgreSQL connection closed (the server or a proxy ended it) before this statement was answered"
+            )
         Self.abandoned.withLock { $0 += waiting.count }
         for giveUp in waiting { giveUp(error) }
     }
@@ -215,6 +228,49 @@ package final class ConnectionGuard: Sendable {
         let connection = connection
         connection.close().whenComplete { _ in
             connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+        }
+    }
+}
+
+/// Per connection, the step on it now, told when the connection closes whoever closed it: the
+/// server ending the session, a proxy cutting it (HAProxy's `shutdown-sessions` when a node is
+/// marked down), a failover. A statement written after such a close is never answered by
+/// postgres-nio 1.33 (it writes with no promise, so nothing fails the statement's), and the step
+/// would otherwise wait for its timeout: ``ConnectionGuard/abandonGrace`` after the close, the
+/// step's statements still waiting are given up with a retryable
+/// ``UnraceCore/UnraceError/Code/storeUnavailable`` (a `COMMIT`'s, with
+/// ``UnraceCore/UnraceError/Code/outcomeUnknown``).
+///
+/// One watch per open connection, not per step: a pooled connection lives for many steps, and a
+/// close callback cannot be removed once added.
+private final class CloseWatch: Sendable {
+    private struct Current {
+        weak var stepGuard: ConnectionGuard?
+    }
+
+    private let current = Mutex(Current())
+    private static let watches = Mutex<[ObjectIdentifier: CloseWatch]>([:])
+
+    /// Makes `stepGuard` the step told when `connection` closes. The first step on a connection
+    /// adds the connection's close callback; the callback keeps the connection (so its identifier
+    /// is not reused while the entry stands) and removes the entry.
+    static func watch(_ connection: PostgresConnection, for stepGuard: ConnectionGuard) {
+        let id = ObjectIdentifier(connection)
+        let (watch, added) = watches.withLock { watches -> (CloseWatch, Bool) in
+            if let watch = watches[id] { return (watch, false) }
+            let watch = CloseWatch()
+            watches[id] = watch
+            return (watch, true)
+        }
+        watch.current.withLock { $0.stepGuard = stepGuard }
+        guard added else { return }
+        connection.closeFuture.whenComplete { _ in
+            watches.withLock { _ = $0.removeValue(forKey: id) }
+            let stepGuard = watch.current.withLock { $0.stepGuard }
+            guard let stepGuard else { return }
+            // What postgres-nio had received, it fails at the close; what is left after this
+            // never reached it.
+            connection.eventLoop.scheduleTask(in: ConnectionGuard.abandonGrace) { stepGuard.abandonWaiting(byGuard: false) }
         }
     }
 }

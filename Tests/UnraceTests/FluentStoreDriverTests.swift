@@ -175,6 +175,36 @@ struct FluentStoreDriverTests {
     }
 
     @Test(
+        "on PostgreSQL a statement written after the server ended the session is given up about 100 ms after the close, not at the step timeout",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func statementAfterTheServerClosed() async throws {
+        try await withFluentStore(.postgres) { store, _ in
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(60), "a statement written after the server closed the connection") {
+                do {
+                    try await store.withTransaction { tx in
+                        guard case .postgres(let postgres) = tx.sql else { return }
+                        guard case .integer(let pid)? = try await tx.query("SELECT pg_backend_pid() AS pid").first?["pid"] else { return }
+                        try await postgres.stepGuard.send {
+                            // Past the guard with the connection open; the server ends the session
+                            // before the statement is written (a proxy cutting it, a failover).
+                            try await TestPostgres.execute("SELECT pg_terminate_backend(\(pid))")
+                            try await postgres.connection.closeFuture.get()
+                            _ = try await postgres.connection.query("SELECT 1", logger: Logger(label: "test")).collect()
+                        }
+                    }
+                    return "finished"
+                } catch let error as UnraceError { return "\(error.code)" }
+            }
+            #expect(code == "store_unavailable")
+            // Not at the step timeout (this store's is 300 s).
+            #expect(ContinuousClock.now - started < .seconds(10))
+            #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        }
+    }
+
+    @Test(
         "on PostgreSQL a Fluent model query (the future-based path) on a lost connection fails at once with store_unavailable",
         .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
     )
