@@ -154,11 +154,15 @@ extension PostgresStore {
             // A search_path naming no schema leaves current_schema() NULL: Unrace's tables would
             // have nowhere to go, and the migration would fail later with a less helpful error.
             guard configuration.options.additionalStartupParameters.contains(where: { $0.0 == "search_path" }) else { return }
-            let missing: Bool
-            do {
+            // Bounded as the connect is: a session the server (or a proxy) ends before the query
+            // is written would never be answered (postgres-nio 1.33), nor would a stalled server.
+            let check = Task {
                 let answers = try await connection.query("SELECT current_schema() IS NULL", logger: logger)
-                missing = try await answers.decode(Bool.self).reduce(false) { $0 || $1 }
-            } catch {
+                return try await answers.decode(Bool.self).reduce(false) { $0 || $1 }
+            }
+            guard case .success(let missing)? = await TaskRace.first(of: check, within: limit, orCancellation: true) else {
+                check.cancel()
+                try Task.checkCancellation()
                 return  // not a refusal of the URL's: left to the pool, as above
             }
             if missing {

@@ -179,6 +179,29 @@ struct PostgresStartupTests {
         }
     }
 
+    @Test(
+        "the start-up check's search_path query on a session that never answers it is given up at the check's limit, not waited on for ever"
+    )
+    func unansweredSchemaCheck() async throws {
+        try await SilentServer.with(answersStartUp: true) { port, _ in
+            let configuration = try PostgresStore.connectionConfiguration(url: "postgres://unrace@127.0.0.1:\(port)/unrace?search_path=s")
+            // The session starts (so the check reaches its query), and the query is never answered.
+            let session = try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.any(),
+                configuration: configuration,
+                id: 1,
+                logger: Self.quiet
+            ).get()
+            try await session.close()
+            let started = ContinuousClock.now
+            try await within(.seconds(60), "the start-up check's schema query") {
+                try await PostgresStore.checkStartup(configuration, within: .seconds(1), logger: Self.quiet)
+            }
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .seconds(1) && waited < .seconds(10), "waited \(waited)")
+        }
+    }
+
     @Test("a store made from a URL naming a missing database fails at its start, not after the pool's retries")
     func refusedStoreStart() async throws {
         let url = try Self.url(database: "unrace_no_such_database")
@@ -194,7 +217,8 @@ struct PostgresStartupTests {
 }
 
 /// A TCP server on loopback that accepts connections and never answers: a database whose
-/// start-up stalls. `accepted` yields once per connection.
+/// start-up stalls (or, `answersStartUp`, whose sessions start and then never answer a
+/// statement). `accepted` yields once per connection.
 enum SilentServer {
     /// The connections accepted so far, closed with the server.
     final class OpenChannels: Sendable {
@@ -203,11 +227,15 @@ enum SilentServer {
 
     private final class Accepted: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
         let continuation: AsyncStream<Void>.Continuation
         let open: OpenChannels
-        init(_ continuation: AsyncStream<Void>.Continuation, _ open: OpenChannels) {
+        let answersStartUp: Bool
+        var startedUp = false
+        init(_ continuation: AsyncStream<Void>.Continuation, _ open: OpenChannels, answersStartUp: Bool) {
             self.continuation = continuation
             self.open = open
+            self.answersStartUp = answersStartUp
         }
         func channelActive(context: ChannelHandlerContext) {
             let channel = context.channel
@@ -215,14 +243,35 @@ enum SilentServer {
             continuation.yield()
             context.fireChannelActive()
         }
+        /// An SSLRequest's answer (no TLS), then the start-up message's, once: AuthenticationOk,
+        /// BackendKeyData and ReadyForQuery (idle). Nothing after.
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard answersStartUp, !startedUp else { return }
+            let message = unwrapInboundIn(data)
+            var answer = context.channel.allocator.buffer(capacity: 27)
+            if message.readableBytes == 8, message.getInteger(at: message.readerIndex + 4, as: UInt32.self) == 80_877_103 {
+                answer.writeBytes([UInt8(ascii: "N")])
+            } else {
+                startedUp = true
+                answer.writeBytes([UInt8(ascii: "R"), 0, 0, 0, 8, 0, 0, 0, 0])
+                answer.writeBytes([UInt8(ascii: "K"), 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 2])
+                answer.writeBytes([UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")])
+            }
+            context.writeAndFlush(wrapOutboundOut(answer), promise: nil)
+        }
     }
 
-    static func with<T>(_ body: (_ port: Int, _ accepted: AsyncStream<Void>) async throws -> T) async throws -> T {
+    static func with<T>(
+        answersStartUp: Bool = false,
+        _ body: (_ port: Int, _ accepted: AsyncStream<Void>) async throws -> T
+    ) async throws -> T {
         let (accepted, continuation) = AsyncStream<Void>.makeStream()
         let open = OpenChannels()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Accepted(continuation, open)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Accepted(continuation, open, answersStartUp: answersStartUp))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         func closeAll() async {
