@@ -20,9 +20,10 @@ package struct ClosedBeforeUse: Error {}
 ///
 /// postgres-nio 1.33 never answers a statement written to a channel that closed before the
 /// statement reached it, and a statement can lose the CPU between passing the guard and being
-/// written, so the close can overtake it. Each statement therefore runs on a task of its own, and
-/// the step waits for its answer or — once the guard's close has completed — 100 ms more
-/// (``abandonGrace``), then gives it up. This covers the statements sent through ``send(_:)``
+/// written, so the close can overtake it — the guard's own close, or any other (the server or a
+/// proxy ending the session, as a failover does). Each statement therefore runs on a task of its
+/// own, and the step waits for its answer or — once the connection's close has completed, whoever
+/// closed it (see ``CloseWatch``) — 100 ms more (``abandonGrace``), then gives it up. This covers the statements sent through ``send(_:)``
 /// (Unrace's own, a body's `execute`, `query` and `run`, and the Fluent store's Fluent statements).
 /// A statement answered after the close was decided fails, so the body is told the step is over
 /// before it can send another: one it wrote on the connection directly would not be covered.
@@ -67,7 +68,7 @@ package final class ConnectionGuard: Sendable {
     /// Sends one statement with `work`, unless the step was stopped or the connection closed.
     ///
     /// The statement runs on a task of its own, and the step waits for its answer — or, once the
-    /// guard has closed the connection to stop the step, for that close and
+    /// connection has closed (the guard stopping the step, or anything else), for that close and
     /// ``abandonGrace`` more: a statement the close overtook on its way to the channel is never
     /// answered by postgres-nio 1.33 (nothing fails its promise), and waiting on it would hang
     /// the step, and a graceful shutdown with it. Such a statement's task is left suspended.
@@ -128,14 +129,15 @@ package final class ConnectionGuard: Sendable {
         return try result.get()
     }
 
-    /// How long after the guard's close a statement still unanswered is given up: 100 ms. The
+    /// How long after the connection's close a statement still unanswered is given up: 100 ms. The
     /// close fails every statement postgres-nio had received at once; what is left never reached it.
     package static let abandonGrace: TimeAmount = .milliseconds(100)
 
     /// Gives up on every statement still waiting, after the connection closed: closed by the
-    /// guard, or (`byGuard: false`) by anything else — the server or a proxy cutting the session,
-    /// a failover. Their tasks stay suspended (nothing will ever answer them); each is counted.
-    fileprivate func abandonWaiting(byGuard: Bool = true) {
+    /// guard, or (`byGuard: false`) by anything else — the server or a proxy ending the session,
+    /// a failover, a close outside the step. Their tasks stay suspended (nothing will ever answer
+    /// them); each is counted.
+    fileprivate func abandonWaiting(byGuard: Bool) {
         let waiting = state.withLock { state -> [@Sendable (any Error) -> Void] in
             // The guard's own close: its own give-up follows, with the step's reason.
             if !byGuard, state.closing { return [] }
@@ -148,7 +150,7 @@ package final class ConnectionGuard: Sendable {
             ? UnraceError(.storeUnavailable, "the step was stopped and its connection closed before this statement was answered")
             : UnraceError(
                 .storeUnavailable,
-                "the PostgreSQL connection closed (the server or a proxy ended it) before this statement was answered"
+                "the PostgreSQL connection closed (not by this step) before this statement was answered"
             )
         Self.abandoned.withLock { $0 += waiting.count }
         for giveUp in waiting { giveUp(error) }
@@ -201,7 +203,7 @@ package final class ConnectionGuard: Sendable {
         let connection = connection
         connection.eventLoop.scheduleTask(in: .milliseconds(10)) {
             connection.close().whenComplete { _ in
-                connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+                connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting(byGuard: true) }
             }
         }
     }
@@ -227,7 +229,7 @@ package final class ConnectionGuard: Sendable {
         guard close else { return }
         let connection = connection
         connection.close().whenComplete { _ in
-            connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting() }
+            connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting(byGuard: true) }
         }
     }
 }

@@ -102,12 +102,18 @@ package struct PostgresSteps: Sendable {
     /// with `ROLLBACK` and no error: a body that caught a failed statement and went on has
     /// nothing committed, and the step fails with ``UnraceError/Code/storeFailure`` rather than
     /// report a success that was rolled back.
-    package func commit(_ tx: PostgresTransaction) async throws {
+    /// - Parameter send: sends `COMMIT` on the step's connection and returns the command tag it
+    ///   answered (the default; a test passes one that first has the server end the session).
+    package func commit(
+        _ tx: PostgresTransaction,
+        send: (@Sendable (PostgresConnection, Logger) async throws -> String)? = nil
+    ) async throws {
         let answer: String
         do {
             answer = try await tx.stepGuard.committing {
                 let (connection, logger) = (tx.connection, logger)
-                return try await tx.sending { try await connection.query("COMMIT", logger: logger).get().metadata.command }
+                let send = send ?? { connection, logger in try await connection.query("COMMIT", logger: logger).get().metadata.command }
+                return try await tx.sending { try await send(connection, logger) }
             }
         } catch  where tx.stepGuard.commitSent && !Self.isServerAnswer(error) {
             throw UnraceError(

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import PostgresNIO
 import Synchronization
 import Testing
@@ -322,6 +323,45 @@ struct PostgresLivenessTests {
             // About 100 ms after the close: not at the step timeout (30 s).
             #expect(ContinuousClock.now - started < .seconds(10))
             #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
+        }
+    }
+
+    @Test(
+        "a COMMIT written after the server ended the session is outcome_unknown about 100 ms after the close, never 'nothing committed', never a wait for the step timeout"
+    )
+    func commitAfterTheServerClosed() async throws {
+        try await withStore(.postgres) { _, location in
+            let connection = try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.any(),
+                configuration: try PostgresStore.connectionConfiguration(url: location),
+                id: 1,
+                logger: Self.quiet
+            ).get()
+            defer { Task.detached { try? await connection.close() } }
+            let steps = PostgresSteps(logger: Self.quiet, stepTimeout: .seconds(30))
+            let tx = PostgresTransaction(connection: connection, logger: Self.quiet, stepGuard: ConnectionGuard(connection))
+            try await tx.execute("BEGIN")
+            guard case .integer(let pid)? = try await tx.query("SELECT pg_backend_pid() AS pid").first?["pid"] else {
+                Issue.record("no backend pid")
+                return
+            }
+            let started = ContinuousClock.now
+            let code = try await within(.seconds(60), "a COMMIT written after the server closed the connection") {
+                do {
+                    try await steps.commit(tx) { connection, logger in
+                        // COMMIT passed the guard; the server ends the session before it is written.
+                        try await TestPostgres.execute("SELECT pg_terminate_backend(\(pid))")
+                        try await connection.closeFuture.get()
+                        return try await connection.query("COMMIT", logger: logger).get().metadata.command
+                    }
+                    return "committed"
+                } catch let error as UnraceError {
+                    return error.code.rawValue
+                }
+            }
+            // The step cannot know that the COMMIT never reached the server: unknown, not refused.
+            #expect(code == "outcome_unknown")
+            #expect(ContinuousClock.now - started < .seconds(10), "not at the step timeout (30 s)")
         }
     }
 
