@@ -5,7 +5,8 @@ import Synchronization
 import Unrace
 import UnraceCore
 
-/// The pool handed out a connection that had already closed; nothing was sent on it.
+/// The pool handed out a connection that had already closed, or that closed before the step's
+/// `BEGIN` was answered: nothing of the step ran, and it may run again on another connection.
 package struct ClosedBeforeUse: Error {}
 
 /// A step's hold on its connection, through which a deadline or a cancellation stops it

@@ -36,9 +36,10 @@ package struct PostgresSteps: Sendable {
             do {
                 return try await attempt()
             } catch let error as ClosedBeforeUse {
-                // A pooled connection that had closed: nothing was sent; another one, at most 5
-                // times, after a pause in which the pool hears that it closed (it may otherwise
-                // hand the same one out again).
+                // A pooled connection that had closed (or closed before the step's BEGIN was
+                // answered): nothing of the step ran; another one, at most 5 times, after a pause
+                // in which the pool hears that it closed (it may otherwise hand the same one out
+                // again).
                 closedConnections += 1
                 guard closedConnections < 5 else {
                     throw UnraceError(.storeUnavailable, "the PostgreSQL connections the pool handed out were closed", underlying: error)
@@ -71,16 +72,33 @@ package struct PostgresSteps: Sendable {
     ///   - timed: bound it by ``stepTimeout`` (not the schema migration).
     ///   - guard: the step's hold on the connection; a caller whose cancellation is not the
     ///     current task's (the Fluent path) stops the step through it.
+    ///   - begin: sends `BEGIN` on the step's connection (the default; a test passes one that
+    ///     first has the server end the session).
+    /// - Throws: ``ClosedBeforeUse`` when the connection closed before the step's `BEGIN` was
+    ///   answered (the server or a proxy ended the session as the step began): nothing of the step
+    ///   ran, so ``retrying(_:)`` runs it again on another connection.
     package func transaction<T>(
         on connection: PostgresConnection,
         guard stepGuard: ConnectionGuard? = nil,
         timed: Bool = true,
+        begin: (@Sendable (PostgresConnection, Logger) async throws -> Void)? = nil,
         _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
         let stepGuard = stepGuard ?? ConnectionGuard(connection)
         return try await bounded(stepGuard, timed: timed) {
             let tx = PostgresTransaction(connection: connection, logger: logger, stepGuard: stepGuard, owner: owner, clientID: clientID)
-            try await tx.execute(SQLDialect.postgres.beginStatement)
+            do {
+                if let begin {
+                    let logger = logger
+                    try await tx.sending { try await begin(connection, logger) }
+                } else {
+                    try await tx.execute(SQLDialect.postgres.beginStatement)
+                }
+            } catch  where connection.isClosed && !stepGuard.isStopped {
+                // A pooled connection whose session ended as the step began (HAProxy cutting the
+                // sessions of a node it marked down, say): the body never ran.
+                throw ClosedBeforeUse()
+            }
             do {
                 let result = try await StepNesting.inside { try await body(tx) }
                 try Task.checkCancellation()  // a cancelled caller commits nothing

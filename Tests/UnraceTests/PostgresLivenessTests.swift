@@ -365,6 +365,46 @@ struct PostgresLivenessTests {
         }
     }
 
+    @Test(
+        "a step whose session the server ends before its BEGIN is answered runs again on another connection: no error, the body runs once"
+    )
+    func beginAfterTheServerClosed() async throws {
+        try await withStore(.postgres) { _, location in
+            let configuration = try PostgresStore.connectionConfiguration(url: location)
+            let steps = PostgresSteps(logger: Self.quiet, stepTimeout: .seconds(30))
+            var attempts = 0
+            var bodies = 0
+            let started = ContinuousClock.now
+            let one = try await steps.retrying {
+                attempts += 1
+                let connection = try await PostgresConnection.connect(
+                    on: MultiThreadedEventLoopGroup.singleton.any(),
+                    configuration: configuration,
+                    id: attempts,
+                    logger: Self.quiet
+                ).get()
+                defer { Task.detached { try? await connection.close() } }
+                let pid = try await connection.query("SELECT pg_backend_pid()", logger: Self.quiet).decode(Int32.self).reduce(0) { $1 }
+                // The first attempt's session is ended by the server after the step passed the
+                // guard and before its BEGIN is written (HAProxy cutting a node's sessions as a
+                // pooled connection is lent).
+                let cut: @Sendable (PostgresConnection, Logger) async throws -> Void = { connection, logger in
+                    try await TestPostgres.execute("SELECT pg_terminate_backend(\(pid))")
+                    try await connection.closeFuture.get()
+                    _ = try await connection.query("BEGIN", logger: logger).get()
+                }
+                return try await steps.transaction(on: connection, begin: attempts == 1 ? cut : nil) { tx in
+                    bodies += 1
+                    return try await tx.query("SELECT 1 AS one").first?["one"]
+                }
+            }
+            #expect(one == .integer(1))
+            #expect(attempts == 2)
+            #expect(bodies == 1)
+            #expect(ContinuousClock.now - started < .seconds(10))
+        }
+    }
+
     @Test("a statement answered after the step's close was decided fails the step with store_unavailable; the body goes no further")
     func answeredWhileClosing() async throws {
         try await Self.withPostgres { store in
