@@ -7,7 +7,11 @@ import UnraceCore
 
 /// The pool handed out a connection that had already closed, or that closed before the step's
 /// `BEGIN` was answered: nothing of the step ran, and it may run again on another connection.
-package struct ClosedBeforeUse: Error {}
+package struct ClosedBeforeUse: Error {
+    /// What the closed connection answered, if anything (a `BEGIN`'s error).
+    package var underlying: (any Error)?
+    package init(underlying: (any Error)? = nil) { self.underlying = underlying }
+}
 
 /// A step's hold on its connection, through which a deadline or a cancellation stops it
 /// without ever leaving a statement unanswered.

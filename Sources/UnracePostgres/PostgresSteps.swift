@@ -26,7 +26,8 @@ package struct PostgresSteps: Sendable {
     }
 
     /// Runs `attempt` again (with a short jittered pause) after a serialization failure, a
-    /// deadlock or a lost insert race on Unrace's tables, at most ``PostgresStore/retryCountMax`` times.
+    /// deadlock or a lost insert race on Unrace's tables, at most ``PostgresStore/retryCountMax`` times;
+    /// and, at most 5 times, after ``ClosedBeforeUse`` (a connection closed before the step began).
     package func retrying<T>(_ attempt: () async throws -> T) async throws -> T {
         var attempts = 0
         var insertRaces = 0
@@ -42,8 +43,16 @@ package struct PostgresSteps: Sendable {
                 // again).
                 closedConnections += 1
                 guard closedConnections < 5 else {
-                    throw UnraceError(.storeUnavailable, "the PostgreSQL connections the pool handed out were closed", underlying: error)
+                    throw UnraceError(
+                        .storeUnavailable,
+                        "the PostgreSQL connections the pool handed out were closed",
+                        underlying: error.underlying ?? error
+                    )
                 }
+                logger.notice(
+                    "step's connection closed before the step began; running it on another",
+                    metadata: ["attempt": "\(closedConnections)"]
+                )
                 attempts -= 1
                 try await Task.sleep(for: .milliseconds(10 << closedConnections))
             } catch let error as UnraceError where Self.isSerializationFailure(error) || Self.isInsertRace(error) {
@@ -96,8 +105,9 @@ package struct PostgresSteps: Sendable {
                 }
             } catch  where connection.isClosed && !stepGuard.isStopped {
                 // A pooled connection whose session ended as the step began (HAProxy cutting the
-                // sessions of a node it marked down, say): the body never ran.
-                throw ClosedBeforeUse()
+                // sessions of a node it marked down, say): the body never ran. (A server's FATAL
+                // answer to BEGIN read before the channel closed fails the step, retryable.)
+                throw ClosedBeforeUse(underlying: error)
             }
             do {
                 let result = try await StepNesting.inside { try await body(tx) }
