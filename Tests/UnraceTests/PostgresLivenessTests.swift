@@ -255,59 +255,39 @@ struct PostgresLivenessTests {
         }
     }
 
-    @Test("a statement the guard's close overtook on its way to the connection is given up, never waited on forever")
-    func overtakenStatement() async throws {
-        try await withStore(.postgres) { _, location in
-            try await PostgresStore.withStore(url: location, maximumConnections: 2, logger: Self.quiet) { store in
-                let started = ContinuousClock.now
-                let outcome = try await within(.seconds(60), "a statement the close overtook") {
-                    do {
-                        try await store.withTransaction { tx in
-                            try await tx.stepGuard.send {
-                                // Under load the step's task can lose the CPU between passing the
-                                // guard and writing its statement: here the close comes first, always.
-                                tx.stepGuard.stop(.timedOut)
-                                try await tx.connection.closeFuture.get()
-                                _ = try await tx.connection.query("SELECT 1", logger: Self.quiet).collect()
-                            }
-                        }
-                        return "ran"
-                    } catch let error as UnraceError {
-                        return error.code.rawValue
-                    } catch {
-                        return "\(type(of: error))"
-                    }
-                }
-                #expect(outcome == "store_unavailable")
-                // Given up about 100 ms after the close, not at the step timeout (30 s) or never.
-                #expect(ContinuousClock.now - started < .seconds(10))
-                // The pool goes on: the next step runs on a connection of its own.
-                #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
-            }
-        }
+    /// Who closes the connection under a statement in ``statementAfterTheClose(_:)``.
+    enum Closer: String, CaseIterable, Sendable {
+        case theGuard = "the guard"
+        case theServer = "the server"
     }
 
     @Test(
-        "a statement written after the server ended the session (a proxy cutting it, a failover) is given up about 100 ms after the close, not at the step timeout"
+        "a statement a close overtook on its way to the connection (the guard's own, or the server ending the session as a proxy or a failover does) is given up about 100 ms after the close, not at the step timeout or never",
+        arguments: Closer.allCases
     )
-    func closedByTheServer() async throws {
+    func statementAfterTheClose(_ closer: Closer) async throws {
         try await Self.withPostgres(stepTimeout: .seconds(30)) { store, setUp in
             let started = ContinuousClock.now
-            let outcome = try await within(.seconds(60), "a statement written after the server closed the connection") {
+            let outcome = try await within(.seconds(60), "a statement written after \(closer.rawValue) closed the connection") {
                 do {
                     try await store.withTransaction { tx in
                         guard case .integer(let pid)? = try await tx.query("SELECT pg_backend_pid() AS pid").first?["pid"] else {
                             throw UnraceError(.storeFailure, "no backend pid")
                         }
                         try await tx.stepGuard.send {
-                            // The step passed the guard while the connection was open; the server
-                            // ends the session before the statement is written (here always; in a
-                            // fault run, when HAProxy cut the sessions of a node it marked down
-                            // just as a step began). postgres-nio never answers it.
-                            // From outside the step (a step inside a step is refused).
-                            _ = try await Task.detached {
-                                try await setUp.withTransaction { try await $0.query("SELECT pg_terminate_backend(\(pid))") }
-                            }.value
+                            // Under load the step's task can lose the CPU between passing the guard
+                            // and writing its statement: here the close comes first, always.
+                            switch closer {
+                            case .theGuard:
+                                tx.stepGuard.stop(.timedOut)
+                            case .theServer:
+                                // As HAProxy cut the sessions of a node it marked down just as a
+                                // step began, in the fault run; from outside the step (a step
+                                // inside a step is refused).
+                                _ = try await Task.detached {
+                                    try await setUp.withTransaction { try await $0.query("SELECT pg_terminate_backend(\(pid))") }
+                                }.value
+                            }
                             try await tx.connection.closeFuture.get()
                             _ = try await tx.connection.query("SELECT 1", logger: Self.quiet).collect()
                         }
@@ -322,6 +302,7 @@ struct PostgresLivenessTests {
             #expect(outcome == "store_unavailable")
             // About 100 ms after the close: not at the step timeout (30 s).
             #expect(ContinuousClock.now - started < .seconds(10))
+            // The pool goes on: the next step runs on a connection of its own.
             #expect(try await store.withTransaction { tx in try await tx.query("SELECT 1 AS one").first?["one"] } == .integer(1))
         }
     }
