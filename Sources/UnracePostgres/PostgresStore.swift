@@ -191,7 +191,7 @@ public final class PostgresStore: SQLStore {
         let (configuration, location) = try await prepare(url: url, maximumConnections: maximumConnections, logger: logger)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            group.addRunning(client)
             defer { group.cancelAll() }
             let store = try await PostgresStore(
                 client: client,
@@ -303,7 +303,7 @@ extension PostgresStore: Service {
         }
         guard readiness.start() else { throw UnraceError(.invalidArgument, "this store is already running") }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.client.run() }
+            group.addRunning(client)
             do {
                 try await migrate()
                 readiness.open(.success(()))
@@ -393,5 +393,23 @@ private final class Readiness: Sendable {
             }
             waiter?.resume(throwing: CancellationError())
         }
+    }
+}
+
+extension ThrowingTaskGroup where ChildTaskResult == Void, Failure == any Error {
+    /// Adds `client.run()` so that the client counts as running before this returns.
+    /// postgres-nio logs a warning for every lease asked for before its `run()` began ("run()
+    /// hasn't been called yet"). A store asks for one at once (its schema migration), and a child
+    /// task started the usual way has seldom begun by then, so `unrace serve` and every
+    /// `unrace work` warned at each start. An immediate task runs `run()` up to its first
+    /// suspension, which comes after it marks the client running.
+    package mutating func addRunning(_ client: PostgresClient) {
+        #if compiler(>=6.2)
+        if #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
+            addImmediateTask { await client.run() }
+            return
+        }
+        #endif
+        addTask { await client.run() }
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 import Testing
 import Unrace
@@ -199,6 +200,32 @@ struct PostgresStartupTests {
             }
             let waited = ContinuousClock.now - started
             #expect(waited >= .seconds(1) && waited < .seconds(10), "waited \(waited)")
+        }
+    }
+
+    @Test(
+        "a store that runs its own client starts it before its first lease: postgres-nio's 'run() hasn't been called yet' warning is never logged, by withStore(url:) or by run()",
+        .enabled(if: TestPostgres.required, "needs PostgreSQL (scripts/test starts one)")
+    )
+    func clientRunsBeforeItsFirstLease() async throws {
+        try await withStore(.postgres) { _, location in
+            let recorder = LogRecorder()
+            // Each start races the client's run() against the migration's lease: a few of each.
+            for _ in 1...3 {
+                try await PostgresStore.withStore(url: location, logger: recorder.logger) { store in
+                    _ = try await store.withTransaction { try await $0.query("SELECT 1 AS one") }
+                }
+                let store = try await PostgresStore(url: location, logger: recorder.logger)
+                let group = ServiceGroup(services: [store], logger: Self.quiet)
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { try await group.run() }
+                    _ = try await store.withTransaction { try await $0.query("SELECT 1 AS one") }
+                    await group.triggerGracefulShutdown()
+                    try await tasks.waitForAll()
+                }
+            }
+            let early = recorder.entries.filter { $0.message.contains("hasn't been called yet") }
+            #expect(early.isEmpty, "\(early.count) of 6 starts leased before the client ran")
         }
     }
 

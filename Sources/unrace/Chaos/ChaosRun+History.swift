@@ -83,7 +83,7 @@ extension ChaosRun {
     static func execute(_ url: String, _ sql: String) async throws {
         let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(url: url))
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            group.addRunning(client)
             defer { group.cancelAll() }
             try await client.query(PostgresQuery(unsafeSQL: sql))
         }
