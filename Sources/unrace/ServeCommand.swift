@@ -110,11 +110,14 @@ struct ServeCommand: AsyncParsableCommand {
             onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
             logger: logger
         )
+        // In a group of its own, shut down gracefully after the shop's: cancelled instead, its
+        // server logged an error ("Waiting on child channel: CancellationError()") at every stop.
+        let providerGroup = ServiceGroup(services: [providerApp], gracefulShutdownSignals: [], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // A provider that stops (or never binds) ends the wait for its port.
                 defer { continuation.finish() }
-                try await providerApp.run()
+                try await providerGroup.run()
             }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else {
@@ -123,8 +126,14 @@ struct ServeCommand: AsyncParsableCommand {
             }
             FileHandle.standardOutput.write(Data("provider on http://127.0.0.1:\(port)\n".utf8))
             configuration.provider = "http://127.0.0.1:\(port)"
-            try await run(configuration, logger)
-            group.cancelAll()
+            do {
+                try await run(configuration, logger)
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            await providerGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
         }
     }
 

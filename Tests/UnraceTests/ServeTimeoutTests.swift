@@ -51,6 +51,23 @@ struct ServeTimeoutTests {
         #expect(await silent.readUntilClosed(timeout: .seconds(30)).closed, "a connection that never sends is closed")
     }
 
+    @Test(
+        "SIGTERM with nothing in flight stops serve with status 0 and no error logged: its built-in provider is shut down gracefully, not cancelled"
+    )
+    func quietShutdown() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("serve"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let server = try ChildProcess(
+            ["serve", "--file", folder.appendingPathComponent("shop.sqlite").path, "--port", "0"],
+            captureErrors: true
+        )
+        defer { server.sendKill() }
+        try await server.waitFor("listening on")
+        #expect(await server.terminate() == 0)
+        #expect(!server.printed.contains(" error "), "\(server.printed)")
+    }
+
     @Test("SIGTERM stops serve within its grace period although a client holds a request open")
     func boundedShutdown() async throws {
         let (server, port, folder) = try await Self.serve(["--idle-timeout", "600", "--request-timeout", "600", "--shutdown-grace", "2"])
