@@ -402,7 +402,9 @@ extension ThrowingTaskGroup where ChildTaskResult == Void, Failure == any Error 
     /// hasn't been called yet"). A store asks for one at once (its schema migration), and a child
     /// task started the usual way has seldom begun by then, so `unrace serve` and every
     /// `unrace work` warned at each start. An immediate task runs `run()` up to its first
-    /// suspension, which comes after it marks the client running.
+    /// suspension, which comes after it marks the client running. Built with a compiler older
+    /// than Swift 6.2, or run before macOS 26, it is added as a usual child task, and a start may
+    /// still log that warning (harmless: the lease waits for the pool either way).
     package mutating func addRunning(_ client: PostgresClient) {
         #if compiler(>=6.2)
         if #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {

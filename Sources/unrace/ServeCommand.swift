@@ -112,7 +112,11 @@ struct ServeCommand: AsyncParsableCommand {
         )
         // In a group of its own, shut down gracefully after the shop's: cancelled instead, its
         // server logged an error ("Waiting on child channel: CancellationError()") at every stop.
-        let providerGroup = ServiceGroup(services: [providerApp], gracefulShutdownSignals: [], logger: logger)
+        // Bounded like the shop's: a request that never finishes (the provider has no idle
+        // timeout) is cancelled after 2 s rather than holding the exit.
+        var providerConfiguration = ServiceGroupConfiguration(services: [.init(service: providerApp)], logger: logger)
+        providerConfiguration.maximumGracefulShutdownDuration = .seconds(2)
+        let providerGroup = ServiceGroup(configuration: providerConfiguration)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // A provider that stops (or never binds) ends the wait for its port.
@@ -129,7 +133,8 @@ struct ServeCommand: AsyncParsableCommand {
             do {
                 try await run(configuration, logger)
             } catch {
-                group.cancelAll()
+                await providerGroup.triggerGracefulShutdown()
+                try? await group.waitForAll()
                 throw error
             }
             await providerGroup.triggerGracefulShutdown()

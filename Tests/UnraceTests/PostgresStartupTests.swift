@@ -225,7 +225,14 @@ struct PostgresStartupTests {
                 }
             }
             let early = recorder.entries.filter { $0.message.contains("hasn't been called yet") }
-            #expect(early.isEmpty, "\(early.count) of 6 starts leased before the client ran")
+            // Where immediate tasks exist (see `addRunning`): Swift 6.2 and later, macOS 26 and later.
+            #if compiler(>=6.2)
+            if #available(macOS 26, *) {
+                #expect(early.isEmpty, "\(early.count) of 6 starts leased before the client ran")
+            }
+            #else
+            _ = early
+            #endif
         }
     }
 
