@@ -138,16 +138,14 @@ package final class ConnectionGuard: Sendable {
     /// close fails every statement postgres-nio had received at once; what is left never reached it.
     package static let abandonGrace: TimeAmount = .milliseconds(100)
 
-    /// Gives up on every statement still waiting, after the connection closed: closed by the
-    /// guard, or (`byGuard: false`) by anything else — the server or a proxy ending the session,
-    /// a failover, a close outside the step. Their tasks stay suspended (nothing will ever answer
-    /// them); each is counted.
-    fileprivate func abandonWaiting(byGuard: Bool) {
-        let waiting = state.withLock { state -> [@Sendable (any Error) -> Void] in
-            // The guard's own close: its own give-up follows, with the step's reason.
-            if !byGuard, state.closing { return [] }
+    /// Gives up on every statement still waiting, ``abandonGrace`` after the connection closed
+    /// (``CloseWatch`` calls it for every close): closed by the guard (stopping or ending the
+    /// step), or by anything else — the server or a proxy ending the session, a failover, a close
+    /// outside the step. Their tasks stay suspended (nothing will ever answer them); each is counted.
+    fileprivate func abandonWaiting() {
+        let (waiting, byGuard) = state.withLock { state -> ([@Sendable (any Error) -> Void], Bool) in
             defer { state.waiting = [:] }
-            return Array(state.waiting.values)
+            return (Array(state.waiting.values), state.closing)
         }
         guard !waiting.isEmpty else { return }
         let error =
@@ -206,11 +204,8 @@ package final class ConnectionGuard: Sendable {
         }
         guard close else { return }
         let connection = connection
-        connection.eventLoop.scheduleTask(in: .milliseconds(10)) {
-            connection.close().whenComplete { _ in
-                connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting(byGuard: true) }
-            }
-        }
+        // Its close watch gives up what the close leaves unanswered.
+        connection.eventLoop.scheduleTask(in: .milliseconds(10)) { let _: EventLoopFuture<Void> = connection.close() }
     }
 
     /// Closes the connection when the step ends instead of giving it back: postgres-nio keeps a
@@ -232,16 +227,14 @@ package final class ConnectionGuard: Sendable {
             return true
         }
         guard close else { return }
-        let connection = connection
-        connection.close().whenComplete { _ in
-            connection.eventLoop.scheduleTask(in: Self.abandonGrace) { self.abandonWaiting(byGuard: true) }
-        }
+        let _: EventLoopFuture<Void> = connection.close()  // its close watch gives up what the close leaves unanswered
     }
 }
 
 /// Per connection, the step on it now, told when the connection closes whoever closed it: the
-/// server ending the session, a proxy cutting it (HAProxy's `shutdown-sessions` when a node is
-/// marked down), a failover. A statement written after such a close is never answered by
+/// step's own guard (a stop, a step ended with a statement in flight), the server ending the
+/// session, a proxy cutting it (HAProxy's `shutdown-sessions` when a node is marked down), a
+/// failover. The one place statements are given up. A statement written after a close is never answered by
 /// postgres-nio 1.33 (it writes with no promise, so nothing fails the statement's), and the step
 /// would otherwise wait for its timeout: ``ConnectionGuard/abandonGrace`` after the close, the
 /// step's statements still waiting are given up with a retryable
@@ -277,7 +270,7 @@ private final class CloseWatch: Sendable {
             guard let stepGuard else { return }
             // What postgres-nio had received, it fails at the close; what is left after this
             // never reached it.
-            connection.eventLoop.scheduleTask(in: ConnectionGuard.abandonGrace) { stepGuard.abandonWaiting(byGuard: false) }
+            connection.eventLoop.scheduleTask(in: ConnectionGuard.abandonGrace) { stepGuard.abandonWaiting() }
         }
     }
 }
