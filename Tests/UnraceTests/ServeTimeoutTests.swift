@@ -11,10 +11,13 @@ struct ServeTimeoutTests {
     static let stalledUpload =
         "POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"stall\"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sku\":\"w"
 
-    static func serve(_ options: [String]) async throws -> (ChildProcess, Int, URL) {
+    static func serve(_ options: [String], captureErrors: Bool = false) async throws -> (ChildProcess, Int, URL) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("serve"))
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let server = try ChildProcess(["serve", "--file", folder.appendingPathComponent("shop.sqlite").path, "--port", "0"] + options)
+        let server = try ChildProcess(
+            ["serve", "--file", folder.appendingPathComponent("shop.sqlite").path, "--port", "0"] + options,
+            captureErrors: captureErrors
+        )
         try await server.waitFor("listening on")
         return (server, try #require(server.listeningPort), folder)
     }
@@ -55,15 +58,11 @@ struct ServeTimeoutTests {
         "SIGTERM with nothing in flight stops serve with status 0 and no error logged: its built-in provider is shut down gracefully, not cancelled"
     )
     func quietShutdown() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("serve"))
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let server = try ChildProcess(
-            ["serve", "--file", folder.appendingPathComponent("shop.sqlite").path, "--port", "0"],
-            captureErrors: true
-        )
-        defer { server.sendKill() }
-        try await server.waitFor("listening on")
+        let (server, _, folder) = try await Self.serve([], captureErrors: true)
+        defer {
+            server.sendKill()
+            try? FileManager.default.removeItem(at: folder)
+        }
         #expect(await server.terminate() == 0)
         #expect(!server.printed.contains(" error "), "\(server.printed)")
     }
